@@ -1,0 +1,41 @@
+# MonkeyCI fleet. `make test` is what CI runs (.ci/run); `make bench` prints
+# the figures the issues ask for.
+GO       ?= go
+BIN      := bin/monkeyci
+PKGS     := ./...
+# Packages with goroutines of their own run under the race detector.
+RACEPKGS := ./agent/... ./sidecar/... ./console/... ./script/...
+FUZZTIME ?= 10s
+
+.PHONY: all build images test race fuzz bench proto vet clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/monkeyci
+
+# Local images for tests and examples: no registry can be reached.
+images:
+	bash images/build.sh
+
+test: images
+	$(GO) vet $(PKGS)
+	test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 20m -race $(RACEPKGS)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME) ./pipeline/
+	$(GO) test -run '^$$' -fuzz FuzzParseJSON -fuzztime $(FUZZTIME) ./pipeline/
+	$(GO) test -run '^$$' -fuzz FuzzParseEDN -fuzztime $(FUZZTIME) ./pipeline/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEDN -fuzztime $(FUZZTIME) ./events/
+
+bench: images
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+
+proto:
+	protoc -I proto -I /usr/include --go_out=. --go_opt=module=github.com/monkeyci/monkeyci \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/monkeyci/monkeyci proto/jobapi/jobapi.proto
+
+clean:
+	rm -rf bin

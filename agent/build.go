@@ -1,0 +1,291 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// Paths inside the script container.
+const (
+	scriptAPIDir  = "/run/monkeyci"
+	scriptSocket  = scriptAPIDir + "/job.sock"
+	workspacePath = "/workspace"
+)
+
+// cleanupTimeout bounds the removal of a build's containers and volume,
+// which runs on its own context so that a cancel never leaks them.
+const cleanupTimeout = time.Minute
+
+// build is one build being run.
+type build struct {
+	r    *Runner
+	spec BuildSpec
+	rep  Reporter
+	ctx  context.Context // ends when the build is canceled or over
+	// jobsCtx ends with ctx, or when the script ends: no job outlives it.
+	jobsCtx  context.Context
+	stopJobs context.CancelFunc
+	dir      string // host directory: api socket, job files, artifacts
+	volume   string // the workspace
+	labels   map[string]string
+	pauser   *pauser
+
+	mu      sync.Mutex
+	jobs    map[string]*jobRun
+	order   []string
+	changed chan struct{} // closed and replaced whenever a job ends
+	made    []string      // containers made, for cleanup
+	wg      sync.WaitGroup
+}
+
+// Run runs one build to its end and returns how it went. A build that fails
+// is an Outcome with Result failure and a nil error; an error means the
+// runner itself could not do its work. Canceling ctx cancels the build; its
+// containers, volume and files are removed whatever happens.
+func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome, error) {
+	started := time.Now()
+	if spec.ID == "" {
+		spec.ID = newID()
+	}
+	b := &build{
+		r:       r,
+		spec:    spec,
+		rep:     rep,
+		dir:     filepath.Join(r.cfg.StateDir, "builds", spec.ID),
+		volume:  "monkeyci-" + spec.ID + "-workspace",
+		labels:  map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
+		jobs:    map[string]*jobRun{},
+		changed: make(chan struct{}),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.ctx = ctx
+	b.jobsCtx, b.stopJobs = context.WithCancel(ctx)
+	defer b.stopJobs()
+	b.emit(events.Event{Type: events.BuildStart})
+
+	out, err := b.run()
+	out.Duration = time.Since(started)
+	b.cleanup()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		out.Result, err = events.Canceled, nil
+	case err != nil:
+		out.Result = events.Error
+	}
+	end := events.Event{Type: events.BuildEnd, Status: out.Result, Duration: out.Duration}
+	if err != nil {
+		end.Message = err.Error()
+	}
+	b.emit(end)
+	return out, err
+}
+
+func (b *build) run() (Outcome, error) {
+	ctx, cfg := b.ctx, b.r.cfg
+	image, err := b.r.Prepare(ctx)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if err := os.MkdirAll(filepath.Join(b.dir, "api"), 0o755); err != nil {
+		return Outcome{}, fmt.Errorf("build directory: %w", err)
+	}
+	if err := cfg.Runtime.CreateVolume(ctx, b.volume, b.labelsFor("workspace", "")); err != nil {
+		return Outcome{}, fmt.Errorf("workspace volume: %w", err)
+	}
+	token := newID() + newID()
+	script, err := b.create(ContainerSpec{
+		Name:     "monkeyci-" + b.spec.ID + "-script",
+		Image:    image,
+		Cmd:      []string{"script"},
+		Env:      []string{"MONKEYCI_API=unix://" + scriptSocket, "MONKEYCI_TOKEN=" + token, "MONKEYCI_BUILD_ID=" + b.spec.ID},
+		WorkDir:  workspacePath,
+		Labels:   b.labelsFor("script", ""),
+		Mounts:   []Mount{{Volume: b.volume, Target: workspacePath}, {Source: filepath.Join(b.dir, "api"), Target: scriptAPIDir}},
+		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
+		Memory:   cfg.Script.Memory,
+		Network:  "none",
+	})
+	if err != nil {
+		return Outcome{}, fmt.Errorf("script container: %w", err)
+	}
+	if err := b.fillWorkspace(script); err != nil {
+		return Outcome{}, err
+	}
+	b.pauser = &pauser{
+		rt: cfg.Runtime, id: script, enabled: cfg.Pause, ledger: cfg.Ledger,
+		cpu: Resources{MilliCPUs: cfg.Script.MilliCPUs}, emit: b.emit, log: cfg.Logger.Named("pause"),
+	}
+	stop, err := serveJobAPI(filepath.Join(b.dir, "api", "job.sock"), token, b)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer stop()
+
+	if err := cfg.Ledger.Acquire(ctx, cfg.Script); err != nil {
+		return Outcome{}, fmt.Errorf("script container: %w", err)
+	}
+	exit, err := b.runScript(script)
+	cfg.Ledger.Release(cfg.Script)
+	if err != nil {
+		return b.outcome(exit.Code), err
+	}
+	// A script that ends leaves no job behind.
+	b.stopJobs()
+	return b.outcome(exit.Code), nil
+}
+
+// runScript starts the script container and waits for it to end.
+func (b *build) runScript(id string) (Exit, error) {
+	rt := b.r.cfg.Runtime
+	b.emit(events.Event{Type: events.ScriptInitializing})
+	if err := rt.Start(b.ctx, id); err != nil {
+		return Exit{Code: -1}, fmt.Errorf("starting the script container: %w", err)
+	}
+	b.emit(events.Event{Type: events.ScriptStart})
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		_ = rt.Logs(b.ctx, id, outputWriter{b.rep, "", "out"}, outputWriter{b.rep, "", "err"})
+	}()
+	exit, err := rt.Wait(b.ctx, id)
+	if err != nil {
+		return Exit{Code: -1}, fmt.Errorf("script container: %w", err)
+	}
+	<-logsDone
+	status := events.Success
+	if exit.Code != 0 {
+		status = events.Failure
+	}
+	b.emit(events.Event{Type: events.ScriptEnd, Status: status, Exit: events.ExitCode(exit.Code)})
+	return exit, nil
+}
+
+// fillWorkspace copies the source into the workspace volume through the
+// created (not yet started) script container: one archive copy per build.
+func (b *build) fillWorkspace(script string) error {
+	if b.spec.Source == "" {
+		return nil
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(WriteWorkspace(pw, b.spec.Source)) }()
+	if err := b.r.cfg.Runtime.CopyTo(b.ctx, script, workspacePath, pr); err != nil {
+		pr.CloseWithError(err)
+		return fmt.Errorf("filling the workspace: %w", err)
+	}
+	return nil
+}
+
+func (b *build) outcome(scriptExit int) Outcome {
+	b.wg.Wait()
+	out := Outcome{Result: events.Success, ScriptExit: scriptExit}
+	if b.pauser != nil {
+		out.Pauses, out.Paused = b.pauser.stats()
+	}
+	failed, errored := false, false
+	b.mu.Lock()
+	for _, id := range b.order {
+		jr := b.jobs[id]
+		out.Jobs = append(out.Jobs, JobOutcome{ID: id, Result: jr.result.status, Exit: jr.result.exit, Message: jr.result.message, Duration: jr.duration})
+		failed = failed || jr.result.status == events.Failure
+		errored = errored || jr.result.status == events.Error
+	}
+	b.mu.Unlock()
+	switch {
+	case failed || scriptExit != 0 && !errored:
+		out.Result = events.Failure
+	case errored:
+		out.Result = events.Error
+	}
+	return out
+}
+
+// create makes a container and remembers it for cleanup.
+func (b *build) create(spec ContainerSpec) (string, error) {
+	id, err := b.r.cfg.Runtime.Create(b.ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	b.mu.Lock()
+	b.made = append(b.made, id)
+	b.mu.Unlock()
+	return id, nil
+}
+
+// cleanup removes everything the build made, on its own context.
+func (b *build) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	rt, log := b.r.cfg.Runtime, b.r.cfg.Logger
+	if b.pauser != nil {
+		b.pauser.resume(ctx) // a frozen container cannot be killed cleanly
+	}
+	b.stopJobs()
+	b.wg.Wait()
+	b.mu.Lock()
+	made := append([]string(nil), b.made...)
+	b.mu.Unlock()
+	// Also whatever carries the build's label: a create that failed on the
+	// wire may still have made a container.
+	if listed, err := rt.ListContainers(ctx, map[string]string{LabelBuild: b.spec.ID}); err == nil {
+		made = append(made, listed...)
+	}
+	for _, id := range made {
+		if err := rt.Remove(ctx, id); err != nil {
+			log.Warn("could not remove container", "container", id, "error", err)
+		}
+	}
+	if err := rt.RemoveVolume(ctx, b.volume); err != nil {
+		log.Warn("could not remove volume", "volume", b.volume, "error", err)
+	}
+	if err := os.RemoveAll(b.dir); err != nil {
+		log.Warn("could not remove build directory", "dir", b.dir, "error", err)
+	}
+}
+
+func (b *build) labelsFor(role, job string) map[string]string {
+	l := maps.Clone(b.labels)
+	l[LabelRole] = role
+	if job != "" {
+		l[LabelJob] = job
+	}
+	return l
+}
+
+func (b *build) emit(e events.Event) {
+	e.Build = b.spec.ID
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	b.rep.Event(e)
+}
+
+// outputWriter hands a container's output to the reporter.
+type outputWriter struct {
+	rep         Reporter
+	job, stream string
+}
+
+func (w outputWriter) Write(p []byte) (int, error) {
+	w.rep.Output(w.job, w.stream, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails: it crashes the program instead
+	return hex.EncodeToString(b[:])
+}
+
+var errDuplicateJob = errors.New("a job with that id was already started")

@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	pathpkg "path"
+	"strings"
+)
+
+// Where the agent's binary lives in its own image (and, later, in every
+// script container).
+const (
+	BinaryPath    = "/opt/monkeyci/bin/monkeyci"
+	agentImageRef = "monkeyci/agent"
+)
+
+// ensureAgentImage makes an image holding only the static binary, named by
+// the binary's hash so a new build of the binary gets a new image. No
+// registry is involved: the image is imported from a tar made here.
+func ensureAgentImage(ctx context.Context, rt Runtime, binary string) (string, error) {
+	sum, err := fileHash(binary)
+	if err != nil {
+		return "", fmt.Errorf("agent image: %w", err)
+	}
+	ref := agentImageRef + ":" + sum[:12]
+	ok, err := rt.HasImage(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("agent image: %w", err)
+	}
+	if ok {
+		return ref, nil
+	}
+	if err := ImportBinaryImage(ctx, rt, ref, binary, BinaryPath); err != nil {
+		return "", fmt.Errorf("agent image: %w", err)
+	}
+	return ref, nil
+}
+
+// ImportBinaryImage makes image ref whose file system holds only a static
+// binary at path, its entrypoint, and the empty directories a script
+// container mounts over.
+func ImportBinaryImage(ctx context.Context, rt Runtime, ref, binary, path string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeBinaryRootfs(pw, binary, path)) }()
+	if err := rt.ImportImage(ctx, ref, pr, []string{path}); err != nil {
+		pr.CloseWithError(err)
+		return fmt.Errorf("importing %s: %w", ref, err)
+	}
+	return nil
+}
+
+func fileHash(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func writeBinaryRootfs(w io.Writer, binary, path string) error {
+	f, err := os.Open(binary)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	dirs := []string{"tmp/", "workspace/", "run/", "run/monkeyci/"}
+	parent := ""
+	for _, part := range strings.Split(strings.Trim(pathpkg.Dir(path), "/"), "/") {
+		if part != "" {
+			parent += part + "/"
+			dirs = append(dirs, parent)
+		}
+	}
+	for _, d := range dirs {
+		mode := int64(0o755)
+		if d == "tmp/" {
+			mode = 0o1777
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: mode}); err != nil {
+			return err
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(path, "/"), Mode: 0o755, Size: st.Size()}); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, f); err != nil {
+		return err
+	}
+	return tw.Close()
+}

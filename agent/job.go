@@ -1,0 +1,386 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
+	"github.com/monkeyci/monkeyci/sidecar"
+)
+
+// jobFilesPath is where a job's wrapper, event log and log files are
+// mounted in its container.
+const jobFilesPath = "/opt/monkeyci/job"
+
+// jobRun is one job of a build: started by the script, run by the agent.
+type jobRun struct {
+	job      pipeline.Job
+	done     chan struct{} // closed when result is set
+	result   jobResult
+	duration time.Duration
+}
+
+type jobResult struct {
+	id      string
+	status  events.Result
+	exit    int
+	message string
+}
+
+// startJob registers a job and runs it in the background; the job waits
+// for capacity there. A job that can never fit ends at once, saying why.
+func (b *build) startJob(j pipeline.Job) error {
+	jr, err := b.register(j.ID, j)
+	if err != nil {
+		return err
+	}
+	need := jobNeeds(j)
+	if err := b.r.cfg.Ledger.CanEverFit(need); err != nil {
+		b.finish(jr, jobResult{status: events.Error, exit: -1, message: fmt.Sprintf("job %s can never run on this agent: it %v", j.ID, err)}, 0)
+		return nil
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.emit(events.Event{Type: events.JobQueued, Job: j.ID})
+		if err := b.r.cfg.Ledger.Acquire(b.jobsCtx, need); err != nil {
+			b.finish(jr, jobResult{status: events.Canceled, exit: -1, message: "canceled while waiting for capacity"}, 0)
+			return
+		}
+		started := time.Now()
+		res := b.execJob(j)
+		b.r.cfg.Ledger.Release(need)
+		b.finish(jr, res, time.Since(started))
+	}()
+	return nil
+}
+
+// skipJob records a job the script will not run.
+func (b *build) skipJob(id, reason string) error {
+	jr, err := b.register(id, pipeline.Job{ID: id})
+	if err != nil {
+		return err
+	}
+	b.finish(jr, jobResult{status: events.Skipped, message: reason}, 0)
+	return nil
+}
+
+func (b *build) register(id string, j pipeline.Job) (*jobRun, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.jobs[id]; ok {
+		return nil, fmt.Errorf("%w: %s", errDuplicateJob, id)
+	}
+	jr := &jobRun{job: j, done: make(chan struct{})}
+	b.jobs[id] = jr
+	b.order = append(b.order, id)
+	return jr, nil
+}
+
+func (b *build) finish(jr *jobRun, res jobResult, d time.Duration) {
+	res.id = jr.job.ID
+	b.mu.Lock()
+	jr.result, jr.duration = res, d
+	close(jr.done)
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+	e := events.Event{Type: events.JobEnd, Job: res.id, Status: res.status, Exit: events.ExitCode(res.exit), Message: res.message, Duration: d}
+	if res.status == events.Skipped {
+		e = events.Event{Type: events.JobSkipped, Job: res.id, Status: res.status, Message: res.message}
+	}
+	b.emit(e)
+}
+
+// await waits until any (or all) of ids have ended and returns the results
+// of those that have. The script is paused meanwhile, and resumed first.
+func (b *build) await(ctx context.Context, ids []string, any bool) ([]jobResult, error) {
+	b.mu.Lock()
+	for _, id := range ids {
+		if _, ok := b.jobs[id]; !ok {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("no job %q was started in this build", id)
+		}
+	}
+	b.mu.Unlock()
+	collect := func() (<-chan struct{}, []jobResult, bool) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		var done []jobResult
+		for _, id := range ids {
+			select {
+			case <-b.jobs[id].done:
+				done = append(done, b.jobs[id].result)
+			default:
+			}
+		}
+		complete := len(done) == len(ids) || any && len(done) > 0
+		return b.changed, done, complete
+	}
+	changed, done, complete := collect()
+	if complete {
+		return done, nil
+	}
+	b.pauser.awaitBegin()
+	for !complete {
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			b.pauser.awaitEnd(ctx)
+			return nil, ctx.Err()
+		}
+		changed, done, complete = collect()
+	}
+	b.pauser.awaitEnd(ctx)
+	return done, nil
+}
+
+func jobNeeds(j pipeline.Job) Resources {
+	return Resources{MilliCPUs: int64(j.CPUs) * 1000, Memory: j.Memory}
+}
+
+// execJob runs one job's container from create to remove.
+func (b *build) execJob(j pipeline.Job) jobResult {
+	ctx, rt := b.jobsCtx, b.r.cfg.Runtime
+	fail := func(status events.Result, format string, args ...any) jobResult {
+		return jobResult{status: status, exit: -1, message: fmt.Sprintf(format, args...)}
+	}
+	b.emit(events.Event{Type: events.JobInitializing, Job: j.ID})
+	b.pauser.jobStarting()
+	started := sync.OnceFunc(b.pauser.jobStarted)
+	defer started()
+	if err := rt.EnsureImage(ctx, j.Image); err != nil {
+		return fail(events.Error, "job %s: %v", j.ID, err)
+	}
+	spec, filesDir, err := b.jobContainer(j)
+	if err != nil {
+		return fail(events.Error, "job %s: %v", j.ID, err)
+	}
+	id, err := b.create(spec)
+	if err != nil {
+		return fail(events.Error, "job %s: creating its container: %v", j.ID, err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		_ = rt.Remove(ctx, id)
+	}()
+	workDir := spec.WorkDir
+	if err := b.restore(id, j, workDir); err != nil {
+		return fail(events.Error, "job %s: %v", j.ID, err)
+	}
+
+	sink := &jobSink{b: b, job: j.ID, started: started}
+	exited := make(chan struct{})
+	tailed := make(chan error, 1)
+	if filesDir != "" {
+		go func() { tailed <- sidecar.Tail(ctx, filesDir, sink, exited) }()
+	}
+	// Said before the start call returns: output may arrive before it does.
+	b.emit(events.Event{Type: events.JobStart, Job: j.ID})
+	if err := rt.Start(ctx, id); err != nil {
+		close(exited)
+		if filesDir != "" {
+			<-tailed
+		}
+		return fail(events.Error, "job %s: starting its container: %v", j.ID, err)
+	}
+	if filesDir == "" {
+		started()
+	}
+	if filesDir == "" { // no wrapper: the container's own output
+		go func() {
+			tailed <- rt.Logs(ctx, id, outputWriter{b.rep, j.ID, "out"}, outputWriter{b.rep, j.ID, "err"})
+		}()
+	}
+	wctx, cancel := context.WithTimeout(ctx, j.Timeout)
+	exit, err := rt.Wait(wctx, id)
+	timedOut := errors.Is(wctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	cancel()
+	if timedOut {
+		_ = rt.Stop(context.WithoutCancel(ctx), id, 1)
+	}
+	// On cancel the deferred remove kills the container at once.
+	close(exited)
+	<-tailed
+	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
+	switch {
+	case ctx.Err() != nil:
+		return fail(events.Canceled, "canceled")
+	case timedOut:
+		return fail(events.Error, "job %s timed out after %s", j.ID, j.Timeout)
+	case err != nil:
+		return fail(events.Error, "job %s: waiting for its container: %v", j.ID, err)
+	}
+	res := jobResult{status: events.Success, exit: exit.Code}
+	if exit.Code != 0 {
+		res.status, res.message = events.Failure, sink.failure(exit)
+	}
+	if msg := b.save(id, j, workDir, res.status == events.Success); msg != "" {
+		if res.status == events.Success {
+			res.status, res.message = events.Failure, msg
+		}
+	}
+	return res
+}
+
+// jobContainer is the container of a job, and the host directory of its
+// wrapper files ("" for a job without script lines).
+func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
+	workDir := j.WorkDir
+	if workDir == "" {
+		workDir = workspacePath
+	} else if !path.IsAbs(workDir) {
+		workDir = path.Join(workspacePath, workDir)
+	}
+	env := []string{"MONKEYCI_BUILD_ID=" + b.spec.ID, "MONKEYCI_JOB_ID=" + j.ID}
+	keys := make([]string, 0, len(j.Env))
+	for k := range j.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+j.Env[k])
+	}
+	spec := ContainerSpec{
+		Name:       "monkeyci-" + b.spec.ID + "-" + safeName(j.ID),
+		Image:      j.Image,
+		Entrypoint: j.Entrypoint,
+		Cmd:        j.Cmd,
+		WorkDir:    workDir,
+		Labels:     b.labelsFor("job", j.ID),
+		Mounts:     []Mount{{Volume: b.volume, Target: workspacePath}},
+		NanoCPUs:   int64(j.CPUs) * 1e9,
+		Memory:     j.Memory,
+	}
+	filesDir := ""
+	if len(j.Script) > 0 {
+		filesDir = filepath.Join(b.dir, "jobs", fileKey(j.ID))
+		if err := sidecar.Write(filesDir, j.Script); err != nil {
+			return spec, "", fmt.Errorf("writing its wrapper: %w", err)
+		}
+		cmd, wenv := sidecar.Command(jobFilesPath, len(j.Script), j.Shell)
+		spec.Entrypoint, spec.Cmd = []string{}, cmd
+		env = append(env, wenv...)
+		spec.Mounts = append(spec.Mounts, Mount{Source: filesDir, Target: jobFilesPath})
+	}
+	spec.Env = env
+	return spec, filesDir, nil
+}
+
+// restore puts the job's artifacts and caches in place before it starts.
+func (b *build) restore(id string, j pipeline.Job, workDir string) error {
+	rt := b.r.cfg.Runtime
+	for _, a := range j.RestoreArtifacts {
+		err := restoreArchive(b.jobsCtx, rt, id, b.artifactFile(a.ID))
+		if errors.Is(err, errNoArchive) {
+			return fmt.Errorf("artifact %q was not saved by any job that ran before", a.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("restoring artifact %q: %w", a.ID, err)
+		}
+	}
+	for _, c := range j.Caches {
+		err := restoreArchive(b.jobsCtx, rt, id, b.cacheFile(c.ID))
+		if err != nil && !errors.Is(err, errNoArchive) {
+			return fmt.Errorf("restoring cache %q: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+// save keeps the job's artifacts and, when it succeeded, its caches. It
+// returns what went wrong, in words, or "".
+func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) string {
+	ctx, rt := context.WithoutCancel(b.jobsCtx), b.r.cfg.Runtime
+	var problems []string
+	for _, a := range j.SaveArtifacts {
+		if err := saveArchive(ctx, rt, id, containerPath(workDir, a.Path), b.artifactFile(a.ID)); err != nil {
+			problems = append(problems, fmt.Sprintf("saving artifact %q from %s: %v", a.ID, a.Path, err))
+		}
+	}
+	if succeeded {
+		for _, c := range j.Caches {
+			if err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), b.cacheFile(c.ID)); err != nil {
+				b.r.cfg.Logger.Warn("could not save cache", "job", j.ID, "cache", c.ID, "error", err)
+			}
+		}
+	}
+	return strings.Join(problems, "; ")
+}
+
+func (b *build) artifactFile(id string) string {
+	return filepath.Join(b.dir, "artifacts", fileKey(id))
+}
+
+func (b *build) cacheFile(id string) string {
+	repo := b.spec.Repo
+	if repo == "" {
+		repo = "default"
+	}
+	return filepath.Join(b.r.cfg.CacheDir, fileKey(repo), fileKey(id))
+}
+
+// safeName keeps the characters Docker allows in container names.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// jobSink forwards a job container's wrapper events and output, and keeps
+// how its script ended.
+type jobSink struct {
+	b   *build
+	job string
+	// started is called when the wrapper says the container is up.
+	started func()
+
+	mu  sync.Mutex
+	end *events.Event
+}
+
+func (s *jobSink) Event(e events.Event) {
+	e.Job = s.job
+	if e.Type == events.ContainerStart {
+		s.started()
+	}
+	if e.Type == events.ContainerScriptEnd {
+		s.mu.Lock()
+		s.end = &e
+		s.mu.Unlock()
+	}
+	s.b.emit(e)
+}
+
+func (s *jobSink) Output(command, stream string, data []byte) {
+	s.b.rep.Output(s.job, stream, data)
+}
+
+// failure says in words why a job's container exited non-zero.
+func (s *jobSink) failure(exit Exit) string {
+	if exit.OOMKilled {
+		return "killed: out of memory"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.end != nil && s.end.Step != "" {
+		code := exit.Code
+		if s.end.Exit != nil {
+			code = *s.end.Exit
+		}
+		return fmt.Sprintf("script line %s failed with exit code %d", s.end.Step, code)
+	}
+	return fmt.Sprintf("exited with code %d", exit.Code)
+}

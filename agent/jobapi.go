@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/monkeyci/monkeyci/proto/jobapi"
+)
+
+// jobServer serves the job API of one build on a unix socket. It sends no
+// keepalive pings: a frozen script cannot answer them (DESIGN section 6).
+type jobServer struct {
+	jobapi.UnimplementedJobAPIServer
+	b *build
+}
+
+var _ jobapi.JobAPIServer = (*jobServer)(nil)
+
+// serveJobAPI listens on socket and serves until the returned stop is called.
+func serveJobAPI(socket, token string, b *build) (stop func(), err error) {
+	_ = os.Remove(socket)
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("job API: %w", err)
+	}
+	// The script runs as root inside its container; the socket's directory
+	// is only mounted into that container.
+	if err := os.Chmod(socket, 0o666); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("job API: %w", err)
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(checkToken(token), b.pauser.track))
+	jobapi.RegisterJobAPIServer(srv, &jobServer{b: b})
+	go func() { _ = srv.Serve(l) }()
+	return srv.Stop, nil
+}
+
+// checkToken refuses calls without the build's token.
+func checkToken(token string) grpc.UnaryServerInterceptor {
+	want := []byte("Bearer " + token)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		got := md.Get("authorization")
+		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), want) != 1 {
+			return nil, status.Error(codes.Unauthenticated, "this call does not carry the build's token")
+		}
+		return next(ctx, req)
+	}
+}
+
+// track counts every call but awaits, which count themselves.
+func (p *pauser) track(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	if strings.HasSuffix(info.FullMethod, "/AwaitJobs") {
+		return next(ctx, req)
+	}
+	p.callBegin(ctx)
+	defer p.callEnd()
+	return next(ctx, req)
+}
+
+func (s *jobServer) StartJob(ctx context.Context, req *jobapi.StartJobRequest) (*jobapi.StartJobResponse, error) {
+	job, err := jobapi.JobFromProto(req.GetJob())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := s.b.startJob(job); err != nil {
+		if errors.Is(err, errDuplicateJob) {
+			return nil, status.Error(codes.AlreadyExists, err.Error())
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &jobapi.StartJobResponse{}, nil
+}
+
+func (s *jobServer) AwaitJobs(ctx context.Context, req *jobapi.AwaitJobsRequest) (*jobapi.AwaitJobsResponse, error) {
+	results, err := s.b.await(ctx, req.GetIds(), req.GetAny())
+	if err != nil {
+		return nil, status.Error(codes.NotFound, err.Error())
+	}
+	resp := &jobapi.AwaitJobsResponse{}
+	for _, r := range results {
+		resp.Results = append(resp.Results, &jobapi.JobResult{Id: r.id, Status: string(r.status), Exit: int32(r.exit), Message: r.message})
+	}
+	return resp, nil
+}
+
+func (s *jobServer) SkipJob(ctx context.Context, req *jobapi.SkipJobRequest) (*jobapi.SkipJobResponse, error) {
+	if err := s.b.skipJob(req.GetId(), req.GetReason()); err != nil {
+		return nil, status.Error(codes.AlreadyExists, err.Error())
+	}
+	return &jobapi.SkipJobResponse{}, nil
+}
+
+func (s *jobServer) GetParams(ctx context.Context, req *jobapi.GetParamsRequest) (*jobapi.GetParamsResponse, error) {
+	return &jobapi.GetParamsResponse{Params: s.b.spec.Params}, nil
+}

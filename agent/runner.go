@@ -1,0 +1,138 @@
+// Package agent runs builds: a build's workspace volume, its script
+// container, the job API the script drives, the job containers, and the
+// pausing of the script while its jobs run. Containers are reached through
+// the Runtime interface; the Docker implementation is in agent/docker.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// Container and volume labels (DESIGN section 10): everything the runner
+// makes carries them, so a crash can always be cleaned up.
+const (
+	LabelBuild = "io.monkeyci.build"
+	LabelJob   = "io.monkeyci.job"
+	LabelRole  = "io.monkeyci.role"
+	LabelAgent = "io.monkeyci.agent"
+)
+
+// Config is what a Runner needs. Zero values take the defaults noted.
+type Config struct {
+	Runtime Runtime
+	// Ledger is the agent's capacity, shared by every build it runs.
+	Ledger *Ledger
+	Logger hclog.Logger
+	// Binary is the static monkeyci binary run in script containers
+	// (default: this process's executable).
+	Binary string
+	// StateDir holds per-build sockets and job files (default: a temp dir).
+	StateDir string
+	// CacheDir keeps caches across builds of a repository.
+	CacheDir string
+	// Pause freezes script containers while they await their jobs.
+	Pause bool
+	// Script is what a running script container reserves (default 1 CPU, 1 GB);
+	// a paused one keeps only the memory.
+	Script Resources
+	// AgentID labels what this agent makes (default "local").
+	AgentID string
+}
+
+// BuildSpec says what to build.
+type BuildSpec struct {
+	ID string
+	// Repo keys the caches kept across builds.
+	Repo string
+	// Source is the directory copied into the workspace.
+	Source string
+	Params map[string]string
+}
+
+// Reporter receives a build's events and output as they happen. Calls come
+// from several goroutines; the implementation serialises what it needs.
+type Reporter interface {
+	Event(e events.Event)
+	// Output is a slice of a job's output ("out" or "err"); job "" is the
+	// script container.
+	Output(job, stream string, data []byte)
+}
+
+// Outcome is how a build ended.
+type Outcome struct {
+	Result   events.Result
+	Jobs     []JobOutcome // in the order they were started or skipped
+	Duration time.Duration
+	Paused   time.Duration // total time the script container was frozen
+	Pauses   int
+	// ScriptExit is the script container's exit code.
+	ScriptExit int
+}
+
+// JobOutcome is how one job ended.
+type JobOutcome struct {
+	ID       string
+	Result   events.Result
+	Exit     int
+	Message  string
+	Duration time.Duration
+}
+
+// Runner runs builds through a Runtime. Safe for concurrent use: builds run
+// side by side share the ledger.
+type Runner struct {
+	cfg Config
+
+	imageOnce sync.Once
+	image     string
+	imageErr  error
+}
+
+// NewRunner checks cfg and fills its defaults.
+func NewRunner(cfg Config) (*Runner, error) {
+	if cfg.Runtime == nil || cfg.Ledger == nil {
+		return nil, errors.New("runner: a runtime and a ledger are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("runner: finding own binary: %w", err)
+		}
+		cfg.Binary = exe
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(os.TempDir(), "monkeyci")
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(cfg.StateDir, "caches")
+	}
+	if cfg.Script == (Resources{}) {
+		cfg.Script = Resources{MilliCPUs: 1000, Memory: 1 << 30}
+	}
+	if cfg.AgentID == "" {
+		cfg.AgentID = "local"
+	}
+	return &Runner{cfg: cfg}, nil
+}
+
+// Prepare makes the script container's image, once. Run calls it too;
+// calling it first takes the work off the first build's clock.
+func (r *Runner) Prepare(ctx context.Context) (string, error) {
+	r.imageOnce.Do(func() {
+		r.image, r.imageErr = ensureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
+	})
+	return r.image, r.imageErr
+}

@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+)
+
+// BenchmarkJobStartOverhead: N sequential `true` jobs through the runner
+// (from the script's StartJob to the job's end, its container removed)
+// against N `docker run --rm IMAGE true`, in alternating rounds.
+func BenchmarkJobStartOverhead(b *testing.B) {
+	engine := dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	r := newRunner(b, engine, true)
+	const rounds, perRound = 3, 5
+	var ours, cli []time.Duration
+	for round := 0; round < rounds; round++ {
+		for i := 0; i < perRound; i++ {
+			start := time.Now()
+			if out, err := exec.Command("docker", "run", "--rm", busybox, "true").CombinedOutput(); err != nil {
+				b.Fatalf("docker run: %v %s", err, out)
+			}
+			cli = append(cli, time.Since(start))
+		}
+		queued := map[string]time.Time{}
+		for _, e := range runBuild(b, r, sequentialJobs(perRound, "true")) {
+			switch e.Type {
+			case events.JobQueued:
+				queued[e.Job] = e.Time
+			case events.JobEnd:
+				ours = append(ours, e.Time.Sub(queued[e.Job]))
+			}
+		}
+	}
+	report(b, "job", median(ours), median(cli), 1.15)
+}
+
+// BenchmarkPauseUnpause: a script's pause and resume through the runner
+// (from the await's arrival to the frozen script, plus from the job's end to
+// the resumed script) against bare pause + unpause calls on a plain
+// container, in alternating rounds.
+func BenchmarkPauseUnpause(b *testing.B) {
+	engine := dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	r := newRunner(b, engine, true)
+	ctx := context.Background()
+	plain, err := engine.Create(ctx, agent.ContainerSpec{Image: busybox, Cmd: []string{"sleep", "3600"}, Labels: map[string]string{agent.LabelAgent: "bench"}, Network: "none"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer engine.Remove(context.Background(), plain)
+	if err := engine.Start(ctx, plain); err != nil {
+		b.Fatal(err)
+	}
+	const rounds, perRound = 4, 6
+	var ours, bare, pauses, resumes []time.Duration
+	for round := 0; round < rounds; round++ {
+		for i := 0; i < perRound; i++ {
+			start := time.Now()
+			if err := engine.Pause(ctx, plain); err != nil {
+				b.Fatal(err)
+			}
+			if err := engine.Unpause(ctx, plain); err != nil {
+				b.Fatal(err)
+			}
+			bare = append(bare, time.Since(start))
+		}
+		var pausing time.Duration
+		var jobEnd time.Time
+		for _, e := range runBuild(b, r, sequentialJobs(perRound, "sleep 0.3")) {
+			switch e.Type {
+			case events.ScriptPaused:
+				pausing = e.Duration
+			case events.JobEnd:
+				jobEnd = e.Time
+			case events.ScriptResumed:
+				ours = append(ours, pausing+e.Time.Sub(jobEnd))
+				pauses, resumes = append(pauses, pausing), append(resumes, e.Time.Sub(jobEnd))
+			}
+		}
+	}
+	b.Logf("through the runner: freezing %.1f ms, resuming %.1f ms (medians)", ms(median(pauses)), ms(median(resumes)))
+	report(b, "pause+unpause", median(ours), median(bare), 1.2)
+}
+
+// BenchmarkScriptStart: from the script container's start call to its first
+// job API call, against the floor: the same start of a container whose only
+// process dials the socket and sends one byte.
+func BenchmarkScriptStart(b *testing.B) {
+	engine := dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	r := newRunner(b, engine, true)
+	probe := probeImage(b, engine)
+	const rounds, perRound = 3, 4
+	var ours, floor []time.Duration
+	for round := 0; round < rounds; round++ {
+		for i := 0; i < perRound; i++ {
+			floor = append(floor, probeStart(b, engine, probe))
+		}
+		for i := 0; i < perRound; i++ {
+			var started time.Time
+			for _, e := range runBuild(b, r, sequentialJobs(1, "true")) {
+				if e.Type == events.ScriptInitializing {
+					started = e.Time
+				}
+				if e.Type == events.JobQueued { // sent by the first job API call
+					ours = append(ours, e.Time.Sub(started))
+					break
+				}
+			}
+		}
+	}
+	report(b, "script-start", median(ours), median(floor), 1.2)
+}
+
+// probeImage imports an image holding only the probe binary.
+func probeImage(b *testing.B, engine agent.Runtime) string {
+	b.Helper()
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "probe")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building the probe: %v %s", err, out)
+	}
+	ref := "monkeyci/bench-probe:latest"
+	if err := agent.ImportBinaryImage(context.Background(), engine, ref, bin, "/probe"); err != nil {
+		b.Fatal(err)
+	}
+	return ref
+}
+
+// probeStart starts a probe container set up like a script container and
+// returns the time from the start call to the byte arriving.
+func probeStart(b *testing.B, engine agent.Runtime, image string) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "probe-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := net.Listen("unix", filepath.Join(dir, "job.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	labels := map[string]string{agent.LabelAgent: "bench"}
+	vol := "monkeyci-bench-probe-" + strings.ReplaceAll(filepath.Base(dir), "probe-", "")
+	if err := engine.CreateVolume(ctx, vol, labels); err != nil {
+		b.Fatal(err)
+	}
+	defer engine.RemoveVolume(context.Background(), vol)
+	id, err := engine.Create(ctx, agent.ContainerSpec{
+		Image: image, Cmd: []string{"/run/monkeyci/job.sock"}, WorkDir: "/workspace", Labels: labels,
+		Mounts:   []agent.Mount{{Volume: vol, Target: "/workspace"}, {Source: dir, Target: "/run/monkeyci"}},
+		NanoCPUs: 1e9, Memory: 1 << 30, Network: "none",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer engine.Remove(context.Background(), id)
+	got := make(chan time.Time, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		one := make([]byte, 1)
+		_, _ = c.Read(one)
+		got <- time.Now()
+		c.Close()
+	}()
+	start := time.Now()
+	if err := engine.Start(ctx, id); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case at := <-got:
+		return at.Sub(start)
+	case <-time.After(time.Minute):
+		b.Fatal("the probe never dialed")
+	}
+	return 0
+}

@@ -1,0 +1,115 @@
+// Package bench measures the figures the issues ask for, each against its
+// floor in the same run: `make bench`. Figures are reported as benchmark
+// metrics (ratios, medians in ms); nothing here asserts a time.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/testbinary"
+)
+
+const busybox = dockertest.Busybox
+
+// recorder keeps a build's events.
+type recorder struct {
+	mu     sync.Mutex
+	events []events.Event
+}
+
+func (r *recorder) Event(e events.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Output(string, string, []byte) {}
+
+func newRunner(b *testing.B, engine *docker.Engine, pause bool) *agent.Runner {
+	b.Helper()
+	r, err := agent.NewRunner(agent.Config{
+		Runtime:  engine,
+		Ledger:   agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 8 << 30}),
+		Logger:   hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
+		Binary:   testbinary.Path(b),
+		StateDir: b.TempDir(),
+		Pause:    pause,
+		AgentID:  "bench",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.Prepare(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// runBuild runs a build whose build.yaml is given and returns its events.
+func runBuild(b *testing.B, r *agent.Runner, buildYAML string) []events.Event {
+	b.Helper()
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, ".monkeyci"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".monkeyci", "build.yaml"), []byte(buildYAML), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	rec := &recorder{}
+	out, err := r.Run(context.Background(), agent.BuildSpec{Source: dir}, rec)
+	if err != nil || out.Result != events.Success {
+		b.Fatalf("bench build: %v %+v", err, out)
+	}
+	return rec.events
+}
+
+// sequentialJobs is a build of n jobs, each depending on the one before.
+func sequentialJobs(n int, line string) string {
+	var s strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&s, "- id: j%d\n  image: %s\n  script: [%q]\n", i, busybox, line)
+		if i > 0 {
+			fmt.Fprintf(&s, "  dependencies: [j%d]\n", i-1)
+		}
+	}
+	return s.String()
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report prints a figure beside its floor and their ratio.
+func report(b *testing.B, name string, ours, floor time.Duration, limit float64) {
+	b.Helper()
+	ratio := float64(ours) / float64(floor)
+	b.ReportMetric(ms(ours), name+"-ms")
+	b.ReportMetric(ms(floor), "floor-ms")
+	b.ReportMetric(ratio, "ratio")
+	verdict := "ok"
+	if ratio > limit {
+		verdict = "OVER"
+	}
+	b.Logf("%s: ours %.1f ms, floor %.1f ms, ratio %.2f (limit %.2f) %s", name, ms(ours), ms(floor), ratio, limit, verdict)
+}

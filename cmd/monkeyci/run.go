@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/console"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
+)
+
+// runConfig is everything `monkeyci run` is told.
+type runConfig struct {
+	dir      string
+	json     bool
+	pause    bool
+	params   []string
+	cpus     float64
+	memory   string
+	stateDir string
+	logLevel string
+}
+
+func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
+	cfg := runConfig{pause: true}
+	cmd := &cobra.Command{
+		Use:   "run [DIR]",
+		Short: "Run the build of a repository's working tree on the local Docker engine",
+		Long: `run builds DIR (default: the current directory) as it is now, uncommitted
+changes included and without what .gitignore ignores. The working tree is
+copied into a workspace volume, a script container drives the jobs of
+.monkeyci/build.{yaml,yml,json,edn}, and each job runs in its own container.
+The script container is paused while it waits for its jobs.
+
+Exit codes: 0 the build succeeded, 1 it failed (or could not run),
+2 bad input or usage. Ctrl-C cancels the build and removes every container
+and volume it made.`,
+		Example: `  monkeyci run examples/hello
+  monkeyci run --json --param env=staging .
+  monkeyci run --pause=false --cpus 4 --memory 8g`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.dir = dirArg(args)
+			return runBuild(cmd.Context(), cfg, stdout, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.json, "json", false, "print one JSON event per line instead of progress")
+	f.BoolVar(&cfg.pause, "pause", true, "pause the script container while it awaits its jobs")
+	f.StringArrayVar(&cfg.params, "param", nil, "a build parameter KEY=VALUE (repeatable)")
+	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the build may use")
+	f.StringVar(&cfg.memory, "memory", "", "memory the build may use, like 8g (default: the machine's)")
+	f.StringVar(&cfg.stateDir, "state-dir", "", "where build files and caches are kept (default: the user cache dir)")
+	f.StringVar(&cfg.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error")
+	return cmd
+}
+
+func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	dir, err := filepath.Abs(cfg.dir)
+	if err != nil {
+		return usageError(err)
+	}
+	if _, err := pipeline.Load(dir); err != nil {
+		return usageError(err)
+	}
+	params, err := parseParams(cfg.params)
+	if err != nil {
+		return usageError(err)
+	}
+	capacity, err := capacityOf(cfg.cpus, cfg.memory)
+	if err != nil {
+		return usageError(err)
+	}
+	stateDir, err := stateDirOf(cfg.stateDir)
+	if err != nil {
+		return usageError(err)
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "monkeyci", Output: stderr, Level: hclog.LevelFromString(cfg.logLevel)})
+	engine, err := docker.New(log.Named("docker"))
+	if err != nil {
+		return failedError(fmt.Errorf("docker: %w", err))
+	}
+	defer engine.Close()
+	runner, err := agent.NewRunner(agent.Config{
+		Runtime:  engine,
+		Ledger:   agent.NewLedger(capacity),
+		Logger:   log,
+		StateDir: stateDir,
+		CacheDir: filepath.Join(stateDir, "caches"),
+		Pause:    cfg.pause,
+	})
+	if err != nil {
+		return failedError(err)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	printer := console.NewPrinter(stdout, printerMode(cfg.json, stdout))
+	ticker := time.NewTicker(250 * time.Millisecond)
+	defer ticker.Stop()
+	go func() {
+		for range ticker.C {
+			printer.Tick()
+		}
+	}()
+	out, err := runner.Run(ctx, agent.BuildSpec{Repo: dir, Source: dir, Params: params}, printer)
+	ticker.Stop()
+	printer.Summary(out)
+	switch {
+	case err != nil:
+		return failedError(err)
+	case out.Result != events.Success:
+		return &exitError{code: exitFailed}
+	}
+	return nil
+}
+
+func printerMode(json bool, w io.Writer) console.Mode {
+	if json {
+		return console.JSON
+	}
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		return console.Live
+	}
+	return console.Plain
+}
+
+func parseParams(kvs []string) (map[string]string, error) {
+	params := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--param %q: expected KEY=VALUE", kv)
+		}
+		params[k] = v
+	}
+	return params, nil
+}
+
+func capacityOf(cpus float64, memory string) (agent.Resources, error) {
+	if cpus <= 0 {
+		return agent.Resources{}, fmt.Errorf("--cpus %v: expected a number above 0", cpus)
+	}
+	r := agent.Resources{MilliCPUs: int64(cpus * 1000)}
+	if memory == "" {
+		total, err := agent.MachineMemory()
+		if err != nil {
+			return r, fmt.Errorf("reading the machine's memory (give --memory): %w", err)
+		}
+		r.Memory = total
+		return r, nil
+	}
+	m, err := agent.ParseBytes(memory)
+	if err != nil || m <= 0 {
+		return r, fmt.Errorf("--memory %q: expected a size like 512m or 8g", memory)
+	}
+	r.Memory = m
+	return r, nil
+}
+
+func stateDirOf(dir string) (string, error) {
+	if dir != "" {
+		return filepath.Abs(dir)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", errors.New("no user cache directory: give --state-dir")
+	}
+	return filepath.Join(cache, "monkeyci"), nil
+}
+
+func errRequired(flag string) error { return fmt.Errorf("%s is required", flag) }

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
+	"github.com/monkeyci/monkeyci/script"
+)
+
+func newScriptCommand(stderr io.Writer) *cobra.Command {
+	dir := "/workspace"
+	cmd := &cobra.Command{
+		Use:   "script",
+		Short: "Run a build's declarative jobs through the job API (inside a script container)",
+		Long: `script is what the agent runs in a build's script container. It loads the
+build files from --dir, and starts, awaits and skips the jobs of the graph
+through the job API named by MONKEYCI_API with the token in MONKEYCI_TOKEN.
+It exits 0 when every job succeeded and 1 otherwise.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := hclog.New(&hclog.LoggerOptions{Name: "script", Output: stderr, Level: hclog.Info})
+			plan, err := pipeline.Load(dir)
+			if err != nil {
+				return usageError(err)
+			}
+			api, closeAPI, err := script.DialFromEnv()
+			if err != nil {
+				return usageError(err)
+			}
+			defer closeAPI()
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			result, err := script.Drive(ctx, api, plan, log)
+			if err != nil {
+				return failedError(err)
+			}
+			if result != events.Success {
+				return &exitError{code: exitFailed}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", dir, "the directory holding .monkeyci/")
+	return cmd
+}

@@ -1,0 +1,272 @@
+// Package console shows a running build to a person or a program: plain
+// lines, a live status block on a terminal, or one JSON event per line.
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// scriptName is how the script container's output is prefixed.
+const scriptName = "script"
+
+// Printer is an agent.Reporter that writes to a terminal or a pipe. Safe for
+// concurrent use.
+type Printer struct {
+	mu    sync.Mutex
+	w     io.Writer
+	json  bool
+	live  *liveBlock // nil unless writing to a terminal
+	jobs  map[string]*jobLine
+	order []string
+	// partial holds each stream's unfinished last line, so prefixes land
+	// at line starts even when output arrives in pieces.
+	partial map[string][]byte
+	width   int // of the widest job id, for aligned prefixes
+	now     func() time.Time
+}
+
+var _ agent.Reporter = (*Printer)(nil)
+
+// Mode says how a Printer writes.
+type Mode int
+
+// Modes.
+const (
+	Plain Mode = iota // prefixed lines and a line per job state change
+	Live              // a status block redrawn below the output (terminals)
+	JSON              // one event per line, output as events too
+)
+
+// NewPrinter writes to w in the given mode.
+func NewPrinter(w io.Writer, mode Mode) *Printer {
+	p := &Printer{w: w, json: mode == JSON, jobs: map[string]*jobLine{}, partial: map[string][]byte{}, width: len(scriptName), now: time.Now}
+	if mode == Live {
+		p.live = &liveBlock{}
+	}
+	return p
+}
+
+type jobLine struct {
+	id      string
+	state   string
+	started time.Time
+	took    time.Duration
+	message string
+}
+
+// Event records e and shows what a person needs of it.
+func (p *Printer) Event(e events.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.writeJSON(e)
+		return
+	}
+	line := p.track(e)
+	if line == "" {
+		return
+	}
+	p.redraw(func(w io.Writer) {
+		if p.live == nil {
+			fmt.Fprintln(w, line)
+		}
+	})
+}
+
+// track updates the job table and returns the plain line for e, if any.
+func (p *Printer) track(e events.Event) string {
+	if e.Job == "" {
+		switch e.Type {
+		case events.ScriptPaused:
+			return "script paused while its jobs run"
+		case events.ScriptResumed:
+			return fmt.Sprintf("script resumed after %s", round(e.Duration))
+		}
+		return ""
+	}
+	j := p.job(e.Job)
+	switch e.Type {
+	case events.JobQueued:
+		j.state = "waiting for capacity"
+	case events.JobInitializing:
+		j.state = "creating"
+	case events.JobStart:
+		j.state, j.started = "running", e.Time
+	case events.JobEnd, events.JobSkipped:
+		j.state, j.took, j.message = string(e.Status), e.Duration, e.Message
+	default:
+		return ""
+	}
+	return fmt.Sprintf("%-*s  %s", p.width, e.Job, j.describe(time.Time{}))
+}
+
+func (p *Printer) job(id string) *jobLine {
+	j, ok := p.jobs[id]
+	if !ok {
+		j = &jobLine{id: id, state: "pending"}
+		p.jobs[id] = j
+		p.order = append(p.order, id)
+		p.width = max(p.width, len(id))
+	}
+	return j
+}
+
+// describe says the job's state; a running job's time so far when now is set.
+func (j *jobLine) describe(now time.Time) string {
+	s := j.state
+	switch {
+	case j.state == "running" && !now.IsZero():
+		s += " " + round(now.Sub(j.started))
+	case j.took > 0:
+		s += " in " + round(j.took)
+	}
+	if j.message != "" {
+		s += ": " + j.message
+	}
+	return s
+}
+
+// Output writes a job's output, each line prefixed with the job's id.
+func (p *Printer) Output(job, stream string, data []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	name := job
+	if name == "" {
+		name = scriptName
+	}
+	if p.json {
+		p.writeJSON(map[string]string{"type": "output", "job": name, "stream": stream, "data": string(data)})
+		return
+	}
+	key := name + "/" + stream
+	buf := append(p.partial[key], data...)
+	last := bytes.LastIndexByte(buf, '\n')
+	if last < 0 {
+		p.partial[key] = buf
+		return
+	}
+	p.partial[key] = append([]byte(nil), buf[last+1:]...)
+	p.redraw(func(w io.Writer) { p.writeLines(w, name, buf[:last+1]) })
+}
+
+func (p *Printer) writeLines(w io.Writer, name string, lines []byte) {
+	for len(lines) > 0 {
+		i := bytes.IndexByte(lines, '\n')
+		fmt.Fprintf(w, "%-*s | %s\n", p.width, name, lines[:i])
+		lines = lines[i+1:]
+	}
+}
+
+// Flush writes what is left of unfinished lines.
+func (p *Printer) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keys := make([]string, 0, len(p.partial))
+	for k := range p.partial {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if rest := p.partial[k]; len(rest) > 0 {
+			name := k[:strings.LastIndexByte(k, '/')]
+			p.redraw(func(w io.Writer) { p.writeLines(w, name, append(rest, '\n')) })
+		}
+		delete(p.partial, k)
+	}
+}
+
+// Tick redraws the live block so running jobs' durations move.
+func (p *Printer) Tick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live != nil {
+		p.redraw(func(io.Writer) {})
+	}
+}
+
+// redraw writes output above the live block (or plainly).
+func (p *Printer) redraw(write func(io.Writer)) {
+	if p.live == nil {
+		write(p.w)
+		return
+	}
+	var buf bytes.Buffer
+	p.live.erase(&buf)
+	write(&buf)
+	lines := make([]string, 0, len(p.order))
+	for _, id := range p.order {
+		lines = append(lines, fmt.Sprintf(" %s %-*s  %s", symbol(p.jobs[id].state), p.width, id, p.jobs[id].describe(p.now())))
+	}
+	p.live.draw(&buf, lines)
+	_, _ = p.w.Write(buf.Bytes())
+}
+
+// Summary writes how the build went: each job's result and time, and how
+// long the script was paused.
+func (p *Printer) Summary(out agent.Outcome) {
+	p.Flush()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.writeJSON(map[string]any{"type": "summary", "result": out.Result, "duration": out.Duration, "paused": out.Paused, "pauses": out.Pauses, "jobs": out.Jobs})
+		return
+	}
+	if p.live != nil {
+		p.live.erase(p.w)
+		p.live = nil
+	}
+	fmt.Fprintln(p.w)
+	for _, j := range out.Jobs {
+		took := ""
+		if j.Duration > 0 {
+			took = " in " + round(j.Duration)
+		}
+		msg := ""
+		if j.Message != "" {
+			msg = ": " + j.Message
+		}
+		fmt.Fprintf(p.w, "%s %-*s  %s%s%s\n", symbol(string(j.Result)), p.width, j.ID, j.Result, took, msg)
+	}
+	share := 0.0
+	if out.Duration > 0 {
+		share = 100 * float64(out.Paused) / float64(out.Duration)
+	}
+	fmt.Fprintf(p.w, "build %s in %s; script paused %s (%.0f%% of the build, %d pauses)\n", out.Result, round(out.Duration), round(out.Paused), share, out.Pauses)
+}
+
+func (p *Printer) writeJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	_, _ = p.w.Write(append(b, '\n'))
+}
+
+func symbol(state string) string {
+	switch events.Result(state) {
+	case events.Success:
+		return "✔"
+	case events.Failure, events.Error:
+		return "✘"
+	case events.Skipped, events.Canceled:
+		return "-"
+	}
+	return "•"
+}
+
+func round(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}

@@ -1,0 +1,93 @@
+// Package events holds the event vocabulary shared by the agent, the sidecar,
+// the coordinator and the command line (MonkeyCI's names), and its encodings.
+// It is pure: no I/O.
+package events
+
+import "time"
+
+// Type names what happened, as "<subject>/<what>".
+type Type string
+
+// Build events.
+const (
+	BuildQueued       Type = "build/queued"
+	BuildPending      Type = "build/pending"
+	BuildInitializing Type = "build/initializing"
+	BuildStart        Type = "build/start"
+	BuildEnd          Type = "build/end"
+	BuildCanceled     Type = "build/canceled"
+)
+
+// Script container events.
+const (
+	ScriptInitializing Type = "script/initializing"
+	ScriptStart        Type = "script/start"
+	ScriptEnd          Type = "script/end"
+	ScriptPaused       Type = "script/paused"
+	ScriptResumed      Type = "script/resumed"
+)
+
+// Job events.
+const (
+	JobPending      Type = "job/pending"
+	JobQueued       Type = "job/queued"
+	JobInitializing Type = "job/initializing"
+	JobStart        Type = "job/start"
+	JobExecuted     Type = "job/executed"
+	JobEnd          Type = "job/end"
+	JobSkipped      Type = "job/skipped"
+	JobBlocked      Type = "job/blocked"
+	JobUnblocked    Type = "job/unblocked"
+)
+
+// Job container events, written by the job wrapper (the sidecar protocol).
+const (
+	ContainerStart     Type = "container/start"
+	ContainerScriptEnd Type = "container/script-end"
+	CommandStart       Type = "command/start"
+	CommandEnd         Type = "command/end"
+)
+
+// Result is how a build, script or job ended.
+type Result string
+
+// Results.
+const (
+	Success  Result = "success"
+	Failure  Result = "failure"
+	Error    Result = "error"
+	Canceled Result = "canceled"
+	Skipped  Result = "skipped"
+)
+
+// Event is one thing that happened to a build. Fields that do not apply to a
+// type stay zero and are left out of every encoding.
+type Event struct {
+	Type  Type      `json:"type"`
+	Time  time.Time `json:"time,omitzero"`
+	Build string    `json:"build,omitempty"`
+	Job   string    `json:"job,omitempty"`
+
+	// Command is the index of a script line ("0", "1", ...) for command/* events.
+	Command string `json:"command,omitempty"`
+	// Stdout and Stderr are the paths of a command's log files.
+	Stdout string `json:"stdout,omitempty"`
+	Stderr string `json:"stderr,omitempty"`
+	// Exit is a command's, job's or script's exit code, when it has one.
+	Exit *int `json:"exit,omitempty"`
+	// Status is the result of a */end event and of container/script-end.
+	Status Result `json:"status,omitempty"`
+	// Step is the index of the failing line in container/script-end.
+	Step string `json:"step,omitempty"`
+	// Done marks the last event of a job container's log.
+	Done bool `json:"done,omitempty"`
+	// Message says why, in words, for errors, skips and refusals.
+	Message string `json:"message,omitempty"`
+	// Duration is how long the subject took: for */end events the whole of
+	// it, for script/resumed the pause, for script/paused the time from the
+	// await to the frozen container.
+	Duration time.Duration `json:"duration,omitempty"`
+}
+
+// ExitCode returns a pointer to code, for Event.Exit.
+func ExitCode(code int) *int { return &code }

@@ -1,0 +1,54 @@
+// Package testbinary builds the monkeyci binary once per test process, for
+// tests that need the real program: in a script container, or killed with
+// a real signal.
+package testbinary
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+var (
+	once sync.Once
+	path string
+	err  error
+	out  []byte
+)
+
+// Path returns a freshly built static monkeyci binary.
+func Path(t testing.TB) string {
+	t.Helper()
+	once.Do(func() {
+		_, here, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(here), "..", "..")
+		// One shared path, replaced atomically: test processes of several
+		// packages may build at once, and the same bytes keep the same
+		// agent image.
+		dir := filepath.Join(os.TempDir(), "monkeyci-test-bin")
+		if err = os.MkdirAll(dir, 0o755); err != nil {
+			return
+		}
+		var tmp *os.File
+		if tmp, err = os.CreateTemp(dir, ".build-*"); err != nil {
+			return
+		}
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		cmd := exec.Command("go", "build", "-trimpath", "-o", tmp.Name(), "./cmd/monkeyci")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err = cmd.CombinedOutput(); err != nil {
+			return
+		}
+		path = filepath.Join(dir, "monkeyci")
+		err = os.Rename(tmp.Name(), path)
+	})
+	if err != nil {
+		t.Fatalf("building monkeyci: %v\n%s", err, out)
+	}
+	return path
+}

@@ -1,0 +1,41 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+)
+
+// Graph returns a fresh scheduling state for the plan.
+func (p *Plan) Graph() *Graph { return NewGraph(p.Jobs) }
+
+// Describe renders the plan for `monkeyci verify`: one line per job, in
+// dependency layers, with its image, resources and what it waits for.
+func (p *Plan) Describe() string {
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, layer := range p.Graph().Layers() {
+		for _, id := range layer {
+			j, _ := p.Job(id)
+			cpus := "cpus"
+			if j.CPUs == 1 {
+				cpus = "cpu"
+			}
+			cells := []string{j.ID, j.Image, fmt.Sprintf("%d %s, %s", j.CPUs, cpus, formatMemory(j.Memory))}
+			after := ""
+			if len(j.Dependencies) > 0 {
+				after = "after: " + strings.Join(j.Dependencies, ", ")
+			}
+			switch {
+			case j.Blocked:
+				cells = append(cells, after, "(blocked)")
+			case after != "":
+				cells = append(cells, after)
+			}
+			line := strings.Join(cells, "\t")
+			fmt.Fprintln(w, line)
+		}
+	}
+	w.Flush()
+	return b.String()
+}

@@ -1,0 +1,169 @@
+package pipeline
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// diamond: a -> b, c -> d, and e alone.
+func diamond() []Job {
+	return []Job{
+		{ID: "a"},
+		{ID: "b", Dependencies: []string{"a"}},
+		{ID: "c", Dependencies: []string{"a"}},
+		{ID: "d", Dependencies: []string{"b", "c"}},
+		{ID: "e"},
+	}
+}
+
+func mustStart(t *testing.T, g *Graph, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if err := g.Start(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func finish(t *testing.T, g *Graph, id string, r events.Result) []string {
+	t.Helper()
+	skipped, err := g.Finish(id, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return skipped
+}
+
+func eq(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: got %v, want %v", what, got, want)
+	}
+}
+
+func TestGraphSuccess(t *testing.T) {
+	g := NewGraph(diamond())
+	eq(t, "ready", g.Ready(), []string{"a", "e"})
+	mustStart(t, g, "a", "e")
+	eq(t, "ready while running", g.Ready(), []string(nil))
+	eq(t, "done", g.Done(), false)
+	finish(t, g, "a", events.Success)
+	eq(t, "ready after a", g.Ready(), []string{"b", "c"})
+	mustStart(t, g, "b", "c")
+	finish(t, g, "b", events.Success)
+	eq(t, "d waits for c", g.Ready(), []string(nil))
+	finish(t, g, "c", events.Success)
+	eq(t, "ready after c", g.Ready(), []string{"d"})
+	mustStart(t, g, "d")
+	finish(t, g, "d", events.Success)
+	finish(t, g, "e", events.Success)
+	eq(t, "done", g.Done(), true)
+	eq(t, "result", g.Result(), events.Success)
+}
+
+func TestGraphFailureSkipsTransitively(t *testing.T) {
+	g := NewGraph(diamond())
+	mustStart(t, g, "a", "e")
+	eq(t, "skipped", finish(t, g, "a", events.Failure), []string{"b", "c", "d"})
+	eq(t, "state d", g.State("d"), StateSkipped)
+	eq(t, "done while e runs", g.Done(), false)
+	finish(t, g, "e", events.Success)
+	eq(t, "done", g.Done(), true)
+	eq(t, "result", g.Result(), events.Failure)
+}
+
+func TestGraphResultOrder(t *testing.T) {
+	two := []Job{{ID: "a"}, {ID: "b"}}
+	for _, tt := range []struct {
+		a, b events.Result
+		want events.Result
+	}{
+		{events.Success, events.Success, events.Success},
+		{events.Success, events.Skipped, events.Success},
+		{events.Error, events.Failure, events.Failure},
+		{events.Failure, events.Error, events.Failure},
+		{events.Error, events.Canceled, events.Error},
+		{events.Canceled, events.Success, events.Canceled},
+	} {
+		g := NewGraph(two)
+		mustStart(t, g, "a", "b")
+		finish(t, g, "a", tt.a)
+		finish(t, g, "b", tt.b)
+		eq(t, string(tt.a)+"+"+string(tt.b), g.Result(), tt.want)
+	}
+}
+
+func TestGraphBlocked(t *testing.T) {
+	g := NewGraph([]Job{{ID: "build"}, {ID: "deploy", Blocked: true, Dependencies: []string{"build"}}, {ID: "notify", Dependencies: []string{"deploy"}}})
+	eq(t, "state", g.State("deploy"), StateBlocked)
+	mustStart(t, g, "build")
+	finish(t, g, "build", events.Success)
+	eq(t, "blocked is not ready", g.Ready(), []string(nil))
+	eq(t, "done while blocked", g.Done(), true)
+	if err := g.Unblock("deploy"); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "ready after unblock", g.Ready(), []string{"deploy"})
+	if err := g.Unblock("deploy"); err == nil {
+		t.Error("second unblock: no error")
+	}
+	mustStart(t, g, "deploy")
+	finish(t, g, "deploy", events.Success)
+	mustStart(t, g, "notify")
+	finish(t, g, "notify", events.Success)
+	eq(t, "result", g.Result(), events.Success)
+}
+
+func TestGraphBlockedDependentIsSkipped(t *testing.T) {
+	g := NewGraph([]Job{{ID: "build"}, {ID: "deploy", Blocked: true, Dependencies: []string{"build"}}})
+	mustStart(t, g, "build")
+	eq(t, "skipped", finish(t, g, "build", events.Error), []string{"deploy"})
+	eq(t, "result", g.Result(), events.Error)
+}
+
+func TestGraphCancel(t *testing.T) {
+	g := NewGraph([]Job{{ID: "a"}, {ID: "b", Dependencies: []string{"a"}}, {ID: "c", Blocked: true}})
+	mustStart(t, g, "a")
+	eq(t, "canceled", g.Cancel(), []string{"b", "c"})
+	eq(t, "done while a runs", g.Done(), false)
+	eq(t, "skipped after cancel", finish(t, g, "a", events.Canceled), []string(nil))
+	eq(t, "done", g.Done(), true)
+	eq(t, "result", g.Result(), events.Canceled)
+}
+
+func TestGraphMisuse(t *testing.T) {
+	g := NewGraph(diamond())
+	if err := g.Start("b"); err == nil {
+		t.Error("start before dependency: no error")
+	}
+	if err := g.Start("zz"); err == nil {
+		t.Error("start unknown: no error")
+	}
+	if _, err := g.Finish("a", events.Success); err == nil {
+		t.Error("finish pending: no error")
+	}
+	mustStart(t, g, "a")
+	if err := g.Start("a"); err == nil {
+		t.Error("start twice: no error")
+	}
+	if _, err := g.Finish("a", "maybe"); err == nil {
+		t.Error("unknown result: no error")
+	}
+	eq(t, "unknown state", g.State("zz"), State(""))
+}
+
+func TestGraphImpossibleJobsStartSkipped(t *testing.T) {
+	g := NewGraph([]Job{{ID: "a", Dependencies: []string{"ghost"}}, {ID: "b", Dependencies: []string{"c"}}, {ID: "c", Dependencies: []string{"b"}}, {ID: "d", Dependencies: []string{"a"}}, {ID: "e"}})
+	for id, want := range map[string]State{"a": StateSkipped, "b": StateSkipped, "c": StateSkipped, "d": StateSkipped, "e": StatePending} {
+		eq(t, id, g.State(id), want)
+	}
+	eq(t, "ready", g.Ready(), []string{"e"})
+}
+
+func TestGraphLayers(t *testing.T) {
+	jobs := append(diamond(), Job{ID: "f", Dependencies: []string{"a", "d"}})
+	eq(t, "layers", NewGraph(jobs).Layers(), [][]string{{"a", "e"}, {"b", "c"}, {"d"}, {"f"}})
+	eq(t, "empty", NewGraph(nil).Layers(), [][]string(nil))
+}

@@ -1,0 +1,74 @@
+// Package pipeline turns build files into a validated job graph and keeps the
+// graph's scheduling state. It is pure: no I/O beyond reading the files it is
+// given, no containers, no network.
+package pipeline
+
+import "time"
+
+// Defaults of a job, as MonkeyCI documents them.
+const (
+	DefaultCPUs    = 1
+	DefaultMemory  = 2 << 30 // bytes: 2 GB per CPU of size
+	DefaultTimeout = 20 * time.Minute
+	MaxTimeout     = 6 * time.Hour
+	DefaultWorkDir = "/workspace"
+	DefaultShell   = "sh"
+)
+
+// Position is where something was written: file, 1-based line and column.
+type Position struct {
+	File   string `json:"file,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
+}
+
+// Artifact names a path in a job's container that is saved or restored under an id.
+type Artifact struct {
+	ID   string `json:"id"`
+	Path string `json:"path"`
+}
+
+// Job is one container job of a build, with every default filled in.
+type Job struct {
+	ID               string            `json:"id"`
+	Image            string            `json:"image"`
+	Script           []string          `json:"script,omitempty"`
+	Dependencies     []string          `json:"dependencies,omitempty"`
+	SaveArtifacts    []Artifact        `json:"save-artifacts,omitempty"`
+	RestoreArtifacts []Artifact        `json:"restore-artifacts,omitempty"`
+	Caches           []Artifact        `json:"caches,omitempty"`
+	CPUs             int               `json:"cpus"`
+	Memory           int64             `json:"memory"` // bytes
+	Env              map[string]string `json:"env,omitempty"`
+	WorkDir          string            `json:"work-dir,omitempty"`
+	Timeout          time.Duration     `json:"timeout"`
+	Shell            string            `json:"shell,omitempty"`
+	Entrypoint       []string          `json:"entrypoint,omitempty"`
+	Cmd              []string          `json:"cmd,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	Blocked          bool              `json:"blocked,omitempty"`
+	// Source is where the job was declared; not part of the job's meaning.
+	Source Position `json:"-"`
+	// Pos is where each key's value was written, by kebab-case key, and
+	// list entries as "dependencies.0", "save-artifacts.1", ...; nil for
+	// jobs built in code. It lets Validate point at the offending value.
+	Pos map[string]Position `json:"-"`
+}
+
+// Plan is a build's validated jobs in declaration order: files in the order
+// build.yaml, build.yml, build.json, build.edn; jobs in file order.
+type Plan struct {
+	Jobs []Job `json:"jobs"`
+	// Files are the build files Load read, in order.
+	Files []string `json:"files,omitempty"`
+}
+
+// Job returns the job with the given id.
+func (p *Plan) Job(id string) (Job, bool) {
+	for _, j := range p.Jobs {
+		if j.ID == id {
+			return j, true
+		}
+	}
+	return Job{}, false
+}

@@ -1,0 +1,264 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/events"
+)
+
+const manyLines = 10000
+
+// A line that prints manyLines lines, one write each, and the job exits at
+// once: the tailer must deliver all of them, and in order.
+var burst = []string{
+	`i=0; while [ $i -lt ` + fmt.Sprint(manyLines) + ` ]; do echo "line $i"; i=$((i+1)); done`,
+	`echo last >&2`,
+}
+
+func wantBurst() string {
+	var b strings.Builder
+	for i := range manyLines {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	return b.String()
+}
+
+func checkBurst(t *testing.T, recs []record) {
+	t.Helper()
+	if got := output(recs, "0", "out"); got != wantBurst() {
+		t.Fatalf("command 0 out: %d bytes, want %d", len(got), len(wantBurst()))
+	}
+	if got := output(recs, "1", "err"); got != "last\n" {
+		t.Fatalf("command 1 err: %q", got)
+	}
+	want := "container/start, command/start 0, command/end 0, command/start 1, command/end 1, container/script-end"
+	if got := types(evs(recs)); got != want {
+		t.Fatalf("events: %s", got)
+	}
+	checkOrder(t, recs)
+}
+
+func TestTailLosesNothingOnFastExit(t *testing.T) {
+	for name, sh := range shells(t) {
+		t.Run(name, func(t *testing.T) {
+			for range 3 {
+				dir := t.TempDir()
+				if err := Write(dir, burst); err != nil {
+					t.Fatal(err)
+				}
+				rec := newRecorder()
+				finish := tailDone(t, dir, rec)
+				cmd := wrapperCmd(t, sh, dir, t.TempDir(), len(burst), "")
+				start := time.Now()
+				if err := cmd.Run(); err != nil {
+					t.Fatal(err)
+				}
+				ran := time.Since(start)
+				if err := finish(); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("job %v, drained %v after exit, %d sink calls", ran, time.Since(start)-ran, len(rec.snapshot()))
+				checkBurst(t, rec.snapshot())
+			}
+		})
+	}
+}
+
+// A tailer started after the job has ended gets no notification at all, and
+// still reads everything.
+func TestTailAfterExit(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(dir, burst); err != nil {
+		t.Fatal(err)
+	}
+	if err := wrapperCmd(t, "/bin/sh", dir, t.TempDir(), len(burst), "").Run(); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	exited := make(chan struct{})
+	close(exited)
+	if err := Tail(context.Background(), dir, rec, exited); err != nil {
+		t.Fatal(err)
+	}
+	checkBurst(t, rec.snapshot())
+}
+
+// While a job runs, output and events arrive as they are written, and the
+// tailer sleeps in between: no reads at all while nothing is written.
+func TestTailLiveAndIdle(t *testing.T) {
+	dir, fifo := t.TempDir(), filepath.Join(t.TempDir(), "go")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{"echo before; read x < " + fifo + "; echo after", "echo two"}
+	if err := Write(dir, lines); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	tl, err := newTailer(dir, plain{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.close()
+	exited, res := make(chan struct{}), make(chan error, 1)
+	go func() { res <- tl.run(context.Background(), exited, false) }()
+
+	cmd := wrapperCmd(t, "/bin/sh", dir, t.TempDir(), len(lines), "")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "the first output", func(r []record) bool { return output(r, "0", "out") == "before\n" })
+	if got := types(evs(rec.snapshot())); got != "container/start, command/start 0" {
+		t.Fatalf("events so far: %s", got)
+	}
+
+	// The job is blocked on the fifo: watch the tailer for a while.
+	reads := tl.reads.Load()
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	time.Sleep(300 * time.Millisecond) // an observation window, not a wait for a result
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	if n := tl.reads.Load() - reads; n != 0 {
+		t.Errorf("%d reads while the job wrote nothing", n)
+	}
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
+	t.Logf("idle 300ms: %d reads, %v CPU for the whole test process", tl.reads.Load()-reads, cpu)
+
+	if err := os.WriteFile(fifo, []byte("\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(exited)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	recs := rec.snapshot()
+	if got := output(recs, "0", "out") + output(recs, "1", "out"); got != "before\nafter\ntwo\n" {
+		t.Errorf("output: %q", got)
+	}
+	if got := types(evs(recs)); got != "container/start, command/start 0, command/end 0, command/start 1, command/end 1, container/script-end" {
+		t.Errorf("events: %s", got)
+	}
+	checkOrder(t, recs)
+	// Read times come from the tailer and follow the file.
+	es := evs(recs)
+	for i := 1; i < len(es); i++ {
+		if es[i].Time.Before(es[i-1].Time) || es[i].Time.IsZero() {
+			t.Errorf("event times out of order: %v", es)
+		}
+	}
+}
+
+// Malformed, over-long and unfinished event lines never stop the tailer.
+func TestTailMalformedAndPartial(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	finish := tailDone(t, dir, rec)
+	f, err := os.OpenFile(filepath.Join(dir, EventsFile), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	long := `{:type :job/start :message "` + strings.Repeat("x", maxLine+10) + `"}` + "\n"
+	for _, s := range []string{
+		"{:type :container/start}\n", "{:type\n", "\n", long, "not edn at all ]]]\n", "{:type :command/start :command \"0\"}\n",
+		`{:type :container/script-end :result {:status :success :exit 0}}`, // no newline yet
+	} {
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.waitFor(t, "the whole lines", func(r []record) bool { return len(evs(r)) == 5 })
+	if got := types(evs(rec.snapshot())); got != "container/start, !, !, !, command/start 0" {
+		t.Fatalf("events: %s", got)
+	}
+	if err := finish(); err != nil {
+		t.Fatal(err)
+	}
+	es := evs(rec.snapshot())
+	if len(es) != 6 || es[5].Type != events.ContainerScriptEnd || es[5].Status != events.Success {
+		t.Fatalf("after exit: %s", types(es))
+	}
+	for _, e := range es[1:4] {
+		if !strings.Contains(e.Message, EventsFile+" at offset") {
+			t.Errorf("report: %q", e.Message)
+		}
+	}
+	if !strings.Contains(es[2].Message, "longer than") {
+		t.Errorf("long line report: %q", es[2].Message)
+	}
+}
+
+// Files the job made into symlinks or fifos are not read (nor block).
+func TestTailRefusesNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("host secret\n"), 0o600)
+	logs := filepath.Join(dir, LogsDir)
+	if err := os.Symlink(secret, filepath.Join(logs, "0_out.log")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(logs, "0_err.log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(logs, "1_out.log"), []byte("fine\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, EventsFile), []byte(`{:type :command/start :command "0"}
+{:type :command/end :command "0" :exit 0}
+{:type :command/start :command "1"}
+{:type :command/end :command "1" :exit 0}
+`), 0o600)
+	rec := newRecorder()
+	exited := make(chan struct{})
+	close(exited)
+	if err := Tail(context.Background(), dir, rec, exited); err != nil {
+		t.Fatal(err)
+	}
+	recs := rec.snapshot()
+	if output(recs, "0", "out") != "" || output(recs, "1", "out") != "fine\n" {
+		t.Fatalf("outputs: %+v", recs)
+	}
+	refused := 0
+	for _, e := range evs(recs) {
+		if strings.HasPrefix(e.Message, "not read") {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d refusals reported, want 2: %s", refused, types(evs(recs)))
+	}
+}
+
+func TestTailContextAndMissingFiles(t *testing.T) {
+	dir := t.TempDir() // not even written: no events.edn, no logs
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan error, 1)
+	rec := newRecorder()
+	go func() { res <- Tail(ctx, dir, rec, nil) }()
+	// The log dir appears later, with output of a started command.
+	os.Mkdir(filepath.Join(dir, LogsDir), 0o777)
+	os.WriteFile(filepath.Join(dir, LogsDir, "0_out.log"), []byte("late\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, EventsFile), []byte("{:type :command/start :command \"0\"}\n"), 0o644)
+	rec.waitFor(t, "output from a late log dir", func(r []record) bool { return output(r, "0", "out") == "late\n" })
+	cancel()
+	if err := <-res; err != context.Canceled {
+		t.Fatalf("Tail: %v", err)
+	}
+	if err := Tail(context.Background(), filepath.Join(dir, "nope"), rec, nil); err == nil {
+		t.Error("Tail of a missing dir: no error")
+	}
+}
