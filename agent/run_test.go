@@ -73,6 +73,10 @@ script: ["sleep 3"]
 		}
 	}
 	rec.waitFor(t, "script/resumed", func(e events.Event) bool { return e.Type == events.ScriptResumed })
+	// Running again (or already ended, or removed): anything but paused.
+	if state, err := f.engine.State(ctx, script); err == nil && state == "paused" {
+		t.Errorf("script container still paused after script/resumed")
+	}
 	out := <-done
 	if out.Result != events.Success {
 		t.Fatalf("result %s: %+v", out.Result, out)

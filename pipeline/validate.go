@@ -231,3 +231,17 @@ func findCycles(jobs []Job, index map[string]int) []cycle {
 	}
 	return found
 }
+
+// PrepareJob fills one job's defaults and checks it on its own, for jobs
+// that arrive one at a time from a build script rather than from a file.
+func PrepareJob(j Job) (Job, error) {
+	applyDefaults(&j)
+	var errs errList
+	for _, e := range checkJob(&j) {
+		errs.addErr(e)
+	}
+	if err := errs.err(); err != nil {
+		return Job{}, err
+	}
+	return j, nil
+}

@@ -30,16 +30,13 @@ func JobToProto(j pipeline.Job) *JobSpec {
 	}
 }
 
-// JobFromProto reads a job sent by a script, filling the defaults a script
-// may leave out. It refuses what no job can be.
+// JobFromProto reads a job sent by a script, with the defaults and checks
+// a job in a build file gets.
 func JobFromProto(s *JobSpec) (pipeline.Job, error) {
 	if s == nil || s.GetId() == "" {
 		return pipeline.Job{}, errors.New("a job needs an id")
 	}
-	if s.GetImage() == "" {
-		return pipeline.Job{}, errors.New("job " + s.GetId() + " needs an image")
-	}
-	j := pipeline.Job{
+	return pipeline.PrepareJob(pipeline.Job{
 		ID:               s.GetId(),
 		Image:            s.GetImage(),
 		Script:           s.GetScript(),
@@ -56,23 +53,7 @@ func JobFromProto(s *JobSpec) (pipeline.Job, error) {
 		Entrypoint:       s.GetEntrypoint(),
 		Cmd:              s.GetCmd(),
 		Labels:           s.GetLabels(),
-	}
-	if j.CPUs <= 0 {
-		j.CPUs = pipeline.DefaultCPUs
-	}
-	if j.Memory <= 0 {
-		j.Memory = int64(j.CPUs) * pipeline.DefaultMemory
-	}
-	if j.Timeout <= 0 {
-		j.Timeout = pipeline.DefaultTimeout
-	}
-	if j.Timeout > pipeline.MaxTimeout {
-		j.Timeout = pipeline.MaxTimeout
-	}
-	if len(j.Script) == 0 && len(j.Cmd) == 0 && len(j.Entrypoint) == 0 {
-		return pipeline.Job{}, errors.New("job " + j.ID + " has neither script nor cmd")
-	}
-	return j, nil
+	})
 }
 
 func artifactsToProto(as []pipeline.Artifact) []*Artifact {

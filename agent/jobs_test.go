@@ -1,0 +1,116 @@
+package agent_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/events"
+)
+
+func TestJobGetsEnvWorkDirAndLimits(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := repo(t, `
+id: env
+image: monkeyci/busybox:latest
+work-dir: sub
+memory: 512m
+env: {GREETING: "hello there", EMPTY: ""}
+script:
+  - pwd
+  - echo "$GREETING/$MONKEYCI_JOB_ID/${EMPTY:-unset-or-empty}"
+  - cat here.txt
+  - cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max
+`, map[string]string{"sub/here.txt": "in sub\n"})
+	rec := newRecorder()
+	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, rec)
+	if err != nil || out.Result != events.Success {
+		t.Fatalf("%v %+v\n%s", err, out, rec.out("env"))
+	}
+	got := rec.out("env")
+	for _, want := range []string{"/workspace/sub\n", "hello there/env/unset-or-empty\n", "in sub\n", "536870912\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestCachesAreKeptAcrossBuildsOfARepository(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := repo(t, `
+id: cached
+image: monkeyci/busybox:latest
+caches: [{id: deps, path: /root/.deps}]
+script:
+  - mkdir -p /root/.deps && cat /root/.deps/count 2>/dev/null || echo none
+  - echo "$(( $(cat /root/.deps/count 2>/dev/null || echo 0) + 1 ))" > /root/.deps/count
+`, map[string]string{})
+	var outputs []string
+	for i := 0; i < 2; i++ {
+		rec := newRecorder()
+		out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir, Repo: "example/cached"}, rec)
+		if err != nil || out.Result != events.Success {
+			t.Fatalf("build %d: %v %+v", i, err, out)
+		}
+		outputs = append(outputs, strings.TrimSpace(rec.out("cached")))
+	}
+	if outputs[0] != "none" || outputs[1] != "1" {
+		t.Errorf("first build saw %q, second %q; want none, then the first build's 1", outputs[0], outputs[1])
+	}
+	// Another repository does not see the cache.
+	rec := newRecorder()
+	if _, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir, Repo: "example/other"}, rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(rec.out("cached")); got != "none" {
+		t.Errorf("another repository saw the cache: %q", got)
+	}
+}
+
+func TestJobTimesOut(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := repo(t, "id: slow\nimage: monkeyci/busybox:latest\ntimeout: 2\nscript: [\"sleep 120\"]\n", map[string]string{})
+	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := jobResult(t, out, "slow"); j.Result != events.Error || !strings.Contains(j.Message, "timed out after 2s") {
+		t.Errorf("slow: %+v, want an error saying it timed out after 2s", j)
+	}
+}
+
+func TestMissingImageFailsTheJobSayingSo(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := repo(t, "id: ghost\nimage: monkeyci/no-such-image:1\nscript: [\"true\"]\n", map[string]string{})
+	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := jobResult(t, out, "ghost")
+	if j.Result != events.Error || !strings.Contains(j.Message, "monkeyci/no-such-image:1") || !strings.Contains(j.Message, "not present locally") {
+		t.Errorf("ghost: %+v, want an error naming the image", j)
+	}
+}
+
+func TestWorkspaceLeavesOutGitignoredFiles(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := repo(t, "id: ls\nimage: monkeyci/busybox:latest\nscript: [\"find . -type f | sort\"]\n", map[string]string{
+		".gitignore": "*.log\nbuild/\n", "keep.txt": "k", "debug.log": "x", "build/out.bin": "x", "src/main.c": "int main;", ".git/HEAD": "ref",
+	})
+	rec := newRecorder()
+	if out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, rec); err != nil || out.Result != events.Success {
+		t.Fatalf("%v %+v", err, out)
+	}
+	got := rec.out("ls")
+	for _, want := range []string{"./keep.txt", "./src/main.c", "./.gitignore", "./.monkeyci/build.yaml"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("workspace lacks %s:\n%s", want, got)
+		}
+	}
+	for _, unwanted := range []string{"debug.log", "out.bin", ".git/"} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("workspace has %s:\n%s", unwanted, got)
+		}
+	}
+}

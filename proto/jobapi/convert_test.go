@@ -1,0 +1,54 @@
+package jobapi
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/pipeline"
+)
+
+func TestJobRoundTrip(t *testing.T) {
+	in := pipeline.Job{
+		ID: "build", Image: "alpine", Script: []string{"make"}, Dependencies: []string{"fetch"},
+		SaveArtifacts: []pipeline.Artifact{{ID: "bin", Path: "out"}}, RestoreArtifacts: []pipeline.Artifact{{ID: "src", Path: "src"}},
+		Caches: []pipeline.Artifact{{ID: "m2", Path: ".m2"}}, CPUs: 2, Memory: 4 << 30, Env: map[string]string{"A": "1"},
+		WorkDir: "sub", Timeout: 90 * time.Second, Shell: "bash", Labels: map[string]string{"k": "v"},
+	}
+	out, err := JobFromProto(JobToProto(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("round trip:\n in %+v\nout %+v", in, out)
+	}
+}
+
+func TestJobFromProtoChecksLikeABuildFile(t *testing.T) {
+	tests := []struct {
+		name string
+		spec *JobSpec
+		want string
+	}{
+		{"no id", &JobSpec{Image: "x", Script: []string{"true"}}, "needs an id"},
+		{"no image", &JobSpec{Id: "a", Script: []string{"true"}}, "image"},
+		{"nothing to run", &JobSpec{Id: "a", Image: "x"}, "neither script nor"},
+		{"bad id", &JobSpec{Id: "../etc", Image: "x", Script: []string{"true"}}, "invalid id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := JobFromProto(tc.spec)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	j, err := JobFromProto(&JobSpec{Id: "a", Image: "x", Script: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.CPUs != pipeline.DefaultCPUs || j.Memory != pipeline.DefaultMemory || j.Timeout != pipeline.DefaultTimeout {
+		t.Errorf("defaults not filled: %+v", j)
+	}
+}
