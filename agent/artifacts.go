@@ -60,18 +60,13 @@ func restoreArchive(ctx context.Context, rt Runtime, id, file string) error {
 var errNoArchive = errors.New("nothing saved under that id")
 
 // reroot rewrites the entries of a container copy (named from the copied
-// path's base name) to names rooted at "/", adding the parent directories.
+// path's base name) to names rooted at "/". Parent directories get no entry
+// of their own: the engine makes missing ones, and an entry would reset the
+// owner and mode of existing ones (a job's home, /tmp).
 func reroot(w io.Writer, r io.Reader, parent string) error {
 	tw := tar.NewWriter(w)
 	prefix := strings.Trim(parent, "/")
 	if prefix != "" {
-		dir := ""
-		for _, part := range strings.Split(prefix, "/") {
-			dir += part + "/"
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755}); err != nil {
-				return err
-			}
-		}
 		prefix += "/"
 	}
 	tr := tar.NewReader(r)
@@ -104,12 +99,7 @@ func containerPath(workDir, p string) string {
 	return path.Join(workDir, p)
 }
 
-// fileKey makes an id safe as a file name.
-func fileKey(id string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '/' || r == '\\' || r == 0 || r == ':' {
-			return '_'
-		}
-		return r
-	}, id) + ".tar"
-}
+// fileKey is the file of an artifact, cache or job id. Ids are checked
+// where jobs are read (letters, digits, '.', '_', '-'), so they are file
+// names already.
+func fileKey(id string) string { return id + ".tar" }

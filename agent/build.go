@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"time"
 
@@ -29,22 +30,28 @@ const cleanupTimeout = time.Minute
 
 // build is one build being run.
 type build struct {
-	r    *Runner
-	spec BuildSpec
-	rep  Reporter
-	ctx  context.Context // ends when the build is canceled or over
+	r      *Runner
+	spec   BuildSpec
+	rep    Reporter
+	ctx    context.Context // ends when the build is canceled or over
+	cancel context.CancelCauseFunc
 	// jobsCtx ends with ctx, or when the script ends: no job outlives it.
 	jobsCtx  context.Context
 	stopJobs context.CancelFunc
-	dir      string // host directory: api socket, job files, artifacts
-	volume   string // the workspace
-	labels   map[string]string
-	pauser   *pauser
+	dir      string // host directory: job files, artifacts
+	// apiDir holds the job API's socket: under the temp dir, since a socket's
+	// path may not be longer than 107 bytes and the state dir's may be.
+	apiDir  string
+	volume  string // the workspace
+	labels  map[string]string
+	pauser  *pauser
+	stopAPI func()
 
 	mu      sync.Mutex
 	jobs    map[string]*jobRun
 	order   []string
 	changed chan struct{} // closed and replaced whenever a job ends
+	closed  bool          // no more jobs: the script has ended
 	made    []string      // containers made, for cleanup
 	wg      sync.WaitGroup
 }
@@ -58,30 +65,39 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 	if spec.ID == "" {
 		spec.ID = newID()
 	}
+	if !buildIDRE.MatchString(spec.ID) {
+		// The id names directories, containers and volumes.
+		return Outcome{Result: events.Error}, fmt.Errorf("invalid build id %q: use letters, digits, '.', '_' and '-'", spec.ID)
+	}
 	b := &build{
 		r:       r,
 		spec:    spec,
 		rep:     rep,
 		dir:     filepath.Join(r.cfg.StateDir, "builds", spec.ID),
+		apiDir:  filepath.Join(os.TempDir(), "monkeyci-"+spec.ID),
 		volume:  "monkeyci-" + spec.ID + "-workspace",
 		labels:  map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
 		jobs:    map[string]*jobRun{},
 		changed: make(chan struct{}),
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	b.ctx = ctx
-	b.jobsCtx, b.stopJobs = context.WithCancel(ctx)
-	defer b.stopJobs()
+	b.ctx, b.cancel = context.WithCancelCause(ctx)
+	defer b.cancel(nil)
+	b.jobsCtx, b.stopJobs = context.WithCancel(b.ctx)
 	b.emit(events.Event{Type: events.BuildStart})
 
-	out, err := b.run()
-	out.Duration = time.Since(started)
+	scriptExit, err := b.run()
+	b.endJobs()
 	b.cleanup()
-	switch {
-	case err != nil && ctx.Err() != nil:
-		out.Result, err = events.Canceled, nil
-	case err != nil:
+	out := b.outcome(scriptExit)
+	out.Duration = time.Since(started)
+	if cause := context.Cause(b.ctx); err != nil && cause != nil {
+		// Canceled from outside, or failed from inside (the cause says).
+		err = nil
+		out.Result = events.Canceled
+		if !errors.Is(cause, context.Canceled) {
+			err, out.Result = cause, events.Error
+		}
+	} else if err != nil {
 		out.Result = events.Error
 	}
 	end := events.Event{Type: events.BuildEnd, Status: out.Result, Duration: out.Duration}
@@ -92,17 +108,19 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 	return out, err
 }
 
-func (b *build) run() (Outcome, error) {
+// run prepares the workspace and the script container, serves the job API
+// and runs the script to its end, returning its exit code.
+func (b *build) run() (int, error) {
 	ctx, cfg := b.ctx, b.r.cfg
 	image, err := b.r.Prepare(ctx)
 	if err != nil {
-		return Outcome{}, err
+		return -1, err
 	}
-	if err := os.MkdirAll(filepath.Join(b.dir, "api"), 0o755); err != nil {
-		return Outcome{}, fmt.Errorf("build directory: %w", err)
+	if err := os.MkdirAll(b.apiDir, 0o700); err != nil {
+		return -1, fmt.Errorf("job API directory: %w", err)
 	}
 	if err := cfg.Runtime.CreateVolume(ctx, b.volume, b.labelsFor("workspace", "")); err != nil {
-		return Outcome{}, fmt.Errorf("workspace volume: %w", err)
+		return -1, fmt.Errorf("workspace volume: %w", err)
 	}
 	token := newID() + newID()
 	script, err := b.create(ContainerSpec{
@@ -112,38 +130,42 @@ func (b *build) run() (Outcome, error) {
 		Env:      []string{"MONKEYCI_API=unix://" + scriptSocket, "MONKEYCI_TOKEN=" + token, "MONKEYCI_BUILD_ID=" + b.spec.ID},
 		WorkDir:  workspacePath,
 		Labels:   b.labelsFor("script", ""),
-		Mounts:   []Mount{{Volume: b.volume, Target: workspacePath}, {Source: filepath.Join(b.dir, "api"), Target: scriptAPIDir}},
+		Mounts:   []Mount{{Volume: b.volume, Target: workspacePath}, {Source: b.apiDir, Target: scriptAPIDir}},
 		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
 		Memory:   cfg.Script.Memory,
 		Network:  "none",
 	})
 	if err != nil {
-		return Outcome{}, fmt.Errorf("script container: %w", err)
+		return -1, fmt.Errorf("script container: %w", err)
 	}
 	if err := b.fillWorkspace(script); err != nil {
-		return Outcome{}, err
+		return -1, err
 	}
 	b.pauser = &pauser{
-		rt: cfg.Runtime, id: script, enabled: cfg.Pause, ledger: cfg.Ledger,
-		cpu: Resources{MilliCPUs: cfg.Script.MilliCPUs}, emit: b.emit, log: cfg.Logger.Named("pause"),
+		rt: cfg.Runtime, id: script, enabled: cfg.Pause, ledger: cfg.Ledger, script: cfg.Script,
+		emit: b.emit, fail: b.cancel, log: cfg.Logger.Named("pause"),
 	}
-	stop, err := serveJobAPI(filepath.Join(b.dir, "api", "job.sock"), token, b)
-	if err != nil {
-		return Outcome{}, err
+	if b.stopAPI, err = serveJobAPI(filepath.Join(b.apiDir, "job.sock"), token, b); err != nil {
+		return -1, err
 	}
-	defer stop()
-
-	if err := cfg.Ledger.Acquire(ctx, cfg.Script); err != nil {
-		return Outcome{}, fmt.Errorf("script container: %w", err)
+	if err := b.pauser.hold(ctx); err != nil {
+		return -1, fmt.Errorf("script container: %w", err)
 	}
 	exit, err := b.runScript(script)
-	cfg.Ledger.Release(cfg.Script)
-	if err != nil {
-		return b.outcome(exit.Code), err
+	return exit.Code, err
+}
+
+// endJobs stops the job API and every job still running or queued, and
+// waits for them: a script that ends leaves no job behind.
+func (b *build) endJobs() {
+	if b.stopAPI != nil {
+		b.stopAPI()
 	}
-	// A script that ends leaves no job behind.
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
 	b.stopJobs()
-	return b.outcome(exit.Code), nil
+	b.wg.Wait()
 }
 
 // runScript starts the script container and waits for it to end.
@@ -187,8 +209,8 @@ func (b *build) fillWorkspace(script string) error {
 	return nil
 }
 
+// outcome says how the build went; called once every job has ended.
 func (b *build) outcome(scriptExit int) Outcome {
-	b.wg.Wait()
 	out := Outcome{Result: events.Success, ScriptExit: scriptExit}
 	if b.pauser != nil {
 		out.Pauses, out.Paused = b.pauser.stats()
@@ -229,10 +251,8 @@ func (b *build) cleanup() {
 	defer cancel()
 	rt, log := b.r.cfg.Runtime, b.r.cfg.Logger
 	if b.pauser != nil {
-		b.pauser.resume(ctx) // a frozen container cannot be killed cleanly
+		b.pauser.close(ctx) // a frozen container cannot be killed cleanly
 	}
-	b.stopJobs()
-	b.wg.Wait()
 	b.mu.Lock()
 	made := append([]string(nil), b.made...)
 	b.mu.Unlock()
@@ -249,8 +269,10 @@ func (b *build) cleanup() {
 	if err := rt.RemoveVolume(ctx, b.volume); err != nil {
 		log.Warn("could not remove volume", "volume", b.volume, "error", err)
 	}
-	if err := os.RemoveAll(b.dir); err != nil {
-		log.Warn("could not remove build directory", "dir", b.dir, "error", err)
+	for _, dir := range []string{b.dir, b.apiDir} {
+		if err := os.RemoveAll(dir); err != nil {
+			log.Warn("could not remove build directory", "dir", dir, "error", err)
+		}
 	}
 }
 
@@ -289,3 +311,5 @@ func newID() string {
 }
 
 var errDuplicateJob = errors.New("a job with that id was already started")
+
+var buildIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"path/filepath"
 	"sort"
@@ -38,16 +41,16 @@ type jobResult struct {
 // startJob registers a job and runs it in the background; the job waits
 // for capacity there. A job that can never fit ends at once, saying why.
 func (b *build) startJob(j pipeline.Job) error {
-	jr, err := b.register(j.ID, j)
+	jr, err := b.register(j.ID, j, true)
 	if err != nil {
 		return err
 	}
 	need := jobNeeds(j)
-	if err := b.r.cfg.Ledger.CanEverFit(need); err != nil {
-		b.finish(jr, jobResult{status: events.Error, exit: -1, message: fmt.Sprintf("job %s can never run on this agent: it %v", j.ID, err)}, 0)
+	if err := b.r.cfg.Ledger.CanEverFit(need, b.scriptKeeps()); err != nil {
+		b.finish(jr, jobResult{status: events.Error, exit: -1, message: fmt.Sprintf("can never run on this agent: it %v", err)}, 0)
+		b.wg.Done()
 		return nil
 	}
-	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		b.emit(events.Event{Type: events.JobQueued, Job: j.ID})
@@ -65,7 +68,7 @@ func (b *build) startJob(j pipeline.Job) error {
 
 // skipJob records a job the script will not run.
 func (b *build) skipJob(id, reason string) error {
-	jr, err := b.register(id, pipeline.Job{ID: id})
+	jr, err := b.register(id, pipeline.Job{ID: id}, false)
 	if err != nil {
 		return err
 	}
@@ -73,11 +76,20 @@ func (b *build) skipJob(id, reason string) error {
 	return nil
 }
 
-func (b *build) register(id string, j pipeline.Job) (*jobRun, error) {
+// register adds a job to the build; run counts it among the jobs Run
+// waits for (under the same lock that closes the build, so none slips in
+// after the build stopped waiting).
+func (b *build) register(id string, j pipeline.Job, run bool) (*jobRun, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errBuildEnding
+	}
 	if _, ok := b.jobs[id]; ok {
 		return nil, fmt.Errorf("%w: %s", errDuplicateJob, id)
+	}
+	if run {
+		b.wg.Add(1)
 	}
 	jr := &jobRun{job: j, done: make(chan struct{})}
 	b.jobs[id] = jr
@@ -87,17 +99,18 @@ func (b *build) register(id string, j pipeline.Job) (*jobRun, error) {
 
 func (b *build) finish(jr *jobRun, res jobResult, d time.Duration) {
 	res.id = jr.job.ID
+	// Told before anyone waiting hears it, so events stay in order.
+	e := events.Event{Type: events.JobEnd, Job: res.id, Status: res.status, Exit: events.ExitCode(res.exit), Message: res.message, Duration: d}
+	if res.status == events.Skipped {
+		e = events.Event{Type: events.JobSkipped, Job: res.id, Status: res.status, Message: res.message}
+	}
+	b.emit(e)
 	b.mu.Lock()
 	jr.result, jr.duration = res, d
 	close(jr.done)
 	close(b.changed)
 	b.changed = make(chan struct{})
 	b.mu.Unlock()
-	e := events.Event{Type: events.JobEnd, Job: res.id, Status: res.status, Exit: events.ExitCode(res.exit), Message: res.message, Duration: d}
-	if res.status == events.Skipped {
-		e = events.Event{Type: events.JobSkipped, Job: res.id, Status: res.status, Message: res.message}
-	}
-	b.emit(e)
 }
 
 // await waits until any (or all) of ids have ended and returns the results
@@ -143,11 +156,24 @@ func (b *build) await(ctx context.Context, ids []string, any bool) ([]jobResult,
 	return done, nil
 }
 
+var errBuildEnding = errors.New("the build is ending: no more jobs can start")
+
+// scriptKeeps is what the build's script holds even while it waits: its
+// memory, and its CPU too when it is not paused.
+func (b *build) scriptKeeps() Resources {
+	keeps := Resources{Memory: b.r.cfg.Script.Memory}
+	if !b.r.cfg.Pause {
+		keeps.MilliCPUs = b.r.cfg.Script.MilliCPUs
+	}
+	return keeps
+}
+
 func jobNeeds(j pipeline.Job) Resources {
 	return Resources{MilliCPUs: int64(j.CPUs) * 1000, Memory: j.Memory}
 }
 
-// execJob runs one job's container from create to remove.
+// execJob runs one job's container from create to remove. Its messages
+// leave out the job's id: whoever shows them shows it.
 func (b *build) execJob(j pipeline.Job) jobResult {
 	ctx, rt := b.jobsCtx, b.r.cfg.Runtime
 	fail := func(status events.Result, format string, args ...any) jobResult {
@@ -158,48 +184,92 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	started := sync.OnceFunc(b.pauser.jobStarted)
 	defer started()
 	if err := rt.EnsureImage(ctx, j.Image); err != nil {
-		return fail(events.Error, "job %s: %v", j.ID, err)
+		return fail(events.Error, "%v", err)
 	}
 	spec, filesDir, err := b.jobContainer(j)
 	if err != nil {
-		return fail(events.Error, "job %s: %v", j.ID, err)
+		return fail(events.Error, "%v", err)
 	}
 	id, err := b.create(spec)
 	if err != nil {
-		return fail(events.Error, "job %s: creating its container: %v", j.ID, err)
+		return fail(events.Error, "creating its container: %v", err)
 	}
 	defer func() {
+		// On cancel this kills the container at once.
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
 		_ = rt.Remove(ctx, id)
 	}()
-	workDir := spec.WorkDir
-	if err := b.restore(id, j, workDir); err != nil {
-		return fail(events.Error, "job %s: %v", j.ID, err)
+	if err := b.restore(id, j); err != nil {
+		return fail(events.Error, "%v", err)
 	}
 
 	sink := &jobSink{b: b, job: j.ID, started: started}
+	exit, err := b.runContainer(ctx, id, j, filesDir, sink)
+	if filesDir == "" {
+		started()
+	}
+	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
+	switch {
+	case ctx.Err() != nil:
+		return fail(events.Canceled, "canceled")
+	case errors.Is(err, errTimedOut):
+		return fail(events.Error, "timed out after %s", j.Timeout)
+	case err != nil:
+		return fail(events.Error, "%v", err)
+	}
+	res := jobResult{status: events.Success, exit: exit.Code}
+	if exit.Code != 0 {
+		res.status, res.message = events.Failure, sink.failure(exit)
+	}
+	if msg := b.save(id, j, spec.WorkDir, res.status == events.Success); msg != "" && res.status == events.Success {
+		res.status, res.message = events.Failure, msg
+	}
+	if sink.lost != nil {
+		lost := "its output could not be read: " + sink.lost.Error()
+		if res.message != "" {
+			lost = res.message + "; " + lost
+		}
+		res.message = lost
+	}
+	return res
+}
+
+var errTimedOut = errors.New("timed out")
+
+// runContainer starts a job's created container, follows its output (the
+// wrapper's files, or the engine's log for a job without script lines)
+// and waits for it to exit or time out.
+func (b *build) runContainer(ctx context.Context, id string, j pipeline.Job, filesDir string, sink *jobSink) (Exit, error) {
+	rt := b.r.cfg.Runtime
 	exited := make(chan struct{})
-	tailed := make(chan error, 1)
-	if filesDir != "" {
-		go func() { tailed <- sidecar.Tail(ctx, filesDir, sink, exited) }()
+	followed := make(chan error, 1)
+	follow := func() error {
+		if filesDir != "" {
+			return sidecar.Tail(ctx, filesDir, sink, exited)
+		}
+		return rt.Logs(ctx, id, outputWriter{b.rep, j.ID, "out"}, outputWriter{b.rep, j.ID, "err"})
+	}
+	done := func() {
+		close(exited)
+		if err := <-followed; err != nil && ctx.Err() == nil {
+			sink.lost = err
+		}
+	}
+	if filesDir != "" { // from before the start: a job may end at once
+		go func() { followed <- follow() }()
 	}
 	// Said before the start call returns: output may arrive before it does.
 	b.emit(events.Event{Type: events.JobStart, Job: j.ID})
 	if err := rt.Start(ctx, id); err != nil {
-		close(exited)
-		if filesDir != "" {
-			<-tailed
+		if filesDir == "" {
+			followed <- nil
 		}
-		return fail(events.Error, "job %s: starting its container: %v", j.ID, err)
+		done()
+		return Exit{}, fmt.Errorf("starting its container: %w", err)
 	}
 	if filesDir == "" {
-		started()
-	}
-	if filesDir == "" { // no wrapper: the container's own output
-		go func() {
-			tailed <- rt.Logs(ctx, id, outputWriter{b.rep, j.ID, "out"}, outputWriter{b.rep, j.ID, "err"})
-		}()
+		go func() { followed <- follow() }()
 	}
 	wctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	exit, err := rt.Wait(wctx, id)
@@ -207,29 +277,12 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	cancel()
 	if timedOut {
 		_ = rt.Stop(context.WithoutCancel(ctx), id, 1)
+		err = errTimedOut
+	} else if err != nil {
+		err = fmt.Errorf("waiting for its container: %w", err)
 	}
-	// On cancel the deferred remove kills the container at once.
-	close(exited)
-	<-tailed
-	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
-	switch {
-	case ctx.Err() != nil:
-		return fail(events.Canceled, "canceled")
-	case timedOut:
-		return fail(events.Error, "job %s timed out after %s", j.ID, j.Timeout)
-	case err != nil:
-		return fail(events.Error, "job %s: waiting for its container: %v", j.ID, err)
-	}
-	res := jobResult{status: events.Success, exit: exit.Code}
-	if exit.Code != 0 {
-		res.status, res.message = events.Failure, sink.failure(exit)
-	}
-	if msg := b.save(id, j, workDir, res.status == events.Success); msg != "" {
-		if res.status == events.Success {
-			res.status, res.message = events.Failure, msg
-		}
-	}
-	return res
+	done()
+	return exit, err
 }
 
 // jobContainer is the container of a job, and the host directory of its
@@ -251,19 +304,19 @@ func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
 		env = append(env, k+"="+j.Env[k])
 	}
 	spec := ContainerSpec{
-		Name:       "monkeyci-" + b.spec.ID + "-" + safeName(j.ID),
+		Name:       "monkeyci-" + b.spec.ID + "-" + j.ID,
 		Image:      j.Image,
 		Entrypoint: j.Entrypoint,
 		Cmd:        j.Cmd,
 		WorkDir:    workDir,
-		Labels:     b.labelsFor("job", j.ID),
+		Labels:     b.jobLabels(j),
 		Mounts:     []Mount{{Volume: b.volume, Target: workspacePath}},
 		NanoCPUs:   int64(j.CPUs) * 1e9,
 		Memory:     j.Memory,
 	}
 	filesDir := ""
 	if len(j.Script) > 0 {
-		filesDir = filepath.Join(b.dir, "jobs", fileKey(j.ID))
+		filesDir = filepath.Join(b.dir, "jobs", j.ID)
 		if err := sidecar.Write(filesDir, j.Script); err != nil {
 			return spec, "", fmt.Errorf("writing its wrapper: %w", err)
 		}
@@ -276,8 +329,20 @@ func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
 	return spec, filesDir, nil
 }
 
+// jobLabels are the job's own labels under ours; ours cannot be overridden.
+func (b *build) jobLabels(j pipeline.Job) map[string]string {
+	labels := map[string]string{}
+	for k, v := range j.Labels {
+		if !strings.HasPrefix(k, labelPrefix) {
+			labels[k] = v
+		}
+	}
+	maps.Copy(labels, b.labelsFor("job", j.ID))
+	return labels
+}
+
 // restore puts the job's artifacts and caches in place before it starts.
-func (b *build) restore(id string, j pipeline.Job, workDir string) error {
+func (b *build) restore(id string, j pipeline.Job) error {
 	rt := b.r.cfg.Runtime
 	for _, a := range j.RestoreArtifacts {
 		err := restoreArchive(b.jobsCtx, rt, id, b.artifactFile(a.ID))
@@ -322,21 +387,10 @@ func (b *build) artifactFile(id string) string {
 }
 
 func (b *build) cacheFile(id string) string {
-	repo := b.spec.Repo
-	if repo == "" {
-		repo = "default"
-	}
-	return filepath.Join(b.r.cfg.CacheDir, fileKey(repo), fileKey(id))
-}
-
-// safeName keeps the characters Docker allows in container names.
-func safeName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' {
-			return r
-		}
-		return '_'
-	}, s)
+	// Hashed: repository keys are paths or URLs, which no file name can
+	// hold without two of them meeting.
+	sum := sha256.Sum256([]byte(b.spec.Repo))
+	return filepath.Join(b.r.cfg.CacheDir, hex.EncodeToString(sum[:12]), fileKey(id))
 }
 
 // jobSink forwards a job container's wrapper events and output, and keeps
@@ -346,6 +400,8 @@ type jobSink struct {
 	job string
 	// started is called when the wrapper says the container is up.
 	started func()
+	// lost is why the job's output could not be followed, if it could not.
+	lost error
 
 	mu  sync.Mutex
 	end *events.Event

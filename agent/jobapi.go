@@ -5,17 +5,23 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/proto/jobapi"
 )
+
+// maxSocketPath is the longest path a unix socket address holds on Linux.
+const maxSocketPath = 107
 
 // jobServer serves the job API of one build on a unix socket. It sends no
 // keepalive pings: a frozen script cannot answer them (DESIGN section 6).
@@ -28,6 +34,9 @@ var _ jobapi.JobAPIServer = (*jobServer)(nil)
 
 // serveJobAPI listens on socket and serves until the returned stop is called.
 func serveJobAPI(socket, token string, b *build) (stop func(), err error) {
+	if len(socket) > maxSocketPath {
+		return nil, fmt.Errorf("job API: the socket path %s is %d bytes, longer than a unix socket allows (%d): use a shorter state directory", socket, len(socket), maxSocketPath)
+	}
 	_ = os.Remove(socket)
 	l, err := net.Listen("unix", socket)
 	if err != nil {
@@ -39,7 +48,12 @@ func serveJobAPI(socket, token string, b *build) (stop func(), err error) {
 		l.Close()
 		return nil, fmt.Errorf("job API: %w", err)
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(checkToken(token), b.pauser.track))
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(checkToken(token), b.pauser.track),
+		// No keepalive pings at all: gRPC's default pings an idle client
+		// after two hours, and a script frozen through a long job cannot
+		// answer, which would cut its await.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Duration(math.MaxInt64)}))
 	jobapi.RegisterJobAPIServer(srv, &jobServer{b: b})
 	go func() { _ = srv.Serve(l) }()
 	return srv.Stop, nil

@@ -114,3 +114,30 @@ func TestWorkspaceLeavesOutGitignoredFiles(t *testing.T) {
 		}
 	}
 }
+
+// A job that fits the agent but not beside its own waiting script must fail
+// at once too, not wait for capacity forever.
+func TestJobThatFitsOnlyWithoutTheScriptFailsAtOnce(t *testing.T) {
+	tests := []struct {
+		name     string
+		capacity agent.Resources
+		pause    bool
+		want     string
+	}{
+		{"memory", agent.Resources{MilliCPUs: 2000, Memory: 2 << 30}, true, "needs 2 GB of memory but the agent has 2 GB, of which the build's script keeps 1 GB"},
+		{"cpu without pausing", agent.Resources{MilliCPUs: 1000, Memory: 8 << 30}, false, "needs 1 CPU but the agent has 1 CPU, of which the build's script keeps 1 CPU"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.capacity, tc.pause)
+			dir := repo(t, "id: big\nimage: monkeyci/busybox:latest\nscript: [\"true\"]\n", map[string]string{})
+			out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, newRecorder())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j := jobResult(t, out, "big"); j.Result != events.Error || !strings.Contains(j.Message, tc.want) {
+				t.Errorf("big: %+v, want an error saying %q", j, tc.want)
+			}
+		})
+	}
+}

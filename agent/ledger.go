@@ -13,7 +13,7 @@ type Resources struct {
 }
 
 func (r Resources) String() string {
-	return fmt.Sprintf("%s CPUs and %s", formatCPUs(r.MilliCPUs), FormatBytes(r.Memory))
+	return cpuWords(r.MilliCPUs) + " and " + FormatBytes(r.Memory)
 }
 
 func (r Resources) fitsIn(free Resources) bool {
@@ -50,20 +50,37 @@ func (l *Ledger) Used() Resources {
 	return l.used
 }
 
-// CanEverFit says why need can never be granted, or nil.
-func (l *Ledger) CanEverFit(need Resources) error {
-	if need.MilliCPUs > l.total.MilliCPUs {
-		return fmt.Errorf("needs %s CPUs but the agent has %s", formatCPUs(need.MilliCPUs), formatCPUs(l.total.MilliCPUs))
+// CanEverFit says why need can never be granted beside what keeps stays
+// held (a waiting script's share), or nil.
+func (l *Ledger) CanEverFit(need, keeps Resources) error {
+	avail := Resources{l.total.MilliCPUs - keeps.MilliCPUs, l.total.Memory - keeps.Memory}
+	if need.MilliCPUs > avail.MilliCPUs {
+		return fmt.Errorf("needs %s but the agent has %s%s", cpuWords(need.MilliCPUs), cpuWords(l.total.MilliCPUs), besides(cpuWords(keeps.MilliCPUs), keeps.MilliCPUs))
 	}
-	if need.Memory > l.total.Memory {
-		return fmt.Errorf("needs %s of memory but the agent has %s", FormatBytes(need.Memory), FormatBytes(l.total.Memory))
+	if need.Memory > avail.Memory {
+		return fmt.Errorf("needs %s of memory but the agent has %s%s", FormatBytes(need.Memory), FormatBytes(l.total.Memory), besides(FormatBytes(keeps.Memory), keeps.Memory))
 	}
 	return nil
 }
 
+func besides(what string, n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return ", of which the build's script keeps " + what
+}
+
+// cpuWords says a number of CPUs in words.
+func cpuWords(milli int64) string {
+	if milli == 1000 {
+		return "1 CPU"
+	}
+	return formatCPUs(milli) + " CPUs"
+}
+
 // Acquire blocks until need is granted or ctx ends.
 func (l *Ledger) Acquire(ctx context.Context, need Resources) error {
-	if err := l.CanEverFit(need); err != nil {
+	if err := l.CanEverFit(need, Resources{}); err != nil {
 		return err
 	}
 	l.mu.Lock()

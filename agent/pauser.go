@@ -2,49 +2,86 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
 	"github.com/monkeyci/monkeyci/events"
 )
 
 // pauser freezes a build's script container while every job-API call the
 // script has outstanding is an await on running jobs, and hands the script's
-// CPU reservation to jobs meanwhile.
+// CPU reservation to jobs meanwhile. It owns the script's reservation in the
+// ledger: hold takes it, close gives back exactly what is still held.
 //
 // A job's container is created and started while the script may still be
 // running: freezing the script meanwhile would compete with that start on
 // the engine, on the job's critical path, and frees CPU nobody needs (the
 // starting job holds its own). So a pause also waits until no job of the
-// build is between its capacity grant and its start. Jobs still waiting for
-// capacity do not hold it back: they are what the script's CPU is for.
+// build is between its capacity grant and the moment its container is up.
+// Jobs still waiting for capacity do not hold it back: they are what the
+// script's CPU is for.
 //
-// Contract: a pause is only ever started by an await that begins, or by the
-// last starting job's start; the container is unpaused before any await is answered and whenever another
-// call arrives. Engine calls are serialised, and a pause re-checks the call
-// counts after taking the engine lock, so a pause that lost a race with an
-// answer never freezes the script after the answer.
+// Contract: a pause is only started by an await that begins, or by the end
+// of a call or of a job's start; the container is unpaused before any await
+// is answered and whenever another call arrives. Engine calls are
+// serialised, and a pause re-checks the counts after taking the engine lock,
+// so a pause that lost a race with an answer never freezes the script after
+// the answer. After close nothing is paused again.
 type pauser struct {
 	rt      Runtime
 	id      string // the script container
 	enabled bool
 	ledger  *Ledger
-	cpu     Resources // what the script gives up while paused (CPU only)
+	script  Resources // the script's reservation; its CPU is lent while paused
 	emit    func(events.Event)
-	log     hclog.Logger
+	// fail ends the build: a script that cannot be thawed would never hear
+	// its answers.
+	fail func(error)
+	log  hclog.Logger
 
 	mu        sync.Mutex // guards the counts
 	awaits    int        // awaits outstanding on running jobs
 	others    int        // any other call outstanding
-	starting  int        // jobs between their capacity grant and their start
+	starting  int        // jobs between their capacity grant and being up
 	requested time.Time  // when a pause was last wanted
 
 	engine      sync.Mutex // serialises pause and unpause; guards the rest
-	paused      bool
+	held        Resources  // what the script holds in the ledger now
+	lent        bool       // its CPU is lent to jobs
+	frozen      bool       // the container is paused
+	closed      bool
 	pausedAt    time.Time
 	pausedTotal time.Duration
 	pauses      int
+}
+
+// unpauseTries bounds the retries of a failing unpause before the build is
+// failed instead.
+const unpauseTries = 5
+
+// hold takes the script's reservation, waiting for capacity.
+func (p *pauser) hold(ctx context.Context) error {
+	if err := p.ledger.Acquire(ctx, p.script); err != nil {
+		return err
+	}
+	p.engine.Lock()
+	p.held = p.script
+	p.engine.Unlock()
+	return nil
+}
+
+// close thaws the script if needed, stops all later pauses and gives back
+// what the script still holds.
+func (p *pauser) close(ctx context.Context) {
+	p.resume(ctx)
+	p.engine.Lock()
+	defer p.engine.Unlock()
+	p.closed = true
+	p.ledger.Release(p.held)
+	p.held = Resources{}
 }
 
 // callBegin notes a non-await call, and unpauses if the script is frozen
@@ -56,26 +93,12 @@ func (p *pauser) callBegin(ctx context.Context) {
 	p.resume(ctx)
 }
 
-func (p *pauser) callEnd() {
-	p.mu.Lock()
-	p.others--
-	p.mu.Unlock()
-}
+// callEnd notes the end of a non-await call; awaits left alone may pause.
+func (p *pauser) callEnd() { p.change(func() { p.others-- }) }
 
 // awaitBegin notes an await on running jobs and starts a pause if it is now
 // the only kind of call outstanding. It does not wait for the pause.
-func (p *pauser) awaitBegin() {
-	p.mu.Lock()
-	p.awaits++
-	want := p.shouldPauseLocked()
-	if want {
-		p.requested = time.Now()
-	}
-	p.mu.Unlock()
-	if want {
-		go p.pause()
-	}
-}
+func (p *pauser) awaitBegin() { p.change(func() { p.awaits++ }) }
 
 // awaitEnd is called before an await is answered: it makes sure the script
 // runs again before the answer is sent.
@@ -86,10 +109,6 @@ func (p *pauser) awaitEnd(ctx context.Context) {
 	p.resume(ctx)
 }
 
-func (p *pauser) shouldPauseLocked() bool {
-	return p.enabled && p.awaits > 0 && p.others == 0 && p.starting == 0
-}
-
 // jobStarting notes a job whose container is being made and started.
 func (p *pauser) jobStarting() {
 	p.mu.Lock()
@@ -97,11 +116,13 @@ func (p *pauser) jobStarting() {
 	p.mu.Unlock()
 }
 
-// jobStarted notes that a job's start call returned (or failed), and pauses
-// the script if that was all it waited for.
-func (p *pauser) jobStarted() {
+// jobStarted notes that a job's container is up (or failed to start).
+func (p *pauser) jobStarted() { p.change(func() { p.starting-- }) }
+
+// change applies f to the counts and starts a pause if one is now wanted.
+func (p *pauser) change(f func()) {
 	p.mu.Lock()
-	p.starting--
+	f()
 	want := p.shouldPauseLocked()
 	if want {
 		p.requested = time.Now()
@@ -112,24 +133,34 @@ func (p *pauser) jobStarted() {
 	}
 }
 
+func (p *pauser) shouldPauseLocked() bool {
+	return p.enabled && p.awaits > 0 && p.others == 0 && p.starting == 0
+}
+
 func (p *pauser) pause() {
 	p.engine.Lock()
 	defer p.engine.Unlock()
 	p.mu.Lock()
 	want, requested := p.shouldPauseLocked(), p.requested
 	p.mu.Unlock()
-	if !want || p.paused {
+	if !want || p.lent || p.closed {
 		return
 	}
-	// The pause must not be cut short by a request's context: it is the
-	// engine's state we change, and resume always follows.
-	if err := p.rt.Pause(context.Background(), p.id); err != nil {
-		p.log.Warn("could not pause the script container", "error", err)
+	// Not cut short by a request's context: it is the engine's state we
+	// change, and resume always follows.
+	err := p.rt.Pause(context.Background(), p.id)
+	p.frozen = err == nil
+	// The script only waits, so its CPU is lent to jobs even when it could
+	// not be frozen: a job that needs it must not wait for an engine fault.
+	p.lent = true
+	p.ledger.Release(Resources{MilliCPUs: p.script.MilliCPUs})
+	p.held.MilliCPUs -= p.script.MilliCPUs
+	if err != nil {
+		p.log.Warn("could not pause the script container; its CPU is lent to jobs all the same", "error", err)
 		return
 	}
-	p.paused, p.pausedAt = true, time.Now()
+	p.pausedAt = time.Now()
 	p.pauses++
-	p.ledger.Release(p.cpu)
 	// Duration is how long freezing took from the moment it was wanted.
 	p.emit(events.Event{Type: events.ScriptPaused, Time: p.pausedAt, Duration: p.pausedAt.Sub(requested)})
 }
@@ -137,22 +168,42 @@ func (p *pauser) pause() {
 func (p *pauser) resume(ctx context.Context) {
 	p.engine.Lock()
 	defer p.engine.Unlock()
-	if !p.paused {
+	if !p.lent {
 		return
 	}
 	// The script takes its CPU back at once, ahead of queued jobs: it is
 	// what the finished job's dependents wait on.
-	p.ledger.Force(p.cpu)
-	if err := p.rt.Unpause(context.WithoutCancel(ctx), p.id); err != nil {
+	p.ledger.Force(Resources{MilliCPUs: p.script.MilliCPUs})
+	p.held.MilliCPUs += p.script.MilliCPUs
+	p.lent = false
+	if !p.frozen {
+		return
+	}
+	if err := p.unpause(context.WithoutCancel(ctx)); err != nil {
 		p.log.Error("could not unpause the script container", "error", err)
-		p.ledger.Release(p.cpu)
+		p.fail(fmt.Errorf("the script container could not be unpaused: %w", err))
 		return
 	}
 	now := time.Now()
 	d := now.Sub(p.pausedAt)
-	p.paused = false
+	p.frozen = false
 	p.pausedTotal += d
 	p.emit(events.Event{Type: events.ScriptResumed, Time: now, Duration: d})
+}
+
+// unpause retries a failing unpause a few times: a busy engine may refuse
+// one call, and a script left frozen hangs its build.
+func (p *pauser) unpause(ctx context.Context) error {
+	var err error
+	for try, wait := 0, 50*time.Millisecond; try < unpauseTries; try, wait = try+1, wait*2 {
+		if err = p.rt.Unpause(ctx, p.id); err == nil {
+			return nil
+		}
+		if try < unpauseTries-1 {
+			time.Sleep(wait)
+		}
+	}
+	return err
 }
 
 // stats returns how often and how long the script was paused.
@@ -166,5 +217,5 @@ func (p *pauser) stats() (int, time.Duration) {
 func (p *pauser) isPaused() bool {
 	p.engine.Lock()
 	defer p.engine.Unlock()
-	return p.paused
+	return p.frozen
 }

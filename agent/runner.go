@@ -21,10 +21,11 @@ import (
 // Container and volume labels (DESIGN section 10): everything the runner
 // makes carries them, so a crash can always be cleaned up.
 const (
-	LabelBuild = "io.monkeyci.build"
-	LabelJob   = "io.monkeyci.job"
-	LabelRole  = "io.monkeyci.role"
-	LabelAgent = "io.monkeyci.agent"
+	labelPrefix = "io.monkeyci."
+	LabelBuild  = "io.monkeyci.build"
+	LabelJob    = "io.monkeyci.job"
+	LabelRole   = "io.monkeyci.role"
+	LabelAgent  = "io.monkeyci.agent"
 )
 
 // Config is what a Runner needs. Zero values take the defaults noted.
@@ -70,22 +71,22 @@ type Reporter interface {
 
 // Outcome is how a build ended.
 type Outcome struct {
-	Result   events.Result
-	Jobs     []JobOutcome // in the order they were started or skipped
-	Duration time.Duration
-	Paused   time.Duration // total time the script container was frozen
-	Pauses   int
+	Result   events.Result `json:"result"`
+	Jobs     []JobOutcome  `json:"jobs"` // in the order they were started or skipped
+	Duration time.Duration `json:"duration"`
+	Paused   time.Duration `json:"paused"` // total time the script container was frozen
+	Pauses   int           `json:"pauses"`
 	// ScriptExit is the script container's exit code.
-	ScriptExit int
+	ScriptExit int `json:"script-exit"`
 }
 
 // JobOutcome is how one job ended.
 type JobOutcome struct {
-	ID       string
-	Result   events.Result
-	Exit     int
-	Message  string
-	Duration time.Duration
+	ID       string        `json:"id"`
+	Result   events.Result `json:"result"`
+	Exit     int           `json:"exit"`
+	Message  string        `json:"message,omitempty"`
+	Duration time.Duration `json:"duration"`
 }
 
 // Runner runs builds through a Runtime. Safe for concurrent use: builds run
@@ -93,9 +94,8 @@ type JobOutcome struct {
 type Runner struct {
 	cfg Config
 
-	imageOnce sync.Once
-	image     string
-	imageErr  error
+	imageMu sync.Mutex
+	image   string // made once; a failure (or a cancel) is tried again
 }
 
 // NewRunner checks cfg and fills its defaults.
@@ -131,8 +131,14 @@ func NewRunner(cfg Config) (*Runner, error) {
 // Prepare makes the script container's image, once. Run calls it too;
 // calling it first takes the work off the first build's clock.
 func (r *Runner) Prepare(ctx context.Context) (string, error) {
-	r.imageOnce.Do(func() {
-		r.image, r.imageErr = ensureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
-	})
-	return r.image, r.imageErr
+	r.imageMu.Lock()
+	defer r.imageMu.Unlock()
+	if r.image == "" {
+		image, err := ensureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
+		if err != nil {
+			return "", err
+		}
+		r.image = image
+	}
+	return r.image, nil
 }

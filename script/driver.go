@@ -3,8 +3,7 @@ package script
 import (
 	"context"
 	"fmt"
-
-	"github.com/hashicorp/go-hclog"
+	"maps"
 
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
@@ -13,55 +12,93 @@ import (
 
 // Drive runs a declarative build: it starts every job whose dependencies
 // have succeeded, awaits whichever ends first, tells the agent which jobs it
-// skips, and returns the build's result.
-func Drive(ctx context.Context, api jobapi.JobAPIClient, plan *pipeline.Plan, log hclog.Logger) (events.Result, error) {
-	g := pipeline.NewGraph(plan.Jobs)
-	var running []string
+// skips, and returns the build's result. The build's parameters reach each
+// job as environment variables, under the job's own env.
+func Drive(ctx context.Context, api jobapi.JobAPIClient, plan *pipeline.Plan) (events.Result, error) {
+	params, err := api.GetParams(ctx, &jobapi.GetParamsRequest{})
+	if err != nil {
+		return events.Error, fmt.Errorf("reading the build's parameters: %w", err)
+	}
+	d := &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params.GetParams()}
 	for {
-		for _, id := range g.Ready() {
-			job, _ := plan.Job(id)
-			if _, err := api.StartJob(ctx, &jobapi.StartJobRequest{Job: jobapi.JobToProto(job)}); err != nil {
-				return events.Error, fmt.Errorf("starting job %s: %w", id, err)
-			}
-			if err := g.Start(id); err != nil {
-				return events.Error, err
-			}
-			running = append(running, id)
+		if err := d.startReady(ctx); err != nil {
+			return events.Error, err
 		}
-		if len(running) == 0 {
+		if len(d.running) == 0 {
 			break
 		}
-		// No deadline: the agent freezes this process while it waits.
-		resp, err := api.AwaitJobs(ctx, &jobapi.AwaitJobsRequest{Ids: running, Any: true})
+		if err := d.awaitAny(ctx); err != nil {
+			return events.Error, err
+		}
+	}
+	// What is left waits for a manual unblock, or for a job that does:
+	// nobody here can give one.
+	for _, id := range d.graph.Cancel() {
+		reason := "waits for a blocked job"
+		if job, _ := plan.Job(id); job.Blocked {
+			reason = "blocked: waits for a manual unblock, which this run cannot give"
+		}
+		if err := d.skip(ctx, id, reason); err != nil {
+			return events.Error, err
+		}
+	}
+	return d.graph.Result(), nil
+}
+
+type driver struct {
+	api     jobapi.JobAPIClient
+	plan    *pipeline.Plan
+	graph   *pipeline.Graph
+	params  map[string]string
+	running []string
+}
+
+func (d *driver) startReady(ctx context.Context) error {
+	for _, id := range d.graph.Ready() {
+		job, _ := d.plan.Job(id)
+		if len(d.params) > 0 {
+			env := maps.Clone(d.params)
+			maps.Copy(env, job.Env)
+			job.Env = env
+		}
+		if _, err := d.api.StartJob(ctx, &jobapi.StartJobRequest{Job: jobapi.JobToProto(job)}); err != nil {
+			return fmt.Errorf("starting job %s: %w", id, err)
+		}
+		if err := d.graph.Start(id); err != nil {
+			return err
+		}
+		d.running = append(d.running, id)
+	}
+	return nil
+}
+
+// awaitAny waits for the first of the running jobs to end. No deadline:
+// the agent freezes this process while it waits.
+func (d *driver) awaitAny(ctx context.Context) error {
+	resp, err := d.api.AwaitJobs(ctx, &jobapi.AwaitJobsRequest{Ids: d.running, Any: true})
+	if err != nil {
+		return fmt.Errorf("awaiting jobs: %w", err)
+	}
+	for _, r := range resp.GetResults() {
+		d.running = remove(d.running, r.GetId())
+		skipped, err := d.graph.Finish(r.GetId(), events.Result(r.GetStatus()))
 		if err != nil {
-			return events.Error, fmt.Errorf("awaiting jobs: %w", err)
+			return err
 		}
-		for _, r := range resp.GetResults() {
-			running = remove(running, r.GetId())
-			skipped, err := g.Finish(r.GetId(), events.Result(r.GetStatus()))
-			if err != nil {
-				return events.Error, err
-			}
-			if r.GetStatus() != string(events.Success) {
-				log.Info("job did not succeed", "job", r.GetId(), "status", r.GetStatus(), "message", r.GetMessage())
-			}
-			for _, s := range skipped {
-				reason := fmt.Sprintf("skipped: dependency %s ended with %s", r.GetId(), r.GetStatus())
-				if _, err := api.SkipJob(ctx, &jobapi.SkipJobRequest{Id: s, Reason: reason}); err != nil {
-					return events.Error, fmt.Errorf("skipping job %s: %w", s, err)
-				}
+		for _, s := range skipped {
+			if err := d.skip(ctx, s, fmt.Sprintf("dependency %s ended with %s", r.GetId(), r.GetStatus())); err != nil {
+				return err
 			}
 		}
 	}
-	// Jobs that wait for a manual unblock cannot run here yet.
-	for _, j := range plan.Jobs {
-		if g.State(j.ID) == pipeline.StateBlocked {
-			if _, err := api.SkipJob(ctx, &jobapi.SkipJobRequest{Id: j.ID, Reason: "blocked: waits for a manual unblock, which this run cannot give"}); err != nil {
-				return events.Error, fmt.Errorf("skipping job %s: %w", j.ID, err)
-			}
-		}
+	return nil
+}
+
+func (d *driver) skip(ctx context.Context, id, reason string) error {
+	if _, err := d.api.SkipJob(ctx, &jobapi.SkipJobRequest{Id: id, Reason: reason}); err != nil {
+		return fmt.Errorf("skipping job %s: %w", id, err)
 	}
-	return g.Result(), nil
+	return nil
 }
 
 func remove(ids []string, id string) []string {

@@ -78,7 +78,7 @@ handing its CPU to the jobs.`,
 	root.AddCommand(
 		newRunCommand(stdout, stderr),
 		newVerifyCommand(stdout),
-		newScriptCommand(stderr),
+		newScriptCommand(),
 		newSidecarCommand(stdout),
 	)
 	return root

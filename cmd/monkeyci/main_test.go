@@ -128,6 +128,16 @@ func TestFailingBuildExitsOne(t *testing.T) {
 	}
 }
 
+func TestParamsReachJobsAsEnv(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	dir := writeRepo(t, map[string]string{"build.yaml": "id: greet\nimage: monkeyci/busybox:latest\nenv: {OWN: mine}\nscript: ['echo \"$GREETING $OWN\"']\n"})
+	code, stdout, stderr := monkeyci(t, "run", "--state-dir", t.TempDir(), "--param", "GREETING=hello", "--param", "OWN=overridden", dir)
+	if code != 0 || !strings.Contains(stdout, "| hello mine") {
+		t.Fatalf("exit %d, want 0 and the param in the job's env\n%s%s", code, stdout, stderr)
+	}
+}
+
 // TestInterruptRemovesEverything sends a real SIGINT to a running build and
 // checks that nothing with the build's label is left on the engine.
 func TestInterruptRemovesEverything(t *testing.T) {

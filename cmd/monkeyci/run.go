@@ -113,6 +113,21 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
+	defer close(finished) // runs before stop: not a cancel
+	go func() {
+		// After the first signal the build cleans up; a second one ends
+		// the program at once, as the user asks.
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		stop()
+		if !cfg.json {
+			fmt.Fprintln(stderr, "monkeyci: canceling: removing the build's containers (press Ctrl-C again to quit at once)")
+		}
+	}()
 	printer := console.NewPrinter(stdout, printerMode(cfg.json, stdout))
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/events"
@@ -15,7 +13,7 @@ import (
 	"github.com/monkeyci/monkeyci/script"
 )
 
-func newScriptCommand(stderr io.Writer) *cobra.Command {
+func newScriptCommand() *cobra.Command {
 	dir := "/workspace"
 	cmd := &cobra.Command{
 		Use:   "script",
@@ -26,7 +24,6 @@ through the job API named by MONKEYCI_API with the token in MONKEYCI_TOKEN.
 It exits 0 when every job succeeded and 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log := hclog.New(&hclog.LoggerOptions{Name: "script", Output: stderr, Level: hclog.Info})
 			plan, err := pipeline.Load(dir)
 			if err != nil {
 				return usageError(err)
@@ -38,7 +35,7 @@ It exits 0 when every job succeeded and 1 otherwise.`,
 			defer closeAPI()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			result, err := script.Drive(ctx, api, plan, log)
+			result, err := script.Drive(ctx, api, plan)
 			if err != nil {
 				return failedError(err)
 			}
