@@ -368,7 +368,11 @@ func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) 
 	ctx, rt := context.WithoutCancel(b.jobsCtx), b.r.cfg.Runtime
 	var problems []string
 	for _, a := range j.SaveArtifacts {
-		if err := saveArchive(ctx, rt, id, containerPath(workDir, a.Path), b.artifactFile(a.ID)); err != nil {
+		err := saveArchive(ctx, rt, id, containerPath(workDir, a.Path), b.artifactFile(a.ID))
+		switch {
+		case errors.Is(err, ErrPathNotFound):
+			problems = append(problems, fmt.Sprintf("artifact %q: %s does not exist after the job", a.ID, containerPath(workDir, a.Path)))
+		case err != nil:
 			problems = append(problems, fmt.Sprintf("saving artifact %q from %s: %v", a.ID, a.Path, err))
 		}
 	}

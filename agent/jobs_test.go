@@ -141,3 +141,16 @@ func TestJobThatFitsOnlyWithoutTheScriptFailsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+func TestMissingArtifactPathFailsTheJobSayingWhich(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := repo(t, "id: forgetful\nimage: monkeyci/busybox:latest\nscript: [\"true\"]\nsave-artifacts: [{id: bin, path: nothere}]\n", map[string]string{})
+	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, newRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `artifact "bin": /workspace/nothere does not exist after the job`
+	if j := jobResult(t, out, "forgetful"); j.Result != events.Failure || j.Message != want {
+		t.Errorf("forgetful: %+v, want a failure saying %q", j, want)
+	}
+}

@@ -68,6 +68,10 @@ type Exit struct {
 // neither present nor pullable.
 var ErrImageNotFound = errors.New("image not found")
 
+// ErrPathNotFound is returned (wrapped) by CopyFrom when the path does not
+// exist in the container.
+var ErrPathNotFound = errors.New("no such file or directory")
+
 // Mount puts a host path or a named volume into a container.
 type Mount struct {
 	// Volume is a named volume; Source a host path. Exactly one is set.

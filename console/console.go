@@ -33,6 +33,20 @@ type Printer struct {
 	partial map[string][]byte
 	width   int // of the widest job id, for aligned prefixes
 	now     func() time.Time
+	// script is the script container's state while it runs ("" before and
+	// after), since when, for the live block.
+	script      string
+	scriptSince time.Time
+	// columns is the terminal's width; live rows are cut to it, since a
+	// wrapped row would throw off the block's erasing. 0: no limit.
+	columns int
+}
+
+// SetColumns tells a live printer the terminal's width.
+func (p *Printer) SetColumns(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.columns = n
 }
 
 var _ agent.Reporter = (*Printer)(nil)
@@ -87,9 +101,15 @@ func (p *Printer) Event(e events.Event) {
 func (p *Printer) track(e events.Event) string {
 	if e.Job == "" {
 		switch e.Type {
+		case events.ScriptStart:
+			p.script, p.scriptSince = "running", e.Time
+		case events.ScriptEnd:
+			p.script = ""
 		case events.ScriptPaused:
+			p.script, p.scriptSince = "paused", e.Time
 			return "script paused while its jobs run"
 		case events.ScriptResumed:
+			p.script, p.scriptSince = "running", e.Time
 			return fmt.Sprintf("script resumed after %s", round(e.Duration))
 		}
 		return ""
@@ -203,9 +223,15 @@ func (p *Printer) redraw(write func(io.Writer)) {
 	var buf bytes.Buffer
 	p.live.erase(&buf)
 	write(&buf)
-	lines := make([]string, 0, len(p.order))
+	lines := make([]string, 0, len(p.order)+1)
+	if p.script == "paused" {
+		lines = append(lines, fmt.Sprintf(" ⏸ %-*s  paused %s, its CPU lent to jobs", p.width, scriptName, round(p.now().Sub(p.scriptSince))))
+	}
 	for _, id := range p.order {
 		lines = append(lines, fmt.Sprintf(" %s %-*s  %s", symbol(p.jobs[id].state), p.width, id, p.jobs[id].describe(p.now())))
+	}
+	for i, l := range lines {
+		lines[i] = cut(l, p.columns)
 	}
 	p.live.draw(&buf, lines)
 	_, _ = p.w.Write(buf.Bytes())
@@ -237,11 +263,15 @@ func (p *Printer) Summary(out agent.Outcome) {
 		}
 		fmt.Fprintf(p.w, "%s %-*s  %s%s%s\n", symbol(string(j.Result)), p.width, j.ID, j.Result, took, msg)
 	}
+	if out.Pauses == 0 {
+		fmt.Fprintf(p.w, "build %s in %s; the script was not paused\n", out.Result, round(out.Duration))
+		return
+	}
 	share := 0.0
 	if out.Duration > 0 {
 		share = 100 * float64(out.Paused) / float64(out.Duration)
 	}
-	fmt.Fprintf(p.w, "build %s in %s; script paused %s (%.0f%% of the build, %d pauses)\n", out.Result, round(out.Duration), round(out.Paused), share, out.Pauses)
+	fmt.Fprintf(p.w, "build %s in %s; script paused %s (%.0f%% of the build, %s)\n", out.Result, round(out.Duration), round(out.Paused), share, plural(out.Pauses, "pause"))
 }
 
 func (p *Printer) writeJSON(v any) {
@@ -262,6 +292,25 @@ func symbol(state string) string {
 		return "-"
 	}
 	return "•"
+}
+
+// cut shortens s to n runes (no limit when n is 0).
+func cut(s string, n int) string {
+	if n <= 0 {
+		return s
+	}
+	r := []rune(s)
+	if len(r) < n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func round(d time.Duration) string {

@@ -333,7 +333,7 @@ func TestPrinterSummary(t *testing.T) {
 		{
 			name: "no duration divides by nothing",
 			out:  agent.Outcome{Result: events.Success},
-			want: "\nbuild success in 0s; script paused 0s (0% of the build, 0 pauses)\n",
+			want: "\nbuild success in 0s; the script was not paused\n",
 		},
 	}
 	for _, tt := range tests {
@@ -354,7 +354,7 @@ func TestPrinterSummaryFlushesFirst(t *testing.T) {
 	p, buf := newTestPrinter(Plain)
 	p.Output("", "out", []byte("last words"))
 	p.Summary(agent.Outcome{Result: events.Success, Duration: time.Second})
-	want := "script | last words\n\nbuild success in 1s; script paused 0s (0% of the build, 0 pauses)\n"
+	want := "script | last words\n\nbuild success in 1s; the script was not paused\n"
 	if got := buf.String(); got != want {
 		t.Errorf("got:\n%q\nwant:\n%q", got, want)
 	}
@@ -392,18 +392,26 @@ func TestPrinterLive(t *testing.T) {
 			row(" • compile  running 2s")+
 			row(" • test     waiting for capacity"))
 	step("a partial line changes nothing on screen", out("compile", "out", "half"), "")
-	step("script pauses only redraw the block in live mode", ev(events.Event{Type: events.ScriptPaused}),
+	step("a paused script gets a row of its own", ev(events.Event{Type: events.ScriptPaused, Time: t0.Add(-time.Second)}),
 		up(2)+
+			row(" ⏸ script   paused 1s, its CPU lent to jobs")+
 			row(" • compile  running 2s")+
 			row(" • test     waiting for capacity"))
 	step("tick redraws", (*Printer).Tick,
-		up(2)+
+		up(3)+
+			row(" ⏸ script   paused 1s, its CPU lent to jobs")+
 			row(" • compile  running 2s")+
 			row(" • test     waiting for capacity"))
-	step("end", ev(events.Event{Type: events.JobEnd, Job: "compile", Status: events.Success, Duration: 3 * time.Second}),
-		up(2)+
-			row(" ✔ compile  success in 3s")+
+	step("a resumed script loses its row", ev(events.Event{Type: events.ScriptResumed, Time: t0, Duration: time.Second}),
+		up(3)+
+			row(" • compile  running 2s")+
 			row(" • test     waiting for capacity"))
+	p.SetColumns(20)
+	step("rows are cut to the terminal's width", ev(events.Event{Type: events.JobEnd, Job: "compile", Status: events.Success, Duration: 3 * time.Second}),
+		up(2)+
+			row(" ✔ compile  success…")+
+			row(" • test     waiting…"))
+	p.SetColumns(0)
 	step("summary flushes, then erases the block for good", func(p *Printer) {
 		p.Summary(agent.Outcome{Result: events.Success, Duration: 4 * time.Second, Paused: time.Second, Pauses: 1,
 			Jobs: []agent.JobOutcome{{ID: "compile", Result: events.Success, Duration: 3 * time.Second}}})
@@ -415,7 +423,7 @@ func TestPrinterLive(t *testing.T) {
 			up(2)+
 			"\n"+
 			"✔ compile  success in 3s\n"+
-			"build success in 4s; script paused 1s (25% of the build, 1 pauses)\n")
+			"build success in 4s; script paused 1s (25% of the build, 1 pause)\n")
 	step("after the summary the block is gone", out("", "out", "late\n"), "script  | late\n")
 }
 

@@ -53,6 +53,10 @@ func (e *Engine) CopyTo(ctx context.Context, id, dir string, tar io.Reader) erro
 // entry is path's base name. The caller closes it.
 func (e *Engine) CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, error) {
 	rc, _, err := e.cli.CopyFromContainer(ctx, id, path)
+	if cerrdefs.IsNotFound(err) {
+		// The container exists (it was just created or ran): the path does not.
+		return nil, fmt.Errorf("%w: %s", agent.ErrPathNotFound, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("copy from %s:%s: %w", shortID(id), path, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
@@ -99,6 +100,9 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 		return failedError(fmt.Errorf("docker: %w", err))
 	}
 	defer engine.Close()
+	if err := engine.Ping(ctx); err != nil {
+		return failedError(fmt.Errorf("the Docker engine does not answer (is it running?): %w", err))
+	}
 	runner, err := agent.NewRunner(agent.Config{
 		Runtime:  engine,
 		Ledger:   agent.NewLedger(capacity),
@@ -128,7 +132,9 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 			fmt.Fprintln(stderr, "monkeyci: canceling: removing the build's containers (press Ctrl-C again to quit at once)")
 		}
 	}()
-	printer := console.NewPrinter(stdout, printerMode(cfg.json, stdout))
+	mode, columns := printerMode(cfg.json, stdout)
+	printer := console.NewPrinter(stdout, mode)
+	printer.SetColumns(columns)
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
 	go func() {
@@ -148,14 +154,19 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 	return nil
 }
 
-func printerMode(json bool, w io.Writer) console.Mode {
+// printerMode is live progress on a terminal (and its width), plain lines
+// elsewhere, or JSON when asked.
+func printerMode(json bool, w io.Writer) (console.Mode, int) {
 	if json {
-		return console.JSON
+		return console.JSON, 0
 	}
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
-		return console.Live
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+			return console.Live, int(ws.Col)
+		}
+		return console.Live, 0
 	}
-	return console.Plain
+	return console.Plain, 0
 }
 
 func parseParams(kvs []string) (map[string]string, error) {
