@@ -289,6 +289,7 @@ func TestPauserTrackUnpausesBeforeTheCallIsServed(t *testing.T) {
 	if others != 0 || awaits != 1 {
 		t.Errorf("after the call: %d others, %d awaits; want 0 and 1", others, awaits)
 	}
+	f.next(t, events.ScriptPaused) // the await is alone again
 
 	// AwaitJobs counts itself: track lets it through untouched.
 	_, _ = f.p.track(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/monkeyci.jobapi.v1.JobAPI/AwaitJobs"},
@@ -301,7 +302,8 @@ func TestPauserTrackUnpausesBeforeTheCallIsServed(t *testing.T) {
 			return nil, nil
 		})
 	f.p.awaitEnd(ctx)
-	f.calls(t, "pause", "unpause")
+	f.next(t, events.ScriptResumed)
+	f.calls(t, "pause", "unpause", "pause", "unpause")
 }
 
 func TestPauserDisabledNeverPauses(t *testing.T) {

@@ -79,6 +79,9 @@ func (d *driver) awaitAny(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("awaiting jobs: %w", err)
 	}
+	if len(resp.GetResults()) == 0 { // would make this loop spin
+		return fmt.Errorf("awaiting jobs %v: the agent answered with no result", d.running)
+	}
 	for _, r := range resp.GetResults() {
 		d.running = remove(d.running, r.GetId())
 		skipped, err := d.graph.Finish(r.GetId(), events.Result(r.GetStatus()))
