@@ -32,8 +32,8 @@ func parseYAML(file string, data []byte) ([]*node, error) {
 		if err != nil {
 			return nil, yamlError(file, data, err)
 		}
-		if len(doc.Content) == 0 {
-			continue // an empty document: comments only
+		if len(doc.Content) == 0 || isImplicitNull(doc.Content[0]) {
+			continue // an empty document: comments only, or a bare "---"
 		}
 		n, err := c.conv(doc.Content[0], 0)
 		if err != nil {
@@ -42,6 +42,12 @@ func parseYAML(file string, data []byte) ([]*node, error) {
 		docs = append(docs, n)
 	}
 	return docs, nil
+}
+
+// isImplicitNull is the null yaml.v3 makes for a document with nothing in
+// it; it may stand on a line past the end of the file.
+func isImplicitNull(y *yaml.Node) bool {
+	return y.Kind == yaml.ScalarNode && y.Tag == "!!null" && y.Value == "" && y.Style == 0
 }
 
 type yamlConv struct {
