@@ -35,7 +35,7 @@ bench: images
 
 proto:
 	protoc -I proto -I /usr/include --go_out=. --go_opt=module=github.com/monkeyci/monkeyci \
-		--go-grpc_out=. --go-grpc_opt=module=github.com/monkeyci/monkeyci proto/jobapi/jobapi.proto
+		--go-grpc_out=. --go-grpc_opt=module=github.com/monkeyci/monkeyci proto/jobapi/jobapi.proto proto/fleet/fleet.proto proto/fleet/admin.proto
 
 clean:
 	rm -rf bin

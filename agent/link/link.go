@@ -1,0 +1,395 @@
+// Package link is an agent's link to the coordinator: it joins the fleet,
+// runs the builds it is assigned through the runner, renews their leases,
+// and reports their events and logs until the coordinator has stored them,
+// across reconnects and coordinator restarts.
+package link
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/source"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// Config is what a Link needs.
+type Config struct {
+	Coordinator string      // host:port of the coordinator's gRPC listener
+	TLS         *tls.Config // nil: plaintext (loopback tests only)
+	JoinToken   string
+	Name        string
+	Labels      map[string]string
+	Version     string
+	Runner      *agent.Runner
+	Ledger      *agent.Ledger
+	// StateDir keeps the agent's identity and the sources it fetches.
+	StateDir string
+	// Fetch checks out a source into dir (default: source.Fetch).
+	Fetch  func(ctx context.Context, src source.Source, dir string) (string, error)
+	Logger hclog.Logger
+}
+
+// Link runs one agent.
+type Link struct {
+	cfg Config
+	log hclog.Logger
+	box *outbox
+
+	mu       sync.Mutex
+	builds   map[string]*running
+	draining bool
+	changed  chan struct{} // closed and replaced when builds or draining change
+	id       string
+	token    string
+}
+
+type running struct {
+	ba     *fleet.BuildAttempt
+	cancel context.CancelFunc
+}
+
+// New makes a link; Run connects it.
+func New(cfg Config) (*Link, error) {
+	if cfg.Runner == nil || cfg.Ledger == nil || cfg.StateDir == "" {
+		return nil, errors.New("link: a runner, a ledger and a state dir are required")
+	}
+	if cfg.Fetch == nil {
+		cfg.Fetch = source.Fetch
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	l := &Link{cfg: cfg, log: cfg.Logger, box: newOutbox(), builds: map[string]*running{}, changed: make(chan struct{})}
+	if err := l.loadIdentity(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Drain stops taking builds; Run returns once the running ones have ended
+// and everything about them is stored.
+func (l *Link) Drain() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.draining {
+		l.draining = true
+		l.changedLocked()
+	}
+}
+
+func (l *Link) changedLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// finished reports whether a draining agent has nothing left to do.
+func (l *Link) finished() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.draining && len(l.builds) == 0 && l.box.empty()
+}
+
+// Run keeps the agent connected until ctx ends, or until it has drained.
+// Builds run on ctx: canceling it cancels them.
+func (l *Link) Run(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := l.session(ctx)
+		if l.finished() {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		l.log.Warn("connection to the coordinator lost; reconnecting", "error", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// session is one connection, from Hello to its end.
+func (l *Link) session(ctx context.Context) error {
+	creds := insecure.NewCredentials()
+	if l.cfg.TLS != nil {
+		creds = credentials.NewTLS(l.cfg.TLS)
+	}
+	conn, err := grpc.NewClient(l.cfg.Coordinator, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := fleet.NewFleetClient(conn).Connect(sctx)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	id, token := l.id, l.token
+	l.mu.Unlock()
+	if token == "" {
+		token = l.cfg.JoinToken
+	}
+	total := l.cfg.Ledger.Total()
+	hello := &fleet.Hello{
+		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: l.cfg.Name, Id: id, Token: token,
+		Labels: l.cfg.Labels, Version: l.cfg.Version, Holding: l.box.holding(),
+		Capacity: &fleet.Capacity{MilliCpus: total.MilliCPUs, Memory: total.Memory},
+	}
+	if err := stream.Send(&fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: hello}}); err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return errors.New("joining: the coordinator did not answer with a welcome")
+	}
+	if err := l.saveIdentity(welcome.GetId(), welcome.GetCredential()); err != nil {
+		return err
+	}
+	l.box.rewind()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() {
+		close(stop)
+		l.box.wake()
+		cancel()
+		wg.Wait()
+	}()
+	wg.Add(3)
+	go func() { // ends the session once a draining agent is done
+		defer wg.Done()
+		for {
+			l.mu.Lock()
+			changed := l.changed
+			l.mu.Unlock()
+			if l.finished() {
+				cancel()
+				return
+			}
+			select {
+			case <-changed:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { // the stream's only sender
+		defer wg.Done()
+		for m := l.box.next(stop); m != nil; m = l.box.next(stop) {
+			if err := stream.Send(m); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		l.heartbeats(sctx, time.Duration(welcome.GetHeartbeatMillis())*time.Millisecond)
+	}()
+	for {
+		if l.finished() {
+			return nil
+		}
+		m, err := stream.Recv()
+		if err != nil {
+			if l.finished() {
+				return nil
+			}
+			return err
+		}
+		l.handle(ctx, m)
+	}
+}
+
+func (l *Link) handle(ctx context.Context, m *fleet.CoordinatorMessage) {
+	switch msg := m.GetMsg().(type) {
+	case *fleet.CoordinatorMessage_Assign:
+		l.start(ctx, msg.Assign)
+	case *fleet.CoordinatorMessage_Ack:
+		l.box.ack(msg.Ack)
+		if msg.Ack.GetDone() {
+			l.box.forget(msg.Ack.GetBuild())
+		}
+	case *fleet.CoordinatorMessage_Cancel:
+		l.stop(msg.Cancel.GetBuild())
+	case *fleet.CoordinatorMessage_Refuse:
+		l.log.Warn("the coordinator refused a report; stopping that attempt", "build", msg.Refuse.GetBuild().GetBuildId(),
+			"attempt", msg.Refuse.GetBuild().GetAttempt(), "reason", msg.Refuse.GetReason())
+		l.stop(msg.Refuse.GetBuild())
+		l.box.forget(msg.Refuse.GetBuild())
+	case *fleet.CoordinatorMessage_Drain:
+		l.Drain()
+	}
+}
+
+// heartbeats renew the leases of running attempts and tell the agent's
+// free capacity, until ctx ends.
+func (l *Link) heartbeats(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		l.box.push(l.heartbeat())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (l *Link) heartbeat() *fleet.AgentMessage {
+	total, used := l.cfg.Ledger.Total(), l.cfg.Ledger.Used()
+	hb := &fleet.Heartbeat{Free: &fleet.Capacity{MilliCpus: total.MilliCPUs - used.MilliCPUs, Memory: total.Memory - used.Memory}}
+	l.mu.Lock()
+	hb.Draining = l.draining
+	for _, r := range l.builds {
+		hb.Running = append(hb.Running, r.ba)
+	}
+	l.mu.Unlock()
+	return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: hb}}
+}
+
+// start runs an assigned attempt in the background.
+func (l *Link) start(ctx context.Context, a *fleet.Assign) {
+	ba := a.GetBuild()
+	l.mu.Lock()
+	if _, ok := l.builds[key(ba)]; ok || l.draining {
+		l.mu.Unlock()
+		return // a repeated assignment, or one that crossed the drain
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	l.builds[key(ba)] = &running{ba: ba, cancel: cancel}
+	l.changedLocked()
+	l.mu.Unlock()
+	l.box.open(ba)
+	l.box.push(&fleet.AgentMessage{Msg: &fleet.AgentMessage_Accept{Accept: &fleet.Accept{Build: ba}}})
+	go func() {
+		defer func() {
+			cancel()
+			l.mu.Lock()
+			delete(l.builds, key(ba))
+			l.changedLocked()
+			l.mu.Unlock()
+			l.box.wake()
+		}()
+		result, msg := l.run(bctx, a)
+		l.box.end(ba, result, msg)
+	}()
+}
+
+// run fetches the source and runs the build; it returns the result.
+func (l *Link) run(ctx context.Context, a *fleet.Assign) (events.Result, string) {
+	ba := a.GetBuild()
+	dir, err := os.MkdirTemp(l.cfg.StateDir, "src-")
+	if err != nil {
+		return events.Error, fmt.Sprintf("making a source directory: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(), Commit: a.GetSource().GetCommit()}
+	if _, err := l.cfg.Fetch(ctx, src, dir); err != nil {
+		if ctx.Err() != nil {
+			return events.Canceled, "canceled"
+		}
+		return events.Error, fmt.Sprintf("fetching the source: %v", err)
+	}
+	spec := agent.BuildSpec{
+		ID: ba.GetBuildId() + "-" + strconv.Itoa(int(ba.GetAttempt())), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),
+	}
+	out, err := l.cfg.Runner.Run(ctx, spec, reporter{l.box, ba})
+	if err != nil {
+		return out.Result, err.Error()
+	}
+	return out.Result, ""
+}
+
+// stop cancels an attempt this agent runs.
+func (l *Link) stop(ba *fleet.BuildAttempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.builds[key(ba)]; ok {
+		r.cancel()
+	}
+}
+
+// reporter hands a build's events and output to the outbox.
+type reporter struct {
+	box *outbox
+	ba  *fleet.BuildAttempt
+}
+
+func (r reporter) Event(e events.Event) {
+	e.Build = r.ba.GetBuildId()
+	r.box.event(r.ba, e)
+}
+
+func (r reporter) Output(job, stream string, data []byte) { r.box.output(r.ba, job, stream, data) }
+
+// identity is what the agent keeps across restarts.
+type identity struct {
+	ID         string `json:"id"`
+	Credential string `json:"credential"`
+}
+
+func (l *Link) identityFile() string { return filepath.Join(l.cfg.StateDir, "identity.json") }
+
+func (l *Link) loadIdentity() error {
+	data, err := os.ReadFile(l.identityFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the agent's identity: %w", err)
+	}
+	var id identity
+	if err := json.Unmarshal(data, &id); err != nil {
+		return fmt.Errorf("%s: %w (remove it to join again)", l.identityFile(), err)
+	}
+	l.id, l.token = id.ID, id.Credential
+	return nil
+}
+
+func (l *Link) saveIdentity(id, credential string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.id = id
+	if credential == "" {
+		return nil
+	}
+	l.token = credential
+	data, _ := json.Marshal(identity{ID: id, Credential: credential})
+	if err := os.MkdirAll(l.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	tmp := l.identityFile() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("keeping the agent's identity: %w", err)
+	}
+	return os.Rename(tmp, l.identityFile())
+}

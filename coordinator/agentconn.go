@@ -1,0 +1,71 @@
+package coordinator
+
+import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// agentConn is a connected agent: what it offers, and the queue of
+// messages to send down its stream.
+type agentConn struct {
+	id       string
+	name     string
+	labels   map[string]string
+	capacity Capacity
+	// free is the agent's last reported free capacity, less what was
+	// assigned to it since.
+	free     Capacity
+	cordoned bool
+	draining bool
+	version  string
+
+	out chan *fleet.CoordinatorMessage
+	// gone is closed when the stream ends; sends after that are dropped.
+	gone chan struct{}
+}
+
+// sendBuffer bounds the messages waiting for a slow agent; past it the
+// agent's stream is ended, and it reconnects and resends.
+const sendBuffer = 1024
+
+func newAgentConn(id string) *agentConn {
+	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{})}
+}
+
+// send queues m for the agent without blocking; it reports whether it could.
+func (a *agentConn) send(m *fleet.CoordinatorMessage) bool {
+	select {
+	case <-a.gone:
+		return false
+	default:
+	}
+	select {
+	case a.out <- m:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *agentConn) assign(b *Build) {
+	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Assign{Assign: &fleet.Assign{
+		Build:        &fleet.BuildAttempt{BuildId: b.ID, Attempt: int32(b.Attempt)},
+		LeaseExpires: timestamppb.New(b.LeaseExpires),
+		Source:       &fleet.Source{Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit},
+		Params:       b.Params,
+		Repo:         b.Repo,
+	}}})
+}
+
+func (a *agentConn) cancel(build string, attempt int) {
+	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Cancel{Cancel: &fleet.Cancel{
+		Build: &fleet.BuildAttempt{BuildId: build, Attempt: int32(attempt)},
+	}}})
+}
+
+func (a *agentConn) refuse(build string, attempt int32, reason string) {
+	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Refuse{Refuse: &fleet.Refuse{
+		Build: &fleet.BuildAttempt{BuildId: build, Attempt: attempt}, Reason: reason,
+	}}})
+}

@@ -1,0 +1,258 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/monkeyci/monkeyci/coordinator/logstore"
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// Defaults of the fleet protocol (DESIGN section 7).
+const (
+	DefaultLease       = 30 * time.Second
+	DefaultMaxAttempts = 3
+)
+
+// LogStore keeps build logs by byte offset (coordinator/logstore).
+type LogStore interface {
+	// Write stores data at offset and returns the stream's stored size.
+	Write(key LogKey, offset int64, data []byte) (int64, error)
+	// Sizes lists an attempt's streams with their stored sizes.
+	Sizes(build string, attempt int) ([]logstore.Stream, error)
+	// Follow copies a stream to w from an offset on, waiting for writes
+	// until ended is closed and all is copied, or ctx ends.
+	Follow(ctx context.Context, key LogKey, from int64, w io.Writer, ended <-chan struct{}) error
+}
+
+// LogKey names one output stream of one attempt of a build.
+type LogKey = logstore.Key
+
+// Config is what a Coordinator needs; zero values take the defaults.
+type Config struct {
+	Store  Store
+	Logs   LogStore
+	Logger hclog.Logger
+	// JoinToken lets a new agent join; it is exchanged for a credential.
+	JoinToken string
+	// AdminToken may call every admin method.
+	AdminToken string
+	// Lease is how long an assignment lives without a heartbeat.
+	Lease time.Duration
+	// MaxAttempts bounds the dispatches of one build before it ends in
+	// error ("agent lost").
+	MaxAttempts int
+	// Script is what a build needs free on an agent to be sent there: its
+	// script container's reservation.
+	Script Capacity
+	Now    func() time.Time
+}
+
+// Capacity is an amount of CPU and memory.
+type Capacity struct {
+	MilliCPUs int64 `json:"milli-cpus"`
+	Memory    int64 `json:"memory"`
+}
+
+func (c Capacity) covers(need Capacity) bool {
+	return c.MilliCPUs >= need.MilliCPUs && c.Memory >= need.Memory
+}
+
+// Coordinator is the heart of the fleet: queue, dispatcher and leases.
+type Coordinator struct {
+	cfg Config
+	log hclog.Logger
+
+	mu      sync.Mutex
+	queue   []*Build          // queued builds, oldest first (an index of the store)
+	running map[string]*lease // current attempts by build id
+	agents  map[string]*agentConn
+	wake    chan struct{}
+	// ended has a channel per watched build, closed when the build ends.
+	ended map[string]chan struct{}
+}
+
+// lease is a running attempt as the coordinator tracks it in memory.
+type lease struct {
+	attempt int
+	agent   string
+	need    Capacity
+}
+
+// New loads the queue and the running attempts from the store.
+func New(ctx context.Context, cfg Config) (*Coordinator, error) {
+	if cfg.Store == nil || cfg.Logs == nil {
+		return nil, errors.New("coordinator: a store and a log store are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.Script == (Capacity{}) {
+		cfg.Script = Capacity{MilliCPUs: 1000, Memory: 1 << 30}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	queued, err := cfg.Store.Queued(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading the queue: %w", err)
+	}
+	for i := range queued {
+		c.queue = append(c.queue, &queued[i])
+	}
+	running, err := cfg.Store.Running(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading running builds: %w", err)
+	}
+	for _, b := range running {
+		c.running[b.ID] = &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script}
+	}
+	return c, nil
+}
+
+// Run dispatches queued builds and expires leases until ctx ends.
+func (c *Coordinator) Run(ctx context.Context) error {
+	tick := time.NewTicker(c.cfg.Lease / 10)
+	defer tick.Stop()
+	c.poke()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.wake:
+			c.dispatch(ctx)
+		case <-tick.C:
+			c.expireLeases(ctx)
+			c.dispatch(ctx)
+		}
+	}
+}
+
+// poke asks the loop to dispatch soon.
+func (c *Coordinator) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Trigger queues a new build.
+func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
+	if b.Source.URL == "" {
+		return Build{}, errors.New("a build needs a source URL or path")
+	}
+	b.ID = NewID()
+	b.State, b.Attempt, b.Created = Queued, 0, c.cfg.Now()
+	if b.Repo == "" {
+		b.Repo = b.Source.URL
+	}
+	if err := c.cfg.Store.CreateBuild(ctx, b); err != nil {
+		return Build{}, fmt.Errorf("storing the build: %w", err)
+	}
+	c.mu.Lock()
+	c.queue = append(c.queue, &b)
+	c.mu.Unlock()
+	c.poke()
+	return b, nil
+}
+
+// Cancel ends a build: a queued one at once, a running one by telling its
+// agent (the build ends when the agent reports it canceled, or when its
+// lease runs out).
+func (c *Coordinator) Cancel(ctx context.Context, id string) error {
+	c.mu.Lock()
+	for i, b := range c.queue {
+		if b.ID == id {
+			c.queue = append(c.queue[:i], c.queue[i+1:]...)
+			c.mu.Unlock()
+			defer c.notifyEnded(id)
+			return c.cfg.Store.Finish(ctx, id, 0, events.Canceled, "canceled before it was dispatched")
+		}
+	}
+	l, ok := c.running[id]
+	var conn *agentConn
+	if ok {
+		conn = c.agents[l.agent]
+	}
+	c.mu.Unlock()
+	if !ok {
+		if _, err := c.cfg.Store.GetBuild(ctx, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("build %s: %w", id, ErrEnded)
+	}
+	if conn != nil {
+		conn.cancel(id, l.attempt)
+	}
+	return nil
+}
+
+// Retry queues an ended build again.
+func (c *Coordinator) Retry(ctx context.Context, id string) error {
+	if err := c.cfg.Store.Retry(ctx, id); err != nil {
+		return err
+	}
+	b, err := c.cfg.Store.GetBuild(ctx, id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.queue = append(c.queue, &b)
+	c.mu.Unlock()
+	c.poke()
+	return nil
+}
+
+// ErrEnded refuses a change that needs a build not to have ended.
+var ErrEnded = errors.New("the build has already ended")
+
+// watchEnd returns a channel closed when the build ends (at once if it
+// has).
+func (c *Coordinator) watchEnd(ctx context.Context, id string) (<-chan struct{}, error) {
+	c.mu.Lock()
+	ch, ok := c.ended[id]
+	if !ok {
+		ch = make(chan struct{})
+		c.ended[id] = ch
+	}
+	c.mu.Unlock()
+	b, err := c.cfg.Store.GetBuild(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if b.State == Ended {
+		c.notifyEnded(id)
+	}
+	return ch, nil
+}
+
+func (c *Coordinator) notifyEnded(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.ended[id]; ok {
+		close(ch)
+		delete(c.ended, id)
+	}
+}
+
+// NewID makes a random id for builds, agents and tokens.
+func NewID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

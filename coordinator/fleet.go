@@ -1,0 +1,308 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// MaxLogChunk is the largest log chunk an agent may send.
+const MaxLogChunk = 1 << 20
+
+// FleetServer serves the fleet protocol to agents.
+type FleetServer struct {
+	fleet.UnimplementedFleetServer
+	c *Coordinator
+}
+
+var _ fleet.FleetServer = (*FleetServer)(nil)
+
+// FleetServer returns the coordinator's gRPC service for agents.
+func (c *Coordinator) FleetServer() *FleetServer { return &FleetServer{c: c} }
+
+// Connect serves one agent's stream, from its Hello to its end.
+func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
+	c, ctx := s.c, stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message on the stream must be a Hello")
+	}
+	if hello.GetProtocol() != fleet.ProtocolVersion_PROTOCOL_VERSION_1 {
+		return status.Errorf(codes.FailedPrecondition, "protocol version %d is not spoken here (this coordinator speaks %d)", hello.GetProtocol(), fleet.ProtocolVersion_PROTOCOL_VERSION_1)
+	}
+	conn, welcome, err := c.admit(ctx, hello)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Welcome{Welcome: welcome}}); err != nil {
+		return err
+	}
+	c.register(conn)
+	defer c.unregister(conn)
+	c.reconcile(conn, hello.GetHolding())
+	c.log.Info("agent connected", "agent", conn.id, "name", conn.name, "capacity", conn.capacity)
+
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case m := <-conn.out:
+				if err := stream.Send(m); err != nil {
+					sendErr <- err
+					return
+				}
+			case <-conn.gone:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	c.poke()
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.handle(ctx, conn, m); err != nil {
+			return err
+		}
+		select {
+		case err := <-sendErr:
+			return err
+		default:
+		}
+	}
+}
+
+// admit checks an agent's token: its own credential, or a join token that
+// is exchanged for a new credential.
+func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *fleet.Welcome, error) {
+	welcome := &fleet.Welcome{LeaseMillis: c.cfg.Lease.Milliseconds(), HeartbeatMillis: (c.cfg.Lease / 3).Milliseconds()}
+	var agent Agent
+	if h.GetId() != "" {
+		a, err := c.cfg.Store.GetAgent(ctx, h.GetId())
+		if err != nil || subtle.ConstantTimeCompare([]byte(hashToken(h.GetToken())), []byte(a.CredentialHash)) != 1 {
+			return nil, nil, status.Error(codes.Unauthenticated, "unknown agent or wrong credential: join again with a join token")
+		}
+		agent = a
+	} else {
+		if !c.isJoinToken(ctx, h.GetToken()) {
+			return nil, nil, status.Error(codes.Unauthenticated, "wrong join token")
+		}
+		credential := NewID() + NewID()
+		agent = Agent{ID: NewID(), CredentialHash: hashToken(credential), Joined: c.cfg.Now()}
+		welcome.Credential = credential
+	}
+	agent.Name, agent.Labels, agent.LastSeen = h.GetName(), h.GetLabels(), c.cfg.Now()
+	if err := c.cfg.Store.SaveAgent(ctx, agent); err != nil {
+		return nil, nil, status.Errorf(codes.Unavailable, "storing the agent: %v", err)
+	}
+	welcome.Id = agent.ID
+	conn := newAgentConn(agent.ID)
+	conn.name, conn.labels, conn.version, conn.cordoned = agent.Name, agent.Labels, h.GetVersion(), agent.Cordoned
+	conn.capacity = Capacity{h.GetCapacity().GetMilliCpus(), h.GetCapacity().GetMemory()}
+	conn.free = conn.capacity
+	return conn, welcome, nil
+}
+
+func (c *Coordinator) isJoinToken(ctx context.Context, token string) bool {
+	if token == "" {
+		return false
+	}
+	if c.cfg.JoinToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(c.cfg.JoinToken)) == 1 {
+		return true
+	}
+	kind, err := c.cfg.Store.TokenKind(ctx, hashToken(token))
+	return err == nil && kind == TokenAgent
+}
+
+func hashToken(t string) string {
+	sum := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(sum[:])
+}
+
+// register makes conn the agent's connection, ending an older one.
+func (c *Coordinator) register(conn *agentConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.agents[conn.id]; ok {
+		close(old.gone)
+	}
+	c.agents[conn.id] = conn
+}
+
+func (c *Coordinator) unregister(conn *agentConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.agents[conn.id] == conn {
+		delete(c.agents, conn.id)
+		close(conn.gone)
+	}
+	c.log.Info("agent disconnected", "agent", conn.id)
+}
+
+// reconcile refuses the attempts an agent holds that are no longer its.
+func (c *Coordinator) reconcile(conn *agentConn, holding []*fleet.BuildAttempt) {
+	for _, ba := range holding {
+		if why := c.notCurrent(conn, ba); why != "" {
+			conn.refuse(ba.GetBuildId(), ba.GetAttempt(), why)
+		}
+	}
+}
+
+// notCurrent says why an attempt is not the agent's to report on, or "".
+func (c *Coordinator) notCurrent(conn *agentConn, ba *fleet.BuildAttempt) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.running[ba.GetBuildId()]
+	switch {
+	case !ok:
+		return fmt.Sprintf("build %s is not running (unknown, ended, or sent back to the queue)", ba.GetBuildId())
+	case int32(l.attempt) != ba.GetAttempt():
+		return fmt.Sprintf("attempt %d of build %s is stale: the current attempt is %d", ba.GetAttempt(), ba.GetBuildId(), l.attempt)
+	case l.agent != conn.id:
+		return fmt.Sprintf("build %s runs on another agent", ba.GetBuildId())
+	}
+	return ""
+}
+
+// handle takes one message from an agent. A returned error ends the stream.
+func (c *Coordinator) handle(ctx context.Context, conn *agentConn, m *fleet.AgentMessage) error {
+	switch msg := m.GetMsg().(type) {
+	case *fleet.AgentMessage_Accept:
+		return nil
+	case *fleet.AgentMessage_Heartbeat:
+		return c.heartbeat(ctx, conn, msg.Heartbeat)
+	case *fleet.AgentMessage_Event:
+		return c.event(ctx, conn, msg.Event)
+	case *fleet.AgentMessage_Log:
+		return c.logChunk(conn, msg.Log)
+	case *fleet.AgentMessage_Done:
+		return c.done(ctx, conn, msg.Done)
+	case *fleet.AgentMessage_Hello:
+		return status.Error(codes.InvalidArgument, "Hello may only be the first message")
+	}
+	return status.Error(codes.InvalidArgument, "empty or unknown message")
+}
+
+func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.Heartbeat) error {
+	c.mu.Lock()
+	conn.free = Capacity{hb.GetFree().GetMilliCpus(), hb.GetFree().GetMemory()}
+	conn.draining = hb.GetDraining()
+	c.mu.Unlock()
+	expires := c.cfg.Now().Add(c.cfg.Lease)
+	for _, ba := range hb.GetRunning() {
+		if why := c.notCurrent(conn, ba); why != "" {
+			conn.refuse(ba.GetBuildId(), ba.GetAttempt(), why)
+			continue
+		}
+		if err := c.cfg.Store.Renew(ctx, ba.GetBuildId(), int(ba.GetAttempt()), expires); err != nil {
+			if errors.Is(err, ErrStale) {
+				conn.refuse(ba.GetBuildId(), ba.GetAttempt(), err.Error())
+				continue
+			}
+			return status.Errorf(codes.Unavailable, "renewing a lease: %v", err)
+		}
+	}
+	c.poke()
+	return nil
+}
+
+func (c *Coordinator) event(ctx context.Context, conn *agentConn, be *fleet.BuildEvent) error {
+	ba := be.GetBuild()
+	if why := c.notCurrent(conn, ba); why != "" {
+		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), why)
+		return nil
+	}
+	var e events.Event
+	if err := json.Unmarshal(be.GetEvent(), &e); err != nil || be.GetSeq() < 1 {
+		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), fmt.Sprintf("event %d is malformed", be.GetSeq()))
+		return nil
+	}
+	se := StoredEvent{BuildID: ba.GetBuildId(), Attempt: int(ba.GetAttempt()), Seq: be.GetSeq(), Event: e}
+	if _, err := c.cfg.Store.AppendEvent(ctx, se); err != nil {
+		return status.Errorf(codes.Unavailable, "storing an event: %v", err)
+	}
+	seq, err := c.cfg.Store.LastSeq(ctx, se.BuildID, se.Attempt)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "reading stored events: %v", err)
+	}
+	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq})
+}
+
+func (c *Coordinator) logChunk(conn *agentConn, lc *fleet.LogChunk) error {
+	ba := lc.GetBuild()
+	if len(lc.GetData()) > MaxLogChunk {
+		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), fmt.Sprintf("a log chunk of %d bytes is larger than %d", len(lc.GetData()), MaxLogChunk))
+		return nil
+	}
+	if why := c.notCurrent(conn, ba); why != "" {
+		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), why)
+		return nil
+	}
+	key := LogKey{Build: ba.GetBuildId(), Attempt: int(ba.GetAttempt()), Job: lc.GetJob(), Stream: lc.GetStream()}
+	size, err := c.cfg.Logs.Write(key, lc.GetOffset(), lc.GetData())
+	if err != nil && size == 0 && lc.GetOffset() == 0 {
+		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), fmt.Sprintf("log chunk refused: %v", err))
+		return nil
+	}
+	// On a gap the stored size tells the agent where to resend from.
+	return c.ack(conn, &fleet.Ack{Build: ba, Logs: []*fleet.LogOffset{{Job: key.Job, Stream: key.Stream, Offset: size}}})
+}
+
+func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildDone) error {
+	ba := d.GetBuild()
+	if why := c.notCurrent(conn, ba); why != "" {
+		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), why)
+		return nil
+	}
+	seq, err := c.cfg.Store.LastSeq(ctx, ba.GetBuildId(), int(ba.GetAttempt()))
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "reading stored events: %v", err)
+	}
+	if seq < d.GetLastSeq() {
+		// Not everything is stored yet: the agent resends from seq.
+		return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq})
+	}
+	result := events.Result(d.GetResult())
+	switch result {
+	case events.Success, events.Failure, events.Error, events.Canceled:
+	default:
+		result = events.Error
+	}
+	if err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage()); err != nil && !errors.Is(err, ErrStale) {
+		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
+	}
+	c.mu.Lock()
+	delete(c.running, ba.GetBuildId())
+	c.mu.Unlock()
+	c.notifyEnded(ba.GetBuildId())
+	c.poke()
+	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
+}
+
+func (c *Coordinator) ack(conn *agentConn, a *fleet.Ack) error {
+	if !conn.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Ack{Ack: a}}) {
+		return status.Error(codes.ResourceExhausted, "the agent does not read its stream: reconnect")
+	}
+	return nil
+}

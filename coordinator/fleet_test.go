@@ -1,0 +1,163 @@
+package coordinator_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/agent/link"
+	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/logstore"
+	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// fleetFixture is a coordinator on loopback gRPC with its real stores.
+type fleetFixture struct {
+	c     *coordinator.Coordinator
+	store *sqlstore.Store
+	logs  *logstore.Store
+	addr  string
+}
+
+func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := sqlstore.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	logs, err := logstore.Open(filepath.Join(dir, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logs.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c, err := coordinator.New(ctx, coordinator.Config{
+		Store: store, Logs: logs, JoinToken: "join-secret", AdminToken: "admin-secret", Lease: lease,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "coordinator", Level: hclog.Warn, Output: os.Stderr}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Run(ctx)
+	srv := grpc.NewServer(c.Interceptors()...)
+	fleet.RegisterFleetServer(srv, c.FleetServer())
+	fleet.RegisterAdminServer(srv, c.AdminServer())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	return &fleetFixture{c: c, store: store, logs: logs, addr: l.Addr().String()}
+}
+
+// startAgent runs an agent in this process against the fixture.
+func (f *fleetFixture) startAgent(t *testing.T, name string, capacity agent.Resources) (*link.Link, context.CancelFunc) {
+	t.Helper()
+	engine := dockertest.Engine(t)
+	ledger := agent.NewLedger(capacity)
+	runner, err := agent.NewRunner(agent.Config{
+		Runtime: engine, Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: true, AgentID: "test-" + name,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: os.Stderr}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := link.New(link.Config{
+		Coordinator: f.addr, JoinToken: "join-secret", Name: name, Runner: runner, Ledger: ledger, StateDir: t.TempDir(),
+		Logger: hclog.New(&hclog.LoggerOptions{Name: name + "-link", Level: hclog.Warn, Output: os.Stderr}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		dockertest.Cleanup(t, map[string]string{agent.LabelAgent: "test-" + name})
+	})
+	_ = docker.Engine{}
+	return l, cancel
+}
+
+// waitEnded waits for the build to end and returns it.
+func (f *fleetFixture) waitEnded(t *testing.T, id string) coordinator.Build {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		b, err := f.store.GetBuild(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.State == coordinator.Ended {
+			return b
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("build %s did not end within 2 minutes", id)
+	return coordinator.Build{}
+}
+
+func TestBuildRunsOnAnAgentAndEverythingIsStored(t *testing.T) {
+	dockertest.RequireImage(t, dockertest.Busybox)
+	f := newFleet(t, 10*time.Second)
+	f.startAgent(t, "a1", agent.Resources{MilliCPUs: 2000, Memory: 8 << 30})
+	repo, commit := gittest.Repo(t, map[string]string{
+		".monkeyci/build.yaml": "- {id: hello, image: monkeyci/busybox:latest, script: ['echo hello from $MONKEYCI_JOB_ID', 'cat file.txt']}\n",
+		"file.txt":             "committed content\n",
+	})
+	b, err := f.c.Trigger(context.Background(), coordinator.Build{Source: coordinator.Source{URL: repo, Commit: commit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := f.waitEnded(t, b.ID)
+	if ended.Result != events.Success || ended.Attempt != 1 {
+		t.Fatalf("build ended %+v, want success at attempt 1", ended)
+	}
+	evs, err := f.store.Events(context.Background(), b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for i, e := range evs {
+		if e.Seq != int64(i+1) {
+			t.Errorf("event %d has seq %d", i, e.Seq)
+		}
+		types = append(types, string(e.Event.Type))
+	}
+	for _, want := range []string{"build/start", "job/start", "command/end", "job/end", "build/end"} {
+		if !strings.Contains(strings.Join(types, " "), want) {
+			t.Errorf("stored events %v lack %s", types, want)
+		}
+	}
+	out := make([]byte, 4096)
+	n, err := f.logs.ReadAt(logstore.Key{Build: b.ID, Attempt: 1, Job: "hello", Stream: "out"}, 0, out)
+	if err != nil && n == 0 {
+		t.Fatal(err)
+	}
+	if got := string(out[:n]); got != "hello from hello\ncommitted content\n" {
+		t.Errorf("stored log %q", got)
+	}
+}

@@ -1,0 +1,302 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/events"
+)
+
+const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
+	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanBuild(row scanner) (coordinator.Build, error) {
+	var (
+		b                        coordinator.Build
+		params, labels           sql.NullString
+		state, result            string
+		lease, created, start, e int64
+	)
+	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
+		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e)
+	if err != nil {
+		return b, err
+	}
+	b.State, b.Result = coordinator.State(state), events.Result(result)
+	b.LeaseExpires, b.Created, b.Started, b.Ended = fromNanos(lease), fromNanos(created), fromNanos(start), fromNanos(e)
+	if b.Params, err = jsonMap(params); err != nil {
+		return b, fmt.Errorf("build %s: params: %w", b.ID, err)
+	}
+	if b.Labels, err = jsonMap(labels); err != nil {
+		return b, fmt.Errorf("build %s: labels: %w", b.ID, err)
+	}
+	return b, nil
+}
+
+// CreateBuild stores a new build. Its state defaults to queued and its
+// creation time to now. An id that exists already is an error.
+func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
+	if b.ID == "" {
+		return errors.New("create build: the build has no id")
+	}
+	if b.State == "" {
+		b.State = coordinator.Queued
+	}
+	switch b.State {
+	case coordinator.Queued, coordinator.Running, coordinator.Ended:
+	default:
+		return fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
+	}
+	if b.Attempt < 0 {
+		return fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
+	}
+	if b.Created.IsZero() {
+		b.Created = s.now()
+	}
+	params, err := mapJSON(b.Params)
+	if err != nil {
+		return fmt.Errorf("create build %s: params: %w", b.ID, err)
+	}
+	labels, err := mapJSON(b.Labels)
+	if err != nil {
+		return fmt.Errorf("create build %s: labels: %w", b.ID, err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
+		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
+		nanos(b.Created), nanos(b.Started), nanos(b.Ended))
+	if err != nil {
+		if isConstraint(err) {
+			return fmt.Errorf("create build %s: a build with that id exists already: %w", b.ID, err)
+		}
+		return fmt.Errorf("create build %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// GetBuild returns the build (coordinator.ErrNotFound).
+func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, error) {
+	b, err := scanBuild(s.r.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return b, fmt.Errorf("build %s: %w", id, coordinator.ErrNotFound)
+	}
+	if err != nil {
+		return b, fmt.Errorf("get build %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// ListBuilds returns the builds that match f, newest first (by creation,
+// then id).
+func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]coordinator.Build, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.Repo != "" {
+		where, args = append(where, "repo = ?"), append(args, f.Repo)
+	}
+	if f.State != "" {
+		where, args = append(where, "state = ?"), append(args, string(f.State))
+	}
+	q := `SELECT ` + buildColumns + ` FROM builds`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY created DESC, id DESC`
+	if f.Limit > 0 {
+		q, args = q+` LIMIT ?`, append(args, f.Limit)
+	}
+	bs, err := s.builds(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	return bs, nil
+}
+
+// Queued returns the queued builds, oldest first (by creation, then id).
+func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
+	bs, err := s.builds(ctx, `SELECT `+buildColumns+` FROM builds WHERE state = 'queued' ORDER BY created, id`)
+	if err != nil {
+		return nil, fmt.Errorf("queued builds: %w", err)
+	}
+	return bs, nil
+}
+
+// Running returns the builds under a lease, oldest first.
+func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
+	bs, err := s.builds(ctx, `SELECT `+buildColumns+` FROM builds WHERE state = 'running' ORDER BY created, id`)
+	if err != nil {
+		return nil, fmt.Errorf("running builds: %w", err)
+	}
+	return bs, nil
+}
+
+func (s *Store) builds(ctx context.Context, q string, args ...any) ([]coordinator.Build, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var bs []coordinator.Build
+	for rows.Next() {
+		b, err := scanBuild(rows)
+		if err != nil {
+			return nil, err
+		}
+		bs = append(bs, b)
+	}
+	return bs, rows.Err()
+}
+
+// SetWaiting records why a queued build was not dispatched. A build that is
+// no longer queued is ErrStale.
+func (s *Store) SetWaiting(ctx context.Context, id, why string) error {
+	op := fmt.Sprintf("set why build %s waits", id)
+	return s.fenced(ctx, op, id, want{state: coordinator.Queued, anyAttempt: true}, func(tx *sql.Tx) (sql.Result, error) {
+		// Unchanged, it is not written again (the dispatcher says it often).
+		return tx.ExecContext(ctx, `UPDATE builds SET waiting = ?2 WHERE id = ?1 AND state = 'queued'
+			AND waiting <> ?2`, id, why)
+	}, func(b current) bool { return b.waiting == why })
+}
+
+// Assign moves a queued build to running as attempt (its attempt+1), on
+// agent, with a lease. Started becomes now; Waiting is cleared.
+func (s *Store) Assign(ctx context.Context, id string, attempt int, agent string, lease time.Time) error {
+	op := fmt.Sprintf("assign build %s attempt %d", id, attempt)
+	if attempt < 1 {
+		return fmt.Errorf("%s: attempts count from 1", op)
+	}
+	return s.fenced(ctx, op, id, want{state: coordinator.Queued, attempt: attempt - 1}, func(tx *sql.Tx) (sql.Result, error) {
+		return tx.ExecContext(ctx, `UPDATE builds SET state = 'running', attempt = ?, agent = ?, lease_expires = ?,
+			started = ?, waiting = '' WHERE id = ? AND attempt = ? AND state = 'queued'`,
+			attempt, agent, nanos(lease), nanos(s.now()), id, attempt-1)
+	}, nil)
+}
+
+// Renew extends the lease of a running attempt.
+func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Time) error {
+	op := fmt.Sprintf("renew the lease of build %s attempt %d", id, attempt)
+	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, func(tx *sql.Tx) (sql.Result, error) {
+		return tx.ExecContext(ctx, `UPDATE builds SET lease_expires = ? WHERE id = ? AND attempt = ? AND state = 'running'`,
+			nanos(lease), id, attempt)
+	}, nil)
+}
+
+// Requeue puts a running attempt back in the queue. The build keeps its
+// attempt number (the next Assign is attempt+1) and its place in the queue
+// (its creation time); agent, lease and start are cleared.
+func (s *Store) Requeue(ctx context.Context, id string, attempt int) error {
+	op := fmt.Sprintf("requeue build %s attempt %d", id, attempt)
+	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, func(tx *sql.Tx) (sql.Result, error) {
+		return tx.ExecContext(ctx, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0,
+			waiting = '' WHERE id = ? AND attempt = ? AND state = 'running'`, id, attempt)
+	}, nil)
+}
+
+// Finish ends a running attempt with a result. attempt 0 ends a queued
+// build whatever its attempt count (never dispatched, or sent back to the
+// queue). The agent stays recorded; the lease and Waiting are cleared.
+func (s *Store) Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error {
+	op := fmt.Sprintf("finish build %s attempt %d", id, attempt)
+	if attempt == 0 {
+		return s.fenced(ctx, op, id, want{state: coordinator.Queued, anyAttempt: true}, func(tx *sql.Tx) (sql.Result, error) {
+			return tx.ExecContext(ctx, `UPDATE builds SET state = 'ended', result = ?, message = ?, ended = ?,
+				lease_expires = 0, waiting = '' WHERE id = ? AND state = 'queued'`,
+				string(result), message, nanos(s.now()), id)
+		}, nil)
+	}
+	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, func(tx *sql.Tx) (sql.Result, error) {
+		return tx.ExecContext(ctx, `UPDATE builds SET state = 'ended', result = ?, message = ?, ended = ?,
+			lease_expires = 0, waiting = '' WHERE id = ? AND attempt = ? AND state = 'running'`,
+			string(result), message, nanos(s.now()), id, attempt)
+	}, nil)
+}
+
+// Retry queues an ended build again: the next Assign is its attempt+1.
+// Result, message, agent and times but its creation are cleared; it keeps
+// its creation time, and so its place in Queued.
+func (s *Store) Retry(ctx context.Context, id string) error {
+	op := fmt.Sprintf("retry build %s", id)
+	return s.fenced(ctx, op, id, want{state: coordinator.Ended, anyAttempt: true}, func(tx *sql.Tx) (sql.Result, error) {
+		return tx.ExecContext(ctx, `UPDATE builds SET state = 'queued', result = '', message = '', agent = '',
+			lease_expires = 0, waiting = '', started = 0, ended = 0 WHERE id = ? AND state = 'ended'`, id)
+	}, nil)
+}
+
+// want is what a fenced change needs of a build.
+type want struct {
+	state      coordinator.State
+	attempt    int
+	anyAttempt bool
+}
+
+func (w want) String() string {
+	if w.anyAttempt {
+		return string(w.state)
+	}
+	return fmt.Sprintf("%s at attempt %d", w.state, w.attempt)
+}
+
+// current is what a fenced change found instead.
+type current struct {
+	state   coordinator.State
+	attempt int
+	waiting string
+}
+
+// fenced runs update, a single UPDATE whose WHERE names the build, the
+// state and the attempt w, in a write transaction. When it changes no
+// row it reads the build in the same transaction: missing is ErrNotFound;
+// fine (when fine is not nil and says so) is success, nothing to change;
+// else ErrStale saying what was expected and what was found.
+func (s *Store) fenced(ctx context.Context, op, id string, w want, update func(*sql.Tx) (sql.Result, error), fine func(current) bool) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := update(tx)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			return nil
+		}
+		var c current
+		var state string
+		err = tx.QueryRowContext(ctx, `SELECT state, attempt, waiting FROM builds WHERE id = ?`, id).Scan(&state, &c.attempt, &c.waiting)
+		if errors.Is(err, sql.ErrNoRows) {
+			return coordinator.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		c.state = coordinator.State(state)
+		if fine != nil && fine(c) {
+			return nil
+		}
+		return fmt.Errorf("%w: the build is %s at attempt %d, the change needs it %s", coordinator.ErrStale, c.state, c.attempt, w)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// isConstraint reports a constraint violation (a duplicate key...).
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}

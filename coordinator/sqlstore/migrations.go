@@ -1,0 +1,127 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migrations are the schema's versions, in order: migrations[i] takes the
+// database from version i to version i+1. Append only: never edit or
+// reorder one that has shipped, write a new one instead.
+//
+// Conventions: times are unix nanoseconds in INTEGER columns (0 is the zero
+// time); maps are JSON objects in TEXT columns (NULL when empty).
+var migrations = []string{
+	// 1: builds, their events, agents and tokens.
+	`
+CREATE TABLE builds (
+	id            TEXT PRIMARY KEY,
+	repo          TEXT NOT NULL DEFAULT '',
+	source_url    TEXT NOT NULL DEFAULT '',
+	source_branch TEXT NOT NULL DEFAULT '',
+	source_commit TEXT NOT NULL DEFAULT '',
+	params        TEXT,
+	labels        TEXT,
+	state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'ended')),
+	result        TEXT NOT NULL DEFAULT '',
+	message       TEXT NOT NULL DEFAULT '',
+	attempt       INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+	agent         TEXT NOT NULL DEFAULT '',
+	lease_expires INTEGER NOT NULL DEFAULT 0,
+	waiting       TEXT NOT NULL DEFAULT '',
+	created       INTEGER NOT NULL,
+	started       INTEGER NOT NULL DEFAULT 0,
+	ended         INTEGER NOT NULL DEFAULT 0
+);
+-- Queued() and Running(): oldest first; ListBuilds by state, newest first.
+CREATE INDEX builds_state_created ON builds (state, created, id);
+-- ListBuilds by repository, newest first.
+CREATE INDEX builds_repo_created ON builds (repo, created, id);
+-- ListBuilds of everything, newest first.
+CREATE INDEX builds_created ON builds (created, id);
+
+-- One row per event of an attempt; the event is events.Event as JSON.
+CREATE TABLE events (
+	build_id TEXT NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+	attempt  INTEGER NOT NULL CHECK (attempt >= 1),
+	seq      INTEGER NOT NULL CHECK (seq >= 1),
+	event    TEXT NOT NULL,
+	PRIMARY KEY (build_id, attempt, seq)
+) WITHOUT ROWID;
+
+-- last_seq is the contiguous high-water mark of an attempt's events:
+-- 1..last_seq are all stored. Kept in the transaction that stores an event.
+CREATE TABLE event_marks (
+	build_id TEXT NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+	attempt  INTEGER NOT NULL,
+	last_seq INTEGER NOT NULL,
+	PRIMARY KEY (build_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE agents (
+	id              TEXT PRIMARY KEY,
+	name            TEXT NOT NULL DEFAULT '',
+	labels          TEXT,
+	credential_hash TEXT NOT NULL DEFAULT '',
+	cordoned        INTEGER NOT NULL DEFAULT 0,
+	joined          INTEGER NOT NULL DEFAULT 0,
+	last_seen       INTEGER NOT NULL DEFAULT 0
+);
+
+-- Tokens by the SHA-256 (hex) of the token: the token itself is never kept.
+CREATE TABLE tokens (
+	hash    TEXT PRIMARY KEY,
+	kind    TEXT NOT NULL,
+	created INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
+}
+
+// migrate brings the database up to len(ms), in one transaction: either
+// every pending migration is applied or none is. Versions already applied
+// are skipped, so running it again is a no-op. A database whose version is
+// newer than len(ms) (written by a newer program) is refused unchanged.
+func migrate(ctx context.Context, db *sql.DB, ms []string) (err error) {
+	// db's transactions begin IMMEDIATE: two processes opening the same
+	// file at once take turns here instead of both applying migrations.
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version INTEGER PRIMARY KEY,
+	applied INTEGER NOT NULL
+)`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	var have, count int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0), count(*) FROM schema_migrations`).Scan(&have, &count); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	if have > len(ms) {
+		return fmt.Errorf("migrate: the database's schema is version %d, newer than this program knows (%d): it was written by a newer monkeyci; run that version, or use another data directory", have, len(ms))
+	}
+	if count != have {
+		return fmt.Errorf("migrate: schema_migrations is inconsistent: %d rows up to version %d", count, have)
+	}
+	now := time.Now().UnixNano()
+	for v := have + 1; v <= len(ms); v++ {
+		if _, err := tx.ExecContext(ctx, ms[v-1]); err != nil {
+			return fmt.Errorf("migrate: apply version %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`, v, now); err != nil {
+			return fmt.Errorf("migrate: record version %d: %w", v, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+// Package coordinator keeps the durable build queue, dispatches builds to
+// agents over the fleet protocol with leases and fencing, stores what agents
+// report, and serves the admin API.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// State is where a build is in its life.
+type State string
+
+// States.
+const (
+	Queued  State = "queued"
+	Running State = "running" // assigned to an agent under a lease
+	Ended   State = "ended"
+)
+
+// Source is what to build: a repository and a commit.
+type Source struct {
+	URL    string `json:"url"` // clone URL, file:// URL or local path
+	Branch string `json:"branch,omitempty"`
+	Commit string `json:"commit,omitempty"`
+}
+
+// Build is a build as the coordinator keeps it.
+type Build struct {
+	ID     string            `json:"id"`
+	Repo   string            `json:"repo"` // the repository's key (for caches)
+	Source Source            `json:"source"`
+	Params map[string]string `json:"params,omitempty"`
+	// Labels an agent must carry to take the build.
+	Labels map[string]string `json:"labels,omitempty"`
+
+	State   State         `json:"state"`
+	Result  events.Result `json:"result,omitempty"`
+	Message string        `json:"message,omitempty"`
+	// Attempt counts dispatches: 0 while never dispatched, then 1, 2...
+	// Only the current attempt's messages are taken.
+	Attempt      int       `json:"attempt"`
+	Agent        string    `json:"agent,omitempty"`
+	LeaseExpires time.Time `json:"lease-expires,omitzero"`
+	// Waiting says why no agent took the queued build yet.
+	Waiting string `json:"waiting,omitempty"`
+
+	Created time.Time `json:"created"`
+	Started time.Time `json:"started,omitzero"` // of the current attempt
+	Ended   time.Time `json:"ended,omitzero"`
+}
+
+// StoredEvent is an event of one attempt of a build, with its sequence number.
+type StoredEvent struct {
+	BuildID string
+	Attempt int
+	Seq     int64
+	Event   events.Event
+}
+
+// Agent is an agent as the coordinator remembers it across connections.
+type Agent struct {
+	ID     string            `json:"id"`
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// CredentialHash is the SHA-256 of the agent's own credential, hex.
+	CredentialHash string    `json:"-"`
+	Cordoned       bool      `json:"cordoned"`
+	Joined         time.Time `json:"joined"`
+	LastSeen       time.Time `json:"last-seen,omitzero"`
+}
+
+// TokenKind is what a token lets its bearer do.
+type TokenKind string
+
+// Token kinds.
+const (
+	TokenAdmin  TokenKind = "admin"
+	TokenAgent  TokenKind = "agent" // may join as an agent
+	TokenViewer TokenKind = "viewer"
+)
+
+// BuildFilter selects builds to list; zero fields match everything.
+type BuildFilter struct {
+	Repo  string
+	State State
+	Limit int // 0: no limit; newest first
+}
+
+// Errors a Store returns (wrapped).
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrStale means the attempt named is not the build's current one, or
+	// the build is not in the state the change needs: the change is refused.
+	ErrStale = errors.New("stale attempt")
+)
+
+// Store keeps the coordinator's state durably. Every method is safe for
+// concurrent use and is atomic: it either happens whole or not at all.
+// Changes that name an attempt are fenced: they apply only while that
+// attempt is the build's current one (else ErrStale).
+type Store interface {
+	CreateBuild(ctx context.Context, b Build) error
+	GetBuild(ctx context.Context, id string) (Build, error)
+	ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error)
+	// Queued returns the queued builds, oldest first.
+	Queued(ctx context.Context) ([]Build, error)
+	// Running returns the builds under a lease.
+	Running(ctx context.Context) ([]Build, error)
+	// SetWaiting records why a queued build was not dispatched.
+	SetWaiting(ctx context.Context, id, why string) error
+
+	// Assign moves a queued build to running as attempt (which must be its
+	// attempt+1), on agent, with a lease.
+	Assign(ctx context.Context, id string, attempt int, agent string, lease time.Time) error
+	// Renew extends the lease of a running attempt.
+	Renew(ctx context.Context, id string, attempt int, lease time.Time) error
+	// Requeue puts a running attempt back in the queue (agent lost).
+	Requeue(ctx context.Context, id string, attempt int) error
+	// Finish ends a build's attempt with a result. attempt 0 ends a queued
+	// build (canceled before dispatch, or given up).
+	Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error
+	// Retry queues an ended build again as a new attempt.
+	Retry(ctx context.Context, id string) error
+
+	// AppendEvent stores an attempt's event under its sequence number. It is
+	// idempotent: storing a seq again changes nothing and reports false.
+	AppendEvent(ctx context.Context, e StoredEvent) (bool, error)
+	// LastSeq is the highest seq stored for the attempt with every one
+	// before it stored too (0 when none).
+	LastSeq(ctx context.Context, id string, attempt int) (int64, error)
+	// Events returns a build's events, attempt by attempt, in seq order.
+	Events(ctx context.Context, id string) ([]StoredEvent, error)
+
+	SaveAgent(ctx context.Context, a Agent) error
+	GetAgent(ctx context.Context, id string) (Agent, error)
+	ListAgents(ctx context.Context) ([]Agent, error)
+
+	// SaveToken keeps the SHA-256 (hex) of a token with its kind.
+	SaveToken(ctx context.Context, hash string, kind TokenKind) error
+	// TokenKind returns the kind of the token with that hash (ErrNotFound).
+	TokenKind(ctx context.Context, hash string) (TokenKind, error)
+
+	Close() error
+}
