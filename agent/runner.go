@@ -142,3 +142,29 @@ func (r *Runner) Prepare(ctx context.Context) (string, error) {
 	}
 	return r.image, nil
 }
+
+// Sweep removes the containers and volumes that carry this agent's label:
+// what a crashed run of it left behind. Call it before the first build,
+// when the agent holds none.
+func (r *Runner) Sweep(ctx context.Context) (int, error) {
+	rt, labels := r.cfg.Runtime, map[string]string{LabelAgent: r.cfg.AgentID}
+	ids, err := rt.ListContainers(ctx, labels)
+	if err != nil {
+		return 0, fmt.Errorf("listing leftover containers: %w", err)
+	}
+	for _, id := range ids {
+		if err := rt.Remove(ctx, id); err != nil {
+			return 0, fmt.Errorf("removing leftover container: %w", err)
+		}
+	}
+	vols, err := rt.ListVolumes(ctx, labels)
+	if err != nil {
+		return len(ids), fmt.Errorf("listing leftover volumes: %w", err)
+	}
+	for _, v := range vols {
+		if err := rt.RemoveVolume(ctx, v); err != nil {
+			return len(ids), fmt.Errorf("removing leftover volume: %w", err)
+		}
+	}
+	return len(ids) + len(vols), nil
+}

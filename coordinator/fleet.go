@@ -198,6 +198,8 @@ func (c *Coordinator) handle(ctx context.Context, conn *agentConn, m *fleet.Agen
 		return c.logChunk(conn, msg.Log)
 	case *fleet.AgentMessage_Done:
 		return c.done(ctx, conn, msg.Done)
+	case *fleet.AgentMessage_Decline:
+		return c.decline(ctx, conn, msg.Decline)
 	case *fleet.AgentMessage_Hello:
 		return status.Error(codes.InvalidArgument, "Hello may only be the first message")
 	}
@@ -298,6 +300,31 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	c.notifyEnded(ba.GetBuildId())
 	c.poke()
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
+}
+
+// decline puts back in the queue an assignment the agent will not run.
+func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Decline) error {
+	ba := d.GetBuild()
+	if why := c.notCurrent(conn, ba); why != "" {
+		return nil // ended or moved on already
+	}
+	if err := c.cfg.Store.Requeue(ctx, ba.GetBuildId(), int(ba.GetAttempt())); err != nil {
+		if errors.Is(err, ErrStale) {
+			return nil
+		}
+		return status.Errorf(codes.Unavailable, "requeueing a declined build: %v", err)
+	}
+	b, err := c.cfg.Store.GetBuild(ctx, ba.GetBuildId())
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "reading a declined build: %v", err)
+	}
+	c.log.Info("agent declined a build; queued again", "build", b.ID, "agent", conn.id, "reason", d.GetReason())
+	c.mu.Lock()
+	delete(c.running, b.ID)
+	c.enqueueLocked(&b)
+	c.mu.Unlock()
+	c.poke()
+	return nil
 }
 
 func (c *Coordinator) ack(conn *agentConn, a *fleet.Ack) error {

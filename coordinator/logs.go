@@ -23,9 +23,17 @@ func (s *AdminServer) Logs(r *fleet.LogsRequest, out fleet.Admin_LogsServer) err
 	if err != nil {
 		return storeError(err)
 	}
-	attempt := int(r.GetAttempt())
-	if attempt == 0 {
-		attempt = b.Attempt
+	// Without an attempt asked for, the build's latest: read again at each
+	// discovery, since a queued build has none yet and a lost agent's build
+	// gets a new one.
+	attemptNow := func() int {
+		if r.GetAttempt() != 0 {
+			return int(r.GetAttempt())
+		}
+		if now, err := c.cfg.Store.GetBuild(ctx, b.ID); err == nil {
+			return now.Attempt
+		}
+		return b.Attempt
 	}
 	ended := closed
 	if r.GetFollow() {
@@ -39,6 +47,10 @@ func (s *AdminServer) Logs(r *fleet.LogsRequest, out fleet.Admin_LogsServer) err
 	var wg sync.WaitGroup
 	followed := map[LogKey]bool{}
 	discover := func() error {
+		attempt := attemptNow()
+		if attempt == 0 {
+			return nil // not dispatched yet
+		}
 		streams, err := c.cfg.Logs.Sizes(b.ID, attempt)
 		if err != nil {
 			return err

@@ -56,6 +56,9 @@ type Link struct {
 	changed  chan struct{} // closed and replaced when builds or draining change
 	id       string
 	token    string
+	// runs counts build goroutines: Run waits for them, so a canceled
+	// agent has removed its builds' containers before it returns.
+	runs sync.WaitGroup
 }
 
 type running struct {
@@ -89,6 +92,8 @@ func (l *Link) Drain() {
 	if !l.draining {
 		l.draining = true
 		l.changedLocked()
+		// Tell the coordinator now, not at the next heartbeat.
+		go func() { l.box.push(l.heartbeat()) }()
 	}
 }
 
@@ -114,12 +119,14 @@ func (l *Link) Run(ctx context.Context) error {
 			return nil
 		}
 		if ctx.Err() != nil {
+			l.runs.Wait()
 			return ctx.Err()
 		}
 		l.log.Warn("connection to the coordinator lost; reconnecting", "error", err, "in", wait)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
+			l.runs.Wait()
 			return ctx.Err()
 		}
 		wait = min(2*wait, 5*time.Second)
@@ -280,9 +287,14 @@ func (l *Link) heartbeat() *fleet.AgentMessage {
 func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 	ba := a.GetBuild()
 	l.mu.Lock()
-	if _, ok := l.builds[key(ba)]; ok || l.draining {
+	if _, ok := l.builds[key(ba)]; ok {
 		l.mu.Unlock()
-		return // a repeated assignment, or one that crossed the drain
+		return // a repeated assignment
+	}
+	if l.draining { // it crossed the drain: hand it back at once
+		l.mu.Unlock()
+		l.box.push(&fleet.AgentMessage{Msg: &fleet.AgentMessage_Decline{Decline: &fleet.Decline{Build: ba, Reason: "the agent is draining"}}})
+		return
 	}
 	bctx, cancel := context.WithCancel(ctx)
 	l.builds[key(ba)] = &running{ba: ba, cancel: cancel}
@@ -290,7 +302,9 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 	l.mu.Unlock()
 	l.box.open(ba)
 	l.box.push(&fleet.AgentMessage{Msg: &fleet.AgentMessage_Accept{Accept: &fleet.Accept{Build: ba}}})
+	l.runs.Add(1)
 	go func() {
+		defer l.runs.Done()
 		defer func() {
 			cancel()
 			l.mu.Lock()

@@ -80,6 +80,14 @@ handing its CPU to the jobs.`,
 		newVerifyCommand(stdout),
 		newScriptCommand(),
 		newSidecarCommand(stdout),
+		newCoordinatorCommand(stdout, stderr),
+		newAgentCommand(stderr),
+		newUpCommand(stdout, stderr),
+		newAgentsCommand(stdout),
+		newBuildsCommand(stdout),
+		newLogsCommand(stdout, stderr),
+		newTriggerCommand(stdout, stderr),
+		newTokensCommand(stdout),
 	)
 	return root
 }

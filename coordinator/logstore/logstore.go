@@ -740,8 +740,14 @@ func (s *Store) Remove(build string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("log store: %w", err)
 	}
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("log store: %w", err)
+	// The logs are gone from the store now; what is left is trash. A
+	// writer that raced the rename may still add a file to it while it is
+	// deleted, so try again, and leave any rest to the next Open, which
+	// empties the trash.
+	for try := 0; try < 3; try++ {
+		if os.RemoveAll(tmp) == nil {
+			break
+		}
 	}
 	return nil
 }

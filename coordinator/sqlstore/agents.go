@@ -38,11 +38,10 @@ func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
 	if err != nil {
 		return fmt.Errorf("save agent %s: labels: %w", a.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO agents (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
-			credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
-			joined = excluded.joined, last_seen = excluded.last_seen`,
-		a.ID, a.Name, labels, a.CredentialHash, a.Cordoned, nanos(a.Joined), nanos(a.LastSeen))
+	err = s.write(ctx, func(w wconn) error {
+		_, err := w.stmt(s.q.saveAgent).ExecContext(w.ctx, a.ID, a.Name, labels, a.CredentialHash, a.Cordoned, nanos(a.Joined), nanos(a.LastSeen))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save agent %s: %w", a.ID, err)
 	}
@@ -51,7 +50,7 @@ func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
 
 // GetAgent returns the agent (coordinator.ErrNotFound).
 func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, error) {
-	a, err := scanAgent(s.r.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = ?`, id))
+	a, err := scanAgent(s.q.getAgent.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("agent %s: %w", id, coordinator.ErrNotFound)
 	}
@@ -63,7 +62,7 @@ func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, err
 
 // ListAgents returns every agent, by name then id.
 func (s *Store) ListAgents(ctx context.Context) ([]coordinator.Agent, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents ORDER BY name, id`)
+	rows, err := s.q.listAgents.QueryContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}
@@ -88,8 +87,11 @@ func (s *Store) SaveToken(ctx context.Context, hash string, kind coordinator.Tok
 	if hash == "" || kind == "" {
 		return errors.New("save token: a token needs a hash and a kind")
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens (hash, kind, created) VALUES (?, ?, ?)
-		ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`, hash, string(kind), nanos(s.now()))
+	created := nanos(s.now())
+	err := s.write(ctx, func(w wconn) error {
+		_, err := w.stmt(s.q.saveToken).ExecContext(w.ctx, hash, string(kind), created)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save %s token: %w", kind, err)
 	}
@@ -100,7 +102,7 @@ func (s *Store) SaveToken(ctx context.Context, hash string, kind coordinator.Tok
 // (coordinator.ErrNotFound).
 func (s *Store) TokenKind(ctx context.Context, hash string) (coordinator.TokenKind, error) {
 	var kind string
-	err := s.r.QueryRowContext(ctx, `SELECT kind FROM tokens WHERE hash = ?`, hash).Scan(&kind)
+	err := s.q.tokenKind.QueryRowContext(ctx, hash).Scan(&kind)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The hash is not named: it is a secret's digest.
 		return "", fmt.Errorf("token: %w", coordinator.ErrNotFound)

@@ -71,11 +71,13 @@ func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
 	if err != nil {
 		return fmt.Errorf("create build %s: labels: %w", b.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO builds (`+buildColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
-		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-		nanos(b.Created), nanos(b.Started), nanos(b.Ended))
+	err = s.write(ctx, func(w wconn) error {
+		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx,
+			b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
+			string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
+			nanos(b.Created), nanos(b.Started), nanos(b.Ended))
+		return err
+	})
 	if err != nil {
 		if isConstraint(err) {
 			return fmt.Errorf("create build %s: a build with that id exists already: %w", b.ID, err)
@@ -87,7 +89,7 @@ func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
 
 // GetBuild returns the build (coordinator.ErrNotFound).
 func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, error) {
-	b, err := scanBuild(s.r.QueryRowContext(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = ?`, id))
+	b, err := scanBuild(s.q.getBuild.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, fmt.Errorf("build %s: %w", id, coordinator.ErrNotFound)
 	}
@@ -118,7 +120,8 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 	if f.Limit > 0 {
 		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
-	bs, err := s.builds(ctx, q, args...)
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	bs, err := collect(rows, err)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
@@ -127,7 +130,7 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 
 // Queued returns the queued builds, oldest first (by creation, then id).
 func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
-	bs, err := s.builds(ctx, `SELECT `+buildColumns+` FROM builds WHERE state = 'queued' ORDER BY created, id`)
+	bs, err := collect(s.q.queued.QueryContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("queued builds: %w", err)
 	}
@@ -136,15 +139,14 @@ func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
 
 // Running returns the builds under a lease, oldest first.
 func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
-	bs, err := s.builds(ctx, `SELECT `+buildColumns+` FROM builds WHERE state = 'running' ORDER BY created, id`)
+	bs, err := collect(s.q.running.QueryContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("running builds: %w", err)
 	}
 	return bs, nil
 }
 
-func (s *Store) builds(ctx context.Context, q string, args ...any) ([]coordinator.Build, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
+func collect(rows *sql.Rows, err error) ([]coordinator.Build, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -163,12 +165,9 @@ func (s *Store) builds(ctx context.Context, q string, args ...any) ([]coordinato
 // SetWaiting records why a queued build was not dispatched. A build that is
 // no longer queued is ErrStale.
 func (s *Store) SetWaiting(ctx context.Context, id, why string) error {
-	op := fmt.Sprintf("set why build %s waits", id)
-	return s.fenced(ctx, op, id, want{state: coordinator.Queued, anyAttempt: true}, func(tx *sql.Tx) (sql.Result, error) {
-		// Unchanged, it is not written again (the dispatcher says it often).
-		return tx.ExecContext(ctx, `UPDATE builds SET waiting = ?2 WHERE id = ?1 AND state = 'queued'
-			AND waiting <> ?2`, id, why)
-	}, func(b current) bool { return b.waiting == why })
+	return s.fenced(ctx, fmt.Sprintf("set why build %s waits", id), id,
+		want{state: coordinator.Queued, anyAttempt: true, waiting: &why},
+		s.q.setWaiting, id, why)
 }
 
 // Assign moves a queued build to running as attempt (its attempt+1), on
@@ -178,31 +177,24 @@ func (s *Store) Assign(ctx context.Context, id string, attempt int, agent string
 	if attempt < 1 {
 		return fmt.Errorf("%s: attempts count from 1", op)
 	}
-	return s.fenced(ctx, op, id, want{state: coordinator.Queued, attempt: attempt - 1}, func(tx *sql.Tx) (sql.Result, error) {
-		return tx.ExecContext(ctx, `UPDATE builds SET state = 'running', attempt = ?, agent = ?, lease_expires = ?,
-			started = ?, waiting = '' WHERE id = ? AND attempt = ? AND state = 'queued'`,
-			attempt, agent, nanos(lease), nanos(s.now()), id, attempt-1)
-	}, nil)
+	return s.fenced(ctx, op, id, want{state: coordinator.Queued, attempt: attempt - 1},
+		s.q.assign, id, attempt-1, attempt, agent, nanos(lease), nanos(s.now()))
 }
 
 // Renew extends the lease of a running attempt.
 func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Time) error {
-	op := fmt.Sprintf("renew the lease of build %s attempt %d", id, attempt)
-	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, func(tx *sql.Tx) (sql.Result, error) {
-		return tx.ExecContext(ctx, `UPDATE builds SET lease_expires = ? WHERE id = ? AND attempt = ? AND state = 'running'`,
-			nanos(lease), id, attempt)
-	}, nil)
+	return s.fenced(ctx, fmt.Sprintf("renew the lease of build %s attempt %d", id, attempt), id,
+		want{state: coordinator.Running, attempt: attempt},
+		s.q.renew, id, attempt, nanos(lease))
 }
 
 // Requeue puts a running attempt back in the queue. The build keeps its
 // attempt number (the next Assign is attempt+1) and its place in the queue
 // (its creation time); agent, lease and start are cleared.
 func (s *Store) Requeue(ctx context.Context, id string, attempt int) error {
-	op := fmt.Sprintf("requeue build %s attempt %d", id, attempt)
-	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, func(tx *sql.Tx) (sql.Result, error) {
-		return tx.ExecContext(ctx, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0,
-			waiting = '' WHERE id = ? AND attempt = ? AND state = 'running'`, id, attempt)
-	}, nil)
+	return s.fenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
+		want{state: coordinator.Running, attempt: attempt},
+		s.q.requeue, id, attempt)
 }
 
 // Finish ends a running attempt with a result. attempt 0 ends a queued
@@ -211,28 +203,20 @@ func (s *Store) Requeue(ctx context.Context, id string, attempt int) error {
 func (s *Store) Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error {
 	op := fmt.Sprintf("finish build %s attempt %d", id, attempt)
 	if attempt == 0 {
-		return s.fenced(ctx, op, id, want{state: coordinator.Queued, anyAttempt: true}, func(tx *sql.Tx) (sql.Result, error) {
-			return tx.ExecContext(ctx, `UPDATE builds SET state = 'ended', result = ?, message = ?, ended = ?,
-				lease_expires = 0, waiting = '' WHERE id = ? AND state = 'queued'`,
-				string(result), message, nanos(s.now()), id)
-		}, nil)
+		return s.fenced(ctx, op, id, want{state: coordinator.Queued, anyAttempt: true},
+			s.q.finishQueued, id, string(result), message, nanos(s.now()))
 	}
-	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, func(tx *sql.Tx) (sql.Result, error) {
-		return tx.ExecContext(ctx, `UPDATE builds SET state = 'ended', result = ?, message = ?, ended = ?,
-			lease_expires = 0, waiting = '' WHERE id = ? AND attempt = ? AND state = 'running'`,
-			string(result), message, nanos(s.now()), id, attempt)
-	}, nil)
+	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt},
+		s.q.finish, id, attempt, string(result), message, nanos(s.now()))
 }
 
 // Retry queues an ended build again: the next Assign is its attempt+1.
-// Result, message, agent and times but its creation are cleared; it keeps
-// its creation time, and so its place in Queued.
+// Result, message, agent and the times but its creation are cleared; it
+// keeps its creation time, and so its place in Queued.
 func (s *Store) Retry(ctx context.Context, id string) error {
-	op := fmt.Sprintf("retry build %s", id)
-	return s.fenced(ctx, op, id, want{state: coordinator.Ended, anyAttempt: true}, func(tx *sql.Tx) (sql.Result, error) {
-		return tx.ExecContext(ctx, `UPDATE builds SET state = 'queued', result = '', message = '', agent = '',
-			lease_expires = 0, waiting = '', started = 0, ended = 0 WHERE id = ? AND state = 'ended'`, id)
-	}, nil)
+	return s.fenced(ctx, fmt.Sprintf("retry build %s", id), id,
+		want{state: coordinator.Ended, anyAttempt: true},
+		s.q.retry, id)
 }
 
 // want is what a fenced change needs of a build.
@@ -240,6 +224,9 @@ type want struct {
 	state      coordinator.State
 	attempt    int
 	anyAttempt bool
+	// waiting, when set, is the Waiting the change sets: a build that has
+	// it already needs no change.
+	waiting *string
 }
 
 func (w want) String() string {
@@ -249,21 +236,25 @@ func (w want) String() string {
 	return fmt.Sprintf("%s at attempt %d", w.state, w.attempt)
 }
 
-// current is what a fenced change found instead.
+// current is what a fenced change found.
 type current struct {
 	state   coordinator.State
 	attempt int
 	waiting string
 }
 
+func (w want) matches(c current) bool {
+	return c.state == w.state && (w.anyAttempt || c.attempt == w.attempt)
+}
+
 // fenced runs update, a single UPDATE whose WHERE names the build, the
-// state and the attempt w, in a write transaction. When it changes no
-// row it reads the build in the same transaction: missing is ErrNotFound;
-// fine (when fine is not nil and says so) is success, nothing to change;
-// else ErrStale saying what was expected and what was found.
-func (s *Store) fenced(ctx context.Context, op, id string, w want, update func(*sql.Tx) (sql.Result, error), fine func(current) bool) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := update(tx)
+// state and the attempt w (the fence), with args. It applies whole or not
+// at all. When it changes no row the build is read, before any other
+// change, to say why: missing is ErrNotFound; in another state or attempt
+// ErrStale, saying what was expected and what was found.
+func (s *Store) fenced(ctx context.Context, op, id string, w want, update *sql.Stmt, args ...any) error {
+	err := s.write(ctx, func(c wconn) error {
+		res, err := c.stmt(update).ExecContext(c.ctx, args...)
 		if err != nil {
 			return err
 		}
@@ -274,20 +265,20 @@ func (s *Store) fenced(ctx context.Context, op, id string, w want, update func(*
 		if n == 1 {
 			return nil
 		}
-		var c current
+		var cur current
 		var state string
-		err = tx.QueryRowContext(ctx, `SELECT state, attempt, waiting FROM builds WHERE id = ?`, id).Scan(&state, &c.attempt, &c.waiting)
+		err = c.stmt(s.q.wcurrent).QueryRowContext(c.ctx, id).Scan(&state, &cur.attempt, &cur.waiting)
 		if errors.Is(err, sql.ErrNoRows) {
 			return coordinator.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		c.state = coordinator.State(state)
-		if fine != nil && fine(c) {
-			return nil
+		cur.state = coordinator.State(state)
+		if w.matches(cur) && w.waiting != nil && cur.waiting == *w.waiting {
+			return nil // nothing to change
 		}
-		return fmt.Errorf("%w: the build is %s at attempt %d, the change needs it %s", coordinator.ErrStale, c.state, c.attempt, w)
+		return fmt.Errorf("%w: the build is %s at attempt %d, the change needs it %s", coordinator.ErrStale, cur.state, cur.attempt, w)
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)

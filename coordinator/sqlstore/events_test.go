@@ -297,10 +297,10 @@ func TestConcurrentAssign(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	const workers, per = 8, 25
+	const workers, per = 6, 12
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
-	for range 4 {
+	for range 2 {
 		readers.Go(func() {
 			for {
 				select {

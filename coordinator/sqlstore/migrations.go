@@ -52,13 +52,41 @@ CREATE TABLE events (
 ) WITHOUT ROWID;
 
 -- last_seq is the contiguous high-water mark of an attempt's events:
--- 1..last_seq are all stored. Kept in the transaction that stores an event.
+-- 1..last_seq are all stored. No row: 0.
 CREATE TABLE event_marks (
 	build_id TEXT NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
 	attempt  INTEGER NOT NULL,
 	last_seq INTEGER NOT NULL,
 	PRIMARY KEY (build_id, attempt)
 ) WITHOUT ROWID;
+
+-- The mark moves in the statement that stores an event, when the event
+-- extends it: to the end of the run of stored seqs that starts at the new
+-- one (the first stored seq from it on whose successor is not stored). A
+-- seq stored past a gap leaves the mark; the mark walks over it later,
+-- once, when the gap fills. Two statements rather than an upsert: the
+-- event is stored with INSERT OR IGNORE, whose conflict policy would
+-- override one inside the trigger.
+CREATE TRIGGER events_advance_mark AFTER INSERT ON events
+WHEN NEW.seq = coalesce((SELECT last_seq FROM event_marks
+	WHERE build_id = NEW.build_id AND attempt = NEW.attempt), 0) + 1
+BEGIN
+	UPDATE event_marks SET last_seq = (
+		SELECT e.seq FROM events AS e
+		WHERE e.build_id = NEW.build_id AND e.attempt = NEW.attempt AND e.seq >= NEW.seq
+			AND NOT EXISTS (SELECT 1 FROM events AS n
+				WHERE n.build_id = NEW.build_id AND n.attempt = NEW.attempt AND n.seq = e.seq + 1)
+		ORDER BY e.seq LIMIT 1)
+	WHERE build_id = NEW.build_id AND attempt = NEW.attempt;
+	INSERT INTO event_marks (build_id, attempt, last_seq)
+	SELECT NEW.build_id, NEW.attempt, (
+		SELECT e.seq FROM events AS e
+		WHERE e.build_id = NEW.build_id AND e.attempt = NEW.attempt AND e.seq >= NEW.seq
+			AND NOT EXISTS (SELECT 1 FROM events AS n
+				WHERE n.build_id = NEW.build_id AND n.attempt = NEW.attempt AND n.seq = e.seq + 1)
+		ORDER BY e.seq LIMIT 1)
+	WHERE NOT EXISTS (SELECT 1 FROM event_marks WHERE build_id = NEW.build_id AND attempt = NEW.attempt);
+END;
 
 CREATE TABLE agents (
 	id              TEXT PRIMARY KEY,

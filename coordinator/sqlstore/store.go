@@ -1,14 +1,16 @@
 // Package sqlstore keeps the coordinator's state in an SQLite database file
 // (modernc.org/sqlite: pure Go, no cgo). It implements coordinator.Store.
 //
-// The database runs in WAL mode. Writes go through one connection, so they
-// are serialised in this process (and BEGIN IMMEDIATE serialises them with
-// any other process); reads go through a pool of read-only connections and
-// proceed while a write is under way.
+// The database runs in WAL mode. Changes go through one connection, one at
+// a time, and the changes that wait meanwhile are committed together
+// (group commit, see writer.go); reads go through a pool of read-only
+// connections and proceed while a write is under way.
+// One process owns the file: BEGIN IMMEDIATE and the busy timeout keep
+// another one from corrupting it, but the store does not expect one.
 //
 // Fencing: every change that names an attempt is one UPDATE whose WHERE
 // names the build, the attempt and the state the change needs; when it
-// changes no row the build is read in the same transaction to say why
+// changes no row the build is read, before any other change, to say why
 // (coordinator.ErrNotFound or coordinator.ErrStale, wrapped).
 package sqlstore
 
@@ -22,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -34,9 +37,19 @@ var _ coordinator.Store = (*Store)(nil)
 // Store is a coordinator.Store in an SQLite file. It is safe for concurrent
 // use.
 type Store struct {
-	w   *sql.DB // one connection: every write goes through it
+	w   *sql.DB // one connection, for the changes (see writer.go)
 	r   *sql.DB // read-only connections
 	now func() time.Time
+	q   stmts
+
+	// Changes (see writer.go).
+	wmu      sync.Mutex
+	queue    []*change // waiting changes; the first leads
+	batch    []*change // the leader's, reused
+	closed   bool
+	inflight sync.WaitGroup
+	direct   bool // Options.direct
+	closeErr error
 }
 
 // Options tune Open; the zero value is what Open uses.
@@ -51,6 +64,10 @@ type Options struct {
 	Now func() time.Time
 	// Readers bounds the read connections; max(4, GOMAXPROCS) when 0.
 	Readers int
+
+	// direct runs each change alone in its caller's goroutine, under a
+	// mutex, without group commit: to measure what group commit brings.
+	direct bool
 }
 
 // busyTimeout is how long a connection waits for a lock held by another
@@ -67,15 +84,15 @@ func OpenWith(path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
-	sync := "NORMAL"
+	synchronous := "NORMAL"
 	if o.Durable {
-		sync = "FULL"
+		synchronous = "FULL"
 	}
 	timeout := fmt.Sprint(busyTimeout.Milliseconds())
 	w, err := sql.Open("sqlite", dsn(abs, url.Values{
 		"_busy_timeout": {timeout},
 		"_journal_mode": {"WAL"},
-		"_synchronous":  {sync},
+		"_synchronous":  {synchronous},
 		"_foreign_keys": {"1"},
 		"_txlock":       {"immediate"},
 	}))
@@ -121,9 +138,13 @@ func OpenWith(path string, o Options) (*Store, error) {
 		_ = r.Close()
 		return fail("open readers", err)
 	}
-	s := &Store{w: w, r: r, now: o.Now}
+	s := &Store{w: w, r: r, now: o.Now, direct: o.direct}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if err := s.q.prepare(ctx, w, r); err != nil {
+		_ = r.Close()
+		return fail("prepare statements", err)
 	}
 	return s, nil
 }
@@ -135,24 +156,89 @@ func dsn(abs string, q url.Values) string {
 	return u.String()
 }
 
-// Close closes the database.
+// Close waits for the changes under way and closes the database. Changes
+// after it fail; closing again does nothing.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	s.wmu.Lock()
+	if s.closed {
+		s.wmu.Unlock()
+		return s.closeErr
+	}
+	s.closed = true
+	s.wmu.Unlock()
+	s.inflight.Wait()
+	err := errors.Join(s.r.Close(), s.w.Close()) // closes the statements too
+	s.wmu.Lock()
+	s.closeErr = err
+	s.wmu.Unlock()
+	return err
 }
 
-// write runs fn in a write transaction (BEGIN IMMEDIATE) and commits it
-// when fn returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+// stmts are the store's statements, prepared once: compiling SQL costs
+// more than running these.
+type stmts struct {
+	// On the writer.
+	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
+	appendEvent, saveAgent, saveToken                                            *sql.Stmt
+	// A read on the writer, to say why a change did not apply: before any
+	// other change, in the change's own transaction if it has one.
+	wcurrent *sql.Stmt
+	// On the readers.
+	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
+	getAgent, listAgents, tokenKind                         *sql.Stmt
+}
+
+func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
+	for _, p := range []struct {
+		db  *sql.DB
+		s   **sql.Stmt
+		sql string
+	}{
+		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
+			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
+		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
+		{w, &q.requeue, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = ''
+			WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
+		{w, &q.finish, `UPDATE builds SET state = 'ended', result = ?3, message = ?4, ended = ?5,
+			lease_expires = 0, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
+		{w, &q.finishQueued, `UPDATE builds SET state = 'ended', result = ?2, message = ?3, ended = ?4,
+			lease_expires = 0, waiting = '' WHERE id = ?1 AND state = 'queued'`},
+		{w, &q.retry, `UPDATE builds SET state = 'queued', result = '', message = '', agent = '',
+			lease_expires = 0, waiting = '', started = 0, ended = 0 WHERE id = ?1 AND state = 'ended'`},
+		// Unchanged, Waiting is not written again (the dispatcher says it often).
+		{w, &q.setWaiting, `UPDATE builds SET waiting = ?2 WHERE id = ?1 AND state = 'queued' AND waiting <> ?2`},
+		// The fence and the insert in one statement: no row is selected
+		// unless the attempt is current and running; OR IGNORE skips a seq
+		// stored already. The trigger events_advance_mark moves the mark.
+		{w, &q.appendEvent, `INSERT OR IGNORE INTO events (build_id, attempt, seq, event)
+			SELECT id, attempt, ?3, ?4 FROM builds WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
+		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
+				credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
+				joined = excluded.joined, last_seen = excluded.last_seen`},
+		{w, &q.saveToken, `INSERT INTO tokens (hash, kind, created) VALUES (?, ?, ?)
+			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`},
+
+		{w, &q.wcurrent, `SELECT state, attempt, waiting FROM builds WHERE id = ?`},
+
+		{r, &q.getBuild, `SELECT ` + buildColumns + ` FROM builds WHERE id = ?`},
+		{r, &q.queued, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'queued' ORDER BY created, id`},
+		{r, &q.running, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'running' ORDER BY created, id`},
+		{r, &q.lastSeq, `SELECT m.last_seq FROM builds AS b
+			LEFT JOIN event_marks AS m ON m.build_id = b.id AND m.attempt = ?2 WHERE b.id = ?1`},
+		{r, &q.events, `SELECT attempt, seq, event FROM events WHERE build_id = ? ORDER BY attempt, seq`},
+		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
+		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
+		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents ORDER BY name, id`},
+		{r, &q.tokenKind, `SELECT kind FROM tokens WHERE hash = ?`},
+	} {
+		st, err := p.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(strings.Fields(p.sql), " "), err)
+		}
+		*p.s = st
 	}
 	return nil
 }

@@ -196,6 +196,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Event
 	//	*AgentMessage_Log
 	//	*AgentMessage_Done
+	//	*AgentMessage_Decline
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -292,6 +293,15 @@ func (x *AgentMessage) GetDone() *BuildDone {
 	return nil
 }
 
+func (x *AgentMessage) GetDecline() *Decline {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Decline); ok {
+			return x.Decline
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -320,6 +330,10 @@ type AgentMessage_Done struct {
 	Done *BuildDone `protobuf:"bytes,6,opt,name=done,proto3,oneof"`
 }
 
+type AgentMessage_Decline struct {
+	Decline *Decline `protobuf:"bytes,7,opt,name=decline,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Accept) isAgentMessage_Msg() {}
@@ -331,6 +345,8 @@ func (*AgentMessage_Event) isAgentMessage_Msg() {}
 func (*AgentMessage_Log) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Done) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Decline) isAgentMessage_Msg() {}
 
 type Hello struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -481,6 +497,60 @@ func (x *Accept) GetBuild() *BuildAttempt {
 	return nil
 }
 
+// Decline hands back an assignment the agent will not run (it is draining):
+// the build goes back to the queue at once.
+type Decline struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Build         *BuildAttempt          `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Decline) Reset() {
+	*x = Decline{}
+	mi := &file_fleet_fleet_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Decline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Decline) ProtoMessage() {}
+
+func (x *Decline) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_fleet_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Decline.ProtoReflect.Descriptor instead.
+func (*Decline) Descriptor() ([]byte, []int) {
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Decline) GetBuild() *BuildAttempt {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+func (x *Decline) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Free  *Capacity              `protobuf:"bytes,1,opt,name=free,proto3" json:"free,omitempty"`
@@ -493,7 +563,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fleet_fleet_proto_msgTypes[5]
+	mi := &file_fleet_fleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +575,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[5]
+	mi := &file_fleet_fleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +588,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{5}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Heartbeat) GetFree() *Capacity {
@@ -554,7 +624,7 @@ type BuildEvent struct {
 
 func (x *BuildEvent) Reset() {
 	*x = BuildEvent{}
-	mi := &file_fleet_fleet_proto_msgTypes[6]
+	mi := &file_fleet_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +636,7 @@ func (x *BuildEvent) String() string {
 func (*BuildEvent) ProtoMessage() {}
 
 func (x *BuildEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[6]
+	mi := &file_fleet_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +649,7 @@ func (x *BuildEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildEvent.ProtoReflect.Descriptor instead.
 func (*BuildEvent) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{6}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BuildEvent) GetBuild() *BuildAttempt {
@@ -616,7 +686,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_fleet_fleet_proto_msgTypes[7]
+	mi := &file_fleet_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +698,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[7]
+	mi := &file_fleet_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +711,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{7}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LogChunk) GetBuild() *BuildAttempt {
@@ -693,7 +763,7 @@ type BuildDone struct {
 
 func (x *BuildDone) Reset() {
 	*x = BuildDone{}
-	mi := &file_fleet_fleet_proto_msgTypes[8]
+	mi := &file_fleet_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +775,7 @@ func (x *BuildDone) String() string {
 func (*BuildDone) ProtoMessage() {}
 
 func (x *BuildDone) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[8]
+	mi := &file_fleet_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +788,7 @@ func (x *BuildDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildDone.ProtoReflect.Descriptor instead.
 func (*BuildDone) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{8}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BuildDone) GetBuild() *BuildAttempt {
@@ -766,7 +836,7 @@ type CoordinatorMessage struct {
 
 func (x *CoordinatorMessage) Reset() {
 	*x = CoordinatorMessage{}
-	mi := &file_fleet_fleet_proto_msgTypes[9]
+	mi := &file_fleet_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +848,7 @@ func (x *CoordinatorMessage) String() string {
 func (*CoordinatorMessage) ProtoMessage() {}
 
 func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[9]
+	mi := &file_fleet_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +861,7 @@ func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorMessage.ProtoReflect.Descriptor instead.
 func (*CoordinatorMessage) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{9}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CoordinatorMessage) GetMsg() isCoordinatorMessage_Msg {
@@ -909,7 +979,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_fleet_fleet_proto_msgTypes[10]
+	mi := &file_fleet_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +991,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[10]
+	mi := &file_fleet_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1004,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{10}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Welcome) GetId() string {
@@ -976,7 +1046,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_fleet_fleet_proto_msgTypes[11]
+	mi := &file_fleet_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1058,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[11]
+	mi := &file_fleet_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1071,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{11}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Source) GetUrl() string {
@@ -1038,7 +1108,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_fleet_fleet_proto_msgTypes[12]
+	mi := &file_fleet_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1120,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[12]
+	mi := &file_fleet_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1133,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{12}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Assign) GetBuild() *BuildAttempt {
@@ -1115,7 +1185,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_fleet_fleet_proto_msgTypes[13]
+	mi := &file_fleet_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1197,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[13]
+	mi := &file_fleet_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1210,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{13}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Ack) GetBuild() *BuildAttempt {
@@ -1182,7 +1252,7 @@ type LogOffset struct {
 
 func (x *LogOffset) Reset() {
 	*x = LogOffset{}
-	mi := &file_fleet_fleet_proto_msgTypes[14]
+	mi := &file_fleet_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1264,7 @@ func (x *LogOffset) String() string {
 func (*LogOffset) ProtoMessage() {}
 
 func (x *LogOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[14]
+	mi := &file_fleet_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1277,7 @@ func (x *LogOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogOffset.ProtoReflect.Descriptor instead.
 func (*LogOffset) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{14}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogOffset) GetJob() string {
@@ -1240,7 +1310,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_fleet_fleet_proto_msgTypes[15]
+	mi := &file_fleet_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1322,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[15]
+	mi := &file_fleet_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1335,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{15}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Cancel) GetBuild() *BuildAttempt {
@@ -1283,7 +1353,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_fleet_fleet_proto_msgTypes[16]
+	mi := &file_fleet_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1365,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[16]
+	mi := &file_fleet_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1378,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{16}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 // Refuse says a message about an attempt was not taken, and why (the
@@ -1324,7 +1394,7 @@ type Refuse struct {
 
 func (x *Refuse) Reset() {
 	*x = Refuse{}
-	mi := &file_fleet_fleet_proto_msgTypes[17]
+	mi := &file_fleet_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1406,7 @@ func (x *Refuse) String() string {
 func (*Refuse) ProtoMessage() {}
 
 func (x *Refuse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[17]
+	mi := &file_fleet_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1419,7 @@ func (x *Refuse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refuse.ProtoReflect.Descriptor instead.
 func (*Refuse) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{17}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Refuse) GetBuild() *BuildAttempt {
@@ -1377,14 +1447,15 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x06memory\x18\x02 \x01(\x03R\x06memory\"C\n" +
 	"\fBuildAttempt\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xd6\x02\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\x8e\x03\n" +
 	"\fAgentMessage\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.monkeyci.fleet.v1.HelloH\x00R\x05hello\x123\n" +
 	"\x06accept\x18\x02 \x01(\v2\x19.monkeyci.fleet.v1.AcceptH\x00R\x06accept\x12<\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x1c.monkeyci.fleet.v1.HeartbeatH\x00R\theartbeat\x125\n" +
 	"\x05event\x18\x04 \x01(\v2\x1d.monkeyci.fleet.v1.BuildEventH\x00R\x05event\x12/\n" +
 	"\x03log\x18\x05 \x01(\v2\x1b.monkeyci.fleet.v1.LogChunkH\x00R\x03log\x122\n" +
-	"\x04done\x18\x06 \x01(\v2\x1c.monkeyci.fleet.v1.BuildDoneH\x00R\x04doneB\x05\n" +
+	"\x04done\x18\x06 \x01(\v2\x1c.monkeyci.fleet.v1.BuildDoneH\x00R\x04done\x126\n" +
+	"\adecline\x18\a \x01(\v2\x1a.monkeyci.fleet.v1.DeclineH\x00R\adeclineB\x05\n" +
 	"\x03msg\"\x88\x03\n" +
 	"\x05Hello\x12>\n" +
 	"\bprotocol\x18\x01 \x01(\x0e2\".monkeyci.fleet.v1.ProtocolVersionR\bprotocol\x12\x12\n" +
@@ -1399,7 +1470,10 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
 	"\x06Accept\x125\n" +
-	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\"\x93\x01\n" +
+	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\"X\n" +
+	"\aDecline\x125\n" +
+	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x93\x01\n" +
 	"\tHeartbeat\x12/\n" +
 	"\x04free\x18\x01 \x01(\v2\x1b.monkeyci.fleet.v1.CapacityR\x04free\x129\n" +
 	"\arunning\x18\x02 \x03(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\arunning\x12\x1a\n" +
@@ -1482,7 +1556,7 @@ func file_fleet_fleet_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_fleet_fleet_proto_goTypes = []any{
 	(ProtocolVersion)(0),          // 0: monkeyci.fleet.v1.ProtocolVersion
 	(*Capacity)(nil),              // 1: monkeyci.fleet.v1.Capacity
@@ -1490,61 +1564,64 @@ var file_fleet_fleet_proto_goTypes = []any{
 	(*AgentMessage)(nil),          // 3: monkeyci.fleet.v1.AgentMessage
 	(*Hello)(nil),                 // 4: monkeyci.fleet.v1.Hello
 	(*Accept)(nil),                // 5: monkeyci.fleet.v1.Accept
-	(*Heartbeat)(nil),             // 6: monkeyci.fleet.v1.Heartbeat
-	(*BuildEvent)(nil),            // 7: monkeyci.fleet.v1.BuildEvent
-	(*LogChunk)(nil),              // 8: monkeyci.fleet.v1.LogChunk
-	(*BuildDone)(nil),             // 9: monkeyci.fleet.v1.BuildDone
-	(*CoordinatorMessage)(nil),    // 10: monkeyci.fleet.v1.CoordinatorMessage
-	(*Welcome)(nil),               // 11: monkeyci.fleet.v1.Welcome
-	(*Source)(nil),                // 12: monkeyci.fleet.v1.Source
-	(*Assign)(nil),                // 13: monkeyci.fleet.v1.Assign
-	(*Ack)(nil),                   // 14: monkeyci.fleet.v1.Ack
-	(*LogOffset)(nil),             // 15: monkeyci.fleet.v1.LogOffset
-	(*Cancel)(nil),                // 16: monkeyci.fleet.v1.Cancel
-	(*Drain)(nil),                 // 17: monkeyci.fleet.v1.Drain
-	(*Refuse)(nil),                // 18: monkeyci.fleet.v1.Refuse
-	nil,                           // 19: monkeyci.fleet.v1.Hello.LabelsEntry
-	nil,                           // 20: monkeyci.fleet.v1.Assign.ParamsEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*Decline)(nil),               // 6: monkeyci.fleet.v1.Decline
+	(*Heartbeat)(nil),             // 7: monkeyci.fleet.v1.Heartbeat
+	(*BuildEvent)(nil),            // 8: monkeyci.fleet.v1.BuildEvent
+	(*LogChunk)(nil),              // 9: monkeyci.fleet.v1.LogChunk
+	(*BuildDone)(nil),             // 10: monkeyci.fleet.v1.BuildDone
+	(*CoordinatorMessage)(nil),    // 11: monkeyci.fleet.v1.CoordinatorMessage
+	(*Welcome)(nil),               // 12: monkeyci.fleet.v1.Welcome
+	(*Source)(nil),                // 13: monkeyci.fleet.v1.Source
+	(*Assign)(nil),                // 14: monkeyci.fleet.v1.Assign
+	(*Ack)(nil),                   // 15: monkeyci.fleet.v1.Ack
+	(*LogOffset)(nil),             // 16: monkeyci.fleet.v1.LogOffset
+	(*Cancel)(nil),                // 17: monkeyci.fleet.v1.Cancel
+	(*Drain)(nil),                 // 18: monkeyci.fleet.v1.Drain
+	(*Refuse)(nil),                // 19: monkeyci.fleet.v1.Refuse
+	nil,                           // 20: monkeyci.fleet.v1.Hello.LabelsEntry
+	nil,                           // 21: monkeyci.fleet.v1.Assign.ParamsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_fleet_fleet_proto_depIdxs = []int32{
 	4,  // 0: monkeyci.fleet.v1.AgentMessage.hello:type_name -> monkeyci.fleet.v1.Hello
 	5,  // 1: monkeyci.fleet.v1.AgentMessage.accept:type_name -> monkeyci.fleet.v1.Accept
-	6,  // 2: monkeyci.fleet.v1.AgentMessage.heartbeat:type_name -> monkeyci.fleet.v1.Heartbeat
-	7,  // 3: monkeyci.fleet.v1.AgentMessage.event:type_name -> monkeyci.fleet.v1.BuildEvent
-	8,  // 4: monkeyci.fleet.v1.AgentMessage.log:type_name -> monkeyci.fleet.v1.LogChunk
-	9,  // 5: monkeyci.fleet.v1.AgentMessage.done:type_name -> monkeyci.fleet.v1.BuildDone
-	0,  // 6: monkeyci.fleet.v1.Hello.protocol:type_name -> monkeyci.fleet.v1.ProtocolVersion
-	19, // 7: monkeyci.fleet.v1.Hello.labels:type_name -> monkeyci.fleet.v1.Hello.LabelsEntry
-	1,  // 8: monkeyci.fleet.v1.Hello.capacity:type_name -> monkeyci.fleet.v1.Capacity
-	2,  // 9: monkeyci.fleet.v1.Hello.holding:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 10: monkeyci.fleet.v1.Accept.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	1,  // 11: monkeyci.fleet.v1.Heartbeat.free:type_name -> monkeyci.fleet.v1.Capacity
-	2,  // 12: monkeyci.fleet.v1.Heartbeat.running:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 13: monkeyci.fleet.v1.BuildEvent.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 14: monkeyci.fleet.v1.LogChunk.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 15: monkeyci.fleet.v1.BuildDone.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	11, // 16: monkeyci.fleet.v1.CoordinatorMessage.welcome:type_name -> monkeyci.fleet.v1.Welcome
-	13, // 17: monkeyci.fleet.v1.CoordinatorMessage.assign:type_name -> monkeyci.fleet.v1.Assign
-	14, // 18: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
-	16, // 19: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
-	17, // 20: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
-	18, // 21: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
-	2,  // 22: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	21, // 23: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
-	12, // 24: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
-	20, // 25: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
-	2,  // 26: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	15, // 27: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
-	2,  // 28: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 29: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	3,  // 30: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
-	10, // 31: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
-	31, // [31:32] is the sub-list for method output_type
-	30, // [30:31] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	7,  // 2: monkeyci.fleet.v1.AgentMessage.heartbeat:type_name -> monkeyci.fleet.v1.Heartbeat
+	8,  // 3: monkeyci.fleet.v1.AgentMessage.event:type_name -> monkeyci.fleet.v1.BuildEvent
+	9,  // 4: monkeyci.fleet.v1.AgentMessage.log:type_name -> monkeyci.fleet.v1.LogChunk
+	10, // 5: monkeyci.fleet.v1.AgentMessage.done:type_name -> monkeyci.fleet.v1.BuildDone
+	6,  // 6: monkeyci.fleet.v1.AgentMessage.decline:type_name -> monkeyci.fleet.v1.Decline
+	0,  // 7: monkeyci.fleet.v1.Hello.protocol:type_name -> monkeyci.fleet.v1.ProtocolVersion
+	20, // 8: monkeyci.fleet.v1.Hello.labels:type_name -> monkeyci.fleet.v1.Hello.LabelsEntry
+	1,  // 9: monkeyci.fleet.v1.Hello.capacity:type_name -> monkeyci.fleet.v1.Capacity
+	2,  // 10: monkeyci.fleet.v1.Hello.holding:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 11: monkeyci.fleet.v1.Accept.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 12: monkeyci.fleet.v1.Decline.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	1,  // 13: monkeyci.fleet.v1.Heartbeat.free:type_name -> monkeyci.fleet.v1.Capacity
+	2,  // 14: monkeyci.fleet.v1.Heartbeat.running:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 15: monkeyci.fleet.v1.BuildEvent.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 16: monkeyci.fleet.v1.LogChunk.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 17: monkeyci.fleet.v1.BuildDone.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	12, // 18: monkeyci.fleet.v1.CoordinatorMessage.welcome:type_name -> monkeyci.fleet.v1.Welcome
+	14, // 19: monkeyci.fleet.v1.CoordinatorMessage.assign:type_name -> monkeyci.fleet.v1.Assign
+	15, // 20: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
+	17, // 21: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
+	18, // 22: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
+	19, // 23: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
+	2,  // 24: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	22, // 25: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
+	13, // 26: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
+	21, // 27: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
+	2,  // 28: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	16, // 29: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
+	2,  // 30: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 31: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	3,  // 32: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
+	11, // 33: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
+	33, // [33:34] is the sub-list for method output_type
+	32, // [32:33] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_fleet_fleet_proto_init() }
@@ -1559,8 +1636,9 @@ func file_fleet_fleet_proto_init() {
 		(*AgentMessage_Event)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Done)(nil),
+		(*AgentMessage_Decline)(nil),
 	}
-	file_fleet_fleet_proto_msgTypes[9].OneofWrappers = []any{
+	file_fleet_fleet_proto_msgTypes[10].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
 		(*CoordinatorMessage_Assign)(nil),
 		(*CoordinatorMessage_Ack)(nil),
@@ -1574,7 +1652,7 @@ func file_fleet_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_fleet_proto_rawDesc), len(file_fleet_fleet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/agent/link"
+	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+)
+
+// agentConfig is everything `monkeyci agent` is told.
+type agentConfig struct {
+	coordinator string
+	joinToken   string
+	name        string
+	cpus        float64
+	memory      string
+	labels      string
+	pause       bool
+	ca          string
+	tls         bool
+	stateDir    string
+	logLevel    string
+}
+
+func newAgentCommand(stderr io.Writer) *cobra.Command {
+	host, _ := os.Hostname()
+	cfg := agentConfig{pause: true, tls: true, name: host, logLevel: "info"}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run an agent: take builds from the coordinator and run them on the local Docker engine",
+		Long: `agent joins the coordinator with the join token (once; it keeps its own
+credential in --state-dir after), runs the builds it is assigned, several
+at once within its capacity, and reports their events and logs until the
+coordinator has stored them. SIGTERM drains it: it takes no new build,
+lets the running ones finish, and exits 0. A second signal cancels them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.joinToken = orEnv(cfg.joinToken, "MONKEYCI_JOIN_TOKEN")
+			return runAgent(cfg, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.coordinator, "coordinator", "127.0.0.1:7433", "the coordinator's gRPC address")
+	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN)")
+	f.StringVar(&cfg.name, "name", cfg.name, "the agent's name")
+	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
+	f.StringVar(&cfg.memory, "memory", "", "memory the agent offers, like 8g (default: the machine's)")
+	f.StringVar(&cfg.labels, "labels", "", "labels k=v,... builds can ask for")
+	f.BoolVar(&cfg.pause, "pause", true, "pause script containers while they await their jobs")
+	f.StringVar(&cfg.ca, "ca", "", "the coordinator's CA file (its data dir's tls/ca.pem)")
+	f.BoolVar(&cfg.tls, "tls", true, "connect over TLS (--tls=false only for loopback tests)")
+	f.StringVar(&cfg.stateDir, "state-dir", "", "where the agent keeps its identity and build files")
+	f.StringVar(&cfg.logLevel, "log-level", cfg.logLevel, "log level: trace, debug, info, warn, error")
+	return cmd
+}
+
+func runAgent(cfg agentConfig, stderr io.Writer) error {
+	if cfg.joinToken == "" {
+		return usageError(fmt.Errorf("--join-token (or MONKEYCI_JOIN_TOKEN) is required"))
+	}
+	labels, err := parseLabels(cfg.labels)
+	if err != nil {
+		return usageError(err)
+	}
+	capacity, err := capacityOf(cfg.cpus, cfg.memory)
+	if err != nil {
+		return usageError(err)
+	}
+	stateDir, err := stateDirOf(cfg.stateDir)
+	if err != nil {
+		return usageError(err)
+	}
+	stateDir = filepath.Join(stateDir, "agent")
+	var tlsConfig *tls.Config
+	if cfg.tls {
+		if cfg.ca == "" {
+			return usageError(fmt.Errorf("--ca is required with TLS (or --tls=false on loopback)"))
+		}
+		host := cfg.coordinator
+		if h, _, ok := strings.Cut(host, ":"); ok {
+			host = h
+		}
+		if tlsConfig, err = tlsca.ClientConfig(cfg.ca, host); err != nil {
+			return usageError(fmt.Errorf("--ca: %w", err))
+		}
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: stderr, Level: hclog.LevelFromString(cfg.logLevel)})
+	engine, err := docker.New(log.Named("docker"))
+	if err != nil {
+		return failedError(fmt.Errorf("docker: %w", err))
+	}
+	defer engine.Close()
+	ledger := agent.NewLedger(capacity)
+	runner, err := agent.NewRunner(agent.Config{
+		Runtime: engine, Ledger: ledger, Logger: log, StateDir: filepath.Join(stateDir, "builds"),
+		CacheDir: filepath.Join(stateDir, "caches"), Pause: cfg.pause, AgentID: cfg.name,
+	})
+	if err != nil {
+		return failedError(err)
+	}
+	if n, err := runner.Sweep(context.Background()); err != nil {
+		return failedError(err)
+	} else if n > 0 {
+		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
+	}
+	l, err := link.New(link.Config{
+		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Labels: labels,
+		Version: version, Runner: runner, Ledger: ledger, StateDir: stateDir, Logger: log.Named("link"),
+	})
+	if err != nil {
+		return failedError(err)
+	}
+	return serveAgent(l, log)
+}
+
+// serveAgent runs the link: the first SIGTERM or SIGINT drains, a second
+// one cancels the running builds.
+func serveAgent(l *link.Link, log hclog.Logger) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		log.Info("draining: no new builds; the running ones finish (signal again to cancel them)")
+		l.Drain()
+		<-sigs
+		cancel()
+	}()
+	if err := l.Run(ctx); err != nil && ctx.Err() == nil {
+		return failedError(err)
+	}
+	return nil
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	labels := map[string]string{}
+	if s == "" {
+		return labels, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels %q: expected k=v,...", s)
+		}
+		labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return labels, nil
+}

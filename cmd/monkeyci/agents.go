@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/monkeyci/monkeyci/admin"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+func newAgentsCommand(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agents",
+		Short: "List the coordinator's agents; drain, cordon or uncordon one",
+		Args:  cobra.NoArgs,
+	}
+	flags := addAdminFlags(cmd)
+
+	ls := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the agents, their state, capacity and builds",
+		Long: `ls lists every agent the coordinator knows: its state (ready, cordoned,
+draining, lost), its capacity, what of it is free (CPUs/memory), how many
+builds it runs and its labels.`,
+		Args: cobra.NoArgs,
+	}
+	lsOut := addOutputFlag(ls)
+	ls.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*lsOut); err != nil {
+			return err
+		}
+		c, err := flags.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := callContext(cmd)
+		defer cancel()
+		resp, err := c.ListAgents(ctx, &fleet.ListAgentsRequest{})
+		if err != nil {
+			return adminFailed(c, err)
+		}
+		if *lsOut == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Agents(resp.GetAgents()))
+		}
+		return admin.AgentsTable(stdout, resp.GetAgents())
+	}
+	cmd.AddCommand(ls)
+
+	for _, a := range []struct {
+		name, short string
+		action      fleet.SetAgentRequest_Action
+	}{
+		{"drain", "Let an agent finish its builds and take no new ones, then exit", fleet.SetAgentRequest_DRAIN},
+		{"cordon", "Stop giving an agent new builds; its running builds go on", fleet.SetAgentRequest_CORDON},
+		{"uncordon", "Give a cordoned agent builds again", fleet.SetAgentRequest_UNCORDON},
+	} {
+		sub := &cobra.Command{
+			Use:               a.name + " ID_OR_NAME",
+			Short:             a.short,
+			Args:              cobra.ExactArgs(1),
+			ValidArgsFunction: flags.completeAgents,
+		}
+		out := addOutputFlag(sub)
+		action := a.action
+		sub.RunE = func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(*out); err != nil {
+				return err
+			}
+			c, err := flags.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := callContext(cmd)
+			defer cancel()
+			info, err := c.SetAgent(ctx, &fleet.SetAgentRequest{Id: args[0], Action: action})
+			if err != nil {
+				return adminFailed(c, err)
+			}
+			if *out == admin.FormatJSON {
+				return admin.WriteJSON(stdout, admin.Agent(info))
+			}
+			_, err = fmt.Fprintf(stdout, "agent %s (%s) is %s\n", info.GetName(), info.GetId(), info.GetState())
+			return err
+		}
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}

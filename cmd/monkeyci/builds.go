@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/monkeyci/monkeyci/admin"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+func newBuildsCommand(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "builds",
+		Short: "List, show, cancel and retry the coordinator's builds",
+		Args:  cobra.NoArgs,
+	}
+	flags := addAdminFlags(cmd)
+
+	var repo, state string
+	var limit int
+	ls := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List builds, newest first",
+		Example: `  monkeyci builds ls --state running
+  monkeyci builds ls --repo https://github.com/me/app --limit 5 -o json`,
+		Args: cobra.NoArgs,
+	}
+	lsOut := addOutputFlag(ls)
+	ls.Flags().StringVar(&repo, "repo", "", "only the builds of this repository (its key: the URL it was triggered with)")
+	ls.Flags().StringVar(&state, "state", "", "only builds in this state: queued, running or ended")
+	ls.Flags().IntVar(&limit, "limit", 50, "at most this many builds (0: all)")
+	_ = ls.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(admin.States, cobra.ShellCompDirectiveNoFileComp))
+	ls.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*lsOut); err != nil {
+			return err
+		}
+		if err := admin.CheckState(state); err != nil {
+			return usageError(err)
+		}
+		if limit < 0 || limit > 1<<31-1 {
+			return usageError(fmt.Errorf("--limit %d: expected 0 or more", limit))
+		}
+		c, err := flags.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := callContext(cmd)
+		defer cancel()
+		resp, err := c.ListBuilds(ctx, &fleet.ListBuildsRequest{Repo: repo, State: state, Limit: int32(limit)})
+		if err != nil {
+			return adminFailed(c, err)
+		}
+		if *lsOut == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Builds(resp.GetBuilds()))
+		}
+		return admin.BuildsTable(stdout, resp.GetBuilds(), time.Now())
+	}
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a build: its fields, why it waits, and its events",
+		Long: `show prints a build's fields, among them waiting (why no agent has taken
+a queued build) and message (why it ended as it did), then its events, one
+per line: time, type, job, status and message.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: flags.completeBuilds,
+	}
+	showOut := addOutputFlag(show)
+	show.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*showOut); err != nil {
+			return err
+		}
+		c, err := flags.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := callContext(cmd)
+		defer cancel()
+		d, err := c.GetBuild(ctx, &fleet.GetBuildRequest{Id: args[0]})
+		if err != nil {
+			return adminFailed(c, err)
+		}
+		if *showOut == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Detail(d))
+		}
+		return admin.DetailText(stdout, d, time.Now())
+	}
+
+	cmd.AddCommand(ls, show,
+		buildChange(flags, stdout, "cancel", "Cancel a build: queued, it ends at once; running, its containers stop",
+			func(ctx context.Context, c *admin.Client, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
+				return c.CancelBuild(ctx, r)
+			}),
+		buildChange(flags, stdout, "retry", "Queue an ended build again",
+			func(ctx context.Context, c *admin.Client, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
+				return c.RetryBuild(ctx, r)
+			}),
+	)
+	return cmd
+}
+
+// buildChange is `builds cancel` or `builds retry`: one call on one build,
+// which prints the build's state after it.
+func buildChange(flags *adminFlags, stdout io.Writer, name, short string, call func(context.Context, *admin.Client, *fleet.BuildRef) (*fleet.BuildInfo, error)) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:               name + " ID",
+		Short:             short,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: flags.completeBuilds,
+	}
+	out := addOutputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		c, err := flags.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := callContext(cmd)
+		defer cancel()
+		b, err := call(ctx, c, &fleet.BuildRef{Id: args[0]})
+		if err != nil {
+			return adminFailed(c, err)
+		}
+		if *out == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Build(b))
+		}
+		line := fmt.Sprintf("build %s is %s", b.GetId(), b.GetState())
+		switch {
+		case b.GetState() == admin.StateEnded && b.GetResult() != "":
+			line += " (" + b.GetResult() + ")"
+		case name == "cancel":
+			line += ": it is told to stop" // its containers stop, then it ends
+		}
+		_, err = fmt.Fprintln(stdout, line)
+		return err
+	}
+	return cmd
+}

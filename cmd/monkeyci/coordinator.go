@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/monkeyci/monkeyci/coordinator/server"
+)
+
+func newCoordinatorCommand(stdout, stderr io.Writer) *cobra.Command {
+	cfg := server.Config{TLS: true}
+	logLevel := "info"
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run the coordinator: the durable build queue, the dispatcher and the admin API",
+		Long: `coordinator keeps its state under --data-dir (SQLite, logs, a CA for TLS),
+takes agents and admin calls on --grpc-listen and serves /healthz on
+--http-listen. The join token lets agents join (each then gets its own
+credential); the admin token lets the command line in. Both come from their
+flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are generated on
+first start, kept in the data dir and printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.JoinToken = orEnv(cfg.JoinToken, "MONKEYCI_JOIN_TOKEN")
+			cfg.AdminToken = orEnv(cfg.AdminToken, "MONKEYCI_ADMIN_TOKEN")
+			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: stderr, Level: hclog.LevelFromString(logLevel)})
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			srv, err := server.Start(ctx, cfg)
+			if err != nil {
+				return failedError(err)
+			}
+			defer srv.Close()
+			printServer(stdout, srv)
+			select {
+			case <-ctx.Done():
+				return nil
+			case err := <-waitErr(srv):
+				return failedError(err)
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
+	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "token agents join with (env MONKEYCI_JOIN_TOKEN)")
+	f.StringVar(&cfg.AdminToken, "admin-token", "", "token of the admin API (env MONKEYCI_ADMIN_TOKEN)")
+	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")
+	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host names or IPs for the server certificate")
+	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
+	f.StringVar(&logLevel, "log-level", logLevel, "log level: trace, debug, info, warn, error")
+	return cmd
+}
+
+func printServer(w io.Writer, srv *server.Server) {
+	fmt.Fprintf(w, "coordinator: gRPC on %s, HTTP on %s\n", srv.GRPCAddr, srv.HTTPAddr)
+	if srv.CAFile != "" {
+		fmt.Fprintf(w, "  CA for agents and clients: %s\n", srv.CAFile)
+	}
+	if srv.Generated {
+		fmt.Fprintf(w, "  join token:  %s\n  admin token: %s\n", srv.JoinToken, srv.AdminToken)
+	}
+}
+
+func waitErr(srv *server.Server) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- srv.Wait() }()
+	return ch
+}
+
+func orEnv(v, env string) string {
+	if v != "" {
+		return v
+	}
+	return os.Getenv(env)
+}
+
+func defaultDataDir() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return dir + "/monkeyci/coordinator"
+	}
+	return "monkeyci-data"
+}

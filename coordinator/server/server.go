@@ -1,0 +1,199 @@
+// Package server runs a coordinator on its listeners: the stores under one
+// data directory, the gRPC port (fleet protocol and admin API, TLS by
+// default) and the HTTP port (/healthz).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/logstore"
+	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
+	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// Config is what a coordinator process is told.
+type Config struct {
+	DataDir    string
+	GRPCListen string
+	HTTPListen string
+	// TLS serves gRPC with the data dir's CA-signed certificate for
+	// TLSHosts (plus localhost).
+	TLS      bool
+	TLSHosts []string
+	// JoinToken and AdminToken: generated and kept in the data dir when empty.
+	JoinToken  string
+	AdminToken string
+	Lease      time.Duration
+	Logger     hclog.Logger
+}
+
+// Server is a running coordinator.
+type Server struct {
+	Coordinator *coordinator.Coordinator
+	GRPCAddr    string
+	HTTPAddr    string
+	// CAFile is the CA agents and clients trust ("" without TLS).
+	CAFile     string
+	JoinToken  string
+	AdminToken string
+	// Generated says the tokens were made (or read back) by this data dir.
+	Generated bool
+	TLSBundle *tlsca.Bundle
+
+	grpc  *grpc.Server
+	http  *http.Server
+	store *sqlstore.Store
+	logs  *logstore.Store
+	done  chan error
+	stop  context.CancelFunc
+}
+
+// Start opens the data dir, listens and serves until Close.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	s := &Server{done: make(chan error, 1)}
+	var err error
+	if s.JoinToken, s.AdminToken, s.Generated, err = tokens(cfg); err != nil {
+		return nil, err
+	}
+	if s.store, err = sqlstore.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+		return nil, err
+	}
+	if s.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs")); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	c, err := coordinator.New(runCtx, coordinator.Config{
+		Store: s.store, Logs: s.logs, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease,
+	})
+	if err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	s.Coordinator = c
+	opts := c.Interceptors()
+	if cfg.TLS {
+		bundle, err := tlsca.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.TLSHosts)
+		if err != nil {
+			s.closeStores()
+			return nil, err
+		}
+		s.TLSBundle, s.CAFile = bundle, bundle.CAFile()
+		opts = append(opts, grpc.Creds(credentials.NewTLS(bundle.ServerConfig())))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	fleet.RegisterFleetServer(s.grpc, c.FleetServer())
+	fleet.RegisterAdminServer(s.grpc, c.AdminServer())
+	gl, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		s.closeStores()
+		return nil, fmt.Errorf("--grpc-listen %s: %w", cfg.GRPCListen, err)
+	}
+	hl, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		gl.Close()
+		s.closeStores()
+		return nil, fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
+	}
+	s.GRPCAddr, s.HTTPAddr = gl.Addr().String(), hl.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	go func() { _ = c.Run(runCtx) }()
+	go func() { _ = s.http.Serve(hl) }()
+	go func() { s.done <- s.grpc.Serve(gl) }()
+	return s, nil
+}
+
+// ClientTLS is a client configuration trusting this server (nil without TLS).
+func (s *Server) ClientTLS() *tls.Config {
+	if s.TLSBundle == nil {
+		return nil
+	}
+	return s.TLSBundle.ClientConfig("localhost")
+}
+
+// Wait blocks until the gRPC server stops.
+func (s *Server) Wait() error { return <-s.done }
+
+// Close stops serving and closes the stores.
+func (s *Server) Close() {
+	s.stop()
+	s.grpc.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(ctx)
+	s.closeStores()
+}
+
+func (s *Server) closeStores() {
+	if s.logs != nil {
+		s.logs.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// tokens returns the join and admin tokens: given, or kept in the data
+// dir (made on first start), so a restart keeps them.
+func tokens(cfg Config) (join, admin string, generated bool, err error) {
+	path := filepath.Join(cfg.DataDir, "tokens.json")
+	var kept struct {
+		Join  string `json:"join"`
+		Admin string `json:"admin"`
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &kept); err != nil {
+			return "", "", false, fmt.Errorf("%s: %w", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return "", "", false, err
+	}
+	if cfg.JoinToken == "" || cfg.AdminToken == "" {
+		generated = true
+		if kept.Join == "" {
+			kept.Join = coordinator.NewID() + coordinator.NewID()
+		}
+		if kept.Admin == "" {
+			kept.Admin = coordinator.NewID() + coordinator.NewID()
+		}
+		data, _ := json.Marshal(kept)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return "", "", false, fmt.Errorf("keeping the tokens: %w", err)
+		}
+	}
+	join, admin = cfg.JoinToken, cfg.AdminToken
+	if join == "" {
+		join = kept.Join
+	}
+	if admin == "" {
+		admin = kept.Admin
+	}
+	return join, admin, generated, nil
+}
