@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,7 +19,9 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
@@ -39,9 +45,15 @@ var (
 )
 
 func startCoordinator(t *testing.T, dataDir string, lease time.Duration) *coordinatorProcess {
+	return startCoordinatorAt(t, dataDir, lease, "127.0.0.1:0")
+}
+
+// startCoordinatorAt starts a coordinator on a given gRPC address, so a
+// restarted one is found where its agents look.
+func startCoordinatorAt(t *testing.T, dataDir string, lease time.Duration, addr string) *coordinatorProcess {
 	t.Helper()
 	p := &coordinatorProcess{out: &bytes.Buffer{}}
-	p.cmd = exec.Command(testbinary.Path(t), "coordinator", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0",
+	p.cmd = exec.Command(testbinary.Path(t), "coordinator", "--data-dir", dataDir, "--grpc-listen", addr,
 		"--http-listen", "127.0.0.1:0", "--lease", lease.String(), "--log-level", "warn")
 	p.cmd.Stderr = p.out
 	stdout, err := p.cmd.StdoutPipe()
@@ -61,8 +73,8 @@ func startCoordinator(t *testing.T, dataDir string, lease time.Duration) *coordi
 			}
 		}
 	}
-	if p.admin == "" {
-		t.Fatalf("the coordinator printed no tokens; stderr:\n%s", p.out)
+	if p.addr == "" || p.admin == "" {
+		t.Fatalf("the coordinator printed no address or tokens; stderr:\n%s", p.out)
 	}
 	go io.Copy(io.Discard, stdout)
 	return p
@@ -206,4 +218,162 @@ func agentDraining(t *testing.T, api fleet.AdminClient, name string) bool {
 		}
 	}
 	return false
+}
+
+// freeAddr finds a loopback port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestChaosCoordinatorRestartMidBuildLosesAndRepeatsNothing(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	c := startCoordinatorAt(t, dataDir, 20*time.Second, addr)
+	api := c.adminClient(t)
+	startAgentProcess(t, c, "chaos-restart-a1")
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
+		"script: ['seq 1 60 | while read i; do echo \"line $i\"; sleep 0.1; done']\n"})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
+	waitLog(t, api, b.GetId(), "talk", "line 5\n")
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.cmd.Wait()
+	c2 := startCoordinatorAt(t, dataDir, 20*time.Second, addr)
+	api = c2.adminClient(t)
+	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
+		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1", ended.GetResult(), ended.GetAttempt(), ended.GetMessage())
+	}
+	var want strings.Builder
+	for i := 1; i <= 60; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
+		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
+	}
+	detail, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i, e := range detail.GetEvents() {
+		if e.GetSeq() != int64(i+1) {
+			t.Errorf("event %d has seq %d: not stored once each, in order", i, e.GetSeq())
+		}
+		var ev events.Event
+		if err := json.Unmarshal(e.GetEvent(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		seen[string(ev.Type)+" "+ev.Job+" "+ev.Command]++
+	}
+	for what, n := range seen {
+		if n > 1 && !strings.HasPrefix(what, "script/") {
+			t.Errorf("%s stored %d times", what, n)
+		}
+	}
+}
+
+func TestChaosStoppedAgentIsFencedOffAndCleansUp(t *testing.T) {
+	dockertest.Engine(t)
+	engine := dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	const lease = 3 * time.Second
+	c := startCoordinator(t, t.TempDir(), lease)
+	api := c.adminClient(t)
+	stopped := startAgentProcess(t, c, "chaos-stop-a1")
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: slow\nimage: monkeyci/busybox:latest\nscript: ['sleep 4', 'echo done']\n"})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
+	waitContainers(t, engine, b.GetId()+"-1", func(n int) bool { return n > 0 }, "the first attempt's containers")
+	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	startAgentProcess(t, c, "chaos-stop-a2")
+	waitBuild(t, api, b.GetId(), lease+time.Minute, "running as attempt 2", func(b *fleet.BuildInfo) bool { return b.GetAttempt() == 2 && b.GetState() == "running" })
+	if err := stopped.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 2 {
+		t.Fatalf("build ended %s at attempt %d (%s), want the second agent's success", ended.GetResult(), ended.GetAttempt(), ended.GetMessage())
+	}
+	// The woken agent hears its attempt is stale and removes what it ran.
+	waitContainers(t, engine, b.GetId()+"-1", func(n int) bool { return n == 0 }, "the stale attempt's containers removed")
+	detail, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range detail.GetEvents() {
+		var ev events.Event
+		_ = json.Unmarshal(e.GetEvent(), &ev)
+		if ev.Type == events.BuildEnd && e.GetAttempt() != 2 {
+			t.Errorf("a build/end of attempt %d was stored: late reports must be refused", e.GetAttempt())
+		}
+	}
+}
+
+// waitLog waits until the job's stored output contains want.
+func waitLog(t *testing.T, api fleet.AdminClient, build, job, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(readLog(t, api, build, job), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log of %s never showed %q", job, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// readLog returns the job's stored output, without following.
+func readLog(t *testing.T, api fleet.AdminClient, build, job string) string {
+	t.Helper()
+	stream, err := api.Logs(context.Background(), &fleet.LogsRequest{Build: build, Job: job})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for {
+		ch, err := stream.Recv()
+		if err != nil {
+			return out.String()
+		}
+		if ch.GetStream() == "out" {
+			out.Write(ch.GetData())
+		}
+	}
+}
+
+// waitContainers waits until the count of containers of a runner build id
+// satisfies ok.
+func waitContainers(t *testing.T, engine *docker.Engine, runnerBuild string, ok func(int) bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ids, err := engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: runnerBuild})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(len(ids)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d containers after a minute", what, len(ids))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
