@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/monkeyci/monkeyci/agent"
-	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/agent/link"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
@@ -73,8 +72,10 @@ func (f *fleetFixture) startAgent(t *testing.T, name string, capacity agent.Reso
 	t.Helper()
 	engine := dockertest.Engine(t)
 	ledger := agent.NewLedger(capacity)
+	// Unique per run: a sweep by another test process must not meet ours.
+	agentID := "test-" + name + "-" + coordinator.NewID()[:8]
 	runner, err := agent.NewRunner(agent.Config{
-		Runtime: engine, Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: true, AgentID: "test-" + name,
+		Runtime: engine, Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: true, AgentID: agentID,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: os.Stderr}),
 	})
 	if err != nil {
@@ -96,9 +97,8 @@ func (f *fleetFixture) startAgent(t *testing.T, name string, capacity agent.Reso
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		dockertest.Cleanup(t, map[string]string{agent.LabelAgent: "test-" + name})
+		dockertest.Cleanup(t, map[string]string{agent.LabelAgent: agentID})
 	})
-	_ = docker.Engine{}
 	return l, cancel
 }
 
