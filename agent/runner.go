@@ -143,6 +143,9 @@ func (r *Runner) Prepare(ctx context.Context) (string, error) {
 	return r.image, nil
 }
 
+// Pauses says whether the runner pauses waiting scripts.
+func (r *Runner) Pauses() bool { return r.cfg.Pause }
+
 // Sweep removes the containers and volumes that carry this agent's label:
 // what a crashed run of it left behind. Call it before the first build,
 // when the agent holds none.

@@ -193,6 +193,7 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 		s.c.mu.Lock()
 		if conn, ok := s.c.agents[a.ID]; ok {
 			conn.cordoned = a.Cordoned
+			s.c.fixLocked(conn)
 		}
 		s.c.mu.Unlock()
 	case fleet.SetAgentRequest_DRAIN:
@@ -200,6 +201,7 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 		conn, ok := s.c.agents[a.ID]
 		if ok {
 			conn.draining = true
+			s.c.fixLocked(conn)
 		}
 		s.c.mu.Unlock()
 		if !ok {

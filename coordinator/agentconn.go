@@ -18,7 +18,16 @@ type agentConn struct {
 	free     Capacity
 	cordoned bool
 	draining bool
+	pauses   bool // the agent lends waiting scripts' CPU to jobs
 	version  string
+	// heapIndex is the agent's place in Coordinator.ready, -1 when it is
+	// not there. After a change to free, cordoned or draining, or to the
+	// connection, Coordinator.fixLocked puts it right.
+	heapIndex int
+
+	// acks wait to be sent (Coordinator.ack); only the stream's loop
+	// touches them.
+	acks pendingAcks
 
 	out chan *fleet.CoordinatorMessage
 	// gone is closed when the stream ends; sends after that are dropped.
@@ -30,7 +39,7 @@ type agentConn struct {
 const sendBuffer = 1024
 
 func newAgentConn(id string) *agentConn {
-	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{})}
+	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{}), heapIndex: -1}
 }
 
 // send queues m for the agent without blocking; it reports whether it could.
@@ -68,4 +77,32 @@ func (a *agentConn) refuse(build string, attempt int32, reason string) {
 	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Refuse{Refuse: &fleet.Refuse{
 		Build: &fleet.BuildAttempt{BuildId: build, Attempt: attempt}, Reason: reason,
 	}}})
+}
+
+// pendingAcks are acknowledgements not sent yet, one per attempt.
+type pendingAcks []*fleet.Ack
+
+// add merges a into the attempt's acknowledgement waiting, if any: what
+// is stored only grows, so the highest seq and offsets tell it all, and
+// an end stored stays stored.
+func (p *pendingAcks) add(a *fleet.Ack) {
+	for _, have := range *p {
+		if have.GetBuild().GetBuildId() != a.GetBuild().GetBuildId() || have.GetBuild().GetAttempt() != a.GetBuild().GetAttempt() {
+			continue
+		}
+		have.Seq = max(have.Seq, a.Seq)
+		have.Done = have.Done || a.Done
+	next:
+		for _, lo := range a.Logs {
+			for _, h := range have.Logs {
+				if h.Job == lo.Job && h.Stream == lo.Stream {
+					h.Offset = max(h.Offset, lo.Offset)
+					continue next
+				}
+			}
+			have.Logs = append(have.Logs, lo)
+		}
+		return
+	}
+	*p = append(*p, a)
 }

@@ -102,7 +102,9 @@ func TestReportsOnBuildsThatAreNotTheAgentsAreRefusedAndNothingIsStored(t *testi
 	if m, err := a.stream.Recv(); err != nil || m.GetWelcome() == nil {
 		t.Fatalf("no welcome: %v %v", m, err)
 	}
-	ba := func(id string, attempt int32) *fleet.BuildAttempt { return &fleet.BuildAttempt{BuildId: id, Attempt: attempt} }
+	ba := func(id string, attempt int32) *fleet.BuildAttempt {
+		return &fleet.BuildAttempt{BuildId: id, Attempt: attempt}
+	}
 	tests := []struct {
 		name string
 		msg  *fleet.AgentMessage

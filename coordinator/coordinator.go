@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -50,9 +51,10 @@ type Config struct {
 	// MaxAttempts bounds the dispatches of one build before it ends in
 	// error ("agent lost").
 	MaxAttempts int
-	// Script is what a build needs free on an agent to be sent there: its
-	// script container's reservation.
+	// Script is a script container's reservation, and Job a default job's:
+	// together they say what a build needs free on an agent to be sent there.
 	Script Capacity
+	Job    Capacity
 	Now    func() time.Time
 }
 
@@ -75,7 +77,10 @@ type Coordinator struct {
 	queue   []*Build          // queued builds, oldest first (an index of the store)
 	running map[string]*lease // current attempts by build id
 	agents  map[string]*agentConn
-	wake    chan struct{}
+	// ready are the connected agents that may take a build (see
+	// readyLocked), most free CPU first.
+	ready agentHeap
+	wake  chan struct{}
 	// ended has a channel per watched build, closed when the build ends.
 	ended map[string]chan struct{}
 }
@@ -85,6 +90,13 @@ type lease struct {
 	attempt int
 	agent   string
 	need    Capacity
+	// mark is how far the attempt's events are stored with none missing,
+	// as this process has seen them stored: 1..mark are, so it is never
+	// above the store's mark (LastSeq). -1: unknown (an attempt loaded at
+	// start). ahead: an event past mark+1 was stored, so the store's mark
+	// may be higher; the store is asked.
+	mark  int64
+	ahead bool
 }
 
 // New loads the queue and the running attempts from the store.
@@ -104,6 +116,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Script == (Capacity{}) {
 		cfg.Script = Capacity{MilliCPUs: 1000, Memory: 1 << 30}
 	}
+	if cfg.Job == (Capacity{}) {
+		cfg.Job = Capacity{MilliCPUs: 1000, Memory: 2 << 30}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -120,7 +135,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading running builds: %w", err)
 	}
 	for _, b := range running {
-		c.running[b.ID] = &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script}
+		c.running[b.ID] = &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1}
 	}
 	return c, nil
 }
@@ -138,6 +153,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			c.dispatch(ctx)
 		case <-tick.C:
 			c.expireLeases(ctx)
+			c.mu.Lock()
+			c.rebuildReadyLocked()
+			c.mu.Unlock()
 			c.dispatch(ctx)
 		}
 	}
@@ -151,21 +169,44 @@ func (c *Coordinator) poke() {
 	}
 }
 
-// Trigger queues a new build.
+// Trigger queues a new build. When no build waits and an agent can take
+// it, it is not queued but stored running as attempt 1 on that agent, in
+// the write that creates it, and sent there: what the dispatcher would do
+// next, for one write less.
 func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
 	if b.Source.URL == "" {
 		return Build{}, errors.New("a build needs a source URL or path")
 	}
-	b.ID = NewID()
 	b.State, b.Attempt, b.Created = Queued, 0, c.cfg.Now()
+	b.ID = newBuildID(b.Created)
 	if b.Repo == "" {
 		b.Repo = b.Source.URL
 	}
+	var conn *agentConn
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		conn, _ = c.placeLocked(&b)
+	}
+	c.mu.Unlock()
+	if conn != nil {
+		b.State, b.Attempt, b.Agent, b.Started = Running, 1, conn.id, b.Created
+		b.LeaseExpires = b.Created.Add(c.cfg.Lease)
+	}
 	if err := c.cfg.Store.CreateBuild(ctx, b); err != nil {
+		if conn != nil {
+			c.mu.Lock()
+			c.releaseLocked(conn)
+			c.mu.Unlock()
+		}
 		return Build{}, fmt.Errorf("storing the build: %w", err)
 	}
+	if conn != nil {
+		c.started(&b, conn)
+		return b, nil
+	}
+	queued := b // the dispatcher's, from now on
 	c.mu.Lock()
-	c.queue = append(c.queue, &b)
+	c.queue = append(c.queue, &queued)
 	c.mu.Unlock()
 	c.poke()
 	return b, nil
@@ -248,6 +289,17 @@ func (c *Coordinator) notifyEnded(id string) {
 		close(ch)
 		delete(c.ended, id)
 	}
+}
+
+// newBuildID makes a build's id: its creation time (unix milliseconds, 6
+// bytes) then 6 random bytes, in hex. Ids made later sort after: the
+// store's indexes by build id (builds, events, event marks) grow at their
+// end, so a commit writes a few pages rather than one per build in it.
+func newBuildID(created time.Time) string {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(created.UnixMilli())<<16)
+	_, _ = rand.Read(b[6:])
+	return hex.EncodeToString(b[:])
 }
 
 // NewID makes a random id for builds, agents and tokens.

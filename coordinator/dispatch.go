@@ -1,11 +1,14 @@
 package coordinator
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/monkeyci/monkeyci/events"
 )
@@ -22,89 +25,270 @@ type placement struct {
 // can go elsewhere.
 func (c *Coordinator) dispatch(ctx context.Context) {
 	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.mu.Unlock()
+		return
+	}
 	var placed []placement
-	var waiting []*Build
+	type wait struct{ id, why string }
+	var waiting []wait
+	p := placer{c: c}
 	kept := c.queue[:0]
 	for _, b := range c.queue {
-		conn, why := c.placeLocked(b)
+		conn, why := p.place(b)
 		if conn == nil {
 			kept = append(kept, b)
 			if b.Waiting != why {
 				b.Waiting = why
-				waiting = append(waiting, b)
+				waiting = append(waiting, wait{b.ID, why})
 			}
 			continue
 		}
-		conn.free.MilliCPUs -= c.cfg.Script.MilliCPUs
-		conn.free.Memory -= c.cfg.Script.Memory
 		placed = append(placed, placement{b, conn})
 	}
+	clear(c.queue[len(kept):])
 	c.queue = kept
 	c.mu.Unlock()
 
-	for _, p := range placed {
-		c.assign(ctx, p)
-	}
-	for _, b := range waiting {
-		if err := c.cfg.Store.SetWaiting(ctx, b.ID, b.Waiting); err != nil {
-			c.log.Warn("could not record why a build waits", "build", b.ID, "error", err)
+	// The store changes run side by side, so that the store commits them
+	// together (group commit) rather than one commit each.
+	concurrently(len(placed), func(i int) { c.assign(ctx, placed[i]) })
+	concurrently(len(waiting), func(i int) {
+		w := waiting[i]
+		if err := c.cfg.Store.SetWaiting(ctx, w.id, w.why); err != nil && !errors.Is(err, ErrStale) {
+			c.log.Warn("could not record why a build waits", "build", w.id, "error", err)
 		}
+	})
+}
+
+// maxConcurrentChanges bounds the goroutines of concurrently.
+const maxConcurrentChanges = 256
+
+// concurrently runs f(0) ... f(n-1) from up to maxConcurrentChanges
+// goroutines and returns when all have.
+func concurrently(n int, f func(i int)) {
+	switch n {
+	case 0:
+		return
+	case 1:
+		f(0)
+		return
 	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, maxConcurrentChanges) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (c *Coordinator) assign(ctx context.Context, p placement) {
 	b, attempt := p.build, p.build.Attempt+1
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	if err := c.cfg.Store.Assign(ctx, b.ID, attempt, p.conn.id, expires); err != nil {
+		c.mu.Lock()
+		c.releaseLocked(p.conn)
 		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) {
 			// Ended or moved meanwhile (a cancel): the store knows best.
+			c.mu.Unlock()
 			c.log.Info("build not dispatched", "build", b.ID, "reason", err)
 			return
 		}
-		c.log.Error("could not assign a build; it stays queued", "build", b.ID, "error", err)
-		c.mu.Lock()
 		c.enqueueLocked(b)
 		c.mu.Unlock()
+		c.log.Error("could not assign a build; it stays queued", "build", b.ID, "error", err)
 		return
 	}
-	c.mu.Lock()
-	c.running[b.ID] = &lease{attempt: attempt, agent: p.conn.id, need: c.cfg.Script}
-	c.mu.Unlock()
 	b.Attempt, b.State, b.Agent, b.LeaseExpires = attempt, Running, p.conn.id, expires
-	p.conn.assign(b)
+	c.started(b, p.conn)
+}
+
+// started follows a build's new attempt, stored running on conn's agent,
+// and sends it there.
+func (c *Coordinator) started(b *Build, conn *agentConn) {
+	c.mu.Lock()
+	// A new attempt has no events yet: its mark is known.
+	c.running[b.ID] = &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn)}
+	c.mu.Unlock()
+	conn.assign(b)
+}
+
+// releaseLocked gives back to an agent the reservation of an attempt that
+// ended, or that never started, on it: until its next heartbeat says what
+// it has free, it takes that much more. It never exceeds the agent's
+// capacity.
+func (c *Coordinator) releaseLocked(conn *agentConn) {
+	if conn == nil {
+		return
+	}
+	need := c.need(conn)
+	conn.free.MilliCPUs = min(conn.free.MilliCPUs+need.MilliCPUs, conn.capacity.MilliCPUs)
+	conn.free.Memory = min(conn.free.Memory+need.Memory, conn.capacity.Memory)
+	c.fixLocked(conn)
+}
+
+// need is the room a build takes on an agent when it is sent there: its
+// script, and the first job's memory beside it; the job's CPU too when the
+// agent does not pause scripts (else the waiting script lends it). Less,
+// and two builds' scripts could hold what each other's jobs wait for.
+func (c *Coordinator) need(a *agentConn) Capacity {
+	n := Capacity{MilliCPUs: c.cfg.Script.MilliCPUs, Memory: c.cfg.Script.Memory + c.cfg.Job.Memory}
+	if !a.pauses {
+		n.MilliCPUs += c.cfg.Job.MilliCPUs
+	}
+	return n
+}
+
+// placer places the queued builds of one dispatch pass (under c.mu).
+// Within a pass the agents' free capacity only shrinks, so a set of labels
+// that found no agent finds none for the builds after it either.
+type placer struct {
+	c *Coordinator
+	// why says, by label set, why no agent could take a build.
+	why map[string]string
+}
+
+// place picks the agent for b and takes b's script reservation from it,
+// or says why none can take it.
+func (p *placer) place(b *Build) (*agentConn, string) {
+	key := ""
+	if len(b.Labels) > 0 {
+		key = formatLabels(b.Labels)
+	}
+	if why, ok := p.why[key]; ok {
+		return nil, why
+	}
+	a, why := p.c.placeLocked(b)
+	if a == nil {
+		if p.why == nil {
+			p.why = map[string]string{}
+		}
+		p.why[key] = why
+	}
+	return a, why
 }
 
 // placeLocked picks the agent for b: of those connected, ready, carrying
 // b's labels and with room for its script, the one with the most free
-// CPU. Otherwise it says why none.
+// CPU; it takes b's script reservation from it. Otherwise it says why
+// none.
 func (c *Coordinator) placeLocked(b *Build) (*agentConn, string) {
-	if len(c.agents) == 0 {
-		return nil, "no agent is connected"
+	best := -1
+	if len(b.Labels) == 0 {
+		for len(c.ready) > 0 && !c.readyLocked(c.ready[0]) {
+			c.fixLocked(c.ready[0]) // changed behind fixLocked's back: out
+		}
+		if len(c.ready) > 0 {
+			best = 0
+		}
+	} else {
+		for i, a := range c.ready {
+			if hasLabels(a.labels, b.Labels) && c.readyLocked(a) && (best < 0 || a.free.MilliCPUs > c.ready[best].free.MilliCPUs) {
+				best = i
+			}
+		}
 	}
-	var best *agentConn
+	if best < 0 {
+		return nil, c.whyNotPlacedLocked(b)
+	}
+	a := c.ready[best]
+	need := c.need(a)
+	a.free.MilliCPUs -= need.MilliCPUs
+	a.free.Memory -= need.Memory
+	c.fixLocked(a)
+	return a, ""
+}
+
+// readyLocked says whether a may be sent a build: connected, neither
+// cordoned nor draining, with room for a script.
+func (c *Coordinator) readyLocked(a *agentConn) bool {
+	return c.agents[a.id] == a && !a.cordoned && !a.draining && a.free.covers(c.need(a))
+}
+
+// fixLocked puts a in its place in c.ready, or out of it, after a change
+// to its connection, free capacity, cordon or drain. Every such change
+// calls it; rebuildReadyLocked, on each lease tick, puts right one that
+// did not.
+func (c *Coordinator) fixLocked(a *agentConn) {
+	ready := c.readyLocked(a)
+	switch {
+	case ready && a.heapIndex < 0:
+		heap.Push(&c.ready, a)
+	case ready:
+		heap.Fix(&c.ready, a.heapIndex)
+	case a.heapIndex >= 0:
+		heap.Remove(&c.ready, a.heapIndex)
+	}
+}
+
+// rebuildReadyLocked makes c.ready again from the connected agents.
+func (c *Coordinator) rebuildReadyLocked() {
+	for _, a := range c.ready {
+		a.heapIndex = -1
+	}
+	clear(c.ready)
+	c.ready = c.ready[:0]
+	for _, a := range c.agents {
+		if c.readyLocked(a) {
+			a.heapIndex = len(c.ready)
+			c.ready = append(c.ready, a)
+		}
+	}
+	heap.Init(&c.ready)
+}
+
+// whyNotPlacedLocked says why no agent can take b.
+func (c *Coordinator) whyNotPlacedLocked(b *Build) string {
+	if len(c.agents) == 0 {
+		return "no agent is connected"
+	}
 	labelled, ready := 0, 0
 	for _, a := range c.agents {
 		if !hasLabels(a.labels, b.Labels) {
 			continue
 		}
 		labelled++
-		if a.cordoned || a.draining {
-			continue
-		}
-		ready++
-		if a.free.covers(c.cfg.Script) && (best == nil || a.free.MilliCPUs > best.free.MilliCPUs) {
-			best = a
+		if !a.cordoned && !a.draining {
+			ready++
 		}
 	}
 	switch {
-	case best != nil:
-		return best, ""
 	case labelled == 0:
-		return nil, "no connected agent has the labels " + formatLabels(b.Labels)
+		return "no connected agent has the labels " + formatLabels(b.Labels)
 	case ready == 0:
-		return nil, "every agent that could take it is cordoned or draining"
+		return "every agent that could take it is cordoned or draining"
 	}
-	return nil, "waiting for capacity: every agent that could take it is busy"
+	return "waiting for capacity: every agent that could take it is busy"
+}
+
+// agentHeap orders agents by free CPU, most first (container/heap); each
+// agent knows its index.
+type agentHeap []*agentConn
+
+func (h agentHeap) Len() int           { return len(h) }
+func (h agentHeap) Less(i, j int) bool { return h[i].free.MilliCPUs > h[j].free.MilliCPUs }
+func (h agentHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *agentHeap) Push(x any) {
+	a := x.(*agentConn)
+	a.heapIndex = len(*h)
+	*h = append(*h, a)
+}
+func (h *agentHeap) Pop() any {
+	old := *h
+	a := old[len(old)-1]
+	old[len(old)-1] = nil
+	a.heapIndex = -1
+	*h = old[:len(old)-1]
+	return a
 }
 
 // enqueueLocked puts b in the queue in order of creation: a build sent

@@ -73,24 +73,66 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 			}
 		}
 	}()
+	// The stream's only receiver. Through it the loop below sees whether
+	// more messages wait: acknowledgements wait for the agent's messages
+	// that came together to be handled, and go in one per attempt (an
+	// agent sends an attempt's last event and its end back to back: one
+	// Ack{done} answers both).
+	msgs := make(chan *fleet.AgentMessage, 16)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	c.poke()
 	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
+		var m *fleet.AgentMessage
+		select {
+		case m = <-msgs:
+		default:
+			// Nothing more yet: acknowledge what is stored.
+			if err := c.flushAcks(conn); err != nil {
+				return err
+			}
+			select {
+			case m = <-msgs:
+			case err := <-recvErr:
+				return c.drain(ctx, conn, msgs, err)
+			case err := <-sendErr:
+				return err
+			}
 		}
 		if err := c.handle(ctx, conn, m); err != nil {
 			return err
 		}
-		select {
-		case err := <-sendErr:
+	}
+}
+
+// drain handles the messages an agent sent before its stream ended with
+// err, and acknowledges them.
+func (c *Coordinator) drain(ctx context.Context, conn *agentConn, msgs <-chan *fleet.AgentMessage, err error) error {
+	for len(msgs) > 0 { // the receiver has stopped: nothing more comes
+		if err := c.handle(ctx, conn, <-msgs); err != nil {
 			return err
-		default:
 		}
 	}
+	if ferr := c.flushAcks(conn); ferr != nil && err == nil {
+		return ferr
+	}
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // admit checks an agent's token: its own credential, or a join token that
@@ -120,6 +162,7 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	conn := newAgentConn(agent.ID)
 	conn.name, conn.labels, conn.version, conn.cordoned = agent.Name, agent.Labels, h.GetVersion(), agent.Cordoned
 	conn.capacity = Capacity{h.GetCapacity().GetMilliCpus(), h.GetCapacity().GetMemory()}
+	conn.pauses = h.GetPauses()
 	conn.free = conn.capacity
 	return conn, welcome, nil
 }
@@ -144,10 +187,15 @@ func hashToken(t string) string {
 func (c *Coordinator) register(conn *agentConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.agents[conn.id]; ok {
+	old, ok := c.agents[conn.id]
+	if ok {
 		close(old.gone)
 	}
 	c.agents[conn.id] = conn
+	if ok {
+		c.fixLocked(old)
+	}
+	c.fixLocked(conn)
 }
 
 func (c *Coordinator) unregister(conn *agentConn) {
@@ -156,6 +204,7 @@ func (c *Coordinator) unregister(conn *agentConn) {
 	if c.agents[conn.id] == conn {
 		delete(c.agents, conn.id)
 		close(conn.gone)
+		c.fixLocked(conn)
 	}
 	c.log.Info("agent disconnected", "agent", conn.id)
 }
@@ -210,6 +259,7 @@ func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.
 	c.mu.Lock()
 	conn.free = Capacity{hb.GetFree().GetMilliCpus(), hb.GetFree().GetMemory()}
 	conn.draining = hb.GetDraining()
+	c.fixLocked(conn)
 	c.mu.Unlock()
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	for _, ba := range hb.GetRunning() {
@@ -242,13 +292,67 @@ func (c *Coordinator) event(ctx context.Context, conn *agentConn, be *fleet.Buil
 	}
 	se := StoredEvent{BuildID: ba.GetBuildId(), Attempt: int(ba.GetAttempt()), Seq: be.GetSeq(), Event: e}
 	if _, err := c.cfg.Store.AppendEvent(ctx, se); err != nil {
+		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) {
+			// The attempt ended or moved on since the check above.
+			conn.refuse(ba.GetBuildId(), ba.GetAttempt(), err.Error())
+			return nil
+		}
 		return status.Errorf(codes.Unavailable, "storing an event: %v", err)
 	}
-	seq, err := c.cfg.Store.LastSeq(ctx, se.BuildID, se.Attempt)
+	seq, err := c.markAfter(ctx, se.BuildID, se.Attempt, se.Seq)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading stored events: %v", err)
 	}
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq})
+}
+
+// markAfter returns how far an attempt's events are stored with none
+// missing, now that seq is stored. In the common case (events stored in
+// order by this process) the lease knows it; otherwise the store is read.
+// What it returns is stored: never above the store's mark.
+func (c *Coordinator) markAfter(ctx context.Context, id string, attempt int, seq int64) (int64, error) {
+	c.mu.Lock()
+	l, ok := c.running[id]
+	if ok && l.attempt == attempt && l.mark >= 0 && !l.ahead {
+		switch {
+		case seq == l.mark+1:
+			l.mark = seq
+			fallthrough
+		case seq <= l.mark:
+			mark := l.mark
+			c.mu.Unlock()
+			return mark, nil
+		default:
+			l.ahead = true // past a gap: the store walks the mark over it
+		}
+	}
+	c.mu.Unlock()
+	return c.storedMark(ctx, id, attempt)
+}
+
+// storedMark reads an attempt's mark from the store, and keeps it in the
+// lease.
+func (c *Coordinator) storedMark(ctx context.Context, id string, attempt int) (int64, error) {
+	mark, err := c.cfg.Store.LastSeq(ctx, id, attempt)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if l, ok := c.running[id]; ok && l.attempt == attempt && mark > l.mark {
+		l.mark = mark
+	}
+	c.mu.Unlock()
+	return mark, nil
+}
+
+// knownMark is the lease's mark of a running attempt, -1 when unknown.
+func (c *Coordinator) knownMark(id string, attempt int) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.running[id]; ok && l.attempt == attempt {
+		return l.mark
+	}
+	return -1
 }
 
 func (c *Coordinator) logChunk(conn *agentConn, lc *fleet.LogChunk) error {
@@ -277,9 +381,14 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), why)
 		return nil
 	}
-	seq, err := c.cfg.Store.LastSeq(ctx, ba.GetBuildId(), int(ba.GetAttempt()))
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "reading stored events: %v", err)
+	// The lease's mark is stored already; only when it falls short is the
+	// store asked (it may know more).
+	seq := c.knownMark(ba.GetBuildId(), int(ba.GetAttempt()))
+	if seq < d.GetLastSeq() {
+		var err error
+		if seq, err = c.storedMark(ctx, ba.GetBuildId(), int(ba.GetAttempt())); err != nil {
+			return status.Errorf(codes.Unavailable, "reading stored events: %v", err)
+		}
 	}
 	if seq < d.GetLastSeq() {
 		// Not everything is stored yet: the agent resends from seq.
@@ -295,7 +404,7 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
 	c.mu.Lock()
-	delete(c.running, ba.GetBuildId())
+	c.endLeaseLocked(ba.GetBuildId(), int(ba.GetAttempt()))
 	c.mu.Unlock()
 	c.notifyEnded(ba.GetBuildId())
 	c.poke()
@@ -320,16 +429,41 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 	}
 	c.log.Info("agent declined a build; queued again", "build", b.ID, "agent", conn.id, "reason", d.GetReason())
 	c.mu.Lock()
-	delete(c.running, b.ID)
+	c.endLeaseLocked(b.ID, int(ba.GetAttempt()))
 	c.enqueueLocked(&b)
 	c.mu.Unlock()
 	c.poke()
 	return nil
 }
 
-func (c *Coordinator) ack(conn *agentConn, a *fleet.Ack) error {
-	if !conn.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Ack{Ack: a}}) {
-		return status.Error(codes.ResourceExhausted, "the agent does not read its stream: reconnect")
+// endLeaseLocked forgets the lease of an attempt that ended or was handed
+// back, and gives its agent back the script's reservation. A lease of
+// another attempt (the build moved on meanwhile) is left alone.
+func (c *Coordinator) endLeaseLocked(id string, attempt int) {
+	if l, ok := c.running[id]; ok && l.attempt == attempt {
+		delete(c.running, id)
+		c.releaseLocked(c.agents[l.agent])
 	}
+}
+
+// ack acknowledges what is stored of an attempt. It is sent when the
+// stream's loop has handled the messages waiting (flushAcks), merged with
+// the other acknowledgements of the attempt meanwhile. Only the stream's
+// loop calls it.
+func (c *Coordinator) ack(conn *agentConn, a *fleet.Ack) error {
+	conn.acks.add(a)
+	return nil
+}
+
+// flushAcks sends the acknowledgements waiting.
+func (c *Coordinator) flushAcks(conn *agentConn) error {
+	for i, a := range conn.acks {
+		conn.acks[i] = nil
+		if !conn.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Ack{Ack: a}}) {
+			conn.acks = conn.acks[:0]
+			return status.Error(codes.ResourceExhausted, "the agent does not read its stream: reconnect")
+		}
+	}
+	conn.acks = conn.acks[:0]
 	return nil
 }

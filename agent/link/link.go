@@ -159,7 +159,7 @@ func (l *Link) session(ctx context.Context) error {
 	total := l.cfg.Ledger.Total()
 	hello := &fleet.Hello{
 		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: l.cfg.Name, Id: id, Token: token,
-		Labels: l.cfg.Labels, Version: l.cfg.Version, Holding: l.box.holding(),
+		Labels: l.cfg.Labels, Version: l.cfg.Version, Holding: l.box.holding(), Pauses: l.cfg.Runner.Pauses(),
 		Capacity: &fleet.Capacity{MilliCpus: total.MilliCPUs, Memory: total.Memory},
 	}
 	if err := stream.Send(&fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: hello}}); err != nil {

@@ -361,7 +361,10 @@ type Hello struct {
 	Version  string            `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
 	// holding are the builds the agent still runs or has unacknowledged
 	// reports of.
-	Holding       []*BuildAttempt `protobuf:"bytes,8,rep,name=holding,proto3" json:"holding,omitempty"`
+	Holding []*BuildAttempt `protobuf:"bytes,8,rep,name=holding,proto3" json:"holding,omitempty"`
+	// pauses says the agent pauses waiting scripts, lending their CPU to
+	// jobs; one that does not needs room for a script and a job at once.
+	Pauses        bool `protobuf:"varint,9,opt,name=pauses,proto3" json:"pauses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,6 +453,13 @@ func (x *Hello) GetHolding() []*BuildAttempt {
 		return x.Holding
 	}
 	return nil
+}
+
+func (x *Hello) GetPauses() bool {
+	if x != nil {
+		return x.Pauses
+	}
+	return false
 }
 
 // Accept acknowledges an assignment: the agent has started the attempt.
@@ -1456,7 +1466,7 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x03log\x18\x05 \x01(\v2\x1b.monkeyci.fleet.v1.LogChunkH\x00R\x03log\x122\n" +
 	"\x04done\x18\x06 \x01(\v2\x1c.monkeyci.fleet.v1.BuildDoneH\x00R\x04done\x126\n" +
 	"\adecline\x18\a \x01(\v2\x1a.monkeyci.fleet.v1.DeclineH\x00R\adeclineB\x05\n" +
-	"\x03msg\"\x88\x03\n" +
+	"\x03msg\"\xa0\x03\n" +
 	"\x05Hello\x12>\n" +
 	"\bprotocol\x18\x01 \x01(\x0e2\".monkeyci.fleet.v1.ProtocolVersionR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
@@ -1465,7 +1475,8 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2$.monkeyci.fleet.v1.Hello.LabelsEntryR\x06labels\x127\n" +
 	"\bcapacity\x18\x06 \x01(\v2\x1b.monkeyci.fleet.v1.CapacityR\bcapacity\x12\x18\n" +
 	"\aversion\x18\a \x01(\tR\aversion\x129\n" +
-	"\aholding\x18\b \x03(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\aholding\x1a9\n" +
+	"\aholding\x18\b \x03(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\aholding\x12\x16\n" +
+	"\x06pauses\x18\t \x01(\bR\x06pauses\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
