@@ -99,6 +99,16 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 		}
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: stderr, Level: hclog.LevelFromString(cfg.logLevel)})
+	return runLinkedAgent(link.Config{
+		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Labels: labels, StateDir: stateDir,
+	}, capacity, cfg.pause, log, nil)
+}
+
+// runLinkedAgent runs an agent on the local engine, linked to a
+// coordinator as lc says (its runner, ledger, version and logger are
+// filled here), until it drains or is canceled. ready runs once it is set
+// up, before it connects.
+func runLinkedAgent(lc link.Config, capacity agent.Resources, pause bool, log hclog.Logger, ready func()) error {
 	engine, err := docker.New(log.Named("docker"))
 	if err != nil {
 		return failedError(fmt.Errorf("docker: %w", err))
@@ -106,8 +116,8 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	defer engine.Close()
 	ledger := agent.NewLedger(capacity)
 	runner, err := agent.NewRunner(agent.Config{
-		Runtime: engine, Ledger: ledger, Logger: log, StateDir: filepath.Join(stateDir, "builds"),
-		CacheDir: filepath.Join(stateDir, "caches"), Pause: cfg.pause, AgentID: cfg.name,
+		Runtime: engine, Ledger: ledger, Logger: log, StateDir: filepath.Join(lc.StateDir, "builds"),
+		CacheDir: filepath.Join(lc.StateDir, "caches"), Pause: pause, AgentID: lc.Name,
 	})
 	if err != nil {
 		return failedError(err)
@@ -117,12 +127,13 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	} else if n > 0 {
 		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
 	}
-	l, err := link.New(link.Config{
-		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Labels: labels,
-		Version: version, Runner: runner, Ledger: ledger, StateDir: stateDir, Logger: log.Named("link"),
-	})
+	lc.Runner, lc.Ledger, lc.Version, lc.Logger = runner, ledger, version, log.Named("link")
+	l, err := link.New(lc)
 	if err != nil {
 		return failedError(err)
+	}
+	if ready != nil {
+		ready()
 	}
 	return serveAgent(l, log)
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
-	"github.com/monkeyci/monkeyci/agent"
-	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/agent/link"
 	"github.com/monkeyci/monkeyci/coordinator/server"
 )
@@ -41,29 +39,10 @@ admin token. Trigger builds with 'monkeyci trigger'. Ctrl-C drains the agent
 				return failedError(err)
 			}
 			defer srv.Close()
-			engine, err := docker.New(log.Named("docker"))
-			if err != nil {
-				return failedError(fmt.Errorf("docker: %w", err))
-			}
-			defer engine.Close()
-			ledger := agent.NewLedger(capacity)
-			agentDir := filepath.Join(cfg.DataDir, "agent")
-			runner, err := agent.NewRunner(agent.Config{
-				Runtime: engine, Ledger: ledger, Logger: log.Named("agent"), StateDir: filepath.Join(agentDir, "builds"),
-				CacheDir: filepath.Join(agentDir, "caches"), Pause: pause, AgentID: "local",
-			})
-			if err != nil {
-				return failedError(err)
-			}
-			l, err := link.New(link.Config{
+			return runLinkedAgent(link.Config{
 				Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
-				Version: version, Runner: runner, Ledger: ledger, StateDir: agentDir, Logger: log.Named("link"),
-			})
-			if err != nil {
-				return failedError(err)
-			}
-			printUp(stdout, srv)
-			return serveAgent(l, log)
+				StateDir: filepath.Join(cfg.DataDir, "agent"),
+			}, capacity, pause, log, func() { printUp(stdout, srv) })
 		},
 	}
 	f := cmd.Flags()
