@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/events"
@@ -65,17 +66,26 @@ script: ["sleep 3"]
 	paused := rec.waitFor(t, "script/paused", func(e events.Event) bool { return e.Type == events.ScriptPaused })
 	script := scriptContainer(t, f, paused.Build)
 	ctx := context.Background()
-	if state, err := f.engine.State(ctx, script); err != nil || state != "paused" {
-		// The job may already have ended; that is only possible if the
-		// resume came first, which the events tell.
-		if rec.count(events.ScriptResumed) == 0 {
+	// The engine reports the new state a moment after the pause call
+	// returns; the job may also end meanwhile, which the events tell.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		state, err := f.engine.State(ctx, script)
+		if err == nil && state == "paused" || rec.count(events.ScriptResumed) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("script container state %q (%v) after script/paused, want paused", state, err)
 		}
 	}
 	rec.waitFor(t, "script/resumed", func(e events.Event) bool { return e.Type == events.ScriptResumed })
 	// Running again (or already ended, or removed): anything but paused.
-	if state, err := f.engine.State(ctx, script); err == nil && state == "paused" {
-		t.Errorf("script container still paused after script/resumed")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if state, err := f.engine.State(ctx, script); err != nil || state != "paused" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("script container still paused 10 s after script/resumed")
+		}
 	}
 	out := <-done
 	if out.Result != events.Success {

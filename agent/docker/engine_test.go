@@ -236,10 +236,21 @@ func TestPauseUnpause(t *testing.T) {
 	if err := e.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	// The engine updates the state it reports from containerd's event,
+	// a moment after the pause or unpause call returns: wait for it.
 	state := func(want string) {
 		t.Helper()
-		if got, err := e.State(ctx, id); err != nil || got != want {
-			t.Errorf("state %q, %v; want %q", got, err, want)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := e.State(ctx, id)
+			if err == nil && got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("state %q, %v; want %q", got, err, want)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	state("running")
