@@ -151,6 +151,9 @@ func (b *build) run() (int, error) {
 	if err := b.pauser.hold(ctx); err != nil {
 		return -1, fmt.Errorf("script container: %w", err)
 	}
+	if b.spec.Reserved != nil {
+		b.spec.Reserved()
+	}
 	exit, err := b.runScript(script)
 	return exit.Code, err
 }

@@ -58,6 +58,10 @@ type BuildSpec struct {
 	// Source is the directory copied into the workspace.
 	Source string
 	Params map[string]string
+	// Reserved, if set, is called once the build's script holds its share
+	// of the ledger. Until then the ledger does not show the build, so
+	// whoever reports the agent's free capacity counts that share as taken.
+	Reserved func()
 }
 
 // Reporter receives a build's events and output as they happen. Calls come
@@ -142,6 +146,9 @@ func (r *Runner) Prepare(ctx context.Context) (string, error) {
 	}
 	return r.image, nil
 }
+
+// Script is what a running script container reserves.
+func (r *Runner) Script() Resources { return r.cfg.Script }
 
 // Pauses says whether the runner pauses waiting scripts.
 func (r *Runner) Pauses() bool { return r.cfg.Pause }

@@ -225,6 +225,7 @@ func checkAllEnded(b *testing.B, admin fleet.AdminClient) {
 // benchCoordinator is a coordinator on loopback without TLS.
 type benchCoordinator struct {
 	addr, join, admin string
+	dataDir           string
 	cmd               *exec.Cmd // nil in process
 	errOut            *bytes.Buffer
 	mu                sync.Mutex
@@ -238,14 +239,14 @@ var (
 
 func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 	b.Helper()
-	co := &benchCoordinator{errOut: &bytes.Buffer{}}
+	co := &benchCoordinator{errOut: &bytes.Buffer{}, dataDir: b.TempDir()}
 	if inProcess {
 		// The coordinator's goroutines carry the label side=coordinator, so
 		// that a profile can be cut to them (pprof -tagfocus).
 		var srv *server.Server
 		var err error
 		pprof.Do(context.Background(), pprof.Labels("side", "coordinator"), func(ctx context.Context) {
-			srv, err = server.Start(ctx, server.Config{DataDir: b.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
+			srv, err = server.Start(ctx, server.Config{DataDir: co.dataDir, GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -254,7 +255,7 @@ func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 		co.addr, co.join, co.admin = srv.GRPCAddr, srv.JoinToken, srv.AdminToken
 		return co
 	}
-	co.cmd = exec.Command(testbinary.Path(b), "coordinator", "--tls=false", "--data-dir", b.TempDir(),
+	co.cmd = exec.Command(testbinary.Path(b), "coordinator", "--tls=false", "--data-dir", co.dataDir,
 		"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-level", "warn")
 	co.cmd.Stderr = lockedWriter{&co.mu, co.errOut}
 	stdout, err := co.cmd.StdoutPipe()
@@ -289,11 +290,16 @@ func (co *benchCoordinator) stderr() string {
 
 // usage reads the coordinator's peak RSS (VmHWM, KiB) and CPU time.
 func (co *benchCoordinator) usage(b *testing.B) (int64, time.Duration) {
-	b.Helper()
 	pid := "self"
 	if co.cmd != nil {
 		pid = strconv.Itoa(co.cmd.Process.Pid)
 	}
+	return processUsage(b, pid)
+}
+
+// processUsage reads a process's peak RSS (VmHWM, KiB) and CPU time.
+func processUsage(b *testing.B, pid string) (int64, time.Duration) {
+	b.Helper()
 	status, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		b.Fatal(err)

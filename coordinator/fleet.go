@@ -258,6 +258,18 @@ func (c *Coordinator) handle(ctx context.Context, conn *agentConn, m *fleet.Agen
 func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.Heartbeat) error {
 	c.mu.Lock()
 	conn.free = Capacity{hb.GetFree().GetMilliCpus(), hb.GetFree().GetMemory()}
+	// Attempts sent after the agent wrote this heartbeat are not in it:
+	// their room is taken all the same.
+	held := make(map[string]int32, len(hb.GetRunning()))
+	for _, ba := range hb.GetRunning() {
+		held[ba.GetBuildId()] = ba.GetAttempt()
+	}
+	for id, l := range c.running {
+		if a, ok := held[id]; l.agent == conn.id && (!ok || int(a) != l.attempt) {
+			conn.free.MilliCPUs -= l.need.MilliCPUs
+			conn.free.Memory -= l.need.Memory
+		}
+	}
 	conn.draining = hb.GetDraining()
 	c.fixLocked(conn)
 	c.mu.Unlock()

@@ -64,6 +64,10 @@ type Link struct {
 type running struct {
 	ba     *fleet.BuildAttempt
 	cancel context.CancelFunc
+	// reserved: its script holds its share of the ledger. Until then the
+	// heartbeat counts that share as taken, or the coordinator would see
+	// room that the build is about to fill and send another.
+	reserved bool
 }
 
 // New makes a link; Run connects it.
@@ -139,7 +143,9 @@ func (l *Link) session(ctx context.Context) error {
 	if l.cfg.TLS != nil {
 		creds = credentials.NewTLS(l.cfg.TLS)
 	}
-	conn, err := grpc.NewClient(l.cfg.Coordinator, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(l.cfg.Coordinator, grpc.WithTransportCredentials(creds),
+		// Log chunks are large (chunkSize): written in fewer syscalls.
+		grpc.WithWriteBufferSize(2*chunkSize))
 	if err != nil {
 		return err
 	}
@@ -272,14 +278,23 @@ func (l *Link) heartbeats(ctx context.Context, every time.Duration) {
 }
 
 func (l *Link) heartbeat() *fleet.AgentMessage {
-	total, used := l.cfg.Ledger.Total(), l.cfg.Ledger.Used()
-	hb := &fleet.Heartbeat{Free: &fleet.Capacity{MilliCpus: total.MilliCPUs - used.MilliCPUs, Memory: total.Memory - used.Memory}}
+	hb := &fleet.Heartbeat{}
+	var promised agent.Resources
 	l.mu.Lock()
 	hb.Draining = l.draining
 	for _, r := range l.builds {
 		hb.Running = append(hb.Running, r.ba)
+		if !r.reserved {
+			promised.MilliCPUs += l.cfg.Runner.Script().MilliCPUs
+			promised.Memory += l.cfg.Runner.Script().Memory
+		}
 	}
 	l.mu.Unlock()
+	// Read after the builds: a build seen unreserved above may reserve
+	// meanwhile and be counted twice (too little room, for a heartbeat),
+	// never not at all.
+	total, used := l.cfg.Ledger.Total(), l.cfg.Ledger.Used()
+	hb.Free = &fleet.Capacity{MilliCpus: total.MilliCPUs - used.MilliCPUs - promised.MilliCPUs, Memory: total.Memory - used.Memory - promised.Memory}
 	return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: hb}}
 }
 
@@ -297,7 +312,8 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 		return
 	}
 	bctx, cancel := context.WithCancel(ctx)
-	l.builds[key(ba)] = &running{ba: ba, cancel: cancel}
+	r := &running{ba: ba, cancel: cancel}
+	l.builds[key(ba)] = r
 	l.changedLocked()
 	l.mu.Unlock()
 	l.box.open(ba)
@@ -313,13 +329,17 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 			l.mu.Unlock()
 			l.box.wake()
 		}()
-		result, msg := l.run(bctx, a)
+		result, msg := l.run(bctx, a, func() {
+			l.mu.Lock()
+			r.reserved = true
+			l.mu.Unlock()
+		})
 		l.box.end(ba, result, msg)
 	}()
 }
 
 // run fetches the source and runs the build; it returns the result.
-func (l *Link) run(ctx context.Context, a *fleet.Assign) (events.Result, string) {
+func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (events.Result, string) {
 	ba := a.GetBuild()
 	dir, err := os.MkdirTemp(l.cfg.StateDir, "src-")
 	if err != nil {
@@ -335,6 +355,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign) (events.Result, string)
 	}
 	spec := agent.BuildSpec{
 		ID: ba.GetBuildId() + "-" + strconv.Itoa(int(ba.GetAttempt())), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),
+		Reserved: reserved,
 	}
 	out, err := l.cfg.Runner.Run(ctx, spec, reporter{l.box, ba})
 	if err != nil {

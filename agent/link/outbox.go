@@ -14,7 +14,7 @@ import (
 const maxUnacked = 8 << 20
 
 // chunkSize is the largest log chunk sent.
-const chunkSize = 64 << 10
+const chunkSize = 256 << 10
 
 // outbox keeps what an agent has to tell the coordinator about its
 // attempts until the coordinator acknowledges it, so a reconnect resends
@@ -42,13 +42,6 @@ type attemptBox struct {
 }
 
 type streamKey struct{ job, stream string }
-
-// logBuf holds a stream's unacknowledged bytes: data starts at acked.
-type logBuf struct {
-	acked int64
-	data  []byte
-	sent  int64 // offset sent up to on the current connection
-}
 
 func newOutbox() *outbox {
 	o := &outbox{boxes: map[string]*attemptBox{}}
@@ -98,8 +91,8 @@ func (o *outbox) output(ba *fleet.BuildAttempt, job, stream string, data []byte)
 			lb = &logBuf{}
 			b.logs[streamKey{job, stream}] = lb
 		}
-		if len(lb.data) < maxUnacked {
-			lb.data = append(lb.data, data...)
+		if lb.size < maxUnacked {
+			lb.add(data)
 			o.cond.Broadcast()
 			return
 		}
@@ -152,12 +145,7 @@ func (o *outbox) ack(a *fleet.Ack) {
 		}
 		// Chunks go in order on one stream, so an acknowledged size only
 		// moves forward; after a reconnect, rewind starts from it again.
-		if off := lo.GetOffset(); off > lb.acked {
-			n := min(off-lb.acked, int64(len(lb.data)))
-			lb.data = lb.data[n:]
-			lb.acked += n
-			lb.sent = max(lb.sent, lb.acked)
-		}
+		lb.ackTo(lo.GetOffset())
 	}
 	if a.GetDone() {
 		b.acked = true
@@ -251,16 +239,13 @@ func (b *attemptBox) nextLocked() *fleet.AgentMessage {
 	}
 	pending := len(b.events) > 0
 	for k, lb := range b.logs {
-		end := lb.acked + int64(len(lb.data))
-		if lb.sent < end {
-			from := lb.sent - lb.acked
-			n := min(int64(chunkSize), end-lb.sent)
-			data := append([]byte(nil), lb.data[from:from+n]...)
+		if lb.sent < lb.end() {
+			data := lb.chunk(lb.sent, chunkSize)
 			chunk := &fleet.LogChunk{Build: b.ba, Job: k.job, Stream: k.stream, Offset: lb.sent, Data: data}
-			lb.sent += n
+			lb.sent += int64(len(data))
 			return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Log{Log: chunk}}
 		}
-		pending = pending || len(lb.data) > 0
+		pending = pending || lb.size > 0
 	}
 	if b.done != nil && !pending && !b.doneSent && !b.acked {
 		b.doneSent = true

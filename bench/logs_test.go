@@ -1,0 +1,161 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+const (
+	logBytes       = 256 << 20
+	logMinRate     = 100 // MB/s
+	logMaxAgentMiB = 128
+	// logLine is what the job repeats; busybox yes adds the newline.
+	logLine = "monkeyci log throughput: one line of the 256 MB a job writes"
+)
+
+// BenchmarkLogThroughput: one job writes 256 MB to its standard output on
+// an agent process linked to a coordinator process, both real. Measured:
+// the rate from the first byte stored by the coordinator to the last, that the stored bytes' sha256 is
+// the written bytes', and the agent process's peak RSS.
+func BenchmarkLogThroughput(b *testing.B) {
+	dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	want := expectedLog()
+	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": fmt.Sprintf(
+		"- {id: burst, image: %s, script: [\"yes '%s' | head -c %d\"]}\n", busybox, logLine, logBytes)})
+
+	co := startBenchCoordinator(b, os.Getenv("MONKEYCI_BENCH_INPROC") == "1")
+	name := "bench-logs-" + coordinator.NewID()[:8]
+	agentCmd := exec.Command(testbinary.Path(b), "agent", "--tls=false", "--coordinator", co.addr, "--join-token", co.join,
+		"--name", name, "--cpus", "2", "--memory", "8g", "--state-dir", filepath.Join(b.TempDir(), "agent"), "--log-level", "warn")
+	var agentErr bytes.Buffer
+	agentCmd.Stderr = &agentErr
+	if err := agentCmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = agentCmd.Process.Kill()
+		dockertest.Cleanup(b, map[string]string{"io.monkeyci.agent": name})
+	})
+
+	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	admin := fleet.NewAdminClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The stored stream is a file of the coordinator's log store (its
+	// layout is in package logstore's doc): its size is what is stored.
+	stored := filepath.Join(co.dataDir, "logs", "builds", info.GetId(), "1", "out-burst.log")
+	var first, last time.Time
+	var n int64
+	for n < logBytes {
+		if ctx.Err() != nil {
+			b.Fatalf("%d of %d bytes stored within 5 minutes; agent stderr:\n%s", n, logBytes, agentErr.String())
+		}
+		if st, err := os.Stat(stored); err == nil && st.Size() > n {
+			if n == 0 {
+				first = time.Now()
+			}
+			n, last = st.Size(), time.Now()
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for {
+		end, err := admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: info.GetId()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if end.GetBuild().GetState() == "ended" {
+			if end.GetBuild().GetResult() != "success" {
+				b.Fatalf("the build ended %s: %s; agent stderr:\n%s", end.GetBuild().GetResult(), end.GetBuild().GetMessage(), agentErr.String())
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	peakKiB, agentCPU := processUsage(b, strconv.Itoa(agentCmd.Process.Pid))
+	_, coCPU := co.usage(b)
+	// A drained agent exits 0 once it has nothing left to tell.
+	_ = agentCmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- agentCmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			b.Errorf("the drained agent exited with %v; stderr:\n%s", err, agentErr.String())
+		}
+	case <-time.After(time.Minute):
+		b.Errorf("the drained agent did not exit within a minute")
+	}
+
+	f, err := os.Open(stored)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	got := sha256.New()
+	size, err := io.Copy(got, f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sumOK := size == logBytes && bytes.Equal(got.Sum(nil), want)
+	if !sumOK {
+		b.Errorf("stored %d bytes with sha256 %x; the job wrote %d with %x", size, got.Sum(nil), logBytes, want)
+	}
+	rate := float64(n) / 1e6 / last.Sub(first).Seconds()
+	peakMiB := float64(peakKiB) / 1024
+	b.ReportMetric(rate, "MB/s")
+	b.ReportMetric(peakMiB, "agent-peak-MB")
+	b.Logf("logs: CPU time: agent %.1f s, coordinator %.1f s", agentCPU.Seconds(), coCPU.Seconds())
+	b.Logf("logs: %d MB stored at %.0f MB/s (at least %d) %s; sha256 %s; agent peak RSS %.0f MB (at most %d) %s",
+		n>>20, rate, logMinRate, verdictAtLeast(rate, logMinRate), map[bool]string{true: "equal", false: "DIFFERENT"}[sumOK],
+		peakMiB, logMaxAgentMiB, verdictAtLeast(logMaxAgentMiB, peakMiB))
+}
+
+// expectedLog is the sha256 of what the job writes.
+func expectedLog() []byte {
+	h := sha256.New()
+	line := []byte(logLine + "\n")
+	block := bytes.Repeat(line, (1<<20)/len(line))
+	left := logBytes
+	for left > 0 {
+		w := min(left, len(block))
+		h.Write(block[:w])
+		left -= w
+	}
+	return h.Sum(nil)
+}
+
+// verdictAtLeast says ok when got reaches floor.
+func verdictAtLeast(got, floor float64) string {
+	if got >= floor {
+		return "ok"
+	}
+	return "UNDER"
+}
