@@ -65,7 +65,7 @@ func Tail(ctx context.Context, dir string, sink Sink, exited <-chan struct{}) er
 
 const (
 	chunk   = 256 << 10 // bytes per read
-	maxLine = 64 << 10 // longest event line; longer ones are reported and skipped
+	maxLine = 64 << 10  // longest event line; longer ones are reported and skipped
 )
 
 type tailer struct {
