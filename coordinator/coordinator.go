@@ -82,7 +82,8 @@ type Coordinator struct {
 	ready agentHeap
 	wake  chan struct{}
 	// ended has a channel per watched build, closed when the build ends.
-	ended map[string]chan struct{}
+	ended   map[string]chan struct{}
+	metrics *metrics
 }
 
 // lease is a running attempt as the coordinator tracks it in memory.
@@ -123,6 +124,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		cfg.Now = time.Now
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c.metrics = newMetrics(c)
 	queued, err := cfg.Store.Queued(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading the queue: %w", err)
@@ -222,7 +224,11 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 			c.queue = append(c.queue[:i], c.queue[i+1:]...)
 			c.mu.Unlock()
 			defer c.notifyEnded(id)
-			return c.cfg.Store.Finish(ctx, id, 0, events.Canceled, "canceled before it was dispatched")
+			if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, "canceled before it was dispatched"); err != nil {
+				return err
+			}
+			c.metrics.buildEnded(events.Canceled)
+			return nil
 		}
 	}
 	l, ok := c.running[id]
@@ -252,6 +258,7 @@ func (c *Coordinator) Retry(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	b.queuedAt = c.cfg.Now()
 	c.mu.Lock()
 	c.queue = append(c.queue, &b)
 	c.mu.Unlock()

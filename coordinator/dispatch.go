@@ -116,6 +116,7 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 	// A new attempt has no events yet: its mark is known.
 	c.running[b.ID] = &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn)}
 	c.mu.Unlock()
+	c.metrics.assigned(b, c.cfg.Now())
 	conn.assign(b)
 }
 
@@ -340,7 +341,9 @@ func (c *Coordinator) expireLeases(ctx context.Context) {
 		}
 		if b.Attempt >= c.cfg.MaxAttempts {
 			msg := fmt.Sprintf("agent lost: the lease of attempt %d ran out, and that was the last attempt", b.Attempt)
-			if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err != nil && !errors.Is(err, ErrStale) {
+			if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err == nil {
+				c.metrics.buildEnded(events.Error)
+			} else if !errors.Is(err, ErrStale) {
 				c.log.Error("could not end a build whose agent was lost", "build", b.ID, "error", err)
 			}
 			c.notifyEnded(b.ID)
@@ -353,7 +356,7 @@ func (c *Coordinator) expireLeases(ctx context.Context) {
 			continue
 		}
 		c.log.Warn("lease ran out: build queued again", "build", b.ID, "attempt", b.Attempt, "agent", b.Agent)
-		b.State, b.Agent = Queued, ""
+		b.State, b.Agent, b.queuedAt = Queued, "", c.cfg.Now()
 		c.mu.Lock()
 		c.enqueueLocked(&b)
 		c.mu.Unlock()

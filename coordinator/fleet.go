@@ -303,13 +303,17 @@ func (c *Coordinator) event(ctx context.Context, conn *agentConn, be *fleet.Buil
 		return nil
 	}
 	se := StoredEvent{BuildID: ba.GetBuildId(), Attempt: int(ba.GetAttempt()), Seq: be.GetSeq(), Event: e}
-	if _, err := c.cfg.Store.AppendEvent(ctx, se); err != nil {
+	stored, err := c.cfg.Store.AppendEvent(ctx, se)
+	if err != nil {
 		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) {
 			// The attempt ended or moved on since the check above.
 			conn.refuse(ba.GetBuildId(), ba.GetAttempt(), err.Error())
 			return nil
 		}
 		return status.Errorf(codes.Unavailable, "storing an event: %v", err)
+	}
+	if stored { // not a resent one
+		c.metrics.eventStored(e)
 	}
 	seq, err := c.markAfter(ctx, se.BuildID, se.Attempt, se.Seq)
 	if err != nil {
@@ -412,7 +416,9 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	default:
 		result = events.Error
 	}
-	if err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage()); err != nil && !errors.Is(err, ErrStale) {
+	if err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage()); err == nil {
+		c.metrics.buildEnded(result)
+	} else if !errors.Is(err, ErrStale) {
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
 	c.mu.Lock()
@@ -440,6 +446,7 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 		return status.Errorf(codes.Unavailable, "reading a declined build: %v", err)
 	}
 	c.log.Info("agent declined a build; queued again", "build", b.ID, "agent", conn.id, "reason", d.GetReason())
+	b.queuedAt = c.cfg.Now()
 	c.mu.Lock()
 	c.endLeaseLocked(b.ID, int(ba.GetAttempt()))
 	c.enqueueLocked(&b)

@@ -51,6 +51,10 @@ type Build struct {
 	Created time.Time `json:"created"`
 	Started time.Time `json:"started,omitzero"` // of the current attempt
 	Ended   time.Time `json:"ended,omitzero"`
+
+	// queuedAt is when the build last entered this process's queue (zero:
+	// at Created), for the dispatch latency metric.
+	queuedAt time.Time
 }
 
 // StoredEvent is an event of one attempt of a build, with its sequence number.

@@ -341,17 +341,22 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 // run fetches the source and runs the build; it returns the result.
 func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (events.Result, string) {
 	ba := a.GetBuild()
-	dir, err := os.MkdirTemp(l.cfg.StateDir, "src-")
-	if err != nil {
-		return events.Error, fmt.Sprintf("making a source directory: %v", err)
-	}
-	defer os.RemoveAll(dir)
 	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(), Commit: a.GetSource().GetCommit()}
-	if _, err := l.cfg.Fetch(ctx, src, dir); err != nil {
-		if ctx.Err() != nil {
-			return events.Canceled, "canceled"
+	dir, local, err := source.WorkingTree(src)
+	if err != nil {
+		return events.Error, err.Error()
+	}
+	if !local {
+		if dir, err = os.MkdirTemp(l.cfg.StateDir, "src-"); err != nil {
+			return events.Error, fmt.Sprintf("making a source directory: %v", err)
 		}
-		return events.Error, fmt.Sprintf("fetching the source: %v", err)
+		defer os.RemoveAll(dir)
+		if _, err := l.cfg.Fetch(ctx, src, dir); err != nil {
+			if ctx.Err() != nil {
+				return events.Canceled, "canceled"
+			}
+			return events.Error, fmt.Sprintf("fetching the source: %v", err)
+		}
 	}
 	spec := agent.BuildSpec{
 		ID: ba.GetBuildId() + "-" + strconv.Itoa(int(ba.GetAttempt())), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),

@@ -17,6 +17,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/monkeyci/monkeyci/internal/gittest"
 )
 
 // fixture is a non-bare repository built with go-git:
@@ -614,5 +616,35 @@ func TestRedact(t *testing.T) {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestWorkingTreeIsALocalDirectoryThatIsNoRepository(t *testing.T) {
+	plain := t.TempDir()
+	repo, _ := gittest.Repo(t, map[string]string{"a.txt": "a"})
+	tests := []struct {
+		name    string
+		src     Source
+		ok      bool
+		failing bool
+	}{
+		{"a plain directory", Source{URL: plain}, true, false},
+		{"as a file:// URL", Source{URL: "file://" + plain}, true, false},
+		{"a repository is fetched", Source{URL: repo}, false, false},
+		{"a remote is fetched", Source{URL: "https://example.com/a.git"}, false, false},
+		{"a missing path is Fetch's to report", Source{URL: filepath.Join(plain, "missing")}, false, false},
+		{"a commit of a plain directory", Source{URL: plain, Commit: "abcd"}, false, true},
+		{"a branch of a plain directory", Source{URL: plain, Branch: "main"}, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, ok, err := WorkingTree(tc.src)
+			if ok != tc.ok || (err != nil) != tc.failing {
+				t.Fatalf("WorkingTree(%+v) = %q, %v, %v; want ok %v, failing %v", tc.src, dir, ok, err, tc.ok, tc.failing)
+			}
+			if ok && dir != plain {
+				t.Errorf("dir %q, want %q", dir, plain)
+			}
+		})
 	}
 }

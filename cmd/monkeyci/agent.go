@@ -108,7 +108,7 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 // coordinator as lc says (its runner, ledger, version and logger are
 // filled here), until it drains or is canceled. ready runs once it is set
 // up, before it connects.
-func runLinkedAgent(lc link.Config, capacity agent.Resources, pause bool, log hclog.Logger, ready func()) error {
+func runLinkedAgent(lc link.Config, capacity agent.Resources, pause bool, log hclog.Logger, ready func(*link.Link)) error {
 	engine, err := docker.New(log.Named("docker"))
 	if err != nil {
 		return failedError(fmt.Errorf("docker: %w", err))
@@ -133,7 +133,7 @@ func runLinkedAgent(lc link.Config, capacity agent.Resources, pause bool, log hc
 		return failedError(err)
 	}
 	if ready != nil {
-		ready()
+		ready(l)
 	}
 	return serveAgent(l, log)
 }

@@ -22,9 +22,9 @@ func newCoordinatorCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "coordinator",
 		Short: "Run the coordinator: the durable build queue, the dispatcher and the admin API",
 		Long: `coordinator keeps its state under --data-dir (SQLite, logs, a CA for TLS),
-takes agents and admin calls on --grpc-listen and serves /healthz on
---http-listen. The join token lets agents join (each then gets its own
-credential); the admin token lets the command line in. Both come from their
+takes agents and admin calls on --grpc-listen, and serves /healthz and
+Prometheus /metrics on --http-listen. The join token lets agents join (each
+then gets its own credential); the admin token lets the command line in. Both come from their
 flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are generated on
 first start, kept in the data dir and printed.`,
 		Args: cobra.NoArgs,
@@ -51,7 +51,7 @@ first start, kept in the data dir and printed.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz and /metrics")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "token agents join with (env MONKEYCI_JOIN_TOKEN)")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "token of the admin API (env MONKEYCI_ADMIN_TOKEN)")
 	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")

@@ -68,20 +68,26 @@ until the build ends, prints how it ended and exits like monkeyci run:
 		if !wait {
 			return nil
 		}
-		fctx, stop := followContext(cmd)
-		defer stop()
-		end, err := admin.Logs(fctx, c, admin.LogOptions{Build: b.GetId(), Follow: true, Poll: logsPoll, Notes: stderr}, stdout)
-		switch {
-		case err != nil && fctx.Err() != nil && cmdContext(cmd).Err() == nil:
-			return failedError(fmt.Errorf("interrupted: build %s goes on (monkeyci builds cancel %s stops it)", b.GetId(), b.GetId()))
-		case err != nil:
-			return adminFailed(c, err)
-		}
-		fmt.Fprintln(stdout, admin.ResultLine(end))
-		if end.GetResult() != string(events.Success) {
-			return &exitError{code: exitFailed}
-		}
-		return nil
+		return followBuild(cmd, c, b.GetId(), stdout, stderr)
 	}
 	return cmd
+}
+
+// followBuild prints a build's output until it ends, then how it ended;
+// like monkeyci run, it fails with exit code 1 unless the build succeeded.
+func followBuild(cmd *cobra.Command, c *admin.Client, id string, stdout, stderr io.Writer) error {
+	fctx, stop := followContext(cmd)
+	defer stop()
+	end, err := admin.Logs(fctx, c, admin.LogOptions{Build: id, Follow: true, Poll: logsPoll, Notes: stderr}, stdout)
+	switch {
+	case err != nil && fctx.Err() != nil && cmdContext(cmd).Err() == nil:
+		return failedError(fmt.Errorf("interrupted: build %s goes on (monkeyci builds cancel %s stops it)", id, id))
+	case err != nil:
+		return adminFailed(c, err)
+	}
+	fmt.Fprintln(stdout, admin.ResultLine(end))
+	if end.GetResult() != string(events.Success) {
+		return &exitError{code: exitFailed}
+	}
+	return nil
 }

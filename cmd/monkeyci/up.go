@@ -4,20 +4,24 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/agent/link"
 	"github.com/monkeyci/monkeyci/coordinator/server"
+	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 func newUpCommand(stdout, stderr io.Writer) *cobra.Command {
 	cfg := server.Config{TLS: true}
 	var cpus float64
-	var memory, logLevel string
+	var memory, logLevel, build string
+	var params []string
 	pause := true
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -25,7 +29,14 @@ func newUpCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `up starts a coordinator (state in --data-dir) and an agent that runs builds
 on the local Docker engine, in one process, and prints the addresses and the
 admin token. Trigger builds with 'monkeyci trigger'. Ctrl-C drains the agent
-(its builds finish); a second Ctrl-C cancels them.`,
+(its builds finish); a second Ctrl-C cancels them.
+
+With --build DIR it builds DIR through the fleet once, follows the build as
+'monkeyci trigger --wait' does, then stops, exiting 0 if the build succeeded
+and 1 if not. DIR is a git repository (its HEAD is built) or a plain
+directory (its files are built, as 'monkeyci run' builds them).`,
+		Example: `  monkeyci up --build examples/hello
+  monkeyci up --data-dir ~/.monkeyci --cpus 4 --memory 8g`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := hclog.New(&hclog.LoggerOptions{Name: "monkeyci", Output: stderr, Level: hclog.LevelFromString(logLevel)})
@@ -33,31 +44,90 @@ admin token. Trigger builds with 'monkeyci trigger'. Ctrl-C drains the agent
 			if err != nil {
 				return usageError(err)
 			}
+			var trigger *fleet.TriggerRequest
+			if build != "" {
+				if trigger, err = upBuild(build, params); err != nil {
+					return usageError(err)
+				}
+			}
 			cfg.Logger = log.Named("coordinator")
 			srv, err := server.Start(context.Background(), cfg)
 			if err != nil {
 				return failedError(err)
 			}
 			defer srv.Close()
-			return runLinkedAgent(link.Config{
+			built := make(chan error, 1)
+			err = runLinkedAgent(link.Config{
 				Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
 				StateDir: filepath.Join(cfg.DataDir, "agent"),
-			}, capacity, pause, log, func() { printUp(stdout, srv) })
+			}, capacity, pause, log, func(l *link.Link) {
+				printUp(stdout, srv, trigger == nil)
+				if trigger == nil {
+					return
+				}
+				go func() {
+					built <- buildOnce(cmd, srv, trigger, stdout, stderr)
+					l.Drain() // the build is over: stop
+				}()
+			})
+			if err != nil || trigger == nil {
+				return err
+			}
+			return <-built
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz and /metrics")
 	f.Float64Var(&cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
 	f.StringVar(&memory, "memory", "", "memory the agent offers (default: the machine's)")
 	f.BoolVar(&pause, "pause", true, "pause script containers while they await their jobs")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error")
+	f.StringVar(&build, "build", "", "build this directory once through the fleet, then stop")
+	f.StringArrayVar(&params, "param", nil, "a parameter KEY=VALUE of the --build build (repeatable)")
+	_ = cmd.MarkFlagDirname("build")
 	return cmd
 }
 
-func printUp(w io.Writer, srv *server.Server) {
+// upBuild checks --build and --param before anything starts.
+func upBuild(dir string, params []string) (*fleet.TriggerRequest, error) {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("--build %s: not a directory", dir)
+	}
+	url, err := admin.ResolveRepo(dir)
+	if err != nil {
+		return nil, err
+	}
+	p, err := admin.ParseKV("--param", params)
+	if err != nil {
+		return nil, err
+	}
+	return &fleet.TriggerRequest{Url: url, Params: p}, nil
+}
+
+// buildOnce triggers a build on srv through its admin API, as a user's
+// command line would, and follows it to its end.
+func buildOnce(cmd *cobra.Command, srv *server.Server, req *fleet.TriggerRequest, stdout, stderr io.Writer) error {
+	c, err := admin.Dial(admin.Options{Server: srv.GRPCAddr, Token: srv.AdminToken, CA: srv.CAFile, TLS: srv.CAFile != ""})
+	if err != nil {
+		return failedError(err)
+	}
+	defer c.Close()
+	ctx, cancel := callContext(cmd)
+	b, err := c.Trigger(ctx, req)
+	cancel()
+	if err != nil {
+		return adminFailed(c, err)
+	}
+	fmt.Fprintf(stderr, "build %s of %s\n", b.GetId(), req.GetUrl())
+	return followBuild(cmd, c, b.GetId(), stdout, stderr)
+}
+
+func printUp(w io.Writer, srv *server.Server, hints bool) {
 	fmt.Fprintf(w, "monkeyci is up: coordinator on %s (gRPC, TLS), %s (HTTP), and one agent\n", srv.GRPCAddr, srv.HTTPAddr)
-	fmt.Fprintf(w, "  export MONKEYCI_SERVER=%s MONKEYCI_CA=%s MONKEYCI_TOKEN=%s\n", srv.GRPCAddr, srv.CAFile, srv.AdminToken)
-	fmt.Fprintf(w, "  then: monkeyci trigger --repo PATH_OR_URL --wait\n")
+	if hints {
+		fmt.Fprintf(w, "  export MONKEYCI_SERVER=%s MONKEYCI_CA=%s MONKEYCI_TOKEN=%s\n", srv.GRPCAddr, srv.CAFile, srv.AdminToken)
+		fmt.Fprintf(w, "  then: monkeyci trigger --repo PATH_OR_URL --wait\n")
+	}
 }

@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,10 +29,14 @@ import (
 type upProcess struct {
 	cmd               *exec.Cmd
 	server, ca, token string
+	http              string
 	stderr            *bytes.Buffer
 }
 
-var upLine = regexp.MustCompile(`MONKEYCI_SERVER=(\S+) MONKEYCI_CA=(\S+) MONKEYCI_TOKEN=(\S+)`)
+var (
+	upLine     = regexp.MustCompile(`MONKEYCI_SERVER=(\S+) MONKEYCI_CA=(\S+) MONKEYCI_TOKEN=(\S+)`)
+	upHTTPLine = regexp.MustCompile(`, (\S+) \(HTTP\)`)
+)
 
 func startUp(t *testing.T) *upProcess {
 	t.Helper()
@@ -44,6 +53,9 @@ func startUp(t *testing.T) *upProcess {
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
 	lines := bufio.NewScanner(out)
 	for lines.Scan() {
+		if m := upHTTPLine.FindStringSubmatch(lines.Text()); m != nil {
+			p.http = m[1]
+		}
 		if m := upLine.FindStringSubmatch(lines.Text()); m != nil {
 			p.server, p.ca, p.token = m[1], m[2], m[3]
 			break
@@ -121,6 +133,17 @@ func TestUpRunsATriggeredBuildAndDrainsOnSIGTERM(t *testing.T) {
 	if info.GetBuild().GetResult() != "success" {
 		t.Fatalf("build %+v", info.GetBuild())
 	}
+	metrics, err := http.Get("http://" + p.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	for _, want := range []string{`monkeyci_builds_ended_total{result="success"} 1`, "monkeyci_builds_queued 0", `monkeyci_agents{state="ready"} 1`} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("GET /metrics: no line %q in:\n%s", want, body)
+		}
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +157,44 @@ func TestUpRunsATriggeredBuildAndDrainsOnSIGTERM(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("monkeyci up did not exit within a minute of SIGTERM")
+	}
+}
+
+// `monkeyci up --build DIR` builds a plain directory once through the
+// fleet and exits with the build's result.
+func TestUpBuildBuildsADirectoryOnceAndExitsWithItsResult(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	tests := []struct {
+		name, script, output string
+		exit                 int
+	}{
+		{"success", "echo built by the fleet", "built by the fleet", 0},
+		{"failure", "echo about to fail; exit 3", "about to fail", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, ".monkeyci"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			yaml := "id: once\nimage: monkeyci/busybox:latest\nscript: ['" + tc.script + "']\n"
+			if err := os.WriteFile(filepath.Join(dir, ".monkeyci", "build.yaml"), []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, testbinary.Path(t), "up", "--data-dir", t.TempDir(), "--grpc-listen", "127.0.0.1:0",
+				"--http-listen", "127.0.0.1:0", "--cpus", "2", "--memory", "8g", "--build", dir)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != tc.exit {
+				t.Fatalf("exit %d (%v), want %d; stdout:\n%s\nstderr:\n%s", code, err, tc.exit, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), "once | "+tc.output) || !strings.Contains(stdout.String(), " "+tc.name+" in ") {
+				t.Errorf("stdout does not show the job's output and the result:\n%s", stdout.String())
+			}
+		})
 	}
 }

@@ -1,6 +1,6 @@
 // Package server runs a coordinator on its listeners: the stores under one
 // data directory, the gRPC port (fleet protocol and admin API, TLS by
-// default) and the HTTP port (/healthz).
+// default) and the HTTP port (/healthz, and Prometheus /metrics).
 package server
 
 import (
@@ -120,6 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.GRPCAddr, s.HTTPAddr = gl.Addr().String(), hl.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("GET /metrics", c.MetricsHandler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	go func() { _ = c.Run(runCtx) }()

@@ -1,0 +1,124 @@
+package coordinator
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// metrics are the coordinator's Prometheus metrics, in a registry of its
+// own (no global state). What the coordinator holds in memory (the queue,
+// the agents, their capacity) is read at each scrape; what happens (a
+// build ending, a dispatch, a pause) is counted as it happens.
+type metrics struct {
+	registry *prometheus.Registry
+	ended    *prometheus.CounterVec
+	dispatch prometheus.Histogram
+	paused   prometheus.Counter
+}
+
+func newMetrics(c *Coordinator) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "monkeyci_builds_ended_total",
+			Help: "Builds ended since the coordinator started, by result (success, failure, error, canceled).",
+		}, []string{"result"}),
+		dispatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "monkeyci_dispatch_latency_seconds",
+			Help: "Time from a build entering the queue to its assignment to an agent.",
+			// 1 ms to about 17 minutes: an idle fleet answers in
+			// milliseconds, a full one makes builds wait for capacity.
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 11),
+		}),
+		paused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "monkeyci_script_paused_seconds_total",
+			Help: "Seconds script containers spent paused while their jobs ran: CPU lent to jobs.",
+		}),
+	}
+	for _, r := range []events.Result{events.Success, events.Failure, events.Error, events.Canceled} {
+		m.ended.WithLabelValues(string(r)) // present at 0 from the start
+	}
+	m.registry.MustRegister(m.ended, m.dispatch, m.paused, stateCollector{c},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// MetricsHandler serves the coordinator's metrics in Prometheus's format.
+func (c *Coordinator) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(c.metrics.registry, promhttp.HandlerOpts{})
+}
+
+// buildEnded counts a build's end.
+func (m *metrics) buildEnded(result events.Result) { m.ended.WithLabelValues(string(result)).Inc() }
+
+// assigned observes the wait of a build sent to an agent now.
+func (m *metrics) assigned(b *Build, now time.Time) {
+	since := b.queuedAt
+	if since.IsZero() {
+		since = b.Created
+	}
+	m.dispatch.Observe(max(now.Sub(since), 0).Seconds())
+}
+
+// eventStored counts what a newly stored event says about pausing.
+func (m *metrics) eventStored(e events.Event) {
+	if e.Type == events.ScriptResumed && e.Duration > 0 {
+		m.paused.Add(e.Duration.Seconds())
+	}
+}
+
+var (
+	queuedDesc   = prometheus.NewDesc("monkeyci_builds_queued", "Builds waiting for an agent (the queue depth).", nil, nil)
+	runningDesc  = prometheus.NewDesc("monkeyci_builds_running", "Builds sent to an agent and not ended.", nil, nil)
+	agentsDesc   = prometheus.NewDesc("monkeyci_agents", "Connected agents, by state (ready, cordoned, draining).", []string{"state"}, nil)
+	cpusDesc     = prometheus.NewDesc("monkeyci_capacity_cpus", "CPUs of the connected agents: total, and used (taken by builds).", []string{"kind"}, nil)
+	memoryDesc   = prometheus.NewDesc("monkeyci_capacity_memory_bytes", "Memory of the connected agents: total, and used (taken by builds).", []string{"kind"}, nil)
+	stateMetrics = []*prometheus.Desc{queuedDesc, runningDesc, agentsDesc, cpusDesc, memoryDesc}
+)
+
+// stateCollector reads the coordinator's state at each scrape.
+type stateCollector struct{ c *Coordinator }
+
+func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range stateMetrics {
+		ch <- d
+	}
+}
+
+func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c := s.c
+	c.mu.Lock()
+	queued, running := len(c.queue), len(c.running)
+	agents := map[string]int{"ready": 0, "cordoned": 0, "draining": 0}
+	var total, used Capacity
+	for _, a := range c.agents {
+		switch {
+		case a.draining:
+			agents["draining"]++
+		case a.cordoned:
+			agents["cordoned"]++
+		default:
+			agents["ready"]++
+		}
+		total.MilliCPUs += a.capacity.MilliCPUs
+		total.Memory += a.capacity.Memory
+		used.MilliCPUs += min(max(a.capacity.MilliCPUs-a.free.MilliCPUs, 0), a.capacity.MilliCPUs)
+		used.Memory += min(max(a.capacity.Memory-a.free.Memory, 0), a.capacity.Memory)
+	}
+	c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(queued))
+	ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(running))
+	for state, n := range agents {
+		ch <- prometheus.MustNewConstMetric(agentsDesc, prometheus.GaugeValue, float64(n), state)
+	}
+	ch <- prometheus.MustNewConstMetric(cpusDesc, prometheus.GaugeValue, float64(total.MilliCPUs)/1000, "total")
+	ch <- prometheus.MustNewConstMetric(cpusDesc, prometheus.GaugeValue, float64(used.MilliCPUs)/1000, "used")
+	ch <- prometheus.MustNewConstMetric(memoryDesc, prometheus.GaugeValue, float64(total.Memory), "total")
+	ch <- prometheus.MustNewConstMetric(memoryDesc, prometheus.GaugeValue, float64(used.Memory), "used")
+}
