@@ -55,33 +55,7 @@ func makespan(b *testing.B, pause bool, repo, commit string) time.Duration {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := server.Start(ctx, server.Config{DataDir: b.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Lease: 30 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	engine := dockertest.Engine(b)
-	ledger := agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 16 << 30})
-	quiet := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	runner, err := agent.NewRunner(agent.Config{Runtime: engine, Ledger: ledger, Binary: testbinary.Path(b), StateDir: b.TempDir(), Pause: pause, AgentID: "bench-capacity", Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := runner.Prepare(ctx); err != nil {
-		b.Fatal(err)
-	}
-	l, err := link.New(link.Config{Coordinator: srv.GRPCAddr, JoinToken: srv.JoinToken, Name: "bench", Runner: runner, Ledger: ledger,
-		StateDir: filepath.Join(b.TempDir(), "agent"), Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	linkDone := make(chan struct{})
-	go func() {
-		defer close(linkDone)
-		_ = l.Run(ctx)
-	}()
-	defer func() { cancel(); <-linkDone }()
-
+	srv, _ := startFleet(ctx, b, pause)
 	c := srv.Coordinator
 	start := time.Now()
 	var ids []string
@@ -118,4 +92,43 @@ func makespan(b *testing.B, pause bool, repo, commit string) time.Duration {
 		}
 	}
 	return span
+}
+
+// startFleet runs a coordinator and an agent of 2 CPUs in this process
+// until ctx ends (the caller ends it before the benchmark returns); it
+// returns the coordinator and its data directory.
+func startFleet(ctx context.Context, b *testing.B, pause bool) (*server.Server, string) {
+	b.Helper()
+	dataDir := b.TempDir()
+	srv, err := server.Start(ctx, server.Config{DataDir: dataDir, GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Lease: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	engine := dockertest.Engine(b)
+	ledger := agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 16 << 30})
+	quiet := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
+	agentID := "bench-" + coordinator.NewID()[:8]
+	runner, err := agent.NewRunner(agent.Config{Runtime: engine, Ledger: ledger, Binary: testbinary.Path(b), StateDir: b.TempDir(), Pause: pause, AgentID: agentID, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := runner.Prepare(ctx); err != nil {
+		b.Fatal(err)
+	}
+	l, err := link.New(link.Config{Coordinator: srv.GRPCAddr, JoinToken: srv.JoinToken, Name: agentID, Runner: runner, Ledger: ledger,
+		StateDir: filepath.Join(b.TempDir(), "agent"), Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = l.Run(ctx)
+		srv.Close()
+	}()
+	b.Cleanup(func() {
+		<-stopped // ctx has ended by now
+		dockertest.Cleanup(b, map[string]string{agent.LabelAgent: agentID})
+	})
+	return srv, dataDir
 }

@@ -161,3 +161,41 @@ func TestBuildRunsOnAnAgentAndEverythingIsStored(t *testing.T) {
 		t.Errorf("stored log %q", got)
 	}
 }
+
+// A running build canceled through the coordinator ends canceled, and its
+// agent removes its containers (`make bench` times it: BenchmarkCancel).
+func TestCancelEndsARunningBuildAndRemovesItsContainers(t *testing.T) {
+	dockertest.RequireImage(t, dockertest.Busybox)
+	f := newFleet(t, 10*time.Second)
+	f.startAgent(t, "a1", agent.Resources{MilliCPUs: 2000, Memory: 8 << 30})
+	repo, commit := gittest.Repo(t, map[string]string{
+		".monkeyci/build.yaml": "- {id: sleeper, image: monkeyci/busybox:latest, script: ['echo sleeping', 'sleep 600']}\n",
+	})
+	ctx := context.Background()
+	b, err := f.c.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: repo, Commit: commit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := logstore.Key{Build: b.ID, Attempt: 1, Job: "sleeper", Stream: "out"}
+	deadline := time.Now().Add(2 * time.Minute)
+	for size, _ := f.logs.Size(key); size == 0; size, _ = f.logs.Size(key) {
+		if time.Now().After(deadline) {
+			t.Fatal("the job printed nothing within 2 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	engine := dockertest.Engine(t)
+	labels := map[string]string{agent.LabelBuild: b.ID + "-1"}
+	if ids, err := engine.ListContainers(ctx, labels); err != nil || len(ids) == 0 {
+		t.Fatalf("no container of the running build: %v %v", ids, err)
+	}
+	if err := f.c.Cancel(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.waitEnded(t, b.ID); got.Result != events.Canceled {
+		t.Errorf("the build ended %s, want canceled", got.Result)
+	}
+	if ids, err := engine.ListContainers(ctx, labels); err != nil || len(ids) != 0 {
+		t.Errorf("containers left after the cancel: %v %v", ids, err)
+	}
+}
