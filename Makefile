@@ -4,7 +4,7 @@ GO       ?= go
 BIN      := bin/monkeyci
 PKGS     := ./...
 # Packages with goroutines of their own run under the race detector.
-RACEPKGS := ./agent/... ./sidecar/... ./console/... ./script/... ./coordinator/... ./admin/...
+RACEPKGS := ./agent/... ./sidecar/... ./console/... ./script/... ./coordinator/... ./admin/... ./forge/... ./secret/...
 FUZZTIME ?= 10s
 
 .PHONY: all build images test race fuzz bench proto vet clean
@@ -29,6 +29,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseJSON -fuzztime $(FUZZTIME) ./pipeline/
 	$(GO) test -run '^$$' -fuzz FuzzParseEDN -fuzztime $(FUZZTIME) ./pipeline/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEDN -fuzztime $(FUZZTIME) ./events/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./forge/
+	$(GO) test -run '^$$' -fuzz FuzzStream -fuzztime $(FUZZTIME) ./secret/
 
 bench: images
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/

@@ -33,6 +33,19 @@ func ResolveRepo(repo string) (string, error) {
 	return abs, nil
 }
 
+// RepoName is --repo as a registered repository's name, which the
+// coordinator prefers to the resolved path: "" for a URL or an existing
+// local path, which cannot be meant as a name.
+func RepoName(repo string) string {
+	if strings.Contains(repo, "://") || scpLike.MatchString(repo) {
+		return ""
+	}
+	if _, err := os.Stat(repo); err == nil {
+		return ""
+	}
+	return repo
+}
+
 // ParseKV reads repeated KEY=VALUE flags into a map; flag names the flag in
 // errors. Nil when there are none.
 func ParseKV(flag string, kvs []string) (map[string]string, error) {

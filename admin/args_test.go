@@ -63,3 +63,18 @@ func TestChecks(t *testing.T) {
 		t.Error("a bad kind is accepted")
 	}
 }
+
+func TestRepoName(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ repo, want string }{
+		{"acme/app", "acme/app"},
+		{"app", "app"},
+		{dir, ""},
+		{"https://github.com/acme/app.git", ""},
+		{"git@github.com:acme/app.git", ""},
+	} {
+		if got := RepoName(tc.repo); got != tc.want {
+			t.Errorf("RepoName(%q) = %q, want %q", tc.repo, got, tc.want)
+		}
+	}
+}

@@ -295,13 +295,23 @@ func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
 		workDir = path.Join(workspacePath, workDir)
 	}
 	env := []string{"MONKEYCI_BUILD_ID=" + b.spec.ID, "MONKEYCI_JOB_ID=" + j.ID}
-	keys := make([]string, 0, len(j.Env))
-	for k := range j.Env {
+	// The repository's secrets, unless the job's own env names the key.
+	vars := maps.Clone(j.Env)
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	for k, v := range b.spec.Secrets {
+		if _, own := vars[k]; !own {
+			vars[k] = v
+		}
+	}
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		env = append(env, k+"="+j.Env[k])
+		env = append(env, k+"="+vars[k])
 	}
 	spec := ContainerSpec{
 		Name:       "monkeyci-" + b.spec.ID + "-" + j.ID,

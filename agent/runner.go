@@ -58,6 +58,9 @@ type BuildSpec struct {
 	// Source is the directory copied into the workspace.
 	Source string
 	Params map[string]string
+	// Secrets reach the job containers as environment variables (a job's
+	// own env wins). Masking them in what is reported is the reporter's.
+	Secrets map[string]string
 	// Reserved, if set, is called once the build's script holds its share
 	// of the ledger. Until then the ledger does not show the build, so
 	// whoever reports the agent's free capacity counts that share as taken.

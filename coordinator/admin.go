@@ -29,7 +29,7 @@ var _ fleet.AdminServer = (*AdminServer)(nil)
 func (c *Coordinator) AdminServer() *AdminServer { return &AdminServer{c: c} }
 
 // readOnly are the admin calls a viewer token may make.
-var readOnly = map[string]bool{"ListBuilds": true, "GetBuild": true, "Logs": true, "ListAgents": true}
+var readOnly = map[string]bool{"ListBuilds": true, "GetBuild": true, "Logs": true, "ListAgents": true, "ListRepos": true, "ListSecrets": true}
 
 // authorize checks a call's bearer token: an admin token for everything,
 // a viewer token for reading. The fleet service authenticates in its Hello.
@@ -257,7 +257,7 @@ func buildInfo(b Build) *fleet.BuildInfo {
 	info := &fleet.BuildInfo{
 		Id: b.ID, Repo: b.Repo, Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit,
 		State: string(b.State), Result: string(b.Result), Message: b.Message, Attempt: int32(b.Attempt),
-		Agent: b.Agent, Waiting: b.Waiting, Created: timestamppb.New(b.Created),
+		Agent: b.Agent, Waiting: b.Waiting, Created: timestamppb.New(b.Created), Trigger: b.Trigger,
 	}
 	if !b.Started.IsZero() {
 		info.Started = timestamppb.New(b.Started)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/forge/status"
 )
 
 // Defaults of the fleet protocol (DESIGN section 7).
@@ -56,6 +57,13 @@ type Config struct {
 	Script Capacity
 	Job    Capacity
 	Now    func() time.Time
+	// Keys seal repositories' secrets at rest (nil: none can be kept).
+	Keys Sealer
+	// Statuses reports builds started by a forge back to it (nil: not).
+	Statuses StatusReporter
+	// PublicURL is where people reach the coordinator's HTTP port: the
+	// link in commit statuses (default: none).
+	PublicURL string
 }
 
 // Capacity is an amount of CPU and memory.
@@ -84,6 +92,11 @@ type Coordinator struct {
 	// ended has a channel per watched build, closed when the build ends.
 	ended   map[string]chan struct{}
 	metrics *metrics
+	// repos are the registered repositories' names: only their builds
+	// have secrets to read.
+	repos map[string]bool
+	// statuses wait to be sent to forges (sendStatuses).
+	statuses chan statusNote
 }
 
 // lease is a running attempt as the coordinator tracks it in memory.
@@ -98,6 +111,8 @@ type lease struct {
 	// may be higher; the store is asked.
 	mark  int64
 	ahead bool
+	// status: the build came from a forge, which hears how it ends.
+	status *statusRef
 }
 
 // New loads the queue and the running attempts from the store.
@@ -125,6 +140,15 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
+	c.statuses = make(chan statusNote, 1024)
+	repos, err := cfg.Store.ListRepos(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading repositories: %w", err)
+	}
+	c.repos = make(map[string]bool, len(repos))
+	for _, r := range repos {
+		c.repos[r.Name] = true
+	}
 	queued, err := cfg.Store.Queued(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading the queue: %w", err)
@@ -137,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading running builds: %w", err)
 	}
 	for _, b := range running {
-		c.running[b.ID] = &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1}
+		c.running[b.ID] = &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1, status: c.refOf(&b)}
 	}
 	return c, nil
 }
@@ -146,6 +170,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.Lease / 10)
 	defer tick.Stop()
+	go c.sendStatuses(ctx)
 	c.poke()
 	for {
 		select {
@@ -176,8 +201,39 @@ func (c *Coordinator) poke() {
 // the write that creates it, and sent there: what the dispatcher would do
 // next, for one write less.
 func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
-	if b.Source.URL == "" {
+	return c.trigger(ctx, b, func(b Build) error { return c.cfg.Store.CreateBuild(ctx, b) })
+}
+
+// TriggerDelivered queues a build made by a forge's webhook delivery,
+// once per delivery: a delivery seen before returns the build it made,
+// with ErrDuplicate.
+func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, forge, delivery string) (Build, error) {
+	var first string
+	b, err := c.trigger(ctx, b, func(b Build) error {
+		var err error
+		first, err = c.cfg.Store.CreateDeliveredBuild(ctx, b, forge, delivery)
+		return err
+	})
+	if errors.Is(err, ErrDuplicate) {
+		return Build{ID: first}, err
+	}
+	if err == nil {
+		c.noteStatus(c.refOf(&b), status.Pending, "queued")
+	}
+	return b, err
+}
+
+// trigger queues b, stored by create: sent at once to an agent with room
+// when none waits before it.
+func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) error) (Build, error) {
+	if b.Source.URL == "" && b.Repo == "" {
 		return Build{}, errors.New("a build needs a source URL or path")
+	}
+	if err := c.resolveRepo(ctx, &b); err != nil {
+		return Build{}, fmt.Errorf("reading repositories: %w", err)
+	}
+	if b.Source.URL == "" {
+		return Build{}, fmt.Errorf("no repository is registered as %q, and no source URL was given", b.Repo)
 	}
 	b.State, b.Attempt, b.Created = Queued, 0, c.cfg.Now()
 	b.ID = newBuildID(b.Created)
@@ -194,11 +250,14 @@ func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
 		b.State, b.Attempt, b.Agent, b.Started = Running, 1, conn.id, b.Created
 		b.LeaseExpires = b.Created.Add(c.cfg.Lease)
 	}
-	if err := c.cfg.Store.CreateBuild(ctx, b); err != nil {
+	if err := create(b); err != nil {
 		if conn != nil {
 			c.mu.Lock()
 			c.releaseLocked(conn)
 			c.mu.Unlock()
+		}
+		if errors.Is(err, ErrDuplicate) {
+			return Build{}, err
 		}
 		return Build{}, fmt.Errorf("storing the build: %w", err)
 	}
@@ -228,6 +287,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 				return err
 			}
 			c.metrics.buildEnded(events.Canceled)
+			c.reportEnd(c.refOf(b), events.Canceled, "canceled before it was dispatched")
 			return nil
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/forge/status"
 )
 
 // placement is a queued build matched with an agent.
@@ -114,10 +115,19 @@ func (c *Coordinator) assign(ctx context.Context, p placement) {
 func (c *Coordinator) started(b *Build, conn *agentConn) {
 	c.mu.Lock()
 	// A new attempt has no events yet: its mark is known.
-	c.running[b.ID] = &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn)}
+	ref := c.refOf(b)
+	c.running[b.ID] = &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn), status: ref}
 	c.mu.Unlock()
 	c.metrics.assigned(b, c.cfg.Now())
-	conn.assign(b)
+	secrets, err := c.secretsOf(context.Background(), b.Repo)
+	if err != nil {
+		// The agent is told nothing: the lease runs out and the build is
+		// tried again, or ends in error, saying why in the log.
+		c.log.Error("could not read the build's secrets; not sent", "build", b.ID, "error", err)
+		return
+	}
+	c.noteStatus(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
+	conn.assign(b, secrets)
 }
 
 // releaseLocked gives back to an agent the reservation of an attempt that
@@ -343,6 +353,7 @@ func (c *Coordinator) expireLeases(ctx context.Context) {
 			msg := fmt.Sprintf("agent lost: the lease of attempt %d ran out, and that was the last attempt", b.Attempt)
 			if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err == nil {
 				c.metrics.buildEnded(events.Error)
+				c.reportEnd(c.refOf(&b), events.Error, "agent lost")
 			} else if !errors.Is(err, ErrStale) {
 				c.log.Error("could not end a build whose agent was lost", "build", b.ID, "error", err)
 			}

@@ -418,6 +418,13 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	}
 	if err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage()); err == nil {
 		c.metrics.buildEnded(result)
+		c.mu.Lock()
+		var ref *statusRef
+		if l, ok := c.running[ba.GetBuildId()]; ok && l.attempt == int(ba.GetAttempt()) {
+			ref = l.status
+		}
+		c.mu.Unlock()
+		c.reportEnd(ref, result, d.GetMessage())
 	} else if !errors.Is(err, ErrStale) {
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}

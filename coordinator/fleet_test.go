@@ -18,10 +18,12 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/forge/status"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
+	"github.com/monkeyci/monkeyci/secret"
 )
 
 // fleetFixture is a coordinator on loopback gRPC with its real stores.
@@ -45,11 +47,18 @@ func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logs.Close() })
+	keys, err := secret.LoadKeyring(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "coordinator", Level: hclog.Warn, Output: os.Stderr})
+	statuses := status.NewReporter(&status.Client{Backoff: time.Millisecond}, log)
+	t.Cleanup(func() { _ = statuses.Close(context.Background()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	c, err := coordinator.New(ctx, coordinator.Config{
-		Store: store, Logs: logs, JoinToken: "join-secret", AdminToken: "admin-secret", Lease: lease,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "coordinator", Level: hclog.Warn, Output: os.Stderr}),
+		Store: store, Logs: logs, JoinToken: "join-secret", AdminToken: "admin-secret", Lease: lease, Logger: log,
+		Keys: keys, Statuses: statuses, PublicURL: "http://ci.example",
 	})
 	if err != nil {
 		t.Fatal(err)

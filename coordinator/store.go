@@ -52,6 +52,12 @@ type Build struct {
 	Started time.Time `json:"started,omitzero"` // of the current attempt
 	Ended   time.Time `json:"ended,omitzero"`
 
+	// Trigger says what started the build, in words.
+	Trigger string `json:"trigger,omitempty"`
+	// Forge is the forge whose webhook started it ("" otherwise): where
+	// its commit status goes.
+	Forge string `json:"forge,omitempty"`
+
 	// queuedAt is when the build last entered this process's queue (zero:
 	// at Created), for the dispatch latency metric.
 	queuedAt time.Time
@@ -94,9 +100,33 @@ type BuildFilter struct {
 	Limit int // 0: no limit; newest first
 }
 
+// Repo is a registered repository. Its webhook secret and forge token are
+// kept sealed (encrypted with the coordinator's master key).
+type Repo struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Branches are globs of the branches whose pushes build (none: all).
+	Branches []string `json:"branches,omitempty"`
+	// Forge and APIURL say where commit statuses go.
+	Forge         string    `json:"forge,omitempty"`
+	APIURL        string    `json:"api-url,omitempty"`
+	WebhookSecret []byte    `json:"-"` // sealed
+	ForgeToken    []byte    `json:"-"` // sealed
+	Created       time.Time `json:"created"`
+}
+
+// SecretInfo names a stored secret (never its value).
+type SecretInfo struct {
+	Repo    string    `json:"repo"`
+	Key     string    `json:"key"`
+	Updated time.Time `json:"updated"`
+}
+
 // Errors a Store returns (wrapped).
 var (
 	ErrNotFound = errors.New("not found")
+	// ErrDuplicate: a webhook delivery seen before.
+	ErrDuplicate = errors.New("delivery seen before")
 	// ErrStale means the attempt named is not the build's current one, or
 	// the build is not in the state the change needs: the change is refused.
 	ErrStale = errors.New("stale attempt")
@@ -147,6 +177,28 @@ type Store interface {
 	SaveToken(ctx context.Context, hash string, kind TokenKind) error
 	// TokenKind returns the kind of the token with that hash (ErrNotFound).
 	TokenKind(ctx context.Context, hash string) (TokenKind, error)
+
+	// CreateDeliveredBuild stores a build started by a forge's delivery,
+	// once: a delivery id seen before stores nothing and returns
+	// ErrDuplicate with the id of the build it made.
+	CreateDeliveredBuild(ctx context.Context, b Build, forge, delivery string) (string, error)
+
+	// SaveRepo adds a repository or replaces its settings (its secrets stay).
+	SaveRepo(ctx context.Context, r Repo) error
+	GetRepo(ctx context.Context, name string) (Repo, error)
+	ListRepos(ctx context.Context) ([]Repo, error)
+	// RemoveRepo removes a repository and its secrets.
+	RemoveRepo(ctx context.Context, name string) error
+	// FindRepo returns the repository registered under one of names, or
+	// else with one of urls (ErrNotFound).
+	FindRepo(ctx context.Context, names, urls []string) (Repo, error)
+
+	// SetSecret keeps a repository's secret, sealed.
+	SetSecret(ctx context.Context, repo, key string, sealed []byte) error
+	ListSecrets(ctx context.Context, repo string) ([]SecretInfo, error)
+	RemoveSecret(ctx context.Context, repo, key string) error
+	// Secrets returns a repository's sealed secrets by key.
+	Secrets(ctx context.Context, repo string) (map[string][]byte, error)
 
 	Close() error
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/proto/fleet"
+	"github.com/monkeyci/monkeyci/secret"
 )
 
 // Config is what a Link needs.
@@ -360,11 +361,13 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	}
 	spec := agent.BuildSpec{
 		ID: ba.GetBuildId() + "-" + strconv.Itoa(int(ba.GetAttempt())), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),
-		Reserved: reserved,
+		Secrets: a.GetSecrets(), Reserved: reserved,
 	}
-	out, err := l.cfg.Runner.Run(ctx, spec, reporter{l.box, ba})
+	rep := newReporter(l.box, ba, a.GetSecrets())
+	out, err := l.cfg.Runner.Run(ctx, spec, rep)
+	rep.flushAll()
 	if err != nil {
-		return out.Result, err.Error()
+		return out.Result, rep.text(err.Error())
 	}
 	return out.Result, ""
 }
@@ -378,18 +381,111 @@ func (l *Link) stop(ba *fleet.BuildAttempt) {
 	}
 }
 
-// reporter hands a build's events and output to the outbox.
+// reporter hands a build's events and output to the outbox, with the
+// values of the build's secrets masked: nothing that leaves the agent
+// holds them.
 type reporter struct {
-	box *outbox
-	ba  *fleet.BuildAttempt
+	box  *outbox
+	ba   *fleet.BuildAttempt
+	mask *secret.Masker // nil: nothing to mask
+
+	mu      sync.Mutex
+	streams map[streamKey]*maskedStream
 }
 
-func (r reporter) Event(e events.Event) {
+// maskedStream is one output stream's masking state; its lock keeps what
+// Write passes on and what Flush releases in order.
+type maskedStream struct {
+	mu sync.Mutex
+	s  *secret.Stream
+}
+
+func newReporter(box *outbox, ba *fleet.BuildAttempt, secrets map[string]string) *reporter {
+	r := &reporter{box: box, ba: ba}
+	if len(secrets) > 0 {
+		values := make([]string, 0, len(secrets))
+		for _, v := range secrets {
+			values = append(values, v)
+		}
+		if m := secret.NewMasker(values); !m.Empty() {
+			r.mask, r.streams = m, map[streamKey]*maskedStream{}
+		}
+	}
+	return r
+}
+
+func (r *reporter) Event(e events.Event) {
 	e.Build = r.ba.GetBuildId()
+	if r.mask != nil {
+		e.Message = r.text(e.Message)
+		// A job's output is all read before its end: release what its
+		// streams hold back, so the log is whole before the event.
+		switch e.Type {
+		case events.JobEnd:
+			r.flush(e.Job)
+		case events.ScriptEnd:
+			r.flush("")
+		}
+	}
 	r.box.event(r.ba, e)
 }
 
-func (r reporter) Output(job, stream string, data []byte) { r.box.output(r.ba, job, stream, data) }
+func (r *reporter) Output(job, stream string, data []byte) {
+	if r.mask == nil {
+		r.box.output(r.ba, job, stream, data)
+		return
+	}
+	k := streamKey{job, stream}
+	r.mu.Lock()
+	ms := r.streams[k]
+	if ms == nil {
+		ms = &maskedStream{s: r.mask.Stream()}
+		r.streams[k] = ms
+	}
+	r.mu.Unlock()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if out := ms.s.Write(data); len(out) > 0 {
+		r.box.output(r.ba, job, stream, out)
+	}
+}
+
+// text masks a message.
+func (r *reporter) text(s string) string {
+	if r.mask == nil {
+		return s
+	}
+	return r.mask.String(s)
+}
+
+// flush releases what the streams of job (all jobs: flushAll) hold back.
+func (r *reporter) flush(job string) { r.flushWhere(func(k streamKey) bool { return k.job == job }) }
+
+func (r *reporter) flushAll() { r.flushWhere(func(streamKey) bool { return true }) }
+
+func (r *reporter) flushWhere(match func(streamKey) bool) {
+	if r.mask == nil {
+		return
+	}
+	r.mu.Lock()
+	var keys []streamKey
+	for k := range r.streams {
+		if match(k) {
+			keys = append(keys, k)
+		}
+	}
+	r.mu.Unlock()
+	for _, k := range keys {
+		r.mu.Lock()
+		ms := r.streams[k]
+		r.mu.Unlock()
+		ms.mu.Lock()
+		if out := ms.s.Flush(); len(out) > 0 {
+			r.box.output(r.ba, k.job, k.stream, out)
+		}
+		ms.mu.Unlock()
+	}
+}
 
 // identity is what the agent keeps across restarts.
 type identity struct {

@@ -419,3 +419,121 @@ func TestAdminCLICompletion(t *testing.T) {
 		t.Errorf("kinds: %q", out)
 	}
 }
+
+// repoState replays the recorded repository and secret calls that
+// succeeded: the registered repositories by name (secrets cleared, has_*
+// set) and each one's secrets by key. The caller holds f.mu.
+func (f *fakeAdmin) repoState() (map[string]*fleet.Repo, map[string]map[string]*fleet.SecretInfo) {
+	repos, secrets := map[string]*fleet.Repo{}, map[string]map[string]*fleet.SecretInfo{}
+	created := timestamppb.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	for i, c := range f.calls {
+		switch r := f.reqs[i].(type) {
+		case *fleet.Repo:
+			if c != "AddRepo" || r.GetName() == "" || r.GetUrl() == "" {
+				continue
+			}
+			old := repos[r.GetName()]
+			n := proto.CloneOf(r)
+			n.HasWebhookSecret = r.GetWebhookSecret() != "" || old.GetHasWebhookSecret()
+			n.HasForgeToken = r.GetForgeToken() != "" || old.GetHasForgeToken()
+			n.WebhookSecret, n.ForgeToken, n.Created = "", "", created
+			repos[n.Name] = n
+			if secrets[n.Name] == nil {
+				secrets[n.Name] = map[string]*fleet.SecretInfo{}
+			}
+		case *fleet.RepoRef:
+			if c == "RemoveRepo" {
+				delete(repos, r.GetName())
+				delete(secrets, r.GetName())
+			}
+		case *fleet.SetSecretRequest:
+			if _, ok := repos[r.GetRepo()]; ok && len(r.GetValue()) > 0 {
+				secrets[r.GetRepo()][r.GetKey()] = &fleet.SecretInfo{Repo: r.GetRepo(), Key: r.GetKey(), Updated: timestamppb.New(created.AsTime().Add(time.Duration(i) * time.Minute))}
+			}
+		case *fleet.SecretRef:
+			if s := secrets[r.GetRepo()]; s != nil {
+				delete(s, r.GetKey())
+			}
+		}
+	}
+	return repos, secrets
+}
+
+func (f *fakeAdmin) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
+	f.record(ctx, "AddRepo", r)
+	if r.GetName() == "" || r.GetUrl() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a repository needs a name and a URL")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	repos, _ := f.repoState()
+	return repos[r.GetName()], nil
+}
+
+func (f *fakeAdmin) ListRepos(ctx context.Context, r *fleet.ListReposRequest) (*fleet.ListReposResponse, error) {
+	f.record(ctx, "ListRepos", r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	repos, _ := f.repoState()
+	resp := &fleet.ListReposResponse{}
+	for _, r := range repos {
+		resp.Repos = append(resp.Repos, r)
+	}
+	slices.SortFunc(resp.Repos, func(a, b *fleet.Repo) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return resp, nil
+}
+
+func (f *fakeAdmin) RemoveRepo(ctx context.Context, r *fleet.RepoRef) (*fleet.Repo, error) {
+	f.mu.Lock()
+	repos, _ := f.repoState()
+	f.mu.Unlock()
+	f.record(ctx, "RemoveRepo", r)
+	repo, ok := repos[r.GetName()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "repository %s: not found", r.GetName())
+	}
+	return repo, nil
+}
+
+func (f *fakeAdmin) SetSecret(ctx context.Context, r *fleet.SetSecretRequest) (*fleet.SecretInfo, error) {
+	f.record(ctx, "SetSecret", r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(r.GetValue()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "the secret's value is empty (it is read from standard input)")
+	}
+	_, secrets := f.repoState()
+	s, ok := secrets[r.GetRepo()][r.GetKey()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "repository %s: not found", r.GetRepo())
+	}
+	return s, nil
+}
+
+func (f *fakeAdmin) ListSecrets(ctx context.Context, r *fleet.RepoRef) (*fleet.ListSecretsResponse, error) {
+	f.record(ctx, "ListSecrets", r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, secrets := f.repoState()
+	s, ok := secrets[r.GetName()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "repository %s: not found", r.GetName())
+	}
+	resp := &fleet.ListSecretsResponse{}
+	for _, si := range s {
+		resp.Secrets = append(resp.Secrets, si)
+	}
+	slices.SortFunc(resp.Secrets, func(a, b *fleet.SecretInfo) int { return strings.Compare(a.GetKey(), b.GetKey()) })
+	return resp, nil
+}
+
+func (f *fakeAdmin) RemoveSecret(ctx context.Context, r *fleet.SecretRef) (*fleet.SecretInfo, error) {
+	f.mu.Lock()
+	_, secrets := f.repoState()
+	f.mu.Unlock()
+	f.record(ctx, "RemoveSecret", r)
+	if _, ok := secrets[r.GetRepo()][r.GetKey()]; !ok {
+		return nil, status.Errorf(codes.NotFound, "secret %s of %s: not found", r.GetKey(), r.GetRepo())
+	}
+	return &fleet.SecretInfo{Repo: r.GetRepo(), Key: r.GetKey()}, nil
+}

@@ -26,11 +26,14 @@ takes agents and admin calls on --grpc-listen, and serves /healthz and
 Prometheus /metrics on --http-listen. The join token lets agents join (each
 then gets its own credential); the admin token lets the command line in. Both come from their
 flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are generated on
-first start, kept in the data dir and printed.`,
+first start, kept in the data dir and printed. Repositories' secrets are
+encrypted with the master key in MONKEYCI_MASTER_KEY (base64 or hex of 32
+bytes), or else in the data dir's master.key, made on first start: back it up.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.JoinToken = orEnv(cfg.JoinToken, "MONKEYCI_JOIN_TOKEN")
 			cfg.AdminToken = orEnv(cfg.AdminToken, "MONKEYCI_ADMIN_TOKEN")
+			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
 			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: stderr, Level: hclog.LevelFromString(logLevel)})
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -57,6 +60,7 @@ first start, kept in the data dir and printed.`,
 	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")
 	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host names or IPs for the server certificate")
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: trace, debug, info, warn, error")
 	return cmd
 }

@@ -88,6 +88,8 @@ handing its CPU to the jobs.`,
 		newLogsCommand(stdout, stderr),
 		newTriggerCommand(stdout, stderr),
 		newTokensCommand(stdout),
+		newReposCommand(stdout, stderr),
+		newSecretsCommand(stdout, stderr),
 	)
 	return root
 }

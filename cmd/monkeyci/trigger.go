@@ -21,8 +21,9 @@ func newTriggerCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "trigger --repo URL_OR_PATH",
 		Short: "Queue a build on the coordinator and print its id",
 		Long: `trigger queues a build of a repository's commit and prints the build's id.
---repo is a clone URL, a file:// URL or a local path; a plain local path is
-made absolute here, and is read on the agent's machine.
+--repo is a registered repository's name (monkeyci repos add), a clone URL,
+a file:// URL or a local path; a plain local path is made absolute here, and
+is read on the agent's machine.
 
 With --wait it follows the build's output (each line prefixed with its job)
 until the build ends, prints how it ended and exits like monkeyci run:
@@ -33,7 +34,7 @@ until the build ends, prints how it ended and exits like monkeyci run:
 	}
 	flags := addAdminFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&repo, "repo", "", "the repository: clone URL, file:// URL or local path (required)")
+	f.StringVar(&repo, "repo", "", "the repository: registered name, clone URL, file:// URL or local path (required)")
 	f.StringVar(&branch, "branch", "", "the branch to build (default: the repository's HEAD)")
 	f.StringVar(&commit, "commit", "", "the commit to build (default: the branch's head)")
 	f.StringArrayVar(&params, "param", nil, "a build parameter KEY=VALUE (repeatable)")
@@ -59,7 +60,7 @@ until the build ends, prints how it ended and exits like monkeyci run:
 		}
 		defer c.Close()
 		ctx, cancel := callContext(cmd)
-		b, err := c.Trigger(ctx, &fleet.TriggerRequest{Url: url, Branch: branch, Commit: commit, Params: p, Labels: l})
+		b, err := c.Trigger(ctx, &fleet.TriggerRequest{Url: url, Repo: admin.RepoName(repo), Branch: branch, Commit: commit, Params: p, Labels: l})
 		cancel()
 		if err != nil {
 			return adminFailed(c, err)

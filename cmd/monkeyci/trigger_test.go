@@ -22,7 +22,7 @@ func TestAdminCLITrigger(t *testing.T) {
 	if code != 0 || out != "b100\n" || errOut != "" {
 		t.Errorf("trigger: exit %d, %q, %q", code, out, errOut)
 	}
-	assertRequests(t, f, "Trigger", &fleet.TriggerRequest{Url: filepath.Join(wd, "examples/hello"), Branch: "main", Commit: "abc123",
+	assertRequests(t, f, "Trigger", &fleet.TriggerRequest{Url: filepath.Join(wd, "examples/hello"), Repo: "examples/hello", Branch: "main", Commit: "abc123",
 		Params: map[string]string{"env": "staging", "x": "a=b"}, Labels: map[string]string{"os": "linux"}})
 
 	f.reset()

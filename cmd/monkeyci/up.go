@@ -51,6 +51,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 				}
 			}
 			cfg.Logger = log.Named("coordinator")
+			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
 			srv, err := server.Start(context.Background(), cfg)
 			if err != nil {
 				return failedError(err)

@@ -1,6 +1,7 @@
 // Package server runs a coordinator on its listeners: the stores under one
 // data directory, the gRPC port (fleet protocol and admin API, TLS by
-// default) and the HTTP port (/healthz, and Prometheus /metrics).
+// default) and the HTTP port (/healthz, Prometheus /metrics, and forges'
+// webhooks under /webhooks/).
 package server
 
 import (
@@ -23,7 +24,9 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+	"github.com/monkeyci/monkeyci/forge/status"
 	"github.com/monkeyci/monkeyci/proto/fleet"
+	"github.com/monkeyci/monkeyci/secret"
 )
 
 // Config is what a coordinator process is told.
@@ -40,6 +43,12 @@ type Config struct {
 	AdminToken string
 	Lease      time.Duration
 	Logger     hclog.Logger
+	// MasterKey seals repositories' secrets (MONKEYCI_MASTER_KEY); empty:
+	// the data dir's master.key, made on first start.
+	MasterKey string
+	// PublicURL is where people reach the HTTP port (links in commit
+	// statuses); empty: http:// and the HTTP listener's address.
+	PublicURL string
 }
 
 // Server is a running coordinator.
@@ -55,12 +64,13 @@ type Server struct {
 	Generated bool
 	TLSBundle *tlsca.Bundle
 
-	grpc  *grpc.Server
-	http  *http.Server
-	store *sqlstore.Store
-	logs  *logstore.Store
-	done  chan error
-	stop  context.CancelFunc
+	grpc     *grpc.Server
+	http     *http.Server
+	statuses *status.Reporter
+	store    *sqlstore.Store
+	logs     *logstore.Store
+	done     chan error
+	stop     context.CancelFunc
 }
 
 // Start opens the data dir, listens and serves until Close.
@@ -83,12 +93,28 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	keys, err := secret.LoadKeyring(cfg.DataDir, cfg.MasterKey)
+	if err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	hl, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		s.closeStores()
+		return nil, fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + hl.Addr().String()
+	}
+	s.statuses = status.NewReporter(&status.Client{Logger: cfg.Logger.Named("status")}, cfg.Logger.Named("status"))
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	c, err := coordinator.New(runCtx, coordinator.Config{
 		Store: s.store, Logs: s.logs, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease,
+		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	})
 	if err != nil {
+		hl.Close()
 		s.closeStores()
 		return nil, err
 	}
@@ -97,6 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.TLS {
 		bundle, err := tlsca.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.TLSHosts)
 		if err != nil {
+			hl.Close()
 			s.closeStores()
 			return nil, err
 		}
@@ -108,19 +135,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	fleet.RegisterAdminServer(s.grpc, c.AdminServer())
 	gl, err := net.Listen("tcp", cfg.GRPCListen)
 	if err != nil {
+		hl.Close()
 		s.closeStores()
 		return nil, fmt.Errorf("--grpc-listen %s: %w", cfg.GRPCListen, err)
-	}
-	hl, err := net.Listen("tcp", cfg.HTTPListen)
-	if err != nil {
-		gl.Close()
-		s.closeStores()
-		return nil, fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
 	}
 	s.GRPCAddr, s.HTTPAddr = gl.Addr().String(), hl.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /metrics", c.MetricsHandler())
+	mux.Handle("POST /webhooks/{forge}", c.WebhookHandler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	go func() { _ = c.Run(runCtx) }()
@@ -147,6 +170,7 @@ func (s *Server) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.http.Shutdown(ctx)
+	_ = s.statuses.Close(ctx) // statuses on their way get a moment to go
 	s.closeStores()
 }
 

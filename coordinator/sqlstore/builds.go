@@ -16,19 +16,21 @@ import (
 )
 
 const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
-	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended`
+	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
+	trigger_desc, forge, delivery`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanBuild(row scanner) (coordinator.Build, error) {
 	var (
 		b                        coordinator.Build
-		params, labels           sql.NullString
+		params, labels, delivery sql.NullString
 		state, result            string
 		lease, created, start, e int64
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
-		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e)
+		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
+		&b.Trigger, &b.Forge, &delivery)
 	if err != nil {
 		return b, err
 	}
@@ -46,6 +48,31 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 // CreateBuild stores a new build. Its state defaults to queued and its
 // creation time to now. An id that exists already is an error.
 func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
+	return s.createBuild(ctx, b, sql.NullString{})
+}
+
+// CreateDeliveredBuild stores a build made by a forge's delivery, once: the
+// delivery is a unique column of the build, so the check and the insert
+// are one statement.
+func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, forge, delivery string) (string, error) {
+	if forge == "" || delivery == "" {
+		return "", errors.New("create delivered build: a forge and a delivery id are required")
+	}
+	key := forge + ":" + delivery
+	err := s.createBuild(ctx, b, sql.NullString{String: key, Valid: true})
+	if err != nil && isConstraint(err) {
+		var id string
+		if qerr := s.q.buildOfDelivery.QueryRowContext(ctx, key).Scan(&id); qerr == nil {
+			return id, fmt.Errorf("delivery %s made build %s: %w", key, id, coordinator.ErrDuplicate)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	return b.ID, nil
+}
+
+func (s *Store) createBuild(ctx context.Context, b coordinator.Build, delivery sql.NullString) error {
 	if b.ID == "" {
 		return errors.New("create build: the build has no id")
 	}
@@ -75,12 +102,12 @@ func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
 		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx,
 			b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
 			string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-			nanos(b.Created), nanos(b.Started), nanos(b.Ended))
+			nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery)
 		return err
 	})
 	if err != nil {
 		if isConstraint(err) {
-			return fmt.Errorf("create build %s: a build with that id exists already: %w", b.ID, err)
+			return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", b.ID, err)
 		}
 		return fmt.Errorf("create build %s: %w", b.ID, err)
 	}

@@ -105,6 +105,35 @@ CREATE TABLE tokens (
 	created INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 2: forges: what started a build, its webhook delivery (seen once),
+	// registered repositories and their secrets (sealed values).
+	`
+ALTER TABLE builds ADD COLUMN trigger_desc TEXT NOT NULL DEFAULT '';
+ALTER TABLE builds ADD COLUMN forge TEXT NOT NULL DEFAULT '';
+-- "forge:delivery id" of the webhook delivery that made the build.
+ALTER TABLE builds ADD COLUMN delivery TEXT;
+CREATE UNIQUE INDEX builds_delivery ON builds (delivery) WHERE delivery IS NOT NULL;
+
+CREATE TABLE repos (
+	name           TEXT PRIMARY KEY,
+	url            TEXT NOT NULL,
+	branches       TEXT,
+	forge          TEXT NOT NULL DEFAULT '',
+	api_url        TEXT NOT NULL DEFAULT '',
+	webhook_secret BLOB,
+	forge_token    BLOB,
+	created        INTEGER NOT NULL
+);
+CREATE INDEX repos_url ON repos (url);
+
+CREATE TABLE secrets (
+	repo    TEXT NOT NULL REFERENCES repos (name) ON DELETE CASCADE,
+	key     TEXT NOT NULL,
+	value   BLOB NOT NULL,
+	updated INTEGER NOT NULL,
+	PRIMARY KEY (repo, key)
+) WITHOUT ROWID;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

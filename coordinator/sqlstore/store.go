@@ -180,12 +180,15 @@ type stmts struct {
 	// On the writer.
 	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
 	appendEvent, saveAgent, saveToken                                            *sql.Stmt
+	saveRepo, removeRepo, setSecret, removeSecret                                *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
 	wcurrent *sql.Stmt
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
 	getAgent, listAgents, tokenKind                         *sql.Stmt
+	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
+	listSecrets, secrets                                    *sql.Stmt
 }
 
 func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
@@ -195,7 +198,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		sql string
 	}{
 		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
@@ -221,6 +224,17 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.saveToken, `INSERT INTO tokens (hash, kind, created) VALUES (?, ?, ?)
 			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`},
 
+		// Saving a repository again keeps its creation time and what is not given.
+		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET url = excluded.url, branches = excluded.branches,
+				forge = excluded.forge, api_url = excluded.api_url,
+				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
+				forge_token = coalesce(excluded.forge_token, forge_token)`},
+		{w, &q.removeRepo, `DELETE FROM repos WHERE name = ?`},
+		{w, &q.setSecret, `INSERT INTO secrets (repo, key, value, updated) SELECT name, ?2, ?3, ?4 FROM repos WHERE name = ?1
+			ON CONFLICT (repo, key) DO UPDATE SET value = excluded.value, updated = excluded.updated`},
+		{w, &q.removeSecret, `DELETE FROM secrets WHERE repo = ? AND key = ?`},
+
 		{w, &q.wcurrent, `SELECT state, attempt, waiting FROM builds WHERE id = ?`},
 
 		{r, &q.getBuild, `SELECT ` + buildColumns + ` FROM builds WHERE id = ?`},
@@ -233,6 +247,12 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
 		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents ORDER BY name, id`},
 		{r, &q.tokenKind, `SELECT kind FROM tokens WHERE hash = ?`},
+		{r, &q.buildOfDelivery, `SELECT id FROM builds WHERE delivery = ?`},
+		{r, &q.getRepo, `SELECT ` + repoColumns + ` FROM repos WHERE name = ?`},
+		{r, &q.listRepos, `SELECT ` + repoColumns + ` FROM repos ORDER BY name`},
+		{r, &q.repoByURL, `SELECT ` + repoColumns + ` FROM repos WHERE url = ? ORDER BY name LIMIT 1`},
+		{r, &q.listSecrets, `SELECT repo, key, updated FROM secrets WHERE repo = ? ORDER BY key`},
+		{r, &q.secrets, `SELECT key, value FROM secrets WHERE repo = ?`},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.sql)
 		if err != nil {

@@ -85,7 +85,7 @@ type TriggerRequest struct {
 	Commit        string                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
 	Params        map[string]string      `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // an agent must carry these
-	Repo          string                 `protobuf:"bytes,6,opt,name=repo,proto3" json:"repo,omitempty"`                                                                               // the repository's key (default: url)
+	Repo          string                 `protobuf:"bytes,6,opt,name=repo,proto3" json:"repo,omitempty"`                                                                               // a registered repository's name, or the key of caches (default: url)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -222,6 +222,7 @@ type BuildInfo struct {
 	Created       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created,proto3" json:"created,omitempty"`
 	Started       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started,proto3" json:"started,omitempty"`
 	Ended         *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=ended,proto3" json:"ended,omitempty"`
+	Trigger       string                 `protobuf:"bytes,15,opt,name=trigger,proto3" json:"trigger,omitempty"` // what started it, in words ("push to main by alice")
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +353,13 @@ func (x *BuildInfo) GetEnded() *timestamppb.Timestamp {
 		return x.Ended
 	}
 	return nil
+}
+
+func (x *BuildInfo) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
 }
 
 type ListBuildsRequest struct {
@@ -1103,6 +1111,464 @@ func (x *CreateTokenResponse) GetKind() string {
 	return ""
 }
 
+// Repo is a registered repository. Secrets (webhook_secret, forge_token)
+// are written, never read back: has_* says whether one is set.
+type Repo struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Url              string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"` // what agents clone (a local path works on one machine)
+	WebhookSecret    string                 `protobuf:"bytes,3,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
+	Branches         []string               `protobuf:"bytes,4,rep,name=branches,proto3" json:"branches,omitempty"`                       // globs of the branches whose pushes build; empty: all
+	Forge            string                 `protobuf:"bytes,5,opt,name=forge,proto3" json:"forge,omitempty"`                             // github, gitlab, gitea, bitbucket; "" guessed from url
+	ApiUrl           string                 `protobuf:"bytes,6,opt,name=api_url,json=apiUrl,proto3" json:"api_url,omitempty"`             // the forge's API; "" the public service's
+	ForgeToken       string                 `protobuf:"bytes,7,opt,name=forge_token,json=forgeToken,proto3" json:"forge_token,omitempty"` // for commit statuses
+	HasWebhookSecret bool                   `protobuf:"varint,8,opt,name=has_webhook_secret,json=hasWebhookSecret,proto3" json:"has_webhook_secret,omitempty"`
+	HasForgeToken    bool                   `protobuf:"varint,9,opt,name=has_forge_token,json=hasForgeToken,proto3" json:"has_forge_token,omitempty"`
+	Created          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Repo) Reset() {
+	*x = Repo{}
+	mi := &file_fleet_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Repo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Repo) ProtoMessage() {}
+
+func (x *Repo) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Repo.ProtoReflect.Descriptor instead.
+func (*Repo) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Repo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Repo) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Repo) GetWebhookSecret() string {
+	if x != nil {
+		return x.WebhookSecret
+	}
+	return ""
+}
+
+func (x *Repo) GetBranches() []string {
+	if x != nil {
+		return x.Branches
+	}
+	return nil
+}
+
+func (x *Repo) GetForge() string {
+	if x != nil {
+		return x.Forge
+	}
+	return ""
+}
+
+func (x *Repo) GetApiUrl() string {
+	if x != nil {
+		return x.ApiUrl
+	}
+	return ""
+}
+
+func (x *Repo) GetForgeToken() string {
+	if x != nil {
+		return x.ForgeToken
+	}
+	return ""
+}
+
+func (x *Repo) GetHasWebhookSecret() bool {
+	if x != nil {
+		return x.HasWebhookSecret
+	}
+	return false
+}
+
+func (x *Repo) GetHasForgeToken() bool {
+	if x != nil {
+		return x.HasForgeToken
+	}
+	return false
+}
+
+func (x *Repo) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+type RepoRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepoRef) Reset() {
+	*x = RepoRef{}
+	mi := &file_fleet_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepoRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepoRef) ProtoMessage() {}
+
+func (x *RepoRef) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepoRef.ProtoReflect.Descriptor instead.
+func (*RepoRef) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RepoRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListReposRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReposRequest) Reset() {
+	*x = ListReposRequest{}
+	mi := &file_fleet_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReposRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReposRequest) ProtoMessage() {}
+
+func (x *ListReposRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReposRequest.ProtoReflect.Descriptor instead.
+func (*ListReposRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{18}
+}
+
+type ListReposResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repos         []*Repo                `protobuf:"bytes,1,rep,name=repos,proto3" json:"repos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReposResponse) Reset() {
+	*x = ListReposResponse{}
+	mi := &file_fleet_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReposResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReposResponse) ProtoMessage() {}
+
+func (x *ListReposResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReposResponse.ProtoReflect.Descriptor instead.
+func (*ListReposResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListReposResponse) GetRepos() []*Repo {
+	if x != nil {
+		return x.Repos
+	}
+	return nil
+}
+
+type SetSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repo          string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretRequest) Reset() {
+	*x = SetSecretRequest{}
+	mi := &file_fleet_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretRequest) ProtoMessage() {}
+
+func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
+func (*SetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SetSecretRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type SecretRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repo          string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretRef) Reset() {
+	*x = SecretRef{}
+	mi := &file_fleet_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretRef) ProtoMessage() {}
+
+func (x *SecretRef) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretRef.ProtoReflect.Descriptor instead.
+func (*SecretRef) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SecretRef) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *SecretRef) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type SecretInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repo          string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Updated       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated,proto3" json:"updated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretInfo) Reset() {
+	*x = SecretInfo{}
+	mi := &file_fleet_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretInfo) ProtoMessage() {}
+
+func (x *SecretInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
+func (*SecretInfo) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SecretInfo) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetUpdated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Updated
+	}
+	return nil
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*SecretInfo          `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_fleet_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
 var File_fleet_admin_proto protoreflect.FileDescriptor
 
 const file_fleet_admin_proto_rawDesc = "" +
@@ -1122,7 +1588,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1a\n" +
 	"\bBuildRef\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xa1\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x03\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -1138,7 +1604,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\awaiting\x18\v \x01(\tR\awaiting\x124\n" +
 	"\acreated\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\astarted\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
-	"\x05ended\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\"S\n" +
+	"\x05ended\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
+	"\atrigger\x18\x0f \x01(\tR\atrigger\"S\n" +
 	"\x11ListBuildsRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -1198,7 +1665,39 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\"?\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
-	"\x04kind\x18\x02 \x01(\tR\x04kind2\xe0\x05\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\"\xcb\x02\n" +
+	"\x04Repo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
+	"\x0ewebhook_secret\x18\x03 \x01(\tR\rwebhookSecret\x12\x1a\n" +
+	"\bbranches\x18\x04 \x03(\tR\bbranches\x12\x14\n" +
+	"\x05forge\x18\x05 \x01(\tR\x05forge\x12\x17\n" +
+	"\aapi_url\x18\x06 \x01(\tR\x06apiUrl\x12\x1f\n" +
+	"\vforge_token\x18\a \x01(\tR\n" +
+	"forgeToken\x12,\n" +
+	"\x12has_webhook_secret\x18\b \x01(\bR\x10hasWebhookSecret\x12&\n" +
+	"\x0fhas_forge_token\x18\t \x01(\bR\rhasForgeToken\x124\n" +
+	"\acreated\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x1d\n" +
+	"\aRepoRef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +
+	"\x10ListReposRequest\"B\n" +
+	"\x11ListReposResponse\x12-\n" +
+	"\x05repos\x18\x01 \x03(\v2\x17.monkeyci.fleet.v1.RepoR\x05repos\"N\n" +
+	"\x10SetSecretRequest\x12\x12\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"1\n" +
+	"\tSecretRef\x12\x12\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"h\n" +
+	"\n" +
+	"SecretInfo\x12\x12\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x124\n" +
+	"\aupdated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\"N\n" +
+	"\x13ListSecretsResponse\x127\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1d.monkeyci.fleet.v1.SecretInfoR\asecrets2\xa9\t\n" +
 	"\x05Admin\x12J\n" +
 	"\aTrigger\x12!.monkeyci.fleet.v1.TriggerRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12Y\n" +
 	"\n" +
@@ -1211,7 +1710,14 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\n" +
 	"ListAgents\x12$.monkeyci.fleet.v1.ListAgentsRequest\x1a%.monkeyci.fleet.v1.ListAgentsResponse\x12L\n" +
 	"\bSetAgent\x12\".monkeyci.fleet.v1.SetAgentRequest\x1a\x1c.monkeyci.fleet.v1.AgentInfo\x12\\\n" +
-	"\vCreateToken\x12%.monkeyci.fleet.v1.CreateTokenRequest\x1a&.monkeyci.fleet.v1.CreateTokenResponseB*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
+	"\vCreateToken\x12%.monkeyci.fleet.v1.CreateTokenRequest\x1a&.monkeyci.fleet.v1.CreateTokenResponse\x12;\n" +
+	"\aAddRepo\x12\x17.monkeyci.fleet.v1.Repo\x1a\x17.monkeyci.fleet.v1.Repo\x12V\n" +
+	"\tListRepos\x12#.monkeyci.fleet.v1.ListReposRequest\x1a$.monkeyci.fleet.v1.ListReposResponse\x12A\n" +
+	"\n" +
+	"RemoveRepo\x12\x1a.monkeyci.fleet.v1.RepoRef\x1a\x17.monkeyci.fleet.v1.Repo\x12O\n" +
+	"\tSetSecret\x12#.monkeyci.fleet.v1.SetSecretRequest\x1a\x1d.monkeyci.fleet.v1.SecretInfo\x12Q\n" +
+	"\vListSecrets\x12\x1a.monkeyci.fleet.v1.RepoRef\x1a&.monkeyci.fleet.v1.ListSecretsResponse\x12K\n" +
+	"\fRemoveSecret\x12\x1c.monkeyci.fleet.v1.SecretRef\x1a\x1d.monkeyci.fleet.v1.SecretInfoB*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
 
 var (
 	file_fleet_admin_proto_rawDescOnce sync.Once
@@ -1226,7 +1732,7 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fleet_admin_proto_goTypes = []any{
 	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
 	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
@@ -1245,47 +1751,71 @@ var file_fleet_admin_proto_goTypes = []any{
 	(*SetAgentRequest)(nil),       // 14: monkeyci.fleet.v1.SetAgentRequest
 	(*CreateTokenRequest)(nil),    // 15: monkeyci.fleet.v1.CreateTokenRequest
 	(*CreateTokenResponse)(nil),   // 16: monkeyci.fleet.v1.CreateTokenResponse
-	nil,                           // 17: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	nil,                           // 18: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 19: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*Repo)(nil),                  // 17: monkeyci.fleet.v1.Repo
+	(*RepoRef)(nil),               // 18: monkeyci.fleet.v1.RepoRef
+	(*ListReposRequest)(nil),      // 19: monkeyci.fleet.v1.ListReposRequest
+	(*ListReposResponse)(nil),     // 20: monkeyci.fleet.v1.ListReposResponse
+	(*SetSecretRequest)(nil),      // 21: monkeyci.fleet.v1.SetSecretRequest
+	(*SecretRef)(nil),             // 22: monkeyci.fleet.v1.SecretRef
+	(*SecretInfo)(nil),            // 23: monkeyci.fleet.v1.SecretInfo
+	(*ListSecretsResponse)(nil),   // 24: monkeyci.fleet.v1.ListSecretsResponse
+	nil,                           // 25: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	nil,                           // 26: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	nil,                           // 27: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
-	17, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	18, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	20, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	20, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	20, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	25, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	26, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	28, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	28, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	28, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
 	3,  // 5: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
 	3,  // 6: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
 	8,  // 7: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
 	13, // 8: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	19, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	20, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	27, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	28, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
 	0,  // 11: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	1,  // 12: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	4,  // 13: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	6,  // 14: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
-	2,  // 15: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	2,  // 16: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	9,  // 17: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	11, // 18: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	14, // 19: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	15, // 20: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	3,  // 21: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	5,  // 22: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	7,  // 23: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	3,  // 24: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	3,  // 25: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	10, // 26: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	12, // 27: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	13, // 28: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	16, // 29: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	28, // 12: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	17, // 13: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
+	28, // 14: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	23, // 15: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
+	1,  // 16: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
+	4,  // 17: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	6,  // 18: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	2,  // 19: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	2,  // 20: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	9,  // 21: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	11, // 22: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	14, // 23: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	15, // 24: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	17, // 25: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	19, // 26: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	18, // 27: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	21, // 28: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	18, // 29: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	22, // 30: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	3,  // 31: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	5,  // 32: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	7,  // 33: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	3,  // 34: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	3,  // 35: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	10, // 36: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	12, // 37: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	13, // 38: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	16, // 39: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	17, // 40: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	20, // 41: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	17, // 42: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	23, // 43: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	24, // 44: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	23, // 45: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	31, // [31:46] is the sub-list for method output_type
+	16, // [16:31] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_fleet_admin_proto_init() }
@@ -1299,7 +1829,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

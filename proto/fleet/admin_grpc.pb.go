@@ -23,15 +23,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Trigger_FullMethodName     = "/monkeyci.fleet.v1.Admin/Trigger"
-	Admin_ListBuilds_FullMethodName  = "/monkeyci.fleet.v1.Admin/ListBuilds"
-	Admin_GetBuild_FullMethodName    = "/monkeyci.fleet.v1.Admin/GetBuild"
-	Admin_CancelBuild_FullMethodName = "/monkeyci.fleet.v1.Admin/CancelBuild"
-	Admin_RetryBuild_FullMethodName  = "/monkeyci.fleet.v1.Admin/RetryBuild"
-	Admin_Logs_FullMethodName        = "/monkeyci.fleet.v1.Admin/Logs"
-	Admin_ListAgents_FullMethodName  = "/monkeyci.fleet.v1.Admin/ListAgents"
-	Admin_SetAgent_FullMethodName    = "/monkeyci.fleet.v1.Admin/SetAgent"
-	Admin_CreateToken_FullMethodName = "/monkeyci.fleet.v1.Admin/CreateToken"
+	Admin_Trigger_FullMethodName      = "/monkeyci.fleet.v1.Admin/Trigger"
+	Admin_ListBuilds_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListBuilds"
+	Admin_GetBuild_FullMethodName     = "/monkeyci.fleet.v1.Admin/GetBuild"
+	Admin_CancelBuild_FullMethodName  = "/monkeyci.fleet.v1.Admin/CancelBuild"
+	Admin_RetryBuild_FullMethodName   = "/monkeyci.fleet.v1.Admin/RetryBuild"
+	Admin_Logs_FullMethodName         = "/monkeyci.fleet.v1.Admin/Logs"
+	Admin_ListAgents_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListAgents"
+	Admin_SetAgent_FullMethodName     = "/monkeyci.fleet.v1.Admin/SetAgent"
+	Admin_CreateToken_FullMethodName  = "/monkeyci.fleet.v1.Admin/CreateToken"
+	Admin_AddRepo_FullMethodName      = "/monkeyci.fleet.v1.Admin/AddRepo"
+	Admin_ListRepos_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListRepos"
+	Admin_RemoveRepo_FullMethodName   = "/monkeyci.fleet.v1.Admin/RemoveRepo"
+	Admin_SetSecret_FullMethodName    = "/monkeyci.fleet.v1.Admin/SetSecret"
+	Admin_ListSecrets_FullMethodName  = "/monkeyci.fleet.v1.Admin/ListSecrets"
+	Admin_RemoveSecret_FullMethodName = "/monkeyci.fleet.v1.Admin/RemoveSecret"
 )
 
 // AdminClient is the client API for Admin service.
@@ -49,6 +55,13 @@ type AdminClient interface {
 	ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error)
 	SetAgent(ctx context.Context, in *SetAgentRequest, opts ...grpc.CallOption) (*AgentInfo, error)
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
+	// Repositories: what webhooks may build, with their secrets.
+	AddRepo(ctx context.Context, in *Repo, opts ...grpc.CallOption) (*Repo, error)
+	ListRepos(ctx context.Context, in *ListReposRequest, opts ...grpc.CallOption) (*ListReposResponse, error)
+	RemoveRepo(ctx context.Context, in *RepoRef, opts ...grpc.CallOption) (*Repo, error)
+	SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*SecretInfo, error)
+	ListSecrets(ctx context.Context, in *RepoRef, opts ...grpc.CallOption) (*ListSecretsResponse, error)
+	RemoveSecret(ctx context.Context, in *SecretRef, opts ...grpc.CallOption) (*SecretInfo, error)
 }
 
 type adminClient struct {
@@ -158,6 +171,66 @@ func (c *adminClient) CreateToken(ctx context.Context, in *CreateTokenRequest, o
 	return out, nil
 }
 
+func (c *adminClient) AddRepo(ctx context.Context, in *Repo, opts ...grpc.CallOption) (*Repo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Repo)
+	err := c.cc.Invoke(ctx, Admin_AddRepo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListRepos(ctx context.Context, in *ListReposRequest, opts ...grpc.CallOption) (*ListReposResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListReposResponse)
+	err := c.cc.Invoke(ctx, Admin_ListRepos_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RemoveRepo(ctx context.Context, in *RepoRef, opts ...grpc.CallOption) (*Repo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Repo)
+	err := c.cc.Invoke(ctx, Admin_RemoveRepo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*SecretInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SecretInfo)
+	err := c.cc.Invoke(ctx, Admin_SetSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListSecrets(ctx context.Context, in *RepoRef, opts ...grpc.CallOption) (*ListSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSecretsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RemoveSecret(ctx context.Context, in *SecretRef, opts ...grpc.CallOption) (*SecretInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SecretInfo)
+	err := c.cc.Invoke(ctx, Admin_RemoveSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -173,6 +246,13 @@ type AdminServer interface {
 	ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error)
 	SetAgent(context.Context, *SetAgentRequest) (*AgentInfo, error)
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
+	// Repositories: what webhooks may build, with their secrets.
+	AddRepo(context.Context, *Repo) (*Repo, error)
+	ListRepos(context.Context, *ListReposRequest) (*ListReposResponse, error)
+	RemoveRepo(context.Context, *RepoRef) (*Repo, error)
+	SetSecret(context.Context, *SetSecretRequest) (*SecretInfo, error)
+	ListSecrets(context.Context, *RepoRef) (*ListSecretsResponse, error)
+	RemoveSecret(context.Context, *SecretRef) (*SecretInfo, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -209,6 +289,24 @@ func (UnimplementedAdminServer) SetAgent(context.Context, *SetAgentRequest) (*Ag
 }
 func (UnimplementedAdminServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateToken not implemented")
+}
+func (UnimplementedAdminServer) AddRepo(context.Context, *Repo) (*Repo, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddRepo not implemented")
+}
+func (UnimplementedAdminServer) ListRepos(context.Context, *ListReposRequest) (*ListReposResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRepos not implemented")
+}
+func (UnimplementedAdminServer) RemoveRepo(context.Context, *RepoRef) (*Repo, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveRepo not implemented")
+}
+func (UnimplementedAdminServer) SetSecret(context.Context, *SetSecretRequest) (*SecretInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSecret not implemented")
+}
+func (UnimplementedAdminServer) ListSecrets(context.Context, *RepoRef) (*ListSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSecrets not implemented")
+}
+func (UnimplementedAdminServer) RemoveSecret(context.Context, *SecretRef) (*SecretInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveSecret not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -386,6 +484,114 @@ func _Admin_CreateToken_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_AddRepo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Repo)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).AddRepo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_AddRepo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).AddRepo(ctx, req.(*Repo))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListRepos_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReposRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListRepos(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListRepos_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListRepos(ctx, req.(*ListReposRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RemoveRepo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RepoRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveRepo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveRepo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveRepo(ctx, req.(*RepoRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_SetSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SetSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SetSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SetSecret(ctx, req.(*SetSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RepoRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListSecrets(ctx, req.(*RepoRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RemoveSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SecretRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveSecret(ctx, req.(*SecretRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -424,6 +630,30 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateToken",
 			Handler:    _Admin_CreateToken_Handler,
+		},
+		{
+			MethodName: "AddRepo",
+			Handler:    _Admin_AddRepo_Handler,
+		},
+		{
+			MethodName: "ListRepos",
+			Handler:    _Admin_ListRepos_Handler,
+		},
+		{
+			MethodName: "RemoveRepo",
+			Handler:    _Admin_RemoveRepo_Handler,
+		},
+		{
+			MethodName: "SetSecret",
+			Handler:    _Admin_SetSecret_Handler,
+		},
+		{
+			MethodName: "ListSecrets",
+			Handler:    _Admin_ListSecrets_Handler,
+		},
+		{
+			MethodName: "RemoveSecret",
+			Handler:    _Admin_RemoveSecret_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1106,12 +1106,15 @@ func (x *Source) GetCommit() string {
 }
 
 type Assign struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Build         *BuildAttempt          `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
-	LeaseExpires  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lease_expires,json=leaseExpires,proto3" json:"lease_expires,omitempty"`
-	Source        *Source                `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
-	Params        map[string]string      `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Repo          string                 `protobuf:"bytes,5,opt,name=repo,proto3" json:"repo,omitempty"` // the repository's key, for caches
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Build        *BuildAttempt          `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
+	LeaseExpires *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lease_expires,json=leaseExpires,proto3" json:"lease_expires,omitempty"`
+	Source       *Source                `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Params       map[string]string      `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Repo         string                 `protobuf:"bytes,5,opt,name=repo,proto3" json:"repo,omitempty"` // the repository's key, for caches
+	// secrets of the repository, for the build's jobs' environment; the
+	// agent masks their values in everything it reports.
+	Secrets       map[string]string `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1179,6 +1182,13 @@ func (x *Assign) GetRepo() string {
 		return x.Repo
 	}
 	return ""
+}
+
+func (x *Assign) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
 }
 
 // Ack tells the agent what of an attempt is stored: events up to seq, and
@@ -1523,14 +1533,18 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x06Source\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
-	"\x06commit\x18\x03 \x01(\tR\x06commit\"\xc1\x02\n" +
+	"\x06commit\x18\x03 \x01(\tR\x06commit\"\xbf\x03\n" +
 	"\x06Assign\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12?\n" +
 	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x121\n" +
 	"\x06source\x18\x03 \x01(\v2\x19.monkeyci.fleet.v1.SourceR\x06source\x12=\n" +
 	"\x06params\x18\x04 \x03(\v2%.monkeyci.fleet.v1.Assign.ParamsEntryR\x06params\x12\x12\n" +
-	"\x04repo\x18\x05 \x01(\tR\x04repo\x1a9\n" +
+	"\x04repo\x18\x05 \x01(\tR\x04repo\x12@\n" +
+	"\asecrets\x18\x06 \x03(\v2&.monkeyci.fleet.v1.Assign.SecretsEntryR\asecrets\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
 	"\x03Ack\x125\n" +
@@ -1567,7 +1581,7 @@ func file_fleet_fleet_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_fleet_fleet_proto_goTypes = []any{
 	(ProtocolVersion)(0),          // 0: monkeyci.fleet.v1.ProtocolVersion
 	(*Capacity)(nil),              // 1: monkeyci.fleet.v1.Capacity
@@ -1591,7 +1605,8 @@ var file_fleet_fleet_proto_goTypes = []any{
 	(*Refuse)(nil),                // 19: monkeyci.fleet.v1.Refuse
 	nil,                           // 20: monkeyci.fleet.v1.Hello.LabelsEntry
 	nil,                           // 21: monkeyci.fleet.v1.Assign.ParamsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	nil,                           // 22: monkeyci.fleet.v1.Assign.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_fleet_fleet_proto_depIdxs = []int32{
 	4,  // 0: monkeyci.fleet.v1.AgentMessage.hello:type_name -> monkeyci.fleet.v1.Hello
@@ -1619,20 +1634,21 @@ var file_fleet_fleet_proto_depIdxs = []int32{
 	18, // 22: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
 	19, // 23: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
 	2,  // 24: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	22, // 25: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
+	23, // 25: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
 	13, // 26: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
 	21, // 27: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
-	2,  // 28: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	16, // 29: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
-	2,  // 30: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 31: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	3,  // 32: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
-	11, // 33: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
-	33, // [33:34] is the sub-list for method output_type
-	32, // [32:33] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	22, // 28: monkeyci.fleet.v1.Assign.secrets:type_name -> monkeyci.fleet.v1.Assign.SecretsEntry
+	2,  // 29: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	16, // 30: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
+	2,  // 31: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 32: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	3,  // 33: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
+	11, // 34: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
+	34, // [34:35] is the sub-list for method output_type
+	33, // [33:34] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_fleet_fleet_proto_init() }
@@ -1663,7 +1679,7 @@ func file_fleet_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_fleet_proto_rawDesc), len(file_fleet_fleet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/monkeyci/monkeyci/admin"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+func newReposCommand(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "repos",
+		Short: "Register the repositories whose webhooks build; list and remove them",
+		Long: `repos registers the repositories that forges' webhooks may build, with the
+secret their webhooks are signed with and a token for commit statuses.
+A repository's build secrets are set with monkeyci secrets.`,
+		Args: cobra.NoArgs,
+	}
+	flags := addAdminFlags(cmd)
+
+	var (
+		url, webhookSecret, forgeName, apiURL string
+		branches                              []string
+		tokenStdin                            bool
+	)
+	add := &cobra.Command{
+		Use:   "add NAME --url CLONE_URL",
+		Short: "Register a repository, or change one's settings",
+		Long: `add registers a repository under NAME (owner/name is usual) and prints it.
+Adding a registered name again updates its settings and keeps its secrets;
+a webhook secret or forge token not given again is kept too.
+
+--url is what agents clone: a clone URL, a file:// URL or a local path (a
+plain local path is made absolute here, and is read on the agent's machine).
+
+A forge's webhook finds its repository by the forge's full name (owner/name)
+or by its clone URL, so name the repository owner/name or give the URL the
+forge knows. Point the forge's webhook at the coordinator's HTTP port:
+
+  POST http(s)://COORDINATOR_HTTP/webhooks/github
+  POST http(s)://COORDINATOR_HTTP/webhooks/gitlab
+  POST http(s)://COORDINATOR_HTTP/webhooks/gitea      (Gitea and Forgejo)
+  POST http(s)://COORDINATOR_HTTP/webhooks/bitbucket
+
+with --webhook-secret as the webhook's secret. Pushes build the branches
+matching --branches (all of them when none is given). --forge-token-stdin
+reads an API token from standard input, used to set commit statuses.`,
+		Example: `  monkeyci repos add me/app --url https://github.com/me/app --webhook-secret "$SECRET" --branches 'main,release/*'
+  printf %s "$GITLAB_TOKEN" | monkeyci repos add team/site --url https://gitlab.example.com/team/site.git \
+      --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin`,
+		Args: cobra.ExactArgs(1),
+	}
+	addOut := addOutputFlag(add)
+	f := add.Flags()
+	f.StringVar(&url, "url", "", "what agents clone: clone URL, file:// URL or local path (required)")
+	f.StringVar(&webhookSecret, "webhook-secret", "", "the secret the forge signs its webhooks with")
+	f.StringSliceVar(&branches, "branches", nil, "globs of the branches whose pushes build, comma-separated (default: all)")
+	f.StringVar(&forgeName, "forge", "", "the forge: github, gitlab, gitea or bitbucket (default: guessed from --url)")
+	f.StringVar(&apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
+	f.BoolVar(&tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
+	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
+	add.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*addOut); err != nil {
+			return err
+		}
+		if url == "" {
+			return usageError(errors.New("--url is required: the repository's clone URL or local path"))
+		}
+		cloneURL, err := admin.ResolveRepo(url)
+		if err != nil {
+			return usageError(err)
+		}
+		if err := admin.CheckForge(forgeName); err != nil {
+			return usageError(err)
+		}
+		for _, b := range branches {
+			if strings.TrimSpace(b) == "" {
+				return usageError(fmt.Errorf("--branches %q: a branch glob is empty", strings.Join(branches, ",")))
+			}
+		}
+		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL}
+		if tokenStdin {
+			token, err := readSecret(cmd, stderr, "forge token: ", "the forge token")
+			if err != nil {
+				return err
+			}
+			repo.ForgeToken = string(token)
+		}
+		c, err := flags.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := callContext(cmd)
+		defer cancel()
+		r, err := c.AddRepo(ctx, repo)
+		if err != nil {
+			return adminFailed(c, err)
+		}
+		if *addOut == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Repo(r))
+		}
+		return admin.ReposTable(stdout, []*fleet.Repo{r})
+	}
+
+	ls := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the registered repositories",
+		Long: `ls lists the registered repositories: name, URL, forge, the branches whose
+pushes build (* all) and whether a webhook secret and a forge token are set.
+Secrets are never shown.`,
+		Args: cobra.NoArgs,
+	}
+	lsOut := addOutputFlag(ls)
+	ls.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*lsOut); err != nil {
+			return err
+		}
+		c, err := flags.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := callContext(cmd)
+		defer cancel()
+		resp, err := c.ListRepos(ctx, &fleet.ListReposRequest{})
+		if err != nil {
+			return adminFailed(c, err)
+		}
+		if *lsOut == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Repos(resp.GetRepos()))
+		}
+		return admin.ReposTable(stdout, resp.GetRepos())
+	}
+
+	rm := &cobra.Command{
+		Use:               "rm NAME",
+		Aliases:           []string{"remove"},
+		Short:             "Remove a repository and its secrets",
+		Long:              `rm removes a registered repository and all its secrets: its webhooks build no more. Its builds are kept.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: flags.completeRepos,
+	}
+	rmOut := addOutputFlag(rm)
+	rm.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*rmOut); err != nil {
+			return err
+		}
+		c, err := flags.dial(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := callContext(cmd)
+		defer cancel()
+		r, err := c.RemoveRepo(ctx, &fleet.RepoRef{Name: args[0]})
+		if err != nil {
+			return adminFailed(c, err)
+		}
+		if *rmOut == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Repo(r))
+		}
+		_, err = fmt.Fprintf(stdout, "removed repository %s (%s) and its secrets\n", r.GetName(), r.GetUrl())
+		return err
+	}
+
+	cmd.AddCommand(add, ls, rm)
+	return cmd
+}
+
+// readSecret reads a secret value from standard input: from a terminal
+// one line after prompt on stderr, otherwise all of it; one trailing
+// newline is dropped. An empty value is a usage error.
+func readSecret(cmd *cobra.Command, stderr io.Writer, prompt, what string) ([]byte, error) {
+	in := cmd.InOrStdin()
+	terminal := false
+	if f, ok := in.(*os.File); ok {
+		terminal = isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+	}
+	v, err := admin.ReadSecret(in, terminal, func() { fmt.Fprint(stderr, prompt) }, what)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return v, nil
+}
+
+// completeRepos offers the names of the registered repositories.
+func (f *adminFlags) completeRepos(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return f.complete(cmd, func(ctx context.Context, c *admin.Client) ([]cobra.Completion, error) {
+		resp, err := c.ListRepos(ctx, &fleet.ListReposRequest{})
+		if err != nil {
+			return nil, err
+		}
+		var out []cobra.Completion
+		for _, r := range resp.GetRepos() {
+			out = append(out, cobra.CompletionWithDesc(r.GetName(), r.GetUrl()))
+		}
+		return out, nil
+	})
+}

@@ -1,0 +1,238 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/monkeyci/monkeyci/forge"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// Sealer encrypts secrets at rest (package secret's Keyring). context
+// binds a sealed value to its name.
+type Sealer interface {
+	Seal(value []byte, context string) ([]byte, error)
+	Open(sealed []byte, context string) ([]byte, error)
+}
+
+// What each sealed value is bound to.
+func webhookSecretContext(repo string) string { return "repo/" + repo + "/webhook-secret" }
+func forgeTokenContext(repo string) string    { return "repo/" + repo + "/forge-token" }
+func secretContext(repo, key string) string   { return "repo/" + repo + "/secret/" + key }
+
+// secretKey is an environment variable's name.
+var secretKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (c *Coordinator) sealer() (Sealer, error) {
+	if c.cfg.Keys == nil {
+		return nil, status.Error(codes.FailedPrecondition, "the coordinator has no master key: secrets cannot be kept")
+	}
+	return c.cfg.Keys, nil
+}
+
+func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
+	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl()}
+	switch {
+	case repo.Name == "" || strings.ContainsAny(repo.Name, " \t\n"):
+		return nil, status.Error(codes.InvalidArgument, "a repository needs a name without spaces (owner/name is usual)")
+	case repo.URL == "":
+		return nil, status.Error(codes.InvalidArgument, "--url: the repository's clone URL or local path is required")
+	}
+	for _, g := range repo.Branches {
+		if _, err := path.Match(g, ""); err != nil || g == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "--branches: %q is not a glob", g)
+		}
+	}
+	if r.GetForge() != "" {
+		k, err := forge.ParseKind(r.GetForge())
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "--forge: %v", err)
+		}
+		repo.Forge = string(k)
+	} else {
+		repo.Forge = string(guessForge(repo.URL))
+	}
+	if r.GetWebhookSecret() != "" || r.GetForgeToken() != "" {
+		keys, err := s.c.sealer()
+		if err != nil {
+			return nil, err
+		}
+		if v := r.GetWebhookSecret(); v != "" {
+			if repo.WebhookSecret, err = keys.Seal([]byte(v), webhookSecretContext(repo.Name)); err != nil {
+				return nil, status.Errorf(codes.Internal, "sealing the webhook secret: %v", err)
+			}
+		}
+		if v := r.GetForgeToken(); v != "" {
+			if repo.ForgeToken, err = keys.Seal([]byte(v), forgeTokenContext(repo.Name)); err != nil {
+				return nil, status.Errorf(codes.Internal, "sealing the forge token: %v", err)
+			}
+		}
+	}
+	if err := s.c.cfg.Store.SaveRepo(ctx, repo); err != nil {
+		return nil, storeError(err)
+	}
+	s.c.mu.Lock()
+	s.c.repos[repo.Name] = true
+	s.c.mu.Unlock()
+	saved, err := s.c.cfg.Store.GetRepo(ctx, repo.Name)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return repoInfo(saved), nil
+}
+
+// guessForge names the forge of a well-known host ("" otherwise: a
+// webhook's path says it).
+func guessForge(cloneURL string) forge.Kind {
+	host := cloneURL
+	if u, err := url.Parse(cloneURL); err == nil && u.Host != "" {
+		host = u.Host
+	} else if at := strings.Index(cloneURL, "@"); at >= 0 { // git@host:path
+		host, _, _ = strings.Cut(cloneURL[at+1:], ":")
+	}
+	switch strings.ToLower(host) {
+	case "github.com":
+		return forge.GitHub
+	case "gitlab.com":
+		return forge.GitLab
+	case "bitbucket.org":
+		return forge.Bitbucket
+	case "codeberg.org", "gitea.com":
+		return forge.Gitea
+	}
+	return ""
+}
+
+func repoInfo(r Repo) *fleet.Repo {
+	return &fleet.Repo{
+		Name: r.Name, Url: r.URL, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL,
+		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
+	}
+}
+
+func (s *AdminServer) ListRepos(ctx context.Context, _ *fleet.ListReposRequest) (*fleet.ListReposResponse, error) {
+	rs, err := s.c.cfg.Store.ListRepos(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	resp := &fleet.ListReposResponse{}
+	for _, r := range rs {
+		resp.Repos = append(resp.Repos, repoInfo(r))
+	}
+	return resp, nil
+}
+
+func (s *AdminServer) RemoveRepo(ctx context.Context, r *fleet.RepoRef) (*fleet.Repo, error) {
+	repo, err := s.c.cfg.Store.GetRepo(ctx, r.GetName())
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if err := s.c.cfg.Store.RemoveRepo(ctx, repo.Name); err != nil {
+		return nil, storeError(err)
+	}
+	s.c.mu.Lock()
+	delete(s.c.repos, repo.Name)
+	s.c.mu.Unlock()
+	return repoInfo(repo), nil
+}
+
+func (s *AdminServer) SetSecret(ctx context.Context, r *fleet.SetSecretRequest) (*fleet.SecretInfo, error) {
+	if !secretKey.MatchString(r.GetKey()) {
+		return nil, status.Errorf(codes.InvalidArgument, "secret key %q: use letters, digits and _ (it becomes an environment variable)", r.GetKey())
+	}
+	if len(r.GetValue()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "the secret's value is empty (it is read from standard input)")
+	}
+	keys, err := s.c.sealer()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := keys.Seal(r.GetValue(), secretContext(r.GetRepo(), r.GetKey()))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "sealing the secret: %v", err)
+	}
+	if err := s.c.cfg.Store.SetSecret(ctx, r.GetRepo(), r.GetKey(), sealed); err != nil {
+		return nil, storeError(err)
+	}
+	return &fleet.SecretInfo{Repo: r.GetRepo(), Key: r.GetKey(), Updated: timestamppb.New(s.c.cfg.Now())}, nil
+}
+
+func (s *AdminServer) ListSecrets(ctx context.Context, r *fleet.RepoRef) (*fleet.ListSecretsResponse, error) {
+	infos, err := s.c.cfg.Store.ListSecrets(ctx, r.GetName())
+	if err != nil {
+		return nil, storeError(err)
+	}
+	resp := &fleet.ListSecretsResponse{}
+	for _, si := range infos {
+		resp.Secrets = append(resp.Secrets, &fleet.SecretInfo{Repo: si.Repo, Key: si.Key, Updated: timestamppb.New(si.Updated)})
+	}
+	return resp, nil
+}
+
+func (s *AdminServer) RemoveSecret(ctx context.Context, r *fleet.SecretRef) (*fleet.SecretInfo, error) {
+	if err := s.c.cfg.Store.RemoveSecret(ctx, r.GetRepo(), r.GetKey()); err != nil {
+		return nil, storeError(err)
+	}
+	return &fleet.SecretInfo{Repo: r.GetRepo(), Key: r.GetKey()}, nil
+}
+
+// secretsOf opens a registered repository's secrets for an assignment
+// (nil for a repository that is not registered: no store read).
+func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]string, error) {
+	c.mu.Lock()
+	registered := c.repos[repo]
+	c.mu.Unlock()
+	if !registered {
+		return nil, nil
+	}
+	sealed, err := c.cfg.Store.Secrets(ctx, repo)
+	if err != nil || len(sealed) == 0 {
+		return nil, err
+	}
+	keys, err := c.sealer()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(sealed))
+	for k, v := range sealed {
+		plain, err := keys.Open(v, secretContext(repo, k))
+		if err != nil {
+			return nil, fmt.Errorf("secret %s of %s: %w", k, repo, err)
+		}
+		out[k] = string(plain)
+	}
+	return out, nil
+}
+
+// resolveRepo makes a build of a registered repository named by Repo (or
+// by its URL field, as `trigger --repo NAME` sends it) build from the
+// registered URL.
+func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) error {
+	for _, name := range []string{b.Repo, b.Source.URL} {
+		c.mu.Lock()
+		registered := c.repos[name]
+		c.mu.Unlock()
+		if !registered {
+			continue
+		}
+		r, err := c.cfg.Store.GetRepo(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b.Repo, b.Source.URL = r.Name, r.URL
+		return nil
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/monkeyci/monkeyci/coordinator"
+)
+
+const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created`
+
+func scanRepo(row scanner) (coordinator.Repo, error) {
+	var (
+		r        coordinator.Repo
+		branches sql.NullString
+		created  int64
+	)
+	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created); err != nil {
+		return r, err
+	}
+	r.Created = fromNanos(created)
+	if branches.Valid {
+		if err := json.Unmarshal([]byte(branches.String), &r.Branches); err != nil {
+			return r, fmt.Errorf("repository %s: branches: %w", r.Name, err)
+		}
+	}
+	return r, nil
+}
+
+// SaveRepo adds a repository or replaces its settings; its secrets stay,
+// and so do a webhook secret and a forge token not given again.
+func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
+	if r.Name == "" || r.URL == "" {
+		return errors.New("save repository: a name and a URL are required")
+	}
+	var branches sql.NullString
+	if len(r.Branches) > 0 {
+		b, err := json.Marshal(r.Branches)
+		if err != nil {
+			return fmt.Errorf("save repository %s: branches: %w", r.Name, err)
+		}
+		branches = sql.NullString{String: string(b), Valid: true}
+	}
+	created := r.Created
+	if created.IsZero() {
+		created = s.now()
+	}
+	err := s.write(ctx, func(w wconn) error {
+		_, err := w.stmt(s.q.saveRepo).ExecContext(w.ctx, r.Name, r.URL, branches, r.Forge, r.APIURL,
+			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("save repository %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+// nullBlob is NULL for no bytes, so that saving again keeps the old value.
+func nullBlob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// GetRepo returns the repository (coordinator.ErrNotFound).
+func (s *Store) GetRepo(ctx context.Context, name string) (coordinator.Repo, error) {
+	r, err := scanRepo(s.q.getRepo.QueryRowContext(ctx, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("repository %s: %w", name, coordinator.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("get repository %s: %w", name, err)
+	}
+	return r, nil
+}
+
+// ListRepos returns every repository by name.
+func (s *Store) ListRepos(ctx context.Context) ([]coordinator.Repo, error) {
+	rows, err := s.q.listRepos.QueryContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list repositories: %w", err)
+	}
+	defer rows.Close()
+	var rs []coordinator.Repo
+	for rows.Next() {
+		r, err := scanRepo(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list repositories: %w", err)
+		}
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list repositories: %w", err)
+	}
+	return rs, nil
+}
+
+// RemoveRepo removes a repository and (by cascade) its secrets.
+func (s *Store) RemoveRepo(ctx context.Context, name string) error {
+	return s.remove(ctx, "repository "+name, s.q.removeRepo, name)
+}
+
+// FindRepo returns the repository registered under one of names, or else
+// with one of urls.
+func (s *Store) FindRepo(ctx context.Context, names, urls []string) (coordinator.Repo, error) {
+	for _, n := range names {
+		if r, err := s.GetRepo(ctx, n); !errors.Is(err, coordinator.ErrNotFound) {
+			return r, err
+		}
+	}
+	for _, u := range urls {
+		r, err := scanRepo(s.q.repoByURL.QueryRowContext(ctx, u))
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return r, fmt.Errorf("find repository: %w", err)
+		}
+	}
+	return coordinator.Repo{}, fmt.Errorf("repository: %w", coordinator.ErrNotFound)
+}
+
+// SetSecret keeps a repository's sealed secret (coordinator.ErrNotFound
+// when there is no such repository).
+func (s *Store) SetSecret(ctx context.Context, repo, key string, sealed []byte) error {
+	if key == "" || len(sealed) == 0 {
+		return errors.New("set secret: a key and a value are required")
+	}
+	updated := nanos(s.now())
+	err := s.write(ctx, func(w wconn) error {
+		res, err := w.stmt(s.q.setSecret).ExecContext(w.ctx, repo, key, sealed, updated)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("repository %s: %w", repo, coordinator.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set secret %s of %s: %w", key, repo, err)
+	}
+	return nil
+}
+
+// ListSecrets names a repository's secrets, by key.
+func (s *Store) ListSecrets(ctx context.Context, repo string) ([]coordinator.SecretInfo, error) {
+	if _, err := s.GetRepo(ctx, repo); err != nil {
+		return nil, err
+	}
+	rows, err := s.q.listSecrets.QueryContext(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("list secrets of %s: %w", repo, err)
+	}
+	defer rows.Close()
+	var out []coordinator.SecretInfo
+	for rows.Next() {
+		var si coordinator.SecretInfo
+		var updated int64
+		if err := rows.Scan(&si.Repo, &si.Key, &updated); err != nil {
+			return nil, fmt.Errorf("list secrets of %s: %w", repo, err)
+		}
+		si.Updated = fromNanos(updated)
+		out = append(out, si)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list secrets of %s: %w", repo, err)
+	}
+	return out, nil
+}
+
+// RemoveSecret removes one secret.
+func (s *Store) RemoveSecret(ctx context.Context, repo, key string) error {
+	return s.remove(ctx, "secret "+key+" of "+repo, s.q.removeSecret, repo, key)
+}
+
+// Secrets returns a repository's sealed secrets by key.
+func (s *Store) Secrets(ctx context.Context, repo string) (map[string][]byte, error) {
+	rows, err := s.q.secrets.QueryContext(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("secrets of %s: %w", repo, err)
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var k string
+		var v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("secrets of %s: %w", repo, err)
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
+
+// remove runs a DELETE; no row deleted is coordinator.ErrNotFound.
+func (s *Store) remove(ctx context.Context, what string, st *sql.Stmt, args ...any) error {
+	err := s.write(ctx, func(w wconn) error {
+		res, err := w.stmt(st).ExecContext(w.ctx, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%s: %w", what, coordinator.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove %w", err)
+	}
+	return nil
+}

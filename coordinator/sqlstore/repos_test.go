@@ -1,0 +1,96 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/monkeyci/monkeyci/coordinator"
+)
+
+func TestReposAndTheirSecrets(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := coordinator.Repo{Name: "acme/app", URL: "https://example.com/acme/app.git", Branches: []string{"main", "release/*"},
+		Forge: "github", WebhookSecret: []byte("sealed-hook"), ForgeToken: []byte("sealed-token")}
+	must(t, s.SaveRepo(ctx, r))
+	got, err := s.GetRepo(ctx, "acme/app")
+	must(t, err)
+	if got.URL != r.URL || len(got.Branches) != 2 || string(got.WebhookSecret) != "sealed-hook" || got.Created.IsZero() {
+		t.Errorf("got %+v", got)
+	}
+	// Saved again without secrets: the old ones stay.
+	r.WebhookSecret, r.ForgeToken, r.Branches = nil, nil, nil
+	must(t, s.SaveRepo(ctx, r))
+	if got, _ := s.GetRepo(ctx, "acme/app"); string(got.ForgeToken) != "sealed-token" || got.Branches != nil {
+		t.Errorf("after saving again: %+v", got)
+	}
+	for _, tc := range []struct {
+		names, urls []string
+		found       bool
+	}{
+		{[]string{"acme/app"}, nil, true},
+		{[]string{"nope"}, []string{"git@example.com:acme/app.git", r.URL}, true},
+		{[]string{"nope"}, []string{"https://example.com/other.git"}, false},
+	} {
+		got, err := s.FindRepo(ctx, tc.names, tc.urls)
+		if tc.found && (err != nil || got.Name != "acme/app") || !tc.found && !errors.Is(err, coordinator.ErrNotFound) {
+			t.Errorf("FindRepo(%v, %v) = %+v, %v", tc.names, tc.urls, got, err)
+		}
+	}
+
+	must(t, s.SetSecret(ctx, "acme/app", "TOKEN", []byte("v1")))
+	must(t, s.SetSecret(ctx, "acme/app", "TOKEN", []byte("v2")))
+	must(t, s.SetSecret(ctx, "acme/app", "OTHER", []byte("v3")))
+	if err := s.SetSecret(ctx, "nope", "K", []byte("v")); !errors.Is(err, coordinator.ErrNotFound) {
+		t.Errorf("a secret of an unknown repository: %v", err)
+	}
+	secrets, err := s.Secrets(ctx, "acme/app")
+	must(t, err)
+	if string(secrets["TOKEN"]) != "v2" || len(secrets) != 2 {
+		t.Errorf("secrets %q", secrets)
+	}
+	infos, err := s.ListSecrets(ctx, "acme/app")
+	must(t, err)
+	if len(infos) != 2 || infos[0].Key != "OTHER" || infos[1].Key != "TOKEN" {
+		t.Errorf("listed %+v", infos)
+	}
+	must(t, s.RemoveSecret(ctx, "acme/app", "OTHER"))
+	if err := s.RemoveSecret(ctx, "acme/app", "OTHER"); !errors.Is(err, coordinator.ErrNotFound) {
+		t.Errorf("removing it twice: %v", err)
+	}
+	must(t, s.RemoveRepo(ctx, "acme/app"))
+	if secrets, _ := s.Secrets(ctx, "acme/app"); len(secrets) != 0 {
+		t.Errorf("secrets outlive their repository: %q", secrets)
+	}
+	if _, err := s.GetRepo(ctx, "acme/app"); !errors.Is(err, coordinator.ErrNotFound) {
+		t.Errorf("removed repository: %v", err)
+	}
+}
+
+func TestADeliveryMakesOneBuild(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	b := coordinator.Build{ID: "b1", Repo: "acme/app", Source: coordinator.Source{URL: "u"}, Trigger: "push to main by alice", Forge: "github"}
+	id, err := s.CreateDeliveredBuild(ctx, b, "github", "d-1")
+	if err != nil || id != "b1" {
+		t.Fatalf("first delivery: %q %v", id, err)
+	}
+	b.ID = "b2"
+	id, err = s.CreateDeliveredBuild(ctx, b, "github", "d-1")
+	if !errors.Is(err, coordinator.ErrDuplicate) || id != "b1" {
+		t.Fatalf("the same delivery again: %q %v, want b1 and ErrDuplicate", id, err)
+	}
+	if _, err := s.GetBuild(ctx, "b2"); !errors.Is(err, coordinator.ErrNotFound) {
+		t.Errorf("a duplicate delivery stored a build: %v", err)
+	}
+	// The same id from another forge is another delivery.
+	if id, err := s.CreateDeliveredBuild(ctx, b, "gitlab", "d-1"); err != nil || id != "b2" {
+		t.Errorf("another forge's delivery: %q %v", id, err)
+	}
+	got, err := s.GetBuild(ctx, "b1")
+	must(t, err)
+	if got.Trigger != "push to main by alice" || got.Forge != "github" {
+		t.Errorf("stored %+v", got)
+	}
+}
