@@ -444,7 +444,13 @@ func TestSendStopsWhenContextEnds(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		errc := make(chan error, 1)
 		go func() { errc <- fastClient().Send(ctx, githubAt(srv.URL), success) }()
-		<-arrived
+		select {
+		case <-arrived:
+		case err := <-errc:
+			t.Fatalf("Send returned before its request arrived: %v", err)
+		case <-time.After(wait):
+			t.Fatal("the request did not arrive")
+		}
 		cancel()
 		select {
 		case err := <-errc:
@@ -464,6 +470,7 @@ func stuck(t *testing.T, r *http.Request) {
 	select {
 	case <-r.Context().Done():
 	case <-t.Context().Done():
+	case <-time.After(2 * wait): // never hold the test binary, whatever failed
 	}
 }
 

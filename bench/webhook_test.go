@@ -1,0 +1,199 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/coordinator/server"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/forge"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+const (
+	webhookSenders = 200
+	// webhookRate is the deliveries a second the senders offer together,
+	// each at its own steady pace: a forge's deliveries arrive when pushes
+	// happen, not as fast as the coordinator answers (with 200 senders
+	// that each wait for their answer, the time to answer is 200 over the
+	// rate served, whatever that rate).
+	webhookRate       = 1000
+	webhookDeliveries = 10000
+	webhookMaxP99     = 5 * time.Millisecond
+	webhookRounds     = 5
+	webhookMaxFirst   = time.Second
+	hookSecret        = "bench-hook-secret"
+)
+
+// delivery is a signed GitHub push of commit to main of acme/app.
+func delivery(url, commit, id string) *http.Request {
+	body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"full_name":"acme/app","clone_url":"https://github.com/acme/app.git"},"sender":{"login":"bench"}}`, commit))
+	req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", id)
+	forge.Sign(forge.GitHub, req.Header, body, hookSecret)
+	return req
+}
+
+// BenchmarkWebhookAnswer: 200 goroutines, together offering 1,000 a
+// second, post 10,000 signed push deliveries, each its own, to a
+// coordinator's HTTP port over loopback; measured is each POST's time to
+// its 202 (the build stored, queued).
+func BenchmarkWebhookAnswer(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.Start(ctx, server.Config{DataDir: b.TempDir(), GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := srv.Coordinator.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/acme/app", WebhookSecret: hookSecret}); err != nil {
+		b.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: webhookSenders}}
+	url := "http://" + srv.HTTPAddr
+	// Warm the connections and the store's statements.
+	for i := range webhookSenders {
+		resp, err := client.Do(delivery(url, "0123456789abcdef0123456789abcdef01234567", fmt.Sprint("warm-", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	lat := make([][]time.Duration, webhookSenders)
+	var wg sync.WaitGroup
+	var failed sync.Once
+	var failure error
+	start := time.Now()
+	for w := range webhookSenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			every := time.Second * webhookSenders / webhookRate
+			next := start.Add(every * time.Duration(w) / webhookSenders) // spread the senders' phases
+			for i := w; i < webhookDeliveries; i += webhookSenders {
+				time.Sleep(time.Until(next))
+				next = next.Add(every)
+				req := delivery(url, "0123456789abcdef0123456789abcdef01234567", fmt.Sprint("d-", i))
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted {
+						err = fmt.Errorf("answered %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Do(func() { failure = err })
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if failure != nil {
+		b.Fatal(failure)
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	p50, p99 := all[len(all)/2], all[len(all)*99/100]
+	verdict := "ok"
+	if p99 > webhookMaxP99 {
+		verdict = "OVER"
+	}
+	b.ReportMetric(ms(p99), "p99-ms")
+	b.ReportMetric(ms(p50), "p50-ms")
+	b.Logf("webhook: POST -> 202 p99 %.2f ms (at most %.0f ms) %s; p50 %.2f ms; %d deliveries from %d concurrent senders at %.0f/s",
+		ms(p99), ms(webhookMaxP99), verdict, ms(p50), len(all), webhookSenders, float64(len(all))/elapsed.Seconds())
+}
+
+// BenchmarkWebhookToFirstCommand: an idle agent, a registered local
+// repository and its image present; measured is the time from posting a
+// push delivery to its job's first command starting (the command/start
+// event's own time, written in the job's container), median of rounds.
+func BenchmarkWebhookToFirstCommand(b *testing.B) {
+	dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": fmt.Sprintf("- {id: first, image: %s, script: ['echo go']}\n", busybox)})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	srv, _ := startFleet(ctx, b, true)
+	api := srv.Coordinator.AdminServer()
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: repo, WebhookSecret: hookSecret}); err != nil {
+		b.Fatal(err)
+	}
+	url := "http://" + srv.HTTPAddr
+	var took []time.Duration
+	for round := range webhookRounds + 1 { // the first warms the agent up
+		sent := time.Now()
+		resp, err := http.DefaultClient.Do(delivery(url, commit, fmt.Sprint("first-", round)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var answer struct{ Build string }
+		_ = json.NewDecoder(resp.Body).Decode(&answer)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b.Fatalf("answered %d", resp.StatusCode)
+		}
+		started := firstCommand(ctx, b, api, answer.Build)
+		if round > 0 {
+			took = append(took, started.Sub(sent))
+		}
+	}
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	median := took[len(took)/2]
+	verdict := "ok"
+	if median > webhookMaxFirst {
+		verdict = "OVER"
+	}
+	b.ReportMetric(ms(median), "median-ms")
+	b.Logf("webhook -> first command running: median %.0f ms (at most %.0f ms) %s; fastest %.0f, slowest %.0f (%d rounds)",
+		ms(median), ms(webhookMaxFirst), verdict, ms(took[0]), ms(took[len(took)-1]), len(took))
+}
+
+// firstCommand waits for a build's first command/start event and returns
+// its time, then waits for the build to end in success.
+func firstCommand(ctx context.Context, b *testing.B, api fleet.AdminServer, id string) time.Time {
+	b.Helper()
+	var started time.Time
+	for {
+		if ctx.Err() != nil {
+			b.Fatal("the build did not end")
+		}
+		d, err := api.GetBuild(ctx, &fleet.GetBuildRequest{Id: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, se := range d.GetEvents() {
+			var e events.Event
+			if started.IsZero() && json.Unmarshal(se.GetEvent(), &e) == nil && e.Type == events.CommandStart {
+				started = e.Time
+			}
+		}
+		if d.GetBuild().GetState() == "ended" {
+			if d.GetBuild().GetResult() != "success" || started.IsZero() {
+				b.Fatalf("the build ended %s: %s", d.GetBuild().GetResult(), d.GetBuild().GetMessage())
+			}
+			return started
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
