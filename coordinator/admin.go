@@ -171,10 +171,8 @@ func (c *Coordinator) agentInfo(a Agent) *fleet.AgentInfo {
 	info.MilliCpus, info.Memory = conn.capacity.MilliCPUs, conn.capacity.Memory
 	info.FreeMilliCpus, info.FreeMemory = conn.free.MilliCPUs, conn.free.Memory
 	info.Version = conn.version
-	for id, l := range c.running {
-		if l.agent == a.ID {
-			info.Builds = append(info.Builds, id)
-		}
+	for id := range c.leasesOf[a.ID] {
+		info.Builds = append(info.Builds, id)
 	}
 	return info
 }

@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,17 +75,20 @@ func TestAHeartbeatWrittenBeforeAnAssignmentDoesNotFreeItsRoom(t *testing.T) {
 // (the fetch, the workspace, the script container), the agent's ledger does
 // not show the build: its heartbeats must count that share as taken.
 func TestAnAgentCountsTheRoomOfABuildWhoseScriptHasNotStarted(t *testing.T) {
-	f := newFleet(t, 900*time.Millisecond) // heartbeats every 300 ms
+	// Heartbeats every second; on a busy machine one may come late, and the
+	// build may then be tried again: the fetch below allows for it.
+	f := newFleet(t, 3*time.Second)
 	ledger := agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 64 << 30})
 	runner, err := agent.NewRunner(agent.Config{Runtime: dockertest.Engine(t), Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: false})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fetching, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	l, err := link.New(link.Config{
 		Coordinator: f.addr, JoinToken: "join-secret", Name: "slow-fetch", Runner: runner, Ledger: ledger, StateDir: t.TempDir(),
 		Fetch: func(ctx context.Context, _ source.Source, _ string) (string, error) {
-			close(fetching)
+			once.Do(func() { close(fetching) })
 			<-release
 			return "", errors.New("this test stops at the fetch")
 		},

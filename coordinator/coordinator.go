@@ -84,7 +84,10 @@ type Coordinator struct {
 	mu      sync.Mutex
 	queue   []*Build          // queued builds, oldest first (an index of the store)
 	running map[string]*lease // current attempts by build id
-	agents  map[string]*agentConn
+	// leasesOf indexes running by agent: a heartbeat looks at its agent's
+	// attempts only (setLeaseLocked and dropLeaseLocked keep both).
+	leasesOf map[string]map[string]*lease
+	agents   map[string]*agentConn
 	// ready are the connected agents that may take a build (see
 	// readyLocked), most free CPU first.
 	ready agentHeap
@@ -115,6 +118,39 @@ type lease struct {
 	status *statusRef
 }
 
+// forge is where the lease's build reports its status (nil: nowhere, or
+// no lease).
+func (l *lease) forge() *statusRef {
+	if l == nil {
+		return nil
+	}
+	return l.status
+}
+
+// setLeaseLocked makes l the build's current attempt.
+func (c *Coordinator) setLeaseLocked(id string, l *lease) {
+	c.dropLeaseLocked(id)
+	c.running[id] = l
+	if c.leasesOf[l.agent] == nil {
+		c.leasesOf[l.agent] = map[string]*lease{}
+	}
+	c.leasesOf[l.agent][id] = l
+}
+
+// dropLeaseLocked forgets the build's current attempt and returns it (nil
+// when there is none).
+func (c *Coordinator) dropLeaseLocked(id string) *lease {
+	l, ok := c.running[id]
+	if !ok {
+		return nil
+	}
+	delete(c.running, id)
+	if delete(c.leasesOf[l.agent], id); len(c.leasesOf[l.agent]) == 0 {
+		delete(c.leasesOf, l.agent)
+	}
+	return l
+}
+
 // New loads the queue and the running attempts from the store.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Store == nil || cfg.Logs == nil {
@@ -138,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
 	c.statuses = make(chan statusNote, 1024)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -161,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading running builds: %w", err)
 	}
 	for _, b := range running {
-		c.running[b.ID] = &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1, status: c.refOf(&b)}
+		c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1, status: c.refOf(&b)})
 	}
 	return c, nil
 }
@@ -201,6 +237,9 @@ func (c *Coordinator) poke() {
 // the write that creates it, and sent there: what the dispatcher would do
 // next, for one write less.
 func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
+	if err := c.resolveRepo(ctx, &b); err != nil {
+		return Build{}, fmt.Errorf("reading repositories: %w", err)
+	}
 	return c.trigger(ctx, b, func(b Build) error { return c.cfg.Store.CreateBuild(ctx, b) })
 }
 
@@ -226,14 +265,11 @@ func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, forge, deli
 // trigger queues b, stored by create: sent at once to an agent with room
 // when none waits before it.
 func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) error) (Build, error) {
-	if b.Source.URL == "" && b.Repo == "" {
-		return Build{}, errors.New("a build needs a source URL or path")
-	}
-	if err := c.resolveRepo(ctx, &b); err != nil {
-		return Build{}, fmt.Errorf("reading repositories: %w", err)
+	if b.Source.URL == "" && b.Repo != "" {
+		return Build{}, fmt.Errorf("no repository is registered as %q, and no source URL was given", b.Repo)
 	}
 	if b.Source.URL == "" {
-		return Build{}, fmt.Errorf("no repository is registered as %q, and no source URL was given", b.Repo)
+		return Build{}, errors.New("a build needs a source URL or path")
 	}
 	b.State, b.Attempt, b.Created = Queued, 0, c.cfg.Now()
 	b.ID = newBuildID(b.Created)
@@ -282,12 +318,12 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 		if b.ID == id {
 			c.queue = append(c.queue[:i], c.queue[i+1:]...)
 			c.mu.Unlock()
-			defer c.notifyEnded(id)
-			if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, "canceled before it was dispatched"); err != nil {
+			const why = "canceled before it was dispatched"
+			if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, why); err != nil {
+				c.notifyEnded(id)
 				return err
 			}
-			c.metrics.buildEnded(events.Canceled)
-			c.reportEnd(c.refOf(b), events.Canceled, "canceled before it was dispatched")
+			c.buildEnded(id, c.refOf(b), events.Canceled, why)
 			return nil
 		}
 	}
@@ -347,6 +383,14 @@ func (c *Coordinator) watchEnd(ctx context.Context, id string) (<-chan struct{},
 		c.notifyEnded(id)
 	}
 	return ch, nil
+}
+
+// buildEnded accounts for a build whose end is now stored: the metric, its
+// forge's status, and whoever waits on it.
+func (c *Coordinator) buildEnded(id string, ref *statusRef, result events.Result, message string) {
+	c.metrics.buildEnded(result)
+	c.reportEnd(ref, result, message)
+	c.notifyEnded(id)
 }
 
 func (c *Coordinator) notifyEnded(id string) {

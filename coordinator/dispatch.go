@@ -116,7 +116,7 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 	c.mu.Lock()
 	// A new attempt has no events yet: its mark is known.
 	ref := c.refOf(b)
-	c.running[b.ID] = &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn), status: ref}
+	c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn), status: ref})
 	c.mu.Unlock()
 	c.metrics.assigned(b, c.cfg.Now())
 	secrets, err := c.secretsOf(context.Background(), b.Repo)
@@ -344,7 +344,7 @@ func (c *Coordinator) expireLeases(ctx context.Context) {
 		}
 		c.mu.Lock()
 		conn := c.agents[b.Agent]
-		delete(c.running, b.ID)
+		c.dropLeaseLocked(b.ID)
 		c.mu.Unlock()
 		if conn != nil {
 			conn.cancel(b.ID, b.Attempt) // late, but it frees the agent
@@ -352,12 +352,13 @@ func (c *Coordinator) expireLeases(ctx context.Context) {
 		if b.Attempt >= c.cfg.MaxAttempts {
 			msg := fmt.Sprintf("agent lost: the lease of attempt %d ran out, and that was the last attempt", b.Attempt)
 			if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err == nil {
-				c.metrics.buildEnded(events.Error)
-				c.reportEnd(c.refOf(&b), events.Error, "agent lost")
-			} else if !errors.Is(err, ErrStale) {
-				c.log.Error("could not end a build whose agent was lost", "build", b.ID, "error", err)
+				c.buildEnded(b.ID, c.refOf(&b), events.Error, "agent lost")
+			} else {
+				if !errors.Is(err, ErrStale) {
+					c.log.Error("could not end a build whose agent was lost", "build", b.ID, "error", err)
+				}
+				c.notifyEnded(b.ID)
 			}
-			c.notifyEnded(b.ID)
 			continue
 		}
 		if err := c.cfg.Store.Requeue(ctx, b.ID, b.Attempt); err != nil {

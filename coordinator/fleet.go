@@ -264,8 +264,8 @@ func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.
 	for _, ba := range hb.GetRunning() {
 		held[ba.GetBuildId()] = ba.GetAttempt()
 	}
-	for id, l := range c.running {
-		if a, ok := held[id]; l.agent == conn.id && (!ok || int(a) != l.attempt) {
+	for id, l := range c.leasesOf[conn.id] {
+		if a, ok := held[id]; !ok || int(a) != l.attempt {
 			conn.free.MilliCPUs -= l.need.MilliCPUs
 			conn.free.Memory -= l.need.Memory
 		}
@@ -416,22 +416,18 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	default:
 		result = events.Error
 	}
-	if err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage()); err == nil {
-		c.metrics.buildEnded(result)
-		c.mu.Lock()
-		var ref *statusRef
-		if l, ok := c.running[ba.GetBuildId()]; ok && l.attempt == int(ba.GetAttempt()) {
-			ref = l.status
-		}
-		c.mu.Unlock()
-		c.reportEnd(ref, result, d.GetMessage())
-	} else if !errors.Is(err, ErrStale) {
+	err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage())
+	if err != nil && !errors.Is(err, ErrStale) {
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
 	c.mu.Lock()
-	c.endLeaseLocked(ba.GetBuildId(), int(ba.GetAttempt()))
+	l := c.endLeaseLocked(ba.GetBuildId(), int(ba.GetAttempt()))
 	c.mu.Unlock()
-	c.notifyEnded(ba.GetBuildId())
+	if err == nil {
+		c.buildEnded(ba.GetBuildId(), l.forge(), result, d.GetMessage())
+	} else {
+		c.notifyEnded(ba.GetBuildId())
+	}
 	c.poke()
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
 }
@@ -463,13 +459,16 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 }
 
 // endLeaseLocked forgets the lease of an attempt that ended or was handed
-// back, and gives its agent back the script's reservation. A lease of
-// another attempt (the build moved on meanwhile) is left alone.
-func (c *Coordinator) endLeaseLocked(id string, attempt int) {
+// back, gives its agent back the script's reservation, and returns it. A
+// lease of another attempt (the build moved on meanwhile) is left alone:
+// nil.
+func (c *Coordinator) endLeaseLocked(id string, attempt int) *lease {
 	if l, ok := c.running[id]; ok && l.attempt == attempt {
-		delete(c.running, id)
+		c.dropLeaseLocked(id)
 		c.releaseLocked(c.agents[l.agent])
+		return l
 	}
+	return nil
 }
 
 // ack acknowledges what is stored of an attempt. It is sent when the

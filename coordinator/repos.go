@@ -188,10 +188,7 @@ func (s *AdminServer) RemoveSecret(ctx context.Context, r *fleet.SecretRef) (*fl
 // secretsOf opens a registered repository's secrets for an assignment
 // (nil for a repository that is not registered: no store read).
 func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]string, error) {
-	c.mu.Lock()
-	registered := c.repos[repo]
-	c.mu.Unlock()
-	if !registered {
+	if !c.registered(repo) {
 		return nil, nil
 	}
 	sealed, err := c.cfg.Store.Secrets(ctx, repo)
@@ -213,15 +210,19 @@ func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]st
 	return out, nil
 }
 
+// registered says whether a repository of that name is registered.
+func (c *Coordinator) registered(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.repos[name]
+}
+
 // resolveRepo makes a build of a registered repository named by Repo (or
 // by its URL field, as `trigger --repo NAME` sends it) build from the
 // registered URL.
 func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) error {
 	for _, name := range []string{b.Repo, b.Source.URL} {
-		c.mu.Lock()
-		registered := c.repos[name]
-		c.mu.Unlock()
-		if !registered {
+		if !c.registered(name) {
 			continue
 		}
 		r, err := c.cfg.Store.GetRepo(ctx, name)

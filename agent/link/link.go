@@ -281,13 +281,14 @@ func (l *Link) heartbeats(ctx context.Context, every time.Duration) {
 func (l *Link) heartbeat() *fleet.AgentMessage {
 	hb := &fleet.Heartbeat{}
 	var promised agent.Resources
+	script := l.cfg.Runner.Script()
 	l.mu.Lock()
 	hb.Draining = l.draining
 	for _, r := range l.builds {
 		hb.Running = append(hb.Running, r.ba)
 		if !r.reserved {
-			promised.MilliCPUs += l.cfg.Runner.Script().MilliCPUs
-			promised.Memory += l.cfg.Runner.Script().Memory
+			promised.MilliCPUs += script.MilliCPUs
+			promised.Memory += script.Memory
 		}
 	}
 	l.mu.Unlock()
@@ -468,17 +469,14 @@ func (r *reporter) flushWhere(match func(streamKey) bool) {
 		return
 	}
 	r.mu.Lock()
-	var keys []streamKey
-	for k := range r.streams {
+	flush := map[streamKey]*maskedStream{}
+	for k, ms := range r.streams {
 		if match(k) {
-			keys = append(keys, k)
+			flush[k] = ms
 		}
 	}
 	r.mu.Unlock()
-	for _, k := range keys {
-		r.mu.Lock()
-		ms := r.streams[k]
-		r.mu.Unlock()
+	for k, ms := range flush {
 		ms.mu.Lock()
 		if out := ms.s.Flush(); len(out) > 0 {
 			r.box.output(r.ba, k.job, k.stream, out)
