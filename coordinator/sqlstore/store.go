@@ -50,6 +50,11 @@ type Store struct {
 	inflight sync.WaitGroup
 	direct   bool // Options.direct
 	closeErr error
+
+	// The background checkpointer (checkpoint.go).
+	cp        *sql.DB
+	cpStop    chan struct{}
+	cpStopped chan struct{}
 }
 
 // Options tune Open; the zero value is what Open uses.
@@ -95,6 +100,8 @@ func OpenWith(path string, o Options) (*Store, error) {
 		"_synchronous":  {synchronous},
 		"_foreign_keys": {"1"},
 		"_txlock":       {"immediate"},
+		// Checkpoints are the checkpointer's (checkpoint.go), not a commit's.
+		"_pragma": {"wal_autocheckpoint(0)"},
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
@@ -146,6 +153,10 @@ func OpenWith(path string, o Options) (*Store, error) {
 		_ = r.Close()
 		return fail("prepare statements", err)
 	}
+	if err := s.startCheckpoints(abs, timeout); err != nil {
+		_ = r.Close()
+		return fail("open the checkpointer", err)
+	}
 	return s, nil
 }
 
@@ -167,7 +178,8 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.wmu.Unlock()
 	s.inflight.Wait()
-	err := errors.Join(s.r.Close(), s.w.Close()) // closes the statements too
+	s.stopCheckpoints()
+	err := errors.Join(s.r.Close(), s.w.Close(), s.cp.Close()) // closes the statements too
 	s.wmu.Lock()
 	s.closeErr = err
 	s.wmu.Unlock()

@@ -628,3 +628,19 @@ func snapshot(t *testing.T, s *Store) state {
 	must(t, err)
 	return st
 }
+
+// Commits never checkpoint (the background checkpointer does), so a
+// change's caller never waits for the WAL's copy into the database file.
+func TestCommitsLeaveCheckpointsToTheCheckpointer(t *testing.T) {
+	s := newStore(t)
+	var pages int
+	must(t, s.w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&pages))
+	if pages != 0 {
+		t.Errorf("the writer checkpoints every %d pages, want never", pages)
+	}
+	var busy, log, done int
+	must(t, s.cp.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done))
+	if log != done {
+		t.Errorf("a checkpoint with no writer copied %d of %d WAL frames", done, log)
+	}
+}
