@@ -85,6 +85,15 @@ func row(tw io.Writer, cells ...string) {
 	fmt.Fprintln(tw, strings.Join(cells, "\t"))
 }
 
+// each is f of every x, for -o json: empty, never nil, when xs is.
+func each[X, J any](xs []X, f func(X) J) []J {
+	out := make([]J, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, f(x))
+	}
+	return out
+}
+
 // WriteJSON writes v as indented JSON and a newline.
 func WriteJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -124,13 +133,7 @@ func Agent(a *fleet.AgentInfo) AgentJSON {
 }
 
 // Agents are agents in -o json.
-func Agents(as []*fleet.AgentInfo) []AgentJSON {
-	out := make([]AgentJSON, 0, len(as))
-	for _, a := range as {
-		out = append(out, Agent(a))
-	}
-	return out
-}
+func Agents(as []*fleet.AgentInfo) []AgentJSON { return each(as, Agent) }
 
 // AgentsTable writes agents as a table: ID NAME STATE CPUS MEMORY FREE
 // BUILDS LABELS. FREE is free CPUs/free memory.
@@ -209,13 +212,7 @@ func Build(b *fleet.BuildInfo) BuildJSON {
 }
 
 // Builds are builds in -o json.
-func Builds(bs []*fleet.BuildInfo) []BuildJSON {
-	out := make([]BuildJSON, 0, len(bs))
-	for _, b := range bs {
-		out = append(out, Build(b))
-	}
-	return out
-}
+func Builds(bs []*fleet.BuildInfo) []BuildJSON { return each(bs, Build) }
 
 // EventJSON is a stored event in -o json; event is the event's own JSON
 // (package events).
@@ -251,6 +248,16 @@ func timeOf(ts *timestamppb.Timestamp) *time.Time {
 	}
 	t := ts.AsTime()
 	return &t
+}
+
+// stamp is when ts was, in local time, and how long ago as of now ("-"
+// for none).
+func stamp(ts *timestamppb.Timestamp, now time.Time) string {
+	t := timeOf(ts)
+	if t == nil {
+		return none
+	}
+	return t.Local().Format("2006-01-02 15:04:05 MST") + " (" + Age(now.Sub(*t)) + " ago)"
 }
 
 // ShortCommit is the first 12 characters of a commit id.
@@ -322,13 +329,6 @@ func BuildDuration(b *fleet.BuildInfo, now time.Time) string {
 // its events as lines: time type job status message.
 func DetailText(w io.Writer, d *fleet.BuildDetail, now time.Time) error {
 	b := d.GetBuild()
-	stamp := func(ts *timestamppb.Timestamp) string {
-		t := timeOf(ts)
-		if t == nil {
-			return none
-		}
-		return t.Local().Format("2006-01-02 15:04:05 MST") + " (" + Age(now.Sub(*t)) + " ago)"
-	}
 	tw := newTable(w)
 	for _, f := range [][2]string{
 		{"id", b.GetId()},
@@ -340,9 +340,9 @@ func DetailText(w io.Writer, d *fleet.BuildDetail, now time.Time) error {
 		{"result", b.GetResult()},
 		{"attempt", strconv.Itoa(int(b.GetAttempt()))},
 		{"agent", b.GetAgent()},
-		{"created", stamp(b.GetCreated())},
-		{"started", stamp(b.GetStarted())},
-		{"ended", stamp(b.GetEnded())},
+		{"created", stamp(b.GetCreated(), now)},
+		{"started", stamp(b.GetStarted(), now)},
+		{"ended", stamp(b.GetEnded(), now)},
 		{"duration", BuildDuration(b, now)},
 		{"waiting", b.GetWaiting()},
 		{"message", b.GetMessage()},

@@ -95,13 +95,7 @@ func Repo(r *fleet.Repo) RepoJSON {
 }
 
 // Repos are repositories in -o json.
-func Repos(rs []*fleet.Repo) []RepoJSON {
-	out := make([]RepoJSON, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, Repo(r))
-	}
-	return out
-}
+func Repos(rs []*fleet.Repo) []RepoJSON { return each(rs, Repo) }
 
 // allBranches is the BRANCHES cell of a repository whose every branch
 // builds.
@@ -143,13 +137,7 @@ func Secret(s *fleet.SecretInfo) SecretJSON {
 }
 
 // Secrets are secrets in -o json.
-func Secrets(ss []*fleet.SecretInfo) []SecretJSON {
-	out := make([]SecretJSON, 0, len(ss))
-	for _, s := range ss {
-		out = append(out, Secret(s))
-	}
-	return out
-}
+func Secrets(ss []*fleet.SecretInfo) []SecretJSON { return each(ss, Secret) }
 
 // SecretsTable writes secrets as a table: KEY UPDATED, when in local time
 // and how long ago as of now.
@@ -157,11 +145,7 @@ func SecretsTable(w io.Writer, ss []*fleet.SecretInfo, now time.Time) error {
 	tw := newTable(w)
 	row(tw, "KEY", "UPDATED")
 	for _, s := range ss {
-		updated := none
-		if t := timeOf(s.GetUpdated()); t != nil {
-			updated = t.Local().Format("2006-01-02 15:04:05 MST") + " (" + Age(now.Sub(*t)) + " ago)"
-		}
-		row(tw, cell(s.GetKey()), updated)
+		row(tw, cell(s.GetKey()), stamp(s.GetUpdated(), now))
 	}
 	return tw.Flush()
 }

@@ -32,16 +32,9 @@ builds it runs and its labels.`,
 		if err := checkOutput(*lsOut); err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListAgents, &fleet.ListAgentsRequest{})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		resp, err := c.ListAgents(ctx, &fleet.ListAgentsRequest{})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *lsOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Agents(resp.GetAgents()))
@@ -70,16 +63,9 @@ builds it runs and its labels.`,
 			if err := checkOutput(*out); err != nil {
 				return err
 			}
-			c, err := flags.dial(cmd)
+			info, err := adminCall(cmd, flags, fleet.AdminClient.SetAgent, &fleet.SetAgentRequest{Id: args[0], Action: action})
 			if err != nil {
 				return err
-			}
-			defer c.Close()
-			ctx, cancel := callContext(cmd)
-			defer cancel()
-			info, err := c.SetAgent(ctx, &fleet.SetAgentRequest{Id: args[0], Action: action})
-			if err != nil {
-				return adminFailed(c, err)
 			}
 			if *out == admin.FormatJSON {
 				return admin.WriteJSON(stdout, admin.Agent(info))

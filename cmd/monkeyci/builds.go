@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -45,16 +46,9 @@ func newBuildsCommand(stdout io.Writer) *cobra.Command {
 		if limit < 0 || limit > 1<<31-1 {
 			return usageError(fmt.Errorf("--limit %d: expected 0 or more", limit))
 		}
-		c, err := flags.dial(cmd)
+		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListBuilds, &fleet.ListBuildsRequest{Repo: repo, State: state, Limit: int32(limit)})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		resp, err := c.ListBuilds(ctx, &fleet.ListBuildsRequest{Repo: repo, State: state, Limit: int32(limit)})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *lsOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Builds(resp.GetBuilds()))
@@ -76,16 +70,9 @@ per line: time, type, job, status and message.`,
 		if err := checkOutput(*showOut); err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		d, err := adminCall(cmd, flags, fleet.AdminClient.GetBuild, &fleet.GetBuildRequest{Id: args[0]})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		d, err := c.GetBuild(ctx, &fleet.GetBuildRequest{Id: args[0]})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *showOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Detail(d))
@@ -94,21 +81,15 @@ per line: time, type, job, status and message.`,
 	}
 
 	cmd.AddCommand(ls, show,
-		buildChange(flags, stdout, "cancel", "Cancel a build: queued, it ends at once; running, its containers stop",
-			func(ctx context.Context, c *admin.Client, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-				return c.CancelBuild(ctx, r)
-			}),
-		buildChange(flags, stdout, "retry", "Queue an ended build again",
-			func(ctx context.Context, c *admin.Client, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-				return c.RetryBuild(ctx, r)
-			}),
+		buildChange(flags, stdout, "cancel", "Cancel a build: queued, it ends at once; running, its containers stop", fleet.AdminClient.CancelBuild),
+		buildChange(flags, stdout, "retry", "Queue an ended build again", fleet.AdminClient.RetryBuild),
 	)
 	return cmd
 }
 
 // buildChange is `builds cancel` or `builds retry`: one call on one build,
 // which prints the build's state after it.
-func buildChange(flags *adminFlags, stdout io.Writer, name, short string, call func(context.Context, *admin.Client, *fleet.BuildRef) (*fleet.BuildInfo, error)) *cobra.Command {
+func buildChange(flags *adminFlags, stdout io.Writer, name, short string, call func(fleet.AdminClient, context.Context, *fleet.BuildRef, ...grpc.CallOption) (*fleet.BuildInfo, error)) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               name + " ID",
 		Short:             short,
@@ -120,16 +101,9 @@ func buildChange(flags *adminFlags, stdout io.Writer, name, short string, call f
 		if err := checkOutput(*out); err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		b, err := adminCall(cmd, flags, call, &fleet.BuildRef{Id: args[0]})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		b, err := call(ctx, c, &fleet.BuildRef{Id: args[0]})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *out == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Build(b))

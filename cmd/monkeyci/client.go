@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -90,6 +91,26 @@ func adminFailed(c *admin.Client, err error) error {
 // callContext bounds one request.
 func callContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmdContext(cmd), adminCallTimeout)
+}
+
+// adminCall makes one request to the coordinator, as a command's flags
+// say, bounded like callContext, and gives its answer: call is the
+// request's method, like fleet.AdminClient.ListBuilds. Bad flags are usage
+// errors, a request refused or not answered adminFailed.
+func adminCall[Req, Resp any](cmd *cobra.Command, f *adminFlags, call func(fleet.AdminClient, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	var none Resp
+	c, err := f.dial(cmd)
+	if err != nil {
+		return none, err
+	}
+	defer c.Close()
+	ctx, cancel := callContext(cmd)
+	defer cancel()
+	resp, err := call(c, ctx, req)
+	if err != nil {
+		return none, adminFailed(c, err)
+	}
+	return resp, nil
 }
 
 // followContext ends at Ctrl-C or SIGTERM, for commands that follow a build.

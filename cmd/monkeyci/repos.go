@@ -94,16 +94,9 @@ reads an API token from standard input, used to set commit statuses.`,
 			}
 			repo.ForgeToken = string(token)
 		}
-		c, err := flags.dial(cmd)
+		r, err := adminCall(cmd, flags, fleet.AdminClient.AddRepo, repo)
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		r, err := c.AddRepo(ctx, repo)
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *addOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Repo(r))
@@ -125,16 +118,9 @@ Secrets are never shown.`,
 		if err := checkOutput(*lsOut); err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListRepos, &fleet.ListReposRequest{})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		resp, err := c.ListRepos(ctx, &fleet.ListReposRequest{})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *lsOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Repos(resp.GetRepos()))
@@ -155,16 +141,9 @@ Secrets are never shown.`,
 		if err := checkOutput(*rmOut); err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		r, err := adminCall(cmd, flags, fleet.AdminClient.RemoveRepo, &fleet.RepoRef{Name: args[0]})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		r, err := c.RemoveRepo(ctx, &fleet.RepoRef{Name: args[0]})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *rmOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Repo(r))

@@ -50,16 +50,9 @@ One trailing newline is dropped. An empty value is refused.`,
 		if err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		s, err := adminCall(cmd, flags, fleet.AdminClient.SetSecret, &fleet.SetSecretRequest{Repo: args[0], Key: args[1], Value: value})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		s, err := c.SetSecret(ctx, &fleet.SetSecretRequest{Repo: args[0], Key: args[1], Value: value})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *setOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Secret(s))
@@ -80,16 +73,9 @@ One trailing newline is dropped. An empty value is refused.`,
 		if err := checkOutput(*lsOut); err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListSecrets, &fleet.RepoRef{Name: args[0]})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		resp, err := c.ListSecrets(ctx, &fleet.RepoRef{Name: args[0]})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *lsOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Secrets(resp.GetSecrets()))
@@ -109,16 +95,9 @@ One trailing newline is dropped. An empty value is refused.`,
 		if err := checkOutput(*rmOut); err != nil {
 			return err
 		}
-		c, err := flags.dial(cmd)
+		s, err := adminCall(cmd, flags, fleet.AdminClient.RemoveSecret, &fleet.SecretRef{Repo: args[0], Key: args[1]})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		s, err := c.RemoveSecret(ctx, &fleet.SecretRef{Repo: args[0], Key: args[1]})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *rmOut == admin.FormatJSON {
 			return admin.WriteJSON(stdout, admin.Secret(s))

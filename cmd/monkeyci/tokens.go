@@ -38,16 +38,9 @@ an admin token allows every admin call, a viewer token only reading.`,
 		if err := admin.CheckKind(kind); err != nil {
 			return usageError(err)
 		}
-		c, err := flags.dial(cmd)
+		resp, err := adminCall(cmd, flags, fleet.AdminClient.CreateToken, &fleet.CreateTokenRequest{Kind: kind})
 		if err != nil {
 			return err
-		}
-		defer c.Close()
-		ctx, cancel := callContext(cmd)
-		defer cancel()
-		resp, err := c.CreateToken(ctx, &fleet.CreateTokenRequest{Kind: kind})
-		if err != nil {
-			return adminFailed(c, err)
 		}
 		if *out == admin.FormatJSON {
 			return admin.WriteJSON(stdout, struct {
