@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -184,28 +185,55 @@ func RepoOf(kind Kind, body []byte) (name string, cloneURLs []string, err error)
 	default:
 		return "", nil, unknownKind(kind)
 	}
-	where := string(kind) + " delivery"
-	if err := decode(where, body, p); err != nil {
-		return "", nil, err
-	}
-	return p.repo(where)
+	e, err := decodeRepo(string(kind)+" delivery", body, p)
+	return e.Repo, e.CloneURLs, err
 }
 
 // Parse reads a verified delivery into an Event. A well-formed delivery
 // that starts no build gives an *Ignored; a body that is not what its
 // event says, an error wrapping ErrMalformed.
 func Parse(kind Kind, h http.Header, body []byte) (Event, error) {
-	switch kind {
-	case GitHub:
-		return parseGitHub(h, body)
-	case GitLab:
-		return parseGitLab(h, body)
-	case Gitea:
-		return parseGitea(h, body)
-	case Bitbucket:
-		return parseBitbucket(h, body)
+	headers, ok := eventHeaders[kind]
+	if !ok {
+		return Event{}, unknownKind(kind)
 	}
-	return Event{}, unknownKind(kind)
+	event, err := eventName(kind, h, headers...)
+	if err != nil {
+		return Event{}, err
+	}
+	// The events that can start a build.
+	type route struct {
+		kind  Kind
+		event string
+	}
+	switch (route{kind, event}) {
+	case route{GitHub, "push"}, route{Gitea, "push"}:
+		return parseGHPush(kind, body)
+	case route{GitHub, "pull_request"}:
+		return parseGHPullRequest(kind, body, "opened", "reopened", "synchronize", "ready_for_review")
+	case route{Gitea, "pull_request"}:
+		// Gitea says "synchronized" where GitHub says "synchronize".
+		return parseGHPullRequest(kind, body, "opened", "reopened", "synchronized", "synchronize")
+	case route{GitLab, "Push Hook"}:
+		return parseGLPush(event, "push", body)
+	case route{GitLab, "Tag Push Hook"}:
+		return parseGLPush(event, "tag_push", body)
+	case route{GitLab, "Merge Request Hook"}:
+		return parseGLMergeRequest(body)
+	case route{Bitbucket, "repo:push"}:
+		return parseBBPush(body)
+	case route{Bitbucket, "pullrequest:created"}, route{Bitbucket, "pullrequest:updated"}:
+		return parseBBPullRequest(event, body)
+	}
+	return otherEvent(kind, event, body)
+}
+
+// eventHeaders names, per forge, the header(s) saying a delivery's event.
+var eventHeaders = map[Kind][]string{
+	GitHub:    {"X-GitHub-Event"},
+	GitLab:    {"X-Gitlab-Event"},
+	Gitea:     {"X-Gitea-Event", "X-Forgejo-Event"},
+	Bitbucket: {"X-Event-Key"},
 }
 
 // decode reads body, a JSON object, into v.
@@ -221,6 +249,14 @@ func decode(where string, body []byte, v any) error {
 		return malformed("%s: %q is a JSON %s, not %s", where, te.Field, te.Value, jsonType(te.Type))
 	}
 	return malformed("%s: the body is not JSON: %v", where, err)
+}
+
+// decodeRepo decodes body into p and starts the event with p's repository.
+func decodeRepo(where string, body []byte, p repoPayload) (Event, error) {
+	if err := decode(where, body, p); err != nil {
+		return Event{}, err
+	}
+	return p.repo(where)
 }
 
 // jsonType names t's JSON counterpart, for errors.
@@ -265,20 +301,23 @@ func otherEvent(kind Kind, event string, body []byte) (Event, error) {
 }
 
 // repoPayload is a payload's repository part, decoded by RepoOf alone and
-// embedded in each event's payload.
+// embedded in each event's payload. repo starts the event with it: its Repo
+// and CloneURLs.
 type repoPayload interface {
-	repo(where string) (name string, cloneURLs []string, err error)
+	repo(where string) (Event, error)
 }
 
 // maxCloneURLs bounds the clone URLs read from a delivery.
 const maxCloneURLs = 8
 
-func checkRepo(where, field, name string, urls ...string) (string, []string, error) {
+// checkRepo starts the event of repository name (read from field) and its
+// clone URLs.
+func checkRepo(where, field, name string, urls ...string) (Event, error) {
 	if name == "" {
-		return "", nil, missing(where, field)
+		return Event{}, missing(where, field)
 	}
 	if hasControl(name) {
-		return "", nil, malformed("%s: %q holds a control character: %q", where, field, clip(name))
+		return Event{}, malformed("%s: %q holds a control character: %q", where, field, clip(name))
 	}
 	var clone []string
 	for _, u := range urls {
@@ -287,32 +326,24 @@ func checkRepo(where, field, name string, urls ...string) (string, []string, err
 		if len(clone) == maxCloneURLs {
 			break
 		}
-		if u != "" && !hasControl(u) && !contains(clone, u) {
+		if u != "" && !hasControl(u) && !slices.Contains(clone, u) {
 			clone = append(clone, u)
 		}
 	}
-	return name, clone, nil
+	return Event{Repo: name, CloneURLs: clone}, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
-}
-
-// checkCommit reads a commit id: 7 to 40 hex digits (Bitbucket's pull
-// requests name abbreviated ones).
-func checkCommit(where, field, id string) (string, error) {
+// withCommit completes e with the commit to build, read from field: 7 to 40
+// hex digits (Bitbucket's pull requests name abbreviated ones).
+func withCommit(e Event, where, field, id string) (Event, error) {
 	if id == "" {
-		return "", missing(where, field)
+		return Event{}, missing(where, field)
 	}
 	if !isHex(id) || len(id) < 7 || len(id) > 40 {
-		return "", malformed("%s: %q is not a commit id (7 to 40 hex digits): %q", where, field, clip(id))
+		return Event{}, malformed("%s: %q is not a commit id (7 to 40 hex digits): %q", where, field, clip(id))
 	}
-	return strings.ToLower(id), nil
+	e.Commit = strings.ToLower(id)
+	return e, nil
 }
 
 func isHex(s string) bool {
@@ -372,19 +403,31 @@ func clip(s string) string {
 	return s
 }
 
-// pushed reads a pushed ref into the event it starts: ok is false for refs
-// that are neither branches nor tags.
-func pushed(where, ref string) (e Event, ok bool, err error) {
+// pushed makes e the push of ref: ok is false for refs that are neither
+// branches nor tags.
+func pushed(e Event, where, ref string) (Event, bool, error) {
 	if ref == "" {
-		return Event{}, false, missing(where, "ref")
+		return e, false, missing(where, "ref")
 	}
 	if b, found := strings.CutPrefix(ref, "refs/heads/"); found {
-		return Event{Kind: Push, Branch: b}, true, checkName(where, "ref", "branch", b)
+		e.Kind, e.Branch = Push, b
+		return e, true, checkName(where, "ref", "branch", b)
 	}
 	if t, found := strings.CutPrefix(ref, "refs/tags/"); found {
-		return Event{Kind: Tag, Tag: t}, true, checkName(where, "ref", "tag", t)
+		e.Kind, e.Tag = Tag, t
+		return e, true, checkName(where, "ref", "tag", t)
 	}
-	return Event{}, false, nil
+	return e, false, nil
+}
+
+// pullRequest completes e as pull request number, from branch at commit;
+// branchField and commitField name them in errors.
+func pullRequest(e Event, where string, number int, branchField, branch, commitField, commit string) (Event, error) {
+	if err := checkName(where, branchField, "branch", branch); err != nil {
+		return Event{}, err
+	}
+	e.Kind, e.Branch, e.Number = PullRequest, branch, number
+	return withCommit(e, where, commitField, commit)
 }
 
 // GitHub, and Gitea and Forgejo, whose push and pull_request payloads
@@ -398,9 +441,9 @@ type ghRepository struct {
 	} `json:"repository"`
 }
 
-func (p *ghRepository) repo(where string) (string, []string, error) {
+func (p *ghRepository) repo(where string) (Event, error) {
 	if p.Repository == nil {
-		return "", nil, missing(where, "repository")
+		return Event{}, missing(where, "repository")
 	}
 	r := p.Repository
 	return checkRepo(where, "repository.full_name", r.FullName, r.CloneURL, r.SSHURL)
@@ -432,46 +475,14 @@ type ghPullRequest struct {
 	} `json:"pull_request"`
 }
 
-func parseGitHub(h http.Header, body []byte) (Event, error) {
-	event, err := eventName(GitHub, h, "X-GitHub-Event")
-	if err != nil {
-		return Event{}, err
-	}
-	switch event {
-	case "push":
-		return parseGHPush(GitHub, body)
-	case "pull_request":
-		return parseGHPullRequest(GitHub, body, "opened", "reopened", "synchronize", "ready_for_review")
-	}
-	return otherEvent(GitHub, event, body)
-}
-
-func parseGitea(h http.Header, body []byte) (Event, error) {
-	event, err := eventName(Gitea, h, "X-Gitea-Event", "X-Forgejo-Event")
-	if err != nil {
-		return Event{}, err
-	}
-	switch event {
-	case "push":
-		return parseGHPush(Gitea, body)
-	case "pull_request":
-		// Gitea says "synchronized" where GitHub says "synchronize".
-		return parseGHPullRequest(Gitea, body, "opened", "reopened", "synchronized", "synchronize")
-	}
-	return otherEvent(Gitea, event, body)
-}
-
 func parseGHPush(kind Kind, body []byte) (Event, error) {
 	where := string(kind) + " push"
 	var p ghPush
-	if err := decode(where, body, &p); err != nil {
-		return Event{}, err
-	}
-	repo, urls, err := p.repo(where)
+	e, err := decodeRepo(where, body, &p)
 	if err != nil {
 		return Event{}, err
 	}
-	e, ok, err := pushed(where, p.Ref)
+	e, ok, err := pushed(e, where, p.Ref)
 	switch {
 	case err != nil:
 		return Event{}, err
@@ -480,49 +491,29 @@ func parseGHPush(kind Kind, body []byte) (Event, error) {
 	case !ok:
 		return Event{}, ignored("%s push to %q starts no build", kind, clip(p.Ref))
 	}
-	if e.Commit, err = checkCommit(where, "after", p.After); err != nil {
-		return Event{}, err
-	}
-	e.Repo, e.CloneURLs = repo, urls
 	e.Sender = sender(p.Sender.Login, p.Pusher.Login)
-	return e, nil
+	return withCommit(e, where, "after", p.After)
 }
 
 func parseGHPullRequest(kind Kind, body []byte, builds ...string) (Event, error) {
 	where := string(kind) + " pull_request"
 	var p ghPullRequest
-	if err := decode(where, body, &p); err != nil {
+	e, err := decodeRepo(where, body, &p)
+	switch {
+	case err != nil:
 		return Event{}, err
-	}
-	repo, urls, err := p.repo(where)
-	if err != nil {
-		return Event{}, err
-	}
-	if p.Action == "" {
+	case p.Action == "":
 		return Event{}, missing(where, "action")
-	}
-	if !contains(builds, p.Action) {
+	case !slices.Contains(builds, p.Action):
 		return Event{}, ignored("%s pull_request action %q starts no build", kind, clip(p.Action))
-	}
-	if p.Number <= 0 {
+	case p.Number <= 0:
 		return Event{}, missing(where, "number")
-	}
-	if p.PullRequest == nil {
+	case p.PullRequest == nil:
 		return Event{}, missing(where, "pull_request")
 	}
 	head := p.PullRequest.Head
-	if err := checkName(where, "pull_request.head.ref", "branch", head.Ref); err != nil {
-		return Event{}, err
-	}
-	commit, err := checkCommit(where, "pull_request.head.sha", head.SHA)
-	if err != nil {
-		return Event{}, err
-	}
-	return Event{
-		Kind: PullRequest, Repo: repo, CloneURLs: urls,
-		Branch: head.Ref, Commit: commit, Number: p.Number,
-		Sender: sender(p.Sender.Login),
-	}, nil
+	e.Sender = sender(p.Sender.Login)
+	return pullRequest(e, where, p.Number, "pull_request.head.ref", head.Ref, "pull_request.head.sha", head.SHA)
 }
 
 // GitLab.
@@ -535,9 +526,9 @@ type glProject struct {
 	} `json:"project"`
 }
 
-func (p *glProject) repo(where string) (string, []string, error) {
+func (p *glProject) repo(where string) (Event, error) {
 	if p.Project == nil {
-		return "", nil, missing(where, "project")
+		return Event{}, missing(where, "project")
 	}
 	r := p.Project
 	return checkRepo(where, "project.path_with_namespace", r.PathWithNamespace, r.GitHTTPURL, r.GitSSHURL)
@@ -569,22 +560,6 @@ type glMergeRequest struct {
 	} `json:"object_attributes"`
 }
 
-func parseGitLab(h http.Header, body []byte) (Event, error) {
-	event, err := eventName(GitLab, h, "X-Gitlab-Event")
-	if err != nil {
-		return Event{}, err
-	}
-	switch event {
-	case "Push Hook":
-		return parseGLPush(event, "push", body)
-	case "Tag Push Hook":
-		return parseGLPush(event, "tag_push", body)
-	case "Merge Request Hook":
-		return parseGLMergeRequest(body)
-	}
-	return otherEvent(GitLab, event, body)
-}
-
 // objectKind checks that the body is the event its header says.
 func objectKind(where, got, want string) error {
 	if got == "" {
@@ -605,11 +580,11 @@ func parseGLPush(event, kind string, body []byte) (Event, error) {
 	if err := objectKind(where, p.ObjectKind, kind); err != nil {
 		return Event{}, err
 	}
-	repo, urls, err := p.repo(where)
+	e, err := p.repo(where)
 	if err != nil {
 		return Event{}, err
 	}
-	e, ok, err := pushed(where, p.Ref)
+	e, ok, err := pushed(e, where, p.Ref)
 	switch {
 	case err != nil:
 		return Event{}, err
@@ -620,12 +595,8 @@ func parseGLPush(event, kind string, body []byte) (Event, error) {
 	case !ok:
 		return Event{}, ignored("gitlab push to %q starts no build", clip(p.Ref))
 	}
-	if e.Commit, err = checkCommit(where, "checkout_sha", p.CheckoutSHA); err != nil {
-		return Event{}, err
-	}
-	e.Repo, e.CloneURLs = repo, urls
 	e.Sender = sender(p.UserUsername)
-	return e, nil
+	return withCommit(e, where, "checkout_sha", p.CheckoutSHA)
 }
 
 func parseGLMergeRequest(body []byte) (Event, error) {
@@ -637,12 +608,11 @@ func parseGLMergeRequest(body []byte) (Event, error) {
 	if err := objectKind(where, p.ObjectKind, "merge_request"); err != nil {
 		return Event{}, err
 	}
-	repo, urls, err := p.repo(where)
-	if err != nil {
-		return Event{}, err
-	}
+	e, err := p.repo(where)
 	a := p.Attrs
 	switch {
+	case err != nil:
+		return Event{}, err
 	case a == nil:
 		return Event{}, missing(where, "object_attributes")
 	case a.Action == "":
@@ -655,18 +625,9 @@ func parseGLMergeRequest(body []byte) (Event, error) {
 	case a.IID <= 0:
 		return Event{}, missing(where, "object_attributes.iid")
 	}
-	if err := checkName(where, "object_attributes.source_branch", "branch", a.SourceBranch); err != nil {
-		return Event{}, err
-	}
-	commit, err := checkCommit(where, "object_attributes.last_commit.id", a.LastCommit.ID)
-	if err != nil {
-		return Event{}, err
-	}
-	return Event{
-		Kind: PullRequest, Repo: repo, CloneURLs: urls,
-		Branch: a.SourceBranch, Commit: commit, Number: a.IID,
-		Sender: sender(p.User.Username),
-	}, nil
+	e.Sender = sender(p.User.Username)
+	return pullRequest(e, where, a.IID, "object_attributes.source_branch", a.SourceBranch,
+		"object_attributes.last_commit.id", a.LastCommit.ID)
 }
 
 // Bitbucket Cloud.
@@ -685,9 +646,9 @@ type bbRepository struct {
 	} `json:"repository"`
 }
 
-func (p *bbRepository) repo(where string) (string, []string, error) {
+func (p *bbRepository) repo(where string) (Event, error) {
 	if p.Repository == nil {
-		return "", nil, missing(where, "repository")
+		return Event{}, missing(where, "repository")
 	}
 	r := p.Repository
 	urls := []string{r.Links.HTML.Href}
@@ -734,31 +695,14 @@ type bbPullRequest struct {
 	} `json:"pullrequest"`
 }
 
-func parseBitbucket(h http.Header, body []byte) (Event, error) {
-	event, err := eventName(Bitbucket, h, "X-Event-Key")
-	if err != nil {
-		return Event{}, err
-	}
-	switch event {
-	case "repo:push":
-		return parseBBPush(body)
-	case "pullrequest:created", "pullrequest:updated":
-		return parseBBPullRequest(event, body)
-	}
-	return otherEvent(Bitbucket, event, body)
-}
-
 func parseBBPush(body []byte) (Event, error) {
 	const where = "bitbucket repo:push"
 	var p bbPush
-	if err := decode(where, body, &p); err != nil {
+	e, err := decodeRepo(where, body, &p)
+	switch {
+	case err != nil:
 		return Event{}, err
-	}
-	repo, urls, err := p.repo(where)
-	if err != nil {
-		return Event{}, err
-	}
-	if p.Push == nil || len(p.Push.Changes) == 0 {
+	case p.Push == nil || len(p.Push.Changes) == 0:
 		return Event{}, missing(where, "push.changes")
 	}
 	// One push may move several refs; build the last one it leaves standing.
@@ -772,13 +716,12 @@ func parseBBPush(body []byte) (Event, error) {
 	}
 	n := changes[i].New
 	field := fmt.Sprintf("push.changes[%d].new", i)
-	var e Event
 	switch n.Type {
 	case "branch":
-		e = Event{Kind: Push, Branch: n.Name}
+		e.Kind, e.Branch = Push, n.Name
 		err = checkName(where, field+".name", "branch", n.Name)
 	case "tag", "annotated_tag":
-		e = Event{Kind: Tag, Tag: n.Name}
+		e.Kind, e.Tag = Tag, n.Name
 		err = checkName(where, field+".name", "tag", n.Name)
 	case "":
 		err = missing(where, field+".type")
@@ -788,42 +731,24 @@ func parseBBPush(body []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	if e.Commit, err = checkCommit(where, field+".target.hash", n.Target.Hash); err != nil {
-		return Event{}, err
-	}
-	e.Repo, e.CloneURLs = repo, urls
 	e.Sender = sender(p.Actor.Username, p.Actor.Nickname)
-	return e, nil
+	return withCommit(e, where, field+".target.hash", n.Target.Hash)
 }
 
 func parseBBPullRequest(event string, body []byte) (Event, error) {
 	where := "bitbucket " + event
 	var p bbPullRequest
-	if err := decode(where, body, &p); err != nil {
-		return Event{}, err
-	}
-	repo, urls, err := p.repo(where)
-	if err != nil {
-		return Event{}, err
-	}
+	e, err := decodeRepo(where, body, &p)
 	pr := p.PullRequest
 	switch {
+	case err != nil:
+		return Event{}, err
 	case pr == nil:
 		return Event{}, missing(where, "pullrequest")
 	case pr.ID <= 0:
 		return Event{}, missing(where, "pullrequest.id")
 	}
-	branch := pr.Source.Branch.Name
-	if err := checkName(where, "pullrequest.source.branch.name", "branch", branch); err != nil {
-		return Event{}, err
-	}
-	commit, err := checkCommit(where, "pullrequest.source.commit.hash", pr.Source.Commit.Hash)
-	if err != nil {
-		return Event{}, err
-	}
-	return Event{
-		Kind: PullRequest, Repo: repo, CloneURLs: urls,
-		Branch: branch, Commit: commit, Number: pr.ID,
-		Sender: sender(p.Actor.Username, p.Actor.Nickname),
-	}, nil
+	e.Sender = sender(p.Actor.Username, p.Actor.Nickname)
+	return pullRequest(e, where, pr.ID, "pullrequest.source.branch.name", pr.Source.Branch.Name,
+		"pullrequest.source.commit.hash", pr.Source.Commit.Hash)
 }

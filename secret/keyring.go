@@ -110,10 +110,15 @@ func (k *Keyring) Open(sealed []byte, context string) ([]byte, error) {
 
 // loadKeyFile reads the key at path, or makes it when there is none.
 func loadKeyFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	key, err := readKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createKeyFile(path)
 	}
+	return key, err
+}
+
+func readKeyFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -154,11 +159,7 @@ func createKeyFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !placed {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		return decodeKey(string(data))
+		return readKeyFile(path)
 	}
 	// Losing the key loses every secret: make the new name durable.
 	if d, err := os.Open(dir); err == nil {

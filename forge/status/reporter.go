@@ -122,9 +122,11 @@ func (r *Reporter) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	r.cancel()
 	r.mu.Lock()
+	// Count before cancelling: a Send ended by the cancel must not take its
+	// report off the count before it is made.
 	left := len(r.queue) + len(r.busy)
+	r.cancel()
 	r.cond.Broadcast() // wake workers to see r.ctx ended
 	r.mu.Unlock()
 	<-r.done // prompt: Sends end with r.ctx

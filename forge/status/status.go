@@ -112,28 +112,23 @@ func (c *Client) Send(ctx context.Context, t Target, s Status) error {
 		if err == nil {
 			return nil
 		}
-		fail := func(err error) error {
-			return fmt.Errorf("status: report %s to %s %s failed after %d attempt(s): %w",
-				s.State, t.Kind, t.Repo, attempt, err)
+		if retry && attempt < attempts && ctx.Err() == nil {
+			if wait < 0 {
+				wait = c.backoff(attempt)
+			}
+			log.Debug("retrying status report", "forge", t.Kind, "repo", t.Repo,
+				"commit", s.Commit, "attempt", attempt, "wait", wait, "error", err)
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+			}
 		}
 		if ctx.Err() != nil {
-			return fail(fmt.Errorf("%w; last error: %w", ctx.Err(), err))
+			err = fmt.Errorf("%w; last error: %w", ctx.Err(), err)
 		}
-		if !retry || attempt >= attempts {
-			return fail(err)
-		}
-		if wait < 0 {
-			wait = c.backoff(attempt)
-		}
-		log.Debug("retrying status report", "forge", t.Kind, "repo", t.Repo,
-			"commit", s.Commit, "attempt", attempt, "wait", wait, "error", err)
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fail(fmt.Errorf("%w; last error: %w", ctx.Err(), err))
-		case <-timer.C:
-		}
+		return fmt.Errorf("status: report %s to %s %s failed after %d attempt(s): %w",
+			s.State, t.Kind, t.Repo, attempt, err)
 	}
 }
 
@@ -249,20 +244,21 @@ func build(t Target, s Status) (request, error) {
 	)
 	api := strings.TrimRight(t.APIURL, "/")
 	owner, name, _ := strings.Cut(t.Repo, "/")
+	repoPath := url.PathEscape(owner) + "/" + url.PathEscape(name)
 	switch t.Kind {
 	case forge.GitHub:
 		// https://docs.github.com/en/rest/commits/statuses#create-a-commit-status
 		if api == "" {
 			api = "https://api.github.com"
 		}
-		endpoint = api + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + "/statuses/" + s.Commit
+		endpoint = api + "/repos/" + repoPath + "/statuses/" + s.Commit
 		h.Set("Authorization", "Bearer "+t.Token)
 		h.Set("Accept", "application/vnd.github+json")
 		h.Set("X-GitHub-Api-Version", "2022-11-28")
 		body = commitStatus{State: githubState(s.State), TargetURL: s.URL, Description: s.Description, Context: s.Context}
 	case forge.Gitea:
 		// https://gitea.com/api/swagger#/repository/repoCreateStatus
-		endpoint = api + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + "/statuses/" + s.Commit
+		endpoint = api + "/repos/" + repoPath + "/statuses/" + s.Commit
 		h.Set("Authorization", "token "+t.Token)
 		body = commitStatus{State: giteaState(s.State), TargetURL: s.URL, Description: s.Description, Context: s.Context}
 	case forge.GitLab:
@@ -279,7 +275,7 @@ func build(t Target, s Status) (request, error) {
 		if api == "" {
 			api = "https://api.bitbucket.org/2.0"
 		}
-		endpoint = api + "/repositories/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + "/commit/" + s.Commit + "/statuses/build"
+		endpoint = api + "/repositories/" + repoPath + "/commit/" + s.Commit + "/statuses/build"
 		h.Set("Authorization", "Bearer "+t.Token)
 		body = bitbucketStatus{Key: s.Context, State: bitbucketState(s.State), URL: s.URL, Name: s.Context, Description: s.Description}
 	}

@@ -55,7 +55,20 @@ func recorder(t *testing.T) (*httptest.Server, chan seen) {
 	return srv, got
 }
 
-func fastClient() *Client { return &Client{Backoff: time.Millisecond} }
+// fastClient retries at once and has no timeout of its own: a request ends
+// when its fake forge answers or its context ends, never by a timer racing
+// the test (whose retry would reach the forge a second time).
+func fastClient() *Client { return &Client{HTTP: &http.Client{}, Backoff: time.Millisecond} }
+
+// await fails the test unless c is ready within wait.
+func await(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(wait):
+		t.Fatal(what)
+	}
+}
 
 // TestSendPerForge checks each forge's request as its API documents it,
 // for every State.
@@ -435,15 +448,21 @@ func TestSendStopsWhenContextEnds(t *testing.T) {
 		}
 	})
 	t.Run("while a request hangs", func(t *testing.T) {
+		// A retry after a network error reaches the handler again: only
+		// the first arrival closes the channel.
+		var once sync.Once
 		arrived := make(chan struct{})
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			close(arrived)
+			once.Do(func() { close(arrived) })
 			stuck(t, r)
 		}))
 		t.Cleanup(srv.Close)
+		// The server's own client: no timeout (only ctx ends the request)
+		// and no connections shared with other tests.
+		c := &Client{HTTP: srv.Client(), Backoff: time.Millisecond}
 		ctx, cancel := context.WithCancel(t.Context())
 		errc := make(chan error, 1)
-		go func() { errc <- fastClient().Send(ctx, githubAt(srv.URL), success) }()
+		go func() { errc <- c.Send(ctx, githubAt(srv.URL), success) }()
 		select {
 		case <-arrived:
 		case err := <-errc:
@@ -490,6 +509,17 @@ func commitOf(i int) string { return fmt.Sprintf("%040x", i) }
 
 func quiet() hclog.Logger { return hclog.NewNullLogger() }
 
+// closedAtEnd closes r when the test ends, however it ends, so that no
+// worker outlives it (a second Close is harmless).
+func closedAtEnd(t *testing.T, r *Reporter) *Reporter {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		r.Close(ctx)
+	})
+	return r
+}
+
 func TestReporterKeepsOrderPerCommit(t *testing.T) {
 	var (
 		mu  sync.Mutex
@@ -507,7 +537,7 @@ func TestReporterKeepsOrderPerCommit(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	r := NewReporter(fastClient(), quiet())
+	r := closedAtEnd(t, NewReporter(fastClient(), quiet()))
 	const commits, perCommit = 5, 40
 	states := []State{Pending, Running, Success, Failure, Error, Canceled}
 	for i := range perCommit {
@@ -554,7 +584,7 @@ func TestReporterNeverBlocks(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	r := NewReporter(fastClient(), quiet())
+	r := closedAtEnd(t, NewReporter(fastClient(), quiet()))
 	const n = 2000
 	reported := make(chan struct{})
 	go func() {
@@ -563,11 +593,7 @@ func TestReporterNeverBlocks(t *testing.T) {
 		}
 		close(reported)
 	}()
-	select {
-	case <-reported:
-	case <-time.After(wait):
-		t.Fatal("Report blocked on a stuck forge")
-	}
+	await(t, reported, "Report blocked on a stuck forge")
 	close(release)
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
@@ -597,7 +623,7 @@ func TestReporterCloseDrains(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	r := NewReporter(fastClient(), quiet())
+	r := closedAtEnd(t, NewReporter(fastClient(), quiet()))
 	for i := range 100 {
 		r.Report(githubAt(srv.URL), Status{Commit: commitOf(i % 7), State: Success})
 	}
@@ -630,11 +656,11 @@ func TestReporterCloseGivesUp(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	r := NewReporter(fastClient(), quiet())
+	r := closedAtEnd(t, NewReporter(fastClient(), quiet()))
 	for range 10 {
 		r.Report(githubAt(srv.URL), Status{Commit: sha, State: Running})
 	}
-	<-arrived
+	await(t, arrived, "the first report did not arrive")
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	closed := make(chan error, 1)
@@ -676,12 +702,12 @@ func TestReporterDropsOldest(t *testing.T) {
 
 	// One worker, a queue of 3, one commit: report 0 is in flight, and of
 	// those queued behind it only the newest 3 are kept, in order.
-	r := newReporter(fastClient(), quiet(), 3, 1)
+	r := closedAtEnd(t, newReporter(fastClient(), quiet(), 3, 1))
 	report := func(i int) {
 		r.Report(githubAt(srv.URL), Status{Commit: sha, State: Running, Description: fmt.Sprint(i)})
 	}
 	report(0)
-	<-arrived
+	await(t, arrived, "report 0 did not arrive")
 	for i := 1; i < 10; i++ {
 		report(i)
 	}
