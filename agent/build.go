@@ -53,6 +53,10 @@ type build struct {
 	changed chan struct{} // closed and replaced whenever a job ends
 	closed  bool          // no more jobs: the script has ended
 	made    []string      // containers made, for cleanup
+	// filled is closed once the workspace is filled, or could not be
+	// (fillErr, set before).
+	filled  chan struct{}
+	fillErr error
 	wg      sync.WaitGroup
 }
 
@@ -79,6 +83,7 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		labels:  map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
 		jobs:    map[string]*jobRun{},
 		changed: make(chan struct{}),
+		filled:  make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancelCause(ctx)
 	defer b.cancel(nil)
@@ -112,7 +117,11 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 // and runs the script to its end, returning its exit code.
 func (b *build) run() (int, error) {
 	ctx, cfg := b.ctx, b.r.cfg
-	image, err := b.r.Prepare(ctx)
+	// The source is fetched while the workspace and the script container
+	// are made: neither needs it until the workspace is filled.
+	fetched := b.fetch()
+	defer fetched.stop()
+	image, network, err := b.r.prepare(ctx)
 	if err != nil {
 		return -1, err
 	}
@@ -133,13 +142,10 @@ func (b *build) run() (int, error) {
 		Mounts:   []Mount{{Volume: b.volume, Target: workspacePath}, {Source: b.apiDir, Target: scriptAPIDir}},
 		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
 		Memory:   cfg.Script.Memory,
-		Network:  "none",
+		Network:  network,
 	})
 	if err != nil {
 		return -1, fmt.Errorf("script container: %w", err)
-	}
-	if err := b.fillWorkspace(script); err != nil {
-		return -1, err
 	}
 	b.pauser = &pauser{
 		rt: cfg.Runtime, id: script, enabled: cfg.Pause, ledger: cfg.Ledger, script: cfg.Script,
@@ -154,8 +160,58 @@ func (b *build) run() (int, error) {
 	if b.spec.Reserved != nil {
 		b.spec.Reserved()
 	}
+	// The workspace is filled while the script container starts (a copy
+	// into a container costs 100 ms or more on the engine); the job API
+	// holds the script's calls until it is (waitFilled).
+	go func() {
+		err := fetched.wait()
+		if err != nil {
+			err = fmt.Errorf("fetching the source: %w", err)
+		} else {
+			err = b.fillWorkspace(script)
+		}
+		if err != nil {
+			b.cancel(err)
+		}
+		b.fillErr = err
+		close(b.filled)
+	}()
+	defer func() { <-b.filled }()
 	exit, err := b.runScript(script)
 	return exit.Code, err
+}
+
+// fetching is BuildSpec.Fetch under way in the background.
+type fetching struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// fetch starts BuildSpec.Fetch (if any) in the background.
+func (b *build) fetch() *fetching {
+	ctx, cancel := context.WithCancel(b.ctx)
+	f := &fetching{cancel: cancel, done: make(chan error, 1)}
+	if b.spec.Fetch == nil {
+		f.done <- nil
+	} else {
+		go func() { f.done <- b.spec.Fetch(ctx) }()
+	}
+	return f
+}
+
+// wait waits for the fetch's end and says how it went.
+func (f *fetching) wait() error {
+	f.once.Do(func() { f.err = <-f.done })
+	return f.err
+}
+
+// stop cancels a fetch still under way and waits for it: nothing writes
+// into the source once the build is over.
+func (f *fetching) stop() {
+	f.cancel()
+	_ = f.wait()
 }
 
 // endJobs stops the job API and every job still running or queued, and

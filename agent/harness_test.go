@@ -129,6 +129,7 @@ func newFixture(t *testing.T, capacity agent.Resources, pause bool) *fixture {
 	}
 	f.runner = runner
 	t.Cleanup(func() { f.assertNothingLeft(t) })
+	t.Cleanup(func() { _ = runner.Close(context.Background()) }) // runs first
 	return f
 }
 

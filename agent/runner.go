@@ -57,6 +57,9 @@ type BuildSpec struct {
 	Repo string
 	// Source is the directory copied into the workspace.
 	Source string
+	// Fetch, if set, fills Source; it runs while the workspace volume and
+	// the script container are made, and the build fails if it fails.
+	Fetch  func(ctx context.Context) error
 	Params map[string]string
 	// Secrets reach the job containers as environment variables (a job's
 	// own env wins). Masking them in what is reported is the reporter's.
@@ -135,19 +138,29 @@ func NewRunner(cfg Config) (*Runner, error) {
 	return &Runner{cfg: cfg}, nil
 }
 
-// Prepare makes the script container's image, once. Run calls it too;
-// calling it first takes the work off the first build's clock.
+// Prepare makes the script container's image and starts the scripts'
+// network holder (network.go), once. Run calls it too; calling it first
+// takes the work off the first build's clock.
 func (r *Runner) Prepare(ctx context.Context) (string, error) {
+	image, _, err := r.prepare(ctx)
+	return image, err
+}
+
+// prepare returns the scripts' image and network mode.
+func (r *Runner) prepare(ctx context.Context) (image, network string, err error) {
 	r.imageMu.Lock()
 	defer r.imageMu.Unlock()
 	if r.image == "" {
-		image, err := ensureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
-		if err != nil {
-			return "", err
+		if r.image, err = ensureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary); err != nil {
+			return "", "", err
 		}
-		r.image = image
 	}
-	return r.image, nil
+	// Looked at every time (one inspect): a holder that was stopped or
+	// removed since is made again.
+	if network, err = r.ensureNetwork(ctx, r.image); err != nil {
+		return "", "", err
+	}
+	return r.image, network, nil
 }
 
 // Script is what a running script container reserves.

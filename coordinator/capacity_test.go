@@ -75,14 +75,16 @@ func TestAHeartbeatWrittenBeforeAnAssignmentDoesNotFreeItsRoom(t *testing.T) {
 // (the fetch, the workspace, the script container), the agent's ledger does
 // not show the build: its heartbeats must count that share as taken.
 func TestAnAgentCountsTheRoomOfABuildWhoseScriptHasNotStarted(t *testing.T) {
-	// Heartbeats every second; on a busy machine one may come late, and the
-	// build may then be tried again: the fetch below allows for it.
-	f := newFleet(t, 3*time.Second)
+	// Heartbeats every 5 s, a lease of 15 s: even on a busy machine the
+	// build stays this attempt while the test looks.
+	f := newFleet(t, 15*time.Second)
 	ledger := agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 64 << 30})
-	runner, err := agent.NewRunner(agent.Config{Runtime: dockertest.Engine(t), Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: false})
+	runner, err := agent.NewRunner(agent.Config{Runtime: dockertest.Engine(t), Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: false,
+		AgentID: "test-slow-fetch-" + coordinator.NewID()[:8]})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = runner.Close(context.Background()) })
 	fetching, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	l, err := link.New(link.Config{

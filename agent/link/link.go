@@ -348,21 +348,19 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	if err != nil {
 		return events.Error, err.Error()
 	}
-	if !local {
-		if dir, err = os.MkdirTemp(l.cfg.StateDir, "src-"); err != nil {
-			return events.Error, fmt.Sprintf("making a source directory: %v", err)
-		}
-		defer os.RemoveAll(dir)
-		if _, err := l.cfg.Fetch(ctx, src, dir); err != nil {
-			if ctx.Err() != nil {
-				return events.Canceled, "canceled"
-			}
-			return events.Error, fmt.Sprintf("fetching the source: %v", err)
-		}
-	}
 	spec := agent.BuildSpec{
 		ID: ba.GetBuildId() + "-" + strconv.Itoa(int(ba.GetAttempt())), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),
 		Secrets: a.GetSecrets(), Reserved: reserved,
+	}
+	if !local {
+		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, "src-"); err != nil {
+			return events.Error, fmt.Sprintf("making a source directory: %v", err)
+		}
+		defer os.RemoveAll(spec.Source)
+		spec.Fetch = func(ctx context.Context) error {
+			_, err := l.cfg.Fetch(ctx, src, spec.Source)
+			return err
+		}
 	}
 	rep := newReporter(l.box, ba, a.GetSecrets())
 	out, err := l.cfg.Runner.Run(ctx, spec, rep)

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -127,6 +128,13 @@ func runLinkedAgent(lc link.Config, capacity agent.Resources, pause bool, log hc
 	} else if n > 0 {
 		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
 	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := runner.Close(ctx); err != nil {
+			log.Warn("could not clean up", "error", err)
+		}
+	}()
 	lc.Runner, lc.Ledger, lc.Version, lc.Logger = runner, ledger, version, log.Named("link")
 	l, err := link.New(lc)
 	if err != nil {

@@ -110,10 +110,18 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 		StateDir: stateDir,
 		CacheDir: filepath.Join(stateDir, "caches"),
 		Pause:    cfg.pause,
+		// Its own id: what it keeps between builds (the scripts' network
+		// holder) is its own, and goes when it ends.
+		AgentID: fmt.Sprintf("run-%d", os.Getpid()),
 	})
 	if err != nil {
 		return failedError(err)
 	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = runner.Close(ctx)
+	}()
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

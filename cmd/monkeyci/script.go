@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
+	"github.com/monkeyci/monkeyci/proto/jobapi"
 	"github.com/monkeyci/monkeyci/script"
 )
 
@@ -18,16 +20,13 @@ func newScriptCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "script",
 		Short: "Run a build's declarative jobs through the job API (inside a script container)",
-		Long: `script is what the agent runs in a build's script container. It loads the
+		Long: `script is what the agent runs in a build's script container. Once the job
+API answers (the agent answers once it has filled the workspace) it loads the
 build files from --dir, and starts, awaits and skips the jobs of the graph
 through the job API named by MONKEYCI_API with the token in MONKEYCI_TOKEN.
 It exits 0 when every job succeeded and 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plan, err := pipeline.Load(dir)
-			if err != nil {
-				return usageError(err)
-			}
 			api, closeAPI, err := script.DialFromEnv()
 			if err != nil {
 				return usageError(err)
@@ -35,6 +34,16 @@ It exits 0 when every job succeeded and 1 otherwise.`,
 			defer closeAPI()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The agent fills the workspace while this container starts,
+			// and answers the first call once it has: only then are the
+			// build files there to load.
+			if _, err := api.GetParams(ctx, &jobapi.GetParamsRequest{}); err != nil {
+				return failedError(fmt.Errorf("waiting for the workspace: %w", err))
+			}
+			plan, err := pipeline.Load(dir)
+			if err != nil {
+				return usageError(err)
+			}
 			result, err := script.Drive(ctx, api, plan)
 			if err != nil {
 				return failedError(err)
