@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -154,6 +155,9 @@ func BenchmarkWebhookToFirstCommand(b *testing.B) {
 			b.Fatalf("answered %d", resp.StatusCode)
 		}
 		started := firstCommand(ctx, b, api, answer.Build)
+		if os.Getenv("MONKEYCI_BENCH_DEBUG") != "" {
+			timeline(ctx, api, answer.Build, sent)
+		}
 		if round > 0 {
 			took = append(took, started.Sub(sent))
 		}
@@ -195,5 +199,20 @@ func firstCommand(ctx context.Context, b *testing.B, api fleet.AdminServer, id s
 			return started
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// timeline prints a build's events as offsets from t0 (MONKEYCI_BENCH_DEBUG).
+func timeline(ctx context.Context, api fleet.AdminServer, id string, t0 time.Time) {
+	d, err := api.GetBuild(ctx, &fleet.GetBuildRequest{Id: id})
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "build %s: started at +%d ms\n", id, d.GetBuild().GetStarted().AsTime().Sub(t0).Milliseconds())
+	for _, se := range d.GetEvents() {
+		var e events.Event
+		if json.Unmarshal(se.GetEvent(), &e) == nil {
+			fmt.Fprintf(os.Stderr, "  +%5d ms %s %s\n", e.Time.Sub(t0).Milliseconds(), e.Type, e.Job)
+		}
 	}
 }
