@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -19,7 +18,10 @@ import (
 
 // Paths inside the script container.
 const (
-	scriptAPIDir  = "/run/monkeyci"
+	scriptAPIDir = "/run/monkeyci"
+	// sourcePath is where a script container finds the build's source,
+	// read-only, to copy into the workspace (CopyWorkspace).
+	sourcePath    = "/opt/monkeyci/source"
 	scriptSocket  = scriptAPIDir + "/job.sock"
 	workspacePath = "/workspace"
 )
@@ -53,11 +55,11 @@ type build struct {
 	changed chan struct{} // closed and replaced whenever a job ends
 	closed  bool          // no more jobs: the script has ended
 	made    []string      // containers made, for cleanup
-	// filled is closed once the workspace is filled, or could not be
-	// (fillErr, set before).
-	filled  chan struct{}
-	fillErr error
-	wg      sync.WaitGroup
+	// sourced is closed once the source is fetched, or could not be
+	// (sourceErr, set before).
+	sourced   chan struct{}
+	sourceErr error
+	wg        sync.WaitGroup
 }
 
 // Run runs one build to its end and returns how it went. A build that fails
@@ -83,7 +85,7 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		labels:  map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
 		jobs:    map[string]*jobRun{},
 		changed: make(chan struct{}),
-		filled:  make(chan struct{}),
+		sourced: make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancelCause(ctx)
 	defer b.cancel(nil)
@@ -132,14 +134,20 @@ func (b *build) run() (int, error) {
 		return -1, fmt.Errorf("workspace volume: %w", err)
 	}
 	token := newID() + newID()
+	env := []string{"MONKEYCI_API=unix://" + scriptSocket, "MONKEYCI_TOKEN=" + token, "MONKEYCI_BUILD_ID=" + b.spec.ID}
+	mounts := []Mount{{Volume: b.volume, Target: workspacePath}, {Source: b.apiDir, Target: scriptAPIDir}}
+	if b.spec.Source != "" {
+		env = append(env, "MONKEYCI_SOURCE="+sourcePath)
+		mounts = append(mounts, Mount{Source: b.spec.Source, Target: sourcePath, ReadOnly: true})
+	}
 	script, err := b.create(ContainerSpec{
 		Name:     "monkeyci-" + b.spec.ID + "-script",
 		Image:    image,
 		Cmd:      []string{"script"},
-		Env:      []string{"MONKEYCI_API=unix://" + scriptSocket, "MONKEYCI_TOKEN=" + token, "MONKEYCI_BUILD_ID=" + b.spec.ID},
+		Env:      env,
 		WorkDir:  workspacePath,
 		Labels:   b.labelsFor("script", ""),
-		Mounts:   []Mount{{Volume: b.volume, Target: workspacePath}, {Source: b.apiDir, Target: scriptAPIDir}},
+		Mounts:   mounts,
 		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
 		Memory:   cfg.Script.Memory,
 		Network:  network,
@@ -160,23 +168,19 @@ func (b *build) run() (int, error) {
 	if b.spec.Reserved != nil {
 		b.spec.Reserved()
 	}
-	// The workspace is filled while the script container starts (a copy
-	// into a container costs 100 ms or more on the engine); the job API
-	// holds the script's calls until it is (waitFilled).
+	// The script container starts while the source is fetched; the job API
+	// holds the script's calls until it is (waitSource), and the script
+	// then copies it into the workspace itself.
 	go func() {
 		err := fetched.wait()
 		if err != nil {
 			err = fmt.Errorf("fetching the source: %w", err)
-		} else {
-			err = b.fillWorkspace(script)
-		}
-		if err != nil {
 			b.cancel(err)
 		}
-		b.fillErr = err
-		close(b.filled)
+		b.sourceErr = err
+		close(b.sourced)
 	}()
-	defer func() { <-b.filled }()
+	defer func() { <-b.sourced }()
 	exit, err := b.runScript(script)
 	return exit.Code, err
 }
@@ -251,21 +255,6 @@ func (b *build) runScript(id string) (Exit, error) {
 	}
 	b.emit(events.Event{Type: events.ScriptEnd, Status: status, Exit: events.ExitCode(exit.Code)})
 	return exit, nil
-}
-
-// fillWorkspace copies the source into the workspace volume through the
-// created (not yet started) script container: one archive copy per build.
-func (b *build) fillWorkspace(script string) error {
-	if b.spec.Source == "" {
-		return nil
-	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(WriteWorkspace(pw, b.spec.Source)) }()
-	if err := b.r.cfg.Runtime.CopyTo(b.ctx, script, workspacePath, pr); err != nil {
-		pr.CloseWithError(err)
-		return fmt.Errorf("filling the workspace: %w", err)
-	}
-	return nil
 }
 
 // outcome says how the build went; called once every job has ended.

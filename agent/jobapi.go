@@ -49,7 +49,7 @@ func serveJobAPI(socket, token string, b *build) (stop func(), err error) {
 		return nil, fmt.Errorf("job API: %w", err)
 	}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(checkToken(token), b.waitFilled, b.pauser.track),
+		grpc.ChainUnaryInterceptor(checkToken(token), b.waitSource, b.pauser.track),
 		// No keepalive pings at all: gRPC's default pings an idle client
 		// after two hours, and a script frozen through a long job cannot
 		// answer, which would cut its await.
@@ -72,15 +72,15 @@ func checkToken(token string) grpc.UnaryServerInterceptor {
 	}
 }
 
-// waitFilled holds a job API call until the workspace is filled.
-func (b *build) waitFilled(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+// waitSource holds a job API call until the source is fetched.
+func (b *build) waitSource(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 	select {
-	case <-b.filled:
+	case <-b.sourced:
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	if b.fillErr != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "the workspace could not be filled: %v", b.fillErr)
+	if b.sourceErr != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "the source could not be fetched: %v", b.sourceErr)
 	}
 	return next(ctx, req)
 }

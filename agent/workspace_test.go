@@ -1,0 +1,49 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// The copy keeps what a build may depend on: contents, modes, links and
+// modification times; it leaves out .git and what .gitignore names.
+func TestCopyWorkspaceKeepsModesLinksAndTimes(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	write := func(name, content string, mode os.FileMode) {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(".gitignore", "*.log\n", 0o644)
+	write("bin/run.sh", "#!/bin/sh\n", 0o750)
+	write("debug.log", "x", 0o644)
+	write(".git/HEAD", "ref", 0o644)
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(filepath.Join(src, "bin/run.sh"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("bin/run.sh", filepath.Join(src, "run")); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyWorkspace(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dst, "bin/run.sh"))
+	if err != nil || st.Mode().Perm() != 0o750 || !st.ModTime().Equal(old) {
+		t.Errorf("bin/run.sh copied as %v, %v (want 0750, %v)", st, err, old)
+	}
+	if link, err := os.Readlink(filepath.Join(dst, "run")); err != nil || link != "bin/run.sh" {
+		t.Errorf("link %q, %v", link, err)
+	}
+	for _, gone := range []string{"debug.log", ".git"} {
+		if _, err := os.Lstat(filepath.Join(dst, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s was copied", gone)
+		}
+	}
+}
