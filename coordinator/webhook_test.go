@@ -252,3 +252,59 @@ func TestTriggerByARegisteredName(t *testing.T) {
 		t.Errorf("an unregistered name builds its path: %v %v", info, err)
 	}
 }
+
+// Each forge's push, signed as that forge signs it, queues one build of the
+// registered repository's commit, said in words.
+func TestEveryForgesPushQueuesABuild(t *testing.T) {
+	const commit = "89abcdef0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		forge   forge.Kind
+		headers map[string]string
+		body    string
+	}{
+		{forge.GitHub, map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "gh-1"},
+			`{"ref":"refs/heads/main","after":"` + commit + `","repository":{"full_name":"acme/app","clone_url":"https://github.com/acme/app.git"},"sender":{"login":"alice"}}`},
+		{forge.GitLab, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "gl-1"},
+			`{"object_kind":"push","ref":"refs/heads/main","checkout_sha":"` + commit + `","after":"` + commit + `","user_username":"alice",
+			"project":{"path_with_namespace":"acme/app","git_http_url":"https://gitlab.com/acme/app.git","git_ssh_url":"git@gitlab.com:acme/app.git"}}`},
+		{forge.Gitea, map[string]string{"X-Gitea-Event": "push", "X-Gitea-Delivery": "gt-1"},
+			`{"ref":"refs/heads/main","after":"` + commit + `","repository":{"full_name":"acme/app","clone_url":"https://git.example/acme/app.git"},"sender":{"login":"alice"}}`},
+		{forge.Bitbucket, map[string]string{"X-Event-Key": "repo:push", "X-Request-UUID": "bb-1"},
+			`{"push":{"changes":[{"new":{"type":"branch","name":"main","target":{"hash":"` + commit + `"}}}]},
+			"repository":{"full_name":"acme/app","links":{"html":{"href":"https://bitbucket.org/acme/app"}}},"actor":{"username":"alice"}}`},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.forge), func(t *testing.T) {
+			f := newFleet(t, 10*time.Second)
+			mux := http.NewServeMux()
+			mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
+			hooks := httptest.NewServer(mux)
+			defer hooks.Close()
+			ctx := context.Background()
+			if _, err := f.c.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/git/app", WebhookSecret: "hook-secret"}); err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(http.MethodPost, hooks.URL+"/webhooks/"+string(tc.forge), strings.NewReader(tc.body))
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			forge.Sign(tc.forge, req.Header, []byte(tc.body), "hook-secret")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := answerOf(t, resp)
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("answered %d %v", resp.StatusCode, a)
+			}
+			b, err := f.store.GetBuild(ctx, a["build"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Repo != "acme/app" || b.Source.URL != "/srv/git/app" || b.Source.Commit != commit || b.Source.Branch != "main" ||
+				b.Trigger != "push to main by alice on "+string(tc.forge) || b.Forge != string(tc.forge)+":acme/app" {
+				t.Errorf("queued %+v", b)
+			}
+		})
+	}
+}
