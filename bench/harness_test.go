@@ -56,6 +56,7 @@ func newRunner(b *testing.B, engine *docker.Engine, pause bool) *agent.Runner {
 	if _, err := r.Prepare(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = r.Close(context.Background()) })
 	return r
 }
 
