@@ -19,10 +19,11 @@ const (
 	agentImageRef = "monkeyci/agent"
 )
 
-// ensureAgentImage makes an image holding only the static binary, named by
-// the binary's hash so a new build of the binary gets a new image. No
-// registry is involved: the image is imported from a tar made here.
-func ensureAgentImage(ctx context.Context, rt Runtime, binary string) (string, error) {
+// EnsureAgentImage makes an image holding only the static binary, named by
+// the binary's hash so a new build of the binary gets a new image, and
+// returns its reference. No registry is involved: the image is imported
+// from a tar made here. The docker pool runs its agents from it too.
+func EnsureAgentImage(ctx context.Context, rt Runtime, binary string) (string, error) {
 	sum, err := fileHash(binary)
 	if err != nil {
 		return "", fmt.Errorf("agent image: %w", err)

@@ -151,7 +151,7 @@ func (r *Runner) prepare(ctx context.Context) (image, network string, err error)
 	r.imageMu.Lock()
 	defer r.imageMu.Unlock()
 	if r.image == "" {
-		if r.image, err = ensureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary); err != nil {
+		if r.image, err = EnsureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary); err != nil {
 			return "", "", err
 		}
 	}

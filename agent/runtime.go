@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Runtime is the container engine as the runner sees it. The Docker
@@ -56,6 +57,15 @@ type Runtime interface {
 	// ListContainers and ListVolumes return ids/names of what carries all labels.
 	ListContainers(ctx context.Context, labels map[string]string) ([]string, error)
 	ListVolumes(ctx context.Context, labels map[string]string) ([]string, error)
+}
+
+// ContainerInfo is a container as the engine lists it.
+type ContainerInfo struct {
+	ID, Name string
+	// State is the engine's word: created, running, paused, restarting,
+	// removing, exited or dead.
+	State   string
+	Created time.Time
 }
 
 // Exit is how a container ended.

@@ -195,17 +195,9 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 		}
 		s.c.mu.Unlock()
 	case fleet.SetAgentRequest_DRAIN:
-		s.c.mu.Lock()
-		conn, ok := s.c.agents[a.ID]
-		if ok {
-			conn.draining = true
-			s.c.fixLocked(conn)
-		}
-		s.c.mu.Unlock()
-		if !ok {
+		if _, err := s.c.drainAgent(a.ID); err != nil {
 			return nil, status.Errorf(codes.FailedPrecondition, "agent %s is not connected", a.Name)
 		}
-		conn.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Drain{Drain: &fleet.Drain{}}})
 	default:
 		return nil, status.Error(codes.InvalidArgument, "say cordon, uncordon or drain")
 	}

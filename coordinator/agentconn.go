@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -20,6 +22,9 @@ type agentConn struct {
 	draining bool
 	pauses   bool // the agent lends waiting scripts' CPU to jobs
 	version  string
+	// instance is the pool instance the agent runs on ("": not a pool's).
+	instance  string
+	connected time.Time
 	// heapIndex is the agent's place in Coordinator.ready, -1 when it is
 	// not there. After a change to free, cordoned or draining, or to the
 	// connection, Coordinator.fixLocked puts it right.

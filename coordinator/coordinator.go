@@ -87,6 +87,9 @@ type Coordinator struct {
 	// leasesOf indexes running by agent: a heartbeat looks at its agent's
 	// attempts only (setLeaseLocked and dropLeaseLocked keep both).
 	leasesOf map[string]map[string]*lease
+	// lastBusy is when each agent last gave back its last attempt: the
+	// pool scaler measures idle time from it.
+	lastBusy map[string]time.Time
 	agents   map[string]*agentConn
 	// ready are the connected agents that may take a build (see
 	// readyLocked), most free CPU first.
@@ -100,6 +103,9 @@ type Coordinator struct {
 	repos map[string]bool
 	// statuses wait to be sent to forges (sendStatuses).
 	statuses chan statusNote
+	// pool is the agent pool's scaler, when there is one (UsePool).
+	pool     PoolView
+	poolInfo PoolInfo
 }
 
 // lease is a running attempt as the coordinator tracks it in memory.
@@ -147,6 +153,7 @@ func (c *Coordinator) dropLeaseLocked(id string) *lease {
 	delete(c.running, id)
 	if delete(c.leasesOf[l.agent], id); len(c.leasesOf[l.agent]) == 0 {
 		delete(c.leasesOf, l.agent)
+		c.lastBusy[l.agent] = c.cfg.Now()
 	}
 	return l
 }
@@ -174,7 +181,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
 	c.statuses = make(chan statusNote, 1024)
 	repos, err := cfg.Store.ListRepos(ctx)

@@ -148,12 +148,25 @@ func (c *Coordinator) releaseLocked(conn *agentConn) {
 // script, and the first job's memory beside it; the job's CPU too when the
 // agent does not pause scripts (else the waiting script lends it). Less,
 // and two builds' scripts could hold what each other's jobs wait for.
-func (c *Coordinator) need(a *agentConn) Capacity {
+func (c *Coordinator) need(a *agentConn) Capacity { return c.needOn(a.pauses) }
+
+func (c *Coordinator) needOn(pauses bool) Capacity {
 	n := Capacity{MilliCPUs: c.cfg.Script.MilliCPUs, Memory: c.cfg.Script.Memory + c.cfg.Job.Memory}
-	if !a.pauses {
+	if !pauses {
 		n.MilliCPUs += c.cfg.Job.MilliCPUs
 	}
 	return n
+}
+
+// BuildsPer says how many builds at once an agent of that capacity is sent
+// (0: none fits).
+func (c *Coordinator) BuildsPer(agent Capacity, pauses bool) int {
+	n := c.needOn(pauses)
+	fit := agent.MilliCPUs / max(n.MilliCPUs, 1)
+	if n.Memory > 0 {
+		fit = min(fit, agent.Memory/n.Memory)
+	}
+	return int(fit)
 }
 
 // placer places the queued builds of one dispatch pass (under c.mu).

@@ -162,7 +162,7 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	conn := newAgentConn(agent.ID)
 	conn.name, conn.labels, conn.version, conn.cordoned = agent.Name, agent.Labels, h.GetVersion(), agent.Cordoned
 	conn.capacity = Capacity{h.GetCapacity().GetMilliCpus(), h.GetCapacity().GetMemory()}
-	conn.pauses = h.GetPauses()
+	conn.pauses, conn.instance, conn.connected = h.GetPauses(), h.GetInstance(), c.cfg.Now()
 	conn.free = conn.capacity
 	return conn, welcome, nil
 }

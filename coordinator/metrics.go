@@ -20,6 +20,8 @@ type metrics struct {
 	ended    *prometheus.CounterVec
 	dispatch prometheus.Histogram
 	paused   prometheus.Counter
+	// poolDecisions counts the pool scaler's decisions by type.
+	poolDecisions *prometheus.CounterVec
 }
 
 func newMetrics(c *Coordinator) *metrics {
@@ -40,11 +42,15 @@ func newMetrics(c *Coordinator) *metrics {
 			Name: "monkeyci_script_paused_seconds_total",
 			Help: "Seconds script containers spent paused while their jobs ran: CPU lent to jobs.",
 		}),
+		poolDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "monkeyci_pool_decisions_total",
+			Help: "Instances the pool's scaler asked for (pool/scale-up), drained (pool/scale-in) and destroyed (pool/destroy).",
+		}, []string{"type"}),
 	}
 	for _, r := range []events.Result{events.Success, events.Failure, events.Error, events.Canceled} {
 		m.ended.WithLabelValues(string(r)) // present at 0 from the start
 	}
-	m.registry.MustRegister(m.ended, m.dispatch, m.paused, stateCollector{c},
+	m.registry.MustRegister(m.ended, m.dispatch, m.paused, m.poolDecisions, stateCollector{c},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -121,4 +127,33 @@ func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cpusDesc, prometheus.GaugeValue, float64(used.MilliCPUs)/1000, "used")
 	ch <- prometheus.MustNewConstMetric(memoryDesc, prometheus.GaugeValue, float64(total.Memory), "total")
 	ch <- prometheus.MustNewConstMetric(memoryDesc, prometheus.GaugeValue, float64(used.Memory), "used")
+}
+
+var (
+	poolInstancesDesc = prometheus.NewDesc("monkeyci_pool_instances", "The pool's instances, by phase (starting, running, stopping) and draining.", []string{"phase"}, nil)
+	poolDesiredDesc   = prometheus.NewDesc("monkeyci_pool_desired_instances", "How many instances the pool's scaler last wanted.", nil, nil)
+)
+
+// poolCollector reads the pool's state at each scrape.
+type poolCollector struct{ v PoolView }
+
+func (p poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- poolInstancesDesc
+	ch <- poolDesiredDesc
+}
+
+func (p poolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := p.v.Status()
+	phases := map[string]int{"starting": 0, "running": 0, "stopping": 0, "draining": 0}
+	for _, t := range st.Instances {
+		if t.Draining && t.Phase != "stopping" {
+			phases["draining"]++
+			continue
+		}
+		phases[string(t.Phase)]++
+	}
+	for phase, n := range phases {
+		ch <- prometheus.MustNewConstMetric(poolInstancesDesc, prometheus.GaugeValue, float64(n), phase)
+	}
+	ch <- prometheus.MustNewConstMetric(poolDesiredDesc, prometheus.GaugeValue, float64(st.Desired))
 }

@@ -48,6 +48,14 @@ const (
 	CommandEnd         Type = "command/end"
 )
 
+// Pool decisions, made by the coordinator's autoscaler (coordinator/pool).
+const (
+	PoolScaleUp Type = "pool/scale-up"
+	PoolScaleIn Type = "pool/scale-in"
+	// PoolDestroy: an instance was destroyed, drained or never joined.
+	PoolDestroy Type = "pool/destroy"
+)
+
 // Result is how a build, script or job ended.
 type Result string
 

@@ -329,6 +329,20 @@ var ErrContainerNotFound = errors.New("container not found")
 // ListContainers returns the ids of the containers, in any state, that carry
 // all the labels (with those values). An empty label set is refused.
 func (e *Engine) ListContainers(ctx context.Context, labels map[string]string) ([]string, error) {
+	list, err := e.Containers(ctx, labels)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(list))
+	for _, c := range list {
+		ids = append(ids, c.ID)
+	}
+	return ids, nil
+}
+
+// Containers is ListContainers with each container's name, state and
+// creation time, in one call to the engine.
+func (e *Engine) Containers(ctx context.Context, labels map[string]string) ([]agent.ContainerInfo, error) {
 	f, err := labelFilters(labels)
 	if err != nil {
 		return nil, err
@@ -337,9 +351,13 @@ func (e *Engine) ListContainers(ctx context.Context, labels map[string]string) (
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	ids := make([]string, 0, len(list))
+	out := make([]agent.ContainerInfo, 0, len(list))
 	for _, c := range list {
-		ids = append(ids, c.ID)
+		info := agent.ContainerInfo{ID: c.ID, Name: c.ID, State: string(c.State), Created: time.Unix(c.Created, 0)}
+		if len(c.Names) > 0 { // the engine writes names with a leading slash
+			info.Name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, info)
 	}
-	return ids, nil
+	return out, nil
 }

@@ -34,10 +34,12 @@ type Config struct {
 	TLS         *tls.Config // nil: plaintext (loopback tests only)
 	JoinToken   string
 	Name        string
-	Labels      map[string]string
-	Version     string
-	Runner      *agent.Runner
-	Ledger      *agent.Ledger
+	// Instance is the pool instance the agent runs on, if a pool made it.
+	Instance string
+	Labels   map[string]string
+	Version  string
+	Runner   *agent.Runner
+	Ledger   *agent.Ledger
 	// StateDir keeps the agent's identity and the sources it fetches.
 	StateDir string
 	// Fetch checks out a source into dir (default: source.Fetch).
@@ -166,7 +168,7 @@ func (l *Link) session(ctx context.Context) error {
 	total := l.cfg.Ledger.Total()
 	hello := &fleet.Hello{
 		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: l.cfg.Name, Id: id, Token: token,
-		Labels: l.cfg.Labels, Version: l.cfg.Version, Holding: l.box.holding(), Pauses: l.cfg.Runner.Pauses(),
+		Labels: l.cfg.Labels, Version: l.cfg.Version, Instance: l.cfg.Instance, Holding: l.box.holding(), Pauses: l.cfg.Runner.Pauses(),
 		Capacity: &fleet.Capacity{MilliCpus: total.MilliCPUs, Memory: total.Memory},
 	}
 	if err := stream.Send(&fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: hello}}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -375,6 +376,9 @@ func (f *fetcher) transportError(ctx context.Context, op string, err error) erro
 	msg := scrub(fmt.Sprintf("fetching %s: %s: %s", f.shown, op, strings.TrimSpace(err.Error())), f.src.URL)
 	if errors.Is(err, transport.ErrRepositoryNotFound) {
 		return &notFound{msg: msg, is: ErrRepositoryNotFound, err: err}
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		msg += " (a local source needs git on the agent's PATH; an agent without it, as the docker pool's are, takes http(s) and ssh URLs)"
 	}
 	return &scrubbed{msg: msg, err: err}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +28,7 @@ type agentConfig struct {
 	coordinator string
 	joinToken   string
 	name        string
+	instance    string
 	cpus        float64
 	memory      string
 	labels      string
@@ -51,6 +53,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.joinToken = orEnv(cfg.joinToken, "MONKEYCI_JOIN_TOKEN")
+			cfg.instance = orEnv(cfg.instance, "MONKEYCI_INSTANCE")
 			return runAgent(cfg, stderr)
 		},
 	}
@@ -58,6 +61,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 	f.StringVar(&cfg.coordinator, "coordinator", "127.0.0.1:7433", "the coordinator's gRPC address")
 	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN)")
 	f.StringVar(&cfg.name, "name", cfg.name, "the agent's name")
+	f.StringVar(&cfg.instance, "instance", "", "the pool instance this agent runs on (set by the pool's cloud-init or container; env MONKEYCI_INSTANCE)")
 	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
 	f.StringVar(&cfg.memory, "memory", "", "memory the agent offers, like 8g (default: the machine's)")
 	f.StringVar(&cfg.labels, "labels", "", "labels k=v,... builds can ask for")
@@ -92,7 +96,7 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 			return usageError(fmt.Errorf("--ca is required with TLS (or --tls=false on loopback)"))
 		}
 		host := cfg.coordinator
-		if h, _, ok := strings.Cut(host, ":"); ok {
+		if h, _, err := net.SplitHostPort(host); err == nil { // [::1]:7433 too
 			host = h
 		}
 		if tlsConfig, err = tlsca.ClientConfig(cfg.ca, host); err != nil {
@@ -101,7 +105,7 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: stderr, Level: hclog.LevelFromString(cfg.logLevel)})
 	return runLinkedAgent(link.Config{
-		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Labels: labels, StateDir: stateDir,
+		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
 	}, capacity, cfg.pause, log, nil)
 }
 

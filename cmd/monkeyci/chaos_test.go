@@ -50,11 +50,13 @@ func startCoordinator(t *testing.T, dataDir string, lease time.Duration) *coordi
 
 // startCoordinatorAt starts a coordinator on a given gRPC address, so a
 // restarted one is found where its agents look.
-func startCoordinatorAt(t *testing.T, dataDir string, lease time.Duration, addr string) *coordinatorProcess {
+// Extra arguments go to the command as they are.
+func startCoordinatorAt(t *testing.T, dataDir string, lease time.Duration, addr string, extra ...string) *coordinatorProcess {
 	t.Helper()
 	p := &coordinatorProcess{out: &bytes.Buffer{}}
-	p.cmd = exec.Command(testbinary.Path(t), "coordinator", "--data-dir", dataDir, "--grpc-listen", addr,
-		"--http-listen", "127.0.0.1:0", "--lease", lease.String(), "--log-level", "warn")
+	args := append([]string{"coordinator", "--data-dir", dataDir, "--grpc-listen", addr,
+		"--http-listen", "127.0.0.1:0", "--lease", lease.String(), "--log-level", "warn"}, extra...)
+	p.cmd = exec.Command(testbinary.Path(t), args...)
 	p.cmd.Stderr = p.out
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 func newCoordinatorCommand(stdout, stderr io.Writer) *cobra.Command {
 	cfg := server.Config{TLS: true}
 	logLevel := "info"
+	var pf *poolFlags
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the coordinator: the durable build queue, the dispatcher and the admin API",
@@ -28,12 +29,31 @@ then gets its own credential); the admin token lets the command line in. Both co
 flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are generated on
 first start, kept in the data dir and printed. Repositories' secrets are
 encrypted with the master key in MONKEYCI_MASTER_KEY (base64 or hex of 32
-bytes), or else in the data dir's master.key, made on first start: back it up.`,
+bytes), or else in the data dir's master.key, made on first start: back it up.
+
+With --pool it also sizes a pool of agents: every --pool-step it wants
+ceil((queued + running builds) / builds per agent) + --pool-idle agents,
+between --pool-min and --pool-max; it makes instances when builds wait,
+drains agents idle past --pool-idle-timeout and destroys an instance only
+once its agent is drained and holds no build. The provider's settings are
+in --config (YAML):
+
+  pool:
+    docker: {name: default, work-dir: DIR, labels: "k=v"}
+    oci: {compartment: OCID, subnet: OCID, availability-domain: AD,
+          image: OCID, coordinator: HOST:PORT, instance-pool: OCID}
+    static: {instances: [NAME, ...]}
+
+'monkeyci pool status' shows the instances and the last decisions.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.JoinToken = orEnv(cfg.JoinToken, "MONKEYCI_JOIN_TOKEN")
 			cfg.AdminToken = orEnv(cfg.AdminToken, "MONKEYCI_ADMIN_TOKEN")
 			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
+			var err error
+			if cfg.Pool, err = pf.poolConfig(cfg.DataDir); err != nil {
+				return usageError(err)
+			}
 			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: stderr, Level: hclog.LevelFromString(logLevel)})
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -62,6 +82,7 @@ bytes), or else in the data dir's master.key, made on first start: back it up.`,
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: trace, debug, info, warn, error")
+	pf = addPoolFlags(f)
 	return cmd
 }
 

@@ -91,6 +91,7 @@ handing its CPU to the jobs.`,
 		newTokensCommand(stdout),
 		newReposCommand(stdout, stderr),
 		newSecretsCommand(stdout, stderr),
+		newPoolCommand(stdout, stderr),
 	)
 	return root
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
+	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
 	"github.com/monkeyci/monkeyci/forge/status"
@@ -49,6 +50,24 @@ type Config struct {
 	// PublicURL is where people reach the HTTP port (links in commit
 	// statuses); empty: http:// and the HTTP listener's address.
 	PublicURL string
+	// Pool runs an autoscaled agent pool (nil: none).
+	Pool *PoolConfig
+}
+
+// PoolConfig is an agent pool: its scaler's settings and its provider.
+type PoolConfig struct {
+	// Provider names the provider (docker, oci, static), for status.
+	Provider string
+	Scaler   pool.Config
+	// Make makes the provider once the server listens: a provider that
+	// starts agents tells them the address, the join token and the CA.
+	Make func(ctx context.Context, s *Server) (pool.Provider, error)
+	// Every is the time between scaling steps (default 5 s).
+	Every time.Duration
+	// Agent is what each pool agent offers, and Pause whether it pauses
+	// waiting scripts: together they say how many builds one carries.
+	Agent coordinator.Capacity
+	Pause bool
 }
 
 // Server is a running coordinator.
@@ -71,6 +90,8 @@ type Server struct {
 	logs     *logstore.Store
 	done     chan error
 	stop     context.CancelFunc
+	// pool is closed when the pool's scaler has stopped (nil: no pool).
+	pool chan struct{}
 }
 
 // Start opens the data dir, listens and serves until Close.
@@ -146,10 +167,50 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("POST /webhooks/{forge}", c.WebhookHandler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
+	if cfg.Pool != nil {
+		if err := s.startPool(runCtx, cfg); err != nil {
+			hl.Close()
+			gl.Close()
+			s.stop()
+			s.closeStores()
+			return nil, err
+		}
+	}
 	go func() { _ = c.Run(runCtx) }()
 	go func() { _ = s.http.Serve(hl) }()
 	go func() { s.done <- s.grpc.Serve(gl) }()
 	return s, nil
+}
+
+// startPool makes the pool's provider and runs its scaler until the
+// server closes.
+func (s *Server) startPool(ctx context.Context, cfg Config) error {
+	pc := cfg.Pool
+	provider, err := pc.Make(ctx, s)
+	if err != nil {
+		return fmt.Errorf("--pool %s: %w", pc.Provider, err)
+	}
+	sc := pc.Scaler
+	if sc.BuildsPerAgent == 0 {
+		sc.BuildsPerAgent = s.Coordinator.BuildsPer(pc.Agent, pc.Pause)
+	}
+	sc.Logger = cfg.Logger.Named("pool")
+	sc.Decided = s.Coordinator.PoolDecided
+	scaler, err := pool.NewScaler(ctx, sc, provider, s.Coordinator.PoolFleet(), s.store)
+	if err != nil {
+		return err
+	}
+	s.Coordinator.UsePool(scaler, coordinator.PoolInfo{Provider: pc.Provider, Min: sc.Min, Max: sc.Max, Idle: sc.Idle})
+	every := pc.Every
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	s.pool = make(chan struct{})
+	go func() {
+		defer close(s.pool)
+		scaler.Run(ctx, every, time.Now)
+	}()
+	return nil
 }
 
 // ClientTLS is a client configuration trusting this server (nil without TLS).
@@ -166,6 +227,9 @@ func (s *Server) Wait() error { return <-s.done }
 // Close stops serving and closes the stores.
 func (s *Server) Close() {
 	s.stop()
+	if s.pool != nil {
+		<-s.pool // its last step saves to the store: before the store closes
+	}
 	s.grpc.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -134,6 +134,15 @@ CREATE TABLE secrets (
 	PRIMARY KEY (repo, key)
 ) WITHOUT ROWID;
 `,
+	// 3: the pool scaler's state (one JSON document: instances it tracks,
+	// its cool-downs and last decisions), so a restart goes on from it.
+	`
+CREATE TABLE pool_state (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),
+	state   TEXT NOT NULL,
+	updated INTEGER NOT NULL
+);
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

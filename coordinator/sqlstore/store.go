@@ -192,7 +192,7 @@ type stmts struct {
 	// On the writer.
 	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
 	appendEvent, saveAgent, saveToken                                            *sql.Stmt
-	saveRepo, removeRepo, setSecret, removeSecret                                *sql.Stmt
+	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
 	wcurrent *sql.Stmt
@@ -200,7 +200,7 @@ type stmts struct {
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
 	getAgent, listAgents, tokenKind                         *sql.Stmt
 	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
-	listSecrets, secrets                                    *sql.Stmt
+	listSecrets, secrets, getPool                           *sql.Stmt
 }
 
 func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
@@ -246,6 +246,10 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.setSecret, `INSERT INTO secrets (repo, key, value, updated) SELECT name, ?2, ?3, ?4 FROM repos WHERE name = ?1
 			ON CONFLICT (repo, key) DO UPDATE SET value = excluded.value, updated = excluded.updated`},
 		{w, &q.removeSecret, `DELETE FROM secrets WHERE repo = ? AND key = ?`},
+
+		{w, &q.savePool, `INSERT INTO pool_state (id, state, updated) VALUES (1, ?1, ?2)
+			ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated = excluded.updated`},
+		{r, &q.getPool, `SELECT state FROM pool_state WHERE id = 1`},
 
 		{w, &q.wcurrent, `SELECT state, attempt, waiting FROM builds WHERE id = ?`},
 

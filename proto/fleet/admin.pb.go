@@ -1569,6 +1569,324 @@ func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
 	return nil
 }
 
+type PoolStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolStatusRequest) Reset() {
+	*x = PoolStatusRequest{}
+	mi := &file_fleet_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolStatusRequest) ProtoMessage() {}
+
+func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolStatusRequest.ProtoReflect.Descriptor instead.
+func (*PoolStatusRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{24}
+}
+
+type PoolStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// configured is false when the coordinator runs no pool.
+	Configured bool   `protobuf:"varint,1,opt,name=configured,proto3" json:"configured,omitempty"`
+	Provider   string `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Min        int32  `protobuf:"varint,3,opt,name=min,proto3" json:"min,omitempty"`
+	Max        int32  `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
+	Idle       int32  `protobuf:"varint,5,opt,name=idle,proto3" json:"idle,omitempty"`
+	// desired is how many instances the last step wanted.
+	Desired   int32           `protobuf:"varint,6,opt,name=desired,proto3" json:"desired,omitempty"`
+	Instances []*PoolInstance `protobuf:"bytes,7,rep,name=instances,proto3" json:"instances,omitempty"`
+	// decisions are the last ones, oldest first.
+	Decisions     []*PoolDecision `protobuf:"bytes,8,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolStatusResponse) Reset() {
+	*x = PoolStatusResponse{}
+	mi := &file_fleet_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolStatusResponse) ProtoMessage() {}
+
+func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolStatusResponse.ProtoReflect.Descriptor instead.
+func (*PoolStatusResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PoolStatusResponse) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
+func (x *PoolStatusResponse) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *PoolStatusResponse) GetMin() int32 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *PoolStatusResponse) GetMax() int32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *PoolStatusResponse) GetIdle() int32 {
+	if x != nil {
+		return x.Idle
+	}
+	return 0
+}
+
+func (x *PoolStatusResponse) GetDesired() int32 {
+	if x != nil {
+		return x.Desired
+	}
+	return 0
+}
+
+func (x *PoolStatusResponse) GetInstances() []*PoolInstance {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *PoolStatusResponse) GetDecisions() []*PoolDecision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+type PoolInstance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// phase: starting, running or stopping (the provider's view).
+	Phase string `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	// agent is the id of the agent on it once it joined; agent_name its name.
+	Agent         string                 `protobuf:"bytes,3,opt,name=agent,proto3" json:"agent,omitempty"`
+	AgentName     string                 `protobuf:"bytes,4,opt,name=agent_name,json=agentName,proto3" json:"agent_name,omitempty"`
+	Builds        int32                  `protobuf:"varint,5,opt,name=builds,proto3" json:"builds,omitempty"`
+	Draining      bool                   `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
+	Connected     bool                   `protobuf:"varint,7,opt,name=connected,proto3" json:"connected,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	Seen          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=seen,proto3" json:"seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolInstance) Reset() {
+	*x = PoolInstance{}
+	mi := &file_fleet_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolInstance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolInstance) ProtoMessage() {}
+
+func (x *PoolInstance) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolInstance.ProtoReflect.Descriptor instead.
+func (*PoolInstance) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PoolInstance) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PoolInstance) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *PoolInstance) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *PoolInstance) GetAgentName() string {
+	if x != nil {
+		return x.AgentName
+	}
+	return ""
+}
+
+func (x *PoolInstance) GetBuilds() int32 {
+	if x != nil {
+		return x.Builds
+	}
+	return 0
+}
+
+func (x *PoolInstance) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *PoolInstance) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *PoolInstance) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *PoolInstance) GetSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Seen
+	}
+	return nil
+}
+
+type PoolDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// type: pool/scale-up, pool/scale-in or pool/destroy.
+	Type          string   `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Instances     []string `protobuf:"bytes,3,rep,name=instances,proto3" json:"instances,omitempty"`
+	Reason        string   `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolDecision) Reset() {
+	*x = PoolDecision{}
+	mi := &file_fleet_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolDecision) ProtoMessage() {}
+
+func (x *PoolDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolDecision.ProtoReflect.Descriptor instead.
+func (*PoolDecision) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PoolDecision) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *PoolDecision) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PoolDecision) GetInstances() []string {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *PoolDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_fleet_admin_proto protoreflect.FileDescriptor
 
 const file_fleet_admin_proto_rawDesc = "" +
@@ -1697,7 +2015,36 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x124\n" +
 	"\aupdated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\"N\n" +
 	"\x13ListSecretsResponse\x127\n" +
-	"\asecrets\x18\x01 \x03(\v2\x1d.monkeyci.fleet.v1.SecretInfoR\asecrets2\xa9\t\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1d.monkeyci.fleet.v1.SecretInfoR\asecrets\"\x13\n" +
+	"\x11PoolStatusRequest\"\xa0\x02\n" +
+	"\x12PoolStatusResponse\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x01 \x01(\bR\n" +
+	"configured\x12\x1a\n" +
+	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x10\n" +
+	"\x03min\x18\x03 \x01(\x05R\x03min\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\x05R\x03max\x12\x12\n" +
+	"\x04idle\x18\x05 \x01(\x05R\x04idle\x12\x18\n" +
+	"\adesired\x18\x06 \x01(\x05R\adesired\x12=\n" +
+	"\tinstances\x18\a \x03(\v2\x1f.monkeyci.fleet.v1.PoolInstanceR\tinstances\x12=\n" +
+	"\tdecisions\x18\b \x03(\v2\x1f.monkeyci.fleet.v1.PoolDecisionR\tdecisions\"\xa1\x02\n" +
+	"\fPoolInstance\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x14\n" +
+	"\x05agent\x18\x03 \x01(\tR\x05agent\x12\x1d\n" +
+	"\n" +
+	"agent_name\x18\x04 \x01(\tR\tagentName\x12\x16\n" +
+	"\x06builds\x18\x05 \x01(\x05R\x06builds\x12\x1a\n" +
+	"\bdraining\x18\x06 \x01(\bR\bdraining\x12\x1c\n" +
+	"\tconnected\x18\a \x01(\bR\tconnected\x124\n" +
+	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12.\n" +
+	"\x04seen\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04seen\"\x88\x01\n" +
+	"\fPoolDecision\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1c\n" +
+	"\tinstances\x18\x03 \x03(\tR\tinstances\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason2\x84\n" +
+	"\n" +
 	"\x05Admin\x12J\n" +
 	"\aTrigger\x12!.monkeyci.fleet.v1.TriggerRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12Y\n" +
 	"\n" +
@@ -1717,7 +2064,9 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"RemoveRepo\x12\x1a.monkeyci.fleet.v1.RepoRef\x1a\x17.monkeyci.fleet.v1.Repo\x12O\n" +
 	"\tSetSecret\x12#.monkeyci.fleet.v1.SetSecretRequest\x1a\x1d.monkeyci.fleet.v1.SecretInfo\x12Q\n" +
 	"\vListSecrets\x12\x1a.monkeyci.fleet.v1.RepoRef\x1a&.monkeyci.fleet.v1.ListSecretsResponse\x12K\n" +
-	"\fRemoveSecret\x12\x1c.monkeyci.fleet.v1.SecretRef\x1a\x1d.monkeyci.fleet.v1.SecretInfoB*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
+	"\fRemoveSecret\x12\x1c.monkeyci.fleet.v1.SecretRef\x1a\x1d.monkeyci.fleet.v1.SecretInfo\x12Y\n" +
+	"\n" +
+	"PoolStatus\x12$.monkeyci.fleet.v1.PoolStatusRequest\x1a%.monkeyci.fleet.v1.PoolStatusResponseB*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
 
 var (
 	file_fleet_admin_proto_rawDescOnce sync.Once
@@ -1732,7 +2081,7 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_fleet_admin_proto_goTypes = []any{
 	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
 	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
@@ -1759,63 +2108,74 @@ var file_fleet_admin_proto_goTypes = []any{
 	(*SecretRef)(nil),             // 22: monkeyci.fleet.v1.SecretRef
 	(*SecretInfo)(nil),            // 23: monkeyci.fleet.v1.SecretInfo
 	(*ListSecretsResponse)(nil),   // 24: monkeyci.fleet.v1.ListSecretsResponse
-	nil,                           // 25: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	nil,                           // 26: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 27: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*PoolStatusRequest)(nil),     // 25: monkeyci.fleet.v1.PoolStatusRequest
+	(*PoolStatusResponse)(nil),    // 26: monkeyci.fleet.v1.PoolStatusResponse
+	(*PoolInstance)(nil),          // 27: monkeyci.fleet.v1.PoolInstance
+	(*PoolDecision)(nil),          // 28: monkeyci.fleet.v1.PoolDecision
+	nil,                           // 29: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	nil,                           // 30: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	nil,                           // 31: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
-	25, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	26, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	28, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	28, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	28, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	29, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	30, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	32, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	32, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	32, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
 	3,  // 5: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
 	3,  // 6: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
 	8,  // 7: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
 	13, // 8: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	27, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	28, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	31, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	32, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
 	0,  // 11: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	28, // 12: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	32, // 12: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
 	17, // 13: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
-	28, // 14: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	32, // 14: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
 	23, // 15: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
-	1,  // 16: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	4,  // 17: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	6,  // 18: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
-	2,  // 19: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	2,  // 20: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	9,  // 21: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	11, // 22: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	14, // 23: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	15, // 24: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	17, // 25: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
-	19, // 26: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
-	18, // 27: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
-	21, // 28: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
-	18, // 29: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
-	22, // 30: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
-	3,  // 31: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	5,  // 32: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	7,  // 33: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	3,  // 34: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	3,  // 35: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	10, // 36: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	12, // 37: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	13, // 38: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	16, // 39: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	17, // 40: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
-	20, // 41: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
-	17, // 42: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
-	23, // 43: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	24, // 44: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
-	23, // 45: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	31, // [31:46] is the sub-list for method output_type
-	16, // [16:31] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	27, // 16: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
+	28, // 17: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
+	32, // 18: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
+	32, // 19: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
+	32, // 20: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 21: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
+	4,  // 22: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	6,  // 23: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	2,  // 24: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	2,  // 25: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	9,  // 26: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	11, // 27: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	14, // 28: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	15, // 29: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	17, // 30: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	19, // 31: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	18, // 32: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	21, // 33: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	18, // 34: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	22, // 35: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	25, // 36: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
+	3,  // 37: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	5,  // 38: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	7,  // 39: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	3,  // 40: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	3,  // 41: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	10, // 42: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	12, // 43: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	13, // 44: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	16, // 45: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	17, // 46: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	20, // 47: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	17, // 48: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	23, // 49: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	24, // 50: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	23, // 51: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	26, // 52: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
+	37, // [37:53] is the sub-list for method output_type
+	21, // [21:37] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_fleet_admin_proto_init() }
@@ -1829,7 +2189,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,7 @@ const (
 	Admin_SetSecret_FullMethodName    = "/monkeyci.fleet.v1.Admin/SetSecret"
 	Admin_ListSecrets_FullMethodName  = "/monkeyci.fleet.v1.Admin/ListSecrets"
 	Admin_RemoveSecret_FullMethodName = "/monkeyci.fleet.v1.Admin/RemoveSecret"
+	Admin_PoolStatus_FullMethodName   = "/monkeyci.fleet.v1.Admin/PoolStatus"
 )
 
 // AdminClient is the client API for Admin service.
@@ -62,6 +63,8 @@ type AdminClient interface {
 	SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*SecretInfo, error)
 	ListSecrets(ctx context.Context, in *RepoRef, opts ...grpc.CallOption) (*ListSecretsResponse, error)
 	RemoveSecret(ctx context.Context, in *SecretRef, opts ...grpc.CallOption) (*SecretInfo, error)
+	// The agent pool, when the coordinator runs one (--pool).
+	PoolStatus(ctx context.Context, in *PoolStatusRequest, opts ...grpc.CallOption) (*PoolStatusResponse, error)
 }
 
 type adminClient struct {
@@ -231,6 +234,16 @@ func (c *adminClient) RemoveSecret(ctx context.Context, in *SecretRef, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) PoolStatus(ctx context.Context, in *PoolStatusRequest, opts ...grpc.CallOption) (*PoolStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PoolStatusResponse)
+	err := c.cc.Invoke(ctx, Admin_PoolStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -253,6 +266,8 @@ type AdminServer interface {
 	SetSecret(context.Context, *SetSecretRequest) (*SecretInfo, error)
 	ListSecrets(context.Context, *RepoRef) (*ListSecretsResponse, error)
 	RemoveSecret(context.Context, *SecretRef) (*SecretInfo, error)
+	// The agent pool, when the coordinator runs one (--pool).
+	PoolStatus(context.Context, *PoolStatusRequest) (*PoolStatusResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -307,6 +322,9 @@ func (UnimplementedAdminServer) ListSecrets(context.Context, *RepoRef) (*ListSec
 }
 func (UnimplementedAdminServer) RemoveSecret(context.Context, *SecretRef) (*SecretInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveSecret not implemented")
+}
+func (UnimplementedAdminServer) PoolStatus(context.Context, *PoolStatusRequest) (*PoolStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PoolStatus not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -592,6 +610,24 @@ func _Admin_RemoveSecret_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_PoolStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PoolStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).PoolStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_PoolStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).PoolStatus(ctx, req.(*PoolStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -654,6 +690,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveSecret",
 			Handler:    _Admin_RemoveSecret_Handler,
+		},
+		{
+			MethodName: "PoolStatus",
+			Handler:    _Admin_PoolStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

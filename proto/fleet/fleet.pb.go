@@ -364,7 +364,10 @@ type Hello struct {
 	Holding []*BuildAttempt `protobuf:"bytes,8,rep,name=holding,proto3" json:"holding,omitempty"`
 	// pauses says the agent pauses waiting scripts, lending their CPU to
 	// jobs; one that does not needs room for a script and a job at once.
-	Pauses        bool `protobuf:"varint,9,opt,name=pauses,proto3" json:"pauses,omitempty"`
+	Pauses bool `protobuf:"varint,9,opt,name=pauses,proto3" json:"pauses,omitempty"`
+	// instance is the pool instance the agent runs on (its provider's id),
+	// empty for an agent started by hand.
+	Instance      string `protobuf:"bytes,10,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +463,13 @@ func (x *Hello) GetPauses() bool {
 		return x.Pauses
 	}
 	return false
+}
+
+func (x *Hello) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
 }
 
 // Accept acknowledges an assignment: the agent has started the attempt.
@@ -1476,7 +1486,7 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x03log\x18\x05 \x01(\v2\x1b.monkeyci.fleet.v1.LogChunkH\x00R\x03log\x122\n" +
 	"\x04done\x18\x06 \x01(\v2\x1c.monkeyci.fleet.v1.BuildDoneH\x00R\x04done\x126\n" +
 	"\adecline\x18\a \x01(\v2\x1a.monkeyci.fleet.v1.DeclineH\x00R\adeclineB\x05\n" +
-	"\x03msg\"\xa0\x03\n" +
+	"\x03msg\"\xbc\x03\n" +
 	"\x05Hello\x12>\n" +
 	"\bprotocol\x18\x01 \x01(\x0e2\".monkeyci.fleet.v1.ProtocolVersionR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
@@ -1486,7 +1496,9 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\bcapacity\x18\x06 \x01(\v2\x1b.monkeyci.fleet.v1.CapacityR\bcapacity\x12\x18\n" +
 	"\aversion\x18\a \x01(\tR\aversion\x129\n" +
 	"\aholding\x18\b \x03(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\aholding\x12\x16\n" +
-	"\x06pauses\x18\t \x01(\bR\x06pauses\x1a9\n" +
+	"\x06pauses\x18\t \x01(\bR\x06pauses\x12\x1a\n" +
+	"\binstance\x18\n" +
+	" \x01(\tR\binstance\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +

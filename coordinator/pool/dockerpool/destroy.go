@@ -1,0 +1,64 @@
+package dockerpool
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/monkeyci/monkeyci/agent"
+)
+
+// Destroy stops the instance's agent (SIGTERM, which drains it, then
+// SIGKILL after StopGrace), removes its container, whatever the agent left
+// on the engine, and its folder. An id that is gone, or not of this pool,
+// is not an error (nothing of another pool is touched). The call lasts up
+// to StopGrace, so ctx must allow that.
+func (p *Provider) Destroy(ctx context.Context, id string) error {
+	if !p.owns(id) {
+		p.cfg.Logger.Debug("not an instance of this pool; nothing to destroy", "id", id)
+		return nil
+	}
+	if err := p.cfg.Engine.Stop(ctx, id, int(p.cfg.StopGrace.Seconds())); err != nil {
+		return fmt.Errorf("docker pool %s: destroy %s: %w", p.cfg.Pool, id, err)
+	}
+	if err := p.remove(ctx, id); err != nil {
+		return fmt.Errorf("docker pool %s: destroy %s: %w", p.cfg.Pool, id, err)
+	}
+	p.cfg.Logger.Info("agent container destroyed", "instance", id)
+	return nil
+}
+
+// remove removes the instance's container, what its agent made and did
+// not clean up (it does on a drain, not when killed: the scripts' network
+// holder, a build's containers and volumes), and its folder, in that
+// order: the folder is bind-mounted into those containers.
+func (p *Provider) remove(ctx context.Context, id string) error {
+	rt := p.cfg.Engine
+	if err := rt.Remove(ctx, id); err != nil {
+		return err
+	}
+	// The agent's name is the instance id, and it labels what it makes with it.
+	left := map[string]string{agent.LabelAgent: id}
+	ids, err := rt.ListContainers(ctx, left)
+	if err != nil {
+		return fmt.Errorf("listing what the agent left: %w", err)
+	}
+	for _, c := range ids {
+		if err := rt.Remove(ctx, c); err != nil {
+			return fmt.Errorf("removing what the agent left: %w", err)
+		}
+	}
+	vols, err := rt.ListVolumes(ctx, left)
+	if err != nil {
+		return fmt.Errorf("listing what the agent left: %w", err)
+	}
+	for _, v := range vols {
+		if err := rt.RemoveVolume(ctx, v); err != nil {
+			return fmt.Errorf("removing what the agent left: %w", err)
+		}
+	}
+	if err := os.RemoveAll(p.dir(id)); err != nil {
+		return fmt.Errorf("removing the instance's folder: %w", err)
+	}
+	return nil
+}
