@@ -52,7 +52,7 @@ type build struct {
 	mu      sync.Mutex
 	jobs    map[string]*jobRun
 	order   []string
-	changed chan struct{} // closed and replaced whenever a job ends
+	changed chan struct{} // closed and replaced whenever a job ends or is unblocked
 	closed  bool          // no more jobs: the script has ended
 	made    []string      // containers made, for cleanup
 	// sourced is closed once the source is fetched, or could not be
@@ -60,6 +60,11 @@ type build struct {
 	sourced   chan struct{}
 	sourceErr error
 	wg        sync.WaitGroup
+	// unblocked are the jobs a person unblocked, blocked those the script
+	// said it waits for (unblock.go); unblockMu serialises unblocks.
+	unblocked map[string]bool
+	blocked   map[string]bool
+	unblockMu sync.Mutex
 }
 
 // Run runs one build to its end and returns how it went. A build that fails
@@ -87,6 +92,10 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		changed: make(chan struct{}),
 		sourced: make(chan struct{}),
 	}
+	if err := r.track(b); err != nil {
+		return Outcome{Result: events.Error}, err
+	}
+	defer r.untrack(b)
 	b.ctx, b.cancel = context.WithCancelCause(ctx)
 	defer b.cancel(nil)
 	b.jobsCtx, b.stopJobs = context.WithCancel(b.ctx)

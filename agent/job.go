@@ -53,7 +53,7 @@ func (b *build) startJob(j pipeline.Job) error {
 	}
 	go func() {
 		defer b.wg.Done()
-		b.emit(events.Event{Type: events.JobQueued, Job: j.ID})
+		b.emit(events.Event{Type: events.JobQueued, Job: j.ID, Deps: j.Dependencies})
 		if err := b.r.cfg.Ledger.Acquire(b.jobsCtx, need); err != nil {
 			b.finish(jr, jobResult{status: events.Canceled, exit: -1, message: "canceled while waiting for capacity"}, 0)
 			return

@@ -87,7 +87,7 @@ func (b *build) waitSource(ctx context.Context, req any, info *grpc.UnaryServerI
 
 // track counts every call but awaits, which count themselves.
 func (p *pauser) track(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-	if strings.HasSuffix(info.FullMethod, "/AwaitJobs") {
+	if strings.HasSuffix(info.FullMethod, "/AwaitJobs") || strings.HasSuffix(info.FullMethod, "/AwaitUnblock") {
 		return next(ctx, req)
 	}
 	p.callBegin(ctx)

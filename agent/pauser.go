@@ -12,9 +12,10 @@ import (
 )
 
 // pauser freezes a build's script container while every job-API call the
-// script has outstanding is an await on running jobs, and hands the script's
-// CPU reservation to jobs meanwhile. It owns the script's reservation in the
-// ledger: hold takes it, close gives back exactly what is still held.
+// script has outstanding is an await (on running jobs, or on a person's
+// unblock), and hands the script's CPU reservation to jobs meanwhile. It
+// owns the script's reservation in the ledger: hold takes it, close gives
+// back exactly what is still held.
 //
 // A job's container is created and started while the script may still be
 // running: freezing the script meanwhile would compete with that start on
@@ -43,7 +44,7 @@ type pauser struct {
 	log  hclog.Logger
 
 	mu        sync.Mutex // guards the counts
-	awaits    int        // awaits outstanding on running jobs
+	awaits    int        // awaits outstanding on running jobs or unblocks
 	others    int        // any other call outstanding
 	starting  int        // jobs between their capacity grant and being up
 	requested time.Time  // when a pause was last wanted
@@ -96,8 +97,9 @@ func (p *pauser) callBegin(ctx context.Context) {
 // callEnd notes the end of a non-await call; awaits left alone may pause.
 func (p *pauser) callEnd() { p.change(func() { p.others-- }) }
 
-// awaitBegin notes an await on running jobs and starts a pause if it is now
-// the only kind of call outstanding. It does not wait for the pause.
+// awaitBegin notes an await (on jobs or an unblock) and starts a pause if
+// it is now the only kind of call outstanding. It does not wait for the
+// pause.
 func (p *pauser) awaitBegin() { p.change(func() { p.awaits++ }) }
 
 // awaitEnd is called before an await is answered: it makes sure the script

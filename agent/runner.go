@@ -68,6 +68,9 @@ type BuildSpec struct {
 	// of the ledger. Until then the ledger does not show the build, so
 	// whoever reports the agent's free capacity counts that share as taken.
 	Reserved func()
+	// Unblockable says someone can unblock the build's blocked jobs
+	// (Runner.Unblock): a coordinator does, a local run has nobody to.
+	Unblockable bool
 }
 
 // Reporter receives a build's events and output as they happen. Calls come
@@ -106,6 +109,9 @@ type Runner struct {
 
 	imageMu sync.Mutex
 	image   string // made once; a failure (or a cancel) is tried again
+
+	mu     sync.Mutex
+	builds map[string]*build // running, by id: what Unblock reaches
 }
 
 // NewRunner checks cfg and fills its defaults.
@@ -135,7 +141,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if cfg.AgentID == "" {
 		cfg.AgentID = "local"
 	}
-	return &Runner{cfg: cfg}, nil
+	return &Runner{cfg: cfg, builds: map[string]*build{}}, nil
 }
 
 // Prepare makes the script container's image and starts the scripts'

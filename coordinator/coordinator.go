@@ -106,6 +106,8 @@ type Coordinator struct {
 	// pool is the agent pool's scaler, when there is one (UsePool).
 	pool     PoolView
 	poolInfo PoolInfo
+	// changes wakes the dashboard's watchers (Changes).
+	changes broadcast
 }
 
 // lease is a running attempt as the coordinator tracks it in memory.
@@ -122,6 +124,10 @@ type lease struct {
 	ahead bool
 	// status: the build came from a forge, which hears how it ends.
 	status *statusRef
+	// paused: the script is paused now, as the event of seq pauseSeq said
+	// (noteEvent).
+	paused   bool
+	pauseSeq int64
 }
 
 // forge is where the lease's build reports its status (nil: nowhere, or
@@ -304,6 +310,7 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 		}
 		return Build{}, fmt.Errorf("storing the build: %w", err)
 	}
+	c.changed()
 	if conn != nil {
 		c.started(&b, conn)
 		return b, nil
@@ -365,6 +372,7 @@ func (c *Coordinator) Retry(ctx context.Context, id string) error {
 	c.mu.Lock()
 	c.queue = append(c.queue, &b)
 	c.mu.Unlock()
+	c.changed()
 	c.poke()
 	return nil
 }
@@ -401,6 +409,7 @@ func (c *Coordinator) buildEnded(id string, ref *statusRef, result events.Result
 }
 
 func (c *Coordinator) notifyEnded(id string) {
+	defer c.changed()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ch, ok := c.ended[id]; ok {

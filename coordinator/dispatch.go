@@ -60,6 +60,9 @@ func (c *Coordinator) dispatch(ctx context.Context) {
 			c.log.Warn("could not record why a build waits", "build", w.id, "error", err)
 		}
 	})
+	if len(waiting) > 0 {
+		c.changed()
+	}
 }
 
 // maxConcurrentChanges bounds the goroutines of concurrently.
@@ -118,6 +121,7 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 	ref := c.refOf(b)
 	c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn), status: ref})
 	c.mu.Unlock()
+	c.changed()
 	c.metrics.assigned(b, c.cfg.Now())
 	secrets, err := c.secretsOf(context.Background(), b.Repo)
 	if err != nil {
@@ -385,5 +389,6 @@ func (c *Coordinator) expireLeases(ctx context.Context) {
 		c.mu.Lock()
 		c.enqueueLocked(&b)
 		c.mu.Unlock()
+		c.changed()
 	}
 }

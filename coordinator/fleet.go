@@ -314,6 +314,7 @@ func (c *Coordinator) event(ctx context.Context, conn *agentConn, be *fleet.Buil
 	}
 	if stored { // not a resent one
 		c.metrics.eventStored(e)
+		c.noteEvent(se)
 	}
 	seq, err := c.markAfter(ctx, se.BuildID, se.Attempt, se.Seq)
 	if err != nil {
@@ -454,6 +455,7 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 	c.endLeaseLocked(b.ID, int(ba.GetAttempt()))
 	c.enqueueLocked(&b)
 	c.mu.Unlock()
+	c.changed()
 	c.poke()
 	return nil
 }

@@ -78,6 +78,16 @@ func EncodeEDN(e Event) []byte {
 	if e.Done {
 		b.WriteString(" :done? true")
 	}
+	if len(e.Deps) > 0 {
+		b.WriteString(" :deps [")
+		for i, d := range e.Deps {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			quote(&b, d)
+		}
+		b.WriteByte(']')
+	}
 	str(&b, "message", e.Message)
 	if e.Duration != 0 {
 		fmt.Fprintf(&b, " :duration %d", int64(e.Duration))
@@ -169,6 +179,7 @@ type wire struct {
 	Done     any   `edn:"done?"`
 	Message  any   `edn:"message"`
 	Duration any   `edn:"duration"`
+	Deps     any   `edn:"deps"`
 }
 
 // DecodeEDN reads one EDN map as an Event. Unknown keys are ignored; input
@@ -221,6 +232,9 @@ func (w *wire) event() (Event, error) {
 		return Event{}, errors.New("edn: event without :type")
 	}
 	e.Type, e.Status = Type(typ), Result(status)
+	if e.Deps, err = texts("deps", w.Deps); err != nil {
+		return Event{}, err
+	}
 	if e.Exit, err = exit(w.Exit); err != nil {
 		return Event{}, err
 	}
@@ -293,6 +307,28 @@ func text(key string, v any) (string, error) {
 		return strconv.FormatInt(v, 10), nil
 	}
 	return "", fmt.Errorf("edn: :%s is %T, want a string or keyword", key, v)
+}
+
+// texts reads a vector (or list) of strings, as :deps.
+func texts(key string, v any) ([]string, error) {
+	var items []any
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		items = v
+	default:
+		return nil, fmt.Errorf("edn: :%s is %T, want a vector of strings", key, v)
+	}
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		t, err := text(key, it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 func exit(v any) (*int, error) {

@@ -76,6 +76,7 @@ func TestEncodeEDN(t *testing.T) {
 		{Event{Type: "odd type", Status: "not ok", Message: "a\"b\\c\nd\te"},
 			`{:type "odd type" :status "not ok" :message "a\"b\\c\nd\te"}`},
 		{Event{Type: JobStart, Time: time.UnixMilli(-1e15)}, `{:type :job/start :time -1000000000000000}`},
+		{Event{Type: JobQueued, Job: "c", Deps: []string{"a", "b\""}}, `{:type :job/queued :job "c" :deps ["a" "b\""]}`},
 	} {
 		got := string(EncodeEDN(c.in))
 		if got != c.want {

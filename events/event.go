@@ -89,6 +89,9 @@ type Event struct {
 	Step string `json:"step,omitempty"`
 	// Done marks the last event of a job container's log.
 	Done bool `json:"done,omitempty"`
+	// Deps are a job's dependencies, on job/queued: the job graph as the
+	// script builds it, for those who draw it.
+	Deps []string `json:"deps,omitempty"`
 	// Message says why, in words, for errors, skips and refusals.
 	Message string `json:"message,omitempty"`
 	// Duration is how long the subject took: for */end events the whole of

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"maps"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/jobapi"
@@ -12,22 +15,20 @@ import (
 
 // Drive runs a declarative build: it starts every job whose dependencies
 // have succeeded, awaits whichever ends first, tells the agent which jobs it
-// skips, and returns the build's result. The build's parameters reach each
-// job as environment variables, under the job's own env.
+// skips, and returns the build's result. When nothing runs and blocked jobs
+// are left, it waits for a person to unblock one. The build's parameters
+// reach each job as environment variables, under the job's own env.
 func Drive(ctx context.Context, api jobapi.JobAPIClient, plan *pipeline.Plan) (events.Result, error) {
 	params, err := api.GetParams(ctx, &jobapi.GetParamsRequest{})
 	if err != nil {
 		return events.Error, fmt.Errorf("reading the build's parameters: %w", err)
 	}
 	d := &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params.GetParams()}
-	for {
+	for more := true; more; {
 		if err := d.startReady(ctx); err != nil {
 			return events.Error, err
 		}
-		if len(d.running) == 0 {
-			break
-		}
-		if err := d.awaitAny(ctx); err != nil {
+		if more, err = d.next(ctx); err != nil {
 			return events.Error, err
 		}
 	}
@@ -95,6 +96,48 @@ func (d *driver) awaitAny(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// next waits for what lets the build go on: the end of a running job, or
+// else a person's unblock of a blocked job. It reports false when nothing
+// can come.
+func (d *driver) next(ctx context.Context) (bool, error) {
+	if len(d.running) > 0 {
+		return true, d.awaitAny(ctx)
+	}
+	if blocked := d.blocked(); len(blocked) > 0 {
+		return d.awaitUnblock(ctx, blocked)
+	}
+	return false, nil
+}
+
+// blocked returns the jobs that wait for a manual unblock.
+func (d *driver) blocked() []string {
+	var out []string
+	for _, j := range d.plan.Jobs {
+		if d.graph.State(j.ID) == pipeline.StateBlocked {
+			out = append(out, j.ID)
+		}
+	}
+	return out
+}
+
+// awaitUnblock waits for a person to unblock one of ids. It reports false
+// when this run has nobody to give one (a local run, or an agent older than
+// unblocks). No deadline: the agent freezes this process while it waits.
+func (d *driver) awaitUnblock(ctx context.Context, ids []string) (bool, error) {
+	resp, err := d.api.AwaitUnblock(ctx, &jobapi.AwaitUnblockRequest{Ids: ids})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.FailedPrecondition, codes.Unimplemented:
+		return false, nil
+	default:
+		return false, fmt.Errorf("awaiting an unblock of %v: %w", ids, err)
+	}
+	if err := d.graph.Unblock(resp.GetId()); err != nil {
+		return false, fmt.Errorf("awaiting an unblock of %v: the agent answered %q: %w", ids, resp.GetId(), err)
+	}
+	return true, nil
 }
 
 func (d *driver) skip(ctx context.Context, id, reason string) error {

@@ -26,11 +26,11 @@ import (
 
 // call is one job API call the fake answered, in the order it answered.
 type call struct {
-	kind   string            // "start", "skip" or "await"
-	id     string            // start, skip: the job; await: the job it returned
+	kind   string            // "start", "skip", "await" or "unblock"
+	id     string            // start, skip: the job; await, unblock: the job it returned
 	env    map[string]string // start: the job's env as sent
 	reason string            // skip
-	ids    []string          // await: the ids asked for
+	ids    []string          // await, unblock: the ids asked for
 }
 
 func (c call) String() string {
@@ -39,6 +39,8 @@ func (c call) String() string {
 		return "start " + c.id
 	case "skip":
 		return fmt.Sprintf("skip %s (%s)", c.id, c.reason)
+	case "unblock":
+		return fmt.Sprintf("unblock %v -> %s", c.ids, c.id)
 	default:
 		return fmt.Sprintf("await %v -> %s", c.ids, c.id)
 	}
@@ -47,11 +49,18 @@ func (c call) String() string {
 // fakeAPI is an agent's job API: a job is finished as soon as it was
 // started, with the status the test gives it (success by default). An await
 // returns the first asked-for job that is finished and not yet reported.
+// Unblocks come in the order of unblocks; with none set, nobody can give
+// one (FailedPrecondition, as in a local run), and once they are all given
+// an await of one waits for the caller's context.
 type fakeAPI struct {
 	jobapi.UnimplementedJobAPIServer
-	token  string
-	params map[string]string
-	status map[string]string // job id -> "success", "failure", ...
+	token    string
+	params   map[string]string
+	status   map[string]string // job id -> "success", "failure", ...
+	unblocks []string
+	// noUnblock is the code of the answer when unblocks is nil.
+	noUnblock codes.Code
+	awaiting  chan struct{} // closed when an await of an unblock starts waiting
 
 	mu       sync.Mutex
 	calls    []call
@@ -61,8 +70,8 @@ type fakeAPI struct {
 }
 
 func newFake(token string, params, status map[string]string) *fakeAPI {
-	return &fakeAPI{token: token, params: params, status: status,
-		started: map[string]bool{}, reported: map[string]bool{}}
+	return &fakeAPI{token: token, params: params, status: status, noUnblock: codes.FailedPrecondition,
+		awaiting: make(chan struct{}), started: map[string]bool{}, reported: map[string]bool{}}
 }
 
 // auth refuses every call whose metadata does not carry the build's token.
@@ -125,6 +134,29 @@ func (f *fakeAPI) AwaitJobs(_ context.Context, req *jobapi.AwaitJobsRequest) (*j
 	}
 	f.calls = append(f.calls, call{kind: "await", id: id, ids: ids})
 	return &jobapi.AwaitJobsResponse{Results: []*jobapi.JobResult{{Id: id, Status: st}}}, nil
+}
+
+func (f *fakeAPI) AwaitUnblock(ctx context.Context, req *jobapi.AwaitUnblockRequest) (*jobapi.AwaitUnblockResponse, error) {
+	f.mu.Lock()
+	if f.unblocks == nil {
+		f.mu.Unlock()
+		return nil, status.Error(f.noUnblock, "nobody can unblock a job here")
+	}
+	ids := slices.Clone(req.GetIds())
+	if len(f.unblocks) == 0 {
+		f.mu.Unlock()
+		close(f.awaiting)
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	defer f.mu.Unlock()
+	id := f.unblocks[0]
+	if !slices.Contains(ids, id) {
+		return nil, status.Errorf(codes.FailedPrecondition, "await of an unblock of %v, but %s is the next one unblocked", ids, id)
+	}
+	f.unblocks = f.unblocks[1:]
+	f.calls = append(f.calls, call{kind: "unblock", id: id, ids: ids})
+	return &jobapi.AwaitUnblockResponse{Id: id}, nil
 }
 
 func (f *fakeAPI) refusals() int {
@@ -398,6 +430,15 @@ func TestDriveParamsUnderJobEnv(t *testing.T) {
 // canceled: the build's result is canceled, with no error, though every job
 // that ran succeeded.
 func TestDriveBlocked(t *testing.T) {
+	for _, code := range []codes.Code{codes.FailedPrecondition, codes.Unimplemented} {
+		t.Run(code.String(), func(t *testing.T) { testDriveBlocked(t, code) })
+	}
+}
+
+// testDriveBlocked runs TestDriveBlocked with the agent answering an await
+// of an unblock with code: a local run (FailedPrecondition), or an agent
+// from before unblocks (Unimplemented).
+func testDriveBlocked(t *testing.T, code codes.Code) {
 	plan := mustPlan(t, `
 - id: build
   image: alpine
@@ -416,6 +457,7 @@ func TestDriveBlocked(t *testing.T) {
   dependencies: [build]
 `)
 	f := newFake("tok", nil, nil)
+	f.noUnblock = code
 	got, err := drive(t, f, "tok", plan)
 	log := f.log()
 	t.Logf("calls: %v", log)
@@ -482,5 +524,78 @@ func TestDriveWrongToken(t *testing.T) {
 	}
 	if f.refusals() == 0 {
 		t.Errorf("the fake refused no call")
+	}
+}
+
+// A blocked job waits, once nothing else runs, for a person's unblock; then
+// it runs, and its dependents after it. A job that depends on a job still
+// blocked waits for that one's unblock too.
+func TestDriveBlockedJobsRunOnceUnblocked(t *testing.T) {
+	plan := mustPlan(t, `
+- id: a
+  image: alpine
+  script: [make]
+- id: gate
+  image: alpine
+  script: [approve]
+  blocked: true
+  dependencies: [a]
+- id: other
+  image: alpine
+  script: [approve]
+  blocked: true
+- id: b
+  image: alpine
+  script: [deploy]
+  dependencies: [gate, other]
+`)
+	f := newFake("tok", nil, nil)
+	f.unblocks = []string{"gate", "other"}
+	got, err := drive(t, f, "tok", plan)
+	log := f.log()
+	t.Logf("calls: %v", log)
+	if err != nil {
+		t.Fatalf("Drive: %v", err)
+	}
+	if got != events.Success {
+		t.Errorf("result = %q, want success", got)
+	}
+	want := []string{
+		"start a", "await [a] -> a",
+		"unblock [gate other] -> gate", "start gate", "await [gate] -> gate",
+		"unblock [other] -> other", "start other", "await [other] -> other",
+		"start b", "await [b] -> b",
+	}
+	if g := fmt.Sprint(log); g != fmt.Sprint(want) {
+		t.Errorf("calls\n %v\nwant\n %v", g, want)
+	}
+}
+
+// A script canceled while it waits for an unblock stops waiting.
+func TestDriveCanceledWhileAwaitingAnUnblock(t *testing.T) {
+	plan := mustPlan(t, "- {id: gate, image: alpine, script: [approve], blocked: true}\n")
+	f := newFake("tok", nil, nil)
+	f.unblocks = []string{}
+	api := connect(t, f, "tok")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Drive(ctx, api, plan)
+		done <- err
+	}()
+	select {
+	case <-f.awaiting:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Drive never awaited the unblock")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if status.Code(err) != codes.Canceled {
+			t.Errorf("Drive = %v, want it canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Drive still waits after its context was canceled")
 	}
 }

@@ -252,6 +252,8 @@ func (l *Link) handle(ctx context.Context, m *fleet.CoordinatorMessage) {
 		}
 	case *fleet.CoordinatorMessage_Cancel:
 		l.stop(msg.Cancel.GetBuild())
+	case *fleet.CoordinatorMessage_Unblock:
+		l.unblock(msg.Unblock)
 	case *fleet.CoordinatorMessage_Refuse:
 		l.log.Warn("the coordinator refused a report; stopping that attempt", "build", msg.Refuse.GetBuild().GetBuildId(),
 			"attempt", msg.Refuse.GetBuild().GetAttempt(), "reason", msg.Refuse.GetReason())
@@ -351,8 +353,8 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 		return events.Error, err.Error()
 	}
 	spec := agent.BuildSpec{
-		ID: ba.GetBuildId() + "-" + strconv.Itoa(int(ba.GetAttempt())), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),
-		Secrets: a.GetSecrets(), Reserved: reserved,
+		ID: specID(ba), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),
+		Secrets: a.GetSecrets(), Reserved: reserved, Unblockable: true,
 	}
 	if !local {
 		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, "src-"); err != nil {
@@ -380,6 +382,29 @@ func (l *Link) stop(ba *fleet.BuildAttempt) {
 	if r, ok := l.builds[key(ba)]; ok {
 		r.cancel()
 	}
+}
+
+// unblock passes a person's unblock to the attempt it names. One of
+// another attempt (stale) or of an attempt already over is ignored: only
+// the current attempt's script waits for it.
+func (l *Link) unblock(u *fleet.Unblock) {
+	l.mu.Lock()
+	_, ok := l.builds[key(u.GetBuild())]
+	l.mu.Unlock()
+	if !ok {
+		l.log.Info("ignoring an unblock of an attempt this agent does not run", "build", u.GetBuild().GetBuildId(),
+			"attempt", u.GetBuild().GetAttempt(), "job", u.GetJob())
+		return
+	}
+	if err := l.cfg.Runner.Unblock(specID(u.GetBuild()), u.GetJob()); err != nil {
+		l.log.Warn("could not unblock a job", "job", u.GetJob(), "error", err)
+	}
+}
+
+// specID is the runner's id of an attempt: attempts of one build never
+// share containers or directories.
+func specID(ba *fleet.BuildAttempt) string {
+	return ba.GetBuildId() + "-" + strconv.Itoa(int(ba.GetAttempt()))
 }
 
 // reporter hands a build's events and output to the outbox, with the

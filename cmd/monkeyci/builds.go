@@ -16,7 +16,7 @@ import (
 func newBuildsCommand(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "builds",
-		Short: "List, show, cancel and retry the coordinator's builds",
+		Short: "List, show, cancel, retry and unblock the coordinator's builds",
 		Args:  cobra.NoArgs,
 	}
 	flags := addAdminFlags(cmd)
@@ -83,7 +83,37 @@ per line: time, type, job, status and message.`,
 	cmd.AddCommand(ls, show,
 		buildChange(flags, stdout, "cancel", "Cancel a build: queued, it ends at once; running, its containers stop", fleet.AdminClient.CancelBuild),
 		buildChange(flags, stdout, "retry", "Queue an ended build again", fleet.AdminClient.RetryBuild),
+		buildUnblock(flags, stdout),
 	)
+	return cmd
+}
+
+// buildUnblock is `builds unblock`: a person's approval of a blocked job.
+func buildUnblock(flags *adminFlags, stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "unblock BUILD JOB",
+		Short: "Let a blocked job of a running build run (a manual approval)",
+		Long: `unblock lets a job declared blocked: true run. The job must wait for it:
+its build runs, and has told job/blocked for it (builds show lists it).`,
+		Example:           `  monkeyci builds unblock 3f2a9c deploy`,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: flags.completeBuilds,
+	}
+	out := addOutputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		b, err := adminCall(cmd, flags, fleet.AdminClient.UnblockJob, &fleet.UnblockJobRequest{Build: args[0], Job: args[1]})
+		if err != nil {
+			return err
+		}
+		if *out == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Build(b))
+		}
+		_, err = fmt.Fprintf(stdout, "job %s of build %s is unblocked: it runs once its dependencies have succeeded\n", args[1], b.GetId())
+		return err
+	}
 	return cmd
 }
 

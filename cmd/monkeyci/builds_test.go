@@ -88,3 +88,39 @@ func TestAdminCLIBuilds(t *testing.T) {
 	}
 	assertTokens(t, f, "Bearer "+fakeToken)
 }
+
+func TestAdminCLIBuildsUnblock(t *testing.T) {
+	f := newFakeAdmin()
+	f.builds["b1"] = &fleet.BuildInfo{Id: "b1", Repo: "r", State: "ended", Result: "success", Created: timestamppb.Now()}
+	f.builds["b2"] = &fleet.BuildInfo{Id: "b2", Repo: "r", State: "running", Attempt: 1, Agent: "a1", Created: timestamppb.Now()}
+	addr := serveFake(t, f, nil)
+
+	if code, out, errOut := cli(t, plain(addr, "builds", "unblock", "b2", "deploy")...); code != 0 ||
+		out != "job deploy of build b2 is unblocked: it runs once its dependencies have succeeded\n" || errOut != "" {
+		t.Errorf("unblock: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, _ := cli(t, plain(addr, "builds", "unblock", "b2", "deploy", "-o", "json")...)
+	var b map[string]any
+	if err := json.Unmarshal([]byte(out), &b); code != 0 || err != nil || b["id"] != "b2" || b["state"] != "running" {
+		t.Errorf("unblock -o json: exit %d, %v\n%s", code, err, out)
+	}
+	if code, out, errOut := cli(t, plain(addr, "builds", "unblock", "b1", "deploy")...); code != 1 || out != "" ||
+		errOut != "monkeyci: build b1 is ended: only a running build's jobs can be unblocked\n" {
+		t.Errorf("unblock of an ended build: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, _, errOut := cli(t, plain(addr, "builds", "unblock", "nope", "deploy")...); code != 1 || errOut != "monkeyci: build \"nope\": not found\n" {
+		t.Errorf("unblock of an unknown build: exit %d, %q", code, errOut)
+	}
+	want := []*fleet.UnblockJobRequest{{Build: "b2", Job: "deploy"}, {Build: "b2", Job: "deploy"}, {Build: "b1", Job: "deploy"}, {Build: "nope", Job: "deploy"}}
+	assertRequests(t, f, "UnblockJob", want[0], want[1], want[2], want[3])
+
+	f.reset()
+	for _, args := range [][]string{{"builds", "unblock", "b2"}, {"builds", "unblock", "b2", "deploy", "more"}, {"builds", "unblock", "b2", "deploy", "-o", "yaml"}} {
+		if code, _, errOut := cli(t, plain(addr, args...)...); code != 2 {
+			t.Errorf("%v: exit %d, %q", args, code, errOut)
+		}
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("usage errors made calls: %v", f.calls)
+	}
+}

@@ -165,6 +165,20 @@ func (f *fakeAdmin) RetryBuild(ctx context.Context, r *fleet.BuildRef) (*fleet.B
 	return proto.CloneOf(b), nil
 }
 
+func (f *fakeAdmin) UnblockJob(ctx context.Context, r *fleet.UnblockJobRequest) (*fleet.BuildInfo, error) {
+	f.record(ctx, "UnblockJob", r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, err := f.build(r.GetBuild())
+	if err != nil {
+		return nil, err
+	}
+	if b.State != "running" {
+		return nil, status.Errorf(codes.FailedPrecondition, "build %s is %s: only a running build's jobs can be unblocked", b.Id, b.State)
+	}
+	return proto.CloneOf(b), nil
+}
+
 func (f *fakeAdmin) Logs(r *fleet.LogsRequest, out fleet.Admin_LogsServer) error {
 	f.record(out.Context(), "Logs", r)
 	f.mu.Lock()

@@ -1,7 +1,7 @@
 // Package server runs a coordinator on its listeners: the stores under one
 // data directory, the gRPC port (fleet protocol and admin API, TLS by
-// default) and the HTTP port (/healthz, Prometheus /metrics, and forges'
-// webhooks under /webhooks/).
+// default) and the HTTP port (/healthz, Prometheus /metrics, forges'
+// webhooks under /webhooks/, and the web dashboard at every other path).
 package server
 
 import (
@@ -25,6 +25,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+	"github.com/monkeyci/monkeyci/coordinator/web"
 	"github.com/monkeyci/monkeyci/forge/status"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 	"github.com/monkeyci/monkeyci/secret"
@@ -165,6 +166,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /metrics", c.MetricsHandler())
 	mux.Handle("POST /webhooks/{forge}", c.WebhookHandler())
+	mux.HandleFunc("/webhooks/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "webhooks are POSTed", http.StatusMethodNotAllowed)
+	})
+	dash, err := web.New(runCtx, web.Config{Coordinator: c, Logs: s.logs, DataDir: cfg.DataDir, Logger: cfg.Logger.Named("web")})
+	if err != nil {
+		hl.Close()
+		gl.Close()
+		s.stop()
+		s.closeStores()
+		return nil, err
+	}
+	mux.Handle("/", dash)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	if cfg.Pool != nil {

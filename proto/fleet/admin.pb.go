@@ -75,7 +75,7 @@ func (x SetAgentRequest_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SetAgentRequest_Action.Descriptor instead.
 func (SetAgentRequest_Action) EnumDescriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{13, 0}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type TriggerRequest struct {
@@ -206,6 +206,58 @@ func (x *BuildRef) GetId() string {
 	return ""
 }
 
+type UnblockJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Build         string                 `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockJobRequest) Reset() {
+	*x = UnblockJobRequest{}
+	mi := &file_fleet_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockJobRequest) ProtoMessage() {}
+
+func (x *UnblockJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockJobRequest.ProtoReflect.Descriptor instead.
+func (*UnblockJobRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UnblockJobRequest) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
+}
+
+func (x *UnblockJobRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
 type BuildInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -229,7 +281,7 @@ type BuildInfo struct {
 
 func (x *BuildInfo) Reset() {
 	*x = BuildInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[2]
+	mi := &file_fleet_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +293,7 @@ func (x *BuildInfo) String() string {
 func (*BuildInfo) ProtoMessage() {}
 
 func (x *BuildInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[2]
+	mi := &file_fleet_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +306,7 @@ func (x *BuildInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
 func (*BuildInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{2}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BuildInfo) GetId() string {
@@ -373,7 +425,7 @@ type ListBuildsRequest struct {
 
 func (x *ListBuildsRequest) Reset() {
 	*x = ListBuildsRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[3]
+	mi := &file_fleet_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +437,7 @@ func (x *ListBuildsRequest) String() string {
 func (*ListBuildsRequest) ProtoMessage() {}
 
 func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[3]
+	mi := &file_fleet_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +450,7 @@ func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsRequest.ProtoReflect.Descriptor instead.
 func (*ListBuildsRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{3}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListBuildsRequest) GetRepo() string {
@@ -431,7 +483,7 @@ type ListBuildsResponse struct {
 
 func (x *ListBuildsResponse) Reset() {
 	*x = ListBuildsResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[4]
+	mi := &file_fleet_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +495,7 @@ func (x *ListBuildsResponse) String() string {
 func (*ListBuildsResponse) ProtoMessage() {}
 
 func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[4]
+	mi := &file_fleet_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +508,7 @@ func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsResponse.ProtoReflect.Descriptor instead.
 func (*ListBuildsResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{4}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListBuildsResponse) GetBuilds() []*BuildInfo {
@@ -475,7 +527,7 @@ type GetBuildRequest struct {
 
 func (x *GetBuildRequest) Reset() {
 	*x = GetBuildRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[5]
+	mi := &file_fleet_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +539,7 @@ func (x *GetBuildRequest) String() string {
 func (*GetBuildRequest) ProtoMessage() {}
 
 func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[5]
+	mi := &file_fleet_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +552,7 @@ func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildRequest.ProtoReflect.Descriptor instead.
 func (*GetBuildRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{5}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetBuildRequest) GetId() string {
@@ -521,7 +573,7 @@ type BuildDetail struct {
 
 func (x *BuildDetail) Reset() {
 	*x = BuildDetail{}
-	mi := &file_fleet_admin_proto_msgTypes[6]
+	mi := &file_fleet_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +585,7 @@ func (x *BuildDetail) String() string {
 func (*BuildDetail) ProtoMessage() {}
 
 func (x *BuildDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[6]
+	mi := &file_fleet_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +598,7 @@ func (x *BuildDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildDetail.ProtoReflect.Descriptor instead.
 func (*BuildDetail) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{6}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BuildDetail) GetBuild() *BuildInfo {
@@ -574,7 +626,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_fleet_admin_proto_msgTypes[7]
+	mi := &file_fleet_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +638,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[7]
+	mi := &file_fleet_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +651,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{7}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StoredEvent) GetAttempt() int32 {
@@ -635,7 +687,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[8]
+	mi := &file_fleet_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +699,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[8]
+	mi := &file_fleet_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +712,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{8}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogsRequest) GetBuild() string {
@@ -703,7 +755,7 @@ type LogsChunk struct {
 
 func (x *LogsChunk) Reset() {
 	*x = LogsChunk{}
-	mi := &file_fleet_admin_proto_msgTypes[9]
+	mi := &file_fleet_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +767,7 @@ func (x *LogsChunk) String() string {
 func (*LogsChunk) ProtoMessage() {}
 
 func (x *LogsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[9]
+	mi := &file_fleet_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +780,7 @@ func (x *LogsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsChunk.ProtoReflect.Descriptor instead.
 func (*LogsChunk) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{9}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogsChunk) GetJob() string {
@@ -767,7 +819,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[10]
+	mi := &file_fleet_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +831,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[10]
+	mi := &file_fleet_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +844,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{10}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type ListAgentsResponse struct {
@@ -804,7 +856,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[11]
+	mi := &file_fleet_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +868,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[11]
+	mi := &file_fleet_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +881,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{11}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*AgentInfo {
@@ -858,7 +910,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[12]
+	mi := &file_fleet_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +922,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[12]
+	mi := &file_fleet_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +935,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{12}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AgentInfo) GetId() string {
@@ -973,7 +1025,7 @@ type SetAgentRequest struct {
 
 func (x *SetAgentRequest) Reset() {
 	*x = SetAgentRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[13]
+	mi := &file_fleet_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1037,7 @@ func (x *SetAgentRequest) String() string {
 func (*SetAgentRequest) ProtoMessage() {}
 
 func (x *SetAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[13]
+	mi := &file_fleet_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1050,7 @@ func (x *SetAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAgentRequest.ProtoReflect.Descriptor instead.
 func (*SetAgentRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{13}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetAgentRequest) GetId() string {
@@ -1024,7 +1076,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[14]
+	mi := &file_fleet_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1088,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[14]
+	mi := &file_fleet_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1101,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{14}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateTokenRequest) GetKind() string {
@@ -1069,7 +1121,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[15]
+	mi := &file_fleet_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1133,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[15]
+	mi := &file_fleet_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1146,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{15}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -1131,7 +1183,7 @@ type Repo struct {
 
 func (x *Repo) Reset() {
 	*x = Repo{}
-	mi := &file_fleet_admin_proto_msgTypes[16]
+	mi := &file_fleet_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1195,7 @@ func (x *Repo) String() string {
 func (*Repo) ProtoMessage() {}
 
 func (x *Repo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[16]
+	mi := &file_fleet_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1208,7 @@ func (x *Repo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repo.ProtoReflect.Descriptor instead.
 func (*Repo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{16}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Repo) GetName() string {
@@ -1238,7 +1290,7 @@ type RepoRef struct {
 
 func (x *RepoRef) Reset() {
 	*x = RepoRef{}
-	mi := &file_fleet_admin_proto_msgTypes[17]
+	mi := &file_fleet_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1302,7 @@ func (x *RepoRef) String() string {
 func (*RepoRef) ProtoMessage() {}
 
 func (x *RepoRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[17]
+	mi := &file_fleet_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1315,7 @@ func (x *RepoRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoRef.ProtoReflect.Descriptor instead.
 func (*RepoRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{17}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RepoRef) GetName() string {
@@ -1281,7 +1333,7 @@ type ListReposRequest struct {
 
 func (x *ListReposRequest) Reset() {
 	*x = ListReposRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[18]
+	mi := &file_fleet_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1345,7 @@ func (x *ListReposRequest) String() string {
 func (*ListReposRequest) ProtoMessage() {}
 
 func (x *ListReposRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[18]
+	mi := &file_fleet_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1358,7 @@ func (x *ListReposRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReposRequest.ProtoReflect.Descriptor instead.
 func (*ListReposRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{18}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{19}
 }
 
 type ListReposResponse struct {
@@ -1318,7 +1370,7 @@ type ListReposResponse struct {
 
 func (x *ListReposResponse) Reset() {
 	*x = ListReposResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[19]
+	mi := &file_fleet_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1382,7 @@ func (x *ListReposResponse) String() string {
 func (*ListReposResponse) ProtoMessage() {}
 
 func (x *ListReposResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[19]
+	mi := &file_fleet_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1395,7 @@ func (x *ListReposResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReposResponse.ProtoReflect.Descriptor instead.
 func (*ListReposResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{19}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListReposResponse) GetRepos() []*Repo {
@@ -1364,7 +1416,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[20]
+	mi := &file_fleet_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1428,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[20]
+	mi := &file_fleet_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1441,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{20}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetSecretRequest) GetRepo() string {
@@ -1423,7 +1475,7 @@ type SecretRef struct {
 
 func (x *SecretRef) Reset() {
 	*x = SecretRef{}
-	mi := &file_fleet_admin_proto_msgTypes[21]
+	mi := &file_fleet_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1487,7 @@ func (x *SecretRef) String() string {
 func (*SecretRef) ProtoMessage() {}
 
 func (x *SecretRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[21]
+	mi := &file_fleet_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1500,7 @@ func (x *SecretRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretRef.ProtoReflect.Descriptor instead.
 func (*SecretRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{21}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SecretRef) GetRepo() string {
@@ -1476,7 +1528,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[22]
+	mi := &file_fleet_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1540,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[22]
+	mi := &file_fleet_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1553,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{22}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SecretInfo) GetRepo() string {
@@ -1534,7 +1586,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[23]
+	mi := &file_fleet_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1598,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[23]
+	mi := &file_fleet_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1611,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{23}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
@@ -1577,7 +1629,7 @@ type PoolStatusRequest struct {
 
 func (x *PoolStatusRequest) Reset() {
 	*x = PoolStatusRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[24]
+	mi := &file_fleet_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1641,7 @@ func (x *PoolStatusRequest) String() string {
 func (*PoolStatusRequest) ProtoMessage() {}
 
 func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[24]
+	mi := &file_fleet_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1654,7 @@ func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusRequest.ProtoReflect.Descriptor instead.
 func (*PoolStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{24}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{25}
 }
 
 type PoolStatusResponse struct {
@@ -1624,7 +1676,7 @@ type PoolStatusResponse struct {
 
 func (x *PoolStatusResponse) Reset() {
 	*x = PoolStatusResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[25]
+	mi := &file_fleet_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1688,7 @@ func (x *PoolStatusResponse) String() string {
 func (*PoolStatusResponse) ProtoMessage() {}
 
 func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[25]
+	mi := &file_fleet_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1701,7 @@ func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusResponse.ProtoReflect.Descriptor instead.
 func (*PoolStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{25}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PoolStatusResponse) GetConfigured() bool {
@@ -1727,7 +1779,7 @@ type PoolInstance struct {
 
 func (x *PoolInstance) Reset() {
 	*x = PoolInstance{}
-	mi := &file_fleet_admin_proto_msgTypes[26]
+	mi := &file_fleet_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1791,7 @@ func (x *PoolInstance) String() string {
 func (*PoolInstance) ProtoMessage() {}
 
 func (x *PoolInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[26]
+	mi := &file_fleet_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1804,7 @@ func (x *PoolInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolInstance.ProtoReflect.Descriptor instead.
 func (*PoolInstance) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{26}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PoolInstance) GetId() string {
@@ -1831,7 +1883,7 @@ type PoolDecision struct {
 
 func (x *PoolDecision) Reset() {
 	*x = PoolDecision{}
-	mi := &file_fleet_admin_proto_msgTypes[27]
+	mi := &file_fleet_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1895,7 @@ func (x *PoolDecision) String() string {
 func (*PoolDecision) ProtoMessage() {}
 
 func (x *PoolDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[27]
+	mi := &file_fleet_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1908,7 @@ func (x *PoolDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDecision.ProtoReflect.Descriptor instead.
 func (*PoolDecision) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{27}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PoolDecision) GetTime() *timestamppb.Timestamp {
@@ -1906,7 +1958,10 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1a\n" +
 	"\bBuildRef\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
+	"\x11UnblockJobRequest\x12\x14\n" +
+	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"\xbb\x03\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -2043,7 +2098,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1c\n" +
 	"\tinstances\x18\x03 \x03(\tR\tinstances\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\x84\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason2\xd6\n" +
 	"\n" +
 	"\x05Admin\x12J\n" +
 	"\aTrigger\x12!.monkeyci.fleet.v1.TriggerRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12Y\n" +
@@ -2052,7 +2107,9 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\bGetBuild\x12\".monkeyci.fleet.v1.GetBuildRequest\x1a\x1e.monkeyci.fleet.v1.BuildDetail\x12H\n" +
 	"\vCancelBuild\x12\x1b.monkeyci.fleet.v1.BuildRef\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12G\n" +
 	"\n" +
-	"RetryBuild\x12\x1b.monkeyci.fleet.v1.BuildRef\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12F\n" +
+	"RetryBuild\x12\x1b.monkeyci.fleet.v1.BuildRef\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12P\n" +
+	"\n" +
+	"UnblockJob\x12$.monkeyci.fleet.v1.UnblockJobRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12F\n" +
 	"\x04Logs\x12\x1e.monkeyci.fleet.v1.LogsRequest\x1a\x1c.monkeyci.fleet.v1.LogsChunk0\x01\x12Y\n" +
 	"\n" +
 	"ListAgents\x12$.monkeyci.fleet.v1.ListAgentsRequest\x1a%.monkeyci.fleet.v1.ListAgentsResponse\x12L\n" +
@@ -2081,98 +2138,101 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_fleet_admin_proto_goTypes = []any{
 	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
 	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
 	(*BuildRef)(nil),              // 2: monkeyci.fleet.v1.BuildRef
-	(*BuildInfo)(nil),             // 3: monkeyci.fleet.v1.BuildInfo
-	(*ListBuildsRequest)(nil),     // 4: monkeyci.fleet.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),    // 5: monkeyci.fleet.v1.ListBuildsResponse
-	(*GetBuildRequest)(nil),       // 6: monkeyci.fleet.v1.GetBuildRequest
-	(*BuildDetail)(nil),           // 7: monkeyci.fleet.v1.BuildDetail
-	(*StoredEvent)(nil),           // 8: monkeyci.fleet.v1.StoredEvent
-	(*LogsRequest)(nil),           // 9: monkeyci.fleet.v1.LogsRequest
-	(*LogsChunk)(nil),             // 10: monkeyci.fleet.v1.LogsChunk
-	(*ListAgentsRequest)(nil),     // 11: monkeyci.fleet.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),    // 12: monkeyci.fleet.v1.ListAgentsResponse
-	(*AgentInfo)(nil),             // 13: monkeyci.fleet.v1.AgentInfo
-	(*SetAgentRequest)(nil),       // 14: monkeyci.fleet.v1.SetAgentRequest
-	(*CreateTokenRequest)(nil),    // 15: monkeyci.fleet.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 16: monkeyci.fleet.v1.CreateTokenResponse
-	(*Repo)(nil),                  // 17: monkeyci.fleet.v1.Repo
-	(*RepoRef)(nil),               // 18: monkeyci.fleet.v1.RepoRef
-	(*ListReposRequest)(nil),      // 19: monkeyci.fleet.v1.ListReposRequest
-	(*ListReposResponse)(nil),     // 20: monkeyci.fleet.v1.ListReposResponse
-	(*SetSecretRequest)(nil),      // 21: monkeyci.fleet.v1.SetSecretRequest
-	(*SecretRef)(nil),             // 22: monkeyci.fleet.v1.SecretRef
-	(*SecretInfo)(nil),            // 23: monkeyci.fleet.v1.SecretInfo
-	(*ListSecretsResponse)(nil),   // 24: monkeyci.fleet.v1.ListSecretsResponse
-	(*PoolStatusRequest)(nil),     // 25: monkeyci.fleet.v1.PoolStatusRequest
-	(*PoolStatusResponse)(nil),    // 26: monkeyci.fleet.v1.PoolStatusResponse
-	(*PoolInstance)(nil),          // 27: monkeyci.fleet.v1.PoolInstance
-	(*PoolDecision)(nil),          // 28: monkeyci.fleet.v1.PoolDecision
-	nil,                           // 29: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	nil,                           // 30: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 31: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*UnblockJobRequest)(nil),     // 3: monkeyci.fleet.v1.UnblockJobRequest
+	(*BuildInfo)(nil),             // 4: monkeyci.fleet.v1.BuildInfo
+	(*ListBuildsRequest)(nil),     // 5: monkeyci.fleet.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),    // 6: monkeyci.fleet.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),       // 7: monkeyci.fleet.v1.GetBuildRequest
+	(*BuildDetail)(nil),           // 8: monkeyci.fleet.v1.BuildDetail
+	(*StoredEvent)(nil),           // 9: monkeyci.fleet.v1.StoredEvent
+	(*LogsRequest)(nil),           // 10: monkeyci.fleet.v1.LogsRequest
+	(*LogsChunk)(nil),             // 11: monkeyci.fleet.v1.LogsChunk
+	(*ListAgentsRequest)(nil),     // 12: monkeyci.fleet.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),    // 13: monkeyci.fleet.v1.ListAgentsResponse
+	(*AgentInfo)(nil),             // 14: monkeyci.fleet.v1.AgentInfo
+	(*SetAgentRequest)(nil),       // 15: monkeyci.fleet.v1.SetAgentRequest
+	(*CreateTokenRequest)(nil),    // 16: monkeyci.fleet.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 17: monkeyci.fleet.v1.CreateTokenResponse
+	(*Repo)(nil),                  // 18: monkeyci.fleet.v1.Repo
+	(*RepoRef)(nil),               // 19: monkeyci.fleet.v1.RepoRef
+	(*ListReposRequest)(nil),      // 20: monkeyci.fleet.v1.ListReposRequest
+	(*ListReposResponse)(nil),     // 21: monkeyci.fleet.v1.ListReposResponse
+	(*SetSecretRequest)(nil),      // 22: monkeyci.fleet.v1.SetSecretRequest
+	(*SecretRef)(nil),             // 23: monkeyci.fleet.v1.SecretRef
+	(*SecretInfo)(nil),            // 24: monkeyci.fleet.v1.SecretInfo
+	(*ListSecretsResponse)(nil),   // 25: monkeyci.fleet.v1.ListSecretsResponse
+	(*PoolStatusRequest)(nil),     // 26: monkeyci.fleet.v1.PoolStatusRequest
+	(*PoolStatusResponse)(nil),    // 27: monkeyci.fleet.v1.PoolStatusResponse
+	(*PoolInstance)(nil),          // 28: monkeyci.fleet.v1.PoolInstance
+	(*PoolDecision)(nil),          // 29: monkeyci.fleet.v1.PoolDecision
+	nil,                           // 30: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	nil,                           // 31: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	nil,                           // 32: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
-	29, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	30, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	32, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	32, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	32, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
-	3,  // 5: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
-	3,  // 6: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
-	8,  // 7: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
-	13, // 8: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	31, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	32, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	30, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	31, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	33, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	33, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	33, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	4,  // 5: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
+	4,  // 6: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
+	9,  // 7: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
+	14, // 8: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
+	32, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	33, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
 	0,  // 11: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	32, // 12: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
-	17, // 13: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
-	32, // 14: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
-	23, // 15: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
-	27, // 16: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
-	28, // 17: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
-	32, // 18: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
-	32, // 19: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
-	32, // 20: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
+	33, // 12: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	18, // 13: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
+	33, // 14: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	24, // 15: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
+	28, // 16: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
+	29, // 17: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
+	33, // 18: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
+	33, // 19: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
+	33, // 20: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
 	1,  // 21: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	4,  // 22: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	6,  // 23: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	5,  // 22: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	7,  // 23: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
 	2,  // 24: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
 	2,  // 25: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	9,  // 26: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	11, // 27: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	14, // 28: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	15, // 29: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	17, // 30: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
-	19, // 31: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
-	18, // 32: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
-	21, // 33: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
-	18, // 34: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
-	22, // 35: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
-	25, // 36: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
-	3,  // 37: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	5,  // 38: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	7,  // 39: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	3,  // 40: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	3,  // 41: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	10, // 42: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	12, // 43: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	13, // 44: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	16, // 45: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	17, // 46: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
-	20, // 47: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
-	17, // 48: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
-	23, // 49: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	24, // 50: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
-	23, // 51: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	26, // 52: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
-	37, // [37:53] is the sub-list for method output_type
-	21, // [21:37] is the sub-list for method input_type
+	3,  // 26: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
+	10, // 27: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	12, // 28: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	15, // 29: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	16, // 30: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	18, // 31: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	20, // 32: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	19, // 33: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	22, // 34: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	19, // 35: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	23, // 36: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	26, // 37: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
+	4,  // 38: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	6,  // 39: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	8,  // 40: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	4,  // 41: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 42: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 43: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
+	11, // 44: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	13, // 45: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	14, // 46: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	17, // 47: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	18, // 48: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	21, // 49: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	18, // 50: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	24, // 51: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	25, // 52: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	24, // 53: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	27, // 54: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
+	38, // [38:55] is the sub-list for method output_type
+	21, // [21:38] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -2189,7 +2249,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

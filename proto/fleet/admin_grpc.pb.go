@@ -28,6 +28,7 @@ const (
 	Admin_GetBuild_FullMethodName     = "/monkeyci.fleet.v1.Admin/GetBuild"
 	Admin_CancelBuild_FullMethodName  = "/monkeyci.fleet.v1.Admin/CancelBuild"
 	Admin_RetryBuild_FullMethodName   = "/monkeyci.fleet.v1.Admin/RetryBuild"
+	Admin_UnblockJob_FullMethodName   = "/monkeyci.fleet.v1.Admin/UnblockJob"
 	Admin_Logs_FullMethodName         = "/monkeyci.fleet.v1.Admin/Logs"
 	Admin_ListAgents_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListAgents"
 	Admin_SetAgent_FullMethodName     = "/monkeyci.fleet.v1.Admin/SetAgent"
@@ -50,6 +51,10 @@ type AdminClient interface {
 	GetBuild(ctx context.Context, in *GetBuildRequest, opts ...grpc.CallOption) (*BuildDetail, error)
 	CancelBuild(ctx context.Context, in *BuildRef, opts ...grpc.CallOption) (*BuildInfo, error)
 	RetryBuild(ctx context.Context, in *BuildRef, opts ...grpc.CallOption) (*BuildInfo, error)
+	// UnblockJob lets a blocked job of a running build run (a manual
+	// approval). The job must be waiting for it: the build's events say so
+	// (job/blocked, not yet job/unblocked).
+	UnblockJob(ctx context.Context, in *UnblockJobRequest, opts ...grpc.CallOption) (*BuildInfo, error)
 	// Logs streams a build's output: what is stored, then (follow) what
 	// arrives, until the build ends.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsChunk], error)
@@ -119,6 +124,16 @@ func (c *adminClient) RetryBuild(ctx context.Context, in *BuildRef, opts ...grpc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BuildInfo)
 	err := c.cc.Invoke(ctx, Admin_RetryBuild_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) UnblockJob(ctx context.Context, in *UnblockJobRequest, opts ...grpc.CallOption) (*BuildInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BuildInfo)
+	err := c.cc.Invoke(ctx, Admin_UnblockJob_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -253,6 +268,10 @@ type AdminServer interface {
 	GetBuild(context.Context, *GetBuildRequest) (*BuildDetail, error)
 	CancelBuild(context.Context, *BuildRef) (*BuildInfo, error)
 	RetryBuild(context.Context, *BuildRef) (*BuildInfo, error)
+	// UnblockJob lets a blocked job of a running build run (a manual
+	// approval). The job must be waiting for it: the build's events say so
+	// (job/blocked, not yet job/unblocked).
+	UnblockJob(context.Context, *UnblockJobRequest) (*BuildInfo, error)
 	// Logs streams a build's output: what is stored, then (follow) what
 	// arrives, until the build ends.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsChunk]) error
@@ -292,6 +311,9 @@ func (UnimplementedAdminServer) CancelBuild(context.Context, *BuildRef) (*BuildI
 }
 func (UnimplementedAdminServer) RetryBuild(context.Context, *BuildRef) (*BuildInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryBuild not implemented")
+}
+func (UnimplementedAdminServer) UnblockJob(context.Context, *UnblockJobRequest) (*BuildInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnblockJob not implemented")
 }
 func (UnimplementedAdminServer) Logs(*LogsRequest, grpc.ServerStreamingServer[LogsChunk]) error {
 	return status.Error(codes.Unimplemented, "method Logs not implemented")
@@ -433,6 +455,24 @@ func _Admin_RetryBuild_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).RetryBuild(ctx, req.(*BuildRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_UnblockJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnblockJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).UnblockJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_UnblockJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).UnblockJob(ctx, req.(*UnblockJobRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -654,6 +694,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryBuild",
 			Handler:    _Admin_RetryBuild_Handler,
+		},
+		{
+			MethodName: "UnblockJob",
+			Handler:    _Admin_UnblockJob_Handler,
 		},
 		{
 			MethodName: "ListAgents",

@@ -1,0 +1,40 @@
+package coordinator
+
+import "sync/atomic"
+
+// broadcast tells whoever waits that something changed: wait returns a
+// channel that notify closes, and the next wait gets a new one. With
+// nobody waiting, notify is one atomic load, so the dispatch path can call
+// it for every build and event.
+type broadcast struct {
+	ch atomic.Pointer[chan struct{}]
+}
+
+func (b *broadcast) wait() <-chan struct{} {
+	for {
+		if p := b.ch.Load(); p != nil {
+			return *p
+		}
+		ch := make(chan struct{})
+		if b.ch.CompareAndSwap(nil, &ch) {
+			return ch
+		}
+	}
+}
+
+func (b *broadcast) notify() {
+	if b.ch.Load() == nil {
+		return
+	}
+	if p := b.ch.Swap(nil); p != nil {
+		close(*p)
+	}
+}
+
+// Changes returns a channel closed at the next change to a build: created,
+// assigned, an event stored, queued again, ended. Take it before reading
+// what it guards, so that no change falls in between; then call it again.
+func (c *Coordinator) Changes() <-chan struct{} { return c.changes.wait() }
+
+// changed wakes whoever waits on Changes.
+func (c *Coordinator) changed() { c.changes.notify() }

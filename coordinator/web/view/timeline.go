@@ -1,0 +1,418 @@
+package view
+
+import (
+	"html/template"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/monkeyci/monkeyci/events"
+)
+
+// Span kinds.
+const (
+	KindRunning = "running"
+	KindPaused  = "paused"
+	KindQueued  = "queued"
+)
+
+// Row kinds.
+const (
+	RowScript = "script"
+	RowJob    = "job"
+)
+
+// statePaused is the State of the script container's paused spans.
+const statePaused = "paused"
+
+// MinSpanWidth is the narrowest a span is drawn, in percent of the
+// timeline, so that a 20 ms pause in an hour-long build still shows.
+const MinSpanWidth = 0.3
+
+// Timeline is when the script container and each job queued, ran and (for
+// the script) was paused, scaled to [Start, End].
+type Timeline struct {
+	Start, End time.Time
+	Rows       []Row // the script container first, then jobs in first-seen order
+	// Paused is how long the script container was paused in all; ScriptTime
+	// its lifetime from script/start to script/end (or End); PausedShare is
+	// Paused / ScriptTime, 0 when there is no script time.
+	Paused      time.Duration
+	ScriptTime  time.Duration
+	PausedShare float64
+}
+
+// Row is one line of the timeline.
+type Row struct {
+	Label string
+	Kind  string // RowScript or RowJob
+	// State is where the job or script stands: a job state, or "paused"
+	// for a paused script ("" before the script starts).
+	State string
+	Spans []Span
+}
+
+// Span is a stretch of time on a row.
+type Span struct {
+	Start, End time.Time
+	Kind       string // KindRunning, KindPaused or KindQueued
+	// State is the outcome of a running span (a job state, "running" while
+	// open), "queued" or "blocked" for a queued span, "paused" for a pause.
+	State string
+	// Left and Width place the span on the timeline, in percent of its
+	// width; Width is at least MinSpanWidth.
+	Left, Width float64
+	Title       string
+}
+
+// rowBuilder collects a row's spans, at most one of them open.
+type rowBuilder struct {
+	row  Row
+	open bool
+}
+
+func (r *rowBuilder) start(kind, state string, at time.Time) {
+	r.stop(at, "")
+	r.row.Spans = append(r.row.Spans, Span{Start: at, Kind: kind, State: state})
+	r.open = true
+}
+
+// stop ends the open span, if any, at at, setting its state unless "".
+func (r *rowBuilder) stop(at time.Time, state string) {
+	if !r.open {
+		return
+	}
+	s := &r.row.Spans[len(r.row.Spans)-1]
+	s.End = at
+	if state != "" {
+		s.State = state
+	}
+	r.open = false
+}
+
+// current is the open span's kind, "" when none is open.
+func (r *rowBuilder) current() string {
+	if !r.open {
+		return ""
+	}
+	return r.row.Spans[len(r.row.Spans)-1].Kind
+}
+
+// BuildTimeline lays out evs (one attempt's) as a timeline. It ends at the
+// build's end, or at now while the build runs; spans still open run to the
+// end, as does a pause never resumed. Events without a time are ignored,
+// and the timeline stretches to cover every event's time, so clock skew
+// between the agent and now does not clip spans.
+func BuildTimeline(evs []events.Event, now time.Time) Timeline {
+	script := &rowBuilder{row: Row{Label: "script", Kind: RowScript}}
+	var jobs []*rowBuilder
+	byJob := map[string]*rowBuilder{}
+	var t Timeline
+	var first, last, buildStart, buildEnd time.Time
+	ended := false
+
+	for i := range evs {
+		e := &evs[i]
+		var r *rowBuilder
+		if e.Job != "" {
+			// Every job gets its row, even one whose events lack times.
+			if r = byJob[e.Job]; r == nil {
+				r = &rowBuilder{row: Row{Label: e.Job, Kind: RowJob, State: StateQueued}}
+				byJob[e.Job] = r
+				jobs = append(jobs, r)
+			}
+		}
+		at := e.Time
+		if at.IsZero() {
+			continue
+		}
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+		if e.Job == "" {
+			switch e.Type {
+			case events.BuildStart:
+				if buildStart.IsZero() {
+					buildStart = at
+				}
+				ended = false
+			case events.BuildEnd, events.BuildCanceled:
+				ended, buildEnd = true, at
+			case events.ScriptInitializing:
+				if script.current() == "" {
+					script.start(KindQueued, StateQueued, at)
+				}
+			case events.ScriptStart:
+				script.start(KindRunning, StateRunning, at)
+				script.row.State = StateRunning
+			case events.ScriptPaused:
+				if script.current() != KindPaused {
+					script.start(KindPaused, statePaused, at)
+				}
+				script.row.State = statePaused
+			case events.ScriptResumed:
+				if script.current() != KindPaused {
+					// The pause was not seen: its length says when it began.
+					if e.Duration <= 0 {
+						break
+					}
+					script.start(KindPaused, statePaused, at.Add(-e.Duration))
+				}
+				script.start(KindRunning, StateRunning, at)
+				script.row.State = StateRunning
+			case events.ScriptEnd:
+				state := endState(e)
+				if script.current() == KindRunning {
+					script.stop(at, state)
+				} else {
+					script.stop(at, "")
+				}
+				script.row.State = state
+			}
+			continue
+		}
+
+		switch e.Type {
+		case events.JobPending, events.JobQueued, events.JobInitializing:
+			if r.current() != KindQueued {
+				r.start(KindQueued, StateQueued, at)
+			}
+			r.row.State = StateQueued
+		case events.JobBlocked:
+			r.start(KindQueued, StateBlocked, at)
+			r.row.State = StateBlocked
+		case events.JobUnblocked:
+			r.start(KindQueued, StateQueued, at)
+			r.row.State = StateQueued
+		case events.JobStart:
+			r.start(KindRunning, StateRunning, at)
+			r.row.State = StateRunning
+		case events.JobEnd:
+			state := endState(e)
+			if r.current() == KindRunning {
+				r.stop(at, state)
+			} else {
+				r.stop(at, "")
+			}
+			r.row.State = state
+		case events.JobSkipped:
+			r.stop(at, "")
+			r.row.State = StateSkipped
+		}
+	}
+
+	// The timeline's extent: from the build's start to its end (or now),
+	// widened to every event seen.
+	t.Start = buildStart
+	if t.Start.IsZero() || first.Before(t.Start) {
+		t.Start = first
+	}
+	t.End = now
+	if ended {
+		t.End = buildEnd
+	}
+	if last.After(t.End) {
+		t.End = last
+	}
+	if t.Start.IsZero() {
+		t.Start = now
+	}
+	if t.End.Before(t.Start) {
+		t.End = t.Start
+	}
+
+	t.Rows = make([]Row, 0, 1+len(jobs))
+	rows := append([]*rowBuilder{script}, jobs...)
+	for _, r := range rows {
+		r.stop(t.End, "")
+		for i := range r.row.Spans {
+			s := &r.row.Spans[i]
+			if s.End.Before(s.Start) {
+				s.End = s.Start
+			}
+			s.Left, s.Width = place(t.Start, t.End, s.Start, s.End)
+			s.Title = spanTitle(r.row.Label, *s)
+		}
+		t.Rows = append(t.Rows, r.row)
+	}
+	for _, s := range t.Rows[0].Spans {
+		switch s.Kind {
+		case KindPaused:
+			t.Paused += s.End.Sub(s.Start)
+			t.ScriptTime += s.End.Sub(s.Start)
+		case KindRunning:
+			t.ScriptTime += s.End.Sub(s.Start)
+		}
+	}
+	if t.ScriptTime > 0 {
+		t.PausedShare = float64(t.Paused) / float64(t.ScriptTime)
+	}
+	return t
+}
+
+// place returns the left and width, in percent of [start, end], of the
+// span [from, to]: clamped to the timeline and at least MinSpanWidth wide.
+func place(start, end, from, to time.Time) (left, width float64) {
+	total := end.Sub(start)
+	if total <= 0 {
+		return 0, 100
+	}
+	pct := func(t time.Time) float64 {
+		p := float64(t.Sub(start)) / float64(total) * 100
+		return min(max(p, 0), 100)
+	}
+	left, right := pct(from), pct(to)
+	width = max(right-left, MinSpanWidth)
+	if left+width > 100 {
+		left = 100 - width
+	}
+	return left, width
+}
+
+func spanTitle(label string, s Span) string {
+	var b strings.Builder
+	b.Grow(len(label) + 40)
+	b.WriteString(label)
+	b.WriteString(": ")
+	b.WriteString(s.Kind)
+	if s.Kind == KindQueued && s.State == StateBlocked {
+		b.WriteString(" (blocked)")
+	}
+	b.WriteString(" ")
+	b.WriteString(FormatDuration(s.End.Sub(s.Start)))
+	if s.Kind == KindRunning && s.State != StateRunning {
+		b.WriteString(", ")
+		b.WriteString(s.State)
+	}
+	return b.String()
+}
+
+// FormatDuration renders d for people: "20ms", "1.2s", "3m04s", "1h02m".
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + FormatDuration(-d)
+	case d == 0:
+		return "0s"
+	case d < time.Second:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	case d < time.Minute:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	case d < time.Hour:
+		s := int64(d.Round(time.Second) / time.Second)
+		return strconv.FormatInt(s/60, 10) + "m" + pad2(s%60) + "s"
+	default:
+		m := int64(d.Round(time.Minute) / time.Minute)
+		return strconv.FormatInt(m/60, 10) + "h" + pad2(m%60) + "m"
+	}
+}
+
+func pad2(n int64) string {
+	if n < 10 {
+		return "0" + strconv.FormatInt(n, 10)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// Timeline SVG geometry, in user units; the SVG scales to its container.
+const (
+	tlWidth   = 1000
+	tlLabelW  = 180 // the label column
+	tlPlotW   = tlWidth - tlLabelW - 12
+	tlAxisH   = 22
+	tlRowH    = 24
+	tlBarH    = 14
+	tlLabelCh = 24 // label runes before "…"
+)
+
+// SVG draws the timeline: an axis of elapsed time, then a row per Row with
+// its label and a rect per span, each with a <title> tooltip. Colours and
+// the pause hatching come from TimelineCSS.
+func (t Timeline) SVG() template.HTML {
+	h := tlAxisH + len(t.Rows)*tlRowH + 4
+	var w svgBuf
+	w.b = make([]byte, 0, 1024+256*len(t.Rows))
+	w.s(`<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 `).i(tlWidth).s(" ").i(h).
+		s(`" width="100%" role="img" aria-label="Build timeline">`)
+	w.s(`<defs><pattern id="timeline-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">` +
+		`<rect class="hatch-bg" width="6" height="6"/><line class="hatch" x1="0" y1="0" x2="0" y2="6"/></pattern></defs>`)
+
+	total := t.End.Sub(t.Start)
+	step := tickStep(total)
+	for k := 0; step > 0 && time.Duration(k)*step <= total; k++ {
+		x := tlLabelW + float64(time.Duration(k)*step)/float64(total)*tlPlotW
+		w.s(`<line class="tick" x1="`).f(x).s(`" y1="`).i(tlAxisH - 4).s(`" x2="`).f(x).s(`" y2="`).i(h).s(`"/>`)
+		w.s(`<text class="tick-label" x="`).f(x).s(`" y="`).i(tlAxisH - 8).s(`" text-anchor="middle">`).
+			s(FormatDuration(time.Duration(k) * step)).s(`</text>`)
+	}
+
+	for i, r := range t.Rows {
+		y := tlAxisH + i*tlRowH
+		kind := RowJob
+		if r.Kind == RowScript {
+			kind = RowScript
+		}
+		w.s(`<g class="row `).s(kind).s(`">`)
+		w.s(`<text class="label state-`).s(stateClass(r.State)).s(`" x="4" y="`).i(y + tlRowH/2).
+			s(`" dominant-baseline="central"><title>`).t(r.Label).s(`</title>`).t(ellipsis(r.Label, tlLabelCh)).s(`</text>`)
+		for _, sp := range r.Spans {
+			w.s(`<rect class="span `)
+			switch sp.Kind {
+			case KindPaused:
+				w.s("paused")
+			case KindQueued:
+				w.s("queued state-").s(stateClass(sp.State))
+			default:
+				w.s("running state-").s(stateClass(sp.State))
+			}
+			w.s(`" x="`).f(tlLabelW + sp.Left/100*tlPlotW).s(`" y="`).i(y + (tlRowH-tlBarH)/2).
+				s(`" width="`).f(sp.Width / 100 * tlPlotW).s(`" height="`).i(tlBarH).
+				s(`" rx="2"><title>`).t(sp.Title).s(`</title></rect>`)
+		}
+		w.s(`</g>`)
+	}
+	w.s(`</svg>`)
+	return w.html()
+}
+
+// tickStep picks a round interval giving at most about six ticks.
+func tickStep(total time.Duration) time.Duration {
+	if total <= 0 {
+		return 0
+	}
+	for _, s := range []time.Duration{
+		time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+		10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
+		100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
+		time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+		time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+		time.Hour, 2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour,
+	} {
+		if total/s <= 6 {
+			return s
+		}
+	}
+	return total / 6
+}
+
+// TimelineCSS styles Timeline.SVG; pages embed it in their stylesheet.
+const TimelineCSS = `
+.timeline { font: 12px system-ui, sans-serif; display: block; }
+.timeline .tick { stroke: #eaeef2; stroke-width: 1; }
+.timeline .tick-label { fill: #6e7781; font-size: 11px; }
+.timeline .label { fill: #1f2328; }
+.timeline .row.script .label { font-weight: 600; }
+.timeline .span.queued { fill: #d0d7de; }
+.timeline .span.queued.state-blocked { fill: #c297ff; }
+.timeline .span.running.state-running { fill: #0969da; }
+.timeline .span.running.state-success { fill: #1a7f37; }
+.timeline .span.running.state-failure { fill: #cf222e; }
+.timeline .span.running.state-error { fill: #d1560c; }
+.timeline .span.running.state-canceled, .timeline .span.running.state-skipped, .timeline .span.running.state-unknown { fill: #afb8c1; }
+.timeline .span.paused { fill: url(#timeline-hatch); stroke: #9a6700; stroke-width: 1; }
+.timeline .hatch-bg { fill: #fff8c5; }
+.timeline .hatch { stroke: #9a6700; stroke-width: 2; }
+`

@@ -1,0 +1,53 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+)
+
+// What the web dashboard (package coordinator/web) reads, beside the admin
+// API: the same store and the same token check, without a gRPC hop.
+
+// TokenKind says what a token lets its bearer do: TokenAdmin for the
+// coordinator's admin token, else the kind it was created with
+// (ErrNotFound for an unknown token).
+func (c *Coordinator) TokenKind(ctx context.Context, token string) (TokenKind, error) {
+	if token == "" {
+		return "", fmt.Errorf("empty token: %w", ErrNotFound)
+	}
+	if c.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(c.cfg.AdminToken)) == 1 {
+		return TokenAdmin, nil
+	}
+	return c.cfg.Store.TokenKind(ctx, hashToken(token))
+}
+
+// Builds lists the builds that match f, newest first, in one query.
+func (c *Coordinator) Builds(ctx context.Context, f BuildFilter) ([]Build, error) {
+	return c.cfg.Store.ListBuilds(ctx, f)
+}
+
+// Events returns a build's stored events, attempt by attempt.
+func (c *Coordinator) Events(ctx context.Context, id string) ([]StoredEvent, error) {
+	return c.cfg.Store.Events(ctx, id)
+}
+
+// EventMark is how far an attempt's events are stored with none missing:
+// a cheap way to tell whether a build has new events.
+func (c *Coordinator) EventMark(ctx context.Context, id string, attempt int) (int64, error) {
+	if attempt < 1 {
+		return 0, nil
+	}
+	return c.cfg.Store.LastSeq(ctx, id, attempt)
+}
+
+// Agents lists the agents ever seen (connected or not).
+func (c *Coordinator) Agents(ctx context.Context) ([]Agent, error) {
+	return c.cfg.Store.ListAgents(ctx)
+}
+
+// WatchEnd returns a channel closed when the build ends (at once if it
+// has).
+func (c *Coordinator) WatchEnd(ctx context.Context, id string) (<-chan struct{}, error) {
+	return c.watchEnd(ctx, id)
+}
