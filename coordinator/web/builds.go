@@ -75,6 +75,9 @@ type buildsData struct {
 	Rows    []buildRow
 }
 
+// Count says how many builds are listed ("1 build", "3 builds").
+func (d buildsData) Count() string { return rowCount(len(d.Rows)) }
+
 // RowsHTML is the list's table body.
 func (d buildsData) RowsHTML() template.HTML { return rowsHTML(d.Rows) }
 
@@ -143,7 +146,7 @@ func rowsHTML(rows []buildRow) template.HTML {
 		} else {
 			cell("", r.Duration)
 		}
-		cell("", when(r.Created))
+		cell("when", when(r.Created))
 		b.WriteString("</tr>\n")
 	}
 	return template.HTML(b.String())

@@ -20,8 +20,10 @@ import (
 // request, so a 50 MB log costs what 64 KiB costs.
 const logPageSize = 64 << 10
 
-// Following a log: bytes that come within followGap of each other go in
-// one message, of at most followBatch bytes.
+// Following a log: a message goes at most every followGap (bytes that
+// come sooner after the last one wait for the gap to end, and go together),
+// but bytes after a quiet followGap go at once; a message holds at most
+// followBatch bytes.
 const (
 	followGap   = 200 * time.Millisecond
 	followBatch = 256 << 10
@@ -181,12 +183,14 @@ func (s *Server) followLog(w http.ResponseWriter, r *http.Request, _ session) {
 		ansi  view.ANSI
 		batch []byte
 		due   <-chan time.Time
+		sent  time.Time // when the last message went
 	)
 	flush := func() bool {
 		due = nil
 		if len(batch) == 0 {
 			return true
 		}
+		sent = time.Now()
 		offset += int64(len(batch))
 		html := ansi.Write(batch)
 		batch = nil // the renderer may keep a piece of it
@@ -212,12 +216,12 @@ func (s *Server) followLog(w http.ResponseWriter, r *http.Request, _ session) {
 				return
 			}
 			batch = append(batch, p...)
-			if len(batch) >= followBatch {
+			if quiet := time.Since(sent); len(batch) >= followBatch || quiet >= followGap {
 				if !flush() {
 					return
 				}
 			} else if due == nil {
-				due = time.After(followGap)
+				due = time.After(followGap - quiet)
 			}
 		case <-due:
 			if !flush() {
