@@ -55,11 +55,14 @@ type build struct {
 	changed chan struct{} // closed and replaced whenever a job ends or is unblocked
 	closed  bool          // no more jobs: the script has ended
 	made    []string      // containers made, for cleanup
-	// sourced is closed once the source is fetched, or could not be
-	// (sourceErr, set before).
+	// sourced is closed once the source is fetched and the script
+	// container settled, or could not be (sourceErr, set before).
 	sourced   chan struct{}
 	sourceErr error
-	wg        sync.WaitGroup
+	// script is what the build's script reserves (Config.Script, or its
+	// .monkeyci/script.yaml); set before sourced is closed.
+	script Resources
+	wg     sync.WaitGroup
 	// unblocked are the jobs a person unblocked, blocked those the script
 	// said it waits for (unblock.go); unblockMu serialises unblocks.
 	unblocked map[string]bool
@@ -149,7 +152,10 @@ func (b *build) run() (int, error) {
 		env = append(env, "MONKEYCI_SOURCE="+sourcePath)
 		mounts = append(mounts, Mount{Source: b.spec.Source, Target: sourcePath, ReadOnly: true})
 	}
-	script, err := b.create(ContainerSpec{
+	// The default script container is made while the source is fetched,
+	// and started once the source shows it is the one wanted: a
+	// .monkeyci/script.yaml may name another image or other resources.
+	spec := ContainerSpec{
 		Name:     "monkeyci-" + b.spec.ID + "-script",
 		Image:    image,
 		Cmd:      []string{"script"},
@@ -160,10 +166,13 @@ func (b *build) run() (int, error) {
 		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
 		Memory:   cfg.Script.Memory,
 		Network:  network,
-	})
+	}
+	script, err := b.create(spec)
 	if err != nil {
 		return -1, fmt.Errorf("script container: %w", err)
 	}
+	// The pauser's container and share are settled below, before the job
+	// API lets any call through (waitSource).
 	b.pauser = &pauser{
 		rt: cfg.Runtime, id: script, enabled: cfg.Pause, ledger: cfg.Ledger, script: cfg.Script,
 		emit: b.emit, fail: b.cancel, log: cfg.Logger.Named("pause"),
@@ -171,27 +180,29 @@ func (b *build) run() (int, error) {
 	if b.stopAPI, err = serveJobAPI(filepath.Join(b.apiDir, "job.sock"), token, b); err != nil {
 		return -1, err
 	}
+	script, err = b.settleScript(fetched, spec, script)
+	if err != nil {
+		b.sourceFailed(err)
+		return -1, err
+	}
+	b.pauser.id, b.pauser.script = script, b.script
 	if err := b.pauser.hold(ctx); err != nil {
-		return -1, fmt.Errorf("script container: %w", err)
+		err = fmt.Errorf("script container: %w", err)
+		b.sourceFailed(err)
+		return -1, err
 	}
 	if b.spec.Reserved != nil {
 		b.spec.Reserved()
 	}
-	// The script container starts while the source is fetched; the job API
-	// holds the script's calls until it is (waitSource), and the script
-	// then copies it into the workspace itself.
-	go func() {
-		err := fetched.wait()
-		if err != nil {
-			err = fmt.Errorf("fetching the source: %w", err)
-			b.cancel(err)
-		}
-		b.sourceErr = err
-		close(b.sourced)
-	}()
-	defer func() { <-b.sourced }()
+	close(b.sourced)
 	exit, err := b.runScript(script)
 	return exit.Code, err
+}
+
+// sourceFailed tells the job API's held calls that the build cannot go on.
+func (b *build) sourceFailed(err error) {
+	b.sourceErr = err
+	close(b.sourced)
 }
 
 // fetching is BuildSpec.Fetch under way in the background.
@@ -233,6 +244,7 @@ func (b *build) endJobs() {
 	if b.stopAPI != nil {
 		b.stopAPI()
 	}
+	b.endActions()
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()

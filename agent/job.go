@@ -23,12 +23,19 @@ import (
 // mounted in its container.
 const jobFilesPath = "/opt/monkeyci/job"
 
-// jobRun is one job of a build: started by the script, run by the agent.
+// jobRun is one job of a build: started by the script, run by the agent,
+// or an action the script runs itself (action.go).
 type jobRun struct {
 	job      pipeline.Job
 	done     chan struct{} // closed when result is set
 	result   jobResult
 	duration time.Duration
+	// Under build.mu: running once it holds capacity (an action at once),
+	// since started; ending once someone took on to finish it.
+	running bool
+	started time.Time
+	action  bool
+	ending  bool
 }
 
 type jobResult struct {
@@ -39,9 +46,14 @@ type jobResult struct {
 }
 
 // startJob registers a job and runs it in the background; the job waits
-// for capacity there. A job that can never fit ends at once, saying why.
+// for its dependencies and then for capacity there. A job that can never
+// fit ends at once, saying why.
 func (b *build) startJob(j pipeline.Job) error {
-	jr, err := b.register(j.ID, j, true)
+	deps, err := b.lookupDeps(j.ID, j.Dependencies)
+	if err != nil {
+		return err
+	}
+	jr, err := b.register(j.ID, j, true, false)
 	if err != nil {
 		return err
 	}
@@ -54,11 +66,15 @@ func (b *build) startJob(j pipeline.Job) error {
 	go func() {
 		defer b.wg.Done()
 		b.emit(events.Event{Type: events.JobQueued, Job: j.ID, Deps: j.Dependencies})
+		if res, ok := b.awaitDeps(deps); !ok {
+			b.finish(jr, res, 0)
+			return
+		}
 		if err := b.r.cfg.Ledger.Acquire(b.jobsCtx, need); err != nil {
 			b.finish(jr, jobResult{status: events.Canceled, exit: -1, message: "canceled while waiting for capacity"}, 0)
 			return
 		}
-		started := time.Now()
+		started := b.markRunning(jr)
 		res := b.execJob(j)
 		b.r.cfg.Ledger.Release(need)
 		b.finish(jr, res, time.Since(started))
@@ -66,9 +82,60 @@ func (b *build) startJob(j pipeline.Job) error {
 	return nil
 }
 
+// lookupDeps returns the jobs a job depends on: jobs of this build started
+// or skipped before it (which also rules out cycles).
+func (b *build) lookupDeps(id string, deps []string) ([]*jobRun, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*jobRun
+	for _, d := range deps {
+		jr, ok := b.jobs[d]
+		if !ok {
+			return nil, unknownDepError{job: id, dep: d}
+		}
+		out = append(out, jr)
+	}
+	return out, nil
+}
+
+// unknownDepError: a job depends on one the build does not have (yet).
+type unknownDepError struct{ job, dep string }
+
+func (e unknownDepError) Error() string {
+	return fmt.Sprintf("job %s depends on %s, which was not started in this build", e.job, e.dep)
+}
+
+// awaitDeps waits for a job's dependencies to end. When one did not
+// succeed (or the build is ending) it returns the job's result instead.
+func (b *build) awaitDeps(deps []*jobRun) (jobResult, bool) {
+	for _, d := range deps {
+		select {
+		case <-d.done:
+		case <-b.jobsCtx.Done():
+			return jobResult{status: events.Canceled, exit: -1, message: "canceled while waiting for its dependencies"}, false
+		}
+		b.mu.Lock()
+		res := d.result
+		b.mu.Unlock()
+		if res.status != events.Success {
+			return jobResult{status: events.Skipped, message: fmt.Sprintf("dependency %s ended with %s", res.id, res.status)}, false
+		}
+	}
+	return jobResult{}, true
+}
+
+// markRunning notes that a job holds its capacity and runs from now.
+func (b *build) markRunning(jr *jobRun) time.Time {
+	now := time.Now()
+	b.mu.Lock()
+	jr.running, jr.started = true, now
+	b.mu.Unlock()
+	return now
+}
+
 // skipJob records a job the script will not run.
 func (b *build) skipJob(id, reason string) error {
-	jr, err := b.register(id, pipeline.Job{ID: id}, false)
+	jr, err := b.register(id, pipeline.Job{ID: id}, false, false)
 	if err != nil {
 		return err
 	}
@@ -78,8 +145,8 @@ func (b *build) skipJob(id, reason string) error {
 
 // register adds a job to the build; run counts it among the jobs Run
 // waits for (under the same lock that closes the build, so none slips in
-// after the build stopped waiting).
-func (b *build) register(id string, j pipeline.Job, run bool) (*jobRun, error) {
+// after the build stopped waiting). An action runs from now on.
+func (b *build) register(id string, j pipeline.Job, run, action bool) (*jobRun, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -91,7 +158,10 @@ func (b *build) register(id string, j pipeline.Job, run bool) (*jobRun, error) {
 	if run {
 		b.wg.Add(1)
 	}
-	jr := &jobRun{job: j, done: make(chan struct{})}
+	jr := &jobRun{job: j, done: make(chan struct{}), action: action}
+	if action {
+		jr.running, jr.started = true, time.Now()
+	}
 	b.jobs[id] = jr
 	b.order = append(b.order, id)
 	return jr, nil
@@ -161,9 +231,9 @@ var errBuildEnding = errors.New("the build is ending: no more jobs can start")
 // scriptKeeps is what the build's script holds even while it waits: its
 // memory, and its CPU too when it is not paused.
 func (b *build) scriptKeeps() Resources {
-	keeps := Resources{Memory: b.r.cfg.Script.Memory}
+	keeps := Resources{Memory: b.script.Memory}
 	if !b.r.cfg.Pause {
-		keeps.MilliCPUs = b.r.cfg.Script.MilliCPUs
+		keeps.MilliCPUs = b.script.MilliCPUs
 	}
 	return keeps
 }

@@ -101,12 +101,21 @@ func (s *jobServer) StartJob(ctx context.Context, req *jobapi.StartJobRequest) (
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := s.b.startJob(job); err != nil {
-		if errors.Is(err, errDuplicateJob) {
-			return nil, status.Error(codes.AlreadyExists, err.Error())
-		}
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, startStatus(err)
 	}
 	return &jobapi.StartJobResponse{}, nil
+}
+
+// startStatus is the answer to a job or action that could not start: a
+// duplicate id, an unknown dependency, or a build that is ending.
+func startStatus(err error) error {
+	switch {
+	case errors.Is(err, errDuplicateJob):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.As(err, new(unknownDepError)):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return status.Error(codes.FailedPrecondition, err.Error())
 }
 
 func (s *jobServer) AwaitJobs(ctx context.Context, req *jobapi.AwaitJobsRequest) (*jobapi.AwaitJobsResponse, error) {
@@ -129,5 +138,5 @@ func (s *jobServer) SkipJob(ctx context.Context, req *jobapi.SkipJobRequest) (*j
 }
 
 func (s *jobServer) GetParams(ctx context.Context, req *jobapi.GetParamsRequest) (*jobapi.GetParamsResponse, error) {
-	return &jobapi.GetParamsResponse{Params: s.b.spec.Params}, nil
+	return &jobapi.GetParamsResponse{Params: s.b.spec.params()}, nil
 }

@@ -13,7 +13,8 @@ import (
 
 // pauser freezes a build's script container while every job-API call the
 // script has outstanding is an await (on running jobs, or on a person's
-// unblock), and hands the script's CPU reservation to jobs meanwhile. It
+// unblock) and no action runs (action.go), and hands the script's CPU
+// reservation to jobs meanwhile. It
 // owns the script's reservation in the ledger: hold takes it, close gives
 // back exactly what is still held.
 //
@@ -46,6 +47,7 @@ type pauser struct {
 	mu        sync.Mutex // guards the counts
 	awaits    int        // awaits outstanding on running jobs or unblocks
 	others    int        // any other call outstanding
+	actions   int        // actions running: the script works between its calls
 	starting  int        // jobs between their capacity grant and being up
 	requested time.Time  // when a pause was last wanted
 
@@ -111,6 +113,17 @@ func (p *pauser) awaitEnd(ctx context.Context) {
 	p.resume(ctx)
 }
 
+// actionBegin notes an action begun by a call still outstanding (which
+// keeps the script thawed meanwhile).
+func (p *pauser) actionBegin() {
+	p.mu.Lock()
+	p.actions++
+	p.mu.Unlock()
+}
+
+// actionEnd notes an action's end; awaits left alone may pause.
+func (p *pauser) actionEnd() { p.change(func() { p.actions-- }) }
+
 // jobStarting notes a job whose container is being made and started.
 func (p *pauser) jobStarting() {
 	p.mu.Lock()
@@ -136,7 +149,7 @@ func (p *pauser) change(f func()) {
 }
 
 func (p *pauser) shouldPauseLocked() bool {
-	return p.enabled && p.awaits > 0 && p.others == 0 && p.starting == 0
+	return p.enabled && p.awaits > 0 && p.others == 0 && p.actions == 0 && p.starting == 0
 }
 
 func (p *pauser) pause() {

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // Container and volume labels (DESIGN section 10): everything the runner
@@ -61,6 +62,10 @@ type BuildSpec struct {
 	// the script container are made, and the build fails if it fails.
 	Fetch  func(ctx context.Context) error
 	Params map[string]string
+	// Facts, if set, are what the build knows of its source (branch, tag,
+	// commit, changed files); the script reads them with the parameters
+	// (facts.go). Fetch may fill them in: they are read once it has ended.
+	Facts *pipeline.Facts
 	// Secrets reach the job containers as environment variables (a job's
 	// own env wins). Masking them in what is reported is the reporter's.
 	Secrets map[string]string
@@ -109,6 +114,7 @@ type Runner struct {
 
 	imageMu sync.Mutex
 	image   string // made once; a failure (or a cancel) is tried again
+	binary  string // scriptBinary's copy, made once
 
 	mu     sync.Mutex
 	builds map[string]*build // running, by id: what Unblock reaches

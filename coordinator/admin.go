@@ -72,7 +72,7 @@ func (c *Coordinator) Interceptors() []grpc.ServerOption {
 
 func (s *AdminServer) Trigger(ctx context.Context, r *fleet.TriggerRequest) (*fleet.BuildInfo, error) {
 	b, err := s.c.Trigger(ctx, Build{
-		Repo: r.GetRepo(), Source: Source{URL: r.GetUrl(), Branch: r.GetBranch(), Commit: r.GetCommit()},
+		Repo: r.GetRepo(), Source: Source{URL: r.GetUrl(), Branch: r.GetBranch(), Commit: r.GetCommit(), Tag: r.GetTag()},
 		Params: r.GetParams(), Labels: r.GetLabels(),
 	})
 	if err != nil {

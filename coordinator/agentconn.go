@@ -66,7 +66,7 @@ func (a *agentConn) assign(b *Build, secrets map[string]string) {
 	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Assign{Assign: &fleet.Assign{
 		Build:        &fleet.BuildAttempt{BuildId: b.ID, Attempt: int32(b.Attempt)},
 		LeaseExpires: timestamppb.New(b.LeaseExpires),
-		Source:       &fleet.Source{Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit},
+		Source:       &fleet.Source{Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag},
 		Params:       b.Params,
 		Repo:         b.Repo,
 		Secrets:      secrets,

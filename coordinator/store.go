@@ -26,6 +26,9 @@ type Source struct {
 	URL    string `json:"url"` // clone URL, file:// URL or local path
 	Branch string `json:"branch,omitempty"`
 	Commit string `json:"commit,omitempty"`
+	// Tag is the tag the build is of (a tag push), empty for a branch's.
+	// Without Commit, the tag's commit is built.
+	Tag string `json:"tag,omitempty"`
 }
 
 // Build is a build as the coordinator keeps it.

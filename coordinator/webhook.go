@@ -105,7 +105,7 @@ func (c *Coordinator) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := c.TriggerDelivered(ctx, Build{
-		Repo: repo.Name, Source: Source{URL: repo.URL, Branch: ev.Branch, Commit: ev.Commit},
+		Repo: repo.Name, Source: Source{URL: repo.URL, Branch: ev.Branch, Commit: ev.Commit, Tag: ev.Tag},
 		Trigger: describeEvent(kind, ev), Forge: forgeOf(kind, ev.Repo),
 	}, string(kind), delivery)
 	switch {

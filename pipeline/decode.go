@@ -141,6 +141,8 @@ func (d *jobDecoder) field(key, name string, v *node) bool {
 			d.errs.add(v.pos, "%s: expected true or false, got %s", name, v.describe())
 		}
 		j.Blocked = v.b
+	case "when":
+		j.When = d.when(v)
 	default:
 		delete(j.Pos, key)
 		return false

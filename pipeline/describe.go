@@ -26,11 +26,18 @@ func (p *Plan) Describe() string {
 			if len(j.Dependencies) > 0 {
 				after = "after: " + strings.Join(j.Dependencies, ", ")
 			}
-			switch {
-			case j.Blocked:
-				cells = append(cells, after, "(blocked)")
-			case after != "":
+			when := ""
+			if j.When != nil {
+				when = "when: " + j.When.String()
+			}
+			if after != "" || when != "" || j.Blocked {
 				cells = append(cells, after)
+			}
+			if when != "" {
+				cells = append(cells, when)
+			}
+			if j.Blocked {
+				cells = append(cells, "(blocked)")
 			}
 			line := strings.Join(cells, "\t")
 			fmt.Fprintln(w, line)

@@ -85,8 +85,17 @@ func checkError(t *testing.T, file string, data []byte, err error) {
 	}
 }
 
-// drive runs a plan's graph to the end, failing every third job.
+// fuzzFacts are what fuzzed conditions are judged on.
+var fuzzFacts = Facts{Branch: "feature/x", Tag: "v1.2", Changed: []string{"a/b/c.go", "README.md"}, ChangedKnown: true}
+
+// drive runs a plan's graph to the end, failing every third job, after
+// judging every job's conditions.
 func drive(t *testing.T, p *Plan) {
+	for _, j := range p.Jobs {
+		if ok, reason := j.When.Holds(fuzzFacts); ok == (reason != "") {
+			t.Fatalf("job %s: holds %v with reason %q", j.ID, ok, reason)
+		}
+	}
 	g := p.Graph()
 	for _, j := range p.Jobs {
 		if j.Blocked {

@@ -213,6 +213,25 @@ func (g *Graph) skipDependents(i int) []int {
 	return out
 }
 
+// Skip skips a job that has not started (pending or blocked), because the
+// caller chose not to run it (its `when` does not hold), and every job that
+// depends on it; those are returned in declaration order.
+func (g *Graph) Skip(id string) ([]string, error) {
+	i, err := g.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	if g.state[i] != StatePending && g.state[i] != StateBlocked {
+		return nil, fmt.Errorf("cannot skip job %q: it is %s, not pending or blocked", id, g.state[i])
+	}
+	g.state[i] = StateSkipped
+	var out []string
+	for _, k := range g.skipDependents(i) {
+		out = append(out, g.ids[k])
+	}
+	return out, nil
+}
+
 // Unblock lets a blocked job run once its dependencies succeed.
 func (g *Graph) Unblock(id string) error {
 	i, err := g.lookup(id)

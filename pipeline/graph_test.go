@@ -167,3 +167,36 @@ func TestGraphLayers(t *testing.T) {
 	eq(t, "layers", NewGraph(jobs).Layers(), [][]string{{"a", "e"}, {"b", "c"}, {"d"}, {"f"}})
 	eq(t, "empty", NewGraph(nil).Layers(), [][]string(nil))
 }
+
+func TestGraphSkip(t *testing.T) {
+	jobs := diamond()
+	jobs[2].Blocked = true // c
+	g := NewGraph(jobs)
+	skipped, err := g.Skip("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "dependents of b", skipped, []string{"d"})
+	eq(t, "b", g.State("b"), StateSkipped)
+	skipped, err = g.Skip("c") // blocked: skipped without an unblock
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "dependents of c, d already skipped", skipped, []string(nil))
+	eq(t, "ready", g.Ready(), []string{"a", "e"})
+	mustStart(t, g, "a")
+	if _, err := g.Skip("a"); err == nil {
+		t.Error("skipped a running job")
+	}
+	if _, err := g.Skip("d"); err == nil {
+		t.Error("skipped a skipped job")
+	}
+	if _, err := g.Skip("nope"); err == nil {
+		t.Error("skipped an unknown job")
+	}
+	finish(t, g, "a", events.Success)
+	mustStart(t, g, "e")
+	finish(t, g, "e", events.Success)
+	eq(t, "done", g.Done(), true)
+	eq(t, "skips do not spoil a success", g.Result(), events.Success)
+}

@@ -47,6 +47,8 @@ type Job struct {
 	Cmd              []string          `json:"cmd,omitempty"`
 	Labels           map[string]string `json:"labels,omitempty"`
 	Blocked          bool              `json:"blocked,omitempty"`
+	// When, if set, says on which builds the job runs (when.go).
+	When *When `json:"when,omitempty"`
 	// Source is where the job was declared; not part of the job's meaning.
 	Source Position `json:"-"`
 	// Pos is where each key's value was written, by kebab-case key, and

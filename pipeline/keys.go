@@ -10,7 +10,7 @@ import (
 var jobKeys = []string{
 	"id", "image", "script", "dependencies", "save-artifacts", "restore-artifacts",
 	"caches", "size", "cpus", "memory", "env", "work-dir", "timeout", "shell",
-	"entrypoint", "cmd", "labels", "blocked",
+	"entrypoint", "cmd", "labels", "blocked", "when",
 }
 
 var artifactKeys = []string{"id", "path"}
@@ -23,7 +23,7 @@ var keyHints = map[string]string{
 	"environment": "env", "variables": "env", "vars": "env",
 	"container": "image", "working-dir": "work-dir", "workdir": "work-dir",
 	"artifacts": "save-artifacts", "cache": "caches", "mem": "memory", "cpu": "cpus",
-	"name": "id",
+	"name": "id", "if": "when", "only": "when", "rules": "when", "condition": "when",
 }
 
 // canonKey turns camelCase into kebab-case (saveArtifacts -> save-artifacts),

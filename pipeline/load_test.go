@@ -38,7 +38,8 @@ func TestSameBuildInEveryFormat(t *testing.T) {
 		t.Errorf("test job %+v", test)
 	}
 	publish := plans[0][1]
-	if !publish.Blocked || publish.Memory != 512<<20 || publish.WorkDir != "sub" || publish.Dependencies[0] != "test" {
+	if !publish.Blocked || publish.Memory != 512<<20 || publish.WorkDir != "sub" || publish.Dependencies[0] != "test" ||
+		publish.When == nil || publish.When.Branch != "main" || len(publish.When.Changed) != 2 {
 		t.Errorf("publish job %+v", publish)
 	}
 }
@@ -106,7 +107,7 @@ func TestDescribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "test     docker.io/maven:latest  2 cpus, 4 GB\n" +
-		"publish  docker.io/maven:latest  1 cpu, 512 MB  after: test  (blocked)\n"
+		"publish  docker.io/maven:latest  1 cpu, 512 MB  after: test  when: branch main; changed src/**, pom.xml  (blocked)\n"
 	if got := p.Describe(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}

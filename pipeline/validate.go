@@ -162,6 +162,7 @@ func checkJob(j *Job) []*Error {
 			ids[a.ID] = true
 		}
 	}
+	checkWhen(j, add)
 	for k := range j.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			add("env", "env: invalid name %q, expected a name without '=' or NUL", k)

@@ -18,12 +18,27 @@ import (
 // skips, and returns the build's result. When nothing runs and blocked jobs
 // are left, it waits for a person to unblock one. The build's parameters
 // reach each job as environment variables, under the job's own env.
+//
+// A job whose `when` does not hold is skipped before anything starts, with
+// its dependents: the facts it is judged on (branch, tag, commit, changed
+// files) come with the parameters and do not change during a build.
 func Drive(ctx context.Context, api jobapi.JobAPIClient, plan *pipeline.Plan) (events.Result, error) {
-	params, err := api.GetParams(ctx, &jobapi.GetParamsRequest{})
+	resp, err := api.GetParams(ctx, &jobapi.GetParamsRequest{})
 	if err != nil {
 		return events.Error, fmt.Errorf("reading the build's parameters: %w", err)
 	}
-	d := &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params.GetParams()}
+	params := resp.GetParams()
+	facts := pipeline.FactsFromParams(params)
+	// The changed files can be long and are one per line: a job's
+	// environment is no place for them (a variable above 128 KB fails exec).
+	if _, ok := params[pipeline.ParamChanged]; ok {
+		params = maps.Clone(params)
+		delete(params, pipeline.ParamChanged)
+	}
+	d := &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params}
+	if err := d.skipUnwanted(ctx, facts); err != nil {
+		return events.Error, err
+	}
 	for more := true; more; {
 		if err := d.startReady(ctx); err != nil {
 			return events.Error, err
@@ -52,6 +67,33 @@ type driver struct {
 	graph   *pipeline.Graph
 	params  map[string]string
 	running []string
+}
+
+// skipUnwanted skips the jobs whose `when` does not hold, and their
+// dependents, in declaration order.
+func (d *driver) skipUnwanted(ctx context.Context, facts pipeline.Facts) error {
+	for _, job := range d.plan.Jobs {
+		if st := d.graph.State(job.ID); st != pipeline.StatePending && st != pipeline.StateBlocked {
+			continue // skipped already, as a dependent of an unwanted job
+		}
+		ok, reason := job.When.Holds(facts)
+		if ok {
+			continue
+		}
+		dependents, err := d.graph.Skip(job.ID)
+		if err != nil {
+			return err
+		}
+		if err := d.skip(ctx, job.ID, reason); err != nil {
+			return err
+		}
+		for _, s := range dependents {
+			if err := d.skip(ctx, s, fmt.Sprintf("dependency %s was skipped (%s)", job.ID, reason)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (d *driver) startReady(ctx context.Context) error {

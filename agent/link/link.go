@@ -24,6 +24,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 	"github.com/monkeyci/monkeyci/secret"
 )
@@ -347,13 +348,17 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 // run fetches the source and runs the build; it returns the result.
 func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (events.Result, string) {
 	ba := a.GetBuild()
-	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(), Commit: a.GetSource().GetCommit()}
+	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(),
+		Commit: a.GetSource().GetCommit(), Tag: a.GetSource().GetTag()}
 	dir, local, err := source.WorkingTree(src)
 	if err != nil {
 		return events.Error, err.Error()
 	}
+	// A working tree's facts are what the assignment says; a fetched
+	// source's are read once it is fetched, changed files included.
+	facts := &pipeline.Facts{Branch: src.Branch, Tag: src.Tag, Commit: src.Commit}
 	spec := agent.BuildSpec{
-		ID: specID(ba), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(),
+		ID: specID(ba), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(), Facts: facts,
 		Secrets: a.GetSecrets(), Reserved: reserved, Unblockable: true,
 	}
 	if !local {
@@ -362,8 +367,19 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 		}
 		defer os.RemoveAll(spec.Source)
 		spec.Fetch = func(ctx context.Context) error {
-			_, err := l.cfg.Fetch(ctx, src, spec.Source)
-			return err
+			commit, err := l.cfg.Fetch(ctx, src, spec.Source)
+			if err != nil {
+				return err
+			}
+			f, err := source.FactsOf(ctx, spec.Source, src)
+			if err != nil {
+				// Not worth failing the build: unknown changes make every
+				// `when: changed` hold.
+				l.log.Warn("the changed files are unknown", "build", ba.GetBuildId(), "error", err)
+				f.Commit, f.Changed, f.ChangedKnown = commit, nil, false
+			}
+			*facts = f
+			return nil
 		}
 	}
 	rep := newReporter(l.box, ba, a.GetSecrets())

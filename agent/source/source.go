@@ -35,6 +35,10 @@ type Source struct {
 	// Commit, when set, is the commit to check out (detached): a full or
 	// abbreviated (at least 4 hex digits) object name.
 	Commit string
+	// Tag, when set and Commit is not, is the tag whose commit is checked
+	// out (detached), before Branch. With Commit set, the tag only says
+	// what the build is of (a webhook's tag push carries both).
+	Tag string
 }
 
 // Errors that Fetch's errors match with errors.Is: they say the source does
@@ -43,19 +47,28 @@ var (
 	ErrRepositoryNotFound = errors.New("repository not found")
 	ErrBranchNotFound     = errors.New("branch not found")
 	ErrCommitNotFound     = errors.New("commit not found")
+	ErrTagNotFound        = errors.New("tag not found")
 )
 
 const remoteName = "origin"
+
+// shallowDepth is how many commits a shallow fetch brings: the commit and
+// its parents, whose trees say which files the commit changed (Changes).
+// On a small repository the second commit costs next to nothing; it
+// brings only the objects the commit changed.
+const shallowDepth = 2
 
 // Fetch makes dir (which must be missing or empty) a git repository whose
 // HEAD and working tree are the commit asked by src, and returns that commit's
 // full object name.
 //
-// With src.Commit set, exactly that commit is checked out, detached. Without
-// it, the head of src.Branch (or of the remote's default branch) is checked
-// out on a local branch of the same name. The fetch is shallow (depth 1)
-// whenever the transport allows it; a commit that is no branch or tag head,
-// from a server that refuses to send an arbitrary commit, takes a full fetch.
+// With src.Commit set, exactly that commit is checked out, detached; with
+// src.Tag set instead, the tag's commit, detached. Without either, the head
+// of src.Branch (or of the remote's default branch) is checked out on a
+// local branch of the same name. The fetch is shallow (the commit and its
+// parents, shallowDepth) whenever the transport allows it; a commit that is
+// no branch or tag head, from a server that refuses to send an arbitrary
+// commit, takes a full fetch.
 //
 // The working tree holds the files of the commit, never a local source's
 // uncommitted changes. Credentials embedded in the URL are used but never
@@ -73,6 +86,10 @@ func Fetch(ctx context.Context, src Source, dir string) (commit string, err erro
 	if src.Branch != "" && (strings.HasPrefix(src.Branch, "refs/") ||
 		plumbing.NewBranchReferenceName(src.Branch).Validate() != nil) {
 		return "", fmt.Errorf("fetching %s: invalid branch name %q", shown, src.Branch)
+	}
+	if src.Tag != "" && (strings.HasPrefix(src.Tag, "refs/") ||
+		plumbing.NewTagReferenceName(src.Tag).Validate() != nil) {
+		return "", fmt.Errorf("fetching %s: invalid tag name %q", shown, src.Tag)
 	}
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("fetching %s: %w", shown, err)
@@ -108,9 +125,12 @@ func Fetch(ctx context.Context, src Source, dir string) (commit string, err erro
 	}
 
 	var hash plumbing.Hash
-	if want != "" {
+	if want != "" || src.Tag != "" {
 		var refs []*plumbing.Reference
-		if refs, err = f.list(ctx); err == nil {
+		if refs, err = f.list(ctx); err == nil && want == "" {
+			err = f.findTag(refs)
+		}
+		if err == nil {
 			hash, err = f.fetchCommit(ctx, refs)
 		}
 		if err == nil {
@@ -139,7 +159,7 @@ type fetcher struct {
 }
 
 // fetchBranch fetches the head of the asked branch, or of the remote's
-// default branch, at depth 1.
+// default branch, shallow.
 func (f *fetcher) fetchBranch(ctx context.Context) (string, plumbing.Hash, error) {
 	branch := f.src.Branch
 	if branch == "" {
@@ -165,7 +185,7 @@ func (f *fetcher) fetchBranch(ctx context.Context) (string, plumbing.Hash, error
 		}
 	}
 	ref := plumbing.NewBranchReferenceName(branch)
-	err := f.fetch(ctx, 1, refSpec(ref))
+	err := f.fetch(ctx, shallowDepth, refSpec(ref))
 	if errors.Is(err, errNoMatch) {
 		return "", plumbing.ZeroHash, &notFound{
 			msg: fmt.Sprintf("branch %s not found in %s", branch, f.shown),
@@ -182,15 +202,29 @@ func (f *fetcher) fetchBranch(ctx context.Context) (string, plumbing.Hash, error
 	return branch, r.Hash(), nil
 }
 
+// findTag makes the commit of the asked tag the one wanted.
+func (f *fetcher) findTag(refs []*plumbing.Reference) error {
+	name := plumbing.NewTagReferenceName(f.src.Tag)
+	ref := findRef(refs, name+"^{}") // an annotated tag, peeled to its commit
+	if ref == nil {
+		ref = findRef(refs, name)
+	}
+	if ref == nil || ref.Type() != plumbing.HashReference {
+		return &notFound{msg: fmt.Sprintf("tag %s not found in %s", f.src.Tag, f.shown), is: ErrTagNotFound}
+	}
+	f.want = ref.Hash().String()
+	return nil
+}
+
 // fetchCommit fetches f.want in the cheapest way the remote allows:
-//  1. a branch or tag whose head it is, at depth 1;
-//  2. the commit itself at depth 1, when the server lets a client want an
+//  1. a branch or tag whose head it is, shallow;
+//  2. the commit itself, shallow, when the server lets a client want an
 //     object that no ref points at (GitHub does; git-upload-pack by default,
 //     which serves local repositories, does not);
 //  3. every branch and tag in full, and then look for it.
 func (f *fetcher) fetchCommit(ctx context.Context, refs []*plumbing.Reference) (plumbing.Hash, error) {
 	if ref := refAt(refs, f.want, f.src.Branch); ref != "" {
-		if err := f.fetch(ctx, 1, refSpec(ref)); err != nil && !errors.Is(err, errNoMatch) {
+		if err := f.fetch(ctx, shallowDepth, refSpec(ref)); err != nil && !errors.Is(err, errNoMatch) {
 			return plumbing.ZeroHash, err
 		}
 		// The ref may have moved since it was listed: look.
@@ -200,7 +234,7 @@ func (f *fetcher) fetchCommit(ctx context.Context, refs []*plumbing.Reference) (
 	}
 	if len(f.want) == 40 {
 		spec := config.RefSpec(f.want + ":refs/monkeyci/commit")
-		err := f.fetch(ctx, 1, spec)
+		err := f.fetch(ctx, shallowDepth, spec)
 		if err == nil {
 			if h, err := f.resolve(); err == nil {
 				return h, nil

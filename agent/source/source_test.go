@@ -228,7 +228,7 @@ func TestFetch(t *testing.T) {
 		branch:     "main",
 		files:      mainFiles,
 		shallow:    true,
-		notHolding: []plumbing.Hash{fx.first, fx.feat},
+		notHolding: []plumbing.Hash{fx.feat}, // first comes as second's parent
 	}, {
 		name:       "branch from a file URL",
 		src:        func() Source { return Source{URL: "file://" + fx.path, Branch: "feature"} },
@@ -236,7 +236,7 @@ func TestFetch(t *testing.T) {
 		branch:     "feature",
 		files:      map[string]string{"a.txt": "one", "f.txt": "feat"},
 		shallow:    true,
-		notHolding: []plumbing.Hash{fx.first, fx.second},
+		notHolding: []plumbing.Hash{fx.second},
 	}, {
 		name:    "branch head as commit, shallow",
 		src:     func() Source { return Source{URL: fx.path, Branch: "main", Commit: fx.second.String()} },
@@ -275,7 +275,20 @@ func TestFetch(t *testing.T) {
 		want:       fx.tagged,
 		files:      map[string]string{"a.txt": "one", "t.txt": "tagged"},
 		shallow:    true,
-		notHolding: []plumbing.Hash{fx.first},
+		notHolding: []plumbing.Hash{fx.second, fx.feat},
+	}, {
+		name:       "annotated tag by name, shallow",
+		src:        func() Source { return Source{URL: fx.path, Tag: "v1"} },
+		want:       fx.tagged,
+		files:      map[string]string{"a.txt": "one", "t.txt": "tagged"},
+		shallow:    true,
+		notHolding: []plumbing.Hash{fx.second, fx.feat},
+	}, {
+		name:    "commit wins over tag",
+		src:     func() Source { return Source{URL: fx.path, Tag: "v1", Commit: fx.feat.String()} },
+		want:    fx.feat,
+		files:   map[string]string{"a.txt": "one", "f.txt": "feat"},
+		shallow: true,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -382,6 +395,15 @@ func TestFetchErrors(t *testing.T) {
 		name:    "invalid branch",
 		src:     Source{URL: fx.path, Branch: "a..b"},
 		message: []string{fx.path, `invalid branch name "a..b"`},
+	}, {
+		name:    "missing tag",
+		src:     Source{URL: fx.path, Tag: "v9"},
+		is:      ErrTagNotFound,
+		message: []string{"tag v9 not found in " + fx.path},
+	}, {
+		name:    "invalid tag",
+		src:     Source{URL: fx.path, Tag: "v1 beta"},
+		message: []string{fx.path, `invalid tag name "v1 beta"`},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -537,9 +559,9 @@ func TestFetchHTTPExactCommitShallow(t *testing.T) {
 	}
 	checkTree(t, dir, map[string]string{"a.txt": "one"})
 	checkHead(t, dir, "", fx.first)
-	if !isShallow(t, dir) {
-		t.Error("not shallow")
-	}
+	// first is a root commit: its whole history fits the shallow depth, so
+	// the clone is not marked shallow; that nothing else came shows that it
+	// was not a full fetch.
 	for _, h := range []plumbing.Hash{fx.second, fx.feat, fx.tagged} {
 		if hasCommit(t, dir, h) {
 			t.Errorf("fetched %s, which was not needed", h)
@@ -635,6 +657,7 @@ func TestWorkingTreeIsALocalDirectoryThatIsNoRepository(t *testing.T) {
 		{"a missing path is Fetch's to report", Source{URL: filepath.Join(plain, "missing")}, false, false},
 		{"a commit of a plain directory", Source{URL: plain, Commit: "abcd"}, false, true},
 		{"a branch of a plain directory", Source{URL: plain, Branch: "main"}, false, true},
+		{"a tag of a plain directory", Source{URL: plain, Tag: "v1"}, false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 // repository (an example folder inside another project, a scratch dir):
 // such a source is built as its working tree, as `monkeyci run` builds one,
 // with no fetch. Only an agent on the machine that holds the directory (as
-// in `monkeyci up`) can build it. A commit or a branch cannot be asked of it.
+// in `monkeyci up`) can build it. A commit, branch or tag cannot be asked of it.
 func WorkingTree(src Source) (dir string, ok bool, err error) {
 	path := src.URL
 	if rest, found := strings.CutPrefix(path, "file://"); found {
@@ -29,8 +29,8 @@ func WorkingTree(src Source) (dir string, ok bool, err error) {
 	if _, err := git.PlainOpen(path); !errors.Is(err, git.ErrRepositoryNotExists) {
 		return "", false, nil // a repository (or one Fetch will report on)
 	}
-	if src.Commit != "" || src.Branch != "" {
-		return "", false, fmt.Errorf("%s is a directory, not a git repository: it has no commit or branch to build (leave them out to build its files)", path)
+	if src.Commit != "" || src.Branch != "" || src.Tag != "" {
+		return "", false, fmt.Errorf("%s is a directory, not a git repository: it has no commit, branch or tag to build (leave them out to build its files)", path)
 	}
 	return path, true, nil
 }

@@ -66,8 +66,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "monkeyci",
 		Short: "Self-hosted CI/CD: run builds on your own machines",
 		Long: `monkeyci runs builds defined in a repository's .monkeyci/ directory
-(build.yaml, build.yml, build.json or build.edn) in containers on the local
-Docker engine. Each build's script container is paused while its jobs run,
+(build.yaml, build.yml, build.json or build.edn, or a build script in any
+language: build or build.sh) in containers on the local Docker engine. Each build's script container is paused while its jobs run,
 handing its CPU to the jobs.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -79,6 +79,8 @@ handing its CPU to the jobs.`,
 		newRunCommand(stdout, stderr),
 		newVerifyCommand(stdout),
 		newScriptCommand(),
+		newJobCommand(stdout, stderr),
+		newParamCommand(stdout),
 		newSidecarCommand(stdout),
 		newHoldCommand(),
 		newCoordinatorCommand(stdout, stderr),

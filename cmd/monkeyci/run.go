@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,11 +17,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/console"
 	"github.com/monkeyci/monkeyci/events"
-	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // runConfig is everything `monkeyci run` is told.
@@ -45,7 +44,9 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `run builds DIR (default: the current directory) as it is now, uncommitted
 changes included and without what .gitignore ignores. The working tree is
 copied into a workspace volume, a script container drives the jobs of
-.monkeyci/build.{yaml,yml,json,edn}, and each job runs in its own container.
+.monkeyci/build.{yaml,yml,json,edn} or runs the build script
+(.monkeyci/build or build.sh, in the image .monkeyci/script.yaml names), and
+each job runs in its own container.
 The script container is paused while it waits for its jobs.
 
 Exit codes: 0 the build succeeded, 1 it failed (or could not run),
@@ -79,10 +80,10 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageError(err)
 	}
-	if _, err := pipeline.Load(dir); err != nil {
+	if _, err := checkBuild(dir); err != nil {
 		return usageError(err)
 	}
-	params, err := parseParams(cfg.params)
+	params, err := admin.ParseKV("--param", cfg.params)
 	if err != nil {
 		return usageError(err)
 	}
@@ -150,7 +151,8 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 			printer.Tick()
 		}
 	}()
-	out, err := runner.Run(ctx, agent.BuildSpec{Repo: dir, Source: dir, Params: params}, printer)
+	facts := localFacts(ctx, dir, log)
+	out, err := runner.Run(ctx, agent.BuildSpec{Repo: dir, Source: dir, Params: params, Facts: facts}, printer)
 	ticker.Stop()
 	printer.Summary(out)
 	switch {
@@ -175,18 +177,6 @@ func printerMode(json bool, w io.Writer) (console.Mode, int) {
 		return console.Live, 0
 	}
 	return console.Plain, 0
-}
-
-func parseParams(kvs []string) (map[string]string, error) {
-	params := map[string]string{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--param %q: expected KEY=VALUE", kv)
-		}
-		params[k] = v
-	}
-	return params, nil
 }
 
 func capacityOf(cpus float64, memory string) (agent.Resources, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/buildscript"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/jobapi"
@@ -20,13 +21,17 @@ func newScriptCommand() *cobra.Command {
 	dir := "/workspace"
 	cmd := &cobra.Command{
 		Use:   "script",
-		Short: "Run a build's declarative jobs through the job API (inside a script container)",
-		Long: `script is what the agent runs in a build's script container. Once the job
-API answers (the agent answers once it has fetched the source) it copies the
-source (MONKEYCI_SOURCE, mounted read-only) into --dir, loads the build files
-from there, and starts, awaits and skips the jobs of the graph
-through the job API named by MONKEYCI_API with the token in MONKEYCI_TOKEN.
-It exits 0 when every job succeeded and 1 otherwise.`,
+		Short: "Run a build's script or declarative jobs through the job API (inside a script container)",
+		Long: `script is what the agent runs in a build's script container, whatever its
+image. Once the job API answers (the agent answers once it has fetched the
+source) it copies the source (MONKEYCI_SOURCE, mounted read-only) into --dir.
+Then it runs the build script, .monkeyci/build (executable, any language) or
+.monkeyci/build.sh (with sh), in --dir with this process's output, and exits
+with its exit code; the script drives the build through the job API
+(monkeyci job, monkeyci param, or an SDK). Or else it loads the declarative
+build files and starts, awaits and skips the jobs of the graph, exiting 0
+when every job succeeded and 1 otherwise. The job API is the one named by
+MONKEYCI_API, with the token in MONKEYCI_TOKEN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			api, closeAPI, err := script.DialFromEnv()
@@ -36,9 +41,9 @@ It exits 0 when every job succeeded and 1 otherwise.`,
 			defer closeAPI()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			// The agent fetches the source while this container starts,
-			// and answers the first call once it has; then it is copied
-			// into the workspace, from its read-only mount.
+			// The agent starts this container once it has fetched the
+			// source, and answers the first call then; the source is then
+			// copied into the workspace, from its read-only mount.
 			if _, err := api.GetParams(ctx, &jobapi.GetParamsRequest{}); err != nil {
 				return failedError(fmt.Errorf("waiting for the source: %w", err))
 			}
@@ -46,6 +51,13 @@ It exits 0 when every job succeeded and 1 otherwise.`,
 				if err := agent.CopyWorkspace(dir, src); err != nil {
 					return failedError(fmt.Errorf("filling the workspace: %w", err))
 				}
+			}
+			build, err := buildscript.Detect(dir)
+			if err != nil {
+				return usageError(err)
+			}
+			if build.Kind != buildscript.Declarative {
+				return runBuildScript(ctx, cmd, dir, build)
 			}
 			plan, err := pipeline.Load(dir)
 			if err != nil {
@@ -63,4 +75,16 @@ It exits 0 when every job succeeded and 1 otherwise.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", dir, "the directory holding .monkeyci/")
 	return cmd
+}
+
+// runBuildScript runs a build script and exits with its code.
+func runBuildScript(ctx context.Context, cmd *cobra.Command, dir string, build buildscript.Build) error {
+	code, err := script.Run(ctx, dir, build, script.Stdio{In: os.Stdin, Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr()})
+	switch {
+	case err != nil:
+		return usageError(err)
+	case code != 0:
+		return &exitError{code: code, err: fmt.Errorf("%s exited with code %d", build.Script, code)}
+	}
+	return nil
 }

@@ -13,9 +13,9 @@ import (
 
 func newTriggerCommand(stdout, stderr io.Writer) *cobra.Command {
 	var (
-		repo, branch, commit string
-		params, labels       []string
-		wait                 bool
+		repo, branch, commit, tag string
+		params, labels            []string
+		wait                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "trigger --repo URL_OR_PATH",
@@ -25,10 +25,15 @@ func newTriggerCommand(stdout, stderr io.Writer) *cobra.Command {
 a file:// URL or a local path; a plain local path is made absolute here, and
 is read on the agent's machine.
 
+--tag builds a tag as a tag push does: its commit (unless --commit says
+which), with the tag in the build's facts (when: {tag: GLOB} and
+monkeyci param get tag).
+
 With --wait it follows the build's output (each line prefixed with its job)
 until the build ends, prints how it ended and exits like monkeyci run:
 0 the build succeeded, 1 it did not.`,
 		Example: `  monkeyci trigger --repo https://github.com/me/app --branch main
+  monkeyci trigger --repo me/app --tag v1.2.0
   monkeyci trigger --repo . --param env=staging --label os=linux --wait`,
 		Args: cobra.NoArgs,
 	}
@@ -37,6 +42,7 @@ until the build ends, prints how it ended and exits like monkeyci run:
 	f.StringVar(&repo, "repo", "", "the repository: registered name, clone URL, file:// URL or local path (required)")
 	f.StringVar(&branch, "branch", "", "the branch to build (default: the repository's HEAD)")
 	f.StringVar(&commit, "commit", "", "the commit to build (default: the branch's head)")
+	f.StringVar(&tag, "tag", "", "the tag to build (its commit, unless --commit is given)")
 	f.StringArrayVar(&params, "param", nil, "a build parameter KEY=VALUE (repeatable)")
 	f.StringArrayVar(&labels, "label", nil, "a label KEY=VALUE the agent must carry (repeatable)")
 	f.BoolVar(&wait, "wait", false, "follow the build until it ends; exit 0 if it succeeded, 1 if not")
@@ -60,7 +66,7 @@ until the build ends, prints how it ended and exits like monkeyci run:
 		}
 		defer c.Close()
 		ctx, cancel := callContext(cmd)
-		b, err := c.Trigger(ctx, &fleet.TriggerRequest{Url: url, Repo: admin.RepoName(repo), Branch: branch, Commit: commit, Params: p, Labels: l})
+		b, err := c.Trigger(ctx, &fleet.TriggerRequest{Url: url, Repo: admin.RepoName(repo), Branch: branch, Commit: commit, Tag: tag, Params: p, Labels: l})
 		cancel()
 		if err != nil {
 			return adminFailed(c, err)

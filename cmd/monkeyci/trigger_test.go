@@ -63,5 +63,11 @@ func TestAdminCLITrigger(t *testing.T) {
 	if len(f.calls) != 0 {
 		t.Errorf("usage errors made calls: %v", f.calls)
 	}
+
+	f.reset()
+	if code, _, errOut := cli(t, plain(addr, "trigger", "--repo", "https://example.com/app.git", "--tag", "v1.2.0")...); code != 0 {
+		t.Errorf("trigger a tag: exit %d, %q", code, errOut)
+	}
+	assertRequests(t, f, "Trigger", &fleet.TriggerRequest{Url: "https://example.com/app.git", Tag: "v1.2.0"})
 	assertTokens(t, f, "Bearer "+fakeToken)
 }

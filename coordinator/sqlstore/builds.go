@@ -17,7 +17,7 @@ import (
 
 const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
 	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery`
+	trigger_desc, forge, delivery, source_tag`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -30,7 +30,7 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
 		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery)
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag)
 	if err != nil {
 		return b, err
 	}
@@ -102,7 +102,7 @@ func (s *Store) createBuild(ctx context.Context, b coordinator.Build, delivery s
 		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx,
 			b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
 			string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-			nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery)
+			nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag)
 		return err
 	})
 	if err != nil {

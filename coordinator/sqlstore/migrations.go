@@ -143,6 +143,10 @@ CREATE TABLE pool_state (
 	updated INTEGER NOT NULL
 );
 `,
+	// 4: the tag a build is of (a tag push), for its `when` conditions.
+	`
+ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

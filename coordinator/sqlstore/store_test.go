@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -186,6 +187,23 @@ func TestMigrationUpgrade(t *testing.T) {
 	}
 }
 
+// A build stored before version 4 reads back with no tag.
+func TestMigrationAddsSourceTag(t *testing.T) {
+	path := dbPath(t)
+	db, err := sql.Open("sqlite", path)
+	must(t, err)
+	must(t, migrate(context.Background(), db, migrations[:3]))
+	_, err = db.Exec(`INSERT INTO builds (id, repo, source_url, source_branch, source_commit, state, created)
+		VALUES ('old', 'r', 'file:///r', 'main', 'abc', 'queued', 1)`)
+	must(t, err)
+	must(t, db.Close())
+	s := openStore(t, path)
+	old := get(t, s, "old")
+	if old.Source != (coordinator.Source{URL: "file:///r", Branch: "main", Commit: "abc"}) {
+		t.Errorf("after the upgrade: source %+v", old.Source)
+	}
+}
+
 func TestMigrationFailureLeavesNothing(t *testing.T) {
 	s := newStore(t)
 	bad := append(append([]string{}, migrations...), `CREATE TABLE extra (x INTEGER)`, `THIS IS NOT SQL`)
@@ -223,7 +241,7 @@ func TestCreateAndGetBuild(t *testing.T) {
 	ctx := context.Background()
 	full := coordinator.Build{
 		ID: "full", Repo: "github.com/x/y",
-		Source:  coordinator.Source{URL: "https://example.invalid/x/y.git", Branch: "main", Commit: "abc123"},
+		Source:  coordinator.Source{URL: "https://example.invalid/x/y.git", Branch: "main", Commit: "abc123", Tag: "v1.0"},
 		Params:  map[string]string{"A": "1", "quote": `"'\n`},
 		Labels:  map[string]string{"os": "linux"},
 		State:   coordinator.Ended,

@@ -86,6 +86,7 @@ type TriggerRequest struct {
 	Params        map[string]string      `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // an agent must carry these
 	Repo          string                 `protobuf:"bytes,6,opt,name=repo,proto3" json:"repo,omitempty"`                                                                               // a registered repository's name, or the key of caches (default: url)
+	Tag           string                 `protobuf:"bytes,7,opt,name=tag,proto3" json:"tag,omitempty"`                                                                                 // the tag to build (its commit, unless commit is given)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,6 +159,13 @@ func (x *TriggerRequest) GetLabels() map[string]string {
 func (x *TriggerRequest) GetRepo() string {
 	if x != nil {
 		return x.Repo
+	}
+	return ""
+}
+
+func (x *TriggerRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
 	}
 	return ""
 }
@@ -1943,14 +1951,15 @@ var File_fleet_admin_proto protoreflect.FileDescriptor
 
 const file_fleet_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x11fleet/admin.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x02\n" +
+	"\x11fleet/admin.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x02\n" +
 	"\x0eTriggerRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\tR\x06commit\x12E\n" +
 	"\x06params\x18\x04 \x03(\v2-.monkeyci.fleet.v1.TriggerRequest.ParamsEntryR\x06params\x12E\n" +
 	"\x06labels\x18\x05 \x03(\v2-.monkeyci.fleet.v1.TriggerRequest.LabelsEntryR\x06labels\x12\x12\n" +
-	"\x04repo\x18\x06 \x01(\tR\x04repo\x1a9\n" +
+	"\x04repo\x18\x06 \x01(\tR\x04repo\x12\x10\n" +
+	"\x03tag\x18\a \x01(\tR\x03tag\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

@@ -1073,10 +1073,13 @@ func (x *Welcome) GetHeartbeatMillis() int64 {
 }
 
 type Source struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"` // clone URL, file:// URL or local path
-	Branch        string                 `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
-	Commit        string                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"` // exact commit; empty: the branch's head
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Url    string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"` // clone URL, file:// URL or local path
+	Branch string                 `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
+	Commit string                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"` // exact commit; empty: the branch's head
+	// The tag the build is of (a tag push); with no commit, the tag's commit
+	// is built. Empty for a build of a branch.
+	Tag           string `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,6 +1131,13 @@ func (x *Source) GetBranch() string {
 func (x *Source) GetCommit() string {
 	if x != nil {
 		return x.Commit
+	}
+	return ""
+}
+
+func (x *Source) GetTag() string {
+	if x != nil {
+		return x.Tag
 	}
 	return ""
 }
@@ -1614,11 +1624,12 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"credential\x18\x02 \x01(\tR\n" +
 	"credential\x12!\n" +
 	"\flease_millis\x18\x03 \x01(\x03R\vleaseMillis\x12)\n" +
-	"\x10heartbeat_millis\x18\x04 \x01(\x03R\x0fheartbeatMillis\"J\n" +
+	"\x10heartbeat_millis\x18\x04 \x01(\x03R\x0fheartbeatMillis\"\\\n" +
 	"\x06Source\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
-	"\x06commit\x18\x03 \x01(\tR\x06commit\"\xbf\x03\n" +
+	"\x06commit\x18\x03 \x01(\tR\x06commit\x12\x10\n" +
+	"\x03tag\x18\x04 \x01(\tR\x03tag\"\xbf\x03\n" +
 	"\x06Assign\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12?\n" +
 	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x121\n" +

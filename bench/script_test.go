@@ -1,0 +1,201 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/testbinary"
+)
+
+// scriptCPUMaxRatio: a paused script may use at most this share of the
+// CPU it uses unpaused while it waits.
+const scriptCPUMaxRatio = 0.02
+
+// waitingScript leaves a CPU-burning process running (standing in for a
+// JVM's background threads) and then waits on a 10-second job.
+const waitingScript = `(while :; do :; done) &
+monkeyci job run wait --image ` + busybox + ` -- 'sleep 10'
+kill $!
+`
+
+// BenchmarkScriptCPUWhileWaiting: a build script in sh waits on a 10 s job
+// while a process of its own burns CPU. Measured is the script container's
+// CPU time (its cgroup's cpuacct.usage) while the job runs, from the job's
+// container being up (when the agent may freeze the script: it does not
+// while a job of the build starts) to the job's end; with pausing on
+// against off, both builds run side by side.
+func BenchmarkScriptCPUWhileWaiting(b *testing.B) {
+	engine := dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	dir := b.TempDir()
+	for name, content := range map[string]string{".monkeyci/script.yaml": "image: " + busybox + "\n", ".monkeyci/build.sh": waitingScript} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	meters := map[bool]*cpuMeter{}
+	for _, pause := range []bool{true, false} {
+		m := &cpuMeter{b: b, engine: engine, job: "wait"}
+		meters[pause] = m
+		r := scriptRunner(b, engine, pause)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := r.Run(context.Background(), agent.BuildSpec{Source: dir}, m)
+			if err != nil || out.Result != events.Success {
+				m.fail(fmt.Errorf("build with pausing %v: %v %+v", pause, err, out))
+			}
+		}()
+	}
+	wg.Wait()
+	on, off := meters[true], meters[false]
+	for _, m := range []*cpuMeter{on, off} {
+		if m.err != nil {
+			b.Fatal(m.err)
+		}
+	}
+	ratio := float64(on.used) / float64(off.used)
+	verdict := "ok"
+	if ratio > scriptCPUMaxRatio {
+		verdict = "OVER"
+	}
+	b.ReportMetric(ms(on.used), "paused-cpu-ms")
+	b.ReportMetric(ms(off.used), "unpaused-cpu-ms")
+	b.ReportMetric(ratio*100, "percent")
+	b.Logf("script CPU while waiting on a 10 s job (a background process burning): %.0f ms paused, %.0f ms unpaused over %.1f s, %.2f%% (at most %.0f%%) %s; from the job's start call, including its container's start: %.0f ms against %.0f ms",
+		ms(on.used), ms(off.used), off.window.Seconds(), ratio*100, scriptCPUMaxRatio*100, verdict, ms(on.fromStart), ms(off.fromStart))
+}
+
+// scriptRunner is a runner of its own agent id, so two run side by side.
+func scriptRunner(b *testing.B, engine *docker.Engine, pause bool) *agent.Runner {
+	b.Helper()
+	r, err := agent.NewRunner(agent.Config{
+		Runtime:  engine,
+		Ledger:   agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 8 << 30}),
+		Logger:   hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
+		Binary:   testbinary.Path(b),
+		StateDir: b.TempDir(),
+		Pause:    pause,
+		AgentID:  "bench-script-" + strconv.FormatBool(pause),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.Prepare(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close(context.Background()) })
+	return r
+}
+
+// cpuMeter is a Reporter that reads the script container's CPU use at the
+// waiting job's events, as they happen.
+type cpuMeter struct {
+	b      *testing.B
+	engine *docker.Engine
+	job    string
+
+	mu        sync.Mutex
+	usage     string // the script container's cpuacct file
+	atStart   time.Duration
+	atUp      time.Duration
+	upAt      time.Time
+	used      time.Duration // from the job's container up to its end
+	fromStart time.Duration // from the job's start call to its end
+	window    time.Duration
+	err       error
+}
+
+func (m *cpuMeter) Output(string, string, []byte) {}
+
+func (m *cpuMeter) Event(e events.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return
+	}
+	var err error
+	switch {
+	case e.Type == events.ScriptStart:
+		m.usage, err = scriptCgroup(m.engine, e.Build)
+	case e.Job != m.job:
+	case e.Type == events.JobStart:
+		m.atStart, err = readCPU(m.usage)
+	case e.Type == events.ContainerStart:
+		m.upAt = time.Now()
+		m.atUp, err = readCPU(m.usage)
+	case e.Type == events.JobEnd:
+		var now time.Duration
+		now, err = readCPU(m.usage)
+		m.used, m.fromStart, m.window = now-m.atUp, now-m.atStart, time.Since(m.upAt)
+	}
+	if err != nil {
+		m.err = err
+	}
+}
+
+func (m *cpuMeter) fail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err == nil {
+		m.err = err
+	}
+}
+
+// scriptCgroup finds the file that counts the build's script container's
+// CPU time: cgroup v1 (cpuacct.usage, ns) or v2 (cpu.stat's usage_usec).
+func scriptCgroup(engine *docker.Engine, build string) (string, error) {
+	ids, err := engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: build, agent.LabelRole: "script"})
+	if err != nil || len(ids) != 1 {
+		return "", fmt.Errorf("the script container of %s: %v %v", build, ids, err)
+	}
+	id := ids[0]
+	for _, p := range []string{
+		"/sys/fs/cgroup/cpuacct/docker/" + id + "/cpuacct.usage",
+		"/sys/fs/cgroup/cpu,cpuacct/docker/" + id + "/cpuacct.usage",
+		"/sys/fs/cgroup/system.slice/docker-" + id + ".scope/cpu.stat",
+		"/sys/fs/cgroup/docker/" + id + "/cpu.stat",
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no cgroup CPU file found for container %s", id)
+}
+
+// readCPU reads a container's CPU time so far.
+func readCPU(path string) (time.Duration, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	if filepath.Base(path) == "cpuacct.usage" {
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		return time.Duration(ns), err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			us, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return time.Duration(us) * time.Microsecond, err
+		}
+	}
+	return 0, fmt.Errorf("%s has no usage_usec", path)
+}

@@ -1,0 +1,206 @@
+package buildscript
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"gopkg.in/yaml.v3"
+
+	"github.com/monkeyci/monkeyci/pipeline"
+)
+
+// ConfigFile holds the script container's settings, relative to the
+// repository.
+const ConfigFile = ".monkeyci/script.yaml"
+
+// maxConfigSize bounds script.yaml: a real one is three lines.
+const maxConfigSize = 64 << 10
+
+// Config is the script container's settings. Zero values keep the agent's
+// defaults: its own minimal image, and its script CPUs and memory.
+type Config struct {
+	// Image is the script container's image.
+	Image string
+	// MilliCPUs and Memory (bytes) are what the script reserves and may use.
+	MilliCPUs int64
+	Memory    int64
+}
+
+// IsZero says the repository asks for nothing of its own.
+func (c Config) IsZero() bool { return c == Config{} }
+
+// Bounds on a script's resources, as for a job's.
+const (
+	maxCPUs   = 1024
+	minMemory = 6 << 20
+	maxMemory = 4 << 40
+)
+
+var configKeys = []string{"image", "cpus", "memory"}
+
+// LoadConfig reads dir/.monkeyci/script.yaml; without one it returns the
+// zero Config. Problems are *pipeline.Error or pipeline.Errors, each at
+// .monkeyci/script.yaml:line:col.
+func LoadConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, nil
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", ConfigFile, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxConfigSize {
+		return Config{}, fmt.Errorf("%s: expected a regular file of at most 64 KB", ConfigFile)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", ConfigFile, err)
+	}
+	return ParseConfig(ConfigFile, data)
+}
+
+// ParseConfig reads a script.yaml named file: a mapping of image, cpus
+// and memory.
+func ParseConfig(file string, data []byte) (Config, error) {
+	var doc yaml.Node
+	err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		return Config{}, nil // empty
+	}
+	if err != nil {
+		return Config{}, yamlError(file, err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
+		return Config{}, nil
+	}
+	root := doc.Content[0]
+	at := func(n *yaml.Node, format string, args ...any) *pipeline.Error {
+		return &pipeline.Error{Pos: pipeline.Position{File: file, Line: n.Line, Column: n.Column}, Msg: fmt.Sprintf(format, args...)}
+	}
+	if root.Kind != yaml.MappingNode {
+		return Config{}, at(root, "expected a mapping of %s", strings.Join(configKeys, ", "))
+	}
+	var cfg Config
+	var errs pipeline.Errors
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if seen[k.Value] {
+			errs = append(errs, at(k, "%s is given twice", k.Value))
+			continue
+		}
+		seen[k.Value] = true
+		var err *pipeline.Error
+		switch k.Value {
+		case "image":
+			cfg.Image, err = image(v, at)
+		case "cpus":
+			cfg.MilliCPUs, err = cpus(v, at)
+		case "memory":
+			cfg.Memory, err = memory(v, at)
+		default:
+			err = at(k, "unknown key %q, expected one of %s", k.Value, strings.Join(configKeys, ", "))
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return cfg, nil
+	case 1:
+		return Config{}, errs[0]
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Pos.Line < errs[j].Pos.Line })
+	return Config{}, errs
+}
+
+type errorAt func(n *yaml.Node, format string, args ...any) *pipeline.Error
+
+func scalar(v *yaml.Node) (string, bool) {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		return "", false
+	}
+	return strings.TrimSpace(v.Value), true
+}
+
+func image(v *yaml.Node, at errorAt) (string, *pipeline.Error) {
+	s, ok := scalar(v)
+	if !ok || s == "" {
+		return "", at(v, "image: expected an image reference like monkeyci/busybox:latest")
+	}
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		return "", at(v, "image: %q is not an image reference: %v", s, err)
+	}
+	return s, nil
+}
+
+func cpus(v *yaml.Node, at errorAt) (int64, *pipeline.Error) {
+	s, ok := scalar(v)
+	f, err := strconv.ParseFloat(s, 64)
+	if !ok || err != nil || math.IsNaN(f) || f <= 0 || f > maxCPUs {
+		return 0, at(v, "cpus: expected a number of CPUs above 0 and at most %d, like 1 or 0.5", maxCPUs)
+	}
+	milli := int64(math.Round(f * 1000))
+	if milli < 1 {
+		return 0, at(v, "cpus: %s is too small, expected at least 0.001", s)
+	}
+	return milli, nil
+}
+
+var memoryRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)$`)
+
+// memoryUnits are binary multiples, as Docker reads "512m"; a bare number
+// is GB, as in build files.
+var memoryUnits = map[string]float64{
+	"": 1 << 30, "b": 1,
+	"k": 1 << 10, "kb": 1 << 10, "ki": 1 << 10, "kib": 1 << 10,
+	"m": 1 << 20, "mb": 1 << 20, "mi": 1 << 20, "mib": 1 << 20,
+	"g": 1 << 30, "gb": 1 << 30, "gi": 1 << 30, "gib": 1 << 30,
+	"t": 1 << 40, "tb": 1 << 40, "ti": 1 << 40, "tib": 1 << 40,
+}
+
+func memory(v *yaml.Node, at errorAt) (int64, *pipeline.Error) {
+	const expected = `memory: expected a number of GB or a size like "512m" or "2g"`
+	s, ok := scalar(v)
+	m := memoryRE.FindStringSubmatch(s)
+	if !ok || m == nil {
+		return 0, at(v, "%s", expected)
+	}
+	unit, ok := memoryUnits[strings.ToLower(m[2])]
+	f, err := strconv.ParseFloat(m[1], 64)
+	if !ok || err != nil {
+		return 0, at(v, "%s", expected)
+	}
+	b := f * unit
+	switch {
+	case b < minMemory:
+		return 0, at(v, "memory: %s is too small, expected at least 6m", s)
+	case b > maxMemory:
+		return 0, at(v, "memory: %s is too large, expected at most 4t", s)
+	}
+	return int64(math.Round(b)), nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlError puts a YAML syntax error at its line.
+func yamlError(file string, err error) error {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &pipeline.Error{Pos: pipeline.Position{File: file, Line: line}, Msg: m[2]}
+	}
+	return &pipeline.Error{Pos: pipeline.Position{File: file}, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+}

@@ -1,0 +1,88 @@
+package buildscript
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/monkeyci/monkeyci/pipeline"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       Config
+	}{
+		{"empty", "", Config{}},
+		{"comments only", "# nothing\n", Config{}},
+		{"image", "image: monkeyci/busybox:latest\n", Config{Image: "monkeyci/busybox:latest"}},
+		{"all", "image: golang:1.26\ncpus: 0.5\nmemory: 512m\n", Config{Image: "golang:1.26", MilliCPUs: 500, Memory: 512 << 20}},
+		{"bare memory is GB", "memory: 2\ncpus: 2\n", Config{MilliCPUs: 2000, Memory: 2 << 30}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseConfig(ConfigFile, []byte(tc.yaml))
+			if err != nil || got != tc.want {
+				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseConfigErrorsNameThePlace(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "image: a\nimgae: b\n", `.monkeyci/script.yaml:2:1: unknown key "imgae", expected one of image, cpus, memory`},
+		{"bad cpus", "cpus: many\n", ".monkeyci/script.yaml:1:7: cpus: expected a number of CPUs above 0 and at most 1024, like 1 or 0.5"},
+		{"zero cpus", "cpus: 0\n", ".monkeyci/script.yaml:1:7: cpus: expected"},
+		{"bad memory", "memory: lots\n", `.monkeyci/script.yaml:1:9: memory: expected a number of GB or a size like "512m" or "2g"`},
+		{"tiny memory", "memory: 1k\n", ".monkeyci/script.yaml:1:9: memory: 1k is too small, expected at least 6m"},
+		{"image list", "image: [a]\n", ".monkeyci/script.yaml:1:8: image: expected an image reference"},
+		{"bad image", "image: UPPER/Case\n", `.monkeyci/script.yaml:1:8: image: "UPPER/Case" is not an image reference`},
+		{"not a mapping", "- image: a\n", ".monkeyci/script.yaml:1:1: expected a mapping of image, cpus, memory"},
+		{"twice", "cpus: 1\ncpus: 2\n", ".monkeyci/script.yaml:2:1: cpus is given twice"},
+		{"syntax", "image: a\n  b: [\n", ".monkeyci/script.yaml:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig(ConfigFile, []byte(tc.yaml))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			var pe *pipeline.Error
+			if !errors.As(err, &pe) {
+				t.Errorf("%T is not a *pipeline.Error", err)
+			}
+		})
+	}
+	_, err := ParseConfig(ConfigFile, []byte("cpus: x\nmemory: y\n"))
+	if got := strings.Count(err.Error(), "\n"); got != 1 {
+		t.Errorf("two problems should make two lines:\n%v", err)
+	}
+}
+
+func TestLoadConfigWithoutFileIsZero(t *testing.T) {
+	cfg, err := LoadConfig(t.TempDir())
+	if err != nil || !cfg.IsZero() {
+		t.Errorf("got %+v, %v", cfg, err)
+	}
+	dir := t.TempDir()
+	write(t, dir, ConfigFile, "cpus: 3\n")
+	if cfg, err := LoadConfig(dir); err != nil || cfg.MilliCPUs != 3000 {
+		t.Errorf("got %+v, %v", cfg, err)
+	}
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+)
+
+// repoRoot is the repository's root, from this file's place.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, here, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(here), "..", "..")
+}
+
+func TestShScriptExampleRuns(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	dir := filepath.Join(repoRoot(t), "examples", "sh-script")
+	code, stdout, stderr := monkeyci(t, "run", "--state-dir", t.TempDir(), "--param", "greeting=hi there", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"package | hi there", "files in the workspace", "lint", "test"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// The Go example is built as its README says, into a copy of the example,
+// and runs in the agent's minimal image.
+func TestGoScriptExampleRuns(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(root, "examples", "go-script", "hello.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, ".monkeyci", "build"), "./examples/go-script/ci")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the example: %v\n%s", err, out)
+	}
+	code, stdout, stderr := monkeyci(t, "run", "--state-dir", t.TempDir(), dir)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"package | hello", "| 2 files in the workspace", "lint", "test"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestVerifyDescribesABuildScript(t *testing.T) {
+	dir := writeRepo(t, map[string]string{"build.sh": "true\n", "script.yaml": "image: monkeyci/busybox:latest\ncpus: 0.5\nmemory: 512m\n"})
+	code, stdout, stderr := monkeyci(t, "verify", dir)
+	if want := "build script .monkeyci/build.sh, run in monkeyci/busybox:latest, 0.5 CPUs, 512 MB\n"; code != 0 || stdout != want {
+		t.Errorf("exit %d, stdout %q, want %q\n%s", code, stdout, want, stderr)
+	}
+	dir = writeRepo(t, map[string]string{"build.sh": "true\n", "build.json": "{}", "script.yaml": "cpus: x\n"})
+	code, _, stderr = monkeyci(t, "run", "--state-dir", t.TempDir(), dir)
+	if code != 2 || !strings.Contains(stderr, "keep one or the other") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	dir = writeRepo(t, map[string]string{"build.sh": "true\n", "script.yaml": "cpus: x\n"})
+	code, _, stderr = monkeyci(t, "verify", dir)
+	if code != 2 || !strings.Contains(stderr, ".monkeyci/script.yaml:1:7: cpus: expected") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
