@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/coordinator/web/view"
 	"github.com/monkeyci/monkeyci/events"
 	monkeyci "github.com/monkeyci/monkeyci/sdk"
 )
@@ -58,7 +60,7 @@ func TestShScriptRunsJobsInParallelAndIsPausedWhileItWaits(t *testing.T) {
 monkeyci job run a --image ` + busybox + ` --detach -- 'sleep 5'
 monkeyci job run b --image ` + busybox + ` --detach -- 'sleep 5'
 monkeyci job wait a b
-monkeyci job run c --image ` + busybox + ` --dep a --dep b -- 'echo c ran'
+monkeyci job run c --image ` + busybox + ` --dep a --dep b -- 'echo c ran' 'sleep 2'
 monkeyci job status c -o json
 echo "param=$(monkeyci param get who)"
 monkeyci param get nobody || echo "absent exit=$?"
@@ -81,8 +83,17 @@ monkeyci param get nobody || echo "absent exit=$?"
 	if paused < 0 || firstStart+paused > lastEnd {
 		t.Errorf("the script was not paused between the jobs' starts and ends: %v", types(evs))
 	}
-	if cStart := index(evs, events.JobStart, "c"); cStart < lastEnd {
+	// In parallel: each started before the other ended.
+	if index(evs, events.JobStart, "b") > index(evs, events.JobEnd, "a") || index(evs, events.JobStart, "a") > index(evs, events.JobEnd, "b") {
+		t.Errorf("a and b did not run side by side: %v", types(evs))
+	}
+	cStart := index(evs, events.JobStart, "c")
+	if cStart < lastEnd {
 		t.Errorf("c started before a and b had ended: %v", types(evs))
+	}
+	// `job run c` waits too: paused again while c runs.
+	if again := slices.IndexFunc(evs[cStart:], func(e events.Event) bool { return e.Type == events.ScriptPaused }); again < 0 || cStart+again > index(evs, events.JobEnd, "c") {
+		t.Errorf("the script was not paused while it waited on c: %v", types(evs))
 	}
 	if q := evs[index(evs, events.JobQueued, "c")]; !slices.Equal(q.Deps, []string{"a", "b"}) {
 		t.Errorf("c queued with deps %v", q.Deps)
@@ -284,6 +295,19 @@ monkeyci job action act -- true || echo "again exit=$?"
 		if e.Type == events.ScriptPaused {
 			t.Errorf("the script was paused during the action: %v", types(evs))
 		}
+	}
+	// The dashboard draws it as any job: a node in the graph, a row in
+	// the timeline, from these same events.
+	nodes := map[string]view.JobNode{}
+	for _, n := range view.Jobs(evs) {
+		nodes[n.ID] = n
+	}
+	if n := nodes["act"]; n.State != view.StateSuccess || nodes["broken"].State != view.StateFailure || !slices.Equal(nodes["broken"].Deps, []string{"act"}) {
+		t.Errorf("the dashboard's jobs: %+v", nodes)
+	}
+	tl := view.BuildTimeline(evs, time.Now())
+	if row := slices.IndexFunc(tl.Rows, func(r view.Row) bool { return r.Label == "act" && len(r.Spans) > 0 }); row < 0 {
+		t.Errorf("no timeline row for act: %+v", tl.Rows)
 	}
 	if got := rec.out("act"); got != "acting\nafter\n" {
 		t.Errorf("act's stdout %q", got)

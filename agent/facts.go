@@ -3,8 +3,8 @@ package agent
 import "github.com/monkeyci/monkeyci/pipeline"
 
 // params are what the script reads with GetParams: the build's parameters
-// and, under them, its facts (branch, tag, commit, changed), so that a
-// parameter the user named like a fact keeps the user's value. The job API
+// and, over them, its facts (branch, tag, commit, changed): the facts are
+// what conditions are judged on, whatever a parameter says. The job API
 // answers only once the source is fetched (waitSource), so Fetch has
 // filled the facts in by then.
 func (s *BuildSpec) params() map[string]string {

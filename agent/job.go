@@ -264,6 +264,7 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	if err != nil {
 		return fail(events.Error, "creating its container: %v", err)
 	}
+	started() // made: the script may freeze while it starts
 	defer func() {
 		// On cancel this kills the container at once.
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)

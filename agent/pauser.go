@@ -14,17 +14,17 @@ import (
 // pauser freezes a build's script container while every job-API call the
 // script has outstanding is an await (on running jobs, or on a person's
 // unblock) and no action runs (action.go), and hands the script's CPU
-// reservation to jobs meanwhile. It
-// owns the script's reservation in the ledger: hold takes it, close gives
-// back exactly what is still held.
+// reservation to jobs meanwhile. It owns the script's reservation in the
+// ledger: hold takes it, close gives back exactly what is still held.
 //
-// A job's container is created and started while the script may still be
-// running: freezing the script meanwhile would compete with that start on
-// the engine, on the job's critical path, and frees CPU nobody needs (the
-// starting job holds its own). So a pause also waits until no job of the
-// build is between its capacity grant and the moment its container is up.
-// Jobs still waiting for capacity do not hold it back: they are what the
-// script's CPU is for.
+// A job's image is checked and its container made while the script may
+// still be running: freezing the script meanwhile would compete with those
+// engine calls, on the job's critical path. So a pause also waits until no
+// job of the build is between its capacity grant and its container being
+// made; the freeze then runs beside the container's start, so a script
+// that keeps burning CPU while it waits (a heavy runtime's threads) burns
+// only through the create. Jobs still waiting for capacity do not hold it
+// back: they are what the script's CPU is for.
 //
 // Contract: a pause is only started by an await that begins, or by the end
 // of a call or of a job's start; the container is unpaused before any await
@@ -48,7 +48,7 @@ type pauser struct {
 	awaits    int        // awaits outstanding on running jobs or unblocks
 	others    int        // any other call outstanding
 	actions   int        // actions running: the script works between its calls
-	starting  int        // jobs between their capacity grant and being up
+	starting  int        // jobs between their capacity grant and their container made
 	requested time.Time  // when a pause was last wanted
 
 	engine      sync.Mutex // serialises pause and unpause; guards the rest
@@ -124,14 +124,14 @@ func (p *pauser) actionBegin() {
 // actionEnd notes an action's end; awaits left alone may pause.
 func (p *pauser) actionEnd() { p.change(func() { p.actions-- }) }
 
-// jobStarting notes a job whose container is being made and started.
+// jobStarting notes a job whose container is being made.
 func (p *pauser) jobStarting() {
 	p.mu.Lock()
 	p.starting++
 	p.mu.Unlock()
 }
 
-// jobStarted notes that a job's container is up (or failed to start).
+// jobStarted notes that a job's container is made (or could not be).
 func (p *pauser) jobStarted() { p.change(func() { p.starting-- }) }
 
 // change applies f to the counts and starts a pause if one is now wanted.

@@ -17,7 +17,11 @@ type agentConn struct {
 	capacity Capacity
 	// free is the agent's last reported free capacity, less what was
 	// assigned to it since.
-	free     Capacity
+	free Capacity
+	// placing is the room of builds placed here whose lease is not set
+	// yet (their store write is under way): a heartbeat written before
+	// them does not show it, so it is taken from what heartbeats say.
+	placing  Capacity
 	cordoned bool
 	draining bool
 	pauses   bool // the agent lends waiting scripts' CPU to jobs

@@ -302,7 +302,7 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	if err := create(b); err != nil {
 		if conn != nil {
 			c.mu.Lock()
-			c.releaseLocked(conn)
+			c.unplaceLocked(conn)
 			c.mu.Unlock()
 		}
 		if errors.Is(err, ErrDuplicate) {

@@ -97,7 +97,7 @@ func (c *Coordinator) assign(ctx context.Context, p placement) {
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	if err := c.cfg.Store.Assign(ctx, b.ID, attempt, p.conn.id, expires); err != nil {
 		c.mu.Lock()
-		c.releaseLocked(p.conn)
+		c.unplaceLocked(p.conn)
 		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) {
 			// Ended or moved meanwhile (a cancel): the store knows best.
 			c.mu.Unlock()
@@ -120,6 +120,7 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 	// A new attempt has no events yet: its mark is known.
 	ref := c.refOf(b)
 	c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn), status: ref})
+	c.placedLocked(conn)
 	c.mu.Unlock()
 	c.changed()
 	c.metrics.assigned(b, c.cfg.Now())
@@ -229,8 +230,25 @@ func (c *Coordinator) placeLocked(b *Build) (*agentConn, string) {
 	need := c.need(a)
 	a.free.MilliCPUs -= need.MilliCPUs
 	a.free.Memory -= need.Memory
+	a.placing.MilliCPUs += need.MilliCPUs
+	a.placing.Memory += need.Memory
 	c.fixLocked(a)
 	return a, ""
+}
+
+// placedLocked notes that a build placed on conn has its lease now (or
+// will not get one): heartbeats account for it from here on.
+func (c *Coordinator) placedLocked(conn *agentConn) {
+	need := c.need(conn)
+	conn.placing.MilliCPUs = max(conn.placing.MilliCPUs-need.MilliCPUs, 0)
+	conn.placing.Memory = max(conn.placing.Memory-need.Memory, 0)
+}
+
+// unplaceLocked gives back the room of a build placed on conn that was
+// not sent after all (its store write failed).
+func (c *Coordinator) unplaceLocked(conn *agentConn) {
+	c.placedLocked(conn)
+	c.releaseLocked(conn)
 }
 
 // readyLocked says whether a may be sent a build: connected, neither

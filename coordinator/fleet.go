@@ -257,7 +257,7 @@ func (c *Coordinator) handle(ctx context.Context, conn *agentConn, m *fleet.Agen
 
 func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.Heartbeat) error {
 	c.mu.Lock()
-	conn.free = Capacity{hb.GetFree().GetMilliCpus(), hb.GetFree().GetMemory()}
+	conn.free = Capacity{hb.GetFree().GetMilliCpus() - conn.placing.MilliCPUs, hb.GetFree().GetMemory() - conn.placing.Memory}
 	// Attempts sent after the agent wrote this heartbeat are not in it:
 	// their room is taken all the same.
 	held := make(map[string]int32, len(hb.GetRunning()))

@@ -20,7 +20,7 @@ type Facts struct {
 }
 
 // The parameters that carry facts to a build script (`monkeyci param get
-// branch`). A build parameter of the same name wins over the fact.
+// branch`). They win over a build parameter of the same name.
 const (
 	ParamBranch  = "branch"
 	ParamTag     = "tag"
@@ -52,11 +52,17 @@ func (f Facts) Params() map[string]string {
 	return p
 }
 
-// WithFacts returns params with f's parameters added under them: a build
-// parameter named like a fact keeps its value.
+// WithFacts returns params with f's parameters added over them: facts are
+// what `when` is judged on, so a build parameter named like one (a common
+// --param tag=latest) must not decide which jobs run. A changed list too
+// large to pass stays out, and so does a parameter named changed then.
 func WithFacts(params map[string]string, f Facts) map[string]string {
-	out := f.Params()
-	maps.Copy(out, params)
+	out := maps.Clone(params)
+	if out == nil {
+		out = map[string]string{}
+	}
+	delete(out, ParamChanged)
+	maps.Copy(out, f.Params())
 	return out
 }
 

@@ -217,9 +217,15 @@ func TestFactsParams(t *testing.T) {
 		t.Errorf("no change: %+v", none)
 	}
 
-	// A build parameter named like a fact wins.
+	// A fact wins over a build parameter named like it: conditions are
+	// judged on facts. Other parameters stay.
 	merged := WithFacts(map[string]string{"branch": "mine", "env": "prod"}, f)
-	if merged["branch"] != "mine" || merged["env"] != "prod" || merged["commit"] != "abc" {
+	if merged["branch"] != f.Branch || merged["env"] != "prod" || merged["commit"] != "abc" {
 		t.Errorf("WithFacts = %q", merged)
+	}
+	// Changes unknown: a parameter named changed does not pose as them.
+	unknown := WithFacts(map[string]string{"changed": "docs/x.md"}, Facts{Branch: "main"})
+	if _, ok := unknown["changed"]; ok {
+		t.Errorf("WithFacts with changes unknown = %q", unknown)
 	}
 }

@@ -66,7 +66,7 @@ func TestDriveWhen(t *testing.T) {
 			"announce": `dependency deploy was skipped (when: branch "main", but the build is of no branch (it is of tag "v1.2.0"))`,
 		},
 	}, {
-		name:   "a build parameter named branch wins over the fact",
+		name:   "branch main, a README changed",
 		params: map[string]string{"branch": "main", "tag": "", "changed": "README.md"},
 		starts: []string{"test", "docs", "deploy", "announce"},
 		skips:  map[string]string{"release": `when: tag "v*", but the build is of no tag`},
