@@ -244,10 +244,12 @@ func (b *build) endJobs() {
 	if b.stopAPI != nil {
 		b.stopAPI()
 	}
-	b.endActions()
+	// Closed first: an action begun by a call still in flight is then
+	// refused, or among those endActions ends.
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
+	b.endActions()
 	b.stopJobs()
 	b.wg.Wait()
 }

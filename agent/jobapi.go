@@ -80,7 +80,7 @@ func (b *build) waitSource(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	if b.sourceErr != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "the source could not be fetched: %v", b.sourceErr)
+		return nil, status.Errorf(codes.FailedPrecondition, "the build could not start: %v", b.sourceErr)
 	}
 	return next(ctx, req)
 }
