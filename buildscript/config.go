@@ -40,12 +40,8 @@ type Config struct {
 // IsZero says the repository asks for nothing of its own.
 func (c Config) IsZero() bool { return c == Config{} }
 
-// Bounds on a script's resources, as for a job's.
-const (
-	maxCPUs   = 1024
-	minMemory = 6 << 20
-	maxMemory = 4 << 40
-)
+// maxCPUs bounds a script's CPUs, as a job's.
+const maxCPUs = 1024
 
 var configKeys = []string{"image", "cpus", "memory"}
 
@@ -160,38 +156,16 @@ func cpus(v *yaml.Node, at errorAt) (int64, *pipeline.Error) {
 	return milli, nil
 }
 
-var memoryRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)$`)
-
-// memoryUnits are binary multiples, as Docker reads "512m"; a bare number
-// is GB, as in build files.
-var memoryUnits = map[string]float64{
-	"": 1 << 30, "b": 1,
-	"k": 1 << 10, "kb": 1 << 10, "ki": 1 << 10, "kib": 1 << 10,
-	"m": 1 << 20, "mb": 1 << 20, "mi": 1 << 20, "mib": 1 << 20,
-	"g": 1 << 30, "gb": 1 << 30, "gi": 1 << 30, "gib": 1 << 30,
-	"t": 1 << 40, "tb": 1 << 40, "ti": 1 << 40, "tib": 1 << 40,
-}
-
 func memory(v *yaml.Node, at errorAt) (int64, *pipeline.Error) {
-	const expected = `memory: expected a number of GB or a size like "512m" or "2g"`
 	s, ok := scalar(v)
-	m := memoryRE.FindStringSubmatch(s)
-	if !ok || m == nil {
-		return 0, at(v, "%s", expected)
+	if !ok {
+		return 0, at(v, `memory: expected a number of GB or a size like "512m" or "2g"`)
 	}
-	unit, ok := memoryUnits[strings.ToLower(m[2])]
-	f, err := strconv.ParseFloat(m[1], 64)
-	if !ok || err != nil {
-		return 0, at(v, "%s", expected)
+	b, err := pipeline.ParseMemory(s)
+	if err != nil {
+		return 0, at(v, "memory: %v", err)
 	}
-	b := f * unit
-	switch {
-	case b < minMemory:
-		return 0, at(v, "memory: %s is too small, expected at least 6m", s)
-	case b > maxMemory:
-		return 0, at(v, "memory: %s is too large, expected at most 4t", s)
-	}
-	return int64(math.Round(b)), nil
+	return b, nil
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

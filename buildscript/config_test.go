@@ -38,7 +38,7 @@ func TestParseConfigErrorsNameThePlace(t *testing.T) {
 		{"unknown key", "image: a\nimgae: b\n", `.monkeyci/script.yaml:2:1: unknown key "imgae", expected one of image, cpus, memory`},
 		{"bad cpus", "cpus: many\n", ".monkeyci/script.yaml:1:7: cpus: expected a number of CPUs above 0 and at most 1024, like 1 or 0.5"},
 		{"zero cpus", "cpus: 0\n", ".monkeyci/script.yaml:1:7: cpus: expected"},
-		{"bad memory", "memory: lots\n", `.monkeyci/script.yaml:1:9: memory: expected a number of GB or a size like "512m" or "2g"`},
+		{"bad memory", "memory: lots\n", `.monkeyci/script.yaml:1:9: memory: invalid size "lots", expected a number of GB or a size like "512m", "2g" or "1.5GB"`},
 		{"tiny memory", "memory: 1k\n", ".monkeyci/script.yaml:1:9: memory: 1k is too small, expected at least 6m"},
 		{"image list", "image: [a]\n", ".monkeyci/script.yaml:1:8: image: expected an image reference"},
 		{"bad image", "image: UPPER/Case\n", `.monkeyci/script.yaml:1:8: image: "UPPER/Case" is not an image reference`},

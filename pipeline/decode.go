@@ -292,7 +292,7 @@ func (d *jobDecoder) memory(what string, v *node) int64 {
 		}
 		b, err = memoryBytes(f*gb, v.text)
 	case kString:
-		b, err = parseMemory(v.text)
+		b, err = ParseMemory(v.text)
 	default:
 		err = fmt.Errorf("%s, got %s", memoryExpected, v.describe())
 	}

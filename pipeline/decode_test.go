@@ -177,14 +177,14 @@ func TestParseMemory(t *testing.T) {
 		"2": 2 << 30, "512m": 512 << 20, "512M": 512 << 20, "2g": 2 << 30, "1.5GB": 3 << 29,
 		"64Mi": 64 << 20, "1t": 1 << 40, "7000000b": 7000000, "8192k": 8 << 20, " 3 GiB ": 3 << 30,
 	} {
-		got, err := parseMemory(in)
+		got, err := ParseMemory(in)
 		if err != nil || got != want {
-			t.Errorf("parseMemory(%q) = %d, %v; want %d", in, got, err, want)
+			t.Errorf("ParseMemory(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "x", "12x", "1.2.3g", "-1g", "1k", "5t", "g"} {
-		if _, err := parseMemory(in); err == nil {
-			t.Errorf("parseMemory(%q): no error", in)
+		if _, err := ParseMemory(in); err == nil {
+			t.Errorf("ParseMemory(%q): no error", in)
 		}
 	}
 }

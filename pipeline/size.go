@@ -36,8 +36,9 @@ var memoryUnits = map[string]float64{
 
 const memoryExpected = `expected a number of GB or a size like "512m", "2g" or "1.5GB"`
 
-// parseMemory reads a memory size: a bare number is GB, as in MonkeyCI.
-func parseMemory(s string) (int64, error) {
+// ParseMemory reads a memory size: a bare number is GB, as in MonkeyCI
+// (build files, script.yaml and `monkeyci job run --memory` alike).
+func ParseMemory(s string) (int64, error) {
 	m := memoryRE.FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
 		return 0, fmt.Errorf("invalid size %q, %s", s, memoryExpected)

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/admin"
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/pipeline"
 	sdk "github.com/monkeyci/monkeyci/sdk"
 )
 
@@ -93,7 +93,7 @@ queued; wait for it with monkeyci job wait.`,
 	fl.StringArrayVar(&f.restoreArtifacts, "restore-artifact", nil, "restore artifact ID into PATH before the job: ID:PATH (repeatable)")
 	fl.StringArrayVar(&f.caches, "cache", nil, "keep PATH across builds of the repository as cache ID: ID:PATH (repeatable)")
 	fl.IntVar(&f.cpus, "cpus", 0, "CPUs the job needs (default 1)")
-	fl.StringVar(&f.memory, "memory", "", "memory the job needs, like 512m or 4g (default 2g)")
+	fl.StringVar(&f.memory, "memory", "", "memory the job needs, like 512m or 4g; a bare number is GB, as in build files (default 2g)")
 	fl.StringVar(&f.workDir, "work-dir", "", "the job's working directory, relative to the workspace")
 	fl.StringVar(&f.shell, "shell", "", "the shell that runs each line (default sh)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "how long the job may run, like 10m (default 20m)")
@@ -127,9 +127,9 @@ func (f jobRunFlags) job(id string, lines []string) (sdk.Job, error) {
 		return j, err
 	}
 	if f.memory != "" {
-		m, err := agent.ParseBytes(f.memory)
-		if err != nil || m <= 0 {
-			return j, fmt.Errorf("--memory %q: expected a size like 512m or 4g", f.memory)
+		m, err := pipeline.ParseMemory(f.memory)
+		if err != nil {
+			return j, fmt.Errorf("--memory: %v", err)
 		}
 		j.Memory = m
 	}

@@ -45,7 +45,7 @@ func TestJobCommandUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"job", "run", "x", "--image", "i", "--save-artifact", "bin", "--", "true"}, `--save-artifact "bin": expected ID:PATH, like bin:target/`},
 		{[]string{"job", "run", "x", "--image", "i", "--restore-artifact", ":p", "--", "true"}, `--restore-artifact ":p": expected ID:PATH`},
 		{[]string{"job", "run", "x", "--image", "i", "--cache", "c:", "--", "true"}, `--cache "c:": expected ID:PATH`},
-		{[]string{"job", "run", "x", "--image", "i", "--memory", "lots", "--", "true"}, `--memory "lots": expected a size like 512m or 4g`},
+		{[]string{"job", "run", "x", "--image", "i", "--memory", "lots", "--", "true"}, `--memory: invalid size "lots", expected a number of GB or a size like "512m", "2g" or "1.5GB"`},
 		{[]string{"job", "run", "x", "--image", "i", "--cpus", "-1", "--", "true"}, `--cpus -1: expected a whole number of CPUs above 0`},
 		{[]string{"job", "run", "x", "--", "true"}, `--image is required`},
 		{[]string{"job", "run", "x", "--image", "i", "echo", "hi"}, `expected one ID, then -- and the LINEs`},
