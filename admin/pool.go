@@ -71,8 +71,8 @@ func PoolTable(w io.Writer, p *fleet.PoolStatusResponse, now time.Time) error {
 	for _, in := range p.GetInstances() {
 		agent, state := none, "not joined"
 		if in.GetAgent() != "" {
-			agent = cell(in.GetAgentName())
-			if agent == none || agent == "" {
+			agent = in.GetAgentName()
+			if agent == "" {
 				agent = in.GetAgent()
 			}
 			state = "gone"

@@ -6,6 +6,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,7 +40,13 @@ func (r *recorder) Event(e events.Event) {
 
 func (r *recorder) Output(string, string, []byte) {}
 
+// newRunner is a runner of agent id "bench"; runners side by side need
+// their own (newRunnerAs).
 func newRunner(b *testing.B, engine *docker.Engine, pause bool) *agent.Runner {
+	return newRunnerAs(b, engine, pause, "bench")
+}
+
+func newRunnerAs(b *testing.B, engine *docker.Engine, pause bool, agentID string) *agent.Runner {
 	b.Helper()
 	r, err := agent.NewRunner(agent.Config{
 		Runtime:  engine,
@@ -48,7 +55,7 @@ func newRunner(b *testing.B, engine *docker.Engine, pause bool) *agent.Runner {
 		Binary:   testbinary.Path(b),
 		StateDir: b.TempDir(),
 		Pause:    pause,
-		AgentID:  "bench",
+		AgentID:  agentID,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -94,9 +101,25 @@ func median(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
+	s := sorted(ds)
+	return s[len(s)/2]
+}
+
+// quantile returns the q-quantile of ds (nearest rank; 1 is the slowest).
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := sorted(ds)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// sorted is a sorted copy of ds.
+func sorted(ds []time.Duration) []time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
+	return s
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

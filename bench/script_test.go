@@ -11,13 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
-	"github.com/monkeyci/monkeyci/internal/testbinary"
 )
 
 // scriptCPUMaxRatio: a paused script may use at most this share of the
@@ -55,7 +52,7 @@ func BenchmarkScriptCPUWhileWaiting(b *testing.B) {
 	for _, pause := range []bool{true, false} {
 		m := &cpuMeter{b: b, engine: engine, job: "wait"}
 		meters[pause] = m
-		r := scriptRunner(b, engine, pause)
+		r := newRunnerAs(b, engine, pause, "bench-script-"+strconv.FormatBool(pause))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -72,14 +69,14 @@ func BenchmarkScriptCPUWhileWaiting(b *testing.B) {
 			b.Fatal(m.err)
 		}
 	}
-	// Without pausing the burner must have had most of a CPU throughout,
-	// or the ratio would say nothing.
-	if off.fromStart < off.window/2 {
-		b.Fatalf("the unpaused script used only %v of CPU over a %v wait: its burner did not run", off.fromStart, off.window)
-	}
 	ratio := float64(on.fromStart) / float64(off.fromStart)
 	verdict := "ok"
-	if ratio > scriptCPUMaxRatio {
+	switch {
+	case off.fromStart < off.window/4:
+		// Without pausing the burner must have had a good share of a CPU,
+		// or the ratio says nothing (a machine too busy to tell).
+		verdict = "INVALID (the unpaused burner hardly ran)"
+	case ratio > scriptCPUMaxRatio:
 		verdict = "OVER"
 	}
 	b.ReportMetric(ms(on.fromStart), "paused-cpu-ms")
@@ -87,28 +84,6 @@ func BenchmarkScriptCPUWhileWaiting(b *testing.B) {
 	b.ReportMetric(ratio*100, "percent")
 	b.Logf("script CPU while waiting on a 10 s job (a background process burning), from the job's start call to its end: %.0f ms paused, %.0f ms unpaused, %.2f%% (at most %.0f%%) %s; while the job ran: %.0f ms against %.0f ms over %.1f s",
 		ms(on.fromStart), ms(off.fromStart), ratio*100, scriptCPUMaxRatio*100, verdict, ms(on.used), ms(off.used), off.window.Seconds())
-}
-
-// scriptRunner is a runner of its own agent id, so two run side by side.
-func scriptRunner(b *testing.B, engine *docker.Engine, pause bool) *agent.Runner {
-	b.Helper()
-	r, err := agent.NewRunner(agent.Config{
-		Runtime:  engine,
-		Ledger:   agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 8 << 30}),
-		Logger:   hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
-		Binary:   testbinary.Path(b),
-		StateDir: b.TempDir(),
-		Pause:    pause,
-		AgentID:  "bench-script-" + strconv.FormatBool(pause),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := r.Prepare(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = r.Close(context.Background()) })
-	return r
 }
 
 // cpuMeter is a Reporter that reads the script container's CPU use at the

@@ -190,7 +190,7 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 		}
 		s.c.mu.Unlock()
 	case fleet.SetAgentRequest_DRAIN:
-		if _, err := s.c.drainAgent(a.ID); err != nil {
+		if err := s.c.drainAgent(a.ID); err != nil {
 			return nil, status.Errorf(codes.FailedPrecondition, "agent %s is not connected", a.Name)
 		}
 	default:

@@ -25,7 +25,7 @@ func (f poolFleet) Demand() pool.Demand {
 		if conn.instance == "" {
 			continue
 		}
-		a := pool.Agent{ID: id, Instance: conn.instance, Builds: len(c.leasesOf[id]), Draining: conn.draining}
+		a := pool.Agent{ID: id, Name: conn.name, Instance: conn.instance, Builds: len(c.leasesOf[id]), Draining: conn.draining}
 		if a.Builds == 0 {
 			a.IdleSince = conn.connected
 			if last, ok := c.lastBusy[id]; ok && last.After(a.IdleSince) {
@@ -38,25 +38,24 @@ func (f poolFleet) Demand() pool.Demand {
 }
 
 // Drain stops a pool agent taking builds, as `agents drain` does.
-func (f poolFleet) Drain(id string) (bool, error) { return f.c.drainAgent(id) }
+func (f poolFleet) Drain(id string) error { return f.c.drainAgent(id) }
 
 // drainAgent marks a connected agent draining, so the dispatcher sends it
-// nothing more, and tells it; idle says it held no build at that moment.
-func (c *Coordinator) drainAgent(id string) (idle bool, err error) {
+// nothing more, and tells it.
+func (c *Coordinator) drainAgent(id string) error {
 	c.mu.Lock()
 	conn, ok := c.agents[id]
 	if ok {
 		conn.draining = true
 		c.fixLocked(conn)
-		idle = len(c.leasesOf[id]) == 0
 	}
 	c.mu.Unlock()
 	if !ok {
-		return false, fmt.Errorf("agent %s is not connected", id)
+		return fmt.Errorf("agent %s is not connected", id)
 	}
 	conn.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Drain{Drain: &fleet.Drain{}}})
 	c.poke()
-	return idle, nil
+	return nil
 }
 
 // PoolView is the pool as the coordinator shows it (the scaler).
@@ -93,11 +92,7 @@ func (s *AdminServer) PoolStatus(ctx context.Context, _ *fleet.PoolStatusRequest
 		return &fleet.PoolStatusResponse{}, nil
 	}
 	st := v.Status()
-	demand := c.PoolFleet().Demand()
-	agents := map[string]pool.Agent{}
-	for _, a := range demand.Agents {
-		agents[a.Instance] = a
-	}
+	agents := c.PoolFleet().Demand().ByInstance()
 	resp := &fleet.PoolStatusResponse{Configured: true, Provider: info.Provider, Min: int32(info.Min), Max: int32(info.Max), Idle: int32(info.Idle), Desired: int32(st.Desired)}
 	for _, t := range st.Sorted() {
 		in := &fleet.PoolInstance{Id: t.ID, Phase: string(t.Phase), Agent: t.Agent, Draining: t.Draining, Created: timestamppb.New(t.Created)}
@@ -105,9 +100,8 @@ func (s *AdminServer) PoolStatus(ctx context.Context, _ *fleet.PoolStatusRequest
 			in.Seen = timestamppb.New(t.Seen)
 		}
 		if a, ok := agents[t.ID]; ok {
-			in.Connected, in.Agent, in.Builds, in.Draining = true, a.ID, int32(a.Builds), in.Draining || a.Draining
-		}
-		if in.Agent != "" {
+			in.Connected, in.Agent, in.AgentName, in.Builds, in.Draining = true, a.ID, a.Name, int32(a.Builds), in.Draining || a.Draining
+		} else if in.Agent != "" { // gone: its name is in the store
 			if a, err := c.cfg.Store.GetAgent(ctx, in.Agent); err == nil {
 				in.AgentName = a.Name
 			}

@@ -3,9 +3,7 @@ package source
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -515,19 +513,7 @@ func TestFetchCancelledDuringFetch(t *testing.T) {
 // given to git as -c options.
 func gitHTTP(t *testing.T, root, user, password string, config ...string) *httptest.Server {
 	t.Helper()
-	gitBin, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("git is not installed")
-	}
-	env := []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}
-	if len(config) > 0 {
-		var quoted []string
-		for _, c := range config {
-			quoted = append(quoted, "'"+c+"'")
-		}
-		env = append(env, "GIT_CONFIG_PARAMETERS="+strings.Join(quoted, " "))
-	}
-	backend := &cgi.Handler{Path: gitBin, Args: []string{"http-backend"}, Env: env, Stderr: io.Discard}
+	backend := gittest.HTTPHandler(t, root, config...)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if password != "" {
 			u, p, ok := r.BasicAuth()

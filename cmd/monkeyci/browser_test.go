@@ -210,18 +210,9 @@ func TestBrowserDashboardShowsAPausedBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := b.GetId()
-	var info *fleet.BuildDetail
-	for {
-		if info, err = api.GetBuild(ctx, &fleet.GetBuildRequest{Id: id}); err != nil {
-			t.Fatalf("build %s did not end within %s: %v; monkeyci up's stderr:\n%s", id, browserBuildWait, err, p.stderr)
-		}
-		if info.GetBuild().GetState() == "ended" {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if info.GetBuild().GetResult() != "success" {
-		t.Fatalf("build %s ended %s: %s; monkeyci up's stderr:\n%s", id, info.GetBuild().GetResult(), info.GetBuild().GetMessage(), p.stderr)
+	ended := waitBuild(t, api, id, browserBuildWait, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" {
+		t.Fatalf("build %s ended %s: %s; monkeyci up's stderr:\n%s", id, ended.GetResult(), ended.GetMessage(), p.stderr)
 	}
 	t.Logf("build %s succeeded after %s", id, time.Since(t0).Round(time.Millisecond))
 

@@ -52,7 +52,7 @@ func TestPoolOfDockerAgentsScalesUpAndBackToZeroAcrossACoordinatorKill(t *testin
 	if err := os.WriteFile(config, fmt.Appendf(nil, "pool:\n  docker:\n    name: %s\n    work-dir: %s\n", name, work), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--pool", "docker", "--pool-min", "0", "--pool-max", "3", "--pool-idle", "0", "--pool-idle-timeout", "3s", "--pool-join-timeout", "30s",
+	args := []string{"--pool", "docker", "--pool-min", "0", "--pool-max", "3", "--pool-idle", "0", "--pool-idle-timeout", "3s", "--pool-join-timeout", "60s",
 		"--pool-step", "1s", "--pool-agent-cpus", "2", "--pool-agent-memory", "8g", "--config", config}
 	dataDir, addr := t.TempDir(), freeAddr(t)
 	c := startCoordinatorAt(t, dataDir, 10*time.Second, addr, args...)

@@ -37,7 +37,7 @@ func addPoolFlags(f *pflag.FlagSet) *poolFlags {
 	f.Float64Var(&p.agentCPUs, "pool-agent-cpus", 2, "CPUs each pool agent offers")
 	f.StringVar(&p.agentMemory, "pool-agent-memory", "8g", "memory each pool agent offers, like 8g")
 	f.DurationVar(&p.joinTimeout, "pool-join-timeout", pool.DefaultJoinTimeout, "an instance whose agent has not joined (or has been gone) this long is destroyed")
-	f.DurationVar(&p.every, "pool-step", 5*time.Second, "time between the scaler's looks at the queue and the pool")
+	f.DurationVar(&p.every, "pool-step", pool.DefaultStep, "time between the scaler's looks at the queue and the pool")
 	f.StringVar(&p.config, "config", "", "a YAML file with the pool provider's settings (section pool.docker, pool.oci or pool.static)")
 	return p
 }

@@ -18,9 +18,8 @@ type Fleet interface {
 	// Demand says how many builds wait, and what each connected agent
 	// that runs on an instance holds.
 	Demand() Demand
-	// Drain stops an agent taking builds; it reports whether the agent
-	// held none at that moment (then nothing can reach it any more).
-	Drain(agentID string) (idle bool, err error)
+	// Drain stops an agent taking builds.
+	Drain(agentID string) error
 }
 
 // Demand is the coordinator's side of one scaling step.
@@ -29,9 +28,19 @@ type Demand struct {
 	Agents []Agent
 }
 
+// ByInstance indexes the agents by the instance they run on.
+func (d Demand) ByInstance() map[string]Agent {
+	m := make(map[string]Agent, len(d.Agents))
+	for _, a := range d.Agents {
+		m[a.Instance] = a
+	}
+	return m
+}
+
 // Agent is a connected agent that says which instance it runs on.
 type Agent struct {
 	ID       string
+	Name     string
 	Instance string
 	Builds   int // builds it holds now
 	Draining bool
@@ -78,6 +87,10 @@ const (
 	DefaultIdleTimeout = 30 * time.Minute
 	DefaultJoinTimeout = 5 * time.Minute
 	DefaultUpCooldown  = 10 * time.Second
+	// DefaultStep is the time between steps (--pool-step).
+	DefaultStep = 5 * time.Second
+	// saveTimeout bounds a step's save of the state.
+	saveTimeout = 5 * time.Second
 	// destroyAgain is how long a destroyed instance may stay listed
 	// before it is destroyed again.
 	destroyAgain = time.Minute
@@ -225,7 +238,11 @@ func (s *Scaler) Step(ctx context.Context, now time.Time) (err error) {
 		s.mu.Lock()
 		s.shown = shown
 		s.mu.Unlock()
-		if serr := s.store.SavePool(ctx, shown); serr != nil && err == nil {
+		// Saved also when ctx ended (the server closing): what the step
+		// did (a destroy, a drain) must outlive it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+		defer cancel()
+		if serr := s.store.SavePool(sctx, shown); serr != nil && err == nil {
 			err = fmt.Errorf("pool: saving its state: %w", serr)
 		}
 	}()
@@ -234,10 +251,7 @@ func (s *Scaler) Step(ctx context.Context, now time.Time) (err error) {
 		return fmt.Errorf("pool: listing instances: %w", err)
 	}
 	demand := s.fleet.Demand()
-	agents := map[string]Agent{}
-	for _, a := range demand.Agents {
-		agents[a.Instance] = a
-	}
+	agents := demand.ByInstance()
 	s.reconcile(listed, agents, now)
 	if s.fixed {
 		s.state.Desired = len(listed)
@@ -289,7 +303,7 @@ func (s *Scaler) reconcile(listed []Instance, agents map[string]Agent, now time.
 // exited agent's container), or lost the request.
 func (s *Scaler) destroyFinished(ctx context.Context, agents map[string]Agent, now time.Time) error {
 	var errs []error
-	for _, t := range s.sorted() {
+	for _, t := range s.state.Sorted() {
 		a, connected := agents[t.ID]
 		var reason string
 		switch {
@@ -328,7 +342,7 @@ func (s *Scaler) destroyFinished(ctx context.Context, agents map[string]Agent, n
 func (s *Scaler) size(ctx context.Context, d Demand, agents map[string]Agent, now time.Time) error {
 	running, active := 0, 0
 	for _, t := range s.state.Instances {
-		if t.Draining || !t.Destroyed.IsZero() || t.Phase == Stopping {
+		if t.Draining || t.Phase == Stopping { // destroyed ones are stopping
 			continue
 		}
 		active++
@@ -366,7 +380,7 @@ func (s *Scaler) drainIdle(n int, agents map[string]Agent, now time.Time, why st
 	var idle []Agent
 	for _, t := range s.state.Instances {
 		a, ok := agents[t.ID]
-		if ok && !t.Draining && t.Destroyed.IsZero() && t.Phase != Stopping && a.Builds == 0 && !a.IdleSince.IsZero() && now.Sub(a.IdleSince) >= s.cfg.IdleTimeout {
+		if ok && !t.Draining && t.Phase != Stopping && a.Builds == 0 && !a.IdleSince.IsZero() && now.Sub(a.IdleSince) >= s.cfg.IdleTimeout {
 			idle = append(idle, a)
 		}
 	}
@@ -380,7 +394,7 @@ func (s *Scaler) drainIdle(n int, agents map[string]Agent, now time.Time, why st
 	var ids []string
 	var errs []error
 	for _, a := range idle[:min(n, len(idle))] {
-		if _, err := s.fleet.Drain(a.ID); err != nil {
+		if err := s.fleet.Drain(a.ID); err != nil {
 			errs = append(errs, fmt.Errorf("pool: draining agent %s: %w", a.ID, err))
 			continue
 		}
@@ -404,10 +418,6 @@ func (s *Scaler) decide(d Decision) {
 		s.cfg.Decided(d)
 	}
 }
-
-// sorted returns the tracked instances in creation order, for steps that
-// must not depend on map order.
-func (s *Scaler) sorted() []*Tracked { return s.state.Sorted() }
 
 // Sorted returns the tracked instances in creation order.
 func (st State) Sorted() []*Tracked {

@@ -56,14 +56,14 @@ func (f *fakeFleet) Demand() Demand {
 	return d
 }
 
-func (f *fakeFleet) Drain(id string) (bool, error) {
+func (f *fakeFleet) Drain(id string) error {
 	for _, a := range f.agents {
 		if a.ID == id {
 			a.Draining = true
-			return a.Builds == 0, nil
+			return nil
 		}
 	}
-	return false, fmt.Errorf("no agent %s", id)
+	return fmt.Errorf("no agent %s", id)
 }
 
 // join connects an agent on instance in, idle since at.

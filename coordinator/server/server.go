@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -215,10 +216,7 @@ func (s *Server) startPool(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.Coordinator.UsePool(scaler, coordinator.PoolInfo{Provider: pc.Provider, Min: sc.Min, Max: sc.Max, Idle: sc.Idle})
-	every := pc.Every
-	if every <= 0 {
-		every = 5 * time.Second
-	}
+	every := cmp.Or(pc.Every, pool.DefaultStep)
 	s.pool = make(chan struct{})
 	go func() {
 		defer close(s.pool)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestTheBuildsListFilters(t *testing.T) {
 		}
 		for _, id := range []string{a1.ID, a2.ID, b1.ID} {
 			shown := strings.Contains(body, `href="/builds/`+id+`"`)
-			if shown != contains(want, id) {
+			if shown != slices.Contains(want, id) {
 				t.Errorf("/builds%s: build %s shown %v, want %v", query, id, shown, !shown)
 			}
 		}
@@ -97,9 +98,8 @@ func thousandBuilds(t testing.TB, f *fixture) {
 	}
 }
 
-func TestAThousandBuildsRenderQuickly(t *testing.T) {
+func TestAThousandBuildsAllRender(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
 	thousandBuilds(t, f)
 	c := f.client(t, f.viewer)
 	start := time.Now()
@@ -111,25 +111,5 @@ func TestAThousandBuildsRenderQuickly(t *testing.T) {
 	if n := strings.Count(body, `<td class="mono"><a href="/builds/`); n != 1000 {
 		t.Errorf("%d rows, want 1000", n)
 	}
-	// Server time alone, best of five (the first warms the caches).
-	best := time.Hour
-	for range 5 {
-		start := time.Now()
-		rows, err := f.web.rows(ctx, filter{Limit: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = rowsHTML(rows)
-		best = min(best, time.Since(start))
-	}
-	t.Logf("1,000 builds: the page in %v over HTTP, the list read and rendered in %v", took, best)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	t.Logf("1,000 builds: the page in %v over HTTP (bench/dashboard_test.go measures the server time)", took)
 }

@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"net/url"
 	"time"
+
+	"github.com/monkeyci/monkeyci/coordinator/web/view"
 )
 
 // funcs are the templates' helpers: how times, sizes and amounts read.
@@ -25,21 +27,13 @@ var funcs = template.FuncMap{
 	},
 }
 
-// duration reads like 1h02m, 3m07s, 4.2s or 35ms.
+// duration is view.FormatDuration's ("35ms", "4.2s", "3m07s", "1h02m"), and
+// nothing for a negative one (clocks that disagree).
 func duration(d time.Duration) string {
-	switch {
-	case d < 0:
+	if d < 0 {
 		return ""
-	case d < time.Second:
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	case d < 10*time.Second:
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
-	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	return view.FormatDuration(d)
 }
 
 // when is a time in UTC, to the second ("" for none).

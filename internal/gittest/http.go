@@ -2,26 +2,41 @@ package gittest
 
 import (
 	"io"
+	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
-// ServeHTTP serves the repository at repo (a working tree made by Repo)
-// over smart HTTP with git http-backend, as a forge does, and returns its
-// clone URL. An agent without git (one of the docker pool's, in a scratch
-// image) can fetch it: go-git's HTTP transport is its own.
-func ServeHTTP(t testing.TB, repo string) string {
+// HTTPHandler serves the repositories under root over smart HTTP with git
+// http-backend, as a forge does; config is given to git as -c options.
+func HTTPHandler(t testing.TB, root string, config ...string) http.Handler {
 	t.Helper()
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
-		t.Fatalf("gittest: git is needed to serve a repository over HTTP: %v", err)
+		t.Fatalf("gittest: git is needed to serve repositories over HTTP: %v", err)
 	}
-	backend := &cgi.Handler{Path: gitBin, Args: []string{"http-backend"}, Stderr: io.Discard,
-		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(repo), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_PARAMETERS='uploadpack.allowAnySHA1InWant=true'"}}
-	srv := httptest.NewServer(backend)
+	env := []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}
+	if len(config) > 0 {
+		quoted := make([]string, len(config))
+		for i, c := range config {
+			quoted[i] = "'" + c + "'"
+		}
+		env = append(env, "GIT_CONFIG_PARAMETERS="+strings.Join(quoted, " "))
+	}
+	return &cgi.Handler{Path: gitBin, Args: []string{"http-backend"}, Env: env, Stderr: io.Discard}
+}
+
+// ServeHTTP serves the repository at repo (a working tree made by Repo)
+// over smart HTTP and returns its clone URL. An agent without git (one of
+// the docker pool's, in a scratch image) can fetch it: go-git's HTTP
+// transport is its own.
+func ServeHTTP(t testing.TB, repo string) string {
+	t.Helper()
+	srv := httptest.NewServer(HTTPHandler(t, filepath.Dir(repo), "uploadpack.allowAnySHA1InWant=true"))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/" + filepath.Base(repo) + "/.git"
 }

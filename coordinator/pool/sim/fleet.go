@@ -112,12 +112,12 @@ func (f *fleet) Demand() pool.Demand {
 	return d
 }
 
-func (f *fleet) Drain(id string) (bool, error) {
+func (f *fleet) Drain(id string) error {
 	for _, a := range f.agents {
 		if a.id == id {
 			a.draining = true
-			return len(a.builds) == 0, nil
+			return nil
 		}
 	}
-	return false, fmt.Errorf("no agent %s", id)
+	return fmt.Errorf("no agent %s", id)
 }

@@ -90,6 +90,17 @@ func (r *rowBuilder) stop(at time.Time, state string) {
 	r.open = false
 }
 
+// end closes the row at its end event: a running span takes the result's
+// state (a queued or paused one keeps its own), and so does the row.
+func (r *rowBuilder) end(at time.Time, state string) {
+	if r.current() == KindRunning {
+		r.stop(at, state)
+	} else {
+		r.stop(at, "")
+	}
+	r.row.State = state
+}
+
 // current is the open span's kind, "" when none is open.
 func (r *rowBuilder) current() string {
 	if !r.open {
@@ -164,13 +175,7 @@ func BuildTimeline(evs []events.Event, now time.Time) Timeline {
 				script.start(KindRunning, StateRunning, at)
 				script.row.State = StateRunning
 			case events.ScriptEnd:
-				state := endState(e)
-				if script.current() == KindRunning {
-					script.stop(at, state)
-				} else {
-					script.stop(at, "")
-				}
-				script.row.State = state
+				script.end(at, endState(e))
 			}
 			continue
 		}
@@ -191,13 +196,7 @@ func BuildTimeline(evs []events.Event, now time.Time) Timeline {
 			r.start(KindRunning, StateRunning, at)
 			r.row.State = StateRunning
 		case events.JobEnd:
-			state := endState(e)
-			if r.current() == KindRunning {
-				r.stop(at, state)
-			} else {
-				r.stop(at, "")
-			}
-			r.row.State = state
+			r.end(at, endState(e))
 		case events.JobSkipped:
 			r.stop(at, "")
 			r.row.State = StateSkipped
