@@ -23,7 +23,7 @@ import (
 var errNotAction = errors.New("not a running action")
 
 func (s *jobServer) BeginAction(ctx context.Context, req *jobapi.BeginActionRequest) (*jobapi.BeginActionResponse, error) {
-	if id := req.GetId(); !buildIDRE.MatchString(id) { // a job's id rule too
+	if id := req.GetId(); !pipeline.ValidID(id) {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid action id %q: use letters, digits, '.', '_' and '-'", id)
 	}
 	if err := s.b.beginAction(req.GetId(), req.GetDeps()); err != nil {

@@ -9,11 +9,11 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // Paths inside the script container.
@@ -79,7 +79,7 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 	if spec.ID == "" {
 		spec.ID = newID()
 	}
-	if !buildIDRE.MatchString(spec.ID) {
+	if !pipeline.ValidID(spec.ID) {
 		// The id names directories, containers and volumes.
 		return Outcome{Result: events.Error}, fmt.Errorf("invalid build id %q: use letters, digits, '.', '_' and '-'", spec.ID)
 	}
@@ -382,5 +382,3 @@ func newID() string {
 }
 
 var errDuplicateJob = errors.New("a job with that id was already started")
-
-var buildIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

@@ -118,7 +118,7 @@ func (b *build) awaitDeps(deps []*jobRun) (jobResult, bool) {
 		res := d.result
 		b.mu.Unlock()
 		if res.status != events.Success {
-			return jobResult{status: events.Skipped, message: fmt.Sprintf("dependency %s ended with %s", res.id, res.status)}, false
+			return jobResult{status: events.Skipped, message: events.SkipReason(res.id, res.status)}, false
 		}
 	}
 	return jobResult{}, true
@@ -217,7 +217,7 @@ func (b *build) await(ctx context.Context, ids []string, any bool) ([]jobResult,
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			b.pauser.awaitEnd(ctx)
+			b.pauser.awaitOver(ctx)
 			return nil, ctx.Err()
 		}
 		changed, done, complete = collect()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -28,7 +29,11 @@ import (
 //
 // Contract: a pause is only started by an await that begins, or by the end
 // of a call or of a job's start; the container is unpaused before any await
-// is answered and whenever another call arrives. Engine calls are
+// is answered and whenever another call arrives. A script that got an
+// answer works on it until its next call, even with another await still
+// outstanding (the declarative driver awaits jobs and an unblock side by
+// side, and calls one off when the other answers): it is not frozen again
+// meanwhile. Engine calls are
 // serialised, and a pause re-checks the counts after taking the engine lock,
 // so a pause that lost a race with an answer never freezes the script after
 // the answer. After close nothing is paused again.
@@ -49,6 +54,7 @@ type pauser struct {
 	others    int        // any other call outstanding
 	actions   int        // actions running: the script works between its calls
 	starting  int        // jobs between their capacity grant and their container made
+	answered  bool       // an await was answered, and the script has not called since
 	requested time.Time  // when a pause was last wanted
 
 	engine      sync.Mutex // serialises pause and unpause; guards the rest
@@ -92,6 +98,7 @@ func (p *pauser) close(ctx context.Context) {
 func (p *pauser) callBegin(ctx context.Context) {
 	p.mu.Lock()
 	p.others++
+	p.answered = false
 	p.mu.Unlock()
 	p.resume(ctx)
 }
@@ -102,15 +109,36 @@ func (p *pauser) callEnd() { p.change(func() { p.others-- }) }
 // awaitBegin notes an await (on jobs or an unblock) and starts a pause if
 // it is now the only kind of call outstanding. It does not wait for the
 // pause.
-func (p *pauser) awaitBegin() { p.change(func() { p.awaits++ }) }
+func (p *pauser) awaitBegin() {
+	p.change(func() {
+		p.awaits++
+		p.answered = false
+	})
+}
 
-// awaitEnd is called before an await is answered: it makes sure the script
-// runs again before the answer is sent.
+// awaitEnd is called before an await is answered: it makes sure the
+// script runs again before the answer is sent.
 func (p *pauser) awaitEnd(ctx context.Context) {
 	p.mu.Lock()
 	p.awaits--
+	p.answered = true
 	p.mu.Unlock()
 	p.resume(ctx)
+}
+
+// awaitOver ends an await that ctx ended before any answer. Called off by
+// the script (canceled), it only stops counting: the script runs, since it
+// called it off, and may have been frozen again by its next await already,
+// which the late end of this one must not undo. Ended by its deadline, the
+// error is an answer like any other.
+func (p *pauser) awaitOver(ctx context.Context) {
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		p.awaitEnd(ctx)
+		return
+	}
+	p.mu.Lock()
+	p.awaits--
+	p.mu.Unlock()
 }
 
 // actionBegin notes an action begun by a call still outstanding (which
@@ -149,7 +177,7 @@ func (p *pauser) change(f func()) {
 }
 
 func (p *pauser) shouldPauseLocked() bool {
-	return p.enabled && p.awaits > 0 && p.others == 0 && p.actions == 0 && p.starting == 0
+	return p.enabled && p.awaits > 0 && p.others == 0 && p.actions == 0 && p.starting == 0 && !p.answered
 }
 
 func (p *pauser) pause() {

@@ -357,6 +357,54 @@ func TestPauserWaitsForStartingJobs(t *testing.T) {
 	f.calls(t, "pause", "unpause")
 }
 
+// Two awaits outstanding (jobs and an unblock, side by side): once one is
+// answered the script works on the answer, calling the other off, and a
+// job's start meanwhile must not freeze it. Its next call makes it a
+// waiting script again.
+func TestPauserLeavesAnAnsweredScriptRunningBesideAnotherAwait(t *testing.T) {
+	f := newPauser(t, true, &fakeEngine{})
+	ctx := context.Background()
+	f.p.awaitBegin()
+	f.next(t, events.ScriptPaused)
+	f.p.awaitBegin()
+	f.p.awaitEnd(ctx) // the first answer
+	f.next(t, events.ScriptResumed)
+
+	f.p.jobStarting() // a job started before the awaits gets its container
+	f.p.jobStarted()
+	waitNoPause(t)
+	f.isPaused(t, false)
+	f.noEvent(t)
+
+	// The script calls the other await off and awaits again; the agent
+	// hears of the call-off only after the new await froze the script.
+	f.p.awaitBegin()
+	f.next(t, events.ScriptPaused)
+	calledOff, cancel := context.WithCancel(ctx)
+	cancel()
+	f.p.awaitOver(calledOff)
+	waitNoPause(t)
+	f.isPaused(t, true)
+	f.noEvent(t)
+	f.p.awaitEnd(ctx)
+	f.next(t, events.ScriptResumed)
+	f.calls(t, "pause", "unpause", "pause", "unpause")
+}
+
+// An await that ends by its deadline is answered (with an error): the
+// script must run to read it.
+func TestPauserResumesForAnAwaitPastItsDeadline(t *testing.T) {
+	f := newPauser(t, true, &fakeEngine{})
+	f.p.awaitBegin()
+	f.next(t, events.ScriptPaused)
+	late, cancel := context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
+	<-late.Done()
+	f.p.awaitOver(late)
+	f.next(t, events.ScriptResumed)
+	f.isPaused(t, false)
+}
+
 func TestPauserJobStartedWithoutAwaitDoesNotPause(t *testing.T) {
 	f := newPauser(t, true, &fakeEngine{})
 	f.p.jobStarting()

@@ -112,17 +112,19 @@ func (b *build) awaitUnblock(ctx context.Context, ids []string) (string, error) 
 		b.emit(events.Event{Type: events.JobBlocked, Job: id, Message: "waits for a manual unblock"})
 	}
 	b.pauser.awaitBegin()
-	defer b.pauser.awaitEnd(ctx) // before the answer: the script runs again
 	for id == "" {
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			b.pauser.awaitOver(ctx)
 			return "", ctx.Err()
 		case <-b.jobsCtx.Done():
+			b.pauser.awaitEnd(ctx)
 			return "", errBuildEnding
 		}
 		changed, id = check()
 	}
+	b.pauser.awaitEnd(ctx) // before the answer: the script runs again
 	return id, nil
 }
 

@@ -45,10 +45,12 @@ func TestBlockedJobWaitsWithTheScriptPausedUntilUnblocked(t *testing.T) {
 	if blocked.Job != "gate" || blocked.Message != "waits for a manual unblock" {
 		t.Errorf("job/blocked = %+v, want gate waiting for a manual unblock", blocked)
 	}
-	// The pause of the wait, not the one while a ran.
+	// The script waits for a and the unblock side by side (the gate can be
+	// approved while a runs); the pause that matters is the one once a
+	// ended, when the unblock is all it waits for.
 	seen := false
-	rec.waitFor(t, "script/paused after job/blocked", func(e events.Event) bool {
-		seen = seen || e.Type == events.JobBlocked
+	rec.waitFor(t, "script/paused after a ended", func(e events.Event) bool {
+		seen = seen || e.Type == events.JobEnd && e.Job == "a"
 		return seen && e.Type == events.ScriptPaused
 	})
 	script := scriptContainer(t, f, blocked.Build)

@@ -21,25 +21,30 @@ import (
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
-// burn is a job line that keeps one CPU busy for 4 to 9 s here (busybox
-// sh counts 0.5 to 1 million a second, as this machine's speed drifts).
-// CI jobs run for tens of seconds; much shorter ones would measure the
-// engine's container starts, which pausing does not speed up, instead of
-// the CPU it lends.
-const burn = `i=0; while [ $i -lt 4000000 ]; do i=$((i+1)); done`
+// burn is a job line that keeps one CPU busy until it has had 6 s of it,
+// then says how much it counted. Sized in CPU time, not in work: the two
+// vCPUs here run the same count at speeds a third apart, and which of them
+// is slow changes by the minute (two of the same count side by side took
+// 3.8 s and 5.9 s), which no scheduler sees or causes. Against CPU time a
+// job lasts 6 s on either, longer only when something in this machine
+// takes its CPU, which is what the figure is about. CI jobs run for tens
+// of seconds; much shorter ones would measure the engine's container
+// starts, which pausing does not speed up, instead of the CPU it lends.
+// The kernel counts in ticks of 1/100 s (USER_HZ); fields 14 and 15 of
+// /proc/self/stat are the shell's user and system time.
+const burn = `t=0; n=0; while [ $t -lt 600 ]; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; n=$((n+1)); read -r _ _ _ _ _ _ _ _ _ _ _ _ _ u s _ < /proc/self/stat; t=$((u+s)); done; echo "counted $((n*20)) thousand in 6 s of CPU"`
 
 // BenchmarkCapacityFromPausing: one agent with 2 CPUs takes 8 builds, each
-// a script and two sequential CPU-bound jobs of 1 CPU, through a real
-// coordinator. With pausing, a waiting script lends its CPU to jobs, so two
-// jobs run where one ran: the makespan without pausing over the makespan
-// with it.
+// a script and two sequential CPU-bound jobs of 1 CPU (6 s of CPU each),
+// through a real coordinator. With pausing, a waiting script lends its CPU
+// to jobs, so two jobs run where one ran: the makespan without pausing over
+// the makespan with it.
 //
-// This machine's speed drifts by a third within minutes, which the two
-// makespans, taken one after the other, would carry into the ratio. So
-// both are taken in two halves of 4 builds, in the order with, without,
-// without, with (A-B-B-A): a steady drift weighs the same on both sides.
-// Builds run one at a time without pausing and two at a time with it, so
-// two halves take what 8 in a row take, give or take a wave's tail.
+// Both are taken in two halves of 4 builds, in the order with, without,
+// without, with (A-B-B-A): a drift of the machine weighs the same on both
+// sides, and two halves that disagree show a disturbed run. Builds run one
+// at a time without pausing and two at a time with it, so two halves take
+// what 8 in a row take, give or take a wave's tail.
 func BenchmarkCapacityFromPausing(b *testing.B) {
 	dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
@@ -58,7 +63,7 @@ func BenchmarkCapacityFromPausing(b *testing.B) {
 	if ratio < 1.8 {
 		verdict = "UNDER"
 	}
-	b.Logf("capacity from pausing: makespan %.1fs without pausing (%.1fs + %.1fs), %.1fs with (%.1fs + %.1fs; taken with, without, without, with), ratio %.2f (at least 1.80) %s",
+	b.Logf("capacity from pausing (jobs of 6 s of CPU): makespan %.1fs without pausing (%.1fs + %.1fs), %.1fs with (%.1fs + %.1fs; taken with, without, without, with), ratio %.2f (at least 1.80) %s",
 		without.Seconds(), without1.Seconds(), without2.Seconds(), with.Seconds(), with1.Seconds(), with2.Seconds(), ratio, verdict)
 }
 

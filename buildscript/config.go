@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,7 +75,7 @@ func ParseConfig(file string, data []byte) (Config, error) {
 		return Config{}, nil // empty
 	}
 	if err != nil {
-		return Config{}, yamlError(file, err)
+		return Config{}, pipeline.YAMLError(file, data, err)
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
 		return Config{}, nil
@@ -166,15 +165,4 @@ func memory(v *yaml.Node, at errorAt) (int64, *pipeline.Error) {
 		return 0, at(v, "memory: %v", err)
 	}
 	return b, nil
-}
-
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// yamlError puts a YAML syntax error at its line.
-func yamlError(file string, err error) error {
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &pipeline.Error{Pos: pipeline.Position{File: file, Line: line}, Msg: m[2]}
-	}
-	return &pipeline.Error{Pos: pipeline.Position{File: file}, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
 }

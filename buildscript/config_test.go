@@ -44,7 +44,7 @@ func TestParseConfigErrorsNameThePlace(t *testing.T) {
 		{"bad image", "image: UPPER/Case\n", `.monkeyci/script.yaml:1:8: image: "UPPER/Case" is not an image reference`},
 		{"not a mapping", "- image: a\n", ".monkeyci/script.yaml:1:1: expected a mapping of image, cpus, memory"},
 		{"twice", "cpus: 1\ncpus: 2\n", ".monkeyci/script.yaml:2:1: cpus is given twice"},
-		{"syntax", "image: a\n  b: [\n", ".monkeyci/script.yaml:"},
+		{"syntax", "image: a\n  b: [\n", ".monkeyci/script.yaml:2:3: invalid YAML: mapping values are not allowed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -72,6 +73,7 @@ func NewPrinter(w io.Writer, mode Mode) *Printer {
 
 type jobLine struct {
 	id      string
+	deps    []string // from job/queued
 	state   string
 	started time.Time
 	took    time.Duration
@@ -117,18 +119,44 @@ func (p *Printer) track(e events.Event) string {
 	j := p.job(e.Job)
 	switch e.Type {
 	case events.JobQueued:
-		j.state = "waiting for capacity"
+		j.deps = e.Deps
+		j.state = p.queuedState(j)
 	case events.JobInitializing:
 		j.state = "creating"
 	case events.JobStart:
 		j.state, j.started = "running", e.Time
 	case events.JobEnd, events.JobSkipped:
 		j.state, j.took, j.message = string(e.Status), e.Duration, e.Message
+		// Jobs queued behind this one now wait for the rest, or capacity.
+		for _, q := range p.jobs {
+			if strings.HasPrefix(q.state, waitingFor) {
+				q.state = p.queuedState(q)
+			}
+		}
 	default:
 		return ""
 	}
 	return fmt.Sprintf("%-*s  %s", p.width, e.Job, j.describe(time.Time{}))
 }
+
+const waitingFor = "waiting for "
+
+// queuedState says what a queued job waits for: the dependencies that have
+// not ended (a job started with deps by a script), else capacity.
+func (p *Printer) queuedState(j *jobLine) string {
+	var waits []string
+	for _, d := range j.deps {
+		if dj, ok := p.jobs[d]; !ok || !slices.Contains(endStates, dj.state) {
+			waits = append(waits, d)
+		}
+	}
+	if len(waits) > 0 {
+		return waitingFor + strings.Join(waits, ", ")
+	}
+	return waitingFor + "capacity"
+}
+
+var endStates = []string{string(events.Success), string(events.Failure), string(events.Error), string(events.Canceled), string(events.Skipped)}
 
 func (p *Printer) job(id string) *jobLine {
 	j, ok := p.jobs[id]

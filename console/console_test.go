@@ -55,6 +55,20 @@ func TestPrinterPlain(t *testing.T) {
 				"compile  success in 1.5s\n",
 		},
 		{
+			name: "a job queued behind its dependencies waits for them",
+			calls: []call{
+				ev(events.Event{Type: events.JobQueued, Job: "build"}),
+				ev(events.Event{Type: events.JobQueued, Job: "deploy", Deps: []string{"build", "lint"}}),
+				ev(events.Event{Type: events.JobEnd, Job: "build", Status: events.Success, Duration: time.Second}),
+				ev(events.Event{Type: events.JobQueued, Job: "notify", Deps: []string{"build"}}),
+			},
+			want: "" +
+				"build   waiting for capacity\n" +
+				"deploy  waiting for build, lint\n" +
+				"build   success in 1s\n" +
+				"notify  waiting for capacity\n",
+		},
+		{
 			name: "failure and skip carry their message",
 			calls: []call{
 				ev(events.Event{Type: events.JobEnd, Job: "test", Status: events.Failure, Duration: 250 * time.Millisecond, Message: "line 2 exited with 1"}),

@@ -106,8 +106,9 @@ type Coordinator struct {
 	// pool is the agent pool's scaler, when there is one (UsePool).
 	pool     PoolView
 	poolInfo PoolInfo
-	// changes wakes the dashboard's watchers (Changes).
-	changes broadcast
+	// changes and buildChanges wake the dashboard's watchers (Changes,
+	// BuildChanges).
+	changes, buildChanges broadcast
 }
 
 // lease is a running attempt as the coordinator tracks it in memory.

@@ -31,10 +31,22 @@ func (b *broadcast) notify() {
 	}
 }
 
-// Changes returns a channel closed at the next change to a build: created,
-// assigned, an event stored, queued again, ended. Take it before reading
-// what it guards, so that no change falls in between; then call it again.
+// Changes returns a channel closed at the next change to a build or its
+// events: created, assigned, an event stored, queued again, ended. Take it
+// before reading what it guards, so that no change falls in between; then
+// call it again.
 func (c *Coordinator) Changes() <-chan struct{} { return c.changes.wait() }
 
-// changed wakes whoever waits on Changes.
-func (c *Coordinator) changed() { c.changes.notify() }
+// BuildChanges is Changes for the build records alone (created, assigned,
+// why one waits, queued again, ended), not their events: a list of builds
+// need not look again for every line a job prints.
+func (c *Coordinator) BuildChanges() <-chan struct{} { return c.buildChanges.wait() }
+
+// changed wakes whoever waits on a change to a build.
+func (c *Coordinator) changed() {
+	c.buildChanges.notify()
+	c.changes.notify()
+}
+
+// eventStored wakes whoever waits on Changes.
+func (c *Coordinator) eventStored() { c.changes.notify() }

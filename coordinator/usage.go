@@ -71,5 +71,5 @@ func (c *Coordinator) noteEvent(e StoredEvent) {
 		}
 		c.mu.Unlock()
 	}
-	c.changed()
+	c.eventStored()
 }

@@ -77,7 +77,20 @@ func TestAgentUsageCountsPausedScripts(t *testing.T) {
 			t.Errorf("usage %+v: want a capacity of 4 CPUs and scripts of 1", u)
 		}
 	}
+	// A stored event is a change, but not one of the build's record (the
+	// builds list waits on those alone).
+	all, records := f.c.Changes(), f.c.BuildChanges()
 	event(1, events.BuildStart)
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stored event was not told")
+	}
+	select {
+	case <-records:
+		t.Error("a stored event was told as a change of the build's record")
+	default:
+	}
 	usage(1, 0)
 	event(2, events.ScriptPaused)
 	usage(0, 1)
@@ -92,6 +105,11 @@ func TestAgentUsageCountsPausedScripts(t *testing.T) {
 	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Done{Done: &fleet.BuildDone{Build: ba, Result: "success", LastSeq: 5}}})
 	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetDone() }); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-records:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the build's end was not told as a change of its record")
 	}
 	usage(0, 0)
 }

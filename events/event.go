@@ -68,6 +68,13 @@ const (
 	Skipped  Result = "skipped"
 )
 
+// SkipReason is the message of a job skipped because dep, a job it depends
+// on, ended with result: one wording wherever a skip is decided (agent,
+// declarative driver, SDK).
+func SkipReason(dep string, result Result) string {
+	return "dependency " + dep + " ended with " + string(result)
+}
+
 // Event is one thing that happened to a build. Fields that do not apply to a
 // type stay zero and are left out of every encoding.
 type Event struct {

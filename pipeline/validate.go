@@ -14,6 +14,10 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 const idExpected = "use up to 128 letters, digits, '.', '_' and '-', starting with a letter or digit"
 
+// ValidID says whether s may be an id: of a job, an artifact, a cache, or
+// of a build or action where the agent names things after them.
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
 // Validate fills the defaults still missing (ids job-N, N being the job's
 // 1-based place in the build) and checks jobs alone and together: ids,
 // images, scripts, resources, dependencies and cycles. Jobs may come from

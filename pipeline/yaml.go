@@ -30,7 +30,7 @@ func parseYAML(file string, data []byte) ([]*node, error) {
 			break
 		}
 		if err != nil {
-			return nil, yamlError(file, data, err)
+			return nil, YAMLError(file, data, err)
 		}
 		if len(doc.Content) == 0 || isImplicitNull(doc.Content[0]) {
 			continue // an empty document: comments only, or a bare "---"
@@ -189,9 +189,10 @@ var yamlScannerProblems = []string{
 	"mapping values are not allowed",
 }
 
-// yamlError places a yaml.v3 error. yaml.v3 reports lines only (and not
-// always the problem's own); the column is the start of that line.
-func yamlError(file string, data []byte, err error) error {
+// YAMLError places a yaml.v3 syntax error. yaml.v3 reports lines only (and
+// not always the problem's own); the column is the start of that line.
+// Other YAML files of a build (script.yaml) report their errors with it.
+func YAMLError(file string, data []byte, err error) error {
 	msg := err.Error()
 	line := 1
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {

@@ -15,8 +15,8 @@ import (
 
 // Drive runs a declarative build: it starts every job whose dependencies
 // have succeeded, awaits whichever ends first, tells the agent which jobs it
-// skips, and returns the build's result. When nothing runs and blocked jobs
-// are left, it waits for a person to unblock one. The build's parameters
+// skips, and returns the build's result. While blocked jobs are left, it
+// also waits for a person to unblock one. The build's parameters
 // reach each job as environment variables, under the job's own env.
 //
 // A job whose `when` does not hold is skipped before anything starts, with
@@ -67,6 +67,8 @@ type driver struct {
 	graph   *pipeline.Graph
 	params  map[string]string
 	running []string
+	// noUnblocks: this run has nobody to unblock a job.
+	noUnblocks bool
 }
 
 // skipUnwanted skips the jobs whose `when` does not hold, and their
@@ -122,7 +124,13 @@ func (d *driver) awaitAny(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("awaiting jobs: %w", err)
 	}
-	if len(resp.GetResults()) == 0 { // would make this loop spin
+	return d.finished(ctx, resp)
+}
+
+// finished takes in the jobs an await reported ended, and skips what can
+// no longer run.
+func (d *driver) finished(ctx context.Context, resp *jobapi.AwaitJobsResponse) error {
+	if len(resp.GetResults()) == 0 { // would make the driver's loop spin
 		return fmt.Errorf("awaiting jobs %v: the agent answered with no result", d.running)
 	}
 	for _, r := range resp.GetResults() {
@@ -132,7 +140,7 @@ func (d *driver) awaitAny(ctx context.Context) error {
 			return err
 		}
 		for _, s := range skipped {
-			if err := d.skip(ctx, s, fmt.Sprintf("dependency %s ended with %s", r.GetId(), r.GetStatus())); err != nil {
+			if err := d.skip(ctx, s, events.SkipReason(r.GetId(), events.Result(r.GetStatus()))); err != nil {
 				return err
 			}
 		}
@@ -140,17 +148,91 @@ func (d *driver) awaitAny(ctx context.Context) error {
 	return nil
 }
 
-// next waits for what lets the build go on: the end of a running job, or
-// else a person's unblock of a blocked job. It reports false when nothing
-// can come.
+// next waits for what lets the build go on: the end of a running job, or a
+// person's unblock of a blocked job, whichever comes first (a gate can be
+// approved while other jobs run). It reports false when nothing can come.
 func (d *driver) next(ctx context.Context) (bool, error) {
-	if len(d.running) > 0 {
+	var blocked []string
+	if !d.noUnblocks {
+		blocked = d.blocked()
+	}
+	switch {
+	case len(d.running) == 0 && len(blocked) == 0:
+		return false, nil
+	case len(blocked) == 0:
 		return true, d.awaitAny(ctx)
+	case len(d.running) == 0:
+		resp, err := d.api.AwaitUnblock(ctx, &jobapi.AwaitUnblockRequest{Ids: blocked})
+		if err := d.unblocked(resp, err, blocked); err != nil {
+			return false, err
+		}
+		return !d.noUnblocks, nil
 	}
-	if blocked := d.blocked(); len(blocked) > 0 {
-		return d.awaitUnblock(ctx, blocked)
+	return true, d.awaitEither(ctx, blocked)
+}
+
+// awaitEither awaits the running jobs and an unblock side by side. The
+// first answer calls the other await off; an answer that came all the
+// same is taken too, the unblock first, so that a job unblocked beside
+// its dependency's failure is skipped with it.
+func (d *driver) awaitEither(ctx context.Context, blocked []string) error {
+	actx, callOff := context.WithCancel(ctx)
+	defer callOff()
+	jobs := make(chan error, 1)
+	var jobsResp *jobapi.AwaitJobsResponse
+	go func() {
+		var err error
+		jobsResp, err = d.api.AwaitJobs(actx, &jobapi.AwaitJobsRequest{Ids: d.running, Any: true})
+		jobs <- err
+	}()
+	unblock := make(chan error, 1)
+	var unblockResp *jobapi.AwaitUnblockResponse
+	go func() {
+		var err error
+		unblockResp, err = d.api.AwaitUnblock(actx, &jobapi.AwaitUnblockRequest{Ids: blocked})
+		unblock <- err
+	}()
+	var jobsErr, unblockErr error
+	select {
+	case jobsErr = <-jobs:
+		callOff()
+		unblockErr = <-unblock
+	case unblockErr = <-unblock:
+		if !unavailable(unblockErr) { // else: nobody can unblock; the jobs still run
+			callOff()
+		}
+		jobsErr = <-jobs
 	}
-	return false, nil
+	calledOff := func(err error) bool { return status.Code(err) == codes.Canceled && ctx.Err() == nil }
+	if !calledOff(unblockErr) {
+		if err := d.unblocked(unblockResp, unblockErr, blocked); err != nil {
+			return err
+		}
+	}
+	switch {
+	case calledOff(jobsErr):
+		return nil
+	case jobsErr != nil:
+		return fmt.Errorf("awaiting jobs: %w", jobsErr)
+	}
+	return d.finished(ctx, jobsResp)
+}
+
+// unblocked takes in the answer to an await of an unblock of ids. No
+// unblock can come when the run has nobody to give one (a local run, or an
+// agent older than unblocks): the driver stops asking.
+func (d *driver) unblocked(resp *jobapi.AwaitUnblockResponse, err error, ids []string) error {
+	if unavailable(err) {
+		d.noUnblocks = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("awaiting an unblock of %v: %w", ids, err)
+	}
+	if err := d.graph.Unblock(resp.GetId()); err != nil {
+		return fmt.Errorf("awaiting an unblock of %v: the agent answered %q: %w", ids, resp.GetId(), err)
+	}
+	return nil
 }
 
 // blocked returns the jobs that wait for a manual unblock.
@@ -164,22 +246,11 @@ func (d *driver) blocked() []string {
 	return out
 }
 
-// awaitUnblock waits for a person to unblock one of ids. It reports false
-// when this run has nobody to give one (a local run, or an agent older than
-// unblocks). No deadline: the agent freezes this process while it waits.
-func (d *driver) awaitUnblock(ctx context.Context, ids []string) (bool, error) {
-	resp, err := d.api.AwaitUnblock(ctx, &jobapi.AwaitUnblockRequest{Ids: ids})
-	switch status.Code(err) {
-	case codes.OK:
-	case codes.FailedPrecondition, codes.Unimplemented:
-		return false, nil
-	default:
-		return false, fmt.Errorf("awaiting an unblock of %v: %w", ids, err)
-	}
-	if err := d.graph.Unblock(resp.GetId()); err != nil {
-		return false, fmt.Errorf("awaiting an unblock of %v: the agent answered %q: %w", ids, resp.GetId(), err)
-	}
-	return true, nil
+// unavailable says an await of an unblock was refused because nobody can
+// give one.
+func unavailable(err error) bool {
+	c := status.Code(err)
+	return c == codes.FailedPrecondition || c == codes.Unimplemented
 }
 
 func (d *driver) skip(ctx context.Context, id, reason string) error {

@@ -47,31 +47,35 @@ func (c call) String() string {
 }
 
 // fakeAPI is an agent's job API: a job is finished as soon as it was
-// started, with the status the test gives it (success by default). An await
-// returns the first asked-for job that is finished and not yet reported.
-// Unblocks come in the order of unblocks; with none set, nobody can give
-// one (FailedPrecondition, as in a local run), and once they are all given
-// an await of one waits for the caller's context.
+// started, with the status the test gives it (success by default), unless
+// the test holds it (it then runs until released). An await returns the
+// first asked-for job that is finished and not yet reported, waiting while
+// all of them are held. Unblocks are what the test gave, as the agent
+// records them: an await of one returns the first given that it asks for,
+// or waits. With canUnblock false, nobody can give one (noUnblock: a local
+// run's FailedPrecondition by default).
 type fakeAPI struct {
 	jobapi.UnimplementedJobAPIServer
-	token    string
-	params   map[string]string
-	status   map[string]string // job id -> "success", "failure", ...
-	unblocks []string
-	// noUnblock is the code of the answer when unblocks is nil.
-	noUnblock codes.Code
-	awaiting  chan struct{} // closed when an await of an unblock starts waiting
+	token      string
+	params     map[string]string
+	status     map[string]string // job id -> "success", "failure", ...
+	canUnblock bool
+	noUnblock  codes.Code
 
 	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced at every change below
 	calls    []call
 	refused  int // calls without the right token
 	started  map[string]bool
 	reported map[string]bool
+	held     map[string]bool
+	given    []string       // unblocks, in the order given
+	waiting  map[string]int // awaits waiting now, by kind ("await", "unblock")
 }
 
 func newFake(token string, params, status map[string]string) *fakeAPI {
 	return &fakeAPI{token: token, params: params, status: status, noUnblock: codes.FailedPrecondition,
-		awaiting: make(chan struct{}), started: map[string]bool{}, reported: map[string]bool{}}
+		changed: make(chan struct{}), started: map[string]bool{}, reported: map[string]bool{}, held: map[string]bool{}, waiting: map[string]int{}}
 }
 
 // auth refuses every call whose metadata does not carry the build's token.
@@ -99,6 +103,7 @@ func (f *fakeAPI) StartJob(_ context.Context, req *jobapi.StartJobRequest) (*job
 	}
 	f.started[id] = true
 	f.calls = append(f.calls, call{kind: "start", id: id, env: maps.Clone(req.GetJob().GetEnv())})
+	f.changeLocked()
 	return &jobapi.StartJobResponse{}, nil
 }
 
@@ -109,24 +114,37 @@ func (f *fakeAPI) SkipJob(_ context.Context, req *jobapi.SkipJobRequest) (*jobap
 	return &jobapi.SkipJobResponse{}, nil
 }
 
-func (f *fakeAPI) AwaitJobs(_ context.Context, req *jobapi.AwaitJobsRequest) (*jobapi.AwaitJobsResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+func (f *fakeAPI) AwaitJobs(ctx context.Context, req *jobapi.AwaitJobsRequest) (*jobapi.AwaitJobsResponse, error) {
 	ids := slices.Clone(req.GetIds())
 	if len(ids) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "await of no jobs")
 	}
-	for _, id := range ids {
-		// Waiting on a job that never started, or whose end was already
-		// told, would block a real agent forever: fail instead.
-		if !f.started[id] || f.reported[id] {
-			return nil, status.Errorf(codes.FailedPrecondition, "await of job %q: never started or already reported", id)
-		}
-	}
 	if !req.GetAny() {
 		return nil, status.Error(codes.InvalidArgument, "the driver is expected to await any, not all")
 	}
-	id := ids[0]
+	f.mu.Lock()
+	for _, id := range ids {
+		// An await that names a job never started, or one whose end the
+		// driver already took, is a driver bug: fail it.
+		if !f.started[id] || f.reported[id] {
+			f.mu.Unlock()
+			return nil, status.Errorf(codes.FailedPrecondition, "await of job %q: never started or already reported", id)
+		}
+	}
+	f.mu.Unlock()
+	id, err := f.wait(ctx, "await", func() string {
+		for _, id := range ids {
+			if !f.held[id] {
+				return id
+			}
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.reported[id] = true
 	st := f.status[id]
 	if st == "" {
@@ -137,26 +155,106 @@ func (f *fakeAPI) AwaitJobs(_ context.Context, req *jobapi.AwaitJobsRequest) (*j
 }
 
 func (f *fakeAPI) AwaitUnblock(ctx context.Context, req *jobapi.AwaitUnblockRequest) (*jobapi.AwaitUnblockResponse, error) {
-	f.mu.Lock()
-	if f.unblocks == nil {
-		f.mu.Unlock()
+	if !f.canUnblock {
 		return nil, status.Error(f.noUnblock, "nobody can unblock a job here")
 	}
-	ids := slices.Clone(req.GetIds())
-	if len(f.unblocks) == 0 {
-		f.mu.Unlock()
-		close(f.awaiting)
-		<-ctx.Done()
-		return nil, status.FromContextError(ctx.Err()).Err()
+	ids := req.GetIds()
+	id, err := f.wait(ctx, "unblock", func() string {
+		for _, id := range f.given {
+			if slices.Contains(ids, id) {
+				return id
+			}
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, err
 	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
-	id := f.unblocks[0]
-	if !slices.Contains(ids, id) {
-		return nil, status.Errorf(codes.FailedPrecondition, "await of an unblock of %v, but %s is the next one unblocked", ids, id)
-	}
-	f.unblocks = f.unblocks[1:]
-	f.calls = append(f.calls, call{kind: "unblock", id: id, ids: ids})
+	f.calls = append(f.calls, call{kind: "unblock", id: id, ids: slices.Clone(ids)})
 	return &jobapi.AwaitUnblockResponse{Id: id}, nil
+}
+
+// wait returns what answer finds (under the lock), waiting for a change
+// until it finds something or ctx ends; it counts itself waiting by kind.
+func (f *fakeAPI) wait(ctx context.Context, kind string, answer func() string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	counted := false
+	defer func() {
+		if counted {
+			f.waiting[kind]--
+			f.changeLocked()
+		}
+	}()
+	for {
+		if id := answer(); id != "" {
+			return id, nil
+		}
+		if !counted {
+			counted = true
+			f.waiting[kind]++
+			f.changeLocked()
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+		}
+		f.mu.Lock()
+		if ctx.Err() != nil {
+			return "", status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+func (f *fakeAPI) changeLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// hold keeps job running until release.
+func (f *fakeAPI) hold(job string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.held[job] = true
+}
+
+func (f *fakeAPI) release(job string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.held, job)
+	f.changeLocked()
+}
+
+// give is a person's unblock of job.
+func (f *fakeAPI) give(job string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.given = append(f.given, job)
+	f.changeLocked()
+}
+
+// until waits until cond holds of the fake's state: n awaits of a kind
+// waiting, say.
+func (f *fakeAPI) until(t *testing.T, what string, cond func(f *fakeAPI) bool) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		f.mu.Lock()
+		ok, changed := cond(f), f.changed
+		f.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("the driver never came to %s", what)
+		}
+	}
 }
 
 func (f *fakeAPI) refusals() int {
@@ -527,9 +625,9 @@ func TestDriveWrongToken(t *testing.T) {
 	}
 }
 
-// A blocked job waits, once nothing else runs, for a person's unblock; then
-// it runs, and its dependents after it. A job that depends on a job still
-// blocked waits for that one's unblock too.
+// A blocked job waits for a person's unblock, which may come while other
+// jobs run; then it runs, and its dependents after it. A job unblocked
+// before its dependency ended waits for that dependency.
 func TestDriveBlockedJobsRunOnceUnblocked(t *testing.T) {
 	plan := mustPlan(t, `
 - id: a
@@ -550,20 +648,44 @@ func TestDriveBlockedJobsRunOnceUnblocked(t *testing.T) {
   dependencies: [gate, other]
 `)
 	f := newFake("tok", nil, nil)
-	f.unblocks = []string{"gate", "other"}
-	got, err := drive(t, f, "tok", plan)
-	log := f.log()
-	t.Logf("calls: %v", log)
-	if err != nil {
+	f.canUnblock = true
+	f.hold("a")
+	api := connect(t, f, "tok")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	var got events.Result
+	go func() {
+		var err error
+		got, err = Drive(ctx, api, plan)
+		done <- err
+	}()
+	waiting := func(awaits, unblocks int) func(*fakeAPI) bool {
+		return func(f *fakeAPI) bool { return f.waiting["await"] == awaits && f.waiting["unblock"] == unblocks }
+	}
+	// a runs; the driver awaits it and an unblock side by side.
+	f.until(t, "await a and an unblock", waiting(1, 1))
+	f.give("gate")
+	f.until(t, "await a and the other unblock", func(f *fakeAPI) bool {
+		return waiting(1, 1)(f) && len(f.calls) == 2
+	})
+	f.give("other") // other runs (and ends) while a still runs
+	f.until(t, "await a alone, other done", func(f *fakeAPI) bool {
+		return waiting(1, 0)(f) && index(f.calls, "await", "other") >= 0
+	})
+	f.release("a")
+	if err := <-done; err != nil {
 		t.Fatalf("Drive: %v", err)
 	}
+	log := f.log()
+	t.Logf("calls: %v", log)
 	if got != events.Success {
 		t.Errorf("result = %q, want success", got)
 	}
 	want := []string{
-		"start a", "await [a] -> a",
-		"unblock [gate other] -> gate", "start gate", "await [gate] -> gate",
-		"unblock [other] -> other", "start other", "await [other] -> other",
+		"start a", "unblock [gate other] -> gate", "unblock [other] -> other",
+		"start other", "await [a other] -> other", "await [a] -> a",
+		"start gate", "await [gate] -> gate",
 		"start b", "await [b] -> b",
 	}
 	if g := fmt.Sprint(log); g != fmt.Sprint(want) {
@@ -575,7 +697,7 @@ func TestDriveBlockedJobsRunOnceUnblocked(t *testing.T) {
 func TestDriveCanceledWhileAwaitingAnUnblock(t *testing.T) {
 	plan := mustPlan(t, "- {id: gate, image: alpine, script: [approve], blocked: true}\n")
 	f := newFake("tok", nil, nil)
-	f.unblocks = []string{}
+	f.canUnblock = true
 	api := connect(t, f, "tok")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -584,11 +706,7 @@ func TestDriveCanceledWhileAwaitingAnUnblock(t *testing.T) {
 		_, err := Drive(ctx, api, plan)
 		done <- err
 	}()
-	select {
-	case <-f.awaiting:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Drive never awaited the unblock")
-	}
+	f.until(t, "await the unblock", func(f *fakeAPI) bool { return f.waiting["unblock"] == 1 })
 	cancel()
 	select {
 	case err := <-done:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/proto/jobapi"
 )
 
@@ -27,7 +28,7 @@ func (c *Client) Action(ctx context.Context, id string, deps []string, fn func(c
 		}
 		for _, r := range res {
 			if !r.OK() {
-				reason := fmt.Sprintf("dependency %s ended with %s", r.ID, r.State)
+				reason := events.SkipReason(r.ID, events.Result(r.State))
 				if err := c.Skip(ctx, id, reason); err != nil {
 					return Result{}, err
 				}

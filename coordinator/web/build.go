@@ -87,17 +87,7 @@ func (s *Server) buildEvents(w http.ResponseWriter, r *http.Request, ss session)
 	}
 	s.serve(w, r, watch{
 		gap: buildGap, every: buildTick,
-		key: func(ctx context.Context) (string, error) {
-			b, err := s.c.Build(ctx, id)
-			if err != nil {
-				return "", err
-			}
-			mark, err := s.c.EventMark(ctx, id, b.Attempt)
-			if err != nil {
-				return "", err
-			}
-			return fmt.Sprint(b.State, b.Result, b.Attempt, b.Agent, b.Waiting, b.Message, mark), nil
-		},
+		key: func(ctx context.Context) (string, error) { return s.buildKey(ctx, id) },
 		render: func(ctx context.Context) (map[string]string, error) {
 			d, err := s.buildData(ctx, id, ss)
 			if err != nil {
@@ -116,6 +106,25 @@ func (s *Server) buildEvents(w http.ResponseWriter, r *http.Request, ss session)
 
 // buildData reads a build, its events and its log streams, and lays them
 // out. Only the current attempt is drawn.
+// buildKey is a cheap look at what a build's page shows: its record and
+// how many events it has. A running build's timeline also grows with the
+// clock, so its key changes at each look; an ended build's does not.
+func (s *Server) buildKey(ctx context.Context, id string) (string, error) {
+	b, err := s.c.Build(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	mark, err := s.c.EventMark(ctx, id, b.Attempt)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprint(b.State, b.Result, b.Attempt, b.Agent, b.Waiting, b.Message, mark)
+	if b.State != coordinator.Ended {
+		key += " " + time.Now().String()
+	}
+	return key, nil
+}
+
 func (s *Server) buildData(ctx context.Context, id string, ss session) (buildData, error) {
 	b, err := s.c.Build(ctx, id)
 	if err != nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -188,5 +190,32 @@ func TestTheBuildStreamSendsNewEvents(t *testing.T) {
 
 	if resp, _ := f.client(t, f.viewer).get(t, "/builds/nosuch/events"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("the stream of an unknown build: %s, want 404", resp.Status)
+	}
+}
+
+// A running build's page looks again with the clock (its timeline grows);
+// an ended build's has nothing new to show until something changes, so
+// its stream renders nothing more.
+func TestOnlyARunningBuildsPageChangesWithTheClock(t *testing.T) {
+	f := newFixture(t)
+	a := f.agent(t, "a1")
+	b := f.running(t, a, "alpha")
+	key := func() string {
+		t.Helper()
+		k, err := f.web.buildKey(context.Background(), b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if k1, k2 := key(), key(); k1 == k2 {
+		t.Errorf("a running build's page did not change between two looks: %q", k1)
+	}
+	a.done(t, b.ID, events.Success)
+	if st := f.build(t, b.ID).State; st != coordinator.Ended {
+		t.Fatalf("the build is %s after its end was acknowledged", st)
+	}
+	if k1, k2 := key(), key(); k1 != k2 {
+		t.Errorf("an ended build's page changed between two looks:\n %q\n %q", k1, k2)
 	}
 }

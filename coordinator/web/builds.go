@@ -101,7 +101,7 @@ func (s *Server) buildsPage(w http.ResponseWriter, r *http.Request, ss session) 
 // buildsEvents streams the list's rows as they change.
 func (s *Server) buildsEvents(w http.ResponseWriter, r *http.Request, _ session) {
 	f := parseFilter(r)
-	s.serve(w, r, watch{gap: listGap, render: func(ctx context.Context) (map[string]string, error) {
+	s.serve(w, r, watch{gap: listGap, changes: s.c.BuildChanges, render: func(ctx context.Context) (map[string]string, error) {
 		rows, err := s.rows(ctx, f)
 		if err != nil {
 			return nil, err

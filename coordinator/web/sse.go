@@ -72,9 +72,12 @@ type watch struct {
 	// gap is the least time between two renders: changes in between are
 	// taken together.
 	gap time.Duration
-	// every renders again even without a change (0: never), for what
-	// changes with time (a running build's timeline).
+	// every looks again even without a change (0: never), for what
+	// changes with time (a running build's timeline); the key decides
+	// whether it renders.
 	every time.Duration
+	// changes is what wakes the view (nil: any change, Changes).
+	changes func() <-chan struct{}
 }
 
 // serve streams the view: once at the start, then after changes, each
@@ -90,18 +93,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, v watch) {
 	}
 	ping := time.NewTicker(keepAlive)
 	defer ping.Stop()
+	changed := v.changes
+	if changed == nil {
+		changed = s.c.Changes
+	}
 	lastKey, lastData := "", ""
-	for forced := true; ; {
+	for first := true; ; first = false {
 		// Taken before reading, so that a change made while rendering
 		// wakes the next round.
-		changes := s.c.Changes()
+		changes := changed()
 		rendered := time.Now()
 		key := ""
 		var err error
 		if v.key != nil {
 			key, err = v.key(ctx)
 		}
-		if err == nil && (forced || v.key == nil || key != lastKey) {
+		if err == nil && (first || v.key == nil || key != lastKey) {
 			var sections map[string]string
 			if sections, err = v.render(ctx); err == nil {
 				data, _ := json.Marshal(sections)
@@ -117,14 +124,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, v watch) {
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("a live view could not be rendered", "path", r.URL.Path, "error", err)
 		}
-		forced = false
 	wait:
 		for {
 			select {
 			case <-changes:
 				break wait
 			case <-tick:
-				forced = true
 				break wait
 			case <-ping.C:
 				if out.ping() != nil {
