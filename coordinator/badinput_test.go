@@ -6,59 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
-
-// rawAgent is a hand-driven agent stream, for sending what a real agent
-// never would.
-type rawAgent struct {
-	stream fleet.Fleet_ConnectClient
-}
-
-func dialRaw(t *testing.T, f *fleetFixture) *rawAgent {
-	t.Helper()
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	stream, err := fleet.NewFleetClient(conn).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rawAgent{stream: stream}
-}
-
-func (a *rawAgent) send(t *testing.T, m *fleet.AgentMessage) {
-	t.Helper()
-	if err := a.stream.Send(m); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func hello(token string, protocol fleet.ProtocolVersion) *fleet.AgentMessage {
 	return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
 		Protocol: protocol, Name: "raw", Token: token, Capacity: &fleet.Capacity{MilliCpus: 0, Memory: 0},
 	}}}
-}
-
-// recvUntil reads until a message that match accepts, or the stream ends.
-func (a *rawAgent) recvUntil(t *testing.T, match func(*fleet.CoordinatorMessage) bool) (*fleet.CoordinatorMessage, error) {
-	t.Helper()
-	for {
-		m, err := a.stream.Recv()
-		if err != nil || match(m) {
-			return m, err
-		}
-	}
 }
 
 func TestBadHandshakesAreRefusedWithAClearStatus(t *testing.T) {
@@ -76,9 +35,9 @@ func TestBadHandshakesAreRefusedWithAClearStatus(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := dialRaw(t, f)
-			a.send(t, tc.msg)
-			_, err := a.recvUntil(t, func(*fleet.CoordinatorMessage) bool { return false })
+			a := fleettest.Dial(t, f.addr)
+			a.Send(t, tc.msg)
+			_, err := a.RecvUntil(t, func(*fleet.CoordinatorMessage) bool { return false })
 			if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.says) {
 				t.Errorf("got %v, want %s saying %q", err, tc.code, tc.says)
 			}
@@ -97,11 +56,8 @@ func TestReportsOnBuildsThatAreNotTheAgentsAreRefusedAndNothingIsStored(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := dialRaw(t, f)
-	a.send(t, hello("join-secret", fleet.ProtocolVersion_PROTOCOL_VERSION_1))
-	if m, err := a.stream.Recv(); err != nil || m.GetWelcome() == nil {
-		t.Fatalf("no welcome: %v %v", m, err)
-	}
+	a := fleettest.Dial(t, f.addr)
+	a.Join(t, hello("join-secret", fleet.ProtocolVersion_PROTOCOL_VERSION_1).GetHello())
 	ba := func(id string, attempt int32) *fleet.BuildAttempt {
 		return &fleet.BuildAttempt{BuildId: id, Attempt: attempt}
 	}
@@ -118,8 +74,8 @@ func TestReportsOnBuildsThatAreNotTheAgentsAreRefusedAndNothingIsStored(t *testi
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a.send(t, tc.msg)
-			m, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetRefuse() != nil })
+			a.Send(t, tc.msg)
+			m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetRefuse() != nil })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -24,31 +25,28 @@ import (
 func TestAHeartbeatWrittenBeforeAnAssignmentDoesNotFreeItsRoom(t *testing.T) {
 	f := newFleet(t, time.Minute)
 	ctx := context.Background()
-	a := dialRaw(t, f)
+	a := fleettest.Dial(t, f.addr)
 	// Not pausing, a build needs a script's CPU and a job's (2 CPUs): three
 	// CPUs hold one build, not two.
 	capacity := &fleet.Capacity{MilliCpus: 3000, Memory: 64 << 30}
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
+	a.Join(t, &fleet.Hello{
 		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret", Capacity: capacity,
-	}}})
-	if m, err := a.stream.Recv(); err != nil || m.GetWelcome() == nil {
-		t.Fatalf("no welcome: %v %v", m, err)
-	}
+	})
 	first, err := f.c.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: "/first"}})
 	if err != nil || first.State != coordinator.Running {
 		t.Fatalf("the first build was not sent to the idle agent: %v %+v", err, first)
 	}
-	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil }); err != nil {
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil }); err != nil {
 		t.Fatal(err)
 	}
 
 	// Written before the agent read its assignment: all free, nothing held.
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: &fleet.Heartbeat{Free: capacity}}})
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: &fleet.Heartbeat{Free: capacity}}})
 	// The coordinator handles an agent's messages in order: once this
 	// event is acknowledged, the heartbeat has been taken in.
 	ba := &fleet.BuildAttempt{BuildId: first.ID, Attempt: 1}
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: 1, Event: []byte(`{"type":"build/start"}`)}}})
-	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: 1, Event: []byte(`{"type":"build/start"}`)}}})
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
 		t.Fatal(err)
 	}
 
@@ -61,8 +59,8 @@ func TestAHeartbeatWrittenBeforeAnAssignmentDoesNotFreeItsRoom(t *testing.T) {
 	}
 
 	// Once the first ends, its room is free again and the second goes.
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Done{Done: &fleet.BuildDone{Build: ba, Result: "success", LastSeq: 1}}})
-	m, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
+	a.Send(t, fleettest.Done(ba, events.Success, 1))
+	m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
 	if err != nil {
 		t.Fatal(err)
 	}

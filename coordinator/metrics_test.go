@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -69,12 +71,12 @@ func TestMetricsFollowTheQueueTheFleetAndTheBuilds(t *testing.T) {
 	want("one canceled", map[string]float64{"monkeyci_builds_queued": 1, `monkeyci_builds_ended_total{result="canceled"}`: 1})
 
 	// An agent that does not pause: a build takes 2 of its 3 CPUs.
-	a := dialRaw(t, f)
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
+	a := fleettest.Dial(t, f.addr)
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
 		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret",
 		Capacity: &fleet.Capacity{MilliCpus: 3000, Memory: 64 << 30},
 	}}})
-	m, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
+	m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
 	if err != nil || m.GetAssign().GetBuild().GetBuildId() != first.ID {
 		t.Fatalf("the queued build was not sent to the agent: %v %v", m, err)
 	}
@@ -90,15 +92,15 @@ func TestMetricsFollowTheQueueTheFleetAndTheBuilds(t *testing.T) {
 	resumed := &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: 1,
 		Event: []byte(`{"type":"script/resumed","duration":1500000000}`)}}}
 	for range 2 {
-		a.send(t, resumed)
-		if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
+		a.Send(t, resumed)
+		if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want("a pause", map[string]float64{"monkeyci_script_paused_seconds_total": 1.5})
 
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Done{Done: &fleet.BuildDone{Build: ba, Result: "success", LastSeq: 1}}})
-	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetDone() }); err != nil {
+	a.Send(t, fleettest.Done(ba, events.Success, 1))
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetDone() }); err != nil {
 		t.Fatal(err)
 	}
 	want("the build ended", map[string]float64{

@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -37,16 +37,6 @@ func as(token string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 }
 
-// agentEvent is what an agent sends to report an event of an attempt.
-func agentEvent(t *testing.T, ba *fleet.BuildAttempt, seq int64, e events.Event) *fleet.AgentMessage {
-	t.Helper()
-	body, err := json.Marshal(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: seq, Event: body}}}
-}
-
 // An admin's unblock of a job that waits for one goes down the stream of
 // the agent that runs the build, naming the attempt; what cannot be
 // unblocked is refused with a status that says why.
@@ -54,19 +44,16 @@ func TestUnblockJobReachesTheAgentRunningTheBuild(t *testing.T) {
 	f := newFleet(t, time.Minute)
 	api := adminAPI(t, f)
 	admin := as("admin-secret")
-	a := dialRaw(t, f)
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
+	a := fleettest.Dial(t, f.addr)
+	a.Join(t, &fleet.Hello{
 		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret",
 		Capacity: &fleet.Capacity{MilliCpus: 4000, Memory: 8 << 30},
-	}}})
-	if m, err := a.stream.Recv(); err != nil || m.GetWelcome() == nil {
-		t.Fatalf("no welcome: %v %v", m, err)
-	}
+	})
 	b, err := api.Trigger(admin, &fleet.TriggerRequest{Url: "/nowhere"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
+	m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +61,9 @@ func TestUnblockJobReachesTheAgentRunningTheBuild(t *testing.T) {
 	if ba.GetBuildId() != b.GetId() {
 		t.Fatalf("assigned %v, want %s", ba, b.GetId())
 	}
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Accept{Accept: &fleet.Accept{Build: ba}}})
-	a.send(t, agentEvent(t, ba, 1, events.Event{Type: events.JobBlocked, Job: "gate", Message: "waits for a manual unblock"}))
-	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetSeq() >= 1 }); err != nil {
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Accept{Accept: &fleet.Accept{Build: ba}}})
+	a.Send(t, fleettest.Event(t, ba, 1, events.Event{Type: events.JobBlocked, Job: "gate", Message: "waits for a manual unblock"}))
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetSeq() >= 1 }); err != nil {
 		t.Fatal(err)
 	}
 
@@ -87,7 +74,7 @@ func TestUnblockJobReachesTheAgentRunningTheBuild(t *testing.T) {
 	if info.GetId() != b.GetId() || info.GetState() != string(coordinator.Running) {
 		t.Errorf("UnblockJob answered %v, want the running build", info)
 	}
-	m, err = a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetUnblock() != nil })
+	m, err = a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetUnblock() != nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,13 +105,13 @@ func TestUnblockJobReachesTheAgentRunningTheBuild(t *testing.T) {
 	refused("no job", admin, b.GetId(), "", codes.InvalidArgument, "say the build and the job")
 
 	// Once the agent says gate is unblocked, it is not unblocked again.
-	a.send(t, agentEvent(t, ba, 2, events.Event{Type: events.JobUnblocked, Job: "gate"}))
-	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetSeq() >= 2 }); err != nil {
+	a.Send(t, fleettest.Event(t, ba, 2, events.Event{Type: events.JobUnblocked, Job: "gate"}))
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetSeq() >= 2 }); err != nil {
 		t.Fatal(err)
 	}
 	refused("a job already unblocked", admin, b.GetId(), "gate", codes.FailedPrecondition, "already unblocked")
 
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Done{Done: &fleet.BuildDone{Build: ba, Result: "success", LastSeq: 2}}})
+	a.Send(t, fleettest.Done(ba, events.Success, 2))
 	f.waitEnded(t, b.GetId())
 	refused("an ended build", admin, b.GetId(), "gate", codes.FailedPrecondition,
 		"build "+b.GetId()+" is ended: only a running build's jobs can be unblocked")

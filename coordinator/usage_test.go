@@ -8,6 +8,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -37,21 +38,16 @@ func TestChangesTellsOfATriggeredBuild(t *testing.T) {
 func TestAgentUsageCountsPausedScripts(t *testing.T) {
 	f := newFleet(t, time.Minute)
 	ctx := context.Background()
-	a := dialRaw(t, f)
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
+	a := fleettest.Dial(t, f.addr)
+	id := a.Join(t, &fleet.Hello{
 		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret", Pauses: true,
 		Capacity: &fleet.Capacity{MilliCpus: 4000, Memory: 16 << 30},
-	}}})
-	m, err := a.stream.Recv()
-	if err != nil || m.GetWelcome() == nil {
-		t.Fatalf("no welcome: %v %v", m, err)
-	}
-	id := m.GetWelcome().GetId()
+	})
 	b, err := f.c.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: "/x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil }); err != nil {
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil }); err != nil {
 		t.Fatal(err)
 	}
 	ba := &fleet.BuildAttempt{BuildId: b.ID, Attempt: 1}
@@ -59,8 +55,8 @@ func TestAgentUsageCountsPausedScripts(t *testing.T) {
 	event := func(seq int64, typ events.Type) {
 		t.Helper()
 		data, _ := json.Marshal(events.Event{Type: typ})
-		a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: seq, Event: data}}})
-		if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
+		a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: seq, Event: data}}})
+		if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,8 +98,8 @@ func TestAgentUsageCountsPausedScripts(t *testing.T) {
 	usage(1, 0)
 	event(5, events.ScriptPaused)
 	usage(0, 1)
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Done{Done: &fleet.BuildDone{Build: ba, Result: "success", LastSeq: 5}}})
-	if _, err := a.recvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetDone() }); err != nil {
+	a.Send(t, fleettest.Done(ba, events.Success, 5))
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck().GetDone() }); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -46,6 +46,11 @@ func (c *Coordinator) Agents(ctx context.Context) ([]Agent, error) {
 	return c.cfg.Store.ListAgents(ctx)
 }
 
+// Agent returns one agent as stored.
+func (c *Coordinator) Agent(ctx context.Context, id string) (Agent, error) {
+	return c.cfg.Store.GetAgent(ctx, id)
+}
+
 // WatchEnd returns a channel closed when the build ends (at once if it
 // has).
 func (c *Coordinator) WatchEnd(ctx context.Context, id string) (<-chan struct{}, error) {

@@ -20,7 +20,7 @@ func TestTheAgentsPageShowsWhereTheCPUGoes(t *testing.T) {
 	// The script (1 CPU) and a job (1 CPU) run: 2 of 4 CPUs are free. The
 	// coordinator takes the agent's messages in order: once the event
 	// after the heartbeat is stored, the heartbeat is in.
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: &fleet.Heartbeat{
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: &fleet.Heartbeat{
 		Free: &fleet.Capacity{MilliCpus: 2000, Memory: 12 << 30}, Running: []*fleet.BuildAttempt{ba},
 	}}})
 	a.events(t, b.ID, ev(events.BuildStart, "", 0), ev(events.ScriptStart, "", 0))
@@ -35,7 +35,7 @@ func TestTheAgentsPageShowsWhereTheCPUGoes(t *testing.T) {
 	}
 
 	// The script pauses: its CPU goes to the job, which the bar shows lent.
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: &fleet.Heartbeat{
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Heartbeat{Heartbeat: &fleet.Heartbeat{
 		Free: &fleet.Capacity{MilliCpus: 3000, Memory: 12 << 30}, Running: []*fleet.BuildAttempt{ba},
 	}}})
 	a.events(t, b.ID, ev(events.ScriptPaused, "", time.Second))

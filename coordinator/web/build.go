@@ -141,8 +141,8 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 		}
 	}
 	d := buildData{Session: ss, Build: b, Status: buildStatus(b), AgentName: b.Agent, Live: b.State != coordinator.Ended}
-	if names, err := s.agentNames(ctx); err == nil && names[b.Agent] != "" {
-		d.AgentName = names[b.Agent]
+	if a, err := s.c.Agent(ctx, b.Agent); err == nil && a.Name != "" {
+		d.AgentName = a.Name
 	}
 	jobs := view.Jobs(evs)
 	d.Graph = view.LayoutGraph(jobs).SVGLinked(func(job string) string { return "#job-" + job })

@@ -19,12 +19,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -240,73 +240,29 @@ func sections(t *testing.T, data string) map[string]string {
 
 // agent is a fake agent speaking the fleet protocol by hand.
 type agent struct {
-	stream fleet.Fleet_ConnectClient
-	msgs   chan *fleet.CoordinatorMessage
-	seq    map[string]int64
-	id     string
+	*fleettest.Agent
+	seq map[string]int64
+	id  string
 }
 
 // agent joins an agent of 4 CPUs that pauses waiting scripts.
 func (f *fixture) agent(t *testing.T, name string) *agent {
 	t.Helper()
-	conn, err := grpc.NewClient(f.fleet, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := fleet.NewFleetClient(conn).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &agent{stream: st, msgs: make(chan *fleet.CoordinatorMessage, 1024), seq: map[string]int64{}}
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
-		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: name, Token: joinToken, Pauses: true,
-		Labels: map[string]string{"os": "linux"}, Capacity: &fleet.Capacity{MilliCpus: 4000, Memory: 16 << 30},
-	}}})
-	m, err := st.Recv()
-	if err != nil || m.GetWelcome() == nil {
-		t.Fatalf("no welcome: %v %v", m, err)
-	}
-	a.id = m.GetWelcome().GetId()
-	go func() {
-		for {
-			m, err := st.Recv()
-			if err != nil {
-				close(a.msgs)
-				return
-			}
-			a.msgs <- m
-		}
-	}()
+	a := &agent{Agent: fleettest.Dial(t, f.fleet), seq: map[string]int64{}}
+	h := fleettest.Hello(name, joinToken, &fleet.Capacity{MilliCpus: 4000, Memory: 16 << 30})
+	h.Pauses, h.Labels = true, map[string]string{"os": "linux"}
+	a.id = a.Join(t, h)
 	return a
-}
-
-func (a *agent) send(t *testing.T, m *fleet.AgentMessage) {
-	t.Helper()
-	if err := a.stream.Send(m); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // recv waits for a message that match accepts.
 func (a *agent) recv(t *testing.T, match func(*fleet.CoordinatorMessage) bool) *fleet.CoordinatorMessage {
 	t.Helper()
-	timeout := time.After(wait)
-	for {
-		select {
-		case m, ok := <-a.msgs:
-			if !ok {
-				t.Fatal("the agent's stream ended")
-			}
-			if match(m) {
-				return m
-			}
-		case <-timeout:
-			t.Fatal("no such message from the coordinator in time")
-		}
+	m, err := a.RecvUntil(t, match)
+	if err != nil {
+		t.Fatalf("the agent's stream ended: %v", err)
 	}
+	return m
 }
 
 // assigned waits for the build's assignment.
@@ -322,8 +278,7 @@ func (a *agent) events(t *testing.T, id string, evs ...events.Event) {
 	ba := &fleet.BuildAttempt{BuildId: id, Attempt: 1}
 	for _, e := range evs {
 		a.seq[id]++
-		data, _ := json.Marshal(e)
-		a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: a.seq[id], Event: data}}})
+		a.Send(t, fleettest.Event(t, ba, a.seq[id], e))
 	}
 	want := a.seq[id]
 	a.recv(t, func(m *fleet.CoordinatorMessage) bool {
@@ -334,9 +289,7 @@ func (a *agent) events(t *testing.T, id string, evs ...events.Event) {
 // done ends the build's first attempt and waits until it is stored.
 func (a *agent) done(t *testing.T, id string, result events.Result) {
 	t.Helper()
-	a.send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Done{Done: &fleet.BuildDone{
-		Build: &fleet.BuildAttempt{BuildId: id, Attempt: 1}, Result: string(result), LastSeq: a.seq[id],
-	}}})
+	a.Send(t, fleettest.Done(&fleet.BuildAttempt{BuildId: id, Attempt: 1}, result, a.seq[id]))
 	a.recv(t, func(m *fleet.CoordinatorMessage) bool {
 		return m.GetAck().GetBuild().GetBuildId() == id && m.GetAck().GetDone()
 	})
