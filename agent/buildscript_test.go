@@ -242,12 +242,16 @@ func TestDeclarativeFilesAndAScriptTogetherFailSayingSo(t *testing.T) {
 	})
 	rec := newRecorder()
 	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := "the repository has both declarative build files (.monkeyci/build.yaml) and a build script (.monkeyci/build.sh): keep one or the other"
-	if out.Result != events.Failure || len(out.Jobs) != 0 || !strings.Contains(rec.errOut(""), want) {
-		t.Errorf("%+v, stderr %q; want a failure saying %q", out, rec.errOut(""), want)
+	if err == nil || !strings.Contains(err.Error(), want) || out.Result != events.Error || len(out.Jobs) != 0 {
+		t.Errorf("%v %+v; want an error saying %q", err, out, want)
+	}
+	if rec.count(events.ScriptStart) != 0 {
+		t.Error("a script container started for a build defined twice")
+	}
+	end := rec.all()[len(rec.all())-1]
+	if end.Type != events.BuildEnd || !strings.Contains(end.Message, want) {
+		t.Errorf("build/end %+v, want it to say %q", end, want)
 	}
 }
 

@@ -25,6 +25,12 @@ func (b *build) settleScript(fetched *fetching, spec ContainerSpec, id string) (
 	if b.spec.Source == "" {
 		return id, nil
 	}
+	// A repository that defines its build twice, or not at all, is told
+	// here, as the build's error, rather than from inside a script
+	// container started for nothing.
+	if _, err := buildscript.Detect(b.spec.Source); err != nil {
+		return "", err
+	}
 	sc, err := buildscript.LoadConfig(b.spec.Source)
 	if err != nil {
 		return "", err

@@ -68,6 +68,14 @@ const (
 	maxLine = 64 << 10  // longest event line; longer ones are reported and skipped
 )
 
+// readGap is the least time between two reads of a log file on its
+// notifications. A job that prints fast writes a few KB at a time, each
+// write a notification: read on every one, 256 MB took some 13,000 reads,
+// outputs and messages. Output after a quiet spell is read at once; a file
+// in full flow is read every readGap, at most that late. The end of a
+// command, and of the job, reads everything at once.
+const readGap = 2 * time.Millisecond
+
 type tailer struct {
 	dir, logsDir string
 	sink         sink
@@ -85,6 +93,11 @@ type tailer struct {
 	done    bool            // a done? event was read
 
 	reads atomic.Int64 // read calls, for the no-spin test
+
+	// gap fires when log files held back by readGap may be read; armed
+	// says it is set.
+	gap   *time.Timer
+	armed bool
 }
 
 type logFile struct {
@@ -92,6 +105,8 @@ type logFile struct {
 	f                     *os.File
 	off                   int64  // bytes read
 	held                  []byte // read but not yet passed on: a partial line
+	lastRead              time.Time
+	dirty                 bool // notified since lastRead, held back by readGap
 }
 
 func newTailer(dir string, s sink) (*tailer, error) {
@@ -133,6 +148,9 @@ func (t *tailer) openLogs() {
 
 func (t *tailer) close() {
 	t.w.Close()
+	if t.gap != nil {
+		t.gap.Stop()
+	}
 	for _, f := range []*os.File{t.d, t.logs, t.ev} {
 		if f != nil {
 			f.Close()
@@ -163,6 +181,9 @@ func (t *tailer) run(ctx context.Context, exited <-chan struct{}, stopOnDone boo
 				continue
 			}
 			err = t.notified(e)
+		case <-t.gapC():
+			t.armed = false
+			err = t.readDirty()
 		case _, ok := <-errc:
 			if !ok {
 				errc = nil
@@ -204,7 +225,47 @@ func (t *tailer) notified(e fsnotify.Event) error {
 				return err
 			}
 		}
-		return t.readLog(t.file(cmd, stream), false)
+		lf := t.file(cmd, stream)
+		if wait := readGap - time.Since(lf.lastRead); wait > 0 {
+			lf.dirty = true
+			t.arm(wait)
+			return nil
+		}
+		return t.readLog(lf, false)
+	}
+	return nil
+}
+
+// gapC is the channel of the readGap timer while it is set, else nil.
+func (t *tailer) gapC() <-chan time.Time {
+	if !t.armed {
+		return nil
+	}
+	return t.gap.C
+}
+
+// arm sets the readGap timer unless it is set: later notifications must
+// not push a held-back read further out.
+func (t *tailer) arm(d time.Duration) {
+	if t.armed {
+		return
+	}
+	t.armed = true
+	if t.gap == nil {
+		t.gap = time.NewTimer(d)
+		return
+	}
+	t.gap.Reset(d)
+}
+
+// readDirty reads the log files held back by readGap.
+func (t *tailer) readDirty() error {
+	for _, lf := range t.sortedFiles() {
+		if lf.dirty {
+			if err := t.readLog(lf, false); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -403,6 +464,7 @@ func (t *tailer) readLog(lf *logFile, flush bool) error {
 	if lf.f == nil && (t.logs == nil || !t.open(lf.name, t.logs, &lf.f)) {
 		return nil
 	}
+	lf.dirty, lf.lastRead = false, time.Now()
 	err := t.readNow(lf.f, lf.off, func(want int) (int, error) {
 		b := make([]byte, len(lf.held), len(lf.held)+want)
 		copy(b, lf.held)

@@ -92,6 +92,55 @@ func TestTailAfterExit(t *testing.T) {
 
 // While a job runs, output and events arrive as they are written, and the
 // tailer sleeps in between: no reads at all while nothing is written.
+// A job that prints fast is read every readGap, not at every write: while
+// it prints, the reads of its file are bounded by the time it takes (the
+// loop makes manyLines writes, each a notification).
+func TestTailReadsAFastWriterEveryReadGap(t *testing.T) {
+	dir, fifo := t.TempDir(), filepath.Join(t.TempDir(), "go")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{burst[0] + "; read x < " + fifo}
+	if err := Write(dir, lines); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	tl, err := newTailer(dir, plain{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.close()
+	exited, res := make(chan struct{}), make(chan error, 1)
+	go func() { res <- tl.run(context.Background(), exited, false) }()
+
+	cmd := wrapperCmd(t, "/bin/sh", dir, t.TempDir(), len(lines), "")
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// All of it read live: the job still waits on the fifo.
+	rec.waitFor(t, "every line", func(r []record) bool { return output(r, "0", "out") == wantBurst() })
+	took, reads := time.Since(start), tl.reads.Load()
+	// One read per readGap at most, and a few more: the event file's, and
+	// the first read of the log file, at once.
+	if bound := int64(took/readGap) + 10; reads > bound {
+		t.Errorf("%d reads for %d writes in %v, want at most %d (one per %v)", reads, manyLines, took, bound, readGap)
+	}
+	t.Logf("%d writes read in %d reads over %v", manyLines, reads, took)
+
+	if err := os.WriteFile(fifo, []byte("\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(exited)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	checkOrder(t, rec.snapshot())
+}
+
 func TestTailLiveAndIdle(t *testing.T) {
 	dir, fifo := t.TempDir(), filepath.Join(t.TempDir(), "go")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
