@@ -27,7 +27,8 @@ type Sink interface {
 	// as an Event with an empty Type and a Message saying why.
 	Event(e events.Event)
 	// Output is called with a command's bytes ("out" or "err"), in file
-	// order, ending at a line end when possible. data belongs to the sink.
+	// order, ending at a line end when possible. data is the tailer's read
+	// buffer, valid only during the call: a sink that keeps it copies it.
 	// All of a command's output read so far comes before its command/end.
 	Output(command, stream string, data []byte)
 }
@@ -105,6 +106,7 @@ type logFile struct {
 	f                     *os.File
 	off                   int64  // bytes read
 	held                  []byte // read but not yet passed on: a partial line
+	buf                   []byte // the read buffer, reused (Sink.Output)
 	lastRead              time.Time
 	dirty                 bool // notified since lastRead, held back by readGap
 }
@@ -442,10 +444,16 @@ func (t *tailer) readCommand(cmd string, flush bool) error {
 	if !isIndex(cmd) {
 		return nil // not a wrapper index: no files of ours
 	}
-	if err := t.readLog(t.file(cmd, "out"), flush); err != nil {
-		return err
+	for _, stream := range []string{"out", "err"} {
+		lf := t.file(cmd, stream)
+		if err := t.readLog(lf, flush); err != nil {
+			return err
+		}
+		if flush { // the command has ended: its files grow no more
+			lf.buf = nil
+		}
 	}
-	return t.readLog(t.file(cmd, "err"), flush)
+	return nil
 }
 
 func (t *tailer) file(cmd, stream string) *logFile {
@@ -466,16 +474,21 @@ func (t *tailer) readLog(lf *logFile, flush bool) error {
 	}
 	lf.dirty, lf.lastRead = false, time.Now()
 	err := t.readNow(lf.f, lf.off, func(want int) (int, error) {
-		b := make([]byte, len(lf.held), len(lf.held)+want)
-		copy(b, lf.held)
-		n, err := lf.f.Read(b[len(b):cap(b)])
+		// One buffer per file, grown to the largest read: a job printing
+		// 256 MB no longer allocates (and the GC no longer sweeps) as much.
+		need := len(lf.held) + want
+		if cap(lf.buf) < need {
+			lf.buf = make([]byte, need)
+		}
+		b := lf.buf[:copy(lf.buf, lf.held)]
+		n, err := lf.f.Read(b[len(b):need])
 		b = b[:len(b)+n]
 		lf.off += int64(n)
 		cut := bytes.LastIndexByte(b, '\n') + 1
 		if cut == 0 && len(b) >= chunk { // no line end in sight: pass it on anyway
 			cut = len(b)
 		}
-		lf.held = bytes.Clone(b[cut:])
+		lf.held = append(lf.held[:0], b[cut:]...)
 		if cut > 0 {
 			if err := t.sink.output(lf.command, lf.stream, lf.off-int64(len(b)), b[:cut]); err != nil {
 				return n, err
