@@ -210,6 +210,7 @@ func (b *build) await(ctx context.Context, ids []string, any bool) ([]jobResult,
 	}
 	changed, done, complete := collect()
 	if complete {
+		b.pauser.answer(ctx) // another await of the script's may have frozen it
 		return done, nil
 	}
 	b.pauser.awaitBegin()

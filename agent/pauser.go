@@ -29,11 +29,11 @@ import (
 //
 // Contract: a pause is only started by an await that begins, or by the end
 // of a call or of a job's start; the container is unpaused before any await
-// is answered and whenever another call arrives. A script that got an
-// answer works on it until its next call, even with another await still
-// outstanding (the declarative driver awaits jobs and an unblock side by
-// side, and calls one off when the other answers): it is not frozen again
-// meanwhile. Engine calls are
+// is answered (also at once) and whenever another call arrives. A script
+// that got an answer works on it until its next await, even with another
+// await still outstanding (the declarative driver awaits jobs and an
+// unblock side by side, and calls one off when the other answers): it is
+// not frozen again meanwhile. Engine calls are
 // serialised, and a pause re-checks the counts after taking the engine lock,
 // so a pause that lost a race with an answer never freezes the script after
 // the answer. After close nothing is paused again.
@@ -54,7 +54,7 @@ type pauser struct {
 	others    int        // any other call outstanding
 	actions   int        // actions running: the script works between its calls
 	starting  int        // jobs between their capacity grant and their container made
-	answered  bool       // an await was answered, and the script has not called since
+	answered  bool       // an await was answered, and the script has not awaited since
 	requested time.Time  // when a pause was last wanted
 
 	engine      sync.Mutex // serialises pause and unpause; guards the rest
@@ -98,7 +98,6 @@ func (p *pauser) close(ctx context.Context) {
 func (p *pauser) callBegin(ctx context.Context) {
 	p.mu.Lock()
 	p.others++
-	p.answered = false
 	p.mu.Unlock()
 	p.resume(ctx)
 }
@@ -108,7 +107,7 @@ func (p *pauser) callEnd() { p.change(func() { p.others-- }) }
 
 // awaitBegin notes an await (on jobs or an unblock) and starts a pause if
 // it is now the only kind of call outstanding. It does not wait for the
-// pause.
+// pause. The script waits again: what it was answered is worked on.
 func (p *pauser) awaitBegin() {
 	p.change(func() {
 		p.awaits++
@@ -121,16 +120,25 @@ func (p *pauser) awaitBegin() {
 func (p *pauser) awaitEnd(ctx context.Context) {
 	p.mu.Lock()
 	p.awaits--
+	p.mu.Unlock()
+	p.answer(ctx)
+}
+
+// answer is called before any answer to an await is sent, also one given
+// at once (it never counted): the script must run to read it, and works on
+// it until its next await, whatever else it awaits meanwhile.
+func (p *pauser) answer(ctx context.Context) {
+	p.mu.Lock()
 	p.answered = true
 	p.mu.Unlock()
 	p.resume(ctx)
 }
 
-// awaitOver ends an await that ctx ended before any answer. Called off by
-// the script (canceled), it only stops counting: the script runs, since it
-// called it off, and may have been frozen again by its next await already,
-// which the late end of this one must not undo. Ended by its deadline, the
-// error is an answer like any other.
+// awaitOver ends an await that ctx ended before any answer. Ended by its
+// deadline, the error is an answer like any other. Called off by the
+// script (canceled), the script ran when it called it off, and may since
+// have been frozen again by its next await, which the late end of this
+// one must not undo: it thaws only if no pause is wanted any more.
 func (p *pauser) awaitOver(ctx context.Context) {
 	if !errors.Is(ctx.Err(), context.Canceled) {
 		p.awaitEnd(ctx)
@@ -138,7 +146,11 @@ func (p *pauser) awaitOver(ctx context.Context) {
 	}
 	p.mu.Lock()
 	p.awaits--
+	keep := p.shouldPauseLocked()
 	p.mu.Unlock()
+	if !keep {
+		p.resume(ctx)
+	}
 }
 
 // actionBegin notes an action begun by a call still outstanding (which

@@ -391,6 +391,47 @@ func TestPauserLeavesAnAnsweredScriptRunningBesideAnotherAwait(t *testing.T) {
 	f.calls(t, "pause", "unpause", "pause", "unpause")
 }
 
+// The driver calls off an await, but the agent hears of it late: the
+// script has meanwhile made a call (StartJob) and may have been frozen
+// again by the stale count. The late call-off must leave it running.
+func TestPauserLateCallOffAfterACallLeavesTheScriptRunning(t *testing.T) {
+	f := newPauser(t, true, &fakeEngine{})
+	ctx := context.Background()
+	f.p.awaitBegin() // the jobs
+	f.next(t, events.ScriptPaused)
+	f.p.awaitBegin()  // the unblock
+	f.p.awaitEnd(ctx) // the unblock is answered first
+	f.next(t, events.ScriptResumed)
+	f.p.callBegin(ctx) // the driver starts the unblocked job
+	f.p.callEnd()      // before the agent hears the jobs await called off
+	waitNoPause(t)
+	f.isPaused(t, false)
+	calledOff, cancel := context.WithCancel(ctx)
+	cancel()
+	f.p.awaitOver(calledOff)
+	waitNoPause(t)
+	f.isPaused(t, false)
+}
+
+// One await froze the script while another was answered at once (its
+// job had ended already): the answer must thaw it, and so must the
+// late end of the await it then calls off.
+func TestPauserAnAwaitAnsweredAtOnceThawsTheScript(t *testing.T) {
+	f := newPauser(t, true, &fakeEngine{})
+	ctx := context.Background()
+	f.p.awaitBegin() // the unblock, waiting
+	f.next(t, events.ScriptPaused)
+	f.p.answer(ctx) // the jobs, answered at once
+	f.next(t, events.ScriptResumed)
+	f.isPaused(t, false)
+	calledOff, cancel := context.WithCancel(ctx)
+	cancel()
+	f.p.awaitOver(calledOff) // the unblock, called off
+	waitNoPause(t)
+	f.isPaused(t, false)
+	f.calls(t, "pause", "unpause")
+}
+
 // An await that ends by its deadline is answered (with an error): the
 // script must run to read it.
 func TestPauserResumesForAnAwaitPastItsDeadline(t *testing.T) {

@@ -83,7 +83,8 @@ type BuildSpec struct {
 type Reporter interface {
 	Event(e events.Event)
 	// Output is a slice of a job's output ("out" or "err"); job "" is the
-	// script container.
+	// script container. data is valid only during the call: an
+	// implementation that keeps it copies it.
 	Output(job, stream string, data []byte)
 }
 

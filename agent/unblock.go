@@ -94,6 +94,7 @@ func (b *build) awaitUnblock(ctx context.Context, ids []string) (string, error) 
 	}
 	changed, id := check()
 	if id != "" {
+		b.pauser.answer(ctx) // another await of the script's may have frozen it
 		return id, nil
 	}
 	b.mu.Lock()

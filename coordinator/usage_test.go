@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -54,8 +53,7 @@ func TestAgentUsageCountsPausedScripts(t *testing.T) {
 	// event sends one event and waits until the coordinator has taken it.
 	event := func(seq int64, typ events.Type) {
 		t.Helper()
-		data, _ := json.Marshal(events.Event{Type: typ})
-		a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: seq, Event: data}}})
+		a.Send(t, fleettest.Event(t, ba, seq, events.Event{Type: typ}))
 		if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
 			t.Fatal(err)
 		}

@@ -193,24 +193,28 @@ func (d *driver) awaitEither(ctx context.Context, blocked []string) error {
 		unblock <- err
 	}()
 	var jobsErr, unblockErr error
+	jobsOff, unblockOff := false, false // called off by this driver
 	select {
 	case jobsErr = <-jobs:
 		callOff()
-		unblockErr = <-unblock
+		unblockErr, unblockOff = <-unblock, true
 	case unblockErr = <-unblock:
 		if !unavailable(unblockErr) { // else: nobody can unblock; the jobs still run
 			callOff()
+			jobsOff = true
 		}
 		jobsErr = <-jobs
 	}
-	calledOff := func(err error) bool { return status.Code(err) == codes.Canceled && ctx.Err() == nil }
-	if !calledOff(unblockErr) {
+	// Only the await called off may end canceled without it mattering: a
+	// first answer that says canceled (the build ending) is an error.
+	dropped := func(err error, off bool) bool { return off && status.Code(err) == codes.Canceled }
+	if !dropped(unblockErr, unblockOff) {
 		if err := d.unblocked(unblockResp, unblockErr, blocked); err != nil {
 			return err
 		}
 	}
 	switch {
-	case calledOff(jobsErr):
+	case dropped(jobsErr, jobsOff):
 		return nil
 	case jobsErr != nil:
 		return fmt.Errorf("awaiting jobs: %w", jobsErr)

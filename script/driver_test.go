@@ -693,6 +693,33 @@ func TestDriveBlockedJobsRunOnceUnblocked(t *testing.T) {
 	}
 }
 
+// The agent answers an await of an unblock with Canceled when the build
+// is ending, while the driver's own context lives: that answer came
+// first, the driver did not call it off, so it is an error, not a reason
+// to ask again (which would spin while the build ends).
+func TestDriveBuildEndingWhileAwaitingJobsAndAnUnblock(t *testing.T) {
+	plan := mustPlan(t, "- {id: a, image: alpine, script: [make]}\n- {id: gate, image: alpine, script: [approve], blocked: true}\n")
+	f := newFake("tok", nil, nil)
+	f.noUnblock = codes.Canceled
+	f.hold("a")
+	api := connect(t, f, "tok")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Drive(ctx, api, plan)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if status.Code(err) != codes.Canceled || !strings.Contains(err.Error(), "unblock") {
+			t.Errorf("Drive = %v, want the unblock's canceled answer", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Drive did not return on the build's end")
+	}
+}
+
 // A script canceled while it waits for an unblock stops waiting.
 func TestDriveCanceledWhileAwaitingAnUnblock(t *testing.T) {
 	plan := mustPlan(t, "- {id: gate, image: alpine, script: [approve], blocked: true}\n")

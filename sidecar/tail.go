@@ -95,10 +95,11 @@ type tailer struct {
 
 	reads atomic.Int64 // read calls, for the no-spin test
 
-	// gap fires when log files held back by readGap may be read; armed
-	// says it is set.
+	// gap fires when the log files held back by readGap (dirty) may be
+	// read; armed says it is set.
 	gap   *time.Timer
 	armed bool
+	dirty []*logFile
 }
 
 type logFile struct {
@@ -229,7 +230,10 @@ func (t *tailer) notified(e fsnotify.Event) error {
 		}
 		lf := t.file(cmd, stream)
 		if wait := readGap - time.Since(lf.lastRead); wait > 0 {
-			lf.dirty = true
+			if !lf.dirty {
+				lf.dirty = true
+				t.dirty = append(t.dirty, lf)
+			}
 			t.arm(wait)
 			return nil
 		}
@@ -260,9 +264,12 @@ func (t *tailer) arm(d time.Duration) {
 	t.gap.Reset(d)
 }
 
-// readDirty reads the log files held back by readGap.
+// readDirty reads the log files held back by readGap (those read since
+// by other means are no longer dirty).
 func (t *tailer) readDirty() error {
-	for _, lf := range t.sortedFiles() {
+	files := t.dirty
+	t.dirty = nil
+	for _, lf := range files {
 		if lf.dirty {
 			if err := t.readLog(lf, false); err != nil {
 				return err

@@ -90,8 +90,6 @@ func TestTailAfterExit(t *testing.T) {
 	checkBurst(t, rec.snapshot())
 }
 
-// While a job runs, output and events arrive as they are written, and the
-// tailer sleeps in between: no reads at all while nothing is written.
 // A job that prints fast is read every readGap, not at every write: while
 // it prints, the reads of its file are bounded by the time it takes (the
 // loop makes manyLines writes, each a notification).
@@ -141,6 +139,8 @@ func TestTailReadsAFastWriterEveryReadGap(t *testing.T) {
 	checkOrder(t, rec.snapshot())
 }
 
+// While a job runs, output and events arrive as they are written, and the
+// tailer sleeps in between: no reads at all while nothing is written.
 func TestTailLiveAndIdle(t *testing.T) {
 	dir, fifo := t.TempDir(), filepath.Join(t.TempDir(), "go")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {

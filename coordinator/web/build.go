@@ -104,11 +104,11 @@ func (s *Server) buildEvents(w http.ResponseWriter, r *http.Request, ss session)
 	})
 }
 
-// buildData reads a build, its events and its log streams, and lays them
-// out. Only the current attempt is drawn.
 // buildKey is a cheap look at what a build's page shows: its record and
 // how many events it has. A running build's timeline also grows with the
-// clock, so its key changes at each look; an ended build's does not.
+// clock, so its key changes every buildTick (not at each look: a busy
+// coordinator's other builds wake the page far more often); an ended
+// build's does not.
 func (s *Server) buildKey(ctx context.Context, id string) (string, error) {
 	b, err := s.c.Build(ctx, id)
 	if err != nil {
@@ -120,11 +120,13 @@ func (s *Server) buildKey(ctx context.Context, id string) (string, error) {
 	}
 	key := fmt.Sprint(b.State, b.Result, b.Attempt, b.Agent, b.Waiting, b.Message, mark)
 	if b.State != coordinator.Ended {
-		key += " " + time.Now().String()
+		key += " " + s.now().Truncate(buildTick).String()
 	}
 	return key, nil
 }
 
+// buildData reads a build, its events and its log streams, and lays them
+// out. Only the current attempt is drawn.
 func (s *Server) buildData(ctx context.Context, id string, ss session) (buildData, error) {
 	b, err := s.c.Build(ctx, id)
 	if err != nil {

@@ -193,11 +193,13 @@ func TestTheBuildStreamSendsNewEvents(t *testing.T) {
 	}
 }
 
-// A running build's page looks again with the clock (its timeline grows);
-// an ended build's has nothing new to show until something changes, so
-// its stream renders nothing more.
+// A running build's page looks again with the clock (its timeline grows),
+// once a buildTick; an ended build's has nothing new to show until
+// something changes, so its stream renders nothing more.
 func TestOnlyARunningBuildsPageChangesWithTheClock(t *testing.T) {
 	f := newFixture(t)
+	clock := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	f.web.now = func() time.Time { return clock }
 	a := f.agent(t, "a1")
 	b := f.running(t, a, "alpha")
 	key := func() string {
@@ -208,14 +210,22 @@ func TestOnlyARunningBuildsPageChangesWithTheClock(t *testing.T) {
 		}
 		return k
 	}
-	if k1, k2 := key(), key(); k1 == k2 {
-		t.Errorf("a running build's page did not change between two looks: %q", k1)
+	k1 := key()
+	clock = clock.Add(buildTick / 2)
+	if k2 := key(); k2 != k1 {
+		t.Errorf("a running build's page changed within one tick:\n %q\n %q", k1, k2)
+	}
+	clock = clock.Add(buildTick)
+	if k3 := key(); k3 == k1 {
+		t.Errorf("a running build's page did not change after a tick: %q", k1)
 	}
 	a.done(t, b.ID, events.Success)
 	if st := f.build(t, b.ID).State; st != coordinator.Ended {
 		t.Fatalf("the build is %s after its end was acknowledged", st)
 	}
-	if k1, k2 := key(), key(); k1 != k2 {
-		t.Errorf("an ended build's page changed between two looks:\n %q\n %q", k1, k2)
+	k4 := key()
+	clock = clock.Add(10 * buildTick)
+	if k5 := key(); k4 != k5 {
+		t.Errorf("an ended build's page changed with the clock:\n %q\n %q", k4, k5)
 	}
 }
