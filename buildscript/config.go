@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,19 +46,27 @@ var configKeys = []string{"image", "cpus", "memory"}
 // LoadConfig reads dir/.monkeyci/script.yaml; without one it returns the
 // zero Config. Problems are *pipeline.Error or pipeline.Errors, each at
 // .monkeyci/script.yaml:line:col.
+//
+// The agent reads it on its own host, before any container runs: through
+// an os.Root, so that a symbolic link in the repository that leads out of
+// it (to a file of the host's) is refused rather than followed.
 func LoadConfig(dir string) (Config, error) {
-	path := filepath.Join(dir, ConfigFile)
-	fi, err := os.Stat(path)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", ConfigFile, err)
+	}
+	defer root.Close()
+	fi, err := root.Stat(ConfigFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Config{}, nil
 	}
 	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", ConfigFile, err)
+		return Config{}, fmt.Errorf("%s: %w (a link must stay inside the repository)", ConfigFile, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Size() > maxConfigSize {
 		return Config{}, fmt.Errorf("%s: expected a regular file of at most 64 KB", ConfigFile)
 	}
-	data, err := os.ReadFile(path)
+	data, err := root.ReadFile(ConfigFile)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", ConfigFile, err)
 	}

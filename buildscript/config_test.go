@@ -76,6 +76,61 @@ func TestLoadConfigWithoutFileIsZero(t *testing.T) {
 	}
 }
 
+// The agent reads script.yaml on its own host: a link inside the
+// repository is followed, one that leads out of it (to a host file, or a
+// .monkeyci that is a link to a host folder) is refused, saying so.
+func TestLoadConfigFollowsNoLinkOutOfTheRepository(t *testing.T) {
+	outside := t.TempDir()
+	write(t, outside, "secret.yaml", "cpus: 7\n")
+	write(t, outside, ".monkeyci/script.yaml", "cpus: 7\n")
+	tests := []struct {
+		name  string
+		setup func(dir string)
+		want  int64 // milli-CPUs read; 0: refused
+	}{
+		{"link inside", func(dir string) {
+			write(t, dir, "conf/script.yaml", "cpus: 2\n")
+			write(t, dir, ".monkeyci/build.sh", "true\n")
+			symlink(t, "../conf/script.yaml", filepath.Join(dir, ConfigFile))
+		}, 2000},
+		{"link to a host file", func(dir string) {
+			write(t, dir, ".monkeyci/build.sh", "true\n")
+			symlink(t, filepath.Join(outside, "secret.yaml"), filepath.Join(dir, ConfigFile))
+		}, 0},
+		{"relative link out", func(dir string) {
+			write(t, dir, ".monkeyci/build.sh", "true\n")
+			rel, err := filepath.Rel(filepath.Join(dir, ".monkeyci"), filepath.Join(outside, "secret.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			symlink(t, rel, filepath.Join(dir, ConfigFile))
+		}, 0},
+		{".monkeyci a link to a host folder", func(dir string) {
+			symlink(t, filepath.Join(outside, ".monkeyci"), filepath.Join(dir, ".monkeyci"))
+		}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(dir)
+			cfg, err := LoadConfig(dir)
+			switch {
+			case tc.want != 0 && (err != nil || cfg.MilliCPUs != tc.want):
+				t.Errorf("got %+v, %v; want %d milli-CPUs", cfg, err, tc.want)
+			case tc.want == 0 && (err == nil || !strings.Contains(err.Error(), "inside the repository")):
+				t.Errorf("got %+v, %v; want a refusal naming the link", cfg, err)
+			}
+		})
+	}
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func write(t *testing.T, dir, name, content string) {
 	t.Helper()
 	p := filepath.Join(dir, name)

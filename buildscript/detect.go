@@ -47,17 +47,25 @@ type Build struct {
 // files and a build script together are an error, and so are two scripts:
 // which one runs would be a guess. Without any, the error wraps
 // pipeline.ErrNoBuildFile.
+//
+// It looks through an os.Root: a symbolic link that leads out of the
+// repository counts as no file (the agent runs Detect on its own host).
 func Detect(dir string) (Build, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return Build{}, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	defer root.Close()
 	mdir := filepath.Join(dir, ".monkeyci")
 	var decl []string
 	for _, name := range declarativeFiles {
-		if isFile(filepath.Join(mdir, name)) {
+		if isFile(root, ".monkeyci/"+name) {
 			decl = append(decl, ".monkeyci/"+name)
 		}
 	}
 	var scripts []string
 	for _, s := range []string{ExecutableFile, ShellFile} {
-		if isFile(filepath.Join(dir, s)) {
+		if isFile(root, s) {
 			scripts = append(scripts, s)
 		}
 	}
@@ -77,8 +85,9 @@ func Detect(dir string) (Build, error) {
 	return Build{}, fmt.Errorf("%w in %s (expected build.yaml, build.yml, build.json or build.edn, or a build script: build or build.sh)", pipeline.ErrNoBuildFile, mdir)
 }
 
-// isFile reports whether path is a regular file, links followed.
-func isFile(path string) bool {
-	fi, err := os.Stat(path)
+// isFile reports whether name is a regular file in root, links followed
+// while they stay inside it.
+func isFile(root *os.Root, name string) bool {
+	fi, err := root.Stat(name)
 	return err == nil && fi.Mode().IsRegular()
 }

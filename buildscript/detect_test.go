@@ -2,6 +2,8 @@ package buildscript
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,5 +47,21 @@ func TestDetect(t *testing.T) {
 	_, err := Detect(t.TempDir())
 	if !errors.Is(err, pipeline.ErrNoBuildFile) {
 		t.Errorf("%v does not wrap pipeline.ErrNoBuildFile", err)
+	}
+}
+
+// Detect runs on the agent's host too: a build file that is a link out
+// of the repository counts as none.
+func TestDetectCountsNoLinkOutOfTheRepository(t *testing.T) {
+	outside := t.TempDir()
+	write(t, outside, "build.sh", "true\n")
+	dir := t.TempDir()
+	write(t, dir, ".monkeyci/build.yaml", "x")
+	if err := os.Symlink(filepath.Join(outside, "build.sh"), filepath.Join(dir, ShellFile)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Detect(dir)
+	if err != nil || got != (Build{Kind: Declarative}) {
+		t.Errorf("got %+v, %v; want a declarative build (the link out counts as no script)", got, err)
 	}
 }
