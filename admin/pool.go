@@ -45,16 +45,17 @@ type PoolDecisionJSON struct {
 
 // Pool is a pool status in -o json.
 func Pool(p *fleet.PoolStatusResponse) PoolJSON {
-	j := PoolJSON{Configured: p.GetConfigured(), Provider: p.GetProvider(), Min: p.GetMin(), Max: p.GetMax(), Idle: p.GetIdle(), Desired: p.GetDesired(),
-		Instances: []PoolInstanceJSON{}, Decisions: []PoolDecisionJSON{}}
-	for _, in := range p.GetInstances() {
-		j.Instances = append(j.Instances, PoolInstanceJSON{ID: in.GetId(), Phase: in.GetPhase(), Agent: in.GetAgent(), AgentName: in.GetAgentName(),
-			Connected: in.GetConnected(), Builds: in.GetBuilds(), Draining: in.GetDraining(), Created: timeOf(in.GetCreated()), Seen: timeOf(in.GetSeen())})
-	}
-	for _, d := range p.GetDecisions() {
-		j.Decisions = append(j.Decisions, PoolDecisionJSON{Time: timeOf(d.GetTime()), Type: d.GetType(), Instances: append([]string{}, d.GetInstances()...), Reason: d.GetReason()})
-	}
-	return j
+	return PoolJSON{Configured: p.GetConfigured(), Provider: p.GetProvider(), Min: p.GetMin(), Max: p.GetMax(), Idle: p.GetIdle(), Desired: p.GetDesired(),
+		Instances: each(p.GetInstances(), poolInstance), Decisions: each(p.GetDecisions(), poolDecision)}
+}
+
+func poolInstance(in *fleet.PoolInstance) PoolInstanceJSON {
+	return PoolInstanceJSON{ID: in.GetId(), Phase: in.GetPhase(), Agent: in.GetAgent(), AgentName: in.GetAgentName(),
+		Connected: in.GetConnected(), Builds: in.GetBuilds(), Draining: in.GetDraining(), Created: timeOf(in.GetCreated()), Seen: timeOf(in.GetSeen())}
+}
+
+func poolDecision(d *fleet.PoolDecision) PoolDecisionJSON {
+	return PoolDecisionJSON{Time: timeOf(d.GetTime()), Type: d.GetType(), Instances: append([]string{}, d.GetInstances()...), Reason: d.GetReason()}
 }
 
 // PoolTable writes the pool: a line of settings, a table of instances

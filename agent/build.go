@@ -62,6 +62,9 @@ type build struct {
 	// script is what the build's script reserves (Config.Script, or its
 	// .monkeyci/script.yaml); set before sourced is closed.
 	script Resources
+	// params are what GetParams answers (facts.go); set before sourced is
+	// closed, once the fetch has filled the facts in.
+	params map[string]string
 	wg     sync.WaitGroup
 	// unblocked are the jobs a person unblocked, blocked those the script
 	// said it waits for (unblock.go); unblockMu serialises unblocks.
@@ -84,16 +87,18 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		return Outcome{Result: events.Error}, fmt.Errorf("invalid build id %q: use letters, digits, '.', '_' and '-'", spec.ID)
 	}
 	b := &build{
-		r:       r,
-		spec:    spec,
-		rep:     rep,
-		dir:     filepath.Join(r.cfg.StateDir, "builds", spec.ID),
-		apiDir:  filepath.Join(os.TempDir(), "monkeyci-"+spec.ID),
-		volume:  "monkeyci-" + spec.ID + "-workspace",
-		labels:  map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
-		jobs:    map[string]*jobRun{},
-		changed: make(chan struct{}),
-		sourced: make(chan struct{}),
+		r:         r,
+		spec:      spec,
+		rep:       rep,
+		dir:       filepath.Join(r.cfg.StateDir, "builds", spec.ID),
+		apiDir:    filepath.Join(os.TempDir(), "monkeyci-"+spec.ID),
+		volume:    "monkeyci-" + spec.ID + "-workspace",
+		labels:    map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
+		jobs:      map[string]*jobRun{},
+		unblocked: map[string]bool{},
+		blocked:   map[string]bool{},
+		changed:   make(chan struct{}),
+		sourced:   make(chan struct{}),
 	}
 	if err := r.track(b); err != nil {
 		return Outcome{Result: events.Error}, err
@@ -194,6 +199,7 @@ func (b *build) run() (int, error) {
 	if b.spec.Reserved != nil {
 		b.spec.Reserved()
 	}
+	b.params = b.spec.params()
 	close(b.sourced)
 	exit, err := b.runScript(script)
 	return exit.Code, err

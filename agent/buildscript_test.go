@@ -52,13 +52,20 @@ func index(evs []events.Event, typ events.Type, job string) int {
 	return slices.IndexFunc(evs, func(e events.Event) bool { return e.Type == typ && e.Job == job })
 }
 
+// meet is a job line for jobs that must run side by side: it says it is
+// up, in the shared workspace, then waits (at most a minute) for other to
+// say so, then stays a while for the script's pause to show.
+func meet(self, other string) string {
+	return fmt.Sprintf(`touch /workspace/%s-up; i=0; until [ -f /workspace/%s-up ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done; sleep 3`, self, other)
+}
+
 func TestShScriptRunsJobsInParallelAndIsPausedWhileItWaits(t *testing.T) {
 	f := newFixture(t, twoCPUs, true)
 	dir := scriptRepo(t, map[string]string{
 		".monkeyci/script.yaml": inBusybox,
 		".monkeyci/build.sh": `set -e
-monkeyci job run a --image ` + busybox + ` --detach -- 'sleep 5'
-monkeyci job run b --image ` + busybox + ` --detach -- 'sleep 5'
+monkeyci job run a --image ` + busybox + ` --detach -- '` + meet("a", "b") + `'
+monkeyci job run b --image ` + busybox + ` --detach -- '` + meet("b", "a") + `'
 monkeyci job wait a b
 monkeyci job run c --image ` + busybox + ` --dep a --dep b -- 'echo c ran' 'sleep 2'
 monkeyci job status c -o json
@@ -83,7 +90,8 @@ monkeyci param get nobody || echo "absent exit=$?"
 	if paused < 0 || firstStart+paused > lastEnd {
 		t.Errorf("the script was not paused between the jobs' starts and ends: %v", types(evs))
 	}
-	// In parallel: each started before the other ended.
+	// In parallel: each started before the other ended (each waited to
+	// see the other up).
 	if index(evs, events.JobStart, "b") > index(evs, events.JobEnd, "a") || index(evs, events.JobStart, "a") > index(evs, events.JobEnd, "b") {
 		t.Errorf("a and b did not run side by side: %v", types(evs))
 	}

@@ -30,9 +30,8 @@ type jobRun struct {
 	done     chan struct{} // closed when result is set
 	result   jobResult
 	duration time.Duration
-	// Under build.mu: running once it holds capacity (an action at once),
-	// since started; ending once someone took on to finish it.
-	running bool
+	// Under build.mu: started once it holds capacity (an action at once),
+	// zero before; ending once someone took on to finish it.
 	started time.Time
 	action  bool
 	ending  bool
@@ -128,7 +127,7 @@ func (b *build) awaitDeps(deps []*jobRun) (jobResult, bool) {
 func (b *build) markRunning(jr *jobRun) time.Time {
 	now := time.Now()
 	b.mu.Lock()
-	jr.running, jr.started = true, now
+	jr.started = now
 	b.mu.Unlock()
 	return now
 }
@@ -160,7 +159,7 @@ func (b *build) register(id string, j pipeline.Job, run, action bool) (*jobRun, 
 	}
 	jr := &jobRun{job: j, done: make(chan struct{}), action: action}
 	if action {
-		jr.running, jr.started = true, time.Now()
+		jr.started = time.Now()
 	}
 	b.jobs[id] = jr
 	b.order = append(b.order, id)
@@ -178,9 +177,15 @@ func (b *build) finish(jr *jobRun, res jobResult, d time.Duration) {
 	b.mu.Lock()
 	jr.result, jr.duration = res, d
 	close(jr.done)
+	b.changedLocked()
+	b.mu.Unlock()
+}
+
+// changedLocked wakes whoever waits on b.changed (an await of jobs or of
+// an unblock). Under b.mu.
+func (b *build) changedLocked() {
 	close(b.changed)
 	b.changed = make(chan struct{})
-	b.mu.Unlock()
 }
 
 // await waits until any (or all) of ids have ended and returns the results

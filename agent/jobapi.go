@@ -20,8 +20,8 @@ import (
 	"github.com/monkeyci/monkeyci/proto/jobapi"
 )
 
-// maxSocketPath is the longest path a unix socket address holds on Linux.
-const maxSocketPath = 107
+// MaxSocketPath is the longest path a unix socket address holds on Linux.
+const MaxSocketPath = 107
 
 // jobServer serves the job API of one build on a unix socket. It sends no
 // keepalive pings: a frozen script cannot answer them (DESIGN section 6).
@@ -34,8 +34,8 @@ var _ jobapi.JobAPIServer = (*jobServer)(nil)
 
 // serveJobAPI listens on socket and serves until the returned stop is called.
 func serveJobAPI(socket, token string, b *build) (stop func(), err error) {
-	if len(socket) > maxSocketPath {
-		return nil, fmt.Errorf("job API: the socket path %s is %d bytes, longer than a unix socket allows (%d): use a shorter state directory", socket, len(socket), maxSocketPath)
+	if len(socket) > MaxSocketPath {
+		return nil, fmt.Errorf("job API: the socket path %s is %d bytes, longer than a unix socket allows (%d): use a shorter state directory", socket, len(socket), MaxSocketPath)
 	}
 	_ = os.Remove(socket)
 	l, err := net.Listen("unix", socket)
@@ -138,5 +138,5 @@ func (s *jobServer) SkipJob(ctx context.Context, req *jobapi.SkipJobRequest) (*j
 }
 
 func (s *jobServer) GetParams(ctx context.Context, req *jobapi.GetParamsRequest) (*jobapi.GetParamsResponse, error) {
-	return &jobapi.GetParamsResponse{Params: s.b.spec.params()}, nil
+	return &jobapi.GetParamsResponse{Params: s.b.params}, nil
 }

@@ -380,9 +380,7 @@ func TestPauserLeavesAnAnsweredScriptRunningBesideAnotherAwait(t *testing.T) {
 	// hears of the call-off only after the new await froze the script.
 	f.p.awaitBegin()
 	f.next(t, events.ScriptPaused)
-	calledOff, cancel := context.WithCancel(ctx)
-	cancel()
-	f.p.awaitOver(calledOff)
+	f.p.awaitOver(calledOff())
 	waitNoPause(t)
 	f.isPaused(t, true)
 	f.noEvent(t)
@@ -406,9 +404,7 @@ func TestPauserLateCallOffAfterACallLeavesTheScriptRunning(t *testing.T) {
 	f.p.callEnd()      // before the agent hears the jobs await called off
 	waitNoPause(t)
 	f.isPaused(t, false)
-	calledOff, cancel := context.WithCancel(ctx)
-	cancel()
-	f.p.awaitOver(calledOff)
+	f.p.awaitOver(calledOff())
 	waitNoPause(t)
 	f.isPaused(t, false)
 }
@@ -424,12 +420,17 @@ func TestPauserAnAwaitAnsweredAtOnceThawsTheScript(t *testing.T) {
 	f.p.answer(ctx) // the jobs, answered at once
 	f.next(t, events.ScriptResumed)
 	f.isPaused(t, false)
-	calledOff, cancel := context.WithCancel(ctx)
-	cancel()
-	f.p.awaitOver(calledOff) // the unblock, called off
+	f.p.awaitOver(calledOff()) // the unblock, called off
 	waitNoPause(t)
 	f.isPaused(t, false)
 	f.calls(t, "pause", "unpause")
+}
+
+// calledOff is the context of an await its caller called off.
+func calledOff() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
 
 // An await that ends by its deadline is answered (with an error): the

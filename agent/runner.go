@@ -186,7 +186,15 @@ func (r *Runner) Pauses() bool { return r.cfg.Pause }
 // what a crashed run of it left behind. Call it before the first build,
 // when the agent holds none.
 func (r *Runner) Sweep(ctx context.Context) (int, error) {
-	rt, labels := r.cfg.Runtime, map[string]string{LabelAgent: r.cfg.AgentID}
+	return SweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID)
+}
+
+// SweepAgent removes the containers and volumes labelled as made by the
+// agent agentID, and returns how many: what a killed agent left behind.
+// The agent itself does it at start; the docker pool, when it destroys
+// an agent's instance.
+func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
+	labels := map[string]string{LabelAgent: agentID}
 	ids, err := rt.ListContainers(ctx, labels)
 	if err != nil {
 		return 0, fmt.Errorf("listing leftover containers: %w", err)

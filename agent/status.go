@@ -49,7 +49,7 @@ func (b *build) jobStates(ids []string) ([]*jobapi.JobState, error) {
 			st.State, st.Exit, st.Message = string(jr.result.status), int32(jr.result.exit), jr.result.message
 			st.Duration = durationpb.New(jr.duration)
 		default:
-			if jr.running {
+			if !jr.started.IsZero() { // it holds its capacity
 				st.State, st.Duration = stateRunning, durationpb.New(now.Sub(jr.started))
 			}
 		}

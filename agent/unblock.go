@@ -70,12 +70,8 @@ func (b *build) unblock(job string) {
 	}
 	b.emit(events.Event{Type: events.JobUnblocked, Job: job})
 	b.mu.Lock()
-	if b.unblocked == nil {
-		b.unblocked = map[string]bool{}
-	}
 	b.unblocked[job] = true
-	close(b.changed)
-	b.changed = make(chan struct{})
+	b.changedLocked()
 	b.mu.Unlock()
 }
 
@@ -101,9 +97,6 @@ func (b *build) awaitUnblock(ctx context.Context, ids []string) (string, error) 
 	var fresh []string
 	for _, id := range ids {
 		if !b.blocked[id] {
-			if b.blocked == nil {
-				b.blocked = map[string]bool{}
-			}
 			b.blocked[id] = true
 			fresh = append(fresh, id)
 		}

@@ -76,10 +76,7 @@ func BenchmarkCancel(b *testing.B) {
 		}
 		worstGone, worstEnded = max(worstGone, gone), max(worstEnded, ended)
 	}
-	verdict := "ok"
-	if worstGone > cancelLimit {
-		verdict = "OVER"
-	}
+	verdict := verdictAtMost(worstGone, cancelLimit)
 	b.ReportMetric(ms(worstGone), "containers-gone-ms")
 	b.ReportMetric(ms(worstEnded), "ended-ms")
 	b.Logf("cancel: the build's containers gone %.0f ms after the cancel (at most %.0f ms) %s; the build stored canceled after %.0f ms (worst of %d)",

@@ -59,10 +59,7 @@ func BenchmarkCapacityFromPausing(b *testing.B) {
 	b.ReportMetric(without.Seconds(), "no-pause-s")
 	b.ReportMetric(with.Seconds(), "pause-s")
 	b.ReportMetric(ratio, "ratio")
-	verdict := "ok"
-	if ratio < 1.8 {
-		verdict = "UNDER"
-	}
+	verdict := verdictAtLeast(ratio, 1.8)
 	b.Logf("capacity from pausing (jobs of 6 s of CPU): makespan %.1fs without pausing (%.1fs + %.1fs), %.1fs with (%.1fs + %.1fs; taken with, without, without, with), ratio %.2f (at least 1.80) %s",
 		without.Seconds(), without1.Seconds(), without2.Seconds(), with.Seconds(), with1.Seconds(), with2.Seconds(), ratio, verdict)
 }

@@ -154,10 +154,7 @@ func BenchmarkDashboardBuildsList(b *testing.B) {
 	}
 
 	p50, p95 := quantile(handler, 0.5), quantile(handler, 0.95)
-	verdict := "ok"
-	if p95 > listMaxP95 {
-		verdict = "OVER"
-	}
+	verdict := verdictAtMost(p95, listMaxP95)
 	b.ReportMetric(ms(p95), "p95-ms")
 	b.ReportMetric(ms(p50), "p50-ms")
 	b.ReportMetric(ms(quantile(loopback, 0.5)), "loopback-p50-ms")
@@ -335,10 +332,7 @@ func BenchmarkDashboardLogFollower(b *testing.B) {
 		}
 	}
 	p50, p95 := quantile(total, 0.5), quantile(total, 0.95)
-	verdict := "ok"
-	if p95 > followMaxP95 {
-		verdict = "OVER"
-	}
+	verdict := verdictAtMost(p95, followMaxP95)
 	b.ReportMetric(ms(p95), "p95-ms")
 	b.ReportMetric(ms(p50), "p50-ms")
 	b.ReportMetric(ms(quantile(total, 1)), "worst-ms")

@@ -131,9 +131,6 @@ func report(b *testing.B, name string, ours, floor time.Duration, limit float64)
 	b.ReportMetric(ms(ours), name+"-ms")
 	b.ReportMetric(ms(floor), "floor-ms")
 	b.ReportMetric(ratio, "ratio")
-	verdict := "ok"
-	if ratio > limit {
-		verdict = "OVER"
-	}
+	verdict := verdictAtMost(ratio, limit)
 	b.Logf("%s: ours %.1f ms, floor %.1f ms, ratio %.2f (limit %.2f) %s", name, ms(ours), ms(floor), ratio, limit, verdict)
 }

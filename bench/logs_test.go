@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -102,7 +103,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 	b.Logf("logs: CPU time for %d builds: agent %.1f s, coordinator %.1f s", logRuns, agentCPU.Seconds(), coCPU.Seconds())
 	b.Logf("logs: %d MB stored at %.0f MB/s, the median of %.0f MB/s (at least %d) %s; sha256 %s; agent peak RSS %.0f MB (at most %d) %s",
 		logBytes>>20, rate, rates, logMinRate, verdictAtLeast(rate, logMinRate), map[bool]string{true: "equal", false: "DIFFERENT"}[sumsOK],
-		peakMiB, logMaxAgentMiB, verdictAtLeast(logMaxAgentMiB, peakMiB))
+		peakMiB, logMaxAgentMiB, verdictAtMost(peakMiB, logMaxAgentMiB))
 }
 
 // logRun triggers one build of the log repository and returns the rate
@@ -177,10 +178,18 @@ func expectedLog() []byte {
 	return h.Sum(nil)
 }
 
-// verdictAtLeast says ok when got reaches floor.
-func verdictAtLeast(got, floor float64) string {
+// verdictAtLeast says ok when got reaches floor, else UNDER.
+func verdictAtLeast[T cmp.Ordered](got, floor T) string {
 	if got >= floor {
 		return "ok"
 	}
 	return "UNDER"
+}
+
+// verdictAtMost says ok when got stays within limit, else OVER.
+func verdictAtMost[T cmp.Ordered](got, limit T) string {
+	if got <= limit {
+		return "ok"
+	}
+	return "OVER"
 }

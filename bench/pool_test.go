@@ -48,16 +48,10 @@ func BenchmarkPoolSimulation(b *testing.B) {
 	b.ReportMetric(with.WaitP95.Seconds(), "p95-wait-s")
 	b.ReportMetric(without.Ratio, "no-pause-ih-ratio")
 	b.ReportMetric(without.WaitP95.Seconds(), "no-pause-p95-wait-s")
-	verdict := "ok"
-	if with.Ratio > poolMaxRatio {
-		verdict = "OVER"
-	}
+	verdict := verdictAtMost(with.Ratio, poolMaxRatio)
 	b.Logf("pool simulation, pausing, warm pool of 1: %.1f instance-hours, %.1f%% of %.0f for a fixed pool of %d for the peak (at most %.0f%%) %s; %d builds, %d scale-ups, %d scale-ins, at most %d instances",
 		with.InstanceHours, 100*with.Ratio, with.Fixed.InstanceHours, with.Fixed.Instances, 100*poolMaxRatio, verdict, with.Builds, with.ScaleUps, with.ScaleIns, with.PeakInstances)
-	verdict = "ok"
-	if with.WaitP95 > poolMaxP95Wait {
-		verdict = "OVER"
-	}
+	verdict = verdictAtMost(with.WaitP95, poolMaxP95Wait)
 	b.Logf("pool simulation, pausing, warm pool of 1: queue wait p95 %s (at most %s) %s; p50 %s, max %s, %d of %d builds waited",
 		with.WaitP95, poolMaxP95Wait, verdict, with.WaitP50, with.WaitMax, with.Waited, with.Builds)
 	b.Logf("pool simulation without pausing, for comparison: %.1f instance-hours (%.0f%% more than with pausing), %.1f%% of %.0f for a fixed pool of %d; queue wait p95 %s, p50 %s, max %s; %d scale-ups",

@@ -115,10 +115,7 @@ func BenchmarkWebhookAnswer(b *testing.B) {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	p50, p99 := all[len(all)/2], all[len(all)*99/100]
-	verdict := "ok"
-	if p99 > webhookMaxP99 {
-		verdict = "OVER"
-	}
+	verdict := verdictAtMost(p99, webhookMaxP99)
 	b.ReportMetric(ms(p99), "p99-ms")
 	b.ReportMetric(ms(p50), "p50-ms")
 	b.Logf("webhook: POST -> 202 p99 %.2f ms (at most %.0f ms) %s; p50 %.2f ms; %d deliveries from %d concurrent senders at %.0f/s",
@@ -164,10 +161,7 @@ func BenchmarkWebhookToFirstCommand(b *testing.B) {
 	}
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
 	median := took[len(took)/2]
-	verdict := "ok"
-	if median > webhookMaxFirst {
-		verdict = "OVER"
-	}
+	verdict := verdictAtMost(median, webhookMaxFirst)
 	b.ReportMetric(ms(median), "median-ms")
 	b.Logf("webhook -> first command running: median %.0f ms (at most %.0f ms) %s; fastest %.0f, slowest %.0f (%d rounds)",
 		ms(median), ms(webhookMaxFirst), verdict, ms(took[0]), ms(took[len(took)-1]), len(took))

@@ -189,14 +189,14 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 			s.c.fixLocked(conn)
 		}
 		s.c.mu.Unlock()
-	case fleet.SetAgentRequest_DRAIN:
+		s.c.poke()
+	case fleet.SetAgentRequest_DRAIN: // drainAgent pokes the dispatcher itself
 		if err := s.c.drainAgent(a.ID); err != nil {
 			return nil, status.Errorf(codes.FailedPrecondition, "agent %s is not connected", a.Name)
 		}
 	default:
 		return nil, status.Error(codes.InvalidArgument, "say cordon, uncordon or drain")
 	}
-	s.c.poke()
 	return s.c.agentInfo(a), nil
 }
 

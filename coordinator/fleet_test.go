@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge/status"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -36,17 +36,7 @@ type fleetFixture struct {
 
 func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := sqlstore.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	logs, err := logstore.Open(filepath.Join(dir, "logs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logs.Close() })
+	dir, store, logs := fleettest.Stores(t)
 	keys, err := secret.LoadKeyring(dir, "")
 	if err != nil {
 		t.Fatal(err)

@@ -67,9 +67,16 @@ func tagNote(f Facts) string {
 	return ""
 }
 
+// anyChanged says whether a file matches a glob. The globs are split once,
+// not once a file: a change set may list thousands.
 func anyChanged(globs, files []string) bool {
+	pats := make([][]string, len(globs))
+	for i, g := range globs {
+		pats[i] = globSegments(g)
+	}
 	return slices.ContainsFunc(files, func(file string) bool {
-		return slices.ContainsFunc(globs, func(g string) bool { return matchGlob(g, file) })
+		name := strings.Split(file, "/")
+		return slices.ContainsFunc(pats, func(p []string) bool { return matchSegments(p, name) })
 	})
 }
 

@@ -1,3 +1,6 @@
+// Package script is what runs inside a build's script container: the
+// driver that walks a declarative build's job graph through the job API,
+// and the runner of a build script in any language.
 package script
 
 import (

@@ -22,6 +22,7 @@ import (
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/jobapi"
+	monkeyci "github.com/monkeyci/monkeyci/sdk"
 )
 
 // call is one job API call the fake answered, in the order it answered.
@@ -315,12 +316,12 @@ func mustPlan(t *testing.T, yaml string) *pipeline.Plan {
 func connect(t *testing.T, f *fakeAPI, token string) jobapi.JobAPIClient {
 	t.Helper()
 	sock := serve(t, f)
-	api, closeConn, err := Dial("unix://"+sock, token)
+	c, err := monkeyci.Dial(context.Background(), "unix://"+sock, token)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	t.Cleanup(func() { _ = closeConn() })
-	return api
+	t.Cleanup(func() { _ = c.Close() })
+	return c.API()
 }
 
 // drive runs Drive against f, as token, with a deadline so that a bug

@@ -19,7 +19,8 @@ import (
 // defaultPath is the engine's PATH for an image that sets none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// stopGrace is how long a build script has to exit after SIGTERM.
+// stopGrace is how long a build script (or an action) has to exit after
+// SIGTERM.
 const stopGrace = 10 * time.Second
 
 // Stdio is where a build script reads and writes.
@@ -60,12 +61,10 @@ func Run(ctx context.Context, dir string, build buildscript.Build, stdio Stdio) 
 	default:
 		return -1, fmt.Errorf("%s: not a build script", build.Script)
 	}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := Command(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(withoutPath(os.Environ()), "PATH="+path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = stopGrace
 	if err := cmd.Start(); err != nil {
 		return -1, startError(dir, build.Script, err)
 	}
@@ -144,4 +143,14 @@ func lookIn(path, name string) string {
 		}
 	}
 	return ""
+}
+
+// Command is exec.CommandContext for what a script container runs (a
+// build script, an action): when ctx ends the process gets SIGTERM, and
+// stopGrace to exit before it is killed.
+func Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = stopGrace
+	return cmd
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/proto/jobapi"
@@ -79,9 +78,6 @@ func exitOf(err error) (int, string) {
 		code := coded.ExitCode()
 		if code > 0 {
 			return code, fmt.Sprintf("exited with code %d", code)
-		}
-		if code < 0 { // killed by a signal
-			return 1, strings.TrimSpace(err.Error())
 		}
 	}
 	return 1, err.Error()

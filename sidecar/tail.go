@@ -96,9 +96,8 @@ type tailer struct {
 	reads atomic.Int64 // read calls, for the no-spin test
 
 	// gap fires when the log files held back by readGap (dirty) may be
-	// read; armed says it is set.
+	// read; it is set while dirty is not empty.
 	gap   *time.Timer
-	armed bool
 	dirty []*logFile
 }
 
@@ -185,7 +184,6 @@ func (t *tailer) run(ctx context.Context, exited <-chan struct{}, stopOnDone boo
 			}
 			err = t.notified(e)
 		case <-t.gapC():
-			t.armed = false
 			err = t.readDirty()
 		case _, ok := <-errc:
 			if !ok {
@@ -232,9 +230,8 @@ func (t *tailer) notified(e fsnotify.Event) error {
 		if wait := readGap - time.Since(lf.lastRead); wait > 0 {
 			if !lf.dirty {
 				lf.dirty = true
-				t.dirty = append(t.dirty, lf)
+				t.hold(lf, wait)
 			}
-			t.arm(wait)
 			return nil
 		}
 		return t.readLog(lf, false)
@@ -244,24 +241,24 @@ func (t *tailer) notified(e fsnotify.Event) error {
 
 // gapC is the channel of the readGap timer while it is set, else nil.
 func (t *tailer) gapC() <-chan time.Time {
-	if !t.armed {
+	if len(t.dirty) == 0 {
 		return nil
 	}
 	return t.gap.C
 }
 
-// arm sets the readGap timer unless it is set: later notifications must
-// not push a held-back read further out.
-func (t *tailer) arm(d time.Duration) {
-	if t.armed {
-		return
+// hold keeps lf to be read when the readGap timer fires, setting it for d
+// unless it is set: later notifications must not push a held-back read
+// further out.
+func (t *tailer) hold(lf *logFile, d time.Duration) {
+	if len(t.dirty) == 0 {
+		if t.gap == nil {
+			t.gap = time.NewTimer(d)
+		} else {
+			t.gap.Reset(d)
+		}
 	}
-	t.armed = true
-	if t.gap == nil {
-		t.gap = time.NewTimer(d)
-		return
-	}
-	t.gap.Reset(d)
+	t.dirty = append(t.dirty, lf)
 }
 
 // readDirty reads the log files held back by readGap (those read since

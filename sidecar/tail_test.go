@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -90,114 +91,110 @@ func TestTailAfterExit(t *testing.T) {
 	checkBurst(t, rec.snapshot())
 }
 
+// heldJob is a job run by the wrapper and tailed live, whose lines may
+// wait on a fifo ("read x < " + hold) until release.
+type heldJob struct {
+	hold   string
+	rec    *recorder
+	tl     *tailer
+	cmd    *exec.Cmd
+	exited chan struct{}
+	res    chan error
+}
+
+// startHeld writes the job's lines, starts its tailer and then the job.
+// lines is given the fifo's path.
+func startHeld(t *testing.T, lines func(hold string) []string) *heldJob {
+	t.Helper()
+	dir, hold := t.TempDir(), filepath.Join(t.TempDir(), "go")
+	if err := syscall.Mkfifo(hold, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ls := lines(hold)
+	if err := Write(dir, ls); err != nil {
+		t.Fatal(err)
+	}
+	j := &heldJob{hold: hold, rec: newRecorder(), exited: make(chan struct{}), res: make(chan error, 1)}
+	var err error
+	if j.tl, err = newTailer(dir, plain{j.rec}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(j.tl.close)
+	go func() { j.res <- j.tl.run(context.Background(), j.exited, false) }()
+	j.cmd = wrapperCmd(t, "/bin/sh", dir, t.TempDir(), len(ls), "")
+	if err := j.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// release lets the job go on past the fifo, waits for it and for the
+// tailer's end, and returns what the tailer passed on.
+func (j *heldJob) release(t *testing.T) []record {
+	t.Helper()
+	if err := os.WriteFile(j.hold, []byte("\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(j.exited)
+	if err := <-j.res; err != nil {
+		t.Fatal(err)
+	}
+	recs := j.rec.snapshot()
+	checkOrder(t, recs)
+	return recs
+}
+
 // A job that prints fast is read every readGap, not at every write: while
 // it prints, the reads of its file are bounded by the time it takes (the
 // loop makes manyLines writes, each a notification).
 func TestTailReadsAFastWriterEveryReadGap(t *testing.T) {
-	dir, fifo := t.TempDir(), filepath.Join(t.TempDir(), "go")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lines := []string{burst[0] + "; read x < " + fifo}
-	if err := Write(dir, lines); err != nil {
-		t.Fatal(err)
-	}
-	rec := newRecorder()
-	tl, err := newTailer(dir, plain{rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.close()
-	exited, res := make(chan struct{}), make(chan error, 1)
-	go func() { res <- tl.run(context.Background(), exited, false) }()
-
-	cmd := wrapperCmd(t, "/bin/sh", dir, t.TempDir(), len(lines), "")
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	j := startHeld(t, func(hold string) []string { return []string{burst[0] + "; read x < " + hold} })
 	// All of it read live: the job still waits on the fifo.
-	rec.waitFor(t, "every line", func(r []record) bool { return output(r, "0", "out") == wantBurst() })
-	took, reads := time.Since(start), tl.reads.Load()
+	j.rec.waitFor(t, "every line", func(r []record) bool { return output(r, "0", "out") == wantBurst() })
+	took, reads := time.Since(start), j.tl.reads.Load()
 	// One read per readGap at most, and a few more: the event file's, and
 	// the first read of the log file, at once.
 	if bound := int64(took/readGap) + 10; reads > bound {
 		t.Errorf("%d reads for %d writes in %v, want at most %d (one per %v)", reads, manyLines, took, bound, readGap)
 	}
 	t.Logf("%d writes read in %d reads over %v", manyLines, reads, took)
-
-	if err := os.WriteFile(fifo, []byte("\n"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	close(exited)
-	if err := <-res; err != nil {
-		t.Fatal(err)
-	}
-	checkOrder(t, rec.snapshot())
+	j.release(t)
 }
 
 // While a job runs, output and events arrive as they are written, and the
 // tailer sleeps in between: no reads at all while nothing is written.
 func TestTailLiveAndIdle(t *testing.T) {
-	dir, fifo := t.TempDir(), filepath.Join(t.TempDir(), "go")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lines := []string{"echo before; read x < " + fifo + "; echo after", "echo two"}
-	if err := Write(dir, lines); err != nil {
-		t.Fatal(err)
-	}
-	rec := newRecorder()
-	tl, err := newTailer(dir, plain{rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.close()
-	exited, res := make(chan struct{}), make(chan error, 1)
-	go func() { res <- tl.run(context.Background(), exited, false) }()
-
-	cmd := wrapperCmd(t, "/bin/sh", dir, t.TempDir(), len(lines), "")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	rec.waitFor(t, "the first output", func(r []record) bool { return output(r, "0", "out") == "before\n" })
-	if got := types(evs(rec.snapshot())); got != "container/start, command/start 0" {
+	j := startHeld(t, func(hold string) []string {
+		return []string{"echo before; read x < " + hold + "; echo after", "echo two"}
+	})
+	j.rec.waitFor(t, "the first output", func(r []record) bool { return output(r, "0", "out") == "before\n" })
+	if got := types(evs(j.rec.snapshot())); got != "container/start, command/start 0" {
 		t.Fatalf("events so far: %s", got)
 	}
 
 	// The job is blocked on the fifo: watch the tailer for a while.
-	reads := tl.reads.Load()
+	reads := j.tl.reads.Load()
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	time.Sleep(300 * time.Millisecond) // an observation window, not a wait for a result
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	if n := tl.reads.Load() - reads; n != 0 {
+	if n := j.tl.reads.Load() - reads; n != 0 {
 		t.Errorf("%d reads while the job wrote nothing", n)
 	}
 	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
-	t.Logf("idle 300ms: %d reads, %v CPU for the whole test process", tl.reads.Load()-reads, cpu)
+	t.Logf("idle 300ms: %d reads, %v CPU for the whole test process", j.tl.reads.Load()-reads, cpu)
 
-	if err := os.WriteFile(fifo, []byte("\n"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	close(exited)
-	if err := <-res; err != nil {
-		t.Fatal(err)
-	}
-	recs := rec.snapshot()
+	recs := j.release(t)
 	if got := output(recs, "0", "out") + output(recs, "1", "out"); got != "before\nafter\ntwo\n" {
 		t.Errorf("output: %q", got)
 	}
 	if got := types(evs(recs)); got != "container/start, command/start 0, command/end 0, command/start 1, command/end 1, container/script-end" {
 		t.Errorf("events: %s", got)
 	}
-	checkOrder(t, recs)
 	// Read times come from the tailer and follow the file.
 	es := evs(recs)
 	for i := 1; i < len(es); i++ {

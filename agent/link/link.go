@@ -376,7 +376,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 				// Not worth failing the build: unknown changes make every
 				// `when: changed` hold.
 				l.log.Warn("the changed files are unknown", "build", ba.GetBuildId(), "error", err)
-				f.Commit, f.Changed, f.ChangedKnown = commit, nil, false
+				f.Commit = commit // FactsOf left the changes unknown
 			}
 			*facts = f
 			return nil

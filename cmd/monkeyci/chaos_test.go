@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
@@ -169,7 +171,9 @@ func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
 	c := startCoordinator(t, t.TempDir(), 10*time.Second)
 	api := c.adminClient(t)
 	a := startAgentProcess(t, c, "chaos-drain-a1")
-	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: slow\nimage: monkeyci/busybox:latest\nscript: ['sleep 3', 'echo finished']\n"})
+	// The build waits for a manual unblock: it is still running, and the
+	// agent still there, whenever the test looks, until the test lets it go.
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: gate\nimage: monkeyci/busybox:latest\nscript: ['echo finished']\nblocked: true\n"})
 	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +193,16 @@ func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
 	later, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Refused until the agent has told that the gate waits.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		_, err := api.UnblockJob(context.Background(), &fleet.UnblockJobRequest{Build: b.GetId(), Job: "gate"})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.FailedPrecondition || time.Now().After(deadline) {
+			t.Fatalf("unblocking the gate: %v", err)
+		}
 	}
 	select {
 	case err := <-a.done:

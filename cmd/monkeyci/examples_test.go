@@ -22,11 +22,18 @@ func TestShScriptExampleRuns(t *testing.T) {
 	dockertest.Engine(t)
 	dockertest.RequireImage(t, dockertest.Busybox)
 	dir := filepath.Join(repoRoot(t), "examples", "sh-script")
-	code, stdout, stderr := monkeyci(t, "run", "--state-dir", t.TempDir(), "--param", "greeting=hi there", dir)
+	runExample(t, []string{"--param", "greeting=hi there", dir}, "package | hi there", "files in the workspace", "lint", "test")
+}
+
+// runExample runs `monkeyci run` with args, which must succeed and print
+// each of wants.
+func runExample(t *testing.T, args []string, wants ...string) {
+	t.Helper()
+	code, stdout, stderr := monkeyci(t, append([]string{"run", "--state-dir", t.TempDir()}, args...)...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"package | hi there", "files in the workspace", "lint", "test"} {
+	for _, want := range wants {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
@@ -53,15 +60,7 @@ func TestGoScriptExampleRuns(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the example: %v\n%s", err, out)
 	}
-	code, stdout, stderr := monkeyci(t, "run", "--state-dir", t.TempDir(), dir)
-	if code != 0 {
-		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
-	}
-	for _, want := range []string{"package | hello", "| 2 files in the workspace", "lint", "test"} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("output lacks %q:\n%s", want, stdout)
-		}
-	}
+	runExample(t, []string{dir}, "package | hello", "| 2 files in the workspace", "lint", "test")
 }
 
 func TestVerifyDescribesABuildScript(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/pipeline"
+	"github.com/monkeyci/monkeyci/script"
 	sdk "github.com/monkeyci/monkeyci/sdk"
 )
 
@@ -285,10 +285,8 @@ the build shows its start, end and output like any job's. It waits for the
 			}
 			return withClient(cmd, func(ctx context.Context, ci *sdk.Client) error {
 				res, err := ci.Action(ctx, args[0], deps, func(ctx context.Context, stdout, stderr io.Writer) error {
-					c := exec.CommandContext(ctx, args[1], args[2:]...)
+					c := script.Command(ctx, args[1], args[2:]...)
 					c.Stdout, c.Stderr = stdout, stderr
-					c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
-					c.WaitDelay = 10 * time.Second
 					return c.Run()
 				})
 				if err != nil {

@@ -77,7 +77,7 @@ func (p *poolFlags) poolConfig(dataDir string) (*server.PoolConfig, error) {
 	case "oci":
 		o := fc.Pool.OCI
 		pc.Make = func(ctx context.Context, s *server.Server) (pool.Provider, error) {
-			return makeOCIPool(ctx, o, p, s)
+			return makeOCIPool(ctx, o, p, agentCap.Memory, s)
 		}
 	case "static":
 		names := fc.Pool.Static.Instances
@@ -106,10 +106,7 @@ func makeDockerPool(ctx context.Context, d dockerSettings, p *poolFlags, dataDir
 		d.Name = "default"
 	}
 	if d.WorkDir == "" {
-		d.WorkDir = filepath.Join(dataDir, "pool")
-	}
-	if d.WorkDir, err = filepath.Abs(d.WorkDir); err != nil {
-		return nil, err
+		d.WorkDir = filepath.Join(dataDir, "pool") // dockerpool makes it absolute
 	}
 	return dockerpool.New(ctx, dockerpool.Config{
 		Engine: engine, Binary: d.Binary, Pool: d.Name,
@@ -118,7 +115,7 @@ func makeDockerPool(ctx context.Context, d dockerSettings, p *poolFlags, dataDir
 	})
 }
 
-func makeOCIPool(ctx context.Context, o ociSettings, p *poolFlags, s *server.Server) (pool.Provider, error) {
+func makeOCIPool(ctx context.Context, o ociSettings, p *poolFlags, agentMemory int64, s *server.Server) (pool.Provider, error) {
 	if o.Coordinator == "" {
 		return nil, fmt.Errorf("--config: pool.oci.coordinator: give the gRPC address instances dial (host:port)")
 	}
@@ -139,11 +136,7 @@ func makeOCIPool(ctx context.Context, o ociSettings, p *poolFlags, s *server.Ser
 	}
 	mem := o.MemoryGBs
 	if mem == 0 {
-		agentCap, err := capacityOf(p.agentCPUs, p.agentMemory)
-		if err != nil {
-			return nil, err
-		}
-		mem = float32(agentCap.Memory) / (1 << 30)
+		mem = float32(agentMemory) / (1 << 30)
 	}
 	prov, err := oci.New(ctx, oci.Config{
 		CompartmentID: o.Compartment, InstancePoolID: o.InstancePool, AvailabilityDomain: o.AvailabilityDomain,

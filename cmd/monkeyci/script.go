@@ -15,6 +15,7 @@ import (
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/jobapi"
 	"github.com/monkeyci/monkeyci/script"
+	sdk "github.com/monkeyci/monkeyci/sdk"
 )
 
 func newScriptCommand() *cobra.Command {
@@ -34,11 +35,12 @@ when every job succeeded and 1 otherwise. The job API is the one named by
 MONKEYCI_API, with the token in MONKEYCI_TOKEN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			api, closeAPI, err := script.DialFromEnv()
+			client, err := sdk.Connect(context.Background())
 			if err != nil {
 				return usageError(err)
 			}
-			defer closeAPI()
+			defer client.Close()
+			api := client.API()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// The agent starts this container once it has fetched the

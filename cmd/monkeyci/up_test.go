@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ type upProcess struct {
 	cmd               *exec.Cmd
 	server, ca, token string
 	http              string
-	stderr            *bytes.Buffer
+	stderr            *syncBuffer
 }
 
 var (
@@ -40,7 +41,7 @@ var (
 
 func startUp(t *testing.T) *upProcess {
 	t.Helper()
-	p := &upProcess{stderr: &bytes.Buffer{}}
+	p := &upProcess{stderr: &syncBuffer{}}
 	p.cmd = exec.Command(testbinary.Path(t), "up", "--data-dir", t.TempDir(), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--cpus", "2", "--memory", "8g")
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
@@ -197,4 +198,23 @@ func TestUpBuildBuildsADirectoryOnceAndExitsWithItsResult(t *testing.T) {
 			}
 		})
 	}
+}
+
+// syncBuffer is output written by another goroutine (a child process's
+// copier, chromedp's) and read while it may still be written.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

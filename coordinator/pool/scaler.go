@@ -182,9 +182,6 @@ type Scaler struct {
 	shown State      // the state as of the last step, for Status
 }
 
-// fixedProvider is a Provider whose instances are given, not made.
-type fixedProvider interface{ Fixed() bool }
-
 // NewScaler loads the scaler's state, so a restarted coordinator goes on
 // where it stopped: which instances it drained, when it last scaled.
 func NewScaler(ctx context.Context, cfg Config, p Provider, f Fleet, st StateStore) (*Scaler, error) {
@@ -198,8 +195,8 @@ func NewScaler(ctx context.Context, cfg Config, p Provider, f Fleet, st StateSto
 	if state.Instances == nil {
 		state.Instances = map[string]*Tracked{}
 	}
-	fixed, _ := p.(fixedProvider)
-	sc := &Scaler{cfg: cfg.withDefaults(), provider: p, fleet: f, store: st, state: state, fixed: fixed != nil && fixed.Fixed()}
+	_, fixed := p.(Static) // its instances are given, not made
+	sc := &Scaler{cfg: cfg.withDefaults(), provider: p, fleet: f, store: st, state: state, fixed: fixed}
 	sc.shown = sc.snapshot()
 	return sc, nil
 }
@@ -214,11 +211,11 @@ func (s *Scaler) Status() State {
 
 // Run steps every interval until ctx ends; a failing step is logged and
 // tried again at the next.
-func (s *Scaler) Run(ctx context.Context, every time.Duration, now func() time.Time) {
+func (s *Scaler) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if err := s.Step(ctx, now()); err != nil && ctx.Err() == nil {
+		if err := s.Step(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("pool step failed; trying again", "in", every, "error", err)
 		}
 		select {

@@ -10,9 +10,6 @@ import (
 // them and their agents but never makes or destroys one.
 type Static struct{ Names []string }
 
-// Fixed tells the scaler not to scale.
-func (s Static) Fixed() bool { return true }
-
 func (s Static) List(context.Context) ([]Instance, error) {
 	out := make([]Instance, 0, len(s.Names))
 	for _, n := range s.Names {

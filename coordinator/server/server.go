@@ -220,7 +220,7 @@ func (s *Server) startPool(ctx context.Context, cfg Config) error {
 	s.pool = make(chan struct{})
 	go func() {
 		defer close(s.pool)
-		scaler.Run(ctx, every, time.Now)
+		scaler.Run(ctx, every)
 	}()
 	return nil
 }

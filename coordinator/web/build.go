@@ -17,7 +17,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/web/view"
 	"github.com/monkeyci/monkeyci/events"
-	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 // Live updates of a build's page: at most four a second, and one every
@@ -187,15 +186,12 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 	return d, nil
 }
 
-// scriptState is where the script container stands: its row's state,
-// "paused" while it is paused now.
+// scriptState is where the script container stands: its row's state
+// (the timeline keeps it "paused" while it is).
 func scriptState(t view.Timeline, b coordinator.Build) string {
 	for _, row := range t.Rows {
 		if row.Kind != view.RowScript {
 			continue
-		}
-		if n := len(row.Spans); n > 0 && b.State != coordinator.Ended && row.Spans[n-1].Kind == view.KindPaused && !row.Spans[n-1].End.Before(t.End) {
-			return view.KindPaused
 		}
 		if row.State == "" {
 			return view.StateRunning
@@ -237,8 +233,7 @@ func (s *Server) unblock(w http.ResponseWriter, r *http.Request, ss session) {
 		s.errorPage(w, http.StatusBadRequest, ss, "Say which job to unblock.")
 		return
 	}
-	_, err := s.admin.UnblockJob(r.Context(), &fleet.UnblockJobRequest{Build: id, Job: job})
-	s.changeBuild(w, r, ss, id, err)
+	s.changeBuild(w, r, ss, id, s.c.Unblock(r.Context(), id, job))
 }
 
 // changeBuild answers a change to a build: back to its page when it was
@@ -260,8 +255,6 @@ func (s *Server) changeBuild(w http.ResponseWriter, r *http.Request, ss session,
 			code = http.StatusBadRequest
 		case codes.Unavailable:
 			code = http.StatusServiceUnavailable
-		case codes.Unimplemented:
-			code, msg = http.StatusNotImplemented, "This coordinator cannot unblock jobs."
 		}
 	}
 	switch {

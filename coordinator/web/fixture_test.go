@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -50,17 +49,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := sqlstore.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	logs, err := logstore.Open(filepath.Join(dir, "logs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logs.Close() })
+	dir, store, logs := fleettest.Stores(t)
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := coordinator.New(ctx, coordinator.Config{Store: store, Logs: logs, AdminToken: adminToken, JoinToken: joinToken, Lease: time.Minute, Logger: log})

@@ -120,7 +120,7 @@ func (p *Provider) spec(id, dir string, certs bool) agent.ContainerSpec {
 func instancePrefix(pool string) string { return "monkeyci-pool-" + pool + "-" }
 
 // idHexLen is the length of an instance id's random part. Short, since the
-// id is in the agents' socket paths (see maxSocketPath).
+// id is in the agents' socket paths (see agent.MaxSocketPath).
 const idHexLen = 8
 
 func (p *Provider) newID() (string, error) {

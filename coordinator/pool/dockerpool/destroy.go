@@ -38,24 +38,8 @@ func (p *Provider) remove(ctx context.Context, id string) error {
 		return err
 	}
 	// The agent's name is the instance id, and it labels what it makes with it.
-	left := map[string]string{agent.LabelAgent: id}
-	ids, err := rt.ListContainers(ctx, left)
-	if err != nil {
-		return fmt.Errorf("listing what the agent left: %w", err)
-	}
-	for _, c := range ids {
-		if err := rt.Remove(ctx, c); err != nil {
-			return fmt.Errorf("removing what the agent left: %w", err)
-		}
-	}
-	vols, err := rt.ListVolumes(ctx, left)
-	if err != nil {
-		return fmt.Errorf("listing what the agent left: %w", err)
-	}
-	for _, v := range vols {
-		if err := rt.RemoveVolume(ctx, v); err != nil {
-			return fmt.Errorf("removing what the agent left: %w", err)
-		}
+	if _, err := agent.SweepAgent(ctx, rt, id); err != nil {
+		return fmt.Errorf("removing what the agent left: %w", err)
 	}
 	if err := os.RemoveAll(p.dir(id)); err != nil {
 		return fmt.Errorf("removing the instance's folder: %w", err)

@@ -164,7 +164,7 @@ func newPool(ctx context.Context, t *testing.T, engine *docker.Engine, srv *serv
 	}
 	name := "test" + hex.EncodeToString(b[:])
 	// Not t.TempDir(): its long path would leave the agents' job API
-	// sockets no room (see maxSocketPath).
+	// sockets no room (see agent.MaxSocketPath).
 	workDir, err := os.MkdirTemp("", "dp")
 	if err != nil {
 		t.Fatal(err)

@@ -163,8 +163,8 @@ func (c Config) validate() error {
 	}
 	if c.WorkDir == "" {
 		errs = append(errs, errors.New("a work dir is required"))
-	} else if n := socketPathLen(c.WorkDir, c.Pool); n > maxSocketPath {
-		errs = append(errs, fmt.Errorf("work dir %s is too long: the agents' job API sockets under it would take %d bytes, over the %d a socket path may have", c.WorkDir, n, maxSocketPath))
+	} else if n := socketPathLen(c.WorkDir, c.Pool); n > agent.MaxSocketPath {
+		errs = append(errs, fmt.Errorf("work dir %s is too long: the agents' job API sockets under it would take %d bytes, over the %d a socket path may have", c.WorkDir, n, agent.MaxSocketPath))
 	}
 	if !filepath.IsAbs(c.DockerSocket) {
 		errs = append(errs, fmt.Errorf("docker socket %q is not an absolute path", c.DockerSocket))
@@ -179,10 +179,7 @@ func (c Config) validate() error {
 // TMPDIR/monkeyci-<24 hex build id>-<attempt>/job.sock, and Linux takes
 // socket paths of at most 107 bytes. A work dir that leaves no room would
 // fail every build, so New refuses it. (Attempts are counted as 3 digits.)
-const (
-	maxSocketPath    = 107
-	socketPathSuffix = len("/tmp/monkeyci-") + 24 + len("-999/job.sock")
-)
+const socketPathSuffix = len("/tmp/monkeyci-") + 24 + len("-999/job.sock")
 
 func socketPathLen(workDir, pool string) int {
 	return len(filepath.Join(workDir, instancePrefix(pool)+strings.Repeat("0", idHexLen))) + socketPathSuffix
