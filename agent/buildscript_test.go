@@ -84,10 +84,11 @@ monkeyci param get nobody || echo "absent exit=$?"
 		}
 	}
 	evs := rec.all()
-	firstStart := min(index(evs, events.JobStart, "a"), index(evs, events.JobStart, "b"))
+	// Frozen once a job's container is made, before it starts.
+	firstMade := min(index(evs, events.JobInitializing, "a"), index(evs, events.JobInitializing, "b"))
 	lastEnd := max(index(evs, events.JobEnd, "a"), index(evs, events.JobEnd, "b"))
-	paused := slices.IndexFunc(evs[firstStart:], func(e events.Event) bool { return e.Type == events.ScriptPaused })
-	if paused < 0 || firstStart+paused > lastEnd {
+	paused := slices.IndexFunc(evs[firstMade:], func(e events.Event) bool { return e.Type == events.ScriptPaused })
+	if paused < 0 || firstMade+paused > lastEnd {
 		t.Errorf("the script was not paused between the jobs' starts and ends: %v", types(evs))
 	}
 	// In parallel: each started before the other ended (each waited to
@@ -95,12 +96,12 @@ monkeyci param get nobody || echo "absent exit=$?"
 	if index(evs, events.JobStart, "b") > index(evs, events.JobEnd, "a") || index(evs, events.JobStart, "a") > index(evs, events.JobEnd, "b") {
 		t.Errorf("a and b did not run side by side: %v", types(evs))
 	}
-	cStart := index(evs, events.JobStart, "c")
-	if cStart < lastEnd {
+	cMade := index(evs, events.JobInitializing, "c")
+	if index(evs, events.JobStart, "c") < lastEnd {
 		t.Errorf("c started before a and b had ended: %v", types(evs))
 	}
 	// `job run c` waits too: paused again while c runs.
-	if again := slices.IndexFunc(evs[cStart:], func(e events.Event) bool { return e.Type == events.ScriptPaused }); again < 0 || cStart+again > index(evs, events.JobEnd, "c") {
+	if again := slices.IndexFunc(evs[cMade:], func(e events.Event) bool { return e.Type == events.ScriptPaused }); again < 0 || cMade+again > index(evs, events.JobEnd, "c") {
 		t.Errorf("the script was not paused while it waited on c: %v", types(evs))
 	}
 	if q := evs[index(evs, events.JobQueued, "c")]; !slices.Equal(q.Deps, []string{"a", "b"}) {

@@ -22,10 +22,10 @@ import (
 // still be running: freezing the script meanwhile would compete with those
 // engine calls, on the job's critical path. So a pause also waits until no
 // job of the build is between its capacity grant and its container being
-// made; the freeze then runs beside the container's start, so a script
-// that keeps burning CPU while it waits (a heavy runtime's threads) burns
-// only through the create. Jobs still waiting for capacity do not hold it
-// back: they are what the script's CPU is for.
+// made; the container's start then waits for the freeze (jobStarted), so
+// a script that keeps burning CPU while it waits (a heavy runtime's
+// threads) burns only through the create. Jobs still waiting for capacity
+// do not hold it back: they are what the script's CPU is for.
 //
 // Contract: a pause is only started by an await that begins, or by the end
 // of a call or of a job's start; the container is unpaused before any await
@@ -171,21 +171,33 @@ func (p *pauser) jobStarting() {
 	p.mu.Unlock()
 }
 
-// jobStarted notes that a job's container is made (or could not be).
-func (p *pauser) jobStarted() { p.change(func() { p.starting-- }) }
+// jobStarted notes that a job's container is made (or could not be). A
+// pause it makes wanted is made before it returns, so before the job's
+// container starts: side by side in the engine, the freeze and the start
+// slow each other down (the freeze took 15 ms against 12 alone).
+func (p *pauser) jobStarted() {
+	if p.update(func() { p.starting-- }) {
+		p.pause()
+	}
+}
 
 // change applies f to the counts and starts a pause if one is now wanted.
 func (p *pauser) change(f func()) {
+	if p.update(f) {
+		go p.pause()
+	}
+}
+
+// update applies f to the counts and says whether a pause is now wanted.
+func (p *pauser) update(f func()) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	f()
 	want := p.shouldPauseLocked()
 	if want {
 		p.requested = time.Now()
 	}
-	p.mu.Unlock()
-	if want {
-		go p.pause()
-	}
+	return want
 }
 
 func (p *pauser) shouldPauseLocked() bool {

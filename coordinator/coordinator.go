@@ -81,9 +81,15 @@ type Coordinator struct {
 	cfg Config
 	log hclog.Logger
 
-	mu      sync.Mutex
-	queue   []*Build          // queued builds, oldest first (an index of the store)
-	running map[string]*lease // current attempts by build id
+	mu    sync.Mutex
+	queue []*Build // queued builds, oldest first (an index of the store)
+	// settled counts the queued builds, from the front, that the last
+	// dispatch pass found no agent for. Until an agent changes
+	// (agentsChanged) none can take them, so a pass starts after them: a
+	// long queue with no room is not walked at every new build.
+	settled       int
+	agentsChanged bool
+	running       map[string]*lease // current attempts by build id
 	// leasesOf indexes running by agent: a heartbeat looks at its agent's
 	// attempts only (setLeaseLocked and dropLeaseLocked keep both).
 	leasesOf map[string]map[string]*lease
@@ -332,6 +338,9 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 	for i, b := range c.queue {
 		if b.ID == id {
 			c.queue = append(c.queue[:i], c.queue[i+1:]...)
+			if i < c.settled {
+				c.settled--
+			}
 			c.mu.Unlock()
 			const why = "canceled before it was dispatched"
 			if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, why); err != nil {

@@ -34,8 +34,11 @@ func (c *Coordinator) dispatch(ctx context.Context) {
 	type wait struct{ id, why string }
 	var waiting []wait
 	p := placer{c: c}
-	kept := c.queue[:0]
-	for _, b := range c.queue {
+	if c.agentsChanged {
+		c.settled = 0
+	}
+	kept := c.queue[:c.settled]
+	for _, b := range c.queue[c.settled:] {
 		conn, why := p.place(b)
 		if conn == nil {
 			kept = append(kept, b)
@@ -49,6 +52,9 @@ func (c *Coordinator) dispatch(ctx context.Context) {
 	}
 	clear(c.queue[len(kept):])
 	c.queue = kept
+	// Placing only took room: every build kept found none, and finds none
+	// until an agent changes.
+	c.settled, c.agentsChanged = len(kept), false
 	c.mu.Unlock()
 
 	// The store changes run side by side, so that the store commits them
@@ -262,6 +268,7 @@ func (c *Coordinator) readyLocked(a *agentConn) bool {
 // calls it; rebuildReadyLocked, on each lease tick, puts right one that
 // did not.
 func (c *Coordinator) fixLocked(a *agentConn) {
+	c.agentsChanged = true
 	ready := c.readyLocked(a)
 	switch {
 	case ready && a.heapIndex < 0:
@@ -275,6 +282,7 @@ func (c *Coordinator) fixLocked(a *agentConn) {
 
 // rebuildReadyLocked makes c.ready again from the connected agents.
 func (c *Coordinator) rebuildReadyLocked() {
+	c.agentsChanged = true
 	for _, a := range c.ready {
 		a.heapIndex = -1
 	}
@@ -344,6 +352,7 @@ func (c *Coordinator) enqueueLocked(b *Build) {
 	c.queue = append(c.queue, nil)
 	copy(c.queue[i+1:], c.queue[i:])
 	c.queue[i] = b
+	c.settled = min(c.settled, i)
 }
 
 func hasLabels(have, want map[string]string) bool {
