@@ -157,19 +157,10 @@ func logRun(b *testing.B, admin fleet.AdminClient, dataDir, repo, commit string,
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	f, err := os.Open(stored)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	got := sha256.New()
-	size, err := io.Copy(got, f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sumOK := size == logBytes && bytes.Equal(got.Sum(nil), want)
+	size, sum := fileSum(b, stored)
+	sumOK := size == logBytes && bytes.Equal(sum, want)
 	if !sumOK {
-		b.Errorf("stored %d bytes with sha256 %x; the job wrote %d with %x", size, got.Sum(nil), logBytes, want)
+		b.Errorf("stored %d bytes with sha256 %x; the job wrote %d with %x", size, sum, logBytes, want)
 	}
 	return float64(n) / 1e6 / last.Sub(first).Seconds(), sumOK
 }
@@ -188,7 +179,17 @@ func writerAlone(b *testing.B, want []byte) string {
 		b.Fatalf("the job's command on the host: %v %s", err, msg)
 	}
 	took := time.Since(start)
-	f, err := os.Open(out)
+	n, sum := fileSum(b, out)
+	if !bytes.Equal(sum, want) {
+		b.Fatalf("the job's command wrote %d bytes that are not the expected log", n)
+	}
+	return fmt.Sprintf("%.0f MB/s", float64(n)/1e6/took.Seconds())
+}
+
+// fileSum returns the size and sha256 of a file.
+func fileSum(b *testing.B, path string) (int64, []byte) {
+	b.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -198,10 +199,7 @@ func writerAlone(b *testing.B, want []byte) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if !bytes.Equal(h.Sum(nil), want) {
-		b.Fatalf("the job's command wrote %d bytes that are not the expected log", n)
-	}
-	return fmt.Sprintf("%.0f MB/s", float64(n)/1e6/took.Seconds())
+	return n, h.Sum(nil)
 }
 
 // expectedLog is the sha256 of what the job writes.
