@@ -270,7 +270,6 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	if err != nil {
 		return fail(events.Error, "creating its container: %v", err)
 	}
-	started() // made: the script may freeze while it starts
 	defer func() {
 		// On cancel this kills the container at once.
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
@@ -280,6 +279,7 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	if err := b.restore(id, j); err != nil {
 		return fail(events.Error, "%v", err)
 	}
+	started() // made and filled: the script may freeze before it starts
 
 	sink := &jobSink{b: b, job: j.ID, started: started}
 	exit, err := b.runContainer(ctx, id, j, filesDir, sink)

@@ -357,6 +357,42 @@ func TestPauserWaitsForStartingJobs(t *testing.T) {
 	f.calls(t, "pause", "unpause")
 }
 
+// The pause a job's start makes due is made before the start goes on, but
+// an engine that does not answer holds the job back at most jobFreezeWait.
+func TestPauserAJobStartWaitsForTheFreezeButNotForAHungEngine(t *testing.T) {
+	f := newPauser(t, true, &fakeEngine{})
+	f.p.jobStarting()
+	f.p.awaitBegin()
+	f.p.jobStarted()
+	if paused, _ := f.engine.state(); !paused {
+		t.Error("the job's start went on before the script was frozen")
+	}
+	f.next(t, events.ScriptPaused)
+	f.p.awaitEnd(context.Background())
+	f.next(t, events.ScriptResumed)
+
+	engine := &fakeEngine{gate: make(chan struct{})}
+	g := newPauser(t, true, engine)
+	g.p.jobStarting()
+	g.p.awaitBegin()
+	returned := make(chan struct{})
+	go func() {
+		g.p.jobStarted()
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(patience):
+		t.Fatal("the job's start waited on an engine that does not answer")
+	}
+	if paused, _ := engine.state(); paused {
+		t.Error("the engine froze the script while its pause call was held")
+	}
+	close(engine.gate)
+	g.next(t, events.ScriptPaused)
+	g.isPaused(t, true)
+}
+
 // Two awaits outstanding (jobs and an unblock, side by side): once one is
 // answered the script works on the answer, calling the other off, and a
 // job's start meanwhile must not freeze it. Its next call makes it a

@@ -36,12 +36,15 @@ const (
 )
 
 // logWriter is the job's command: it writes logBytes of logLine, 8 KiB at
-// a time (as a program's buffered output would), from a MiB made once, so
-// that the writer is cheap next to what the figure measures (busybox yes
-// through head took 1.4-1.6 s of CPU for 256 MiB on its own, about the
-// time the whole path takes).
-var logWriter = fmt.Sprintf("yes '%s' | head -c %d > /tmp/block && i=0 && while [ $i -lt %d ]; do dd if=/tmp/block bs=8192 2>/dev/null; i=$((i+1)); done",
-	logLine, 1<<20, logBytes>>20)
+// a time (as a program's buffered output would), from a MiB made once in
+// dir, so that the writer is cheap next to what the figure measures
+// (busybox yes through head took 1.4-1.6 s of CPU for 256 MiB on its own,
+// about the time the whole path takes).
+func logWriter(dir string) string {
+	block := dir + "/block"
+	return fmt.Sprintf("yes '%s' | head -c %d > %s && i=0 && while [ $i -lt %d ]; do dd if=%s bs=8192 2>/dev/null; i=$((i+1)); done",
+		logLine, 1<<20, block, logBytes>>20, block)
+}
 
 // logRuns is how many builds the log figure is the median of: a rate of
 // a few seconds swings with this machine's speed (the same code measured
@@ -59,7 +62,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 	dockertest.RequireImage(b, busybox)
 	want := expectedLog()
 	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": fmt.Sprintf(
-		"- {id: burst, image: %s, script: [%q]}\n", busybox, logWriter)})
+		"- {id: burst, image: %s, script: [%q]}\n", busybox, logWriter("/tmp"))})
 	alone := writerAlone(b, want)
 
 	co := startBenchCoordinator(b, os.Getenv("MONKEYCI_BENCH_INPROC") == "1")
@@ -173,9 +176,10 @@ func writerAlone(b *testing.B, want []byte) string {
 	if err != nil {
 		return "not measured (no busybox on the host)"
 	}
-	out := filepath.Join(b.TempDir(), "out")
+	dir := b.TempDir()
+	out := filepath.Join(dir, "out")
 	start := time.Now()
-	if msg, err := exec.Command(sh, "sh", "-c", logWriter+" > "+out).CombinedOutput(); err != nil {
+	if msg, err := exec.Command(sh, "sh", "-c", logWriter(dir)+" > "+out).CombinedOutput(); err != nil {
 		b.Fatalf("the job's command on the host: %v %s", err, msg)
 	}
 	took := time.Since(start)
