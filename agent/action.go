@@ -77,7 +77,7 @@ func (b *build) beginAction(id string, deps []string) error {
 		b.pauser.actionEnd()
 		return err
 	}
-	b.emit(events.Event{Type: events.JobQueued, Job: id, Deps: deps})
+	b.emit(events.Event{Type: events.JobQueued, Job: id, Deps: deps, Action: true})
 	b.emit(events.Event{Type: events.JobStart, Job: id})
 	return nil
 }

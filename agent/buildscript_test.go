@@ -297,6 +297,9 @@ monkeyci job action act -- true || echo "again exit=$?"
 	if queued < 0 || start < queued || end < start {
 		t.Fatalf("act's events out of order: %v", types(evs))
 	}
+	if !evs[queued].Action || evs[index(evs, events.JobQueued, "a")].Action {
+		t.Errorf("job/queued marks act an action: %v, a: %v", evs[queued].Action, evs[index(evs, events.JobQueued, "a")].Action)
+	}
 	if evs[end].Status != events.Success || evs[end].Exit == nil || *evs[end].Exit != 0 || evs[end].Duration <= 0 {
 		t.Errorf("act's job/end %+v", evs[end])
 	}
@@ -309,13 +312,13 @@ monkeyci job action act -- true || echo "again exit=$?"
 			t.Errorf("the script was paused during the action: %v", types(evs))
 		}
 	}
-	// The dashboard draws it as any job: a node in the graph, a row in
-	// the timeline, from these same events.
+	// The dashboard draws it as any job, marked an action: a node in the
+	// graph, a row in the timeline, from these same events.
 	nodes := map[string]view.JobNode{}
 	for _, n := range view.Jobs(evs) {
 		nodes[n.ID] = n
 	}
-	if n := nodes["act"]; n.State != view.StateSuccess || nodes["broken"].State != view.StateFailure || !slices.Equal(nodes["broken"].Deps, []string{"act"}) {
+	if n := nodes["act"]; n.State != view.StateSuccess || !n.Action || nodes["a"].Action || nodes["broken"].State != view.StateFailure || !slices.Equal(nodes["broken"].Deps, []string{"act"}) {
 		t.Errorf("the dashboard's jobs: %+v", nodes)
 	}
 	tl := view.BuildTimeline(evs, time.Now())

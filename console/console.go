@@ -74,6 +74,7 @@ func NewPrinter(w io.Writer, mode Mode) *Printer {
 type jobLine struct {
 	id      string
 	deps    []string // from job/queued
+	action  bool     // from job/queued: run in the script's container
 	state   string
 	started time.Time
 	took    time.Duration
@@ -119,7 +120,10 @@ func (p *Printer) track(e events.Event) string {
 	j := p.job(e.Job)
 	switch e.Type {
 	case events.JobQueued:
-		j.deps = e.Deps
+		j.deps, j.action = e.Deps, e.Action
+		if j.action {
+			return "" // it runs at once: its job/start follows
+		}
 		j.state = p.queuedState(j)
 	case events.JobInitializing:
 		j.state = "creating"
@@ -180,6 +184,9 @@ func (j *jobLine) describe(now time.Time) string {
 	}
 	if j.message != "" {
 		s += ": " + j.message
+	}
+	if j.action {
+		s = "action, " + s
 	}
 	return s
 }

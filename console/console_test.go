@@ -69,6 +69,17 @@ func TestPrinterPlain(t *testing.T) {
 				"notify  waiting for capacity\n",
 		},
 		{
+			name: "an action runs at once and says so",
+			calls: []call{
+				ev(events.Event{Type: events.JobQueued, Job: "pack", Action: true}),
+				ev(events.Event{Type: events.JobStart, Job: "pack", Time: t0}),
+				ev(events.Event{Type: events.JobEnd, Job: "pack", Status: events.Success, Duration: time.Second}),
+			},
+			want: "" +
+				"pack    action, running\n" +
+				"pack    action, success in 1s\n",
+		},
+		{
 			name: "failure and skip carry their message",
 			calls: []call{
 				ev(events.Event{Type: events.JobEnd, Job: "test", Status: events.Failure, Duration: 250 * time.Millisecond, Message: "line 2 exited with 1"}),

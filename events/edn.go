@@ -78,6 +78,9 @@ func EncodeEDN(e Event) []byte {
 	if e.Done {
 		b.WriteString(" :done? true")
 	}
+	if e.Action {
+		b.WriteString(" :action? true")
+	}
 	if len(e.Deps) > 0 {
 		b.WriteString(" :deps [")
 		for i, d := range e.Deps {
@@ -180,6 +183,7 @@ type wire struct {
 	Message  any   `edn:"message"`
 	Duration any   `edn:"duration"`
 	Deps     any   `edn:"deps"`
+	Action   any   `edn:"action?"`
 }
 
 // DecodeEDN reads one EDN map as an Event. Unknown keys are ignored; input
@@ -243,12 +247,11 @@ func (w *wire) event() (Event, error) {
 			return Event{}, err
 		}
 	}
-	switch v := w.Done.(type) {
-	case nil:
-	case bool:
-		e.Done = v
-	default:
-		return Event{}, fmt.Errorf("edn: :done? is %T, want a boolean", v)
+	if e.Done, err = flag("done?", w.Done); err != nil {
+		return Event{}, err
+	}
+	if e.Action, err = flag("action?", w.Action); err != nil {
+		return Event{}, err
 	}
 	switch v := w.Time.(type) {
 	case nil:
@@ -342,4 +345,15 @@ func exit(v any) (*int, error) {
 		return ExitCode(int(v)), nil
 	}
 	return nil, fmt.Errorf("edn: :exit is %T, want an integer", v)
+}
+
+// flag reads an optional boolean value.
+func flag(key string, v any) (bool, error) {
+	switch v := v.(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return v, nil
+	}
+	return false, fmt.Errorf("edn: :%s is %T, want a boolean", key, v)
 }

@@ -53,7 +53,7 @@ func TestDecodeMalformed(t *testing.T) {
 	for _, in := range []string{
 		``, `   `, `nil`, `[1 2]`, `"x"`, `{:type :x`, `{:type :x} {`, `{:type :x} {:type :y}`, `{:type :x})`,
 		`{}`, `{:exit 1}`, `{:type 1.5}`, `{:type :x :exit "0"}`, `{:type :x :exit 1.0}`,
-		`{:type :x :exit 99999999999999999999}`, `{:type :x :done? "yes"}`, `{:type :x :time :now}`,
+		`{:type :x :exit 99999999999999999999}`, `{:type :x :done? "yes"}`, `{:type :x :action? 1}`, `{:type :x :time :now}`,
 		`{:type :x :time #inst "yesterday"}`, `{:type :x :result 0}`, `{:type :x :result {:status 7.5}}`,
 		`{:type :x :duration "1s"}`, `{:type [:x]}`, `{:type :x :stdout {:a 1}}`,
 	} {
@@ -77,6 +77,7 @@ func TestEncodeEDN(t *testing.T) {
 			`{:type "odd type" :status "not ok" :message "a\"b\\c\nd\te"}`},
 		{Event{Type: JobStart, Time: time.UnixMilli(-1e15)}, `{:type :job/start :time -1000000000000000}`},
 		{Event{Type: JobQueued, Job: "c", Deps: []string{"a", "b\""}}, `{:type :job/queued :job "c" :deps ["a" "b\""]}`},
+		{Event{Type: JobQueued, Job: "pack", Deps: []string{"c"}, Action: true}, `{:type :job/queued :job "pack" :action? true :deps ["c"]}`},
 	} {
 		got := string(EncodeEDN(c.in))
 		if got != c.want {

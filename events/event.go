@@ -99,6 +99,10 @@ type Event struct {
 	// Deps are a job's dependencies, on job/queued: the job graph as the
 	// script builds it, for those who draw it.
 	Deps []string `json:"deps,omitempty"`
+	// Action marks, on job/queued, a job that is an action: work the script
+	// does in its own container (a `job action` command, the SDK's Action),
+	// with no container of its own.
+	Action bool `json:"action,omitempty"`
 	// Message says why, in words, for errors, skips and refusals.
 	Message string `json:"message,omitempty"`
 	// Duration is how long the subject took: for */end events the whole of

@@ -49,6 +49,7 @@ type jobView struct {
 	Segment  string // in log URLs
 	State    string
 	Blocked  bool
+	Action   bool // run in the script's container
 	Commands []view.Command
 	Streams  []streamView
 }
@@ -167,7 +168,7 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 	for _, j := range jobs {
 		d.Jobs = append(d.Jobs, jobView{
 			ID: j.ID, Name: j.ID, Segment: url.PathEscape(j.ID), State: j.State,
-			Blocked: j.State == view.StateBlocked, Commands: commands[j.ID],
+			Blocked: j.State == view.StateBlocked, Action: j.Action, Commands: commands[j.ID],
 		})
 	}
 	for i := range d.Jobs {

@@ -16,8 +16,8 @@ import (
 
 // aBuildsEvents are a build whose script paused while job "compile" ran
 // (two commands, the second failing), and whose job "test", depending on
-// it, is blocked. The script's life is fixed (it has ended), so its
-// paused share is too.
+// it, is blocked; the script ran an action, "notes", meanwhile. The
+// script's life is fixed (it has ended), so its paused share is too.
 func aBuildsEvents() []events.Event {
 	queued := func(job string, d time.Duration, deps ...string) events.Event {
 		e := ev(events.JobQueued, job, d)
@@ -31,6 +31,10 @@ func aBuildsEvents() []events.Event {
 	}
 	end := ev(events.JobEnd, "compile", 9*time.Second)
 	end.Status, end.Exit = events.Failure, events.ExitCode(3)
+	action := queued("notes", 9*time.Second)
+	action.Action = true
+	noted := ev(events.JobEnd, "notes", 10*time.Second)
+	noted.Status = events.Success
 	return []events.Event{
 		ev(events.BuildStart, "", 0),
 		ev(events.ScriptStart, "", time.Second),
@@ -44,7 +48,10 @@ func aBuildsEvents() []events.Event {
 		cmd(events.CommandEnd, "1", 9*time.Second, events.ExitCode(3)),
 		end,
 		ev(events.ScriptResumed, "", 9*time.Second),
+		action,
+		ev(events.JobStart, "notes", 9*time.Second),
 		ev(events.JobBlocked, "test", 10*time.Second),
+		noted,
 		ev(events.ScriptEnd, "", 11*time.Second),
 	}
 }
@@ -73,6 +80,10 @@ func TestTheBuildPageShowsGraphTimelineAndCommands(t *testing.T) {
 	}
 	if strings.Contains(body, "<button type=\"submit\" class=\"danger\">Cancel") || strings.Contains(body, "Unblock</button>") {
 		t.Error("a viewer is shown buttons")
+	}
+	// The action is marked so, and only it.
+	if notes := strings.Index(body, `id="job-notes"`); notes < 0 || strings.Count(body, `class="kind"`) != 1 || !strings.Contains(body[notes:], ">action</span></h2>") {
+		t.Errorf("the build page does not mark the action notes, and only it, an action")
 	}
 
 	_, body = f.client(t, adminToken).get(t, "/builds/"+b.ID)

@@ -27,6 +27,8 @@ type JobNode struct {
 	// leaves it out of the drawing (see Node.Missing).
 	Deps  []string
 	State string
+	// Action: the job is work the script did in its own container.
+	Action bool
 }
 
 // Jobs returns every job seen in evs, in first-seen order. The latest job
@@ -50,6 +52,7 @@ func Jobs(evs []events.Event) []JobNode {
 		if len(e.Deps) > 0 {
 			j.Deps = cleanDeps(e.Deps)
 		}
+		j.Action = j.Action || e.Action
 		switch e.Type {
 		case events.JobPending, events.JobQueued, events.JobInitializing, events.JobUnblocked:
 			j.State = StateQueued

@@ -27,6 +27,8 @@ func TestJobs(t *testing.T) {
 		{Type: events.JobEnd, Job: "gone", Status: events.Canceled, Time: at(6 * s)},
 		{Type: events.JobEnd, Job: "late", Status: events.Error, Time: at(6 * s)},
 		ev(events.CommandEnd, "late", 7*s), // must not revive an ended job
+		{Type: events.JobQueued, Job: "pack", Action: true, Time: at(7 * s)},
+		ev(events.JobStart, "pack", 7*s),
 	}
 	want := []JobNode{
 		{ID: "build", State: StateSuccess},
@@ -37,6 +39,7 @@ func TestJobs(t *testing.T) {
 		{ID: "flaky", State: StateFailure},
 		{ID: "gone", State: StateCanceled},
 		{ID: "late", State: StateError},
+		{ID: "pack", State: StateRunning, Action: true},
 	}
 	if got := Jobs(evs); !reflect.DeepEqual(got, want) {
 		t.Errorf("Jobs:\n got %+v\nwant %+v", got, want)
