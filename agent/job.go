@@ -281,11 +281,8 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	}
 	started() // made and filled: the script may freeze before it starts
 
-	sink := &jobSink{b: b, job: j.ID, started: started}
+	sink := &jobSink{b: b, job: j.ID}
 	exit, err := b.runContainer(ctx, id, j, filesDir, sink)
-	if filesDir == "" {
-		started()
-	}
 	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
 	switch {
 	case ctx.Err() != nil:
@@ -489,8 +486,6 @@ func (b *build) cacheFile(id string) string {
 type jobSink struct {
 	b   *build
 	job string
-	// started is called when the wrapper says the container is up.
-	started func()
 	// lost is why the job's output could not be followed, if it could not.
 	lost error
 
@@ -500,9 +495,6 @@ type jobSink struct {
 
 func (s *jobSink) Event(e events.Event) {
 	e.Job = s.job
-	if e.Type == events.ContainerStart {
-		s.started()
-	}
 	if e.Type == events.ContainerScriptEnd {
 		s.mu.Lock()
 		s.end = &e

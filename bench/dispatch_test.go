@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator/server"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -142,7 +141,7 @@ func BenchmarkDispatchAtScale(b *testing.B) {
 	case <-sim.allEnded:
 	case <-time.After(simTimeout - time.Since(start)):
 		b.Fatalf("only %d of %d builds ended within %s (%d assigned); coordinator stderr:\n%s",
-			sim.endedCount.Load(), simBuilds, simTimeout, sim.assignedCount(), co.stderr())
+			sim.endedCount.Load(), simBuilds, simTimeout, sim.assignedCount(), co.errOut.String())
 	}
 	elapsed := sim.lastEnd().Sub(start)
 	peakKiB, cpu := co.usage(b)
@@ -163,8 +162,7 @@ func BenchmarkDispatchAtScale(b *testing.B) {
 	if len(lat) != simBuilds {
 		b.Fatalf("%d builds triggered, want %d", len(lat), simBuilds)
 	}
-	sortDurations(lat)
-	sortDurations(calls)
+	lat, calls = sorted(lat), sorted(calls)
 	p50, p99, worst := lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	rate := float64(simBuilds) / elapsed.Seconds()
 	peakMiB := float64(peakKiB) / 1024
@@ -192,10 +190,6 @@ func BenchmarkDispatchAtScale(b *testing.B) {
 		peakMiB, dispatchMaxRSSMiB, verdictAtMost(peakMiB, dispatchMaxRSSMiB), cpu.Seconds(), float64(cpu.Microseconds())/simBuilds)
 }
 
-func sortDurations(ds []time.Duration) {
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-}
-
 // checkAllEnded checks in the coordinator's store that every build ended,
 // in success, at its first attempt, and that none is left queued or
 // running.
@@ -221,8 +215,7 @@ type benchCoordinator struct {
 	addr, join, admin string
 	dataDir           string
 	cmd               *exec.Cmd // nil in process
-	errOut            *bytes.Buffer
-	mu                sync.Mutex
+	errOut            *syncbuf.Buffer
 }
 
 var (
@@ -233,7 +226,7 @@ var (
 
 func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 	b.Helper()
-	co := &benchCoordinator{errOut: &bytes.Buffer{}, dataDir: b.TempDir()}
+	co := &benchCoordinator{errOut: &syncbuf.Buffer{}, dataDir: b.TempDir()}
 	if inProcess {
 		// The coordinator's goroutines carry the label side=coordinator, so
 		// that a profile can be cut to them (pprof -tagfocus).
@@ -251,7 +244,7 @@ func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 	}
 	co.cmd = exec.Command(testbinary.Path(b), "coordinator", "--tls=false", "--data-dir", co.dataDir,
 		"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-level", "warn")
-	co.cmd.Stderr = lockedWriter{&co.mu, co.errOut}
+	co.cmd.Stderr = co.errOut
 	stdout, err := co.cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -270,16 +263,10 @@ func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 		}
 	}
 	if co.addr == "" || co.admin == "" {
-		b.Fatalf("the coordinator printed no address or tokens; stderr:\n%s", co.stderr())
+		b.Fatalf("the coordinator printed no address or tokens; stderr:\n%s", co.errOut.String())
 	}
 	go io.Copy(io.Discard, stdout)
 	return co
-}
-
-func (co *benchCoordinator) stderr() string {
-	co.mu.Lock()
-	defer co.mu.Unlock()
-	return co.errOut.String()
 }
 
 // usage reads the coordinator's peak RSS (VmHWM, KiB) and CPU time.
@@ -317,17 +304,6 @@ func processUsage(b *testing.B, pid string) (int64, time.Duration) {
 		}
 	}
 	return peak, cpu
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // plainBearer sends the admin token over a plaintext loopback connection.

@@ -4,12 +4,13 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -97,11 +98,13 @@ func sequentialJobs(n int, line string) string {
 	return s.String()
 }
 
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
+// median is the middle of xs (the upper one of an even count).
+func median[T cmp.Ordered](xs []T) T {
+	if len(xs) == 0 {
+		var zero T
+		return zero
 	}
-	s := sorted(ds)
+	s := sorted(xs)
 	return s[len(s)/2]
 }
 
@@ -115,14 +118,30 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
-// sorted is a sorted copy of ds.
-func sorted(ds []time.Duration) []time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+// sorted is a sorted copy of xs.
+func sorted[T cmp.Ordered](xs []T) []T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
 	return s
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// verdictAtLeast says ok when got reaches floor, else UNDER.
+func verdictAtLeast[T cmp.Ordered](got, floor T) string {
+	if got >= floor {
+		return "ok"
+	}
+	return "UNDER"
+}
+
+// verdictAtMost says ok when got stays within limit, else OVER.
+func verdictAtMost[T cmp.Ordered](got, limit T) string {
+	if got <= limit {
+		return "ok"
+	}
+	return "OVER"
+}
 
 // report prints a figure beside its floor and their ratio.
 func report(b *testing.B, name string, ours, floor time.Duration, limit float64) {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -19,9 +17,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -69,14 +69,14 @@ func BenchmarkLogThroughput(b *testing.B) {
 	name := "bench-logs-" + coordinator.NewID()[:8]
 	agentCmd := exec.Command(testbinary.Path(b), "agent", "--tls=false", "--coordinator", co.addr, "--join-token", co.join,
 		"--name", name, "--cpus", "2", "--memory", "8g", "--state-dir", filepath.Join(b.TempDir(), "agent"), "--log-level", "warn")
-	var agentErr bytes.Buffer
+	var agentErr syncbuf.Buffer
 	agentCmd.Stderr = &agentErr
 	if err := agentCmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
 		_ = agentCmd.Process.Kill()
-		dockertest.Cleanup(b, map[string]string{"io.monkeyci.agent": name})
+		dockertest.Cleanup(b, map[string]string{agent.LabelAgent: name})
 	})
 
 	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
@@ -107,9 +107,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 		b.Errorf("the drained agent did not exit within a minute")
 	}
 
-	byRate := slices.Clone(rates)
-	slices.Sort(byRate)
-	rate := byRate[len(byRate)/2]
+	rate := median(rates)
 	peakMiB := float64(peakKiB) / 1024
 	b.ReportMetric(rate, "MB/s")
 	b.ReportMetric(peakMiB, "agent-peak-MB")
@@ -122,7 +120,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 // logRun triggers one build of the log repository and returns the rate
 // at which its log was stored, in MB/s, and whether the stored log's
 // sha256 is want.
-func logRun(b *testing.B, admin fleet.AdminClient, dataDir, repo, commit string, want []byte, agentErr *bytes.Buffer) (float64, bool) {
+func logRun(b *testing.B, admin fleet.AdminClient, dataDir, repo, commit string, want []byte, agentErr *syncbuf.Buffer) (float64, bool) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -218,20 +216,4 @@ func expectedLog() []byte {
 		left -= w
 	}
 	return h.Sum(nil)
-}
-
-// verdictAtLeast says ok when got reaches floor, else UNDER.
-func verdictAtLeast[T cmp.Ordered](got, floor T) string {
-	if got >= floor {
-		return "ok"
-	}
-	return "UNDER"
-}
-
-// verdictAtMost says ok when got stays within limit, else OVER.
-func verdictAtMost[T cmp.Ordered](got, limit T) string {
-	if got <= limit {
-		return "ok"
-	}
-	return "OVER"
 }

@@ -50,7 +50,7 @@ func BenchmarkScriptCPUWhileWaiting(b *testing.B) {
 	var wg sync.WaitGroup
 	meters := map[bool]*cpuMeter{}
 	for _, pause := range []bool{true, false} {
-		m := &cpuMeter{b: b, engine: engine, job: "wait"}
+		m := &cpuMeter{engine: engine, job: "wait"}
 		meters[pause] = m
 		r := newRunnerAs(b, engine, pause, "bench-script-"+strconv.FormatBool(pause))
 		wg.Add(1)
@@ -89,7 +89,6 @@ func BenchmarkScriptCPUWhileWaiting(b *testing.B) {
 // cpuMeter is a Reporter that reads the script container's CPU use at the
 // waiting job's events, as they happen.
 type cpuMeter struct {
-	b      *testing.B
 	engine *docker.Engine
 	job    string
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -113,7 +112,7 @@ func BenchmarkWebhookAnswer(b *testing.B) {
 	for _, l := range lat {
 		all = append(all, l...)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	all = sorted(all)
 	p50, p99 := all[len(all)/2], all[len(all)*99/100]
 	verdict := verdictAtMost(p99, webhookMaxP99)
 	b.ReportMetric(ms(p99), "p99-ms")
@@ -159,7 +158,7 @@ func BenchmarkWebhookToFirstCommand(b *testing.B) {
 			took = append(took, started.Sub(sent))
 		}
 	}
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	took = sorted(took)
 	median := took[len(took)/2]
 	verdict := verdictAtMost(median, webhookMaxFirst)
 	b.ReportMetric(ms(median), "median-ms")

@@ -29,9 +29,7 @@ func TestAHeartbeatWrittenBeforeAnAssignmentDoesNotFreeItsRoom(t *testing.T) {
 	// Not pausing, a build needs a script's CPU and a job's (2 CPUs): three
 	// CPUs hold one build, not two.
 	capacity := &fleet.Capacity{MilliCpus: 3000, Memory: 64 << 30}
-	a.Join(t, &fleet.Hello{
-		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret", Capacity: capacity,
-	})
+	a.Join(t, fleettest.Hello("raw", "join-secret", capacity))
 	first, err := f.c.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: "/first"}})
 	if err != nil || first.State != coordinator.Running {
 		t.Fatalf("the first build was not sent to the idle agent: %v %+v", err, first)
@@ -45,7 +43,7 @@ func TestAHeartbeatWrittenBeforeAnAssignmentDoesNotFreeItsRoom(t *testing.T) {
 	// The coordinator handles an agent's messages in order: once this
 	// event is acknowledged, the heartbeat has been taken in.
 	ba := &fleet.BuildAttempt{BuildId: first.ID, Attempt: 1}
-	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: 1, Event: []byte(`{"type":"build/start"}`)}}})
+	a.Send(t, fleettest.Event(t, ba, 1, events.Event{Type: events.BuildStart}))
 	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -84,12 +84,11 @@ type Coordinator struct {
 	mu    sync.Mutex
 	queue []*Build // queued builds, oldest first (an index of the store)
 	// settled counts the queued builds, from the front, that the last
-	// dispatch pass found no agent for. Until an agent changes
-	// (agentsChanged) none can take them, so a pass starts after them: a
+	// dispatch pass found no agent for. Until an agent changes (fixLocked
+	// sets it to 0) none can take them, so a pass starts after them: a
 	// long queue with no room is not walked at every new build.
-	settled       int
-	agentsChanged bool
-	running       map[string]*lease // current attempts by build id
+	settled int
+	running map[string]*lease // current attempts by build id
 	// leasesOf indexes running by agent: a heartbeat looks at its agent's
 	// attempts only (setLeaseLocked and dropLeaseLocked keep both).
 	leasesOf map[string]map[string]*lease

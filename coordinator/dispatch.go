@@ -34,9 +34,6 @@ func (c *Coordinator) dispatch(ctx context.Context) {
 	type wait struct{ id, why string }
 	var waiting []wait
 	p := placer{c: c}
-	if c.agentsChanged {
-		c.settled = 0
-	}
 	kept := c.queue[:c.settled]
 	for _, b := range c.queue[c.settled:] {
 		conn, why := p.place(b)
@@ -54,7 +51,7 @@ func (c *Coordinator) dispatch(ctx context.Context) {
 	c.queue = kept
 	// Placing only took room: every build kept found none, and finds none
 	// until an agent changes.
-	c.settled, c.agentsChanged = len(kept), false
+	c.settled = len(kept)
 	c.mu.Unlock()
 
 	// The store changes run side by side, so that the store commits them
@@ -268,7 +265,7 @@ func (c *Coordinator) readyLocked(a *agentConn) bool {
 // calls it; rebuildReadyLocked, on each lease tick, puts right one that
 // did not.
 func (c *Coordinator) fixLocked(a *agentConn) {
-	c.agentsChanged = true
+	c.settled = 0 // a has more room, perhaps
 	ready := c.readyLocked(a)
 	switch {
 	case ready && a.heapIndex < 0:
@@ -282,7 +279,7 @@ func (c *Coordinator) fixLocked(a *agentConn) {
 
 // rebuildReadyLocked makes c.ready again from the connected agents.
 func (c *Coordinator) rebuildReadyLocked() {
-	c.agentsChanged = true
+	c.settled = 0
 	for _, a := range c.ready {
 		a.heapIndex = -1
 	}

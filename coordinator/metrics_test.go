@@ -72,10 +72,7 @@ func TestMetricsFollowTheQueueTheFleetAndTheBuilds(t *testing.T) {
 
 	// An agent that does not pause: a build takes 2 of its 3 CPUs.
 	a := fleettest.Dial(t, f.addr)
-	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: &fleet.Hello{
-		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret",
-		Capacity: &fleet.Capacity{MilliCpus: 3000, Memory: 64 << 30},
-	}}})
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: fleettest.Hello("raw", "join-secret", &fleet.Capacity{MilliCpus: 3000, Memory: 64 << 30})}})
 	m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
 	if err != nil || m.GetAssign().GetBuild().GetBuildId() != first.ID {
 		t.Fatalf("the queued build was not sent to the agent: %v %v", m, err)
@@ -89,8 +86,7 @@ func TestMetricsFollowTheQueueTheFleetAndTheBuilds(t *testing.T) {
 	// A pause of 1.5 s, reported twice (a resend after a reconnect):
 	// counted once.
 	ba := &fleet.BuildAttempt{BuildId: first.ID, Attempt: 1}
-	resumed := &fleet.AgentMessage{Msg: &fleet.AgentMessage_Event{Event: &fleet.BuildEvent{Build: ba, Seq: 1,
-		Event: []byte(`{"type":"script/resumed","duration":1500000000}`)}}}
+	resumed := fleettest.Event(t, ba, 1, events.Event{Type: events.ScriptResumed, Duration: 1500 * time.Millisecond})
 	for range 2 {
 		a.Send(t, resumed)
 		if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAck() != nil }); err != nil {

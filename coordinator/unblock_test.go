@@ -45,10 +45,7 @@ func TestUnblockJobReachesTheAgentRunningTheBuild(t *testing.T) {
 	api := adminAPI(t, f)
 	admin := as("admin-secret")
 	a := fleettest.Dial(t, f.addr)
-	a.Join(t, &fleet.Hello{
-		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret",
-		Capacity: &fleet.Capacity{MilliCpus: 4000, Memory: 8 << 30},
-	})
+	a.Join(t, fleettest.Hello("raw", "join-secret", &fleet.Capacity{MilliCpus: 4000, Memory: 8 << 30}))
 	b, err := api.Trigger(admin, &fleet.TriggerRequest{Url: "/nowhere"})
 	if err != nil {
 		t.Fatal(err)

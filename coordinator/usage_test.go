@@ -38,10 +38,9 @@ func TestAgentUsageCountsPausedScripts(t *testing.T) {
 	f := newFleet(t, time.Minute)
 	ctx := context.Background()
 	a := fleettest.Dial(t, f.addr)
-	id := a.Join(t, &fleet.Hello{
-		Protocol: fleet.ProtocolVersion_PROTOCOL_VERSION_1, Name: "raw", Token: "join-secret", Pauses: true,
-		Capacity: &fleet.Capacity{MilliCpus: 4000, Memory: 16 << 30},
-	})
+	hello := fleettest.Hello("raw", "join-secret", &fleet.Capacity{MilliCpus: 4000, Memory: 16 << 30})
+	hello.Pauses = true
+	id := a.Join(t, hello)
 	b, err := f.c.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: "/x"}})
 	if err != nil {
 		t.Fatal(err)

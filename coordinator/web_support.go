@@ -48,6 +48,9 @@ func (c *Coordinator) Agents(ctx context.Context) ([]Agent, error) {
 
 // Agent returns one agent as stored.
 func (c *Coordinator) Agent(ctx context.Context, id string) (Agent, error) {
+	if id == "" { // a build not sent anywhere: no store read
+		return Agent{}, fmt.Errorf("no agent: %w", ErrNotFound)
+	}
 	return c.cfg.Store.GetAgent(ctx, id)
 }
 

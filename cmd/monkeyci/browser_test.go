@@ -17,6 +17,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -136,7 +137,7 @@ func (c *consoleLog) take() (errors, others []string) {
 }
 
 // browserRun runs one action within browserPageWait.
-func browserRun[T any](t *testing.T, ctx context.Context, out *syncBuffer, what string, a chromedp.Action[T]) T {
+func browserRun[T any](t *testing.T, ctx context.Context, out *syncbuf.Buffer, what string, a chromedp.Action[T]) T {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, browserPageWait)
 	defer cancel()
@@ -183,10 +184,8 @@ func TestBrowserDashboardShowsAPausedBuild(t *testing.T) {
 	p := startUp(t)
 	api := p.admin(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), browserBuildWait)
-	defer cancel()
 	t0 := time.Now()
-	b, err := api.Trigger(ctx, &fleet.TriggerRequest{Url: repo, Commit: commit})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +197,7 @@ func TestBrowserDashboardShowsAPausedBuild(t *testing.T) {
 	t.Logf("build %s succeeded after %s", id, time.Since(t0).Round(time.Millisecond))
 
 	// The browser: headless, no sandbox (tests run as root in containers).
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,

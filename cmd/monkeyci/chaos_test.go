@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -36,7 +36,7 @@ import (
 type coordinatorProcess struct {
 	cmd                   *exec.Cmd
 	addr, ca, join, admin string
-	out                   *bytes.Buffer
+	out                   *syncbuf.Buffer
 }
 
 var (
@@ -55,7 +55,7 @@ func startCoordinator(t *testing.T, dataDir string, lease time.Duration) *coordi
 // Extra arguments go to the command as they are.
 func startCoordinatorAt(t *testing.T, dataDir string, lease time.Duration, addr string, extra ...string) *coordinatorProcess {
 	t.Helper()
-	p := &coordinatorProcess{out: &bytes.Buffer{}}
+	p := &coordinatorProcess{out: &syncbuf.Buffer{}}
 	args := append([]string{"coordinator", "--data-dir", dataDir, "--grpc-listen", addr,
 		"--http-listen", "127.0.0.1:0", "--lease", lease.String(), "--log-level", "warn"}, extra...)
 	p.cmd = exec.Command(testbinary.Path(t), args...)
@@ -100,13 +100,13 @@ func (p *coordinatorProcess) adminClient(t *testing.T) fleet.AdminClient {
 
 type agentProcess struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncbuf.Buffer
 	done chan error
 }
 
 func startAgentProcess(t *testing.T, c *coordinatorProcess, name string) *agentProcess {
 	t.Helper()
-	p := &agentProcess{out: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &agentProcess{out: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(testbinary.Path(t), "agent", "--coordinator", c.addr, "--ca", c.ca, "--join-token", c.join,
 		"--name", name, "--cpus", "2", "--memory", "8g", "--state-dir", t.TempDir(), "--log-level", "warn")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -31,7 +31,7 @@ type upProcess struct {
 	cmd               *exec.Cmd
 	server, ca, token string
 	http              string
-	stderr            *syncBuffer
+	stderr            *syncbuf.Buffer
 }
 
 var (
@@ -41,7 +41,7 @@ var (
 
 func startUp(t *testing.T) *upProcess {
 	t.Helper()
-	p := &upProcess{stderr: &syncBuffer{}}
+	p := &upProcess{stderr: &syncbuf.Buffer{}}
 	p.cmd = exec.Command(testbinary.Path(t), "up", "--data-dir", t.TempDir(), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--cpus", "2", "--memory", "8g")
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
@@ -198,23 +198,4 @@ func TestUpBuildBuildsADirectoryOnceAndExitsWithItsResult(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is output written by another goroutine (a child process's
-// copier, chromedp's) and read while it may still be written.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
 )
 
 func open(t testing.TB) *Store {
@@ -363,24 +365,6 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -396,7 +380,7 @@ func TestFollow(t *testing.T) {
 	s := open(t)
 	k := key("", Stdout)
 	s.Write(k, 0, []byte("before "))
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ended := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() { errc <- s.Follow(context.Background(), k, 0, &out, ended) }()
@@ -443,7 +427,7 @@ func TestFollow(t *testing.T) {
 func TestFollowBeforeFirstWrite(t *testing.T) {
 	s := open(t)
 	k := key("job", Stderr)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ended := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() { errc <- s.Follow(context.Background(), k, 0, &out, ended) }()

@@ -209,9 +209,12 @@ func (s *Scaler) Status() State {
 	return s.shown
 }
 
-// Run steps every interval until ctx ends; a failing step is logged and
-// tried again at the next.
+// Run steps every interval (DefaultStep for none) until ctx ends; a
+// failing step is logged and tried again at the next.
 func (s *Scaler) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultStep
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

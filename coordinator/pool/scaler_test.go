@@ -388,3 +388,14 @@ func TestStoppedButListedInstanceIsDestroyedOnce(t *testing.T) {
 		t.Fatalf("decisions %v, want %v", w.events, want)
 	}
 }
+
+// A step of none (or below it) is the default step: Run does not panic on
+// what a flag may give it.
+func TestRunTakesTheDefaultStepForNone(t *testing.T) {
+	w := newWorld(t, base)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, every := range []time.Duration{0, -time.Second} {
+		w.s.Run(ctx, every) // a canceled ctx: one step, then it returns
+	}
+}

@@ -5,7 +5,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -216,11 +215,10 @@ func (s *Server) startPool(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.Coordinator.UsePool(scaler, coordinator.PoolInfo{Provider: pc.Provider, Min: sc.Min, Max: sc.Max, Idle: sc.Idle})
-	every := cmp.Or(pc.Every, pool.DefaultStep)
 	s.pool = make(chan struct{})
 	go func() {
 		defer close(s.pool)
-		scaler.Run(ctx, every)
+		scaler.Run(ctx, pc.Every)
 	}()
 	return nil
 }

@@ -76,7 +76,10 @@ func (o Options) validate() error {
 	case o.Overhead < 0:
 		return errors.New("the per-build overhead must be 0 or more")
 	}
-	join := cmp.Or(o.JoinTimeout, pool.DefaultJoinTimeout) // what the scaler makes of 0
+	join := o.JoinTimeout
+	if join <= 0 {
+		join = pool.DefaultJoinTimeout // what the scaler makes of it
+	}
 	if o.Boot >= join {
 		return fmt.Errorf("--boot %s is not below the join timeout %s: every instance would be destroyed before its agent joins", o.Boot, join)
 	}
