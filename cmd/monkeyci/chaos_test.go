@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
@@ -178,7 +176,15 @@ func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
+	// Running is not enough: the agent may not have taken the assignment
+	// yet, and one that crosses the drain is handed back (the agent, with
+	// nothing left, exits before it is seen draining). The gate's
+	// job/blocked comes from the agent that holds the build.
+	for deadline := time.Now().Add(time.Minute); !gateBlocked(t, api, b.GetId()); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent never told that the gate waits")
+		}
+	}
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -194,15 +200,8 @@ func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Refused until the agent has told that the gate waits.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		_, err := api.UnblockJob(context.Background(), &fleet.UnblockJobRequest{Build: b.GetId(), Job: "gate"})
-		if err == nil {
-			break
-		}
-		if status.Code(err) != codes.FailedPrecondition || time.Now().After(deadline) {
-			t.Fatalf("unblocking the gate: %v", err)
-		}
+	if _, err := api.UnblockJob(context.Background(), &fleet.UnblockJobRequest{Build: b.GetId(), Job: "gate"}); err != nil {
+		t.Fatalf("unblocking the gate: %v", err)
 	}
 	select {
 	case err := <-a.done:
@@ -220,6 +219,23 @@ func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
 	if got := waitBuild(t, api, later.GetId(), 0, "queued", func(*fleet.BuildInfo) bool { return true }); got.GetState() != "queued" {
 		t.Errorf("the build triggered after SIGTERM is %s, want still queued", got.GetState())
 	}
+}
+
+// gateBlocked says whether the build's stored events hold job/blocked for
+// its job "gate".
+func gateBlocked(t *testing.T, api fleet.AdminClient, id string) bool {
+	t.Helper()
+	d, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, se := range d.GetEvents() {
+		var e events.Event
+		if json.Unmarshal(se.GetEvent(), &e) == nil && e.Type == events.JobBlocked && e.Job == "gate" {
+			return true
+		}
+	}
+	return false
 }
 
 func agentDraining(t *testing.T, api fleet.AdminClient, name string) bool {
