@@ -195,7 +195,7 @@ type stmts struct {
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
-	wcurrent *sql.Stmt
+	wcurrent, wsameEvent *sql.Stmt
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
 	getAgent, listAgents, tokenKind                         *sql.Stmt
@@ -209,8 +209,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		s   **sql.Stmt
 		sql string
 	}{
-		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
@@ -252,6 +252,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.getPool, `SELECT state FROM pool_state WHERE id = 1`},
 
 		{w, &q.wcurrent, `SELECT state, attempt, waiting FROM builds WHERE id = ?`},
+		// The build first made for a forge event, since a time (by builds_event).
+		{w, &q.wsameEvent, `SELECT id FROM builds WHERE repo = ?1 AND event_key = ?2 AND event_key <> '' AND created >= ?3
+			ORDER BY created LIMIT 1`},
 
 		{r, &q.getBuild, `SELECT ` + buildColumns + ` FROM builds WHERE id = ?`},
 		{r, &q.queued, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'queued' ORDER BY created, id`},
