@@ -153,6 +153,8 @@ var (
 type Store interface {
 	CreateBuild(ctx context.Context, b Build) error
 	GetBuild(ctx context.Context, id string) (Build, error)
+	// BuildIDs returns the ids that start with prefix, in order, at most limit.
+	BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error)
 	ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error)
 	// Queued returns the queued builds, oldest first.
 	Queued(ctx context.Context) ([]Build, error)

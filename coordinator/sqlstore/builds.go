@@ -160,6 +160,29 @@ func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, err
 	return b, nil
 }
 
+// BuildIDs returns the ids that start with prefix, in order, at most limit.
+func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error) {
+	// Text compares byte by byte: every id that starts with prefix sorts
+	// below prefix followed by the greatest code point.
+	rows, err := s.q.buildIDs.QueryContext(ctx, prefix, prefix+"\U0010FFFF", limit)
+	if err != nil {
+		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+	}
+	return ids, nil
+}
+
 // ListBuilds returns the builds that match f, newest first (by creation,
 // then id).
 func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]coordinator.Build, error) {

@@ -198,6 +198,7 @@ type stmts struct {
 	wcurrent, wsameEvent *sql.Stmt
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
+	buildIDs                                                *sql.Stmt
 	getAgent, listAgents, tokenKind                         *sql.Stmt
 	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
 	listSecrets, secrets, getPool                           *sql.Stmt
@@ -262,6 +263,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.lastSeq, `SELECT m.last_seq FROM builds AS b
 			LEFT JOIN event_marks AS m ON m.build_id = b.id AND m.attempt = ?2 WHERE b.id = ?1`},
 		{r, &q.events, `SELECT attempt, seq, event FROM events WHERE build_id = ? ORDER BY attempt, seq`},
+		// By the primary key: the ids from the prefix up to its last follower.
+		{r, &q.buildIDs, `SELECT id FROM builds WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3`},
 		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
 		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
 		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents ORDER BY name, id`},
