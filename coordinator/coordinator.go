@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge/status"
@@ -258,6 +259,13 @@ func (c *Coordinator) poke() {
 func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
 	if err := c.resolveRepo(ctx, &b); err != nil {
 		return Build{}, fmt.Errorf("reading repositories: %w", err)
+	}
+	// A local repository's build says, and builds, the commit its HEAD
+	// (or the branch asked) is at now, as a forge's push says its own.
+	if b.Source.Commit == "" && b.Source.Tag == "" {
+		if branch, commit, ok := source.LocalHead(b.Source.URL, b.Source.Branch); ok {
+			b.Source.Branch, b.Source.Commit = branch, commit
+		}
 	}
 	return c.trigger(ctx, b, func(b Build) error { return c.cfg.Store.CreateBuild(ctx, b) })
 }
