@@ -89,6 +89,9 @@ func (f *follower) run(ctx context.Context) (*fleet.BuildInfo, error) {
 		}
 		f.found()
 		b := d.GetBuild()
+		// A prefix named it: the whole id from now on, which no build made
+		// later can make ambiguous.
+		f.o.Build = b.GetId()
 		a := b.GetAttempt()
 		switch {
 		case !f.o.Follow || b.GetState() == StateEnded:

@@ -94,7 +94,11 @@ func (s *AdminServer) ListBuilds(ctx context.Context, r *fleet.ListBuildsRequest
 }
 
 func (s *AdminServer) GetBuild(ctx context.Context, r *fleet.GetBuildRequest) (*fleet.BuildDetail, error) {
-	b, err := s.c.cfg.Store.GetBuild(ctx, r.GetId())
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.c.cfg.Store.GetBuild(ctx, id)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -111,17 +115,25 @@ func (s *AdminServer) GetBuild(ctx context.Context, r *fleet.GetBuildRequest) (*
 }
 
 func (s *AdminServer) CancelBuild(ctx context.Context, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-	if err := s.c.Cancel(ctx, r.GetId()); err != nil {
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.c.Cancel(ctx, id); err != nil {
 		return nil, storeError(err)
 	}
-	return s.info(ctx, r.GetId())
+	return s.info(ctx, id)
 }
 
 func (s *AdminServer) RetryBuild(ctx context.Context, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-	if err := s.c.Retry(ctx, r.GetId()); err != nil {
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.c.Retry(ctx, id); err != nil {
 		return nil, storeError(err)
 	}
-	return s.info(ctx, r.GetId())
+	return s.info(ctx, id)
 }
 
 func (s *AdminServer) info(ctx context.Context, id string) (*fleet.BuildInfo, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge/status"
@@ -259,17 +260,29 @@ func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
 	if err := c.resolveRepo(ctx, &b); err != nil {
 		return Build{}, fmt.Errorf("reading repositories: %w", err)
 	}
+	// A local repository's build says, and builds, the commit its HEAD
+	// (or the branch asked) is at now, as a forge's push says its own.
+	if b.Source.Commit == "" && b.Source.Tag == "" {
+		if branch, commit, ok := source.LocalHead(b.Source.URL, b.Source.Branch); ok {
+			b.Source.Branch, b.Source.Commit = branch, commit
+		}
+	}
 	return c.trigger(ctx, b, func(b Build) error { return c.cfg.Store.CreateBuild(ctx, b) })
 }
 
+// RedeliveryWindow is how long after a forge event's build the same event
+// delivered again under another delivery id makes no second build.
+const RedeliveryWindow = time.Hour
+
 // TriggerDelivered queues a build made by a forge's webhook delivery,
-// once per delivery: a delivery seen before returns the build it made,
-// with ErrDuplicate.
-func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, forge, delivery string) (Build, error) {
+// once per delivery and once per event within RedeliveryWindow: a delivery
+// seen before returns the build made first, with ErrDuplicate.
+func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, d Delivery) (Build, error) {
 	var first string
 	b, err := c.trigger(ctx, b, func(b Build) error {
 		var err error
-		first, err = c.cfg.Store.CreateDeliveredBuild(ctx, b, forge, delivery)
+		d.Since = b.Created.Add(-RedeliveryWindow)
+		first, err = c.cfg.Store.CreateDeliveredBuild(ctx, b, d)
 		return err
 	})
 	if errors.Is(err, ErrDuplicate) {

@@ -19,7 +19,11 @@ const streamDiscovery = 200 * time.Millisecond
 // build ends.
 func (s *AdminServer) Logs(r *fleet.LogsRequest, out fleet.Admin_LogsServer) error {
 	c, ctx := s.c, out.Context()
-	b, err := c.cfg.Store.GetBuild(ctx, r.GetBuild())
+	id, err := s.resolveBuild(ctx, r.GetBuild())
+	if err != nil {
+		return err
+	}
+	b, err := c.cfg.Store.GetBuild(ctx, id)
 	if err != nil {
 		return storeError(err)
 	}

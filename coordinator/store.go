@@ -118,6 +118,17 @@ type Repo struct {
 	Created       time.Time `json:"created"`
 }
 
+// Delivery is a forge's webhook delivery that makes a build.
+type Delivery struct {
+	Forge string // the forge's kind
+	ID    string // the forge's id of the delivery
+	// Event names the forge event delivered (forge.Event.Key): the same
+	// event delivered again under another id makes no second build of the
+	// repository when its first was created since Since.
+	Event string
+	Since time.Time
+}
+
 // SecretInfo names a stored secret (never its value).
 type SecretInfo struct {
 	Repo    string    `json:"repo"`
@@ -142,6 +153,8 @@ var (
 type Store interface {
 	CreateBuild(ctx context.Context, b Build) error
 	GetBuild(ctx context.Context, id string) (Build, error)
+	// BuildIDs returns the ids that start with prefix, in order, at most limit.
+	BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error)
 	ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error)
 	// Queued returns the queued builds, oldest first.
 	Queued(ctx context.Context) ([]Build, error)
@@ -182,9 +195,11 @@ type Store interface {
 	TokenKind(ctx context.Context, hash string) (TokenKind, error)
 
 	// CreateDeliveredBuild stores a build started by a forge's delivery,
-	// once: a delivery id seen before stores nothing and returns
-	// ErrDuplicate with the id of the build it made.
-	CreateDeliveredBuild(ctx context.Context, b Build, forge, delivery string) (string, error)
+	// once: a delivery id seen before, or a delivery of the same event of
+	// the same repository (b.Repo) as a build created since d.Since, stores
+	// nothing and returns ErrDuplicate with the id of the build made first.
+	// The check and the insert are one change.
+	CreateDeliveredBuild(ctx context.Context, b Build, d Delivery) (string, error)
 
 	// SaveRepo adds a repository or replaces its settings (its secrets stay).
 	SaveRepo(ctx context.Context, r Repo) error

@@ -147,6 +147,13 @@ CREATE TABLE pool_state (
 	`
 ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
 `,
+	// 5: the forge event a delivered build was made for (forge.Event.Key),
+	// so that the event delivered again under another id within the hour
+	// makes no second build.
+	`
+ALTER TABLE builds ADD COLUMN event_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX builds_event ON builds (repo, event_key, created) WHERE event_key <> '';
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

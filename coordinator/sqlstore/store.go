@@ -195,9 +195,10 @@ type stmts struct {
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
-	wcurrent *sql.Stmt
+	wcurrent, wsameEvent *sql.Stmt
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
+	buildIDs                                                *sql.Stmt
 	getAgent, listAgents, tokenKind                         *sql.Stmt
 	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
 	listSecrets, secrets, getPool                           *sql.Stmt
@@ -209,8 +210,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		s   **sql.Stmt
 		sql string
 	}{
-		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
@@ -252,6 +253,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.getPool, `SELECT state FROM pool_state WHERE id = 1`},
 
 		{w, &q.wcurrent, `SELECT state, attempt, waiting FROM builds WHERE id = ?`},
+		// The build first made for a forge event, since a time (by builds_event).
+		{w, &q.wsameEvent, `SELECT id FROM builds WHERE repo = ?1 AND event_key = ?2 AND event_key <> '' AND created >= ?3
+			ORDER BY created LIMIT 1`},
 
 		{r, &q.getBuild, `SELECT ` + buildColumns + ` FROM builds WHERE id = ?`},
 		{r, &q.queued, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'queued' ORDER BY created, id`},
@@ -259,6 +263,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.lastSeq, `SELECT m.last_seq FROM builds AS b
 			LEFT JOIN event_marks AS m ON m.build_id = b.id AND m.attempt = ?2 WHERE b.id = ?1`},
 		{r, &q.events, `SELECT attempt, seq, event FROM events WHERE build_id = ? ORDER BY attempt, seq`},
+		// By the primary key: the ids from the prefix up to its last follower.
+		{r, &q.buildIDs, `SELECT id FROM builds WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3`},
 		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
 		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
 		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents ORDER BY name, id`},
