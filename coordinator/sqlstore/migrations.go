@@ -147,6 +147,12 @@ CREATE TABLE pool_state (
 	`
 ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
 `,
+	// 5: why each attempt after the first exists (agent lost, agent
+	// restarted, lease expired, retried by admin): a JSON object from the
+	// attempt's number to its reason, written when the build is queued again.
+	`
+ALTER TABLE builds ADD COLUMN attempt_reasons TEXT;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either
