@@ -262,6 +262,12 @@ func buildInfo(b Build) *fleet.BuildInfo {
 	if !b.Ended.IsZero() {
 		info.Ended = timestamppb.New(b.Ended)
 	}
+	for n, why := range b.AttemptReasons {
+		if info.AttemptReasons == nil {
+			info.AttemptReasons = map[int32]string{}
+		}
+		info.AttemptReasons[int32(n)] = why
+	}
 	return info
 }
 

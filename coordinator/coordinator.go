@@ -53,6 +53,9 @@ type Config struct {
 	// MaxAttempts bounds the dispatches of one build before it ends in
 	// error ("agent lost").
 	MaxAttempts int
+	// AgentGrace is how long an agent whose stream ended may take to come
+	// back before its builds are queued again (recovery.go).
+	AgentGrace time.Duration
 	// Script is a script container's reservation, and Job a default job's:
 	// together they say what a build needs free on an agent to be sent there.
 	Script Capacity
@@ -97,6 +100,10 @@ type Coordinator struct {
 	// pool scaler measures idle time from it.
 	lastBusy map[string]time.Time
 	agents   map[string]*agentConn
+	// lost are the agents whose stream ended and that have builds, by id,
+	// with the connection that ended, until they come back or their grace
+	// is over (recovery.go).
+	lost map[string]*agentConn
 	// ready are the connected agents that may take a build (see
 	// readyLocked), most free CPU first.
 	ready agentHeap
@@ -185,6 +192,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.AgentGrace <= 0 {
+		cfg.AgentGrace = DefaultAgentGrace
+	}
 	if cfg.Script == (Capacity{}) {
 		cfg.Script = Capacity{MilliCPUs: 1000, Memory: 1 << 30}
 	}
@@ -194,7 +204,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
 	c.statuses = make(chan statusNote, 1024)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -383,7 +393,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 
 // Retry queues an ended build again.
 func (c *Coordinator) Retry(ctx context.Context, id string) error {
-	if err := c.cfg.Store.Retry(ctx, id); err != nil {
+	if err := c.cfg.Store.Retry(ctx, id, ReasonRetried); err != nil {
 		return err
 	}
 	b, err := c.cfg.Store.GetBuild(ctx, id)

@@ -52,9 +52,11 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	if err := stream.Send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Welcome{Welcome: welcome}}); err != nil {
 		return err
 	}
-	c.register(conn)
+	lost := c.register(conn, hello.GetHolding())
 	defer c.unregister(conn)
 	c.reconcile(conn, hello.GetHolding())
+	// Back after a restart, without builds it was sent: they go on now.
+	c.recover(conn.id, lost, ReasonAgentRestarted)
 	c.log.Info("agent connected", "agent", conn.id, "name", conn.name, "capacity", conn.capacity)
 
 	sendErr := make(chan error, 1)
@@ -183,10 +185,14 @@ func hashToken(t string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// register makes conn the agent's connection, ending an older one.
-func (c *Coordinator) register(conn *agentConn) {
+// register makes conn the agent's connection, ending an older one. It
+// returns the attempts leased to the agent that it does not hold (its
+// hello's list): it lost them in a restart.
+func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) []attemptRef {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.lost, conn.id)
+	lost := c.leasedToLocked(conn.id, holding)
 	old, ok := c.agents[conn.id]
 	if ok {
 		close(old.gone)
@@ -196,6 +202,7 @@ func (c *Coordinator) register(conn *agentConn) {
 		c.fixLocked(old)
 	}
 	c.fixLocked(conn)
+	return lost
 }
 
 func (c *Coordinator) unregister(conn *agentConn) {
@@ -205,6 +212,7 @@ func (c *Coordinator) unregister(conn *agentConn) {
 		delete(c.agents, conn.id)
 		close(conn.gone)
 		c.fixLocked(conn)
+		c.agentGoneLocked(conn)
 	}
 	c.log.Info("agent disconnected", "agent", conn.id)
 }
@@ -439,7 +447,7 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 	if why := c.notCurrent(conn, ba); why != "" {
 		return nil // ended or moved on already
 	}
-	if err := c.cfg.Store.Requeue(ctx, ba.GetBuildId(), int(ba.GetAttempt())); err != nil {
+	if err := c.cfg.Store.Requeue(ctx, ba.GetBuildId(), int(ba.GetAttempt()), ReasonDeclined); err != nil {
 		if errors.Is(err, ErrStale) {
 			return nil
 		}

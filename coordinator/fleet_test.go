@@ -34,7 +34,8 @@ type fleetFixture struct {
 	addr  string
 }
 
-func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
+// newFleet starts the fixture; opts change the coordinator's config.
+func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Config)) *fleetFixture {
 	t.Helper()
 	dir, store, logs := fleettest.Stores(t)
 	keys, err := secret.LoadKeyring(dir, "")
@@ -46,10 +47,14 @@ func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
 	t.Cleanup(func() { _ = statuses.Close(context.Background()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	c, err := coordinator.New(ctx, coordinator.Config{
+	cfg := coordinator.Config{
 		Store: store, Logs: logs, JoinToken: "join-secret", AdminToken: "admin-secret", Lease: lease, Logger: log,
 		Keys: keys, Statuses: statuses, PublicURL: "http://ci.example",
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := coordinator.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

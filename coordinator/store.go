@@ -50,6 +50,9 @@ type Build struct {
 	LeaseExpires time.Time `json:"lease-expires,omitzero"`
 	// Waiting says why no agent took the queued build yet.
 	Waiting string `json:"waiting,omitempty"`
+	// AttemptReasons says why each attempt after the first exists, by
+	// attempt number (Reason*).
+	AttemptReasons map[int]string `json:"attempt-reasons,omitempty"`
 
 	Created time.Time `json:"created"`
 	Started time.Time `json:"started,omitzero"` // of the current attempt
@@ -85,6 +88,15 @@ type Agent struct {
 	Joined         time.Time `json:"joined"`
 	LastSeen       time.Time `json:"last-seen,omitzero"`
 }
+
+// Why an attempt after the first exists (Build.AttemptReasons).
+const (
+	ReasonAgentLost      = "agent lost"      // its stream ended and it did not come back in the grace
+	ReasonAgentRestarted = "agent restarted" // it came back without the build
+	ReasonLeaseExpired   = "lease expired"   // no heartbeat renewed the lease
+	ReasonRetried        = "retried by admin"
+	ReasonDeclined       = "declined by agent" // it would not run it (draining)
+)
 
 // TokenKind is what a token lets its bearer do.
 type TokenKind string
@@ -168,13 +180,15 @@ type Store interface {
 	Assign(ctx context.Context, id string, attempt int, agent string, lease time.Time) error
 	// Renew extends the lease of a running attempt.
 	Renew(ctx context.Context, id string, attempt int, lease time.Time) error
-	// Requeue puts a running attempt back in the queue (agent lost).
-	Requeue(ctx context.Context, id string, attempt int) error
+	// Requeue puts a running attempt back in the queue (agent lost); reason
+	// is kept as why the next attempt exists.
+	Requeue(ctx context.Context, id string, attempt int, reason string) error
 	// Finish ends a build's attempt with a result. attempt 0 ends a queued
 	// build (canceled before dispatch, or given up).
 	Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error
-	// Retry queues an ended build again as a new attempt.
-	Retry(ctx context.Context, id string) error
+	// Retry queues an ended build again as a new attempt; reason is kept as
+	// why it exists.
+	Retry(ctx context.Context, id, reason string) error
 
 	// AppendEvent stores an attempt's event under its sequence number. It is
 	// idempotent: storing a seq again changes nothing and reports false.

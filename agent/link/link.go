@@ -18,8 +18,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/source"
@@ -46,7 +48,16 @@ type Config struct {
 	// Fetch checks out a source into dir (default: source.Fetch).
 	Fetch  func(ctx context.Context, src source.Source, dir string) (string, error)
 	Logger hclog.Logger
+	// Joined, when set, is told the agent's id after its first welcome,
+	// and again whenever it joins as a new agent.
+	Joined func(id string)
 }
+
+// RefusedError ends Run: the coordinator refused the agent's token, and
+// trying again cannot help. It says what to do.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return e.Reason }
 
 // Link runs one agent.
 type Link struct {
@@ -60,6 +71,7 @@ type Link struct {
 	changed  chan struct{} // closed and replaced when builds or draining change
 	id       string
 	token    string
+	joined   bool // a session of this process was welcomed
 	// runs counts build goroutines: Run waits for them, so a canceled
 	// agent has removed its builds' containers before it returns.
 	runs sync.WaitGroup
@@ -126,6 +138,10 @@ func (l *Link) Run(ctx context.Context) error {
 		if l.finished() {
 			return nil
 		}
+		if refused := (*RefusedError)(nil); errors.As(err, &refused) {
+			l.runs.Wait()
+			return err
+		}
 		if ctx.Err() != nil {
 			l.runs.Wait()
 			return ctx.Err()
@@ -177,7 +193,7 @@ func (l *Link) session(ctx context.Context) error {
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return fmt.Errorf("joining: %w", err)
+		return l.refused(id, err)
 	}
 	welcome := first.GetWelcome()
 	if welcome == nil {
@@ -186,6 +202,10 @@ func (l *Link) session(ctx context.Context) error {
 	if err := l.saveIdentity(welcome.GetId(), welcome.GetCredential()); err != nil {
 		return err
 	}
+	if l.cfg.Joined != nil && (id == "" || !l.joined) {
+		l.cfg.Joined(welcome.GetId())
+	}
+	l.joined = true
 	l.box.rewind()
 
 	stop := make(chan struct{})
@@ -532,7 +552,7 @@ type identity struct {
 	Credential string `json:"credential"`
 }
 
-func (l *Link) identityFile() string { return filepath.Join(l.cfg.StateDir, "identity.json") }
+func (l *Link) identityFile() string { return IdentityFile(l.cfg.StateDir) }
 
 func (l *Link) loadIdentity() error {
 	data, err := os.ReadFile(l.identityFile())
@@ -547,6 +567,42 @@ func (l *Link) loadIdentity() error {
 		return fmt.Errorf("%s: %w (remove it to join again)", l.identityFile(), err)
 	}
 	l.id, l.token = id.ID, id.Credential
+	return nil
+}
+
+// refused says what a failed join means: a saved credential the
+// coordinator no longer knows is dropped for the join token, when there
+// is one (the next session joins as a new agent); a refused join token,
+// or a refused credential and no join token, is a RefusedError.
+func (l *Link) refused(id string, err error) error {
+	if status.Code(err) != codes.Unauthenticated {
+		return fmt.Errorf("joining: %w", err)
+	}
+	why := status.Convert(err).Message()
+	switch {
+	case id == "":
+		return &RefusedError{fmt.Sprintf("the coordinator at %s refused the join token (%s): check --join-token (or MONKEYCI_JOIN_TOKEN)", l.cfg.Coordinator, why)}
+	case l.cfg.JoinToken == "":
+		return &RefusedError{fmt.Sprintf("the coordinator at %s no longer knows agent %s (%s): give it a join token (--join-token or MONKEYCI_JOIN_TOKEN) to join again as a new agent", l.cfg.Coordinator, id, why)}
+	}
+	l.log.Warn("the coordinator no longer knows this agent's credential; joining again with the join token", "agent", id, "reason", why)
+	if err := l.forgetIdentity(); err != nil {
+		return &RefusedError{err.Error()}
+	}
+	return fmt.Errorf("joining as agent %s: %w", id, err)
+}
+
+// IdentityFile is where an agent with state dir dir keeps its identity.
+func IdentityFile(dir string) string { return filepath.Join(dir, "identity.json") }
+
+// forgetIdentity drops the agent's id and credential: it joins again.
+func (l *Link) forgetIdentity() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.id, l.token = "", ""
+	if err := os.Remove(l.identityFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the refused identity: %w", err)
+	}
 	return nil
 }
 

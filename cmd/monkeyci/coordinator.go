@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/server"
 )
 
@@ -80,6 +81,7 @@ in --config (YAML):
 	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")
 	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host names or IPs for the server certificate")
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
+	f.DurationVar(&cfg.AgentGrace, "agent-grace", coordinator.DefaultAgentGrace, "how long an agent whose connection ended may take to come back before its builds are queued again")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: trace, debug, info, warn, error")
 	pf = addPoolFlags(f)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,7 +18,7 @@ import (
 
 const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
 	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag`
+	trigger_desc, forge, delivery, source_tag, attempt_reasons`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -25,12 +26,13 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	var (
 		b                        coordinator.Build
 		params, labels, delivery sql.NullString
+		reasons                  sql.NullString
 		state, result            string
 		lease, created, start, e int64
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
 		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag)
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons)
 	if err != nil {
 		return b, err
 	}
@@ -41,6 +43,11 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	}
 	if b.Labels, err = jsonMap(labels); err != nil {
 		return b, fmt.Errorf("build %s: labels: %w", b.ID, err)
+	}
+	if reasons.Valid {
+		if err := json.Unmarshal([]byte(reasons.String), &b.AttemptReasons); err != nil {
+			return b, fmt.Errorf("build %s: attempt reasons: %w", b.ID, err)
+		}
 	}
 	return b, nil
 }
@@ -139,9 +146,17 @@ func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event 
 	if err != nil {
 		return insert{}, fmt.Errorf("create build %s: labels: %w", b.ID, err)
 	}
+	var reasons sql.NullString
+	if len(b.AttemptReasons) > 0 {
+		data, err := json.Marshal(b.AttemptReasons)
+		if err != nil {
+			return insert{}, fmt.Errorf("create build %s: attempt reasons: %w", b.ID, err)
+		}
+		reasons = sql.NullString{String: string(data), Valid: true}
+	}
 	args := []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
 		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-		nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, event}
+		nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons, event}
 	return insert{id: b.ID, args: args, run: func(w wconn) error {
 		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx, args...)
 		return err
@@ -274,11 +289,12 @@ func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Ti
 
 // Requeue puts a running attempt back in the queue. The build keeps its
 // attempt number (the next Assign is attempt+1) and its place in the queue
-// (its creation time); agent, lease and start are cleared.
-func (s *Store) Requeue(ctx context.Context, id string, attempt int) error {
+// (its creation time); agent, lease and start are cleared. reason is kept
+// as why attempt+1 exists.
+func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason string) error {
 	return s.fenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
 		want{state: coordinator.Running, attempt: attempt},
-		s.q.requeue, id, attempt)
+		s.q.requeue, id, attempt, reason)
 }
 
 // Finish ends a running attempt with a result. attempt 0 ends a queued
@@ -294,13 +310,14 @@ func (s *Store) Finish(ctx context.Context, id string, attempt int, result event
 		s.q.finish, id, attempt, string(result), message, nanos(s.now()))
 }
 
-// Retry queues an ended build again: the next Assign is its attempt+1.
-// Result, message, agent and the times but its creation are cleared; it
-// keeps its creation time, and so its place in Queued.
-func (s *Store) Retry(ctx context.Context, id string) error {
+// Retry queues an ended build again: the next Assign is its attempt+1,
+// and reason is kept as why it exists. Result, message, agent and the
+// times but its creation are cleared; it keeps its creation time, and so
+// its place in Queued.
+func (s *Store) Retry(ctx context.Context, id, reason string) error {
 	return s.fenced(ctx, fmt.Sprintf("retry build %s", id), id,
 		want{state: coordinator.Ended, anyAttempt: true},
-		s.q.retry, id)
+		s.q.retry, id, reason)
 }
 
 // want is what a fenced change needs of a build.

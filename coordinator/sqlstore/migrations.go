@@ -154,6 +154,12 @@ ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
 ALTER TABLE builds ADD COLUMN event_key TEXT NOT NULL DEFAULT '';
 CREATE INDEX builds_event ON builds (repo, event_key, created) WHERE event_key <> '';
 `,
+	// 6: why each attempt after the first exists (agent lost, agent
+	// restarted, lease expired, retried by admin): a JSON object from the
+	// attempt's number to its reason, written when the build is queued again.
+	`
+ALTER TABLE builds ADD COLUMN attempt_reasons TEXT;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

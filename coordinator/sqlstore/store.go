@@ -211,18 +211,21 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		sql string
 	}{
 		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
-		{w, &q.requeue, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = ''
+		{w, &q.requeue, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '',
+			attempt_reasons = json_set(coalesce(attempt_reasons, '{}'), '$."' || (attempt + 1) || '"', ?3)
 			WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		{w, &q.finish, `UPDATE builds SET state = 'ended', result = ?3, message = ?4, ended = ?5,
 			lease_expires = 0, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		{w, &q.finishQueued, `UPDATE builds SET state = 'ended', result = ?2, message = ?3, ended = ?4,
 			lease_expires = 0, waiting = '' WHERE id = ?1 AND state = 'queued'`},
 		{w, &q.retry, `UPDATE builds SET state = 'queued', result = '', message = '', agent = '',
-			lease_expires = 0, waiting = '', started = 0, ended = 0 WHERE id = ?1 AND state = 'ended'`},
+			lease_expires = 0, waiting = '', started = 0, ended = 0,
+			attempt_reasons = json_set(coalesce(attempt_reasons, '{}'), '$."' || (attempt + 1) || '"', ?2)
+			WHERE id = ?1 AND state = 'ended'`},
 		// Unchanged, Waiting is not written again (the dispatcher says it often).
 		{w, &q.setWaiting, `UPDATE builds SET waiting = ?2 WHERE id = ?1 AND state = 'queued' AND waiting <> ?2`},
 		// The fence and the insert in one statement: no row is selected

@@ -147,6 +147,10 @@ func TestAnAdminCancelsAndRetries(t *testing.T) {
 	if got := f.build(t, b.ID); got.State != "queued" {
 		t.Errorf("after retry the build is %s, want queued", got.State)
 	}
+	// The page says why the next attempt exists.
+	if _, body := c.get(t, "/builds/"+b.ID); !strings.Contains(body, `<dt>Attempt 1</dt><dd class="attempt-reason">retried by admin</dd>`) {
+		t.Errorf("the retried build's page does not say why attempt 1 exists:\n%s", body)
+	}
 	if resp := c.post(t, "/builds/nosuch/retry", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("retrying an unknown build: %s, want 404", resp.Status)
 	}

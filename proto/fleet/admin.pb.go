@@ -267,24 +267,27 @@ func (x *UnblockJobRequest) GetJob() string {
 }
 
 type BuildInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Repo          string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
-	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
-	Branch        string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
-	Commit        string                 `protobuf:"bytes,5,opt,name=commit,proto3" json:"commit,omitempty"`
-	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`   // queued, running, ended
-	Result        string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"` // success, failure, error, canceled
-	Message       string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
-	Attempt       int32                  `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Agent         string                 `protobuf:"bytes,10,opt,name=agent,proto3" json:"agent,omitempty"`
-	Waiting       string                 `protobuf:"bytes,11,opt,name=waiting,proto3" json:"waiting,omitempty"` // why a queued build was not dispatched
-	Created       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created,proto3" json:"created,omitempty"`
-	Started       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started,proto3" json:"started,omitempty"`
-	Ended         *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=ended,proto3" json:"ended,omitempty"`
-	Trigger       string                 `protobuf:"bytes,15,opt,name=trigger,proto3" json:"trigger,omitempty"` // what started it, in words ("push to main by alice")
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Repo    string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	Url     string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	Branch  string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
+	Commit  string                 `protobuf:"bytes,5,opt,name=commit,proto3" json:"commit,omitempty"`
+	State   string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`   // queued, running, ended
+	Result  string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"` // success, failure, error, canceled
+	Message string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	Attempt int32                  `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Agent   string                 `protobuf:"bytes,10,opt,name=agent,proto3" json:"agent,omitempty"`
+	Waiting string                 `protobuf:"bytes,11,opt,name=waiting,proto3" json:"waiting,omitempty"` // why a queued build was not dispatched
+	Created *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created,proto3" json:"created,omitempty"`
+	Started *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started,proto3" json:"started,omitempty"`
+	Ended   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=ended,proto3" json:"ended,omitempty"`
+	Trigger string                 `protobuf:"bytes,15,opt,name=trigger,proto3" json:"trigger,omitempty"` // what started it, in words ("push to main by alice")
+	// why each attempt after the first exists, by attempt number ("agent
+	// lost", "agent restarted", "lease expired", "retried by admin").
+	AttemptReasons map[int32]string `protobuf:"bytes,16,rep,name=attempt_reasons,json=attemptReasons,proto3" json:"attempt_reasons,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BuildInfo) Reset() {
@@ -420,6 +423,13 @@ func (x *BuildInfo) GetTrigger() string {
 		return x.Trigger
 	}
 	return ""
+}
+
+func (x *BuildInfo) GetAttemptReasons() map[int32]string {
+	if x != nil {
+		return x.AttemptReasons
+	}
+	return nil
 }
 
 type ListBuildsRequest struct {
@@ -1970,7 +1980,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x11UnblockJobRequest\x12\x14\n" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
-	"\x03job\x18\x02 \x01(\tR\x03job\"\xbb\x03\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"\xd9\x04\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -1987,7 +1997,11 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\astarted\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
 	"\x05ended\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
-	"\atrigger\x18\x0f \x01(\tR\atrigger\"S\n" +
+	"\atrigger\x18\x0f \x01(\tR\atrigger\x12Y\n" +
+	"\x0fattempt_reasons\x18\x10 \x03(\v20.monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntryR\x0eattemptReasons\x1aA\n" +
+	"\x13AttemptReasonsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
 	"\x11ListBuildsRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -2147,7 +2161,7 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_fleet_admin_proto_goTypes = []any{
 	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
 	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
@@ -2181,70 +2195,72 @@ var file_fleet_admin_proto_goTypes = []any{
 	(*PoolDecision)(nil),          // 29: monkeyci.fleet.v1.PoolDecision
 	nil,                           // 30: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
 	nil,                           // 31: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 32: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	nil,                           // 32: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	nil,                           // 33: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
 	30, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
 	31, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	33, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	33, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	33, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
-	4,  // 5: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
-	4,  // 6: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
-	9,  // 7: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
-	14, // 8: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	32, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	33, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 11: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	33, // 12: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
-	18, // 13: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
-	33, // 14: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
-	24, // 15: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
-	28, // 16: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
-	29, // 17: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
-	33, // 18: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
-	33, // 19: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
-	33, // 20: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
-	1,  // 21: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	5,  // 22: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	7,  // 23: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
-	2,  // 24: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	2,  // 25: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	3,  // 26: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
-	10, // 27: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	12, // 28: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	15, // 29: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	16, // 30: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	18, // 31: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
-	20, // 32: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
-	19, // 33: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
-	22, // 34: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
-	19, // 35: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
-	23, // 36: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
-	26, // 37: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
-	4,  // 38: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	6,  // 39: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	8,  // 40: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	4,  // 41: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 42: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 43: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
-	11, // 44: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	13, // 45: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	14, // 46: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	17, // 47: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	18, // 48: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
-	21, // 49: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
-	18, // 50: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
-	24, // 51: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	25, // 52: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
-	24, // 53: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	27, // 54: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
-	38, // [38:55] is the sub-list for method output_type
-	21, // [21:38] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	34, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	34, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	34, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	32, // 5: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	4,  // 6: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
+	4,  // 7: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
+	9,  // 8: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
+	14, // 9: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
+	33, // 10: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	34, // 11: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 12: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
+	34, // 13: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	18, // 14: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
+	34, // 15: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	24, // 16: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
+	28, // 17: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
+	29, // 18: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
+	34, // 19: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
+	34, // 20: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
+	34, // 21: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 22: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
+	5,  // 23: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	7,  // 24: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	2,  // 25: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	2,  // 26: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	3,  // 27: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
+	10, // 28: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	12, // 29: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	15, // 30: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	16, // 31: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	18, // 32: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	20, // 33: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	19, // 34: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	22, // 35: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	19, // 36: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	23, // 37: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	26, // 38: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
+	4,  // 39: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	6,  // 40: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	8,  // 41: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	4,  // 42: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 43: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 44: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
+	11, // 45: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	13, // 46: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	14, // 47: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	17, // 48: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	18, // 49: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	21, // 50: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	18, // 51: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	24, // 52: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	25, // 53: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	24, // 54: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	27, // 55: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
+	39, // [39:56] is the sub-list for method output_type
+	22, // [22:39] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_fleet_admin_proto_init() }
@@ -2258,7 +2274,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
