@@ -62,6 +62,10 @@ type Event struct {
 	Number int
 	// Sender is who caused it (a login or user name), for the build's trigger.
 	Sender string
+	// Fork is true for a pull request whose source is another repository
+	// (a fork), or whose delivery does not show that it is the same one:
+	// anyone may open one, so its builds get no secrets.
+	Fork bool
 }
 
 // Key names the event a delivery is of, whatever its delivery id: its
