@@ -154,6 +154,11 @@ ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
 ALTER TABLE builds ADD COLUMN event_key TEXT NOT NULL DEFAULT '';
 CREATE INDEX builds_event ON builds (repo, event_key, created) WHERE event_key <> '';
 `,
+	// 6: the user information of a repository's clone URL, sealed, kept
+	// apart from the URL shown.
+	`
+ALTER TABLE repos ADD COLUMN url_credential BLOB;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either
