@@ -8,6 +8,7 @@ package source
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -591,8 +592,8 @@ func userinfo(u string) (start, end int, ok bool) {
 // so that each can be kept apart: the one shown, the other sealed.
 func SplitCredentials(u string) (bare, info string) {
 	start, end, ok := userinfo(u)
-	if !ok {
-		return u, ""
+	if !ok || start == end {
+		return u, "" // none, or an empty one: nothing to keep apart
 	}
 	return u[:start] + u[end+1:], u[start:end]
 }
@@ -610,7 +611,9 @@ func WithCredentials(bare, info string) string {
 // Credentials are the forms in which the credentials of u may be printed
 // (by a transport, a server's answer, a program's output): the whole user
 // information, the password, a lone user name (often a token:
-// https://TOKEN@host/...), escaped and not. None when u has none.
+// https://TOKEN@host/...), escaped and not, and the HTTP basic
+// authorization they make (base64 of user:password), which a server may
+// repeat. None when u has none.
 func Credentials(u string) []string {
 	start, end, ok := userinfo(u)
 	if !ok {
@@ -624,6 +627,7 @@ func Credentials(u string) []string {
 	} else {
 		forms = append(forms, user, unescape(user))
 	}
+	forms = append(forms, base64.StdEncoding.EncodeToString([]byte(unescape(user)+":"+unescape(pass))))
 	var out []string
 	for _, f := range forms {
 		if f != "" && !slices.Contains(out, f) {
