@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -252,7 +253,7 @@ func (s *AdminServer) CreateToken(ctx context.Context, r *fleet.CreateTokenReque
 
 func buildInfo(b Build) *fleet.BuildInfo {
 	info := &fleet.BuildInfo{
-		Id: b.ID, Repo: b.Repo, Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit,
+		Id: b.ID, Repo: b.Repo, Url: source.Redact(b.Source.URL), Branch: b.Source.Branch, Commit: b.Source.Commit,
 		State: string(b.State), Result: string(b.Result), Message: b.Message, Attempt: int32(b.Attempt),
 		Agent: b.Agent, Waiting: b.Waiting, Created: timestamppb.New(b.Created), Trigger: b.Trigger,
 	}

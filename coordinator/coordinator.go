@@ -214,6 +214,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	c.repos = make(map[string]bool, len(repos))
 	for _, r := range repos {
 		c.repos[r.Name] = true
+		if err := c.sealURLCredential(ctx, r); err != nil {
+			c.log.Warn("a repository's URL holds a credential in clear", "repo", r.Name, "error", err)
+		}
 	}
 	queued, err := cfg.Store.Queued(ctx)
 	if err != nil {
@@ -312,6 +315,12 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	}
 	if b.Source.URL == "" {
 		return Build{}, errors.New("a build needs a source URL or path")
+	}
+	if _, credential := source.SplitCredentials(b.Source.URL); credential != "" {
+		// A build's URL is shown everywhere; a credential is kept only
+		// sealed, with a registered repository.
+		return Build{}, fmt.Errorf("the URL %s holds a credential, which a build does not keep: register the repository (monkeyci repos add NAME --url URL), where it is kept sealed, and build it by its name",
+			source.Redact(b.Source.URL))
 	}
 	b.State, b.Attempt, b.Created = Queued, 0, c.cfg.Now()
 	b.ID = newBuildID(b.Created)

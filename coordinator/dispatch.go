@@ -133,8 +133,13 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 		c.log.Error("could not read the build's secrets; not sent", "build", b.ID, "error", err)
 		return
 	}
+	url, err := c.fetchURL(context.Background(), b)
+	if err != nil {
+		c.log.Error("could not read the build's URL credential; not sent", "build", b.ID, "error", err)
+		return
+	}
 	c.noteStatus(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
-	conn.assign(b, secrets)
+	conn.assign(b, url, secrets)
 }
 
 // releaseLocked gives back to an agent the reservation of an attempt that

@@ -28,6 +28,7 @@ import (
 
 // fleetFixture is a coordinator on loopback gRPC with its real stores.
 type fleetFixture struct {
+	dir   string // the data dir: the store, the logs, the master key
 	c     *coordinator.Coordinator
 	store *sqlstore.Store
 	logs  *logstore.Store
@@ -68,7 +69,7 @@ func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Confi
 	}
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	return &fleetFixture{c: c, store: store, logs: logs, addr: l.Addr().String()}
+	return &fleetFixture{dir: dir, c: c, store: store, logs: logs, addr: l.Addr().String()}
 }
 
 // startAgent runs an agent in this process against the fixture.

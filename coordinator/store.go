@@ -115,18 +115,23 @@ type BuildFilter struct {
 	Limit int // 0: no limit; newest first
 }
 
-// Repo is a registered repository. Its webhook secret and forge token are
-// kept sealed (encrypted with the coordinator's master key).
+// Repo is a registered repository. Its webhook secret, forge token and
+// URL credential are kept sealed (encrypted with the coordinator's master
+// key).
 type Repo struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
 	// Branches are globs of the branches whose pushes build (none: all).
 	Branches []string `json:"branches,omitempty"`
 	// Forge and APIURL say where commit statuses go.
-	Forge         string    `json:"forge,omitempty"`
-	APIURL        string    `json:"api-url,omitempty"`
-	WebhookSecret []byte    `json:"-"` // sealed
-	ForgeToken    []byte    `json:"-"` // sealed
+	Forge         string `json:"forge,omitempty"`
+	APIURL        string `json:"api-url,omitempty"`
+	WebhookSecret []byte `json:"-"` // sealed
+	ForgeToken    []byte `json:"-"` // sealed
+	// URLCredential is the user information (user:token) of the clone URL
+	// given, sealed: URL is kept without it, and it is put back only into
+	// what an agent fetches.
+	URLCredential []byte    `json:"-"`
 	Created       time.Time `json:"created"`
 }
 

@@ -402,7 +402,13 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 			return nil
 		}
 	}
-	rep := newReporter(l.box, ba, a.GetSecrets())
+	// The secrets' values, and the credential of the URL fetched, never
+	// leave the agent in an event or a log line.
+	hidden := source.Credentials(src.URL)
+	for _, v := range a.GetSecrets() {
+		hidden = append(hidden, v)
+	}
+	rep := newReporter(l.box, ba, hidden)
 	out, err := l.cfg.Runner.Run(ctx, spec, rep)
 	rep.flushAll()
 	if err != nil {
@@ -462,14 +468,10 @@ type maskedStream struct {
 	s  *secret.Stream
 }
 
-func newReporter(box *outbox, ba *fleet.BuildAttempt, secrets map[string]string) *reporter {
+func newReporter(box *outbox, ba *fleet.BuildAttempt, hidden []string) *reporter {
 	r := &reporter{box: box, ba: ba}
-	if len(secrets) > 0 {
-		values := make([]string, 0, len(secrets))
-		for _, v := range secrets {
-			values = append(values, v)
-		}
-		if m := secret.NewMasker(values); !m.Empty() {
+	if len(hidden) > 0 {
+		if m := secret.NewMasker(hidden); !m.Empty() {
 			r.mask, r.streams = m, map[streamKey]*maskedStream{}
 		}
 	}

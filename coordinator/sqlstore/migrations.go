@@ -160,6 +160,11 @@ CREATE INDEX builds_event ON builds (repo, event_key, created) WHERE event_key <
 	`
 ALTER TABLE builds ADD COLUMN attempt_reasons TEXT;
 `,
+	// 7: the user information of a repository's clone URL, sealed, kept
+	// apart from the URL shown.
+	`
+ALTER TABLE repos ADD COLUMN url_credential BLOB;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -241,8 +241,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET url = excluded.url, branches = excluded.branches,
+		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET url = excluded.url, url_credential = excluded.url_credential,
+				branches = excluded.branches,
 				forge = excluded.forge, api_url = excluded.api_url,
 				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
 				forge_token = coalesce(excluded.forge_token, forge_token)`},
