@@ -351,11 +351,14 @@ func DetailText(w io.Writer, d *fleet.BuildDetail, now time.Time) error {
 	} {
 		row(tw, f[0]+":", cell(f[1]))
 	}
-	for _, a := range AttemptReasons(b) {
-		row(tw, fmt.Sprintf("attempt %d:", a.Attempt), a.Reason)
-	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if why := AttemptReasons(b); len(why) > 0 {
+		fmt.Fprintln(w)
+		for _, a := range why {
+			fmt.Fprintf(w, "attempt %d: %s\n", a.Attempt, a.Reason)
+		}
 	}
 	fmt.Fprintln(w)
 	if len(d.GetEvents()) == 0 {

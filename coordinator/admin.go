@@ -179,6 +179,7 @@ func (c *Coordinator) agentInfo(a Agent) *fleet.AgentInfo {
 	info.MilliCpus, info.Memory = conn.capacity.MilliCPUs, conn.capacity.Memory
 	info.FreeMilliCpus, info.FreeMemory = conn.free.MilliCPUs, conn.free.Memory
 	info.Version = conn.version
+	info.LastSeen = timestamppb.New(conn.seen)
 	for id := range c.leasesOf[a.ID] {
 		info.Builds = append(info.Builds, id)
 	}

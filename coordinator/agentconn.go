@@ -29,6 +29,9 @@ type agentConn struct {
 	// instance is the pool instance the agent runs on ("": not a pool's).
 	instance  string
 	connected time.Time
+	// seen is the agent's last heartbeat (its connection until the first):
+	// its "last seen". Under Coordinator.mu.
+	seen time.Time
 	// heapIndex is the agent's place in Coordinator.ready, -1 when it is
 	// not there. After a change to free, cordoned or draining, or to the
 	// connection, Coordinator.fixLocked puts it right.

@@ -165,6 +165,7 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	conn.name, conn.labels, conn.version, conn.cordoned = agent.Name, agent.Labels, h.GetVersion(), agent.Cordoned
 	conn.capacity = Capacity{h.GetCapacity().GetMilliCpus(), h.GetCapacity().GetMemory()}
 	conn.pauses, conn.instance, conn.connected = h.GetPauses(), h.GetInstance(), c.cfg.Now()
+	conn.seen = conn.connected
 	conn.free = conn.capacity
 	return conn, welcome, nil
 }
@@ -207,14 +208,21 @@ func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) [
 
 func (c *Coordinator) unregister(conn *agentConn) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.agents[conn.id] == conn {
 		delete(c.agents, conn.id)
 		close(conn.gone)
 		c.fixLocked(conn)
 		c.agentGoneLocked(conn)
 	}
+	seen := conn.seen
+	c.mu.Unlock()
 	c.log.Info("agent disconnected", "agent", conn.id)
+	// Its last heartbeat is kept: what "last seen" says of it from now on.
+	ctx, cancel := context.WithTimeout(context.Background(), recoveryTimeout)
+	defer cancel()
+	if err := c.cfg.Store.SeenAgent(ctx, conn.id, seen); err != nil {
+		c.log.Warn("could not keep when an agent was last seen", "agent", conn.id, "error", err)
+	}
 }
 
 // reconcile refuses the attempts an agent holds that are no longer its.
@@ -279,6 +287,7 @@ func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.
 		}
 	}
 	conn.draining = hb.GetDraining()
+	conn.seen = c.cfg.Now()
 	c.fixLocked(conn)
 	c.mu.Unlock()
 	expires := c.cfg.Now().Add(c.cfg.Lease)

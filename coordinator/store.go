@@ -86,7 +86,9 @@ type Agent struct {
 	CredentialHash string    `json:"-"`
 	Cordoned       bool      `json:"cordoned"`
 	Joined         time.Time `json:"joined"`
-	LastSeen       time.Time `json:"last-seen,omitzero"`
+	// LastSeen is the agent's last heartbeat (or connection) as kept: a
+	// connected agent's newer one is in memory (agentConn.seen).
+	LastSeen time.Time `json:"last-seen,omitzero"`
 }
 
 // Why an attempt after the first exists (Build.AttemptReasons).
@@ -205,6 +207,8 @@ type Store interface {
 	Events(ctx context.Context, id string) ([]StoredEvent, error)
 
 	SaveAgent(ctx context.Context, a Agent) error
+	// SeenAgent moves a kept agent's LastSeen on to at (never back).
+	SeenAgent(ctx context.Context, id string, at time.Time) error
 	GetAgent(ctx context.Context, id string) (Agent, error)
 	ListAgents(ctx context.Context) ([]Agent, error)
 

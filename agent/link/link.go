@@ -53,6 +53,10 @@ type Config struct {
 	Joined func(id string)
 }
 
+// srcPattern names the folders of the sources the agent fetches, in its
+// state dir.
+const srcPattern = "src-*"
+
 // RefusedError ends Run: the coordinator refused the agent's token, and
 // trying again cannot help. It says what to do.
 type RefusedError struct{ Reason string }
@@ -100,6 +104,13 @@ func New(cfg Config) (*Link, error) {
 	l := &Link{cfg: cfg, log: cfg.Logger, box: newOutbox(), builds: map[string]*running{}, changed: make(chan struct{})}
 	if err := l.loadIdentity(); err != nil {
 		return nil, err
+	}
+	// Sources a killed run of the agent was fetching (run): it holds none yet.
+	left, _ := filepath.Glob(filepath.Join(cfg.StateDir, srcPattern))
+	for _, dir := range left {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("removing a leftover source: %w", err)
+		}
 	}
 	return l, nil
 }
@@ -382,7 +393,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 		Secrets: a.GetSecrets(), Reserved: reserved, Unblockable: true,
 	}
 	if !local {
-		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, "src-"); err != nil {
+		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, srcPattern); err != nil {
 			return events.Error, fmt.Sprintf("making a source directory: %v", err)
 		}
 		defer os.RemoveAll(spec.Source)

@@ -193,6 +193,7 @@ type stmts struct {
 	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
 	appendEvent, saveAgent, saveToken                                            *sql.Stmt
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
+	seenAgent                                                                    *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
 	wcurrent, wsameEvent *sql.Stmt
@@ -233,6 +234,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		// stored already. The trigger events_advance_mark moves the mark.
 		{w, &q.appendEvent, `INSERT OR IGNORE INTO events (build_id, attempt, seq, event)
 			SELECT id, attempt, ?3, ?4 FROM builds WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
+		// An UPDATE: an agent removed meanwhile is not made again.
+		{w, &q.seenAgent, `UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2`},
 		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
 				credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
