@@ -38,6 +38,7 @@ type buildData struct {
 	AgentName string
 	Live      bool // not ended: logs follow and sections update
 	Graph     template.HTML
+	Legend    template.HTML // what the graph's looks mean
 	Timeline  view.Timeline
 	Jobs      []jobView
 }
@@ -148,6 +149,7 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 	}
 	jobs := view.Jobs(evs)
 	d.Graph = view.LayoutGraph(jobs).SVGLinked(func(job string) string { return "#job-" + job })
+	d.Legend = view.GraphLegend()
 	end := s.now()
 	if b.State == coordinator.Ended && !b.Ended.IsZero() {
 		end = b.Ended

@@ -69,6 +69,7 @@ func TestTheBuildPageShowsGraphTimelineAndCommands(t *testing.T) {
 	}
 	for _, want := range []string{
 		`<g class="node state-failure" data-job="compile">`, `<g class="node state-blocked" data-job="test">`, `class="edge"`,
+		`aria-label="Legend of the job graph"`,
 		`class="span paused"`, "Script paused <strong>70%</strong> of its life", "its CPU went to jobs",
 		`id="job-compile"`, "<td>1</td>", "<td>3</td>", "4.0s", // the failing line: exit 3 after 4 s
 		`data-src="/builds/` + b.ID + `/logs/compile?stream=out&amp;attempt=1"`, `/logs/~script?stream=err`,
