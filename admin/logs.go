@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -255,13 +256,17 @@ type logSink struct {
 	prefix  bool
 	seen    map[streamKey]int64
 	partial map[streamKey][]byte
+	started map[streamKey]bool // commands whose start was written (stream: the command)
 }
 
 func newLogSink(w io.Writer, prefix bool) *logSink {
-	return &logSink{w: w, prefix: prefix, seen: map[streamKey]int64{}, partial: map[streamKey][]byte{}}
+	return &logSink{w: w, prefix: prefix, seen: map[streamKey]int64{}, partial: map[streamKey][]byte{}, started: map[streamKey]bool{}}
 }
 
 func (s *logSink) write(attempt int32, ch *fleet.LogsChunk) error {
+	if ch.GetStart() {
+		return s.command(attempt, ch)
+	}
 	k := streamKey{attempt, ch.GetJob(), ch.GetStream()}
 	data, off := ch.GetData(), ch.GetOffset()
 	end := off + int64(len(data))
@@ -287,11 +292,45 @@ func (s *logSink) write(attempt int32, ch *fleet.LogsChunk) error {
 	return s.lines(k.job, buf[:last+1])
 }
 
+// command writes a line that a command starts, "#N $ TEXT", numbered
+// from 1, once: after what its job's earlier commands left unfinished.
+func (s *logSink) command(attempt int32, ch *fleet.LogsChunk) error {
+	k := streamKey{attempt, ch.GetJob(), ch.GetCommand()}
+	if s.started[k] {
+		return nil
+	}
+	s.started[k] = true
+	if err := s.flushWhere(func(p streamKey) bool { return p.attempt == attempt && p.job == k.job }); err != nil {
+		return err
+	}
+	line := []byte(CommandLine(ch.GetCommand(), ch.GetLine()) + "\n")
+	if !s.prefix {
+		_, err := s.w.Write(line)
+		return err
+	}
+	return s.lines(k.job, line)
+}
+
+// CommandLine is how a command is shown above its output: "#N $ TEXT",
+// numbered from 1; a text of several lines shows its first.
+func CommandLine(command, text string) string {
+	first, rest, more := strings.Cut(strings.TrimSpace(text), "\n")
+	if more && strings.TrimSpace(rest) != "" {
+		first += " …"
+	}
+	return "#" + logorder.Number(command) + " $ " + first
+}
+
 // flush writes the unfinished lines of an attempt (-1: of every attempt).
 func (s *logSink) flush(attempt int32) error {
+	return s.flushWhere(func(k streamKey) bool { return attempt < 0 || k.attempt == attempt })
+}
+
+// flushWhere writes the unfinished lines of the streams that match.
+func (s *logSink) flushWhere(match func(streamKey) bool) error {
 	keys := make([]streamKey, 0, len(s.partial))
 	for k, rest := range s.partial {
-		if (attempt < 0 || k.attempt == attempt) && len(rest) > 0 {
+		if match(k) && len(rest) > 0 {
 			keys = append(keys, k)
 		}
 	}
