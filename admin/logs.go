@@ -303,22 +303,12 @@ func (s *logSink) command(attempt int32, ch *fleet.LogsChunk) error {
 	if err := s.flushWhere(func(p streamKey) bool { return p.attempt == attempt && p.job == k.job }); err != nil {
 		return err
 	}
-	line := []byte(CommandLine(ch.GetCommand(), ch.GetLine()) + "\n")
+	line := []byte(logorder.Heading(ch.GetCommand(), ch.GetLine()) + "\n")
 	if !s.prefix {
 		_, err := s.w.Write(line)
 		return err
 	}
 	return s.lines(k.job, line)
-}
-
-// CommandLine is how a command is shown above its output: "#N $ TEXT",
-// numbered from 1; a text of several lines shows its first.
-func CommandLine(command, text string) string {
-	first, rest, more := strings.Cut(strings.TrimSpace(text), "\n")
-	if more && strings.TrimSpace(rest) != "" {
-		first += " …"
-	}
-	return "#" + logorder.Number(command) + " $ " + first
 }
 
 // flush writes the unfinished lines of an attempt (-1: of every attempt).

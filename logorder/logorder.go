@@ -126,3 +126,13 @@ func Number(command string) string {
 	}
 	return strconv.FormatUint(n+1, 10)
 }
+
+// Heading is how a command is shown above its output, "#N $ TEXT",
+// numbered from 1; of a text of several lines, the first.
+func Heading(command, text string) string {
+	first, rest, more := strings.Cut(strings.TrimSpace(text), "\n")
+	if more && strings.TrimSpace(rest) != "" {
+		first += " …"
+	}
+	return "#" + Number(command) + " $ " + first
+}

@@ -55,6 +55,18 @@ func TestNumbersCountFromOne(t *testing.T) {
 	}
 }
 
+func TestHeadings(t *testing.T) {
+	for _, c := range []struct{ cmd, text, want string }{
+		{"0", "make test", "#1 $ make test"},
+		{"4", "  for f in *; do\n  echo $f\ndone\n", "#5 $ for f in *; do …"},
+		{"1", "echo hi\n", "#2 $ echo hi"},
+	} {
+		if got := Heading(c.cmd, c.text); got != c.want {
+			t.Errorf("Heading(%q, %q) = %q, want %q", c.cmd, c.text, got, c.want)
+		}
+	}
+}
+
 // Whatever a line holds, Parse answers without panicking, and what it
 // accepts it writes back the same.
 func FuzzParse(f *testing.F) {
