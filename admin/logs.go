@@ -257,6 +257,7 @@ type logSink struct {
 	seen    map[streamKey]int64
 	partial map[streamKey][]byte
 	started map[streamKey]bool // commands whose start was written (stream: the command)
+	midLine bool               // raw: the last byte written ended no line
 }
 
 func newLogSink(w io.Writer, prefix bool) *logSink {
@@ -279,6 +280,9 @@ func (s *logSink) write(attempt int32, ch *fleet.LogsChunk) error {
 	}
 	s.seen[k] = end
 	if !s.prefix {
+		if len(data) > 0 {
+			s.midLine = data[len(data)-1] != '\n'
+		}
 		_, err := s.w.Write(data)
 		return err
 	}
@@ -305,6 +309,10 @@ func (s *logSink) command(attempt int32, ch *fleet.LogsChunk) error {
 	}
 	line := []byte(logorder.Heading(ch.GetCommand(), ch.GetLine()) + "\n")
 	if !s.prefix {
+		if s.midLine { // a heading starts a line of its own
+			line = append([]byte{'\n'}, line...)
+			s.midLine = false
+		}
 		_, err := s.w.Write(line)
 		return err
 	}
