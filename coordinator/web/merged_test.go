@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,5 +86,56 @@ func TestTheMergedViewShowsStdoutAndStderrInTheirOrder(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// A long merged view is shown a page at a time from the tail; the pages
+// before join it up whole, in order.
+func TestTheMergedViewIsPagedBack(t *testing.T) {
+	f := newFixture(t)
+	a := f.agent(t, "a1")
+	b := f.running(t, a, "alpha")
+	var ord []byte
+	offs := map[string]int64{}
+	var outs = map[string][]byte{}
+	var want strings.Builder
+	for i := range 6000 { // 6000 lines of 20 bytes: about two pages
+		stream := []string{"out", "err"}[i%2]
+		line := []byte(fmt.Sprintf("%s line %09d\n", stream, i))
+		ord = logorder.Record{Command: "0", Stream: stream, Offset: offs[stream], Length: int64(len(line))}.Append(ord)
+		offs[stream] += int64(len(line))
+		outs[stream] = append(outs[stream], line...)
+		if stream == "err" {
+			want.WriteString(`<span class="stderr">` + string(line) + `</span>`)
+		} else {
+			want.Write(line)
+		}
+	}
+	for stream, data := range map[string][]byte{logstore.Order: ord, "out": outs["out"], "err": outs["err"]} {
+		if _, err := f.logs.Write(logstore.Key{Build: b.ID, Attempt: 1, Job: "j", Stream: stream}, 0, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := f.client(t, f.viewer)
+	base := "/builds/" + b.ID + "/logs/j?stream=all"
+	start, end, text := c.page(t, base)
+	if end != int64(len(ord)) || start == 0 || len(text) < logPageSize {
+		t.Fatalf("the tail page [%d, %d) of %d bytes: want a page ending at %d, not starting at 0", start, end, len(text), len(ord))
+	}
+	got := text
+	for pages := 1; start > 0; pages++ {
+		if pages > 10 {
+			t.Fatal("more than 10 pages")
+		}
+		before := start
+		var pageEnd int64
+		start, pageEnd, text = c.page(t, base+"&before="+strconv.FormatInt(before, 10))
+		if pageEnd != before || start >= before {
+			t.Fatalf("the page before %d is [%d, %d)", before, start, pageEnd)
+		}
+		got = text + got
+	}
+	if got != want.String() {
+		t.Errorf("the pages joined differ from the whole (%d bytes, want %d)", len(got), want.Len())
 	}
 }
