@@ -35,26 +35,45 @@ func TestLogsKeepTheOrderOfStdoutAndStderrAndNameEachCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	flags := []string{"--server", c.addr, "--ca", c.ca, "--token", c.admin}
+	type ran struct {
+		code        int
+		out, errOut string
+	}
+	// One follows the build as it runs, one reads it once it has ended.
+	followed := make(chan ran, 1)
+	go func() {
+		code, out, errOut := cli(t, append([]string{"logs", "-f", b.GetId()}, flags...)...)
+		followed <- ran{code, out, errOut}
+	}()
 	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
 	if ended.GetResult() != "success" {
 		t.Fatalf("build ended %s: %s", ended.GetResult(), ended.GetMessage())
-	}
-	flags := []string{"--server", c.addr, "--ca", c.ca, "--token", c.admin}
-
-	code, out, errOut := cli(t, append([]string{"logs", b.GetId()}, flags...)...)
-	var talk []string
-	for _, l := range strings.Split(out, "\n") {
-		if rest, ok := strings.CutPrefix(l, "talk | "); ok {
-			talk = append(talk, rest)
-		}
 	}
 	want := []string{
 		`#1 $ echo out1; sleep 0.5; echo err1 >&2; sleep 0.5; echo out2; sleep 0.5; echo err2 >&2`,
 		"out1", "err1", "out2", "err2",
 		"#2 $ echo second", "second",
 	}
-	if code != 0 || strings.Join(talk, "\n") != strings.Join(want, "\n") {
-		t.Errorf("logs: exit %d, %q; talk's lines:\n%s\nwant\n%s\nall of it:\n%s", code, errOut, strings.Join(talk, "\n"), strings.Join(want, "\n"), out)
+	check := func(what string, r ran) {
+		t.Helper()
+		var talk []string
+		for _, l := range strings.Split(r.out, "\n") {
+			if rest, ok := strings.CutPrefix(l, "talk | "); ok {
+				talk = append(talk, rest)
+			}
+		}
+		if r.code != 0 || strings.Join(talk, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: exit %d, %q; talk's lines:\n%s\nwant\n%s\nall of it:\n%s", what, r.code, r.errOut, strings.Join(talk, "\n"), strings.Join(want, "\n"), r.out)
+		}
+	}
+	code, out, errOut := cli(t, append([]string{"logs", b.GetId()}, flags...)...)
+	check("logs", ran{code, out, errOut})
+	select {
+	case r := <-followed:
+		check("logs -f", r)
+	case <-time.After(time.Minute):
+		t.Fatal("logs -f did not end within a minute of the build")
 	}
 
 	// One job's output, raw, in the same order.
