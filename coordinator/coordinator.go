@@ -31,6 +31,8 @@ type LogStore interface {
 	Write(key LogKey, offset int64, data []byte) (int64, error)
 	// Sizes lists an attempt's streams with their stored sizes.
 	Sizes(build string, attempt int) ([]logstore.Stream, error)
+	// ReadAt reads stored bytes of a stream at an offset, like io.ReaderAt.
+	ReadAt(key LogKey, offset int64, p []byte) (int, error)
 	// Follow copies a stream to w from an offset on, waiting for writes
 	// until ended is closed and all is copied, or ctx ends.
 	Follow(ctx context.Context, key LogKey, from int64, w io.Writer, ended <-chan struct{}) error

@@ -26,6 +26,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 	"github.com/monkeyci/monkeyci/secret"
@@ -470,6 +471,7 @@ type reporter struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*maskedStream
+	command map[string]string // per job: the command running, for the order index
 }
 
 // maskedStream is one output stream's masking state; its lock keeps what
@@ -491,6 +493,10 @@ func newReporter(box *outbox, ba *fleet.BuildAttempt, hidden []string) *reporter
 
 func (r *reporter) Event(e events.Event) {
 	e.Build = r.ba.GetBuildId()
+	e.Line = r.text(e.Line)
+	if e.Job != "" && (e.Type == events.CommandStart || e.Type == events.CommandEnd) {
+		r.commandEvent(e)
+	}
 	if r.mask != nil {
 		e.Message = r.text(e.Message)
 		// A job's output is all read before its end: release what its
@@ -505,9 +511,33 @@ func (r *reporter) Event(e events.Event) {
 	r.box.event(r.ba, e)
 }
 
+// commandEvent keeps which command of the job runs, and marks its start in
+// the job's order index. What the masks hold back of the command before is
+// released first: its bytes are that command's. The wrapper's events are
+// the job's to write: a command that is not an index is no command.
+func (r *reporter) commandEvent(e events.Event) {
+	r.flush(e.Job)
+	cmd := e.Command
+	if !logorder.ValidCommand(cmd) || e.Type == events.CommandEnd {
+		cmd = ""
+	}
+	r.mu.Lock()
+	if r.command == nil {
+		r.command = map[string]string{}
+	}
+	r.command[e.Job] = cmd
+	r.mu.Unlock()
+	if cmd != "" {
+		r.box.started(r.ba, e.Job, cmd, e.Line)
+	}
+}
+
 func (r *reporter) Output(job, stream string, data []byte) {
+	r.mu.Lock()
+	cmd := r.command[job]
+	r.mu.Unlock()
 	if r.mask == nil {
-		r.box.output(r.ba, job, stream, data)
+		r.box.output(r.ba, job, cmd, stream, data)
 		return
 	}
 	k := streamKey{job, stream}
@@ -521,7 +551,7 @@ func (r *reporter) Output(job, stream string, data []byte) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if out := ms.s.Write(data); len(out) > 0 {
-		r.box.output(r.ba, job, stream, out)
+		r.box.output(r.ba, job, cmd, stream, out)
 	}
 }
 
@@ -553,7 +583,10 @@ func (r *reporter) flushWhere(match func(streamKey) bool) {
 	for k, ms := range flush {
 		ms.mu.Lock()
 		if out := ms.s.Flush(); len(out) > 0 {
-			r.box.output(r.ba, k.job, k.stream, out)
+			r.mu.Lock()
+			cmd := r.command[k.job]
+			r.mu.Unlock()
+			r.box.output(r.ba, k.job, cmd, k.stream, out)
 		}
 		ms.mu.Unlock()
 	}

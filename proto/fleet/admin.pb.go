@@ -761,12 +761,21 @@ func (x *LogsRequest) GetAttempt() int32 {
 	return 0
 }
 
+// LogsChunk is a piece of a job's output at offset in its stream; a job's
+// chunks come in the order the agent read them, stdout and stderr merged,
+// when the agent kept that order (then command is set, and each command's
+// start comes as a chunk of its own: start, with its line and no stream).
 type LogsChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Stream        string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Job    string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Stream string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	Offset int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// command is the wrapper's index of the command that wrote data ("0" is
+	// the first command), empty when none or not known.
+	Command       string `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
+	Start         bool   `protobuf:"varint,6,opt,name=start,proto3" json:"start,omitempty"`
+	Line          string `protobuf:"bytes,7,opt,name=line,proto3" json:"line,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -827,6 +836,27 @@ func (x *LogsChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogsChunk) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *LogsChunk) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
+}
+
+func (x *LogsChunk) GetLine() string {
+	if x != nil {
+		return x.Line
+	}
+	return ""
 }
 
 type ListAgentsRequest struct {
@@ -2021,12 +2051,15 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x18\n" +
-	"\aattempt\x18\x04 \x01(\x05R\aattempt\"a\n" +
+	"\aattempt\x18\x04 \x01(\x05R\aattempt\"\xa5\x01\n" +
 	"\tLogsChunk\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"\x13\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x18\n" +
+	"\acommand\x18\x05 \x01(\tR\acommand\x12\x14\n" +
+	"\x05start\x18\x06 \x01(\bR\x05start\x12\x12\n" +
+	"\x04line\x18\a \x01(\tR\x04line\"\x13\n" +
 	"\x11ListAgentsRequest\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
 	"\x06agents\x18\x01 \x03(\v2\x1c.monkeyci.fleet.v1.AgentInfoR\x06agents\"\xad\x03\n" +
