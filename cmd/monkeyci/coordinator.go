@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -23,11 +24,12 @@ func newCoordinatorCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "coordinator",
 		Short: "Run the coordinator: the durable build queue, the dispatcher and the admin API",
 		Long: `coordinator keeps its state under --data-dir (SQLite, logs, a CA for TLS),
-takes agents and admin calls on --grpc-listen, and serves /healthz and
-Prometheus /metrics on --http-listen. The join token lets agents join (each
-then gets its own credential); the admin token lets the command line in. Both come from their
-flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are generated on
-first start, kept in the data dir and printed. Repositories' secrets are
+takes agents and admin calls on --grpc-listen, and serves the web
+dashboard, forges' webhooks (/webhooks/FORGE), /healthz and Prometheus
+/metrics on --http-listen. The join token lets agents join (each then gets
+its own credential); the admin token lets the command line in. Both come
+from their flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are
+generated on first start, kept in the data dir and printed then only. Repositories' secrets are
 encrypted with the master key in MONKEYCI_MASTER_KEY (base64 or hex of 32
 bytes), or else in the data dir's master.key, made on first start: back it up.
 
@@ -62,7 +64,7 @@ in --config (YAML):
 				return failedError(err)
 			}
 			defer srv.Close()
-			printServer(stdout, srv)
+			printServer(stdout, srv, cfg.DataDir)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -74,7 +76,7 @@ in --config (YAML):
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz and /metrics")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
 	f.StringVar(&cfg.JoinToken, "join-token", "", "token agents join with (env MONKEYCI_JOIN_TOKEN)")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "token of the admin API (env MONKEYCI_ADMIN_TOKEN)")
 	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")
@@ -86,15 +88,37 @@ in --config (YAML):
 	return cmd
 }
 
-func printServer(w io.Writer, srv *server.Server) {
+// printServer says where the coordinator listens and how the command line
+// reaches it. A token is printed only by the start that made it: later
+// starts (and tokens given by flag or environment) name where it is kept,
+// so logs of restarts hold none.
+func printServer(w io.Writer, srv *server.Server, dataDir string) {
 	fmt.Fprintf(w, "coordinator: gRPC on %s, HTTP on %s\n", srv.GRPCAddr, srv.HTTPAddr)
 	if srv.CAFile != "" {
 		fmt.Fprintf(w, "  CA for agents and clients: %s\n", srv.CAFile)
 	}
-	if srv.Generated {
-		fmt.Fprintf(w, "  join token:  %s\n  admin token: %s\n", srv.JoinToken, srv.AdminToken)
+	if srv.NewJoinToken {
+		fmt.Fprintf(w, "  join token:  %s\n", srv.JoinToken)
+	}
+	if srv.NewAdminToken {
+		fmt.Fprintf(w, "  admin token: %s\n", srv.AdminToken)
+	}
+	export := "  export MONKEYCI_SERVER=" + srv.GRPCAddr
+	if srv.CAFile != "" {
+		export += " MONKEYCI_CA=" + srv.CAFile
+	}
+	if srv.NewAdminToken {
+		export += " MONKEYCI_TOKEN=" + srv.AdminToken
+	}
+	fmt.Fprintln(w, export)
+	if !srv.NewAdminToken {
+		fmt.Fprintf(w, "  and MONKEYCI_TOKEN: the admin token (--admin-token, or the one printed on the first start, kept in %s)\n",
+			filepath.Join(dataDir, "tokens.json"))
 	}
 }
+
+// httpListenHelp names everything the HTTP port serves.
+const httpListenHelp = "address of the HTTP port: the web dashboard, forges' webhooks (/webhooks/FORGE), /healthz and Prometheus /metrics"
 
 func waitErr(srv *server.Server) <-chan error {
 	ch := make(chan error, 1)

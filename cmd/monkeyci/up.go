@@ -80,7 +80,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz and /metrics")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
 	f.Float64Var(&cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
 	f.StringVar(&memory, "memory", "", "memory the agent offers (default: the machine's)")
 	f.BoolVar(&pause, "pause", true, "pause script containers while they await their jobs")

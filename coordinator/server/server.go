@@ -80,9 +80,10 @@ type Server struct {
 	CAFile     string
 	JoinToken  string
 	AdminToken string
-	// Generated says the tokens were made (or read back) by this data dir.
-	Generated bool
-	TLSBundle *tlsca.Bundle
+	// NewJoinToken and NewAdminToken say this start made the token (the
+	// data dir's first): only then may it be printed.
+	NewJoinToken, NewAdminToken bool
+	TLSBundle                   *tlsca.Bundle
 
 	grpc     *grpc.Server
 	http     *http.Server
@@ -103,9 +104,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil { // an existing one too: it holds the keys
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	s := &Server{done: make(chan error, 1)}
 	var err error
-	if s.JoinToken, s.AdminToken, s.Generated, err = tokens(cfg); err != nil {
+	if s.JoinToken, s.AdminToken, s.NewJoinToken, s.NewAdminToken, err = tokens(cfg); err != nil {
 		return nil, err
 	}
 	if s.store, err = sqlstore.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
@@ -258,8 +262,9 @@ func (s *Server) closeStores() {
 }
 
 // tokens returns the join and admin tokens: given, or kept in the data
-// dir (made on first start), so a restart keeps them.
-func tokens(cfg Config) (join, admin string, generated bool, err error) {
+// dir (made on first start), so a restart keeps them. newJoin and
+// newAdmin say which were made now.
+func tokens(cfg Config) (join, admin string, newJoin, newAdmin bool, err error) {
 	path := filepath.Join(cfg.DataDir, "tokens.json")
 	var kept struct {
 		Join  string `json:"join"`
@@ -269,22 +274,23 @@ func tokens(cfg Config) (join, admin string, generated bool, err error) {
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(data, &kept); err != nil {
-			return "", "", false, fmt.Errorf("%s: %w", path, err)
+			return "", "", false, false, fmt.Errorf("%s: %w", path, err)
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		return "", "", false, err
+		return "", "", false, false, err
 	}
-	if cfg.JoinToken == "" || cfg.AdminToken == "" {
-		generated = true
-		if kept.Join == "" {
+	newJoin = cfg.JoinToken == "" && kept.Join == ""
+	newAdmin = cfg.AdminToken == "" && kept.Admin == ""
+	if newJoin || newAdmin {
+		if newJoin {
 			kept.Join = coordinator.NewID() + coordinator.NewID()
 		}
-		if kept.Admin == "" {
+		if newAdmin {
 			kept.Admin = coordinator.NewID() + coordinator.NewID()
 		}
 		data, _ := json.Marshal(kept)
 		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return "", "", false, fmt.Errorf("keeping the tokens: %w", err)
+			return "", "", false, false, fmt.Errorf("keeping the tokens: %w", err)
 		}
 	}
 	join, admin = cfg.JoinToken, cfg.AdminToken
@@ -294,5 +300,5 @@ func tokens(cfg Config) (join, admin string, generated bool, err error) {
 	if admin == "" {
 		admin = kept.Admin
 	}
-	return join, admin, generated, nil
+	return join, admin, newJoin, newAdmin, nil
 }
