@@ -52,7 +52,9 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	if err := stream.Send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Welcome{Welcome: welcome}}); err != nil {
 		return err
 	}
-	c.register(conn)
+	if err := c.register(conn); err != nil {
+		return err
+	}
 	defer c.unregister(conn)
 	c.reconcile(conn, hello.GetHolding())
 	c.log.Info("agent connected", "agent", conn.id, "name", conn.name, "capacity", conn.capacity)
@@ -98,6 +100,8 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	for {
 		var m *fleet.AgentMessage
 		select {
+		case <-conn.revoked:
+			return errRemoved
 		case m = <-msgs:
 		default:
 			// Nothing more yet: acknowledge what is stored.
@@ -105,6 +109,8 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 				return err
 			}
 			select {
+			case <-conn.revoked:
+				return errRemoved
 			case m = <-msgs:
 			case err := <-recvErr:
 				return c.drain(ctx, conn, msgs, err)
@@ -142,6 +148,9 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	var agent Agent
 	if h.GetId() != "" {
 		a, err := c.cfg.Store.GetAgent(ctx, h.GetId())
+		if err == nil && !a.Removed.IsZero() {
+			return nil, nil, errRemoved
+		}
 		if err != nil || subtle.ConstantTimeCompare([]byte(hashToken(h.GetToken())), []byte(a.CredentialHash)) != 1 {
 			return nil, nil, status.Error(codes.Unauthenticated, "unknown agent or wrong credential: join again with a join token")
 		}
@@ -174,8 +183,8 @@ func (c *Coordinator) isJoinToken(ctx context.Context, token string) bool {
 	if c.cfg.JoinToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(c.cfg.JoinToken)) == 1 {
 		return true
 	}
-	kind, err := c.cfg.Store.TokenKind(ctx, hashToken(token))
-	return err == nil && kind == TokenAgent
+	t, err := c.CheckToken(ctx, token)
+	return err == nil && t.Kind == TokenAgent
 }
 
 func hashToken(t string) string {
@@ -183,10 +192,14 @@ func hashToken(t string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// register makes conn the agent's connection, ending an older one.
-func (c *Coordinator) register(conn *agentConn) {
+// register makes conn the agent's connection, ending an older one. A
+// removed agent is refused.
+func (c *Coordinator) register(conn *agentConn) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.removed[conn.id] {
+		return errRemoved
+	}
 	old, ok := c.agents[conn.id]
 	if ok {
 		close(old.gone)
@@ -196,6 +209,7 @@ func (c *Coordinator) register(conn *agentConn) {
 		c.fixLocked(old)
 	}
 	c.fixLocked(conn)
+	return nil
 }
 
 func (c *Coordinator) unregister(conn *agentConn) {

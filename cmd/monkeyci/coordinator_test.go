@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 )
@@ -92,5 +94,70 @@ func TestHTTPListenHelpNamesWhatThePortServes(t *testing.T) {
 				t.Errorf("%s --http-listen help does not name %s: %q", command, want, line)
 			}
 		}
+	}
+}
+
+// The command line against a real coordinator: a made token is listed by
+// its id (never itself), works until revoked and is refused after; an
+// agent removed with 'agents rm' is cut off and refused.
+func TestTokensAndAgentsRmAgainstARealCoordinator(t *testing.T) {
+	dockertest.Engine(t)
+	c := startCoordinator(t, t.TempDir(), 10*time.Second)
+	as := func(token string, args ...string) (int, string, string) {
+		t.Helper()
+		return monkeyci(t, append(args, "--server", c.addr, "--ca", c.ca, "--token", token)...)
+	}
+	code, out, errOut := as(c.admin, "tokens", "create", "--kind", "viewer", "--ttl", "1h", "-o", "json")
+	var made struct{ Token, Kind, ID, Expires string }
+	if err := json.Unmarshal([]byte(out), &made); code != 0 || err != nil || made.Token == "" || len(made.ID) != 12 || made.Expires == "" {
+		t.Fatalf("tokens create: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	if code, out, errOut := as(made.Token, "builds", "ls"); code != 0 {
+		t.Fatalf("builds ls with the made viewer token: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = as(c.admin, "tokens", "ls")
+	if code != 0 || !strings.HasPrefix(out, "ID") || !strings.Contains(out, made.ID+"  viewer") || strings.Contains(out, made.Token) || strings.Contains(out, c.admin) {
+		t.Fatalf("tokens ls: exit %d, want the made token by id and no token\n%s%s", code, out, errOut)
+	}
+	if strings.Count(out, "the coordinator's own") != 2 {
+		t.Errorf("tokens ls does not list the coordinator's own two tokens:\n%s", out)
+	}
+	if code, out, errOut := as(c.admin, "tokens", "revoke", made.ID[:6]); code != 0 || out != "viewer token "+made.ID+" is revoked\n" {
+		t.Fatalf("tokens revoke: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := as(made.Token, "builds", "ls"); code != 1 || out != "" || !strings.Contains(errOut, "unknown token") {
+		t.Errorf("builds ls with the revoked token: exit %d, want 1 saying the token is unknown\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := as(c.admin, "tokens", "create", "--kind", "agent", "--ttl", "-1h"); code != 2 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "--ttl") {
+		t.Errorf("a negative --ttl: exit %d, want 2 with one line naming --ttl\n%s", code, errOut)
+	}
+
+	a := startAgentProcess(t, c, "removable")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, out, _ := as(c.admin, "agents", "ls")
+		if strings.Contains(out, "removable") && strings.Contains(out, "ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent is not ready within a minute:\n%s\n%s", out, a.out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, out, errOut := as(c.admin, "agents", "rm", "removable"); code != 0 || !strings.HasPrefix(out, "agent removable (") || !strings.HasSuffix(out, ") is removed\n") {
+		t.Fatalf("agents rm: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, out, _ := as(c.admin, "agents", "ls"); strings.Contains(out, "removable") {
+		t.Errorf("agents ls lists the removed agent:\n%s", out)
+	}
+	// The agent hears why, and is refused each time it comes back.
+	for !strings.Contains(a.out.String(), "removed by an admin") {
+		if time.Now().After(deadline.Add(time.Minute)) {
+			t.Fatalf("the agent was not told it was removed:\n%s", a.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _, errOut := as(c.admin, "agents", "rm", "removable"); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("agents rm again: exit %d, want 1 saying not found\n%s", code, errOut)
 	}
 }

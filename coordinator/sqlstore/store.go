@@ -191,14 +191,14 @@ func (s *Store) Close() error {
 type stmts struct {
 	// On the writer.
 	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
-	appendEvent, saveAgent, saveToken                                            *sql.Stmt
+	appendEvent, saveAgent, removeAgent, saveToken, revokeToken, tokenUsed       *sql.Stmt
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
 	wcurrent *sql.Stmt
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
-	getAgent, listAgents, tokenKind                         *sql.Stmt
+	getAgent, listAgents, getToken, tokensByID, listTokens  *sql.Stmt
 	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
 	listSecrets, secrets, getPool                           *sql.Stmt
 }
@@ -229,12 +229,16 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		// stored already. The trigger events_advance_mark moves the mark.
 		{w, &q.appendEvent, `INSERT OR IGNORE INTO events (build_id, attempt, seq, event)
 			SELECT id, attempt, ?3, ?4 FROM builds WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
-		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)
+		// A removed agent stays removed: saving it changes nothing.
+		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
 				credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
-				joined = excluded.joined, last_seen = excluded.last_seen`},
-		{w, &q.saveToken, `INSERT INTO tokens (hash, kind, created) VALUES (?, ?, ?)
-			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`},
+				joined = excluded.joined, last_seen = excluded.last_seen WHERE agents.removed = 0`},
+		{w, &q.removeAgent, `UPDATE agents SET removed = ?2, credential_hash = '' WHERE id = ?1 AND removed = 0`},
+		{w, &q.saveToken, `INSERT INTO tokens (hash, id, kind, created, expires) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind, expires = excluded.expires`},
+		{w, &q.revokeToken, `DELETE FROM tokens WHERE hash = ?`},
+		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
 		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -261,8 +265,11 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.events, `SELECT attempt, seq, event FROM events WHERE build_id = ? ORDER BY attempt, seq`},
 		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
 		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
-		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents ORDER BY name, id`},
-		{r, &q.tokenKind, `SELECT kind FROM tokens WHERE hash = ?`},
+		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents WHERE removed = 0 ORDER BY name, id`},
+		{r, &q.getToken, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
+		// A prefix of an id: the index is searched from the prefix on.
+		{r, &q.tokensByID, `SELECT ` + tokenColumns + ` FROM tokens WHERE id >= ?1 AND substr(id, 1, length(?1)) = ?1 ORDER BY id`},
+		{r, &q.listTokens, `SELECT ` + tokenColumns + ` FROM tokens ORDER BY created, hash`},
 		{r, &q.buildOfDelivery, `SELECT id FROM builds WHERE delivery = ?`},
 		{r, &q.getRepo, `SELECT ` + repoColumns + ` FROM repos WHERE name = ?`},
 		{r, &q.listRepos, `SELECT ` + repoColumns + ` FROM repos ORDER BY name`},
