@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -160,4 +163,69 @@ func TestTokensAndAgentsRmAgainstARealCoordinator(t *testing.T) {
 	if code, _, errOut := as(c.admin, "agents", "rm", "removable"); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Errorf("agents rm again: exit %d, want 1 saying not found\n%s", code, errOut)
 	}
+}
+
+// The coordinator's data dir and the agent's state dir hold keys, tokens,
+// the database and logs: every directory is 0700 and every file 0600
+// (public certificates may be read by whoever can reach them: no one
+// else, their directory is 0700). The agent's build and cache folders are
+// the builds' own (bind-mounted into their containers) and not walked.
+func TestStateIsOwnerOnly(t *testing.T) {
+	dockertest.Engine(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	var out, errOut syncbuf.Buffer
+	cmd := exec.Command(testbinary.Path(t), "up", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--cpus", "1", "--memory", "1g")
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), "monkeyci is up") || !exists(filepath.Join(dataDir, "agent", "identity.json")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("up did not come up (and keep its agent's identity) within a minute:\n%s%s", out.String(), errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	public := map[string]bool{"ca.pem": true, "server.pem": true}
+	seen := map[string]bool{}
+	err := filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dataDir, path)
+		if d.IsDir() && (rel == filepath.Join("agent", "builds") || rel == filepath.Join("agent", "caches")) {
+			return filepath.SkipDir
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		seen[d.Name()] = true
+		mode := info.Mode().Perm()
+		switch {
+		case d.IsDir() && mode != 0o700:
+			t.Errorf("directory %s is %o, want 700", rel, mode)
+		case !d.IsDir() && public[d.Name()] && mode&0o022 != 0:
+			t.Errorf("certificate %s is %o, writable by others", rel, mode)
+		case !d.IsDir() && !public[d.Name()] && mode != 0o600:
+			t.Errorf("file %s is %o, want 600", rel, mode)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"state.db", "tokens.json", "master.key", "session.key", "ca-key.pem", "logs", "identity.json"} {
+		if !seen[want] {
+			t.Errorf("no %s was walked: %v", want, seen)
+		}
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -87,6 +88,9 @@ func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
 func OpenWith(path string, o Options) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	if err := ownerOnly(abs); err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
 	synchronous := "NORMAL"
@@ -158,6 +162,25 @@ func OpenWith(path string, o Options) (*Store, error) {
 		return fail("open the checkpointer", err)
 	}
 	return s, nil
+}
+
+// ownerOnly makes the database file, before SQLite opens it, readable by
+// its owner alone: SQLite gives its -wal and -shm files the database's
+// mode, so they are 0600 too.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // dsn is a file: URI for the driver: the path escaped, the options in the
