@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -56,6 +57,10 @@ in --config (YAML):
 			if cfg.Pool, err = pf.poolConfig(cfg.DataDir); err != nil {
 				return usageError(err)
 			}
+			if (cfg.HTTPCert == "") != (cfg.HTTPKey == "") {
+				return usageError(errors.New("--http-cert and --http-key go together: give both"))
+			}
+			cfg.HTTPTLS = cfg.HTTPTLS || cfg.HTTPCert != "" // a certificate given is one to serve
 			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: stderr, Level: hclog.LevelFromString(logLevel)})
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -81,6 +86,11 @@ in --config (YAML):
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "token of the admin API (env MONKEYCI_ADMIN_TOKEN)")
 	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")
 	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host names or IPs for the server certificate")
+	f.BoolVar(&cfg.HTTPTLS, "http-tls", false, "serve the HTTP port over TLS: with --http-cert/--http-key, or else the data dir's CA-issued certificate")
+	f.StringVar(&cfg.HTTPCert, "http-cert", "", "the HTTP port's certificate `FILE` (PEM, the chain after it: Let's Encrypt's fullchain.pem); read again when it changes")
+	f.StringVar(&cfg.HTTPKey, "http-key", "", "the HTTP port's private key `FILE` (PEM: Let's Encrypt's privkey.pem)")
+	_ = cmd.MarkFlagFilename("http-cert", "pem", "crt")
+	_ = cmd.MarkFlagFilename("http-key", "pem", "key")
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: trace, debug, info, warn, error")
@@ -93,7 +103,11 @@ in --config (YAML):
 // starts (and tokens given by flag or environment) name where it is kept,
 // so logs of restarts hold none.
 func printServer(w io.Writer, srv *server.Server, dataDir string) {
-	fmt.Fprintf(w, "coordinator: gRPC on %s, HTTP on %s\n", srv.GRPCAddr, srv.HTTPAddr)
+	http := "HTTP"
+	if srv.HTTPS {
+		http = "HTTPS"
+	}
+	fmt.Fprintf(w, "coordinator: gRPC on %s, %s on %s\n", srv.GRPCAddr, http, srv.HTTPAddr)
 	if srv.CAFile != "" {
 		fmt.Fprintf(w, "  CA for agents and clients: %s\n", srv.CAFile)
 	}

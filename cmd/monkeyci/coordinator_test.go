@@ -229,3 +229,25 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+func TestCoordinatorHTTPTLSFlags(t *testing.T) {
+	out, _ := runCoordinatorOnce(t, t.TempDir(), "--http-tls")
+	if !strings.Contains(out, ", HTTPS on 127.0.0.1:") {
+		t.Errorf("--http-tls: the coordinator does not say its HTTP port speaks TLS:\n%s", out)
+	}
+	missing := filepath.Join(t.TempDir(), "fullchain.pem")
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"--http-cert", missing}, 2, "--http-key"},
+		{[]string{"--http-cert", missing, "--http-key", missing}, 1, "--http-cert"},
+	} {
+		code, out, errOut := monkeyci(t, append([]string{"coordinator", "--data-dir", t.TempDir(), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, c.args...)...)
+		if code != c.code || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.says) {
+			t.Errorf("%v: exit %d, want %d with one line naming %s\n%s%s", c.args, code, c.code, c.says, out, errOut)
+		}
+		assertNoStackTrace(t, out+errOut)
+	}
+}

@@ -40,6 +40,12 @@ type Config struct {
 	// TLSHosts (plus localhost).
 	TLS      bool
 	TLSHosts []string
+	// HTTPTLS serves the HTTP port (dashboard, webhooks, /metrics,
+	// /healthz) over TLS: with HTTPCert and HTTPKey (PEM files, a chain
+	// first, read again when they change), or else with the data dir's
+	// CA-issued certificate.
+	HTTPTLS           bool
+	HTTPCert, HTTPKey string
 	// JoinToken and AdminToken: generated and kept in the data dir when empty.
 	JoinToken  string
 	AdminToken string
@@ -49,7 +55,8 @@ type Config struct {
 	// the data dir's master.key, made on first start.
 	MasterKey string
 	// PublicURL is where people reach the HTTP port (links in commit
-	// statuses); empty: http:// and the HTTP listener's address.
+	// statuses); empty: http:// (https:// with HTTPTLS) and the HTTP
+	// listener's address.
 	PublicURL string
 	// Pool runs an autoscaled agent pool (nil: none).
 	Pool *PoolConfig
@@ -77,7 +84,9 @@ type Server struct {
 	GRPCAddr    string
 	HTTPAddr    string
 	// CAFile is the CA agents and clients trust ("" without TLS).
-	CAFile     string
+	CAFile string
+	// HTTPS says the HTTP port speaks TLS.
+	HTTPS      bool
 	JoinToken  string
 	AdminToken string
 	// NewJoinToken and NewAdminToken say this start made the token (the
@@ -131,6 +140,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + hl.Addr().String()
+		if cfg.HTTPTLS {
+			cfg.PublicURL = "https://" + hl.Addr().String()
+		}
 	}
 	s.statuses = status.NewReporter(&status.Client{Logger: cfg.Logger.Named("status")}, cfg.Logger.Named("status"))
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -146,15 +158,34 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.Coordinator = c
 	opts := c.Interceptors()
+	var bundle *tlsca.Bundle // the data dir's CA and certificate, made once
+	ensureBundle := func() (*tls.Config, error) {
+		if bundle == nil {
+			if bundle, err = tlsca.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.TLSHosts); err != nil {
+				return nil, err
+			}
+		}
+		return bundle.ServerConfig(), nil
+	}
 	if cfg.TLS {
-		bundle, err := tlsca.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.TLSHosts)
+		tc, err := ensureBundle()
 		if err != nil {
 			hl.Close()
 			s.closeStores()
 			return nil, err
 		}
 		s.TLSBundle, s.CAFile = bundle, bundle.CAFile()
-		opts = append(opts, grpc.Creds(credentials.NewTLS(bundle.ServerConfig())))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	if cfg.HTTPTLS {
+		tc, err := httpTLS(cfg, ensureBundle)
+		if err != nil {
+			hl.Close()
+			s.stop()
+			s.closeStores()
+			return nil, err
+		}
+		hl, s.HTTPS = tls.NewListener(hl, tc), true
 	}
 	s.grpc = grpc.NewServer(opts...)
 	fleet.RegisterFleetServer(s.grpc, c.FleetServer())
@@ -183,7 +214,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	mux.Handle("/", dash)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 
 	if cfg.Pool != nil {
 		if err := s.startPool(runCtx, cfg); err != nil {
