@@ -117,6 +117,12 @@ func printServer(w io.Writer, srv *server.Server, dataDir string) {
 	if srv.NewAdminToken {
 		fmt.Fprintf(w, "  admin token: %s\n", srv.AdminToken)
 	}
+	printExport(w, srv, dataDir)
+}
+
+// printExport prints the line that points the command line at srv: with
+// the admin token when this start made it, else naming where it is.
+func printExport(w io.Writer, srv *server.Server, dataDir string) {
 	export := "  export MONKEYCI_SERVER=" + srv.GRPCAddr
 	if srv.CAFile != "" {
 		export += " MONKEYCI_CA=" + srv.CAFile
