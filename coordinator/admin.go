@@ -216,7 +216,7 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 
 // findAgent finds an agent by id or name.
 func (c *Coordinator) findAgent(ctx context.Context, idOrName string) (Agent, error) {
-	if a, err := c.cfg.Store.GetAgent(ctx, idOrName); err == nil {
+	if a, err := c.cfg.Store.GetAgent(ctx, idOrName); err == nil && a.Removed.IsZero() {
 		return a, nil
 	}
 	all, err := c.cfg.Store.ListAgents(ctx)
@@ -236,20 +236,6 @@ func (c *Coordinator) findAgent(ctx context.Context, idOrName string) (Agent, er
 		return found[0], nil
 	}
 	return Agent{}, status.Errorf(codes.FailedPrecondition, "%d agents are named %q: name one by its id", len(found), idOrName)
-}
-
-func (s *AdminServer) CreateToken(ctx context.Context, r *fleet.CreateTokenRequest) (*fleet.CreateTokenResponse, error) {
-	kind := TokenKind(r.GetKind())
-	switch kind {
-	case TokenAdmin, TokenAgent, TokenViewer:
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "token kind %q: say agent, admin or viewer", r.GetKind())
-	}
-	token := NewID() + NewID()
-	if err := s.c.cfg.Store.SaveToken(ctx, hashToken(token), kind); err != nil {
-		return nil, storeError(err)
-	}
-	return &fleet.CreateTokenResponse{Token: token, Kind: string(kind)}, nil
 }
 
 func buildInfo(b Build) *fleet.BuildInfo {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -44,6 +45,9 @@ type agentConn struct {
 	out chan *fleet.CoordinatorMessage
 	// gone is closed when the stream ends; sends after that are dropped.
 	gone chan struct{}
+	// revoked is closed when the agent is removed: its stream ends.
+	revoked    chan struct{}
+	revokeOnce sync.Once
 }
 
 // sendBuffer bounds the messages waiting for a slow agent; past it the
@@ -51,8 +55,11 @@ type agentConn struct {
 const sendBuffer = 1024
 
 func newAgentConn(id string) *agentConn {
-	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{}), heapIndex: -1}
+	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{}), revoked: make(chan struct{}), heapIndex: -1}
 }
+
+// revoke ends the agent's stream; it may be called more than once.
+func (a *agentConn) revoke() { a.revokeOnce.Do(func() { close(a.revoked) }) }
 
 // send queues m for the agent without blocking; it reports whether it could.
 func (a *agentConn) send(m *fleet.CoordinatorMessage) bool {

@@ -124,6 +124,11 @@ type Coordinator struct {
 	// changes and buildChanges wake the dashboard's watchers (Changes,
 	// BuildChanges).
 	changes, buildChanges broadcast
+	// uses says when each token's use was last recorded; removed are the
+	// agents removed (agents rm) while this process ran.
+	uses        tokenUses
+	removed     map[string]bool
+	revocations broadcast
 }
 
 // lease is a running attempt as the coordinator tracks it in memory.
@@ -206,7 +211,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
 	c.statuses = make(chan statusNote, 1024)
 	repos, err := cfg.Store.ListRepos(ctx)

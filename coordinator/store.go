@@ -89,6 +89,9 @@ type Agent struct {
 	// LastSeen is the agent's last heartbeat (or connection) as kept: a
 	// connected agent's newer one is in memory (agentConn.seen).
 	LastSeen time.Time `json:"last-seen,omitzero"`
+	// Removed is when an admin removed the agent (agents rm): its
+	// credential is refused from then on. Zero: it was not.
+	Removed time.Time `json:"removed,omitzero"`
 }
 
 // Why an attempt after the first exists (Build.AttemptReasons).
@@ -109,6 +112,24 @@ const (
 	TokenAgent  TokenKind = "agent" // may join as an agent
 	TokenViewer TokenKind = "viewer"
 )
+
+// Token is a made token as the store keeps it: its hash, never itself.
+type Token struct {
+	Hash     string // the SHA-256 of the token, hex
+	Kind     TokenKind
+	Created  time.Time
+	Expires  time.Time // zero: never
+	LastUsed time.Time // recorded at most once a minute
+}
+
+// TokenIDLen is how many hex digits of its hash name a token.
+const TokenIDLen = 12
+
+// ID is the token's short id: what lists show and revoking takes.
+func (t Token) ID() string { return t.Hash[:min(TokenIDLen, len(t.Hash))] }
+
+// Expired says the token's time is over at now.
+func (t Token) Expired(now time.Time) bool { return !t.Expires.IsZero() && !now.Before(t.Expires) }
 
 // BuildFilter selects builds to list; zero fields match everything.
 type BuildFilter struct {
@@ -209,13 +230,25 @@ type Store interface {
 	SaveAgent(ctx context.Context, a Agent) error
 	// SeenAgent moves a kept agent's LastSeen on to at (never back).
 	SeenAgent(ctx context.Context, id string, at time.Time) error
+	// GetAgent returns an agent, removed or not.
 	GetAgent(ctx context.Context, id string) (Agent, error)
+	// ListAgents returns the agents not removed.
 	ListAgents(ctx context.Context) ([]Agent, error)
+	// RemoveAgent marks an agent removed and forgets its credential; saving
+	// it later changes nothing (ErrNotFound: none, or removed already).
+	RemoveAgent(ctx context.Context, id string) error
 
-	// SaveToken keeps the SHA-256 (hex) of a token with its kind.
-	SaveToken(ctx context.Context, hash string, kind TokenKind) error
-	// TokenKind returns the kind of the token with that hash (ErrNotFound).
-	TokenKind(ctx context.Context, hash string) (TokenKind, error)
+	// SaveToken keeps a token's hash with its kind and expiry.
+	SaveToken(ctx context.Context, t Token) error
+	// GetToken returns the token with that hash (ErrNotFound).
+	GetToken(ctx context.Context, hash string) (Token, error)
+	// TokensByID returns the tokens whose short id starts with prefix.
+	TokensByID(ctx context.Context, prefix string) ([]Token, error)
+	ListTokens(ctx context.Context) ([]Token, error)
+	// RevokeToken forgets the token with that hash (ErrNotFound).
+	RevokeToken(ctx context.Context, hash string) error
+	// TokenUsed records when a token was last used.
+	TokenUsed(ctx context.Context, hash string, at time.Time) error
 
 	// CreateDeliveredBuild stores a build started by a forge's delivery,
 	// once: a delivery id seen before, or a delivery of the same event of

@@ -204,7 +204,9 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(abs, "builds"), 0o755); err != nil {
+	// Builds' output may hold what their secrets let them fetch: the
+	// coordinator's user alone reads it (0700 directories, 0600 files).
+	if err := os.MkdirAll(filepath.Join(abs, "builds"), 0o700); err != nil {
 		return nil, fmt.Errorf("log store: %w", err)
 	}
 	// Finish removals a crash cut short.
@@ -335,10 +337,10 @@ func (s *Store) open(st *stream) error {
 	if st.f != nil {
 		return nil
 	}
-	f, err := os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(st.path), 0o755); err == nil {
-			f, err = os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err = os.MkdirAll(filepath.Dir(st.path), 0o700); err == nil {
+			f, err = os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
 		}
 	}
 	if err != nil {
@@ -722,7 +724,7 @@ func (s *Store) Remove(build string) error {
 		return err
 	}
 	trash := filepath.Join(s.root, "trash")
-	if err := os.MkdirAll(trash, 0o755); err != nil {
+	if err := os.MkdirAll(trash, 0o700); err != nil {
 		return fmt.Errorf("log store: %w", err)
 	}
 	tmp, err := os.MkdirTemp(trash, "rm-")

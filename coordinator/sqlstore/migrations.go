@@ -165,6 +165,19 @@ ALTER TABLE builds ADD COLUMN attempt_reasons TEXT;
 	`
 ALTER TABLE repos ADD COLUMN url_credential BLOB;
 `,
+	// 8: tokens get a short id (their hash's first hex digits: what 'tokens
+	// ls' shows and 'tokens revoke' takes), an expiry and when they were
+	// last used; agents a time of removal.
+	`
+ALTER TABLE tokens ADD COLUMN id TEXT NOT NULL DEFAULT '';
+UPDATE tokens SET id = substr(hash, 1, 12);
+CREATE INDEX tokens_id ON tokens (id);
+ALTER TABLE tokens ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+-- When an agent was removed (agents rm): its row stays, so that its
+-- credential is refused as removed, not taken for unknown.
+ALTER TABLE agents ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -87,6 +88,9 @@ func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
 func OpenWith(path string, o Options) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	if err := ownerOnly(abs); err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
 	synchronous := "NORMAL"
@@ -160,6 +164,25 @@ func OpenWith(path string, o Options) (*Store, error) {
 	return s, nil
 }
 
+// ownerOnly makes the database file, before SQLite opens it, readable by
+// its owner alone: SQLite gives its -wal and -shm files the database's
+// mode, so they are 0600 too.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 // dsn is a file: URI for the driver: the path escaped, the options in the
 // query.
 func dsn(abs string, q url.Values) string {
@@ -191,7 +214,7 @@ func (s *Store) Close() error {
 type stmts struct {
 	// On the writer.
 	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
-	appendEvent, saveAgent, saveToken                                            *sql.Stmt
+	appendEvent, saveAgent, removeAgent, saveToken, revokeToken, tokenUsed       *sql.Stmt
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
 	seenAgent                                                                    *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
@@ -200,7 +223,7 @@ type stmts struct {
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
 	buildIDs                                                *sql.Stmt
-	getAgent, listAgents, tokenKind                         *sql.Stmt
+	getAgent, listAgents, getToken, tokensByID, listTokens  *sql.Stmt
 	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
 	listSecrets, secrets, getPool                           *sql.Stmt
 }
@@ -236,12 +259,16 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 			SELECT id, attempt, ?3, ?4 FROM builds WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		// An UPDATE: an agent removed meanwhile is not made again.
 		{w, &q.seenAgent, `UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2`},
-		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)
+		// A removed agent stays removed: saving it changes nothing.
+		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
 				credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
-				joined = excluded.joined, last_seen = excluded.last_seen`},
-		{w, &q.saveToken, `INSERT INTO tokens (hash, kind, created) VALUES (?, ?, ?)
-			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`},
+				joined = excluded.joined, last_seen = excluded.last_seen WHERE agents.removed = 0`},
+		{w, &q.removeAgent, `UPDATE agents SET removed = ?2, credential_hash = '' WHERE id = ?1 AND removed = 0`},
+		{w, &q.saveToken, `INSERT INTO tokens (hash, id, kind, created, expires) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind, expires = excluded.expires`},
+		{w, &q.revokeToken, `DELETE FROM tokens WHERE hash = ?`},
+		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
 		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -274,8 +301,11 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.buildIDs, `SELECT id FROM builds WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3`},
 		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
 		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
-		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents ORDER BY name, id`},
-		{r, &q.tokenKind, `SELECT kind FROM tokens WHERE hash = ?`},
+		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents WHERE removed = 0 ORDER BY name, id`},
+		{r, &q.getToken, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
+		// A prefix of an id: the index is searched from the prefix on.
+		{r, &q.tokensByID, `SELECT ` + tokenColumns + ` FROM tokens WHERE id >= ?1 AND substr(id, 1, length(?1)) = ?1 ORDER BY id`},
+		{r, &q.listTokens, `SELECT ` + tokenColumns + ` FROM tokens ORDER BY created, hash`},
 		{r, &q.buildOfDelivery, `SELECT id FROM builds WHERE delivery = ?`},
 		{r, &q.getRepo, `SELECT ` + repoColumns + ` FROM repos WHERE name = ?`},
 		{r, &q.listRepos, `SELECT ` + repoColumns + ` FROM repos ORDER BY name`},
