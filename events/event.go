@@ -103,12 +103,23 @@ type Event struct {
 	// does in its own container (a `job action` command, the SDK's Action),
 	// with no container of its own.
 	Action bool `json:"action,omitempty"`
+	// Caches are a job's caches on job/start: the scope each is saved to
+	// and the one it was restored from.
+	Caches []Cache `json:"caches,omitempty"`
 	// Message says why, in words, for errors, skips and refusals.
 	Message string `json:"message,omitempty"`
 	// Duration is how long the subject took: for */end events the whole of
 	// it, for script/resumed the pause, for script/paused the time from the
 	// await to the frozen container.
 	Duration time.Duration `json:"duration,omitempty"`
+}
+
+// Cache is one cache of a job: its id, the scope the job saves it to, and
+// the scope it was restored from ("" when none held it yet).
+type Cache struct {
+	ID    string `json:"id"`
+	Scope string `json:"scope"`
+	From  string `json:"from,omitempty"`
 }
 
 // ExitCode returns a pointer to code, for Event.Exit.
