@@ -74,6 +74,7 @@ func (a *agentConn) assign(b *Build, secrets map[string]string) {
 		Params:       b.Params,
 		Repo:         b.Repo,
 		Secrets:      secrets,
+		Cache:        &fleet.CacheScope{Scope: b.Cache.Scope, Fallback: b.Cache.Fallback},
 	}}})
 }
 

@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,12 +41,18 @@ func (c *Coordinator) sealer() (Sealer, error) {
 }
 
 func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
-	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl()}
+	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
+		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch())}
+	if repo.DefaultBranch == "" {
+		repo.DefaultBranch = DefaultBranch
+	}
 	switch {
 	case repo.Name == "" || strings.ContainsAny(repo.Name, " \t\n"):
 		return nil, status.Error(codes.InvalidArgument, "a repository needs a name without spaces (owner/name is usual)")
 	case repo.URL == "":
 		return nil, status.Error(codes.InvalidArgument, "--url: the repository's clone URL or local path is required")
+	case strings.ContainsFunc(repo.DefaultBranch, unicode.IsSpace) || strings.ContainsFunc(repo.DefaultBranch, unicode.IsControl):
+		return nil, status.Errorf(codes.InvalidArgument, "--default-branch: %q is not a branch name", repo.DefaultBranch)
 	}
 	for _, g := range repo.Branches {
 		if _, err := path.Match(g, ""); err != nil || g == "" {
@@ -114,7 +121,7 @@ func guessForge(cloneURL string) forge.Kind {
 
 func repoInfo(r Repo) *fleet.Repo {
 	return &fleet.Repo{
-		Name: r.Name, Url: r.URL, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL,
+		Name: r.Name, Url: r.URL, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
 	}
 }
@@ -233,6 +240,7 @@ func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) error {
 			return err
 		}
 		b.Repo, b.Source.URL = r.Name, r.URL
+		b.Cache = CacheScopeOf(b.Source, b.PullRequest, r.DefaultBranch)
 		return nil
 	}
 	return nil

@@ -3,7 +3,10 @@
 // It is pure: no I/O.
 package events
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Type names what happened, as "<subject>/<what>".
 type Type string
@@ -124,3 +127,21 @@ type Cache struct {
 
 // ExitCode returns a pointer to code, for Event.Exit.
 func ExitCode(code int) *int { return &code }
+
+// DescribeCaches says in words where a job's caches came from and go:
+// "caches: deps branch:feature (restored from branch:main), m2 pr:7 (none
+// yet)". "" for none.
+func DescribeCaches(cs []Cache) string {
+	if len(cs) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(cs))
+	for _, c := range cs {
+		from := "none yet"
+		if c.From != "" {
+			from = "restored from " + c.From
+		}
+		parts = append(parts, c.ID+" "+c.Scope+" ("+from+")")
+	}
+	return "caches: " + strings.Join(parts, ", ")
+}

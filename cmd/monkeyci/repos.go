@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -27,9 +28,9 @@ A repository's build secrets are set with monkeyci secrets.`,
 	flags := addAdminFlags(cmd)
 
 	var (
-		url, webhookSecret, forgeName, apiURL string
-		branches                              []string
-		tokenStdin                            bool
+		url, webhookSecret, forgeName, apiURL, defaultBranch string
+		branches                                             []string
+		tokenStdin                                           bool
 	)
 	add := &cobra.Command{
 		Use:   "add NAME --url CLONE_URL",
@@ -64,6 +65,7 @@ reads an API token from standard input, used to set commit statuses.`,
 	f.StringVar(&webhookSecret, "webhook-secret", "", "the secret the forge signs its webhooks with")
 	f.StringSliceVar(&branches, "branches", nil, "globs of the branches whose pushes build, comma-separated (default: all)")
 	f.StringVar(&forgeName, "forge", "", "the forge: github, gitlab, gitea or bitbucket (default: guessed from --url)")
+	f.StringVar(&defaultBranch, "default-branch", "main", "the branch whose caches a branch's first build may read")
 	f.StringVar(&apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
 	f.BoolVar(&tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
@@ -81,12 +83,15 @@ reads an API token from standard input, used to set commit statuses.`,
 		if err := admin.CheckForge(forgeName); err != nil {
 			return usageError(err)
 		}
+		if defaultBranch == "" || strings.ContainsFunc(defaultBranch, unicode.IsSpace) {
+			return usageError(fmt.Errorf("--default-branch %q: expected a branch name like main", defaultBranch))
+		}
 		for _, b := range branches {
 			if strings.TrimSpace(b) == "" {
 				return usageError(fmt.Errorf("--branches %q: a branch glob is empty", strings.Join(branches, ",")))
 			}
 		}
-		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL}
+		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL, DefaultBranch: defaultBranch}
 		if tokenStdin {
 			token, err := readSecret(cmd, stderr, "forge token: ", "the forge token")
 			if err != nil {

@@ -17,7 +17,7 @@ import (
 
 const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
 	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag`
+	trigger_desc, forge, delivery, source_tag, pull_request, cache_scope, cache_fallback`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -30,7 +30,7 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
 		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag)
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback)
 	if err != nil {
 		return b, err
 	}
@@ -102,7 +102,8 @@ func (s *Store) createBuild(ctx context.Context, b coordinator.Build, delivery s
 		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx,
 			b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
 			string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-			nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag)
+			nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag,
+			b.PullRequest, b.Cache.Scope, b.Cache.Fallback)
 		return err
 	})
 	if err != nil {

@@ -147,6 +147,14 @@ CREATE TABLE pool_state (
 	`
 ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
 `,
+	// 5: cache scopes: a build's pull request and the scope its caches are
+	// written to and read from; a repository's default branch.
+	`
+ALTER TABLE builds ADD COLUMN pull_request INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE builds ADD COLUMN cache_scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE builds ADD COLUMN cache_fallback TEXT NOT NULL DEFAULT '';
+ALTER TABLE repos ADD COLUMN default_branch TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -210,7 +210,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		sql string
 	}{
 		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
@@ -237,8 +237,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET url = excluded.url, branches = excluded.branches,
+				default_branch = excluded.default_branch,
 				forge = excluded.forge, api_url = excluded.api_url,
 				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
 				forge_token = coalesce(excluded.forge_token, forge_token)`},

@@ -282,7 +282,10 @@ type BuildInfo struct {
 	Created       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created,proto3" json:"created,omitempty"`
 	Started       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started,proto3" json:"started,omitempty"`
 	Ended         *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=ended,proto3" json:"ended,omitempty"`
-	Trigger       string                 `protobuf:"bytes,15,opt,name=trigger,proto3" json:"trigger,omitempty"` // what started it, in words ("push to main by alice")
+	Trigger       string                 `protobuf:"bytes,15,opt,name=trigger,proto3" json:"trigger,omitempty"`                                  // what started it, in words ("push to main by alice")
+	PullRequest   int32                  `protobuf:"varint,16,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`      // the pull request it is of, 0 none
+	CacheScope    string                 `protobuf:"bytes,17,opt,name=cache_scope,json=cacheScope,proto3" json:"cache_scope,omitempty"`          // the scope its caches are written to
+	CacheFallback string                 `protobuf:"bytes,18,opt,name=cache_fallback,json=cacheFallback,proto3" json:"cache_fallback,omitempty"` // the scope read for a cache its own lacks
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +421,27 @@ func (x *BuildInfo) GetEnded() *timestamppb.Timestamp {
 func (x *BuildInfo) GetTrigger() string {
 	if x != nil {
 		return x.Trigger
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetPullRequest() int32 {
+	if x != nil {
+		return x.PullRequest
+	}
+	return 0
+}
+
+func (x *BuildInfo) GetCacheScope() string {
+	if x != nil {
+		return x.CacheScope
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCacheFallback() string {
+	if x != nil {
+		return x.CacheFallback
 	}
 	return ""
 }
@@ -1185,8 +1209,10 @@ type Repo struct {
 	HasWebhookSecret bool                   `protobuf:"varint,8,opt,name=has_webhook_secret,json=hasWebhookSecret,proto3" json:"has_webhook_secret,omitempty"`
 	HasForgeToken    bool                   `protobuf:"varint,9,opt,name=has_forge_token,json=hasForgeToken,proto3" json:"has_forge_token,omitempty"`
 	Created          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// the branch whose caches a branch's first build may read; "" main
+	DefaultBranch string `protobuf:"bytes,11,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repo) Reset() {
@@ -1287,6 +1313,13 @@ func (x *Repo) GetCreated() *timestamppb.Timestamp {
 		return x.Created
 	}
 	return nil
+}
+
+func (x *Repo) GetDefaultBranch() string {
+	if x != nil {
+		return x.DefaultBranch
+	}
+	return ""
 }
 
 type RepoRef struct {
@@ -1970,7 +2003,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x11UnblockJobRequest\x12\x14\n" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
-	"\x03job\x18\x02 \x01(\tR\x03job\"\xbb\x03\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"\xa6\x04\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -1987,7 +2020,11 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\astarted\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
 	"\x05ended\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
-	"\atrigger\x18\x0f \x01(\tR\atrigger\"S\n" +
+	"\atrigger\x18\x0f \x01(\tR\atrigger\x12!\n" +
+	"\fpull_request\x18\x10 \x01(\x05R\vpullRequest\x12\x1f\n" +
+	"\vcache_scope\x18\x11 \x01(\tR\n" +
+	"cacheScope\x12%\n" +
+	"\x0ecache_fallback\x18\x12 \x01(\tR\rcacheFallback\"S\n" +
 	"\x11ListBuildsRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -2047,7 +2084,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\"?\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
-	"\x04kind\x18\x02 \x01(\tR\x04kind\"\xcb\x02\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\"\xf2\x02\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2060,7 +2097,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x12has_webhook_secret\x18\b \x01(\bR\x10hasWebhookSecret\x12&\n" +
 	"\x0fhas_forge_token\x18\t \x01(\bR\rhasForgeToken\x124\n" +
 	"\acreated\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x1d\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12%\n" +
+	"\x0edefault_branch\x18\v \x01(\tR\rdefaultBranch\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +
 	"\x10ListReposRequest\"B\n" +
