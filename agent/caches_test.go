@@ -193,3 +193,27 @@ func writeTar(t *testing.T, file string, entries []tarEntry) {
 		t.Fatal(err)
 	}
 }
+
+// A build script's job with a cache outside its work dir is refused when
+// the script starts it, with a line naming the path, and the script goes on.
+func TestScriptJobWithAnArchivePathOutsideItsWorkDirIsRefused(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := scriptRepo(t, map[string]string{
+		".monkeyci/script.yaml": inBusybox,
+		".monkeyci/build.sh": "monkeyci job run evil --image " + busybox + " --cache deps:/usr/local/bin -- true\necho \"evil exit=$?\"\n" +
+			"monkeyci job run up --image " + busybox + " --restore-artifact x:../.. -- true\necho \"up exit=$?\"\n",
+	})
+	rec := newRecorder()
+	if _, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.out(""); !strings.Contains(got, "evil exit=") || strings.Contains(got, "evil exit=0") || !strings.Contains(got, "up exit=") || strings.Contains(got, "up exit=0") {
+		t.Errorf("script output %q, want both jobs refused", got)
+	}
+	stderr := rec.errOut("")
+	for _, want := range []string{`caches[0]: path "/usr/local/bin" is absolute`, `restore-artifacts[0]: path "../.." leaves the work dir`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the script's stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
