@@ -105,6 +105,7 @@ type fixture struct {
 	runner *agent.Runner
 	ledger *agent.Ledger
 	agent  string
+	caches string // the runner's CacheDir
 }
 
 // newFixture makes a runner on the real engine with the given capacity.
@@ -114,13 +115,14 @@ func newFixture(t *testing.T, capacity agent.Resources, pause bool) *fixture {
 	t.Helper()
 	engine := dockertest.Engine(t)
 	dockertest.RequireImage(t, busybox)
-	f := &fixture{engine: engine, ledger: agent.NewLedger(capacity), agent: "test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))}
+	f := &fixture{engine: engine, ledger: agent.NewLedger(capacity), agent: "test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), caches: t.TempDir()}
 	runner, err := agent.NewRunner(agent.Config{
 		Runtime:  engine,
 		Ledger:   f.ledger,
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: os.Stderr}),
 		Binary:   testbinary.Path(t),
 		StateDir: t.TempDir(),
+		CacheDir: f.caches,
 		Pause:    pause,
 		AgentID:  f.agent,
 	})

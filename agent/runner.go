@@ -57,6 +57,9 @@ type BuildSpec struct {
 	ID string
 	// Repo keys the caches kept across builds.
 	Repo string
+	// Cache is the scope of the caches the build reads and writes
+	// (default LocalScope).
+	Cache CacheScope
 	// Source is the directory copied into the workspace.
 	Source string
 	// Fetch, if set, fills Source; it runs while the workspace volume and

@@ -365,6 +365,7 @@ func (d *jobDecoder) artifacts(key, what string, v *node) []Artifact {
 					d.errs.add(kn.pos, "%s[%d]: duplicate key %q", what, i, name)
 				}
 				hasPath = true
+				d.job.Pos[key+"."+strconv.Itoa(i)+".path"] = val.pos
 				a.Path, _ = d.str(what+"["+strconv.Itoa(i)+"].path", val)
 			default:
 				d.errs.add(kn.pos, "%s[%d]: unknown key %q%s", what, i, name, suggest(name, artifactKeys, nil))

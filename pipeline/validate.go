@@ -163,6 +163,15 @@ func checkJob(j *Job) []*Error {
 			case ids[a.ID]:
 				add(key, "%s[%d]: id %q is used twice", list.key, i, a.ID)
 			}
+			if a.Path != "" {
+				if err := ArchivePath(a.Path); err != nil {
+					at := key + ".path"
+					if _, ok := j.Pos[at]; !ok {
+						at = key
+					}
+					add(at, "%s[%d]: %v", list.key, i, err)
+				}
+			}
 			ids[a.ID] = true
 		}
 	}

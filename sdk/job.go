@@ -37,7 +37,8 @@ type Job struct {
 }
 
 // Artifact is a path saved by one job and restored into another by id, or
-// a cache kept across builds of the repository.
+// a cache kept across builds of the repository. Path is relative to the
+// job's work dir and stays inside it; a restore writes only under it.
 type Artifact struct{ ID, Path string }
 
 // State is where a job is.

@@ -14,11 +14,11 @@ func TestReposAndTheirSecrets(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	r := coordinator.Repo{Name: "acme/app", URL: "https://example.com/acme/app.git", Branches: []string{"main", "release/*"},
-		Forge: "github", WebhookSecret: []byte("sealed-hook"), ForgeToken: []byte("sealed-token")}
+		Forge: "github", WebhookSecret: []byte("sealed-hook"), ForgeToken: []byte("sealed-token"), DefaultBranch: "trunk"}
 	must(t, s.SaveRepo(ctx, r))
 	got, err := s.GetRepo(ctx, "acme/app")
 	must(t, err)
-	if got.URL != r.URL || len(got.Branches) != 2 || string(got.WebhookSecret) != "sealed-hook" || got.Created.IsZero() {
+	if got.URL != r.URL || len(got.Branches) != 2 || string(got.WebhookSecret) != "sealed-hook" || got.Created.IsZero() || got.DefaultBranch != "trunk" {
 		t.Errorf("got %+v", got)
 	}
 	// Saved again without secrets: the old ones stay.

@@ -35,6 +35,10 @@ func TestJobFromProtoChecksLikeABuildFile(t *testing.T) {
 		{"no image", &JobSpec{Id: "a", Script: []string{"true"}}, "image"},
 		{"nothing to run", &JobSpec{Id: "a", Image: "x"}, "neither script nor"},
 		{"bad id", &JobSpec{Id: "../etc", Image: "x", Script: []string{"true"}}, "invalid id"},
+		{"absolute cache", &JobSpec{Id: "a", Image: "x", Script: []string{"true"}, Caches: []*Artifact{{Id: "c", Path: "/usr/local/bin"}}},
+			`caches[0]: path "/usr/local/bin" is absolute`},
+		{"restore leaving the work dir", &JobSpec{Id: "a", Image: "x", Script: []string{"true"}, RestoreArtifacts: []*Artifact{{Id: "c", Path: "../../etc"}}},
+			`restore-artifacts[0]: path "../../etc" leaves the work dir`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
