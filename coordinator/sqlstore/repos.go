@@ -31,8 +31,8 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 }
 
 // SaveRepo adds a repository or replaces its settings; its secrets stay,
-// and so do a webhook secret and a forge token not given again. Its URL
-// credential goes with its URL: one not given again is gone (else a new
+// and so do a webhook secret and a forge token not given again. A URL
+// credential not given again stays only while the URL does (else a new
 // URL's host would be sent the old host's credential).
 func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	if r.Name == "" || r.URL == "" {

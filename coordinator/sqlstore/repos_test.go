@@ -70,6 +70,31 @@ func TestReposAndTheirSecrets(t *testing.T) {
 	}
 }
 
+// A URL credential not given again stays with its URL, and goes when the
+// URL changes.
+func TestAURLCredentialStaysOnlyWithItsURL(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := coordinator.Repo{Name: "acme/app", URL: "https://a.example/app.git", URLCredential: []byte("sealed-1")}
+	must(t, s.SaveRepo(ctx, r))
+	for _, tc := range []struct {
+		url, credential, want string
+	}{
+		{"https://a.example/app.git", "", "sealed-1"},         // other settings saved again
+		{"https://a.example/app.git", "sealed-2", "sealed-2"}, // a new one
+		{"https://b.example/app.git", "", ""},                 // another host: gone
+		{"https://a.example/app.git", "", ""},                 // and not back
+	} {
+		r.URL, r.URLCredential = tc.url, []byte(tc.credential)
+		must(t, s.SaveRepo(ctx, r))
+		got, err := s.GetRepo(ctx, "acme/app")
+		must(t, err)
+		if string(got.URLCredential) != tc.want {
+			t.Errorf("saved with %s and %q: credential %q, want %q", tc.url, tc.credential, got.URLCredential, tc.want)
+		}
+	}
+}
+
 func TestADeliveryMakesOneBuild(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
