@@ -397,7 +397,10 @@ func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
 		Mounts:     []Mount{{Volume: b.volume, Target: workspacePath}},
 		NanoCPUs:   int64(j.CPUs) * 1e9,
 		Memory:     j.Memory,
+		Network:    b.network(),
+		Aliases:    []string{j.ID},
 	}
+	confine(&spec, b.r.cfg.Pids)
 	filesDir := ""
 	if len(j.Script) > 0 {
 		filesDir = filepath.Join(b.dir, "jobs", j.ID)
