@@ -197,20 +197,27 @@ script:
 	}
 }
 
-// A fork bomb in a job meets its container's process limit, and a build
-// run beside it on the same agent succeeds. The bomb (busybox sh gives up a
+// A fork bomb in a job meets its container's process limit (its pids, a
+// quarter of a CPU), and a build run beside it on the same agent succeeds. The bomb (busybox sh gives up a
 // process whose fork fails) burns out within the limit; the line then
 // sleeps, so the job is still running when the other build ends, and fails
 // by its timeout.
 func TestForkBombFailsItsJobAndSparesTheAgent(t *testing.T) {
-	f := newFixtureWith(t, agent.Resources{MilliCPUs: 4000, Memory: 16 << 30}, true, func(c *agent.Config) { c.Pids = 128 })
+	f := newFixture(t, agent.Resources{MilliCPUs: 4000, Memory: 16 << 30}, true)
 	bomb := repo(t, `
 id: bomb
 image: monkeyci/busybox:latest
 timeout: 30s
+pids: 100
+cpus: 0.25
 script: ["(f() { while :; do f & done; }; f); sleep 600"]
 `, map[string]string{})
-	rec := newRecorder()
+	var host container.HostConfig
+	rec := hooked{newRecorder(), func(e events.Event) {
+		if e.Type == events.CommandStart && e.Job == "bomb" {
+			host = *f.inspectOne(t, "bomb", agent.LabelJob, "bomb").HostConfig
+		}
+	}}
 	done := make(chan agent.Outcome, 1)
 	go func() {
 		out, err := f.runner.Run(context.Background(), agent.BuildSpec{ID: "bomb", Source: bomb}, rec)
@@ -220,6 +227,9 @@ script: ["(f() { while :; do f & done; }; f); sleep 600"]
 		done <- out
 	}()
 	rec.waitFor(t, "the bomb's command/start", func(e events.Event) bool { return e.Type == events.CommandStart && e.Job == "bomb" })
+	if host.PidsLimit == nil || *host.PidsLimit != 100 || host.NanoCPUs != 250_000_000 {
+		t.Errorf("the bomb's container: PidsLimit %v, NanoCPUs %d, want the job's 100 and 0.25 CPUs", host.PidsLimit, host.NanoCPUs)
+	}
 
 	calm := repo(t, `
 id: calm
@@ -264,5 +274,34 @@ func TestSweepRemovesLeftoverNetworks(t *testing.T) {
 	}
 	if left, err := f.engine.ListNetworks(ctx, map[string]string{agent.LabelAgent: f.agent}); err != nil || len(left) != 0 {
 		t.Errorf("networks left: %v %v", left, err)
+	}
+}
+
+func TestJobAskingMoreProcessesThanTheAgentAllowsFails(t *testing.T) {
+	f := newFixtureWith(t, twoCPUs, true, func(c *agent.Config) { c.Pids = 200 })
+	dir := repo(t, `
+- id: greedy
+  image: monkeyci/busybox:latest
+  pids: 201
+  script: ["echo ran"]
+- id: modest
+  image: monkeyci/busybox:latest
+  pids: 200
+  script: ["echo ran"]
+`, map[string]string{})
+	rec := newRecorder()
+	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greedy := jobResult(t, out, "greedy")
+	if greedy.Result != events.Error || !strings.Contains(greedy.Message, "asks for 201 processes (pids), and this agent allows at most 200") {
+		t.Errorf("greedy: %+v", greedy)
+	}
+	if strings.Contains(rec.out("greedy"), "ran") {
+		t.Error("the greedy job ran")
+	}
+	if modest := jobResult(t, out, "modest"); modest.Result != events.Success {
+		t.Errorf("modest: %+v", modest)
 	}
 }
