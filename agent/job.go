@@ -56,8 +56,12 @@ func (b *build) startJob(j pipeline.Job) error {
 		return err
 	}
 	need := jobNeeds(j)
-	if err := b.r.cfg.Ledger.CanEverFit(need, b.scriptKeeps()); err != nil {
-		b.finish(jr, jobResult{status: events.Error, exit: -1, message: fmt.Sprintf("can never run on this agent: it %v", err)}, 0)
+	never := b.r.cfg.Ledger.CanEverFit(need, b.scriptKeeps())
+	if never == nil && j.Pids > b.r.cfg.Pids {
+		never = fmt.Errorf("asks for %d processes (pids), and this agent allows at most %d (its --pids)", j.Pids, b.r.cfg.Pids)
+	}
+	if never != nil {
+		b.finish(jr, jobResult{status: events.Error, exit: -1, message: fmt.Sprintf("can never run on this agent: it %v", never)}, 0)
 		b.wg.Done()
 		return nil
 	}
@@ -244,7 +248,7 @@ func (b *build) scriptKeeps() Resources {
 }
 
 func jobNeeds(j pipeline.Job) Resources {
-	return Resources{MilliCPUs: int64(j.CPUs) * 1000, Memory: j.Memory}
+	return Resources{MilliCPUs: j.MilliCPUs(), Memory: j.Memory}
 }
 
 // execJob runs one job's container from create to remove. Its messages
@@ -395,9 +399,16 @@ func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
 		WorkDir:    workDir,
 		Labels:     b.jobLabels(j),
 		Mounts:     []Mount{{Volume: b.volume, Target: workspacePath}},
-		NanoCPUs:   int64(j.CPUs) * 1e9,
+		NanoCPUs:   j.MilliCPUs() * 1e6,
 		Memory:     j.Memory,
+		Network:    b.network(),
+		Aliases:    []string{j.ID},
 	}
+	pids := b.r.cfg.Pids
+	if j.Pids > 0 {
+		pids = j.Pids // at most the agent's: startJob refused more
+	}
+	confine(&spec, pids)
 	filesDir := ""
 	if len(j.Script) > 0 {
 		filesDir = filepath.Join(b.dir, "jobs", j.ID)
