@@ -66,6 +66,10 @@ type Build struct {
 	// PullRequest is the number of the pull request the build is of (0:
 	// none), as the forge's webhook said.
 	PullRequest int `json:"pull-request,omitempty"`
+	// Fork is true for a pull request from another repository (or one
+	// whose delivery did not show it is the same): anyone may open one, so
+	// the build gets none of the repository's secrets.
+	Fork bool `json:"fork,omitempty"`
 	// Cache is the scope of the caches the build's jobs write and read
 	// (CacheScopeOf), decided when the build is queued.
 	Cache CacheScope `json:"cache,omitzero"`

@@ -186,6 +186,10 @@ ALTER TABLE builds ADD COLUMN cache_scope TEXT NOT NULL DEFAULT '';
 ALTER TABLE builds ADD COLUMN cache_fallback TEXT NOT NULL DEFAULT '';
 ALTER TABLE repos ADD COLUMN default_branch TEXT NOT NULL DEFAULT '';
 `,
+	// 10: a pull request from a fork, whose build gets no secrets.
+	`
+ALTER TABLE builds ADD COLUMN fork INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -235,7 +235,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		sql string
 	}{
 		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
