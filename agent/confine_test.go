@@ -99,6 +99,11 @@ script:
 		if h.Privileged || len(h.CapAdd) > 0 || info.Config.User != "" {
 			t.Errorf("%s: privileged %v, CapAdd %q, user %q (the image's user is kept)", role, h.Privileged, h.CapAdd, info.Config.User)
 		}
+		for _, m := range info.Mounts { // the engine's socket is the host
+			if strings.Contains(m.Source, "docker.sock") || strings.Contains(m.Destination, "docker.sock") {
+				t.Errorf("%s: mounts the engine's socket: %+v", role, m)
+			}
+		}
 		if string(h.NetworkMode) != network || len(info.NetworkSettings.Networks) != 1 || info.NetworkSettings.Networks[network] == nil {
 			t.Errorf("%s: network mode %q, networks %v, want only %s", role, h.NetworkMode, slices.Collect(maps.Keys(info.NetworkSettings.Networks)), network)
 		}
