@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/sidecar"
 )
@@ -544,7 +545,12 @@ func (s *jobSink) failure(exit Exit) string {
 		if s.end.Exit != nil {
 			code = *s.end.Exit
 		}
-		return fmt.Sprintf("script line %s failed with exit code %d", s.end.Step, code)
+		// Counted from 1 and shown with its text, as logs show it.
+		msg := fmt.Sprintf("command %s failed with exit code %d", logorder.Number(s.end.Step), code)
+		if i, err := strconv.Atoi(s.end.Step); err == nil && i >= 0 && i < len(s.lines) {
+			msg += ": " + logorder.FirstLine(s.lines[i])
+		}
+		return msg
 	}
 	return fmt.Sprintf("exited with code %d", exit.Code)
 }

@@ -158,8 +158,8 @@ func TestFailingLineFailsJobAndSkipsDependents(t *testing.T) {
 		t.Fatalf("result %s, want failure", out.Result)
 	}
 	first := jobResult(t, out, "first")
-	if first.Result != events.Failure || first.Exit != 3 || !strings.Contains(first.Message, "line 2") || !strings.Contains(first.Message, "exit code 3") {
-		t.Errorf("first: %+v, want failure at line 2 with exit code 3", first)
+	if first.Result != events.Failure || first.Exit != 3 || first.Message != "command 3 failed with exit code 3: exit 3" {
+		t.Errorf("first: %+v, want failure of command 3 (counted from 1, its text shown) with exit code 3", first)
 	}
 	if strings.Contains(rec.out("first"), "never") {
 		t.Error("the line after the failing one ran")

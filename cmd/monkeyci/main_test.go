@@ -144,7 +144,7 @@ func TestFailingBuildExitsOne(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"ok     | fine", "bad", "line 1 failed with exit code 7", "after", "skipped"} {
+	for _, want := range []string{"ok     | fine", "bad", "command 2 failed with exit code 7: exit 7", "after", "skipped"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
