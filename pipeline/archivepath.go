@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -33,4 +34,45 @@ func suggestRelative(p string) string {
 		return b
 	}
 	return "node_modules"
+}
+
+// checkRestoresApart refuses a job's restore paths (restored artifacts,
+// then caches) that are one another or lie one inside another: the
+// later restore could be written through a symlink the earlier placed,
+// out of its own path.
+func checkRestoresApart(j *Job, add func(key, format string, args ...any)) {
+	type restore struct{ key, name, path string }
+	var seen []restore
+	for _, list := range []struct {
+		key  string
+		arts []Artifact
+	}{{"restore-artifacts", j.RestoreArtifacts}, {"caches", j.Caches}} {
+		for i, a := range list.arts {
+			if a.Path == "" || ArchivePath(a.Path) != nil {
+				continue // said already
+			}
+			r := restore{list.key + "." + strconv.Itoa(i), fmt.Sprintf("%s[%d]", list.key, i), path.Clean(a.Path)}
+			for _, o := range seen {
+				if within(r.path, o.path) || within(o.path, r.path) {
+					add(j.pathKey(r.key), "%s: path %q overlaps %s's %q, expected restore paths apart from one another", r.name, a.Path, o.name, o.path)
+					break
+				}
+			}
+			seen = append(seen, r)
+		}
+	}
+}
+
+// within says whether clean relative path p is dir or lies under it.
+func within(p, dir string) bool {
+	return p == dir || dir == "." || strings.HasPrefix(p, dir+"/")
+}
+
+// pathKey is the position key of an {id, path} entry's path, or of the
+// entry when the path's own is unknown (a job built in code).
+func (j *Job) pathKey(key string) string {
+	if _, ok := j.Pos[key+".path"]; ok {
+		return key + ".path"
+	}
+	return key
 }

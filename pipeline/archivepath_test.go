@@ -40,9 +40,22 @@ func TestPrepareJobRefusesArchivePaths(t *testing.T) {
 		{ID: "a", Image: "x", Script: []string{"true"}, Caches: []Artifact{{ID: "c", Path: "/usr/local/bin"}}},
 		{ID: "a", Image: "x", Script: []string{"true"}, SaveArtifacts: []Artifact{{ID: "c", Path: "../up"}}},
 		{ID: "a", Image: "x", Script: []string{"true"}, RestoreArtifacts: []Artifact{{ID: "c", Path: "/"}}},
+		{ID: "a", Image: "x", Script: []string{"true"}, RestoreArtifacts: []Artifact{{ID: "c", Path: "a"}}, Caches: []Artifact{{ID: "d", Path: "a/b"}}},
+		{ID: "a", Image: "x", Script: []string{"true"}, Caches: []Artifact{{ID: "c", Path: "a/b/"}, {ID: "d", Path: "a"}}},
+		{ID: "a", Image: "x", Script: []string{"true"}, Caches: []Artifact{{ID: "c", Path: "."}, {ID: "d", Path: "x"}}},
 	} {
 		if _, err := PrepareJob(j); err == nil || !strings.Contains(err.Error(), "path") {
 			t.Errorf("PrepareJob(%+v) = %v, want the path refused", j, err)
 		}
+	}
+}
+
+// Restores side by side, and saves anywhere, are fine.
+func TestPrepareJobTakesRestoresApart(t *testing.T) {
+	j := Job{ID: "a", Image: "x", Script: []string{"true"},
+		RestoreArtifacts: []Artifact{{ID: "c", Path: "a"}}, Caches: []Artifact{{ID: "d", Path: "ab"}, {ID: "e", Path: "b/a"}},
+		SaveArtifacts: []Artifact{{ID: "f", Path: "a/inner"}}}
+	if _, err := PrepareJob(j); err != nil {
+		t.Errorf("PrepareJob: %v", err)
 	}
 }

@@ -168,16 +168,13 @@ func checkJob(j *Job) []*Error {
 			}
 			if a.Path != "" {
 				if err := ArchivePath(a.Path); err != nil {
-					at := key + ".path"
-					if _, ok := j.Pos[at]; !ok {
-						at = key
-					}
-					add(at, "%s[%d]: %v", list.key, i, err)
+					add(j.pathKey(key), "%s[%d]: %v", list.key, i, err)
 				}
 			}
 			ids[a.ID] = true
 		}
 	}
+	checkRestoresApart(j, add)
 	checkWhen(j, add)
 	for k := range j.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
