@@ -65,7 +65,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.coordinator, "coordinator", "127.0.0.1:7433", "the coordinator's gRPC address")
-	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN)")
+	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN); needed to join the first time, or again when the coordinator no longer knows the agent")
 	f.StringVar(&cfg.name, "name", cfg.name, "the agent's name")
 	f.StringVar(&cfg.instance, "instance", "", "the pool instance this agent runs on (set by the pool's cloud-init or container; env MONKEYCI_INSTANCE)")
 	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
