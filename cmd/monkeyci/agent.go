@@ -183,7 +183,18 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 	} else if n > 0 {
 		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
 	}
+	// The scripts' image and network holder are made now, beside the
+	// join, not on the first build's clock: a build sent to an idle agent
+	// (one whose agent was lost, say) starts sooner.
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		if _, err := runner.Prepare(context.Background()); err != nil {
+			log.Warn("could not prepare for builds; the first build tries again", "error", err)
+		}
+	}()
 	defer func() {
+		<-prepared // else the holder could be made after Close
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := runner.Close(ctx); err != nil {
