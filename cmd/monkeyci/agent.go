@@ -66,7 +66,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.coordinator, "coordinator", "127.0.0.1:7433", "the coordinator's gRPC address")
-	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN)")
+	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN); needed to join the first time, or again when the coordinator no longer knows the agent")
 	f.StringVar(&cfg.name, "name", cfg.name, "the agent's name")
 	f.StringVar(&cfg.instance, "instance", "", "the pool instance this agent runs on (set by the pool's cloud-init or container; env MONKEYCI_INSTANCE)")
 	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
@@ -189,7 +189,18 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 	} else if n > 0 {
 		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
 	}
+	// The scripts' image and network holder are made now, beside the
+	// join, not on the first build's clock: a build sent to an idle agent
+	// (one whose agent was lost, say) starts sooner.
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		if _, err := runner.Prepare(context.Background()); err != nil {
+			log.Warn("could not prepare for builds; the first build tries again", "error", err)
+		}
+	}()
 	defer func() {
+		<-prepared // else the holder could be made after Close
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := runner.Close(ctx); err != nil {
