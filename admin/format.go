@@ -185,20 +185,22 @@ func Bytes(n int64) string {
 // BuildJSON is a build in -o json. Times are RFC 3339; null when the build
 // has not got there.
 type BuildJSON struct {
-	ID      string     `json:"id"`
-	Repo    string     `json:"repo"`
-	URL     string     `json:"url"`
-	Branch  string     `json:"branch"`
-	Commit  string     `json:"commit"`
-	State   string     `json:"state"`
-	Result  string     `json:"result"`
-	Message string     `json:"message"`
-	Attempt int32      `json:"attempt"`
-	Agent   string     `json:"agent"`
-	Waiting string     `json:"waiting"`
-	Created *time.Time `json:"created"`
-	Started *time.Time `json:"started"`
-	Ended   *time.Time `json:"ended"`
+	ID      string `json:"id"`
+	Repo    string `json:"repo"`
+	URL     string `json:"url"`
+	Branch  string `json:"branch"`
+	Commit  string `json:"commit"`
+	State   string `json:"state"`
+	Result  string `json:"result"`
+	Message string `json:"message"`
+	Attempt int32  `json:"attempt"`
+	// AttemptReasons says why each attempt after the first exists.
+	AttemptReasons map[int32]string `json:"attempt_reasons,omitempty"`
+	Agent          string           `json:"agent"`
+	Waiting        string           `json:"waiting"`
+	Created        *time.Time       `json:"created"`
+	Started        *time.Time       `json:"started"`
+	Ended          *time.Time       `json:"ended"`
 }
 
 // Build is b in -o json.
@@ -206,7 +208,7 @@ func Build(b *fleet.BuildInfo) BuildJSON {
 	return BuildJSON{
 		ID: b.GetId(), Repo: b.GetRepo(), URL: b.GetUrl(), Branch: b.GetBranch(), Commit: b.GetCommit(),
 		State: b.GetState(), Result: b.GetResult(), Message: b.GetMessage(), Attempt: b.GetAttempt(),
-		Agent: b.GetAgent(), Waiting: b.GetWaiting(),
+		AttemptReasons: b.GetAttemptReasons(), Agent: b.GetAgent(), Waiting: b.GetWaiting(),
 		Created: timeOf(b.GetCreated()), Started: timeOf(b.GetStarted()), Ended: timeOf(b.GetEnded()),
 	}
 }
@@ -352,6 +354,12 @@ func DetailText(w io.Writer, d *fleet.BuildDetail, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if why := AttemptReasons(b); len(why) > 0 {
+		fmt.Fprintln(w)
+		for _, a := range why {
+			fmt.Fprintf(w, "attempt %d: %s\n", a.Attempt, a.Reason)
+		}
+	}
 	fmt.Fprintln(w)
 	if len(d.GetEvents()) == 0 {
 		_, err := fmt.Fprintln(w, "events: none")
@@ -378,6 +386,25 @@ func DetailText(w io.Writer, d *fleet.BuildDetail, now time.Time) error {
 		row(tw, cells...)
 	}
 	return tw.Flush()
+}
+
+// AttemptReason is why one attempt after the first exists.
+type AttemptReason struct {
+	Attempt int32
+	Reason  string
+}
+
+// AttemptReasons lists why b's attempts after the first exist, in order
+// of attempt, up to its current one.
+func AttemptReasons(b *fleet.BuildInfo) []AttemptReason {
+	var out []AttemptReason
+	for n, why := range b.GetAttemptReasons() {
+		if n <= b.GetAttempt() || b.GetState() == "queued" { // a canceled build's next one never ran
+			out = append(out, AttemptReason{n, why})
+		}
+	}
+	slices.SortFunc(out, func(a, b AttemptReason) int { return int(a.Attempt - b.Attempt) })
+	return out
 }
 
 // EventCells are an event's time, type, job, status and message; an event

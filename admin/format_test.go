@@ -113,7 +113,9 @@ func TestBuildJSON(t *testing.T) {
 func detail() *fleet.BuildDetail {
 	return &fleet.BuildDetail{
 		Build: &fleet.BuildInfo{Id: "b1", Repo: "r", Url: "/src/r", Branch: "main", Commit: "abc", State: "ended", Result: "failure",
-			Message: "job test failed", Attempt: 2, Agent: "a1", Created: ts(-time.Minute), Started: ts(-50 * time.Second), Ended: ts(-20 * time.Second)},
+			Message: "job test failed", Attempt: 2, Agent: "a1", Created: ts(-time.Minute), Started: ts(-50 * time.Second), Ended: ts(-20 * time.Second),
+			// 3: retried, then canceled before it was sent anywhere.
+			AttemptReasons: map[int32]string{2: "agent lost", 3: "retried by admin"}},
 		Events: []*fleet.StoredEvent{
 			{Attempt: 1, Seq: 1, Event: []byte(`{"type":"build/start","time":"2026-03-01T11:59:10Z","build":"b1"}`)},
 			{Attempt: 2, Seq: 1, Event: []byte(`{"type":"job/end","time":"2026-03-01T11:59:30.5Z","build":"b1","job":"test","status":"failure","exit":3,"message":"it broke","duration":2500000000}`)},
@@ -130,6 +132,9 @@ func TestDetailText(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := buf.String()
+	if strings.Contains(got, "attempt 3") {
+		t.Errorf("an attempt that never ran is shown:\n%s", got)
+	}
 	for _, want := range []string{
 		"id:        b1\n",
 		"state:     ended\n",
@@ -138,7 +143,7 @@ func TestDetailText(t *testing.T) {
 		"waiting:   -\n",
 		"message:   job test failed\n",
 		"duration:  30s\n",
-		"events:\n",
+		"\nattempt 2: agent lost\n\nevents:\n",
 		"ATTEMPT  TIME          TYPE         JOB   STATUS           MESSAGE\n",
 		"1        11:59:10.000  build/start  -     -\n",
 		"2        11:59:30.500  job/end      test  failure in 2.5s  it broke (exit 3)\n",
@@ -156,9 +161,10 @@ func TestDetailJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got struct {
-		ID     string `json:"id"`
-		State  string `json:"state"`
-		Events []struct {
+		ID       string            `json:"id"`
+		State    string            `json:"state"`
+		Attempts map[string]string `json:"attempt_reasons"`
+		Events   []struct {
 			Attempt int             `json:"attempt"`
 			Seq     int             `json:"seq"`
 			Event   json.RawMessage `json:"event"`
@@ -167,7 +173,7 @@ func TestDetailJSON(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
-	if got.ID != "b1" || got.State != "ended" || len(got.Events) != 3 || got.Events[1].Attempt != 2 {
+	if got.ID != "b1" || got.State != "ended" || len(got.Events) != 3 || got.Events[1].Attempt != 2 || got.Attempts["2"] != "agent lost" {
 		t.Errorf("got %+v", got)
 	}
 	if string(got.Events[2].Event) != `"not json"` {

@@ -41,8 +41,9 @@ type build struct {
 	jobsCtx  context.Context
 	stopJobs context.CancelFunc
 	dir      string // host directory: job files, artifacts
-	// apiDir holds the job API's socket: under the temp dir, since a socket's
-	// path may not be longer than 107 bytes and the state dir's may be.
+	// apiDir holds the job API's socket: under the temp dir (Runner.apiRoot),
+	// since a socket's path may not be longer than 107 bytes and the state
+	// dir's may be.
 	apiDir  string
 	volume  string // the workspace
 	labels  map[string]string
@@ -91,7 +92,7 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		spec:      spec,
 		rep:       rep,
 		dir:       filepath.Join(r.cfg.StateDir, "builds", spec.ID),
-		apiDir:    filepath.Join(os.TempDir(), "monkeyci-"+spec.ID),
+		apiDir:    filepath.Join(r.apiRoot(), spec.ID),
 		volume:    "monkeyci-" + spec.ID + "-workspace",
 		labels:    map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
 		jobs:      map[string]*jobRun{},

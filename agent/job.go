@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -281,7 +282,7 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	}
 	started() // made and filled: the script may freeze before it starts
 
-	sink := &jobSink{b: b, job: j.ID}
+	sink := &jobSink{b: b, job: j.ID, lines: j.Script}
 	exit, err := b.runContainer(ctx, id, j, filesDir, sink)
 	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
 	switch {
@@ -484,8 +485,9 @@ func (b *build) cacheFile(id string) string {
 // jobSink forwards a job container's wrapper events and output, and keeps
 // how its script ended.
 type jobSink struct {
-	b   *build
-	job string
+	b     *build
+	job   string
+	lines []string // the job's script, to name its commands
 	// lost is why the job's output could not be followed, if it could not.
 	lost error
 
@@ -495,6 +497,11 @@ type jobSink struct {
 
 func (s *jobSink) Event(e events.Event) {
 	e.Job = s.job
+	if e.Type == events.CommandStart {
+		if i, err := strconv.Atoi(e.Command); err == nil && i >= 0 && i < len(s.lines) {
+			e.Line = s.lines[i]
+		}
+	}
 	if e.Type == events.ContainerScriptEnd {
 		s.mu.Lock()
 		s.end = &e

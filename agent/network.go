@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 )
 
 // The script containers' network. A script needs none: it speaks to the
@@ -51,6 +52,7 @@ func (r *Runner) ensureNetwork(ctx context.Context, image string) (string, error
 func (r *Runner) Close(ctx context.Context) error {
 	r.imageMu.Lock()
 	defer r.imageMu.Unlock()
+	_ = os.Remove(r.apiRoot()) // the builds' socket folders' parent: empty once none runs
 	if err := r.cfg.Runtime.Remove(ctx, r.networkHolder()); err != nil {
 		return fmt.Errorf("removing the scripts' network holder: %w", err)
 	}

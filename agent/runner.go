@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sync"
@@ -182,11 +183,31 @@ func (r *Runner) Script() Resources { return r.cfg.Script }
 // Pauses says whether the runner pauses waiting scripts.
 func (r *Runner) Pauses() bool { return r.cfg.Pause }
 
-// Sweep removes the containers and volumes that carry this agent's label:
-// what a crashed run of it left behind. Call it before the first build,
-// when the agent holds none.
+// Sweep removes what a killed run of this agent left behind: the
+// containers and volumes that carry its label, its builds' job API
+// sockets (apiRoot) and their files under the state dir. Call it before
+// the first build, when the agent holds none and owns its state dir.
 func (r *Runner) Sweep(ctx context.Context) (int, error) {
-	return SweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID)
+	n, err := SweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID)
+	if err != nil {
+		return n, err
+	}
+	for _, dir := range []string{r.apiRoot(), filepath.Join(r.cfg.StateDir, "builds")} {
+		if err := os.RemoveAll(dir); err != nil {
+			return n, fmt.Errorf("removing leftover build files: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// apiRoot holds the job API sockets of the agent's builds, one folder
+// each: under the temp dir, for a short socket path, and named after the
+// agent (hashed, as short), so that Sweep finds the folders a killed run
+// left and no other agent's.
+func (r *Runner) apiRoot() string {
+	h := fnv.New32a()
+	h.Write([]byte(r.cfg.AgentID))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("monkeyci-api-%08x", h.Sum32()))
 }
 
 // SweepAgent removes the containers and volumes labelled as made by the

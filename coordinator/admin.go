@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -94,7 +95,11 @@ func (s *AdminServer) ListBuilds(ctx context.Context, r *fleet.ListBuildsRequest
 }
 
 func (s *AdminServer) GetBuild(ctx context.Context, r *fleet.GetBuildRequest) (*fleet.BuildDetail, error) {
-	b, err := s.c.cfg.Store.GetBuild(ctx, r.GetId())
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.c.cfg.Store.GetBuild(ctx, id)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -111,17 +116,25 @@ func (s *AdminServer) GetBuild(ctx context.Context, r *fleet.GetBuildRequest) (*
 }
 
 func (s *AdminServer) CancelBuild(ctx context.Context, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-	if err := s.c.Cancel(ctx, r.GetId()); err != nil {
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.c.Cancel(ctx, id); err != nil {
 		return nil, storeError(err)
 	}
-	return s.info(ctx, r.GetId())
+	return s.info(ctx, id)
 }
 
 func (s *AdminServer) RetryBuild(ctx context.Context, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-	if err := s.c.Retry(ctx, r.GetId()); err != nil {
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.c.Retry(ctx, id); err != nil {
 		return nil, storeError(err)
 	}
-	return s.info(ctx, r.GetId())
+	return s.info(ctx, id)
 }
 
 func (s *AdminServer) info(ctx context.Context, id string) (*fleet.BuildInfo, error) {
@@ -166,6 +179,7 @@ func (c *Coordinator) agentInfo(a Agent) *fleet.AgentInfo {
 	info.MilliCpus, info.Memory = conn.capacity.MilliCPUs, conn.capacity.Memory
 	info.FreeMilliCpus, info.FreeMemory = conn.free.MilliCPUs, conn.free.Memory
 	info.Version = conn.version
+	info.LastSeen = timestamppb.New(conn.seen)
 	for id := range c.leasesOf[a.ID] {
 		info.Builds = append(info.Builds, id)
 	}
@@ -226,7 +240,7 @@ func (c *Coordinator) findAgent(ctx context.Context, idOrName string) (Agent, er
 
 func buildInfo(b Build) *fleet.BuildInfo {
 	info := &fleet.BuildInfo{
-		Id: b.ID, Repo: b.Repo, Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit,
+		Id: b.ID, Repo: b.Repo, Url: source.Redact(b.Source.URL), Branch: b.Source.Branch, Commit: b.Source.Commit,
 		State: string(b.State), Result: string(b.Result), Message: b.Message, Attempt: int32(b.Attempt),
 		Agent: b.Agent, Waiting: b.Waiting, Created: timestamppb.New(b.Created), Trigger: b.Trigger,
 	}
@@ -235,6 +249,12 @@ func buildInfo(b Build) *fleet.BuildInfo {
 	}
 	if !b.Ended.IsZero() {
 		info.Ended = timestamppb.New(b.Ended)
+	}
+	for n, why := range b.AttemptReasons {
+		if info.AttemptReasons == nil {
+			info.AttemptReasons = map[int32]string{}
+		}
+		info.AttemptReasons[int32(n)] = why
 	}
 	return info
 }

@@ -30,6 +30,9 @@ type agentConn struct {
 	// instance is the pool instance the agent runs on ("": not a pool's).
 	instance  string
 	connected time.Time
+	// seen is the agent's last heartbeat (its connection until the first):
+	// its "last seen". Under Coordinator.mu.
+	seen time.Time
 	// heapIndex is the agent's place in Coordinator.ready, -1 when it is
 	// not there. After a change to free, cordoned or draining, or to the
 	// connection, Coordinator.fixLocked puts it right.
@@ -73,11 +76,13 @@ func (a *agentConn) send(m *fleet.CoordinatorMessage) bool {
 	}
 }
 
-func (a *agentConn) assign(b *Build, secrets map[string]string) {
+// assign sends b to the agent, to be fetched from url (b's source URL with
+// its credential, if any).
+func (a *agentConn) assign(b *Build, url string, secrets map[string]string) {
 	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Assign{Assign: &fleet.Assign{
 		Build:        &fleet.BuildAttempt{BuildId: b.ID, Attempt: int32(b.Attempt)},
 		LeaseExpires: timestamppb.New(b.LeaseExpires),
-		Source:       &fleet.Source{Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag},
+		Source:       &fleet.Source{Url: url, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag},
 		Params:       b.Params,
 		Repo:         b.Repo,
 		Secrets:      secrets,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge/status"
@@ -30,6 +31,8 @@ type LogStore interface {
 	Write(key LogKey, offset int64, data []byte) (int64, error)
 	// Sizes lists an attempt's streams with their stored sizes.
 	Sizes(build string, attempt int) ([]logstore.Stream, error)
+	// ReadAt reads stored bytes of a stream at an offset, like io.ReaderAt.
+	ReadAt(key LogKey, offset int64, p []byte) (int, error)
 	// Follow copies a stream to w from an offset on, waiting for writes
 	// until ended is closed and all is copied, or ctx ends.
 	Follow(ctx context.Context, key LogKey, from int64, w io.Writer, ended <-chan struct{}) error
@@ -52,6 +55,9 @@ type Config struct {
 	// MaxAttempts bounds the dispatches of one build before it ends in
 	// error ("agent lost").
 	MaxAttempts int
+	// AgentGrace is how long an agent whose stream ended may take to come
+	// back before its builds are queued again (recovery.go).
+	AgentGrace time.Duration
 	// Script is a script container's reservation, and Job a default job's:
 	// together they say what a build needs free on an agent to be sent there.
 	Script Capacity
@@ -96,6 +102,10 @@ type Coordinator struct {
 	// pool scaler measures idle time from it.
 	lastBusy map[string]time.Time
 	agents   map[string]*agentConn
+	// lost are the agents whose stream ended and that have builds, by id,
+	// with the connection that ended, until they come back or their grace
+	// is over (recovery.go).
+	lost map[string]*agentConn
 	// ready are the connected agents that may take a build (see
 	// readyLocked), most free CPU first.
 	ready agentHeap
@@ -189,6 +199,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.AgentGrace <= 0 {
+		cfg.AgentGrace = DefaultAgentGrace
+	}
 	if cfg.Script == (Capacity{}) {
 		cfg.Script = Capacity{MilliCPUs: 1000, Memory: 1 << 30}
 	}
@@ -198,7 +211,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
 	c.statuses = make(chan statusNote, 1024)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -208,6 +221,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	c.repos = make(map[string]bool, len(repos))
 	for _, r := range repos {
 		c.repos[r.Name] = true
+		if err := c.sealURLCredential(ctx, r); err != nil {
+			c.log.Warn("a repository's URL holds a credential in clear", "repo", r.Name, "error", err)
+		}
 	}
 	queued, err := cfg.Store.Queued(ctx)
 	if err != nil {
@@ -264,17 +280,29 @@ func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
 	if err := c.resolveRepo(ctx, &b); err != nil {
 		return Build{}, fmt.Errorf("reading repositories: %w", err)
 	}
+	// A local repository's build says, and builds, the commit its HEAD
+	// (or the branch asked) is at now, as a forge's push says its own.
+	if b.Source.Commit == "" && b.Source.Tag == "" {
+		if branch, commit, ok := source.LocalHead(b.Source.URL, b.Source.Branch); ok {
+			b.Source.Branch, b.Source.Commit = branch, commit
+		}
+	}
 	return c.trigger(ctx, b, func(b Build) error { return c.cfg.Store.CreateBuild(ctx, b) })
 }
 
+// RedeliveryWindow is how long after a forge event's build the same event
+// delivered again under another delivery id makes no second build.
+const RedeliveryWindow = time.Hour
+
 // TriggerDelivered queues a build made by a forge's webhook delivery,
-// once per delivery: a delivery seen before returns the build it made,
-// with ErrDuplicate.
-func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, forge, delivery string) (Build, error) {
+// once per delivery and once per event within RedeliveryWindow: a delivery
+// seen before returns the build made first, with ErrDuplicate.
+func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, d Delivery) (Build, error) {
 	var first string
 	b, err := c.trigger(ctx, b, func(b Build) error {
 		var err error
-		first, err = c.cfg.Store.CreateDeliveredBuild(ctx, b, forge, delivery)
+		d.Since = b.Created.Add(-RedeliveryWindow)
+		first, err = c.cfg.Store.CreateDeliveredBuild(ctx, b, d)
 		return err
 	})
 	if errors.Is(err, ErrDuplicate) {
@@ -294,6 +322,12 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	}
 	if b.Source.URL == "" {
 		return Build{}, errors.New("a build needs a source URL or path")
+	}
+	if _, credential := source.SplitCredentials(b.Source.URL); credential != "" {
+		// A build's URL is shown everywhere; a credential is kept only
+		// sealed, with a registered repository.
+		return Build{}, fmt.Errorf("the URL %s holds a credential, which a build does not keep: register the repository (monkeyci repos add NAME --url URL), where it is kept sealed, and build it by its name",
+			source.Redact(b.Source.URL))
 	}
 	b.State, b.Attempt, b.Created = Queued, 0, c.cfg.Now()
 	b.ID = newBuildID(b.Created)
@@ -375,7 +409,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 
 // Retry queues an ended build again.
 func (c *Coordinator) Retry(ctx context.Context, id string) error {
-	if err := c.cfg.Store.Retry(ctx, id); err != nil {
+	if err := c.cfg.Store.Retry(ctx, id, ReasonRetried); err != nil {
 		return err
 	}
 	b, err := c.cfg.Store.GetBuild(ctx, id)

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge/status"
 )
 
@@ -134,8 +133,13 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 		c.log.Error("could not read the build's secrets; not sent", "build", b.ID, "error", err)
 		return
 	}
+	url, err := c.fetchURL(context.Background(), b)
+	if err != nil {
+		c.log.Error("could not read the build's URL credential; not sent", "build", b.ID, "error", err)
+		return
+	}
 	c.noteStatus(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
-	conn.assign(b, secrets)
+	conn.assign(b, url, secrets)
 }
 
 // releaseLocked gives back to an agent the reservation of an attempt that
@@ -370,8 +374,8 @@ func formatLabels(l map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-// expireLeases sends the builds of lost agents back to the queue, as a new
-// attempt, or ends them once they have had every attempt.
+// expireLeases sends the builds whose lease ran out back to the queue, as a
+// new attempt, or ends them once they have had every attempt.
 func (c *Coordinator) expireLeases(ctx context.Context) {
 	running, err := c.cfg.Store.Running(ctx)
 	if err != nil {
@@ -380,39 +384,9 @@ func (c *Coordinator) expireLeases(ctx context.Context) {
 	}
 	now := c.cfg.Now()
 	for _, b := range running {
-		if !b.LeaseExpires.Before(now) {
-			continue
+		if b.LeaseExpires.Before(now) {
+			c.log.Warn("lease ran out", "build", b.ID, "attempt", b.Attempt, "agent", b.Agent)
+			c.requeueAttempt(ctx, b, ReasonLeaseExpired)
 		}
-		c.mu.Lock()
-		conn := c.agents[b.Agent]
-		c.dropLeaseLocked(b.ID)
-		c.mu.Unlock()
-		if conn != nil {
-			conn.cancel(b.ID, b.Attempt) // late, but it frees the agent
-		}
-		if b.Attempt >= c.cfg.MaxAttempts {
-			msg := fmt.Sprintf("agent lost: the lease of attempt %d ran out, and that was the last attempt", b.Attempt)
-			if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err == nil {
-				c.buildEnded(b.ID, c.refOf(&b), events.Error, "agent lost")
-			} else {
-				if !errors.Is(err, ErrStale) {
-					c.log.Error("could not end a build whose agent was lost", "build", b.ID, "error", err)
-				}
-				c.notifyEnded(b.ID)
-			}
-			continue
-		}
-		if err := c.cfg.Store.Requeue(ctx, b.ID, b.Attempt); err != nil {
-			if !errors.Is(err, ErrStale) {
-				c.log.Error("could not requeue a build whose agent was lost", "build", b.ID, "error", err)
-			}
-			continue
-		}
-		c.log.Warn("lease ran out: build queued again", "build", b.ID, "attempt", b.Attempt, "agent", b.Agent)
-		b.State, b.Agent, b.queuedAt = Queued, "", c.cfg.Now()
-		c.mu.Lock()
-		c.enqueueLocked(&b)
-		c.mu.Unlock()
-		c.changed()
 	}
 }

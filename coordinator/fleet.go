@@ -52,11 +52,14 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	if err := stream.Send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Welcome{Welcome: welcome}}); err != nil {
 		return err
 	}
-	if err := c.register(conn); err != nil {
+	lost, err := c.register(conn, hello.GetHolding())
+	if err != nil {
 		return err
 	}
 	defer c.unregister(conn)
 	c.reconcile(conn, hello.GetHolding())
+	// Back after a restart, without builds it was sent: they go on now.
+	c.recover(conn.id, lost, ReasonAgentRestarted)
 	c.log.Info("agent connected", "agent", conn.id, "name", conn.name, "capacity", conn.capacity)
 
 	sendErr := make(chan error, 1)
@@ -172,6 +175,7 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	conn.name, conn.labels, conn.version, conn.cordoned = agent.Name, agent.Labels, h.GetVersion(), agent.Cordoned
 	conn.capacity = Capacity{h.GetCapacity().GetMilliCpus(), h.GetCapacity().GetMemory()}
 	conn.pauses, conn.instance, conn.connected = h.GetPauses(), h.GetInstance(), c.cfg.Now()
+	conn.seen = conn.connected
 	conn.free = conn.capacity
 	return conn, welcome, nil
 }
@@ -192,14 +196,17 @@ func hashToken(t string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// register makes conn the agent's connection, ending an older one. A
-// removed agent is refused.
-func (c *Coordinator) register(conn *agentConn) error {
+// register makes conn the agent's connection, ending an older one. It
+// returns the attempts leased to the agent that it does not hold (its
+// hello's list): it lost them in a restart. A removed agent is refused.
+func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) ([]attemptRef, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.removed[conn.id] {
-		return errRemoved
+		return nil, errRemoved
 	}
+	delete(c.lost, conn.id)
+	lost := c.leasedToLocked(conn.id, holding)
 	old, ok := c.agents[conn.id]
 	if ok {
 		close(old.gone)
@@ -209,18 +216,26 @@ func (c *Coordinator) register(conn *agentConn) error {
 		c.fixLocked(old)
 	}
 	c.fixLocked(conn)
-	return nil
+	return lost, nil
 }
 
 func (c *Coordinator) unregister(conn *agentConn) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.agents[conn.id] == conn {
 		delete(c.agents, conn.id)
 		close(conn.gone)
 		c.fixLocked(conn)
+		c.agentGoneLocked(conn)
 	}
+	seen := conn.seen
+	c.mu.Unlock()
 	c.log.Info("agent disconnected", "agent", conn.id)
+	// Its last heartbeat is kept: what "last seen" says of it from now on.
+	ctx, cancel := context.WithTimeout(context.Background(), recoveryTimeout)
+	defer cancel()
+	if err := c.cfg.Store.SeenAgent(ctx, conn.id, seen); err != nil {
+		c.log.Warn("could not keep when an agent was last seen", "agent", conn.id, "error", err)
+	}
 }
 
 // reconcile refuses the attempts an agent holds that are no longer its.
@@ -285,6 +300,7 @@ func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.
 		}
 	}
 	conn.draining = hb.GetDraining()
+	conn.seen = c.cfg.Now()
 	c.fixLocked(conn)
 	c.mu.Unlock()
 	expires := c.cfg.Now().Add(c.cfg.Lease)
@@ -453,7 +469,7 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 	if why := c.notCurrent(conn, ba); why != "" {
 		return nil // ended or moved on already
 	}
-	if err := c.cfg.Store.Requeue(ctx, ba.GetBuildId(), int(ba.GetAttempt())); err != nil {
+	if err := c.cfg.Store.Requeue(ctx, ba.GetBuildId(), int(ba.GetAttempt()), ReasonDeclined); err != nil {
 		if errors.Is(err, ErrStale) {
 			return nil
 		}

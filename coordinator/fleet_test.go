@@ -28,13 +28,15 @@ import (
 
 // fleetFixture is a coordinator on loopback gRPC with its real stores.
 type fleetFixture struct {
+	dir   string // the data dir: the store, the logs, the master key
 	c     *coordinator.Coordinator
 	store *sqlstore.Store
 	logs  *logstore.Store
 	addr  string
 }
 
-func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
+// newFleet starts the fixture; opts change the coordinator's config.
+func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Config)) *fleetFixture {
 	t.Helper()
 	dir, store, logs := fleettest.Stores(t)
 	keys, err := secret.LoadKeyring(dir, "")
@@ -46,10 +48,14 @@ func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
 	t.Cleanup(func() { _ = statuses.Close(context.Background()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	c, err := coordinator.New(ctx, coordinator.Config{
+	cfg := coordinator.Config{
 		Store: store, Logs: logs, JoinToken: "join-secret", AdminToken: "admin-secret", Lease: lease, Logger: log,
 		Keys: keys, Statuses: statuses, PublicURL: "http://ci.example",
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := coordinator.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +69,7 @@ func newFleet(t *testing.T, lease time.Duration) *fleetFixture {
 	}
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	return &fleetFixture{c: c, store: store, logs: logs, addr: l.Addr().String()}
+	return &fleetFixture{dir: dir, c: c, store: store, logs: logs, addr: l.Addr().String()}
 }
 
 // startAgent runs an agent in this process against the fixture.

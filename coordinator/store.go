@@ -50,6 +50,9 @@ type Build struct {
 	LeaseExpires time.Time `json:"lease-expires,omitzero"`
 	// Waiting says why no agent took the queued build yet.
 	Waiting string `json:"waiting,omitempty"`
+	// AttemptReasons says why each attempt after the first exists, by
+	// attempt number (Reason*).
+	AttemptReasons map[int]string `json:"attempt-reasons,omitempty"`
 
 	Created time.Time `json:"created"`
 	Started time.Time `json:"started,omitzero"` // of the current attempt
@@ -83,11 +86,22 @@ type Agent struct {
 	CredentialHash string    `json:"-"`
 	Cordoned       bool      `json:"cordoned"`
 	Joined         time.Time `json:"joined"`
-	LastSeen       time.Time `json:"last-seen,omitzero"`
+	// LastSeen is the agent's last heartbeat (or connection) as kept: a
+	// connected agent's newer one is in memory (agentConn.seen).
+	LastSeen time.Time `json:"last-seen,omitzero"`
 	// Removed is when an admin removed the agent (agents rm): its
 	// credential is refused from then on. Zero: it was not.
 	Removed time.Time `json:"removed,omitzero"`
 }
+
+// Why an attempt after the first exists (Build.AttemptReasons).
+const (
+	ReasonAgentLost      = "agent lost"      // its stream ended and it did not come back in the grace
+	ReasonAgentRestarted = "agent restarted" // it came back without the build
+	ReasonLeaseExpired   = "lease expired"   // no heartbeat renewed the lease
+	ReasonRetried        = "retried by admin"
+	ReasonDeclined       = "declined by agent" // it would not run it (draining)
+)
 
 // TokenKind is what a token lets its bearer do.
 type TokenKind string
@@ -124,19 +138,35 @@ type BuildFilter struct {
 	Limit int // 0: no limit; newest first
 }
 
-// Repo is a registered repository. Its webhook secret and forge token are
-// kept sealed (encrypted with the coordinator's master key).
+// Repo is a registered repository. Its webhook secret, forge token and
+// URL credential are kept sealed (encrypted with the coordinator's master
+// key).
 type Repo struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
 	// Branches are globs of the branches whose pushes build (none: all).
 	Branches []string `json:"branches,omitempty"`
 	// Forge and APIURL say where commit statuses go.
-	Forge         string    `json:"forge,omitempty"`
-	APIURL        string    `json:"api-url,omitempty"`
-	WebhookSecret []byte    `json:"-"` // sealed
-	ForgeToken    []byte    `json:"-"` // sealed
+	Forge         string `json:"forge,omitempty"`
+	APIURL        string `json:"api-url,omitempty"`
+	WebhookSecret []byte `json:"-"` // sealed
+	ForgeToken    []byte `json:"-"` // sealed
+	// URLCredential is the user information (user:token) of the clone URL
+	// given, sealed: URL is kept without it, and it is put back only into
+	// what an agent fetches.
+	URLCredential []byte    `json:"-"`
 	Created       time.Time `json:"created"`
+}
+
+// Delivery is a forge's webhook delivery that makes a build.
+type Delivery struct {
+	Forge string // the forge's kind
+	ID    string // the forge's id of the delivery
+	// Event names the forge event delivered (forge.Event.Key): the same
+	// event delivered again under another id makes no second build of the
+	// repository when its first was created since Since.
+	Event string
+	Since time.Time
 }
 
 // SecretInfo names a stored secret (never its value).
@@ -163,6 +193,8 @@ var (
 type Store interface {
 	CreateBuild(ctx context.Context, b Build) error
 	GetBuild(ctx context.Context, id string) (Build, error)
+	// BuildIDs returns the ids that start with prefix, in order, at most limit.
+	BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error)
 	ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error)
 	// Queued returns the queued builds, oldest first.
 	Queued(ctx context.Context) ([]Build, error)
@@ -176,13 +208,15 @@ type Store interface {
 	Assign(ctx context.Context, id string, attempt int, agent string, lease time.Time) error
 	// Renew extends the lease of a running attempt.
 	Renew(ctx context.Context, id string, attempt int, lease time.Time) error
-	// Requeue puts a running attempt back in the queue (agent lost).
-	Requeue(ctx context.Context, id string, attempt int) error
+	// Requeue puts a running attempt back in the queue (agent lost); reason
+	// is kept as why the next attempt exists.
+	Requeue(ctx context.Context, id string, attempt int, reason string) error
 	// Finish ends a build's attempt with a result. attempt 0 ends a queued
 	// build (canceled before dispatch, or given up).
 	Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error
-	// Retry queues an ended build again as a new attempt.
-	Retry(ctx context.Context, id string) error
+	// Retry queues an ended build again as a new attempt; reason is kept as
+	// why it exists.
+	Retry(ctx context.Context, id, reason string) error
 
 	// AppendEvent stores an attempt's event under its sequence number. It is
 	// idempotent: storing a seq again changes nothing and reports false.
@@ -194,6 +228,8 @@ type Store interface {
 	Events(ctx context.Context, id string) ([]StoredEvent, error)
 
 	SaveAgent(ctx context.Context, a Agent) error
+	// SeenAgent moves a kept agent's LastSeen on to at (never back).
+	SeenAgent(ctx context.Context, id string, at time.Time) error
 	// GetAgent returns an agent, removed or not.
 	GetAgent(ctx context.Context, id string) (Agent, error)
 	// ListAgents returns the agents not removed.
@@ -215,9 +251,11 @@ type Store interface {
 	TokenUsed(ctx context.Context, hash string, at time.Time) error
 
 	// CreateDeliveredBuild stores a build started by a forge's delivery,
-	// once: a delivery id seen before stores nothing and returns
-	// ErrDuplicate with the id of the build it made.
-	CreateDeliveredBuild(ctx context.Context, b Build, forge, delivery string) (string, error)
+	// once: a delivery id seen before, or a delivery of the same event of
+	// the same repository (b.Repo) as a build created since d.Since, stores
+	// nothing and returns ErrDuplicate with the id of the build made first.
+	// The check and the insert are one change.
+	CreateDeliveredBuild(ctx context.Context, b Build, d Delivery) (string, error)
 
 	// SaveRepo adds a repository or replaces its settings (its secrets stay).
 	SaveRepo(ctx context.Context, r Repo) error

@@ -85,6 +85,8 @@ type Event struct {
 
 	// Command is the index of a script line ("0", "1", ...) for command/* events.
 	Command string `json:"command,omitempty"`
+	// Line is the command's text (its script line), on command/start.
+	Line string `json:"line,omitempty"`
 	// Stdout and Stderr are the paths of a command's log files.
 	Stdout string `json:"stdout,omitempty"`
 	Stderr string `json:"stderr,omitempty"`

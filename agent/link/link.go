@@ -18,12 +18,15 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 	"github.com/monkeyci/monkeyci/secret"
@@ -46,7 +49,20 @@ type Config struct {
 	// Fetch checks out a source into dir (default: source.Fetch).
 	Fetch  func(ctx context.Context, src source.Source, dir string) (string, error)
 	Logger hclog.Logger
+	// Joined, when set, is told the agent's id after its first welcome,
+	// and again whenever it joins as a new agent.
+	Joined func(id string)
 }
+
+// srcPattern names the folders of the sources the agent fetches, in its
+// state dir.
+const srcPattern = "src-*"
+
+// RefusedError ends Run: the coordinator refused the agent's token, and
+// trying again cannot help. It says what to do.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return e.Reason }
 
 // Link runs one agent.
 type Link struct {
@@ -60,6 +76,7 @@ type Link struct {
 	changed  chan struct{} // closed and replaced when builds or draining change
 	id       string
 	token    string
+	joined   bool // a session of this process was welcomed
 	// runs counts build goroutines: Run waits for them, so a canceled
 	// agent has removed its builds' containers before it returns.
 	runs sync.WaitGroup
@@ -88,6 +105,13 @@ func New(cfg Config) (*Link, error) {
 	l := &Link{cfg: cfg, log: cfg.Logger, box: newOutbox(), builds: map[string]*running{}, changed: make(chan struct{})}
 	if err := l.loadIdentity(); err != nil {
 		return nil, err
+	}
+	// Sources a killed run of the agent was fetching (run): it holds none yet.
+	left, _ := filepath.Glob(filepath.Join(cfg.StateDir, srcPattern))
+	for _, dir := range left {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("removing a leftover source: %w", err)
+		}
 	}
 	return l, nil
 }
@@ -125,6 +149,10 @@ func (l *Link) Run(ctx context.Context) error {
 		err := l.session(ctx)
 		if l.finished() {
 			return nil
+		}
+		if refused := (*RefusedError)(nil); errors.As(err, &refused) {
+			l.runs.Wait()
+			return err
 		}
 		if ctx.Err() != nil {
 			l.runs.Wait()
@@ -177,7 +205,7 @@ func (l *Link) session(ctx context.Context) error {
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return fmt.Errorf("joining: %w", err)
+		return l.refused(id, err)
 	}
 	welcome := first.GetWelcome()
 	if welcome == nil {
@@ -186,6 +214,10 @@ func (l *Link) session(ctx context.Context) error {
 	if err := l.saveIdentity(welcome.GetId(), welcome.GetCredential()); err != nil {
 		return err
 	}
+	if l.cfg.Joined != nil && (id == "" || !l.joined) {
+		l.cfg.Joined(welcome.GetId())
+	}
+	l.joined = true
 	l.box.rewind()
 
 	stop := make(chan struct{})
@@ -362,7 +394,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 		Secrets: a.GetSecrets(), Reserved: reserved, Unblockable: true,
 	}
 	if !local {
-		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, "src-"); err != nil {
+		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, srcPattern); err != nil {
 			return events.Error, fmt.Sprintf("making a source directory: %v", err)
 		}
 		defer os.RemoveAll(spec.Source)
@@ -382,7 +414,13 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 			return nil
 		}
 	}
-	rep := newReporter(l.box, ba, a.GetSecrets())
+	// The secrets' values, and the credential of the URL fetched, never
+	// leave the agent in an event or a log line.
+	hidden := source.Credentials(src.URL)
+	for _, v := range a.GetSecrets() {
+		hidden = append(hidden, v)
+	}
+	rep := newReporter(l.box, ba, hidden)
 	out, err := l.cfg.Runner.Run(ctx, spec, rep)
 	rep.flushAll()
 	if err != nil {
@@ -433,6 +471,7 @@ type reporter struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*maskedStream
+	command map[string]string // per job: the command running, for the order index
 }
 
 // maskedStream is one output stream's masking state; its lock keeps what
@@ -442,14 +481,10 @@ type maskedStream struct {
 	s  *secret.Stream
 }
 
-func newReporter(box *outbox, ba *fleet.BuildAttempt, secrets map[string]string) *reporter {
+func newReporter(box *outbox, ba *fleet.BuildAttempt, hidden []string) *reporter {
 	r := &reporter{box: box, ba: ba}
-	if len(secrets) > 0 {
-		values := make([]string, 0, len(secrets))
-		for _, v := range secrets {
-			values = append(values, v)
-		}
-		if m := secret.NewMasker(values); !m.Empty() {
+	if len(hidden) > 0 {
+		if m := secret.NewMasker(hidden); !m.Empty() {
 			r.mask, r.streams = m, map[streamKey]*maskedStream{}
 		}
 	}
@@ -458,6 +493,10 @@ func newReporter(box *outbox, ba *fleet.BuildAttempt, secrets map[string]string)
 
 func (r *reporter) Event(e events.Event) {
 	e.Build = r.ba.GetBuildId()
+	e.Line = r.text(e.Line)
+	if e.Job != "" && (e.Type == events.CommandStart || e.Type == events.CommandEnd) {
+		r.commandEvent(e)
+	}
 	if r.mask != nil {
 		e.Message = r.text(e.Message)
 		// A job's output is all read before its end: release what its
@@ -472,9 +511,33 @@ func (r *reporter) Event(e events.Event) {
 	r.box.event(r.ba, e)
 }
 
+// commandEvent keeps which command of the job runs, and marks its start in
+// the job's order index. What the masks hold back of the command before is
+// released first: its bytes are that command's. The wrapper's events are
+// the job's to write: a command that is not an index is no command.
+func (r *reporter) commandEvent(e events.Event) {
+	r.flush(e.Job)
+	cmd := e.Command
+	if !logorder.ValidCommand(cmd) || e.Type == events.CommandEnd {
+		cmd = ""
+	}
+	r.mu.Lock()
+	if r.command == nil {
+		r.command = map[string]string{}
+	}
+	r.command[e.Job] = cmd
+	r.mu.Unlock()
+	if cmd != "" {
+		r.box.started(r.ba, e.Job, cmd, e.Line)
+	}
+}
+
 func (r *reporter) Output(job, stream string, data []byte) {
+	r.mu.Lock()
+	cmd := r.command[job]
+	r.mu.Unlock()
 	if r.mask == nil {
-		r.box.output(r.ba, job, stream, data)
+		r.box.output(r.ba, job, cmd, stream, data)
 		return
 	}
 	k := streamKey{job, stream}
@@ -488,7 +551,7 @@ func (r *reporter) Output(job, stream string, data []byte) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if out := ms.s.Write(data); len(out) > 0 {
-		r.box.output(r.ba, job, stream, out)
+		r.box.output(r.ba, job, cmd, stream, out)
 	}
 }
 
@@ -520,7 +583,10 @@ func (r *reporter) flushWhere(match func(streamKey) bool) {
 	for k, ms := range flush {
 		ms.mu.Lock()
 		if out := ms.s.Flush(); len(out) > 0 {
-			r.box.output(r.ba, k.job, k.stream, out)
+			r.mu.Lock()
+			cmd := r.command[k.job]
+			r.mu.Unlock()
+			r.box.output(r.ba, k.job, cmd, k.stream, out)
 		}
 		ms.mu.Unlock()
 	}
@@ -532,7 +598,7 @@ type identity struct {
 	Credential string `json:"credential"`
 }
 
-func (l *Link) identityFile() string { return filepath.Join(l.cfg.StateDir, "identity.json") }
+func (l *Link) identityFile() string { return IdentityFile(l.cfg.StateDir) }
 
 func (l *Link) loadIdentity() error {
 	data, err := os.ReadFile(l.identityFile())
@@ -547,6 +613,42 @@ func (l *Link) loadIdentity() error {
 		return fmt.Errorf("%s: %w (remove it to join again)", l.identityFile(), err)
 	}
 	l.id, l.token = id.ID, id.Credential
+	return nil
+}
+
+// refused says what a failed join means: a saved credential the
+// coordinator no longer knows is dropped for the join token, when there
+// is one (the next session joins as a new agent); a refused join token,
+// or a refused credential and no join token, is a RefusedError.
+func (l *Link) refused(id string, err error) error {
+	if status.Code(err) != codes.Unauthenticated {
+		return fmt.Errorf("joining: %w", err)
+	}
+	why := status.Convert(err).Message()
+	switch {
+	case id == "":
+		return &RefusedError{fmt.Sprintf("the coordinator at %s refused the join token (%s): check --join-token (or MONKEYCI_JOIN_TOKEN)", l.cfg.Coordinator, why)}
+	case l.cfg.JoinToken == "":
+		return &RefusedError{fmt.Sprintf("the coordinator at %s no longer knows agent %s (%s): give it a join token (--join-token or MONKEYCI_JOIN_TOKEN) to join again as a new agent", l.cfg.Coordinator, id, why)}
+	}
+	l.log.Warn("the coordinator no longer knows this agent's credential; joining again with the join token", "agent", id, "reason", why)
+	if err := l.forgetIdentity(); err != nil {
+		return &RefusedError{err.Error()}
+	}
+	return fmt.Errorf("joining as agent %s: %w", id, err)
+}
+
+// IdentityFile is where an agent with state dir dir keeps its identity.
+func IdentityFile(dir string) string { return filepath.Join(dir, "identity.json") }
+
+// forgetIdentity drops the agent's id and credential: it joins again.
+func (l *Link) forgetIdentity() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.id, l.token = "", ""
+	if err := os.Remove(l.identityFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the refused identity: %w", err)
+	}
 	return nil
 }
 

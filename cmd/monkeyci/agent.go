@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/agent/link"
@@ -37,6 +39,9 @@ type agentConfig struct {
 	tls         bool
 	stateDir    string
 	logLevel    string
+	// nameGiven: --name was set; else a second agent on the machine is
+	// named after its state dir's slot (host-2).
+	nameGiven bool
 }
 
 func newAgentCommand(stderr io.Writer) *cobra.Command {
@@ -54,6 +59,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.joinToken = orEnv(cfg.joinToken, "MONKEYCI_JOIN_TOKEN")
 			cfg.instance = orEnv(cfg.instance, "MONKEYCI_INSTANCE")
+			cfg.nameGiven = cmd.Flags().Changed("name")
 			return runAgent(cfg, stderr)
 		},
 	}
@@ -68,15 +74,12 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 	f.BoolVar(&cfg.pause, "pause", true, "pause script containers while they await their jobs")
 	f.StringVar(&cfg.ca, "ca", "", "the coordinator's CA file (its data dir's tls/ca.pem)")
 	f.BoolVar(&cfg.tls, "tls", true, "connect over TLS (--tls=false only for loopback tests)")
-	f.StringVar(&cfg.stateDir, "state-dir", "", "where the agent keeps its identity and build files")
+	f.StringVar(&cfg.stateDir, "state-dir", "", "where the agent keeps its identity and build files (default: the user cache dir's monkeyci/agent, or agent-2... when another agent uses it)")
 	f.StringVar(&cfg.logLevel, "log-level", cfg.logLevel, "log level: trace, debug, info, warn, error")
 	return cmd
 }
 
 func runAgent(cfg agentConfig, stderr io.Writer) error {
-	if cfg.joinToken == "" {
-		return usageError(fmt.Errorf("--join-token (or MONKEYCI_JOIN_TOKEN) is required"))
-	}
 	labels, err := parseLabels(cfg.labels)
 	if err != nil {
 		return usageError(err)
@@ -85,11 +88,14 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	if err != nil {
 		return usageError(err)
 	}
-	stateDir, err := stateDirOf(cfg.stateDir)
+	stateDir, lock, agentID, err := lockAgentState(&cfg)
 	if err != nil {
-		return usageError(err)
+		return err
 	}
-	stateDir = filepath.Join(stateDir, "agent")
+	defer lock.Close()
+	if _, err := os.Stat(link.IdentityFile(stateDir)); cfg.joinToken == "" && err != nil {
+		return usageError(fmt.Errorf("--join-token (or MONKEYCI_JOIN_TOKEN) is required: the agent has not joined yet (no identity in %s)", stateDir))
+	}
 	var tlsConfig *tls.Config
 	if cfg.tls {
 		if cfg.ca == "" {
@@ -104,16 +110,61 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 		}
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: stderr, Level: hclog.LevelFromString(cfg.logLevel)})
+	joined := func(id string) {
+		fmt.Fprintf(stderr, "agent %s (%s) joined the coordinator at %s, offering %s CPUs and %s of memory\n",
+			id, cfg.name, cfg.coordinator, admin.CPUs(capacity.MilliCPUs), admin.Bytes(capacity.Memory))
+	}
 	return runLinkedAgent(link.Config{
 		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
-	}, capacity, cfg.pause, log, nil)
+		Joined: joined,
+	}, agentID, capacity, cfg.pause, log, nil)
+}
+
+// lockAgentState takes the agent's state dir for this process: the one
+// --state-dir names (another agent there is refused), or else the first
+// free default one. A second default one gives the agent its slot in its
+// name (unless --name was given) and in its runner's id either way, so
+// the agents' containers never mix. It returns the dir, its lock and the
+// runner's id.
+func lockAgentState(cfg *agentConfig) (string, *os.File, string, error) {
+	if cfg.stateDir != "" {
+		parent, err := filepath.Abs(cfg.stateDir)
+		if err != nil {
+			return "", nil, "", usageError(fmt.Errorf("--state-dir: %w", err))
+		}
+		dir := filepath.Join(parent, "agent")
+		lock, err := link.LockStateDir(dir)
+		if errors.Is(err, link.ErrStateDirBusy) {
+			return "", nil, "", usageError(fmt.Errorf("--state-dir %s: another agent runs with it; give each agent its own", cfg.stateDir))
+		}
+		if err != nil {
+			return "", nil, "", failedError(err)
+		}
+		return dir, lock, cfg.name, nil
+	}
+	parent, err := stateDirOf("")
+	if err != nil {
+		return "", nil, "", usageError(err)
+	}
+	dir, slot, lock, err := link.LockSlot(parent)
+	if err != nil {
+		return "", nil, "", failedError(err)
+	}
+	id := cfg.name
+	if slot > 1 {
+		id = fmt.Sprintf("%s-%d", cfg.name, slot)
+		if !cfg.nameGiven {
+			cfg.name = id
+		}
+	}
+	return dir, lock, id, nil
 }
 
 // runLinkedAgent runs an agent on the local engine, linked to a
 // coordinator as lc says (its runner, ledger, version and logger are
 // filled here), until it drains or is canceled. ready runs once it is set
 // up, before it connects.
-func runLinkedAgent(lc link.Config, capacity agent.Resources, pause bool, log hclog.Logger, ready func(*link.Link)) error {
+func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pause bool, log hclog.Logger, ready func(*link.Link)) error {
 	engine, err := docker.New(log.Named("docker"))
 	if err != nil {
 		return failedError(fmt.Errorf("docker: %w", err))
@@ -122,7 +173,7 @@ func runLinkedAgent(lc link.Config, capacity agent.Resources, pause bool, log hc
 	ledger := agent.NewLedger(capacity)
 	runner, err := agent.NewRunner(agent.Config{
 		Runtime: engine, Ledger: ledger, Logger: log, StateDir: filepath.Join(lc.StateDir, "builds"),
-		CacheDir: filepath.Join(lc.StateDir, "caches"), Pause: pause, AgentID: lc.Name,
+		CacheDir: filepath.Join(lc.StateDir, "caches"), Pause: pause, AgentID: agentID,
 	})
 	if err != nil {
 		return failedError(err)
@@ -166,6 +217,9 @@ func serveAgent(l *link.Link, log hclog.Logger) error {
 		cancel()
 	}()
 	if err := l.Run(ctx); err != nil && ctx.Err() == nil {
+		if refused := (*link.RefusedError)(nil); errors.As(err, &refused) {
+			return usageError(err)
+		}
 		return failedError(err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -159,7 +160,9 @@ func waitBuild(t *testing.T, api fleet.AdminClient, id string, limit time.Durati
 func TestChaosAgentKilledMidBuildFinishesElsewhereAsAttemptTwo(t *testing.T) {
 	dockertest.Engine(t)
 	dockertest.RequireImage(t, dockertest.Busybox)
-	const lease = 5 * time.Second
+	// The lease is long: the killed agent's closed stream and the grace
+	// (5 s) send the build on.
+	const lease, grace = 30 * time.Second, 5 * time.Second
 	c := startCoordinator(t, t.TempDir(), lease)
 	api := c.adminClient(t)
 	first := startAgentProcess(t, c, "chaos-kill-a1")
@@ -174,12 +177,13 @@ func TestChaosAgentKilledMidBuildFinishesElsewhereAsAttemptTwo(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	ended := waitBuild(t, api, b.GetId(), lease+15*time.Second+5*time.Second, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
-	if ended.GetResult() != "success" || ended.GetAttempt() != 2 {
-		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 2\nagent output:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), first.out)
+	ended := waitBuild(t, api, b.GetId(), lease+time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 2 || ended.GetAttemptReasons()[2] != "agent lost" {
+		t.Fatalf("build ended %s at attempt %d (%s) for %q, want success at attempt 2 for \"agent lost\"\nagent output:\n%s",
+			ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), ended.GetAttemptReasons()[2], first.out)
 	}
-	if took := time.Since(killed); took > lease+15*time.Second {
-		t.Errorf("the build ended %s after the kill, more than the lease plus 15 s", took)
+	if took := time.Since(killed); took > grace+15*time.Second {
+		t.Errorf("the build ended %s after the kill, more than the grace plus 15 s (the lease is %s)", took, lease)
 	}
 }
 
@@ -356,7 +360,11 @@ func TestChaosStoppedAgentIsFencedOffAndCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	startAgentProcess(t, c, "chaos-stop-a2")
-	waitBuild(t, api, b.GetId(), lease+time.Minute, "running as attempt 2", func(b *fleet.BuildInfo) bool { return b.GetAttempt() == 2 && b.GetState() == "running" })
+	again := waitBuild(t, api, b.GetId(), lease+time.Minute, "running as attempt 2", func(b *fleet.BuildInfo) bool { return b.GetAttempt() == 2 && b.GetState() == "running" })
+	// A stopped process keeps its stream open: only the lease sees it.
+	if why := again.GetAttemptReasons()[2]; why != "lease expired" {
+		t.Errorf("attempt 2 exists because %q, want \"lease expired\"", why)
+	}
 	if err := stopped.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -427,5 +435,59 @@ func waitContainers(t *testing.T, engine *docker.Engine, runnerBuild string, ok 
 			t.Fatalf("%s: %d containers after a minute", what, len(ids))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kill -9 of the only agent mid-build, restarted at once: its hello holds
+// no build, so the build is queued again at once ("agent restarted", not
+// after the lease of 30 s) and ends as attempt 2; and nothing the killed
+// run made stays: its containers, its job API socket folder under the
+// temp dir, its build files under the state dir.
+func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testing.T) {
+	engine := dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	c := startCoordinator(t, t.TempDir(), 30*time.Second)
+	api := c.adminClient(t)
+	const name = "chaos-restart"
+	t.Cleanup(func() { dockertest.Cleanup(t, map[string]string{agent.LabelAgent: name}) })
+	state := t.TempDir()
+	args := []string{"--join-token", c.join, "--state-dir", state, "--name", name}
+	killed := startAgentArgs(t, c, nil, args...)
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: slow\nimage: monkeyci/busybox:latest\nscript: ['sleep 5', 'echo done']\n"})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
+	first := b.GetId() + "-1"
+	waitContainers(t, engine, first, func(n int) bool { return n > 1 }, "the first attempt's script and job")
+	sockets, _ := filepath.Glob(filepath.Join(os.TempDir(), "monkeyci-api-*", first))
+	files := filepath.Join(state, "agent", "builds", "builds", first)
+	if _, err := os.Stat(files); len(sockets) != 1 || err != nil {
+		t.Fatalf("the running attempt's socket folders %v and files (%v): not where this test looks", sockets, err)
+	}
+
+	if err := killed.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-killed.done
+	killed.done <- nil
+	at := time.Now()
+	restarted := startAgentArgs(t, c, nil, args...)
+	restarted.joined(t)
+	for _, left := range append(sockets, files) {
+		if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s stayed behind the killed agent after its restart (%v)", left, err)
+		}
+	}
+	waitContainers(t, engine, first, func(n int) bool { return n == 0 }, "the killed attempt's containers removed")
+	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 2 || ended.GetAttemptReasons()[2] != "agent restarted" {
+		t.Fatalf("build ended %s at attempt %d (%s) for %q, want success at attempt 2 for \"agent restarted\"\nagent output:\n%s",
+			ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), ended.GetAttemptReasons()[2], restarted.out)
+	}
+	// The lease of 30 s was not waited for (the job takes 5).
+	if took := time.Since(at); took > 25*time.Second {
+		t.Errorf("the build ended %s after the kill, as if the lease had run out", took)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/server"
 )
 
@@ -92,6 +93,7 @@ in --config (YAML):
 	_ = cmd.MarkFlagFilename("http-cert", "pem", "crt")
 	_ = cmd.MarkFlagFilename("http-key", "pem", "key")
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
+	f.DurationVar(&cfg.AgentGrace, "agent-grace", coordinator.DefaultAgentGrace, "how long an agent whose connection ended may take to come back before its builds are queued again")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
 	f.StringVar(&logLevel, "log-level", logLevel, "log level: trace, debug, info, warn, error")
 	pf = addPoolFlags(f)

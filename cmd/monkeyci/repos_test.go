@@ -309,3 +309,43 @@ func TestAdminCLIReposCompletion(t *testing.T) {
 		t.Errorf("forges: %q", out)
 	}
 }
+
+// --webhook-secret-stdin reads the secret as one line of standard input;
+// with --forge-token-stdin too, the token is the rest.
+func TestAdminCLIReposAddReadsTheWebhookSecretFromStdin(t *testing.T) {
+	f := newFakeAdmin()
+	addr := serveFake(t, f, nil)
+	for _, c := range []struct {
+		name          string
+		args          []string
+		stdin         string
+		secret, token string
+		err           string
+	}{
+		{"a line", []string{"--webhook-secret-stdin"}, "whsec-line\n", "whsec-line", "", ""},
+		{"a line without its newline", []string{"--webhook-secret-stdin"}, "whsec-line", "whsec-line", "", ""},
+		{"a CRLF line, the rest left", []string{"--webhook-secret-stdin"}, "whsec-line\r\nnot read\n", "whsec-line", "", ""},
+		{"and the forge token", []string{"--webhook-secret-stdin", "--forge-token-stdin"}, "whsec-line\nglpat-token\n", "whsec-line", "glpat-token", ""},
+		{"an empty line", []string{"--webhook-secret-stdin"}, "\nwhsec-line\n", "", "", "monkeyci: the webhook secret is empty: give it as the first line of standard input\n"},
+		{"nothing", []string{"--webhook-secret-stdin"}, "", "", "", "monkeyci: the webhook secret is empty: give it as the first line of standard input\n"},
+		{"no token after it", []string{"--webhook-secret-stdin", "--forge-token-stdin"}, "whsec-line\n", "", "", "monkeyci: the forge token is empty: give it on standard input\n"},
+		{"and the flag", []string{"--webhook-secret-stdin", "--webhook-secret", "s"}, "whsec-line\n", "", "", "monkeyci: give the webhook secret by --webhook-secret or by --webhook-secret-stdin, not both\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := mark(f)
+			withStdin(t, c.stdin)
+			code, out, errOut := cli(t, plain(addr, append([]string{"repos", "add", "me/app", "--url", "https://x/me/app"}, c.args...)...)...)
+			if c.err != "" {
+				if code != 2 || out != "" || errOut != c.err {
+					t.Errorf("exit %d, %q, %q; want 2 and %q", code, out, errOut, c.err)
+				}
+				assertRequestsSince(t, f, m, "AddRepo")
+				return
+			}
+			if code != 0 || strings.Contains(out+errOut, c.secret) {
+				t.Errorf("exit %d, %q, %q", code, out, errOut)
+			}
+			assertRequestsSince(t, f, m, "AddRepo", &fleet.Repo{Name: "me/app", Url: "https://x/me/app", WebhookSecret: c.secret, ForgeToken: c.token})
+		})
+	}
+}

@@ -50,6 +50,9 @@ type Config struct {
 	JoinToken  string
 	AdminToken string
 	Lease      time.Duration
+	// AgentGrace is how long an agent whose stream ended may take to come
+	// back before its builds are queued again (default 5 s).
+	AgentGrace time.Duration
 	Logger     hclog.Logger
 	// MasterKey seals repositories' secrets (MONKEYCI_MASTER_KEY); empty:
 	// the data dir's master.key, made on first start.
@@ -148,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	c, err := coordinator.New(runCtx, coordinator.Config{
-		Store: s.store, Logs: s.logs, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease,
+		Store: s.store, Logs: s.logs, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	})
 	if err != nil {

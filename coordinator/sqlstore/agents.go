@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator"
 )
@@ -46,6 +47,19 @@ func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
 	})
 	if err != nil {
 		return fmt.Errorf("save agent %s: %w", a.ID, err)
+	}
+	return nil
+}
+
+// SeenAgent moves the agent's last seen time on to at (never back). An
+// agent not kept is not made.
+func (s *Store) SeenAgent(ctx context.Context, id string, at time.Time) error {
+	err := s.write(ctx, func(w wconn) error {
+		_, err := w.stmt(s.q.seenAgent).ExecContext(w.ctx, id, nanos(at))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("agent %s seen: %w", id, err)
 	}
 	return nil
 }

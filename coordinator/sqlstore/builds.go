@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,7 +18,7 @@ import (
 
 const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
 	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag`
+	trigger_desc, forge, delivery, source_tag, attempt_reasons`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -25,12 +26,13 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	var (
 		b                        coordinator.Build
 		params, labels, delivery sql.NullString
+		reasons                  sql.NullString
 		state, result            string
 		lease, created, start, e int64
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
 		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag)
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons)
 	if err != nil {
 		return b, err
 	}
@@ -42,39 +44,85 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	if b.Labels, err = jsonMap(labels); err != nil {
 		return b, fmt.Errorf("build %s: labels: %w", b.ID, err)
 	}
+	if reasons.Valid {
+		if err := json.Unmarshal([]byte(reasons.String), &b.AttemptReasons); err != nil {
+			return b, fmt.Errorf("build %s: attempt reasons: %w", b.ID, err)
+		}
+	}
 	return b, nil
 }
 
 // CreateBuild stores a new build. Its state defaults to queued and its
 // creation time to now. An id that exists already is an error.
 func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
-	return s.createBuild(ctx, b, sql.NullString{})
+	ins, err := s.buildInsert(b, sql.NullString{}, "")
+	if err != nil {
+		return err
+	}
+	return ins.wrap(s.write(ctx, ins.run))
 }
 
 // CreateDeliveredBuild stores a build made by a forge's delivery, once: the
-// delivery is a unique column of the build, so the check and the insert
-// are one statement.
-func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, forge, delivery string) (string, error) {
-	if forge == "" || delivery == "" {
+// delivery is a unique column of the build, and the look for a build of
+// the same event runs in the same change as the insert, on the writer.
+func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d coordinator.Delivery) (string, error) {
+	if d.Forge == "" || d.ID == "" {
 		return "", errors.New("create delivered build: a forge and a delivery id are required")
 	}
-	key := forge + ":" + delivery
-	err := s.createBuild(ctx, b, sql.NullString{String: key, Valid: true})
+	key := d.Forge + ":" + d.ID
+	ins, err := s.buildInsert(b, sql.NullString{String: key, Valid: true}, d.Event)
+	if err != nil {
+		return "", err
+	}
+	var first string
+	err = s.write(ctx, func(w wconn) error {
+		if d.Event == "" {
+			return ins.run(w)
+		}
+		err := w.stmt(s.q.wsameEvent).QueryRowContext(w.ctx, b.Repo, d.Event, nanos(d.Since)).Scan(&first)
+		if err == nil {
+			return fmt.Errorf("build %s of %s was made for the same event (%s): %w", first, b.Repo, d.Event, coordinator.ErrDuplicate)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		return ins.run(w)
+	})
+	if errors.Is(err, coordinator.ErrDuplicate) {
+		return first, err
+	}
 	if err != nil && isConstraint(err) {
-		var id string
-		if qerr := s.q.buildOfDelivery.QueryRowContext(ctx, key).Scan(&id); qerr == nil {
-			return id, fmt.Errorf("delivery %s made build %s: %w", key, id, coordinator.ErrDuplicate)
+		if qerr := s.q.buildOfDelivery.QueryRowContext(ctx, key).Scan(&first); qerr == nil {
+			return first, fmt.Errorf("delivery %s made build %s: %w", key, first, coordinator.ErrDuplicate)
 		}
 	}
 	if err != nil {
-		return "", err
+		return "", ins.wrap(err)
 	}
 	return b.ID, nil
 }
 
-func (s *Store) createBuild(ctx context.Context, b coordinator.Build, delivery sql.NullString) error {
+// insert is a checked build ready to store.
+type insert struct {
+	id   string
+	args []any
+	run  func(w wconn) error
+}
+
+func (i insert) wrap(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isConstraint(err):
+		return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", i.id, err)
+	}
+	return fmt.Errorf("create build %s: %w", i.id, err)
+}
+
+// buildInsert checks b and makes the change that stores it.
+func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event string) (insert, error) {
 	if b.ID == "" {
-		return errors.New("create build: the build has no id")
+		return insert{}, errors.New("create build: the build has no id")
 	}
 	if b.State == "" {
 		b.State = coordinator.Queued
@@ -82,36 +130,37 @@ func (s *Store) createBuild(ctx context.Context, b coordinator.Build, delivery s
 	switch b.State {
 	case coordinator.Queued, coordinator.Running, coordinator.Ended:
 	default:
-		return fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
+		return insert{}, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
 	}
 	if b.Attempt < 0 {
-		return fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
+		return insert{}, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
 	}
 	if b.Created.IsZero() {
 		b.Created = s.now()
 	}
 	params, err := mapJSON(b.Params)
 	if err != nil {
-		return fmt.Errorf("create build %s: params: %w", b.ID, err)
+		return insert{}, fmt.Errorf("create build %s: params: %w", b.ID, err)
 	}
 	labels, err := mapJSON(b.Labels)
 	if err != nil {
-		return fmt.Errorf("create build %s: labels: %w", b.ID, err)
+		return insert{}, fmt.Errorf("create build %s: labels: %w", b.ID, err)
 	}
-	err = s.write(ctx, func(w wconn) error {
-		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx,
-			b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
-			string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-			nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag)
-		return err
-	})
-	if err != nil {
-		if isConstraint(err) {
-			return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", b.ID, err)
+	var reasons sql.NullString
+	if len(b.AttemptReasons) > 0 {
+		data, err := json.Marshal(b.AttemptReasons)
+		if err != nil {
+			return insert{}, fmt.Errorf("create build %s: attempt reasons: %w", b.ID, err)
 		}
-		return fmt.Errorf("create build %s: %w", b.ID, err)
+		reasons = sql.NullString{String: string(data), Valid: true}
 	}
-	return nil
+	args := []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
+		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
+		nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons, event}
+	return insert{id: b.ID, args: args, run: func(w wconn) error {
+		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx, args...)
+		return err
+	}}, nil
 }
 
 // GetBuild returns the build (coordinator.ErrNotFound).
@@ -124,6 +173,29 @@ func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, err
 		return b, fmt.Errorf("get build %s: %w", id, err)
 	}
 	return b, nil
+}
+
+// BuildIDs returns the ids that start with prefix, in order, at most limit.
+func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error) {
+	// Text compares byte by byte: every id that starts with prefix sorts
+	// below prefix followed by the greatest code point.
+	rows, err := s.q.buildIDs.QueryContext(ctx, prefix, prefix+"\U0010FFFF", limit)
+	if err != nil {
+		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+	}
+	return ids, nil
 }
 
 // ListBuilds returns the builds that match f, newest first (by creation,
@@ -217,11 +289,12 @@ func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Ti
 
 // Requeue puts a running attempt back in the queue. The build keeps its
 // attempt number (the next Assign is attempt+1) and its place in the queue
-// (its creation time); agent, lease and start are cleared.
-func (s *Store) Requeue(ctx context.Context, id string, attempt int) error {
+// (its creation time); agent, lease and start are cleared. reason is kept
+// as why attempt+1 exists.
+func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason string) error {
 	return s.fenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
 		want{state: coordinator.Running, attempt: attempt},
-		s.q.requeue, id, attempt)
+		s.q.requeue, id, attempt, reason)
 }
 
 // Finish ends a running attempt with a result. attempt 0 ends a queued
@@ -237,13 +310,14 @@ func (s *Store) Finish(ctx context.Context, id string, attempt int, result event
 		s.q.finish, id, attempt, string(result), message, nanos(s.now()))
 }
 
-// Retry queues an ended build again: the next Assign is its attempt+1.
-// Result, message, agent and the times but its creation are cleared; it
-// keeps its creation time, and so its place in Queued.
-func (s *Store) Retry(ctx context.Context, id string) error {
+// Retry queues an ended build again: the next Assign is its attempt+1,
+// and reason is kept as why it exists. Result, message, agent and the
+// times but its creation are cleared; it keeps its creation time, and so
+// its place in Queued.
+func (s *Store) Retry(ctx context.Context, id, reason string) error {
 	return s.fenced(ctx, fmt.Sprintf("retry build %s", id), id,
 		want{state: coordinator.Ended, anyAttempt: true},
-		s.q.retry, id)
+		s.q.retry, id, reason)
 }
 
 // want is what a fenced change needs of a build.

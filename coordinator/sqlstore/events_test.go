@@ -142,7 +142,7 @@ func TestAppendEventFencing(t *testing.T) {
 	}
 	// The attempt is lost: its late events are refused, before and after
 	// the next attempt starts, and after that one ends.
-	must(t, s.Requeue(ctx, "b", 1))
+	must(t, s.Requeue(ctx, "b", 1, coordinator.ReasonAgentLost))
 	if _, err := s.AppendEvent(ctx, ev("b", 1, 2)); !errors.Is(err, coordinator.ErrStale) {
 		t.Errorf("an event of a requeued attempt: %v", err)
 	}

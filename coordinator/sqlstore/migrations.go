@@ -147,7 +147,25 @@ CREATE TABLE pool_state (
 	`
 ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
 `,
-	// 5: tokens get a short id (their hash's first hex digits: what 'tokens
+	// 5: the forge event a delivered build was made for (forge.Event.Key),
+	// so that the event delivered again under another id within the hour
+	// makes no second build.
+	`
+ALTER TABLE builds ADD COLUMN event_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX builds_event ON builds (repo, event_key, created) WHERE event_key <> '';
+`,
+	// 6: why each attempt after the first exists (agent lost, agent
+	// restarted, lease expired, retried by admin): a JSON object from the
+	// attempt's number to its reason, written when the build is queued again.
+	`
+ALTER TABLE builds ADD COLUMN attempt_reasons TEXT;
+`,
+	// 7: the user information of a repository's clone URL, sealed, kept
+	// apart from the URL shown.
+	`
+ALTER TABLE repos ADD COLUMN url_credential BLOB;
+`,
+	// 8: tokens get a short id (their hash's first hex digits: what 'tokens
 	// ls' shows and 'tokens revoke' takes), an expiry and when they were
 	// last used; agents a time of removal.
 	`

@@ -10,7 +10,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 )
 
-const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created`
+const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential`
 
 func scanRepo(row scanner) (coordinator.Repo, error) {
 	var (
@@ -18,7 +18,7 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 		branches sql.NullString
 		created  int64
 	)
-	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created); err != nil {
+	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created, &r.URLCredential); err != nil {
 		return r, err
 	}
 	r.Created = fromNanos(created)
@@ -31,7 +31,9 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 }
 
 // SaveRepo adds a repository or replaces its settings; its secrets stay,
-// and so do a webhook secret and a forge token not given again.
+// and so do a webhook secret and a forge token not given again. Its URL
+// credential goes with its URL: one not given again is gone (else a new
+// URL's host would be sent the old host's credential).
 func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	if r.Name == "" || r.URL == "" {
 		return errors.New("save repository: a name and a URL are required")
@@ -50,7 +52,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	}
 	err := s.write(ctx, func(w wconn) error {
 		_, err := w.stmt(s.q.saveRepo).ExecContext(w.ctx, r.Name, r.URL, branches, r.Forge, r.APIURL,
-			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created))
+			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created), nullBlob(r.URLCredential))
 		return err
 	})
 	if err != nil {

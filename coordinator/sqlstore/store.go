@@ -216,11 +216,13 @@ type stmts struct {
 	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
 	appendEvent, saveAgent, removeAgent, saveToken, revokeToken, tokenUsed       *sql.Stmt
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
+	seenAgent                                                                    *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
-	wcurrent *sql.Stmt
+	wcurrent, wsameEvent *sql.Stmt
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
+	buildIDs                                                *sql.Stmt
 	getAgent, listAgents, getToken, tokensByID, listTokens  *sql.Stmt
 	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
 	listSecrets, secrets, getPool                           *sql.Stmt
@@ -232,19 +234,22 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		s   **sql.Stmt
 		sql string
 	}{
-		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
-		{w, &q.requeue, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = ''
+		{w, &q.requeue, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '',
+			attempt_reasons = json_set(coalesce(attempt_reasons, '{}'), '$."' || (attempt + 1) || '"', ?3)
 			WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		{w, &q.finish, `UPDATE builds SET state = 'ended', result = ?3, message = ?4, ended = ?5,
 			lease_expires = 0, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		{w, &q.finishQueued, `UPDATE builds SET state = 'ended', result = ?2, message = ?3, ended = ?4,
 			lease_expires = 0, waiting = '' WHERE id = ?1 AND state = 'queued'`},
 		{w, &q.retry, `UPDATE builds SET state = 'queued', result = '', message = '', agent = '',
-			lease_expires = 0, waiting = '', started = 0, ended = 0 WHERE id = ?1 AND state = 'ended'`},
+			lease_expires = 0, waiting = '', started = 0, ended = 0,
+			attempt_reasons = json_set(coalesce(attempt_reasons, '{}'), '$."' || (attempt + 1) || '"', ?2)
+			WHERE id = ?1 AND state = 'ended'`},
 		// Unchanged, Waiting is not written again (the dispatcher says it often).
 		{w, &q.setWaiting, `UPDATE builds SET waiting = ?2 WHERE id = ?1 AND state = 'queued' AND waiting <> ?2`},
 		// The fence and the insert in one statement: no row is selected
@@ -252,6 +257,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		// stored already. The trigger events_advance_mark moves the mark.
 		{w, &q.appendEvent, `INSERT OR IGNORE INTO events (build_id, attempt, seq, event)
 			SELECT id, attempt, ?3, ?4 FROM builds WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
+		// An UPDATE: an agent removed meanwhile is not made again.
+		{w, &q.seenAgent, `UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2`},
 		// A removed agent stays removed: saving it changes nothing.
 		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
@@ -264,8 +271,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET url = excluded.url, branches = excluded.branches,
+		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET url = excluded.url, url_credential = excluded.url_credential,
+				branches = excluded.branches,
 				forge = excluded.forge, api_url = excluded.api_url,
 				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
 				forge_token = coalesce(excluded.forge_token, forge_token)`},
@@ -279,6 +287,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.getPool, `SELECT state FROM pool_state WHERE id = 1`},
 
 		{w, &q.wcurrent, `SELECT state, attempt, waiting FROM builds WHERE id = ?`},
+		// The build first made for a forge event, since a time (by builds_event).
+		{w, &q.wsameEvent, `SELECT id FROM builds WHERE repo = ?1 AND event_key = ?2 AND event_key <> '' AND created >= ?3
+			ORDER BY created LIMIT 1`},
 
 		{r, &q.getBuild, `SELECT ` + buildColumns + ` FROM builds WHERE id = ?`},
 		{r, &q.queued, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'queued' ORDER BY created, id`},
@@ -286,6 +297,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.lastSeq, `SELECT m.last_seq FROM builds AS b
 			LEFT JOIN event_marks AS m ON m.build_id = b.id AND m.attempt = ?2 WHERE b.id = ?1`},
 		{r, &q.events, `SELECT attempt, seq, event FROM events WHERE build_id = ? ORDER BY attempt, seq`},
+		// By the primary key: the ids from the prefix up to its last follower.
+		{r, &q.buildIDs, `SELECT id FROM builds WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3`},
 		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
 		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
 		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents WHERE removed = 0 ORDER BY name, id`},

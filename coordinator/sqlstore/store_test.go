@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -343,7 +344,7 @@ func TestQueuedAndRunning(t *testing.T) {
 		t.Errorf("Running = %v, want %v", got, want)
 	}
 	// A requeued build keeps its place: it was created first.
-	must(t, s.Requeue(ctx, "run2", 1))
+	must(t, s.Requeue(ctx, "run2", 1, coordinator.ReasonAgentLost))
 	q, err = s.Queued(ctx)
 	must(t, err)
 	if got, want := ids(q), []string{"early", "run2", "y", "z", "late"}; !reflect.DeepEqual(got, want) {
@@ -401,7 +402,7 @@ func TestLifecycleAndFencing(t *testing.T) {
 		{"assign skipping an attempt", func() error { return s.Assign(ctx, "b", 2, "a1", lease1) }, coordinator.ErrStale, "queued at attempt 1", is(coordinator.Queued, 0, "")},
 		{"renew before assign", func() error { return s.Renew(ctx, "b", 0, lease1) }, coordinator.ErrStale, "is queued at attempt 0", nil},
 		{"finish a queued build as attempt 1", func() error { return s.Finish(ctx, "b", 1, events.Success, "") }, coordinator.ErrStale, "running at attempt 1", nil},
-		{"retry a queued build", func() error { return s.Retry(ctx, "b") }, coordinator.ErrStale, "needs it ended", nil},
+		{"retry a queued build", func() error { return s.Retry(ctx, "b", coordinator.ReasonRetried) }, coordinator.ErrStale, "needs it ended", nil},
 		{"assign attempt 1", func() error { return s.Assign(ctx, "b", 1, "a1", lease1) }, nil, "", func(t *testing.T, b coordinator.Build) {
 			is(coordinator.Running, 1, "a1")(t, b)
 			if !b.LeaseExpires.Equal(lease1) || !b.Started.Equal(now) {
@@ -417,14 +418,14 @@ func TestLifecycleAndFencing(t *testing.T) {
 			}
 		}},
 		{"finish a queued build while running", func() error { return s.Finish(ctx, "b", 0, events.Canceled, "") }, coordinator.ErrStale, "needs it queued", nil},
-		{"requeue a wrong attempt", func() error { return s.Requeue(ctx, "b", 2) }, coordinator.ErrStale, "attempt 2", nil},
-		{"requeue attempt 1", func() error { return s.Requeue(ctx, "b", 1) }, nil, "", func(t *testing.T, b coordinator.Build) {
+		{"requeue a wrong attempt", func() error { return s.Requeue(ctx, "b", 2, coordinator.ReasonAgentLost) }, coordinator.ErrStale, "attempt 2", nil},
+		{"requeue attempt 1", func() error { return s.Requeue(ctx, "b", 1, coordinator.ReasonAgentLost) }, nil, "", func(t *testing.T, b coordinator.Build) {
 			is(coordinator.Queued, 1, "")(t, b)
 			if !b.LeaseExpires.IsZero() || !b.Started.IsZero() {
 				t.Errorf("requeue kept lease %v started %v", b.LeaseExpires, b.Started)
 			}
 		}},
-		{"requeue attempt 1 again", func() error { return s.Requeue(ctx, "b", 1) }, coordinator.ErrStale, "is queued at attempt 1", nil},
+		{"requeue attempt 1 again", func() error { return s.Requeue(ctx, "b", 1, coordinator.ReasonAgentLost) }, coordinator.ErrStale, "is queued at attempt 1", nil},
 		{"renew the requeued attempt", func() error { return s.Renew(ctx, "b", 1, lease2) }, coordinator.ErrStale, "queued", nil},
 		{"finish the requeued attempt", func() error { return s.Finish(ctx, "b", 1, events.Success, "late") }, coordinator.ErrStale, "queued", nil},
 		{"assign attempt 1 after the requeue", func() error { return s.Assign(ctx, "b", 1, "a2", lease1) }, coordinator.ErrStale, "queued at attempt 0", nil},
@@ -443,16 +444,25 @@ func TestLifecycleAndFencing(t *testing.T) {
 			}
 		}},
 		{"renew an ended build", func() error { return s.Renew(ctx, "b", 2, lease2) }, coordinator.ErrStale, "ended", nil},
-		{"requeue an ended build", func() error { return s.Requeue(ctx, "b", 2) }, coordinator.ErrStale, "ended", nil},
-		{"retry", func() error { return s.Retry(ctx, "b") }, nil, "", func(t *testing.T, b coordinator.Build) {
+		{"requeue an ended build", func() error { return s.Requeue(ctx, "b", 2, coordinator.ReasonAgentLost) }, coordinator.ErrStale, "ended", nil},
+		{"retry", func() error { return s.Retry(ctx, "b", coordinator.ReasonRetried) }, nil, "", func(t *testing.T, b coordinator.Build) {
 			is(coordinator.Queued, 2, "")(t, b)
 			if b.Result != "" || b.Message != "" || !b.Ended.IsZero() || !b.Started.IsZero() || !b.Created.Equal(t0) {
 				t.Errorf("retried build: %+v", b)
 			}
+			// Why attempts 2 and 3 exist; the first needs no reason.
+			if want := map[int]string{2: coordinator.ReasonAgentLost, 3: coordinator.ReasonRetried}; !maps.Equal(b.AttemptReasons, want) {
+				t.Errorf("attempt reasons %v, want %v", b.AttemptReasons, want)
+			}
 		}},
-		{"retry a queued build", func() error { return s.Retry(ctx, "b") }, coordinator.ErrStale, "queued", nil},
+		{"retry a queued build", func() error { return s.Retry(ctx, "b", coordinator.ReasonRetried) }, coordinator.ErrStale, "queued", nil},
 		{"assign attempt 3", func() error { return s.Assign(ctx, "b", 3, "a1", lease1) }, nil, "", is(coordinator.Running, 3, "a1")},
-		{"requeue attempt 3", func() error { return s.Requeue(ctx, "b", 3) }, nil, "", is(coordinator.Queued, 3, "")},
+		{"requeue attempt 3", func() error { return s.Requeue(ctx, "b", 3, coordinator.ReasonLeaseExpired) }, nil, "", func(t *testing.T, b coordinator.Build) {
+			is(coordinator.Queued, 3, "")(t, b)
+			if got := b.AttemptReasons[4]; got != coordinator.ReasonLeaseExpired || len(b.AttemptReasons) != 3 {
+				t.Errorf("attempt reasons %v, want attempt 4's %q beside the others", b.AttemptReasons, coordinator.ReasonLeaseExpired)
+			}
+		}},
 		{"cancel the queued build (attempt 0 ends it whatever its attempt)", func() error { return s.Finish(ctx, "b", 0, events.Canceled, "canceled") }, nil, "", func(t *testing.T, b coordinator.Build) {
 			is(coordinator.Ended, 3, "")(t, b)
 			if b.Result != events.Canceled || b.Message != "canceled" {
@@ -490,10 +500,10 @@ func TestChangesOfMissingBuilds(t *testing.T) {
 	for name, do := range map[string]func() error{
 		"Assign":     func() error { return s.Assign(ctx, "nope", 1, "a", lease) },
 		"Renew":      func() error { return s.Renew(ctx, "nope", 1, lease) },
-		"Requeue":    func() error { return s.Requeue(ctx, "nope", 1) },
+		"Requeue":    func() error { return s.Requeue(ctx, "nope", 1, coordinator.ReasonAgentLost) },
 		"Finish":     func() error { return s.Finish(ctx, "nope", 1, events.Error, "") },
 		"Finish 0":   func() error { return s.Finish(ctx, "nope", 0, events.Canceled, "") },
-		"Retry":      func() error { return s.Retry(ctx, "nope") },
+		"Retry":      func() error { return s.Retry(ctx, "nope", coordinator.ReasonRetried) },
 		"SetWaiting": func() error { return s.SetWaiting(ctx, "nope", "x") },
 		"AppendEvent": func() error {
 			_, err := s.AppendEvent(ctx, coordinator.StoredEvent{BuildID: "nope", Attempt: 1, Seq: 1})

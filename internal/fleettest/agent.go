@@ -92,12 +92,28 @@ func (a *Agent) RecvUntil(t testing.TB, match func(*fleet.CoordinatorMessage) bo
 // Join says h and returns the id the coordinator's welcome gives the agent.
 func (a *Agent) Join(t testing.TB, h *fleet.Hello) string {
 	t.Helper()
+	return a.Welcome(t, h).GetId()
+}
+
+// Welcome says h and returns the coordinator's welcome (with the agent's
+// new credential when h had a join token).
+func (a *Agent) Welcome(t testing.TB, h *fleet.Hello) *fleet.Welcome {
+	t.Helper()
 	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Hello{Hello: h}})
 	m, err := a.RecvUntil(t, func(*fleet.CoordinatorMessage) bool { return true })
 	if err != nil || m.GetWelcome() == nil {
 		t.Fatalf("no welcome: %v %v", m, err)
 	}
-	return m.GetWelcome().GetId()
+	return m.GetWelcome()
+}
+
+// Hangup ends the agent's side of the stream, as a killed agent's closed
+// socket does: the coordinator sees the stream end.
+func (a *Agent) Hangup(t testing.TB) {
+	t.Helper()
+	if err := a.stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Hello is a hello of the current protocol with a join token and a

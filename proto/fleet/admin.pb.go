@@ -267,24 +267,27 @@ func (x *UnblockJobRequest) GetJob() string {
 }
 
 type BuildInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Repo          string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
-	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
-	Branch        string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
-	Commit        string                 `protobuf:"bytes,5,opt,name=commit,proto3" json:"commit,omitempty"`
-	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`   // queued, running, ended
-	Result        string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"` // success, failure, error, canceled
-	Message       string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
-	Attempt       int32                  `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Agent         string                 `protobuf:"bytes,10,opt,name=agent,proto3" json:"agent,omitempty"`
-	Waiting       string                 `protobuf:"bytes,11,opt,name=waiting,proto3" json:"waiting,omitempty"` // why a queued build was not dispatched
-	Created       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created,proto3" json:"created,omitempty"`
-	Started       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started,proto3" json:"started,omitempty"`
-	Ended         *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=ended,proto3" json:"ended,omitempty"`
-	Trigger       string                 `protobuf:"bytes,15,opt,name=trigger,proto3" json:"trigger,omitempty"` // what started it, in words ("push to main by alice")
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Repo    string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	Url     string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	Branch  string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
+	Commit  string                 `protobuf:"bytes,5,opt,name=commit,proto3" json:"commit,omitempty"`
+	State   string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`   // queued, running, ended
+	Result  string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"` // success, failure, error, canceled
+	Message string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	Attempt int32                  `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Agent   string                 `protobuf:"bytes,10,opt,name=agent,proto3" json:"agent,omitempty"`
+	Waiting string                 `protobuf:"bytes,11,opt,name=waiting,proto3" json:"waiting,omitempty"` // why a queued build was not dispatched
+	Created *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created,proto3" json:"created,omitempty"`
+	Started *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=started,proto3" json:"started,omitempty"`
+	Ended   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=ended,proto3" json:"ended,omitempty"`
+	Trigger string                 `protobuf:"bytes,15,opt,name=trigger,proto3" json:"trigger,omitempty"` // what started it, in words ("push to main by alice")
+	// why each attempt after the first exists, by attempt number ("agent
+	// lost", "agent restarted", "lease expired", "retried by admin").
+	AttemptReasons map[int32]string `protobuf:"bytes,16,rep,name=attempt_reasons,json=attemptReasons,proto3" json:"attempt_reasons,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BuildInfo) Reset() {
@@ -420,6 +423,13 @@ func (x *BuildInfo) GetTrigger() string {
 		return x.Trigger
 	}
 	return ""
+}
+
+func (x *BuildInfo) GetAttemptReasons() map[int32]string {
+	if x != nil {
+		return x.AttemptReasons
+	}
+	return nil
 }
 
 type ListBuildsRequest struct {
@@ -751,12 +761,21 @@ func (x *LogsRequest) GetAttempt() int32 {
 	return 0
 }
 
+// LogsChunk is a piece of a job's output at offset in its stream; a job's
+// chunks come in the order the agent read them, stdout and stderr merged,
+// when the agent kept that order (then command is set, and each command's
+// start comes as a chunk of its own: start, with its line and no stream).
 type LogsChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Stream        string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Job    string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Stream string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	Offset int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// command is the wrapper's index of the command that wrote data ("0" is
+	// the first command), empty when none or not known.
+	Command       string `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
+	Start         bool   `protobuf:"varint,6,opt,name=start,proto3" json:"start,omitempty"`
+	Line          string `protobuf:"bytes,7,opt,name=line,proto3" json:"line,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -817,6 +836,27 @@ func (x *LogsChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogsChunk) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *LogsChunk) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
+}
+
+func (x *LogsChunk) GetLine() string {
+	if x != nil {
+		return x.Line
+	}
+	return ""
 }
 
 type ListAgentsRequest struct {
@@ -2248,7 +2288,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x11UnblockJobRequest\x12\x14\n" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
-	"\x03job\x18\x02 \x01(\tR\x03job\"\xbb\x03\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"\xd9\x04\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -2265,7 +2305,11 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\astarted\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
 	"\x05ended\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
-	"\atrigger\x18\x0f \x01(\tR\atrigger\"S\n" +
+	"\atrigger\x18\x0f \x01(\tR\atrigger\x12Y\n" +
+	"\x0fattempt_reasons\x18\x10 \x03(\v20.monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntryR\x0eattemptReasons\x1aA\n" +
+	"\x13AttemptReasonsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
 	"\x11ListBuildsRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
@@ -2285,12 +2329,15 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x18\n" +
-	"\aattempt\x18\x04 \x01(\x05R\aattempt\"a\n" +
+	"\aattempt\x18\x04 \x01(\x05R\aattempt\"\xa5\x01\n" +
 	"\tLogsChunk\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"\x13\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x18\n" +
+	"\acommand\x18\x05 \x01(\tR\acommand\x12\x14\n" +
+	"\x05start\x18\x06 \x01(\bR\x05start\x12\x12\n" +
+	"\x04line\x18\a \x01(\tR\x04line\"\x13\n" +
 	"\x11ListAgentsRequest\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
 	"\x06agents\x18\x01 \x03(\v2\x1c.monkeyci.fleet.v1.AgentInfoR\x06agents\"\xad\x03\n" +
@@ -2446,7 +2493,7 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_fleet_admin_proto_goTypes = []any{
 	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
 	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
@@ -2485,81 +2532,83 @@ var file_fleet_admin_proto_goTypes = []any{
 	(*PoolDecision)(nil),          // 34: monkeyci.fleet.v1.PoolDecision
 	nil,                           // 35: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
 	nil,                           // 36: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 37: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	nil,                           // 37: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	nil,                           // 38: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
 	35, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
 	36, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	38, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	38, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	38, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
-	4,  // 5: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
-	4,  // 6: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
-	9,  // 7: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
-	14, // 8: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	37, // 9: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	38, // 10: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 11: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	38, // 12: monkeyci.fleet.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
-	22, // 13: monkeyci.fleet.v1.ListTokensResponse.tokens:type_name -> monkeyci.fleet.v1.TokenInfo
-	38, // 14: monkeyci.fleet.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	38, // 15: monkeyci.fleet.v1.TokenInfo.last_used:type_name -> google.protobuf.Timestamp
-	38, // 16: monkeyci.fleet.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	38, // 17: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
-	23, // 18: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
-	38, // 19: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
-	29, // 20: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
-	33, // 21: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
-	34, // 22: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
-	38, // 23: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
-	38, // 24: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
-	38, // 25: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
-	1,  // 26: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	5,  // 27: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	7,  // 28: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
-	2,  // 29: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	2,  // 30: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	3,  // 31: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
-	10, // 32: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	12, // 33: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	15, // 34: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	16, // 35: monkeyci.fleet.v1.Admin.RemoveAgent:input_type -> monkeyci.fleet.v1.AgentRef
-	17, // 36: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	19, // 37: monkeyci.fleet.v1.Admin.ListTokens:input_type -> monkeyci.fleet.v1.ListTokensRequest
-	21, // 38: monkeyci.fleet.v1.Admin.RevokeToken:input_type -> monkeyci.fleet.v1.TokenRef
-	23, // 39: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
-	25, // 40: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
-	24, // 41: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
-	27, // 42: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
-	24, // 43: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
-	28, // 44: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
-	31, // 45: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
-	4,  // 46: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	6,  // 47: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	8,  // 48: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	4,  // 49: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 50: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 51: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
-	11, // 52: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	13, // 53: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	14, // 54: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	14, // 55: monkeyci.fleet.v1.Admin.RemoveAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	18, // 56: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	20, // 57: monkeyci.fleet.v1.Admin.ListTokens:output_type -> monkeyci.fleet.v1.ListTokensResponse
-	22, // 58: monkeyci.fleet.v1.Admin.RevokeToken:output_type -> monkeyci.fleet.v1.TokenInfo
-	23, // 59: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
-	26, // 60: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
-	23, // 61: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
-	29, // 62: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	30, // 63: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
-	29, // 64: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	32, // 65: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
-	46, // [46:66] is the sub-list for method output_type
-	26, // [26:46] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	39, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	39, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	39, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	37, // 5: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	4,  // 6: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
+	4,  // 7: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
+	9,  // 8: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
+	14, // 9: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
+	38, // 10: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	39, // 11: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 12: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
+	39, // 13: monkeyci.fleet.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	22, // 14: monkeyci.fleet.v1.ListTokensResponse.tokens:type_name -> monkeyci.fleet.v1.TokenInfo
+	39, // 15: monkeyci.fleet.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	39, // 16: monkeyci.fleet.v1.TokenInfo.last_used:type_name -> google.protobuf.Timestamp
+	39, // 17: monkeyci.fleet.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	39, // 18: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	23, // 19: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
+	39, // 20: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	29, // 21: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
+	33, // 22: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
+	34, // 23: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
+	39, // 24: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
+	39, // 25: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
+	39, // 26: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 27: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
+	5,  // 28: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	7,  // 29: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	2,  // 30: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	2,  // 31: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	3,  // 32: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
+	10, // 33: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	12, // 34: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	15, // 35: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	16, // 36: monkeyci.fleet.v1.Admin.RemoveAgent:input_type -> monkeyci.fleet.v1.AgentRef
+	17, // 37: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	19, // 38: monkeyci.fleet.v1.Admin.ListTokens:input_type -> monkeyci.fleet.v1.ListTokensRequest
+	21, // 39: monkeyci.fleet.v1.Admin.RevokeToken:input_type -> monkeyci.fleet.v1.TokenRef
+	23, // 40: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	25, // 41: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	24, // 42: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	27, // 43: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	24, // 44: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	28, // 45: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	31, // 46: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
+	4,  // 47: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	6,  // 48: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	8,  // 49: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	4,  // 50: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 51: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 52: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
+	11, // 53: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	13, // 54: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	14, // 55: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	14, // 56: monkeyci.fleet.v1.Admin.RemoveAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	18, // 57: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	20, // 58: monkeyci.fleet.v1.Admin.ListTokens:output_type -> monkeyci.fleet.v1.ListTokensResponse
+	22, // 59: monkeyci.fleet.v1.Admin.RevokeToken:output_type -> monkeyci.fleet.v1.TokenInfo
+	23, // 60: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	26, // 61: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	23, // 62: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	29, // 63: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	30, // 64: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	29, // 65: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	32, // 66: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
+	47, // [47:67] is the sub-list for method output_type
+	27, // [27:47] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_fleet_admin_proto_init() }
@@ -2573,7 +2622,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

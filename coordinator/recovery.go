@@ -1,0 +1,133 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// Recovery: a dead agent's builds move on in seconds, not a lease. A
+// killed agent's process closes its sockets at once, so its stream ends:
+// if it does not come back within the grace its builds are queued again
+// (agent lost); if it comes back without builds it was assigned (it was
+// restarted), those are queued again at once (agent restarted). The lease
+// still covers what sends no signal (a partition, a frozen machine).
+
+// DefaultAgentGrace is how long an agent whose stream ended may take to
+// come back before its builds are queued again.
+const DefaultAgentGrace = 5 * time.Second
+
+// recoveryTimeout bounds the store changes of one recovery.
+const recoveryTimeout = 30 * time.Second
+
+// attemptRef names one attempt of a build.
+type attemptRef struct {
+	build   string
+	attempt int
+}
+
+// leasedToLocked lists the attempts leased to agent that are not in held.
+func (c *Coordinator) leasedToLocked(agent string, held []*fleet.BuildAttempt) []attemptRef {
+	var out []attemptRef
+next:
+	for id, l := range c.leasesOf[agent] {
+		for _, ba := range held {
+			if ba.GetBuildId() == id && int(ba.GetAttempt()) == l.attempt {
+				continue next
+			}
+		}
+		out = append(out, attemptRef{id, l.attempt})
+	}
+	return out
+}
+
+// agentGoneLocked starts the grace of an agent whose current stream ended.
+func (c *Coordinator) agentGoneLocked(conn *agentConn) {
+	if len(c.leasesOf[conn.id]) == 0 {
+		return
+	}
+	c.lost[conn.id] = conn
+	time.AfterFunc(c.cfg.AgentGrace, func() { c.graceOver(conn) })
+}
+
+// graceOver queues again the builds of an agent that did not come back
+// within the grace after conn ended.
+func (c *Coordinator) graceOver(conn *agentConn) {
+	c.mu.Lock()
+	if c.lost[conn.id] != conn { // back since (or gone again: a later grace)
+		c.mu.Unlock()
+		return
+	}
+	delete(c.lost, conn.id)
+	refs := c.leasedToLocked(conn.id, nil)
+	c.mu.Unlock()
+	c.recover(conn.id, refs, ReasonAgentLost)
+}
+
+// recover queues the attempts again that ran on agent, for reason.
+func (c *Coordinator) recover(agent string, refs []attemptRef, reason string) {
+	if len(refs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recoveryTimeout)
+	defer cancel()
+	for _, r := range refs {
+		b, err := c.cfg.Store.GetBuild(ctx, r.build)
+		if err != nil {
+			c.log.Error("could not read a build to queue it again", "build", r.build, "error", err)
+			continue
+		}
+		if b.State != Running || b.Attempt != r.attempt || b.Agent != agent {
+			continue // it moved on meanwhile
+		}
+		c.log.Warn("queueing a build again", "build", b.ID, "attempt", b.Attempt, "agent", agent, "reason", reason)
+		c.requeueAttempt(ctx, b, reason)
+	}
+	c.poke()
+}
+
+// requeueAttempt sends b's running attempt back to the queue as the next
+// attempt, which exists for reason; or ends the build in error when that
+// was its last attempt.
+func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string) {
+	c.mu.Lock()
+	conn := c.agents[b.Agent]
+	if l, ok := c.running[b.ID]; ok && l.attempt == b.Attempt {
+		c.dropLeaseLocked(b.ID)
+	}
+	c.mu.Unlock()
+	if conn != nil {
+		conn.cancel(b.ID, b.Attempt) // late, but it frees the agent
+	}
+	if b.Attempt >= c.cfg.MaxAttempts {
+		msg := fmt.Sprintf("%s: attempt %d was the last", reason, b.Attempt)
+		if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err == nil {
+			c.buildEnded(b.ID, c.refOf(&b), events.Error, reason)
+		} else {
+			if !errors.Is(err, ErrStale) {
+				c.log.Error("could not end a build", "build", b.ID, "reason", reason, "error", err)
+			}
+			c.notifyEnded(b.ID)
+		}
+		return
+	}
+	if err := c.cfg.Store.Requeue(ctx, b.ID, b.Attempt, reason); err != nil {
+		if !errors.Is(err, ErrStale) {
+			c.log.Error("could not queue a build again", "build", b.ID, "reason", reason, "error", err)
+		}
+		return
+	}
+	b.State, b.Agent, b.queuedAt = Queued, "", c.cfg.Now()
+	if b.AttemptReasons == nil {
+		b.AttemptReasons = map[int]string{}
+	}
+	b.AttemptReasons[b.Attempt+1] = reason
+	c.mu.Lock()
+	c.enqueueLocked(&b)
+	c.mu.Unlock()
+	c.changed()
+}
