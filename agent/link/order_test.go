@@ -16,7 +16,7 @@ func TestTheOrderIndexSaysWhoWroteWhatWhen(t *testing.T) {
 	o := newOutbox()
 	ba := &fleet.BuildAttempt{BuildId: "b", Attempt: 1}
 	o.open(ba)
-	rep := newReporter(o, ba, map[string]string{"TOKEN": "s3cr3t"})
+	rep := newReporter(o, ba, []string{"s3cr3t"})
 	rep.Output("j", "out", []byte("before any command\n"))
 	rep.Event(events.Event{Type: events.CommandStart, Job: "j", Command: "0", Line: "echo s3cr3t"})
 	rep.Output("j", "out", []byte("out1\n"))
