@@ -620,8 +620,13 @@ func (l *Link) loadIdentity() error {
 // refused says what a failed join means: a saved credential the
 // coordinator no longer knows is dropped for the join token, when there
 // is one (the next session joins as a new agent); a refused join token,
-// or a refused credential and no join token, is a RefusedError.
+// a refused credential and no join token, or an agent the coordinator
+// knows and refuses (removed), is a RefusedError.
 func (l *Link) refused(id string, err error) error {
+	if status.Code(err) == codes.PermissionDenied {
+		// Removed by an admin (agents rm): joining again would undo that.
+		return &RefusedError{fmt.Sprintf("the coordinator at %s refused agent %s: %s", l.cfg.Coordinator, id, status.Convert(err).Message())}
+	}
 	if status.Code(err) != codes.Unauthenticated {
 		return fmt.Errorf("joining: %w", err)
 	}

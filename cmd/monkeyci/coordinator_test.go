@@ -153,12 +153,15 @@ func TestTokensAndAgentsRmAgainstARealCoordinator(t *testing.T) {
 	if _, out, _ := as(c.admin, "agents", "ls"); strings.Contains(out, "removable") {
 		t.Errorf("agents ls lists the removed agent:\n%s", out)
 	}
-	// The agent hears why, and is refused each time it comes back.
-	for !strings.Contains(a.out.String(), "removed by an admin") {
-		if time.Now().After(deadline.Add(time.Minute)) {
-			t.Fatalf("the agent was not told it was removed:\n%s", a.out)
+	// The agent hears why and stops: joining again would undo the removal.
+	select {
+	case err := <-a.done:
+		a.done <- err // for the cleanup's wait
+		if err == nil || !strings.Contains(a.out.String(), "removed by an admin") {
+			t.Errorf("the removed agent exited with %v, want non-zero saying it was removed:\n%s", err, a.out)
 		}
-		time.Sleep(50 * time.Millisecond)
+	case <-time.After(time.Minute):
+		t.Fatalf("the removed agent still runs a minute later:\n%s", a.out)
 	}
 	if code, _, errOut := as(c.admin, "agents", "rm", "removable"); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Errorf("agents rm again: exit %d, want 1 saying not found\n%s", code, errOut)

@@ -31,6 +31,9 @@ func TestADashboardSessionEndsWhenItsTokenIsRevoked(t *testing.T) {
 	}
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Before srv.Close: a connection the client dialed and never used
+	// would hold the server's shutdown for 5 s.
+	t.Cleanup(hc.CloseIdleConnections)
 	base := "http://" + srv.HTTPAddr
 	resp, err := hc.PostForm(base+"/login", url.Values{"token": {made.GetToken()}})
 	if err != nil {
