@@ -379,7 +379,7 @@ func TestAnotherBuildsTokenIsRefused(t *testing.T) {
 	}
 	// A build's socket is in its agent's folder under the temp dir.
 	socket := func(id string) string {
-		found, _ := filepath.Glob(filepath.Join(os.TempDir(), "monkeyci-api-*", id, "job.sock"))
+		found, _ := filepath.Glob(filepath.Join(os.TempDir(), "mci-*", id, "job.sock"))
 		if len(found) != 1 {
 			t.Fatalf("build %s's job API sockets: %v, want one", id, found)
 		}

@@ -217,11 +217,12 @@ func (r *Runner) Sweep(ctx context.Context) (int, error) {
 // apiRoot holds the job API sockets of the agent's builds, one folder
 // each: under the temp dir, for a short socket path, and named after the
 // agent (hashed, as short), so that Sweep finds the folders a killed run
-// left and no other agent's.
+// left and no other agent's. Every byte counts: a socket's path is at most
+// MaxSocketPath long, and a docker pool agent's temp dir is deep.
 func (r *Runner) apiRoot() string {
 	h := fnv.New32a()
 	h.Write([]byte(r.cfg.AgentID))
-	return filepath.Join(os.TempDir(), fmt.Sprintf("monkeyci-api-%08x", h.Sum32()))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("mci-%08x", h.Sum32()))
 }
 
 // SweepAgent removes the containers, volumes and networks labelled as made

@@ -347,7 +347,7 @@ func TestAdminCLIReposAddReadsTheWebhookSecretFromStdin(t *testing.T) {
 			if code != 0 || strings.Contains(out+errOut, c.secret) {
 				t.Errorf("exit %d, %q, %q", code, out, errOut)
 			}
-			assertRequestsSince(t, f, m, "AddRepo", &fleet.Repo{Name: "me/app", Url: "https://x/me/app", WebhookSecret: c.secret, ForgeToken: c.token})
+			assertRequestsSince(t, f, m, "AddRepo", &fleet.Repo{Name: "me/app", Url: "https://x/me/app", WebhookSecret: c.secret, ForgeToken: c.token, DefaultBranch: "main"})
 		})
 	}
 }
