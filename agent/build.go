@@ -141,11 +141,18 @@ func (b *build) run() (int, error) {
 	// are made: neither needs it until the workspace is filled.
 	fetched := b.fetch()
 	defer fetched.stop()
+	// So is the build's network (it costs the engine a second here, loaded),
+	// until the script container needs it; waited for on every return, so
+	// that cleanup finds it made.
+	networked := make(chan error, 1)
+	go func() { networked <- b.makeNetwork(ctx) }()
+	defer func() {
+		if networked != nil {
+			<-networked
+		}
+	}()
 	image, err := b.r.Prepare(ctx)
 	if err != nil {
-		return -1, err
-	}
-	if err := b.makeNetwork(ctx); err != nil {
 		return -1, err
 	}
 	if err := os.MkdirAll(b.apiDir, 0o700); err != nil {
@@ -177,6 +184,10 @@ func (b *build) run() (int, error) {
 		Network:  b.network(),
 	}
 	confine(&spec, cfg.Pids)
+	err, networked = <-networked, nil
+	if err != nil {
+		return -1, err
+	}
 	script, err := b.create(spec)
 	if err != nil {
 		return -1, fmt.Errorf("script container: %w", err)

@@ -310,3 +310,44 @@ func TestJobAskingMoreProcessesThanTheAgentAllowsFails(t *testing.T) {
 		t.Errorf("modest: %+v", modest)
 	}
 }
+
+// A network of the build's name that nobody uses (left by a killed run of
+// the build under another agent id) is made again; one still in use fails
+// the build, saying so.
+func TestBuildNetworkLeftBehind(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	ctx := context.Background()
+	dir := repo(t, "id: a\nimage: monkeyci/busybox:latest\nscript: [\"true\"]\n", map[string]string{})
+	other := map[string]string{agent.LabelAgent: f.agent + "-other"}
+	t.Cleanup(func() {
+		ids, _ := f.engine.ListContainers(ctx, other)
+		for _, id := range ids {
+			_ = f.engine.Remove(ctx, id)
+		}
+		nets, _ := f.engine.ListNetworks(ctx, other)
+		for _, n := range nets {
+			_ = f.engine.RemoveNetwork(ctx, n)
+		}
+	})
+	if err := f.engine.CreateNetwork(ctx, "monkeyci-stale-network", other); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := f.runner.Run(ctx, agent.BuildSpec{ID: "stale", Source: dir}, newRecorder()); err != nil || out.Result != events.Success {
+		t.Fatalf("over a stale network: %+v %v", out, err)
+	}
+
+	if err := f.engine.CreateNetwork(ctx, "monkeyci-taken-network", other); err != nil {
+		t.Fatal(err)
+	}
+	id, err := f.engine.Create(ctx, agent.ContainerSpec{Image: busybox, Cmd: []string{"sleep", "600"}, Labels: other, Network: "monkeyci-taken-network"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.runner.Run(ctx, agent.BuildSpec{ID: "taken", Source: dir}, newRecorder())
+	if out.Result != events.Error || err == nil || !strings.Contains(err.Error(), "the build's network") {
+		t.Errorf("over a network in use: %+v %v, want an error about the build's network", out, err)
+	}
+}
