@@ -105,6 +105,7 @@ type RepoJSON struct {
 	Forge            string     `json:"forge"`
 	APIURL           string     `json:"api_url"`
 	Branches         []string   `json:"branches"`
+	DefaultBranch    string     `json:"default_branch"`
 	HasWebhookSecret bool       `json:"has_webhook_secret"`
 	HasForgeToken    bool       `json:"has_forge_token"`
 	Created          *time.Time `json:"created"`
@@ -113,7 +114,7 @@ type RepoJSON struct {
 // Repo is r in -o json.
 func Repo(r *fleet.Repo) RepoJSON {
 	j := RepoJSON{
-		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(),
+		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(), DefaultBranch: r.GetDefaultBranch(),
 		HasWebhookSecret: r.GetHasWebhookSecret(), HasForgeToken: r.GetHasForgeToken(), Created: timeOf(r.GetCreated()),
 	}
 	if j.Branches == nil {

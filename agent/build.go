@@ -141,8 +141,11 @@ func (b *build) run() (int, error) {
 	// are made: neither needs it until the workspace is filled.
 	fetched := b.fetch()
 	defer fetched.stop()
-	image, network, err := b.r.prepare(ctx)
+	image, err := b.r.Prepare(ctx)
 	if err != nil {
+		return -1, err
+	}
+	if err := b.makeNetwork(ctx); err != nil {
 		return -1, err
 	}
 	if err := os.MkdirAll(b.apiDir, 0o700); err != nil {
@@ -171,8 +174,9 @@ func (b *build) run() (int, error) {
 		Mounts:   mounts,
 		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
 		Memory:   cfg.Script.Memory,
-		Network:  network,
+		Network:  b.network(),
 	}
+	confine(&spec, cfg.Pids)
 	script, err := b.create(spec)
 	if err != nil {
 		return -1, fmt.Errorf("script container: %w", err)
@@ -346,6 +350,9 @@ func (b *build) cleanup() {
 	}
 	if err := rt.RemoveVolume(ctx, b.volume); err != nil {
 		log.Warn("could not remove volume", "volume", b.volume, "error", err)
+	}
+	if err := rt.RemoveNetwork(ctx, b.network()); err != nil {
+		log.Warn("could not remove network", "network", b.network(), "error", err)
 	}
 	for _, dir := range []string{b.dir, b.apiDir} {
 		if err := os.RemoveAll(dir); err != nil {

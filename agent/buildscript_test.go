@@ -377,7 +377,14 @@ func TestAnotherBuildsTokenIsRefused(t *testing.T) {
 			t.Fatalf("build %s printed no token: %q", ids[i], rec.out(""))
 		}
 	}
-	socket := func(id string) string { return "unix://" + filepath.Join(os.TempDir(), "monkeyci-"+id, "job.sock") }
+	// A build's socket is in its agent's folder under the temp dir.
+	socket := func(id string) string {
+		found, _ := filepath.Glob(filepath.Join(os.TempDir(), "mci-*", id, "job.sock"))
+		if len(found) != 1 {
+			t.Fatalf("build %s's job API sockets: %v, want one", id, found)
+		}
+		return "unix://" + found[0]
+	}
 	status := func(sock, token string) error {
 		c, err := monkeyci.Dial(ctx, sock, token)
 		if err != nil {

@@ -50,6 +50,9 @@ type Config struct {
 	Script Resources
 	// AgentID labels what this agent makes (default "local").
 	AgentID string
+	// Pids bounds the processes of each build container (default
+	// DefaultPids): the default and the most a job may ask for.
+	Pids int64
 }
 
 // BuildSpec says what to build.
@@ -57,6 +60,9 @@ type BuildSpec struct {
 	ID string
 	// Repo keys the caches kept across builds.
 	Repo string
+	// Cache is the scope of the caches the build reads and writes
+	// (default LocalScope).
+	Cache CacheScope
 	// Source is the directory copied into the workspace.
 	Source string
 	// Fetch, if set, fills Source; it runs while the workspace volume and
@@ -149,32 +155,40 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if cfg.AgentID == "" {
 		cfg.AgentID = "local"
 	}
+	if cfg.Pids < 0 {
+		return nil, fmt.Errorf("runner: a negative process limit (%d)", cfg.Pids)
+	}
+	if cfg.Pids == 0 {
+		cfg.Pids = DefaultPids
+	}
 	return &Runner{cfg: cfg, builds: map[string]*build{}}, nil
 }
 
-// Prepare makes the script container's image and starts the scripts'
-// network holder (network.go), once. Run calls it too; calling it first
-// takes the work off the first build's clock.
+// Prepare makes the script container's image, once. Run calls it too;
+// calling it first takes the work off the first build's clock.
 func (r *Runner) Prepare(ctx context.Context) (string, error) {
-	image, _, err := r.prepare(ctx)
-	return image, err
-}
-
-// prepare returns the scripts' image and network mode.
-func (r *Runner) prepare(ctx context.Context) (image, network string, err error) {
 	r.imageMu.Lock()
 	defer r.imageMu.Unlock()
 	if r.image == "" {
-		if r.image, err = EnsureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary); err != nil {
-			return "", "", err
+		image, err := EnsureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
+		if err != nil {
+			return "", err
 		}
+		r.image = image
 	}
-	// Looked at every time (one inspect): a holder that was stopped or
-	// removed since is made again.
-	if network, err = r.ensureNetwork(ctx, r.image); err != nil {
-		return "", "", err
+	return r.image, nil
+}
+
+// Close removes what the runner's builds left behind although their
+// cleanup ran (a network a container held a moment too long), and the
+// builds' socket folders' parent, empty once none runs. Call it once no
+// build runs.
+func (r *Runner) Close(ctx context.Context) error {
+	_ = os.Remove(r.apiRoot())
+	if _, err := sweepNetworks(ctx, r.cfg.Runtime, map[string]string{LabelAgent: r.cfg.AgentID}); err != nil {
+		return fmt.Errorf("closing the runner: %w", err)
 	}
-	return r.image, network, nil
+	return nil
 }
 
 // Script is what a running script container reserves.
@@ -203,15 +217,16 @@ func (r *Runner) Sweep(ctx context.Context) (int, error) {
 // apiRoot holds the job API sockets of the agent's builds, one folder
 // each: under the temp dir, for a short socket path, and named after the
 // agent (hashed, as short), so that Sweep finds the folders a killed run
-// left and no other agent's.
+// left and no other agent's. Every byte counts: a socket's path is at most
+// MaxSocketPath long, and a docker pool agent's temp dir is deep.
 func (r *Runner) apiRoot() string {
 	h := fnv.New32a()
 	h.Write([]byte(r.cfg.AgentID))
-	return filepath.Join(os.TempDir(), fmt.Sprintf("monkeyci-api-%08x", h.Sum32()))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("mci-%08x", h.Sum32()))
 }
 
-// SweepAgent removes the containers and volumes labelled as made by the
-// agent agentID, and returns how many: what a killed agent left behind.
+// SweepAgent removes the containers, volumes and networks labelled as made
+// by the agent agentID, and returns how many: what a killed agent left behind.
 // The agent itself does it at start; the docker pool, when it destroys
 // an agent's instance.
 func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
@@ -234,5 +249,21 @@ func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
 			return len(ids), fmt.Errorf("removing leftover volume: %w", err)
 		}
 	}
-	return len(ids) + len(vols), nil
+	nets, err := sweepNetworks(ctx, rt, labels)
+	return len(ids) + len(vols) + nets, err
+}
+
+// sweepNetworks removes the networks that carry the labels (after their
+// containers: a network in use cannot go).
+func sweepNetworks(ctx context.Context, rt Runtime, labels map[string]string) (int, error) {
+	nets, err := rt.ListNetworks(ctx, labels)
+	if err != nil {
+		return 0, fmt.Errorf("listing leftover networks: %w", err)
+	}
+	for i, n := range nets {
+		if err := rt.RemoveNetwork(ctx, n); err != nil {
+			return i, fmt.Errorf("removing leftover network: %w", err)
+		}
+	}
+	return len(nets), nil
 }

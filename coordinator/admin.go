@@ -243,6 +243,7 @@ func buildInfo(b Build) *fleet.BuildInfo {
 		Id: b.ID, Repo: b.Repo, Url: source.Redact(b.Source.URL), Branch: b.Source.Branch, Commit: b.Source.Commit,
 		State: string(b.State), Result: string(b.Result), Message: b.Message, Attempt: int32(b.Attempt),
 		Agent: b.Agent, Waiting: b.Waiting, Created: timestamppb.New(b.Created), Trigger: b.Trigger,
+		PullRequest: int32(b.PullRequest), CacheScope: b.Cache.Scope, CacheFallback: b.Cache.Fallback,
 	}
 	if !b.Started.IsZero() {
 		info.Started = timestamppb.New(b.Started)

@@ -86,6 +86,7 @@ func (a *agentConn) assign(b *Build, url string, secrets map[string]string) {
 		Params:       b.Params,
 		Repo:         b.Repo,
 		Secrets:      secrets,
+		Cache:        &fleet.CacheScope{Scope: b.Cache.Scope, Fallback: b.Cache.Fallback},
 	}}})
 }
 

@@ -334,6 +334,9 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	if b.Repo == "" {
 		b.Repo = b.Source.URL
 	}
+	if b.Cache.Scope == "" { // no registered repository said its default branch
+		b.Cache = CacheScopeOf(b.Source, b.PullRequest, "")
+	}
 	var conn *agentConn
 	c.mu.Lock()
 	if len(c.queue) == 0 {

@@ -126,7 +126,11 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 	c.mu.Unlock()
 	c.changed()
 	c.metrics.assigned(b, c.cfg.Now())
-	secrets, err := c.secretsOf(context.Background(), b.Repo)
+	var secrets map[string]string
+	var err error
+	if !b.Fork { // a fork's pull request is anyone's code
+		secrets, err = c.secretsOf(context.Background(), b.Repo)
+	}
 	if err != nil {
 		// The agent is told nothing: the lease runs out and the build is
 		// tried again, or ends in error, saying why in the log.

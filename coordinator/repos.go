@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -42,7 +43,11 @@ func (c *Coordinator) sealer() (Sealer, error) {
 }
 
 func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
-	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl()}
+	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
+		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch())}
+	if repo.DefaultBranch == "" {
+		repo.DefaultBranch = DefaultBranch
+	}
 	// A credential in the URL (https://user:token@host/...) is sealed and
 	// kept apart: what is stored, shown and matched is the URL without it.
 	var credential string
@@ -52,6 +57,8 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 		return nil, status.Error(codes.InvalidArgument, "a repository needs a name without spaces (owner/name is usual)")
 	case repo.URL == "":
 		return nil, status.Error(codes.InvalidArgument, "--url: the repository's clone URL or local path is required")
+	case strings.ContainsFunc(repo.DefaultBranch, unicode.IsSpace) || strings.ContainsFunc(repo.DefaultBranch, unicode.IsControl):
+		return nil, status.Errorf(codes.InvalidArgument, "--default-branch: %q is not a branch name", repo.DefaultBranch)
 	}
 	for _, g := range repo.Branches {
 		if _, err := path.Match(g, ""); err != nil || g == "" {
@@ -131,7 +138,7 @@ func repoInfo(r Repo) *fleet.Repo {
 		shown = source.WithCredentials(shown, "***")
 	}
 	return &fleet.Repo{
-		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL,
+		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
 	}
 }
@@ -297,6 +304,7 @@ func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) error {
 			return err
 		}
 		b.Repo, b.Source.URL = r.Name, r.URL
+		b.Cache = CacheScopeOf(b.Source, b.PullRequest, r.DefaultBranch)
 		return nil
 	}
 	return nil

@@ -63,6 +63,16 @@ type Build struct {
 	// Forge is the forge whose webhook started it ("" otherwise): where
 	// its commit status goes.
 	Forge string `json:"forge,omitempty"`
+	// PullRequest is the number of the pull request the build is of (0:
+	// none), as the forge's webhook said.
+	PullRequest int `json:"pull-request,omitempty"`
+	// Fork is true for a pull request from another repository (or one
+	// whose delivery did not show it is the same): anyone may open one, so
+	// the build gets none of the repository's secrets.
+	Fork bool `json:"fork,omitempty"`
+	// Cache is the scope of the caches the build's jobs write and read
+	// (CacheScopeOf), decided when the build is queued.
+	Cache CacheScope `json:"cache,omitzero"`
 
 	// queuedAt is when the build last entered this process's queue (zero:
 	// at Created), for the dispatch latency metric.
@@ -146,6 +156,9 @@ type Repo struct {
 	URL  string `json:"url"`
 	// Branches are globs of the branches whose pushes build (none: all).
 	Branches []string `json:"branches,omitempty"`
+	// DefaultBranch is the branch whose caches a branch's first build may
+	// read ("": DefaultBranch).
+	DefaultBranch string `json:"default-branch,omitempty"`
 	// Forge and APIURL say where commit statuses go.
 	Forge         string `json:"forge,omitempty"`
 	APIURL        string `json:"api-url,omitempty"`

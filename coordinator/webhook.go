@@ -117,8 +117,13 @@ func (c *Coordinator) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusAccepted, webhookAnswer{Ignored: why})
 		return
 	}
+	src := Source{URL: repo.URL, Branch: ev.Branch, Commit: ev.Commit, Tag: ev.Tag}
+	var pr int
+	if ev.Kind == forge.PullRequest {
+		pr = ev.Number
+	}
 	b, err := c.TriggerDelivered(ctx, Build{
-		Repo: repo.Name, Source: Source{URL: repo.URL, Branch: ev.Branch, Commit: ev.Commit, Tag: ev.Tag},
+		Repo: repo.Name, Source: src, PullRequest: pr, Fork: ev.Kind == forge.PullRequest && ev.Fork, Cache: CacheScopeOf(src, pr, repo.DefaultBranch),
 		Trigger: describeEvent(kind, ev), Forge: forgeOf(kind, ev.Repo),
 	}, Delivery{Forge: string(kind), ID: delivery, Event: ev.Key()})
 	switch {
@@ -156,6 +161,9 @@ func describeEvent(kind forge.Kind, ev forge.Event) string {
 		what = "tag " + ev.Tag
 	case forge.PullRequest:
 		what = fmt.Sprintf("pull request #%d (%s)", ev.Number, ev.Branch)
+		if ev.Fork {
+			what += " from a fork, without secrets,"
+		}
 	}
 	if ev.Sender != "" {
 		what += " by " + ev.Sender

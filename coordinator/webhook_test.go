@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
@@ -20,6 +22,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
+	"github.com/monkeyci/monkeyci/secret"
 )
 
 // fakeGitHub records commit statuses as GitHub's API takes them.
@@ -368,5 +371,45 @@ func TestAnUnknownRepositoryAnswersAsABadSignature(t *testing.T) {
 	}
 	if builds, _ := f.store.ListBuilds(ctx, coordinator.BuildFilter{}); len(builds) != 0 {
 		t.Errorf("%d builds made", len(builds))
+	}
+}
+
+// A forge's redelivery of a push under a new delivery id, after the
+// coordinator restarted, builds nothing: the store remembers.
+func TestARedeliveryAfterARestartBuildsNothing(t *testing.T) {
+	f := newFleet(t, 10*time.Second)
+	ctx := context.Background()
+	if _, err := f.c.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/app", WebhookSecret: "hook-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	serve := func(c *coordinator.Coordinator, delivery string) map[string]any {
+		mux := http.NewServeMux()
+		mux.Handle("POST /webhooks/{forge}", c.WebhookHandler())
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		resp := push(t, srv.URL, commit, delivery, "hook-secret")
+		a := answerOf(t, resp)
+		a["status"] = float64(resp.StatusCode)
+		return a
+	}
+	first := serve(f.c, "before-restart")
+	if first["status"] != float64(http.StatusAccepted) {
+		t.Fatalf("the first delivery: %v", first)
+	}
+	keys, err := secret.LoadKeyring(f.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := coordinator.New(ctx, coordinator.Config{Store: f.store, Logs: f.logs, Keys: keys, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := serve(restarted, "after-restart")
+	if again["status"] != float64(http.StatusOK) || again["build"] != first["build"] || again["duplicate"] != true {
+		t.Errorf("the same push after a restart: %v, want 200 naming build %v", again, first["build"])
+	}
+	if builds, _ := f.store.ListBuilds(ctx, coordinator.BuildFilter{}); len(builds) != 1 {
+		t.Errorf("%d builds stored, want 1", len(builds))
 	}
 }

@@ -128,11 +128,17 @@ func Number(command string) string {
 }
 
 // Heading is how a command is shown above its output, "#N $ TEXT",
-// numbered from 1; of a text of several lines, the first.
+// numbered from 1, with the first line of its text (FirstLine).
 func Heading(command, text string) string {
+	return "#" + Number(command) + " $ " + FirstLine(text)
+}
+
+// FirstLine is a command's text shown on one line: its first, with "…"
+// when more follow.
+func FirstLine(text string) string {
 	first, rest, more := strings.Cut(strings.TrimSpace(text), "\n")
 	if more && strings.TrimSpace(rest) != "" {
 		first += " …"
 	}
-	return "#" + Number(command) + " $ " + first
+	return first
 }

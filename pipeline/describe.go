@@ -21,7 +21,7 @@ func (p *Plan) Describe() string {
 			if j.CPUs == 1 {
 				cpus = "cpu"
 			}
-			cells := []string{j.ID, j.Image, fmt.Sprintf("%d %s, %s", j.CPUs, cpus, formatMemory(j.Memory))}
+			cells := []string{j.ID, j.Image, fmt.Sprintf("%g %s, %s", j.CPUs, cpus, formatMemory(j.Memory))}
 			after := ""
 			if len(j.Dependencies) > 0 {
 				after = "after: " + strings.Join(j.Dependencies, ", ")

@@ -392,6 +392,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	spec := agent.BuildSpec{
 		ID: specID(ba), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(), Facts: facts,
 		Secrets: a.GetSecrets(), Reserved: reserved, Unblockable: true,
+		Cache: agent.CacheScope{Scope: a.GetCache().GetScope(), Fallback: a.GetCache().GetFallback()},
 	}
 	if !local {
 		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, srcPattern); err != nil {

@@ -461,7 +461,7 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
 	first := b.GetId() + "-1"
 	waitContainers(t, engine, first, func(n int) bool { return n > 1 }, "the first attempt's script and job")
-	sockets, _ := filepath.Glob(filepath.Join(os.TempDir(), "monkeyci-api-*", first))
+	sockets, _ := filepath.Glob(filepath.Join(os.TempDir(), "mci-*", first))
 	files := filepath.Join(state, "agent", "builds", "builds", first)
 	if _, err := os.Stat(files); len(sockets) != 1 || err != nil {
 		t.Fatalf("the running attempt's socket folders %v and files (%v): not where this test looks", sockets, err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -28,9 +29,9 @@ A repository's build secrets are set with monkeyci secrets.`,
 	flags := addAdminFlags(cmd)
 
 	var (
-		url, webhookSecret, forgeName, apiURL string
-		branches                              []string
-		tokenStdin, webhookSecretStdin        bool
+		url, webhookSecret, forgeName, apiURL, defaultBranch string
+		branches                                             []string
+		tokenStdin, webhookSecretStdin                       bool
 	)
 	add := &cobra.Command{
 		Use:   "add NAME --url CLONE_URL",
@@ -72,6 +73,7 @@ from the URL: it is shown as *** and given only to the agent that fetches.`,
 	f.BoolVar(&webhookSecretStdin, "webhook-secret-stdin", false, "read the webhook secret as one line of standard input")
 	f.StringSliceVar(&branches, "branches", nil, "globs of the branches whose pushes build, comma-separated (default: all)")
 	f.StringVar(&forgeName, "forge", "", "the forge: github, gitlab, gitea or bitbucket (default: guessed from --url)")
+	f.StringVar(&defaultBranch, "default-branch", "main", "the branch whose caches a branch's first build may read")
 	f.StringVar(&apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
 	f.BoolVar(&tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
@@ -89,6 +91,9 @@ from the URL: it is shown as *** and given only to the agent that fetches.`,
 		if err := admin.CheckForge(forgeName); err != nil {
 			return usageError(err)
 		}
+		if defaultBranch == "" || strings.ContainsFunc(defaultBranch, unicode.IsSpace) {
+			return usageError(fmt.Errorf("--default-branch %q: expected a branch name like main", defaultBranch))
+		}
 		for _, b := range branches {
 			if strings.TrimSpace(b) == "" {
 				return usageError(fmt.Errorf("--branches %q: a branch glob is empty", strings.Join(branches, ",")))
@@ -97,7 +102,7 @@ from the URL: it is shown as *** and given only to the agent that fetches.`,
 		if webhookSecretStdin && webhookSecret != "" {
 			return usageError(errors.New("give the webhook secret by --webhook-secret or by --webhook-secret-stdin, not both"))
 		}
-		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL}
+		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL, DefaultBranch: defaultBranch}
 		// One reader for both: the secret's line, then the token.
 		in := bufio.NewReader(cmd.InOrStdin())
 		if webhookSecretStdin {

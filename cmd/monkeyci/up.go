@@ -61,7 +61,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 			err = runLinkedAgent(link.Config{
 				Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
 				StateDir: filepath.Join(cfg.DataDir, "agent"),
-			}, "local", capacity, pause, log, func(l *link.Link) {
+			}, "local", capacity, pause, 0, log, func(l *link.Link) {
 				printUp(stdout, srv, cfg.DataDir, trigger == nil)
 				if trigger == nil {
 					return

@@ -66,9 +66,11 @@ type mergeWriter struct {
 	key     Key
 	next    int64 // index offset after the last whole line
 	partial []byte
-	ended   <-chan struct{}
-	emit    func(Piece) error
-	buf     []byte
+	// skipping: inside a line too long for a record, dropped to its end.
+	skipping bool
+	ended    <-chan struct{}
+	emit     func(Piece) error
+	buf      []byte
 }
 
 func (w *mergeWriter) Write(p []byte) (int, error) {
@@ -76,9 +78,10 @@ func (w *mergeWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			if len(w.partial)+len(p) > logorder.MaxLine {
-				w.partial = w.partial[:0] // no record is that long: drop it
-				w.next += int64(len(p))
+			if w.skipping || len(w.partial)+len(p) > logorder.MaxLine {
+				// No record is that long: drop the line, to its end.
+				w.next += int64(len(w.partial) + len(p))
+				w.partial, w.skipping = w.partial[:0], true
 				return n, nil
 			}
 			w.partial = append(w.partial, p...)
@@ -92,6 +95,10 @@ func (w *mergeWriter) Write(p []byte) (int, error) {
 		w.next += int64(len(line)) + 1
 		p = p[i+1:]
 		w.partial = w.partial[:0]
+		if w.skipping {
+			w.skipping = false
+			continue
+		}
 		r, err := logorder.Parse(string(line))
 		if err != nil {
 			continue

@@ -122,3 +122,54 @@ func closed() <-chan struct{} {
 	close(c)
 	return c
 }
+
+// The index may be stored, and so followed, in pieces that cut its lines
+// anywhere (the agent sends it in chunks of a size): cut into single
+// bytes, it merges the same.
+func TestFollowMergedJoinsCutLines(t *testing.T) {
+	s := open(t)
+	idx := records(
+		logorder.Record{Command: "0", Start: true, Text: "make"},
+		logorder.Record{Command: "0", Stream: "out", Offset: 0, Length: 3},
+		logorder.Record{Command: "0", Stream: "err", Offset: 0, Length: 4},
+	)
+	mustWrite(t, s, key("j", Stdout), 0, []byte("out"))
+	mustWrite(t, s, key("j", Stderr), 0, []byte("err\n"))
+	var whole, cut pieces
+	mustWrite(t, s, key("j", Order), 0, idx)
+	if err := FollowMerged(context.Background(), s, key("j", Order), 0, closed(), whole.emit); err != nil {
+		t.Fatal(err)
+	}
+	w := &mergeWriter{ctx: context.Background(), src: s, key: key("j", Order), ended: closed(), emit: cut.emit}
+	for i := range idx {
+		if n, err := w.Write(idx[i : i+1]); n != 1 || err != nil {
+			t.Fatalf("byte %d: %d, %v", i, n, err)
+		}
+	}
+	if strings.Join(cut.got, "\n") != strings.Join(whole.got, "\n") || len(whole.got) != 3 {
+		t.Errorf("cut into bytes:\n%s\nwhole:\n%s", strings.Join(cut.got, "\n"), strings.Join(whole.got, "\n"))
+	}
+}
+
+// A line longer than any record is dropped whole, to its end, however it
+// comes in; the offsets after it stay true.
+func TestFollowMergedDropsAnOverlongLine(t *testing.T) {
+	s := open(t)
+	mustWrite(t, s, key("j", Stdout), 0, []byte("ok\n"))
+	tail := records(logorder.Record{Stream: "out", Offset: 0, Length: 3})
+	long := strings.Repeat("x", logorder.MaxLine) + string(tail[:len(tail)-1]) + "\n" // ends like a record
+	idx := append([]byte(long), tail...)
+	var p pieces
+	w := &mergeWriter{ctx: context.Background(), src: s, key: key("j", Order), ended: closed(), emit: p.emit}
+	for len(idx) > 0 {
+		k := min(len(idx), 1000)
+		if _, err := w.Write(idx[:k]); err != nil {
+			t.Fatal(err)
+		}
+		idx = idx[k:]
+	}
+	want := fmt.Sprintf(`out  0 "ok\n" @%d`, len(long)+len(tail))
+	if strings.Join(p.got, "\n") != want {
+		t.Errorf("got %q, want %q", p.got, want)
+	}
+}

@@ -18,7 +18,7 @@ import (
 
 const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
 	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag, attempt_reasons`
+	trigger_desc, forge, delivery, source_tag, attempt_reasons, pull_request, cache_scope, cache_fallback, fork`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -32,7 +32,7 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
 		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons)
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback, &b.Fork)
 	if err != nil {
 		return b, err
 	}
@@ -156,7 +156,8 @@ func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event 
 	}
 	args := []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
 		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-		nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons, event}
+		nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
+		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}
 	return insert{id: b.ID, args: args, run: func(w wconn) error {
 		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx, args...)
 		return err

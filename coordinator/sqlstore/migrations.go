@@ -178,6 +178,18 @@ ALTER TABLE tokens ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
 -- credential is refused as removed, not taken for unknown.
 ALTER TABLE agents ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
 `,
+	// 9: cache scopes: a build's pull request and the scope its caches are
+	// written to and read from; a repository's default branch.
+	`
+ALTER TABLE builds ADD COLUMN pull_request INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE builds ADD COLUMN cache_scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE builds ADD COLUMN cache_fallback TEXT NOT NULL DEFAULT '';
+ALTER TABLE repos ADD COLUMN default_branch TEXT NOT NULL DEFAULT '';
+`,
+	// 10: a pull request from a fork, whose build gets no secrets.
+	`
+ALTER TABLE builds ADD COLUMN fork INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

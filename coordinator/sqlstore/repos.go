@@ -10,7 +10,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 )
 
-const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential`
+const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch`
 
 func scanRepo(row scanner) (coordinator.Repo, error) {
 	var (
@@ -18,7 +18,7 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 		branches sql.NullString
 		created  int64
 	)
-	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created, &r.URLCredential); err != nil {
+	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created, &r.URLCredential, &r.DefaultBranch); err != nil {
 		return r, err
 	}
 	r.Created = fromNanos(created)
@@ -31,8 +31,8 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 }
 
 // SaveRepo adds a repository or replaces its settings; its secrets stay,
-// and so do a webhook secret and a forge token not given again. Its URL
-// credential goes with its URL: one not given again is gone (else a new
+// and so do a webhook secret and a forge token not given again. A URL
+// credential not given again stays only while the URL does (else a new
 // URL's host would be sent the old host's credential).
 func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	if r.Name == "" || r.URL == "" {
@@ -52,7 +52,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	}
 	err := s.write(ctx, func(w wconn) error {
 		_, err := w.stmt(s.q.saveRepo).ExecContext(w.ctx, r.Name, r.URL, branches, r.Forge, r.APIURL,
-			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created), nullBlob(r.URLCredential))
+			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created), nullBlob(r.URLCredential), r.DefaultBranch)
 		return err
 	})
 	if err != nil {

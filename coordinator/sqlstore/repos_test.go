@@ -14,11 +14,11 @@ func TestReposAndTheirSecrets(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	r := coordinator.Repo{Name: "acme/app", URL: "https://example.com/acme/app.git", Branches: []string{"main", "release/*"},
-		Forge: "github", WebhookSecret: []byte("sealed-hook"), ForgeToken: []byte("sealed-token")}
+		Forge: "github", WebhookSecret: []byte("sealed-hook"), ForgeToken: []byte("sealed-token"), DefaultBranch: "trunk"}
 	must(t, s.SaveRepo(ctx, r))
 	got, err := s.GetRepo(ctx, "acme/app")
 	must(t, err)
-	if got.URL != r.URL || len(got.Branches) != 2 || string(got.WebhookSecret) != "sealed-hook" || got.Created.IsZero() {
+	if got.URL != r.URL || len(got.Branches) != 2 || string(got.WebhookSecret) != "sealed-hook" || got.Created.IsZero() || got.DefaultBranch != "trunk" {
 		t.Errorf("got %+v", got)
 	}
 	// Saved again without secrets: the old ones stay.
@@ -67,6 +67,31 @@ func TestReposAndTheirSecrets(t *testing.T) {
 	}
 	if _, err := s.GetRepo(ctx, "acme/app"); !errors.Is(err, coordinator.ErrNotFound) {
 		t.Errorf("removed repository: %v", err)
+	}
+}
+
+// A URL credential not given again stays with its URL, and goes when the
+// URL changes.
+func TestAURLCredentialStaysOnlyWithItsURL(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	r := coordinator.Repo{Name: "acme/app", URL: "https://a.example/app.git", URLCredential: []byte("sealed-1")}
+	must(t, s.SaveRepo(ctx, r))
+	for _, tc := range []struct {
+		url, credential, want string
+	}{
+		{"https://a.example/app.git", "", "sealed-1"},         // other settings saved again
+		{"https://a.example/app.git", "sealed-2", "sealed-2"}, // a new one
+		{"https://b.example/app.git", "", ""},                 // another host: gone
+		{"https://a.example/app.git", "", ""},                 // and not back
+	} {
+		r.URL, r.URLCredential = tc.url, []byte(tc.credential)
+		must(t, s.SaveRepo(ctx, r))
+		got, err := s.GetRepo(ctx, "acme/app")
+		must(t, err)
+		if string(got.URLCredential) != tc.want {
+			t.Errorf("saved with %s and %q: credential %q, want %q", tc.url, tc.credential, got.URLCredential, tc.want)
+		}
 	}
 }
 

@@ -235,7 +235,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		sql string
 	}{
 		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
@@ -271,9 +271,11 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET url = excluded.url, url_credential = excluded.url_credential,
-				branches = excluded.branches,
+		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET url = excluded.url,
+				url_credential = CASE WHEN excluded.url_credential IS NOT NULL THEN excluded.url_credential
+					WHEN excluded.url = url THEN url_credential END,
+				branches = excluded.branches, default_branch = excluded.default_branch,
 				forge = excluded.forge, api_url = excluded.api_url,
 				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
 				forge_token = coalesce(excluded.forge_token, forge_token)`},

@@ -250,6 +250,7 @@ func TestCreateAndGetBuild(t *testing.T) {
 		Message: "it broke", Attempt: 2, Agent: "agent-1",
 		LeaseExpires: t0.Add(time.Minute), Waiting: "",
 		Created: t0, Started: t0.Add(time.Second), Ended: t0.Add(2 * time.Second),
+		PullRequest: 42, Cache: coordinator.CacheScope{Scope: "branch:x", Fallback: "branch:main"},
 	}
 	must(t, s.CreateBuild(ctx, full))
 	if got := get(t, s, "full"); !reflect.DeepEqual(got, full) {

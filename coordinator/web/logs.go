@@ -173,7 +173,7 @@ func (s *Server) followLog(w http.ResponseWriter, r *http.Request, _ session) {
 		}
 	}
 	if key.Stream == logstore.Order {
-		s.followMerged(w, r, ctx, key, offset, ended)
+		s.followMerged(ctx, w, r, key, offset, ended)
 		return
 	}
 	chunks := make(chan []byte, 16)

@@ -143,7 +143,7 @@ func (s *Server) indexBefore(key logstore.Key, end int64) ([]indexRecord, int64,
 
 // followMerged streams the merged view from index offset from on, as
 // followLog streams one stream: batched, until the build ends.
-func (s *Server) followMerged(w http.ResponseWriter, r *http.Request, ctx context.Context, key logstore.Key, from int64, ended <-chan struct{}) {
+func (s *Server) followMerged(ctx context.Context, w http.ResponseWriter, r *http.Request, key logstore.Key, from int64, ended <-chan struct{}) {
 	msgs := make(chan followMsg, 16)
 	followed := make(chan error, 1)
 	go func() {

@@ -286,6 +286,9 @@ type BuildInfo struct {
 	// why each attempt after the first exists, by attempt number ("agent
 	// lost", "agent restarted", "lease expired", "retried by admin").
 	AttemptReasons map[int32]string `protobuf:"bytes,16,rep,name=attempt_reasons,json=attemptReasons,proto3" json:"attempt_reasons,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	PullRequest    int32            `protobuf:"varint,17,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`      // the pull request it is of, 0 none
+	CacheScope     string           `protobuf:"bytes,18,opt,name=cache_scope,json=cacheScope,proto3" json:"cache_scope,omitempty"`          // the scope its caches are written to
+	CacheFallback  string           `protobuf:"bytes,19,opt,name=cache_fallback,json=cacheFallback,proto3" json:"cache_fallback,omitempty"` // the scope read for a cache its own lacks
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -430,6 +433,27 @@ func (x *BuildInfo) GetAttemptReasons() map[int32]string {
 		return x.AttemptReasons
 	}
 	return nil
+}
+
+func (x *BuildInfo) GetPullRequest() int32 {
+	if x != nil {
+		return x.PullRequest
+	}
+	return 0
+}
+
+func (x *BuildInfo) GetCacheScope() string {
+	if x != nil {
+		return x.CacheScope
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCacheFallback() string {
+	if x != nil {
+		return x.CacheFallback
+	}
+	return ""
 }
 
 type ListBuildsRequest struct {
@@ -1503,8 +1527,10 @@ type Repo struct {
 	HasWebhookSecret bool                   `protobuf:"varint,8,opt,name=has_webhook_secret,json=hasWebhookSecret,proto3" json:"has_webhook_secret,omitempty"`
 	HasForgeToken    bool                   `protobuf:"varint,9,opt,name=has_forge_token,json=hasForgeToken,proto3" json:"has_forge_token,omitempty"`
 	Created          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// the branch whose caches a branch's first build may read; "" main
+	DefaultBranch string `protobuf:"bytes,11,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repo) Reset() {
@@ -1605,6 +1631,13 @@ func (x *Repo) GetCreated() *timestamppb.Timestamp {
 		return x.Created
 	}
 	return nil
+}
+
+func (x *Repo) GetDefaultBranch() string {
+	if x != nil {
+		return x.DefaultBranch
+	}
+	return ""
 }
 
 type RepoRef struct {
@@ -2288,7 +2321,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x11UnblockJobRequest\x12\x14\n" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
-	"\x03job\x18\x02 \x01(\tR\x03job\"\xd9\x04\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"\xc4\x05\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -2306,7 +2339,11 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\astarted\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
 	"\x05ended\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
 	"\atrigger\x18\x0f \x01(\tR\atrigger\x12Y\n" +
-	"\x0fattempt_reasons\x18\x10 \x03(\v20.monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntryR\x0eattemptReasons\x1aA\n" +
+	"\x0fattempt_reasons\x18\x10 \x03(\v20.monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntryR\x0eattemptReasons\x12!\n" +
+	"\fpull_request\x18\x11 \x01(\x05R\vpullRequest\x12\x1f\n" +
+	"\vcache_scope\x18\x12 \x01(\tR\n" +
+	"cacheScope\x12%\n" +
+	"\x0ecache_fallback\x18\x13 \x01(\tR\rcacheFallback\x1aA\n" +
 	"\x13AttemptReasonsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
@@ -2390,7 +2427,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x127\n" +
 	"\tlast_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
 	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12 \n" +
-	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xcb\x02\n" +
+	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xf2\x02\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2403,7 +2440,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x12has_webhook_secret\x18\b \x01(\bR\x10hasWebhookSecret\x12&\n" +
 	"\x0fhas_forge_token\x18\t \x01(\bR\rhasForgeToken\x124\n" +
 	"\acreated\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x1d\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12%\n" +
+	"\x0edefault_branch\x18\v \x01(\tR\rdefaultBranch\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +
 	"\x10ListReposRequest\"B\n" +

@@ -108,8 +108,14 @@ type JobSpec struct {
 	Entrypoint       []string               `protobuf:"bytes,14,rep,name=entrypoint,proto3" json:"entrypoint,omitempty"`
 	Cmd              []string               `protobuf:"bytes,15,rep,name=cmd,proto3" json:"cmd,omitempty"`
 	Labels           map[string]string      `protobuf:"bytes,16,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// CPUs in thousandths (250: a quarter of one); when set it wins over
+	// cpus, which holds whole CPUs only.
+	MilliCpus int64 `protobuf:"varint,17,opt,name=milli_cpus,json=milliCpus,proto3" json:"milli_cpus,omitempty"`
+	// The most processes the job's container may have; 0: the agent's
+	// default, which is also the most a job may ask.
+	Pids          int64 `protobuf:"varint,18,opt,name=pids,proto3" json:"pids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -252,6 +258,20 @@ func (x *JobSpec) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *JobSpec) GetMilliCpus() int64 {
+	if x != nil {
+		return x.MilliCpus
+	}
+	return 0
+}
+
+func (x *JobSpec) GetPids() int64 {
+	if x != nil {
+		return x.Pids
+	}
+	return 0
 }
 
 type StartJobRequest struct {
@@ -1296,7 +1316,7 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\x13jobapi/jobapi.proto\x12\x12monkeyci.jobapi.v1\x1a\x1egoogle/protobuf/duration.proto\".\n" +
 	"\bArtifact\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"\xe1\x05\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x94\x06\n" +
 	"\aJobSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x16\n" +
@@ -1316,7 +1336,10 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"entrypoint\x18\x0e \x03(\tR\n" +
 	"entrypoint\x12\x10\n" +
 	"\x03cmd\x18\x0f \x03(\tR\x03cmd\x12?\n" +
-	"\x06labels\x18\x10 \x03(\v2'.monkeyci.jobapi.v1.JobSpec.LabelsEntryR\x06labels\x1a6\n" +
+	"\x06labels\x18\x10 \x03(\v2'.monkeyci.jobapi.v1.JobSpec.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"milli_cpus\x18\x11 \x01(\x03R\tmilliCpus\x12\x12\n" +
+	"\x04pids\x18\x12 \x01(\x03R\x04pids\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

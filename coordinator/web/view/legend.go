@@ -23,7 +23,7 @@ const (
 	legendSwatchW = 28
 	legendSwatchH = 16
 	legendRow     = 22
-	legendWidth   = 260
+	legendWidth   = 340 // the longest label, at 13 px, fits
 )
 
 // GraphLegend renders what the graph's colours, shapes and arrows mean, as
