@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 			err = runLinkedAgent(link.Config{
 				Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
 				StateDir: filepath.Join(cfg.DataDir, "agent"),
-			}, "local", capacity, pause, 0, log, func(l *link.Link) {
+			}, localAgentID(cfg.DataDir), capacity, pause, 0, log, func(l *link.Link) {
 				printUp(stdout, srv, cfg.DataDir, trigger == nil)
 				if trigger == nil {
 					return
@@ -131,4 +132,17 @@ func printUp(w io.Writer, srv *server.Server, dataDir string, hints bool) {
 		printExport(w, srv, dataDir)
 		fmt.Fprintf(w, "  then: monkeyci trigger --repo PATH_OR_URL --wait\n")
 	}
+}
+
+// localAgentID names the containers of up's agent after its data dir: two
+// ups on one engine, each sweeping what its own killed run left at start,
+// never sweep each other's.
+func localAgentID(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	h := fnv.New32a()
+	h.Write([]byte(abs))
+	return fmt.Sprintf("local-%08x", h.Sum32())
 }
