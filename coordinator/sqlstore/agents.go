@@ -79,19 +79,8 @@ func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, err
 // ListAgents returns every agent not removed, by name then id.
 func (s *Store) ListAgents(ctx context.Context) ([]coordinator.Agent, error) {
 	rows, err := s.q.listAgents.QueryContext(ctx)
+	as, err := collect(rows, err, scanAgent)
 	if err != nil {
-		return nil, fmt.Errorf("list agents: %w", err)
-	}
-	defer rows.Close()
-	var as []coordinator.Agent
-	for rows.Next() {
-		a, err := scanAgent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list agents: %w", err)
-		}
-		as = append(as, a)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}
 	return as, nil

@@ -181,19 +181,8 @@ func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]strin
 	// Text compares byte by byte: every id that starts with prefix sorts
 	// below prefix followed by the greatest code point.
 	rows, err := s.q.buildIDs.QueryContext(ctx, prefix, prefix+"\U0010FFFF", limit)
+	ids, err := collect(rows, err, func(r scanner) (id string, err error) { return id, r.Scan(&id) })
 	if err != nil {
-		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
 	}
 	return ids, nil
@@ -221,7 +210,7 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
 	rows, err := s.r.QueryContext(ctx, q, args...)
-	bs, err := collect(rows, err)
+	bs, err := collect(rows, err, scanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
@@ -230,7 +219,8 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 
 // Queued returns the queued builds, oldest first (by creation, then id).
 func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
-	bs, err := collect(s.q.queued.QueryContext(ctx))
+	rows, err := s.q.queued.QueryContext(ctx)
+	bs, err := collect(rows, err, scanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("queued builds: %w", err)
 	}
@@ -239,27 +229,29 @@ func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
 
 // Running returns the builds under a lease, oldest first.
 func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
-	bs, err := collect(s.q.running.QueryContext(ctx))
+	rows, err := s.q.running.QueryContext(ctx)
+	bs, err := collect(rows, err, scanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("running builds: %w", err)
 	}
 	return bs, nil
 }
 
-func collect(rows *sql.Rows, err error) ([]coordinator.Build, error) {
+// collect scans every row a query returned with scan.
+func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var bs []coordinator.Build
+	var out []T
 	for rows.Next() {
-		b, err := scanBuild(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		bs = append(bs, b)
+		out = append(out, v)
 	}
-	return bs, rows.Err()
+	return out, rows.Err()
 }
 
 // SetWaiting records why a queued build was not dispatched. A build that is

@@ -84,19 +84,8 @@ func (s *Store) GetRepo(ctx context.Context, name string) (coordinator.Repo, err
 // ListRepos returns every repository by name.
 func (s *Store) ListRepos(ctx context.Context) ([]coordinator.Repo, error) {
 	rows, err := s.q.listRepos.QueryContext(ctx)
+	rs, err := collect(rows, err, scanRepo)
 	if err != nil {
-		return nil, fmt.Errorf("list repositories: %w", err)
-	}
-	defer rows.Close()
-	var rs []coordinator.Repo
-	for rows.Next() {
-		r, err := scanRepo(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list repositories: %w", err)
-		}
-		rs = append(rs, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
 	return rs, nil

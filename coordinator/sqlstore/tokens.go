@@ -67,19 +67,8 @@ func (s *Store) ListTokens(ctx context.Context) ([]coordinator.Token, error) {
 
 func (s *Store) tokens(ctx context.Context, st *sql.Stmt, args ...any) ([]coordinator.Token, error) {
 	rows, err := st.QueryContext(ctx, args...)
+	ts, err := collect(rows, err, scanToken)
 	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
-	}
-	defer rows.Close()
-	var ts []coordinator.Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		ts = append(ts, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return ts, nil
