@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5"
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
@@ -25,10 +25,7 @@ import (
 func TestCacheScopesThroughTheCoordinator(t *testing.T) {
 	dockertest.RequireImage(t, dockertest.Busybox)
 	f := newFleet(t, 10*time.Second)
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": `
 id: cached
 image: monkeyci/busybox:latest
@@ -51,7 +48,7 @@ script:
 		}
 		return info.GetId()
 	}
-	pullRequest := func(n int, branch string) string {
+	pullRequest := func(n int, branch, commit string) string {
 		body := fmt.Sprintf(`{"action":"opened","number":%d,"pull_request":{"number":%d,"state":"open","draft":false,
 			"head":{"ref":%q,"sha":%q,"repo":{"full_name":"someone/app"}},"base":{"ref":"trunk"}},
 			"repository":{"full_name":"acme/app","clone_url":"https://github.com/acme/app.git"},"sender":{"login":"mallory"}}`, n, n, branch, commit)
@@ -75,8 +72,14 @@ script:
 		{"feature's second its own", func() string { return trigger("feature", "") },
 			coordinator.CacheScope{Scope: "branch:feature", Fallback: "branch:trunk"}, "2", "branch:feature"},
 		{"trunk never sees feature's", func() string { return trigger("trunk", "") }, coordinator.CacheScope{Scope: "branch:trunk"}, "1", "branch:trunk"},
-		{"a pull request of feature: its own only", func() string { return pullRequest(7, "feature") }, coordinator.CacheScope{Scope: "pr:7"}, "none", ""},
-		{"the pull request again", func() string { return pullRequest(7, "feature") }, coordinator.CacheScope{Scope: "pr:7"}, "1", "pr:7"},
+		{"a pull request of feature: its own only", func() string { return pullRequest(7, "feature", commit) }, coordinator.CacheScope{Scope: "pr:7"}, "none", ""},
+		{"the pull request again, pushed to", func() string {
+			opened, err := git.PlainOpen(repo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pullRequest(7, "feature", gittest.Commit(t, opened, repo, map[string]string{"more.txt": "more"}))
+		}, coordinator.CacheScope{Scope: "pr:7"}, "1", "pr:7"},
 		{"a tag: its own only", func() string { return trigger("", "v1") }, coordinator.CacheScope{Scope: "tag:v1"}, "none", ""},
 		{"trunk untouched by them all", func() string { return trigger("trunk", "") }, coordinator.CacheScope{Scope: "branch:trunk"}, "2", "branch:trunk"},
 	}
@@ -104,7 +107,7 @@ script:
 			t.Errorf("%s: job/start caches %+v, want %+v", s.name, caches, want)
 		}
 	}
-	detail, err := api.GetBuild(ctx, &fleet.GetBuildRequest{Id: pullRequest(8, "x")})
+	detail, err := api.GetBuild(ctx, &fleet.GetBuildRequest{Id: pullRequest(8, "x", commit)})
 	if err != nil || detail.GetBuild().GetPullRequest() != 8 || detail.GetBuild().GetCacheScope() != "pr:8" {
 		t.Errorf("builds show of a pull request: %v %v", detail.GetBuild(), err)
 	}

@@ -3,6 +3,8 @@ package coordinator_test
 import (
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -70,6 +72,17 @@ func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Confi
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
 	return &fleetFixture{dir: dir, c: c, store: store, logs: logs, addr: l.Addr().String()}
+}
+
+// webhooks serves the coordinator's webhook handler at /webhooks/{forge},
+// until the test ends.
+func (f *fleetFixture) webhooks(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
+	hooks := httptest.NewServer(mux)
+	t.Cleanup(hooks.Close)
+	return hooks
 }
 
 // startAgent runs an agent in this process against the fixture.

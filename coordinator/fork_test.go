@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +17,7 @@ import (
 // repository itself gets them as a push does.
 func TestAForksPullRequestGetsNoSecrets(t *testing.T) {
 	f := newFleet(t, time.Minute)
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 	ctx := context.Background()
 	api := f.c.AdminServer()
 	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/git/app", WebhookSecret: "hook-secret"}); err != nil {

@@ -115,10 +115,7 @@ func TestAGitHubPushBuildsOnceWithItsSecretMaskedAndReportsItsStatus(t *testing.
 	github := &fakeGitHub{changed: make(chan struct{}, 1)}
 	gh := httptest.NewServer(github)
 	defer gh.Close()
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 
 	const token = "s3cr3t-token-value"
 	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "- {id: deploy, image: monkeyci/busybox:latest, script: ['echo token is $API_TOKEN', 'echo done']}\n"})
@@ -183,10 +180,7 @@ func TestAGitHubPushBuildsOnceWithItsSecretMaskedAndReportsItsStatus(t *testing.
 // Nothing a forge sends that fails a check creates a build.
 func TestBadDeliveriesAreRefusedAndCreateNoBuild(t *testing.T) {
 	f := newFleet(t, 10*time.Second)
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 	ctx := context.Background()
 	if _, err := f.c.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/app", WebhookSecret: "hook-secret", Branches: []string{"main"}}); err != nil {
 		t.Fatal(err)
@@ -284,10 +278,7 @@ func TestEveryForgesPushQueuesABuild(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(string(tc.forge), func(t *testing.T) {
 			f := newFleet(t, 10*time.Second)
-			mux := http.NewServeMux()
-			mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-			hooks := httptest.NewServer(mux)
-			defer hooks.Close()
+			hooks := f.webhooks(t)
 			ctx := context.Background()
 			if _, err := f.c.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/git/app", WebhookSecret: "hook-secret"}); err != nil {
 				t.Fatal(err)
@@ -321,10 +312,7 @@ func TestEveryForgesPushQueuesABuild(t *testing.T) {
 // unverifiable signature gets, so that names cannot be probed.
 func TestAnUnknownRepositoryAnswersAsABadSignature(t *testing.T) {
 	f := newFleet(t, 10*time.Second)
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 	ctx := context.Background()
 	api := f.c.AdminServer()
 	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/app", WebhookSecret: "hook-secret"}); err != nil {
