@@ -92,7 +92,7 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		spec:      spec,
 		rep:       rep,
 		dir:       filepath.Join(r.cfg.StateDir, "builds", spec.ID),
-		apiDir:    filepath.Join(r.apiRoot(), spec.ID),
+		apiDir:    r.apiDirOf(spec.ID),
 		volume:    "monkeyci-" + spec.ID + "-workspace",
 		labels:    map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
 		jobs:      map[string]*jobRun{},

@@ -377,13 +377,15 @@ func TestAnotherBuildsTokenIsRefused(t *testing.T) {
 			t.Fatalf("build %s printed no token: %q", ids[i], rec.out(""))
 		}
 	}
-	// A build's socket is in its agent's folder under the temp dir.
+	// A build's socket is in the folder its script container mounts.
 	socket := func(id string) string {
-		found, _ := filepath.Glob(filepath.Join(os.TempDir(), "mci-*", id, "job.sock"))
-		if len(found) != 1 {
-			t.Fatalf("build %s's job API sockets: %v, want one", id, found)
+		for _, m := range f.inspectOne(t, id, agent.LabelRole, "script").Mounts {
+			if m.Destination == "/run/monkeyci" {
+				return "unix://" + filepath.Join(m.Source, "job.sock")
+			}
 		}
-		return "unix://" + found[0]
+		t.Fatalf("build %s's script mounts no job API folder", id)
+		return ""
 	}
 	status := func(sock, token string) error {
 		c, err := monkeyci.Dial(ctx, sock, token)

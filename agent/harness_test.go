@@ -50,6 +50,28 @@ func (r *recorder) Output(job, stream string, data []byte) {
 		r.output[job+"/"+stream] = b
 	}
 	b.Write(data)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// waitOutput blocks until the job's stream holds text.
+func (r *recorder) waitOutput(t *testing.T, job, stream, text string) {
+	t.Helper()
+	deadline := time.After(2 * time.Minute)
+	for {
+		r.mu.Lock()
+		b, ch := r.output[job+"/"+stream], r.changed
+		found := b != nil && strings.Contains(b.String(), text)
+		r.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("job %s wrote no %q on its %s within 2 minutes", job, text, stream)
+		}
+	}
 }
 
 func (r *recorder) out(job string) string {

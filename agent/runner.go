@@ -6,6 +6,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -219,6 +221,13 @@ func (r *Runner) Sweep(ctx context.Context) (int, error) {
 // agent (hashed, as short), so that Sweep finds the folders a killed run
 // left and no other agent's. Every byte counts: a socket's path is at most
 // MaxSocketPath long, and a docker pool agent's temp dir is deep.
+// apiDirOf is the folder of a build's job API socket under apiRoot, named
+// by a hash of the build's id: 12 hex digits, half the id's length.
+func (r *Runner) apiDirOf(buildID string) string {
+	sum := sha256.Sum256([]byte(buildID))
+	return filepath.Join(r.apiRoot(), hex.EncodeToString(sum[:6]))
+}
+
 func (r *Runner) apiRoot() string {
 	h := fnv.New32a()
 	h.Write([]byte(r.cfg.AgentID))

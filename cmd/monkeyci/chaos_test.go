@@ -420,6 +420,29 @@ func readLog(t *testing.T, api fleet.AdminClient, build, job string) string {
 
 // waitContainers waits until the count of containers of a runner build id
 // satisfies ok.
+// scriptMounts are the host folders that an attempt's script container
+// mounts at target.
+func scriptMounts(t *testing.T, engine *docker.Engine, runnerBuild, target string) []string {
+	t.Helper()
+	ids, err := engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: runnerBuild, agent.LabelRole: "script"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, id := range ids {
+		info, err := engine.Inspect(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range info.Mounts {
+			if m.Destination == target {
+				dirs = append(dirs, m.Source)
+			}
+		}
+	}
+	return dirs
+}
+
 func waitContainers(t *testing.T, engine *docker.Engine, runnerBuild string, ok func(int) bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
@@ -461,7 +484,7 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
 	first := b.GetId() + "-1"
 	waitContainers(t, engine, first, func(n int) bool { return n > 1 }, "the first attempt's script and job")
-	sockets, _ := filepath.Glob(filepath.Join(os.TempDir(), "mci-*", first))
+	sockets := scriptMounts(t, engine, first, "/run/monkeyci")
 	files := filepath.Join(state, "agent", "builds", "builds", first)
 	if _, err := os.Stat(files); len(sockets) != 1 || err != nil {
 		t.Fatalf("the running attempt's socket folders %v and files (%v): not where this test looks", sockets, err)
