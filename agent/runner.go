@@ -220,10 +220,20 @@ func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("listing leftover containers: %w", err)
 	}
-	for _, id := range ids {
-		if err := rt.Remove(ctx, id); err != nil {
-			return 0, fmt.Errorf("removing leftover container: %w", err)
-		}
+	// Side by side: a killed agent's restart waits for them before it
+	// joins, and a running or frozen container takes a while to go.
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = rt.Remove(ctx, id)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, fmt.Errorf("removing leftover containers: %w", err)
 	}
 	vols, err := rt.ListVolumes(ctx, labels)
 	if err != nil {
