@@ -188,7 +188,19 @@ func (r *Runner) Pauses() bool { return r.cfg.Pause }
 // sockets (apiRoot) and their files under the state dir. Call it before
 // the first build, when the agent holds none and owns its state dir.
 func (r *Runner) Sweep(ctx context.Context) (int, error) {
-	n, err := SweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID)
+	// A network holder that still runs holds nothing of a build: it is
+	// kept, and not made again before the first build.
+	keep := map[string]bool{}
+	if st, err := r.cfg.Runtime.State(ctx, r.networkHolder()); err == nil && st == "running" {
+		ids, err := r.cfg.Runtime.ListContainers(ctx, map[string]string{LabelAgent: r.cfg.AgentID, LabelRole: roleNetwork})
+		if err != nil {
+			return 0, fmt.Errorf("listing the network holder: %w", err)
+		}
+		for _, id := range ids {
+			keep[id] = true
+		}
+	}
+	n, err := sweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID, keep)
 	if err != nil {
 		return n, err
 	}
@@ -215,10 +227,22 @@ func (r *Runner) apiRoot() string {
 // The agent itself does it at start; the docker pool, when it destroys
 // an agent's instance.
 func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
+	return sweepAgent(ctx, rt, agentID, nil)
+}
+
+// sweepAgent is SweepAgent, but leaves the containers whose ids are in
+// keep.
+func sweepAgent(ctx context.Context, rt Runtime, agentID string, keep map[string]bool) (int, error) {
 	labels := map[string]string{LabelAgent: agentID}
-	ids, err := rt.ListContainers(ctx, labels)
+	all, err := rt.ListContainers(ctx, labels)
 	if err != nil {
 		return 0, fmt.Errorf("listing leftover containers: %w", err)
+	}
+	var ids []string
+	for _, id := range all {
+		if !keep[id] {
+			ids = append(ids, id)
+		}
 	}
 	// Side by side: a killed agent's restart waits for them before it
 	// joins, and a running or frozen container takes a while to go.
