@@ -377,14 +377,7 @@ func TestAnotherBuildsTokenIsRefused(t *testing.T) {
 			t.Fatalf("build %s printed no token: %q", ids[i], rec.out(""))
 		}
 	}
-	// A build's socket is in its agent's folder under the temp dir.
-	socket := func(id string) string {
-		found, _ := filepath.Glob(filepath.Join(os.TempDir(), "monkeyci-api-*", id, "job.sock"))
-		if len(found) != 1 {
-			t.Fatalf("build %s's job API sockets: %v, want one", id, found)
-		}
-		return "unix://" + found[0]
-	}
+	socket := func(id string) string { return "unix://" + agent.SocketOf(f.runner, id) }
 	status := func(sock, token string) error {
 		c, err := monkeyci.Dial(ctx, sock, token)
 		if err != nil {
