@@ -201,6 +201,11 @@ type BuildJSON struct {
 	Created        *time.Time       `json:"created"`
 	Started        *time.Time       `json:"started"`
 	Ended          *time.Time       `json:"ended"`
+	// PullRequest is the pull request's number, 0 none; the cache scope
+	// is where its caches are written, the fallback what it reads too.
+	PullRequest   int32  `json:"pull_request"`
+	CacheScope    string `json:"cache_scope"`
+	CacheFallback string `json:"cache_fallback"`
 }
 
 // Build is b in -o json.
@@ -210,6 +215,7 @@ func Build(b *fleet.BuildInfo) BuildJSON {
 		State: b.GetState(), Result: b.GetResult(), Message: b.GetMessage(), Attempt: b.GetAttempt(),
 		AttemptReasons: b.GetAttemptReasons(), Agent: b.GetAgent(), Waiting: b.GetWaiting(),
 		Created: timeOf(b.GetCreated()), Started: timeOf(b.GetStarted()), Ended: timeOf(b.GetEnded()),
+		PullRequest: b.GetPullRequest(), CacheScope: b.GetCacheScope(), CacheFallback: b.GetCacheFallback(),
 	}
 }
 
@@ -351,6 +357,13 @@ func DetailText(w io.Writer, d *fleet.BuildDetail, now time.Time) error {
 	} {
 		row(tw, f[0]+":", cell(f[1]))
 	}
+	// Only when known: builds of no pull request, or from before scopes.
+	if n := b.GetPullRequest(); n > 0 {
+		row(tw, "pr:", "#"+strconv.Itoa(int(n)))
+	}
+	if s := cacheScope(b); s != "" {
+		row(tw, "caches:", s)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -407,6 +420,16 @@ func AttemptReasons(b *fleet.BuildInfo) []AttemptReason {
 	return out
 }
 
+// cacheScope is the scope a build's caches are written to, and the one
+// read for a cache it lacks.
+func cacheScope(b *fleet.BuildInfo) string {
+	s := b.GetCacheScope()
+	if f := b.GetCacheFallback(); s != "" && f != "" {
+		s += " (reads " + f + " for a cache it has not yet)"
+	}
+	return s
+}
+
 // EventCells are an event's time, type, job, status and message; an event
 // that is not JSON is shown as is.
 func EventCells(body []byte) []string {
@@ -419,6 +442,9 @@ func EventCells(body []byte) []string {
 		at = e.Time.Local().Format("15:04:05.000")
 	}
 	msg := e.Message
+	if c := events.DescribeCaches(e.Caches); c != "" {
+		msg = strings.TrimSpace(msg + " " + c)
+	}
 	if e.Exit != nil && *e.Exit != 0 {
 		msg = strings.TrimSpace(msg + fmt.Sprintf(" (exit %d)", *e.Exit))
 	}

@@ -101,7 +101,8 @@ func TestBuildJSON(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"agent", "attempt", "branch", "commit", "created", "ended", "id", "message", "repo", "result", "started", "state", "url", "waiting"}
+	want := []string{"agent", "attempt", "branch", "cache_fallback", "cache_scope", "commit", "created", "ended", "id", "message",
+		"pull_request", "repo", "result", "started", "state", "url", "waiting"}
 	if keys := sortedKeys(got[0]); !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}
@@ -114,12 +115,14 @@ func detail() *fleet.BuildDetail {
 	return &fleet.BuildDetail{
 		Build: &fleet.BuildInfo{Id: "b1", Repo: "r", Url: "/src/r", Branch: "main", Commit: "abc", State: "ended", Result: "failure",
 			Message: "job test failed", Attempt: 2, Agent: "a1", Created: ts(-time.Minute), Started: ts(-50 * time.Second), Ended: ts(-20 * time.Second),
+			CacheScope: "branch:feature", CacheFallback: "branch:main",
 			// 3: retried, then canceled before it was sent anywhere.
 			AttemptReasons: map[int32]string{2: "agent lost", 3: "retried by admin"}},
 		Events: []*fleet.StoredEvent{
 			{Attempt: 1, Seq: 1, Event: []byte(`{"type":"build/start","time":"2026-03-01T11:59:10Z","build":"b1"}`)},
 			{Attempt: 2, Seq: 1, Event: []byte(`{"type":"job/end","time":"2026-03-01T11:59:30.5Z","build":"b1","job":"test","status":"failure","exit":3,"message":"it broke","duration":2500000000}`)},
 			{Attempt: 2, Seq: 2, Event: []byte(`not json`)},
+			{Attempt: 2, Seq: 3, Event: []byte(`{"type":"job/start","time":"2026-03-01T11:59:28Z","job":"test","caches":[{"id":"deps","scope":"branch:feature","from":"branch:main"}]}`)},
 		},
 	}
 }
@@ -148,6 +151,8 @@ func TestDetailText(t *testing.T) {
 		"1        11:59:10.000  build/start  -     -\n",
 		"2        11:59:30.500  job/end      test  failure in 2.5s  it broke (exit 3)\n",
 		"2        -             ?            -     -                not json\n",
+		"caches:    branch:feature (reads branch:main for a cache it has not yet)\n",
+		"2        11:59:28.000  job/start    test  -                caches: deps branch:feature (restored from branch:main)\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in\n%s", want, got)
@@ -173,7 +178,7 @@ func TestDetailJSON(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
-	if got.ID != "b1" || got.State != "ended" || len(got.Events) != 3 || got.Events[1].Attempt != 2 || got.Attempts["2"] != "agent lost" {
+	if got.ID != "b1" || got.State != "ended" || len(got.Events) != 4 || got.Events[1].Attempt != 2 || got.Attempts["2"] != "agent lost" {
 		t.Errorf("got %+v", got)
 	}
 	if string(got.Events[2].Event) != `"not json"` {

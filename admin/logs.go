@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -89,6 +90,9 @@ func (f *follower) run(ctx context.Context) (*fleet.BuildInfo, error) {
 		}
 		f.found()
 		b := d.GetBuild()
+		// A prefix named it: the whole id from now on, which no build made
+		// later can make ambiguous.
+		f.o.Build = b.GetId()
 		a := b.GetAttempt()
 		switch {
 		case !f.o.Follow || b.GetState() == StateEnded:
@@ -255,13 +259,18 @@ type logSink struct {
 	prefix  bool
 	seen    map[streamKey]int64
 	partial map[streamKey][]byte
+	started map[streamKey]bool // commands whose start was written (stream: the command)
+	midLine bool               // raw: the last byte written ended no line
 }
 
 func newLogSink(w io.Writer, prefix bool) *logSink {
-	return &logSink{w: w, prefix: prefix, seen: map[streamKey]int64{}, partial: map[streamKey][]byte{}}
+	return &logSink{w: w, prefix: prefix, seen: map[streamKey]int64{}, partial: map[streamKey][]byte{}, started: map[streamKey]bool{}}
 }
 
 func (s *logSink) write(attempt int32, ch *fleet.LogsChunk) error {
+	if ch.GetStart() {
+		return s.command(attempt, ch)
+	}
 	k := streamKey{attempt, ch.GetJob(), ch.GetStream()}
 	data, off := ch.GetData(), ch.GetOffset()
 	end := off + int64(len(data))
@@ -274,6 +283,9 @@ func (s *logSink) write(attempt int32, ch *fleet.LogsChunk) error {
 	}
 	s.seen[k] = end
 	if !s.prefix {
+		if len(data) > 0 {
+			s.midLine = data[len(data)-1] != '\n'
+		}
 		_, err := s.w.Write(data)
 		return err
 	}
@@ -287,11 +299,39 @@ func (s *logSink) write(attempt int32, ch *fleet.LogsChunk) error {
 	return s.lines(k.job, buf[:last+1])
 }
 
+// command writes a line that a command starts, "#N $ TEXT", numbered
+// from 1, once: after what its job's earlier commands left unfinished.
+func (s *logSink) command(attempt int32, ch *fleet.LogsChunk) error {
+	k := streamKey{attempt, ch.GetJob(), ch.GetCommand()}
+	if s.started[k] {
+		return nil
+	}
+	s.started[k] = true
+	if err := s.flushWhere(func(p streamKey) bool { return p.attempt == attempt && p.job == k.job }); err != nil {
+		return err
+	}
+	line := []byte(logorder.Heading(ch.GetCommand(), ch.GetLine()) + "\n")
+	if !s.prefix {
+		if s.midLine { // a heading starts a line of its own
+			line = append([]byte{'\n'}, line...)
+			s.midLine = false
+		}
+		_, err := s.w.Write(line)
+		return err
+	}
+	return s.lines(k.job, line)
+}
+
 // flush writes the unfinished lines of an attempt (-1: of every attempt).
 func (s *logSink) flush(attempt int32) error {
+	return s.flushWhere(func(k streamKey) bool { return attempt < 0 || k.attempt == attempt })
+}
+
+// flushWhere writes the unfinished lines of the streams that match.
+func (s *logSink) flushWhere(match func(streamKey) bool) error {
 	keys := make([]streamKey, 0, len(s.partial))
 	for k, rest := range s.partial {
-		if (attempt < 0 || k.attempt == attempt) && len(rest) > 0 {
+		if match(k) && len(rest) > 0 {
 			keys = append(keys, k)
 		}
 	}

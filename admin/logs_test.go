@@ -244,3 +244,43 @@ func TestFollowStopsWithItsContext(t *testing.T) {
 		t.Errorf("the unfinished line is not written: %q", out.String())
 	}
 }
+
+// A command's start comes as a chunk of its own: written once (a stream
+// read again after a reconnect repeats it), numbered from 1, after what
+// the job's earlier command left unfinished.
+func TestLogsNameEachCommandOnce(t *testing.T) {
+	start := func(cmd, line string) *fleet.LogsChunk {
+		return &fleet.LogsChunk{Job: "test", Command: cmd, Start: true, Line: line}
+	}
+	chunks := []*fleet.LogsChunk{
+		start("0", "make"), chunk("test", 0, "half"), start("1", "go test\n./..."),
+		{Job: "test", Stream: "err", Data: []byte("FAIL\n"), Command: "1"},
+	}
+	c := &fakeClient{
+		get: func(int) (*fleet.BuildInfo, error) { return build(StateEnded, 1, "failure"), nil },
+		logs: func(r *fleet.LogsRequest) ([]*fleet.LogsChunk, bool, error) {
+			return chunks, false, nil
+		},
+	}
+	var out bytes.Buffer
+	if _, err := Logs(context.Background(), c, LogOptions{Build: "b1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "test | #1 $ make\ntest | half\ntest | #2 $ go test …\ntest | FAIL\n"
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	// Raw, and the same chunks twice (as after a reconnect): once each.
+	sink := newLogSink(&out, false)
+	out.Reset()
+	for range 2 {
+		for _, ch := range chunks {
+			if err := sink.write(1, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := "#1 $ make\nhalf\n#2 $ go test …\nFAIL\n"; out.String() != want {
+		t.Errorf("raw, twice: %q, want %q", out.String(), want)
+	}
+}

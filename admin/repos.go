@@ -58,6 +58,34 @@ func ReadSecret(r io.Reader, terminal bool, prompt func(), what string) ([]byte,
 	return v, nil
 }
 
+// ReadSecretLine reads a secret value as one line of r, its newline
+// dropped, and leaves the rest of r unread; what says what is read, in
+// errors. An empty value is an error.
+func ReadSecretLine(r *bufio.Reader, what string) ([]byte, error) {
+	var line []byte
+	for len(line) <= MaxSecret+1 { // room for \r\n
+		c, err := r.ReadByte()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s from standard input: %w", what, err)
+		}
+		line = append(line, c)
+		if c == '\n' {
+			break
+		}
+	}
+	v := TrimNewline(line)
+	switch {
+	case len(v) == 0:
+		return nil, fmt.Errorf("%s is empty: give it as the first line of standard input", what)
+	case len(v) > MaxSecret:
+		return nil, fmt.Errorf("%s is larger than %d bytes", what, MaxSecret)
+	}
+	return v, nil
+}
+
 // TrimNewline drops one trailing newline (\n or \r\n).
 func TrimNewline(b []byte) []byte {
 	if n := len(b); n > 0 && b[n-1] == '\n' {
@@ -77,6 +105,7 @@ type RepoJSON struct {
 	Forge            string     `json:"forge"`
 	APIURL           string     `json:"api_url"`
 	Branches         []string   `json:"branches"`
+	DefaultBranch    string     `json:"default_branch"`
 	HasWebhookSecret bool       `json:"has_webhook_secret"`
 	HasForgeToken    bool       `json:"has_forge_token"`
 	Created          *time.Time `json:"created"`
@@ -85,7 +114,7 @@ type RepoJSON struct {
 // Repo is r in -o json.
 func Repo(r *fleet.Repo) RepoJSON {
 	j := RepoJSON{
-		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(),
+		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(), DefaultBranch: r.GetDefaultBranch(),
 		HasWebhookSecret: r.GetHasWebhookSecret(), HasForgeToken: r.GetHasForgeToken(), Created: timeOf(r.GetCreated()),
 	}
 	if j.Branches == nil {

@@ -140,7 +140,17 @@ func (b *build) run() (int, error) {
 	// are made: neither needs it until the workspace is filled.
 	fetched := b.fetch()
 	defer fetched.stop()
-	image, network, err := b.r.prepare(ctx)
+	// So is the build's network (it costs the engine a second here, loaded),
+	// until the script container needs it; waited for on every return, so
+	// that cleanup finds it made.
+	networked := make(chan error, 1)
+	go func() { networked <- b.makeNetwork(ctx) }()
+	defer func() {
+		if networked != nil {
+			<-networked
+		}
+	}()
+	image, err := b.r.Prepare(ctx)
 	if err != nil {
 		return -1, err
 	}
@@ -174,7 +184,12 @@ func (b *build) run() (int, error) {
 		Mounts:   mounts,
 		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
 		Memory:   cfg.Script.Memory,
-		Network:  network,
+		Network:  b.network(),
+	}
+	confine(&spec, cfg.Pids)
+	err, networked = <-networked, nil
+	if err != nil {
+		return -1, err
 	}
 	script, err := b.create(spec)
 	if err != nil {
@@ -349,6 +364,9 @@ func (b *build) cleanup() {
 	}
 	if err := rt.RemoveVolume(ctx, b.volume); err != nil {
 		log.Warn("could not remove volume", "volume", b.volume, "error", err)
+	}
+	if err := rt.RemoveNetwork(ctx, b.network()); err != nil {
+		log.Warn("could not remove network", "network", b.network(), "error", err)
 	}
 	for _, dir := range []string{b.dir, b.apiDir} {
 		if dir == "" { // not made

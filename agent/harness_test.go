@@ -105,6 +105,7 @@ type fixture struct {
 	runner *agent.Runner
 	ledger *agent.Ledger
 	agent  string
+	caches string // the runner's CacheDir
 }
 
 // newFixture makes a runner on the real engine with the given capacity.
@@ -112,24 +113,34 @@ type fixture struct {
 // anything with that label is left when it ends.
 func newFixture(t *testing.T, capacity agent.Resources, pause bool) *fixture {
 	t.Helper()
+	return newFixtureWith(t, capacity, pause, func(*agent.Config) {})
+}
+
+// newFixtureWith is newFixture with the runner's config changed by edit.
+func newFixtureWith(t *testing.T, capacity agent.Resources, pause bool, edit func(*agent.Config)) *fixture {
+	t.Helper()
 	engine := dockertest.Engine(t)
 	dockertest.RequireImage(t, busybox)
-	f := &fixture{engine: engine, ledger: agent.NewLedger(capacity), agent: "test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))}
-	runner, err := agent.NewRunner(agent.Config{
+	f := &fixture{engine: engine, ledger: agent.NewLedger(capacity), agent: "test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), caches: t.TempDir()}
+	cfg := agent.Config{
 		Runtime:  engine,
 		Ledger:   f.ledger,
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: os.Stderr}),
 		Binary:   testbinary.Path(t),
 		StateDir: t.TempDir(),
+		CacheDir: f.caches,
 		Pause:    pause,
 		AgentID:  f.agent,
-	})
+	}
+	edit(&cfg)
+	runner, err := agent.NewRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.runner = runner
+	// Close last: what it sweeps, the builds' own cleanup must have removed.
+	t.Cleanup(func() { _ = runner.Close(context.Background()) })
 	t.Cleanup(func() { f.assertNothingLeft(t) })
-	t.Cleanup(func() { _ = runner.Close(context.Background()) }) // runs first
 	return f
 }
 
@@ -145,14 +156,21 @@ func (f *fixture) assertNothingLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cs)+len(vs) > 0 {
-		t.Errorf("left behind: containers %v, volumes %v", cs, vs)
+	ns, err := f.engine.ListNetworks(ctx, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs)+len(vs)+len(ns) > 0 {
+		t.Errorf("left behind: containers %v, volumes %v, networks %v", cs, vs, ns)
 	}
 	for _, c := range cs {
 		_ = f.engine.Remove(ctx, c)
 	}
 	for _, v := range vs {
 		_ = f.engine.RemoveVolume(ctx, v)
+	}
+	for _, n := range ns {
+		_ = f.engine.RemoveNetwork(ctx, n)
 	}
 }
 

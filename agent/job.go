@@ -2,19 +2,19 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/sidecar"
 )
@@ -57,8 +57,12 @@ func (b *build) startJob(j pipeline.Job) error {
 		return err
 	}
 	need := jobNeeds(j)
-	if err := b.r.cfg.Ledger.CanEverFit(need, b.scriptKeeps()); err != nil {
-		b.finish(jr, jobResult{status: events.Error, exit: -1, message: fmt.Sprintf("can never run on this agent: it %v", err)}, 0)
+	never := b.r.cfg.Ledger.CanEverFit(need, b.scriptKeeps())
+	if never == nil && j.Pids > b.r.cfg.Pids {
+		never = fmt.Errorf("asks for %d processes (pids), and this agent allows at most %d (its --pids)", j.Pids, b.r.cfg.Pids)
+	}
+	if never != nil {
+		b.finish(jr, jobResult{status: events.Error, exit: -1, message: fmt.Sprintf("can never run on this agent: it %v", never)}, 0)
 		b.wg.Done()
 		return nil
 	}
@@ -245,7 +249,7 @@ func (b *build) scriptKeeps() Resources {
 }
 
 func jobNeeds(j pipeline.Job) Resources {
-	return Resources{MilliCPUs: int64(j.CPUs) * 1000, Memory: j.Memory}
+	return Resources{MilliCPUs: j.MilliCPUs(), Memory: j.Memory}
 }
 
 // execJob runs one job's container from create to remove. Its messages
@@ -276,13 +280,14 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 		defer cancel()
 		_ = rt.Remove(ctx, id)
 	}()
-	if err := b.restore(id, j); err != nil {
+	caches, err := b.restore(id, j, spec.WorkDir)
+	if err != nil {
 		return fail(events.Error, "%v", err)
 	}
 	started() // made and filled: the script may freeze before it starts
 
-	sink := &jobSink{b: b, job: j.ID}
-	exit, err := b.runContainer(ctx, id, j, filesDir, sink)
+	sink := &jobSink{b: b, job: j.ID, lines: j.Script}
+	exit, err := b.runContainer(ctx, id, j, filesDir, sink, caches)
 	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
 	switch {
 	case ctx.Err() != nil:
@@ -314,7 +319,7 @@ var errTimedOut = errors.New("timed out")
 // runContainer starts a job's created container, follows its output (the
 // wrapper's files, or the engine's log for a job without script lines)
 // and waits for it to exit or time out.
-func (b *build) runContainer(ctx context.Context, id string, j pipeline.Job, filesDir string, sink *jobSink) (Exit, error) {
+func (b *build) runContainer(ctx context.Context, id string, j pipeline.Job, filesDir string, sink *jobSink, caches []events.Cache) (Exit, error) {
 	rt := b.r.cfg.Runtime
 	exited := make(chan struct{})
 	followed := make(chan error, 1)
@@ -334,7 +339,7 @@ func (b *build) runContainer(ctx context.Context, id string, j pipeline.Job, fil
 		go func() { followed <- follow() }()
 	}
 	// Said before the start call returns: output may arrive before it does.
-	b.emit(events.Event{Type: events.JobStart, Job: j.ID})
+	b.emit(events.Event{Type: events.JobStart, Job: j.ID, Caches: caches})
 	if err := rt.Start(ctx, id); err != nil {
 		if filesDir == "" {
 			followed <- nil
@@ -395,9 +400,16 @@ func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
 		WorkDir:    workDir,
 		Labels:     b.jobLabels(j),
 		Mounts:     []Mount{{Volume: b.volume, Target: workspacePath}},
-		NanoCPUs:   int64(j.CPUs) * 1e9,
+		NanoCPUs:   j.MilliCPUs() * 1e6,
 		Memory:     j.Memory,
+		Network:    b.network(),
+		Aliases:    []string{j.ID},
 	}
+	pids := b.r.cfg.Pids
+	if j.Pids > 0 {
+		pids = j.Pids // at most the agent's: startJob refused more
+	}
+	confine(&spec, pids)
 	filesDir := ""
 	if len(j.Script) > 0 {
 		filesDir = filepath.Join(b.dir, "jobs", j.ID)
@@ -425,29 +437,47 @@ func (b *build) jobLabels(j pipeline.Job) map[string]string {
 	return labels
 }
 
-// restore puts the job's artifacts and caches in place before it starts.
-func (b *build) restore(id string, j pipeline.Job) error {
+// restore puts the job's artifacts and caches in place before it starts,
+// each only under the path the job declares for it, and says where each
+// cache came from. A cache missing from the build's scope is read from
+// its fallback scope, if it has one.
+func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cache, error) {
 	rt := b.r.cfg.Runtime
 	for _, a := range j.RestoreArtifacts {
-		err := restoreArchive(b.jobsCtx, rt, id, b.artifactFile(a.ID))
+		err := restoreArchive(b.jobsCtx, rt, id, b.artifactFile(a.ID), containerPath(workDir, a.Path))
 		if errors.Is(err, errNoArchive) {
-			return fmt.Errorf("artifact %q was not saved by any job that ran before", a.ID)
+			return nil, fmt.Errorf("artifact %q was not saved by any job that ran before", a.ID)
 		}
 		if err != nil {
-			return fmt.Errorf("restoring artifact %q: %w", a.ID, err)
+			return nil, fmt.Errorf("restoring artifact %q: %w", a.ID, err)
 		}
 	}
+	scope := b.cacheScope()
+	var caches []events.Cache
 	for _, c := range j.Caches {
-		err := restoreArchive(b.jobsCtx, rt, id, b.cacheFile(c.ID))
-		if err != nil && !errors.Is(err, errNoArchive) {
-			return fmt.Errorf("restoring cache %q: %w", c.ID, err)
+		got := events.Cache{ID: c.ID, Scope: scope.Scope}
+		for _, from := range []string{scope.Scope, scope.Fallback} {
+			if from == "" {
+				continue
+			}
+			err := restoreArchive(b.jobsCtx, rt, id, b.cacheFile(from, c.ID), containerPath(workDir, c.Path))
+			if errors.Is(err, errNoArchive) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("restoring cache %q from %s: %w", c.ID, from, err)
+			}
+			got.From = from
+			break
 		}
+		caches = append(caches, got)
 	}
-	return nil
+	return caches, nil
 }
 
-// save keeps the job's artifacts and, when it succeeded, its caches. It
-// returns what went wrong, in words, or "".
+// save keeps the job's artifacts and, when it succeeded, its caches in the
+// build's own scope (never its fallback). It returns what went wrong, in
+// words, or "".
 func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) string {
 	ctx, rt := context.WithoutCancel(b.jobsCtx), b.r.cfg.Runtime
 	var problems []string
@@ -461,31 +491,22 @@ func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) 
 		}
 	}
 	if succeeded {
+		scope := b.cacheScope().Scope
 		for _, c := range j.Caches {
-			if err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), b.cacheFile(c.ID)); err != nil {
-				b.r.cfg.Logger.Warn("could not save cache", "job", j.ID, "cache", c.ID, "error", err)
+			if err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), b.cacheFile(scope, c.ID)); err != nil {
+				b.r.cfg.Logger.Warn("could not save cache", "job", j.ID, "cache", c.ID, "scope", scope, "error", err)
 			}
 		}
 	}
 	return strings.Join(problems, "; ")
 }
 
-func (b *build) artifactFile(id string) string {
-	return filepath.Join(b.dir, "artifacts", fileKey(id))
-}
-
-func (b *build) cacheFile(id string) string {
-	// Hashed: repository keys are paths or URLs, which no file name can
-	// hold without two of them meeting.
-	sum := sha256.Sum256([]byte(b.spec.Repo))
-	return filepath.Join(b.r.cfg.CacheDir, hex.EncodeToString(sum[:12]), fileKey(id))
-}
-
 // jobSink forwards a job container's wrapper events and output, and keeps
 // how its script ended.
 type jobSink struct {
-	b   *build
-	job string
+	b     *build
+	job   string
+	lines []string // the job's script, to name its commands
 	// lost is why the job's output could not be followed, if it could not.
 	lost error
 
@@ -495,6 +516,11 @@ type jobSink struct {
 
 func (s *jobSink) Event(e events.Event) {
 	e.Job = s.job
+	if e.Type == events.CommandStart {
+		if i, err := strconv.Atoi(e.Command); err == nil && i >= 0 && i < len(s.lines) {
+			e.Line = s.lines[i]
+		}
+	}
 	if e.Type == events.ContainerScriptEnd {
 		s.mu.Lock()
 		s.end = &e
@@ -519,7 +545,12 @@ func (s *jobSink) failure(exit Exit) string {
 		if s.end.Exit != nil {
 			code = *s.end.Exit
 		}
-		return fmt.Sprintf("script line %s failed with exit code %d", s.end.Step, code)
+		// Counted from 1 and shown with its text, as logs show it.
+		msg := fmt.Sprintf("command %s failed with exit code %d", logorder.Number(s.end.Step), code)
+		if i, err := strconv.Atoi(s.end.Step); err == nil && i >= 0 && i < len(s.lines) {
+			msg += ": " + logorder.FirstLine(s.lines[i])
+		}
+		return msg
 	}
 	return fmt.Sprintf("exited with code %d", exit.Code)
 }

@@ -41,10 +41,10 @@ func TestCachesAreKeptAcrossBuildsOfARepository(t *testing.T) {
 	dir := repo(t, `
 id: cached
 image: monkeyci/busybox:latest
-caches: [{id: deps, path: /root/.deps}]
+caches: [{id: deps, path: .deps}]
 script:
-  - mkdir -p /root/.deps && cat /root/.deps/count 2>/dev/null || echo none
-  - echo "$(( $(cat /root/.deps/count 2>/dev/null || echo 0) + 1 ))" > /root/.deps/count
+  - mkdir -p .deps && cat .deps/count 2>/dev/null || echo none
+  - echo "$(( $(cat .deps/count 2>/dev/null || echo 0) + 1 ))" > .deps/count
 `, map[string]string{})
 	var outputs []string
 	for i := 0; i < 2; i++ {

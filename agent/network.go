@@ -3,58 +3,38 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
 )
 
-// The script containers' network. A script needs none: it speaks to the
-// agent through its socket. But a namespace of its own, even an empty one
-// (--network none), costs every script container's start about 260 ms on
-// the engine (682 ms against 372 ms for `docker run` here). So an agent's
-// scripts all join one namespace that has nothing but a loopback
-// interface, held by an idle container: as cut off from the network as
-// none, and no namespace made per build.
+// A network per build. Its script and job containers join it, the jobs
+// under their ids as names, so a job reaches another job of its build by
+// that name (a service job, say). The engine keeps two such networks apart
+// (its DOCKER-ISOLATION chains drop what one bridge forwards to another), so
+// no container of one build reaches a container of another build, of this
+// agent or another one on the engine, by name or by address. The engine's
+// default bridge, which every container not told otherwise joins, puts them
+// all side by side.
 
-// roleNetwork is the network holder's io.monkeyci.role.
+// roleNetwork is a build network's io.monkeyci.role.
 const roleNetwork = "network"
 
-func (r *Runner) networkHolder() string { return "monkeyci-" + r.cfg.AgentID + "-network" }
+// network is the name of the build's network.
+func (b *build) network() string { return "monkeyci-" + b.spec.ID + "-network" }
 
-// ensureNetwork starts the network holder unless it runs already, and
-// returns the network mode that joins it. Callers hold imageMu.
-func (r *Runner) ensureNetwork(ctx context.Context, image string) (string, error) {
-	rt, name := r.cfg.Runtime, r.networkHolder()
-	mode := "container:" + name
-	if st, err := rt.State(ctx, name); err == nil && st == "running" {
-		return mode, nil
+// makeNetwork creates the build's network. One of that name left by an
+// earlier run of the build whose cleanup never came (a kill -9 of an agent
+// that did not come back under the same id to sweep) is removed first,
+// unless a container still uses it.
+func (b *build) makeNetwork(ctx context.Context) error {
+	rt, name, labels := b.r.cfg.Runtime, b.network(), b.labelsFor(roleNetwork, "")
+	err := rt.CreateNetwork(ctx, name, labels)
+	if err == nil {
+		return nil
 	}
-	_ = rt.Remove(ctx, name) // stopped, or left by an older binary: made again
-	id, err := rt.Create(ctx, ContainerSpec{
-		Name: name, Image: image, Cmd: []string{"hold"}, Network: "none",
-		Labels:   map[string]string{LabelAgent: r.cfg.AgentID, LabelRole: roleNetwork},
-		NanoCPUs: 1e8, Memory: 16 << 20,
-	})
+	if rerr := rt.RemoveNetwork(ctx, name); rerr == nil {
+		err = rt.CreateNetwork(ctx, name, labels)
+	}
 	if err != nil {
-		// Another process of this agent id may have made it meanwhile.
-		if st, serr := rt.State(ctx, name); serr == nil && st == "running" {
-			return mode, nil
-		}
-		return "", fmt.Errorf("the scripts' network holder: %w", err)
-	}
-	if err := rt.Start(ctx, id); err != nil {
-		return "", fmt.Errorf("starting the scripts' network holder: %w", err)
-	}
-	return mode, nil
-}
-
-// Close removes what the runner keeps between builds (the network
-// holder). Call it once no build runs; a runner used after it makes it
-// again.
-func (r *Runner) Close(ctx context.Context) error {
-	r.imageMu.Lock()
-	defer r.imageMu.Unlock()
-	_ = os.Remove(r.apiRoot()) // the builds' socket folders' parent: empty once none runs
-	if err := r.cfg.Runtime.Remove(ctx, r.networkHolder()); err != nil {
-		return fmt.Errorf("removing the scripts' network holder: %w", err)
+		return fmt.Errorf("the build's network: %w", err)
 	}
 	return nil
 }

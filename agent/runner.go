@@ -50,6 +50,9 @@ type Config struct {
 	Script Resources
 	// AgentID labels what this agent makes (default "local").
 	AgentID string
+	// Pids bounds the processes of each build container (default
+	// DefaultPids): the default and the most a job may ask for.
+	Pids int64
 }
 
 // BuildSpec says what to build.
@@ -57,6 +60,9 @@ type BuildSpec struct {
 	ID string
 	// Repo keys the caches kept across builds.
 	Repo string
+	// Cache is the scope of the caches the build reads and writes
+	// (default LocalScope).
+	Cache CacheScope
 	// Source is the directory copied into the workspace.
 	Source string
 	// Fetch, if set, fills Source; it runs while the workspace volume and
@@ -149,32 +155,40 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if cfg.AgentID == "" {
 		cfg.AgentID = "local"
 	}
+	if cfg.Pids < 0 {
+		return nil, fmt.Errorf("runner: a negative process limit (%d)", cfg.Pids)
+	}
+	if cfg.Pids == 0 {
+		cfg.Pids = DefaultPids
+	}
 	return &Runner{cfg: cfg, builds: map[string]*build{}}, nil
 }
 
-// Prepare makes the script container's image and starts the scripts'
-// network holder (network.go), once. Run calls it too; calling it first
-// takes the work off the first build's clock.
+// Prepare makes the script container's image, once. Run calls it too;
+// calling it first takes the work off the first build's clock.
 func (r *Runner) Prepare(ctx context.Context) (string, error) {
-	image, _, err := r.prepare(ctx)
-	return image, err
-}
-
-// prepare returns the scripts' image and network mode.
-func (r *Runner) prepare(ctx context.Context) (image, network string, err error) {
 	r.imageMu.Lock()
 	defer r.imageMu.Unlock()
 	if r.image == "" {
-		if r.image, err = EnsureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary); err != nil {
-			return "", "", err
+		image, err := EnsureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
+		if err != nil {
+			return "", err
 		}
+		r.image = image
 	}
-	// Looked at every time (one inspect): a holder that was stopped or
-	// removed since is made again.
-	if network, err = r.ensureNetwork(ctx, r.image); err != nil {
-		return "", "", err
+	return r.image, nil
+}
+
+// Close removes what the runner's builds left behind although their
+// cleanup ran (a network a container held a moment too long), and the
+// builds' socket folders' parent, empty once none runs. Call it once no
+// build runs.
+func (r *Runner) Close(ctx context.Context) error {
+	_ = os.Remove(r.apiRoot())
+	if _, err := sweepNetworks(ctx, r.cfg.Runtime, map[string]string{LabelAgent: r.cfg.AgentID}); err != nil {
+		return fmt.Errorf("closing the runner: %w", err)
 	}
-	return r.image, network, nil
+	return nil
 }
 
 // Script is what a running script container reserves.
@@ -188,19 +202,7 @@ func (r *Runner) Pauses() bool { return r.cfg.Pause }
 // sockets (apiRoot) and their files under the state dir. Call it before
 // the first build, when the agent holds none and owns its state dir.
 func (r *Runner) Sweep(ctx context.Context) (int, error) {
-	// A network holder that still runs holds nothing of a build: it is
-	// kept, and not made again before the first build.
-	keep := map[string]bool{}
-	if st, err := r.cfg.Runtime.State(ctx, r.networkHolder()); err == nil && st == "running" {
-		ids, err := r.cfg.Runtime.ListContainers(ctx, map[string]string{LabelAgent: r.cfg.AgentID, LabelRole: roleNetwork})
-		if err != nil {
-			return 0, fmt.Errorf("listing the network holder: %w", err)
-		}
-		for _, id := range ids {
-			keep[id] = true
-		}
-	}
-	n, err := sweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID, keep)
+	n, err := SweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID)
 	if err != nil {
 		return n, err
 	}
@@ -215,34 +217,23 @@ func (r *Runner) Sweep(ctx context.Context) (int, error) {
 // apiRoot holds the job API sockets of the agent's builds, one folder
 // each: under the temp dir, for a short socket path, and named after the
 // agent (hashed, as short), so that Sweep finds the folders a killed run
-// left and no other agent's.
+// left and no other agent's. Every byte counts: a socket's path is at most
+// MaxSocketPath long, and a docker pool agent's temp dir is deep.
 func (r *Runner) apiRoot() string {
 	h := fnv.New32a()
 	h.Write([]byte(r.cfg.AgentID))
-	return filepath.Join(os.TempDir(), fmt.Sprintf("monkeyci-api-%08x", h.Sum32()))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("mci-%08x", h.Sum32()))
 }
 
-// SweepAgent removes the containers and volumes labelled as made by the
-// agent agentID, and returns how many: what a killed agent left behind.
+// SweepAgent removes the containers, volumes and networks labelled as made
+// by the agent agentID, and returns how many: what a killed agent left behind.
 // The agent itself does it at start; the docker pool, when it destroys
 // an agent's instance.
 func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
-	return sweepAgent(ctx, rt, agentID, nil)
-}
-
-// sweepAgent is SweepAgent, but leaves the containers whose ids are in
-// keep.
-func sweepAgent(ctx context.Context, rt Runtime, agentID string, keep map[string]bool) (int, error) {
 	labels := map[string]string{LabelAgent: agentID}
-	all, err := rt.ListContainers(ctx, labels)
+	ids, err := rt.ListContainers(ctx, labels)
 	if err != nil {
 		return 0, fmt.Errorf("listing leftover containers: %w", err)
-	}
-	var ids []string
-	for _, id := range all {
-		if !keep[id] {
-			ids = append(ids, id)
-		}
 	}
 	// Side by side: a killed agent's restart waits for them before it
 	// joins, and a running or frozen container takes a while to go.
@@ -268,5 +259,21 @@ func sweepAgent(ctx context.Context, rt Runtime, agentID string, keep map[string
 			return len(ids), fmt.Errorf("removing leftover volume: %w", err)
 		}
 	}
-	return len(ids) + len(vols), nil
+	nets, err := sweepNetworks(ctx, rt, labels)
+	return len(ids) + len(vols) + nets, err
+}
+
+// sweepNetworks removes the networks that carry the labels (after their
+// containers: a network in use cannot go).
+func sweepNetworks(ctx context.Context, rt Runtime, labels map[string]string) (int, error) {
+	nets, err := rt.ListNetworks(ctx, labels)
+	if err != nil {
+		return 0, fmt.Errorf("listing leftover networks: %w", err)
+	}
+	for i, n := range nets {
+		if err := rt.RemoveNetwork(ctx, n); err != nil {
+			return i, fmt.Errorf("removing leftover network: %w", err)
+		}
+	}
+	return len(nets), nil
 }

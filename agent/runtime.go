@@ -13,7 +13,7 @@ import (
 //
 // Contract:
 //   - Every call is safe for concurrent use.
-//   - Remove and RemoveVolume are idempotent: removing what is gone is not an error.
+//   - Remove, RemoveVolume and RemoveNetwork are idempotent: removing what is gone is not an error.
 //   - Pause and Unpause are idempotent: pausing a paused container succeeds.
 //     While paused a container's processes use no CPU and answer nothing.
 //   - Wait returns when the container has exited (or ctx ends); it may be
@@ -54,9 +54,17 @@ type Runtime interface {
 	// State returns the engine's state name: created, running, paused, exited...
 	State(ctx context.Context, id string) (string, error)
 
-	// ListContainers and ListVolumes return ids/names of what carries all labels.
+	// CreateNetwork makes a bridge network of that name with the labels;
+	// one of that name that exists already is an error.
+	CreateNetwork(ctx context.Context, name string, labels map[string]string) error
+	// RemoveNetwork removes a network no container uses any more.
+	RemoveNetwork(ctx context.Context, name string) error
+
+	// ListContainers, ListVolumes and ListNetworks return ids/names of what
+	// carries all labels.
 	ListContainers(ctx context.Context, labels map[string]string) ([]string, error)
 	ListVolumes(ctx context.Context, labels map[string]string) ([]string, error)
+	ListNetworks(ctx context.Context, labels map[string]string) ([]string, error)
 }
 
 // ContainerInfo is a container as the engine lists it.
@@ -104,6 +112,18 @@ type ContainerSpec struct {
 	Mounts     []Mount
 	NanoCPUs   int64 // 0: no limit
 	Memory     int64 // bytes; 0: no limit
-	// Network is the network mode: "" for the engine's default, "none" for none.
+	// Network is the network mode: "" for the engine's default, "none" for
+	// none, or the name of a network made by CreateNetwork.
 	Network string
+	// Aliases are the names other containers of Network reach this one by
+	// (a network made by CreateNetwork only).
+	Aliases []string
+	// Pids bounds the number of processes (and threads); 0: no limit.
+	Pids int64
+	// NoNewPrivileges stops a process from gaining privileges it did not
+	// start with (setuid binaries, file capabilities).
+	NoNewPrivileges bool
+	// CapDrop are capabilities taken from the engine's default set, like
+	// NET_RAW.
+	CapDrop []string
 }

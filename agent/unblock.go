@@ -77,7 +77,8 @@ func (b *build) unblock(job string) {
 
 // awaitUnblock returns the first of ids a person unblocked, waiting for one
 // with the script paused. It tells once per job that the job waits.
-func (b *build) awaitUnblock(ctx context.Context, ids []string) (string, error) {
+// deps are the jobs' dependencies, told with job/blocked.
+func (b *build) awaitUnblock(ctx context.Context, ids []string, deps map[string][]string) (string, error) {
 	check := func() (<-chan struct{}, string) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -103,7 +104,7 @@ func (b *build) awaitUnblock(ctx context.Context, ids []string) (string, error) 
 	}
 	b.mu.Unlock()
 	for _, id := range fresh {
-		b.emit(events.Event{Type: events.JobBlocked, Job: id, Message: "waits for a manual unblock"})
+		b.emit(events.Event{Type: events.JobBlocked, Job: id, Deps: deps[id], Message: "waits for a manual unblock"})
 	}
 	b.pauser.awaitBegin()
 	for id == "" {
@@ -132,7 +133,11 @@ func (s *jobServer) AwaitUnblock(ctx context.Context, req *jobapi.AwaitUnblockRe
 	if len(req.GetIds()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "await of no job")
 	}
-	id, err := s.b.awaitUnblock(ctx, req.GetIds())
+	deps := map[string][]string{}
+	for id, d := range req.GetDeps() {
+		deps[id] = d.GetIds()
+	}
+	id, err := s.b.awaitUnblock(ctx, req.GetIds(), deps)
 	switch {
 	case errors.Is(err, errBuildEnding):
 		return nil, status.Error(codes.Canceled, err.Error())

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,11 @@ func TestBlockedJobWaitsWithTheScriptPausedUntilUnblocked(t *testing.T) {
 	blocked := rec.waitFor(t, "job/blocked", func(e events.Event) bool { return e.Type == events.JobBlocked })
 	if blocked.Job != "gate" || blocked.Message != "waits for a manual unblock" {
 		t.Errorf("job/blocked = %+v, want gate waiting for a manual unblock", blocked)
+	}
+	// The gate is not queued yet: job/blocked is where the graph learns
+	// its edges.
+	if !slices.Equal(blocked.Deps, []string{"a"}) {
+		t.Errorf("job/blocked deps = %q, want [a]", blocked.Deps)
 	}
 	// The script waits for a and the unblock side by side (the gate can be
 	// approved while a runs); the pause that matters is the one once a

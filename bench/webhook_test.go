@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	gogit "github.com/go-git/go-git/v5"
+
 	"github.com/monkeyci/monkeyci/coordinator/server"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge"
@@ -64,7 +66,7 @@ func BenchmarkWebhookAnswer(b *testing.B) {
 	url := "http://" + srv.HTTPAddr
 	// Warm the connections and the store's statements.
 	for i := range webhookSenders {
-		resp, err := client.Do(delivery(url, "0123456789abcdef0123456789abcdef01234567", fmt.Sprint("warm-", i)))
+		resp, err := client.Do(delivery(url, fmt.Sprintf("%040x", webhookDeliveries+i), fmt.Sprint("warm-", i)))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -85,7 +87,8 @@ func BenchmarkWebhookAnswer(b *testing.B) {
 			for i := w; i < webhookDeliveries; i += webhookSenders {
 				time.Sleep(time.Until(next))
 				next = next.Add(every)
-				req := delivery(url, "0123456789abcdef0123456789abcdef01234567", fmt.Sprint("d-", i))
+				// Each its own commit: the same push again builds nothing.
+				req := delivery(url, fmt.Sprintf("%040x", i), fmt.Sprint("d-", i))
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err == nil {
@@ -138,7 +141,14 @@ func BenchmarkWebhookToFirstCommand(b *testing.B) {
 	}
 	url := "http://" + srv.HTTPAddr
 	var took []time.Duration
+	git, err := gogit.PlainOpen(repo)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for round := range webhookRounds + 1 { // the first warms the agent up
+		if round > 0 { // each round a new push: the same one again builds nothing
+			commit = gittest.Commit(b, git, repo, map[string]string{"round": fmt.Sprint(round)})
+		}
 		sent := time.Now()
 		resp, err := http.DefaultClient.Do(delivery(url, commit, fmt.Sprint("first-", round)))
 		if err != nil {

@@ -129,6 +129,9 @@ func (p *Printer) track(e events.Event) string {
 		j.state = "creating"
 	case events.JobStart:
 		j.state, j.started = "running", e.Time
+		if c := events.DescribeCaches(e.Caches); c != "" {
+			return fmt.Sprintf("%-*s  %s; %s", p.width, e.Job, j.describe(time.Time{}), c)
+		}
 	case events.JobEnd, events.JobSkipped:
 		j.state, j.took, j.message = string(e.Status), e.Duration, e.Message
 		// Jobs queued behind this one now wait for the rest, or capacity.

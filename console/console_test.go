@@ -55,6 +55,14 @@ func TestPrinterPlain(t *testing.T) {
 				"compile  success in 1.5s\n",
 		},
 		{
+			name: "a job's caches: scope and where they came from",
+			calls: []call{
+				ev(events.Event{Type: events.JobStart, Job: "test", Time: t0, Caches: []events.Cache{
+					{ID: "deps", Scope: "branch:feature", From: "branch:main"}, {ID: "m2", Scope: "branch:feature"}}}),
+			},
+			want: "test    running; caches: deps branch:feature (restored from branch:main), m2 branch:feature (none yet)\n",
+		},
+		{
 			name: "a job queued behind its dependencies waits for them",
 			calls: []call{
 				ev(events.Event{Type: events.JobQueued, Job: "build"}),

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -94,7 +95,11 @@ func (s *AdminServer) ListBuilds(ctx context.Context, r *fleet.ListBuildsRequest
 }
 
 func (s *AdminServer) GetBuild(ctx context.Context, r *fleet.GetBuildRequest) (*fleet.BuildDetail, error) {
-	b, err := s.c.cfg.Store.GetBuild(ctx, r.GetId())
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.c.cfg.Store.GetBuild(ctx, id)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -111,17 +116,25 @@ func (s *AdminServer) GetBuild(ctx context.Context, r *fleet.GetBuildRequest) (*
 }
 
 func (s *AdminServer) CancelBuild(ctx context.Context, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-	if err := s.c.Cancel(ctx, r.GetId()); err != nil {
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.c.Cancel(ctx, id); err != nil {
 		return nil, storeError(err)
 	}
-	return s.info(ctx, r.GetId())
+	return s.info(ctx, id)
 }
 
 func (s *AdminServer) RetryBuild(ctx context.Context, r *fleet.BuildRef) (*fleet.BuildInfo, error) {
-	if err := s.c.Retry(ctx, r.GetId()); err != nil {
+	id, err := s.resolveBuild(ctx, r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.c.Retry(ctx, id); err != nil {
 		return nil, storeError(err)
 	}
-	return s.info(ctx, r.GetId())
+	return s.info(ctx, id)
 }
 
 func (s *AdminServer) info(ctx context.Context, id string) (*fleet.BuildInfo, error) {
@@ -203,7 +216,7 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 
 // findAgent finds an agent by id or name.
 func (c *Coordinator) findAgent(ctx context.Context, idOrName string) (Agent, error) {
-	if a, err := c.cfg.Store.GetAgent(ctx, idOrName); err == nil {
+	if a, err := c.cfg.Store.GetAgent(ctx, idOrName); err == nil && a.Removed.IsZero() {
 		return a, nil
 	}
 	all, err := c.cfg.Store.ListAgents(ctx)
@@ -225,25 +238,12 @@ func (c *Coordinator) findAgent(ctx context.Context, idOrName string) (Agent, er
 	return Agent{}, status.Errorf(codes.FailedPrecondition, "%d agents are named %q: name one by its id", len(found), idOrName)
 }
 
-func (s *AdminServer) CreateToken(ctx context.Context, r *fleet.CreateTokenRequest) (*fleet.CreateTokenResponse, error) {
-	kind := TokenKind(r.GetKind())
-	switch kind {
-	case TokenAdmin, TokenAgent, TokenViewer:
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "token kind %q: say agent, admin or viewer", r.GetKind())
-	}
-	token := NewID() + NewID()
-	if err := s.c.cfg.Store.SaveToken(ctx, hashToken(token), kind); err != nil {
-		return nil, storeError(err)
-	}
-	return &fleet.CreateTokenResponse{Token: token, Kind: string(kind)}, nil
-}
-
 func buildInfo(b Build) *fleet.BuildInfo {
 	info := &fleet.BuildInfo{
-		Id: b.ID, Repo: b.Repo, Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit,
+		Id: b.ID, Repo: b.Repo, Url: source.Redact(b.Source.URL), Branch: b.Source.Branch, Commit: b.Source.Commit,
 		State: string(b.State), Result: string(b.Result), Message: b.Message, Attempt: int32(b.Attempt),
 		Agent: b.Agent, Waiting: b.Waiting, Created: timestamppb.New(b.Created), Trigger: b.Trigger,
+		PullRequest: int32(b.PullRequest), CacheScope: b.Cache.Scope, CacheFallback: b.Cache.Fallback,
 	}
 	if !b.Started.IsZero() {
 		info.Started = timestamppb.New(b.Started)

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -44,6 +45,9 @@ type agentConn struct {
 	out chan *fleet.CoordinatorMessage
 	// gone is closed when the stream ends; sends after that are dropped.
 	gone chan struct{}
+	// revoked is closed when the agent is removed: its stream ends.
+	revoked    chan struct{}
+	revokeOnce sync.Once
 }
 
 // sendBuffer bounds the messages waiting for a slow agent; past it the
@@ -51,8 +55,11 @@ type agentConn struct {
 const sendBuffer = 1024
 
 func newAgentConn(id string) *agentConn {
-	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{}), heapIndex: -1}
+	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{}), revoked: make(chan struct{}), heapIndex: -1}
 }
+
+// revoke ends the agent's stream; it may be called more than once.
+func (a *agentConn) revoke() { a.revokeOnce.Do(func() { close(a.revoked) }) }
 
 // send queues m for the agent without blocking; it reports whether it could.
 func (a *agentConn) send(m *fleet.CoordinatorMessage) bool {
@@ -69,14 +76,17 @@ func (a *agentConn) send(m *fleet.CoordinatorMessage) bool {
 	}
 }
 
-func (a *agentConn) assign(b *Build, secrets map[string]string) {
+// assign sends b to the agent, to be fetched from url (b's source URL with
+// its credential, if any).
+func (a *agentConn) assign(b *Build, url string, secrets map[string]string) {
 	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Assign{Assign: &fleet.Assign{
 		Build:        &fleet.BuildAttempt{BuildId: b.ID, Attempt: int32(b.Attempt)},
 		LeaseExpires: timestamppb.New(b.LeaseExpires),
-		Source:       &fleet.Source{Url: b.Source.URL, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag},
+		Source:       &fleet.Source{Url: url, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag},
 		Params:       b.Params,
 		Repo:         b.Repo,
 		Secrets:      secrets,
+		Cache:        &fleet.CacheScope{Scope: b.Cache.Scope, Fallback: b.Cache.Fallback},
 	}}})
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge/status"
@@ -30,6 +31,8 @@ type LogStore interface {
 	Write(key LogKey, offset int64, data []byte) (int64, error)
 	// Sizes lists an attempt's streams with their stored sizes.
 	Sizes(build string, attempt int) ([]logstore.Stream, error)
+	// ReadAt reads stored bytes of a stream at an offset, like io.ReaderAt.
+	ReadAt(key LogKey, offset int64, p []byte) (int, error)
 	// Follow copies a stream to w from an offset on, waiting for writes
 	// until ended is closed and all is copied, or ctx ends.
 	Follow(ctx context.Context, key LogKey, from int64, w io.Writer, ended <-chan struct{}) error
@@ -121,6 +124,11 @@ type Coordinator struct {
 	// changes and buildChanges wake the dashboard's watchers (Changes,
 	// BuildChanges).
 	changes, buildChanges broadcast
+	// uses says when each token's use was last recorded; removed are the
+	// agents removed (agents rm) while this process ran.
+	uses        tokenUses
+	removed     map[string]bool
+	revocations broadcast
 }
 
 // lease is a running attempt as the coordinator tracks it in memory.
@@ -203,7 +211,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
 	c.statuses = make(chan statusNote, 1024)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -213,6 +221,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	c.repos = make(map[string]bool, len(repos))
 	for _, r := range repos {
 		c.repos[r.Name] = true
+		if err := c.sealURLCredential(ctx, r); err != nil {
+			c.log.Warn("a repository's URL holds a credential in clear", "repo", r.Name, "error", err)
+		}
 	}
 	queued, err := cfg.Store.Queued(ctx)
 	if err != nil {
@@ -269,17 +280,29 @@ func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
 	if err := c.resolveRepo(ctx, &b); err != nil {
 		return Build{}, fmt.Errorf("reading repositories: %w", err)
 	}
+	// A local repository's build says, and builds, the commit its HEAD
+	// (or the branch asked) is at now, as a forge's push says its own.
+	if b.Source.Commit == "" && b.Source.Tag == "" {
+		if branch, commit, ok := source.LocalHead(b.Source.URL, b.Source.Branch); ok {
+			b.Source.Branch, b.Source.Commit = branch, commit
+		}
+	}
 	return c.trigger(ctx, b, func(b Build) error { return c.cfg.Store.CreateBuild(ctx, b) })
 }
 
+// RedeliveryWindow is how long after a forge event's build the same event
+// delivered again under another delivery id makes no second build.
+const RedeliveryWindow = time.Hour
+
 // TriggerDelivered queues a build made by a forge's webhook delivery,
-// once per delivery: a delivery seen before returns the build it made,
-// with ErrDuplicate.
-func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, forge, delivery string) (Build, error) {
+// once per delivery and once per event within RedeliveryWindow: a delivery
+// seen before returns the build made first, with ErrDuplicate.
+func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, d Delivery) (Build, error) {
 	var first string
 	b, err := c.trigger(ctx, b, func(b Build) error {
 		var err error
-		first, err = c.cfg.Store.CreateDeliveredBuild(ctx, b, forge, delivery)
+		d.Since = b.Created.Add(-RedeliveryWindow)
+		first, err = c.cfg.Store.CreateDeliveredBuild(ctx, b, d)
 		return err
 	})
 	if errors.Is(err, ErrDuplicate) {
@@ -300,10 +323,19 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	if b.Source.URL == "" {
 		return Build{}, errors.New("a build needs a source URL or path")
 	}
+	if _, credential := source.SplitCredentials(b.Source.URL); credential != "" {
+		// A build's URL is shown everywhere; a credential is kept only
+		// sealed, with a registered repository.
+		return Build{}, fmt.Errorf("the URL %s holds a credential, which a build does not keep: register the repository (monkeyci repos add NAME --url URL), where it is kept sealed, and build it by its name",
+			source.Redact(b.Source.URL))
+	}
 	b.State, b.Attempt, b.Created = Queued, 0, c.cfg.Now()
 	b.ID = newBuildID(b.Created)
 	if b.Repo == "" {
 		b.Repo = b.Source.URL
+	}
+	if b.Cache.Scope == "" { // no registered repository said its default branch
+		b.Cache = CacheScopeOf(b.Source, b.PullRequest, "")
 	}
 	var conn *agentConn
 	c.mu.Lock()

@@ -126,15 +126,24 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 	c.mu.Unlock()
 	c.changed()
 	c.metrics.assigned(b, c.cfg.Now())
-	secrets, err := c.secretsOf(context.Background(), b.Repo)
+	var secrets map[string]string
+	var err error
+	if !b.Fork { // a fork's pull request is anyone's code
+		secrets, err = c.secretsOf(context.Background(), b.Repo)
+	}
 	if err != nil {
 		// The agent is told nothing: the lease runs out and the build is
 		// tried again, or ends in error, saying why in the log.
 		c.log.Error("could not read the build's secrets; not sent", "build", b.ID, "error", err)
 		return
 	}
+	url, err := c.fetchURL(context.Background(), b)
+	if err != nil {
+		c.log.Error("could not read the build's URL credential; not sent", "build", b.ID, "error", err)
+		return
+	}
 	c.noteStatus(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
-	conn.assign(b, secrets)
+	conn.assign(b, url, secrets)
 }
 
 // releaseLocked gives back to an agent the reservation of an attempt that

@@ -52,7 +52,10 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	if err := stream.Send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Welcome{Welcome: welcome}}); err != nil {
 		return err
 	}
-	lost := c.register(conn, hello.GetHolding())
+	lost, err := c.register(conn, hello.GetHolding())
+	if err != nil {
+		return err
+	}
 	defer c.unregister(conn)
 	c.reconcile(conn, hello.GetHolding())
 	// Back after a restart, without builds it was sent: they go on now.
@@ -100,6 +103,8 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	for {
 		var m *fleet.AgentMessage
 		select {
+		case <-conn.revoked:
+			return errRemoved
 		case m = <-msgs:
 		default:
 			// Nothing more yet: acknowledge what is stored.
@@ -107,6 +112,8 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 				return err
 			}
 			select {
+			case <-conn.revoked:
+				return errRemoved
 			case m = <-msgs:
 			case err := <-recvErr:
 				return c.drain(ctx, conn, msgs, err)
@@ -144,6 +151,9 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	var agent Agent
 	if h.GetId() != "" {
 		a, err := c.cfg.Store.GetAgent(ctx, h.GetId())
+		if err == nil && !a.Removed.IsZero() {
+			return nil, nil, errRemoved
+		}
 		if err != nil || subtle.ConstantTimeCompare([]byte(hashToken(h.GetToken())), []byte(a.CredentialHash)) != 1 {
 			return nil, nil, status.Error(codes.Unauthenticated, "unknown agent or wrong credential: join again with a join token")
 		}
@@ -177,8 +187,8 @@ func (c *Coordinator) isJoinToken(ctx context.Context, token string) bool {
 	if c.cfg.JoinToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(c.cfg.JoinToken)) == 1 {
 		return true
 	}
-	kind, err := c.cfg.Store.TokenKind(ctx, hashToken(token))
-	return err == nil && kind == TokenAgent
+	t, err := c.CheckToken(ctx, token)
+	return err == nil && t.Kind == TokenAgent
 }
 
 func hashToken(t string) string {
@@ -188,10 +198,13 @@ func hashToken(t string) string {
 
 // register makes conn the agent's connection, ending an older one. It
 // returns the attempts leased to the agent that it does not hold (its
-// hello's list): it lost them in a restart.
-func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) []attemptRef {
+// hello's list): it lost them in a restart. A removed agent is refused.
+func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) ([]attemptRef, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.removed[conn.id] {
+		return nil, errRemoved
+	}
 	delete(c.lost, conn.id)
 	lost := c.leasedToLocked(conn.id, holding)
 	old, ok := c.agents[conn.id]
@@ -203,7 +216,7 @@ func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) [
 		c.fixLocked(old)
 	}
 	c.fixLocked(conn)
-	return lost
+	return lost, nil
 }
 
 func (c *Coordinator) unregister(conn *agentConn) {

@@ -3,6 +3,8 @@ package coordinator_test
 import (
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -28,6 +30,7 @@ import (
 
 // fleetFixture is a coordinator on loopback gRPC with its real stores.
 type fleetFixture struct {
+	dir   string // the data dir: the store, the logs, the master key
 	c     *coordinator.Coordinator
 	store *sqlstore.Store
 	logs  *logstore.Store
@@ -68,7 +71,18 @@ func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Confi
 	}
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	return &fleetFixture{c: c, store: store, logs: logs, addr: l.Addr().String()}
+	return &fleetFixture{dir: dir, c: c, store: store, logs: logs, addr: l.Addr().String()}
+}
+
+// webhooks serves the coordinator's webhook handler at /webhooks/{forge},
+// until the test ends.
+func (f *fleetFixture) webhooks(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
+	hooks := httptest.NewServer(mux)
+	t.Cleanup(hooks.Close)
+	return hooks
 }
 
 // startAgent runs an agent in this process against the fixture.

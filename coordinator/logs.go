@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -19,7 +20,11 @@ const streamDiscovery = 200 * time.Millisecond
 // build ends.
 func (s *AdminServer) Logs(r *fleet.LogsRequest, out fleet.Admin_LogsServer) error {
 	c, ctx := s.c, out.Context()
-	b, err := c.cfg.Store.GetBuild(ctx, r.GetBuild())
+	id, err := s.resolveBuild(ctx, r.GetBuild())
+	if err != nil {
+		return err
+	}
+	b, err := c.cfg.Store.GetBuild(ctx, id)
 	if err != nil {
 		return storeError(err)
 	}
@@ -59,10 +64,25 @@ func (s *AdminServer) Logs(r *fleet.LogsRequest, out fleet.Admin_LogsServer) err
 			if followed[st.Key] || r.GetJob() != "" && st.Job != r.GetJob() {
 				continue
 			}
+			// A job with an order index is followed through it: its
+			// streams merged in the order they were written. The agent
+			// sends the index before the bytes it names, so a job's index
+			// is stored before its streams.
+			merged := logstore.HasOrder(streams, st.Job)
+			if merged && st.Stream != logstore.Order {
+				continue
+			}
 			followed[st.Key] = true
 			wg.Add(1)
 			go func(key LogKey) {
 				defer wg.Done()
+				if merged {
+					_ = logstore.FollowMerged(fctx, c.cfg.Logs, key, 0, ended, func(p logstore.Piece) error {
+						return sendChunk(fctx, chunks, &fleet.LogsChunk{Job: key.Job, Stream: p.Stream, Offset: p.Offset,
+							Data: append([]byte(nil), p.Data...), Command: p.Command, Start: p.Start, Line: p.Text})
+					})
+					return
+				}
 				w := &chunkWriter{key: key, out: chunks, ctx: fctx}
 				_ = c.cfg.Logs.Follow(fctx, key, 0, w, ended)
 			}(st.Key)
@@ -128,11 +148,19 @@ type chunkWriter struct {
 
 func (w *chunkWriter) Write(p []byte) (int, error) {
 	ch := &fleet.LogsChunk{Job: w.key.Job, Stream: w.key.Stream, Offset: w.offset, Data: append([]byte(nil), p...)}
+	if err := sendChunk(w.ctx, w.out, ch); err != nil {
+		return 0, err
+	}
+	w.offset += int64(len(p))
+	return len(p), nil
+}
+
+// sendChunk hands ch to the sending loop, unless ctx ends first.
+func sendChunk(ctx context.Context, out chan<- *fleet.LogsChunk, ch *fleet.LogsChunk) error {
 	select {
-	case w.out <- ch:
-		w.offset += int64(len(p))
-		return len(p), nil
-	case <-w.ctx.Done():
-		return 0, w.ctx.Err()
+	case out <- ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -50,3 +50,6 @@ func (c *Coordinator) changed() {
 
 // eventStored wakes whoever waits on Changes.
 func (c *Coordinator) eventStored() { c.changes.notify() }
+
+// Revocations returns a channel closed at the next revocation of a token.
+func (c *Coordinator) Revocations() <-chan struct{} { return c.revocations.wait() }

@@ -8,11 +8,13 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/forge"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -28,6 +30,7 @@ type Sealer interface {
 func webhookSecretContext(repo string) string { return "repo/" + repo + "/webhook-secret" }
 func forgeTokenContext(repo string) string    { return "repo/" + repo + "/forge-token" }
 func secretContext(repo, key string) string   { return "repo/" + repo + "/secret/" + key }
+func urlCredentialContext(repo string) string { return "repo/" + repo + "/url-credential" }
 
 // secretKey is an environment variable's name.
 var secretKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -40,12 +43,22 @@ func (c *Coordinator) sealer() (Sealer, error) {
 }
 
 func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
-	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl()}
+	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
+		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch())}
+	if repo.DefaultBranch == "" {
+		repo.DefaultBranch = DefaultBranch
+	}
+	// A credential in the URL (https://user:token@host/...) is sealed and
+	// kept apart: what is stored, shown and matched is the URL without it.
+	var credential string
+	repo.URL, credential = source.SplitCredentials(repo.URL)
 	switch {
 	case repo.Name == "" || strings.ContainsAny(repo.Name, " \t\n"):
 		return nil, status.Error(codes.InvalidArgument, "a repository needs a name without spaces (owner/name is usual)")
 	case repo.URL == "":
 		return nil, status.Error(codes.InvalidArgument, "--url: the repository's clone URL or local path is required")
+	case strings.ContainsFunc(repo.DefaultBranch, unicode.IsSpace) || strings.ContainsFunc(repo.DefaultBranch, unicode.IsControl):
+		return nil, status.Errorf(codes.InvalidArgument, "--default-branch: %q is not a branch name", repo.DefaultBranch)
 	}
 	for _, g := range repo.Branches {
 		if _, err := path.Match(g, ""); err != nil || g == "" {
@@ -61,7 +74,7 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 	} else {
 		repo.Forge = string(guessForge(repo.URL))
 	}
-	if r.GetWebhookSecret() != "" || r.GetForgeToken() != "" {
+	if r.GetWebhookSecret() != "" || r.GetForgeToken() != "" || credential != "" {
 		keys, err := s.c.sealer()
 		if err != nil {
 			return nil, err
@@ -74,6 +87,11 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 		if v := r.GetForgeToken(); v != "" {
 			if repo.ForgeToken, err = keys.Seal([]byte(v), forgeTokenContext(repo.Name)); err != nil {
 				return nil, status.Errorf(codes.Internal, "sealing the forge token: %v", err)
+			}
+		}
+		if credential != "" {
+			if repo.URLCredential, err = keys.Seal([]byte(credential), urlCredentialContext(repo.Name)); err != nil {
+				return nil, status.Errorf(codes.Internal, "sealing the URL's credential: %v", err)
 			}
 		}
 	}
@@ -112,9 +130,15 @@ func guessForge(cloneURL string) forge.Kind {
 	return ""
 }
 
+// repoInfo is what an admin is told of a repository: never a secret. A URL
+// credential shows as *** (https://***@host/...).
 func repoInfo(r Repo) *fleet.Repo {
+	shown := source.Redact(r.URL)
+	if len(r.URLCredential) > 0 {
+		shown = source.WithCredentials(shown, "***")
+	}
 	return &fleet.Repo{
-		Name: r.Name, Url: r.URL, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL,
+		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
 	}
 }
@@ -210,6 +234,53 @@ func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]st
 	return out, nil
 }
 
+// sealURLCredential seals the credential of a repository registered with
+// one in its URL before credentials were kept apart.
+func (c *Coordinator) sealURLCredential(ctx context.Context, r Repo) error {
+	bare, credential := source.SplitCredentials(r.URL)
+	if credential == "" {
+		return nil
+	}
+	keys, err := c.sealer()
+	if err != nil {
+		return fmt.Errorf("repository %s has a credential in its URL, which cannot be sealed: %w", r.Name, err)
+	}
+	if r.URLCredential, err = keys.Seal([]byte(credential), urlCredentialContext(r.Name)); err != nil {
+		return fmt.Errorf("sealing the URL credential of %s: %w", r.Name, err)
+	}
+	r.URL = bare
+	if err := c.cfg.Store.SaveRepo(ctx, r); err != nil {
+		return fmt.Errorf("sealing the URL credential of %s: %w", r.Name, err)
+	}
+	c.log.Info("sealed the credential in a repository's URL", "repo", r.Name, "url", r.URL)
+	return nil
+}
+
+// fetchURL is the URL an agent fetches b from: its source URL, with the
+// registered repository's credential put back when the build is of that
+// repository's URL (a build made before its URL changed gets none).
+func (c *Coordinator) fetchURL(ctx context.Context, b *Build) (string, error) {
+	if !c.registered(b.Repo) {
+		return b.Source.URL, nil
+	}
+	r, err := c.cfg.Store.GetRepo(ctx, b.Repo)
+	if errors.Is(err, ErrNotFound) || err == nil && (len(r.URLCredential) == 0 || r.URL != b.Source.URL) {
+		return b.Source.URL, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	keys, err := c.sealer()
+	if err != nil {
+		return "", err
+	}
+	info, err := keys.Open(r.URLCredential, urlCredentialContext(r.Name))
+	if err != nil {
+		return "", fmt.Errorf("the URL credential of %s: %w", r.Name, err)
+	}
+	return source.WithCredentials(b.Source.URL, string(info)), nil
+}
+
 // registered says whether a repository of that name is registered.
 func (c *Coordinator) registered(name string) bool {
 	c.mu.Lock()
@@ -233,6 +304,7 @@ func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) error {
 			return err
 		}
 		b.Repo, b.Source.URL = r.Name, r.URL
+		b.Cache = CacheScopeOf(b.Source, b.PullRequest, r.DefaultBranch)
 		return nil
 	}
 	return nil

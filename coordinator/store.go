@@ -63,6 +63,16 @@ type Build struct {
 	// Forge is the forge whose webhook started it ("" otherwise): where
 	// its commit status goes.
 	Forge string `json:"forge,omitempty"`
+	// PullRequest is the number of the pull request the build is of (0:
+	// none), as the forge's webhook said.
+	PullRequest int `json:"pull-request,omitempty"`
+	// Fork is true for a pull request from another repository (or one
+	// whose delivery did not show it is the same): anyone may open one, so
+	// the build gets none of the repository's secrets.
+	Fork bool `json:"fork,omitempty"`
+	// Cache is the scope of the caches the build's jobs write and read
+	// (CacheScopeOf), decided when the build is queued.
+	Cache CacheScope `json:"cache,omitzero"`
 
 	// queuedAt is when the build last entered this process's queue (zero:
 	// at Created), for the dispatch latency metric.
@@ -89,6 +99,9 @@ type Agent struct {
 	// LastSeen is the agent's last heartbeat (or connection) as kept: a
 	// connected agent's newer one is in memory (agentConn.seen).
 	LastSeen time.Time `json:"last-seen,omitzero"`
+	// Removed is when an admin removed the agent (agents rm): its
+	// credential is refused from then on. Zero: it was not.
+	Removed time.Time `json:"removed,omitzero"`
 }
 
 // Why an attempt after the first exists (Build.AttemptReasons).
@@ -110,6 +123,24 @@ const (
 	TokenViewer TokenKind = "viewer"
 )
 
+// Token is a made token as the store keeps it: its hash, never itself.
+type Token struct {
+	Hash     string // the SHA-256 of the token, hex
+	Kind     TokenKind
+	Created  time.Time
+	Expires  time.Time // zero: never
+	LastUsed time.Time // recorded at most once a minute
+}
+
+// TokenIDLen is how many hex digits of its hash name a token.
+const TokenIDLen = 12
+
+// ID is the token's short id: what lists show and revoking takes.
+func (t Token) ID() string { return t.Hash[:min(TokenIDLen, len(t.Hash))] }
+
+// Expired says the token's time is over at now.
+func (t Token) Expired(now time.Time) bool { return !t.Expires.IsZero() && !now.Before(t.Expires) }
+
 // BuildFilter selects builds to list; zero fields match everything.
 type BuildFilter struct {
 	Repo  string
@@ -117,19 +148,38 @@ type BuildFilter struct {
 	Limit int // 0: no limit; newest first
 }
 
-// Repo is a registered repository. Its webhook secret and forge token are
-// kept sealed (encrypted with the coordinator's master key).
+// Repo is a registered repository. Its webhook secret, forge token and
+// URL credential are kept sealed (encrypted with the coordinator's master
+// key).
 type Repo struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
 	// Branches are globs of the branches whose pushes build (none: all).
 	Branches []string `json:"branches,omitempty"`
+	// DefaultBranch is the branch whose caches a branch's first build may
+	// read ("": DefaultBranch).
+	DefaultBranch string `json:"default-branch,omitempty"`
 	// Forge and APIURL say where commit statuses go.
-	Forge         string    `json:"forge,omitempty"`
-	APIURL        string    `json:"api-url,omitempty"`
-	WebhookSecret []byte    `json:"-"` // sealed
-	ForgeToken    []byte    `json:"-"` // sealed
+	Forge         string `json:"forge,omitempty"`
+	APIURL        string `json:"api-url,omitempty"`
+	WebhookSecret []byte `json:"-"` // sealed
+	ForgeToken    []byte `json:"-"` // sealed
+	// URLCredential is the user information (user:token) of the clone URL
+	// given, sealed: URL is kept without it, and it is put back only into
+	// what an agent fetches.
+	URLCredential []byte    `json:"-"`
 	Created       time.Time `json:"created"`
+}
+
+// Delivery is a forge's webhook delivery that makes a build.
+type Delivery struct {
+	Forge string // the forge's kind
+	ID    string // the forge's id of the delivery
+	// Event names the forge event delivered (forge.Event.Key): the same
+	// event delivered again under another id makes no second build of the
+	// repository when its first was created since Since.
+	Event string
+	Since time.Time
 }
 
 // SecretInfo names a stored secret (never its value).
@@ -156,6 +206,8 @@ var (
 type Store interface {
 	CreateBuild(ctx context.Context, b Build) error
 	GetBuild(ctx context.Context, id string) (Build, error)
+	// BuildIDs returns the ids that start with prefix, in order, at most limit.
+	BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error)
 	ListBuilds(ctx context.Context, f BuildFilter) ([]Build, error)
 	// Queued returns the queued builds, oldest first.
 	Queued(ctx context.Context) ([]Build, error)
@@ -191,18 +243,32 @@ type Store interface {
 	SaveAgent(ctx context.Context, a Agent) error
 	// SeenAgent moves a kept agent's LastSeen on to at (never back).
 	SeenAgent(ctx context.Context, id string, at time.Time) error
+	// GetAgent returns an agent, removed or not.
 	GetAgent(ctx context.Context, id string) (Agent, error)
+	// ListAgents returns the agents not removed.
 	ListAgents(ctx context.Context) ([]Agent, error)
+	// RemoveAgent marks an agent removed and forgets its credential; saving
+	// it later changes nothing (ErrNotFound: none, or removed already).
+	RemoveAgent(ctx context.Context, id string) error
 
-	// SaveToken keeps the SHA-256 (hex) of a token with its kind.
-	SaveToken(ctx context.Context, hash string, kind TokenKind) error
-	// TokenKind returns the kind of the token with that hash (ErrNotFound).
-	TokenKind(ctx context.Context, hash string) (TokenKind, error)
+	// SaveToken keeps a token's hash with its kind and expiry.
+	SaveToken(ctx context.Context, t Token) error
+	// GetToken returns the token with that hash (ErrNotFound).
+	GetToken(ctx context.Context, hash string) (Token, error)
+	// TokensByID returns the tokens whose short id starts with prefix.
+	TokensByID(ctx context.Context, prefix string) ([]Token, error)
+	ListTokens(ctx context.Context) ([]Token, error)
+	// RevokeToken forgets the token with that hash (ErrNotFound).
+	RevokeToken(ctx context.Context, hash string) error
+	// TokenUsed records when a token was last used.
+	TokenUsed(ctx context.Context, hash string, at time.Time) error
 
 	// CreateDeliveredBuild stores a build started by a forge's delivery,
-	// once: a delivery id seen before stores nothing and returns
-	// ErrDuplicate with the id of the build it made.
-	CreateDeliveredBuild(ctx context.Context, b Build, forge, delivery string) (string, error)
+	// once: a delivery id seen before, or a delivery of the same event of
+	// the same repository (b.Repo) as a build created since d.Since, stores
+	// nothing and returns ErrDuplicate with the id of the build made first.
+	// The check and the insert are one change.
+	CreateDeliveredBuild(ctx context.Context, b Build, d Delivery) (string, error)
 
 	// SaveRepo adds a repository or replaces its settings (its secrets stay).
 	SaveRepo(ctx context.Context, r Repo) error

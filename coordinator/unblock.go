@@ -87,8 +87,12 @@ func (s *AdminServer) UnblockJob(ctx context.Context, r *fleet.UnblockJobRequest
 	if r.GetBuild() == "" || r.GetJob() == "" {
 		return nil, status.Error(codes.InvalidArgument, "say the build and the job to unblock")
 	}
-	if err := s.c.Unblock(ctx, r.GetBuild(), r.GetJob()); err != nil {
+	id, err := s.resolveBuild(ctx, r.GetBuild())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.c.Unblock(ctx, id, r.GetJob()); err != nil {
 		return nil, storeError(err)
 	}
-	return s.info(ctx, r.GetBuild())
+	return s.info(ctx, id)
 }

@@ -2,25 +2,11 @@ package coordinator
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 )
 
 // What the web dashboard (package coordinator/web) reads, beside the admin
 // API: the same store and the same token check, without a gRPC hop.
-
-// TokenKind says what a token lets its bearer do: TokenAdmin for the
-// coordinator's admin token, else the kind it was created with
-// (ErrNotFound for an unknown token).
-func (c *Coordinator) TokenKind(ctx context.Context, token string) (TokenKind, error) {
-	if token == "" {
-		return "", fmt.Errorf("empty token: %w", ErrNotFound)
-	}
-	if c.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(c.cfg.AdminToken)) == 1 {
-		return TokenAdmin, nil
-	}
-	return c.cfg.Store.TokenKind(ctx, hashToken(token))
-}
 
 // Builds lists the builds that match f, newest first, in one query.
 func (c *Coordinator) Builds(ctx context.Context, f BuildFilter) ([]Build, error) {

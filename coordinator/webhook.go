@@ -14,10 +14,16 @@ import (
 // WebhookHandler serves POST /webhooks/{forge}: a forge's delivery is
 // checked (size, repository, signature, delivery id), read, and stored as
 // a queued build, answered 202 with the build's id before anything is
-// cloned. Nothing that fails a check creates a build.
+// cloned. Nothing that fails a check creates a build. A delivery seen
+// before, or the same event (repository, ref, commit) delivered again
+// within RedeliveryWindow, is answered 200 with the build made first.
 func (c *Coordinator) WebhookHandler() http.Handler {
 	return http.HandlerFunc(c.serveWebhook)
 }
+
+// notVerified is the answer's error (401) to a delivery for a repository not
+// registered and to one whose signature does not verify: the same words.
+const notVerified = "the delivery is not signed with the webhook secret of a repository registered here"
 
 // webhookAnswer is the JSON body of every answer.
 type webhookAnswer struct {
@@ -60,9 +66,16 @@ func (c *Coordinator) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "%v", err)
 		return
 	}
+	// An unknown repository, a secret that cannot be read and a signature
+	// that does not verify get one answer, so that no one without the
+	// secret learns which names are registered; the log says which.
+	unverified := func(reason string, args ...any) {
+		c.log.Info("webhook refused", append([]any{"forge", kind, "repo", name, "status", http.StatusUnauthorized, "reason", reason}, args...)...)
+		answer(http.StatusUnauthorized, webhookAnswer{Error: notVerified})
+	}
 	repo, err := c.cfg.Store.FindRepo(ctx, []string{name}, urls)
 	if errors.Is(err, ErrNotFound) {
-		refuse(http.StatusNotFound, "no repository is registered as %s or with its clone URL (monkeyci repos add)", name)
+		unverified("no repository is registered with that name or clone URL (monkeyci repos add)")
 		return
 	}
 	if err != nil {
@@ -73,13 +86,13 @@ func (c *Coordinator) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	if len(repo.WebhookSecret) > 0 && c.cfg.Keys != nil {
 		plain, err := c.cfg.Keys.Open(repo.WebhookSecret, webhookSecretContext(repo.Name))
 		if err != nil {
-			refuse(http.StatusInternalServerError, "the webhook secret of %s cannot be read: %v", repo.Name, err)
+			unverified("the repository's webhook secret cannot be read", "error", err)
 			return
 		}
 		secret = string(plain)
 	}
 	if err := forge.Verify(kind, r.Header, body, secret); err != nil {
-		refuse(http.StatusUnauthorized, "%v", err)
+		unverified(err.Error())
 		return
 	}
 	delivery := forge.DeliveryID(kind, r.Header)
@@ -104,10 +117,15 @@ func (c *Coordinator) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusAccepted, webhookAnswer{Ignored: why})
 		return
 	}
+	src := Source{URL: repo.URL, Branch: ev.Branch, Commit: ev.Commit, Tag: ev.Tag}
+	var pr int
+	if ev.Kind == forge.PullRequest {
+		pr = ev.Number
+	}
 	b, err := c.TriggerDelivered(ctx, Build{
-		Repo: repo.Name, Source: Source{URL: repo.URL, Branch: ev.Branch, Commit: ev.Commit, Tag: ev.Tag},
+		Repo: repo.Name, Source: src, PullRequest: pr, Fork: ev.Kind == forge.PullRequest && ev.Fork, Cache: CacheScopeOf(src, pr, repo.DefaultBranch),
 		Trigger: describeEvent(kind, ev), Forge: forgeOf(kind, ev.Repo),
-	}, string(kind), delivery)
+	}, Delivery{Forge: string(kind), ID: delivery, Event: ev.Key()})
 	switch {
 	case errors.Is(err, ErrDuplicate):
 		answer(http.StatusOK, webhookAnswer{Build: b.ID, Duplicate: true})
@@ -143,6 +161,9 @@ func describeEvent(kind forge.Kind, ev forge.Event) string {
 		what = "tag " + ev.Tag
 	case forge.PullRequest:
 		what = fmt.Sprintf("pull request #%d (%s)", ev.Number, ev.Branch)
+		if ev.Fork {
+			what += " from a fork, without secrets,"
+		}
 	}
 	if ev.Sender != "" {
 		what += " by " + ev.Sender

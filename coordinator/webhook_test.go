@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
@@ -20,6 +22,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
+	"github.com/monkeyci/monkeyci/secret"
 )
 
 // fakeGitHub records commit statuses as GitHub's API takes them.
@@ -112,10 +115,7 @@ func TestAGitHubPushBuildsOnceWithItsSecretMaskedAndReportsItsStatus(t *testing.
 	github := &fakeGitHub{changed: make(chan struct{}, 1)}
 	gh := httptest.NewServer(github)
 	defer gh.Close()
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 
 	const token = "s3cr3t-token-value"
 	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "- {id: deploy, image: monkeyci/busybox:latest, script: ['echo token is $API_TOKEN', 'echo done']}\n"})
@@ -138,6 +138,11 @@ func TestAGitHubPushBuildsOnceWithItsSecretMaskedAndReportsItsStatus(t *testing.
 	again := push(t, hooks.URL, commit, "delivery-1", "hook-secret")
 	if a := answerOf(t, again); again.StatusCode != http.StatusOK || a["build"] != id || a["duplicate"] != true {
 		t.Errorf("the same delivery again: %d %v, want 200 naming build %s", again.StatusCode, a, id)
+	}
+	// GitHub's "redeliver" sends the same event under a new delivery id.
+	redelivered := push(t, hooks.URL, commit, "delivery-2", "hook-secret")
+	if a := answerOf(t, redelivered); redelivered.StatusCode != http.StatusOK || a["build"] != id || a["duplicate"] != true {
+		t.Errorf("the same push under a new delivery id: %d %v, want 200 naming build %s", redelivered.StatusCode, a, id)
 	}
 
 	b := f.waitEnded(t, id)
@@ -175,10 +180,7 @@ func TestAGitHubPushBuildsOnceWithItsSecretMaskedAndReportsItsStatus(t *testing.
 // Nothing a forge sends that fails a check creates a build.
 func TestBadDeliveriesAreRefusedAndCreateNoBuild(t *testing.T) {
 	f := newFleet(t, 10*time.Second)
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 	ctx := context.Background()
 	if _, err := f.c.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/app", WebhookSecret: "hook-secret", Branches: []string{"main"}}); err != nil {
 		t.Fatal(err)
@@ -198,9 +200,9 @@ func TestBadDeliveriesAreRefusedAndCreateNoBuild(t *testing.T) {
 		answerHolds  string
 		createsBuild bool
 	}{
-		{"wrong signature", "github", "push", good("refs/heads/main"), "not-the-secret", false, 401, "signature", false},
+		{"wrong signature", "github", "push", good("refs/heads/main"), "not-the-secret", false, 401, "not signed", false},
 		{"no signature", "github", "push", good("refs/heads/main"), "", true, 401, "", false},
-		{"unknown repository", "github", "push", []byte(`{"ref":"refs/heads/main","after":"` + commit + `","repository":{"full_name":"other/app","clone_url":"https://x/other.git"}}`), "hook-secret", false, 404, "other/app", false},
+		{"unknown repository", "github", "push", []byte(`{"ref":"refs/heads/main","after":"` + commit + `","repository":{"full_name":"other/app","clone_url":"https://x/other.git"}}`), "hook-secret", false, 401, "not signed", false},
 		{"malformed body", "github", "push", []byte(`{"repository":`), "hook-secret", false, 400, "", false},
 		{"too large", "github", "push", append(good("refs/heads/main"), bytes.Repeat([]byte(" "), forge.MaxBody)...), "hook-secret", false, 413, "", false},
 		{"unknown forge", "sourcehut", "push", good("refs/heads/main"), "hook-secret", false, 404, "unknown forge", false},
@@ -276,10 +278,7 @@ func TestEveryForgesPushQueuesABuild(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(string(tc.forge), func(t *testing.T) {
 			f := newFleet(t, 10*time.Second)
-			mux := http.NewServeMux()
-			mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-			hooks := httptest.NewServer(mux)
-			defer hooks.Close()
+			hooks := f.webhooks(t)
 			ctx := context.Background()
 			if _, err := f.c.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/git/app", WebhookSecret: "hook-secret"}); err != nil {
 				t.Fatal(err)
@@ -306,5 +305,99 @@ func TestEveryForgesPushQueuesABuild(t *testing.T) {
 				t.Errorf("queued %+v", b)
 			}
 		})
+	}
+}
+
+// An unknown repository gets the very answer a wrong, a missing or an
+// unverifiable signature gets, so that names cannot be probed.
+func TestAnUnknownRepositoryAnswersAsABadSignature(t *testing.T) {
+	f := newFleet(t, 10*time.Second)
+	hooks := f.webhooks(t)
+	ctx := context.Background()
+	api := f.c.AdminServer()
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/app", WebhookSecret: "hook-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/nosecret", Url: "/srv/nosecret"}); err != nil {
+		t.Fatal(err)
+	}
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	body := func(name string) []byte {
+		return []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"full_name":%q,"clone_url":"https://x/%s.git"}}`, commit, name, name))
+	}
+	answer := func(name, secret string, signed bool) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, hooks.URL+"/webhooks/github", bytes.NewReader(body(name)))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", "d-"+name+secret)
+		if signed {
+			forge.Sign(forge.GitHub, req.Header, body(name), secret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(data)
+	}
+	unknownCode, unknownBody := answer("acme/secret-project", "hook-secret", true)
+	if unknownCode != http.StatusUnauthorized || strings.Contains(unknownBody, "secret-project") {
+		t.Errorf("unknown repository: %d %q, want 401 not naming it", unknownCode, unknownBody)
+	}
+	for _, tc := range []struct {
+		name, repo, secret string
+		signed             bool
+	}{
+		{"a wrong signature", "acme/app", "guessed", true},
+		{"no signature", "acme/app", "", false},
+		{"a repository without a secret", "acme/nosecret", "guessed", true},
+		{"an unknown repository, unsigned", "acme/secret-project", "", false},
+	} {
+		if code, got := answer(tc.repo, tc.secret, tc.signed); code != unknownCode || got != unknownBody {
+			t.Errorf("%s: %d %q; an unknown repository: %d %q; want the same", tc.name, code, got, unknownCode, unknownBody)
+		}
+	}
+	if builds, _ := f.store.ListBuilds(ctx, coordinator.BuildFilter{}); len(builds) != 0 {
+		t.Errorf("%d builds made", len(builds))
+	}
+}
+
+// A forge's redelivery of a push under a new delivery id, after the
+// coordinator restarted, builds nothing: the store remembers.
+func TestARedeliveryAfterARestartBuildsNothing(t *testing.T) {
+	f := newFleet(t, 10*time.Second)
+	ctx := context.Background()
+	if _, err := f.c.AdminServer().AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/app", WebhookSecret: "hook-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	serve := func(c *coordinator.Coordinator, delivery string) map[string]any {
+		mux := http.NewServeMux()
+		mux.Handle("POST /webhooks/{forge}", c.WebhookHandler())
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		resp := push(t, srv.URL, commit, delivery, "hook-secret")
+		a := answerOf(t, resp)
+		a["status"] = float64(resp.StatusCode)
+		return a
+	}
+	first := serve(f.c, "before-restart")
+	if first["status"] != float64(http.StatusAccepted) {
+		t.Fatalf("the first delivery: %v", first)
+	}
+	keys, err := secret.LoadKeyring(f.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := coordinator.New(ctx, coordinator.Config{Store: f.store, Logs: f.logs, Keys: keys, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := serve(restarted, "after-restart")
+	if again["status"] != float64(http.StatusOK) || again["build"] != first["build"] || again["duplicate"] != true {
+		t.Errorf("the same push after a restart: %v, want 200 naming build %v", again, first["build"])
+	}
+	if builds, _ := f.store.ListBuilds(ctx, coordinator.BuildFilter{}); len(builds) != 1 {
+		t.Errorf("%d builds stored, want 1", len(builds))
 	}
 }

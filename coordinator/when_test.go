@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -47,10 +46,7 @@ const whenBuild = `
 func TestATagPushBuildsWithItsTagInTheParams(t *testing.T) {
 	dockertest.RequireImage(t, dockertest.Busybox)
 	f := newFleet(t, 10*time.Second)
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{forge}", f.c.WebhookHandler())
-	hooks := httptest.NewServer(mux)
-	defer hooks.Close()
+	hooks := f.webhooks(t)
 
 	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": whenBuild})
 	r, err := git.PlainOpen(repo)

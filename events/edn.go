@@ -91,6 +91,21 @@ func EncodeEDN(e Event) []byte {
 		}
 		b.WriteByte(']')
 	}
+	if len(e.Caches) > 0 {
+		b.WriteString(" :caches [")
+		for i, c := range e.Caches {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString("{:id ")
+			quote(&b, c.ID)
+			b.WriteString(" :scope ")
+			quote(&b, c.Scope)
+			str(&b, "from", c.From)
+			b.WriteByte('}')
+		}
+		b.WriteByte(']')
+	}
 	str(&b, "message", e.Message)
 	if e.Duration != 0 {
 		fmt.Fprintf(&b, " :duration %d", int64(e.Duration))
@@ -184,6 +199,7 @@ type wire struct {
 	Duration any   `edn:"duration"`
 	Deps     any   `edn:"deps"`
 	Action   any   `edn:"action?"`
+	Caches   any   `edn:"caches"`
 }
 
 // DecodeEDN reads one EDN map as an Event. Unknown keys are ignored; input
@@ -237,6 +253,9 @@ func (w *wire) event() (Event, error) {
 	}
 	e.Type, e.Status = Type(typ), Result(status)
 	if e.Deps, err = texts("deps", w.Deps); err != nil {
+		return Event{}, err
+	}
+	if e.Caches, err = caches(w.Caches); err != nil {
 		return Event{}, err
 	}
 	if e.Exit, err = exit(w.Exit); err != nil {
@@ -330,6 +349,37 @@ func texts(key string, v any) ([]string, error) {
 			return nil, err
 		}
 		out = append(out, t)
+	}
+	return out, nil
+}
+
+// caches reads :caches, a vector of {:id :scope :from} maps.
+func caches(v any) ([]Cache, error) {
+	if v == nil {
+		return nil, nil
+	}
+	items, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("edn: :caches is %T, want a vector of maps", v)
+	}
+	var out []Cache // nil when empty, as an event without caches encodes
+	for _, it := range items {
+		m, ok := it.(map[any]any)
+		if !ok {
+			return nil, fmt.Errorf("edn: :caches holds %T, want a map", it)
+		}
+		var c Cache
+		for _, f := range []struct {
+			key string
+			dst *string
+		}{{"id", &c.ID}, {"scope", &c.Scope}, {"from", &c.From}} {
+			t, err := text("caches "+f.key, m[edn.Keyword(f.key)])
+			if err != nil {
+				return nil, err
+			}
+			*f.dst = t
+		}
+		out = append(out, c)
 	}
 	return out, nil
 }

@@ -78,6 +78,8 @@ func TestEncodeEDN(t *testing.T) {
 		{Event{Type: JobStart, Time: time.UnixMilli(-1e15)}, `{:type :job/start :time -1000000000000000}`},
 		{Event{Type: JobQueued, Job: "c", Deps: []string{"a", "b\""}}, `{:type :job/queued :job "c" :deps ["a" "b\""]}`},
 		{Event{Type: JobQueued, Job: "pack", Deps: []string{"c"}, Action: true}, `{:type :job/queued :job "pack" :action? true :deps ["c"]}`},
+		{Event{Type: JobStart, Job: "t", Caches: []Cache{{ID: "deps", Scope: "branch:feature", From: "branch:main"}, {ID: "x", Scope: "pr:7"}}},
+			`{:type :job/start :job "t" :caches [{:id "deps" :scope "branch:feature" :from "branch:main"} {:id "x" :scope "pr:7"}]}`},
 	} {
 		got := string(EncodeEDN(c.in))
 		if got != c.want {
@@ -109,11 +111,11 @@ func TestEDNPackage(t *testing.T) {
 // `monkeyci run --json` prints one event per line in this form.
 func TestJSON(t *testing.T) {
 	evs := []Event{
-		{Type: JobStart, Time: t0, Build: "b", Job: "test"},
+		{Type: JobStart, Time: t0, Build: "b", Job: "test", Caches: []Cache{{ID: "deps", Scope: "branch:main", From: "branch:main"}}},
 		{Type: CommandEnd, Job: "test", Command: "0", Exit: ExitCode(0)},
 		{Type: JobEnd, Job: "test", Status: Failure, Exit: ExitCode(2), Message: "line 1 failed", Duration: 2 * time.Second},
 	}
-	want := `{"type":"job/start","time":"2026-03-04T05:06:07.890123456Z","build":"b","job":"test"}
+	want := `{"type":"job/start","time":"2026-03-04T05:06:07.890123456Z","build":"b","job":"test","caches":[{"id":"deps","scope":"branch:main","from":"branch:main"}]}
 {"type":"command/end","job":"test","command":"0","exit":0}
 {"type":"job/end","job":"test","exit":2,"status":"failure","message":"line 1 failed","duration":2000000000}
 `
@@ -143,6 +145,7 @@ func FuzzDecodeEDN(f *testing.F) {
 		`{:type :container/script-end :result {:status :error :exit 2} :step "1" :done? true}`,
 		`{:type :job/end :time #inst "2026-03-04T05:06:07Z" :status :failure :duration 5 :message "m"}`,
 		`{:type :job/end :time 1700000000123 :x [1 {:y #{2}}] :z #tag "v"}`,
+		`{:type :job/start :caches [{:id "d" :scope "tag:v1" :from "tag:v1"}]}`,
 		`{:type :x`, `[{:type :x}]`, `#_ {:type :x} {:type :y}`,
 	} {
 		f.Add([]byte(s))

@@ -3,7 +3,10 @@
 // It is pure: no I/O.
 package events
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Type names what happened, as "<subject>/<what>".
 type Type string
@@ -85,6 +88,8 @@ type Event struct {
 
 	// Command is the index of a script line ("0", "1", ...) for command/* events.
 	Command string `json:"command,omitempty"`
+	// Line is the command's text (its script line), on command/start.
+	Line string `json:"line,omitempty"`
 	// Stdout and Stderr are the paths of a command's log files.
 	Stdout string `json:"stdout,omitempty"`
 	Stderr string `json:"stderr,omitempty"`
@@ -103,6 +108,9 @@ type Event struct {
 	// does in its own container (a `job action` command, the SDK's Action),
 	// with no container of its own.
 	Action bool `json:"action,omitempty"`
+	// Caches are a job's caches on job/start: the scope each is saved to
+	// and the one it was restored from.
+	Caches []Cache `json:"caches,omitempty"`
 	// Message says why, in words, for errors, skips and refusals.
 	Message string `json:"message,omitempty"`
 	// Duration is how long the subject took: for */end events the whole of
@@ -111,5 +119,31 @@ type Event struct {
 	Duration time.Duration `json:"duration,omitempty"`
 }
 
+// Cache is one cache of a job: its id, the scope the job saves it to, and
+// the scope it was restored from ("" when none held it yet).
+type Cache struct {
+	ID    string `json:"id"`
+	Scope string `json:"scope"`
+	From  string `json:"from,omitempty"`
+}
+
 // ExitCode returns a pointer to code, for Event.Exit.
 func ExitCode(code int) *int { return &code }
+
+// DescribeCaches says in words where a job's caches came from and go:
+// "caches: deps branch:feature (restored from branch:main), m2 pr:7 (none
+// yet)". "" for none.
+func DescribeCaches(cs []Cache) string {
+	if len(cs) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(cs))
+	for _, c := range cs {
+		from := "none yet"
+		if c.From != "" {
+			from = "restored from " + c.From
+		}
+		parts = append(parts, c.ID+" "+c.Scope+" ("+from+")")
+	}
+	return "caches: " + strings.Join(parts, ", ")
+}

@@ -62,4 +62,23 @@ type Event struct {
 	Number int
 	// Sender is who caused it (a login or user name), for the build's trigger.
 	Sender string
+	// Fork is true for a pull request whose source is another repository
+	// (a fork), or whose delivery does not show that it is the same one:
+	// anyone may open one, so its builds get no secrets.
+	Fork bool
+}
+
+// Key names the event a delivery is of, whatever its delivery id: its
+// kind, its ref (a pull request's number too) and its commit. A forge that
+// delivers the same event again (a redelivery from its settings page, a
+// retry after a timeout) gives the same key.
+func (e Event) Key() string {
+	ref := "refs/heads/" + e.Branch
+	switch e.Kind {
+	case Tag:
+		ref = "refs/tags/" + e.Tag
+	case PullRequest:
+		ref = fmt.Sprintf("pull/%d (%s)", e.Number, e.Branch)
+	}
+	return string(e.Kind) + " " + ref + " " + e.Commit
 }

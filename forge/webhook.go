@@ -435,6 +435,7 @@ func pullRequest(e Event, where string, number int, branchField, branch, commitF
 
 type ghRepository struct {
 	Repository *struct {
+		ID       int64  `json:"id"`
 		FullName string `json:"full_name"`
 		CloneURL string `json:"clone_url"`
 		SSHURL   string `json:"ssh_url"`
@@ -469,10 +470,31 @@ type ghPullRequest struct {
 	Sender      ghUser `json:"sender"`
 	PullRequest *struct {
 		Head struct {
-			SHA string `json:"sha"`
-			Ref string `json:"ref"`
+			SHA    string `json:"sha"`
+			Ref    string `json:"ref"`
+			RepoID int64  `json:"repo_id"` // Gitea's
+			Repo   *struct {
+				ID       int64  `json:"id"`
+				FullName string `json:"full_name"`
+			} `json:"repo"`
 		} `json:"head"`
 	} `json:"pull_request"`
+}
+
+// fork tells whether the pull request comes from another repository than
+// the one the delivery is for: by the ids where the forge gives them, else
+// by the full names; a source it does not name counts as a fork.
+func (p *ghPullRequest) fork() bool {
+	base, head := p.Repository, p.PullRequest.Head
+	switch {
+	case head.Repo != nil && head.Repo.ID != 0 && base.ID != 0:
+		return head.Repo.ID != base.ID
+	case head.Repo != nil && head.Repo.FullName != "":
+		return !strings.EqualFold(head.Repo.FullName, base.FullName)
+	case head.RepoID != 0 && base.ID != 0:
+		return head.RepoID != base.ID
+	}
+	return true
 }
 
 func parseGHPush(kind Kind, body []byte) (Event, error) {
@@ -512,7 +534,7 @@ func parseGHPullRequest(kind Kind, body []byte, builds ...string) (Event, error)
 		return Event{}, missing(where, "pull_request")
 	}
 	head := p.PullRequest.Head
-	e.Sender = sender(p.Sender.Login)
+	e.Sender, e.Fork = sender(p.Sender.Login), p.fork()
 	return pullRequest(e, where, p.Number, "pull_request.head.ref", head.Ref, "pull_request.head.sha", head.SHA)
 }
 
@@ -550,11 +572,13 @@ type glMergeRequest struct {
 		Username string `json:"username"`
 	} `json:"user"`
 	Attrs *struct {
-		IID          int    `json:"iid"`
-		Action       string `json:"action"`
-		SourceBranch string `json:"source_branch"`
-		Oldrev       string `json:"oldrev"` // only when the update pushed commits
-		LastCommit   struct {
+		IID             int    `json:"iid"`
+		SourceProjectID int64  `json:"source_project_id"`
+		TargetProjectID int64  `json:"target_project_id"`
+		Action          string `json:"action"`
+		SourceBranch    string `json:"source_branch"`
+		Oldrev          string `json:"oldrev"` // only when the update pushed commits
+		LastCommit      struct {
 			ID string `json:"id"`
 		} `json:"last_commit"`
 	} `json:"object_attributes"`
@@ -626,6 +650,7 @@ func parseGLMergeRequest(body []byte) (Event, error) {
 		return Event{}, missing(where, "object_attributes.iid")
 	}
 	e.Sender = sender(p.User.Username)
+	e.Fork = a.SourceProjectID == 0 || a.SourceProjectID != a.TargetProjectID
 	return pullRequest(e, where, a.IID, "object_attributes.source_branch", a.SourceBranch,
 		"object_attributes.last_commit.id", a.LastCommit.ID)
 }
@@ -691,8 +716,16 @@ type bbPullRequest struct {
 			Commit struct {
 				Hash string `json:"hash"`
 			} `json:"commit"`
+			Repository bbRepoName `json:"repository"`
 		} `json:"source"`
+		Destination struct {
+			Repository bbRepoName `json:"repository"`
+		} `json:"destination"`
 	} `json:"pullrequest"`
+}
+
+type bbRepoName struct {
+	FullName string `json:"full_name"`
 }
 
 func parseBBPush(body []byte) (Event, error) {
@@ -749,6 +782,8 @@ func parseBBPullRequest(event string, body []byte) (Event, error) {
 		return Event{}, missing(where, "pullrequest.id")
 	}
 	e.Sender = sender(p.Actor.Username, p.Actor.Nickname)
+	src, dst := pr.Source.Repository.FullName, pr.Destination.Repository.FullName
+	e.Fork = src == "" || !strings.EqualFold(src, dst)
 	return pullRequest(e, where, pr.ID, "pullrequest.source.branch.name", pr.Source.Branch.Name,
 		"pullrequest.source.commit.hash", pr.Source.Commit.Hash)
 }

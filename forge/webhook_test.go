@@ -416,11 +416,11 @@ func parseCases() []parseCase {
 			body: edit(githubPush, `"ref": "refs/heads/main"`, `"ref": 7`), malformed: `"ref" is a JSON number, not a string`},
 		{name: "github pull request opened", kind: GitHub, h: gh("pull_request"), body: githubPullRequest,
 			want: Event{Kind: PullRequest, Repo: "octo-org/hello-world", CloneURLs: githubURLs, Branch: "changes",
-				Commit: "ec26c3e57ca3a959ca5aad62de7213c562f8c821", Number: 2, Sender: "Codertocat"}},
+				Commit: "ec26c3e57ca3a959ca5aad62de7213c562f8c821", Number: 2, Sender: "Codertocat", Fork: true}},
 		{name: "github pull request synchronize", kind: GitHub, h: gh("pull_request"),
 			body: edit(githubPullRequest, `"action": "opened"`, `"action": "synchronize"`),
 			want: Event{Kind: PullRequest, Repo: "octo-org/hello-world", CloneURLs: githubURLs, Branch: "changes",
-				Commit: "ec26c3e57ca3a959ca5aad62de7213c562f8c821", Number: 2, Sender: "Codertocat"}},
+				Commit: "ec26c3e57ca3a959ca5aad62de7213c562f8c821", Number: 2, Sender: "Codertocat", Fork: true}},
 		{name: "github pull request closed", kind: GitHub, h: gh("pull_request"),
 			body:    edit(githubPullRequest, `"action": "opened"`, `"action": "closed"`),
 			ignored: `github pull_request action "closed" starts no build`},
@@ -815,5 +815,62 @@ func TestDeliveryID(t *testing.T) {
 		if got := DeliveryID(c.kind, c.h); got != c.want {
 			t.Errorf("DeliveryID(%s, %v) = %q, want %q", c.kind, c.h, got, c.want)
 		}
+	}
+}
+
+// A pull request from another repository than the one delivered for is a
+// fork's, and so is one whose delivery does not name its source: its builds
+// get no secrets.
+func TestPullRequestsFromForks(t *testing.T) {
+	gh := func(event string) http.Header { return hdr("X-GitHub-Event", event) }
+	gl := func(event string) http.Header { return hdr("X-Gitlab-Event", event) }
+	gt := func(event string) http.Header { return hdr("X-Gitea-Event", event) }
+	bb := func(event string) http.Header { return hdr("X-Event-Key", event) }
+	cases := []struct {
+		name string
+		kind Kind
+		h    http.Header
+		body string
+		fork bool
+	}{
+		{"github, from a fork", GitHub, gh("pull_request"), githubPullRequest, true},
+		{"github, same repository", GitHub, gh("pull_request"),
+			edit(githubPullRequest, `"Codertocat/hello-world"`, `"octo-org/hello-world"`), false},
+		{"github, same name another id", GitHub, gh("pull_request"),
+			edit(githubPullRequest, `"repo": {"full_name": "Codertocat/hello-world"}`, `"repo": {"id": 7, "full_name": "octo-org/hello-world"}`), true},
+		{"github, same id", GitHub, gh("pull_request"),
+			edit(githubPullRequest, `"repo": {"full_name": "Codertocat/hello-world"}`, `"repo": {"id": 186853002, "full_name": "Codertocat/hello-world"}`), false},
+		{"github, source deleted", GitHub, gh("pull_request"),
+			edit(githubPullRequest, `"repo": {"full_name": "Codertocat/hello-world"}`, `"repo": null`), true},
+		{"gitea, same repository", Gitea, gt("pull_request"), giteaPullRequest, false},
+		{"gitea, from a fork", Gitea, gt("pull_request"), edit(giteaPullRequest, `"repo_id": 140
+    },`, `"repo_id": 141
+    },`), true},
+		{"gitlab, same project", GitLab, gl("Merge Request Hook"), gitlabMergeRequest, false},
+		{"gitlab, from a fork", GitLab, gl("Merge Request Hook"), edit(gitlabMergeRequest, `"source_project_id": 14`, `"source_project_id": 15`), true},
+		{"gitlab, source not named", GitLab, gl("Merge Request Hook"), edit(gitlabMergeRequest, `"source_project_id": 14,`, ``), true},
+		{"bitbucket, same repository", Bitbucket, bb("pullrequest:created"), bitbucketPullRequest, false},
+		{"bitbucket, from a fork", Bitbucket, bb("pullrequest:created"), edit(bitbucketPullRequest, `"repository": {"full_name": "acme/widgets"}
+    },
+    "destination"`, `"repository": {"full_name": "mallory/widgets"}
+    },
+    "destination"`), true},
+		{"bitbucket, source not named", Bitbucket, bb("pullrequest:created"), edit(bitbucketPullRequest, `,
+      "repository": {"full_name": "acme/widgets"}
+    },
+    "destination"`, `
+    },
+    "destination"`), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := Parse(c.kind, c.h, []byte(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Kind != PullRequest || e.Fork != c.fork {
+				t.Errorf("got %s fork %v, want a pull request, fork %v", e.Kind, e.Fork, c.fork)
+			}
+		})
 	}
 }

@@ -134,6 +134,23 @@ build {
     destination = "/tmp/monkeyci-agent.service"
   }
 
+  # Containers kept from the metadata service, and address pools for a
+  # network per build (README.md).
+  provisioner "file" {
+    source      = "${path.root}/monkeyci-metadata.service"
+    destination = "/tmp/monkeyci-metadata.service"
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/block-metadata.sh"
+    destination = "/tmp/block-metadata.sh"
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/docker-daemon.json"
+    destination = "/tmp/docker-daemon.json"
+  }
+
   provisioner "shell" {
     script           = "${path.root}/provision.sh"
     environment_vars = ["SSH_USERNAME=${var.ssh_username}"]

@@ -474,43 +474,11 @@ region=eu-frankfurt-1
 // stand-in for the binary, and the unit. Verify exits 0 on warnings (an
 // unknown key, say), so any output fails the test too.
 func TestUnitVerify(t *testing.T) {
-	analyze := requireTool(t, "systemd-analyze", "systemd")
-	root := t.TempDir()
-	units := "/usr/lib/systemd/system"
-	if _, err := os.Stat(filepath.Join(units, "multi-user.target")); err != nil {
-		t.Fatalf("no systemd units in %s to verify against: %v", units, err)
-	}
-	if err := os.MkdirAll(filepath.Join(root, "usr/lib/systemd"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", units, filepath.Join(root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
-		t.Fatalf("copying %s: %v\n%s", units, err, out)
-	}
 	unit, err := os.ReadFile("monkeyci-agent.service")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := map[string]struct {
-		content string
-		mode    os.FileMode
-	}{
-		"etc/systemd/system/monkeyci-agent.service": {string(unit), 0o644},
-		"etc/systemd/system/docker.service":         {"[Unit]\nDescription=stub\n[Service]\nExecStart=/bin/true\n", 0o644},
-		"usr/local/bin/monkeyci":                    {"#!/bin/sh\n", 0o755},
-	}
-	for name, f := range files {
-		path := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(f.content), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err := exec.Command(analyze, "verify", "--root="+root, "monkeyci-agent.service").CombinedOutput()
-	if err != nil || len(out) > 0 {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
-	}
+	verifyUnit(t, "monkeyci-agent.service", map[string]fileAt{"usr/local/bin/monkeyci": {"#!/bin/sh\n", 0o755}})
 
 	// What verify cannot know: the drain and the token's path.
 	for _, want := range []string{
@@ -524,5 +492,53 @@ func TestUnitVerify(t *testing.T) {
 	}
 	if strings.Contains(string(unit), "TOKEN}") || strings.Contains(string(unit), "--join-token") {
 		t.Error("the join token is on the command line; it belongs in the env file")
+	}
+}
+
+type fileAt struct {
+	content string
+	mode    os.FileMode
+}
+
+// verifyUnit runs systemd-analyze verify on the unit file name of this
+// folder, in a temporary root holding this machine's systemd units, a stub
+// docker.service, the unit and files (stand-ins for what it runs).
+func verifyUnit(t *testing.T, name string, files map[string]fileAt) {
+	t.Helper()
+	analyze := requireTool(t, "systemd-analyze", "systemd")
+	root := t.TempDir()
+	units := "/usr/lib/systemd/system"
+	if _, err := os.Stat(filepath.Join(units, "multi-user.target")); err != nil {
+		t.Fatalf("no systemd units in %s to verify against: %v", units, err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "usr/lib/systemd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", units, filepath.Join(root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
+		t.Fatalf("copying %s: %v\n%s", units, err, out)
+	}
+	unit, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]fileAt{
+		"etc/systemd/system/" + name:        {string(unit), 0o644},
+		"etc/systemd/system/docker.service": {"[Unit]\nDescription=stub\n[Service]\nExecStart=/bin/true\n", 0o644},
+	}
+	for k, v := range files {
+		all[k] = v
+	}
+	for name, f := range all {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(f.content), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(analyze, "verify", "--root="+root, name).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify %s: %v\n%s", name, err, out)
 	}
 }

@@ -118,7 +118,9 @@ func (d *jobDecoder) field(key, name string, v *node) bool {
 		}
 	case "cpus":
 		d.hasCPUs = true
-		j.CPUs, _ = d.count(name, v)
+		j.CPUs = d.cpus(name, v)
+	case "pids":
+		j.Pids = d.pids(name, v)
 	case "memory":
 		d.hasMemory = true
 		j.Memory = d.memory(name, v)
@@ -258,7 +260,55 @@ func whole(v *node) (int64, bool) {
 	return 0, false
 }
 
-// count reads size or cpus: a whole number from 1 to maxCPUs.
+// cpus reads a number of CPUs: above 0 (at least a thousandth, like
+// scripts' cpus) and at most maxCPUs; 0.25 is a quarter of one.
+func (d *jobDecoder) cpus(what string, v *node) float64 {
+	f := v.f
+	switch v.kind {
+	case kInt:
+		f = float64(v.i)
+		if v.big {
+			f = math.Inf(1)
+		}
+	case kFloat:
+	default:
+		d.errs.add(v.pos, "%s: expected a number of CPUs like 1 or 0.25, got %s", what, v.describe())
+		return 0
+	}
+	switch {
+	case math.IsNaN(f) || f <= 0 || strings.HasPrefix(v.text, "-"):
+		d.errs.add(v.pos, "%s: must be above 0, got %s", what, v.text)
+	case f < minCPUs:
+		d.errs.add(v.pos, "%s: %s is too small, expected at least %g", what, v.text, minCPUs)
+	case f > maxCPUs:
+		d.errs.add(v.pos, "%s: %s is too large, expected at most %d", what, v.text, maxCPUs)
+	default:
+		return f
+	}
+	return 0
+}
+
+// pids reads a job's process limit: a whole number from 1 to maxPids.
+func (d *jobDecoder) pids(what string, v *node) int64 {
+	n, ok := whole(v)
+	num := v.kind == kInt || v.kind == kFloat
+	negative := num && (v.f < 0 || strings.HasPrefix(v.text, "-"))
+	switch {
+	case !num:
+		d.errs.add(v.pos, "%s: expected a whole number of processes, got %s", what, v.describe())
+	case ok && n < 1, !ok && negative:
+		d.errs.add(v.pos, "%s: must be at least 1, got %s", what, v.text)
+	case ok && n > maxPids, !ok && (v.big || math.IsInf(v.f, 0) || math.Abs(v.f) >= 1<<53):
+		d.errs.add(v.pos, "%s: %s is too large, expected at most %d", what, v.text, maxPids)
+	case !ok:
+		d.errs.add(v.pos, "%s: expected a whole number of processes, got %s", what, v.text)
+	default:
+		return n
+	}
+	return 0
+}
+
+// count reads size: a whole number from 1 to maxCPUs.
 func (d *jobDecoder) count(what string, v *node) (int, bool) {
 	n, ok := whole(v)
 	num := v.kind == kInt || v.kind == kFloat
@@ -365,6 +415,7 @@ func (d *jobDecoder) artifacts(key, what string, v *node) []Artifact {
 					d.errs.add(kn.pos, "%s[%d]: duplicate key %q", what, i, name)
 				}
 				hasPath = true
+				d.job.Pos[key+"."+strconv.Itoa(i)+".path"] = val.pos
 				a.Path, _ = d.str(what+"["+strconv.Itoa(i)+"].path", val)
 			default:
 				d.errs.add(kn.pos, "%s[%d]: unknown key %q%s", what, i, name, suggest(name, artifactKeys, nil))

@@ -48,7 +48,15 @@ func TestKeys(t *testing.T) {
 		{"size with cpus", "b.yaml", base + "size: 3\ncpus: 1", func(j Job) any { return [2]int64{int64(j.CPUs), j.Memory} }, [2]int64{1, 6 << 30}},
 		{"size with memory", "b.yaml", base + "size: 3\nmemory: 1", func(j Job) any { return [2]int64{int64(j.CPUs), j.Memory} }, [2]int64{3, 1 << 30}},
 		{"cpus", "b.yaml", base + "cpus: 4", func(j Job) any { return [2]int64{int64(j.CPUs), j.Memory} }, [2]int64{4, 2 << 30}},
-		{"cpus 2.0", "b.json", `{"image":"a","script":"x","cpus":2.0}`, func(j Job) any { return j.CPUs }, 2},
+		{"cpus 2.0", "b.json", `{"image":"a","script":"x","cpus":2.0}`, func(j Job) any { return j.CPUs }, 2.0},
+		{"cpus a quarter", "b.yaml", base + "cpus: 0.25", func(j Job) any { return j.CPUs }, 0.25},
+		{"cpus a quarter, json", "b.json", `{"image":"a","script":"x","cpus":0.25}`, func(j Job) any { return j.CPUs }, 0.25},
+		{"cpus a quarter, edn", "b.edn", `{:image "a" :script "x" :cpus 0.25}`, func(j Job) any { return j.CPUs }, 0.25},
+		{"cpus a thousandth", "b.yaml", base + "cpus: 0.001", func(j Job) any { return j.CPUs }, 0.001},
+		{"pids", "b.yaml", base + "pids: 256", func(j Job) any { return j.Pids }, int64(256)},
+		{"pids edn", "b.edn", `{:image "a" :script "x" :pids 64}`, func(j Job) any { return j.Pids }, int64(64)},
+		{"pids json 2.0", "b.json", `{"image":"a","script":"x","pids":2.0}`, func(j Job) any { return j.Pids }, int64(2)},
+		{"pids unset", "b.yaml", base + "cpus: 1", func(j Job) any { return j.Pids }, int64(0)},
 		{"memory GB number", "b.yaml", base + "memory: 4", func(j Job) any { return j.Memory }, int64(4 << 30)},
 		{"memory fraction", "b.yaml", base + "memory: 0.5", func(j Job) any { return j.Memory }, int64(512 << 20)},
 		{"memory 512m", "b.yaml", base + "memory: 512m", func(j Job) any { return j.Memory }, int64(512 << 20)},
@@ -166,8 +174,8 @@ func TestEDNForms(t *testing.T) {
 func TestSizeResources(t *testing.T) {
 	for n := 1; n <= 8; n++ {
 		cpus, mem := sizeResources(n)
-		if cpus != n || mem != int64(n)*2<<30 {
-			t.Errorf("size %d: %d cpus, %d bytes", n, cpus, mem)
+		if cpus != float64(n) || mem != int64(n)*2<<30 {
+			t.Errorf("size %d: %g cpus, %d bytes", n, cpus, mem)
 		}
 	}
 }

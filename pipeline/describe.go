@@ -21,7 +21,11 @@ func (p *Plan) Describe() string {
 			if j.CPUs == 1 {
 				cpus = "cpu"
 			}
-			cells := []string{j.ID, j.Image, fmt.Sprintf("%d %s, %s", j.CPUs, cpus, formatMemory(j.Memory))}
+			resources := fmt.Sprintf("%g %s, %s", j.CPUs, cpus, formatMemory(j.Memory))
+			if j.Pids > 0 {
+				resources += fmt.Sprintf(", %d pids", j.Pids)
+			}
+			cells := []string{j.ID, j.Image, resources}
 			after := ""
 			if len(j.Dependencies) > 0 {
 				after = "after: " + strings.Join(j.Dependencies, ", ")

@@ -55,7 +55,29 @@ func TestErrors(t *testing.T) {
 		{"size string", "b.yaml", base + "size: big",
 			`b.yaml:4:7: size: expected a whole number, got a string`},
 		{"cpus negative", "b.yaml", base + "cpus: -2",
-			`b.yaml:4:7: cpus: must be at least 1, got -2`},
+			`b.yaml:4:7: cpus: must be above 0, got -2`},
+		{"cpus zero", "b.yaml", base + "cpus: 0",
+			`b.yaml:4:7: cpus: must be above 0, got 0`},
+		{"cpus minus zero", "b.yaml", base + "cpus: -0.0",
+			`b.yaml:4:7: cpus: must be above 0, got -0.0`},
+		{"cpus tiny", "b.yaml", base + "cpus: 0.0001",
+			`b.yaml:4:7: cpus: 0.0001 is too small, expected at least 0.001`},
+		{"cpus huge", "b.json", `{"image":"a","script":"x","cpus":1e9}`,
+			`b.json:1:34: cpus: 1e9 is too large, expected at most 1024`},
+		{"cpus string", "b.yaml", base + "cpus: half",
+			`b.yaml:4:7: cpus: expected a number of CPUs like 1 or 0.25, got a string`},
+		{"pids zero", "b.yaml", base + "pids: 0",
+			`b.yaml:4:7: pids: must be at least 1, got 0`},
+		{"pids negative", "b.edn", `{:image "a" :script "x" :pids -5}`,
+			`b.edn:1:31: pids: must be at least 1, got -5`},
+		{"pids fraction", "b.yaml", base + "pids: 10.5",
+			`b.yaml:4:7: pids: expected a whole number of processes, got 10.5`},
+		{"pids huge", "b.yaml", base + "pids: 99999999999999999999",
+			`b.yaml:4:7: pids: 99999999999999999999 is too large, expected at most 4194304`},
+		{"pids string", "b.yaml", base + "pids: many",
+			`b.yaml:4:7: pids: expected a whole number of processes, got a string`},
+		{"pids misspelt", "b.yaml", base + "pidsLimit: 5",
+			`b.yaml:4:1: unknown key "pidsLimit" (did you mean "pids"?)`},
 		{"bad memory", "b.yaml", base + "memory: 12x",
 			`b.yaml:4:9: memory: unknown unit "x" in "12x", expected a number of GB or a size like "512m", "2g" or "1.5GB"`},
 		{"memory garbage", "b.yaml", base + "memory: lots",
@@ -227,7 +249,7 @@ func TestValidateJobsFromCode(t *testing.T) {
 		t.Errorf("defaults not filled: %+v", j)
 	}
 	_, err = Validate([]Job{{ID: "a", Script: []string{"x"}, CPUs: -1}})
-	want := "job \"a\" has no image, expected an \"image\" key\ncpus: -1 is out of range, expected 1 to 1024"
+	want := "job \"a\" has no image, expected an \"image\" key\ncpus: -1 is out of range, expected 0.001 to 1024"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}

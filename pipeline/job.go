@@ -3,7 +3,10 @@
 // given, no containers, no network.
 package pipeline
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Defaults of a job, as MonkeyCI documents them.
 const (
@@ -30,23 +33,27 @@ type Artifact struct {
 
 // Job is one container job of a build, with every default filled in.
 type Job struct {
-	ID               string            `json:"id"`
-	Image            string            `json:"image"`
-	Script           []string          `json:"script,omitempty"`
-	Dependencies     []string          `json:"dependencies,omitempty"`
-	SaveArtifacts    []Artifact        `json:"save-artifacts,omitempty"`
-	RestoreArtifacts []Artifact        `json:"restore-artifacts,omitempty"`
-	Caches           []Artifact        `json:"caches,omitempty"`
-	CPUs             int               `json:"cpus"`
-	Memory           int64             `json:"memory"` // bytes
-	Env              map[string]string `json:"env,omitempty"`
-	WorkDir          string            `json:"work-dir,omitempty"`
-	Timeout          time.Duration     `json:"timeout"`
-	Shell            string            `json:"shell,omitempty"`
-	Entrypoint       []string          `json:"entrypoint,omitempty"`
-	Cmd              []string          `json:"cmd,omitempty"`
-	Labels           map[string]string `json:"labels,omitempty"`
-	Blocked          bool              `json:"blocked,omitempty"`
+	ID               string     `json:"id"`
+	Image            string     `json:"image"`
+	Script           []string   `json:"script,omitempty"`
+	Dependencies     []string   `json:"dependencies,omitempty"`
+	SaveArtifacts    []Artifact `json:"save-artifacts,omitempty"`
+	RestoreArtifacts []Artifact `json:"restore-artifacts,omitempty"`
+	Caches           []Artifact `json:"caches,omitempty"`
+	// CPUs may be a fraction (0.25); the agent reads it in thousandths.
+	CPUs   float64 `json:"cpus"`
+	Memory int64   `json:"memory"` // bytes
+	// Pids bounds the processes of the job's container; 0: the agent's
+	// default (its --pids, which is also the most a job may ask).
+	Pids       int64             `json:"pids,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	WorkDir    string            `json:"work-dir,omitempty"`
+	Timeout    time.Duration     `json:"timeout"`
+	Shell      string            `json:"shell,omitempty"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Cmd        []string          `json:"cmd,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Blocked    bool              `json:"blocked,omitempty"`
 	// When, if set, says on which builds the job runs (when.go).
 	When *When `json:"when,omitempty"`
 	// Source is where the job was declared; not part of the job's meaning.
@@ -56,6 +63,9 @@ type Job struct {
 	// jobs built in code. It lets Validate point at the offending value.
 	Pos map[string]Position `json:"-"`
 }
+
+// MilliCPUs is the job's CPUs in thousandths, as the agent counts them.
+func (j Job) MilliCPUs() int64 { return int64(math.Round(j.CPUs * 1000)) }
 
 // Plan is a build's validated jobs in declaration order: files in the order
 // build.yaml, build.yml, build.json, build.edn; jobs in file order.

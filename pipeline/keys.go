@@ -9,7 +9,7 @@ import (
 // jobKeys are the keys a job accepts, kebab-case, in documentation order.
 var jobKeys = []string{
 	"id", "image", "script", "dependencies", "save-artifacts", "restore-artifacts",
-	"caches", "size", "cpus", "memory", "env", "work-dir", "timeout", "shell",
+	"caches", "size", "cpus", "memory", "pids", "env", "work-dir", "timeout", "shell",
 	"entrypoint", "cmd", "labels", "blocked", "when",
 }
 
@@ -23,6 +23,7 @@ var keyHints = map[string]string{
 	"environment": "env", "variables": "env", "vars": "env",
 	"container": "image", "working-dir": "work-dir", "workdir": "work-dir",
 	"artifacts": "save-artifacts", "cache": "caches", "mem": "memory", "cpu": "cpus",
+	"pids-limit": "pids", "processes": "pids", "max-processes": "pids",
 	"name": "id", "if": "when", "only": "when", "rules": "when", "condition": "when",
 }
 

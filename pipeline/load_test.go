@@ -138,3 +138,14 @@ func TestLoadRefusesFilesOutsideTheRepo(t *testing.T) {
 		t.Errorf("link inside the repo: %v", err)
 	}
 }
+
+func TestDescribeFractionalCPUs(t *testing.T) {
+	jobs, err := Parse("b.yaml", []byte("id: lint\nimage: i\nscript: x\ncpus: 0.25\nmemory: 256m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "lint  i  0.25 cpus, 256 MB\n"
+	if got := (&Plan{Jobs: jobs}).Describe(); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -10,17 +10,20 @@ import (
 )
 
 // Bounds on resources. They keep arithmetic far from overflow and catch
-// typos early; Docker refuses less than 6 MB of memory.
+// typos early; Docker refuses less than 6 MB of memory. A job's CPUs are
+// counted in thousandths, as scripts' are.
 const (
 	maxCPUs   = 1024
+	minCPUs   = 0.001
+	maxPids   = 1 << 22 // the kernel's highest pid_max
 	minMemory = 6 << 20
 	maxMemory = 4 << 40
 	gb        = 1 << 30
 )
 
 // sizeResources is what "size: N" means: N CPUs and 2N GB.
-func sizeResources(n int) (cpus int, memory int64) {
-	return n, int64(n) * DefaultMemory
+func sizeResources(n int) (cpus float64, memory int64) {
+	return float64(n), int64(n) * DefaultMemory
 }
 
 var memoryRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)$`)

@@ -128,8 +128,11 @@ func checkJob(j *Job) []*Error {
 	if len(j.Script) == 0 && len(j.Cmd) == 0 && len(j.Entrypoint) == 0 {
 		add("", "%s has neither script nor cmd, expected a \"script\" list (or \"cmd\"/\"entrypoint\")", jobName(j))
 	}
-	if j.CPUs < 1 || j.CPUs > maxCPUs {
-		add("cpus", "cpus: %d is out of range, expected 1 to %d", j.CPUs, maxCPUs)
+	if !(j.CPUs >= minCPUs && j.CPUs <= maxCPUs) {
+		add("cpus", "cpus: %g is out of range, expected %g to %d", j.CPUs, minCPUs, maxCPUs)
+	}
+	if j.Pids < 0 || j.Pids > maxPids {
+		add("pids", "pids: %d is out of range, expected 1 to %d (or none: the agent's default)", j.Pids, maxPids)
 	}
 	if j.Memory < minMemory || j.Memory > maxMemory {
 		add("memory", "memory: %d bytes is out of range, expected 6m to 4t", j.Memory)
@@ -163,9 +166,15 @@ func checkJob(j *Job) []*Error {
 			case ids[a.ID]:
 				add(key, "%s[%d]: id %q is used twice", list.key, i, a.ID)
 			}
+			if a.Path != "" {
+				if err := ArchivePath(a.Path); err != nil {
+					add(j.pathKey(key), "%s[%d]: %v", list.key, i, err)
+				}
+			}
 			ids[a.ID] = true
 		}
 	}
+	checkRestoresApart(j, add)
 	checkWhen(j, add)
 	for k := range j.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {

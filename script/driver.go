@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -165,7 +166,7 @@ func (d *driver) next(ctx context.Context) (bool, error) {
 	case len(blocked) == 0:
 		return true, d.awaitAny(ctx)
 	case len(d.running) == 0:
-		resp, err := d.api.AwaitUnblock(ctx, &jobapi.AwaitUnblockRequest{Ids: blocked})
+		resp, err := d.api.AwaitUnblock(ctx, d.unblockRequest(blocked))
 		if err := d.unblocked(resp, err, blocked); err != nil {
 			return false, err
 		}
@@ -192,7 +193,7 @@ func (d *driver) awaitEither(ctx context.Context, blocked []string) error {
 	var unblockResp *jobapi.AwaitUnblockResponse
 	go func() {
 		var err error
-		unblockResp, err = d.api.AwaitUnblock(actx, &jobapi.AwaitUnblockRequest{Ids: blocked})
+		unblockResp, err = d.api.AwaitUnblock(actx, d.unblockRequest(blocked))
 		unblock <- err
 	}()
 	var jobsErr, unblockErr error
@@ -240,6 +241,22 @@ func (d *driver) unblocked(resp *jobapi.AwaitUnblockResponse, err error, ids []s
 		return fmt.Errorf("awaiting an unblock of %v: the agent answered %q: %w", ids, resp.GetId(), err)
 	}
 	return nil
+}
+
+// unblockRequest asks for an unblock of ids, with their dependencies: the
+// agent tells them in job/blocked, so the job graph keeps a blocked job's
+// edges before the job is queued.
+func (d *driver) unblockRequest(ids []string) *jobapi.AwaitUnblockRequest {
+	req := &jobapi.AwaitUnblockRequest{Ids: ids}
+	for _, j := range d.plan.Jobs {
+		if len(j.Dependencies) > 0 && slices.Contains(ids, j.ID) {
+			if req.Deps == nil {
+				req.Deps = map[string]*jobapi.Deps{}
+			}
+			req.Deps[j.ID] = &jobapi.Deps{Ids: j.Dependencies}
+		}
+	}
+	return req
 }
 
 // blocked returns the jobs that wait for a manual unblock.

@@ -3,6 +3,7 @@ package monkeyci
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -26,18 +27,22 @@ type Job struct {
 	SaveArtifacts    []Artifact
 	RestoreArtifacts []Artifact
 	Caches           []Artifact
-	CPUs             int
-	Memory           int64 // bytes
-	WorkDir          string
-	Timeout          time.Duration
-	Shell            string
-	Entrypoint       []string
-	Cmd              []string
-	Labels           map[string]string
+	CPUs             float64 // 0.25 is a quarter of one
+	Memory           int64   // bytes
+	// Pids bounds the processes of the job's container (0: the agent's
+	// default, which is also the most it allows).
+	Pids       int64
+	WorkDir    string
+	Timeout    time.Duration
+	Shell      string
+	Entrypoint []string
+	Cmd        []string
+	Labels     map[string]string
 }
 
 // Artifact is a path saved by one job and restored into another by id, or
-// a cache kept across builds of the repository.
+// a cache kept across builds of the repository. Path is relative to the
+// job's work dir and stays inside it; a restore writes only under it.
 type Artifact struct{ ID, Path string }
 
 // State is where a job is.
@@ -184,7 +189,7 @@ func (j Job) proto() *jobapi.JobSpec {
 	s := &jobapi.JobSpec{
 		Id: j.ID, Image: j.Image, Script: j.Script, Dependencies: j.Deps,
 		SaveArtifacts: artifacts(j.SaveArtifacts), RestoreArtifacts: artifacts(j.RestoreArtifacts), Caches: artifacts(j.Caches),
-		Cpus: int32(j.CPUs), Memory: j.Memory, Env: j.Env, WorkDir: j.WorkDir, Shell: j.Shell,
+		MilliCpus: int64(math.Round(j.CPUs * 1000)), Memory: j.Memory, Pids: j.Pids, Env: j.Env, WorkDir: j.WorkDir, Shell: j.Shell,
 		Entrypoint: j.Entrypoint, Cmd: j.Cmd, Labels: j.Labels,
 	}
 	if j.Timeout > 0 {

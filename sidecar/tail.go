@@ -94,6 +94,8 @@ type tailer struct {
 	done    bool            // a done? event was read
 
 	reads atomic.Int64 // read calls, for the no-spin test
+	// readGap, a field so that a test can make it long.
+	readGap time.Duration
 
 	// gap fires when the log files held back by readGap (dirty) may be
 	// read; it is set while dirty is not empty.
@@ -113,7 +115,7 @@ type logFile struct {
 
 func newTailer(dir string, s sink) (*tailer, error) {
 	dir = filepath.Clean(dir)
-	t := &tailer{dir: dir, logsDir: filepath.Join(dir, LogsDir), sink: s,
+	t := &tailer{dir: dir, logsDir: filepath.Join(dir, LogsDir), sink: s, readGap: readGap,
 		started: map[string]bool{}, files: map[string]*logFile{}, bad: map[string]bool{}}
 	var err error
 	if t.d, err = os.Open(dir); err != nil {
@@ -227,12 +229,17 @@ func (t *tailer) notified(e fsnotify.Event) error {
 			}
 		}
 		lf := t.file(cmd, stream)
-		if wait := readGap - time.Since(lf.lastRead); wait > 0 {
+		if wait := t.readGap - time.Since(lf.lastRead); wait > 0 {
 			if !lf.dirty {
 				lf.dirty = true
 				t.hold(lf, wait)
 			}
 			return nil
+		}
+		// Files held back were written before this one was: read them
+		// first, so that stdout and stderr keep the order they came in.
+		if err := t.readDirty(); err != nil {
+			return err
 		}
 		return t.readLog(lf, false)
 	}
@@ -448,6 +455,9 @@ func (t *tailer) readCommand(cmd string, flush bool) error {
 	if !isIndex(cmd) {
 		return nil // not a wrapper index: no files of ours
 	}
+	if err := t.readDirty(); err != nil { // held back, so written first
+		return err
+	}
 	for _, stream := range []string{"out", "err"} {
 		lf := t.file(cmd, stream)
 		if err := t.readLog(lf, flush); err != nil {
@@ -476,7 +486,12 @@ func (t *tailer) readLog(lf *logFile, flush bool) error {
 	if lf.f == nil && (t.logs == nil || !t.open(lf.name, t.logs, &lf.f)) {
 		return nil
 	}
-	lf.dirty, lf.lastRead = false, time.Now()
+	// The gap runs from a read that found bytes: a file made empty (the
+	// wrapper makes both of a command's) is read at its first write.
+	lf.dirty = false
+	if st, err := lf.f.Stat(); err == nil && st.Size() > lf.off {
+		lf.lastRead = time.Now()
+	}
 	err := t.readNow(lf.f, lf.off, func(want int) (int, error) {
 		// One buffer per file, grown to the largest read: a job printing
 		// 256 MB no longer allocates (and the GC no longer sweeps) as much.

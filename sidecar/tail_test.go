@@ -308,3 +308,54 @@ func TestTailContextAndMissingFiles(t *testing.T) {
 		t.Error("Tail of a missing dir: no error")
 	}
 }
+
+// Output held back by readGap was written before what is noticed after
+// it: a write to stderr reads the stdout held back first, so the two keep
+// the order they were written in. (The gap is made an hour long: without
+// that, the held stdout would come only at the job's end.)
+func TestTailKeepsTheOrderOfStdoutAndStderr(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(dir, []string{"x"}); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	tl, err := newTailer(dir, plain{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tl.close)
+	tl.readGap = time.Hour
+	exited, res := make(chan struct{}), make(chan error, 1)
+	go func() { res <- tl.run(context.Background(), exited, false) }()
+	appendTo := func(name, data string) {
+		t.Helper()
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errs := filepath.Join(LogsDir, LogFile("0", "out")), filepath.Join(LogsDir, LogFile("0", "err"))
+	appendTo(EventsFile, `{:type :command/start :command "0"}`+"\n")
+	appendTo(out, "out1\n")
+	rec.waitFor(t, "out1", func(r []record) bool { return output(r, "0", "out") == "out1\n" })
+	appendTo(out, "out2\n") // within the gap: held back
+	appendTo(errs, "err1\n")
+	rec.waitFor(t, "err1", func(r []record) bool { return output(r, "0", "err") == "err1\n" })
+	var order []string
+	for _, r := range rec.snapshot() {
+		if r.ev == nil {
+			order = append(order, strings.TrimSpace(r.data))
+		}
+	}
+	if got := strings.Join(order, " "); got != "out1 out2 err1" {
+		t.Errorf("read %q, want out1 out2 err1", got)
+	}
+	close(exited)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+}

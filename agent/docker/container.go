@@ -24,7 +24,11 @@ func (e *Engine) Create(ctx context.Context, spec agent.ContainerSpec) (string, 
 	if err != nil {
 		return "", err
 	}
-	resp, err := e.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	net, err := toNetworkingConfig(spec)
+	if err != nil {
+		return "", err
+	}
+	resp, err := e.cli.ContainerCreate(ctx, cfg, host, net, nil, spec.Name)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			if ok, herr := e.HasImage(ctx, spec.Image); herr == nil && !ok {
@@ -37,6 +41,16 @@ func (e *Engine) Create(ctx context.Context, spec agent.ContainerSpec) (string, 
 		e.log.Warn("engine warning on create", "container", shortID(resp.ID), "warning", w)
 	}
 	return resp.ID, nil
+}
+
+// Inspect returns all the engine says of a container: what it made of a
+// spec (tests look at its confinement) and its addresses.
+func (e *Engine) Inspect(ctx context.Context, id string) (container.InspectResponse, error) {
+	resp, err := e.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return resp, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+	}
+	return resp, nil
 }
 
 // CopyTo extracts the tar stream into dir, which must exist in the container

@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 
 	"github.com/monkeyci/monkeyci/agent"
 )
@@ -33,6 +34,9 @@ func toContainerConfig(spec agent.ContainerSpec) (*container.Config, *container.
 	}
 	if spec.Memory < 0 {
 		return nil, nil, fmt.Errorf("container spec: negative Memory %d", spec.Memory)
+	}
+	if spec.Pids < 0 {
+		return nil, nil, fmt.Errorf("container spec: negative Pids %d", spec.Pids)
 	}
 	if spec.WorkDir != "" && !path.IsAbs(spec.WorkDir) {
 		return nil, nil, fmt.Errorf("container spec: work dir %q is not an absolute path", spec.WorkDir)
@@ -70,6 +74,13 @@ func toContainerConfig(spec agent.ContainerSpec) (*container.Config, *container.
 			NanoCPUs: spec.NanoCPUs,
 			Memory:   spec.Memory,
 		},
+		CapDrop: slices.Clone(spec.CapDrop),
+	}
+	if spec.Pids > 0 {
+		host.Resources.PidsLimit = &spec.Pids
+	}
+	if spec.NoNewPrivileges {
+		host.SecurityOpt = []string{"no-new-privileges"}
 	}
 	if spec.Memory > 0 {
 		// Memory means memory: without this the engine lets a container use
@@ -79,6 +90,22 @@ func toContainerConfig(spec agent.ContainerSpec) (*container.Config, *container.
 		host.Resources.MemorySwap = spec.Memory
 	}
 	return cfg, host, nil
+}
+
+// toNetworkingConfig gives a container its aliases on the network it
+// joins; nil when it has none. Aliases need a network made by
+// CreateNetwork: the engine refuses them on its default bridge.
+func toNetworkingConfig(spec agent.ContainerSpec) (*network.NetworkingConfig, error) {
+	if len(spec.Aliases) == 0 {
+		return nil, nil
+	}
+	switch mode := container.NetworkMode(spec.Network); {
+	case mode == "", mode.IsDefault(), mode.IsBridge(), mode.IsNone(), mode.IsHost(), mode.IsContainer():
+		return nil, fmt.Errorf("container spec: aliases %q need a network of the build's own, not %q", spec.Aliases, spec.Network)
+	}
+	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		spec.Network: {Aliases: slices.Clone(spec.Aliases)},
+	}}, nil
 }
 
 // toMount converts one mount. Exactly one of Volume and Source must be set

@@ -75,8 +75,51 @@ func TestToContainerConfigDefaults(t *testing.T) {
 	if cfg.Entrypoint != nil || cfg.Cmd != nil || cfg.Labels != nil {
 		t.Errorf("unset fields must stay unset: %#v", cfg)
 	}
-	if host.NetworkMode != "" || host.NanoCPUs != 0 || host.Memory != 0 || host.MemorySwap != 0 {
+	if host.NetworkMode != "" || host.NanoCPUs != 0 || host.Memory != 0 || host.MemorySwap != 0 || host.PidsLimit != nil {
 		t.Errorf("no limits and the default network expected: %#v", host.Resources)
+	}
+	if host.SecurityOpt != nil || host.CapDrop != nil {
+		t.Errorf("no confinement asked, none expected: %q %q", host.SecurityOpt, host.CapDrop)
+	}
+}
+
+func TestConfinementReachesHostConfig(t *testing.T) {
+	spec := agent.ContainerSpec{Image: "img", Pids: 64, NoNewPrivileges: true, CapDrop: []string{"NET_RAW", "MKNOD"}}
+	cfg, host, err := toContainerConfig(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.PidsLimit == nil || *host.PidsLimit != 64 {
+		t.Errorf("PidsLimit %v", host.PidsLimit)
+	}
+	if !slices.Equal(host.SecurityOpt, []string{"no-new-privileges"}) || !slices.Equal([]string(host.CapDrop), spec.CapDrop) {
+		t.Errorf("SecurityOpt %q CapDrop %q", host.SecurityOpt, host.CapDrop)
+	}
+	if cfg.User != "" || len(host.CapAdd) != 0 || host.Privileged {
+		t.Errorf("user %q, CapAdd %q, privileged %v: the image's user and no more than the default set", cfg.User, host.CapAdd, host.Privileged)
+	}
+	spec.CapDrop[0] = "changed"
+	if host.CapDrop[0] != "NET_RAW" {
+		t.Error("CapDrop shares the spec's slice")
+	}
+}
+
+func TestToNetworkingConfig(t *testing.T) {
+	net, err := toNetworkingConfig(agent.ContainerSpec{Network: "build-net", Aliases: []string{"db"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep := net.EndpointsConfig["build-net"]; ep == nil || !slices.Equal(ep.Aliases, []string{"db"}) || len(net.EndpointsConfig) != 1 {
+		t.Errorf("endpoints %+v", net.EndpointsConfig)
+	}
+	if net, err := toNetworkingConfig(agent.ContainerSpec{Network: "build-net"}); net != nil || err != nil {
+		t.Errorf("no aliases: %+v %v, want nothing", net, err)
+	}
+	// The engine's own networks take no aliases: said here, not by the engine.
+	for _, mode := range []string{"", "default", "bridge", "none", "host", "container:x"} {
+		if _, err := toNetworkingConfig(agent.ContainerSpec{Network: mode, Aliases: []string{"db"}}); err == nil || !strings.Contains(err.Error(), "aliases") {
+			t.Errorf("network %q with aliases: %v", mode, err)
+		}
 	}
 }
 
@@ -142,6 +185,7 @@ func TestToContainerConfigErrors(t *testing.T) {
 		{"env without name", agent.ContainerSpec{Image: "i", Env: []string{"=x"}}, "has no name"},
 		{"negative cpus", agent.ContainerSpec{Image: "i", NanoCPUs: -1}, "NanoCPUs"},
 		{"negative memory", agent.ContainerSpec{Image: "i", Memory: -1}, "Memory"},
+		{"negative pids", agent.ContainerSpec{Image: "i", Pids: -1}, "Pids"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := toContainerConfig(tc.spec)

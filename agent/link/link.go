@@ -26,6 +26,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 	"github.com/monkeyci/monkeyci/secret"
@@ -391,6 +392,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	spec := agent.BuildSpec{
 		ID: specID(ba), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(), Facts: facts,
 		Secrets: a.GetSecrets(), Reserved: reserved, Unblockable: true,
+		Cache: agent.CacheScope{Scope: a.GetCache().GetScope(), Fallback: a.GetCache().GetFallback()},
 	}
 	if !local {
 		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, srcPattern); err != nil {
@@ -413,7 +415,13 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 			return nil
 		}
 	}
-	rep := newReporter(l.box, ba, a.GetSecrets())
+	// The secrets' values, and the credential of the URL fetched, never
+	// leave the agent in an event or a log line.
+	hidden := source.Credentials(src.URL)
+	for _, v := range a.GetSecrets() {
+		hidden = append(hidden, v)
+	}
+	rep := newReporter(l.box, ba, hidden)
 	out, err := l.cfg.Runner.Run(ctx, spec, rep)
 	rep.flushAll()
 	if err != nil {
@@ -464,6 +472,7 @@ type reporter struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*maskedStream
+	command map[string]string // per job: the command running, for the order index
 }
 
 // maskedStream is one output stream's masking state; its lock keeps what
@@ -473,14 +482,10 @@ type maskedStream struct {
 	s  *secret.Stream
 }
 
-func newReporter(box *outbox, ba *fleet.BuildAttempt, secrets map[string]string) *reporter {
+func newReporter(box *outbox, ba *fleet.BuildAttempt, hidden []string) *reporter {
 	r := &reporter{box: box, ba: ba}
-	if len(secrets) > 0 {
-		values := make([]string, 0, len(secrets))
-		for _, v := range secrets {
-			values = append(values, v)
-		}
-		if m := secret.NewMasker(values); !m.Empty() {
+	if len(hidden) > 0 {
+		if m := secret.NewMasker(hidden); !m.Empty() {
 			r.mask, r.streams = m, map[streamKey]*maskedStream{}
 		}
 	}
@@ -489,6 +494,10 @@ func newReporter(box *outbox, ba *fleet.BuildAttempt, secrets map[string]string)
 
 func (r *reporter) Event(e events.Event) {
 	e.Build = r.ba.GetBuildId()
+	e.Line = r.text(e.Line)
+	if e.Job != "" && (e.Type == events.CommandStart || e.Type == events.CommandEnd) {
+		r.commandEvent(e)
+	}
 	if r.mask != nil {
 		e.Message = r.text(e.Message)
 		// A job's output is all read before its end: release what its
@@ -503,9 +512,33 @@ func (r *reporter) Event(e events.Event) {
 	r.box.event(r.ba, e)
 }
 
+// commandEvent keeps which command of the job runs, and marks its start in
+// the job's order index. What the masks hold back of the command before is
+// released first: its bytes are that command's. The wrapper's events are
+// the job's to write: a command that is not an index is no command.
+func (r *reporter) commandEvent(e events.Event) {
+	r.flush(e.Job)
+	cmd := e.Command
+	if !logorder.ValidCommand(cmd) || e.Type == events.CommandEnd {
+		cmd = ""
+	}
+	r.mu.Lock()
+	if r.command == nil {
+		r.command = map[string]string{}
+	}
+	r.command[e.Job] = cmd
+	r.mu.Unlock()
+	if cmd != "" {
+		r.box.started(r.ba, e.Job, cmd, e.Line)
+	}
+}
+
 func (r *reporter) Output(job, stream string, data []byte) {
+	r.mu.Lock()
+	cmd := r.command[job]
+	r.mu.Unlock()
 	if r.mask == nil {
-		r.box.output(r.ba, job, stream, data)
+		r.box.output(r.ba, job, cmd, stream, data)
 		return
 	}
 	k := streamKey{job, stream}
@@ -519,7 +552,7 @@ func (r *reporter) Output(job, stream string, data []byte) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	if out := ms.s.Write(data); len(out) > 0 {
-		r.box.output(r.ba, job, stream, out)
+		r.box.output(r.ba, job, cmd, stream, out)
 	}
 }
 
@@ -551,7 +584,10 @@ func (r *reporter) flushWhere(match func(streamKey) bool) {
 	for k, ms := range flush {
 		ms.mu.Lock()
 		if out := ms.s.Flush(); len(out) > 0 {
-			r.box.output(r.ba, k.job, k.stream, out)
+			r.mu.Lock()
+			cmd := r.command[k.job]
+			r.mu.Unlock()
+			r.box.output(r.ba, k.job, cmd, k.stream, out)
 		}
 		ms.mu.Unlock()
 	}
@@ -584,8 +620,13 @@ func (l *Link) loadIdentity() error {
 // refused says what a failed join means: a saved credential the
 // coordinator no longer knows is dropped for the join token, when there
 // is one (the next session joins as a new agent); a refused join token,
-// or a refused credential and no join token, is a RefusedError.
+// a refused credential and no join token, or an agent the coordinator
+// knows and refuses (removed), is a RefusedError.
 func (l *Link) refused(id string, err error) error {
+	if status.Code(err) == codes.PermissionDenied {
+		// Removed by an admin (agents rm): joining again would undo that.
+		return &RefusedError{fmt.Sprintf("the coordinator at %s refused agent %s: %s", l.cfg.Coordinator, id, status.Convert(err).Message())}
+	}
 	if status.Code(err) != codes.Unauthenticated {
 		return fmt.Errorf("joining: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/logorder"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -77,8 +78,10 @@ func (o *outbox) event(ba *fleet.BuildAttempt, e events.Event) {
 	o.cond.Broadcast()
 }
 
-// output adds log bytes, waiting while too much is unacknowledged.
-func (o *outbox) output(ba *fleet.BuildAttempt, job, stream string, data []byte) {
+// output adds log bytes written by command ("" when none), waiting while
+// too much is unacknowledged; bytes of "out" and "err" get a record in the
+// job's order index, so a reader can merge the two in the order they came.
+func (o *outbox) output(ba *fleet.BuildAttempt, job, command, stream string, data []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for {
@@ -92,12 +95,38 @@ func (o *outbox) output(ba *fleet.BuildAttempt, job, stream string, data []byte)
 			b.logs[streamKey{job, stream}] = lb
 		}
 		if lb.size < maxUnacked {
+			off := lb.end()
 			lb.add(data)
+			if (stream == "out" || stream == "err") && len(data) > 0 {
+				b.record(job, logorder.Record{Command: command, Stream: stream, Offset: off, Length: int64(len(data))})
+			}
 			o.cond.Broadcast()
 			return
 		}
 		o.cond.Wait()
 	}
+}
+
+// started records in job's order index that command starts, with its text.
+func (o *outbox) started(ba *fleet.BuildAttempt, job, command, text string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if b := o.boxes[key(ba)]; b != nil {
+		b.record(job, logorder.Record{Command: command, Start: true, Text: text})
+		o.cond.Broadcast()
+	}
+}
+
+// record appends r to job's order index.
+func (b *attemptBox) record(job string, r logorder.Record) {
+	k := streamKey{job, logorder.Stream}
+	lb := b.logs[k]
+	if lb == nil {
+		lb = &logBuf{}
+		b.logs[k] = lb
+	}
+	var line [64]byte
+	lb.add(r.Append(line[:0]))
 }
 
 // end records the attempt's result; it is sent once all else is stored.
@@ -238,12 +267,17 @@ func (b *attemptBox) nextLocked() *fleet.AgentMessage {
 		}
 	}
 	pending := len(b.events) > 0
+	// Order indexes go before the output they index: a reader that finds
+	// a job's index waits for its bytes, and one that finds the bytes first
+	// would take the job for one without an index.
+	for k, lb := range b.logs {
+		if k.stream == logorder.Stream && lb.sent < lb.end() {
+			return b.chunkLocked(k, lb)
+		}
+	}
 	for k, lb := range b.logs {
 		if lb.sent < lb.end() {
-			data := lb.chunk(lb.sent, chunkSize)
-			chunk := &fleet.LogChunk{Build: b.ba, Job: k.job, Stream: k.stream, Offset: lb.sent, Data: data}
-			lb.sent += int64(len(data))
-			return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Log{Log: chunk}}
+			return b.chunkLocked(k, lb)
 		}
 		pending = pending || lb.size > 0
 	}
@@ -252,4 +286,12 @@ func (b *attemptBox) nextLocked() *fleet.AgentMessage {
 		return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Done{Done: b.done}}
 	}
 	return nil
+}
+
+// chunkLocked is the next chunk of a stream, marked sent.
+func (b *attemptBox) chunkLocked(k streamKey, lb *logBuf) *fleet.AgentMessage {
+	data := lb.chunk(lb.sent, chunkSize)
+	chunk := &fleet.LogChunk{Build: b.ba, Job: k.job, Stream: k.stream, Offset: lb.sent, Data: data}
+	lb.sent += int64(len(data))
+	return &fleet.AgentMessage{Msg: &fleet.AgentMessage_Log{Log: chunk}}
 }

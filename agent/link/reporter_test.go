@@ -27,7 +27,7 @@ func TestReporterMasksSecretsSplitAcrossWrites(t *testing.T) {
 	o := newOutbox()
 	ba := &fleet.BuildAttempt{BuildId: "b", Attempt: 1}
 	o.open(ba)
-	rep := newReporter(o, ba, map[string]string{"TOKEN": "s3cr3t-value"})
+	rep := newReporter(o, ba, []string{"s3cr3t-value"})
 	rep.Output("deploy", "out", []byte("token s3cr"))
 	rep.Output("deploy", "out", []byte("3t-value sent\nlast s3c"))
 	rep.Event(events.Event{Type: events.JobEnd, Job: "deploy", Message: "failed with s3cr3t-value"})

@@ -8,12 +8,14 @@ package source
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
@@ -585,26 +587,61 @@ func userinfo(u string) (start, end int, ok bool) {
 	return start, start + at, true
 }
 
+// SplitCredentials parts a scheme://userinfo@host/... URL into the URL
+// without its user information and that information ("" when it has none),
+// so that each can be kept apart: the one shown, the other sealed.
+func SplitCredentials(u string) (bare, info string) {
+	start, end, ok := userinfo(u)
+	if !ok || start == end {
+		return u, "" // none, or an empty one: nothing to keep apart
+	}
+	return u[:start] + u[end+1:], u[start:end]
+}
+
+// WithCredentials puts user information split off by SplitCredentials back
+// into bare, for fetching.
+func WithCredentials(bare, info string) string {
+	i := strings.Index(bare, "://")
+	if info == "" || i < 0 {
+		return bare
+	}
+	return bare[:i+3] + info + "@" + bare[i+3:]
+}
+
+// Credentials are the forms in which the credentials of u may be printed
+// (by a transport, a server's answer, a program's output): the whole user
+// information, the password, a lone user name (often a token:
+// https://TOKEN@host/...), escaped and not, and the HTTP basic
+// authorization they make (base64 of user:password), which a server may
+// repeat. None when u has none.
+func Credentials(u string) []string {
+	start, end, ok := userinfo(u)
+	if !ok {
+		return nil
+	}
+	info := u[start:end]
+	forms := []string{info}
+	user, pass, hasPass := strings.Cut(info, ":")
+	if hasPass {
+		forms = append(forms, pass, unescape(pass))
+	} else {
+		forms = append(forms, user, unescape(user))
+	}
+	forms = append(forms, base64.StdEncoding.EncodeToString([]byte(unescape(user)+":"+unescape(pass))))
+	var out []string
+	for _, f := range forms {
+		if f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // scrub removes raw's credentials from msg, in whatever form the transport
 // may have printed them.
 func scrub(msg, raw string) string {
-	start, end, ok := userinfo(raw)
-	if !ok {
-		return msg
-	}
-	info := raw[start:end]
-	secrets := []string{info}
-	user, pass, hasPass := strings.Cut(info, ":")
-	if hasPass {
-		secrets = append(secrets, pass, unescape(pass))
-	} else {
-		// A lone user name is often a token (https://TOKEN@host/...).
-		secrets = append(secrets, user, unescape(user))
-	}
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "***")
-		}
+	for _, s := range Credentials(raw) {
+		msg = strings.ReplaceAll(msg, s, "***")
 	}
 	return msg
 }

@@ -35,6 +35,7 @@ type agentConfig struct {
 	memory      string
 	labels      string
 	pause       bool
+	pids        int64
 	ca          string
 	tls         bool
 	stateDir    string
@@ -72,6 +73,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 	f.StringVar(&cfg.memory, "memory", "", "memory the agent offers, like 8g (default: the machine's)")
 	f.StringVar(&cfg.labels, "labels", "", "labels k=v,... builds can ask for")
 	f.BoolVar(&cfg.pause, "pause", true, "pause script containers while they await their jobs")
+	f.Int64Var(&cfg.pids, "pids", agent.DefaultPids, "processes each build container may have: the default, and the most a job's pids may ask")
 	f.StringVar(&cfg.ca, "ca", "", "the coordinator's CA file (its data dir's tls/ca.pem)")
 	f.BoolVar(&cfg.tls, "tls", true, "connect over TLS (--tls=false only for loopback tests)")
 	f.StringVar(&cfg.stateDir, "state-dir", "", "where the agent keeps its identity and build files (default: the user cache dir's monkeyci/agent, or agent-2... when another agent uses it)")
@@ -87,6 +89,9 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	capacity, err := capacityOf(cfg.cpus, cfg.memory)
 	if err != nil {
 		return usageError(err)
+	}
+	if cfg.pids < 1 {
+		return usageError(fmt.Errorf("--pids %d: expected a number of processes of at least 1", cfg.pids))
 	}
 	stateDir, lock, agentID, err := lockAgentState(&cfg)
 	if err != nil {
@@ -117,7 +122,7 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	return runLinkedAgent(link.Config{
 		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
 		Joined: joined,
-	}, agentID, capacity, cfg.pause, log, nil)
+	}, agentID, capacity, cfg.pause, cfg.pids, log, nil)
 }
 
 // lockAgentState takes the agent's state dir for this process: the one
@@ -162,9 +167,10 @@ func lockAgentState(cfg *agentConfig) (string, *os.File, string, error) {
 
 // runLinkedAgent runs an agent on the local engine, linked to a
 // coordinator as lc says (its runner, ledger, version and logger are
-// filled here), until it drains or is canceled. ready runs once it is set
+// filled here), until it drains or is canceled. pids bounds each build
+// container's processes (0: agent.DefaultPids). ready runs once it is set
 // up, before it connects.
-func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pause bool, log hclog.Logger, ready func(*link.Link)) error {
+func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pause bool, pids int64, log hclog.Logger, ready func(*link.Link)) error {
 	engine, err := docker.New(log.Named("docker"))
 	if err != nil {
 		return failedError(fmt.Errorf("docker: %w", err))
@@ -173,7 +179,7 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 	ledger := agent.NewLedger(capacity)
 	runner, err := agent.NewRunner(agent.Config{
 		Runtime: engine, Ledger: ledger, Logger: log, StateDir: filepath.Join(lc.StateDir, "builds"),
-		CacheDir: filepath.Join(lc.StateDir, "caches"), Pause: pause, AgentID: agentID,
+		CacheDir: filepath.Join(lc.StateDir, "caches"), Pause: pause, AgentID: agentID, Pids: pids,
 	})
 	if err != nil {
 		return failedError(err)
@@ -183,9 +189,9 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 	} else if n > 0 {
 		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
 	}
-	// The scripts' image and network holder are made now, beside the
-	// join, not on the first build's clock: a build sent to an idle agent
-	// (one whose agent was lost, say) starts sooner.
+	// The scripts' image is made now, beside the join, not on the first
+	// build's clock: a build sent to an idle agent (one whose agent was
+	// lost, say) starts sooner.
 	prepared := make(chan struct{})
 	go func() {
 		defer close(prepared)
@@ -194,7 +200,7 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 		}
 	}()
 	defer func() {
-		<-prepared // else the holder could be made after Close
+		<-prepared // before Close: what Prepare makes is made by then
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := runner.Close(ctx); err != nil {

@@ -13,7 +13,7 @@ import (
 func newAgentsCommand(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agents",
-		Short: "List the coordinator's agents; drain, cordon or uncordon one",
+		Short: "List the coordinator's agents; drain, cordon, uncordon or remove one",
 		Args:  cobra.NoArgs,
 	}
 	flags := addAdminFlags(cmd)
@@ -75,5 +75,32 @@ builds it runs and its labels.`,
 		}
 		cmd.AddCommand(sub)
 	}
+	rm := &cobra.Command{
+		Use:     "rm ID_OR_NAME",
+		Aliases: []string{"remove"},
+		Short:   "Revoke an agent's credential and end its connection at once",
+		Long: `rm forgets an agent: its credential is revoked and its connection ended at
+once; it is refused from then on, and its builds go back to the queue as a
+lost agent's do. A join token it still holds would join it again as a new
+agent: revoke that too ('monkeyci tokens revoke') to keep the machine out.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: flags.completeAgents,
+	}
+	rmOut := addOutputFlag(rm)
+	rm.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*rmOut); err != nil {
+			return err
+		}
+		info, err := adminCall(cmd, flags, fleet.AdminClient.RemoveAgent, &fleet.AgentRef{Id: args[0]})
+		if err != nil {
+			return err
+		}
+		if *rmOut == admin.FormatJSON {
+			return admin.WriteJSON(stdout, admin.Agent(info))
+		}
+		_, err = fmt.Fprintf(stdout, "agent %s (%s) is removed\n", info.GetName(), info.GetId())
+		return err
+	}
+	cmd.AddCommand(rm)
 	return cmd
 }

@@ -155,6 +155,7 @@ type buildPageFacts struct {
 		Class string `json:"class"`
 	} `json:"nodes"`
 	Edges  int    `json:"edges"`
+	Legend int    `json:"legend"`
 	Rows   int    `json:"rows"`
 	Paused int    `json:"paused"`
 	Status string `json:"status"`
@@ -162,8 +163,9 @@ type buildPageFacts struct {
 }
 
 const buildPageFactsJS = `(() => ({
-	nodes: Array.from(document.querySelectorAll('#build-graph svg.job-graph g.node')).map(g => ({job: g.dataset.job, class: g.getAttribute('class')})),
-	edges: document.querySelectorAll('#build-graph svg.job-graph path.edge').length,
+	nodes: Array.from(document.querySelectorAll('#build-graph svg.job-graph:not(.graph-legend) g.node')).map(g => ({job: g.dataset.job, class: g.getAttribute('class')})),
+	edges: document.querySelectorAll('#build-graph svg.job-graph:not(.graph-legend) path.edge').length,
+	legend: document.querySelectorAll('#build-graph svg.graph-legend [data-legend]').length,
 	rows: document.querySelectorAll('#build-timeline svg.timeline g.row').length,
 	paused: document.querySelectorAll('#build-timeline svg.timeline rect.span.paused').length,
 	status: (document.querySelector('#build-summary h1 .status') || {}).textContent || '',
@@ -281,6 +283,9 @@ func TestBrowserDashboardShowsAPausedBuild(t *testing.T) {
 	if facts.Edges != 2 {
 		t.Errorf("the graph has %d edges, want 2 (a to b, a to c)", facts.Edges)
 	}
+	if facts.Legend < 8 { // seven looks of a node, and the arrow
+		t.Errorf("the graph's legend explains %d things, want 8", facts.Legend)
+	}
 	if facts.Paused < 1 {
 		t.Errorf("the timeline has no paused span (rect.span.paused): the script was never shown paused")
 	}
@@ -291,7 +296,8 @@ func TestBrowserDashboardShowsAPausedBuild(t *testing.T) {
 		t.Errorf("the build's page says %q, want success", facts.Status)
 	}
 
-	// A log pane loads its job's output when opened.
+	// A log pane loads its job's output when opened: the first, stdout and
+	// stderr merged, under each command's line.
 	pane := chromedp.CSS(`#job-a details.log summary`)
 	browserRun(t, bctx, out, "opening job a's output", chromedp.Steps(
 		chromedp.WaitVisible(pane),
@@ -299,6 +305,11 @@ func TestBrowserDashboardShowsAPausedBuild(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`(document.querySelector('#job-a details.log pre.ansi') || {textContent: ''}).textContent.includes('job a says hi')`,
 			chromedp.WithPollingTimeout(browserPageWait)),
 	))
+	heading := browserRun(t, bctx, out, "reading job a's first command", chromedp.Evaluate[string](
+		`(document.querySelector('#job-a details.log pre.ansi .cmd') || {textContent: ''}).textContent`))
+	if heading != "#1 $ echo job a says hi" {
+		t.Errorf("job a's output is headed %q, want its first command, #1 $ echo job a says hi", heading)
+	}
 
 	shot := browserRun(t, bctx, out, "taking the build page's screenshot", chromedp.FullScreenshot(100))
 	writeShot(t, filepath.Join(outDir, "build.png"), shot)

@@ -17,7 +17,10 @@ func newBuildsCommand(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "builds",
 		Short: "List, show, cancel, retry and unblock the coordinator's builds",
-		Args:  cobra.NoArgs,
+		Long: `builds lists, shows, cancels, retries and unblocks the coordinator's builds.
+Where a build's ID is asked for (here and in monkeyci logs), the start of
+it will do when it names exactly one build.`,
+		Args: cobra.NoArgs,
 	}
 	flags := addAdminFlags(cmd)
 

@@ -70,7 +70,7 @@ func startCoordinatorAt(t *testing.T, dataDir string, lease time.Duration, addr 
 	}
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
 	lines := bufio.NewScanner(stdout)
-	for p.admin == "" && lines.Scan() {
+	for lines.Scan() && !strings.Contains(lines.Text(), "export MONKEYCI_SERVER=") {
 		l := lines.Text()
 		for re, dst := range map[*regexp.Regexp]*string{grpcLine: &p.addr, caLine: &p.ca, joinLine: &p.join, adminLine: &p.admin} {
 			if m := re.FindStringSubmatch(l); m != nil {
@@ -78,11 +78,29 @@ func startCoordinatorAt(t *testing.T, dataDir string, lease time.Duration, addr 
 			}
 		}
 	}
+	go io.Copy(io.Discard, stdout)
+	if p.join == "" && p.admin == "" {
+		// A restart prints no token: they are the data dir's.
+		p.join, p.admin = keptTokens(t, dataDir)
+	}
 	if p.addr == "" || p.admin == "" {
 		t.Fatalf("the coordinator printed no address or tokens; stderr:\n%s", p.out)
 	}
-	go io.Copy(io.Discard, stdout)
 	return p
+}
+
+// keptTokens reads the tokens a coordinator made in its data dir.
+func keptTokens(t *testing.T, dataDir string) (join, admin string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dataDir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept struct{ Join, Admin string }
+	if err := json.Unmarshal(data, &kept); err != nil {
+		t.Fatal(err)
+	}
+	return kept.Join, kept.Admin
 }
 
 func (p *coordinatorProcess) adminClient(t *testing.T) fleet.AdminClient {
@@ -450,7 +468,7 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
 	first := b.GetId() + "-1"
 	waitContainers(t, engine, first, func(n int) bool { return n > 1 }, "the first attempt's script and job")
-	sockets, _ := filepath.Glob(filepath.Join(tmp, "monkeyci-api-*", "*"))
+	sockets, _ := filepath.Glob(filepath.Join(tmp, "mci-*", "*"))
 	files := filepath.Join(state, "agent", "builds", "builds", first)
 	if _, err := os.Stat(files); len(sockets) != 1 || err != nil {
 		t.Fatalf("the running attempt's socket folders %v and files (%v): not where this test looks", sockets, err)

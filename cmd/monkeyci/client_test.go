@@ -233,7 +233,7 @@ func (f *fakeAdmin) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*fl
 
 func (f *fakeAdmin) CreateToken(ctx context.Context, r *fleet.CreateTokenRequest) (*fleet.CreateTokenResponse, error) {
 	f.record(ctx, "CreateToken", r)
-	return &fleet.CreateTokenResponse{Token: "tok-" + r.GetKind(), Kind: r.GetKind()}, nil
+	return &fleet.CreateTokenResponse{Token: "tok-" + r.GetKind(), Kind: r.GetKind(), Id: "id-" + r.GetKind()}, nil
 }
 
 // serveFake serves f on a loopback port (TLS when cfg is not nil) and

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -24,11 +26,12 @@ func newCoordinatorCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "coordinator",
 		Short: "Run the coordinator: the durable build queue, the dispatcher and the admin API",
 		Long: `coordinator keeps its state under --data-dir (SQLite, logs, a CA for TLS),
-takes agents and admin calls on --grpc-listen, and serves /healthz and
-Prometheus /metrics on --http-listen. The join token lets agents join (each
-then gets its own credential); the admin token lets the command line in. Both come from their
-flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are generated on
-first start, kept in the data dir and printed. Repositories' secrets are
+takes agents and admin calls on --grpc-listen, and serves the web
+dashboard, forges' webhooks (/webhooks/FORGE), /healthz and Prometheus
+/metrics on --http-listen. The join token lets agents join (each then gets
+its own credential); the admin token lets the command line in. Both come
+from their flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are
+generated on first start, kept in the data dir and printed then only. Repositories' secrets are
 encrypted with the master key in MONKEYCI_MASTER_KEY (base64 or hex of 32
 bytes), or else in the data dir's master.key, made on first start: back it up.
 
@@ -55,6 +58,10 @@ in --config (YAML):
 			if cfg.Pool, err = pf.poolConfig(cfg.DataDir); err != nil {
 				return usageError(err)
 			}
+			if (cfg.HTTPCert == "") != (cfg.HTTPKey == "") {
+				return usageError(errors.New("--http-cert and --http-key go together: give both"))
+			}
+			cfg.HTTPTLS = cfg.HTTPTLS || cfg.HTTPCert != "" // a certificate given is one to serve
 			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: stderr, Level: hclog.LevelFromString(logLevel)})
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -63,7 +70,7 @@ in --config (YAML):
 				return failedError(err)
 			}
 			defer srv.Close()
-			printServer(stdout, srv)
+			printServer(stdout, srv, cfg.DataDir)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -75,11 +82,16 @@ in --config (YAML):
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz and /metrics")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
 	f.StringVar(&cfg.JoinToken, "join-token", "", "token agents join with (env MONKEYCI_JOIN_TOKEN)")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "token of the admin API (env MONKEYCI_ADMIN_TOKEN)")
 	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")
 	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host names or IPs for the server certificate")
+	f.BoolVar(&cfg.HTTPTLS, "http-tls", false, "serve the HTTP port over TLS: with --http-cert/--http-key, or else the data dir's CA-issued certificate")
+	f.StringVar(&cfg.HTTPCert, "http-cert", "", "the HTTP port's certificate `FILE` (PEM, the chain after it: Let's Encrypt's fullchain.pem); read again when it changes")
+	f.StringVar(&cfg.HTTPKey, "http-key", "", "the HTTP port's private key `FILE` (PEM: Let's Encrypt's privkey.pem)")
+	_ = cmd.MarkFlagFilename("http-cert", "pem", "crt")
+	_ = cmd.MarkFlagFilename("http-key", "pem", "key")
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
 	f.DurationVar(&cfg.AgentGrace, "agent-grace", coordinator.DefaultAgentGrace, "how long an agent whose connection ended may take to come back before its builds are queued again")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
@@ -88,15 +100,47 @@ in --config (YAML):
 	return cmd
 }
 
-func printServer(w io.Writer, srv *server.Server) {
-	fmt.Fprintf(w, "coordinator: gRPC on %s, HTTP on %s\n", srv.GRPCAddr, srv.HTTPAddr)
+// printServer says where the coordinator listens and how the command line
+// reaches it. A token is printed only by the start that made it: later
+// starts (and tokens given by flag or environment) name where it is kept,
+// so logs of restarts hold none.
+func printServer(w io.Writer, srv *server.Server, dataDir string) {
+	http := "HTTP"
+	if srv.HTTPS {
+		http = "HTTPS"
+	}
+	fmt.Fprintf(w, "coordinator: gRPC on %s, %s on %s\n", srv.GRPCAddr, http, srv.HTTPAddr)
 	if srv.CAFile != "" {
 		fmt.Fprintf(w, "  CA for agents and clients: %s\n", srv.CAFile)
 	}
-	if srv.Generated {
-		fmt.Fprintf(w, "  join token:  %s\n  admin token: %s\n", srv.JoinToken, srv.AdminToken)
+	if srv.NewJoinToken {
+		fmt.Fprintf(w, "  join token:  %s\n", srv.JoinToken)
+	}
+	if srv.NewAdminToken {
+		fmt.Fprintf(w, "  admin token: %s\n", srv.AdminToken)
+	}
+	printExport(w, srv, dataDir)
+}
+
+// printExport prints the line that points the command line at srv: with
+// the admin token when this start made it, else naming where it is.
+func printExport(w io.Writer, srv *server.Server, dataDir string) {
+	export := "  export MONKEYCI_SERVER=" + srv.GRPCAddr
+	if srv.CAFile != "" {
+		export += " MONKEYCI_CA=" + srv.CAFile
+	}
+	if srv.NewAdminToken {
+		export += " MONKEYCI_TOKEN=" + srv.AdminToken
+	}
+	fmt.Fprintln(w, export)
+	if !srv.NewAdminToken {
+		fmt.Fprintf(w, "  and MONKEYCI_TOKEN: the admin token (--admin-token, or the one printed on the first start, kept in %s)\n",
+			filepath.Join(dataDir, "tokens.json"))
 	}
 }
+
+// httpListenHelp names everything the HTTP port serves.
+const httpListenHelp = "address of the HTTP port: the web dashboard, forges' webhooks (/webhooks/FORGE), /healthz and Prometheus /metrics"
 
 func waitErr(srv *server.Server) <-chan error {
 	ch := make(chan error, 1)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -45,7 +46,8 @@ type jobRunFlags struct {
 	deps, env                       []string
 	saveArtifacts, restoreArtifacts []string
 	caches                          []string
-	cpus                            int
+	cpus                            float64
+	pids                            int64
 	memory, workDir, shell          string
 	timeout                         time.Duration
 	detach                          bool
@@ -92,7 +94,8 @@ queued; wait for it with monkeyci job wait.`,
 	fl.StringArrayVar(&f.saveArtifacts, "save-artifact", nil, "save PATH after the job as artifact ID: ID:PATH (repeatable)")
 	fl.StringArrayVar(&f.restoreArtifacts, "restore-artifact", nil, "restore artifact ID into PATH before the job: ID:PATH (repeatable)")
 	fl.StringArrayVar(&f.caches, "cache", nil, "keep PATH across builds of the repository as cache ID: ID:PATH (repeatable)")
-	fl.IntVar(&f.cpus, "cpus", 0, "CPUs the job needs (default 1)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "CPUs the job needs, like 2 or 0.25 (default 1)")
+	fl.Int64Var(&f.pids, "pids", 0, "the most processes the job's container may have (default: the agent's --pids)")
 	fl.StringVar(&f.memory, "memory", "", "memory the job needs, like 512m or 4g; a bare number is GB, as in build files (default 2g)")
 	fl.StringVar(&f.workDir, "work-dir", "", "the job's working directory, relative to the workspace")
 	fl.StringVar(&f.shell, "shell", "", "the shell that runs each line (default sh)")
@@ -103,12 +106,15 @@ queued; wait for it with monkeyci job wait.`,
 
 // job is the job the flags describe.
 func (f jobRunFlags) job(id string, lines []string) (sdk.Job, error) {
-	j := sdk.Job{ID: id, Image: f.image, Script: lines, Deps: f.deps, CPUs: f.cpus, WorkDir: f.workDir, Shell: f.shell, Timeout: f.timeout}
+	j := sdk.Job{ID: id, Image: f.image, Script: lines, Deps: f.deps, CPUs: f.cpus, Pids: f.pids, WorkDir: f.workDir, Shell: f.shell, Timeout: f.timeout}
 	if f.image == "" {
 		return j, errRequired("--image")
 	}
-	if f.cpus < 0 {
-		return j, fmt.Errorf("--cpus %d: expected a whole number of CPUs above 0", f.cpus)
+	if f.cpus < 0 || math.IsNaN(f.cpus) {
+		return j, fmt.Errorf("--cpus %g: expected a number of CPUs above 0, like 1 or 0.25", f.cpus)
+	}
+	if f.pids < 0 {
+		return j, fmt.Errorf("--pids %d: expected a number of processes of at least 1", f.pids)
 	}
 	if f.timeout < 0 {
 		return j, fmt.Errorf("--timeout %s: expected a duration above 0, like 10m", f.timeout)

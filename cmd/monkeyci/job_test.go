@@ -14,7 +14,7 @@ func TestJobRunFlagsMakeTheJob(t *testing.T) {
 	f := jobRunFlags{
 		image: "busybox", deps: []string{"a", "b"}, env: []string{"A=1", "B=x=y", "EMPTY="},
 		saveArtifacts: []string{"bin:out/bin"}, restoreArtifacts: []string{"src:/opt/src"}, caches: []string{"deps:C:/odd:path"},
-		cpus: 2, memory: "512m", timeout: time.Minute,
+		cpus: 0.25, pids: 64, memory: "512m", timeout: time.Minute,
 	}
 	got, err := f.job("build", []string{"make", "make test"})
 	if err != nil {
@@ -26,7 +26,7 @@ func TestJobRunFlagsMakeTheJob(t *testing.T) {
 		SaveArtifacts:    []sdk.Artifact{{ID: "bin", Path: "out/bin"}},
 		RestoreArtifacts: []sdk.Artifact{{ID: "src", Path: "/opt/src"}},
 		Caches:           []sdk.Artifact{{ID: "deps", Path: "C:/odd:path"}},
-		CPUs:             2, Memory: 512 << 20, Timeout: time.Minute,
+		CPUs:             0.25, Pids: 64, Memory: 512 << 20, Timeout: time.Minute,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -46,7 +46,8 @@ func TestJobCommandUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"job", "run", "x", "--image", "i", "--restore-artifact", ":p", "--", "true"}, `--restore-artifact ":p": expected ID:PATH`},
 		{[]string{"job", "run", "x", "--image", "i", "--cache", "c:", "--", "true"}, `--cache "c:": expected ID:PATH`},
 		{[]string{"job", "run", "x", "--image", "i", "--memory", "lots", "--", "true"}, `--memory: invalid size "lots", expected a number of GB or a size like "512m", "2g" or "1.5GB"`},
-		{[]string{"job", "run", "x", "--image", "i", "--cpus", "-1", "--", "true"}, `--cpus -1: expected a whole number of CPUs above 0`},
+		{[]string{"job", "run", "x", "--image", "i", "--cpus", "-1", "--", "true"}, `--cpus -1: expected a number of CPUs above 0, like 1 or 0.25`},
+		{[]string{"job", "run", "x", "--image", "i", "--pids", "-1", "--", "true"}, `--pids -1: expected a number of processes of at least 1`},
 		{[]string{"job", "run", "x", "--", "true"}, `--image is required`},
 		{[]string{"job", "run", "x", "--image", "i", "echo", "hi"}, `expected one ID, then -- and the LINEs`},
 		{[]string{"job", "run", "--image", "i", "--", "true"}, `expected the ID first`},

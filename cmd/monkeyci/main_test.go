@@ -72,6 +72,12 @@ func TestBadInputExitsTwoNamingThePlace(t *testing.T) {
 		{"wrong type in json", map[string]string{"build.json": "{\"id\": \"a\", \"image\": \"x\", \"script\": {\"no\": 1}}"},
 			[]string{"build.json:1:", "script"}},
 		{"no build file", map[string]string{}, []string{"no build file"}},
+		{"zero cpus", map[string]string{"build.yaml": "id: a\nimage: x\nscript: [\"true\"]\ncpus: 0\n"},
+			[]string{"build.yaml:4:7", "cpus: must be above 0"}},
+		{"negative cpus", map[string]string{"build.edn": "{:id \"a\" :image \"x\" :script [\"true\"] :cpus -0.25}"},
+			[]string{"build.edn:1:", "cpus: must be above 0"}},
+		{"zero pids", map[string]string{"build.json": `{"id": "a", "image": "x", "script": ["true"], "pids": 0}`},
+			[]string{"build.json:1:", "pids: must be at least 1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,6 +119,23 @@ func TestVerifyPrintsTheGraph(t *testing.T) {
 	}
 }
 
+func TestVerifyTakesAQuarterCPUAndPids(t *testing.T) {
+	dir := writeRepo(t, map[string]string{"build.yaml": "id: lint\nimage: x\nscript: [\"true\"]\ncpus: 0.25\npids: 64\n"})
+	code, stdout, stderr := monkeyci(t, "verify", dir)
+	if code != 0 || !strings.Contains(stdout, "0.25 cpus") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+func TestAgentRefusesABadPidsFlag(t *testing.T) {
+	for _, pids := range []string{"0", "-1", "many"} {
+		code, stdout, stderr := monkeyci(t, "agent", "--join-token", "x", "--tls=false", "--pids", pids)
+		if code != 2 || !strings.Contains(stderr, "--pids") || strings.Count(strings.TrimSpace(stderr), "\n") > 1 {
+			t.Errorf("--pids %s: exit %d, want 2 with one line naming --pids\n%s%s", pids, code, stdout, stderr)
+		}
+	}
+}
+
 func TestFailingBuildExitsOne(t *testing.T) {
 	dockertest.Engine(t)
 	dockertest.RequireImage(t, dockertest.Busybox)
@@ -121,7 +144,7 @@ func TestFailingBuildExitsOne(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"ok     | fine", "bad", "line 1 failed with exit code 7", "after", "skipped"} {
+	for _, want := range []string{"ok     | fine", "bad", "command 2 failed with exit code 7: exit 7", "after", "skipped"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
@@ -187,7 +210,8 @@ func TestInterruptRemovesEverything(t *testing.T) {
 	labels := map[string]string{agent.LabelBuild: build}
 	cs, _ := engine.ListContainers(context.Background(), labels)
 	vs, _ := engine.ListVolumes(context.Background(), labels)
-	if len(cs)+len(vs) > 0 {
-		t.Errorf("left behind: containers %v, volumes %v", cs, vs)
+	ns, _ := engine.ListNetworks(context.Background(), labels)
+	if len(cs)+len(vs)+len(ns) > 0 {
+		t.Errorf("left behind: containers %v, volumes %v, networks %v", cs, vs, ns)
 	}
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -27,9 +29,9 @@ A repository's build secrets are set with monkeyci secrets.`,
 	flags := addAdminFlags(cmd)
 
 	var (
-		url, webhookSecret, forgeName, apiURL string
-		branches                              []string
-		tokenStdin                            bool
+		url, webhookSecret, forgeName, apiURL, defaultBranch string
+		branches                                             []string
+		tokenStdin, webhookSecretStdin                       bool
 	)
 	add := &cobra.Command{
 		Use:   "add NAME --url CLONE_URL",
@@ -50,9 +52,15 @@ forge knows. Point the forge's webhook at the coordinator's HTTP port:
   POST http(s)://COORDINATOR_HTTP/webhooks/gitea      (Gitea and Forgejo)
   POST http(s)://COORDINATOR_HTTP/webhooks/bitbucket
 
-with --webhook-secret as the webhook's secret. Pushes build the branches
-matching --branches (all of them when none is given). --forge-token-stdin
-reads an API token from standard input, used to set commit statuses.`,
+with --webhook-secret as the webhook's secret (--webhook-secret-stdin reads
+it as one line of standard input, out of the shell's history and the
+process list). Pushes build the branches matching --branches (all of them
+when none is given). --forge-token-stdin reads an API token from standard
+input (after the webhook secret's line, with both), used to set commit
+statuses.
+
+A credential in --url (https://user:token@host/...) is kept sealed, apart
+from the URL: it is shown as *** and given only to the agent that fetches.`,
 		Example: `  monkeyci repos add me/app --url https://github.com/me/app --webhook-secret "$SECRET" --branches 'main,release/*'
   printf %s "$GITLAB_TOKEN" | monkeyci repos add team/site --url https://gitlab.example.com/team/site.git \
       --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin`,
@@ -62,8 +70,10 @@ reads an API token from standard input, used to set commit statuses.`,
 	f := add.Flags()
 	f.StringVar(&url, "url", "", "what agents clone: clone URL, file:// URL or local path (required)")
 	f.StringVar(&webhookSecret, "webhook-secret", "", "the secret the forge signs its webhooks with")
+	f.BoolVar(&webhookSecretStdin, "webhook-secret-stdin", false, "read the webhook secret as one line of standard input")
 	f.StringSliceVar(&branches, "branches", nil, "globs of the branches whose pushes build, comma-separated (default: all)")
 	f.StringVar(&forgeName, "forge", "", "the forge: github, gitlab, gitea or bitbucket (default: guessed from --url)")
+	f.StringVar(&defaultBranch, "default-branch", "main", "the branch whose caches a branch's first build may read")
 	f.StringVar(&apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
 	f.BoolVar(&tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
@@ -81,14 +91,32 @@ reads an API token from standard input, used to set commit statuses.`,
 		if err := admin.CheckForge(forgeName); err != nil {
 			return usageError(err)
 		}
+		if defaultBranch == "" || strings.ContainsFunc(defaultBranch, unicode.IsSpace) {
+			return usageError(fmt.Errorf("--default-branch %q: expected a branch name like main", defaultBranch))
+		}
 		for _, b := range branches {
 			if strings.TrimSpace(b) == "" {
 				return usageError(fmt.Errorf("--branches %q: a branch glob is empty", strings.Join(branches, ",")))
 			}
 		}
-		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL}
+		if webhookSecretStdin && webhookSecret != "" {
+			return usageError(errors.New("give the webhook secret by --webhook-secret or by --webhook-secret-stdin, not both"))
+		}
+		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL, DefaultBranch: defaultBranch}
+		// One reader for both: the secret's line, then the token.
+		in := bufio.NewReader(cmd.InOrStdin())
+		if webhookSecretStdin {
+			if isTerminal(cmd.InOrStdin()) {
+				fmt.Fprint(stderr, "webhook secret: ")
+			}
+			v, err := admin.ReadSecretLine(in, "the webhook secret")
+			if err != nil {
+				return usageError(err)
+			}
+			repo.WebhookSecret = string(v)
+		}
 		if tokenStdin {
-			token, err := readSecret(cmd, stderr, "forge token: ", "the forge token")
+			token, err := readSecretFrom(cmd, in, stderr, "forge token: ", "the forge token")
 			if err != nil {
 				return err
 			}
@@ -160,16 +188,22 @@ Secrets are never shown.`,
 // one line after prompt on stderr, otherwise all of it; one trailing
 // newline is dropped. An empty value is a usage error.
 func readSecret(cmd *cobra.Command, stderr io.Writer, prompt, what string) ([]byte, error) {
-	in := cmd.InOrStdin()
-	terminal := false
-	if f, ok := in.(*os.File); ok {
-		terminal = isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
-	}
-	v, err := admin.ReadSecret(in, terminal, func() { fmt.Fprint(stderr, prompt) }, what)
+	return readSecretFrom(cmd, cmd.InOrStdin(), stderr, prompt, what)
+}
+
+// readSecretFrom is readSecret from in, a reader of the command's input.
+func readSecretFrom(cmd *cobra.Command, in io.Reader, stderr io.Writer, prompt, what string) ([]byte, error) {
+	v, err := admin.ReadSecret(in, isTerminal(cmd.InOrStdin()), func() { fmt.Fprint(stderr, prompt) }, what)
 	if err != nil {
 		return nil, usageError(err)
 	}
 	return v, nil
+}
+
+// isTerminal says whether in is a terminal.
+func isTerminal(in io.Reader) bool {
+	f, ok := in.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 // completeRepos offers the names of the registered repositories.

@@ -82,7 +82,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	withStdin(t, "glpat-token\n")
 	code, out, errOut := cli(t, plain(addr, "repos", "add", "team/site", "--url", "https://gitlab.example.com/team/site.git",
 		"--webhook-secret", "whsec-xyz", "--branches", "main,release/*", "--forge", "gitlab",
-		"--api-url", "https://gitlab.example.com", "--forge-token-stdin")...)
+		"--api-url", "https://gitlab.example.com", "--forge-token-stdin", "--default-branch", "trunk")...)
 	want := "" +
 		"NAME       URL                                       FORGE   BRANCHES        WEBHOOK-SECRET  FORGE-TOKEN\n" +
 		"team/site  https://gitlab.example.com/team/site.git  gitlab  main,release/*  yes             yes\n"
@@ -95,6 +95,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	assertRequests(t, f, "AddRepo", &fleet.Repo{
 		Name: "team/site", Url: "https://gitlab.example.com/team/site.git", WebhookSecret: "whsec-xyz",
 		Branches: []string{"main", "release/*"}, Forge: "gitlab", ApiUrl: "https://gitlab.example.com", ForgeToken: "glpat-token",
+		DefaultBranch: "trunk",
 	})
 
 	// a local path is made absolute; -o json has stable keys and no secrets
@@ -108,13 +109,13 @@ func TestAdminCLIReposAdd(t *testing.T) {
 		t.Fatalf("repos add -o json: exit %d, %q", code, errOut)
 	}
 	keys := jsonKeys(t, out)
-	if wantKeys := []string{"api_url", "branches", "created", "forge", "has_forge_token", "has_webhook_secret", "name", "url"}; !slices.Equal(keys, wantKeys) {
+	if wantKeys := []string{"api_url", "branches", "created", "default_branch", "forge", "has_forge_token", "has_webhook_secret", "name", "url"}; !slices.Equal(keys, wantKeys) {
 		t.Errorf("repos add -o json keys %v, want %v", keys, wantKeys)
 	}
 	if !strings.Contains(out, `"branches": []`) || !strings.Contains(out, `"has_forge_token": false`) {
 		t.Errorf("repos add -o json:\n%s", out)
 	}
-	assertRequests(t, f, "AddRepo", &fleet.Repo{Name: "local", Url: wd})
+	assertRequests(t, f, "AddRepo", &fleet.Repo{Name: "local", Url: wd, DefaultBranch: "main"})
 
 	// usage errors: one clear line, exit 2, nothing asked
 	f.reset()
@@ -128,6 +129,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 		{[]string{"repos", "add", "me/app", "--url", "https://x/me/app", "--forge-token-stdin"}, "\n", "monkeyci: the forge token is empty: give it on standard input\n"},
 		{[]string{"repos", "add", "me/app", "--url", "https://x/me/app", "--branches", "main,"}, "", "monkeyci: --branches \"main,\": a branch glob is empty\n"},
 		{[]string{"repos", "add", "--url", "https://x/me/app"}, "", "monkeyci: accepts 1 arg(s), received 0\n"},
+		{[]string{"repos", "add", "me/app", "--url", "https://x/me/app", "--default-branch", "my branch"}, "", "monkeyci: --default-branch \"my branch\": expected a branch name like main\n"},
 	} {
 		withStdin(t, c.stdin)
 		if code, out, errOut := cli(t, plain(addr, c.args...)...); code != 2 || out != "" || errOut != c.err {
@@ -152,8 +154,8 @@ func TestAdminCLIReposListRemove(t *testing.T) {
 		}
 	}
 	assertRequests(t, f, "AddRepo",
-		&fleet.Repo{Name: "me/app", Url: "https://github.com/me/app", WebhookSecret: "s", Forge: "github"},
-		&fleet.Repo{Name: "other", Url: "git@example.com:other.git", Branches: []string{"main"}})
+		&fleet.Repo{Name: "me/app", Url: "https://github.com/me/app", WebhookSecret: "s", Forge: "github", DefaultBranch: "main"},
+		&fleet.Repo{Name: "other", Url: "git@example.com:other.git", Branches: []string{"main"}, DefaultBranch: "main"})
 
 	code, out, errOut := cli(t, plain(addr, "repos", "ls")...)
 	want := "" +
@@ -307,5 +309,45 @@ func TestAdminCLIReposCompletion(t *testing.T) {
 	}
 	if _, out, _ := cli(t, "__complete", "repos", "add", "x", "--forge", ""); !strings.HasPrefix(out, "github\ngitlab\ngitea\nbitbucket\n") {
 		t.Errorf("forges: %q", out)
+	}
+}
+
+// --webhook-secret-stdin reads the secret as one line of standard input;
+// with --forge-token-stdin too, the token is the rest.
+func TestAdminCLIReposAddReadsTheWebhookSecretFromStdin(t *testing.T) {
+	f := newFakeAdmin()
+	addr := serveFake(t, f, nil)
+	for _, c := range []struct {
+		name          string
+		args          []string
+		stdin         string
+		secret, token string
+		err           string
+	}{
+		{"a line", []string{"--webhook-secret-stdin"}, "whsec-line\n", "whsec-line", "", ""},
+		{"a line without its newline", []string{"--webhook-secret-stdin"}, "whsec-line", "whsec-line", "", ""},
+		{"a CRLF line, the rest left", []string{"--webhook-secret-stdin"}, "whsec-line\r\nnot read\n", "whsec-line", "", ""},
+		{"and the forge token", []string{"--webhook-secret-stdin", "--forge-token-stdin"}, "whsec-line\nglpat-token\n", "whsec-line", "glpat-token", ""},
+		{"an empty line", []string{"--webhook-secret-stdin"}, "\nwhsec-line\n", "", "", "monkeyci: the webhook secret is empty: give it as the first line of standard input\n"},
+		{"nothing", []string{"--webhook-secret-stdin"}, "", "", "", "monkeyci: the webhook secret is empty: give it as the first line of standard input\n"},
+		{"no token after it", []string{"--webhook-secret-stdin", "--forge-token-stdin"}, "whsec-line\n", "", "", "monkeyci: the forge token is empty: give it on standard input\n"},
+		{"and the flag", []string{"--webhook-secret-stdin", "--webhook-secret", "s"}, "whsec-line\n", "", "", "monkeyci: give the webhook secret by --webhook-secret or by --webhook-secret-stdin, not both\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := mark(f)
+			withStdin(t, c.stdin)
+			code, out, errOut := cli(t, plain(addr, append([]string{"repos", "add", "me/app", "--url", "https://x/me/app"}, c.args...)...)...)
+			if c.err != "" {
+				if code != 2 || out != "" || errOut != c.err {
+					t.Errorf("exit %d, %q, %q; want 2 and %q", code, out, errOut, c.err)
+				}
+				assertRequestsSince(t, f, m, "AddRepo")
+				return
+			}
+			if code != 0 || strings.Contains(out+errOut, c.secret) {
+				t.Errorf("exit %d, %q, %q", code, out, errOut)
+			}
+			assertRequestsSince(t, f, m, "AddRepo", &fleet.Repo{Name: "me/app", Url: "https://x/me/app", WebhookSecret: c.secret, ForgeToken: c.token, DefaultBranch: "main"})
+		})
 	}
 }

@@ -111,8 +111,8 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 		StateDir: stateDir,
 		CacheDir: filepath.Join(stateDir, "caches"),
 		Pause:    cfg.pause,
-		// Its own id: what it keeps between builds (the scripts' network
-		// holder) is its own, and goes when it ends.
+		// Its own id: what its builds make (containers, volumes, networks)
+		// is its own, and goes when it ends.
 		AgentID: fmt.Sprintf("run-%d", os.Getpid()),
 	})
 	if err != nil {

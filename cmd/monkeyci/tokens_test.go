@@ -12,7 +12,7 @@ func TestAdminCLITokens(t *testing.T) {
 	if code, out, errOut := cli(t, plain(addr, "tokens", "create", "--kind", "viewer")...); code != 0 || out != "tok-viewer\n" || errOut != "" {
 		t.Errorf("tokens create: exit %d, %q, %q", code, out, errOut)
 	}
-	if code, out, _ := cli(t, plain(addr, "tokens", "create", "--kind", "admin", "-o", "json")...); code != 0 || out != "{\n  \"token\": \"tok-admin\",\n  \"kind\": \"admin\"\n}\n" {
+	if code, out, _ := cli(t, plain(addr, "tokens", "create", "--kind", "admin", "-o", "json")...); code != 0 || out != "{\n  \"token\": \"tok-admin\",\n  \"kind\": \"admin\",\n  \"id\": \"id-admin\"\n}\n" {
 		t.Errorf("tokens create -o json: exit %d, %q", code, out)
 	}
 	assertRequests(t, f, "CreateToken", &fleet.CreateTokenRequest{Kind: "viewer"}, &fleet.CreateTokenRequest{Kind: "admin"})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -27,8 +28,8 @@ func newUpCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "up",
 		Short: "Run a coordinator and one agent in one process, on the embedded defaults",
 		Long: `up starts a coordinator (state in --data-dir) and an agent that runs builds
-on the local Docker engine, in one process, and prints the addresses and the
-admin token. Trigger builds with 'monkeyci trigger'. Ctrl-C drains the agent
+on the local Docker engine, in one process, and prints the addresses and, on
+the first start of --data-dir, the admin token. Trigger builds with 'monkeyci trigger'. Ctrl-C drains the agent
 (its builds finish); a second Ctrl-C cancels them.
 
 With --build DIR it builds DIR through the fleet once, follows the build as
@@ -61,8 +62,8 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 			err = runLinkedAgent(link.Config{
 				Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
 				StateDir: filepath.Join(cfg.DataDir, "agent"),
-			}, "local", capacity, pause, log, func(l *link.Link) {
-				printUp(stdout, srv, trigger == nil)
+			}, localAgentID(cfg.DataDir), capacity, pause, 0, log, func(l *link.Link) {
+				printUp(stdout, srv, cfg.DataDir, trigger == nil)
 				if trigger == nil {
 					return
 				}
@@ -80,7 +81,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", "address for /healthz and /metrics")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
 	f.Float64Var(&cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
 	f.StringVar(&memory, "memory", "", "memory the agent offers (default: the machine's)")
 	f.BoolVar(&pause, "pause", true, "pause script containers while they await their jobs")
@@ -125,10 +126,23 @@ func buildOnce(cmd *cobra.Command, srv *server.Server, req *fleet.TriggerRequest
 	return followBuild(cmd, c, b.GetId(), stdout, stderr)
 }
 
-func printUp(w io.Writer, srv *server.Server, hints bool) {
+func printUp(w io.Writer, srv *server.Server, dataDir string, hints bool) {
 	fmt.Fprintf(w, "monkeyci is up: coordinator on %s (gRPC, TLS), %s (HTTP), and one agent\n", srv.GRPCAddr, srv.HTTPAddr)
 	if hints {
-		fmt.Fprintf(w, "  export MONKEYCI_SERVER=%s MONKEYCI_CA=%s MONKEYCI_TOKEN=%s\n", srv.GRPCAddr, srv.CAFile, srv.AdminToken)
+		printExport(w, srv, dataDir)
 		fmt.Fprintf(w, "  then: monkeyci trigger --repo PATH_OR_URL --wait\n")
 	}
+}
+
+// localAgentID names the containers of up's agent after its data dir: two
+// ups on one engine, each sweeping what its own killed run left at start,
+// never sweep each other's.
+func localAgentID(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	h := fnv.New32a()
+	h.Write([]byte(abs))
+	return fmt.Sprintf("local-%08x", h.Sum32())
 }

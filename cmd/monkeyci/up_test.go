@@ -31,6 +31,7 @@ type upProcess struct {
 	cmd               *exec.Cmd
 	server, ca, token string
 	http              string
+	dataDir           string
 	stderr            *syncbuf.Buffer
 }
 
@@ -41,8 +42,8 @@ var (
 
 func startUp(t *testing.T) *upProcess {
 	t.Helper()
-	p := &upProcess{stderr: &syncbuf.Buffer{}}
-	p.cmd = exec.Command(testbinary.Path(t), "up", "--data-dir", t.TempDir(), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--cpus", "2", "--memory", "8g")
+	p := &upProcess{stderr: &syncbuf.Buffer{}, dataDir: t.TempDir()}
+	p.cmd = exec.Command(testbinary.Path(t), "up", "--data-dir", p.dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--cpus", "2", "--memory", "8g")
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -47,6 +47,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/monkeyci/monkeyci/logorder"
 )
 
 // MaxChunk is the largest chunk Write takes.
@@ -78,6 +80,8 @@ var (
 const (
 	Stdout = "out"
 	Stderr = "err"
+	// Order is a job's order index of its out and err (package logorder).
+	Order = logorder.Stream
 )
 
 // Key names one output stream of one attempt of a build.
@@ -85,7 +89,7 @@ type Key struct {
 	Build   string
 	Attempt int
 	Job     string // "" is the script container
-	Stream  string // "out" or "err"
+	Stream  string // "out", "err" or "ord"
 }
 
 func (k Key) String() string {
@@ -95,7 +99,7 @@ func (k Key) String() string {
 // Validate reports whether the key names a stream (ErrInvalid if not).
 // Build and job ids are made of letters, digits, '.', '_' and '-', at most
 // 128 of them, and are not "." or ".."; the job may be "". The attempt
-// counts from 1 and the stream is "out" or "err".
+// counts from 1 and the stream is "out", "err" or "ord".
 func (k Key) Validate() error {
 	if err := validID("build", k.Build); err != nil {
 		return err
@@ -108,8 +112,8 @@ func (k Key) Validate() error {
 			return err
 		}
 	}
-	if k.Stream != Stdout && k.Stream != Stderr {
-		return fmt.Errorf("%w: stream %q (want %q or %q)", ErrInvalid, k.Stream, Stdout, Stderr)
+	if k.Stream != Stdout && k.Stream != Stderr && k.Stream != Order {
+		return fmt.Errorf("%w: stream %q (want %q, %q or %q)", ErrInvalid, k.Stream, Stdout, Stderr, Order)
 	}
 	return nil
 }
@@ -200,7 +204,9 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(abs, "builds"), 0o755); err != nil {
+	// Builds' output may hold what their secrets let them fetch: the
+	// coordinator's user alone reads it (0700 directories, 0600 files).
+	if err := os.MkdirAll(filepath.Join(abs, "builds"), 0o700); err != nil {
 		return nil, fmt.Errorf("log store: %w", err)
 	}
 	// Finish removals a crash cut short.
@@ -331,10 +337,10 @@ func (s *Store) open(st *stream) error {
 	if st.f != nil {
 		return nil
 	}
-	f, err := os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(st.path), 0o755); err == nil {
-			f, err = os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err = os.MkdirAll(filepath.Dir(st.path), 0o700); err == nil {
+			f, err = os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
 		}
 	}
 	if err != nil {
@@ -718,7 +724,7 @@ func (s *Store) Remove(build string) error {
 		return err
 	}
 	trash := filepath.Join(s.root, "trash")
-	if err := os.MkdirAll(trash, 0o755); err != nil {
+	if err := os.MkdirAll(trash, 0o700); err != nil {
 		return fmt.Errorf("log store: %w", err)
 	}
 	tmp, err := os.MkdirTemp(trash, "rm-")

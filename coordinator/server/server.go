@@ -40,6 +40,12 @@ type Config struct {
 	// TLSHosts (plus localhost).
 	TLS      bool
 	TLSHosts []string
+	// HTTPTLS serves the HTTP port (dashboard, webhooks, /metrics,
+	// /healthz) over TLS: with HTTPCert and HTTPKey (PEM files, a chain
+	// first, read again when they change), or else with the data dir's
+	// CA-issued certificate.
+	HTTPTLS           bool
+	HTTPCert, HTTPKey string
 	// JoinToken and AdminToken: generated and kept in the data dir when empty.
 	JoinToken  string
 	AdminToken string
@@ -52,7 +58,8 @@ type Config struct {
 	// the data dir's master.key, made on first start.
 	MasterKey string
 	// PublicURL is where people reach the HTTP port (links in commit
-	// statuses); empty: http:// and the HTTP listener's address.
+	// statuses); empty: http:// (https:// with HTTPTLS) and the HTTP
+	// listener's address.
 	PublicURL string
 	// Pool runs an autoscaled agent pool (nil: none).
 	Pool *PoolConfig
@@ -80,12 +87,15 @@ type Server struct {
 	GRPCAddr    string
 	HTTPAddr    string
 	// CAFile is the CA agents and clients trust ("" without TLS).
-	CAFile     string
+	CAFile string
+	// HTTPS says the HTTP port speaks TLS.
+	HTTPS      bool
 	JoinToken  string
 	AdminToken string
-	// Generated says the tokens were made (or read back) by this data dir.
-	Generated bool
-	TLSBundle *tlsca.Bundle
+	// NewJoinToken and NewAdminToken say this start made the token (the
+	// data dir's first): only then may it be printed.
+	NewJoinToken, NewAdminToken bool
+	TLSBundle                   *tlsca.Bundle
 
 	grpc     *grpc.Server
 	http     *http.Server
@@ -106,9 +116,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil { // an existing one too: it holds the keys
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	s := &Server{done: make(chan error, 1)}
 	var err error
-	if s.JoinToken, s.AdminToken, s.Generated, err = tokens(cfg); err != nil {
+	if s.JoinToken, s.AdminToken, s.NewJoinToken, s.NewAdminToken, err = tokens(cfg); err != nil {
 		return nil, err
 	}
 	if s.store, err = sqlstore.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
@@ -130,6 +143,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + hl.Addr().String()
+		if cfg.HTTPTLS {
+			cfg.PublicURL = "https://" + hl.Addr().String()
+		}
 	}
 	s.statuses = status.NewReporter(&status.Client{Logger: cfg.Logger.Named("status")}, cfg.Logger.Named("status"))
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -145,15 +161,34 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.Coordinator = c
 	opts := c.Interceptors()
+	var bundle *tlsca.Bundle // the data dir's CA and certificate, made once
+	ensureBundle := func() (*tls.Config, error) {
+		if bundle == nil {
+			if bundle, err = tlsca.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.TLSHosts); err != nil {
+				return nil, err
+			}
+		}
+		return bundle.ServerConfig(), nil
+	}
 	if cfg.TLS {
-		bundle, err := tlsca.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.TLSHosts)
+		tc, err := ensureBundle()
 		if err != nil {
 			hl.Close()
 			s.closeStores()
 			return nil, err
 		}
 		s.TLSBundle, s.CAFile = bundle, bundle.CAFile()
-		opts = append(opts, grpc.Creds(credentials.NewTLS(bundle.ServerConfig())))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	if cfg.HTTPTLS {
+		tc, err := httpTLS(cfg, ensureBundle)
+		if err != nil {
+			hl.Close()
+			s.stop()
+			s.closeStores()
+			return nil, err
+		}
+		hl, s.HTTPS = tls.NewListener(hl, tc), true
 	}
 	s.grpc = grpc.NewServer(opts...)
 	fleet.RegisterFleetServer(s.grpc, c.FleetServer())
@@ -182,7 +217,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	mux.Handle("/", dash)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 
 	if cfg.Pool != nil {
 		if err := s.startPool(runCtx, cfg); err != nil {
@@ -261,8 +297,9 @@ func (s *Server) closeStores() {
 }
 
 // tokens returns the join and admin tokens: given, or kept in the data
-// dir (made on first start), so a restart keeps them.
-func tokens(cfg Config) (join, admin string, generated bool, err error) {
+// dir (made on first start), so a restart keeps them. newJoin and
+// newAdmin say which were made now.
+func tokens(cfg Config) (join, admin string, newJoin, newAdmin bool, err error) {
 	path := filepath.Join(cfg.DataDir, "tokens.json")
 	var kept struct {
 		Join  string `json:"join"`
@@ -272,22 +309,23 @@ func tokens(cfg Config) (join, admin string, generated bool, err error) {
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(data, &kept); err != nil {
-			return "", "", false, fmt.Errorf("%s: %w", path, err)
+			return "", "", false, false, fmt.Errorf("%s: %w", path, err)
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		return "", "", false, err
+		return "", "", false, false, err
 	}
-	if cfg.JoinToken == "" || cfg.AdminToken == "" {
-		generated = true
-		if kept.Join == "" {
+	newJoin = cfg.JoinToken == "" && kept.Join == ""
+	newAdmin = cfg.AdminToken == "" && kept.Admin == ""
+	if newJoin || newAdmin {
+		if newJoin {
 			kept.Join = coordinator.NewID() + coordinator.NewID()
 		}
-		if kept.Admin == "" {
+		if newAdmin {
 			kept.Admin = coordinator.NewID() + coordinator.NewID()
 		}
 		data, _ := json.Marshal(kept)
 		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return "", "", false, fmt.Errorf("keeping the tokens: %w", err)
+			return "", "", false, false, fmt.Errorf("keeping the tokens: %w", err)
 		}
 	}
 	join, admin = cfg.JoinToken, cfg.AdminToken
@@ -297,5 +335,5 @@ func tokens(cfg Config) (join, admin string, generated bool, err error) {
 	if admin == "" {
 		admin = kept.Admin
 	}
-	return join, admin, generated, nil
+	return join, admin, newJoin, newAdmin, nil
 }

@@ -10,19 +10,20 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 )
 
-const agentColumns = `id, name, labels, credential_hash, cordoned, joined, last_seen`
+const agentColumns = `id, name, labels, credential_hash, cordoned, joined, last_seen, removed`
 
 func scanAgent(row scanner) (coordinator.Agent, error) {
 	var (
 		a            coordinator.Agent
 		labels       sql.NullString
 		joined, seen int64
+		removed      int64
 		cordoned     bool
 	)
-	if err := row.Scan(&a.ID, &a.Name, &labels, &a.CredentialHash, &cordoned, &joined, &seen); err != nil {
+	if err := row.Scan(&a.ID, &a.Name, &labels, &a.CredentialHash, &cordoned, &joined, &seen, &removed); err != nil {
 		return a, err
 	}
-	a.Cordoned, a.Joined, a.LastSeen = cordoned, fromNanos(joined), fromNanos(seen)
+	a.Cordoned, a.Joined, a.LastSeen, a.Removed = cordoned, fromNanos(joined), fromNanos(seen), fromNanos(removed)
 	var err error
 	if a.Labels, err = jsonMap(labels); err != nil {
 		return a, fmt.Errorf("agent %s: labels: %w", a.ID, err)
@@ -30,7 +31,8 @@ func scanAgent(row scanner) (coordinator.Agent, error) {
 	return a, nil
 }
 
-// SaveAgent stores the agent, replacing what was kept under its id.
+// SaveAgent stores the agent, replacing what was kept under its id,
+// unless that agent was removed.
 func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
 	if a.ID == "" {
 		return errors.New("save agent: the agent has no id")
@@ -74,55 +76,18 @@ func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, err
 	return a, nil
 }
 
-// ListAgents returns every agent, by name then id.
+// ListAgents returns every agent not removed, by name then id.
 func (s *Store) ListAgents(ctx context.Context) ([]coordinator.Agent, error) {
 	rows, err := s.q.listAgents.QueryContext(ctx)
+	as, err := collect(rows, err, scanAgent)
 	if err != nil {
-		return nil, fmt.Errorf("list agents: %w", err)
-	}
-	defer rows.Close()
-	var as []coordinator.Agent
-	for rows.Next() {
-		a, err := scanAgent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list agents: %w", err)
-		}
-		as = append(as, a)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}
 	return as, nil
 }
 
-// SaveToken keeps the SHA-256 (hex) of a token with its kind; saving a hash
-// again sets its kind.
-func (s *Store) SaveToken(ctx context.Context, hash string, kind coordinator.TokenKind) error {
-	if hash == "" || kind == "" {
-		return errors.New("save token: a token needs a hash and a kind")
-	}
-	created := nanos(s.now())
-	err := s.write(ctx, func(w wconn) error {
-		_, err := w.stmt(s.q.saveToken).ExecContext(w.ctx, hash, string(kind), created)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("save %s token: %w", kind, err)
-	}
-	return nil
-}
-
-// TokenKind returns the kind of the token with that hash
-// (coordinator.ErrNotFound).
-func (s *Store) TokenKind(ctx context.Context, hash string) (coordinator.TokenKind, error) {
-	var kind string
-	err := s.q.tokenKind.QueryRowContext(ctx, hash).Scan(&kind)
-	if errors.Is(err, sql.ErrNoRows) {
-		// The hash is not named: it is a secret's digest.
-		return "", fmt.Errorf("token: %w", coordinator.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("token kind: %w", err)
-	}
-	return coordinator.TokenKind(kind), nil
+// RemoveAgent marks the agent removed and forgets its credential
+// (coordinator.ErrNotFound when there is none, or it was removed).
+func (s *Store) RemoveAgent(ctx context.Context, id string) error {
+	return s.remove(ctx, "agent "+id, s.q.removeAgent, id, nanos(s.now()))
 }

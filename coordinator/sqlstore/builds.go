@@ -18,7 +18,7 @@ import (
 
 const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
 	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag, attempt_reasons`
+	trigger_desc, forge, delivery, source_tag, attempt_reasons, pull_request, cache_scope, cache_fallback, fork`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -32,7 +32,7 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
 		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons)
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback, &b.Fork)
 	if err != nil {
 		return b, err
 	}
@@ -55,33 +55,74 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 // CreateBuild stores a new build. Its state defaults to queued and its
 // creation time to now. An id that exists already is an error.
 func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
-	return s.createBuild(ctx, b, sql.NullString{})
+	ins, err := s.buildInsert(b, sql.NullString{}, "")
+	if err != nil {
+		return err
+	}
+	return ins.wrap(s.write(ctx, ins.run))
 }
 
 // CreateDeliveredBuild stores a build made by a forge's delivery, once: the
-// delivery is a unique column of the build, so the check and the insert
-// are one statement.
-func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, forge, delivery string) (string, error) {
-	if forge == "" || delivery == "" {
+// delivery is a unique column of the build, and the look for a build of
+// the same event runs in the same change as the insert, on the writer.
+func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d coordinator.Delivery) (string, error) {
+	if d.Forge == "" || d.ID == "" {
 		return "", errors.New("create delivered build: a forge and a delivery id are required")
 	}
-	key := forge + ":" + delivery
-	err := s.createBuild(ctx, b, sql.NullString{String: key, Valid: true})
+	key := d.Forge + ":" + d.ID
+	ins, err := s.buildInsert(b, sql.NullString{String: key, Valid: true}, d.Event)
+	if err != nil {
+		return "", err
+	}
+	var first string
+	err = s.write(ctx, func(w wconn) error {
+		if d.Event == "" {
+			return ins.run(w)
+		}
+		err := w.stmt(s.q.wsameEvent).QueryRowContext(w.ctx, b.Repo, d.Event, nanos(d.Since)).Scan(&first)
+		if err == nil {
+			return fmt.Errorf("build %s of %s was made for the same event (%s): %w", first, b.Repo, d.Event, coordinator.ErrDuplicate)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		return ins.run(w)
+	})
+	if errors.Is(err, coordinator.ErrDuplicate) {
+		return first, err
+	}
 	if err != nil && isConstraint(err) {
-		var id string
-		if qerr := s.q.buildOfDelivery.QueryRowContext(ctx, key).Scan(&id); qerr == nil {
-			return id, fmt.Errorf("delivery %s made build %s: %w", key, id, coordinator.ErrDuplicate)
+		if qerr := s.q.buildOfDelivery.QueryRowContext(ctx, key).Scan(&first); qerr == nil {
+			return first, fmt.Errorf("delivery %s made build %s: %w", key, first, coordinator.ErrDuplicate)
 		}
 	}
 	if err != nil {
-		return "", err
+		return "", ins.wrap(err)
 	}
 	return b.ID, nil
 }
 
-func (s *Store) createBuild(ctx context.Context, b coordinator.Build, delivery sql.NullString) error {
+// insert is a checked build ready to store.
+type insert struct {
+	id   string
+	args []any
+	run  func(w wconn) error
+}
+
+func (i insert) wrap(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isConstraint(err):
+		return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", i.id, err)
+	}
+	return fmt.Errorf("create build %s: %w", i.id, err)
+}
+
+// buildInsert checks b and makes the change that stores it.
+func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event string) (insert, error) {
 	if b.ID == "" {
-		return errors.New("create build: the build has no id")
+		return insert{}, errors.New("create build: the build has no id")
 	}
 	if b.State == "" {
 		b.State = coordinator.Queued
@@ -89,44 +130,38 @@ func (s *Store) createBuild(ctx context.Context, b coordinator.Build, delivery s
 	switch b.State {
 	case coordinator.Queued, coordinator.Running, coordinator.Ended:
 	default:
-		return fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
+		return insert{}, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
 	}
 	if b.Attempt < 0 {
-		return fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
+		return insert{}, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
 	}
 	if b.Created.IsZero() {
 		b.Created = s.now()
 	}
 	params, err := mapJSON(b.Params)
 	if err != nil {
-		return fmt.Errorf("create build %s: params: %w", b.ID, err)
+		return insert{}, fmt.Errorf("create build %s: params: %w", b.ID, err)
 	}
 	labels, err := mapJSON(b.Labels)
 	if err != nil {
-		return fmt.Errorf("create build %s: labels: %w", b.ID, err)
+		return insert{}, fmt.Errorf("create build %s: labels: %w", b.ID, err)
 	}
 	var reasons sql.NullString
 	if len(b.AttemptReasons) > 0 {
 		data, err := json.Marshal(b.AttemptReasons)
 		if err != nil {
-			return fmt.Errorf("create build %s: attempt reasons: %w", b.ID, err)
+			return insert{}, fmt.Errorf("create build %s: attempt reasons: %w", b.ID, err)
 		}
 		reasons = sql.NullString{String: string(data), Valid: true}
 	}
-	err = s.write(ctx, func(w wconn) error {
-		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx,
-			b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
-			string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-			nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons)
+	args := []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
+		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
+		nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
+		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}
+	return insert{id: b.ID, args: args, run: func(w wconn) error {
+		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx, args...)
 		return err
-	})
-	if err != nil {
-		if isConstraint(err) {
-			return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", b.ID, err)
-		}
-		return fmt.Errorf("create build %s: %w", b.ID, err)
-	}
-	return nil
+	}}, nil
 }
 
 // GetBuild returns the build (coordinator.ErrNotFound).
@@ -139,6 +174,18 @@ func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, err
 		return b, fmt.Errorf("get build %s: %w", id, err)
 	}
 	return b, nil
+}
+
+// BuildIDs returns the ids that start with prefix, in order, at most limit.
+func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error) {
+	// Text compares byte by byte: every id that starts with prefix sorts
+	// below prefix followed by the greatest code point.
+	rows, err := s.q.buildIDs.QueryContext(ctx, prefix, prefix+"\U0010FFFF", limit)
+	ids, err := collect(rows, err, func(r scanner) (id string, err error) { return id, r.Scan(&id) })
+	if err != nil {
+		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+	}
+	return ids, nil
 }
 
 // ListBuilds returns the builds that match f, newest first (by creation,
@@ -163,7 +210,7 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
 	rows, err := s.r.QueryContext(ctx, q, args...)
-	bs, err := collect(rows, err)
+	bs, err := collect(rows, err, scanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
@@ -172,7 +219,8 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 
 // Queued returns the queued builds, oldest first (by creation, then id).
 func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
-	bs, err := collect(s.q.queued.QueryContext(ctx))
+	rows, err := s.q.queued.QueryContext(ctx)
+	bs, err := collect(rows, err, scanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("queued builds: %w", err)
 	}
@@ -181,27 +229,29 @@ func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
 
 // Running returns the builds under a lease, oldest first.
 func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
-	bs, err := collect(s.q.running.QueryContext(ctx))
+	rows, err := s.q.running.QueryContext(ctx)
+	bs, err := collect(rows, err, scanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("running builds: %w", err)
 	}
 	return bs, nil
 }
 
-func collect(rows *sql.Rows, err error) ([]coordinator.Build, error) {
+// collect scans every row a query returned with scan.
+func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var bs []coordinator.Build
+	var out []T
 	for rows.Next() {
-		b, err := scanBuild(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		bs = append(bs, b)
+		out = append(out, v)
 	}
-	return bs, rows.Err()
+	return out, rows.Err()
 }
 
 // SetWaiting records why a queued build was not dispatched. A build that is

@@ -147,11 +147,48 @@ CREATE TABLE pool_state (
 	`
 ALTER TABLE builds ADD COLUMN source_tag TEXT NOT NULL DEFAULT '';
 `,
-	// 5: why each attempt after the first exists (agent lost, agent
+	// 5: the forge event a delivered build was made for (forge.Event.Key),
+	// so that the event delivered again under another id within the hour
+	// makes no second build.
+	`
+ALTER TABLE builds ADD COLUMN event_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX builds_event ON builds (repo, event_key, created) WHERE event_key <> '';
+`,
+	// 6: why each attempt after the first exists (agent lost, agent
 	// restarted, lease expired, retried by admin): a JSON object from the
 	// attempt's number to its reason, written when the build is queued again.
 	`
 ALTER TABLE builds ADD COLUMN attempt_reasons TEXT;
+`,
+	// 7: the user information of a repository's clone URL, sealed, kept
+	// apart from the URL shown.
+	`
+ALTER TABLE repos ADD COLUMN url_credential BLOB;
+`,
+	// 8: tokens get a short id (their hash's first hex digits: what 'tokens
+	// ls' shows and 'tokens revoke' takes), an expiry and when they were
+	// last used; agents a time of removal.
+	`
+ALTER TABLE tokens ADD COLUMN id TEXT NOT NULL DEFAULT '';
+UPDATE tokens SET id = substr(hash, 1, 12);
+CREATE INDEX tokens_id ON tokens (id);
+ALTER TABLE tokens ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+-- When an agent was removed (agents rm): its row stays, so that its
+-- credential is refused as removed, not taken for unknown.
+ALTER TABLE agents ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+`,
+	// 9: cache scopes: a build's pull request and the scope its caches are
+	// written to and read from; a repository's default branch.
+	`
+ALTER TABLE builds ADD COLUMN pull_request INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE builds ADD COLUMN cache_scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE builds ADD COLUMN cache_fallback TEXT NOT NULL DEFAULT '';
+ALTER TABLE repos ADD COLUMN default_branch TEXT NOT NULL DEFAULT '';
+`,
+	// 10: a pull request from a fork, whose build gets no secrets.
+	`
+ALTER TABLE builds ADD COLUMN fork INTEGER NOT NULL DEFAULT 0;
 `,
 }
 

@@ -10,7 +10,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 )
 
-const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created`
+const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch`
 
 func scanRepo(row scanner) (coordinator.Repo, error) {
 	var (
@@ -18,7 +18,7 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 		branches sql.NullString
 		created  int64
 	)
-	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created); err != nil {
+	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created, &r.URLCredential, &r.DefaultBranch); err != nil {
 		return r, err
 	}
 	r.Created = fromNanos(created)
@@ -31,7 +31,9 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 }
 
 // SaveRepo adds a repository or replaces its settings; its secrets stay,
-// and so do a webhook secret and a forge token not given again.
+// and so do a webhook secret and a forge token not given again. A URL
+// credential not given again stays only while the URL does (else a new
+// URL's host would be sent the old host's credential).
 func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	if r.Name == "" || r.URL == "" {
 		return errors.New("save repository: a name and a URL are required")
@@ -50,7 +52,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	}
 	err := s.write(ctx, func(w wconn) error {
 		_, err := w.stmt(s.q.saveRepo).ExecContext(w.ctx, r.Name, r.URL, branches, r.Forge, r.APIURL,
-			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created))
+			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created), nullBlob(r.URLCredential), r.DefaultBranch)
 		return err
 	})
 	if err != nil {
@@ -82,19 +84,8 @@ func (s *Store) GetRepo(ctx context.Context, name string) (coordinator.Repo, err
 // ListRepos returns every repository by name.
 func (s *Store) ListRepos(ctx context.Context) ([]coordinator.Repo, error) {
 	rows, err := s.q.listRepos.QueryContext(ctx)
+	rs, err := collect(rows, err, scanRepo)
 	if err != nil {
-		return nil, fmt.Errorf("list repositories: %w", err)
-	}
-	defer rows.Close()
-	var rs []coordinator.Repo
-	for rows.Next() {
-		r, err := scanRepo(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list repositories: %w", err)
-		}
-		rs = append(rs, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
 	return rs, nil

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -87,6 +88,9 @@ func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
 func OpenWith(path string, o Options) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	if err := ownerOnly(abs); err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
 	synchronous := "NORMAL"
@@ -160,6 +164,25 @@ func OpenWith(path string, o Options) (*Store, error) {
 	return s, nil
 }
 
+// ownerOnly makes the database file, before SQLite opens it, readable by
+// its owner alone: SQLite gives its -wal and -shm files the database's
+// mode, so they are 0600 too.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 // dsn is a file: URI for the driver: the path escaped, the options in the
 // query.
 func dsn(abs string, q url.Values) string {
@@ -191,15 +214,16 @@ func (s *Store) Close() error {
 type stmts struct {
 	// On the writer.
 	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
-	appendEvent, saveAgent, saveToken                                            *sql.Stmt
+	appendEvent, saveAgent, removeAgent, saveToken, revokeToken, tokenUsed       *sql.Stmt
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
 	seenAgent                                                                    *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
-	wcurrent *sql.Stmt
+	wcurrent, wsameEvent *sql.Stmt
 	// On the readers.
 	getBuild, queued, running, lastSeq, events, buildExists *sql.Stmt
-	getAgent, listAgents, tokenKind                         *sql.Stmt
+	buildIDs                                                *sql.Stmt
+	getAgent, listAgents, getToken, tokensByID, listTokens  *sql.Stmt
 	buildOfDelivery, getRepo, listRepos, repoByURL          *sql.Stmt
 	listSecrets, secrets, getPool                           *sql.Stmt
 }
@@ -210,8 +234,8 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		s   **sql.Stmt
 		sql string
 	}{
-		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
@@ -235,16 +259,23 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 			SELECT id, attempt, ?3, ?4 FROM builds WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		// An UPDATE: an agent removed meanwhile is not made again.
 		{w, &q.seenAgent, `UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2`},
-		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?)
+		// A removed agent stays removed: saving it changes nothing.
+		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
 				credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
-				joined = excluded.joined, last_seen = excluded.last_seen`},
-		{w, &q.saveToken, `INSERT INTO tokens (hash, kind, created) VALUES (?, ?, ?)
-			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind`},
+				joined = excluded.joined, last_seen = excluded.last_seen WHERE agents.removed = 0`},
+		{w, &q.removeAgent, `UPDATE agents SET removed = ?2, credential_hash = '' WHERE id = ?1 AND removed = 0`},
+		{w, &q.saveToken, `INSERT INTO tokens (hash, id, kind, created, expires) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (hash) DO UPDATE SET kind = excluded.kind, expires = excluded.expires`},
+		{w, &q.revokeToken, `DELETE FROM tokens WHERE hash = ?`},
+		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET url = excluded.url, branches = excluded.branches,
+		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET url = excluded.url,
+				url_credential = CASE WHEN excluded.url_credential IS NOT NULL THEN excluded.url_credential
+					WHEN excluded.url = url THEN url_credential END,
+				branches = excluded.branches, default_branch = excluded.default_branch,
 				forge = excluded.forge, api_url = excluded.api_url,
 				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
 				forge_token = coalesce(excluded.forge_token, forge_token)`},
@@ -258,6 +289,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.getPool, `SELECT state FROM pool_state WHERE id = 1`},
 
 		{w, &q.wcurrent, `SELECT state, attempt, waiting FROM builds WHERE id = ?`},
+		// The build first made for a forge event, since a time (by builds_event).
+		{w, &q.wsameEvent, `SELECT id FROM builds WHERE repo = ?1 AND event_key = ?2 AND event_key <> '' AND created >= ?3
+			ORDER BY created LIMIT 1`},
 
 		{r, &q.getBuild, `SELECT ` + buildColumns + ` FROM builds WHERE id = ?`},
 		{r, &q.queued, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'queued' ORDER BY created, id`},
@@ -265,10 +299,15 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{r, &q.lastSeq, `SELECT m.last_seq FROM builds AS b
 			LEFT JOIN event_marks AS m ON m.build_id = b.id AND m.attempt = ?2 WHERE b.id = ?1`},
 		{r, &q.events, `SELECT attempt, seq, event FROM events WHERE build_id = ? ORDER BY attempt, seq`},
+		// By the primary key: the ids from the prefix up to its last follower.
+		{r, &q.buildIDs, `SELECT id FROM builds WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3`},
 		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
 		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
-		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents ORDER BY name, id`},
-		{r, &q.tokenKind, `SELECT kind FROM tokens WHERE hash = ?`},
+		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents WHERE removed = 0 ORDER BY name, id`},
+		{r, &q.getToken, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
+		// A prefix of an id: the index is searched from the prefix on.
+		{r, &q.tokensByID, `SELECT ` + tokenColumns + ` FROM tokens WHERE id >= ?1 AND substr(id, 1, length(?1)) = ?1 ORDER BY id`},
+		{r, &q.listTokens, `SELECT ` + tokenColumns + ` FROM tokens ORDER BY created, hash`},
 		{r, &q.buildOfDelivery, `SELECT id FROM builds WHERE delivery = ?`},
 		{r, &q.getRepo, `SELECT ` + repoColumns + ` FROM repos WHERE name = ?`},
 		{r, &q.listRepos, `SELECT ` + repoColumns + ` FROM repos ORDER BY name`},

@@ -250,6 +250,7 @@ func TestCreateAndGetBuild(t *testing.T) {
 		Message: "it broke", Attempt: 2, Agent: "agent-1",
 		LeaseExpires: t0.Add(time.Minute), Waiting: "",
 		Created: t0, Started: t0.Add(time.Second), Ended: t0.Add(2 * time.Second),
+		PullRequest: 42, Cache: coordinator.CacheScope{Scope: "branch:x", Fallback: "branch:main"},
 	}
 	must(t, s.CreateBuild(ctx, full))
 	if got := get(t, s, "full"); !reflect.DeepEqual(got, full) {
@@ -564,32 +565,6 @@ func TestAgents(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	must(t, s.SaveToken(ctx, "h-admin", coordinator.TokenAdmin))
-	must(t, s.SaveToken(ctx, "h-agent", coordinator.TokenAgent))
-	for hash, want := range map[string]coordinator.TokenKind{"h-admin": coordinator.TokenAdmin, "h-agent": coordinator.TokenAgent} {
-		if got, err := s.TokenKind(ctx, hash); err != nil || got != want {
-			t.Errorf("TokenKind(%s) = %s, %v; want %s", hash, got, err, want)
-		}
-	}
-	must(t, s.SaveToken(ctx, "h-agent", coordinator.TokenViewer))
-	if got, _ := s.TokenKind(ctx, "h-agent"); got != coordinator.TokenViewer {
-		t.Errorf("saving a hash again did not set its kind: %s", got)
-	}
-	_, err := s.TokenKind(ctx, "secret-digest")
-	if !errors.Is(err, coordinator.ErrNotFound) {
-		t.Errorf("TokenKind of an unknown hash: %v", err)
-	}
-	if strings.Contains(err.Error(), "secret-digest") {
-		t.Errorf("the error shows the token's hash: %v", err)
-	}
-	if err := s.SaveToken(ctx, "", coordinator.TokenAdmin); err == nil {
-		t.Error("a token without a hash was saved")
-	}
-}
-
 // TestDurability fills a store, closes it, and finds everything on reopening.
 func TestDurability(t *testing.T) {
 	path := dbPath(t)
@@ -611,7 +586,7 @@ func TestDurability(t *testing.T) {
 	}
 	must(t, s.Finish(ctx, "end", 1, events.Failure, "boom"))
 	must(t, s.SaveAgent(ctx, coordinator.Agent{ID: "ag", Name: "agent", Joined: t0}))
-	must(t, s.SaveToken(ctx, "hash", coordinator.TokenAdmin))
+	must(t, s.SaveToken(ctx, coordinator.Token{Hash: "hash-of-a-token", Kind: coordinator.TokenAdmin, Expires: t0}))
 	before := snapshot(t, s)
 	must(t, s.Close())
 
@@ -635,7 +610,7 @@ type state struct {
 	Builds []coordinator.Build
 	Events map[string][]coordinator.StoredEvent
 	Agents []coordinator.Agent
-	Kind   coordinator.TokenKind
+	Tokens []coordinator.Token
 }
 
 func snapshot(t *testing.T, s *Store) state {
@@ -652,7 +627,7 @@ func snapshot(t *testing.T, s *Store) state {
 	}
 	st.Agents, err = s.ListAgents(ctx)
 	must(t, err)
-	st.Kind, err = s.TokenKind(ctx, "hash")
+	st.Tokens, err = s.ListTokens(ctx)
 	must(t, err)
 	return st
 }

@@ -161,5 +161,6 @@ func (s *Store) runAlone(c *change) {
 // transaction around it sound: a refusal, or a constraint violation (which
 // SQLite undoes by the statement).
 func ownFailure(err error) bool {
-	return errors.Is(err, coordinator.ErrStale) || errors.Is(err, coordinator.ErrNotFound) || isConstraint(err)
+	return errors.Is(err, coordinator.ErrStale) || errors.Is(err, coordinator.ErrNotFound) ||
+		errors.Is(err, coordinator.ErrDuplicate) || isConstraint(err)
 }

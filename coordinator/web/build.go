@@ -38,6 +38,7 @@ type buildData struct {
 	AgentName string
 	Live      bool // not ended: logs follow and sections update
 	Graph     template.HTML
+	Legend    template.HTML // what the graph's looks mean
 	Timeline  view.Timeline
 	Jobs      []jobView
 }
@@ -148,6 +149,7 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 	}
 	jobs := view.Jobs(evs)
 	d.Graph = view.LayoutGraph(jobs).SVGLinked(func(job string) string { return "#job-" + job })
+	d.Legend = view.GraphLegend()
 	end := s.now()
 	if b.State == coordinator.Ended && !b.Ended.IsZero() {
 		end = b.Ended
@@ -176,6 +178,15 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 			break // never dispatched: no logs
 		}
 		j := &d.Jobs[i]
+		// A job whose order the agent kept gets the merged view first.
+		if ord := (logstore.Key{Build: b.ID, Attempt: b.Attempt, Job: j.ID, Stream: logstore.Order}); sizes[ord] > 0 {
+			out, errs := ord, ord
+			out.Stream, errs.Stream = logstore.Stdout, logstore.Stderr
+			j.Streams = append(j.Streams, streamView{
+				Name: streamAll, Label: "stdout and stderr", Size: sizes[out] + sizes[errs],
+				Key: strconv.Itoa(b.Attempt) + "/" + j.Segment + "/" + streamAll,
+			})
+		}
 		for _, st := range []struct{ name, label string }{{logstore.Stdout, "stdout"}, {logstore.Stderr, "stderr"}} {
 			key := logstore.Key{Build: b.ID, Attempt: b.Attempt, Job: j.ID, Stream: st.name}
 			j.Streams = append(j.Streams, streamView{

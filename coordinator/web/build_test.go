@@ -27,6 +27,9 @@ func aBuildsEvents() []events.Event {
 	cmd := func(typ events.Type, index string, d time.Duration, exit *int) events.Event {
 		e := ev(typ, "compile", d)
 		e.Command, e.Exit = index, exit
+		if typ == events.CommandStart {
+			e.Line = "make step-" + index + " <&>"
+		}
 		return e
 	}
 	end := ev(events.JobEnd, "compile", 9*time.Second)
@@ -69,8 +72,12 @@ func TestTheBuildPageShowsGraphTimelineAndCommands(t *testing.T) {
 	}
 	for _, want := range []string{
 		`<g class="node state-failure" data-job="compile">`, `<g class="node state-blocked" data-job="test">`, `class="edge"`,
+		`aria-label="Legend of the job graph"`,
 		`class="span paused"`, "Script paused <strong>70%</strong> of its life", "its CPU went to jobs",
-		`id="job-compile"`, "<td>1</td>", "<td>3</td>", "4.0s", // the failing line: exit 3 after 4 s
+		// Commands counted from 1, with their text; the failing one is the
+		// second: exit 3 after 4 s.
+		`id="job-compile"`, "<td>1</td>\n      <td class=\"line\"><code>make step-0 &lt;&amp;&gt;</code></td>",
+		"<td>2</td>", "<td>3</td>", "4.0s",
 		`data-src="/builds/` + b.ID + `/logs/compile?stream=out&amp;attempt=1"`, `/logs/~script?stream=err`,
 		"a1", "running",
 	} {

@@ -31,7 +31,7 @@ const (
 
 // logKey is the stream a log request names: the build's current attempt
 // unless ?attempt= says another, job "~script" for the script container,
-// ?stream= out (default) or err.
+// ?stream= out (default), err, or all (the two merged: its order index).
 func (s *Server) logKey(r *http.Request) (logstore.Key, coordinator.Build, int, error) {
 	b, err := s.c.Build(r.Context(), r.PathValue("id"))
 	if errors.Is(err, coordinator.ErrNotFound) {
@@ -45,8 +45,14 @@ func (s *Server) logKey(r *http.Request) (logstore.Key, coordinator.Build, int, 
 	if key.Job == scriptJob {
 		key.Job = ""
 	}
-	if key.Stream == "" {
+	switch key.Stream {
+	case "":
 		key.Stream = logstore.Stdout
+	case logstore.Stdout, logstore.Stderr:
+	case streamAll: // the merged view walks the job's order index
+		key.Stream = logstore.Order
+	default:
+		return key, b, http.StatusBadRequest, fmt.Errorf("stream %q: want out, err or all", key.Stream)
 	}
 	if a := q.Get("attempt"); a != "" {
 		n, err := strconv.Atoi(a)
@@ -72,6 +78,10 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request, _ session) {
 	key, _, code, err := s.logKey(r)
 	if err != nil {
 		s.logError(w, code, err)
+		return
+	}
+	if key.Stream == logstore.Order {
+		s.mergedPage(w, r, key)
 		return
 	}
 	size, err := s.logs.Size(key)
@@ -161,6 +171,10 @@ func (s *Server) followLog(w http.ResponseWriter, r *http.Request, _ session) {
 			s.logError(w, http.StatusInternalServerError, err)
 			return
 		}
+	}
+	if key.Stream == logstore.Order {
+		s.followMerged(ctx, w, r, key, offset, ended)
+		return
 	}
 	chunks := make(chan []byte, 16)
 	followed := make(chan error, 1)

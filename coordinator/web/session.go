@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -23,11 +24,12 @@ import (
 // cookieName is the session cookie.
 const cookieName = "monkeyci_session"
 
-// session is who is signed in: the kind of token they signed in with, and
-// the token their forms carry against cross-site requests. The zero
-// session is nobody.
+// session is who is signed in: the kind and short id of the token they
+// signed in with, and the token their forms carry against cross-site
+// requests. The zero session is nobody. It lives while its token does.
 type session struct {
 	Kind    coordinator.TokenKind
+	Token   string
 	CSRF    string
 	Expires time.Time
 }
@@ -78,7 +80,7 @@ func loadSessionKey(dataDir string) ([]byte, error) {
 // encode makes the cookie's value: the session's fields and their
 // HMAC-SHA256 under the server's key.
 func (s *Server) encode(ss session) string {
-	payload := strings.Join([]string{"v1", string(ss.Kind), strconv.FormatInt(ss.Expires.Unix(), 10), ss.CSRF}, "|")
+	payload := strings.Join([]string{"v2", string(ss.Kind), strconv.FormatInt(ss.Expires.Unix(), 10), ss.CSRF, ss.Token}, "|")
 	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(s.sign(payload))
 }
 
@@ -89,7 +91,8 @@ func (s *Server) sign(payload string) []byte {
 }
 
 // session returns the request's session, or nobody when its cookie is
-// missing, forged or expired.
+// missing, forged or expired, or its token is revoked or expired: the
+// token is looked up at every request.
 func (s *Server) session(r *http.Request) session {
 	c, err := r.Cookie(cookieName)
 	if err != nil {
@@ -105,7 +108,7 @@ func (s *Server) session(r *http.Request) session {
 		return session{}
 	}
 	f := strings.Split(string(payload), "|")
-	if len(f) != 4 || f[0] != "v1" {
+	if len(f) != 5 || f[0] != "v2" {
 		return session{}
 	}
 	exp, err := strconv.ParseInt(f[2], 10, 64)
@@ -116,7 +119,31 @@ func (s *Server) session(r *http.Request) session {
 	if kind != coordinator.TokenAdmin && kind != coordinator.TokenViewer {
 		return session{}
 	}
-	return session{Kind: kind, CSRF: f[3], Expires: time.Unix(exp, 0)}
+	if s.c.TokenLive(r.Context(), f[4]) != kind {
+		return session{}
+	}
+	return session{Kind: kind, Token: f[4], CSRF: f[3], Expires: time.Unix(exp, 0)}
+}
+
+// endOnRevoke cancels a stream's context when the token of its session
+// is revoked (at once) or expires (within a minute): a session ends for
+// its open streams too.
+func (s *Server) endOnRevoke(ctx context.Context, cancel context.CancelFunc, ss session) {
+	recheck := time.NewTicker(time.Minute)
+	defer recheck.Stop()
+	for {
+		revoked := s.c.Revocations() // before the look, so none is missed
+		if s.c.TokenLive(ctx, ss.Token) != ss.Kind {
+			cancel()
+			return
+		}
+		select {
+		case <-revoked:
+		case <-recheck.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // setSession gives the browser the session's cookie: HttpOnly (no script
@@ -154,7 +181,10 @@ func (s *Server) stream(h handler) http.HandlerFunc {
 			http.Error(w, "sign in at /login first", http.StatusUnauthorized)
 			return
 		}
-		h(w, r, ss)
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		go s.endOnRevoke(ctx, cancel, ss)
+		h(w, r.WithContext(ctx), ss)
 	}
 }
 
@@ -210,7 +240,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := localPath(r.PostForm.Get("next"))
-	kind, err := s.c.TokenKind(r.Context(), strings.TrimSpace(r.PostForm.Get("token")))
+	tok, err := s.c.CheckToken(r.Context(), strings.TrimSpace(r.PostForm.Get("token")))
+	kind := tok.Kind
 	switch {
 	case errors.Is(err, coordinator.ErrNotFound):
 		s.render(w, http.StatusUnauthorized, "login", loginData{Next: next, Error: "That token is not known here."})
@@ -228,7 +259,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no randomness", http.StatusInternalServerError)
 		return
 	}
-	s.setSession(w, r, session{Kind: kind, CSRF: hex.EncodeToString(csrf), Expires: s.now().Add(s.ttl)})
+	s.setSession(w, r, session{Kind: kind, Token: tok.ID(), CSRF: hex.EncodeToString(csrf), Expires: s.now().Add(s.ttl)})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

@@ -85,7 +85,7 @@ func Labels(t testing.TB) map[string]string {
 }
 
 // Cleanup removes, when the test ends, every container and then every volume
-// that carries all the labels. It uses a fresh context, so it runs even when
+// and network that carries all the labels. It uses a fresh context, so it runs even when
 // the test's own context was canceled. labels must not be empty.
 func Cleanup(t testing.TB, labels map[string]string) {
 	t.Helper()
@@ -111,6 +111,15 @@ func Cleanup(t testing.TB, labels map[string]string) {
 		}
 		for _, name := range names {
 			if err := e.RemoveVolume(ctx, name); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		nets, err := e.ListNetworks(ctx, labels)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		for _, name := range nets {
+			if err := e.RemoveNetwork(ctx, name); err != nil {
 				t.Errorf("cleanup: %v", err)
 			}
 		}

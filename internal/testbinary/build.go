@@ -4,6 +4,8 @@
 package testbinary
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +27,12 @@ func Path(t testing.TB) string {
 	once.Do(func() {
 		_, here, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(here), "..", "..")
-		// One shared path, replaced atomically: test processes of several
-		// packages may build at once, and the same bytes keep the same
-		// agent image.
-		dir := filepath.Join(os.TempDir(), "monkeyci-test-bin")
+		// One shared path per source tree, replaced atomically: test
+		// processes of several packages may build at once, and the same
+		// bytes keep the same agent image. Trees (git worktrees of other
+		// branches) never share one: a test must run its own tree's code.
+		sum := sha256.Sum256([]byte(root))
+		dir := filepath.Join(os.TempDir(), "monkeyci-test-bin", hex.EncodeToString(sum[:6]))
 		if err = os.MkdirAll(dir, 0o755); err != nil {
 			return
 		}

@@ -286,6 +286,9 @@ type BuildInfo struct {
 	// why each attempt after the first exists, by attempt number ("agent
 	// lost", "agent restarted", "lease expired", "retried by admin").
 	AttemptReasons map[int32]string `protobuf:"bytes,16,rep,name=attempt_reasons,json=attemptReasons,proto3" json:"attempt_reasons,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	PullRequest    int32            `protobuf:"varint,17,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`      // the pull request it is of, 0 none
+	CacheScope     string           `protobuf:"bytes,18,opt,name=cache_scope,json=cacheScope,proto3" json:"cache_scope,omitempty"`          // the scope its caches are written to
+	CacheFallback  string           `protobuf:"bytes,19,opt,name=cache_fallback,json=cacheFallback,proto3" json:"cache_fallback,omitempty"` // the scope read for a cache its own lacks
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -430,6 +433,27 @@ func (x *BuildInfo) GetAttemptReasons() map[int32]string {
 		return x.AttemptReasons
 	}
 	return nil
+}
+
+func (x *BuildInfo) GetPullRequest() int32 {
+	if x != nil {
+		return x.PullRequest
+	}
+	return 0
+}
+
+func (x *BuildInfo) GetCacheScope() string {
+	if x != nil {
+		return x.CacheScope
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCacheFallback() string {
+	if x != nil {
+		return x.CacheFallback
+	}
+	return ""
 }
 
 type ListBuildsRequest struct {
@@ -761,12 +785,21 @@ func (x *LogsRequest) GetAttempt() int32 {
 	return 0
 }
 
+// LogsChunk is a piece of a job's output at offset in its stream; a job's
+// chunks come in the order the agent read them, stdout and stderr merged,
+// when the agent kept that order (then command is set, and each command's
+// start comes as a chunk of its own: start, with its line and no stream).
 type LogsChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Stream        string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Job    string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Stream string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	Offset int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// command is the wrapper's index of the command that wrote data ("0" is
+	// the first command), empty when none or not known.
+	Command       string `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
+	Start         bool   `protobuf:"varint,6,opt,name=start,proto3" json:"start,omitempty"`
+	Line          string `protobuf:"bytes,7,opt,name=line,proto3" json:"line,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -827,6 +860,27 @@ func (x *LogsChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogsChunk) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *LogsChunk) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
+}
+
+func (x *LogsChunk) GetLine() string {
+	if x != nil {
+		return x.Line
+	}
+	return ""
 }
 
 type ListAgentsRequest struct {
@@ -1085,16 +1139,61 @@ func (x *SetAgentRequest) GetAction() SetAgentRequest_Action {
 	return SetAgentRequest_ACTION_UNSPECIFIED
 }
 
+type AgentRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentRef) Reset() {
+	*x = AgentRef{}
+	mi := &file_fleet_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRef) ProtoMessage() {}
+
+func (x *AgentRef) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRef.ProtoReflect.Descriptor instead.
+func (*AgentRef) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AgentRef) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type CreateTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`                                // agent, admin or viewer
+	TtlSeconds    int64                  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // how long it is good for; 0: until revoked
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[15]
+	mi := &file_fleet_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1205,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[15]
+	mi := &file_fleet_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1218,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{15}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateTokenRequest) GetKind() string {
@@ -1129,17 +1228,26 @@ func (x *CreateTokenRequest) GetKind() string {
 	return ""
 }
 
+func (x *CreateTokenRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
 type CreateTokenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"` // the short id that names it in ListTokens and RevokeToken
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires,proto3" json:"expires,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[16]
+	mi := &file_fleet_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1259,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[16]
+	mi := &file_fleet_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1272,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{16}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -1181,6 +1289,230 @@ func (x *CreateTokenResponse) GetKind() string {
 	return ""
 }
 
+func (x *CreateTokenResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CreateTokenResponse) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_fleet_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{18}
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*TokenInfo           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_fleet_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListTokensResponse) GetTokens() []*TokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type TokenRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRef) Reset() {
+	*x = TokenRef{}
+	mi := &file_fleet_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRef) ProtoMessage() {}
+
+func (x *TokenRef) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRef.ProtoReflect.Descriptor instead.
+func (*TokenRef) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TokenRef) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TokenInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the first hex digits of the token's SHA-256
+	Kind     string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Created  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
+	LastUsed *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_used,json=lastUsed,proto3" json:"last_used,omitempty"` // to the minute
+	Expires  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires,proto3" json:"expires,omitempty"`                   // unset: never
+	// coordinator: the coordinator's own token (its flag, environment or
+	// data dir): replaced by restarting it with another, not revoked here.
+	Coordinator   bool `protobuf:"varint,6,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenInfo) Reset() {
+	*x = TokenInfo{}
+	mi := &file_fleet_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenInfo) ProtoMessage() {}
+
+func (x *TokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
+func (*TokenInfo) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetLastUsed() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsed
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetCoordinator() bool {
+	if x != nil {
+		return x.Coordinator
+	}
+	return false
+}
+
 // Repo is a registered repository. Secrets (webhook_secret, forge_token)
 // are written, never read back: has_* says whether one is set.
 type Repo struct {
@@ -1195,13 +1527,15 @@ type Repo struct {
 	HasWebhookSecret bool                   `protobuf:"varint,8,opt,name=has_webhook_secret,json=hasWebhookSecret,proto3" json:"has_webhook_secret,omitempty"`
 	HasForgeToken    bool                   `protobuf:"varint,9,opt,name=has_forge_token,json=hasForgeToken,proto3" json:"has_forge_token,omitempty"`
 	Created          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// the branch whose caches a branch's first build may read; "" main
+	DefaultBranch string `protobuf:"bytes,11,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repo) Reset() {
 	*x = Repo{}
-	mi := &file_fleet_admin_proto_msgTypes[17]
+	mi := &file_fleet_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1547,7 @@ func (x *Repo) String() string {
 func (*Repo) ProtoMessage() {}
 
 func (x *Repo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[17]
+	mi := &file_fleet_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1560,7 @@ func (x *Repo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repo.ProtoReflect.Descriptor instead.
 func (*Repo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{17}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Repo) GetName() string {
@@ -1299,6 +1633,13 @@ func (x *Repo) GetCreated() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Repo) GetDefaultBranch() string {
+	if x != nil {
+		return x.DefaultBranch
+	}
+	return ""
+}
+
 type RepoRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1308,7 +1649,7 @@ type RepoRef struct {
 
 func (x *RepoRef) Reset() {
 	*x = RepoRef{}
-	mi := &file_fleet_admin_proto_msgTypes[18]
+	mi := &file_fleet_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1661,7 @@ func (x *RepoRef) String() string {
 func (*RepoRef) ProtoMessage() {}
 
 func (x *RepoRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[18]
+	mi := &file_fleet_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1674,7 @@ func (x *RepoRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoRef.ProtoReflect.Descriptor instead.
 func (*RepoRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{18}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RepoRef) GetName() string {
@@ -1351,7 +1692,7 @@ type ListReposRequest struct {
 
 func (x *ListReposRequest) Reset() {
 	*x = ListReposRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[19]
+	mi := &file_fleet_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1704,7 @@ func (x *ListReposRequest) String() string {
 func (*ListReposRequest) ProtoMessage() {}
 
 func (x *ListReposRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[19]
+	mi := &file_fleet_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1717,7 @@ func (x *ListReposRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReposRequest.ProtoReflect.Descriptor instead.
 func (*ListReposRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{19}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListReposResponse struct {
@@ -1388,7 +1729,7 @@ type ListReposResponse struct {
 
 func (x *ListReposResponse) Reset() {
 	*x = ListReposResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[20]
+	mi := &file_fleet_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1741,7 @@ func (x *ListReposResponse) String() string {
 func (*ListReposResponse) ProtoMessage() {}
 
 func (x *ListReposResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[20]
+	mi := &file_fleet_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1754,7 @@ func (x *ListReposResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReposResponse.ProtoReflect.Descriptor instead.
 func (*ListReposResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{20}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListReposResponse) GetRepos() []*Repo {
@@ -1434,7 +1775,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[21]
+	mi := &file_fleet_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1787,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[21]
+	mi := &file_fleet_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1800,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{21}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetSecretRequest) GetRepo() string {
@@ -1493,7 +1834,7 @@ type SecretRef struct {
 
 func (x *SecretRef) Reset() {
 	*x = SecretRef{}
-	mi := &file_fleet_admin_proto_msgTypes[22]
+	mi := &file_fleet_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1846,7 @@ func (x *SecretRef) String() string {
 func (*SecretRef) ProtoMessage() {}
 
 func (x *SecretRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[22]
+	mi := &file_fleet_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1859,7 @@ func (x *SecretRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretRef.ProtoReflect.Descriptor instead.
 func (*SecretRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{22}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SecretRef) GetRepo() string {
@@ -1546,7 +1887,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[23]
+	mi := &file_fleet_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1899,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[23]
+	mi := &file_fleet_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1912,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{23}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SecretInfo) GetRepo() string {
@@ -1604,7 +1945,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[24]
+	mi := &file_fleet_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1957,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[24]
+	mi := &file_fleet_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1970,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{24}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
@@ -1647,7 +1988,7 @@ type PoolStatusRequest struct {
 
 func (x *PoolStatusRequest) Reset() {
 	*x = PoolStatusRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[25]
+	mi := &file_fleet_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +2000,7 @@ func (x *PoolStatusRequest) String() string {
 func (*PoolStatusRequest) ProtoMessage() {}
 
 func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[25]
+	mi := &file_fleet_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +2013,7 @@ func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusRequest.ProtoReflect.Descriptor instead.
 func (*PoolStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{25}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{30}
 }
 
 type PoolStatusResponse struct {
@@ -1694,7 +2035,7 @@ type PoolStatusResponse struct {
 
 func (x *PoolStatusResponse) Reset() {
 	*x = PoolStatusResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[26]
+	mi := &file_fleet_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +2047,7 @@ func (x *PoolStatusResponse) String() string {
 func (*PoolStatusResponse) ProtoMessage() {}
 
 func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[26]
+	mi := &file_fleet_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +2060,7 @@ func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusResponse.ProtoReflect.Descriptor instead.
 func (*PoolStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{26}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PoolStatusResponse) GetConfigured() bool {
@@ -1797,7 +2138,7 @@ type PoolInstance struct {
 
 func (x *PoolInstance) Reset() {
 	*x = PoolInstance{}
-	mi := &file_fleet_admin_proto_msgTypes[27]
+	mi := &file_fleet_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2150,7 @@ func (x *PoolInstance) String() string {
 func (*PoolInstance) ProtoMessage() {}
 
 func (x *PoolInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[27]
+	mi := &file_fleet_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2163,7 @@ func (x *PoolInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolInstance.ProtoReflect.Descriptor instead.
 func (*PoolInstance) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{27}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PoolInstance) GetId() string {
@@ -1901,7 +2242,7 @@ type PoolDecision struct {
 
 func (x *PoolDecision) Reset() {
 	*x = PoolDecision{}
-	mi := &file_fleet_admin_proto_msgTypes[28]
+	mi := &file_fleet_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2254,7 @@ func (x *PoolDecision) String() string {
 func (*PoolDecision) ProtoMessage() {}
 
 func (x *PoolDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[28]
+	mi := &file_fleet_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2267,7 @@ func (x *PoolDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDecision.ProtoReflect.Descriptor instead.
 func (*PoolDecision) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{28}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PoolDecision) GetTime() *timestamppb.Timestamp {
@@ -1980,7 +2321,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
 	"\x11UnblockJobRequest\x12\x14\n" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
-	"\x03job\x18\x02 \x01(\tR\x03job\"\xd9\x04\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"\xc4\x05\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -1998,7 +2339,11 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\astarted\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
 	"\x05ended\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
 	"\atrigger\x18\x0f \x01(\tR\atrigger\x12Y\n" +
-	"\x0fattempt_reasons\x18\x10 \x03(\v20.monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntryR\x0eattemptReasons\x1aA\n" +
+	"\x0fattempt_reasons\x18\x10 \x03(\v20.monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntryR\x0eattemptReasons\x12!\n" +
+	"\fpull_request\x18\x11 \x01(\x05R\vpullRequest\x12\x1f\n" +
+	"\vcache_scope\x18\x12 \x01(\tR\n" +
+	"cacheScope\x12%\n" +
+	"\x0ecache_fallback\x18\x13 \x01(\tR\rcacheFallback\x1aA\n" +
 	"\x13AttemptReasonsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
@@ -2021,12 +2366,15 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x18\n" +
-	"\aattempt\x18\x04 \x01(\x05R\aattempt\"a\n" +
+	"\aattempt\x18\x04 \x01(\x05R\aattempt\"\xa5\x01\n" +
 	"\tLogsChunk\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"\x13\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x18\n" +
+	"\acommand\x18\x05 \x01(\tR\acommand\x12\x14\n" +
+	"\x05start\x18\x06 \x01(\bR\x05start\x12\x12\n" +
+	"\x04line\x18\a \x01(\tR\x04line\"\x13\n" +
 	"\x11ListAgentsRequest\"J\n" +
 	"\x12ListAgentsResponse\x124\n" +
 	"\x06agents\x18\x01 \x03(\v2\x1c.monkeyci.fleet.v1.AgentInfoR\x06agents\"\xad\x03\n" +
@@ -2056,12 +2404,30 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x06CORDON\x10\x01\x12\f\n" +
 	"\bUNCORDON\x10\x02\x12\t\n" +
-	"\x05DRAIN\x10\x03\"(\n" +
+	"\x05DRAIN\x10\x03\"\x1a\n" +
+	"\bAgentRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"I\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
-	"\x04kind\x18\x01 \x01(\tR\x04kind\"?\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
+	"ttlSeconds\"\x85\x01\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
-	"\x04kind\x18\x02 \x01(\tR\x04kind\"\xcb\x02\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x124\n" +
+	"\aexpires\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\x13\n" +
+	"\x11ListTokensRequest\"J\n" +
+	"\x12ListTokensResponse\x124\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1c.monkeyci.fleet.v1.TokenInfoR\x06tokens\"\x1a\n" +
+	"\bTokenRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf6\x01\n" +
+	"\tTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x124\n" +
+	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x127\n" +
+	"\tlast_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
+	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12 \n" +
+	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xf2\x02\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2074,7 +2440,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x12has_webhook_secret\x18\b \x01(\bR\x10hasWebhookSecret\x12&\n" +
 	"\x0fhas_forge_token\x18\t \x01(\bR\rhasForgeToken\x124\n" +
 	"\acreated\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x1d\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12%\n" +
+	"\x0edefault_branch\x18\v \x01(\tR\rdefaultBranch\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +
 	"\x10ListReposRequest\"B\n" +
@@ -2121,8 +2488,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1c\n" +
 	"\tinstances\x18\x03 \x03(\tR\tinstances\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\xd6\n" +
-	"\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason2\xc5\f\n" +
 	"\x05Admin\x12J\n" +
 	"\aTrigger\x12!.monkeyci.fleet.v1.TriggerRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12Y\n" +
 	"\n" +
@@ -2136,8 +2502,12 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04Logs\x12\x1e.monkeyci.fleet.v1.LogsRequest\x1a\x1c.monkeyci.fleet.v1.LogsChunk0\x01\x12Y\n" +
 	"\n" +
 	"ListAgents\x12$.monkeyci.fleet.v1.ListAgentsRequest\x1a%.monkeyci.fleet.v1.ListAgentsResponse\x12L\n" +
-	"\bSetAgent\x12\".monkeyci.fleet.v1.SetAgentRequest\x1a\x1c.monkeyci.fleet.v1.AgentInfo\x12\\\n" +
-	"\vCreateToken\x12%.monkeyci.fleet.v1.CreateTokenRequest\x1a&.monkeyci.fleet.v1.CreateTokenResponse\x12;\n" +
+	"\bSetAgent\x12\".monkeyci.fleet.v1.SetAgentRequest\x1a\x1c.monkeyci.fleet.v1.AgentInfo\x12H\n" +
+	"\vRemoveAgent\x12\x1b.monkeyci.fleet.v1.AgentRef\x1a\x1c.monkeyci.fleet.v1.AgentInfo\x12\\\n" +
+	"\vCreateToken\x12%.monkeyci.fleet.v1.CreateTokenRequest\x1a&.monkeyci.fleet.v1.CreateTokenResponse\x12Y\n" +
+	"\n" +
+	"ListTokens\x12$.monkeyci.fleet.v1.ListTokensRequest\x1a%.monkeyci.fleet.v1.ListTokensResponse\x12H\n" +
+	"\vRevokeToken\x12\x1b.monkeyci.fleet.v1.TokenRef\x1a\x1c.monkeyci.fleet.v1.TokenInfo\x12;\n" +
 	"\aAddRepo\x12\x17.monkeyci.fleet.v1.Repo\x1a\x17.monkeyci.fleet.v1.Repo\x12V\n" +
 	"\tListRepos\x12#.monkeyci.fleet.v1.ListReposRequest\x1a$.monkeyci.fleet.v1.ListReposResponse\x12A\n" +
 	"\n" +
@@ -2161,7 +2531,7 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_fleet_admin_proto_goTypes = []any{
 	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
 	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
@@ -2179,88 +2549,104 @@ var file_fleet_admin_proto_goTypes = []any{
 	(*ListAgentsResponse)(nil),    // 13: monkeyci.fleet.v1.ListAgentsResponse
 	(*AgentInfo)(nil),             // 14: monkeyci.fleet.v1.AgentInfo
 	(*SetAgentRequest)(nil),       // 15: monkeyci.fleet.v1.SetAgentRequest
-	(*CreateTokenRequest)(nil),    // 16: monkeyci.fleet.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 17: monkeyci.fleet.v1.CreateTokenResponse
-	(*Repo)(nil),                  // 18: monkeyci.fleet.v1.Repo
-	(*RepoRef)(nil),               // 19: monkeyci.fleet.v1.RepoRef
-	(*ListReposRequest)(nil),      // 20: monkeyci.fleet.v1.ListReposRequest
-	(*ListReposResponse)(nil),     // 21: monkeyci.fleet.v1.ListReposResponse
-	(*SetSecretRequest)(nil),      // 22: monkeyci.fleet.v1.SetSecretRequest
-	(*SecretRef)(nil),             // 23: monkeyci.fleet.v1.SecretRef
-	(*SecretInfo)(nil),            // 24: monkeyci.fleet.v1.SecretInfo
-	(*ListSecretsResponse)(nil),   // 25: monkeyci.fleet.v1.ListSecretsResponse
-	(*PoolStatusRequest)(nil),     // 26: monkeyci.fleet.v1.PoolStatusRequest
-	(*PoolStatusResponse)(nil),    // 27: monkeyci.fleet.v1.PoolStatusResponse
-	(*PoolInstance)(nil),          // 28: monkeyci.fleet.v1.PoolInstance
-	(*PoolDecision)(nil),          // 29: monkeyci.fleet.v1.PoolDecision
-	nil,                           // 30: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	nil,                           // 31: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 32: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
-	nil,                           // 33: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*AgentRef)(nil),              // 16: monkeyci.fleet.v1.AgentRef
+	(*CreateTokenRequest)(nil),    // 17: monkeyci.fleet.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 18: monkeyci.fleet.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 19: monkeyci.fleet.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 20: monkeyci.fleet.v1.ListTokensResponse
+	(*TokenRef)(nil),              // 21: monkeyci.fleet.v1.TokenRef
+	(*TokenInfo)(nil),             // 22: monkeyci.fleet.v1.TokenInfo
+	(*Repo)(nil),                  // 23: monkeyci.fleet.v1.Repo
+	(*RepoRef)(nil),               // 24: monkeyci.fleet.v1.RepoRef
+	(*ListReposRequest)(nil),      // 25: monkeyci.fleet.v1.ListReposRequest
+	(*ListReposResponse)(nil),     // 26: monkeyci.fleet.v1.ListReposResponse
+	(*SetSecretRequest)(nil),      // 27: monkeyci.fleet.v1.SetSecretRequest
+	(*SecretRef)(nil),             // 28: monkeyci.fleet.v1.SecretRef
+	(*SecretInfo)(nil),            // 29: monkeyci.fleet.v1.SecretInfo
+	(*ListSecretsResponse)(nil),   // 30: monkeyci.fleet.v1.ListSecretsResponse
+	(*PoolStatusRequest)(nil),     // 31: monkeyci.fleet.v1.PoolStatusRequest
+	(*PoolStatusResponse)(nil),    // 32: monkeyci.fleet.v1.PoolStatusResponse
+	(*PoolInstance)(nil),          // 33: monkeyci.fleet.v1.PoolInstance
+	(*PoolDecision)(nil),          // 34: monkeyci.fleet.v1.PoolDecision
+	nil,                           // 35: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	nil,                           // 36: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	nil,                           // 37: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	nil,                           // 38: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
-	30, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	31, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	34, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	34, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	34, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
-	32, // 5: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	35, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	36, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	39, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	39, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	39, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	37, // 5: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
 	4,  // 6: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
 	4,  // 7: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
 	9,  // 8: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
 	14, // 9: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	33, // 10: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	34, // 11: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	38, // 10: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	39, // 11: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
 	0,  // 12: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	34, // 13: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
-	18, // 14: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
-	34, // 15: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
-	24, // 16: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
-	28, // 17: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
-	29, // 18: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
-	34, // 19: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
-	34, // 20: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
-	34, // 21: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
-	1,  // 22: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	5,  // 23: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	7,  // 24: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
-	2,  // 25: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	2,  // 26: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	3,  // 27: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
-	10, // 28: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	12, // 29: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	15, // 30: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	16, // 31: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	18, // 32: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
-	20, // 33: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
-	19, // 34: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
-	22, // 35: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
-	19, // 36: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
-	23, // 37: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
-	26, // 38: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
-	4,  // 39: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	6,  // 40: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	8,  // 41: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	4,  // 42: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 43: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 44: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
-	11, // 45: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	13, // 46: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	14, // 47: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	17, // 48: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	18, // 49: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
-	21, // 50: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
-	18, // 51: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
-	24, // 52: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	25, // 53: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
-	24, // 54: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	27, // 55: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
-	39, // [39:56] is the sub-list for method output_type
-	22, // [22:39] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	39, // 13: monkeyci.fleet.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	22, // 14: monkeyci.fleet.v1.ListTokensResponse.tokens:type_name -> monkeyci.fleet.v1.TokenInfo
+	39, // 15: monkeyci.fleet.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	39, // 16: monkeyci.fleet.v1.TokenInfo.last_used:type_name -> google.protobuf.Timestamp
+	39, // 17: monkeyci.fleet.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	39, // 18: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	23, // 19: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
+	39, // 20: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	29, // 21: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
+	33, // 22: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
+	34, // 23: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
+	39, // 24: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
+	39, // 25: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
+	39, // 26: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 27: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
+	5,  // 28: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	7,  // 29: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	2,  // 30: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	2,  // 31: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	3,  // 32: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
+	10, // 33: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	12, // 34: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	15, // 35: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	16, // 36: monkeyci.fleet.v1.Admin.RemoveAgent:input_type -> monkeyci.fleet.v1.AgentRef
+	17, // 37: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	19, // 38: monkeyci.fleet.v1.Admin.ListTokens:input_type -> monkeyci.fleet.v1.ListTokensRequest
+	21, // 39: monkeyci.fleet.v1.Admin.RevokeToken:input_type -> monkeyci.fleet.v1.TokenRef
+	23, // 40: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	25, // 41: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	24, // 42: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	27, // 43: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	24, // 44: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	28, // 45: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	31, // 46: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
+	4,  // 47: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	6,  // 48: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	8,  // 49: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	4,  // 50: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 51: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	4,  // 52: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
+	11, // 53: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	13, // 54: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	14, // 55: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	14, // 56: monkeyci.fleet.v1.Admin.RemoveAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	18, // 57: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	20, // 58: monkeyci.fleet.v1.Admin.ListTokens:output_type -> monkeyci.fleet.v1.ListTokensResponse
+	22, // 59: monkeyci.fleet.v1.Admin.RevokeToken:output_type -> monkeyci.fleet.v1.TokenInfo
+	23, // 60: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	26, // 61: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	23, // 62: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	29, // 63: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	30, // 64: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	29, // 65: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	32, // 66: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
+	47, // [47:67] is the sub-list for method output_type
+	27, // [27:47] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_fleet_admin_proto_init() }
@@ -2274,7 +2660,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,7 +32,10 @@ const (
 	Admin_Logs_FullMethodName         = "/monkeyci.fleet.v1.Admin/Logs"
 	Admin_ListAgents_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListAgents"
 	Admin_SetAgent_FullMethodName     = "/monkeyci.fleet.v1.Admin/SetAgent"
+	Admin_RemoveAgent_FullMethodName  = "/monkeyci.fleet.v1.Admin/RemoveAgent"
 	Admin_CreateToken_FullMethodName  = "/monkeyci.fleet.v1.Admin/CreateToken"
+	Admin_ListTokens_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListTokens"
+	Admin_RevokeToken_FullMethodName  = "/monkeyci.fleet.v1.Admin/RevokeToken"
 	Admin_AddRepo_FullMethodName      = "/monkeyci.fleet.v1.Admin/AddRepo"
 	Admin_ListRepos_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListRepos"
 	Admin_RemoveRepo_FullMethodName   = "/monkeyci.fleet.v1.Admin/RemoveRepo"
@@ -60,7 +63,15 @@ type AdminClient interface {
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsChunk], error)
 	ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error)
 	SetAgent(ctx context.Context, in *SetAgentRequest, opts ...grpc.CallOption) (*AgentInfo, error)
+	// RemoveAgent revokes an agent's credential and ends its stream: it is
+	// refused from then on (a join token it holds still joins it anew).
+	RemoveAgent(ctx context.Context, in *AgentRef, opts ...grpc.CallOption) (*AgentInfo, error)
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
+	// ListTokens lists the tokens by short id, never the token itself.
+	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// RevokeToken ends a made token at once: calls, joins and dashboard
+	// sessions with it are refused from then on.
+	RevokeToken(ctx context.Context, in *TokenRef, opts ...grpc.CallOption) (*TokenInfo, error)
 	// Repositories: what webhooks may build, with their secrets.
 	AddRepo(ctx context.Context, in *Repo, opts ...grpc.CallOption) (*Repo, error)
 	ListRepos(ctx context.Context, in *ListReposRequest, opts ...grpc.CallOption) (*ListReposResponse, error)
@@ -179,10 +190,40 @@ func (c *adminClient) SetAgent(ctx context.Context, in *SetAgentRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) RemoveAgent(ctx context.Context, in *AgentRef, opts ...grpc.CallOption) (*AgentInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AgentInfo)
+	err := c.cc.Invoke(ctx, Admin_RemoveAgent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateTokenResponse)
 	err := c.cc.Invoke(ctx, Admin_CreateToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, Admin_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RevokeToken(ctx context.Context, in *TokenRef, opts ...grpc.CallOption) (*TokenInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenInfo)
+	err := c.cc.Invoke(ctx, Admin_RevokeToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +318,15 @@ type AdminServer interface {
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsChunk]) error
 	ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error)
 	SetAgent(context.Context, *SetAgentRequest) (*AgentInfo, error)
+	// RemoveAgent revokes an agent's credential and ends its stream: it is
+	// refused from then on (a join token it holds still joins it anew).
+	RemoveAgent(context.Context, *AgentRef) (*AgentInfo, error)
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
+	// ListTokens lists the tokens by short id, never the token itself.
+	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
+	// RevokeToken ends a made token at once: calls, joins and dashboard
+	// sessions with it are refused from then on.
+	RevokeToken(context.Context, *TokenRef) (*TokenInfo, error)
 	// Repositories: what webhooks may build, with their secrets.
 	AddRepo(context.Context, *Repo) (*Repo, error)
 	ListRepos(context.Context, *ListReposRequest) (*ListReposResponse, error)
@@ -324,8 +373,17 @@ func (UnimplementedAdminServer) ListAgents(context.Context, *ListAgentsRequest) 
 func (UnimplementedAdminServer) SetAgent(context.Context, *SetAgentRequest) (*AgentInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetAgent not implemented")
 }
+func (UnimplementedAdminServer) RemoveAgent(context.Context, *AgentRef) (*AgentInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveAgent not implemented")
+}
 func (UnimplementedAdminServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateToken not implemented")
+}
+func (UnimplementedAdminServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedAdminServer) RevokeToken(context.Context, *TokenRef) (*TokenInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
 }
 func (UnimplementedAdminServer) AddRepo(context.Context, *Repo) (*Repo, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddRepo not implemented")
@@ -524,6 +582,24 @@ func _Admin_SetAgent_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RemoveAgent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AgentRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RemoveAgent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RemoveAgent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RemoveAgent(ctx, req.(*AgentRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_CreateToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateTokenRequest)
 	if err := dec(in); err != nil {
@@ -538,6 +614,42 @@ func _Admin_CreateToken_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).CreateToken(ctx, req.(*CreateTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListTokens(ctx, req.(*ListTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RevokeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TokenRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RevokeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RevokeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RevokeToken(ctx, req.(*TokenRef))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -708,8 +820,20 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_SetAgent_Handler,
 		},
 		{
+			MethodName: "RemoveAgent",
+			Handler:    _Admin_RemoveAgent_Handler,
+		},
+		{
 			MethodName: "CreateToken",
 			Handler:    _Admin_CreateToken_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _Admin_ListTokens_Handler,
+		},
+		{
+			MethodName: "RevokeToken",
+			Handler:    _Admin_RevokeToken_Handler,
 		},
 		{
 			MethodName: "AddRepo",

@@ -1151,7 +1151,10 @@ type Assign struct {
 	Repo         string                 `protobuf:"bytes,5,opt,name=repo,proto3" json:"repo,omitempty"` // the repository's key, for caches
 	// secrets of the repository, for the build's jobs' environment; the
 	// agent masks their values in everything it reports.
-	Secrets       map[string]string `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Secrets map[string]string `protobuf:"bytes,6,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// which caches the build's jobs write and read, decided by the
+	// coordinator; none: the agent's "local" scope.
+	Cache         *CacheScope `protobuf:"bytes,7,opt,name=cache,proto3" json:"cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1228,6 +1231,67 @@ func (x *Assign) GetSecrets() map[string]string {
 	return nil
 }
 
+func (x *Assign) GetCache() *CacheScope {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
+}
+
+// CacheScope: jobs write caches to scope only, and read fallback for a
+// cache scope does not hold yet ("" none).
+type CacheScope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scope         string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	Fallback      string                 `protobuf:"bytes,2,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheScope) Reset() {
+	*x = CacheScope{}
+	mi := &file_fleet_fleet_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheScope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheScope) ProtoMessage() {}
+
+func (x *CacheScope) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_fleet_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheScope.ProtoReflect.Descriptor instead.
+func (*CacheScope) Descriptor() ([]byte, []int) {
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CacheScope) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *CacheScope) GetFallback() string {
+	if x != nil {
+		return x.Fallback
+	}
+	return ""
+}
+
 // Ack tells the agent what of an attempt is stored: events up to seq, and
 // each log stream up to its offset. Everything before may be forgotten.
 type Ack struct {
@@ -1242,7 +1306,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_fleet_fleet_proto_msgTypes[14]
+	mi := &file_fleet_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1318,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[14]
+	mi := &file_fleet_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1331,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{14}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Ack) GetBuild() *BuildAttempt {
@@ -1309,7 +1373,7 @@ type LogOffset struct {
 
 func (x *LogOffset) Reset() {
 	*x = LogOffset{}
-	mi := &file_fleet_fleet_proto_msgTypes[15]
+	mi := &file_fleet_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1385,7 @@ func (x *LogOffset) String() string {
 func (*LogOffset) ProtoMessage() {}
 
 func (x *LogOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[15]
+	mi := &file_fleet_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1398,7 @@ func (x *LogOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogOffset.ProtoReflect.Descriptor instead.
 func (*LogOffset) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{15}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LogOffset) GetJob() string {
@@ -1367,7 +1431,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_fleet_fleet_proto_msgTypes[16]
+	mi := &file_fleet_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1443,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[16]
+	mi := &file_fleet_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1456,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{16}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Cancel) GetBuild() *BuildAttempt {
@@ -1415,7 +1479,7 @@ type Unblock struct {
 
 func (x *Unblock) Reset() {
 	*x = Unblock{}
-	mi := &file_fleet_fleet_proto_msgTypes[17]
+	mi := &file_fleet_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1491,7 @@ func (x *Unblock) String() string {
 func (*Unblock) ProtoMessage() {}
 
 func (x *Unblock) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[17]
+	mi := &file_fleet_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1504,7 @@ func (x *Unblock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unblock.ProtoReflect.Descriptor instead.
 func (*Unblock) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{17}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Unblock) GetBuild() *BuildAttempt {
@@ -1465,7 +1529,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_fleet_fleet_proto_msgTypes[18]
+	mi := &file_fleet_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1541,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[18]
+	mi := &file_fleet_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1554,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{18}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 // Refuse says a message about an attempt was not taken, and why (the
@@ -1506,7 +1570,7 @@ type Refuse struct {
 
 func (x *Refuse) Reset() {
 	*x = Refuse{}
-	mi := &file_fleet_fleet_proto_msgTypes[19]
+	mi := &file_fleet_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1582,7 @@ func (x *Refuse) String() string {
 func (*Refuse) ProtoMessage() {}
 
 func (x *Refuse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[19]
+	mi := &file_fleet_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1595,7 @@ func (x *Refuse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refuse.ProtoReflect.Descriptor instead.
 func (*Refuse) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{19}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Refuse) GetBuild() *BuildAttempt {
@@ -1629,20 +1693,25 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\tR\x06commit\x12\x10\n" +
-	"\x03tag\x18\x04 \x01(\tR\x03tag\"\xbf\x03\n" +
+	"\x03tag\x18\x04 \x01(\tR\x03tag\"\xf4\x03\n" +
 	"\x06Assign\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12?\n" +
 	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x121\n" +
 	"\x06source\x18\x03 \x01(\v2\x19.monkeyci.fleet.v1.SourceR\x06source\x12=\n" +
 	"\x06params\x18\x04 \x03(\v2%.monkeyci.fleet.v1.Assign.ParamsEntryR\x06params\x12\x12\n" +
 	"\x04repo\x18\x05 \x01(\tR\x04repo\x12@\n" +
-	"\asecrets\x18\x06 \x03(\v2&.monkeyci.fleet.v1.Assign.SecretsEntryR\asecrets\x1a9\n" +
+	"\asecrets\x18\x06 \x03(\v2&.monkeyci.fleet.v1.Assign.SecretsEntryR\asecrets\x123\n" +
+	"\x05cache\x18\a \x01(\v2\x1d.monkeyci.fleet.v1.CacheScopeR\x05cache\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
+	"\n" +
+	"CacheScope\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x1a\n" +
+	"\bfallback\x18\x02 \x01(\tR\bfallback\"\x94\x01\n" +
 	"\x03Ack\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x120\n" +
@@ -1680,7 +1749,7 @@ func file_fleet_fleet_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_fleet_fleet_proto_goTypes = []any{
 	(ProtocolVersion)(0),          // 0: monkeyci.fleet.v1.ProtocolVersion
 	(*Capacity)(nil),              // 1: monkeyci.fleet.v1.Capacity
@@ -1697,16 +1766,17 @@ var file_fleet_fleet_proto_goTypes = []any{
 	(*Welcome)(nil),               // 12: monkeyci.fleet.v1.Welcome
 	(*Source)(nil),                // 13: monkeyci.fleet.v1.Source
 	(*Assign)(nil),                // 14: monkeyci.fleet.v1.Assign
-	(*Ack)(nil),                   // 15: monkeyci.fleet.v1.Ack
-	(*LogOffset)(nil),             // 16: monkeyci.fleet.v1.LogOffset
-	(*Cancel)(nil),                // 17: monkeyci.fleet.v1.Cancel
-	(*Unblock)(nil),               // 18: monkeyci.fleet.v1.Unblock
-	(*Drain)(nil),                 // 19: monkeyci.fleet.v1.Drain
-	(*Refuse)(nil),                // 20: monkeyci.fleet.v1.Refuse
-	nil,                           // 21: monkeyci.fleet.v1.Hello.LabelsEntry
-	nil,                           // 22: monkeyci.fleet.v1.Assign.ParamsEntry
-	nil,                           // 23: monkeyci.fleet.v1.Assign.SecretsEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*CacheScope)(nil),            // 15: monkeyci.fleet.v1.CacheScope
+	(*Ack)(nil),                   // 16: monkeyci.fleet.v1.Ack
+	(*LogOffset)(nil),             // 17: monkeyci.fleet.v1.LogOffset
+	(*Cancel)(nil),                // 18: monkeyci.fleet.v1.Cancel
+	(*Unblock)(nil),               // 19: monkeyci.fleet.v1.Unblock
+	(*Drain)(nil),                 // 20: monkeyci.fleet.v1.Drain
+	(*Refuse)(nil),                // 21: monkeyci.fleet.v1.Refuse
+	nil,                           // 22: monkeyci.fleet.v1.Hello.LabelsEntry
+	nil,                           // 23: monkeyci.fleet.v1.Assign.ParamsEntry
+	nil,                           // 24: monkeyci.fleet.v1.Assign.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_fleet_fleet_proto_depIdxs = []int32{
 	4,  // 0: monkeyci.fleet.v1.AgentMessage.hello:type_name -> monkeyci.fleet.v1.Hello
@@ -1717,7 +1787,7 @@ var file_fleet_fleet_proto_depIdxs = []int32{
 	10, // 5: monkeyci.fleet.v1.AgentMessage.done:type_name -> monkeyci.fleet.v1.BuildDone
 	6,  // 6: monkeyci.fleet.v1.AgentMessage.decline:type_name -> monkeyci.fleet.v1.Decline
 	0,  // 7: monkeyci.fleet.v1.Hello.protocol:type_name -> monkeyci.fleet.v1.ProtocolVersion
-	21, // 8: monkeyci.fleet.v1.Hello.labels:type_name -> monkeyci.fleet.v1.Hello.LabelsEntry
+	22, // 8: monkeyci.fleet.v1.Hello.labels:type_name -> monkeyci.fleet.v1.Hello.LabelsEntry
 	1,  // 9: monkeyci.fleet.v1.Hello.capacity:type_name -> monkeyci.fleet.v1.Capacity
 	2,  // 10: monkeyci.fleet.v1.Hello.holding:type_name -> monkeyci.fleet.v1.BuildAttempt
 	2,  // 11: monkeyci.fleet.v1.Accept.build:type_name -> monkeyci.fleet.v1.BuildAttempt
@@ -1729,28 +1799,29 @@ var file_fleet_fleet_proto_depIdxs = []int32{
 	2,  // 17: monkeyci.fleet.v1.BuildDone.build:type_name -> monkeyci.fleet.v1.BuildAttempt
 	12, // 18: monkeyci.fleet.v1.CoordinatorMessage.welcome:type_name -> monkeyci.fleet.v1.Welcome
 	14, // 19: monkeyci.fleet.v1.CoordinatorMessage.assign:type_name -> monkeyci.fleet.v1.Assign
-	15, // 20: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
-	17, // 21: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
-	19, // 22: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
-	20, // 23: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
-	18, // 24: monkeyci.fleet.v1.CoordinatorMessage.unblock:type_name -> monkeyci.fleet.v1.Unblock
+	16, // 20: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
+	18, // 21: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
+	20, // 22: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
+	21, // 23: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
+	19, // 24: monkeyci.fleet.v1.CoordinatorMessage.unblock:type_name -> monkeyci.fleet.v1.Unblock
 	2,  // 25: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	24, // 26: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
+	25, // 26: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
 	13, // 27: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
-	22, // 28: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
-	23, // 29: monkeyci.fleet.v1.Assign.secrets:type_name -> monkeyci.fleet.v1.Assign.SecretsEntry
-	2,  // 30: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	16, // 31: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
-	2,  // 32: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 33: monkeyci.fleet.v1.Unblock.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 34: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	3,  // 35: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
-	11, // 36: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
-	36, // [36:37] is the sub-list for method output_type
-	35, // [35:36] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	23, // 28: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
+	24, // 29: monkeyci.fleet.v1.Assign.secrets:type_name -> monkeyci.fleet.v1.Assign.SecretsEntry
+	15, // 30: monkeyci.fleet.v1.Assign.cache:type_name -> monkeyci.fleet.v1.CacheScope
+	2,  // 31: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	17, // 32: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
+	2,  // 33: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 34: monkeyci.fleet.v1.Unblock.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 35: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	3,  // 36: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
+	11, // 37: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
+	37, // [37:38] is the sub-list for method output_type
+	36, // [36:37] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_fleet_fleet_proto_init() }
@@ -1782,7 +1853,7 @@ func file_fleet_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_fleet_proto_rawDesc), len(file_fleet_fleet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,6 +2,7 @@ package jobapi
 
 import (
 	"errors"
+	"math"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -18,8 +19,10 @@ func JobToProto(j pipeline.Job) *JobSpec {
 		SaveArtifacts:    artifactsToProto(j.SaveArtifacts),
 		RestoreArtifacts: artifactsToProto(j.RestoreArtifacts),
 		Caches:           artifactsToProto(j.Caches),
-		Cpus:             int32(j.CPUs),
+		Cpus:             wholeCPUs(j.CPUs),
+		MilliCpus:        j.MilliCPUs(),
 		Memory:           j.Memory,
+		Pids:             j.Pids,
 		Env:              j.Env,
 		WorkDir:          j.WorkDir,
 		Timeout:          durationpb.New(j.Timeout),
@@ -44,8 +47,9 @@ func JobFromProto(s *JobSpec) (pipeline.Job, error) {
 		SaveArtifacts:    artifactsFromProto(s.GetSaveArtifacts()),
 		RestoreArtifacts: artifactsFromProto(s.GetRestoreArtifacts()),
 		Caches:           artifactsFromProto(s.GetCaches()),
-		CPUs:             int(s.GetCpus()),
+		CPUs:             cpusFromProto(s),
 		Memory:           s.GetMemory(),
+		Pids:             s.GetPids(),
 		Env:              s.GetEnv(),
 		WorkDir:          s.GetWorkDir(),
 		Timeout:          s.GetTimeout().AsDuration(),
@@ -54,6 +58,23 @@ func JobFromProto(s *JobSpec) (pipeline.Job, error) {
 		Cmd:              s.GetCmd(),
 		Labels:           s.GetLabels(),
 	})
+}
+
+// wholeCPUs is cpus for a reader that knows only whole CPUs: 0 (its
+// default) when cpus is a fraction.
+func wholeCPUs(cpus float64) int32 {
+	if cpus != math.Trunc(cpus) || cpus > math.MaxInt32 {
+		return 0
+	}
+	return int32(cpus)
+}
+
+// cpusFromProto prefers milli_cpus, which can say a fraction.
+func cpusFromProto(s *JobSpec) float64 {
+	if m := s.GetMilliCpus(); m != 0 {
+		return float64(m) / 1000
+	}
+	return float64(s.GetCpus())
 }
 
 func artifactsToProto(as []pipeline.Artifact) []*Artifact {

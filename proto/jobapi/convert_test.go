@@ -10,19 +10,40 @@ import (
 )
 
 func TestJobRoundTrip(t *testing.T) {
-	in := pipeline.Job{
-		ID: "build", Image: "alpine", Script: []string{"make"}, Dependencies: []string{"fetch"},
-		SaveArtifacts: []pipeline.Artifact{{ID: "bin", Path: "out"}}, RestoreArtifacts: []pipeline.Artifact{{ID: "src", Path: "src"}},
-		Caches: []pipeline.Artifact{{ID: "m2", Path: ".m2"}}, CPUs: 2, Memory: 4 << 30, Env: map[string]string{"A": "1"},
-		WorkDir: "sub", Timeout: 90 * time.Second, Shell: "bash", Labels: map[string]string{"k": "v"},
+	for _, cpus := range []float64{2, 0.25, 1.5, 0.001} {
+		in := roundTripJob
+		in.CPUs = cpus
+		out, err := JobFromProto(JobToProto(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(in, out) {
+			t.Errorf("round trip:\n in %+v\nout %+v", in, out)
+		}
 	}
-	out, err := JobFromProto(JobToProto(in))
-	if err != nil {
-		t.Fatal(err)
+}
+
+// A reader that knows only whole cpus gets them, or its default for a fraction.
+func TestJobToProtoWholeCPUs(t *testing.T) {
+	for cpus, want := range map[float64]int32{2: 2, 0.25: 0, 1.5: 0} {
+		j := roundTripJob
+		j.CPUs = cpus
+		if got := JobToProto(j).GetCpus(); got != want {
+			t.Errorf("cpus %g: %d on the wire, want %d", cpus, got, want)
+		}
 	}
-	if !reflect.DeepEqual(in, out) {
-		t.Errorf("round trip:\n in %+v\nout %+v", in, out)
+	// And a writer that knows only whole cpus is read as before.
+	j, err := JobFromProto(&JobSpec{Id: "a", Image: "x", Script: []string{"true"}, Cpus: 3})
+	if err != nil || j.CPUs != 3 {
+		t.Errorf("cpus 3 from an older writer: %+v %v", j, err)
 	}
+}
+
+var roundTripJob = pipeline.Job{
+	ID: "build", Image: "alpine", Script: []string{"make"}, Dependencies: []string{"fetch"},
+	SaveArtifacts: []pipeline.Artifact{{ID: "bin", Path: "out"}}, RestoreArtifacts: []pipeline.Artifact{{ID: "src", Path: "src"}},
+	Caches: []pipeline.Artifact{{ID: "m2", Path: ".m2"}}, CPUs: 2, Memory: 4 << 30, Env: map[string]string{"A": "1"},
+	WorkDir: "sub", Timeout: 90 * time.Second, Shell: "bash", Labels: map[string]string{"k": "v"}, Pids: 512,
 }
 
 func TestJobFromProtoChecksLikeABuildFile(t *testing.T) {
@@ -35,6 +56,12 @@ func TestJobFromProtoChecksLikeABuildFile(t *testing.T) {
 		{"no image", &JobSpec{Id: "a", Script: []string{"true"}}, "image"},
 		{"nothing to run", &JobSpec{Id: "a", Image: "x"}, "neither script nor"},
 		{"bad id", &JobSpec{Id: "../etc", Image: "x", Script: []string{"true"}}, "invalid id"},
+		{"absolute cache", &JobSpec{Id: "a", Image: "x", Script: []string{"true"}, Caches: []*Artifact{{Id: "c", Path: "/usr/local/bin"}}},
+			`caches[0]: path "/usr/local/bin" is absolute`},
+		{"restore leaving the work dir", &JobSpec{Id: "a", Image: "x", Script: []string{"true"}, RestoreArtifacts: []*Artifact{{Id: "c", Path: "../../etc"}}},
+			`restore-artifacts[0]: path "../../etc" leaves the work dir`},
+		{"negative cpus", &JobSpec{Id: "a", Image: "x", Script: []string{"true"}, MilliCpus: -250}, "cpus: -0.25 is out of range"},
+		{"negative pids", &JobSpec{Id: "a", Image: "x", Script: []string{"true"}, Pids: -1}, "pids: -1 is out of range"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -108,8 +108,14 @@ type JobSpec struct {
 	Entrypoint       []string               `protobuf:"bytes,14,rep,name=entrypoint,proto3" json:"entrypoint,omitempty"`
 	Cmd              []string               `protobuf:"bytes,15,rep,name=cmd,proto3" json:"cmd,omitempty"`
 	Labels           map[string]string      `protobuf:"bytes,16,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// CPUs in thousandths (250: a quarter of one); when set it wins over
+	// cpus, which holds whole CPUs only.
+	MilliCpus int64 `protobuf:"varint,17,opt,name=milli_cpus,json=milliCpus,proto3" json:"milli_cpus,omitempty"`
+	// The most processes the job's container may have; 0: the agent's
+	// default, which is also the most a job may ask.
+	Pids          int64 `protobuf:"varint,18,opt,name=pids,proto3" json:"pids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -252,6 +258,20 @@ func (x *JobSpec) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *JobSpec) GetMilliCpus() int64 {
+	if x != nil {
+		return x.MilliCpus
+	}
+	return 0
+}
+
+func (x *JobSpec) GetPids() int64 {
+	if x != nil {
+		return x.Pids
+	}
+	return 0
 }
 
 type StartJobRequest struct {
@@ -671,8 +691,11 @@ func (x *GetParamsResponse) GetParams() map[string]string {
 }
 
 type AwaitUnblockRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ids   []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// deps are the dependencies of each of ids that has some, so the job
+	// graph keeps a blocked job's edges (job/blocked carries them).
+	Deps          map[string]*Deps `protobuf:"bytes,2,rep,name=deps,proto3" json:"deps,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +737,57 @@ func (x *AwaitUnblockRequest) GetIds() []string {
 	return nil
 }
 
+func (x *AwaitUnblockRequest) GetDeps() map[string]*Deps {
+	if x != nil {
+		return x.Deps
+	}
+	return nil
+}
+
+type Deps struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Deps) Reset() {
+	*x = Deps{}
+	mi := &file_jobapi_jobapi_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Deps) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Deps) ProtoMessage() {}
+
+func (x *Deps) ProtoReflect() protoreflect.Message {
+	mi := &file_jobapi_jobapi_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Deps.ProtoReflect.Descriptor instead.
+func (*Deps) Descriptor() ([]byte, []int) {
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Deps) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 type AwaitUnblockResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -723,7 +797,7 @@ type AwaitUnblockResponse struct {
 
 func (x *AwaitUnblockResponse) Reset() {
 	*x = AwaitUnblockResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[12]
+	mi := &file_jobapi_jobapi_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +809,7 @@ func (x *AwaitUnblockResponse) String() string {
 func (*AwaitUnblockResponse) ProtoMessage() {}
 
 func (x *AwaitUnblockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[12]
+	mi := &file_jobapi_jobapi_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +822,7 @@ func (x *AwaitUnblockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitUnblockResponse.ProtoReflect.Descriptor instead.
 func (*AwaitUnblockResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{12}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AwaitUnblockResponse) GetId() string {
@@ -767,7 +841,7 @@ type JobStatusRequest struct {
 
 func (x *JobStatusRequest) Reset() {
 	*x = JobStatusRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[13]
+	mi := &file_jobapi_jobapi_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +853,7 @@ func (x *JobStatusRequest) String() string {
 func (*JobStatusRequest) ProtoMessage() {}
 
 func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[13]
+	mi := &file_jobapi_jobapi_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +866,7 @@ func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusRequest.ProtoReflect.Descriptor instead.
 func (*JobStatusRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{13}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JobStatusRequest) GetIds() []string {
@@ -821,7 +895,7 @@ type JobState struct {
 
 func (x *JobState) Reset() {
 	*x = JobState{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[14]
+	mi := &file_jobapi_jobapi_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +907,7 @@ func (x *JobState) String() string {
 func (*JobState) ProtoMessage() {}
 
 func (x *JobState) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[14]
+	mi := &file_jobapi_jobapi_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +920,7 @@ func (x *JobState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobState.ProtoReflect.Descriptor instead.
 func (*JobState) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{14}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobState) GetId() string {
@@ -908,7 +982,7 @@ type JobStatusResponse struct {
 
 func (x *JobStatusResponse) Reset() {
 	*x = JobStatusResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[15]
+	mi := &file_jobapi_jobapi_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +994,7 @@ func (x *JobStatusResponse) String() string {
 func (*JobStatusResponse) ProtoMessage() {}
 
 func (x *JobStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[15]
+	mi := &file_jobapi_jobapi_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1007,7 @@ func (x *JobStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusResponse.ProtoReflect.Descriptor instead.
 func (*JobStatusResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{15}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobStatusResponse) GetJobs() []*JobState {
@@ -953,7 +1027,7 @@ type BeginActionRequest struct {
 
 func (x *BeginActionRequest) Reset() {
 	*x = BeginActionRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[16]
+	mi := &file_jobapi_jobapi_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1039,7 @@ func (x *BeginActionRequest) String() string {
 func (*BeginActionRequest) ProtoMessage() {}
 
 func (x *BeginActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[16]
+	mi := &file_jobapi_jobapi_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1052,7 @@ func (x *BeginActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginActionRequest.ProtoReflect.Descriptor instead.
 func (*BeginActionRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{16}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BeginActionRequest) GetId() string {
@@ -1003,7 +1077,7 @@ type BeginActionResponse struct {
 
 func (x *BeginActionResponse) Reset() {
 	*x = BeginActionResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[17]
+	mi := &file_jobapi_jobapi_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1089,7 @@ func (x *BeginActionResponse) String() string {
 func (*BeginActionResponse) ProtoMessage() {}
 
 func (x *BeginActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[17]
+	mi := &file_jobapi_jobapi_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1102,7 @@ func (x *BeginActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginActionResponse.ProtoReflect.Descriptor instead.
 func (*BeginActionResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{17}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{18}
 }
 
 type ActionOutputRequest struct {
@@ -1043,7 +1117,7 @@ type ActionOutputRequest struct {
 
 func (x *ActionOutputRequest) Reset() {
 	*x = ActionOutputRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[18]
+	mi := &file_jobapi_jobapi_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1129,7 @@ func (x *ActionOutputRequest) String() string {
 func (*ActionOutputRequest) ProtoMessage() {}
 
 func (x *ActionOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[18]
+	mi := &file_jobapi_jobapi_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1142,7 @@ func (x *ActionOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionOutputRequest.ProtoReflect.Descriptor instead.
 func (*ActionOutputRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{18}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActionOutputRequest) GetId() string {
@@ -1100,7 +1174,7 @@ type ActionOutputResponse struct {
 
 func (x *ActionOutputResponse) Reset() {
 	*x = ActionOutputResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[19]
+	mi := &file_jobapi_jobapi_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1186,7 @@ func (x *ActionOutputResponse) String() string {
 func (*ActionOutputResponse) ProtoMessage() {}
 
 func (x *ActionOutputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[19]
+	mi := &file_jobapi_jobapi_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1199,7 @@ func (x *ActionOutputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionOutputResponse.ProtoReflect.Descriptor instead.
 func (*ActionOutputResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{19}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{20}
 }
 
 type EndActionRequest struct {
@@ -1141,7 +1215,7 @@ type EndActionRequest struct {
 
 func (x *EndActionRequest) Reset() {
 	*x = EndActionRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[20]
+	mi := &file_jobapi_jobapi_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1227,7 @@ func (x *EndActionRequest) String() string {
 func (*EndActionRequest) ProtoMessage() {}
 
 func (x *EndActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[20]
+	mi := &file_jobapi_jobapi_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1240,7 @@ func (x *EndActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndActionRequest.ProtoReflect.Descriptor instead.
 func (*EndActionRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{20}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EndActionRequest) GetId() string {
@@ -1200,7 +1274,7 @@ type EndActionResponse struct {
 
 func (x *EndActionResponse) Reset() {
 	*x = EndActionResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[21]
+	mi := &file_jobapi_jobapi_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1286,7 @@ func (x *EndActionResponse) String() string {
 func (*EndActionResponse) ProtoMessage() {}
 
 func (x *EndActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[21]
+	mi := &file_jobapi_jobapi_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1299,7 @@ func (x *EndActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndActionResponse.ProtoReflect.Descriptor instead.
 func (*EndActionResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{21}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EndActionResponse) GetResult() *JobResult {
@@ -1242,7 +1316,7 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\x13jobapi/jobapi.proto\x12\x12monkeyci.jobapi.v1\x1a\x1egoogle/protobuf/duration.proto\".\n" +
 	"\bArtifact\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"\xe1\x05\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\x94\x06\n" +
 	"\aJobSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x16\n" +
@@ -1262,7 +1336,10 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"entrypoint\x18\x0e \x03(\tR\n" +
 	"entrypoint\x12\x10\n" +
 	"\x03cmd\x18\x0f \x03(\tR\x03cmd\x12?\n" +
-	"\x06labels\x18\x10 \x03(\v2'.monkeyci.jobapi.v1.JobSpec.LabelsEntryR\x06labels\x1a6\n" +
+	"\x06labels\x18\x10 \x03(\v2'.monkeyci.jobapi.v1.JobSpec.LabelsEntryR\x06labels\x12\x1d\n" +
+	"\n" +
+	"milli_cpus\x18\x11 \x01(\x03R\tmilliCpus\x12\x12\n" +
+	"\x04pids\x18\x12 \x01(\x03R\x04pids\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -1291,8 +1368,14 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\x06params\x18\x01 \x03(\v21.monkeyci.jobapi.v1.GetParamsResponse.ParamsEntryR\x06params\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"'\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc1\x01\n" +
 	"\x13AwaitUnblockRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12E\n" +
+	"\x04deps\x18\x02 \x03(\v21.monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntryR\x04deps\x1aQ\n" +
+	"\tDepsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.monkeyci.jobapi.v1.DepsR\x05value:\x028\x01\"\x18\n" +
+	"\x04Deps\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"&\n" +
 	"\x14AwaitUnblockResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"$\n" +
@@ -1346,7 +1429,7 @@ func file_jobapi_jobapi_proto_rawDescGZIP() []byte {
 	return file_jobapi_jobapi_proto_rawDescData
 }
 
-var file_jobapi_jobapi_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_jobapi_jobapi_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_jobapi_jobapi_proto_goTypes = []any{
 	(*Artifact)(nil),             // 0: monkeyci.jobapi.v1.Artifact
 	(*JobSpec)(nil),              // 1: monkeyci.jobapi.v1.JobSpec
@@ -1360,57 +1443,61 @@ var file_jobapi_jobapi_proto_goTypes = []any{
 	(*GetParamsRequest)(nil),     // 9: monkeyci.jobapi.v1.GetParamsRequest
 	(*GetParamsResponse)(nil),    // 10: monkeyci.jobapi.v1.GetParamsResponse
 	(*AwaitUnblockRequest)(nil),  // 11: monkeyci.jobapi.v1.AwaitUnblockRequest
-	(*AwaitUnblockResponse)(nil), // 12: monkeyci.jobapi.v1.AwaitUnblockResponse
-	(*JobStatusRequest)(nil),     // 13: monkeyci.jobapi.v1.JobStatusRequest
-	(*JobState)(nil),             // 14: monkeyci.jobapi.v1.JobState
-	(*JobStatusResponse)(nil),    // 15: monkeyci.jobapi.v1.JobStatusResponse
-	(*BeginActionRequest)(nil),   // 16: monkeyci.jobapi.v1.BeginActionRequest
-	(*BeginActionResponse)(nil),  // 17: monkeyci.jobapi.v1.BeginActionResponse
-	(*ActionOutputRequest)(nil),  // 18: monkeyci.jobapi.v1.ActionOutputRequest
-	(*ActionOutputResponse)(nil), // 19: monkeyci.jobapi.v1.ActionOutputResponse
-	(*EndActionRequest)(nil),     // 20: monkeyci.jobapi.v1.EndActionRequest
-	(*EndActionResponse)(nil),    // 21: monkeyci.jobapi.v1.EndActionResponse
-	nil,                          // 22: monkeyci.jobapi.v1.JobSpec.EnvEntry
-	nil,                          // 23: monkeyci.jobapi.v1.JobSpec.LabelsEntry
-	nil,                          // 24: monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
-	(*durationpb.Duration)(nil),  // 25: google.protobuf.Duration
+	(*Deps)(nil),                 // 12: monkeyci.jobapi.v1.Deps
+	(*AwaitUnblockResponse)(nil), // 13: monkeyci.jobapi.v1.AwaitUnblockResponse
+	(*JobStatusRequest)(nil),     // 14: monkeyci.jobapi.v1.JobStatusRequest
+	(*JobState)(nil),             // 15: monkeyci.jobapi.v1.JobState
+	(*JobStatusResponse)(nil),    // 16: monkeyci.jobapi.v1.JobStatusResponse
+	(*BeginActionRequest)(nil),   // 17: monkeyci.jobapi.v1.BeginActionRequest
+	(*BeginActionResponse)(nil),  // 18: monkeyci.jobapi.v1.BeginActionResponse
+	(*ActionOutputRequest)(nil),  // 19: monkeyci.jobapi.v1.ActionOutputRequest
+	(*ActionOutputResponse)(nil), // 20: monkeyci.jobapi.v1.ActionOutputResponse
+	(*EndActionRequest)(nil),     // 21: monkeyci.jobapi.v1.EndActionRequest
+	(*EndActionResponse)(nil),    // 22: monkeyci.jobapi.v1.EndActionResponse
+	nil,                          // 23: monkeyci.jobapi.v1.JobSpec.EnvEntry
+	nil,                          // 24: monkeyci.jobapi.v1.JobSpec.LabelsEntry
+	nil,                          // 25: monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
+	nil,                          // 26: monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry
+	(*durationpb.Duration)(nil),  // 27: google.protobuf.Duration
 }
 var file_jobapi_jobapi_proto_depIdxs = []int32{
 	0,  // 0: monkeyci.jobapi.v1.JobSpec.save_artifacts:type_name -> monkeyci.jobapi.v1.Artifact
 	0,  // 1: monkeyci.jobapi.v1.JobSpec.restore_artifacts:type_name -> monkeyci.jobapi.v1.Artifact
 	0,  // 2: monkeyci.jobapi.v1.JobSpec.caches:type_name -> monkeyci.jobapi.v1.Artifact
-	22, // 3: monkeyci.jobapi.v1.JobSpec.env:type_name -> monkeyci.jobapi.v1.JobSpec.EnvEntry
-	25, // 4: monkeyci.jobapi.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
-	23, // 5: monkeyci.jobapi.v1.JobSpec.labels:type_name -> monkeyci.jobapi.v1.JobSpec.LabelsEntry
+	23, // 3: monkeyci.jobapi.v1.JobSpec.env:type_name -> monkeyci.jobapi.v1.JobSpec.EnvEntry
+	27, // 4: monkeyci.jobapi.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
+	24, // 5: monkeyci.jobapi.v1.JobSpec.labels:type_name -> monkeyci.jobapi.v1.JobSpec.LabelsEntry
 	1,  // 6: monkeyci.jobapi.v1.StartJobRequest.job:type_name -> monkeyci.jobapi.v1.JobSpec
 	5,  // 7: monkeyci.jobapi.v1.AwaitJobsResponse.results:type_name -> monkeyci.jobapi.v1.JobResult
-	24, // 8: monkeyci.jobapi.v1.GetParamsResponse.params:type_name -> monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
-	25, // 9: monkeyci.jobapi.v1.JobState.duration:type_name -> google.protobuf.Duration
-	14, // 10: monkeyci.jobapi.v1.JobStatusResponse.jobs:type_name -> monkeyci.jobapi.v1.JobState
-	5,  // 11: monkeyci.jobapi.v1.EndActionResponse.result:type_name -> monkeyci.jobapi.v1.JobResult
-	2,  // 12: monkeyci.jobapi.v1.JobAPI.StartJob:input_type -> monkeyci.jobapi.v1.StartJobRequest
-	4,  // 13: monkeyci.jobapi.v1.JobAPI.AwaitJobs:input_type -> monkeyci.jobapi.v1.AwaitJobsRequest
-	13, // 14: monkeyci.jobapi.v1.JobAPI.JobStatus:input_type -> monkeyci.jobapi.v1.JobStatusRequest
-	7,  // 15: monkeyci.jobapi.v1.JobAPI.SkipJob:input_type -> monkeyci.jobapi.v1.SkipJobRequest
-	9,  // 16: monkeyci.jobapi.v1.JobAPI.GetParams:input_type -> monkeyci.jobapi.v1.GetParamsRequest
-	11, // 17: monkeyci.jobapi.v1.JobAPI.AwaitUnblock:input_type -> monkeyci.jobapi.v1.AwaitUnblockRequest
-	16, // 18: monkeyci.jobapi.v1.JobAPI.BeginAction:input_type -> monkeyci.jobapi.v1.BeginActionRequest
-	18, // 19: monkeyci.jobapi.v1.JobAPI.ActionOutput:input_type -> monkeyci.jobapi.v1.ActionOutputRequest
-	20, // 20: monkeyci.jobapi.v1.JobAPI.EndAction:input_type -> monkeyci.jobapi.v1.EndActionRequest
-	3,  // 21: monkeyci.jobapi.v1.JobAPI.StartJob:output_type -> monkeyci.jobapi.v1.StartJobResponse
-	6,  // 22: monkeyci.jobapi.v1.JobAPI.AwaitJobs:output_type -> monkeyci.jobapi.v1.AwaitJobsResponse
-	15, // 23: monkeyci.jobapi.v1.JobAPI.JobStatus:output_type -> monkeyci.jobapi.v1.JobStatusResponse
-	8,  // 24: monkeyci.jobapi.v1.JobAPI.SkipJob:output_type -> monkeyci.jobapi.v1.SkipJobResponse
-	10, // 25: monkeyci.jobapi.v1.JobAPI.GetParams:output_type -> monkeyci.jobapi.v1.GetParamsResponse
-	12, // 26: monkeyci.jobapi.v1.JobAPI.AwaitUnblock:output_type -> monkeyci.jobapi.v1.AwaitUnblockResponse
-	17, // 27: monkeyci.jobapi.v1.JobAPI.BeginAction:output_type -> monkeyci.jobapi.v1.BeginActionResponse
-	19, // 28: monkeyci.jobapi.v1.JobAPI.ActionOutput:output_type -> monkeyci.jobapi.v1.ActionOutputResponse
-	21, // 29: monkeyci.jobapi.v1.JobAPI.EndAction:output_type -> monkeyci.jobapi.v1.EndActionResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	25, // 8: monkeyci.jobapi.v1.GetParamsResponse.params:type_name -> monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
+	26, // 9: monkeyci.jobapi.v1.AwaitUnblockRequest.deps:type_name -> monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry
+	27, // 10: monkeyci.jobapi.v1.JobState.duration:type_name -> google.protobuf.Duration
+	15, // 11: monkeyci.jobapi.v1.JobStatusResponse.jobs:type_name -> monkeyci.jobapi.v1.JobState
+	5,  // 12: monkeyci.jobapi.v1.EndActionResponse.result:type_name -> monkeyci.jobapi.v1.JobResult
+	12, // 13: monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry.value:type_name -> monkeyci.jobapi.v1.Deps
+	2,  // 14: monkeyci.jobapi.v1.JobAPI.StartJob:input_type -> monkeyci.jobapi.v1.StartJobRequest
+	4,  // 15: monkeyci.jobapi.v1.JobAPI.AwaitJobs:input_type -> monkeyci.jobapi.v1.AwaitJobsRequest
+	14, // 16: monkeyci.jobapi.v1.JobAPI.JobStatus:input_type -> monkeyci.jobapi.v1.JobStatusRequest
+	7,  // 17: monkeyci.jobapi.v1.JobAPI.SkipJob:input_type -> monkeyci.jobapi.v1.SkipJobRequest
+	9,  // 18: monkeyci.jobapi.v1.JobAPI.GetParams:input_type -> monkeyci.jobapi.v1.GetParamsRequest
+	11, // 19: monkeyci.jobapi.v1.JobAPI.AwaitUnblock:input_type -> monkeyci.jobapi.v1.AwaitUnblockRequest
+	17, // 20: monkeyci.jobapi.v1.JobAPI.BeginAction:input_type -> monkeyci.jobapi.v1.BeginActionRequest
+	19, // 21: monkeyci.jobapi.v1.JobAPI.ActionOutput:input_type -> monkeyci.jobapi.v1.ActionOutputRequest
+	21, // 22: monkeyci.jobapi.v1.JobAPI.EndAction:input_type -> monkeyci.jobapi.v1.EndActionRequest
+	3,  // 23: monkeyci.jobapi.v1.JobAPI.StartJob:output_type -> monkeyci.jobapi.v1.StartJobResponse
+	6,  // 24: monkeyci.jobapi.v1.JobAPI.AwaitJobs:output_type -> monkeyci.jobapi.v1.AwaitJobsResponse
+	16, // 25: monkeyci.jobapi.v1.JobAPI.JobStatus:output_type -> monkeyci.jobapi.v1.JobStatusResponse
+	8,  // 26: monkeyci.jobapi.v1.JobAPI.SkipJob:output_type -> monkeyci.jobapi.v1.SkipJobResponse
+	10, // 27: monkeyci.jobapi.v1.JobAPI.GetParams:output_type -> monkeyci.jobapi.v1.GetParamsResponse
+	13, // 28: monkeyci.jobapi.v1.JobAPI.AwaitUnblock:output_type -> monkeyci.jobapi.v1.AwaitUnblockResponse
+	18, // 29: monkeyci.jobapi.v1.JobAPI.BeginAction:output_type -> monkeyci.jobapi.v1.BeginActionResponse
+	20, // 30: monkeyci.jobapi.v1.JobAPI.ActionOutput:output_type -> monkeyci.jobapi.v1.ActionOutputResponse
+	22, // 31: monkeyci.jobapi.v1.JobAPI.EndAction:output_type -> monkeyci.jobapi.v1.EndActionResponse
+	23, // [23:32] is the sub-list for method output_type
+	14, // [14:23] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_jobapi_jobapi_proto_init() }
@@ -1424,7 +1511,7 @@ func file_jobapi_jobapi_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobapi_jobapi_proto_rawDesc), len(file_jobapi_jobapi_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

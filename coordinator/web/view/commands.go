@@ -7,11 +7,16 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/logorder"
 )
 
 // Command is one script line of a job.
 type Command struct {
 	Job, Index string // Index is the line's index: "0", "1", ...
+	// Number is how a person counts it: from 1 ("1" for index "0").
+	Number string
+	// Line is the command's text, when the agent told it.
+	Line       string
 	Start, End time.Time
 	Duration   time.Duration // 0 while running
 	Exit       *int
@@ -40,12 +45,12 @@ func Commands(evs []events.Event) map[string][]Command {
 		if !ok {
 			slot = len(all)
 			at[k] = slot
-			all = append(all, Command{Job: e.Job, Index: e.Command})
+			all = append(all, Command{Job: e.Job, Index: e.Command, Number: logorder.Number(e.Command)})
 		}
 		c := &all[slot]
 		switch e.Type {
 		case events.CommandStart:
-			*c = Command{Job: e.Job, Index: e.Command, Start: e.Time, Running: true}
+			*c = Command{Job: e.Job, Index: e.Command, Number: logorder.Number(e.Command), Line: e.Line, Start: e.Time, Running: true}
 		case events.CommandEnd:
 			c.End, c.Exit, c.Running = e.Time, e.Exit, false
 			c.Duration = e.Duration

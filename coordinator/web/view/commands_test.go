@@ -15,7 +15,7 @@ func TestCommands(t *testing.T) {
 	}
 	evs := []events.Event{
 		ev(events.JobStart, "a", 0),
-		cmd(events.CommandStart, "a", "0", s, nil),
+		{Type: events.CommandStart, Job: "a", Command: "0", Line: "make", Time: at(s)},
 		cmd(events.CommandEnd, "a", "0", 3*s, events.ExitCode(0)),
 		cmd(events.CommandStart, "b", "0", 3*s, nil),
 		cmd(events.CommandStart, "a", "1", 3*s, nil),
@@ -28,13 +28,13 @@ func TestCommands(t *testing.T) {
 	}
 	want := map[string][]Command{
 		"a": {
-			{Job: "a", Index: "0", Start: at(s), End: at(3 * s), Duration: 2 * s, Exit: events.ExitCode(0)},
-			{Job: "a", Index: "1", Start: at(3 * s), End: at(4 * s), Duration: s, Exit: events.ExitCode(2)},
-			{Job: "a", Index: "2", Start: at(4 * s), End: at(5 * s), Duration: s, Exit: events.ExitCode(0)},
-			{Job: "a", Index: "10", Start: at(5 * s), Running: true},
+			{Job: "a", Index: "0", Number: "1", Line: "make", Start: at(s), End: at(3 * s), Duration: 2 * s, Exit: events.ExitCode(0)},
+			{Job: "a", Index: "1", Number: "2", Start: at(3 * s), End: at(4 * s), Duration: s, Exit: events.ExitCode(2)},
+			{Job: "a", Index: "2", Number: "3", Start: at(4 * s), End: at(5 * s), Duration: s, Exit: events.ExitCode(0)},
+			{Job: "a", Index: "10", Number: "11", Start: at(5 * s), Running: true},
 		},
-		"b": {{Job: "b", Index: "0", Start: at(3 * s), Running: true}},
-		"c": {{Job: "c", Index: "0", End: at(9 * s), Duration: 2 * s, Exit: events.ExitCode(1)}},
+		"b": {{Job: "b", Index: "0", Number: "1", Start: at(3 * s), Running: true}},
+		"c": {{Job: "c", Index: "0", Number: "1", End: at(9 * s), Duration: 2 * s, Exit: events.ExitCode(1)}},
 	}
 	if got := Commands(evs); !reflect.DeepEqual(got, want) {
 		t.Errorf("Commands:\n got %+v\nwant %+v", got, want)

@@ -287,4 +287,5 @@ const GraphCSS = `
 .job-graph .state-canceled rect, .job-graph .state-skipped rect, .job-graph .state-unknown rect { fill: #f6f8fa; stroke: #afb8c1; stroke-dasharray: 4 3; }
 .job-graph .state-canceled text, .job-graph .state-skipped text, .job-graph .state-unknown text { fill: #6e7781; }
 .job-graph .state-blocked rect { fill: #8250df; }
+.job-graph .legend-label { fill: #1f2328; }
 `

@@ -1,0 +1,68 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/internal/fleettest"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// Anyone may open a pull request from a fork, so its build gets none of the
+// repository's secrets, and says so; a pull request from a branch of the
+// repository itself gets them as a push does.
+func TestAForksPullRequestGetsNoSecrets(t *testing.T) {
+	f := newFleet(t, time.Minute)
+	hooks := f.webhooks(t)
+	ctx := context.Background()
+	api := f.c.AdminServer()
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "/srv/git/app", WebhookSecret: "hook-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.SetSecret(ctx, &fleet.SetSecretRequest{Repo: "acme/app", Key: "API_TOKEN", Value: []byte("s3cr3t")}); err != nil {
+		t.Fatal(err)
+	}
+	a := fleettest.Dial(t, f.addr)
+	a.Join(t, fleettest.Hello("raw", "join-secret", &fleet.Capacity{MilliCpus: 64000, Memory: 64 << 30}))
+
+	pullRequest := func(number int, head, commit string) *fleet.Assign {
+		t.Helper()
+		body := fmt.Sprintf(`{"action": "opened", "number": %d,
+			"pull_request": {"head": {"ref": "feature", "sha": %q, "repo": {"full_name": %q}}},
+			"repository": {"full_name": "acme/app", "clone_url": "https://github.com/acme/app.git"},
+			"sender": {"login": "mallory"}}`, number, commit, head)
+		resp := postDelivery(t, hooks.URL, "pull_request", fmt.Sprintf("pr-%d", number), []byte(body), "hook-secret")
+		answer := answerOf(t, resp)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("answered %d %v", resp.StatusCode, answer)
+		}
+		m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool {
+			return m.GetAssign().GetBuild().GetBuildId() == answer["build"]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.GetAssign()
+	}
+
+	fork := pullRequest(1, "mallory/app", strings.Repeat("1", 40))
+	if len(fork.GetSecrets()) != 0 {
+		t.Errorf("a fork's pull request was sent the secrets %v", fork.GetSecrets())
+	}
+	b, err := f.store.GetBuild(ctx, fork.GetBuild().GetBuildId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Fork || !strings.Contains(b.Trigger, "from a fork, without secrets") {
+		t.Errorf("the fork's build is %+v: want it marked a fork, saying its secrets are withheld", b)
+	}
+
+	own := pullRequest(2, "acme/app", strings.Repeat("2", 40))
+	if got := own.GetSecrets()["API_TOKEN"]; got != "s3cr3t" {
+		t.Errorf("a pull request from the repository's own branch got API_TOKEN %q, want its secret", got)
+	}
+}
