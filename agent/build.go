@@ -92,7 +92,6 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		spec:      spec,
 		rep:       rep,
 		dir:       filepath.Join(r.cfg.StateDir, "builds", spec.ID),
-		apiDir:    r.apiDirOf(spec.ID),
 		volume:    "monkeyci-" + spec.ID + "-workspace",
 		labels:    map[string]string{LabelBuild: spec.ID, LabelAgent: r.cfg.AgentID},
 		jobs:      map[string]*jobRun{},
@@ -155,7 +154,11 @@ func (b *build) run() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if err := os.MkdirAll(b.apiDir, 0o700); err != nil {
+	// A short name of its own: the socket's path must stay short.
+	if err := os.MkdirAll(b.r.apiRoot(), 0o700); err != nil {
+		return -1, fmt.Errorf("job API directory: %w", err)
+	}
+	if b.apiDir, err = os.MkdirTemp(b.r.apiRoot(), ""); err != nil {
 		return -1, fmt.Errorf("job API directory: %w", err)
 	}
 	if err := cfg.Runtime.CreateVolume(ctx, b.volume, b.labelsFor("workspace", "")); err != nil {
@@ -366,6 +369,9 @@ func (b *build) cleanup() {
 		log.Warn("could not remove network", "network", b.network(), "error", err)
 	}
 	for _, dir := range []string{b.dir, b.apiDir} {
+		if dir == "" { // not made
+			continue
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			log.Warn("could not remove build directory", "dir", dir, "error", err)
 		}

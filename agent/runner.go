@@ -6,8 +6,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -221,13 +219,6 @@ func (r *Runner) Sweep(ctx context.Context) (int, error) {
 // agent (hashed, as short), so that Sweep finds the folders a killed run
 // left and no other agent's. Every byte counts: a socket's path is at most
 // MaxSocketPath long, and a docker pool agent's temp dir is deep.
-// apiDirOf is the folder of a build's job API socket under apiRoot, named
-// by a hash of the build's id: 12 hex digits, half the id's length.
-func (r *Runner) apiDirOf(buildID string) string {
-	sum := sha256.Sum256([]byte(buildID))
-	return filepath.Join(r.apiRoot(), hex.EncodeToString(sum[:6]))
-}
-
 func (r *Runner) apiRoot() string {
 	h := fnv.New32a()
 	h.Write([]byte(r.cfg.AgentID))
@@ -244,10 +235,20 @@ func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("listing leftover containers: %w", err)
 	}
-	for _, id := range ids {
-		if err := rt.Remove(ctx, id); err != nil {
-			return 0, fmt.Errorf("removing leftover container: %w", err)
-		}
+	// Side by side: a killed agent's restart waits for them before it
+	// joins, and a running or frozen container takes a while to go.
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = rt.Remove(ctx, id)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, fmt.Errorf("removing leftover containers: %w", err)
 	}
 	vols, err := rt.ListVolumes(ctx, labels)
 	if err != nil {

@@ -189,9 +189,9 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 	} else if n > 0 {
 		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
 	}
-	// The scripts' image and network holder are made now, beside the
-	// join, not on the first build's clock: a build sent to an idle agent
-	// (one whose agent was lost, say) starts sooner.
+	// The scripts' image is made now, beside the join, not on the first
+	// build's clock: a build sent to an idle agent (one whose agent was
+	// lost, say) starts sooner.
 	prepared := make(chan struct{})
 	go func() {
 		defer close(prepared)
@@ -200,7 +200,7 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 		}
 	}()
 	defer func() {
-		<-prepared // else the holder could be made after Close
+		<-prepared // before Close: what Prepare makes is made by then
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := runner.Close(ctx); err != nil {

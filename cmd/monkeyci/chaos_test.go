@@ -420,29 +420,6 @@ func readLog(t *testing.T, api fleet.AdminClient, build, job string) string {
 
 // waitContainers waits until the count of containers of a runner build id
 // satisfies ok.
-// scriptMounts are the host folders that an attempt's script container
-// mounts at target.
-func scriptMounts(t *testing.T, engine *docker.Engine, runnerBuild, target string) []string {
-	t.Helper()
-	ids, err := engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: runnerBuild, agent.LabelRole: "script"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dirs []string
-	for _, id := range ids {
-		info, err := engine.Inspect(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range info.Mounts {
-			if m.Destination == target {
-				dirs = append(dirs, m.Source)
-			}
-		}
-	}
-	return dirs
-}
-
 func waitContainers(t *testing.T, engine *docker.Engine, runnerBuild string, ok func(int) bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
@@ -475,7 +452,14 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 	t.Cleanup(func() { dockertest.Cleanup(t, map[string]string{agent.LabelAgent: name}) })
 	state := t.TempDir()
 	args := []string{"--join-token", c.join, "--state-dir", state, "--name", name}
-	killed := startAgentArgs(t, c, nil, args...)
+	// The agent's temp dir is this test's alone (and short: sockets live there).
+	tmp, err := os.MkdirTemp("", "mci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	env := []string{"TMPDIR=" + tmp}
+	killed := startAgentArgs(t, c, env, args...)
 	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: slow\nimage: monkeyci/busybox:latest\nscript: ['sleep 5', 'echo done']\n"})
 	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
@@ -484,7 +468,7 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
 	first := b.GetId() + "-1"
 	waitContainers(t, engine, first, func(n int) bool { return n > 1 }, "the first attempt's script and job")
-	sockets := scriptMounts(t, engine, first, "/run/monkeyci")
+	sockets, _ := filepath.Glob(filepath.Join(tmp, "mci-*", "*"))
 	files := filepath.Join(state, "agent", "builds", "builds", first)
 	if _, err := os.Stat(files); len(sockets) != 1 || err != nil {
 		t.Fatalf("the running attempt's socket folders %v and files (%v): not where this test looks", sockets, err)
@@ -496,7 +480,7 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 	<-killed.done
 	killed.done <- nil
 	at := time.Now()
-	restarted := startAgentArgs(t, c, nil, args...)
+	restarted := startAgentArgs(t, c, env, args...)
 	restarted.joined(t)
 	for _, left := range append(sockets, files) {
 		if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {

@@ -176,10 +176,10 @@ func (c Config) validate() error {
 }
 
 // An agent serves each build's job API on a socket in its temp dir, at
-// TMPDIR/mci-<8 hex agent>/<12 hex build>/job.sock, and Linux takes
-// socket paths of at most 107 bytes. A work dir that leaves no room would
-// fail every build, so New refuses it.
-const socketPathSuffix = len("/tmp/mci-12345678/123456789012/job.sock")
+// TMPDIR/mci-<8 hex agent>/<os.MkdirTemp's name, up to 10 digits>/job.sock,
+// and Linux takes socket paths of at most 107 bytes. A work dir that leaves
+// no room would fail every build, so New refuses it.
+const socketPathSuffix = len("/tmp/mci-12345678/") + len("4294967295") + len("/job.sock")
 
 func socketPathLen(workDir, pool string) int {
 	return len(filepath.Join(workDir, instancePrefix(pool)+strings.Repeat("0", idHexLen))) + socketPathSuffix
