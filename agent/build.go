@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -111,7 +112,7 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 
 	scriptExit, err := b.run()
 	b.endJobs()
-	b.cleanup()
+	b.removeContainers()
 	out := b.outcome(scriptExit)
 	out.Duration = time.Since(started)
 	if cause := context.Cause(b.ctx); err != nil && cause != nil {
@@ -129,6 +130,10 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 		end.Message = err.Error()
 	}
 	b.emit(end)
+	// The rest goes after the end is told: no container of the build is
+	// left to use it, and its removal (a second and more on a busy engine)
+	// is no part of the build.
+	b.removeRest()
 	return out, err
 }
 
@@ -141,8 +146,8 @@ func (b *build) run() (int, error) {
 	fetched := b.fetch()
 	defer fetched.stop()
 	// So is the build's network (it costs the engine a second here, loaded),
-	// until the script container needs it; waited for on every return, so
-	// that cleanup finds it made.
+	// until the jobs need it; waited for on every return, so that cleanup
+	// finds it made.
 	networked := make(chan error, 1)
 	go func() { networked <- b.makeNetwork(ctx) }()
 	defer func() {
@@ -184,13 +189,11 @@ func (b *build) run() (int, error) {
 		Mounts:   mounts,
 		NanoCPUs: cfg.Script.MilliCPUs * 1e6,
 		Memory:   cfg.Script.Memory,
-		Network:  b.network(),
+		// No network: a script speaks to the agent through its socket, and
+		// one on the build's bridge starts some 300 ms later.
+		Network: "none",
 	}
 	confine(&spec, cfg.Pids)
-	err, networked = <-networked, nil
-	if err != nil {
-		return -1, err
-	}
 	script, err := b.create(spec)
 	if err != nil {
 		return -1, fmt.Errorf("script container: %w", err)
@@ -217,6 +220,12 @@ func (b *build) run() (int, error) {
 	}
 	if b.spec.Reserved != nil {
 		b.spec.Reserved()
+	}
+	// Jobs join the build's network: made before the job API lets one start.
+	err, networked = <-networked, nil
+	if err != nil {
+		b.sourceFailed(err)
+		return -1, err
 	}
 	b.params = b.spec.params()
 	close(b.sourced)
@@ -341,8 +350,8 @@ func (b *build) create(spec ContainerSpec) (string, error) {
 	return id, nil
 }
 
-// cleanup removes everything the build made, on its own context.
-func (b *build) cleanup() {
+// removeContainers removes the build's containers, on its own context.
+func (b *build) removeContainers() {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	rt, log := b.r.cfg.Runtime, b.r.cfg.Logger
@@ -357,11 +366,26 @@ func (b *build) cleanup() {
 	if listed, err := rt.ListContainers(ctx, map[string]string{LabelBuild: b.spec.ID}); err == nil {
 		made = append(made, listed...)
 	}
-	for _, id := range made {
-		if err := rt.Remove(ctx, id); err != nil {
-			log.Warn("could not remove container", "container", id, "error", err)
-		}
+	slices.Sort(made)
+	var wg sync.WaitGroup
+	for _, id := range slices.Compact(made) { // side by side: each waits on the engine
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rt.Remove(ctx, id); err != nil {
+				log.Warn("could not remove container", "container", id, "error", err)
+			}
+		}()
 	}
+	wg.Wait()
+}
+
+// removeRest removes what the build made besides its containers: its
+// workspace volume, its network and its files.
+func (b *build) removeRest() {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	rt, log := b.r.cfg.Runtime, b.r.cfg.Logger
 	if err := rt.RemoveVolume(ctx, b.volume); err != nil {
 		log.Warn("could not remove volume", "volume", b.volume, "error", err)
 	}

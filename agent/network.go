@@ -5,8 +5,9 @@ import (
 	"fmt"
 )
 
-// A network per build. Its script and job containers join it, the jobs
-// under their ids as names, so a job reaches another job of its build by
+// A network per build. Its job containers join it under their ids as
+// names (the script has no network: it speaks to the agent through its
+// socket), so a job reaches another job of its build by
 // that name (a service job, say). The engine keeps two such networks apart
 // (its DOCKER-ISOLATION chains drop what one bridge forwards to another), so
 // no container of one build reaches a container of another build, of this
