@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -342,6 +343,14 @@ func TestTailKeepsTheOrderOfStdoutAndStderr(t *testing.T) {
 	appendTo(EventsFile, `{:type :command/start :command "0"}`+"\n")
 	appendTo(out, "out1\n")
 	rec.waitFor(t, "out1", func(r []record) bool { return output(r, "0", "out") == "out1\n" })
+	// out1 may have been read by the tailer's first scan, which reads the
+	// files one after the other: what is written below must come after it
+	// and be told by notifications alone. An event written now is read once
+	// that scan is over.
+	appendTo(EventsFile, `{:type :command/start :command "1"}`+"\n")
+	rec.waitFor(t, "the second command's start", func(r []record) bool {
+		return slices.ContainsFunc(r, func(r record) bool { return r.ev != nil && r.ev.Command == "1" })
+	})
 	appendTo(out, "out2\n") // within the gap: held back
 	appendTo(errs, "err1\n")
 	rec.waitFor(t, "err1", func(r []record) bool { return output(r, "0", "err") == "err1\n" })
