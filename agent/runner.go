@@ -230,6 +230,28 @@ func (r *Runner) apiRoot() string {
 // The agent itself does it at start; the docker pool, when it destroys
 // an agent's instance.
 func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
+	// A request the killed agent had in flight may still make a container
+	// after the first look (its volume then is "in use"): look again, a few
+	// times, before giving up.
+	var n int
+	var err error
+	for try := 0; try < 5; try++ {
+		var swept int
+		swept, err = sweepOnce(ctx, rt, agentID)
+		n += swept
+		if err == nil {
+			return n, nil
+		}
+		select {
+		case <-ctx.Done():
+			return n, err
+		case <-time.After(time.Duration(try+1) * 200 * time.Millisecond):
+		}
+	}
+	return n, err
+}
+
+func sweepOnce(ctx context.Context, rt Runtime, agentID string) (int, error) {
 	labels := map[string]string{LabelAgent: agentID}
 	ids, err := rt.ListContainers(ctx, labels)
 	if err != nil {
