@@ -290,40 +290,33 @@ func (d *jobDecoder) cpus(what string, v *node) float64 {
 
 // pids reads a job's process limit: a whole number from 1 to maxPids.
 func (d *jobDecoder) pids(what string, v *node) int64 {
-	n, ok := whole(v)
-	num := v.kind == kInt || v.kind == kFloat
-	negative := num && (v.f < 0 || strings.HasPrefix(v.text, "-"))
-	switch {
-	case !num:
-		d.errs.add(v.pos, "%s: expected a whole number of processes, got %s", what, v.describe())
-	case ok && n < 1, !ok && negative:
-		d.errs.add(v.pos, "%s: must be at least 1, got %s", what, v.text)
-	case ok && n > maxPids, !ok && (v.big || math.IsInf(v.f, 0) || math.Abs(v.f) >= 1<<53):
-		d.errs.add(v.pos, "%s: %s is too large, expected at most %d", what, v.text, maxPids)
-	case !ok:
-		d.errs.add(v.pos, "%s: expected a whole number of processes, got %s", what, v.text)
-	default:
-		return n
-	}
-	return 0
+	n, _ := d.wholeIn(what, v, maxPids, "a whole number of processes")
+	return n
 }
 
 // count reads size: a whole number from 1 to maxCPUs.
 func (d *jobDecoder) count(what string, v *node) (int, bool) {
+	n, ok := d.wholeIn(what, v, maxCPUs, "a whole number")
+	return int(n), ok
+}
+
+// wholeIn reads a whole number from 1 to most; want names what is expected
+// in errors.
+func (d *jobDecoder) wholeIn(what string, v *node, most int64, want string) (int64, bool) {
 	n, ok := whole(v)
 	num := v.kind == kInt || v.kind == kFloat
 	negative := num && (v.f < 0 || strings.HasPrefix(v.text, "-"))
 	switch {
 	case !num:
-		d.errs.add(v.pos, "%s: expected a whole number, got %s", what, v.describe())
+		d.errs.add(v.pos, "%s: expected %s, got %s", what, want, v.describe())
 	case ok && n < 1, !ok && negative:
 		d.errs.add(v.pos, "%s: must be at least 1, got %s", what, v.text)
-	case ok && n > maxCPUs, !ok && (v.big || math.IsInf(v.f, 0) || math.Abs(v.f) >= 1<<53):
-		d.errs.add(v.pos, "%s: %s is too large, expected at most %d", what, v.text, maxCPUs)
+	case ok && n > most, !ok && (v.big || math.IsInf(v.f, 0) || math.Abs(v.f) >= 1<<53):
+		d.errs.add(v.pos, "%s: %s is too large, expected at most %d", what, v.text, most)
 	case !ok:
-		d.errs.add(v.pos, "%s: expected a whole number, got %s", what, v.text)
+		d.errs.add(v.pos, "%s: expected %s, got %s", what, want, v.text)
 	default:
-		return int(n), true
+		return n, true
 	}
 	return 0, false
 }
