@@ -625,7 +625,8 @@ func (l *Link) loadIdentity() error {
 func (l *Link) refused(id string, err error) error {
 	if status.Code(err) == codes.PermissionDenied {
 		// Removed by an admin (agents rm): joining again would undo that.
-		return &RefusedError{fmt.Sprintf("the coordinator at %s refused agent %s: %s", l.cfg.Coordinator, id, status.Convert(err).Message())}
+		return &RefusedError{fmt.Sprintf("the coordinator at %s refused agent %s: %s; to join this machine again as a new agent, remove %s and start it with a join token",
+			l.cfg.Coordinator, id, status.Convert(err).Message(), IdentityFile(l.cfg.StateDir))}
 	}
 	if status.Code(err) != codes.Unauthenticated {
 		return fmt.Errorf("joining: %w", err)
