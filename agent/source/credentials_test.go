@@ -18,8 +18,10 @@ func TestAURLsCredentialSplitsOffAndIsKnownInEveryForm(t *testing.T) {
 			[]string{"deploy:t0k%2Fen", "t0k%2Fen", "t0k/en", "ZGVwbG95OnQway9lbg=="}},
 		{"https://ghp_token@github.com/a/b", "https://github.com/a/b", "ghp_token",
 			[]string{"ghp_token", "Z2hwX3Rva2VuOg=="}},
-		{"https://git.example/a@b", "https://git.example/a@b", "", nil}, // an @ in the path is no credential
-		{"git@github.com:a/b.git", "git@github.com:a/b.git", "", nil},   // scp-like: a user, no secret
+		{"https://git.example/a@b", "https://git.example/a@b", "", nil},                   // an @ in the path is no credential
+		{"git@github.com:a/b.git", "git@github.com:a/b.git", "", nil},                     // scp-like: a user, no secret
+		{"ssh://deploy@git.example/a/b.git", "ssh://deploy@git.example/a/b.git", "", nil}, // a user over ssh: a name, no secret
+		{"ssh://deploy:pw@git.example/a/b.git", "ssh://git.example/a/b.git", "deploy:pw", []string{"deploy:pw", "pw", "ZGVwbG95OnB3"}},
 		{"/srv/git/app", "/srv/git/app", "", nil},
 		{"", "", "", nil},
 	}

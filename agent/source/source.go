@@ -584,6 +584,12 @@ func userinfo(u string) (start, end int, ok bool) {
 	if at < 0 {
 		return 0, 0, false
 	}
+	// A lone user name is a token over http(s) (https://TOKEN@host/...);
+	// elsewhere (ssh://git@host/...) it is only a name.
+	scheme := strings.ToLower(u[:i])
+	if !strings.Contains(authority[:at], ":") && scheme != "http" && scheme != "https" {
+		return 0, 0, false
+	}
 	return start, start + at, true
 }
 
