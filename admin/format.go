@@ -121,7 +121,7 @@ func Agent(a *fleet.AgentInfo) AgentJSON {
 	j := AgentJSON{
 		ID: a.GetId(), Name: a.GetName(), State: a.GetState(), Labels: a.GetLabels(),
 		MilliCPUs: a.GetMilliCpus(), Memory: a.GetMemory(), FreeMilliCPUs: a.GetFreeMilliCpus(), FreeMemory: a.GetFreeMemory(),
-		Builds: a.GetBuilds(), Version: a.GetVersion(), LastSeen: timeOf(a.GetLastSeen()),
+		Builds: a.GetBuilds(), Version: a.GetVersion(), LastSeen: TimeOf(a.GetLastSeen()),
 	}
 	if j.Labels == nil {
 		j.Labels = map[string]string{}
@@ -214,7 +214,7 @@ func Build(b *fleet.BuildInfo) BuildJSON {
 		ID: b.GetId(), Repo: b.GetRepo(), URL: b.GetUrl(), Branch: b.GetBranch(), Commit: b.GetCommit(),
 		State: b.GetState(), Result: b.GetResult(), Message: b.GetMessage(), Attempt: b.GetAttempt(),
 		AttemptReasons: b.GetAttemptReasons(), Agent: b.GetAgent(), Waiting: b.GetWaiting(),
-		Created: timeOf(b.GetCreated()), Started: timeOf(b.GetStarted()), Ended: timeOf(b.GetEnded()),
+		Created: TimeOf(b.GetCreated()), Started: TimeOf(b.GetStarted()), Ended: TimeOf(b.GetEnded()),
 		PullRequest: b.GetPullRequest(), CacheScope: b.GetCacheScope(), CacheFallback: b.GetCacheFallback(),
 	}
 }
@@ -250,7 +250,8 @@ func Detail(d *fleet.BuildDetail) BuildDetailJSON {
 	return out
 }
 
-func timeOf(ts *timestamppb.Timestamp) *time.Time {
+// TimeOf is ts as a *time.Time, nil for none (JSON null).
+func TimeOf(ts *timestamppb.Timestamp) *time.Time {
 	if ts == nil {
 		return nil
 	}
@@ -261,7 +262,7 @@ func timeOf(ts *timestamppb.Timestamp) *time.Time {
 // stamp is when ts was, in local time, and how long ago as of now ("-"
 // for none).
 func stamp(ts *timestamppb.Timestamp, now time.Time) string {
-	t := timeOf(ts)
+	t := TimeOf(ts)
 	if t == nil {
 		return none
 	}
@@ -283,7 +284,7 @@ func BuildsTable(w io.Writer, bs []*fleet.BuildInfo, now time.Time) error {
 	row(tw, "ID", "REPO", "BRANCH", "COMMIT", "STATE", "RESULT", "ATTEMPT", "AGENT", "AGE", "DURATION")
 	for _, b := range bs {
 		age := none
-		if c := timeOf(b.GetCreated()); c != nil {
+		if c := TimeOf(b.GetCreated()); c != nil {
 			age = Age(now.Sub(*c))
 		}
 		row(tw, b.GetId(), cell(b.GetRepo()), cell(b.GetBranch()), cell(ShortCommit(b.GetCommit())),
@@ -322,12 +323,12 @@ func Duration(d time.Duration) string {
 // BuildDuration is how long the build ran: until it ended, or until now
 // while it runs; "-" before it started.
 func BuildDuration(b *fleet.BuildInfo, now time.Time) string {
-	start := timeOf(b.GetStarted())
+	start := TimeOf(b.GetStarted())
 	if start == nil {
 		return none
 	}
 	end := now
-	if e := timeOf(b.GetEnded()); e != nil {
+	if e := TimeOf(b.GetEnded()); e != nil {
 		end = *e
 	}
 	return Duration(end.Sub(*start))

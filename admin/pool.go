@@ -51,11 +51,11 @@ func Pool(p *fleet.PoolStatusResponse) PoolJSON {
 
 func poolInstance(in *fleet.PoolInstance) PoolInstanceJSON {
 	return PoolInstanceJSON{ID: in.GetId(), Phase: in.GetPhase(), Agent: in.GetAgent(), AgentName: in.GetAgentName(),
-		Connected: in.GetConnected(), Builds: in.GetBuilds(), Draining: in.GetDraining(), Created: timeOf(in.GetCreated()), Seen: timeOf(in.GetSeen())}
+		Connected: in.GetConnected(), Builds: in.GetBuilds(), Draining: in.GetDraining(), Created: TimeOf(in.GetCreated()), Seen: TimeOf(in.GetSeen())}
 }
 
 func poolDecision(d *fleet.PoolDecision) PoolDecisionJSON {
-	return PoolDecisionJSON{Time: timeOf(d.GetTime()), Type: d.GetType(), Instances: append([]string{}, d.GetInstances()...), Reason: d.GetReason()}
+	return PoolDecisionJSON{Time: TimeOf(d.GetTime()), Type: d.GetType(), Instances: append([]string{}, d.GetInstances()...), Reason: d.GetReason()}
 }
 
 // PoolTable writes the pool: a line of settings, a table of instances
@@ -87,7 +87,7 @@ func PoolTable(w io.Writer, p *fleet.PoolStatusResponse, now time.Time) error {
 			state = "idle"
 		}
 		age := none
-		if c := timeOf(in.GetCreated()); c != nil {
+		if c := TimeOf(in.GetCreated()); c != nil {
 			age = Age(now.Sub(*c))
 		}
 		row(tw, in.GetId(), cell(in.GetPhase()), agent, state, strconv.Itoa(int(in.GetBuilds())), age)
@@ -101,7 +101,7 @@ func PoolTable(w io.Writer, p *fleet.PoolStatusResponse, now time.Time) error {
 	fmt.Fprintln(w, "\nlast decisions:")
 	for _, d := range p.GetDecisions() {
 		t := none
-		if at := timeOf(d.GetTime()); at != nil {
+		if at := TimeOf(d.GetTime()); at != nil {
 			t = at.Local().Format("15:04:05")
 		}
 		if _, err := fmt.Fprintf(w, "  %s %-14s %s: %s\n", t, d.GetType(), strings.Join(d.GetInstances(), ","), d.GetReason()); err != nil {

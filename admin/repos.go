@@ -115,7 +115,7 @@ type RepoJSON struct {
 func Repo(r *fleet.Repo) RepoJSON {
 	j := RepoJSON{
 		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(), DefaultBranch: r.GetDefaultBranch(),
-		HasWebhookSecret: r.GetHasWebhookSecret(), HasForgeToken: r.GetHasForgeToken(), Created: timeOf(r.GetCreated()),
+		HasWebhookSecret: r.GetHasWebhookSecret(), HasForgeToken: r.GetHasForgeToken(), Created: TimeOf(r.GetCreated()),
 	}
 	if j.Branches == nil {
 		j.Branches = []string{}
@@ -162,7 +162,7 @@ type SecretJSON struct {
 
 // Secret is s in -o json.
 func Secret(s *fleet.SecretInfo) SecretJSON {
-	return SecretJSON{Repo: s.GetRepo(), Key: s.GetKey(), Updated: timeOf(s.GetUpdated())}
+	return SecretJSON{Repo: s.GetRepo(), Key: s.GetKey(), Updated: TimeOf(s.GetUpdated())}
 }
 
 // Secrets are secrets in -o json.

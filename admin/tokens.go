@@ -19,8 +19,8 @@ type TokenJSON struct {
 
 // Token is t in -o json.
 func Token(t *fleet.TokenInfo) TokenJSON {
-	return TokenJSON{ID: t.GetId(), Kind: t.GetKind(), Created: timeOf(t.GetCreated()), LastUsed: timeOf(t.GetLastUsed()),
-		Expires: timeOf(t.GetExpires()), Coordinator: t.GetCoordinator()}
+	return TokenJSON{ID: t.GetId(), Kind: t.GetKind(), Created: TimeOf(t.GetCreated()), LastUsed: TimeOf(t.GetLastUsed()),
+		Expires: TimeOf(t.GetExpires()), Coordinator: t.GetCoordinator()}
 }
 
 // Tokens are tokens in -o json.
@@ -38,7 +38,7 @@ func TokensTable(w io.Writer, ts []*fleet.TokenInfo, now time.Time) error {
 			created = "the coordinator's own"
 		}
 		expires := none
-		if e := timeOf(t.GetExpires()); e != nil {
+		if e := TimeOf(t.GetExpires()); e != nil {
 			expires = e.Local().Format("2006-01-02 15:04:05 MST")
 		}
 		row(tw, t.GetId(), cell(t.GetKind()), created, stamp(t.GetLastUsed(), now), expires)

@@ -193,14 +193,16 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 	// build's clock: a build sent to an idle agent (one whose agent was
 	// lost, say) starts sooner.
 	prepared := make(chan struct{})
+	prepareCtx, stopPreparing := context.WithCancel(context.Background())
 	go func() {
 		defer close(prepared)
-		if _, err := runner.Prepare(context.Background()); err != nil {
+		if _, err := runner.Prepare(prepareCtx); err != nil && prepareCtx.Err() == nil {
 			log.Warn("could not prepare for builds; the first build tries again", "error", err)
 		}
 	}()
 	defer func() {
-		<-prepared // before Close: what Prepare makes is made by then
+		stopPreparing() // an agent told to stop does not wait for an image
+		<-prepared      // before Close: what Prepare makes is made by then
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := runner.Close(ctx); err != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -57,7 +56,7 @@ an admin token allows every admin call, a viewer token only reading. With
 				Kind    string     `json:"kind"`
 				ID      string     `json:"id"`
 				Expires *time.Time `json:"expires,omitempty"`
-			}{resp.GetToken(), resp.GetKind(), resp.GetId(), expiry(resp.GetExpires())})
+			}{resp.GetToken(), resp.GetKind(), resp.GetId(), admin.TimeOf(resp.GetExpires())})
 		}
 		_, err = fmt.Fprintln(stdout, resp.GetToken())
 		return err
@@ -114,12 +113,4 @@ with 'monkeyci agents rm'.`,
 			return err
 		},
 	}
-}
-
-func expiry(ts *timestamppb.Timestamp) *time.Time {
-	if ts == nil {
-		return nil
-	}
-	t := ts.AsTime()
-	return &t
 }
