@@ -141,6 +141,10 @@ func (p *placer) check(hdr *tar.Header) (string, error) {
 	if p.symlinks[rel] {
 		return refuse("it replaces the archive's own symlink")
 	}
+	// Whatever rel was, it is this entry now: a file replaced by a symlink
+	// is no longer a file a hard link may name (the link would be to the
+	// symlink, and written through).
+	delete(p.files, rel)
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 	case tar.TypeReg, tar.TypeRegA:
