@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
@@ -125,4 +126,38 @@ func storedLog(t *testing.T, f *fleetFixture, build, job string) string {
 	var out bytes.Buffer
 	_, _ = io.Copy(&out, io.NewSectionReader(r, 0, 1<<20))
 	return out.String()
+}
+
+// A registered local repository built at its HEAD, on a feature branch,
+// writes that branch's caches, not the default branch's.
+func TestALocalHeadOnAFeatureBranchHasItsBranchsScope(t *testing.T) {
+	f := newFleet(t, time.Minute)
+	dir, commit := gittest.Repo(t, map[string]string{"a.txt": "a"})
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Storer.SetReference(plumbing.NewHashReference("refs/heads/feature", plumbing.NewHash(commit))); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, "refs/heads/feature")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	api := f.c.AdminServer()
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "local/app", Url: dir, DefaultBranch: "trunk"}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := api.Trigger(ctx, &fleet.TriggerRequest{Repo: "local/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.store.GetBuild(ctx, info.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := coordinator.CacheScope{Scope: "branch:feature", Fallback: "branch:trunk"}
+	if b.Source.Branch != "feature" || b.Cache != want {
+		t.Errorf("built branch %q in cache scope %+v, want feature in %+v", b.Source.Branch, b.Cache, want)
+	}
 }

@@ -277,7 +277,8 @@ func (c *Coordinator) poke() {
 // the write that creates it, and sent there: what the dispatcher would do
 // next, for one write less.
 func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
-	if err := c.resolveRepo(ctx, &b); err != nil {
+	defaultBranch, err := c.resolveRepo(ctx, &b)
+	if err != nil {
 		return Build{}, fmt.Errorf("reading repositories: %w", err)
 	}
 	// A local repository's build says, and builds, the commit its HEAD
@@ -287,6 +288,8 @@ func (c *Coordinator) Trigger(ctx context.Context, b Build) (Build, error) {
 			b.Source.Branch, b.Source.Commit = branch, commit
 		}
 	}
+	// Once the branch is known: a local HEAD's may be a feature branch.
+	b.Cache = CacheScopeOf(b.Source, b.PullRequest, defaultBranch)
 	return c.trigger(ctx, b, func(b Build) error { return c.cfg.Store.CreateBuild(ctx, b) })
 }
 
@@ -333,9 +336,6 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	b.ID = newBuildID(b.Created)
 	if b.Repo == "" {
 		b.Repo = b.Source.URL
-	}
-	if b.Cache.Scope == "" { // no registered repository said its default branch
-		b.Cache = CacheScopeOf(b.Source, b.PullRequest, "")
 	}
 	var conn *agentConn
 	c.mu.Lock()

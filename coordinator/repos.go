@@ -290,8 +290,9 @@ func (c *Coordinator) registered(name string) bool {
 
 // resolveRepo makes a build of a registered repository named by Repo (or
 // by its URL field, as `trigger --repo NAME` sends it) build from the
-// registered URL.
-func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) error {
+// registered URL, and returns the repository's default branch ("" when
+// none is registered).
+func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) (string, error) {
 	for _, name := range []string{b.Repo, b.Source.URL} {
 		if !c.registered(name) {
 			continue
@@ -301,11 +302,10 @@ func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return "", err
 		}
 		b.Repo, b.Source.URL = r.Name, r.URL
-		b.Cache = CacheScopeOf(b.Source, b.PullRequest, r.DefaultBranch)
-		return nil
+		return r.DefaultBranch, nil
 	}
-	return nil
+	return "", nil
 }
