@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator"
@@ -173,64 +174,73 @@ func (s *Server) followLog(w http.ResponseWriter, r *http.Request, _ session) {
 		}
 	}
 	if key.Stream == logstore.Order {
-		s.followMerged(ctx, w, r, key, offset, ended)
+		s.followMerged(ctx, cancel, w, r, key, offset, ended)
 		return
 	}
-	chunks := make(chan []byte, 16)
+	msgs := make(chan followMsg, 16)
 	followed := make(chan error, 1)
 	go func() {
-		defer close(chunks)
-		followed <- s.logs.Follow(ctx, key, offset, chunkSink{ctx, chunks}, ended)
+		defer close(msgs)
+		sink := &renderSink{ctx: ctx, out: msgs, offset: offset}
+		err := s.logs.Follow(ctx, key, offset, sink, ended)
+		if tail := sink.ansi.Flush(); tail != "" && err == nil {
+			err = sink.send(string(tail))
+		}
+		followed <- err
 	}()
+	s.relay(w, r, cancel, offset, msgs, followed)
+}
+
+// relay sends what a follower puts on msgs as server-sent events: batched
+// (followBatch bytes, or followGap of quiet), pinged while idle, and once
+// msgs closes an "end" event with the follower's error. It stops the
+// follower (cancel) and waits for it to end before it returns.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, cancel context.CancelFunc, from int64, msgs <-chan followMsg, followed <-chan error) {
 	defer func() {
 		cancel()
-		for range chunks { // let the follower end before we do
+		for range msgs { // let the follower end before we do
 		}
 	}()
-
 	out := startEvents(w)
 	send := func(event string, m followMsg) bool {
 		data, _ := json.Marshal(m)
 		return out.send(event, strconv.FormatInt(m.Offset, 10), string(data)) == nil
 	}
 	var (
-		ansi  view.ANSI
-		batch []byte
+		batch strings.Builder
+		next  = from
 		due   <-chan time.Time
 		sent  time.Time // when the last message went
 	)
 	flush := func() bool {
 		due = nil
-		if len(batch) == 0 {
+		if batch.Len() == 0 {
 			return true
 		}
 		sent = time.Now()
-		offset += int64(len(batch))
-		html := ansi.Write(batch)
-		batch = nil // the renderer may keep a piece of it
-		return send("", followMsg{HTML: string(html), Offset: offset})
+		m := followMsg{HTML: batch.String(), Offset: next}
+		batch.Reset()
+		return send("", m)
 	}
 	ping := time.NewTicker(keepAlive)
 	defer ping.Stop()
 	for {
 		select {
-		case p, ok := <-chunks:
+		case m, ok := <-msgs:
 			if !ok {
 				if !flush() {
 					return
 				}
-				if tail := ansi.Flush(); tail != "" && !send("", followMsg{HTML: string(tail), Offset: offset}) {
-					return
-				}
-				m := followMsg{Offset: offset}
+				end := followMsg{Offset: next}
 				if err := <-followed; err != nil && r.Context().Err() == nil {
-					m.Error = err.Error()
+					end.Error = err.Error()
 				}
-				send("end", m)
+				send("end", end)
 				return
 			}
-			batch = append(batch, p...)
-			if quiet := time.Since(sent); len(batch) >= followBatch || quiet >= followGap {
+			batch.WriteString(m.HTML)
+			next = m.Offset
+			if quiet := time.Since(sent); batch.Len() >= followBatch || quiet >= followGap {
 				if !flush() {
 					return
 				}
@@ -251,18 +261,30 @@ func (s *Server) followLog(w http.ResponseWriter, r *http.Request, _ session) {
 	}
 }
 
-// chunkSink hands a follower's writes to the stream's loop; it waits for
-// the loop, so a slow browser slows the reading, not the memory.
-type chunkSink struct {
-	ctx context.Context
-	out chan<- []byte
+// renderSink renders a follower's writes and hands them to relay; it waits
+// for relay, so a slow browser slows the reading, not the memory.
+type renderSink struct {
+	ctx    context.Context
+	out    chan<- followMsg
+	offset int64 // of the bytes written so far
+	ansi   view.ANSI
 }
 
-func (c chunkSink) Write(p []byte) (int, error) {
+func (c *renderSink) Write(p []byte) (int, error) {
+	c.offset += int64(len(p))
+	// A copy: the renderer may keep a piece of it, and the follower's
+	// buffer is its own.
+	if err := c.send(string(c.ansi.Write(bytes.Clone(p)))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *renderSink) send(html string) error {
 	select {
-	case c.out <- bytes.Clone(p):
-		return len(p), nil
+	case c.out <- followMsg{HTML: html, Offset: c.offset}:
+		return nil
 	case <-c.ctx.Done():
-		return 0, c.ctx.Err()
+		return c.ctx.Err()
 	}
 }

@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/web/view"
@@ -28,14 +26,27 @@ const streamAll = "all"
 // thousands of records, far more than a page of output needs.
 const indexWindow = 128 << 10
 
-// pieceHTML renders one piece of the merged view.
-func pieceHTML(p logstore.Piece) string {
+// mergedHTML renders the pieces of a merged view, one ANSI renderer per
+// stream: a colour, an escape sequence or a character split between two
+// records of a stream goes on across them, as in the stream's own pane.
+type mergedHTML struct{ out, err view.ANSI }
+
+func (m *mergedHTML) piece(p logstore.Piece) string {
 	if p.Start {
 		return `<span class="cmd">` + html.EscapeString(logorder.Heading(p.Command, p.Text)) + "</span>\n"
 	}
-	h := string(view.ANSIToHTML(p.Data))
 	if p.Stream == logstore.Stderr {
-		return `<span class="stderr">` + h + `</span>`
+		return `<span class="stderr">` + string(m.err.Write(p.Data)) + `</span>`
+	}
+	return string(m.out.Write(p.Data))
+}
+
+// flush renders what the renderers hold back: at the end of a page or a
+// followed log.
+func (m *mergedHTML) flush() string {
+	h := string(m.out.Flush())
+	if tail := m.err.Flush(); tail != "" {
+		h += `<span class="stderr">` + string(tail) + `</span>`
 	}
 	return h
 }
@@ -78,7 +89,10 @@ func (s *Server) mergedPage(w http.ResponseWriter, r *http.Request, key logstore
 	if first < len(recs) {
 		start = recs[first].at
 	}
-	var out strings.Builder
+	var (
+		out    strings.Builder
+		render mergedHTML
+	)
 	for _, rec := range recs[first:] {
 		p := logstore.Piece{Command: rec.Command, Start: rec.Start, Text: rec.Text, Stream: rec.Stream}
 		if !rec.Start {
@@ -96,8 +110,9 @@ func (s *Server) mergedPage(w http.ResponseWriter, r *http.Request, key logstore
 			}
 			p.Data = data[:got]
 		}
-		out.WriteString(pieceHTML(p))
+		out.WriteString(render.piece(p))
 	}
+	out.WriteString(render.flush())
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -142,81 +157,30 @@ func (s *Server) indexBefore(key logstore.Key, end int64) ([]indexRecord, int64,
 }
 
 // followMerged streams the merged view from index offset from on, as
-// followLog streams one stream: batched, until the build ends.
-func (s *Server) followMerged(ctx context.Context, w http.ResponseWriter, r *http.Request, key logstore.Key, from int64, ended <-chan struct{}) {
+// followLog streams one stream.
+func (s *Server) followMerged(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, r *http.Request, key logstore.Key, from int64, ended <-chan struct{}) {
 	msgs := make(chan followMsg, 16)
 	followed := make(chan error, 1)
 	go func() {
 		defer close(msgs)
-		followed <- logstore.FollowMerged(ctx, s.logs, key, from, ended, func(p logstore.Piece) error {
+		var render mergedHTML
+		send := func(m followMsg) error {
 			select {
-			case msgs <- followMsg{HTML: pieceHTML(p), Offset: p.Next}:
+			case msgs <- m:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+		}
+		next := from
+		err := logstore.FollowMerged(ctx, s.logs, key, from, ended, func(p logstore.Piece) error {
+			next = p.Next
+			return send(followMsg{HTML: render.piece(p), Offset: p.Next})
 		})
+		if tail := render.flush(); tail != "" && err == nil {
+			err = send(followMsg{HTML: tail, Offset: next})
+		}
+		followed <- err
 	}()
-	defer func() {
-		for range msgs { // let the follower end before we do
-		}
-	}()
-	out := startEvents(w)
-	send := func(event string, m followMsg) bool {
-		data, _ := json.Marshal(m)
-		return out.send(event, strconv.FormatInt(m.Offset, 10), string(data)) == nil
-	}
-	var (
-		batch strings.Builder
-		next  = from
-		due   <-chan time.Time
-		sent  time.Time
-	)
-	flush := func() bool {
-		due = nil
-		if batch.Len() == 0 {
-			return true
-		}
-		sent = time.Now()
-		m := followMsg{HTML: batch.String(), Offset: next}
-		batch.Reset()
-		return send("", m)
-	}
-	ping := time.NewTicker(keepAlive)
-	defer ping.Stop()
-	for {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				if !flush() {
-					return
-				}
-				end := followMsg{Offset: next}
-				if err := <-followed; err != nil && r.Context().Err() == nil {
-					end.Error = err.Error()
-				}
-				send("end", end)
-				return
-			}
-			batch.WriteString(m.HTML)
-			next = m.Offset
-			if quiet := time.Since(sent); batch.Len() >= followBatch || quiet >= followGap {
-				if !flush() {
-					return
-				}
-			} else if due == nil {
-				due = time.After(followGap - quiet)
-			}
-		case <-due:
-			if !flush() {
-				return
-			}
-		case <-ping.C:
-			if out.ping() != nil {
-				return
-			}
-		case <-s.done:
-			return
-		}
-	}
+	s.relay(w, r, cancel, from, msgs, followed)
 }
