@@ -79,7 +79,8 @@ func TestALostAgentsBuildMovesOnAfterTheGrace(t *testing.T) {
 // An agent that comes back within the grace holding its build keeps it:
 // the late grace does not take it away.
 func TestAnAgentBackWithinTheGraceKeepsItsBuild(t *testing.T) {
-	const grace = time.Second
+	// Long enough for a dial and a hello on a busy machine.
+	const grace = 5 * time.Second
 	f := newFleet(t, time.Hour, func(c *coordinator.Config) { c.AgentGrace = grace })
 	a, w := recoveryAgent(t, f, "blip")
 	b := f.triggerPlain(t)
@@ -90,7 +91,7 @@ func TestAnAgentBackWithinTheGraceKeepsItsBuild(t *testing.T) {
 	h := fleettest.Hello("blip", w.GetCredential(), &fleet.Capacity{MilliCpus: 1000, Memory: 4 << 30})
 	h.Id, h.Pauses, h.Holding = w.GetId(), true, []*fleet.BuildAttempt{ba}
 	again.Welcome(t, h)
-	time.Sleep(3 * grace) // past the grace the first stream's end started
+	time.Sleep(grace + time.Second) // past the grace the first stream's end started
 	got, err := f.store.GetBuild(context.Background(), b.ID)
 	if err != nil {
 		t.Fatal(err)

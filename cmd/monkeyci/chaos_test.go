@@ -162,7 +162,7 @@ func TestChaosAgentKilledMidBuildFinishesElsewhereAsAttemptTwo(t *testing.T) {
 	dockertest.RequireImage(t, dockertest.Busybox)
 	// The lease is long: the killed agent's closed stream and the grace
 	// (5 s) send the build on.
-	const lease, grace = 30 * time.Second, 5 * time.Second
+	const lease = 30 * time.Second
 	c := startCoordinator(t, t.TempDir(), lease)
 	api := c.adminClient(t)
 	first := startAgentProcess(t, c, "chaos-kill-a1")
@@ -176,15 +176,13 @@ func TestChaosAgentKilledMidBuildFinishesElsewhereAsAttemptTwo(t *testing.T) {
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	killed := time.Now()
 	ended := waitBuild(t, api, b.GetId(), lease+time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
 	if ended.GetResult() != "success" || ended.GetAttempt() != 2 || ended.GetAttemptReasons()[2] != "agent lost" {
 		t.Fatalf("build ended %s at attempt %d (%s) for %q, want success at attempt 2 for \"agent lost\"\nagent output:\n%s",
 			ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), ended.GetAttemptReasons()[2], first.out)
 	}
-	if took := time.Since(killed); took > grace+15*time.Second {
-		t.Errorf("the build ended %s after the kill, more than the grace plus 15 s (the lease is %s)", took, lease)
-	}
+	// "agent lost", not "lease expired": the grace sent it on. How soon is
+	// the bench's to measure (BenchmarkRecoveryAfterKill), not a test's.
 }
 
 func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
@@ -479,7 +477,6 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 	}
 	<-killed.done
 	killed.done <- nil
-	at := time.Now()
 	restarted := startAgentArgs(t, c, env, args...)
 	restarted.joined(t)
 	for _, left := range append(sockets, files) {
@@ -493,8 +490,5 @@ func TestChaosAgentKilledAndRestartedLeavesNothingAndRunsTheBuildAgain(t *testin
 		t.Fatalf("build ended %s at attempt %d (%s) for %q, want success at attempt 2 for \"agent restarted\"\nagent output:\n%s",
 			ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), ended.GetAttemptReasons()[2], restarted.out)
 	}
-	// The lease of 30 s was not waited for (the job takes 5).
-	if took := time.Since(at); took > 25*time.Second {
-		t.Errorf("the build ended %s after the kill, as if the lease had run out", took)
-	}
+	// "agent restarted", not "lease expired": the lease was not waited for.
 }
