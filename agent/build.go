@@ -160,7 +160,7 @@ func (b *build) run() (int, error) {
 		return -1, err
 	}
 	// A short name of its own: the socket's path must stay short.
-	if err := os.MkdirAll(b.r.apiRoot(), 0o700); err != nil {
+	if err := ownDir(b.r.apiRoot()); err != nil {
 		return -1, fmt.Errorf("job API directory: %w", err)
 	}
 	if b.apiDir, err = os.MkdirTemp(b.r.apiRoot(), ""); err != nil {

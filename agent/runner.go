@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -298,4 +299,28 @@ func sweepNetworks(ctx context.Context, rt Runtime, labels map[string]string) (i
 		}
 	}
 	return len(nets), nil
+}
+
+// ownDir makes dir (0700) unless it is there, and checks that it is a
+// directory of this user's that no one else may enter: its name in the
+// shared temp dir is predictable, and another user who made it first
+// would hold the builds' sockets.
+func ownDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	info, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	switch {
+	case !info.IsDir():
+		return fmt.Errorf("%s is not a directory: remove it", dir)
+	case ok && int(st.Uid) != os.Getuid():
+		return fmt.Errorf("%s belongs to another user (uid %d): remove it", dir, st.Uid)
+	case info.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("%s may be entered by others (mode %v): remove it", dir, info.Mode().Perm())
+	}
+	return nil
 }
