@@ -33,6 +33,16 @@ func (h hooked) Event(e events.Event) {
 // inspectOne inspects the one container of the build with the labels.
 func (f *fixture) inspectOne(t *testing.T, build string, kv ...string) container.InspectResponse {
 	t.Helper()
+	info, err := f.lookOne(build, kv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// lookOne is inspectOne for a goroutine not the test's (a reporter's
+// hook), where t.Fatal must not be called.
+func (f *fixture) lookOne(build string, kv ...string) (container.InspectResponse, error) {
 	labels := map[string]string{agent.LabelBuild: build}
 	for i := 0; i+1 < len(kv); i += 2 {
 		labels[kv[i]] = kv[i+1]
@@ -40,13 +50,9 @@ func (f *fixture) inspectOne(t *testing.T, build string, kv ...string) container
 	ctx := context.Background()
 	ids, err := f.engine.ListContainers(ctx, labels)
 	if err != nil || len(ids) != 1 {
-		t.Fatalf("containers %v: %v %v", labels, ids, err)
+		return container.InspectResponse{}, fmt.Errorf("containers %v: %v %v", labels, ids, err)
 	}
-	info, err := f.engine.Inspect(ctx, ids[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info
+	return f.engine.Inspect(ctx, ids[0])
 }
 
 func TestBuildContainersAreConfined(t *testing.T) {
@@ -66,11 +72,16 @@ script:
 			return
 		}
 		// The job's first line runs: both containers are up.
-		job := f.inspectOne(t, build, agent.LabelRole, "job")
-		script := f.inspectOne(t, build, agent.LabelRole, "script")
-		mu.Lock()
-		seen["job"], seen["script"] = job, script
-		mu.Unlock()
+		for _, role := range []string{"job", "script"} {
+			info, err := f.lookOne(build, agent.LabelRole, role)
+			if err != nil {
+				t.Error(err) // and not seen: the check below stops there
+				continue
+			}
+			mu.Lock()
+			seen[role] = info
+			mu.Unlock()
+		}
 	}}
 	out, err := f.runner.Run(context.Background(), agent.BuildSpec{ID: build, Source: dir}, rep)
 	if err != nil || out.Result != events.Success {
@@ -224,7 +235,12 @@ script: ["sleep 600 & (f() { while :; do f & done; }; f); wait"]
 	var host container.HostConfig
 	rec := hooked{newRecorder(), func(e events.Event) {
 		if e.Type == events.CommandStart && e.Job == "bomb" {
-			host = *f.inspectOne(t, "bomb", agent.LabelJob, "bomb").HostConfig
+			info, err := f.lookOne("bomb", agent.LabelJob, "bomb")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			host = *info.HostConfig
 		}
 	}}
 	done := make(chan agent.Outcome, 1)
