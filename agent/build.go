@@ -284,6 +284,9 @@ func (b *build) endJobs() {
 	b.closed = true
 	b.mu.Unlock()
 	b.endActions()
+	if b.ctx.Err() == nil {
+		b.stopServices() // the script is over: nothing needs them
+	}
 	b.stopJobs()
 	b.wg.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -35,6 +36,12 @@ type jobRun struct {
 	started time.Time
 	action  bool
 	ending  bool
+	// Services only (service.go): ready is closed once the service
+	// accepts connections on every port it exposes, stop once it is asked
+	// to stop.
+	ready    chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 type jobResult struct {
@@ -52,6 +59,11 @@ func (b *build) startJob(j pipeline.Job) error {
 	if err != nil {
 		return err
 	}
+	if j.Arch != "" {
+		if err := b.require([]string{j.Arch}); err != nil {
+			return err
+		}
+	}
 	jr, err := b.register(j.ID, j, true, false)
 	if err != nil {
 		return err
@@ -68,7 +80,7 @@ func (b *build) startJob(j pipeline.Job) error {
 	}
 	go func() {
 		defer b.wg.Done()
-		b.emit(events.Event{Type: events.JobQueued, Job: j.ID, Deps: j.Dependencies})
+		b.emit(events.Event{Type: events.JobQueued, Job: j.ID, Deps: j.Dependencies, Expose: j.Expose})
 		if res, ok := b.awaitDeps(deps); !ok {
 			b.finish(jr, res, 0)
 			return
@@ -78,7 +90,7 @@ func (b *build) startJob(j pipeline.Job) error {
 			return
 		}
 		started := b.markRunning(jr)
-		res := b.execJob(j)
+		res := b.execJob(jr, servicesOf(deps))
 		b.r.cfg.Ledger.Release(need)
 		b.finish(jr, res, time.Since(started))
 	}()
@@ -108,10 +120,14 @@ func (e unknownDepError) Error() string {
 	return fmt.Sprintf("job %s depends on %s, which was not started in this build", e.job, e.dep)
 }
 
-// awaitDeps waits for a job's dependencies to end. When one did not
-// succeed (or the build is ending) it returns the job's result instead.
+// awaitDeps waits for a job's dependencies to end, but for services, which
+// are awaited once the job's container is made (awaitReady). When one did
+// not succeed (or the build is ending) it returns the job's result instead.
 func (b *build) awaitDeps(deps []*jobRun) (jobResult, bool) {
 	for _, d := range deps {
+		if d.job.Service() {
+			continue // awaited once this job's container is made (awaitReady)
+		}
 		select {
 		case <-d.done:
 		case <-b.jobsCtx.Done():
@@ -161,7 +177,7 @@ func (b *build) register(id string, j pipeline.Job, run, action bool) (*jobRun, 
 	if run {
 		b.wg.Add(1)
 	}
-	jr := &jobRun{job: j, done: make(chan struct{}), action: action}
+	jr := &jobRun{job: j, done: make(chan struct{}), action: action, ready: make(chan struct{}), stop: make(chan struct{})}
 	if action {
 		jr.started = time.Now()
 	}
@@ -253,8 +269,10 @@ func jobNeeds(j pipeline.Job) Resources {
 }
 
 // execJob runs one job's container from create to remove. Its messages
-// leave out the job's id: whoever shows them shows it.
-func (b *build) execJob(j pipeline.Job) jobResult {
+// leave out the job's id: whoever shows them shows it. services are the
+// services it depends on: it runs once they are ready (service.go).
+func (b *build) execJob(jr *jobRun, services []*jobRun) jobResult {
+	j := jr.job
 	ctx, rt := b.jobsCtx, b.r.cfg.Runtime
 	fail := func(status events.Result, format string, args ...any) jobResult {
 		return jobResult{status: status, exit: -1, message: fmt.Sprintf(format, args...)}
@@ -269,6 +287,13 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	spec, filesDir, err := b.jobContainer(j)
 	if err != nil {
 		return fail(events.Error, "%v", err)
+	}
+	var gate *os.File
+	if filesDir != "" && len(services) > 0 {
+		if gate, err = makeGate(filesDir); err != nil {
+			return fail(events.Error, "%v", err)
+		}
+		defer gate.Close()
 	}
 	id, err := b.create(spec)
 	if err != nil {
@@ -287,13 +312,20 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 	started() // made and filled: the script may freeze before it starts
 
 	sink := &jobSink{b: b, job: j.ID, lines: j.Script}
-	exit, err := b.runContainer(ctx, id, j, filesDir, sink, caches)
+	run := containerRun{id: id, jr: jr, filesDir: filesDir, sink: sink, caches: caches, services: services, gate: gate}
+	exit, err := b.runContainer(ctx, run)
 	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
+	var unserved serviceError
 	switch {
+	case run.stopped():
+		// A service runs until nothing needs it: being stopped is its end.
+		return jobResult{status: events.Success, exit: exit.Code, message: "stopped: no job needs it any more"}
 	case ctx.Err() != nil:
 		return fail(events.Canceled, "canceled")
 	case errors.Is(err, errTimedOut):
 		return fail(events.Error, "timed out after %s", j.Timeout)
+	case errors.As(err, &unserved):
+		return fail(events.Failure, "%v", err)
 	case err != nil:
 		return fail(events.Error, "%v", err)
 	}
@@ -316,45 +348,104 @@ func (b *build) execJob(j pipeline.Job) jobResult {
 
 var errTimedOut = errors.New("timed out")
 
+// containerRun is one job container to run: what runContainer needs.
+type containerRun struct {
+	id       string
+	jr       *jobRun
+	filesDir string // the wrapper's files; "" for a job without script lines
+	sink     *jobSink
+	caches   []events.Cache
+	// services the job depends on, and the gate its wrapper waits at until
+	// they are ready (nil: the container starts once they are).
+	services []*jobRun
+	gate     *os.File
+}
+
+// stopped says the job, a service, was asked to stop before its
+// container was seen to exit.
+func (r *containerRun) stopped() bool {
+	select {
+	case <-r.jr.stop:
+		return r.jr.job.Service()
+	default:
+		return false
+	}
+}
+
 // runContainer starts a job's created container, follows its output (the
 // wrapper's files, or the engine's log for a job without script lines)
-// and waits for it to exit or time out.
-func (b *build) runContainer(ctx context.Context, id string, j pipeline.Job, filesDir string, sink *jobSink, caches []events.Cache) (Exit, error) {
-	rt := b.r.cfg.Runtime
+// and waits for it to exit, time out, or (a service) be stopped.
+func (b *build) runContainer(ctx context.Context, r containerRun) (Exit, error) {
+	rt, j, id := b.r.cfg.Runtime, r.jr.job, r.id
 	exited := make(chan struct{})
 	followed := make(chan error, 1)
 	follow := func() error {
-		if filesDir != "" {
-			return sidecar.Tail(ctx, filesDir, sink, exited)
+		if r.filesDir != "" {
+			return sidecar.Tail(ctx, r.filesDir, r.sink, exited)
 		}
 		return rt.Logs(ctx, id, outputWriter{b.rep, j.ID, "out"}, outputWriter{b.rep, j.ID, "err"})
 	}
 	done := func() {
 		close(exited)
 		if err := <-followed; err != nil && ctx.Err() == nil {
-			sink.lost = err
+			r.sink.lost = err
 		}
 	}
-	if filesDir != "" { // from before the start: a job may end at once
+	if r.filesDir != "" { // from before the start: a job may end at once
 		go func() { followed <- follow() }()
 	}
+	if r.gate == nil && len(r.services) > 0 {
+		if err := b.awaitReady(ctx, r.services); err != nil {
+			if r.filesDir == "" {
+				followed <- nil
+			}
+			done()
+			return Exit{}, err
+		}
+	}
 	// Said before the start call returns: output may arrive before it does.
-	b.emit(events.Event{Type: events.JobStart, Job: j.ID, Caches: caches})
+	b.emit(events.Event{Type: events.JobStart, Job: j.ID, Caches: r.caches})
 	if err := rt.Start(ctx, id); err != nil {
-		if filesDir == "" {
+		if r.filesDir == "" {
 			followed <- nil
 		}
 		done()
 		return Exit{}, fmt.Errorf("starting its container: %w", err)
 	}
-	if filesDir == "" {
+	if r.filesDir == "" {
 		go func() { followed <- follow() }()
 	}
 	wctx, cancel := context.WithTimeout(ctx, j.Timeout)
+	defer cancel()
+	timedOut := func() bool { return errors.Is(wctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil }
+	if r.gate != nil {
+		err := b.awaitReady(wctx, r.services)
+		if err == nil {
+			_, err = r.gate.WriteString("go\n")
+		}
+		if err != nil {
+			_ = rt.Stop(context.WithoutCancel(ctx), id, 0)
+			done()
+			if timedOut() {
+				err = errTimedOut
+			}
+			return Exit{}, err
+		}
+	}
+	if j.Service() {
+		sctx, over := context.WithCancel(wctx)
+		defer over()
+		go b.probe(sctx, id, r.jr)
+		go func() {
+			select {
+			case <-r.jr.stop:
+				_ = rt.Stop(context.WithoutCancel(ctx), id, serviceStopGrace)
+			case <-sctx.Done():
+			}
+		}()
+	}
 	exit, err := rt.Wait(wctx, id)
-	timedOut := errors.Is(wctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-	cancel()
-	if timedOut {
+	if timedOut() && !r.stopped() {
 		_ = rt.Stop(context.WithoutCancel(ctx), id, 1)
 		err = errTimedOut
 	} else if err != nil {

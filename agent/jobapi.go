@@ -87,7 +87,8 @@ func (b *build) waitSource(ctx context.Context, req any, info *grpc.UnaryServerI
 
 // track counts every call but awaits, which count themselves.
 func (p *pauser) track(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-	if strings.HasSuffix(info.FullMethod, "/AwaitJobs") || strings.HasSuffix(info.FullMethod, "/AwaitUnblock") {
+	if strings.HasSuffix(info.FullMethod, "/AwaitJobs") || strings.HasSuffix(info.FullMethod, "/AwaitUnblock") ||
+		strings.HasSuffix(info.FullMethod, "/JobAddress") {
 		return next(ctx, req)
 	}
 	p.callBegin(ctx)
@@ -139,4 +140,36 @@ func (s *jobServer) SkipJob(ctx context.Context, req *jobapi.SkipJobRequest) (*j
 
 func (s *jobServer) GetParams(ctx context.Context, req *jobapi.GetParamsRequest) (*jobapi.GetParamsResponse, error) {
 	return &jobapi.GetParamsResponse{Params: s.b.params}, nil
+}
+
+func (s *jobServer) StopJob(ctx context.Context, req *jobapi.StopJobRequest) (*jobapi.StopJobResponse, error) {
+	if err := s.b.stopJob(req.GetId()); err != nil {
+		if errors.Is(err, errNoSuchJob) {
+			return nil, status.Error(codes.NotFound, err.Error())
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &jobapi.StopJobResponse{}, nil
+}
+
+func (s *jobServer) JobAddress(ctx context.Context, req *jobapi.JobAddressRequest) (*jobapi.JobAddressResponse, error) {
+	addr, err := s.b.serviceAddress(ctx, req.GetId(), int(req.GetPort()))
+	switch {
+	case errors.Is(err, errNoSuchJob):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, errNotExposed):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case err != nil:
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &jobapi.JobAddressResponse{Address: addr}, nil
+}
+
+func (s *jobServer) Require(ctx context.Context, req *jobapi.RequireRequest) (*jobapi.RequireResponse, error) {
+	if err := s.b.require(req.GetArch()); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &jobapi.RequireResponse{}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -54,6 +55,9 @@ type Config struct {
 	// Pids bounds the processes of each build container (default
 	// DefaultPids): the default and the most a job may ask for.
 	Pids int64
+	// Arch is the machine architecture of the jobs this agent runs, as
+	// MonkeyCI names it (default: this machine's, "amd" or "arm").
+	Arch string
 }
 
 // BuildSpec says what to build.
@@ -158,6 +162,9 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	if cfg.Pids < 0 {
 		return nil, fmt.Errorf("runner: a negative process limit (%d)", cfg.Pids)
+	}
+	if cfg.Arch == "" {
+		cfg.Arch = pipeline.ArchOf(runtime.GOARCH)
 	}
 	if cfg.Pids == 0 {
 		cfg.Pids = DefaultPids

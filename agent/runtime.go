@@ -51,6 +51,9 @@ type Runtime interface {
 	Remove(ctx context.Context, id string) error
 	// Logs streams the container's combined output (for images without a shell).
 	Logs(ctx context.Context, id string, stdout, stderr io.Writer) error
+	// Address returns a started container's IP address on network, as the
+	// agent's host reaches it.
+	Address(ctx context.Context, id, network string) (string, error)
 	// State returns the engine's state name: created, running, paused, exited...
 	State(ctx context.Context, id string) (string, error)
 

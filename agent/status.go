@@ -43,7 +43,7 @@ func (b *build) jobStates(ids []string) ([]*jobapi.JobState, error) {
 		if !ok {
 			return nil, fmt.Errorf("no job %q was started in this build", id)
 		}
-		st := &jobapi.JobState{Id: id, State: stateQueued, Deps: jr.job.Dependencies, Action: jr.action}
+		st := &jobapi.JobState{Id: id, State: stateQueued, Deps: jr.job.Dependencies, Action: jr.action, Expose: jobapi.PortsToProto(jr.job.Expose)}
 		select {
 		case <-jr.done:
 			st.State, st.Exit, st.Message = string(jr.result.status), int32(jr.result.exit), jr.result.message

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -441,6 +442,9 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 		// Not everything is stored yet: the agent resends from seq.
 		return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq})
 	}
+	if needs := d.GetNeeds(); len(needs) > 0 {
+		return c.handBack(ctx, conn, ba, needs, d.GetMessage(), seq)
+	}
 	result := events.Result(d.GetResult())
 	switch result {
 	case events.Success, events.Failure, events.Error, events.Canceled:
@@ -459,6 +463,42 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	} else {
 		c.notifyEnded(ba.GetBuildId())
 	}
+	c.poke()
+	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
+}
+
+// handBack queues a build again for an agent with the labels it turned out
+// to need (its jobs' arch, say): the attempt that found it out ends here,
+// and the build waits for such an agent, saying so.
+func (c *Coordinator) handBack(ctx context.Context, conn *agentConn, ba *fleet.BuildAttempt, needs map[string]string, why string, seq int64) error {
+	b, err := c.cfg.Store.GetBuild(ctx, ba.GetBuildId())
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "reading a build handed back: %v", err)
+	}
+	labels := maps.Clone(b.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, needs)
+	reason := "needs an agent with " + formatLabels(needs)
+	attempt := int(ba.GetAttempt())
+	if err := c.cfg.Store.Handback(ctx, b.ID, attempt, reason, labels); err != nil {
+		if errors.Is(err, ErrStale) {
+			return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
+		}
+		return status.Errorf(codes.Unavailable, "handing back a build: %v", err)
+	}
+	c.log.Info("an agent handed a build back; queued again", "build", b.ID, "agent", conn.id, "needs", formatLabels(needs), "why", why)
+	b.State, b.Agent, b.Labels, b.queuedAt = Queued, "", labels, c.cfg.Now()
+	if b.AttemptReasons == nil {
+		b.AttemptReasons = map[int]string{}
+	}
+	b.AttemptReasons[attempt+1] = reason
+	c.mu.Lock()
+	c.endLeaseLocked(b.ID, attempt)
+	c.enqueueLocked(&b)
+	c.mu.Unlock()
+	c.changed()
 	c.poke()
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
 }

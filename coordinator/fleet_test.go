@@ -88,19 +88,30 @@ func (f *fleetFixture) webhooks(t *testing.T) *httptest.Server {
 // startAgent runs an agent in this process against the fixture.
 func (f *fleetFixture) startAgent(t *testing.T, name string, capacity agent.Resources) (*link.Link, context.CancelFunc) {
 	t.Helper()
+	return f.startArchAgent(t, name, capacity, "")
+}
+
+// startArchAgent is startAgent for an agent that runs jobs of arch, as
+// its label says ("": the machine's, and no label).
+func (f *fleetFixture) startArchAgent(t *testing.T, name string, capacity agent.Resources, arch string) (*link.Link, context.CancelFunc) {
+	t.Helper()
+	var labels map[string]string
+	if arch != "" {
+		labels = map[string]string{agent.LabelArch: arch}
+	}
 	engine := dockertest.Engine(t)
 	ledger := agent.NewLedger(capacity)
 	// Unique per run: a sweep by another test process must not meet ours.
 	agentID := "test-" + name + "-" + coordinator.NewID()[:8]
 	runner, err := agent.NewRunner(agent.Config{
-		Runtime: engine, Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: true, AgentID: agentID,
+		Runtime: engine, Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: true, AgentID: agentID, Arch: arch,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: os.Stderr}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l, err := link.New(link.Config{
-		Coordinator: f.addr, JoinToken: "join-secret", Name: name, Runner: runner, Ledger: ledger, StateDir: t.TempDir(),
+		Coordinator: f.addr, JoinToken: "join-secret", Name: name, Runner: runner, Ledger: ledger, StateDir: t.TempDir(), Labels: labels,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: name + "-link", Level: hclog.Warn, Output: os.Stderr}),
 	})
 	if err != nil {

@@ -224,6 +224,9 @@ type Store interface {
 	// Requeue puts a running attempt back in the queue (agent lost); reason
 	// is kept as why the next attempt exists.
 	Requeue(ctx context.Context, id string, attempt int, reason string) error
+	// Handback is Requeue for a build that needs another kind of agent
+	// than the one it was sent to: its labels become labels.
+	Handback(ctx context.Context, id string, attempt int, reason string, labels map[string]string) error
 	// Finish ends a build's attempt with a result. attempt 0 ends a queued
 	// build (canceled before dispatch, or given up).
 	Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error

@@ -91,6 +91,16 @@ func EncodeEDN(e Event) []byte {
 		}
 		b.WriteByte(']')
 	}
+	if len(e.Expose) > 0 {
+		b.WriteString(" :expose [")
+		for i, p := range e.Expose {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%d", p)
+		}
+		b.WriteByte(']')
+	}
 	if len(e.Caches) > 0 {
 		b.WriteString(" :caches [")
 		for i, c := range e.Caches {
@@ -200,6 +210,7 @@ type wire struct {
 	Deps     any   `edn:"deps"`
 	Action   any   `edn:"action?"`
 	Caches   any   `edn:"caches"`
+	Expose   any   `edn:"expose"`
 }
 
 // DecodeEDN reads one EDN map as an Event. Unknown keys are ignored; input
@@ -256,6 +267,9 @@ func (w *wire) event() (Event, error) {
 		return Event{}, err
 	}
 	if e.Caches, err = caches(w.Caches); err != nil {
+		return Event{}, err
+	}
+	if e.Expose, err = ports(w.Expose); err != nil {
 		return Event{}, err
 	}
 	if e.Exit, err = exit(w.Exit); err != nil {
@@ -349,6 +363,26 @@ func texts(key string, v any) ([]string, error) {
 			return nil, err
 		}
 		out = append(out, t)
+	}
+	return out, nil
+}
+
+// ports reads :expose, a vector of port numbers.
+func ports(v any) ([]int, error) {
+	items, ok := v.([]any)
+	if v == nil {
+		return nil, nil
+	}
+	if !ok {
+		return nil, fmt.Errorf("edn: :expose is %T, want a vector of ports", v)
+	}
+	out := make([]int, 0, len(items))
+	for _, it := range items {
+		p, ok := it.(int64)
+		if !ok || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("edn: :expose holds %v, want ports from 1 to 65535", it)
+		}
+		out = append(out, int(p))
 	}
 	return out, nil
 }

@@ -78,6 +78,7 @@ func TestEncodeEDN(t *testing.T) {
 		{Event{Type: JobStart, Time: time.UnixMilli(-1e15)}, `{:type :job/start :time -1000000000000000}`},
 		{Event{Type: JobQueued, Job: "c", Deps: []string{"a", "b\""}}, `{:type :job/queued :job "c" :deps ["a" "b\""]}`},
 		{Event{Type: JobQueued, Job: "pack", Deps: []string{"c"}, Action: true}, `{:type :job/queued :job "pack" :action? true :deps ["c"]}`},
+		{Event{Type: JobQueued, Job: "db", Expose: []int{5432, 8080}}, `{:type :job/queued :job "db" :expose [5432 8080]}`},
 		{Event{Type: JobStart, Job: "t", Caches: []Cache{{ID: "deps", Scope: "branch:feature", From: "branch:main"}, {ID: "x", Scope: "pr:7"}}},
 			`{:type :job/start :job "t" :caches [{:id "deps" :scope "branch:feature" :from "branch:main"} {:id "x" :scope "pr:7"}]}`},
 	} {

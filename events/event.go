@@ -41,6 +41,9 @@ const (
 	JobSkipped      Type = "job/skipped"
 	JobBlocked      Type = "job/blocked"
 	JobUnblocked    Type = "job/unblocked"
+	// JobReady: a service accepts connections on every port it exposes;
+	// the jobs that depend on it start.
+	JobReady Type = "job/ready"
 )
 
 // Job container events, written by the job wrapper (the sidecar protocol).
@@ -108,6 +111,9 @@ type Event struct {
 	// does in its own container (a `job action` command, the SDK's Action),
 	// with no container of its own.
 	Action bool `json:"action,omitempty"`
+	// Expose are, on job/queued, the ports of a job that is a service: it
+	// serves them to the build's other jobs, which reach it by its id.
+	Expose []int `json:"expose,omitempty"`
 	// Caches are a job's caches on job/start: the scope each is saved to
 	// and the one it was restored from.
 	Caches []Cache `json:"caches,omitempty"`

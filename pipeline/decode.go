@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,9 @@ type jobDecoder struct {
 	job                Job
 	size               int
 	hasCPUs, hasMemory bool
+	// imageKey is the key that named the image first: "image", or
+	// "container/image" (MonkeyCI's v1 name for it).
+	imageKey string
 }
 
 func decodeJob(m *node, errs *errList) (Job, bool) {
@@ -99,8 +103,23 @@ func (d *jobDecoder) field(key, name string, v *node) bool {
 	switch key {
 	case "id":
 		j.ID, _ = d.str(name, v)
-	case "image":
+	case "image", "container/image":
+		if d.imageKey != "" {
+			d.errs.add(v.pos, "%s: the image is given twice (as %q too): keep one", name, d.imageKey)
+			break
+		}
+		d.imageKey = name
 		j.Image, _ = d.str(name, v)
+		j.Pos["image"] = v.pos
+	case "type":
+		d.jobType(name, v)
+	case "arch":
+		j.Arch = d.arch(name, v)
+	case "expose":
+		j.Expose = d.ports(name, v)
+		d.itemPositions(key, v)
+	case "credit-multiplier":
+		j.CreditMultiplier = d.creditMultiplier(name, v)
 	case "script":
 		j.Script = d.strList(name, v, true)
 	case "dependencies":
@@ -150,6 +169,86 @@ func (d *jobDecoder) field(key, name string, v *node) bool {
 		return false
 	}
 	return true
+}
+
+// word reads a string or an EDN keyword (:arm).
+func (d *jobDecoder) word(what string, v *node) (string, bool) {
+	if v.kind == kKeyword || v.kind == kString {
+		return v.text, true
+	}
+	d.errs.add(v.pos, "%s: expected a word, got %s", what, v.describe())
+	return "", false
+}
+
+// jobType reads MonkeyCI's job type: a build file holds container jobs;
+// action jobs are code, which only a build script has.
+func (d *jobDecoder) jobType(what string, v *node) {
+	t, ok := d.word(what, v)
+	switch {
+	case !ok || t == "container":
+	case t == "action":
+		d.errs.add(v.pos, "%s: action jobs run code, so they need a build script (.monkeyci/build, see docs/job-api.md); a build file holds container jobs", what)
+	default:
+		d.errs.add(v.pos, "%s: unknown job type %q, expected \"container\"", what, t)
+	}
+}
+
+// archAliases are other names of MonkeyCI's two architectures, said in
+// the error rather than taken: one name for each keeps labels comparable.
+var archAliases = map[string]string{
+	"amd64": ArchAMD, "x86_64": ArchAMD, "x86-64": ArchAMD, "intel": ArchAMD,
+	"arm64": ArchARM, "aarch64": ArchARM,
+}
+
+func (d *jobDecoder) arch(what string, v *node) string {
+	a, ok := d.word(what, v)
+	switch {
+	case !ok:
+	case a == ArchAMD || a == ArchARM:
+		return a
+	case archAliases[strings.ToLower(a)] != "":
+		d.errs.add(v.pos, "%s: %q is called %q here, expected \"amd\" or \"arm\"", what, a, archAliases[strings.ToLower(a)])
+	default:
+		d.errs.add(v.pos, "%s: unknown architecture %q, expected \"amd\" or \"arm\"", what, a)
+	}
+	return ""
+}
+
+// creditMultiplier reads a whole number from 0 to 99, as MonkeyCI takes it.
+func (d *jobDecoder) creditMultiplier(what string, v *node) int {
+	n, ok := whole(v)
+	switch {
+	case v.kind != kInt && v.kind != kFloat:
+		d.errs.add(v.pos, "%s: expected a whole number from 0 to 99, got %s", what, v.describe())
+	case !ok || n < 0 || n > maxCreditMultiplier:
+		d.errs.add(v.pos, "%s: %s is out of range, expected a whole number from 0 to 99", what, v.text)
+	default:
+		return int(n)
+	}
+	return 0
+}
+
+// ports reads expose: a list of TCP ports (or one port), each once.
+func (d *jobDecoder) ports(what string, v *node) []int {
+	items := v.items
+	if v.kind != kList {
+		items = []*node{v}
+	}
+	var out []int
+	for i, item := range items {
+		n, ok := whole(item)
+		switch {
+		case item.kind != kInt && item.kind != kFloat || !ok:
+			d.errs.add(item.pos, "%s[%d]: expected a port number, got %s", what, i, item.describe())
+		case n < 1 || n > 65535:
+			d.errs.add(item.pos, "%s[%d]: port %s is out of range, expected 1 to 65535", what, i, item.text)
+		case slices.Contains(out, int(n)):
+			d.errs.add(item.pos, "%s[%d]: port %d is listed twice", what, i, n)
+		default:
+			out = append(out, int(n))
+		}
+	}
+	return out
 }
 
 func (d *jobDecoder) itemPositions(key string, v *node) {

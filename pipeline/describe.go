@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -25,7 +26,14 @@ func (p *Plan) Describe() string {
 			if j.Pids > 0 {
 				resources += fmt.Sprintf(", %d pids", j.Pids)
 			}
-			cells := []string{j.ID, j.Image, resources}
+			if j.Arch != "" {
+				resources += ", " + j.Arch
+			}
+			image := j.Image
+			if j.Service() {
+				image += " (service on " + JoinPorts(j.Expose) + ")"
+			}
+			cells := []string{j.ID, image, resources}
 			after := ""
 			if len(j.Dependencies) > 0 {
 				after = "after: " + strings.Join(j.Dependencies, ", ")
@@ -49,4 +57,13 @@ func (p *Plan) Describe() string {
 	}
 	w.Flush()
 	return b.String()
+}
+
+// JoinPorts writes ports as "5432, 8080".
+func JoinPorts(ports []int) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ", ")
 }

@@ -30,6 +30,9 @@ type Graph struct {
 	deps       [][]int
 	dependents [][]int
 	state      []State
+	// service marks the jobs that serve ports: their dependents may start
+	// once they run (the agent holds them until the ports accept).
+	service []bool
 }
 
 // NewGraph starts every job pending, or blocked when it says so. It expects
@@ -50,9 +53,11 @@ func NewGraph(jobs []Job) *Graph {
 	g.deps = make([][]int, n)
 	g.dependents = make([][]int, n)
 	g.state = make([]State, n)
+	g.service = make([]bool, n)
 	var impossible []int
 	for i, j := range kept {
 		g.state[i] = StatePending
+		g.service[i] = j.Service()
 		if j.Blocked {
 			g.state[i] = StateBlocked
 		}
@@ -122,15 +127,21 @@ func (g *Graph) ready(i int) bool {
 		return false
 	}
 	for _, d := range g.deps[i] {
-		if g.state[d] != StateSuccess {
+		if !g.satisfies(d) {
 			return false
 		}
 	}
 	return true
 }
 
-// Ready returns the pending jobs whose dependencies all succeeded, in
-// declaration order.
+// satisfies says whether job d lets its dependents start: it succeeded, or
+// it is a service that runs.
+func (g *Graph) satisfies(d int) bool {
+	return g.state[d] == StateSuccess || g.service[d] && g.state[d] == StateRunning
+}
+
+// Ready returns the pending jobs whose dependencies all succeeded (or, for
+// a service, run), in declaration order.
 func (g *Graph) Ready() []string {
 	var out []string
 	for i, id := range g.ids {
@@ -151,7 +162,7 @@ func (g *Graph) Start(id string) error {
 		return fmt.Errorf("cannot start job %q: it is %s, not pending", id, g.state[i])
 	}
 	for _, d := range g.deps[i] {
-		if g.state[d] != StateSuccess {
+		if !g.satisfies(d) {
 			return fmt.Errorf("cannot start job %q: dependency %q is %s", id, g.ids[d], g.state[d])
 		}
 	}
@@ -256,6 +267,44 @@ func (g *Graph) Cancel() []string {
 		}
 	}
 	return out
+}
+
+// Unneeded returns the running services no job waits for any more, in
+// declaration order: every job that depends on one has ended (or will
+// never start), or, for a service nothing depends on, every job but the
+// services has. They are the caller's to stop.
+func (g *Graph) Unneeded() []string {
+	othersOver := true
+	for i, s := range g.state {
+		if !g.service[i] && !s.final() {
+			othersOver = false
+		}
+	}
+	var out []string
+	for i, id := range g.ids {
+		if !g.service[i] || g.state[i] != StateRunning {
+			continue
+		}
+		over := len(g.dependents[i]) > 0 || othersOver
+		for _, k := range g.dependents[i] {
+			if !g.state[k].final() {
+				over = false
+			}
+		}
+		if over {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// final says whether a job in this state has ended or never will start.
+func (s State) final() bool {
+	switch s {
+	case StatePending, StateBlocked, StateRunning:
+		return false
+	}
+	return true
 }
 
 // State returns a job's state, "" for an unknown id.

@@ -200,3 +200,48 @@ func TestGraphSkip(t *testing.T) {
 	eq(t, "done", g.Done(), true)
 	eq(t, "skips do not spoil a success", g.Result(), events.Success)
 }
+
+// A service's dependents may start once it runs; it is no longer needed
+// once they have all ended, and a service nothing depends on once every
+// other job has.
+func TestGraphServices(t *testing.T) {
+	g := NewGraph([]Job{
+		{ID: "build"},
+		{ID: "db", Expose: []int{5432}},
+		{ID: "it", Dependencies: []string{"db", "build"}},
+		{ID: "e2e", Dependencies: []string{"db"}},
+		{ID: "mock", Expose: []int{80}},
+	})
+	eq(t, "ready at first", g.Ready(), []string{"build", "db", "mock"})
+	mustStart(t, g, "build", "db", "mock")
+	eq(t, "ready once db runs", g.Ready(), []string{"e2e"})
+	mustStart(t, g, "e2e")
+	eq(t, "unneeded while its dependents wait", g.Unneeded(), []string(nil))
+	finish(t, g, "build", events.Success)
+	mustStart(t, g, "it")
+	finish(t, g, "e2e", events.Success)
+	eq(t, "unneeded while one dependent runs", g.Unneeded(), []string(nil))
+	finish(t, g, "it", events.Failure)
+	eq(t, "unneeded once all have ended", g.Unneeded(), []string{"db", "mock"})
+	finish(t, g, "db", events.Success)
+	finish(t, g, "mock", events.Success)
+	eq(t, "result", g.Result(), events.Failure)
+}
+
+// A service that ends before its dependents start skips them, as any
+// dependency that did not succeed; a dependent skipped for another reason
+// lets the service go.
+func TestGraphServiceEnded(t *testing.T) {
+	g := NewGraph([]Job{
+		{ID: "db", Expose: []int{5432}},
+		{ID: "lint"},
+		{ID: "it", Dependencies: []string{"db", "lint"}},
+	})
+	mustStart(t, g, "db", "lint")
+	eq(t, "skipped with lint", finish(t, g, "lint", events.Failure), []string{"it"})
+	eq(t, "db unneeded", g.Unneeded(), []string{"db"})
+
+	g = NewGraph([]Job{{ID: "db", Expose: []int{5432}}, {ID: "it", Dependencies: []string{"db"}}})
+	mustStart(t, g, "db")
+	eq(t, "skipped with db", finish(t, g, "db", events.Error), []string{"it"})
+}

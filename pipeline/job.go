@@ -54,6 +54,15 @@ type Job struct {
 	Cmd        []string          `json:"cmd,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	Blocked    bool              `json:"blocked,omitempty"`
+	// Arch is the machine architecture the job's image needs, "amd" or
+	// "arm" (MonkeyCI's names); empty: whatever the agent has.
+	Arch string `json:"arch,omitempty"`
+	// Expose lists the ports the job serves to the other jobs of its build:
+	// it makes the job a service (Service).
+	Expose []int `json:"expose,omitempty"`
+	// CreditMultiplier weighs the job's cost in credits (MonkeyCI's
+	// metering); 0: the default weight.
+	CreditMultiplier int `json:"credit-multiplier,omitempty"`
 	// When, if set, says on which builds the job runs (when.go).
 	When *When `json:"when,omitempty"`
 	// Source is where the job was declared; not part of the job's meaning.
@@ -63,6 +72,29 @@ type Job struct {
 	// jobs built in code. It lets Validate point at the offending value.
 	Pos map[string]Position `json:"-"`
 }
+
+// Machine architectures a job may ask for, as MonkeyCI names them.
+const (
+	ArchAMD = "amd"
+	ArchARM = "arm"
+)
+
+// ArchOf is MonkeyCI's name of a Go architecture (runtime.GOARCH): amd64
+// is "amd", arm64 "arm"; any other keeps its Go name.
+func ArchOf(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return ArchAMD
+	case "arm64":
+		return ArchARM
+	}
+	return goarch
+}
+
+// Service says whether the job serves ports to the other jobs of its build:
+// its dependents start once those ports accept connections, and it is
+// stopped when they have all ended.
+func (j Job) Service() bool { return len(j.Expose) > 0 }
 
 // MilliCPUs is the job's CPUs in thousandths, as the agent counts them.
 func (j Job) MilliCPUs() int64 { return int64(math.Round(j.CPUs * 1000)) }

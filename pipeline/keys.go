@@ -11,6 +11,7 @@ var jobKeys = []string{
 	"id", "image", "script", "dependencies", "save-artifacts", "restore-artifacts",
 	"caches", "size", "cpus", "memory", "pids", "env", "work-dir", "timeout", "shell",
 	"entrypoint", "cmd", "labels", "blocked", "when",
+	"type", "container/image", "arch", "expose", "credit-multiplier",
 }
 
 var artifactKeys = []string{"id", "path"}
@@ -24,6 +25,7 @@ var keyHints = map[string]string{
 	"container": "image", "working-dir": "work-dir", "workdir": "work-dir",
 	"artifacts": "save-artifacts", "cache": "caches", "mem": "memory", "cpu": "cpus",
 	"pids-limit": "pids", "processes": "pids", "max-processes": "pids",
+	"ports": "expose", "services": "expose", "platform": "arch", "architecture": "arch",
 	"name": "id", "if": "when", "only": "when", "rules": "when", "condition": "when",
 }
 

@@ -13,12 +13,14 @@ import (
 // typos early; Docker refuses less than 6 MB of memory. A job's CPUs are
 // counted in thousandths, as scripts' are.
 const (
-	maxCPUs   = 1024
-	minCPUs   = 0.001
-	maxPids   = 1 << 22 // the kernel's highest pid_max
-	minMemory = 6 << 20
-	maxMemory = 4 << 40
-	gb        = 1 << 30
+	maxCPUs = 1024
+	minCPUs = 0.001
+	maxPids = 1 << 22 // the kernel's highest pid_max
+	// maxCreditMultiplier is the most MonkeyCI lets a job weigh.
+	maxCreditMultiplier = 99
+	minMemory           = 6 << 20
+	maxMemory           = 4 << 40
+	gb                  = 1 << 30
 )
 
 // sizeResources is what "size: N" means: N CPUs and 2N GB.

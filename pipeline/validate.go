@@ -125,8 +125,17 @@ func checkJob(j *Job) []*Error {
 			add("", "%s has no image, expected an \"image\" key", jobName(j))
 		}
 	}
-	if len(j.Script) == 0 && len(j.Cmd) == 0 && len(j.Entrypoint) == 0 {
-		add("", "%s has neither script nor cmd, expected a \"script\" list (or \"cmd\"/\"entrypoint\")", jobName(j))
+	// A job without script, cmd or entrypoint runs its image's own command.
+	if j.Arch != "" && j.Arch != ArchAMD && j.Arch != ArchARM {
+		add("arch", "arch: unknown architecture %q, expected \"amd\" or \"arm\"", j.Arch)
+	}
+	for i, p := range j.Expose {
+		if p < 1 || p > 65535 || slices.Index(j.Expose, p) < i {
+			add("expose."+strconv.Itoa(i), "expose[%d]: port %d is out of range or listed twice, expected each port from 1 to 65535 once", i, p)
+		}
+	}
+	if j.CreditMultiplier < 0 || j.CreditMultiplier > maxCreditMultiplier {
+		add("credit-multiplier", "credit-multiplier: %d is out of range, expected 0 to 99", j.CreditMultiplier)
 	}
 	if !(j.CPUs >= minCPUs && j.CPUs <= maxCPUs) {
 		add("cpus", "cpus: %g is out of range, expected %g to %d", j.CPUs, minCPUs, maxCPUs)

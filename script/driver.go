@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,8 +40,11 @@ func Drive(ctx context.Context, api jobapi.JobAPIClient, plan *pipeline.Plan) (e
 		params = maps.Clone(params)
 		delete(params, pipeline.ParamChanged)
 	}
-	d := &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params}
+	d := &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params, stopped: map[string]bool{}}
 	if err := d.skipUnwanted(ctx, facts); err != nil {
+		return events.Error, err
+	}
+	if err := d.require(ctx); err != nil {
 		return events.Error, err
 	}
 	for more := true; more; {
@@ -71,6 +75,8 @@ type driver struct {
 	graph   *pipeline.Graph
 	params  map[string]string
 	running []string
+	// stopped are the services asked to stop.
+	stopped map[string]bool
 	// noUnblocks: this run has nobody to unblock a job.
 	noUnblocks bool
 }
@@ -102,22 +108,65 @@ func (d *driver) skipUnwanted(ctx context.Context, facts pipeline.Facts) error {
 	return nil
 }
 
-func (d *driver) startReady(ctx context.Context) error {
-	for _, id := range d.graph.Ready() {
-		job, _ := d.plan.Job(id)
-		if len(d.params) > 0 {
-			env := maps.Clone(d.params)
-			maps.Copy(env, job.Env)
-			job.Env = env
+// startReady starts every job that can start, until none can: a service's
+// dependents can as soon as it started. Then it stops the services no job
+// needs any more.
+// require tells the agent the architecture the build's jobs need, before
+// any starts: an agent of another one hands the build back to be sent to
+// one that has it. One agent runs all of a build's jobs, so they must agree.
+func (d *driver) require(ctx context.Context) error {
+	var archs []string
+	for _, j := range d.plan.Jobs {
+		if st := d.graph.State(j.ID); j.Arch != "" && st != pipeline.StateSkipped && !slices.Contains(archs, j.Arch) {
+			archs = append(archs, j.Arch)
 		}
-		if _, err := d.api.StartJob(ctx, &jobapi.StartJobRequest{Job: jobapi.JobToProto(job)}); err != nil {
-			return fmt.Errorf("starting job %s: %w", id, err)
-		}
-		if err := d.graph.Start(id); err != nil {
-			return err
-		}
-		d.running = append(d.running, id)
 	}
+	if len(archs) == 0 {
+		return nil
+	}
+	if len(archs) > 1 {
+		return fmt.Errorf("the build's jobs ask for %s: one agent runs all of a build's jobs, so give them one arch", strings.Join(archs, " and "))
+	}
+	if _, err := d.api.Require(ctx, &jobapi.RequireRequest{Arch: archs}); err != nil {
+		return fmt.Errorf("the build needs an %s agent: %s", archs[0], status.Convert(err).Message())
+	}
+	return nil
+}
+
+func (d *driver) startReady(ctx context.Context) error {
+	for ready := d.graph.Ready(); len(ready) > 0; ready = d.graph.Ready() {
+		for _, id := range ready {
+			if err := d.start(ctx, id); err != nil {
+				return err
+			}
+		}
+	}
+	for _, id := range d.graph.Unneeded() {
+		if d.stopped[id] {
+			continue
+		}
+		if _, err := d.api.StopJob(ctx, &jobapi.StopJobRequest{Id: id}); err != nil {
+			return fmt.Errorf("stopping service %s: %w", id, err)
+		}
+		d.stopped[id] = true
+	}
+	return nil
+}
+
+func (d *driver) start(ctx context.Context, id string) error {
+	job, _ := d.plan.Job(id)
+	if len(d.params) > 0 {
+		env := maps.Clone(d.params)
+		maps.Copy(env, job.Env)
+		job.Env = env
+	}
+	if _, err := d.api.StartJob(ctx, &jobapi.StartJobRequest{Job: jobapi.JobToProto(job)}); err != nil {
+		return fmt.Errorf("starting job %s: %w", id, err)
+	}
+	if err := d.graph.Start(id); err != nil {
+		return err
+	}
+	d.running = append(d.running, id)
 	return nil
 }
 

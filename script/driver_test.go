@@ -42,6 +42,10 @@ func (c call) String() string {
 		return fmt.Sprintf("skip %s (%s)", c.id, c.reason)
 	case "unblock":
 		return fmt.Sprintf("unblock %v -> %s", c.ids, c.id)
+	case "stop":
+		return "stop " + c.id
+	case "require":
+		return fmt.Sprintf("require %v", c.ids)
 	default:
 		return fmt.Sprintf("await %v -> %s", c.ids, c.id)
 	}
@@ -106,6 +110,29 @@ func (f *fakeAPI) StartJob(_ context.Context, req *jobapi.StartJobRequest) (*job
 	f.calls = append(f.calls, call{kind: "start", id: id, env: maps.Clone(req.GetJob().GetEnv())})
 	f.changeLocked()
 	return &jobapi.StartJobResponse{}, nil
+}
+
+// StopJob stops a service: a held one ends now.
+func (f *fakeAPI) StopJob(_ context.Context, req *jobapi.StopJobRequest) (*jobapi.StopJobResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{kind: "stop", id: req.GetId()})
+	delete(f.held, req.GetId())
+	f.changeLocked()
+	return &jobapi.StopJobResponse{}, nil
+}
+
+// Require takes amd, as an amd agent, and refuses the rest.
+func (f *fakeAPI) Require(_ context.Context, req *jobapi.RequireRequest) (*jobapi.RequireResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{kind: "require", ids: req.GetArch()})
+	for _, a := range req.GetArch() {
+		if a != "amd" {
+			return nil, status.Errorf(codes.FailedPrecondition, "this agent runs amd jobs, not %s", a)
+		}
+	}
+	return &jobapi.RequireResponse{}, nil
 }
 
 func (f *fakeAPI) SkipJob(_ context.Context, req *jobapi.SkipJobRequest) (*jobapi.SkipJobResponse, error) {
@@ -743,5 +770,61 @@ func TestDriveCanceledWhileAwaitingAnUnblock(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Drive still waits after its context was canceled")
+	}
+}
+
+// A service's dependents start as soon as it is started, and the service
+// is stopped once they have all ended, before the build goes on waiting.
+func TestDriveServices(t *testing.T) {
+	f := newFake("tok", nil, nil)
+	f.hold("db")
+	got, err := drive(t, f, "tok", mustPlan(t, `
+- {id: db, image: postgres, expose: [5432]}
+- {id: a, image: alpine, script: [x], dependencies: [db]}
+- {id: b, image: alpine, script: [x], dependencies: [db]}
+- {id: c, image: alpine, script: [x], dependencies: [a, b]}
+`))
+	if err != nil || got != events.Success {
+		t.Fatalf("Drive: %v %v", got, err)
+	}
+	var order []string
+	for _, c := range f.log() {
+		if c.kind == "start" || c.kind == "stop" {
+			order = append(order, c.String())
+		}
+	}
+	if want := []string{"start db", "start a", "start b", "start c", "stop db"}; !slices.Equal(order, want) {
+		t.Errorf("calls %v, want %v", order, want)
+	}
+}
+
+// The build's one architecture is required before any job starts; jobs
+// asking for two are refused before anything runs.
+func TestDriveRequiresTheArch(t *testing.T) {
+	for _, tt := range []struct {
+		name, yaml, wantErr string
+		wantCalls          []string
+	}{
+		{"none asked", "- {id: a, image: i}", "", []string{"start a"}},
+		{"amd", "- {id: a, image: i, arch: amd}\n- {id: b, image: i}", "", []string{"require [amd]", "start a", "start b"}},
+		{"arm on amd", "- {id: a, image: i, arch: arm}", "needs an arm agent: this agent runs amd jobs, not arm", []string{"require [arm]"}},
+		{"both", "- {id: a, image: i, arch: arm}\n- {id: b, image: i, arch: amd}", "ask for arm and amd: one agent runs all of a build's jobs", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake("tok", nil, nil)
+			_, err := drive(t, f, "tok", mustPlan(t, tt.yaml))
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Drive: %v, want %q", err, tt.wantErr)
+			}
+			var calls []string
+			for _, c := range f.log() {
+				if c.kind != "await" {
+					calls = append(calls, c.String())
+				}
+			}
+			if !slices.Equal(calls, tt.wantCalls) {
+				t.Errorf("calls %v, want %v", calls, tt.wantCalls)
+			}
+		})
 	}
 }

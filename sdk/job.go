@@ -38,6 +38,14 @@ type Job struct {
 	Entrypoint []string
 	Cmd        []string
 	Labels     map[string]string
+	// Expose makes the job a service: it serves these ports to the build's
+	// other jobs, which reach it by its id as a host name (Addr). Jobs that
+	// depend on it start once the ports accept connections; it runs until
+	// Stop, or the end of the script.
+	Expose []int
+	// Arch is the machine architecture its image needs: "amd" or "arm"
+	// (empty: the agent's own).
+	Arch string
 }
 
 // Artifact is a path saved by one job and restored into another by id, or
@@ -94,6 +102,8 @@ type Status struct {
 	Duration time.Duration
 	// Action: the script runs it itself.
 	Action bool
+	// Expose are the ports it serves, if it is a service.
+	Expose []int
 }
 
 // StartJob queues a job and returns at once.
@@ -171,10 +181,30 @@ func (c *Client) Status(ctx context.Context, ids ...string) ([]Status, error) {
 	for _, j := range resp.GetJobs() {
 		out = append(out, Status{
 			ID: j.GetId(), State: State(j.GetState()), Exit: int(j.GetExit()), Message: j.GetMessage(),
-			Deps: j.GetDeps(), Duration: j.GetDuration().AsDuration(), Action: j.GetAction(),
+			Deps: j.GetDeps(), Duration: j.GetDuration().AsDuration(), Action: j.GetAction(), Expose: ports(j.GetExpose()),
 		})
 	}
 	return out, nil
+}
+
+// Stop stops a service (a job with Expose): it ends as a success unless it
+// failed before.
+func (c *Client) Stop(ctx context.Context, id string) error {
+	if _, err := c.api.StopJob(ctx, &jobapi.StopJobRequest{Id: id}); err != nil {
+		return fmt.Errorf("stopping job %s: %w", id, apiError(err))
+	}
+	return nil
+}
+
+// Addr waits until a service accepts connections on port and returns the
+// address the build's jobs reach it at ("db:5432"). The script is frozen
+// meanwhile: ctx should have no deadline.
+func (c *Client) Addr(ctx context.Context, id string, port int) (string, error) {
+	resp, err := c.api.JobAddress(ctx, &jobapi.JobAddressRequest{Id: id, Port: int32(port)})
+	if err != nil {
+		return "", fmt.Errorf("the address of job %s: %w", id, apiError(err))
+	}
+	return resp.GetAddress(), nil
 }
 
 // Skip records that the script will not run a job, and why.
@@ -190,7 +220,7 @@ func (j Job) proto() *jobapi.JobSpec {
 		Id: j.ID, Image: j.Image, Script: j.Script, Dependencies: j.Deps,
 		SaveArtifacts: artifacts(j.SaveArtifacts), RestoreArtifacts: artifacts(j.RestoreArtifacts), Caches: artifacts(j.Caches),
 		MilliCpus: int64(math.Round(j.CPUs * 1000)), Memory: j.Memory, Pids: j.Pids, Env: j.Env, WorkDir: j.WorkDir, Shell: j.Shell,
-		Entrypoint: j.Entrypoint, Cmd: j.Cmd, Labels: j.Labels,
+		Entrypoint: j.Entrypoint, Cmd: j.Cmd, Labels: j.Labels, Arch: j.Arch, Expose: jobapi.PortsToProto(j.Expose),
 	}
 	if j.Timeout > 0 {
 		s.Timeout = durationpb.New(j.Timeout)
@@ -202,6 +232,14 @@ func artifacts(as []Artifact) []*jobapi.Artifact {
 	var out []*jobapi.Artifact
 	for _, a := range as {
 		out = append(out, &jobapi.Artifact{Id: a.ID, Path: a.Path})
+	}
+	return out
+}
+
+func ports(ps []int32) []int {
+	var out []int
+	for _, p := range ps {
+		out = append(out, int(p))
 	}
 	return out
 }

@@ -26,6 +26,11 @@ esac
 [ -d "$log" ] || mkdir -p "$log" || exit 125
 
 printf '{:type :container/start}\n' >>"$ev"
+# A job that depends on a service is started beside it and waits here, at a
+# FIFO, until the agent writes a line: the service accepts connections.
+if [ -p "$d/gate" ]; then
+	read -r _ <"$d/gate"
+fi
 i=0
 while [ "$i" -lt "$n" ]; do
 	out=$log/${i}_out.log

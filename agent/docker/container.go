@@ -53,6 +53,21 @@ func (e *Engine) Inspect(ctx context.Context, id string) (container.InspectRespo
 	return resp, nil
 }
 
+// Address returns the container's IP address on the network, as the host
+// reaches it: what a service's ports are probed at.
+func (e *Engine) Address(ctx context.Context, id, network string) (string, error) {
+	resp, err := e.Inspect(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if resp.NetworkSettings != nil {
+		if n, ok := resp.NetworkSettings.Networks[network]; ok && n != nil && n.IPAddress != "" {
+			return n.IPAddress, nil
+		}
+	}
+	return "", fmt.Errorf("container %s has no address on network %s (has it started?)", shortID(id), network)
+}
+
 // CopyTo extracts the tar stream into dir, which must exist in the container
 // (in its image or a mount). It works on a created container, so inputs can
 // be in place before Start. Each call costs the engine about 60 ms.

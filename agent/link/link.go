@@ -368,23 +368,24 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 			l.mu.Unlock()
 			l.box.wake()
 		}()
-		result, msg := l.run(bctx, a, func() {
+		result, msg, needs := l.run(bctx, a, func() {
 			l.mu.Lock()
 			r.reserved = true
 			l.mu.Unlock()
 		})
-		l.box.end(ba, result, msg)
+		l.box.end(ba, result, msg, needs)
 	}()
 }
 
-// run fetches the source and runs the build; it returns the result.
-func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (events.Result, string) {
+// run fetches the source and runs the build; it returns the result, and
+// the labels of the agent the build needs when it hands it back.
+func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (events.Result, string, map[string]string) {
 	ba := a.GetBuild()
 	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(),
 		Commit: a.GetSource().GetCommit(), Tag: a.GetSource().GetTag()}
 	dir, local, err := source.WorkingTree(src)
 	if err != nil {
-		return events.Error, err.Error()
+		return events.Error, err.Error(), nil
 	}
 	// A working tree's facts are what the assignment says; a fetched
 	// source's are read once it is fetched, changed files included.
@@ -396,7 +397,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	}
 	if !local {
 		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, srcPattern); err != nil {
-			return events.Error, fmt.Sprintf("making a source directory: %v", err)
+			return events.Error, fmt.Sprintf("making a source directory: %v", err), nil
 		}
 		defer os.RemoveAll(spec.Source)
 		spec.Fetch = func(ctx context.Context) error {
@@ -424,10 +425,14 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	rep := newReporter(l.box, ba, hidden)
 	out, err := l.cfg.Runner.Run(ctx, spec, rep)
 	rep.flushAll()
-	if err != nil {
-		return out.Result, rep.text(err.Error())
+	var elsewhere *agent.NeedsAgentError
+	if errors.As(err, &elsewhere) {
+		return out.Result, rep.text(err.Error()), elsewhere.Labels
 	}
-	return out.Result, ""
+	if err != nil {
+		return out.Result, rep.text(err.Error()), nil
+	}
+	return out.Result, "", nil
 }
 
 // stop cancels an attempt this agent runs.

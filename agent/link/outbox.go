@@ -130,11 +130,12 @@ func (b *attemptBox) record(job string, r logorder.Record) {
 }
 
 // end records the attempt's result; it is sent once all else is stored.
-func (o *outbox) end(ba *fleet.BuildAttempt, result events.Result, message string) {
+// needs, if set, hands the build back for an agent with those labels.
+func (o *outbox) end(ba *fleet.BuildAttempt, result events.Result, message string, needs map[string]string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if b := o.boxes[key(ba)]; b != nil {
-		b.done = &fleet.BuildDone{Build: ba, Result: string(result), Message: message, LastSeq: b.nextSeq}
+		b.done = &fleet.BuildDone{Build: ba, Result: string(result), Message: message, LastSeq: b.nextSeq, Needs: needs}
 		o.cond.Broadcast()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -23,6 +24,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/agent/link"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // agentConfig is everything `monkeyci agent` is told.
@@ -71,7 +73,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 	f.StringVar(&cfg.instance, "instance", "", "the pool instance this agent runs on (set by the pool's cloud-init or container; env MONKEYCI_INSTANCE)")
 	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
 	f.StringVar(&cfg.memory, "memory", "", "memory the agent offers, like 8g (default: the machine's)")
-	f.StringVar(&cfg.labels, "labels", "", "labels k=v,... builds can ask for")
+	f.StringVar(&cfg.labels, "labels", "", "labels k=v,... builds can ask for (arch=amd or arm is set from the machine unless given)")
 	f.BoolVar(&cfg.pause, "pause", true, "pause script containers while they await their jobs")
 	f.Int64Var(&cfg.pids, "pids", agent.DefaultPids, "processes each build container may have: the default, and the most a job's pids may ask")
 	f.StringVar(&cfg.ca, "ca", "", "the coordinator's CA file (its data dir's tls/ca.pem)")
@@ -85,6 +87,9 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	labels, err := parseLabels(cfg.labels)
 	if err != nil {
 		return usageError(err)
+	}
+	if a, ok := labels[agent.LabelArch]; ok && a != pipeline.ArchAMD && a != pipeline.ArchARM {
+		return usageError(fmt.Errorf("--labels arch=%s: expected arch=amd or arch=arm (the default is this machine's, %s)", a, pipeline.ArchOf(runtime.GOARCH)))
 	}
 	capacity, err := capacityOf(cfg.cpus, cfg.memory)
 	if err != nil {
@@ -177,9 +182,19 @@ func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pa
 	}
 	defer engine.Close()
 	ledger := agent.NewLedger(capacity)
+	// The jobs' architecture is a label builds can ask for: this machine's,
+	// unless the operator said otherwise (an emulator runs the other's).
+	lc.Labels = maps.Clone(lc.Labels)
+	if lc.Labels == nil {
+		lc.Labels = map[string]string{}
+	}
+	if lc.Labels[agent.LabelArch] == "" {
+		lc.Labels[agent.LabelArch] = pipeline.ArchOf(runtime.GOARCH)
+	}
 	runner, err := agent.NewRunner(agent.Config{
 		Runtime: engine, Ledger: ledger, Logger: log, StateDir: filepath.Join(lc.StateDir, "builds"),
 		CacheDir: filepath.Join(lc.StateDir, "caches"), Pause: pause, AgentID: agentID, Pids: pids,
+		Arch: lc.Labels[agent.LabelArch],
 	})
 	if err != nil {
 		return failedError(err)

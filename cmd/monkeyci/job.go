@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -36,7 +37,8 @@ func newJobCommand(stdout, stderr io.Writer) *cobra.Command {
 build's token in MONKEYCI_TOKEN. While the script only waits, the agent
 freezes its container and lends its CPU to the jobs.`,
 	}
-	cmd.AddCommand(newJobRunCommand(), newJobWaitCommand(stderr), newJobStatusCommand(stdout), newJobActionCommand())
+	cmd.AddCommand(newJobRunCommand(), newJobWaitCommand(stderr), newJobStatusCommand(stdout), newJobActionCommand(),
+		newJobStopCommand(), newJobAddrCommand(stdout))
 	return cmd
 }
 
@@ -51,6 +53,8 @@ type jobRunFlags struct {
 	memory, workDir, shell          string
 	timeout                         time.Duration
 	detach                          bool
+	expose                          []int
+	arch                            string
 }
 
 func newJobRunCommand() *cobra.Command {
@@ -65,10 +69,17 @@ for those jobs and is skipped when one of them did not succeed.
 
 It waits for the job and exits 0 when it succeeded, 1 when it did not (with
 the job's message on stderr). With --detach it returns once the job is
-queued; wait for it with monkeyci job wait.`,
+queued; wait for it with monkeyci job wait.
+
+With --expose the job is a service: it serves the ports to the build's other
+jobs, which reach it by its id as a host name (db:5432). Jobs that --dep on
+it start once every port accepts connections. Run it with --detach; it runs
+until monkeyci job stop, or the end of the script, and then counts as a
+success unless it failed before.`,
 		Example: `  monkeyci job run test --image golang:1.26 -- 'go test ./...'
   monkeyci job run a --image busybox --detach -- 'make a'
-  monkeyci job run pkg --image busybox --dep a --save-artifact bin:out/ -- 'make pkg'`,
+  monkeyci job run pkg --image busybox --dep a --save-artifact bin:out/ -- 'make pkg'
+  monkeyci job run db --image postgres:17 --expose 5432 --detach`,
 		Args: jobArgs("ID", "LINE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job, err := f.job(args[0], args[1:])
@@ -101,12 +112,15 @@ queued; wait for it with monkeyci job wait.`,
 	fl.StringVar(&f.shell, "shell", "", "the shell that runs each line (default sh)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "how long the job may run, like 10m (default 20m)")
 	fl.BoolVar(&f.detach, "detach", false, "return once the job is queued")
+	fl.IntSliceVar(&f.expose, "expose", nil, "a port the job serves to the build's other jobs, making it a service (repeatable)")
+	fl.StringVar(&f.arch, "arch", "", `the machine architecture the image needs: "amd" or "arm" (default: the agent's)`)
 	return cmd
 }
 
 // job is the job the flags describe.
 func (f jobRunFlags) job(id string, lines []string) (sdk.Job, error) {
-	j := sdk.Job{ID: id, Image: f.image, Script: lines, Deps: f.deps, CPUs: f.cpus, Pids: f.pids, WorkDir: f.workDir, Shell: f.shell, Timeout: f.timeout}
+	j := sdk.Job{ID: id, Image: f.image, Script: lines, Deps: f.deps, CPUs: f.cpus, Pids: f.pids, WorkDir: f.workDir, Shell: f.shell, Timeout: f.timeout,
+		Expose: f.expose, Arch: f.arch}
 	if f.image == "" {
 		return j, errRequired("--image")
 	}
@@ -115,6 +129,14 @@ func (f jobRunFlags) job(id string, lines []string) (sdk.Job, error) {
 	}
 	if f.pids < 0 {
 		return j, fmt.Errorf("--pids %d: expected a number of processes of at least 1", f.pids)
+	}
+	for _, p := range f.expose {
+		if p < 1 || p > 65535 {
+			return j, fmt.Errorf("--expose %d: expected a port from 1 to 65535", p)
+		}
+	}
+	if f.arch != "" && f.arch != pipeline.ArchAMD && f.arch != pipeline.ArchARM {
+		return j, fmt.Errorf("--arch %q: expected \"amd\" or \"arm\"", f.arch)
 	}
 	if f.timeout < 0 {
 		return j, fmt.Errorf("--timeout %s: expected a duration above 0, like 10m", f.timeout)
@@ -200,6 +222,58 @@ on stderr).`,
 	}
 }
 
+func newJobStopCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop ID...",
+		Short: "Stop services the script started",
+		Long: `stop stops each given service (a job run with --expose): it ends as a
+success unless it failed before. A build's declarative jobs need no stop:
+a service is stopped once every job that depends on it has ended.`,
+		Example: `  monkeyci job stop db`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(cmd, func(ctx context.Context, ci *sdk.Client) error {
+				for _, id := range args {
+					if err := ci.Stop(ctx, id); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func newJobAddrCommand(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "addr ID PORT",
+		Short: "Print the address the build's jobs reach a service at",
+		Long: `addr waits until service ID accepts connections on PORT (the script is
+frozen meanwhile) and prints the address the build's jobs reach it at,
+HOST:PORT: the job's id is its host name on the build's network. It exits 1
+when the service ended before it accepted connections. The script itself has
+no network: pass the address to the jobs that use it.`,
+		Example: `  monkeyci job run db --image postgres:17 --expose 5432 --detach
+  db=$(monkeyci job addr db 5432)
+  monkeyci job run it --image golang:1.26 --dep db --env DB=postgres://$db/app -- 'go test ./...'`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			port, err := strconv.Atoi(args[1])
+			if err != nil || port < 1 || port > 65535 {
+				return usageError(fmt.Errorf("PORT %q: expected a port from 1 to 65535", args[1]))
+			}
+			return withClient(cmd, func(ctx context.Context, ci *sdk.Client) error {
+				addr, err := ci.Addr(ctx, args[0], port)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, addr)
+				return nil
+			})
+		},
+	}
+}
+
 func newJobStatusCommand(stdout io.Writer) *cobra.Command {
 	var output *string
 	cmd := &cobra.Command{
@@ -240,12 +314,13 @@ type statusJSON struct {
 	Deps       []string `json:"deps"`
 	DurationMS int64    `json:"duration-ms"`
 	Action     bool     `json:"action,omitempty"`
+	Expose     []int    `json:"expose,omitempty"`
 }
 
 func writeStatusJSON(w io.Writer, sts []sdk.Status) error {
 	out := make([]statusJSON, 0, len(sts))
 	for _, s := range sts {
-		j := statusJSON{ID: s.ID, State: string(s.State), Message: s.Message, Deps: s.Deps, DurationMS: s.Duration.Milliseconds(), Action: s.Action}
+		j := statusJSON{ID: s.ID, State: string(s.State), Message: s.Message, Deps: s.Deps, DurationMS: s.Duration.Milliseconds(), Action: s.Action, Expose: s.Expose}
 		if j.Deps == nil {
 			j.Deps = []string{}
 		}

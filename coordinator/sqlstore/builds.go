@@ -290,6 +290,17 @@ func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason stri
 		s.q.requeue, id, attempt, reason)
 }
 
+// Handback is Requeue for a build that needs another kind of agent: its
+// labels become labels.
+func (s *Store) Handback(ctx context.Context, id string, attempt int, reason string, labels map[string]string) error {
+	op := fmt.Sprintf("hand back build %s attempt %d", id, attempt)
+	text, err := mapJSON(labels)
+	if err != nil {
+		return fmt.Errorf("%s: labels: %w", op, err)
+	}
+	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, s.q.handback, id, attempt, reason, text)
+}
+
 // Finish ends a running attempt with a result. attempt 0 ends a queued
 // build whatever its attempt count (never dispatched, or sent back to the
 // queue). The agent stays recorded; the lease and Waiting are cleared.

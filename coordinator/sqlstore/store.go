@@ -213,7 +213,7 @@ func (s *Store) Close() error {
 // more than running these.
 type stmts struct {
 	// On the writer.
-	createBuild, assign, renew, requeue, finish, finishQueued, retry, setWaiting *sql.Stmt
+	createBuild, assign, renew, requeue, handback, finish, finishQueued, retry, setWaiting *sql.Stmt
 	appendEvent, saveAgent, removeAgent, saveToken, revokeToken, tokenUsed       *sql.Stmt
 	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
 	seenAgent                                                                    *sql.Stmt
@@ -241,6 +241,9 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		{w, &q.requeue, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '',
 			attempt_reasons = json_set(coalesce(attempt_reasons, '{}'), '$."' || (attempt + 1) || '"', ?3)
+			WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
+		{w, &q.handback, `UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '',
+			attempt_reasons = json_set(coalesce(attempt_reasons, '{}'), '$."' || (attempt + 1) || '"', ?3), labels = ?4
 			WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
 		{w, &q.finish, `UPDATE builds SET state = 'ended', result = ?3, message = ?4, ended = ?5,
 			lease_expires = 0, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},

@@ -777,7 +777,11 @@ type BuildDone struct {
 	Message string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// last_seq is the attempt's last event; the coordinator ends the build
 	// once it has stored every event up to it.
-	LastSeq       int64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	LastSeq int64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// needs, when set, hands the build back instead of ending it: it needs an
+	// agent with these labels (arch=arm: it has jobs for arm machines), and
+	// the coordinator queues it again for such an agent (message says why).
+	Needs         map[string]string `protobuf:"bytes,5,rep,name=needs,proto3" json:"needs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -838,6 +842,13 @@ func (x *BuildDone) GetLastSeq() int64 {
 		return x.LastSeq
 	}
 	return 0
+}
+
+func (x *BuildDone) GetNeeds() map[string]string {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
 }
 
 type CoordinatorMessage struct {
@@ -1667,12 +1678,17 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x16\n" +
 	"\x06stream\x18\x03 \x01(\tR\x06stream\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data\"\x8f\x01\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\x88\x02\n" +
 	"\tBuildDone\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x19\n" +
-	"\blast_seq\x18\x04 \x01(\x03R\alastSeq\"\x88\x03\n" +
+	"\blast_seq\x18\x04 \x01(\x03R\alastSeq\x12=\n" +
+	"\x05needs\x18\x05 \x03(\v2'.monkeyci.fleet.v1.BuildDone.NeedsEntryR\x05needs\x1a8\n" +
+	"\n" +
+	"NeedsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x03\n" +
 	"\x12CoordinatorMessage\x126\n" +
 	"\awelcome\x18\x01 \x01(\v2\x1a.monkeyci.fleet.v1.WelcomeH\x00R\awelcome\x123\n" +
 	"\x06assign\x18\x02 \x01(\v2\x19.monkeyci.fleet.v1.AssignH\x00R\x06assign\x12*\n" +
@@ -1749,7 +1765,7 @@ func file_fleet_fleet_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_fleet_fleet_proto_goTypes = []any{
 	(ProtocolVersion)(0),          // 0: monkeyci.fleet.v1.ProtocolVersion
 	(*Capacity)(nil),              // 1: monkeyci.fleet.v1.Capacity
@@ -1774,9 +1790,10 @@ var file_fleet_fleet_proto_goTypes = []any{
 	(*Drain)(nil),                 // 20: monkeyci.fleet.v1.Drain
 	(*Refuse)(nil),                // 21: monkeyci.fleet.v1.Refuse
 	nil,                           // 22: monkeyci.fleet.v1.Hello.LabelsEntry
-	nil,                           // 23: monkeyci.fleet.v1.Assign.ParamsEntry
-	nil,                           // 24: monkeyci.fleet.v1.Assign.SecretsEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	nil,                           // 23: monkeyci.fleet.v1.BuildDone.NeedsEntry
+	nil,                           // 24: monkeyci.fleet.v1.Assign.ParamsEntry
+	nil,                           // 25: monkeyci.fleet.v1.Assign.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_fleet_fleet_proto_depIdxs = []int32{
 	4,  // 0: monkeyci.fleet.v1.AgentMessage.hello:type_name -> monkeyci.fleet.v1.Hello
@@ -1797,31 +1814,32 @@ var file_fleet_fleet_proto_depIdxs = []int32{
 	2,  // 15: monkeyci.fleet.v1.BuildEvent.build:type_name -> monkeyci.fleet.v1.BuildAttempt
 	2,  // 16: monkeyci.fleet.v1.LogChunk.build:type_name -> monkeyci.fleet.v1.BuildAttempt
 	2,  // 17: monkeyci.fleet.v1.BuildDone.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	12, // 18: monkeyci.fleet.v1.CoordinatorMessage.welcome:type_name -> monkeyci.fleet.v1.Welcome
-	14, // 19: monkeyci.fleet.v1.CoordinatorMessage.assign:type_name -> monkeyci.fleet.v1.Assign
-	16, // 20: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
-	18, // 21: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
-	20, // 22: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
-	21, // 23: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
-	19, // 24: monkeyci.fleet.v1.CoordinatorMessage.unblock:type_name -> monkeyci.fleet.v1.Unblock
-	2,  // 25: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	25, // 26: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
-	13, // 27: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
-	23, // 28: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
-	24, // 29: monkeyci.fleet.v1.Assign.secrets:type_name -> monkeyci.fleet.v1.Assign.SecretsEntry
-	15, // 30: monkeyci.fleet.v1.Assign.cache:type_name -> monkeyci.fleet.v1.CacheScope
-	2,  // 31: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	17, // 32: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
-	2,  // 33: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 34: monkeyci.fleet.v1.Unblock.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 35: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	3,  // 36: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
-	11, // 37: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
-	37, // [37:38] is the sub-list for method output_type
-	36, // [36:37] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	23, // 18: monkeyci.fleet.v1.BuildDone.needs:type_name -> monkeyci.fleet.v1.BuildDone.NeedsEntry
+	12, // 19: monkeyci.fleet.v1.CoordinatorMessage.welcome:type_name -> monkeyci.fleet.v1.Welcome
+	14, // 20: monkeyci.fleet.v1.CoordinatorMessage.assign:type_name -> monkeyci.fleet.v1.Assign
+	16, // 21: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
+	18, // 22: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
+	20, // 23: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
+	21, // 24: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
+	19, // 25: monkeyci.fleet.v1.CoordinatorMessage.unblock:type_name -> monkeyci.fleet.v1.Unblock
+	2,  // 26: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	26, // 27: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
+	13, // 28: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
+	24, // 29: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
+	25, // 30: monkeyci.fleet.v1.Assign.secrets:type_name -> monkeyci.fleet.v1.Assign.SecretsEntry
+	15, // 31: monkeyci.fleet.v1.Assign.cache:type_name -> monkeyci.fleet.v1.CacheScope
+	2,  // 32: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	17, // 33: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
+	2,  // 34: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 35: monkeyci.fleet.v1.Unblock.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	2,  // 36: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	3,  // 37: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
+	11, // 38: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
+	38, // [38:39] is the sub-list for method output_type
+	37, // [37:38] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_fleet_fleet_proto_init() }
@@ -1853,7 +1871,7 @@ func file_fleet_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_fleet_proto_rawDesc), len(file_fleet_fleet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

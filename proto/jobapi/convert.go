@@ -30,6 +30,9 @@ func JobToProto(j pipeline.Job) *JobSpec {
 		Entrypoint:       j.Entrypoint,
 		Cmd:              j.Cmd,
 		Labels:           j.Labels,
+		Arch:             j.Arch,
+		Expose:           PortsToProto(j.Expose),
+		CreditMultiplier: int32(j.CreditMultiplier),
 	}
 }
 
@@ -57,7 +60,27 @@ func JobFromProto(s *JobSpec) (pipeline.Job, error) {
 		Entrypoint:       s.GetEntrypoint(),
 		Cmd:              s.GetCmd(),
 		Labels:           s.GetLabels(),
+		Arch:             s.GetArch(),
+		Expose:           portsFromProto(s.GetExpose()),
+		CreditMultiplier: int(s.GetCreditMultiplier()),
 	})
+}
+
+// PortsToProto is a list of ports on the wire.
+func PortsToProto(ports []int) []int32 {
+	var out []int32
+	for _, p := range ports {
+		out = append(out, int32(p))
+	}
+	return out
+}
+
+func portsFromProto(ports []int32) []int {
+	var out []int
+	for _, p := range ports {
+		out = append(out, int(p))
+	}
+	return out
 }
 
 // wholeCPUs is cpus for a reader that knows only whole CPUs: 0 (its

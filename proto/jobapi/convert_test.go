@@ -44,6 +44,7 @@ var roundTripJob = pipeline.Job{
 	SaveArtifacts: []pipeline.Artifact{{ID: "bin", Path: "out"}}, RestoreArtifacts: []pipeline.Artifact{{ID: "src", Path: "src"}},
 	Caches: []pipeline.Artifact{{ID: "m2", Path: ".m2"}}, CPUs: 2, Memory: 4 << 30, Env: map[string]string{"A": "1"},
 	WorkDir: "sub", Timeout: 90 * time.Second, Shell: "bash", Labels: map[string]string{"k": "v"}, Pids: 512,
+	Arch: pipeline.ArchARM, Expose: []int{5432, 8080}, CreditMultiplier: 3,
 }
 
 func TestJobFromProtoChecksLikeABuildFile(t *testing.T) {
@@ -54,7 +55,8 @@ func TestJobFromProtoChecksLikeABuildFile(t *testing.T) {
 	}{
 		{"no id", &JobSpec{Image: "x", Script: []string{"true"}}, "needs an id"},
 		{"no image", &JobSpec{Id: "a", Script: []string{"true"}}, "image"},
-		{"nothing to run", &JobSpec{Id: "a", Image: "x"}, "neither script nor"},
+		{"bad arch", &JobSpec{Id: "a", Image: "x", Arch: "riscv"}, `unknown architecture "riscv"`},
+		{"bad port", &JobSpec{Id: "a", Image: "x", Expose: []int32{0}}, "expose[0]"},
 		{"bad id", &JobSpec{Id: "../etc", Image: "x", Script: []string{"true"}}, "invalid id"},
 		{"absolute cache", &JobSpec{Id: "a", Image: "x", Script: []string{"true"}, Caches: []*Artifact{{Id: "c", Path: "/usr/local/bin"}}},
 			`caches[0]: path "/usr/local/bin" is absolute`},

@@ -113,9 +113,16 @@ type JobSpec struct {
 	MilliCpus int64 `protobuf:"varint,17,opt,name=milli_cpus,json=milliCpus,proto3" json:"milli_cpus,omitempty"`
 	// The most processes the job's container may have; 0: the agent's
 	// default, which is also the most a job may ask.
-	Pids          int64 `protobuf:"varint,18,opt,name=pids,proto3" json:"pids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pids int64 `protobuf:"varint,18,opt,name=pids,proto3" json:"pids,omitempty"`
+	// The machine architecture the job's image needs: "amd" or "arm"; empty:
+	// the agent's own.
+	Arch string `protobuf:"bytes,19,opt,name=arch,proto3" json:"arch,omitempty"`
+	// Ports the job serves to the build's other jobs: it is a service.
+	Expose []int32 `protobuf:"varint,20,rep,packed,name=expose,proto3" json:"expose,omitempty"`
+	// Weighs the job's cost in credits (0 to 99; 0: the default weight).
+	CreditMultiplier int32 `protobuf:"varint,21,opt,name=credit_multiplier,json=creditMultiplier,proto3" json:"credit_multiplier,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -270,6 +277,27 @@ func (x *JobSpec) GetMilliCpus() int64 {
 func (x *JobSpec) GetPids() int64 {
 	if x != nil {
 		return x.Pids
+	}
+	return 0
+}
+
+func (x *JobSpec) GetArch() string {
+	if x != nil {
+		return x.Arch
+	}
+	return ""
+}
+
+func (x *JobSpec) GetExpose() []int32 {
+	if x != nil {
+		return x.Expose
+	}
+	return nil
+}
+
+func (x *JobSpec) GetCreditMultiplier() int32 {
+	if x != nil {
+		return x.CreditMultiplier
 	}
 	return 0
 }
@@ -832,6 +860,263 @@ func (x *AwaitUnblockResponse) GetId() string {
 	return ""
 }
 
+type StopJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopJobRequest) Reset() {
+	*x = StopJobRequest{}
+	mi := &file_jobapi_jobapi_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopJobRequest) ProtoMessage() {}
+
+func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobapi_jobapi_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
+func (*StopJobRequest) Descriptor() ([]byte, []int) {
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StopJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type StopJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopJobResponse) Reset() {
+	*x = StopJobResponse{}
+	mi := &file_jobapi_jobapi_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopJobResponse) ProtoMessage() {}
+
+func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobapi_jobapi_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopJobResponse.ProtoReflect.Descriptor instead.
+func (*StopJobResponse) Descriptor() ([]byte, []int) {
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{15}
+}
+
+type JobAddressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Port          int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobAddressRequest) Reset() {
+	*x = JobAddressRequest{}
+	mi := &file_jobapi_jobapi_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobAddressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobAddressRequest) ProtoMessage() {}
+
+func (x *JobAddressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobapi_jobapi_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobAddressRequest.ProtoReflect.Descriptor instead.
+func (*JobAddressRequest) Descriptor() ([]byte, []int) {
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *JobAddressRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JobAddressRequest) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type JobAddressResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host:port, as the build's other jobs reach the service.
+	Address       string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobAddressResponse) Reset() {
+	*x = JobAddressResponse{}
+	mi := &file_jobapi_jobapi_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobAddressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobAddressResponse) ProtoMessage() {}
+
+func (x *JobAddressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobapi_jobapi_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobAddressResponse.ProtoReflect.Descriptor instead.
+func (*JobAddressResponse) Descriptor() ([]byte, []int) {
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *JobAddressResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type RequireRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Arch          []string               `protobuf:"bytes,1,rep,name=arch,proto3" json:"arch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequireRequest) Reset() {
+	*x = RequireRequest{}
+	mi := &file_jobapi_jobapi_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequireRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequireRequest) ProtoMessage() {}
+
+func (x *RequireRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobapi_jobapi_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequireRequest.ProtoReflect.Descriptor instead.
+func (*RequireRequest) Descriptor() ([]byte, []int) {
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RequireRequest) GetArch() []string {
+	if x != nil {
+		return x.Arch
+	}
+	return nil
+}
+
+type RequireResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequireResponse) Reset() {
+	*x = RequireResponse{}
+	mi := &file_jobapi_jobapi_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequireResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequireResponse) ProtoMessage() {}
+
+func (x *RequireResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobapi_jobapi_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequireResponse.ProtoReflect.Descriptor instead.
+func (*RequireResponse) Descriptor() ([]byte, []int) {
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{19}
+}
+
 type JobStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
@@ -841,7 +1126,7 @@ type JobStatusRequest struct {
 
 func (x *JobStatusRequest) Reset() {
 	*x = JobStatusRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[14]
+	mi := &file_jobapi_jobapi_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1138,7 @@ func (x *JobStatusRequest) String() string {
 func (*JobStatusRequest) ProtoMessage() {}
 
 func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[14]
+	mi := &file_jobapi_jobapi_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1151,7 @@ func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusRequest.ProtoReflect.Descriptor instead.
 func (*JobStatusRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{14}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobStatusRequest) GetIds() []string {
@@ -888,14 +1173,16 @@ type JobState struct {
 	// How long it has run (running) or ran (ended).
 	Duration *durationpb.Duration `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
 	// It is an action: run by the script itself.
-	Action        bool `protobuf:"varint,7,opt,name=action,proto3" json:"action,omitempty"`
+	Action bool `protobuf:"varint,7,opt,name=action,proto3" json:"action,omitempty"`
+	// The ports it serves, if it is a service.
+	Expose        []int32 `protobuf:"varint,8,rep,packed,name=expose,proto3" json:"expose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobState) Reset() {
 	*x = JobState{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[15]
+	mi := &file_jobapi_jobapi_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1194,7 @@ func (x *JobState) String() string {
 func (*JobState) ProtoMessage() {}
 
 func (x *JobState) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[15]
+	mi := &file_jobapi_jobapi_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1207,7 @@ func (x *JobState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobState.ProtoReflect.Descriptor instead.
 func (*JobState) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{15}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobState) GetId() string {
@@ -972,6 +1259,13 @@ func (x *JobState) GetAction() bool {
 	return false
 }
 
+func (x *JobState) GetExpose() []int32 {
+	if x != nil {
+		return x.Expose
+	}
+	return nil
+}
+
 // The states of the asked jobs, in the order asked (else started).
 type JobStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -982,7 +1276,7 @@ type JobStatusResponse struct {
 
 func (x *JobStatusResponse) Reset() {
 	*x = JobStatusResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[16]
+	mi := &file_jobapi_jobapi_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1288,7 @@ func (x *JobStatusResponse) String() string {
 func (*JobStatusResponse) ProtoMessage() {}
 
 func (x *JobStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[16]
+	mi := &file_jobapi_jobapi_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1301,7 @@ func (x *JobStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusResponse.ProtoReflect.Descriptor instead.
 func (*JobStatusResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{16}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobStatusResponse) GetJobs() []*JobState {
@@ -1027,7 +1321,7 @@ type BeginActionRequest struct {
 
 func (x *BeginActionRequest) Reset() {
 	*x = BeginActionRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[17]
+	mi := &file_jobapi_jobapi_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1333,7 @@ func (x *BeginActionRequest) String() string {
 func (*BeginActionRequest) ProtoMessage() {}
 
 func (x *BeginActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[17]
+	mi := &file_jobapi_jobapi_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1346,7 @@ func (x *BeginActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginActionRequest.ProtoReflect.Descriptor instead.
 func (*BeginActionRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{17}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BeginActionRequest) GetId() string {
@@ -1077,7 +1371,7 @@ type BeginActionResponse struct {
 
 func (x *BeginActionResponse) Reset() {
 	*x = BeginActionResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[18]
+	mi := &file_jobapi_jobapi_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1383,7 @@ func (x *BeginActionResponse) String() string {
 func (*BeginActionResponse) ProtoMessage() {}
 
 func (x *BeginActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[18]
+	mi := &file_jobapi_jobapi_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1396,7 @@ func (x *BeginActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginActionResponse.ProtoReflect.Descriptor instead.
 func (*BeginActionResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{18}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{24}
 }
 
 type ActionOutputRequest struct {
@@ -1117,7 +1411,7 @@ type ActionOutputRequest struct {
 
 func (x *ActionOutputRequest) Reset() {
 	*x = ActionOutputRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[19]
+	mi := &file_jobapi_jobapi_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1423,7 @@ func (x *ActionOutputRequest) String() string {
 func (*ActionOutputRequest) ProtoMessage() {}
 
 func (x *ActionOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[19]
+	mi := &file_jobapi_jobapi_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1436,7 @@ func (x *ActionOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionOutputRequest.ProtoReflect.Descriptor instead.
 func (*ActionOutputRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{19}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ActionOutputRequest) GetId() string {
@@ -1174,7 +1468,7 @@ type ActionOutputResponse struct {
 
 func (x *ActionOutputResponse) Reset() {
 	*x = ActionOutputResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[20]
+	mi := &file_jobapi_jobapi_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1480,7 @@ func (x *ActionOutputResponse) String() string {
 func (*ActionOutputResponse) ProtoMessage() {}
 
 func (x *ActionOutputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[20]
+	mi := &file_jobapi_jobapi_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1493,7 @@ func (x *ActionOutputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionOutputResponse.ProtoReflect.Descriptor instead.
 func (*ActionOutputResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{20}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{26}
 }
 
 type EndActionRequest struct {
@@ -1215,7 +1509,7 @@ type EndActionRequest struct {
 
 func (x *EndActionRequest) Reset() {
 	*x = EndActionRequest{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[21]
+	mi := &file_jobapi_jobapi_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1521,7 @@ func (x *EndActionRequest) String() string {
 func (*EndActionRequest) ProtoMessage() {}
 
 func (x *EndActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[21]
+	mi := &file_jobapi_jobapi_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1534,7 @@ func (x *EndActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndActionRequest.ProtoReflect.Descriptor instead.
 func (*EndActionRequest) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{21}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EndActionRequest) GetId() string {
@@ -1274,7 +1568,7 @@ type EndActionResponse struct {
 
 func (x *EndActionResponse) Reset() {
 	*x = EndActionResponse{}
-	mi := &file_jobapi_jobapi_proto_msgTypes[22]
+	mi := &file_jobapi_jobapi_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1580,7 @@ func (x *EndActionResponse) String() string {
 func (*EndActionResponse) ProtoMessage() {}
 
 func (x *EndActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobapi_jobapi_proto_msgTypes[22]
+	mi := &file_jobapi_jobapi_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1593,7 @@ func (x *EndActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndActionResponse.ProtoReflect.Descriptor instead.
 func (*EndActionResponse) Descriptor() ([]byte, []int) {
-	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{22}
+	return file_jobapi_jobapi_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EndActionResponse) GetResult() *JobResult {
@@ -1316,7 +1610,7 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\x13jobapi/jobapi.proto\x12\x12monkeyci.jobapi.v1\x1a\x1egoogle/protobuf/duration.proto\".\n" +
 	"\bArtifact\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"\x94\x06\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\xed\x06\n" +
 	"\aJobSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x16\n" +
@@ -1339,7 +1633,10 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\x06labels\x18\x10 \x03(\v2'.monkeyci.jobapi.v1.JobSpec.LabelsEntryR\x06labels\x12\x1d\n" +
 	"\n" +
 	"milli_cpus\x18\x11 \x01(\x03R\tmilliCpus\x12\x12\n" +
-	"\x04pids\x18\x12 \x01(\x03R\x04pids\x1a6\n" +
+	"\x04pids\x18\x12 \x01(\x03R\x04pids\x12\x12\n" +
+	"\x04arch\x18\x13 \x01(\tR\x04arch\x12\x16\n" +
+	"\x06expose\x18\x14 \x03(\x05R\x06expose\x12+\n" +
+	"\x11credit_multiplier\x18\x15 \x01(\x05R\x10creditMultiplier\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -1378,9 +1675,20 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\x04Deps\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"&\n" +
 	"\x14AwaitUnblockResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"$\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\" \n" +
+	"\x0eStopJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
+	"\x0fStopJobResponse\"7\n" +
+	"\x11JobAddressRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\x05R\x04port\".\n" +
+	"\x12JobAddressResponse\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"$\n" +
+	"\x0eRequireRequest\x12\x12\n" +
+	"\x04arch\x18\x01 \x03(\tR\x04arch\"\x11\n" +
+	"\x0fRequireResponse\"$\n" +
 	"\x10JobStatusRequest\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"\xc1\x01\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\xd9\x01\n" +
 	"\bJobState\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -1388,7 +1696,8 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x12\n" +
 	"\x04deps\x18\x05 \x03(\tR\x04deps\x125\n" +
 	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
-	"\x06action\x18\a \x01(\bR\x06action\"E\n" +
+	"\x06action\x18\a \x01(\bR\x06action\x12\x16\n" +
+	"\x06expose\x18\b \x03(\x05R\x06expose\"E\n" +
 	"\x11JobStatusResponse\x120\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x1c.monkeyci.jobapi.v1.JobStateR\x04jobs\"8\n" +
 	"\x12BeginActionRequest\x12\x0e\n" +
@@ -1405,14 +1714,18 @@ const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\x04exit\x18\x02 \x01(\x05R\x04exit\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\"J\n" +
 	"\x11EndActionResponse\x125\n" +
-	"\x06result\x18\x01 \x01(\v2\x1d.monkeyci.jobapi.v1.JobResultR\x06result2\xc1\x06\n" +
+	"\x06result\x18\x01 \x01(\v2\x1d.monkeyci.jobapi.v1.JobResultR\x06result2\xc6\b\n" +
 	"\x06JobAPI\x12U\n" +
 	"\bStartJob\x12#.monkeyci.jobapi.v1.StartJobRequest\x1a$.monkeyci.jobapi.v1.StartJobResponse\x12X\n" +
 	"\tAwaitJobs\x12$.monkeyci.jobapi.v1.AwaitJobsRequest\x1a%.monkeyci.jobapi.v1.AwaitJobsResponse\x12X\n" +
 	"\tJobStatus\x12$.monkeyci.jobapi.v1.JobStatusRequest\x1a%.monkeyci.jobapi.v1.JobStatusResponse\x12R\n" +
 	"\aSkipJob\x12\".monkeyci.jobapi.v1.SkipJobRequest\x1a#.monkeyci.jobapi.v1.SkipJobResponse\x12X\n" +
 	"\tGetParams\x12$.monkeyci.jobapi.v1.GetParamsRequest\x1a%.monkeyci.jobapi.v1.GetParamsResponse\x12a\n" +
-	"\fAwaitUnblock\x12'.monkeyci.jobapi.v1.AwaitUnblockRequest\x1a(.monkeyci.jobapi.v1.AwaitUnblockResponse\x12^\n" +
+	"\fAwaitUnblock\x12'.monkeyci.jobapi.v1.AwaitUnblockRequest\x1a(.monkeyci.jobapi.v1.AwaitUnblockResponse\x12R\n" +
+	"\aStopJob\x12\".monkeyci.jobapi.v1.StopJobRequest\x1a#.monkeyci.jobapi.v1.StopJobResponse\x12[\n" +
+	"\n" +
+	"JobAddress\x12%.monkeyci.jobapi.v1.JobAddressRequest\x1a&.monkeyci.jobapi.v1.JobAddressResponse\x12R\n" +
+	"\aRequire\x12\".monkeyci.jobapi.v1.RequireRequest\x1a#.monkeyci.jobapi.v1.RequireResponse\x12^\n" +
 	"\vBeginAction\x12&.monkeyci.jobapi.v1.BeginActionRequest\x1a'.monkeyci.jobapi.v1.BeginActionResponse\x12a\n" +
 	"\fActionOutput\x12'.monkeyci.jobapi.v1.ActionOutputRequest\x1a(.monkeyci.jobapi.v1.ActionOutputResponse\x12X\n" +
 	"\tEndAction\x12$.monkeyci.jobapi.v1.EndActionRequest\x1a%.monkeyci.jobapi.v1.EndActionResponseB+Z)github.com/monkeyci/monkeyci/proto/jobapib\x06proto3"
@@ -1429,7 +1742,7 @@ func file_jobapi_jobapi_proto_rawDescGZIP() []byte {
 	return file_jobapi_jobapi_proto_rawDescData
 }
 
-var file_jobapi_jobapi_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_jobapi_jobapi_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_jobapi_jobapi_proto_goTypes = []any{
 	(*Artifact)(nil),             // 0: monkeyci.jobapi.v1.Artifact
 	(*JobSpec)(nil),              // 1: monkeyci.jobapi.v1.JobSpec
@@ -1445,56 +1758,68 @@ var file_jobapi_jobapi_proto_goTypes = []any{
 	(*AwaitUnblockRequest)(nil),  // 11: monkeyci.jobapi.v1.AwaitUnblockRequest
 	(*Deps)(nil),                 // 12: monkeyci.jobapi.v1.Deps
 	(*AwaitUnblockResponse)(nil), // 13: monkeyci.jobapi.v1.AwaitUnblockResponse
-	(*JobStatusRequest)(nil),     // 14: monkeyci.jobapi.v1.JobStatusRequest
-	(*JobState)(nil),             // 15: monkeyci.jobapi.v1.JobState
-	(*JobStatusResponse)(nil),    // 16: monkeyci.jobapi.v1.JobStatusResponse
-	(*BeginActionRequest)(nil),   // 17: monkeyci.jobapi.v1.BeginActionRequest
-	(*BeginActionResponse)(nil),  // 18: monkeyci.jobapi.v1.BeginActionResponse
-	(*ActionOutputRequest)(nil),  // 19: monkeyci.jobapi.v1.ActionOutputRequest
-	(*ActionOutputResponse)(nil), // 20: monkeyci.jobapi.v1.ActionOutputResponse
-	(*EndActionRequest)(nil),     // 21: monkeyci.jobapi.v1.EndActionRequest
-	(*EndActionResponse)(nil),    // 22: monkeyci.jobapi.v1.EndActionResponse
-	nil,                          // 23: monkeyci.jobapi.v1.JobSpec.EnvEntry
-	nil,                          // 24: monkeyci.jobapi.v1.JobSpec.LabelsEntry
-	nil,                          // 25: monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
-	nil,                          // 26: monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry
-	(*durationpb.Duration)(nil),  // 27: google.protobuf.Duration
+	(*StopJobRequest)(nil),       // 14: monkeyci.jobapi.v1.StopJobRequest
+	(*StopJobResponse)(nil),      // 15: monkeyci.jobapi.v1.StopJobResponse
+	(*JobAddressRequest)(nil),    // 16: monkeyci.jobapi.v1.JobAddressRequest
+	(*JobAddressResponse)(nil),   // 17: monkeyci.jobapi.v1.JobAddressResponse
+	(*RequireRequest)(nil),       // 18: monkeyci.jobapi.v1.RequireRequest
+	(*RequireResponse)(nil),      // 19: monkeyci.jobapi.v1.RequireResponse
+	(*JobStatusRequest)(nil),     // 20: monkeyci.jobapi.v1.JobStatusRequest
+	(*JobState)(nil),             // 21: monkeyci.jobapi.v1.JobState
+	(*JobStatusResponse)(nil),    // 22: monkeyci.jobapi.v1.JobStatusResponse
+	(*BeginActionRequest)(nil),   // 23: monkeyci.jobapi.v1.BeginActionRequest
+	(*BeginActionResponse)(nil),  // 24: monkeyci.jobapi.v1.BeginActionResponse
+	(*ActionOutputRequest)(nil),  // 25: monkeyci.jobapi.v1.ActionOutputRequest
+	(*ActionOutputResponse)(nil), // 26: monkeyci.jobapi.v1.ActionOutputResponse
+	(*EndActionRequest)(nil),     // 27: monkeyci.jobapi.v1.EndActionRequest
+	(*EndActionResponse)(nil),    // 28: monkeyci.jobapi.v1.EndActionResponse
+	nil,                          // 29: monkeyci.jobapi.v1.JobSpec.EnvEntry
+	nil,                          // 30: monkeyci.jobapi.v1.JobSpec.LabelsEntry
+	nil,                          // 31: monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
+	nil,                          // 32: monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry
+	(*durationpb.Duration)(nil),  // 33: google.protobuf.Duration
 }
 var file_jobapi_jobapi_proto_depIdxs = []int32{
 	0,  // 0: monkeyci.jobapi.v1.JobSpec.save_artifacts:type_name -> monkeyci.jobapi.v1.Artifact
 	0,  // 1: monkeyci.jobapi.v1.JobSpec.restore_artifacts:type_name -> monkeyci.jobapi.v1.Artifact
 	0,  // 2: monkeyci.jobapi.v1.JobSpec.caches:type_name -> monkeyci.jobapi.v1.Artifact
-	23, // 3: monkeyci.jobapi.v1.JobSpec.env:type_name -> monkeyci.jobapi.v1.JobSpec.EnvEntry
-	27, // 4: monkeyci.jobapi.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
-	24, // 5: monkeyci.jobapi.v1.JobSpec.labels:type_name -> monkeyci.jobapi.v1.JobSpec.LabelsEntry
+	29, // 3: monkeyci.jobapi.v1.JobSpec.env:type_name -> monkeyci.jobapi.v1.JobSpec.EnvEntry
+	33, // 4: monkeyci.jobapi.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
+	30, // 5: monkeyci.jobapi.v1.JobSpec.labels:type_name -> monkeyci.jobapi.v1.JobSpec.LabelsEntry
 	1,  // 6: monkeyci.jobapi.v1.StartJobRequest.job:type_name -> monkeyci.jobapi.v1.JobSpec
 	5,  // 7: monkeyci.jobapi.v1.AwaitJobsResponse.results:type_name -> monkeyci.jobapi.v1.JobResult
-	25, // 8: monkeyci.jobapi.v1.GetParamsResponse.params:type_name -> monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
-	26, // 9: monkeyci.jobapi.v1.AwaitUnblockRequest.deps:type_name -> monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry
-	27, // 10: monkeyci.jobapi.v1.JobState.duration:type_name -> google.protobuf.Duration
-	15, // 11: monkeyci.jobapi.v1.JobStatusResponse.jobs:type_name -> monkeyci.jobapi.v1.JobState
+	31, // 8: monkeyci.jobapi.v1.GetParamsResponse.params:type_name -> monkeyci.jobapi.v1.GetParamsResponse.ParamsEntry
+	32, // 9: monkeyci.jobapi.v1.AwaitUnblockRequest.deps:type_name -> monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry
+	33, // 10: monkeyci.jobapi.v1.JobState.duration:type_name -> google.protobuf.Duration
+	21, // 11: monkeyci.jobapi.v1.JobStatusResponse.jobs:type_name -> monkeyci.jobapi.v1.JobState
 	5,  // 12: monkeyci.jobapi.v1.EndActionResponse.result:type_name -> monkeyci.jobapi.v1.JobResult
 	12, // 13: monkeyci.jobapi.v1.AwaitUnblockRequest.DepsEntry.value:type_name -> monkeyci.jobapi.v1.Deps
 	2,  // 14: monkeyci.jobapi.v1.JobAPI.StartJob:input_type -> monkeyci.jobapi.v1.StartJobRequest
 	4,  // 15: monkeyci.jobapi.v1.JobAPI.AwaitJobs:input_type -> monkeyci.jobapi.v1.AwaitJobsRequest
-	14, // 16: monkeyci.jobapi.v1.JobAPI.JobStatus:input_type -> monkeyci.jobapi.v1.JobStatusRequest
+	20, // 16: monkeyci.jobapi.v1.JobAPI.JobStatus:input_type -> monkeyci.jobapi.v1.JobStatusRequest
 	7,  // 17: monkeyci.jobapi.v1.JobAPI.SkipJob:input_type -> monkeyci.jobapi.v1.SkipJobRequest
 	9,  // 18: monkeyci.jobapi.v1.JobAPI.GetParams:input_type -> monkeyci.jobapi.v1.GetParamsRequest
 	11, // 19: monkeyci.jobapi.v1.JobAPI.AwaitUnblock:input_type -> monkeyci.jobapi.v1.AwaitUnblockRequest
-	17, // 20: monkeyci.jobapi.v1.JobAPI.BeginAction:input_type -> monkeyci.jobapi.v1.BeginActionRequest
-	19, // 21: monkeyci.jobapi.v1.JobAPI.ActionOutput:input_type -> monkeyci.jobapi.v1.ActionOutputRequest
-	21, // 22: monkeyci.jobapi.v1.JobAPI.EndAction:input_type -> monkeyci.jobapi.v1.EndActionRequest
-	3,  // 23: monkeyci.jobapi.v1.JobAPI.StartJob:output_type -> monkeyci.jobapi.v1.StartJobResponse
-	6,  // 24: monkeyci.jobapi.v1.JobAPI.AwaitJobs:output_type -> monkeyci.jobapi.v1.AwaitJobsResponse
-	16, // 25: monkeyci.jobapi.v1.JobAPI.JobStatus:output_type -> monkeyci.jobapi.v1.JobStatusResponse
-	8,  // 26: monkeyci.jobapi.v1.JobAPI.SkipJob:output_type -> monkeyci.jobapi.v1.SkipJobResponse
-	10, // 27: monkeyci.jobapi.v1.JobAPI.GetParams:output_type -> monkeyci.jobapi.v1.GetParamsResponse
-	13, // 28: monkeyci.jobapi.v1.JobAPI.AwaitUnblock:output_type -> monkeyci.jobapi.v1.AwaitUnblockResponse
-	18, // 29: monkeyci.jobapi.v1.JobAPI.BeginAction:output_type -> monkeyci.jobapi.v1.BeginActionResponse
-	20, // 30: monkeyci.jobapi.v1.JobAPI.ActionOutput:output_type -> monkeyci.jobapi.v1.ActionOutputResponse
-	22, // 31: monkeyci.jobapi.v1.JobAPI.EndAction:output_type -> monkeyci.jobapi.v1.EndActionResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
+	14, // 20: monkeyci.jobapi.v1.JobAPI.StopJob:input_type -> monkeyci.jobapi.v1.StopJobRequest
+	16, // 21: monkeyci.jobapi.v1.JobAPI.JobAddress:input_type -> monkeyci.jobapi.v1.JobAddressRequest
+	18, // 22: monkeyci.jobapi.v1.JobAPI.Require:input_type -> monkeyci.jobapi.v1.RequireRequest
+	23, // 23: monkeyci.jobapi.v1.JobAPI.BeginAction:input_type -> monkeyci.jobapi.v1.BeginActionRequest
+	25, // 24: monkeyci.jobapi.v1.JobAPI.ActionOutput:input_type -> monkeyci.jobapi.v1.ActionOutputRequest
+	27, // 25: monkeyci.jobapi.v1.JobAPI.EndAction:input_type -> monkeyci.jobapi.v1.EndActionRequest
+	3,  // 26: monkeyci.jobapi.v1.JobAPI.StartJob:output_type -> monkeyci.jobapi.v1.StartJobResponse
+	6,  // 27: monkeyci.jobapi.v1.JobAPI.AwaitJobs:output_type -> monkeyci.jobapi.v1.AwaitJobsResponse
+	22, // 28: monkeyci.jobapi.v1.JobAPI.JobStatus:output_type -> monkeyci.jobapi.v1.JobStatusResponse
+	8,  // 29: monkeyci.jobapi.v1.JobAPI.SkipJob:output_type -> monkeyci.jobapi.v1.SkipJobResponse
+	10, // 30: monkeyci.jobapi.v1.JobAPI.GetParams:output_type -> monkeyci.jobapi.v1.GetParamsResponse
+	13, // 31: monkeyci.jobapi.v1.JobAPI.AwaitUnblock:output_type -> monkeyci.jobapi.v1.AwaitUnblockResponse
+	15, // 32: monkeyci.jobapi.v1.JobAPI.StopJob:output_type -> monkeyci.jobapi.v1.StopJobResponse
+	17, // 33: monkeyci.jobapi.v1.JobAPI.JobAddress:output_type -> monkeyci.jobapi.v1.JobAddressResponse
+	19, // 34: monkeyci.jobapi.v1.JobAPI.Require:output_type -> monkeyci.jobapi.v1.RequireResponse
+	24, // 35: monkeyci.jobapi.v1.JobAPI.BeginAction:output_type -> monkeyci.jobapi.v1.BeginActionResponse
+	26, // 36: monkeyci.jobapi.v1.JobAPI.ActionOutput:output_type -> monkeyci.jobapi.v1.ActionOutputResponse
+	28, // 37: monkeyci.jobapi.v1.JobAPI.EndAction:output_type -> monkeyci.jobapi.v1.EndActionResponse
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1511,7 +1836,7 @@ func file_jobapi_jobapi_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobapi_jobapi_proto_rawDesc), len(file_jobapi_jobapi_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

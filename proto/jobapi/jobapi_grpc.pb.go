@@ -41,6 +41,9 @@ const (
 	JobAPI_SkipJob_FullMethodName      = "/monkeyci.jobapi.v1.JobAPI/SkipJob"
 	JobAPI_GetParams_FullMethodName    = "/monkeyci.jobapi.v1.JobAPI/GetParams"
 	JobAPI_AwaitUnblock_FullMethodName = "/monkeyci.jobapi.v1.JobAPI/AwaitUnblock"
+	JobAPI_StopJob_FullMethodName      = "/monkeyci.jobapi.v1.JobAPI/StopJob"
+	JobAPI_JobAddress_FullMethodName   = "/monkeyci.jobapi.v1.JobAPI/JobAddress"
+	JobAPI_Require_FullMethodName      = "/monkeyci.jobapi.v1.JobAPI/Require"
 	JobAPI_BeginAction_FullMethodName  = "/monkeyci.jobapi.v1.JobAPI/BeginAction"
 	JobAPI_ActionOutput_FullMethodName = "/monkeyci.jobapi.v1.JobAPI/ActionOutput"
 	JobAPI_EndAction_FullMethodName    = "/monkeyci.jobapi.v1.JobAPI/EndAction"
@@ -72,6 +75,24 @@ type JobAPIClient interface {
 	// (job/blocked). A build run without a coordinator has nobody to unblock
 	// them: it answers FAILED_PRECONDITION.
 	AwaitUnblock(ctx context.Context, in *AwaitUnblockRequest, opts ...grpc.CallOption) (*AwaitUnblockResponse, error)
+	// Services: a job with expose ports serves them to the other jobs of the
+	// build, which reach it by its id as a host name. Its dependents start
+	// once every exposed port accepts connections; a service that ends first
+	// fails them. StopJob stops a job (a service whose dependents are done);
+	// it ends as success unless it had failed before. A service still
+	// running when the script ends is stopped so too.
+	StopJob(ctx context.Context, in *StopJobRequest, opts ...grpc.CallOption) (*StopJobResponse, error)
+	// JobAddress waits until a service accepts connections on the port and
+	// returns the address other jobs reach it at (db:5432). The script is
+	// paused meanwhile, as in an await. A job that does not expose the port
+	// is INVALID_ARGUMENT; one that ended first, FAILED_PRECONDITION.
+	JobAddress(ctx context.Context, in *JobAddressRequest, opts ...grpc.CallOption) (*JobAddressResponse, error)
+	// Require says which machine architectures the build's jobs need
+	// ("amd", "arm"), before any starts. An agent of another one answers
+	// FAILED_PRECONDITION and hands the build back to its coordinator, which
+	// sends it to an agent that has the architecture (a job started for
+	// another architecture does the same).
+	Require(ctx context.Context, in *RequireRequest, opts ...grpc.CallOption) (*RequireResponse, error)
 	// An action is work the script does itself (in its own container) that is
 	// reported as a job of its own: events and logs under its id, its result
 	// in the build's. BeginAction starts it (its dependencies must have ended
@@ -152,6 +173,36 @@ func (c *jobAPIClient) AwaitUnblock(ctx context.Context, in *AwaitUnblockRequest
 	return out, nil
 }
 
+func (c *jobAPIClient) StopJob(ctx context.Context, in *StopJobRequest, opts ...grpc.CallOption) (*StopJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopJobResponse)
+	err := c.cc.Invoke(ctx, JobAPI_StopJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobAPIClient) JobAddress(ctx context.Context, in *JobAddressRequest, opts ...grpc.CallOption) (*JobAddressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JobAddressResponse)
+	err := c.cc.Invoke(ctx, JobAPI_JobAddress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobAPIClient) Require(ctx context.Context, in *RequireRequest, opts ...grpc.CallOption) (*RequireResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequireResponse)
+	err := c.cc.Invoke(ctx, JobAPI_Require_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *jobAPIClient) BeginAction(ctx context.Context, in *BeginActionRequest, opts ...grpc.CallOption) (*BeginActionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BeginActionResponse)
@@ -208,6 +259,24 @@ type JobAPIServer interface {
 	// (job/blocked). A build run without a coordinator has nobody to unblock
 	// them: it answers FAILED_PRECONDITION.
 	AwaitUnblock(context.Context, *AwaitUnblockRequest) (*AwaitUnblockResponse, error)
+	// Services: a job with expose ports serves them to the other jobs of the
+	// build, which reach it by its id as a host name. Its dependents start
+	// once every exposed port accepts connections; a service that ends first
+	// fails them. StopJob stops a job (a service whose dependents are done);
+	// it ends as success unless it had failed before. A service still
+	// running when the script ends is stopped so too.
+	StopJob(context.Context, *StopJobRequest) (*StopJobResponse, error)
+	// JobAddress waits until a service accepts connections on the port and
+	// returns the address other jobs reach it at (db:5432). The script is
+	// paused meanwhile, as in an await. A job that does not expose the port
+	// is INVALID_ARGUMENT; one that ended first, FAILED_PRECONDITION.
+	JobAddress(context.Context, *JobAddressRequest) (*JobAddressResponse, error)
+	// Require says which machine architectures the build's jobs need
+	// ("amd", "arm"), before any starts. An agent of another one answers
+	// FAILED_PRECONDITION and hands the build back to its coordinator, which
+	// sends it to an agent that has the architecture (a job started for
+	// another architecture does the same).
+	Require(context.Context, *RequireRequest) (*RequireResponse, error)
 	// An action is work the script does itself (in its own container) that is
 	// reported as a job of its own: events and logs under its id, its result
 	// in the build's. BeginAction starts it (its dependencies must have ended
@@ -245,6 +314,15 @@ func (UnimplementedJobAPIServer) GetParams(context.Context, *GetParamsRequest) (
 }
 func (UnimplementedJobAPIServer) AwaitUnblock(context.Context, *AwaitUnblockRequest) (*AwaitUnblockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AwaitUnblock not implemented")
+}
+func (UnimplementedJobAPIServer) StopJob(context.Context, *StopJobRequest) (*StopJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopJob not implemented")
+}
+func (UnimplementedJobAPIServer) JobAddress(context.Context, *JobAddressRequest) (*JobAddressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JobAddress not implemented")
+}
+func (UnimplementedJobAPIServer) Require(context.Context, *RequireRequest) (*RequireResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Require not implemented")
 }
 func (UnimplementedJobAPIServer) BeginAction(context.Context, *BeginActionRequest) (*BeginActionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BeginAction not implemented")
@@ -384,6 +462,60 @@ func _JobAPI_AwaitUnblock_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobAPI_StopJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobAPIServer).StopJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobAPI_StopJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobAPIServer).StopJob(ctx, req.(*StopJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobAPI_JobAddress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobAddressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobAPIServer).JobAddress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobAPI_JobAddress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobAPIServer).JobAddress(ctx, req.(*JobAddressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobAPI_Require_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequireRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobAPIServer).Require(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobAPI_Require_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobAPIServer).Require(ctx, req.(*RequireRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobAPI_BeginAction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BeginActionRequest)
 	if err := dec(in); err != nil {
@@ -468,6 +600,18 @@ var JobAPI_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AwaitUnblock",
 			Handler:    _JobAPI_AwaitUnblock_Handler,
+		},
+		{
+			MethodName: "StopJob",
+			Handler:    _JobAPI_StopJob_Handler,
+		},
+		{
+			MethodName: "JobAddress",
+			Handler:    _JobAPI_JobAddress_Handler,
+		},
+		{
+			MethodName: "Require",
+			Handler:    _JobAPI_Require_Handler,
 		},
 		{
 			MethodName: "BeginAction",
