@@ -803,7 +803,7 @@ func TestDriveServices(t *testing.T) {
 func TestDriveRequiresTheArch(t *testing.T) {
 	for _, tt := range []struct {
 		name, yaml, wantErr string
-		wantCalls          []string
+		wantCalls           []string
 	}{
 		{"none asked", "- {id: a, image: i}", "", []string{"start a"}},
 		{"amd", "- {id: a, image: i, arch: amd}\n- {id: b, image: i}", "", []string{"require [amd]", "start a", "start b"}},

@@ -214,9 +214,9 @@ func (s *Store) Close() error {
 type stmts struct {
 	// On the writer.
 	createBuild, assign, renew, requeue, handback, finish, finishQueued, retry, setWaiting *sql.Stmt
-	appendEvent, saveAgent, removeAgent, saveToken, revokeToken, tokenUsed       *sql.Stmt
-	saveRepo, removeRepo, setSecret, removeSecret, savePool                      *sql.Stmt
-	seenAgent                                                                    *sql.Stmt
+	appendEvent, saveAgent, removeAgent, saveToken, revokeToken, tokenUsed                 *sql.Stmt
+	saveRepo, removeRepo, setSecret, removeSecret, savePool                                *sql.Stmt
+	seenAgent                                                                              *sql.Stmt
 	// A read on the writer, to say why a change did not apply: before any
 	// other change, in the change's own transaction if it has one.
 	wcurrent, wsameEvent *sql.Stmt
