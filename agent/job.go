@@ -403,6 +403,13 @@ func (b *build) runContainer(ctx context.Context, r containerRun) (Exit, error) 
 			return Exit{}, err
 		}
 	}
+	if j.Service() {
+		// Probed from before the start call: the call returns some time
+		// after the process runs, and the ports may accept before.
+		pctx, over := context.WithCancel(ctx)
+		defer over()
+		go b.probe(pctx, id, r.jr)
+	}
 	// Said before the start call returns: output may arrive before it does.
 	b.emit(events.Event{Type: events.JobStart, Job: j.ID, Caches: r.caches})
 	if err := rt.Start(ctx, id); err != nil {
@@ -435,7 +442,6 @@ func (b *build) runContainer(ctx context.Context, r containerRun) (Exit, error) 
 	if j.Service() {
 		sctx, over := context.WithCancel(wctx)
 		defer over()
-		go b.probe(sctx, id, r.jr)
 		go func() {
 			select {
 			case <-r.jr.stop:

@@ -87,16 +87,21 @@ func (b *build) awaitReady(ctx context.Context, services []*jobRun) error {
 	return nil
 }
 
-// probe tries a started service's ports until each accepts a connection,
-// then marks it ready. It gives up when ctx ends (the service exited or
-// was stopped).
+// probe tries a service's ports, from its start on, until each accepts a
+// connection, then marks it ready. It gives up when ctx ends (the service
+// ended).
 func (b *build) probe(ctx context.Context, id string, jr *jobRun) {
-	ip, err := b.r.cfg.Runtime.Address(ctx, id, b.network())
-	if err != nil {
-		if ctx.Err() == nil {
-			b.r.cfg.Logger.Warn("cannot probe a service", "job", jr.job.ID, "error", err)
+	var ip string
+	for {
+		var err error
+		if ip, err = b.r.cfg.Runtime.Address(ctx, id, b.network()); err == nil {
+			break // it has one once its start has set up its network
 		}
-		return
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(probeEvery):
+		}
 	}
 	var dialer net.Dialer
 	for _, port := range jr.job.Expose {

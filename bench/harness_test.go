@@ -27,10 +27,11 @@ import (
 
 const busybox = dockertest.Busybox
 
-// recorder keeps a build's events.
+// recorder keeps a build's events, and its jobs' stdout.
 type recorder struct {
 	mu     sync.Mutex
 	events []events.Event
+	out    map[string][]byte
 }
 
 func (r *recorder) Event(e events.Event) {
@@ -39,7 +40,17 @@ func (r *recorder) Event(e events.Event) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) Output(string, string, []byte) {}
+func (r *recorder) Output(job, stream string, data []byte) {
+	if stream != "out" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.out == nil {
+		r.out = map[string][]byte{}
+	}
+	r.out[job] = append(r.out[job], data...)
+}
 
 // newRunner is a runner of agent id "bench"; runners side by side need
 // their own (newRunnerAs).
@@ -71,6 +82,12 @@ func newRunnerAs(b *testing.B, engine *docker.Engine, pause bool, agentID string
 // runBuild runs a build whose build.yaml is given and returns its events.
 func runBuild(b *testing.B, r *agent.Runner, buildYAML string) []events.Event {
 	b.Helper()
+	return runBuildOut(b, r, buildYAML).events
+}
+
+// runBuildOut is runBuild that keeps the jobs' stdout too.
+func runBuildOut(b *testing.B, r *agent.Runner, buildYAML string) *recorder {
+	b.Helper()
 	dir := b.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, ".monkeyci"), 0o755); err != nil {
 		b.Fatal(err)
@@ -83,7 +100,7 @@ func runBuild(b *testing.B, r *agent.Runner, buildYAML string) []events.Event {
 	if err != nil || out.Result != events.Success {
 		b.Fatalf("bench build: %v %+v", err, out)
 	}
-	return rec.events
+	return rec
 }
 
 // sequentialJobs is a build of n jobs, each depending on the one before.

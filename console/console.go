@@ -15,6 +15,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // scriptName is how the script container's output is prefixed.
@@ -75,6 +76,7 @@ type jobLine struct {
 	id      string
 	deps    []string // from job/queued
 	action  bool     // from job/queued: run in the script's container
+	ready   bool     // a service whose ports accept: its dependents go on
 	state   string
 	started time.Time
 	took    time.Duration
@@ -132,14 +134,12 @@ func (p *Printer) track(e events.Event) string {
 		if c := events.DescribeCaches(e.Caches); c != "" {
 			return fmt.Sprintf("%-*s  %s; %s", p.width, e.Job, j.describe(time.Time{}), c)
 		}
+	case events.JobReady:
+		j.state, j.ready = "serving on port "+pipeline.JoinPorts(e.Expose), true
+		p.requeued()
 	case events.JobEnd, events.JobSkipped:
 		j.state, j.took, j.message = string(e.Status), e.Duration, e.Message
-		// Jobs queued behind this one now wait for the rest, or capacity.
-		for _, q := range p.jobs {
-			if strings.HasPrefix(q.state, waitingFor) {
-				q.state = p.queuedState(q)
-			}
-		}
+		p.requeued()
 	default:
 		return ""
 	}
@@ -148,12 +148,23 @@ func (p *Printer) track(e events.Event) string {
 
 const waitingFor = "waiting for "
 
+// requeued updates what the queued jobs wait for, after a job ended or a
+// service became ready: the rest of their dependencies, or capacity.
+func (p *Printer) requeued() {
+	for _, q := range p.jobs {
+		if strings.HasPrefix(q.state, waitingFor) {
+			q.state = p.queuedState(q)
+		}
+	}
+}
+
 // queuedState says what a queued job waits for: the dependencies that have
-// not ended (a job started with deps by a script), else capacity.
+// not ended, nor services that are ready (a job started with deps by a
+// script), else capacity.
 func (p *Printer) queuedState(j *jobLine) string {
 	var waits []string
 	for _, d := range j.deps {
-		if dj, ok := p.jobs[d]; !ok || !slices.Contains(endStates, dj.state) {
+		if dj, ok := p.jobs[d]; !ok || !dj.ready && !slices.Contains(endStates, dj.state) {
 			waits = append(waits, d)
 		}
 	}

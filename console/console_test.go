@@ -77,6 +77,18 @@ func TestPrinterPlain(t *testing.T) {
 				"notify  waiting for capacity\n",
 		},
 		{
+			name: "a service's dependents wait for it to be ready, not to end",
+			calls: []call{
+				ev(events.Event{Type: events.JobQueued, Job: "db", Expose: []int{5432}}),
+				ev(events.Event{Type: events.JobQueued, Job: "it", Deps: []string{"db"}}),
+				ev(events.Event{Type: events.JobReady, Job: "db", Expose: []int{5432}}),
+			},
+			want: "" +
+				"db      waiting for capacity\n" +
+				"it      waiting for db\n" +
+				"db      serving on port 5432\n",
+		},
+		{
 			name: "an action runs at once and says so",
 			calls: []call{
 				ev(events.Event{Type: events.JobQueued, Job: "pack", Action: true}),

@@ -17,6 +17,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/web/view"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // Live updates of a build's page: at most four a second, and one every
@@ -50,7 +51,8 @@ type jobView struct {
 	Segment  string // in log URLs
 	State    string
 	Blocked  bool
-	Action   bool // run in the script's container
+	Action   bool   // run in the script's container
+	Service  string // the ports a service job serves ("8080"), else ""
 	Commands []view.Command
 	Streams  []streamView
 }
@@ -170,7 +172,7 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 	for _, j := range jobs {
 		d.Jobs = append(d.Jobs, jobView{
 			ID: j.ID, Name: j.ID, Segment: url.PathEscape(j.ID), State: j.State,
-			Blocked: j.State == view.StateBlocked, Action: j.Action, Commands: commands[j.ID],
+			Blocked: j.State == view.StateBlocked, Action: j.Action, Service: pipeline.JoinPorts(j.Expose), Commands: commands[j.ID],
 		})
 	}
 	for i := range d.Jobs {

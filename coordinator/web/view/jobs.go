@@ -29,6 +29,8 @@ type JobNode struct {
 	State string
 	// Action: the job is work the script did in its own container.
 	Action bool
+	// Expose are the ports of a service job.
+	Expose []int
 }
 
 // Jobs returns every job seen in evs, in first-seen order. The latest job
@@ -53,10 +55,13 @@ func Jobs(evs []events.Event) []JobNode {
 			j.Deps = cleanDeps(e.Deps)
 		}
 		j.Action = j.Action || e.Action
+		if len(e.Expose) > 0 {
+			j.Expose = e.Expose
+		}
 		switch e.Type {
 		case events.JobPending, events.JobQueued, events.JobInitializing, events.JobUnblocked:
 			j.State = StateQueued
-		case events.JobStart, events.JobExecuted:
+		case events.JobStart, events.JobExecuted, events.JobReady:
 			j.State = StateRunning
 		case events.JobEnd:
 			j.State = endState(e)

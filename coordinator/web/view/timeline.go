@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // Span kinds.
@@ -14,6 +15,9 @@ const (
 	KindRunning = "running"
 	KindPaused  = "paused"
 	KindQueued  = "queued"
+	// KindServing is a service's time from its ports accepting
+	// connections to its end; before that it is KindRunning (starting).
+	KindServing = "serving"
 )
 
 // Row kinds.
@@ -50,12 +54,14 @@ type Row struct {
 	// for a paused script ("" before the script starts).
 	State string
 	Spans []Span
+	// Service, for a service job, names the ports it serves ("8080").
+	Service string
 }
 
 // Span is a stretch of time on a row.
 type Span struct {
 	Start, End time.Time
-	Kind       string // KindRunning, KindPaused or KindQueued
+	Kind       string // KindRunning, KindServing, KindPaused or KindQueued
 	// State is the outcome of a running span (a job state, "running" while
 	// open), "queued" or "blocked" for a queued span, "paused" for a pause.
 	State string
@@ -93,7 +99,7 @@ func (r *rowBuilder) stop(at time.Time, state string) {
 // end closes the row at its end event: a running span takes the result's
 // state (a queued or paused one keeps its own), and so does the row.
 func (r *rowBuilder) end(at time.Time, state string) {
-	if r.current() == KindRunning {
+	if k := r.current(); k == KindRunning || k == KindServing {
 		r.stop(at, state)
 	} else {
 		r.stop(at, "")
@@ -182,6 +188,9 @@ func BuildTimeline(evs []events.Event, now time.Time) Timeline {
 
 		switch e.Type {
 		case events.JobPending, events.JobQueued, events.JobInitializing:
+			if len(e.Expose) > 0 {
+				r.row.Service = pipeline.JoinPorts(e.Expose)
+			}
 			if r.current() != KindQueued {
 				r.start(KindQueued, StateQueued, at)
 			}
@@ -195,6 +204,11 @@ func BuildTimeline(evs []events.Event, now time.Time) Timeline {
 		case events.JobStart:
 			r.start(KindRunning, StateRunning, at)
 			r.row.State = StateRunning
+		case events.JobReady:
+			if r.current() == KindRunning {
+				r.stop(at, StateSuccess) // it started: its ports accept
+			}
+			r.start(KindServing, StateRunning, at)
 		case events.JobEnd:
 			r.end(at, endState(e))
 		case events.JobSkipped:
@@ -282,7 +296,7 @@ func spanTitle(label string, s Span) string {
 	}
 	b.WriteString(" ")
 	b.WriteString(FormatDuration(s.End.Sub(s.Start)))
-	if s.Kind == KindRunning && s.State != StateRunning {
+	if (s.Kind == KindRunning || s.Kind == KindServing) && s.State != StateRunning {
 		b.WriteString(", ")
 		b.WriteString(s.State)
 	}
@@ -355,8 +369,12 @@ func (t Timeline) SVG() template.HTML {
 			kind = RowScript
 		}
 		w.s(`<g class="row `).s(kind).s(`">`)
+		label, title := r.Label, r.Label
+		if r.Service != "" {
+			label, title = "⇄ "+r.Label, r.Label+": a service on port "+r.Service
+		}
 		w.s(`<text class="label state-`).s(stateClass(r.State)).s(`" x="4" y="`).i(y + tlRowH/2).
-			s(`" dominant-baseline="central"><title>`).t(r.Label).s(`</title>`).t(ellipsis(r.Label, tlLabelCh)).s(`</text>`)
+			s(`" dominant-baseline="central"><title>`).t(title).s(`</title>`).t(ellipsis(label, tlLabelCh)).s(`</text>`)
 		for _, sp := range r.Spans {
 			w.s(`<rect class="span `)
 			switch sp.Kind {
@@ -364,6 +382,8 @@ func (t Timeline) SVG() template.HTML {
 				w.s("paused")
 			case KindQueued:
 				w.s("queued state-").s(stateClass(sp.State))
+			case KindServing:
+				w.s("running serving state-").s(stateClass(sp.State))
 			default:
 				w.s("running state-").s(stateClass(sp.State))
 			}
@@ -411,6 +431,7 @@ const TimelineCSS = `
 .timeline .span.running.state-failure { fill: #cf222e; }
 .timeline .span.running.state-error { fill: #d1560c; }
 .timeline .span.running.state-canceled, .timeline .span.running.state-skipped, .timeline .span.running.state-unknown { fill: #afb8c1; }
+.timeline .span.serving { fill-opacity: 0.55; }
 .timeline .span.paused { fill: url(#timeline-hatch); stroke: #9a6700; stroke-width: 1; }
 .timeline .hatch-bg { fill: #fff8c5; }
 .timeline .hatch { stroke: #9a6700; stroke-width: 2; }

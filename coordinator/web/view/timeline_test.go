@@ -248,3 +248,33 @@ func FuzzTimeline(f *testing.F) {
 		_ = tl.SVG()
 	})
 }
+
+// A service's row says it is one, and its time from ready to its end is a
+// span of its own: serving.
+func TestTimelineService(t *testing.T) {
+	s := time.Second
+	evs := []events.Event{
+		ev(events.BuildStart, "", 0),
+		{Type: events.JobQueued, Job: "db", Expose: []int{5432}, Time: at(0)},
+		ev(events.JobStart, "db", s),
+		ev(events.JobReady, "db", 2*s),
+		{Type: events.JobEnd, Job: "db", Status: events.Success, Time: at(5 * s)},
+		ev(events.BuildEnd, "", 5*s),
+	}
+	tl := BuildTimeline(evs, at(time.Hour))
+	db := tl.Rows[1]
+	if db.Service != "5432" || db.State != StateSuccess {
+		t.Errorf("row %+v", db)
+	}
+	starting, serving := spansOf(db, KindRunning), spansOf(db, KindServing)
+	if len(starting) != 1 || !starting[0].End.Equal(at(2*s)) || starting[0].State != StateSuccess ||
+		len(serving) != 1 || !serving[0].Start.Equal(at(2*s)) || !serving[0].End.Equal(at(5*s)) || serving[0].State != StateSuccess {
+		t.Errorf("spans %+v", db.Spans)
+	}
+	svg := string(tl.SVG())
+	for _, want := range []string{`<title>db: a service on port 5432</title>⇄ db`, `<rect class="span running serving state-success" `, `<title>db: serving 3.0s, success</title>`} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("SVG lacks %q:\n%s", want, svg)
+		}
+	}
+}
