@@ -80,3 +80,52 @@ func TestVerifyDescribesABuildScript(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+// MonkeyCI's own job forms, in each of the three formats, run as MonkeyCI
+// runs them: a job of only id and image runs its image's own command.
+func TestMonkeyCIFormsRun(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	dockertest.RequireImage(t, "monkeyci/hello:latest")
+	for _, format := range []string{"yaml", "json", "edn"} {
+		t.Run(format, func(t *testing.T) {
+			dir := filepath.Join(repoRoot(t), "cmd", "monkeyci", "testdata", "monkeyci-forms", format)
+			runExample(t, []string{dir}, "own-command | hello from the image's own command", "| typed container job", "| v1 image key",
+				"✔ typed ", "✔ v1-image ")
+		})
+	}
+}
+
+// Build files from MonkeyCI's examples folder run unchanged; the images
+// they name are made here from the local busybox (no registry is reached).
+func TestMonkeyCIExamplesRunUnchanged(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	tagLocally(t, dockertest.Busybox, "docker.io/alpine:latest")
+	dir := filepath.Join(repoRoot(t), "cmd", "monkeyci", "testdata", "monkeyci-examples", "yaml")
+	runExample(t, []string{dir}, "list-job | total ", "list-job  success")
+}
+
+// The services example: two jobs fetch from a service by its name, and the
+// service is stopped once they have ended, as on a fleet.
+func TestServicesExampleRuns(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	dockertest.RequireImage(t, "monkeyci/httpd:latest")
+	dir := filepath.Join(repoRoot(t), "examples", "services")
+	runExample(t, []string{dir}, "fetch-one | hello from monkeyci/httpd", "fetch-two | hello from monkeyci/httpd",
+		"serving on port 8080", "✔ web ")
+}
+
+// tagLocally makes ref name the local image src, unless an image of that
+// name is present already; a tag it made is removed after the test.
+func tagLocally(t *testing.T, src, ref string) {
+	t.Helper()
+	if exec.Command("docker", "image", "inspect", ref).Run() == nil {
+		return
+	}
+	if out, err := exec.Command("docker", "tag", src, ref).CombinedOutput(); err != nil {
+		t.Fatalf("docker tag %s %s: %v %s", src, ref, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", ref).Run() })
+}
