@@ -172,7 +172,8 @@ func TestScriptDrivesAService(t *testing.T) {
 		".monkeyci/script.yaml": inBusybox,
 		".monkeyci/build.sh": `set -e
 monkeyci job run web --image ` + httpd + ` --expose 8080 --cpus 0.25 --detach
-monkeyci job run left --image ` + httpd + ` --expose 8080 --cpus 0.25 --detach
+monkeyci job run left --image ` + httpd + ` --expose 8080 --cpus 0.25
+echo "left serves"
 addr=$(monkeyci job addr web 8080)
 echo "address: $addr"
 monkeyci job run fetch --image ` + busybox + ` --cpus 0.25 --dep web --env URL=http://$addr/ -- 'wget -qO- "$URL"'
@@ -186,7 +187,7 @@ if monkeyci job addr fetch 80; then echo "addr of a job that serves nothing"; ex
 	if err != nil || out.Result != events.Success {
 		t.Fatalf("%v %+v\nscript: %s%s", err, out, rec.out(""), rec.errOut(""))
 	}
-	if got := rec.out(""); !strings.Contains(got, "address: web:8080") {
+	if got := rec.out(""); !strings.Contains(got, "address: web:8080") || !strings.Contains(got, "left serves") {
 		t.Errorf("script printed %q", got)
 	}
 	if got := rec.out("fetch"); !strings.Contains(got, "hello from monkeyci/httpd") {

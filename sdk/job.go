@@ -41,7 +41,8 @@ type Job struct {
 	// Expose makes the job a service: it serves these ports to the build's
 	// other jobs, which reach it by its id as a host name (Addr). Jobs that
 	// depend on it start once the ports accept connections; it runs until
-	// Stop, or the end of the script.
+	// Stop, or the end of the script. Start it with StartJob and wait for
+	// it with Addr: Run would wait for its end.
 	Expose []int
 	// Arch is the machine architecture its image needs: "amd" or "arm"
 	// (empty: the agent's own).

@@ -73,7 +73,8 @@ queued; wait for it with monkeyci job wait.
 
 With --expose the job is a service: it serves the ports to the build's other
 jobs, which reach it by its id as a host name (db:5432). Jobs that --dep on
-it start once every port accepts connections. Run it with --detach; it runs
+it start once every port accepts connections. run returns once they do (or
+with --detach at once), and exits 1 if it ended first; the service runs
 until monkeyci job stop, or the end of the script, and then counts as a
 success unless it failed before.`,
 		Example: `  monkeyci job run test --image golang:1.26 -- 'go test ./...'
@@ -89,6 +90,18 @@ success unless it failed before.`,
 			return withClient(cmd, func(ctx context.Context, ci *sdk.Client) error {
 				if f.detach {
 					return ci.StartJob(ctx, job)
+				}
+				if len(job.Expose) > 0 {
+					// A service ends only when stopped: wait for it to serve.
+					if err := ci.StartJob(ctx, job); err != nil {
+						return err
+					}
+					for _, port := range job.Expose {
+						if _, err := ci.Addr(ctx, job.ID, port); err != nil {
+							return err
+						}
+					}
+					return nil
 				}
 				res, err := ci.Run(ctx, job)
 				if err != nil {
