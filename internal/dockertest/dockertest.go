@@ -3,7 +3,9 @@
 // Where no engine answers, such tests are skipped, except under CI (the
 // environment variable CI set to anything but "false" or "0"), which has an
 // engine: there they fail, so that a broken engine cannot pass as a green
-// run. Images come from `make images` (images/build.sh); nothing is pulled.
+// run. In the fast tier (go test -short) they are skipped whatever the
+// engine: that tier needs none. Images come from `make images`
+// (images/build.sh); nothing is pulled.
 package dockertest
 
 import (
@@ -36,6 +38,7 @@ func InCI() bool {
 // test. When none answers it skips the test, or fails it under CI.
 func Engine(t testing.TB) *docker.Engine {
 	t.Helper()
+	SkipInShort(t, "the Docker engine")
 	e, err := docker.New(hclog.NewNullLogger())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -68,6 +71,15 @@ func RequireImage(t testing.TB, ref string) {
 	}
 	if !ok {
 		t.Fatalf("image %s is not present: run `make images` (images/build.sh) first", ref)
+	}
+}
+
+// SkipInShort skips t in the fast tier (go test -short), which runs with
+// no Docker engine and builds no binary; needs says what t needs instead.
+func SkipInShort(t testing.TB, needs string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: not in the -short tier", needs)
 	}
 }
 

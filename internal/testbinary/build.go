@@ -21,9 +21,13 @@ var (
 	out  []byte
 )
 
-// Path returns a freshly built static monkeyci binary.
+// Path returns a freshly built static monkeyci binary. The fast tier (go
+// test -short) builds none: there the test is skipped.
 func Path(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the monkeyci binary built: not in the -short tier")
+	}
 	once.Do(func() {
 		_, here, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(here), "..", "..")
