@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,8 +21,9 @@ import (
 	"github.com/monkeyci/monkeyci/proto/jobapi"
 )
 
-// MaxSocketPath is the longest path a unix socket address holds on Linux.
-const MaxSocketPath = 107
+// MaxSocketPath is the longest path a unix socket address holds: the
+// kernel's sun_path less its closing NUL (107 bytes on Linux).
+const MaxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
 
 // jobServer serves the job API of one build on a unix socket. It sends no
 // keepalive pings: a frozen script cannot answer them (DESIGN section 6).

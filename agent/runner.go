@@ -1,7 +1,8 @@
 // Package agent runs builds: a build's workspace volume, its script
 // container, the job API the script drives, the job containers, and the
 // pausing of the script while its jobs run. Containers are reached through
-// the Runtime interface; the Docker implementation is in agent/docker.
+// the Runtime interface of agent/engine; the Docker implementation is in
+// agent/docker.
 package agent
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
 )
@@ -29,7 +31,7 @@ const (
 	LabelBuild  = "io.monkeyci.build"
 	LabelJob    = "io.monkeyci.job"
 	LabelRole   = "io.monkeyci.role"
-	LabelAgent  = "io.monkeyci.agent"
+	LabelAgent  = engine.LabelAgent // the docker pool sweeps by it too
 )
 
 // Config is what a Runner needs. Zero values take the defaults noted.
@@ -178,7 +180,7 @@ func (r *Runner) Prepare(ctx context.Context) (string, error) {
 	r.imageMu.Lock()
 	defer r.imageMu.Unlock()
 	if r.image == "" {
-		image, err := EnsureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
+		image, err := engine.EnsureAgentImage(ctx, r.cfg.Runtime, r.cfg.Binary)
 		if err != nil {
 			return "", err
 		}
@@ -193,7 +195,7 @@ func (r *Runner) Prepare(ctx context.Context) (string, error) {
 // build runs.
 func (r *Runner) Close(ctx context.Context) error {
 	_ = os.Remove(r.apiRoot())
-	if _, err := sweepNetworks(ctx, r.cfg.Runtime, map[string]string{LabelAgent: r.cfg.AgentID}); err != nil {
+	if _, err := engine.SweepNetworks(ctx, r.cfg.Runtime, map[string]string{LabelAgent: r.cfg.AgentID}); err != nil {
 		return fmt.Errorf("closing the runner: %w", err)
 	}
 	return nil
@@ -210,7 +212,7 @@ func (r *Runner) Pauses() bool { return r.cfg.Pause }
 // sockets (apiRoot) and their files under the state dir. Call it before
 // the first build, when the agent holds none and owns its state dir.
 func (r *Runner) Sweep(ctx context.Context) (int, error) {
-	n, err := SweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID)
+	n, err := engine.SweepAgent(ctx, r.cfg.Runtime, r.cfg.AgentID)
 	if err != nil {
 		return n, err
 	}
@@ -231,81 +233,6 @@ func (r *Runner) apiRoot() string {
 	h := fnv.New32a()
 	h.Write([]byte(r.cfg.AgentID))
 	return filepath.Join(os.TempDir(), fmt.Sprintf("mci-%08x", h.Sum32()))
-}
-
-// SweepAgent removes the containers, volumes and networks labelled as made
-// by the agent agentID, and returns how many: what a killed agent left behind.
-// The agent itself does it at start; the docker pool, when it destroys
-// an agent's instance.
-func SweepAgent(ctx context.Context, rt Runtime, agentID string) (int, error) {
-	// A request the killed agent had in flight may still make a container
-	// after the first look (its volume then is "in use"): look again, a few
-	// times, before giving up.
-	var n int
-	var err error
-	for try := 0; try < 5; try++ {
-		var swept int
-		swept, err = sweepOnce(ctx, rt, agentID)
-		n += swept
-		if err == nil {
-			return n, nil
-		}
-		select {
-		case <-ctx.Done():
-			return n, err
-		case <-time.After(time.Duration(try+1) * 200 * time.Millisecond):
-		}
-	}
-	return n, err
-}
-
-func sweepOnce(ctx context.Context, rt Runtime, agentID string) (int, error) {
-	labels := map[string]string{LabelAgent: agentID}
-	ids, err := rt.ListContainers(ctx, labels)
-	if err != nil {
-		return 0, fmt.Errorf("listing leftover containers: %w", err)
-	}
-	// Side by side: a killed agent's restart waits for them before it
-	// joins, and a running or frozen container takes a while to go.
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = rt.Remove(ctx, id)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return 0, fmt.Errorf("removing leftover containers: %w", err)
-	}
-	vols, err := rt.ListVolumes(ctx, labels)
-	if err != nil {
-		return len(ids), fmt.Errorf("listing leftover volumes: %w", err)
-	}
-	for _, v := range vols {
-		if err := rt.RemoveVolume(ctx, v); err != nil {
-			return len(ids), fmt.Errorf("removing leftover volume: %w", err)
-		}
-	}
-	nets, err := sweepNetworks(ctx, rt, labels)
-	return len(ids) + len(vols) + nets, err
-}
-
-// sweepNetworks removes the networks that carry the labels (after their
-// containers: a network in use cannot go).
-func sweepNetworks(ctx context.Context, rt Runtime, labels map[string]string) (int, error) {
-	nets, err := rt.ListNetworks(ctx, labels)
-	if err != nil {
-		return 0, fmt.Errorf("listing leftover networks: %w", err)
-	}
-	for i, n := range nets {
-		if err := rt.RemoveNetwork(ctx, n); err != nil {
-			return i, fmt.Errorf("removing leftover network: %w", err)
-		}
-	}
-	return len(nets), nil
 }
 
 // ownDir makes dir (0700) unless it is there, and checks that it is a

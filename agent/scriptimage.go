@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/buildscript"
 )
 
@@ -58,8 +59,8 @@ func (b *build) settleScript(fetched *fetching, spec ContainerSpec, id string) (
 			return "", err
 		}
 		spec.Image = sc.Image
-		spec.Entrypoint, spec.Cmd = []string{}, []string{BinaryPath, "script"}
-		spec.Mounts = append(slices.Clone(spec.Mounts), Mount{Source: bin, Target: BinaryPath, ReadOnly: true})
+		spec.Entrypoint, spec.Cmd = []string{}, []string{engine.BinaryPath, "script"}
+		spec.Mounts = append(slices.Clone(spec.Mounts), Mount{Source: bin, Target: engine.BinaryPath, ReadOnly: true})
 	}
 	if err := rt.Remove(ctx, id); err != nil {
 		return "", fmt.Errorf("removing the default script container: %w", err)
@@ -83,11 +84,11 @@ func (r *Runner) scriptBinary() (string, error) {
 	if r.binary != "" {
 		return r.binary, nil
 	}
-	sum, err := fileHash(r.cfg.Binary)
+	sum, err := engine.ShortHash(r.cfg.Binary)
 	if err != nil {
 		return "", fmt.Errorf("the agent's binary: %w", err)
 	}
-	path := filepath.Join(r.cfg.StateDir, "bin", sum[:12], "monkeyci")
+	path := filepath.Join(r.cfg.StateDir, "bin", sum, "monkeyci")
 	if _, err := os.Stat(path); err != nil {
 		if err := copyExecutable(r.cfg.Binary, path); err != nil {
 			return "", fmt.Errorf("copying the agent's binary for script containers: %w", err)

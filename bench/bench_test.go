@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 )
@@ -23,9 +23,9 @@ import (
 // one starts some 250 ms later than on docker's default bridge, and that
 // is the engine's cost of keeping builds apart, not ours.
 func BenchmarkJobStartOverhead(b *testing.B) {
-	engine := dockertest.Engine(b)
+	rt := dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
-	r := newRunner(b, engine, true)
+	r := newRunner(b, rt, true)
 	network := fmt.Sprintf("monkeyci-bench-%d-network", os.Getpid())
 	if out, err := exec.Command("docker", "network", "create", network).CombinedOutput(); err != nil {
 		b.Fatalf("docker network create: %v %s", err, out)
@@ -59,16 +59,16 @@ func BenchmarkJobStartOverhead(b *testing.B) {
 // the resumed script) against bare pause + unpause calls on a plain
 // container, in alternating rounds.
 func BenchmarkPauseUnpause(b *testing.B) {
-	engine := dockertest.Engine(b)
+	rt := dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
-	r := newRunner(b, engine, true)
+	r := newRunner(b, rt, true)
 	ctx := context.Background()
-	plain, err := engine.Create(ctx, agent.ContainerSpec{Image: busybox, Cmd: []string{"sleep", "3600"}, Labels: map[string]string{agent.LabelAgent: "bench"}, Network: "none"})
+	plain, err := rt.Create(ctx, engine.ContainerSpec{Image: busybox, Cmd: []string{"sleep", "3600"}, Labels: map[string]string{engine.LabelAgent: "bench"}, Network: "none"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer engine.Remove(context.Background(), plain)
-	if err := engine.Start(ctx, plain); err != nil {
+	defer rt.Remove(context.Background(), plain)
+	if err := rt.Start(ctx, plain); err != nil {
 		b.Fatal(err)
 	}
 	const rounds, perRound = 4, 6
@@ -76,10 +76,10 @@ func BenchmarkPauseUnpause(b *testing.B) {
 	for round := 0; round < rounds; round++ {
 		for i := 0; i < perRound; i++ {
 			start := time.Now()
-			if err := engine.Pause(ctx, plain); err != nil {
+			if err := rt.Pause(ctx, plain); err != nil {
 				b.Fatal(err)
 			}
-			if err := engine.Unpause(ctx, plain); err != nil {
+			if err := rt.Unpause(ctx, plain); err != nil {
 				b.Fatal(err)
 			}
 			bare = append(bare, time.Since(start))
@@ -106,15 +106,15 @@ func BenchmarkPauseUnpause(b *testing.B) {
 // job API call, against the floor: the same start of a container whose only
 // process dials the socket and sends one byte.
 func BenchmarkScriptStart(b *testing.B) {
-	engine := dockertest.Engine(b)
+	rt := dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
-	r := newRunner(b, engine, true)
-	probe := probeImage(b, engine)
+	r := newRunner(b, rt, true)
+	probe := probeImage(b, rt)
 	const rounds, perRound = 3, 4
 	var ours, floor []time.Duration
 	for round := 0; round < rounds; round++ {
 		for i := 0; i < perRound; i++ {
-			floor = append(floor, probeStart(b, engine, probe))
+			floor = append(floor, probeStart(b, rt, probe))
 		}
 		for i := 0; i < perRound; i++ {
 			var started time.Time
@@ -133,7 +133,7 @@ func BenchmarkScriptStart(b *testing.B) {
 }
 
 // probeImage imports an image holding only the probe binary.
-func probeImage(b *testing.B, engine agent.Runtime) string {
+func probeImage(b *testing.B, rt engine.Runtime) string {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "probe")
@@ -143,7 +143,7 @@ func probeImage(b *testing.B, engine agent.Runtime) string {
 		b.Fatalf("building the probe: %v %s", err, out)
 	}
 	ref := "monkeyci/bench-probe:latest"
-	if err := agent.ImportBinaryImage(context.Background(), engine, ref, bin, "/probe"); err != nil {
+	if err := engine.ImportBinaryImage(context.Background(), rt, ref, bin, "/probe"); err != nil {
 		b.Fatal(err)
 	}
 	return ref
@@ -151,7 +151,7 @@ func probeImage(b *testing.B, engine agent.Runtime) string {
 
 // probeStart starts a probe container set up like a script container and
 // returns the time from the start call to the byte arriving.
-func probeStart(b *testing.B, engine agent.Runtime, image string) time.Duration {
+func probeStart(b *testing.B, rt engine.Runtime, image string) time.Duration {
 	b.Helper()
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "probe-")
@@ -164,21 +164,21 @@ func probeStart(b *testing.B, engine agent.Runtime, image string) time.Duration 
 		b.Fatal(err)
 	}
 	defer l.Close()
-	labels := map[string]string{agent.LabelAgent: "bench"}
+	labels := map[string]string{engine.LabelAgent: "bench"}
 	vol := "monkeyci-bench-probe-" + strings.ReplaceAll(filepath.Base(dir), "probe-", "")
-	if err := engine.CreateVolume(ctx, vol, labels); err != nil {
+	if err := rt.CreateVolume(ctx, vol, labels); err != nil {
 		b.Fatal(err)
 	}
-	defer engine.RemoveVolume(context.Background(), vol)
-	id, err := engine.Create(ctx, agent.ContainerSpec{
+	defer rt.RemoveVolume(context.Background(), vol)
+	id, err := rt.Create(ctx, engine.ContainerSpec{
 		Image: image, Cmd: []string{"/run/monkeyci/job.sock"}, WorkDir: "/workspace", Labels: labels,
-		Mounts:   []agent.Mount{{Volume: vol, Target: "/workspace"}, {Source: dir, Target: "/run/monkeyci"}},
+		Mounts:   []engine.Mount{{Volume: vol, Target: "/workspace"}, {Source: dir, Target: "/run/monkeyci"}},
 		NanoCPUs: 1e9, Memory: 1 << 30, Network: "none",
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer engine.Remove(context.Background(), id)
+	defer rt.Remove(context.Background(), id)
 	got := make(chan time.Time, 1)
 	go func() {
 		c, err := l.Accept()
@@ -191,7 +191,7 @@ func probeStart(b *testing.B, engine agent.Runtime, image string) time.Duration 
 		c.Close()
 	}()
 	start := time.Now()
-	if err := engine.Start(ctx, id); err != nil {
+	if err := rt.Start(ctx, id); err != nil {
 		b.Fatal(err)
 	}
 	select {

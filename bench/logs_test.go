@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
@@ -76,7 +76,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 	}
 	b.Cleanup(func() {
 		_ = agentCmd.Process.Kill()
-		dockertest.Cleanup(b, map[string]string{agent.LabelAgent: name})
+		dockertest.Cleanup(b, map[string]string{engine.LabelAgent: name})
 	})
 
 	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
@@ -147,7 +147,7 @@ func startBenchAgent(b *testing.B, co *benchCoordinator, name, state string) *be
 	b.Cleanup(func() {
 		_ = a.cmd.Process.Kill()
 		<-a.done
-		dockertest.Cleanup(b, map[string]string{agent.LabelAgent: name})
+		dockertest.Cleanup(b, map[string]string{engine.LabelAgent: name})
 	})
 	return a
 }

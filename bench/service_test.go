@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 )
@@ -32,17 +32,17 @@ const serviceLimit = 200 * time.Millisecond
 // accepting a connection from the host (in the build, three containers
 // start at once).
 func BenchmarkServiceToDependents(b *testing.B) {
-	engine := dockertest.Engine(b)
+	rt := dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
-	r := newRunner(b, engine, true)
-	image := listenerImage(b, engine)
+	r := newRunner(b, rt, true)
+	image := listenerImage(b, rt)
 	ctx := context.Background()
-	labels := map[string]string{agent.LabelAgent: "bench"}
+	labels := map[string]string{engine.LabelAgent: "bench"}
 	network := fmt.Sprintf("monkeyci-bench-%d-service", os.Getpid())
-	if err := engine.CreateNetwork(ctx, network, labels); err != nil {
+	if err := rt.CreateNetwork(ctx, network, labels); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = engine.RemoveNetwork(context.Background(), network) })
+	b.Cleanup(func() { _ = rt.RemoveNetwork(context.Background(), network) })
 	build := fmt.Sprintf(`
 - {id: web, image: %s, cmd: ["8080"], expose: [8080], cpus: 0.5}
 - {id: one, image: %s, dependencies: [web], cpus: 0.5, script: ["true"]}
@@ -52,7 +52,7 @@ func BenchmarkServiceToDependents(b *testing.B) {
 	var ours, listen, plain []time.Duration
 	for round := 0; round < rounds; round++ {
 		for i := 0; i < perRound; i++ {
-			plain = append(plain, listenTime(b, engine, image, network, labels))
+			plain = append(plain, listenTime(b, rt, image, network, labels))
 		}
 		for i := 0; i < perRound; i++ {
 			rec := runBuildOut(b, r, build)
@@ -82,7 +82,7 @@ func BenchmarkServiceToDependents(b *testing.B) {
 }
 
 // listenerImage imports an image holding only bench/listener.
-func listenerImage(b *testing.B, engine agent.Runtime) string {
+func listenerImage(b *testing.B, rt engine.Runtime) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "listener")
 	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./listener")
@@ -91,7 +91,7 @@ func listenerImage(b *testing.B, engine agent.Runtime) string {
 		b.Fatalf("building the listener: %v %s", err, out)
 	}
 	ref := "monkeyci/bench-listener:latest"
-	if err := agent.ImportBinaryImage(context.Background(), engine, ref, bin, "/listener"); err != nil {
+	if err := engine.ImportBinaryImage(context.Background(), rt, ref, bin, "/listener"); err != nil {
 		b.Fatal(err)
 	}
 	return ref
@@ -99,19 +99,19 @@ func listenerImage(b *testing.B, engine agent.Runtime) string {
 
 // listenTime starts a plain listener container on network and returns the
 // time from the start call to its port accepting a connection.
-func listenTime(b *testing.B, engine agent.Runtime, image, network string, labels map[string]string) time.Duration {
+func listenTime(b *testing.B, rt engine.Runtime, image, network string, labels map[string]string) time.Duration {
 	b.Helper()
 	ctx := context.Background()
-	id, err := engine.Create(ctx, agent.ContainerSpec{Image: image, Cmd: []string{"8080"}, Labels: labels, Network: network, NanoCPUs: 5e8, Memory: 1 << 30})
+	id, err := rt.Create(ctx, engine.ContainerSpec{Image: image, Cmd: []string{"8080"}, Labels: labels, Network: network, NanoCPUs: 5e8, Memory: 1 << 30})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer engine.Remove(context.Background(), id)
+	defer rt.Remove(context.Background(), id)
 	start := time.Now()
-	if err := engine.Start(ctx, id); err != nil {
+	if err := rt.Start(ctx, id); err != nil {
 		b.Fatal(err)
 	}
-	ip, err := engine.Address(ctx, id, network)
+	ip, err := rt.Address(ctx, id, network)
 	if err != nil {
 		b.Fatal(err)
 	}

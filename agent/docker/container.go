@@ -12,14 +12,14 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 )
 
 // Create makes a container (not started) from spec and returns its id. When
-// the image is absent the error wraps agent.ErrImageNotFound (call
+// the image is absent the error wraps engine.ErrImageNotFound (call
 // EnsureImage first). Volumes named in spec.Mounts must exist: the engine
 // would make a missing one without labels.
-func (e *Engine) Create(ctx context.Context, spec agent.ContainerSpec) (string, error) {
+func (e *Engine) Create(ctx context.Context, spec engine.ContainerSpec) (string, error) {
 	cfg, host, err := toContainerConfig(spec)
 	if err != nil {
 		return "", err
@@ -32,7 +32,7 @@ func (e *Engine) Create(ctx context.Context, spec agent.ContainerSpec) (string, 
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			if ok, herr := e.HasImage(ctx, spec.Image); herr == nil && !ok {
-				return "", fmt.Errorf("create container %s: image %s is not present locally: %w", spec.Name, spec.Image, errors.Join(agent.ErrImageNotFound, err))
+				return "", fmt.Errorf("create container %s: image %s is not present locally: %w", spec.Name, spec.Image, errors.Join(engine.ErrImageNotFound, err))
 			}
 		}
 		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
@@ -84,7 +84,7 @@ func (e *Engine) CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, 
 	rc, _, err := e.cli.CopyFromContainer(ctx, id, path)
 	if cerrdefs.IsNotFound(err) {
 		// The container exists (it was just created or ran): the path does not.
-		return nil, fmt.Errorf("%w: %s", agent.ErrPathNotFound, path)
+		return nil, fmt.Errorf("%w: %s", engine.ErrPathNotFound, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("copy from %s:%s: %w", shortID(id), path, err)
@@ -140,7 +140,7 @@ const createdRecheck = 2 * time.Second
 // When the waiter fires, the container is inspected again for OOMKilled and
 // the final exit code. If the container is gone by then, the waiter's code is
 // used; if it was removed before it ever ran, Wait returns an error.
-func (e *Engine) Wait(ctx context.Context, id string) (agent.Exit, error) {
+func (e *Engine) Wait(ctx context.Context, id string) (engine.Exit, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	resC, errC := e.cli.ContainerWait(wctx, id, container.WaitConditionNextExit)
 	// The client's goroutine sends exactly one value, the result on an
@@ -161,7 +161,7 @@ func (e *Engine) Wait(ctx context.Context, id string) (agent.Exit, error) {
 	select {
 	case err := <-errC: // filled before ContainerWait returns when the request failed
 		consumed = true
-		return agent.Exit{}, fmt.Errorf("wait for container %s: %w", shortID(id), err)
+		return engine.Exit{}, fmt.Errorf("wait for container %s: %w", shortID(id), err)
 	default:
 	}
 
@@ -170,13 +170,13 @@ func (e *Engine) Wait(ctx context.Context, id string) (agent.Exit, error) {
 		started := e.startSignal()
 		st, err := e.inspectState(ctx, id)
 		if err != nil {
-			return agent.Exit{}, fmt.Errorf("wait for container %s: %w", shortID(id), err)
+			return engine.Exit{}, fmt.Errorf("wait for container %s: %w", shortID(id), err)
 		}
 		switch {
 		case st.Status == container.StateExited || st.Status == container.StateDead:
-			return agent.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}, nil
+			return engine.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}, nil
 		case st.Status == container.StateCreated && st.Error != "":
-			return agent.Exit{Code: st.ExitCode}, fmt.Errorf("container %s did not start: %s", shortID(id), st.Error)
+			return engine.Exit{Code: st.ExitCode}, fmt.Errorf("container %s did not start: %s", shortID(id), st.Error)
 		case st.Status == container.StateCreated:
 			if recheck == nil {
 				t := time.NewTicker(createdRecheck)
@@ -189,11 +189,11 @@ func (e *Engine) Wait(ctx context.Context, id string) (agent.Exit, error) {
 				return e.waitResult(ctx, id, r, true)
 			case err := <-errC:
 				consumed = true
-				return agent.Exit{}, e.waitError(ctx, id, err)
+				return engine.Exit{}, e.waitError(ctx, id, err)
 			case <-started:
 			case <-recheck:
 			case <-ctx.Done():
-				return agent.Exit{}, ctx.Err()
+				return engine.Exit{}, ctx.Err()
 			}
 		default: // running, paused, restarting, removing
 			select {
@@ -202,9 +202,9 @@ func (e *Engine) Wait(ctx context.Context, id string) (agent.Exit, error) {
 				return e.waitResult(ctx, id, r, false)
 			case err := <-errC:
 				consumed = true
-				return agent.Exit{}, e.waitError(ctx, id, err)
+				return engine.Exit{}, e.waitError(ctx, id, err)
 			case <-ctx.Done():
-				return agent.Exit{}, ctx.Err()
+				return engine.Exit{}, ctx.Err()
 			}
 		}
 	}
@@ -219,24 +219,24 @@ func (e *Engine) waitError(ctx context.Context, id string, err error) error {
 
 // waitResult turns the waiter's answer into an Exit, preferring the
 // container's recorded state, which also tells of an OOM kill.
-func (e *Engine) waitResult(ctx context.Context, id string, r container.WaitResponse, wasCreated bool) (agent.Exit, error) {
+func (e *Engine) waitResult(ctx context.Context, id string, r container.WaitResponse, wasCreated bool) (engine.Exit, error) {
 	st, err := e.inspectState(ctx, id)
 	switch {
 	case err == nil && (st.Status == container.StateExited || st.Status == container.StateDead):
-		return agent.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}, nil
+		return engine.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}, nil
 	case err == nil && st.Status == container.StateCreated && st.Error != "":
-		return agent.Exit{Code: st.ExitCode}, fmt.Errorf("container %s did not start: %s", shortID(id), st.Error)
+		return engine.Exit{Code: st.ExitCode}, fmt.Errorf("container %s did not start: %s", shortID(id), st.Error)
 	case err != nil && !cerrdefs.IsNotFound(err):
-		return agent.Exit{}, fmt.Errorf("wait for container %s: %w", shortID(id), err)
+		return engine.Exit{}, fmt.Errorf("wait for container %s: %w", shortID(id), err)
 	}
 	// Gone, being removed or restarted: the waiter's word is all there is.
 	if r.Error != nil && r.Error.Message != "" {
-		return agent.Exit{Code: int(r.StatusCode)}, fmt.Errorf("container %s: %s", shortID(id), r.Error.Message)
+		return engine.Exit{Code: int(r.StatusCode)}, fmt.Errorf("container %s: %s", shortID(id), r.Error.Message)
 	}
 	if wasCreated {
-		return agent.Exit{}, fmt.Errorf("container %s was removed before its exit could be read", shortID(id))
+		return engine.Exit{}, fmt.Errorf("container %s was removed before its exit could be read", shortID(id))
 	}
-	return agent.Exit{Code: int(r.StatusCode)}, nil
+	return engine.Exit{Code: int(r.StatusCode)}, nil
 }
 
 func (e *Engine) inspectState(ctx context.Context, id string) (*container.State, error) {
@@ -371,7 +371,7 @@ func (e *Engine) ListContainers(ctx context.Context, labels map[string]string) (
 
 // Containers is ListContainers with each container's name, state and
 // creation time, in one call to the engine.
-func (e *Engine) Containers(ctx context.Context, labels map[string]string) ([]agent.ContainerInfo, error) {
+func (e *Engine) Containers(ctx context.Context, labels map[string]string) ([]engine.ContainerInfo, error) {
 	f, err := labelFilters(labels)
 	if err != nil {
 		return nil, err
@@ -380,9 +380,9 @@ func (e *Engine) Containers(ctx context.Context, labels map[string]string) ([]ag
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	out := make([]agent.ContainerInfo, 0, len(list))
+	out := make([]engine.ContainerInfo, 0, len(list))
 	for _, c := range list {
-		info := agent.ContainerInfo{ID: c.ID, Name: c.ID, State: string(c.State), Created: time.Unix(c.Created, 0)}
+		info := engine.ContainerInfo{ID: c.ID, Name: c.ID, State: string(c.State), Created: time.Unix(c.Created, 0)}
 		if len(c.Names) > 0 { // the engine writes names with a leading slash
 			info.Name = strings.TrimPrefix(c.Names[0], "/")
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 )
 
 // This file holds the pure conversions between the agent's plain data and
@@ -25,7 +25,7 @@ import (
 // toContainerConfig turns a spec into the engine's create request. It checks
 // what the engine would otherwise reject with a less helpful message, or
 // silently accept wrongly (a mount with both a volume and a source).
-func toContainerConfig(spec agent.ContainerSpec) (*container.Config, *container.HostConfig, error) {
+func toContainerConfig(spec engine.ContainerSpec) (*container.Config, *container.HostConfig, error) {
 	if spec.Image == "" {
 		return nil, nil, errors.New("container spec has no image")
 	}
@@ -95,7 +95,7 @@ func toContainerConfig(spec agent.ContainerSpec) (*container.Config, *container.
 // toNetworkingConfig gives a container its aliases on the network it
 // joins; nil when it has none. Aliases need a network made by
 // CreateNetwork: the engine refuses them on its default bridge.
-func toNetworkingConfig(spec agent.ContainerSpec) (*network.NetworkingConfig, error) {
+func toNetworkingConfig(spec engine.ContainerSpec) (*network.NetworkingConfig, error) {
 	if len(spec.Aliases) == 0 {
 		return nil, nil
 	}
@@ -112,7 +112,7 @@ func toNetworkingConfig(spec agent.ContainerSpec) (*network.NetworkingConfig, er
 // and Target must be absolute. A volume mount names an existing volume: the
 // engine would create a missing one silently, without labels, so callers
 // create volumes first with CreateVolume.
-func toMount(m agent.Mount) (mount.Mount, error) {
+func toMount(m engine.Mount) (mount.Mount, error) {
 	if m.Target == "" || !path.IsAbs(m.Target) {
 		return mount.Mount{}, fmt.Errorf("target %q is not an absolute path", m.Target)
 	}

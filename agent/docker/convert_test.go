@@ -10,11 +10,11 @@ import (
 
 	"github.com/docker/docker/api/types/mount"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 )
 
 func TestToContainerConfigFull(t *testing.T) {
-	spec := agent.ContainerSpec{
+	spec := engine.ContainerSpec{
 		Name:       "job-1",
 		Image:      "monkeyci/busybox:latest",
 		Entrypoint: []string{"/bin/sh", "-c"},
@@ -22,7 +22,7 @@ func TestToContainerConfigFull(t *testing.T) {
 		Env:        []string{"A=1", "B=x=y", "EMPTY="},
 		WorkDir:    "/workspace/src",
 		Labels:     map[string]string{"io.monkeyci.build": "b1", "io.monkeyci.role": "job"},
-		Mounts: []agent.Mount{
+		Mounts: []engine.Mount{
 			{Volume: "ws-b1", Target: "/workspace"},
 			{Source: "/var/lib/monkeyci/b1/wrapper", Target: "/monkeyci", ReadOnly: true},
 		},
@@ -68,7 +68,7 @@ func TestToContainerConfigFull(t *testing.T) {
 }
 
 func TestToContainerConfigDefaults(t *testing.T) {
-	cfg, host, err := toContainerConfig(agent.ContainerSpec{Image: "img"})
+	cfg, host, err := toContainerConfig(engine.ContainerSpec{Image: "img"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestToContainerConfigDefaults(t *testing.T) {
 }
 
 func TestConfinementReachesHostConfig(t *testing.T) {
-	spec := agent.ContainerSpec{Image: "img", Pids: 64, NoNewPrivileges: true, CapDrop: []string{"NET_RAW", "MKNOD"}}
+	spec := engine.ContainerSpec{Image: "img", Pids: 64, NoNewPrivileges: true, CapDrop: []string{"NET_RAW", "MKNOD"}}
 	cfg, host, err := toContainerConfig(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -105,19 +105,19 @@ func TestConfinementReachesHostConfig(t *testing.T) {
 }
 
 func TestToNetworkingConfig(t *testing.T) {
-	net, err := toNetworkingConfig(agent.ContainerSpec{Network: "build-net", Aliases: []string{"db"}})
+	net, err := toNetworkingConfig(engine.ContainerSpec{Network: "build-net", Aliases: []string{"db"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ep := net.EndpointsConfig["build-net"]; ep == nil || !slices.Equal(ep.Aliases, []string{"db"}) || len(net.EndpointsConfig) != 1 {
 		t.Errorf("endpoints %+v", net.EndpointsConfig)
 	}
-	if net, err := toNetworkingConfig(agent.ContainerSpec{Network: "build-net"}); net != nil || err != nil {
+	if net, err := toNetworkingConfig(engine.ContainerSpec{Network: "build-net"}); net != nil || err != nil {
 		t.Errorf("no aliases: %+v %v, want nothing", net, err)
 	}
 	// The engine's own networks take no aliases: said here, not by the engine.
 	for _, mode := range []string{"", "default", "bridge", "none", "host", "container:x"} {
-		if _, err := toNetworkingConfig(agent.ContainerSpec{Network: mode, Aliases: []string{"db"}}); err == nil || !strings.Contains(err.Error(), "aliases") {
+		if _, err := toNetworkingConfig(engine.ContainerSpec{Network: mode, Aliases: []string{"db"}}); err == nil || !strings.Contains(err.Error(), "aliases") {
 			t.Errorf("network %q with aliases: %v", mode, err)
 		}
 	}
@@ -136,7 +136,7 @@ func TestEntrypointNilKeepsEmptyClears(t *testing.T) {
 		{"set", []string{"/x"}, `"Entrypoint":["/x"]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, _, err := toContainerConfig(agent.ContainerSpec{Image: "img", Entrypoint: tc.entrypoint})
+			cfg, _, err := toContainerConfig(engine.ContainerSpec{Image: "img", Entrypoint: tc.entrypoint})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,7 +152,7 @@ func TestEntrypointNilKeepsEmptyClears(t *testing.T) {
 }
 
 func TestToContainerConfigCopies(t *testing.T) {
-	spec := agent.ContainerSpec{
+	spec := engine.ContainerSpec{
 		Image:      "img",
 		Entrypoint: []string{"a"},
 		Cmd:        []string{"b"},
@@ -172,20 +172,20 @@ func TestToContainerConfigCopies(t *testing.T) {
 func TestToContainerConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		spec agent.ContainerSpec
+		spec engine.ContainerSpec
 		want string
 	}{
-		{"no image", agent.ContainerSpec{}, "no image"},
-		{"volume and source", agent.ContainerSpec{Image: "i", Mounts: []agent.Mount{{Volume: "v", Source: "/s", Target: "/t"}}}, "both volume"},
-		{"neither", agent.ContainerSpec{Image: "i", Mounts: []agent.Mount{{Target: "/t"}}}, "neither volume nor source"},
-		{"relative target", agent.ContainerSpec{Image: "i", Mounts: []agent.Mount{{Volume: "v", Target: "t"}}}, "not an absolute path"},
-		{"no target", agent.ContainerSpec{Image: "i", Mounts: []agent.Mount{{Volume: "v"}}}, "not an absolute path"},
-		{"relative source", agent.ContainerSpec{Image: "i", Mounts: []agent.Mount{{Source: "s", Target: "/t"}}}, "bind source"},
-		{"relative work dir", agent.ContainerSpec{Image: "i", WorkDir: "src"}, "work dir"},
-		{"env without name", agent.ContainerSpec{Image: "i", Env: []string{"=x"}}, "has no name"},
-		{"negative cpus", agent.ContainerSpec{Image: "i", NanoCPUs: -1}, "NanoCPUs"},
-		{"negative memory", agent.ContainerSpec{Image: "i", Memory: -1}, "Memory"},
-		{"negative pids", agent.ContainerSpec{Image: "i", Pids: -1}, "Pids"},
+		{"no image", engine.ContainerSpec{}, "no image"},
+		{"volume and source", engine.ContainerSpec{Image: "i", Mounts: []engine.Mount{{Volume: "v", Source: "/s", Target: "/t"}}}, "both volume"},
+		{"neither", engine.ContainerSpec{Image: "i", Mounts: []engine.Mount{{Target: "/t"}}}, "neither volume nor source"},
+		{"relative target", engine.ContainerSpec{Image: "i", Mounts: []engine.Mount{{Volume: "v", Target: "t"}}}, "not an absolute path"},
+		{"no target", engine.ContainerSpec{Image: "i", Mounts: []engine.Mount{{Volume: "v"}}}, "not an absolute path"},
+		{"relative source", engine.ContainerSpec{Image: "i", Mounts: []engine.Mount{{Source: "s", Target: "/t"}}}, "bind source"},
+		{"relative work dir", engine.ContainerSpec{Image: "i", WorkDir: "src"}, "work dir"},
+		{"env without name", engine.ContainerSpec{Image: "i", Env: []string{"=x"}}, "has no name"},
+		{"negative cpus", engine.ContainerSpec{Image: "i", NanoCPUs: -1}, "NanoCPUs"},
+		{"negative memory", engine.ContainerSpec{Image: "i", Memory: -1}, "Memory"},
+		{"negative pids", engine.ContainerSpec{Image: "i", Pids: -1}, "Pids"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := toContainerConfig(tc.spec)
@@ -269,7 +269,7 @@ func TestDrainJSONMessages(t *testing.T) {
 func TestImageNotFoundError(t *testing.T) {
 	cause := errors.New("dial tcp: lookup registry-1.docker.io: no such host")
 	err := error(&imageNotFoundError{ref: "busybox:x", err: cause})
-	if !errors.Is(err, agent.ErrImageNotFound) || !errors.Is(err, cause) {
+	if !errors.Is(err, engine.ErrImageNotFound) || !errors.Is(err, cause) {
 		t.Error("errors.Is must find both the sentinel and the cause")
 	}
 	want := "image busybox:x is not present locally and could not be pulled: dial tcp: lookup registry-1.docker.io: no such host"

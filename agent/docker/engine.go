@@ -3,7 +3,7 @@
 // another SDK (github.com/moby/moby/client) touches this package alone.
 //
 // The calls are thin: each method is one or two API calls plus the error
-// handling the agent.Runtime contract asks for (idempotent removal, pause
+// handling the engine.Runtime contract asks for (idempotent removal, pause
 // and unpause; Wait that cannot miss an exit). The conversion of a
 // ContainerSpec to the engine's types is pure and lives in convert.go.
 //
@@ -26,10 +26,10 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 )
 
-// Engine is an agent.Runtime on the Docker engine named by the environment
+// Engine is an engine.Runtime on the Docker engine named by the environment
 // (DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY; the
 // local socket when unset). It is safe for concurrent use.
 type Engine struct {
@@ -44,7 +44,7 @@ type Engine struct {
 	started chan struct{}
 }
 
-var _ agent.Runtime = (*Engine)(nil)
+var _ engine.Runtime = (*Engine)(nil)
 
 // New connects to the engine named by the environment. It does not contact
 // the engine; use Ping to check that it answers.
@@ -85,7 +85,7 @@ func (e *Engine) HasImage(ctx context.Context, ref string) (bool, error) {
 }
 
 // imageNotFoundError is what EnsureImage returns when it cannot get an image.
-// errors.Is finds both agent.ErrImageNotFound and the cause.
+// errors.Is finds both engine.ErrImageNotFound and the cause.
 type imageNotFoundError struct {
 	ref string
 	err error
@@ -95,10 +95,10 @@ func (e *imageNotFoundError) Error() string {
 	return fmt.Sprintf("image %s is not present locally and could not be pulled: %v", e.ref, e.err)
 }
 
-func (e *imageNotFoundError) Unwrap() []error { return []error{agent.ErrImageNotFound, e.err} }
+func (e *imageNotFoundError) Unwrap() []error { return []error{engine.ErrImageNotFound, e.err} }
 
 // EnsureImage makes ref present locally, pulling it only when absent. When
-// the pull fails the error wraps agent.ErrImageNotFound; without a registry
+// the pull fails the error wraps engine.ErrImageNotFound; without a registry
 // that takes as long as the engine's name lookup fails (milliseconds here).
 func (e *Engine) EnsureImage(ctx context.Context, ref string) error {
 	ok, err := e.HasImage(ctx, ref)

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 )
 
@@ -42,17 +42,17 @@ func with(labels map[string]string, kv ...string) map[string]string {
 	return out
 }
 
-func busybox(labels map[string]string, cmd ...string) agent.ContainerSpec {
-	return agent.ContainerSpec{Image: dockertest.Busybox, Cmd: cmd, Labels: labels, Network: "none"}
+func busybox(labels map[string]string, cmd ...string) engine.ContainerSpec {
+	return engine.ContainerSpec{Image: dockertest.Busybox, Cmd: cmd, Labels: labels, Network: "none"}
 }
 
 type result struct {
-	exit           agent.Exit
+	exit           engine.Exit
 	stdout, stderr string
 }
 
 // run creates, starts, waits for, reads the logs of and removes a container.
-func run(t *testing.T, e *docker.Engine, ctx context.Context, spec agent.ContainerSpec) result {
+func run(t *testing.T, e *docker.Engine, ctx context.Context, spec engine.ContainerSpec) result {
 	t.Helper()
 	id, err := e.Create(ctx, spec)
 	if err != nil {
@@ -88,7 +88,7 @@ func TestLifecycleWithVolumeAndBindMounts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(in, "in.txt"), []byte("from host"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mounts := []agent.Mount{
+	mounts := []engine.Mount{
 		{Volume: vol, Target: "/ws"},
 		{Source: in, Target: "/in", ReadOnly: true},
 		{Source: out, Target: "/out"},
@@ -132,7 +132,7 @@ func TestExitCodes(t *testing.T) {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
 			t.Parallel()
 			r := run(t, e, ctx, busybox(labels, "sh", "-c", fmt.Sprintf("exit %d", code)))
-			if r.exit != (agent.Exit{Code: code}) {
+			if r.exit != (engine.Exit{Code: code}) {
 				t.Errorf("got %+v, want code %d", r.exit, code)
 			}
 		})
@@ -288,7 +288,7 @@ func TestWaitBeforeStartAndAfterExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	type waited struct {
-		exit agent.Exit
+		exit engine.Exit
 		err  error
 	}
 	var wg sync.WaitGroup
@@ -362,7 +362,7 @@ func TestWaitOnFailedStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	var exit agent.Exit
+	var exit engine.Exit
 	go func() {
 		var err error
 		exit, err = e.Wait(ctx, id)
@@ -583,7 +583,7 @@ func TestImportImage(t *testing.T) {
 		t.Errorf("entrypoint %q", got)
 	}
 
-	spec := agent.ContainerSpec{Image: ref, Labels: labels, Network: "none"}
+	spec := engine.ContainerSpec{Image: ref, Labels: labels, Network: "none"}
 	if r := run(t, e, ctx, spec); r.exit.Code != 0 || r.stdout != "imported\n" {
 		t.Errorf("image's entrypoint (nil keeps it): %+v", r)
 	}
@@ -614,7 +614,7 @@ func TestEnsureImage(t *testing.T) {
 	}
 	start := time.Now()
 	err := e.EnsureImage(ctx, absent)
-	if !errors.Is(err, agent.ErrImageNotFound) {
+	if !errors.Is(err, engine.ErrImageNotFound) {
 		t.Fatalf("got %v, want ErrImageNotFound", err)
 	}
 	if want := "image " + absent + " is not present locally and could not be pulled: "; !strings.HasPrefix(err.Error(), want) {
@@ -624,7 +624,7 @@ func TestEnsureImage(t *testing.T) {
 		t.Errorf("a failed pull took %v", d)
 	}
 
-	if _, err := e.Create(ctx, agent.ContainerSpec{Image: absent, Labels: labels}); !errors.Is(err, agent.ErrImageNotFound) {
+	if _, err := e.Create(ctx, engine.ContainerSpec{Image: absent, Labels: labels}); !errors.Is(err, engine.ErrImageNotFound) {
 		t.Errorf("create from an absent image: %v", err)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 )
 
@@ -22,9 +22,9 @@ func TestLabelsCleanUp(t *testing.T) {
 		if err := e.CreateVolume(ctx, labels[dockertest.BuildLabel], labels); err != nil {
 			t.Fatal(err)
 		}
-		id, err := e.Create(ctx, agent.ContainerSpec{
+		id, err := e.Create(ctx, engine.ContainerSpec{
 			Image: dockertest.Busybox, Cmd: []string{"sleep", "60"}, Labels: labels, Network: "none",
-			Mounts: []agent.Mount{{Volume: labels[dockertest.BuildLabel], Target: "/v"}},
+			Mounts: []engine.Mount{{Volume: labels[dockertest.BuildLabel], Target: "/v"}},
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 )
 
@@ -67,7 +67,7 @@ func (p *Provider) createOne(ctx context.Context) (pool.Instance, error) {
 }
 
 // spec is the agent's container. Pure, for the tests.
-func (p *Provider) spec(id, dir string, certs bool) agent.ContainerSpec {
+func (p *Provider) spec(id, dir string, certs bool) engine.ContainerSpec {
 	c := p.cfg
 	cmd := []string{"agent",
 		"--coordinator", c.Coordinator,
@@ -85,7 +85,7 @@ func (p *Provider) spec(id, dir string, certs bool) agent.ContainerSpec {
 	if c.Labels != "" {
 		cmd = append(cmd, "--labels", c.Labels)
 	}
-	mounts := []agent.Mount{
+	mounts := []engine.Mount{
 		{Source: c.DockerSocket, Target: socketInContainer},
 		// The same path inside as on the host: the agent bind-mounts what
 		// it keeps there into its builds' containers, and the engine reads
@@ -94,14 +94,14 @@ func (p *Provider) spec(id, dir string, certs bool) agent.ContainerSpec {
 	}
 	if c.TLS {
 		cmd = append(cmd, "--ca", caInContainer)
-		mounts = append(mounts, agent.Mount{Source: c.CAFile, Target: caInContainer, ReadOnly: true})
+		mounts = append(mounts, engine.Mount{Source: c.CAFile, Target: caInContainer, ReadOnly: true})
 	} else {
 		cmd = append(cmd, "--tls=false")
 	}
 	if certs {
-		mounts = append(mounts, agent.Mount{Source: hostCerts, Target: hostCerts, ReadOnly: true})
+		mounts = append(mounts, engine.Mount{Source: hostCerts, Target: hostCerts, ReadOnly: true})
 	}
-	return agent.ContainerSpec{
+	return engine.ContainerSpec{
 		Name:  id,
 		Image: p.image,
 		Cmd:   cmd,
@@ -120,7 +120,7 @@ func (p *Provider) spec(id, dir string, certs bool) agent.ContainerSpec {
 func instancePrefix(pool string) string { return "monkeyci-pool-" + pool + "-" }
 
 // idHexLen is the length of an instance id's random part. Short, since the
-// id is in the agents' socket paths (see agent.MaxSocketPath).
+// id is in the agents' socket paths (see socketPathLen).
 const idHexLen = 8
 
 func (p *Provider) newID() (string, error) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 )
 
 // Destroy stops the instance's agent (SIGTERM, which drains it, then
@@ -38,7 +38,7 @@ func (p *Provider) remove(ctx context.Context, id string) error {
 		return err
 	}
 	// The agent's name is the instance id, and it labels what it makes with it.
-	if _, err := agent.SweepAgent(ctx, rt, id); err != nil {
+	if _, err := engine.SweepAgent(ctx, rt, id); err != nil {
 		return fmt.Errorf("removing what the agent left: %w", err)
 	}
 	if err := os.RemoveAll(p.dir(id)); err != nil {

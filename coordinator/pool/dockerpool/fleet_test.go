@@ -14,8 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/coordinator/pool/dockerpool"
@@ -32,12 +32,12 @@ import (
 // containers through the same-path mounts), and are destroyed without a
 // trace.
 func TestFleet(t *testing.T) {
-	engine := dockertest.Engine(t)
+	rt := dockertest.Engine(t)
 	dockertest.RequireImage(t, dockertest.Busybox)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	srv := startCoordinator(ctx, t, false)
-	p, workDir := newPool(ctx, t, engine, srv)
+	p, workDir := newPool(ctx, t, rt, srv)
 
 	insts, err := p.Create(ctx, 2)
 	if err != nil {
@@ -45,7 +45,7 @@ func TestFleet(t *testing.T) {
 	}
 	for _, inst := range insts {
 		// What a killed agent would leave is removed too, whatever happens.
-		dockertest.Cleanup(t, map[string]string{agent.LabelAgent: inst.ID})
+		dockertest.Cleanup(t, map[string]string{engine.LabelAgent: inst.ID})
 		if inst.Phase != pool.Running || time.Since(inst.Created) > time.Minute {
 			t.Errorf("created %+v", inst)
 		}
@@ -54,7 +54,7 @@ func TestFleet(t *testing.T) {
 		}
 	}
 	ids := []string{insts[0].ID, insts[1].ID}
-	agents := waitForAgents(ctx, t, srv, engine, ids)
+	agents := waitForAgents(ctx, t, srv, rt, ids)
 
 	// The source is served over HTTP: the agent image has no git for a
 	// local path's file transport.
@@ -82,10 +82,10 @@ func TestFleet(t *testing.T) {
 
 	// SIGTERM drains an agent and it exits 0; List shows the exited
 	// container as Stopping until Destroy removes it.
-	if err := engine.Stop(ctx, ids[0], 30); err != nil {
+	if err := rt.Stop(ctx, ids[0], 30); err != nil {
 		t.Fatal(err)
 	}
-	if exit, err := engine.Wait(ctx, ids[0]); err != nil || exit.Code != 0 {
+	if exit, err := rt.Wait(ctx, ids[0]); err != nil || exit.Code != 0 {
 		t.Errorf("drained agent exited %+v, %v; want 0", exit, err)
 	}
 	if list, err = p.List(ctx); err != nil {
@@ -110,7 +110,7 @@ func TestFleet(t *testing.T) {
 		t.Errorf("List after Destroy = %+v, %v", list, err)
 	}
 	for _, id := range ids {
-		if left, err := engine.ListContainers(ctx, map[string]string{agent.LabelAgent: id}); err != nil || len(left) != 0 {
+		if left, err := rt.ListContainers(ctx, map[string]string{engine.LabelAgent: id}); err != nil || len(left) != 0 {
 			t.Errorf("the agent %s left containers: %v %v", id, left, err)
 		}
 		if _, err := os.Stat(filepath.Join(workDir, id)); !os.IsNotExist(err) {
@@ -121,20 +121,20 @@ func TestFleet(t *testing.T) {
 
 // Over TLS, the agent trusts the coordinator's CA, mounted in.
 func TestFleetTLS(t *testing.T) {
-	engine := dockertest.Engine(t)
+	rt := dockertest.Engine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	srv := startCoordinator(ctx, t, true)
 	if srv.CAFile == "" {
 		t.Fatal("the coordinator serves no TLS")
 	}
-	p, _ := newPool(ctx, t, engine, srv)
+	p, _ := newPool(ctx, t, rt, srv)
 	insts, err := p.Create(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dockertest.Cleanup(t, map[string]string{agent.LabelAgent: insts[0].ID})
-	waitForAgents(ctx, t, srv, engine, []string{insts[0].ID})
+	dockertest.Cleanup(t, map[string]string{engine.LabelAgent: insts[0].ID})
+	waitForAgents(ctx, t, srv, rt, []string{insts[0].ID})
 	if err := p.Destroy(ctx, insts[0].ID); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func startCoordinator(ctx context.Context, t *testing.T, tls bool) *server.Serve
 // newPool makes a provider for a pool of this test's own, whose
 // containers are removed when the test ends, and returns it with its
 // work dir.
-func newPool(ctx context.Context, t *testing.T, engine *docker.Engine, srv *server.Server) (*dockerpool.Provider, string) {
+func newPool(ctx context.Context, t *testing.T, rt *docker.Engine, srv *server.Server) (*dockerpool.Provider, string) {
 	t.Helper()
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -164,16 +164,16 @@ func newPool(ctx context.Context, t *testing.T, engine *docker.Engine, srv *serv
 	}
 	name := "test" + hex.EncodeToString(b[:])
 	// Not t.TempDir(): its long path would leave the agents' job API
-	// sockets no room (see agent.MaxSocketPath).
+	// sockets no room (see socketPathLen).
 	workDir, err := os.MkdirTemp("", "dp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(workDir) })
 	dockertest.Cleanup(t, map[string]string{dockerpool.LabelPool: name})
-	logPoolOnFailure(t, engine, name)
+	logPoolOnFailure(t, rt, name)
 	p, err := dockerpool.New(ctx, dockerpool.Config{
-		Engine: engine, Binary: testbinary.Path(t), Pool: name,
+		Engine: rt, Binary: testbinary.Path(t), Pool: name,
 		Coordinator: srv.GRPCAddr, JoinToken: srv.JoinToken, TLS: srv.CAFile != "", CAFile: srv.CAFile,
 		CPUs: 2, Memory: "4g", Pause: true, WorkDir: workDir, StopGrace: 10 * time.Second,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testWriter{t}}),
@@ -186,7 +186,7 @@ func newPool(ctx context.Context, t *testing.T, engine *docker.Engine, srv *serv
 
 // waitForAgents waits until an agent named for each instance id is
 // connected and ready, and returns the names by agent id.
-func waitForAgents(ctx context.Context, t *testing.T, srv *server.Server, engine *docker.Engine, ids []string) map[string]string {
+func waitForAgents(ctx context.Context, t *testing.T, srv *server.Server, rt *docker.Engine, ids []string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -207,7 +207,7 @@ func waitForAgents(ctx context.Context, t *testing.T, srv *server.Server, engine
 		}
 		for _, id := range ids {
 			// An agent that exited will never join: say so now.
-			if st, err := engine.State(ctx, id); err != nil || st != "running" {
+			if st, err := rt.State(ctx, id); err != nil || st != "running" {
 				t.Fatalf("agent container %s is %q (%v) while waiting for it to join", id, st, err)
 			}
 		}
@@ -270,18 +270,18 @@ func phases(list []pool.Instance) map[string]pool.Phase {
 
 // logPoolOnFailure prints the pool's agents' output when the test fails
 // (registered before the containers' removal, so it runs first).
-func logPoolOnFailure(t *testing.T, engine *docker.Engine, name string) {
+func logPoolOnFailure(t *testing.T, rt *docker.Engine, name string) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		ids, _ := engine.ListContainers(ctx, map[string]string{dockerpool.LabelPool: name})
+		ids, _ := rt.ListContainers(ctx, map[string]string{dockerpool.LabelPool: name})
 		for _, id := range ids {
 			var out bytes.Buffer
 			lctx, lcancel := context.WithTimeout(ctx, 2*time.Second) // Logs follows a running container
-			_ = engine.Logs(lctx, id, &out, &out)
+			_ = rt.Logs(lctx, id, &out, &out)
 			lcancel()
 			t.Logf("agent container %.12s:\n%s", id, out.String())
 		}

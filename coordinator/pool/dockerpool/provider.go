@@ -19,11 +19,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 )
 
@@ -35,8 +36,8 @@ const LabelPool = "monkeyci.pool"
 // Engine is the container engine as the pool uses it: agent/docker's
 // Engine, which also lists containers with their names and states.
 type Engine interface {
-	agent.Runtime
-	Containers(ctx context.Context, labels map[string]string) ([]agent.ContainerInfo, error)
+	engine.Runtime
+	Containers(ctx context.Context, labels map[string]string) ([]engine.ContainerInfo, error)
 }
 
 // Config says how to make the pool's agents.
@@ -96,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("docker pool %s: work dir: %w", cfg.Pool, err)
 	}
-	image, err := agent.EnsureAgentImage(ctx, cfg.Engine, cfg.Binary)
+	image, err := engine.EnsureAgentImage(ctx, cfg.Engine, cfg.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("docker pool %s: %w", cfg.Pool, err)
 	}
@@ -163,8 +164,8 @@ func (c Config) validate() error {
 	}
 	if c.WorkDir == "" {
 		errs = append(errs, errors.New("a work dir is required"))
-	} else if n := socketPathLen(c.WorkDir, c.Pool); n > agent.MaxSocketPath {
-		errs = append(errs, fmt.Errorf("work dir %s is too long: the agents' job API sockets under it would take %d bytes, over the %d a socket path may have", c.WorkDir, n, agent.MaxSocketPath))
+	} else if n := socketPathLen(c.WorkDir, c.Pool); n > maxSocketPath {
+		errs = append(errs, fmt.Errorf("work dir %s is too long: the agents' job API sockets under it would take %d bytes, over the %d a socket path may have", c.WorkDir, n, maxSocketPath))
 	}
 	if !filepath.IsAbs(c.DockerSocket) {
 		errs = append(errs, fmt.Errorf("docker socket %q is not an absolute path", c.DockerSocket))
@@ -177,9 +178,14 @@ func (c Config) validate() error {
 
 // An agent serves each build's job API on a socket in its temp dir, at
 // TMPDIR/mci-<8 hex agent>/<os.MkdirTemp's name, up to 10 digits>/job.sock,
-// and Linux takes socket paths of at most 107 bytes. A work dir that leaves
+// and a socket path has at most maxSocketPath bytes. A work dir that leaves
 // no room would fail every build, so New refuses it.
 const socketPathSuffix = len("/tmp/mci-12345678/") + len("4294967295") + len("/job.sock")
+
+// maxSocketPath is the longest path a unix socket address holds: the
+// kernel's sun_path less its closing NUL (107 bytes on Linux), as the agent
+// checks it (agent.MaxSocketPath).
+const maxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
 
 func socketPathLen(workDir, pool string) int {
 	return len(filepath.Join(workDir, instancePrefix(pool)+strings.Repeat("0", idHexLen))) + socketPathSuffix

@@ -7,7 +7,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
-	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 )
 
@@ -38,7 +38,7 @@ func TestSpec(t *testing.T) {
 	if !slices.Equal(spec.Env, wantEnv) {
 		t.Errorf("env = %q, want %q", spec.Env, wantEnv)
 	}
-	wantMounts := []agent.Mount{
+	wantMounts := []engine.Mount{
 		{Source: "/run/docker.sock", Target: "/var/run/docker.sock"},
 		{Source: "/w/" + id, Target: "/w/" + id},
 	}
@@ -62,7 +62,7 @@ func TestSpecTLSAndCerts(t *testing.T) {
 	if i := slices.Index(spec.Cmd, "--ca"); spec.Cmd[i+1] != caInContainer {
 		t.Errorf("--ca %s, want %s", spec.Cmd[i+1], caInContainer)
 	}
-	for _, want := range []agent.Mount{
+	for _, want := range []engine.Mount{
 		{Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"},
 		{Source: "/data/tls/ca.pem", Target: caInContainer, ReadOnly: true},
 		{Source: hostCerts, Target: hostCerts, ReadOnly: true},

@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"archive/tar"
@@ -12,23 +12,24 @@ import (
 	"strings"
 )
 
-// Where the agent's binary lives in its own image (and, later, in every
-// script container).
-const (
-	BinaryPath    = "/opt/monkeyci/bin/monkeyci"
-	agentImageRef = "monkeyci/agent"
-)
+// BinaryPath is where the agent's binary is in its own image (the default
+// script image) and where a script container of another image has it
+// mounted.
+const BinaryPath = "/opt/monkeyci/bin/monkeyci"
+
+// agentImageRepo names the agent's image; the tag is its binary's ShortHash.
+const agentImageRepo = "monkeyci/agent"
 
 // EnsureAgentImage makes an image holding only the static binary, named by
 // the binary's hash so a new build of the binary gets a new image, and
 // returns its reference. No registry is involved: the image is imported
 // from a tar made here. The docker pool runs its agents from it too.
 func EnsureAgentImage(ctx context.Context, rt Runtime, binary string) (string, error) {
-	sum, err := fileHash(binary)
+	tag, err := ShortHash(binary)
 	if err != nil {
 		return "", fmt.Errorf("agent image: %w", err)
 	}
-	ref := agentImageRef + ":" + sum[:12]
+	ref := agentImageRepo + ":" + tag
 	ok, err := rt.HasImage(ctx, ref)
 	if err != nil {
 		return "", fmt.Errorf("agent image: %w", err)
@@ -55,7 +56,9 @@ func ImportBinaryImage(ctx context.Context, rt Runtime, ref, binary, path string
 	return nil
 }
 
-func fileHash(path string) (string, error) {
+// ShortHash names a file by its content: the first 12 hex digits of its
+// sha256, enough to tell builds of the agent's binary apart.
+func ShortHash(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -65,7 +68,7 @@ func fileHash(path string) (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 func writeBinaryRootfs(w io.Writer, binary, path string) error {
