@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -29,17 +28,11 @@ builds it runs and its labels.`,
 	}
 	lsOut := addOutputFlag(ls)
 	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*lsOut); err != nil {
-			return err
-		}
 		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListAgents, &fleet.ListAgentsRequest{})
 		if err != nil {
 			return err
 		}
-		if *lsOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Agents(resp.GetAgents()))
-		}
-		return admin.AgentsTable(stdout, resp.GetAgents())
+		return lsOut.print(stdout, admin.Agents(resp.GetAgents()), func(w io.Writer) error { return admin.AgentsTable(w, resp.GetAgents()) })
 	}
 	cmd.AddCommand(ls)
 
@@ -60,18 +53,11 @@ builds it runs and its labels.`,
 		out := addOutputFlag(sub)
 		action := a.action
 		sub.RunE = func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(*out); err != nil {
-				return err
-			}
 			info, err := adminCall(cmd, flags, fleet.AdminClient.SetAgent, &fleet.SetAgentRequest{Id: args[0], Action: action})
 			if err != nil {
 				return err
 			}
-			if *out == admin.FormatJSON {
-				return admin.WriteJSON(stdout, admin.Agent(info))
-			}
-			_, err = fmt.Fprintf(stdout, "agent %s (%s) is %s\n", info.GetName(), info.GetId(), info.GetState())
-			return err
+			return out.print(stdout, admin.Agent(info), line("agent %s (%s) is %s", info.GetName(), info.GetId(), info.GetState()))
 		}
 		cmd.AddCommand(sub)
 	}
@@ -88,18 +74,11 @@ agent: revoke that too ('monkeyci tokens revoke') to keep the machine out.`,
 	}
 	rmOut := addOutputFlag(rm)
 	rm.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*rmOut); err != nil {
-			return err
-		}
 		info, err := adminCall(cmd, flags, fleet.AdminClient.RemoveAgent, &fleet.AgentRef{Id: args[0]})
 		if err != nil {
 			return err
 		}
-		if *rmOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Agent(info))
-		}
-		_, err = fmt.Fprintf(stdout, "agent %s (%s) is removed\n", info.GetName(), info.GetId())
-		return err
+		return rmOut.print(stdout, admin.Agent(info), line("agent %s (%s) is removed", info.GetName(), info.GetId()))
 	}
 	cmd.AddCommand(rm)
 	return cmd

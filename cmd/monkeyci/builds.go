@@ -40,9 +40,6 @@ it will do when it names exactly one build.`,
 	ls.Flags().IntVar(&limit, "limit", 50, "at most this many builds (0: all)")
 	_ = ls.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(admin.States, cobra.ShellCompDirectiveNoFileComp))
 	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*lsOut); err != nil {
-			return err
-		}
 		if err := admin.CheckState(state); err != nil {
 			return usageError(err)
 		}
@@ -53,10 +50,7 @@ it will do when it names exactly one build.`,
 		if err != nil {
 			return err
 		}
-		if *lsOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Builds(resp.GetBuilds()))
-		}
-		return admin.BuildsTable(stdout, resp.GetBuilds(), time.Now())
+		return lsOut.print(stdout, admin.Builds(resp.GetBuilds()), func(w io.Writer) error { return admin.BuildsTable(w, resp.GetBuilds(), time.Now()) })
 	}
 
 	show := &cobra.Command{
@@ -70,17 +64,11 @@ per line: time, type, job, status and message.`,
 	}
 	showOut := addOutputFlag(show)
 	show.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*showOut); err != nil {
-			return err
-		}
 		d, err := adminCall(cmd, flags, fleet.AdminClient.GetBuild, &fleet.GetBuildRequest{Id: args[0]})
 		if err != nil {
 			return err
 		}
-		if *showOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Detail(d))
-		}
-		return admin.DetailText(stdout, d, time.Now())
+		return showOut.print(stdout, admin.Detail(d), func(w io.Writer) error { return admin.DetailText(w, d, time.Now()) })
 	}
 
 	cmd.AddCommand(ls, show,
@@ -104,18 +92,11 @@ its build runs, and has told job/blocked for it (builds show lists it).`,
 	}
 	out := addOutputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		b, err := adminCall(cmd, flags, fleet.AdminClient.UnblockJob, &fleet.UnblockJobRequest{Build: args[0], Job: args[1]})
 		if err != nil {
 			return err
 		}
-		if *out == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Build(b))
-		}
-		_, err = fmt.Fprintf(stdout, "job %s of build %s is unblocked: it runs once its dependencies have succeeded\n", args[1], b.GetId())
-		return err
+		return out.print(stdout, admin.Build(b), line("job %s of build %s is unblocked: it runs once its dependencies have succeeded", args[1], b.GetId()))
 	}
 	return cmd
 }
@@ -131,25 +112,18 @@ func buildChange(flags *adminFlags, stdout io.Writer, name, short string, call f
 	}
 	out := addOutputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		b, err := adminCall(cmd, flags, call, &fleet.BuildRef{Id: args[0]})
 		if err != nil {
 			return err
 		}
-		if *out == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Build(b))
-		}
-		line := fmt.Sprintf("build %s is %s", b.GetId(), b.GetState())
+		said := fmt.Sprintf("build %s is %s", b.GetId(), b.GetState())
 		switch {
 		case b.GetState() == admin.StateEnded && b.GetResult() != "":
-			line += " (" + b.GetResult() + ")"
+			said += " (" + b.GetResult() + ")"
 		case name == "cancel":
-			line += ": it is told to stop" // its containers stop, then it ends
+			said += ": it is told to stop" // its containers stop, then it ends
 		}
-		_, err = fmt.Fprintln(stdout, line)
-		return err
+		return out.print(stdout, admin.Build(b), line("%s", said))
 	}
 	return cmd
 }

@@ -125,22 +125,6 @@ func cmdContext(cmd *cobra.Command) context.Context {
 	return context.Background()
 }
 
-// addOutputFlag adds -o table|json.
-func addOutputFlag(cmd *cobra.Command) *string {
-	out := new(string)
-	cmd.Flags().StringVarP(out, "output", "o", admin.FormatTable, "output format: table or json (stable keys, for scripts)")
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{admin.FormatTable, admin.FormatJSON}, cobra.ShellCompDirectiveNoFileComp))
-	return out
-}
-
-// checkOutput refuses an unknown -o before anything is asked.
-func checkOutput(format string) error {
-	if err := admin.CheckFormat(format); err != nil {
-		return usageError(err)
-	}
-	return nil
-}
-
 // completeBuilds offers the ids of recent builds, asking the coordinator.
 func (f *adminFlags) completeBuilds(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
 	if len(args) > 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -288,7 +287,7 @@ no network: pass the address to the jobs that use it.`,
 }
 
 func newJobStatusCommand(stdout io.Writer) *cobra.Command {
-	var output *string
+	var output *outputFlag
 	cmd := &cobra.Command{
 		Use:   "status [ID...]",
 		Short: "Say where jobs are, without waiting",
@@ -299,18 +298,12 @@ long it ran. -o json prints a JSON array, one object a job.`,
 		Example: `  monkeyci job status
   monkeyci job status test -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(*output); err != nil {
-				return err
-			}
 			return withClient(cmd, func(ctx context.Context, ci *sdk.Client) error {
 				sts, err := ci.Status(ctx, args...)
 				if err != nil {
 					return err
 				}
-				if *output == admin.FormatJSON {
-					return writeStatusJSON(stdout, sts)
-				}
-				return writeStatusTable(stdout, sts)
+				return output.print(stdout, statusesJSON(sts), func(w io.Writer) error { return writeStatusTable(w, sts) })
 			})
 		},
 	}
@@ -330,7 +323,8 @@ type statusJSON struct {
 	Expose     []int    `json:"expose,omitempty"`
 }
 
-func writeStatusJSON(w io.Writer, sts []sdk.Status) error {
+// statusesJSON are jobs' states in -o json: empty, never nil, when sts is.
+func statusesJSON(sts []sdk.Status) []statusJSON {
 	out := make([]statusJSON, 0, len(sts))
 	for _, s := range sts {
 		j := statusJSON{ID: s.ID, State: string(s.State), Message: s.Message, Deps: s.Deps, DurationMS: s.Duration.Milliseconds(), Action: s.Action, Expose: s.Expose}
@@ -342,9 +336,7 @@ func writeStatusJSON(w io.Writer, sts []sdk.Status) error {
 		}
 		out = append(out, j)
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return out
 }
 
 func writeStatusTable(w io.Writer, sts []sdk.Status) error {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/monkeyci/monkeyci/admin"
 	sdk "github.com/monkeyci/monkeyci/sdk"
 )
 
@@ -85,11 +86,12 @@ func TestJobCommandsOutsideABuildSaySo(t *testing.T) {
 
 func TestJobStatusJSON(t *testing.T) {
 	var b bytes.Buffer
-	err := writeStatusJSON(&b, []sdk.Status{
+	jsonOutput := &outputFlag{format: admin.FormatJSON}
+	err := jsonOutput.print(&b, statusesJSON([]sdk.Status{
 		{ID: "a", State: sdk.Success, Duration: 1500 * time.Millisecond},
 		{ID: "b", State: sdk.Running, Deps: []string{"a"}, Duration: time.Second},
 		{ID: "c", State: sdk.Failure, Exit: 2, Message: "script line 0 failed with exit code 2", Action: true},
-	})
+	}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

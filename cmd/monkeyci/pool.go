@@ -28,17 +28,11 @@ last decisions with their reasons.`,
 	flags := addAdminFlags(status)
 	out := addOutputFlag(status)
 	status.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		resp, err := adminCall(cmd, flags, fleet.AdminClient.PoolStatus, &fleet.PoolStatusRequest{})
 		if err != nil {
 			return err
 		}
-		if *out == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Pool(resp))
-		}
-		return admin.PoolTable(stdout, resp, time.Now())
+		return out.print(stdout, admin.Pool(resp), func(w io.Writer) error { return admin.PoolTable(w, resp, time.Now()) })
 	}
 	cmd.AddCommand(status, newSimulateCommand(stdout))
 	return cmd

@@ -27,12 +27,19 @@ A repository's build secrets are set with monkeyci secrets.`,
 		Args: cobra.NoArgs,
 	}
 	flags := addAdminFlags(cmd)
+	cmd.AddCommand(newReposAddCommand(flags, stdout, stderr), newReposLsCommand(flags, stdout), newReposRmCommand(flags, stdout))
+	return cmd
+}
 
-	var (
-		url, webhookSecret, forgeName, apiURL, defaultBranch string
-		branches                                             []string
-		tokenStdin, webhookSecretStdin                       bool
-	)
+// repoAddFlags is what `monkeyci repos add` is told, as written.
+type repoAddFlags struct {
+	url, webhookSecret, forge, apiURL, defaultBranch string
+	branches                                         []string
+	tokenStdin, webhookSecretStdin                   bool
+}
+
+func newReposAddCommand(flags *adminFlags, stdout, stderr io.Writer) *cobra.Command {
+	var rf repoAddFlags
 	add := &cobra.Command{
 		Use:   "add NAME --url CLONE_URL",
 		Short: "Register a repository, or change one's settings",
@@ -66,72 +73,86 @@ from the URL: it is shown as *** and given only to the agent that fetches.`,
       --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin`,
 		Args: cobra.ExactArgs(1),
 	}
-	addOut := addOutputFlag(add)
+	out := addOutputFlag(add)
 	f := add.Flags()
-	f.StringVar(&url, "url", "", "what agents clone: clone URL, file:// URL or local path (required)")
-	f.StringVar(&webhookSecret, "webhook-secret", "", "the secret the forge signs its webhooks with")
-	f.BoolVar(&webhookSecretStdin, "webhook-secret-stdin", false, "read the webhook secret as one line of standard input")
-	f.StringSliceVar(&branches, "branches", nil, "globs of the branches whose pushes build, comma-separated (default: all)")
-	f.StringVar(&forgeName, "forge", "", "the forge: github, gitlab, gitea or bitbucket (default: guessed from --url)")
-	f.StringVar(&defaultBranch, "default-branch", "main", "the branch whose caches a branch's first build may read")
-	f.StringVar(&apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
-	f.BoolVar(&tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
+	f.StringVar(&rf.url, "url", "", "what agents clone: clone URL, file:// URL or local path (required)")
+	f.StringVar(&rf.webhookSecret, "webhook-secret", "", "the secret the forge signs its webhooks with")
+	f.BoolVar(&rf.webhookSecretStdin, "webhook-secret-stdin", false, "read the webhook secret as one line of standard input")
+	f.StringSliceVar(&rf.branches, "branches", nil, "globs of the branches whose pushes build, comma-separated (default: all)")
+	f.StringVar(&rf.forge, "forge", "", "the forge: github, gitlab, gitea or bitbucket (default: guessed from --url)")
+	f.StringVar(&rf.defaultBranch, "default-branch", "main", "the branch whose caches a branch's first build may read")
+	f.StringVar(&rf.apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
+	f.BoolVar(&rf.tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
 	add.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*addOut); err != nil {
-			return err
-		}
-		if url == "" {
-			return usageError(errors.New("--url is required: the repository's clone URL or local path"))
-		}
-		cloneURL, err := admin.ResolveRepo(url)
+		repo, err := rf.repo(args[0])
 		if err != nil {
 			return usageError(err)
 		}
-		if err := admin.CheckForge(forgeName); err != nil {
-			return usageError(err)
-		}
-		if defaultBranch == "" || strings.ContainsFunc(defaultBranch, unicode.IsSpace) {
-			return usageError(fmt.Errorf("--default-branch %q: expected a branch name like main", defaultBranch))
-		}
-		for _, b := range branches {
-			if strings.TrimSpace(b) == "" {
-				return usageError(fmt.Errorf("--branches %q: a branch glob is empty", strings.Join(branches, ",")))
-			}
-		}
-		if webhookSecretStdin && webhookSecret != "" {
-			return usageError(errors.New("give the webhook secret by --webhook-secret or by --webhook-secret-stdin, not both"))
-		}
-		repo := &fleet.Repo{Name: args[0], Url: cloneURL, WebhookSecret: webhookSecret, Branches: branches, Forge: forgeName, ApiUrl: apiURL, DefaultBranch: defaultBranch}
-		// One reader for both: the secret's line, then the token.
-		in := bufio.NewReader(cmd.InOrStdin())
-		if webhookSecretStdin {
-			if isTerminal(cmd.InOrStdin()) {
-				fmt.Fprint(stderr, "webhook secret: ")
-			}
-			v, err := admin.ReadSecretLine(in, "the webhook secret")
-			if err != nil {
-				return usageError(err)
-			}
-			repo.WebhookSecret = string(v)
-		}
-		if tokenStdin {
-			token, err := readSecretFrom(cmd, in, stderr, "forge token: ", "the forge token")
-			if err != nil {
-				return err
-			}
-			repo.ForgeToken = string(token)
+		if err := rf.readSecrets(cmd, stderr, repo); err != nil {
+			return err
 		}
 		r, err := adminCall(cmd, flags, fleet.AdminClient.AddRepo, repo)
 		if err != nil {
 			return err
 		}
-		if *addOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Repo(r))
-		}
-		return admin.ReposTable(stdout, []*fleet.Repo{r})
+		return out.print(stdout, admin.Repo(r), func(w io.Writer) error { return admin.ReposTable(w, []*fleet.Repo{r}) })
 	}
+	return add
+}
 
+// repo checks the flags and makes the repository they register as name
+// (without what standard input holds).
+func (rf *repoAddFlags) repo(name string) (*fleet.Repo, error) {
+	if rf.url == "" {
+		return nil, errors.New("--url is required: the repository's clone URL or local path")
+	}
+	cloneURL, err := admin.ResolveRepo(rf.url)
+	if err != nil {
+		return nil, err
+	}
+	if err := admin.CheckForge(rf.forge); err != nil {
+		return nil, err
+	}
+	if rf.defaultBranch == "" || strings.ContainsFunc(rf.defaultBranch, unicode.IsSpace) {
+		return nil, fmt.Errorf("--default-branch %q: expected a branch name like main", rf.defaultBranch)
+	}
+	for _, b := range rf.branches {
+		if strings.TrimSpace(b) == "" {
+			return nil, fmt.Errorf("--branches %q: a branch glob is empty", strings.Join(rf.branches, ","))
+		}
+	}
+	if rf.webhookSecretStdin && rf.webhookSecret != "" {
+		return nil, errors.New("give the webhook secret by --webhook-secret or by --webhook-secret-stdin, not both")
+	}
+	return &fleet.Repo{Name: name, Url: cloneURL, WebhookSecret: rf.webhookSecret, Branches: rf.branches, Forge: rf.forge, ApiUrl: rf.apiURL, DefaultBranch: rf.defaultBranch}, nil
+}
+
+// readSecrets reads into repo the secrets the flags say standard input
+// holds: the webhook secret's line, then the forge token.
+func (rf *repoAddFlags) readSecrets(cmd *cobra.Command, stderr io.Writer, repo *fleet.Repo) error {
+	in := bufio.NewReader(cmd.InOrStdin()) // one reader for both
+	if rf.webhookSecretStdin {
+		if isTerminal(cmd.InOrStdin()) {
+			fmt.Fprint(stderr, "webhook secret: ")
+		}
+		v, err := admin.ReadSecretLine(in, "the webhook secret")
+		if err != nil {
+			return usageError(err)
+		}
+		repo.WebhookSecret = string(v)
+	}
+	if rf.tokenStdin {
+		token, err := readSecretFrom(cmd, in, stderr, "forge token: ", "the forge token")
+		if err != nil {
+			return err
+		}
+		repo.ForgeToken = string(token)
+	}
+	return nil
+}
+
+func newReposLsCommand(flags *adminFlags, stdout io.Writer) *cobra.Command {
 	ls := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -141,21 +162,18 @@ pushes build (* all) and whether a webhook secret and a forge token are set.
 Secrets are never shown.`,
 		Args: cobra.NoArgs,
 	}
-	lsOut := addOutputFlag(ls)
+	out := addOutputFlag(ls)
 	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*lsOut); err != nil {
-			return err
-		}
 		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListRepos, &fleet.ListReposRequest{})
 		if err != nil {
 			return err
 		}
-		if *lsOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Repos(resp.GetRepos()))
-		}
-		return admin.ReposTable(stdout, resp.GetRepos())
+		return out.print(stdout, admin.Repos(resp.GetRepos()), func(w io.Writer) error { return admin.ReposTable(w, resp.GetRepos()) })
 	}
+	return ls
+}
 
+func newReposRmCommand(flags *adminFlags, stdout io.Writer) *cobra.Command {
 	rm := &cobra.Command{
 		Use:               "rm NAME",
 		Aliases:           []string{"remove"},
@@ -164,24 +182,15 @@ Secrets are never shown.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: flags.completeRepos,
 	}
-	rmOut := addOutputFlag(rm)
+	out := addOutputFlag(rm)
 	rm.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*rmOut); err != nil {
-			return err
-		}
 		r, err := adminCall(cmd, flags, fleet.AdminClient.RemoveRepo, &fleet.RepoRef{Name: args[0]})
 		if err != nil {
 			return err
 		}
-		if *rmOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Repo(r))
-		}
-		_, err = fmt.Fprintf(stdout, "removed repository %s (%s) and its secrets\n", r.GetName(), r.GetUrl())
-		return err
+		return out.print(stdout, admin.Repo(r), line("removed repository %s (%s) and its secrets", r.GetName(), r.GetUrl()))
 	}
-
-	cmd.AddCommand(add, ls, rm)
-	return cmd
+	return rm
 }
 
 // readSecret reads a secret value from standard input: from a terminal

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
@@ -43,9 +42,6 @@ One trailing newline is dropped. An empty value is refused.`,
 	}
 	setOut := addOutputFlag(set)
 	set.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*setOut); err != nil {
-			return err
-		}
 		value, err := readSecret(cmd, stderr, "value for "+args[1]+": ", "the value of "+args[1])
 		if err != nil {
 			return err
@@ -54,11 +50,7 @@ One trailing newline is dropped. An empty value is refused.`,
 		if err != nil {
 			return err
 		}
-		if *setOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Secret(s))
-		}
-		_, err = fmt.Fprintf(stdout, "secret %s of %s is set\n", s.GetKey(), s.GetRepo())
-		return err
+		return setOut.print(stdout, admin.Secret(s), line("secret %s of %s is set", s.GetKey(), s.GetRepo()))
 	}
 
 	ls := &cobra.Command{
@@ -70,17 +62,11 @@ One trailing newline is dropped. An empty value is refused.`,
 	}
 	lsOut := addOutputFlag(ls)
 	ls.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*lsOut); err != nil {
-			return err
-		}
 		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListSecrets, &fleet.RepoRef{Name: args[0]})
 		if err != nil {
 			return err
 		}
-		if *lsOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Secrets(resp.GetSecrets()))
-		}
-		return admin.SecretsTable(stdout, resp.GetSecrets(), time.Now())
+		return lsOut.print(stdout, admin.Secrets(resp.GetSecrets()), func(w io.Writer) error { return admin.SecretsTable(w, resp.GetSecrets(), time.Now()) })
 	}
 
 	rm := &cobra.Command{
@@ -92,18 +78,11 @@ One trailing newline is dropped. An empty value is refused.`,
 	}
 	rmOut := addOutputFlag(rm)
 	rm.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*rmOut); err != nil {
-			return err
-		}
 		s, err := adminCall(cmd, flags, fleet.AdminClient.RemoveSecret, &fleet.SecretRef{Repo: args[0], Key: args[1]})
 		if err != nil {
 			return err
 		}
-		if *rmOut == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Secret(s))
-		}
-		_, err = fmt.Fprintf(stdout, "removed secret %s of %s\n", s.GetKey(), s.GetRepo())
-		return err
+		return rmOut.print(stdout, admin.Secret(s), line("removed secret %s of %s", s.GetKey(), s.GetRepo()))
 	}
 
 	cmd.AddCommand(set, ls, rm)

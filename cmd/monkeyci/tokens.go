@@ -37,9 +37,6 @@ an admin token allows every admin call, a viewer token only reading. With
 	create.Flags().DurationVar(&ttl, "ttl", 0, "how long the token works, like 1h or 30m (default: until revoked)")
 	_ = create.RegisterFlagCompletionFunc("kind", cobra.FixedCompletions(admin.TokenKinds, cobra.ShellCompDirectiveNoFileComp))
 	create.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		if err := admin.CheckKind(kind); err != nil {
 			return usageError(err)
 		}
@@ -50,16 +47,13 @@ an admin token allows every admin call, a viewer token only reading. With
 		if err != nil {
 			return err
 		}
-		if *out == admin.FormatJSON {
-			return admin.WriteJSON(stdout, struct {
-				Token   string     `json:"token"`
-				Kind    string     `json:"kind"`
-				ID      string     `json:"id"`
-				Expires *time.Time `json:"expires,omitempty"`
-			}{resp.GetToken(), resp.GetKind(), resp.GetId(), admin.TimeOf(resp.GetExpires())})
-		}
-		_, err = fmt.Fprintln(stdout, resp.GetToken())
-		return err
+		made := struct {
+			Token   string     `json:"token"`
+			Kind    string     `json:"kind"`
+			ID      string     `json:"id"`
+			Expires *time.Time `json:"expires,omitempty"`
+		}{resp.GetToken(), resp.GetKind(), resp.GetId(), admin.TimeOf(resp.GetExpires())}
+		return out.print(stdout, made, line("%s", resp.GetToken()))
 	}
 	cmd.AddCommand(create, newTokensLsCommand(stdout, flags), newTokensRevokeCommand(stdout, flags))
 	return cmd
@@ -79,17 +73,11 @@ restarting it with others, not revoked.`,
 	}
 	out := addOutputFlag(ls)
 	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListTokens, &fleet.ListTokensRequest{})
 		if err != nil {
 			return err
 		}
-		if *out == admin.FormatJSON {
-			return admin.WriteJSON(stdout, admin.Tokens(resp.GetTokens()))
-		}
-		return admin.TokensTable(stdout, resp.GetTokens(), time.Now())
+		return out.print(stdout, admin.Tokens(resp.GetTokens()), func(w io.Writer) error { return admin.TokensTable(w, resp.GetTokens(), time.Now()) })
 	}
 	return ls
 }
