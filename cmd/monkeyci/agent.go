@@ -1,28 +1,23 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/agent"
-	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/agent/link"
+	"github.com/monkeyci/monkeyci/agent/node"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
 	"github.com/monkeyci/monkeyci/pipeline"
 )
@@ -124,10 +119,30 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "agent %s (%s) joined the coordinator at %s, offering %s CPUs and %s of memory\n",
 			id, cfg.name, cfg.coordinator, admin.CPUs(capacity.MilliCPUs), admin.Bytes(capacity.Memory))
 	}
-	return runLinkedAgent(link.Config{
-		Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
-		Joined: joined,
-	}, agentID, capacity, cfg.pause, cfg.pids, log, nil)
+	n, err := node.New(node.Config{
+		Link: link.Config{
+			Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
+			Joined: joined,
+		},
+		AgentID: agentID, Capacity: capacity, Pause: cfg.pause, Pids: cfg.pids, Version: version, Logger: log,
+	})
+	if err != nil {
+		return failedError(err)
+	}
+	defer n.Close()
+	return agentEnded(n.RunUntilSignaled())
+}
+
+// agentEnded is the command's end after its agent's: a coordinator's
+// refusal is the operator's to fix (exit 2), any other error exit 1.
+func agentEnded(err error) error {
+	if refused := (*link.RefusedError)(nil); errors.As(err, &refused) {
+		return usageError(err)
+	}
+	if err != nil {
+		return failedError(err)
+	}
+	return nil
 }
 
 // lockAgentState takes the agent's state dir for this process: the one
@@ -168,95 +183,6 @@ func lockAgentState(cfg *agentConfig) (string, *os.File, string, error) {
 		}
 	}
 	return dir, lock, id, nil
-}
-
-// runLinkedAgent runs an agent on the local engine, linked to a
-// coordinator as lc says (its runner, ledger, version and logger are
-// filled here), until it drains or is canceled. pids bounds each build
-// container's processes (0: agent.DefaultPids). ready runs once it is set
-// up, before it connects.
-func runLinkedAgent(lc link.Config, agentID string, capacity agent.Resources, pause bool, pids int64, log hclog.Logger, ready func(*link.Link)) error {
-	engine, err := docker.New(log.Named("docker"))
-	if err != nil {
-		return failedError(fmt.Errorf("docker: %w", err))
-	}
-	defer engine.Close()
-	ledger := agent.NewLedger(capacity)
-	// The jobs' architecture is a label builds can ask for: this machine's,
-	// unless the operator said otherwise (an emulator runs the other's).
-	lc.Labels = maps.Clone(lc.Labels)
-	if lc.Labels == nil {
-		lc.Labels = map[string]string{}
-	}
-	if lc.Labels[agent.LabelArch] == "" {
-		lc.Labels[agent.LabelArch] = pipeline.ArchOf(runtime.GOARCH)
-	}
-	runner, err := agent.NewRunner(agent.Config{
-		Runtime: engine, Ledger: ledger, Logger: log, StateDir: filepath.Join(lc.StateDir, "builds"),
-		CacheDir: filepath.Join(lc.StateDir, "caches"), Pause: pause, AgentID: agentID, Pids: pids,
-		Arch: lc.Labels[agent.LabelArch],
-	})
-	if err != nil {
-		return failedError(err)
-	}
-	if n, err := runner.Sweep(context.Background()); err != nil {
-		return failedError(err)
-	} else if n > 0 {
-		log.Info("removed what an earlier run of this agent left behind", "containers and volumes", n)
-	}
-	// The scripts' image is made now, beside the join, not on the first
-	// build's clock: a build sent to an idle agent (one whose agent was
-	// lost, say) starts sooner.
-	prepared := make(chan struct{})
-	prepareCtx, stopPreparing := context.WithCancel(context.Background())
-	go func() {
-		defer close(prepared)
-		if _, err := runner.Prepare(prepareCtx); err != nil && prepareCtx.Err() == nil {
-			log.Warn("could not prepare for builds; the first build tries again", "error", err)
-		}
-	}()
-	defer func() {
-		stopPreparing() // an agent told to stop does not wait for an image
-		<-prepared      // before Close: what Prepare makes is made by then
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := runner.Close(ctx); err != nil {
-			log.Warn("could not clean up", "error", err)
-		}
-	}()
-	lc.Runner, lc.Ledger, lc.Version, lc.Logger = runner, ledger, version, log.Named("link")
-	l, err := link.New(lc)
-	if err != nil {
-		return failedError(err)
-	}
-	if ready != nil {
-		ready(l)
-	}
-	return serveAgent(l, log)
-}
-
-// serveAgent runs the link: the first SIGTERM or SIGINT drains, a second
-// one cancels the running builds.
-func serveAgent(l *link.Link, log hclog.Logger) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		<-sigs
-		log.Info("draining: no new builds; the running ones finish (signal again to cancel them)")
-		l.Drain()
-		<-sigs
-		cancel()
-	}()
-	if err := l.Run(ctx); err != nil && ctx.Err() == nil {
-		if refused := (*link.RefusedError)(nil); errors.As(err, &refused) {
-			return usageError(err)
-		}
-		return failedError(err)
-	}
-	return nil
 }
 
 func parseLabels(s string) (map[string]string, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/admin"
 	"github.com/monkeyci/monkeyci/agent/link"
+	"github.com/monkeyci/monkeyci/agent/node"
 	"github.com/monkeyci/monkeyci/coordinator/server"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -58,24 +59,13 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 				return failedError(err)
 			}
 			defer srv.Close()
-			built := make(chan error, 1)
-			err = runLinkedAgent(link.Config{
-				Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
-				StateDir: filepath.Join(cfg.DataDir, "agent"),
-			}, localAgentID(cfg.DataDir), capacity, pause, 0, log, func(l *link.Link) {
-				printUp(stdout, srv, cfg.DataDir, trigger == nil)
-				if trigger == nil {
-					return
-				}
-				go func() {
-					built <- buildOnce(cmd, srv, trigger, stdout, stderr)
-					l.Drain() // the build is over: stop
-				}()
-			})
-			if err != nil || trigger == nil {
-				return err
-			}
-			return <-built
+			return runUp(cmd, srv, cfg.DataDir, trigger, node.Config{
+				Link: link.Config{
+					Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
+					StateDir: filepath.Join(cfg.DataDir, "agent"),
+				},
+				AgentID: localAgentID(cfg.DataDir), Capacity: capacity, Pause: pause, Version: version, Logger: log,
+			}, stdout, stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -90,6 +80,29 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 	f.StringArrayVar(&params, "param", nil, "a parameter KEY=VALUE of the --build build (repeatable)")
 	_ = cmd.MarkFlagDirname("build")
 	return cmd
+}
+
+// runUp runs up's agent beside srv until it drains: after the build of
+// trigger (nil: none), or when a signal says so.
+func runUp(cmd *cobra.Command, srv *server.Server, dataDir string, trigger *fleet.TriggerRequest, local node.Config, stdout, stderr io.Writer) error {
+	n, err := node.New(local)
+	if err != nil {
+		return failedError(err)
+	}
+	printUp(stdout, srv, dataDir, trigger == nil)
+	built := make(chan error, 1)
+	if trigger != nil {
+		go func() {
+			built <- buildOnce(cmd, srv, trigger, stdout, stderr)
+			n.Drain() // the build is over: stop
+		}()
+	}
+	err = n.RunUntilSignaled()
+	n.Close()
+	if err != nil || trigger == nil {
+		return agentEnded(err)
+	}
+	return <-built
 }
 
 // upBuild checks --build and --param before anything starts.
