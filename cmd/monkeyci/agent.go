@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/admin"
@@ -28,15 +27,12 @@ type agentConfig struct {
 	joinToken   string
 	name        string
 	instance    string
-	cpus        float64
-	memory      string
 	labels      string
-	pause       bool
-	pids        int64
 	ca          string
 	tls         bool
 	stateDir    string
-	logLevel    string
+	offer       *capacityFlags
+	logLevel    *logFlag
 	// nameGiven: --name was set; else a second agent on the machine is
 	// named after its state dir's slot (host-2).
 	nameGiven bool
@@ -44,7 +40,7 @@ type agentConfig struct {
 
 func newAgentCommand(stderr io.Writer) *cobra.Command {
 	host, _ := os.Hostname()
-	cfg := agentConfig{pause: true, tls: true, name: host, logLevel: "info"}
+	cfg := agentConfig{tls: true, name: host}
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run an agent: take builds from the coordinator and run them on the local Docker engine",
@@ -66,15 +62,12 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN); needed to join the first time, or again when the coordinator no longer knows the agent")
 	f.StringVar(&cfg.name, "name", cfg.name, "the agent's name")
 	f.StringVar(&cfg.instance, "instance", "", "the pool instance this agent runs on (set by the pool's cloud-init or container; env MONKEYCI_INSTANCE)")
-	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
-	f.StringVar(&cfg.memory, "memory", "", "memory the agent offers, like 8g (default: the machine's)")
 	f.StringVar(&cfg.labels, "labels", "", "labels k=v,... builds can ask for (arch=amd or arm is set from the machine unless given)")
-	f.BoolVar(&cfg.pause, "pause", true, "pause script containers while they await their jobs")
-	f.Int64Var(&cfg.pids, "pids", agent.DefaultPids, "processes each build container may have: the default, and the most a job's pids may ask")
 	f.StringVar(&cfg.ca, "ca", "", "the coordinator's CA file (its data dir's tls/ca.pem)")
 	f.BoolVar(&cfg.tls, "tls", true, "connect over TLS (--tls=false only for loopback tests)")
 	f.StringVar(&cfg.stateDir, "state-dir", "", "where the agent keeps its identity and build files (default: the user cache dir's monkeyci/agent, or agent-2... when another agent uses it)")
-	f.StringVar(&cfg.logLevel, "log-level", cfg.logLevel, "log level: trace, debug, info, warn, error")
+	cfg.offer = addCapacityFlags(f)
+	cfg.logLevel = addLogFlag(f)
 	return cmd
 }
 
@@ -86,12 +79,9 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	if a, ok := labels[agent.LabelArch]; ok && a != pipeline.ArchAMD && a != pipeline.ArchARM {
 		return usageError(fmt.Errorf("--labels arch=%s: expected arch=amd or arch=arm (the default is this machine's, %s)", a, pipeline.ArchOf(runtime.GOARCH)))
 	}
-	capacity, err := capacityOf(cfg.cpus, cfg.memory)
+	capacity, err := cfg.offer.resources()
 	if err != nil {
 		return usageError(err)
-	}
-	if cfg.pids < 1 {
-		return usageError(fmt.Errorf("--pids %d: expected a number of processes of at least 1", cfg.pids))
 	}
 	stateDir, lock, agentID, err := lockAgentState(&cfg)
 	if err != nil {
@@ -114,7 +104,6 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 			return usageError(fmt.Errorf("--ca: %w", err))
 		}
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: stderr, Level: hclog.LevelFromString(cfg.logLevel)})
 	joined := func(id string) {
 		fmt.Fprintf(stderr, "agent %s (%s) joined the coordinator at %s, offering %s CPUs and %s of memory\n",
 			id, cfg.name, cfg.coordinator, admin.CPUs(capacity.MilliCPUs), admin.Bytes(capacity.Memory))
@@ -124,7 +113,7 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 			Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
 			Joined: joined,
 		},
-		AgentID: agentID, Capacity: capacity, Pause: cfg.pause, Pids: cfg.pids, Version: version, Logger: log,
+		AgentID: agentID, Capacity: capacity, Pause: cfg.offer.pause, Pids: cfg.offer.pids, Version: version, Logger: cfg.logLevel.newLogger("agent", stderr),
 	})
 	if err != nil {
 		return failedError(err)

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/coordinator"
@@ -20,8 +19,8 @@ import (
 
 func newCoordinatorCommand(stdout, stderr io.Writer) *cobra.Command {
 	cfg := server.Config{TLS: true}
-	logLevel := "info"
 	var pf *poolFlags
+	var logLevel *logFlag
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the coordinator: the durable build queue, the dispatcher and the admin API",
@@ -62,7 +61,7 @@ in --config (YAML):
 				return usageError(errors.New("--http-cert and --http-key go together: give both"))
 			}
 			cfg.HTTPTLS = cfg.HTTPTLS || cfg.HTTPCert != "" // a certificate given is one to serve
-			cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: stderr, Level: hclog.LevelFromString(logLevel)})
+			cfg.Logger = logLevel.newLogger("coordinator", stderr)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			srv, err := server.Start(ctx, cfg)
@@ -80,9 +79,7 @@ in --config (YAML):
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
-	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
+	addServerFlags(f, &cfg)
 	f.StringVar(&cfg.JoinToken, "join-token", "", "token agents join with (env MONKEYCI_JOIN_TOKEN)")
 	f.StringVar(&cfg.AdminToken, "admin-token", "", "token of the admin API (env MONKEYCI_ADMIN_TOKEN)")
 	f.BoolVar(&cfg.TLS, "tls", true, "serve gRPC over TLS with the data dir's CA")
@@ -95,7 +92,7 @@ in --config (YAML):
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
 	f.DurationVar(&cfg.AgentGrace, "agent-grace", coordinator.DefaultAgentGrace, "how long an agent whose connection ended may take to come back before its builds are queued again")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
-	f.StringVar(&logLevel, "log-level", logLevel, "log level: trace, debug, info, warn, error")
+	logLevel = addLogFlag(f)
 	pf = addPoolFlags(f)
 	return cmd
 }
@@ -139,25 +136,8 @@ func printExport(w io.Writer, srv *server.Server, dataDir string) {
 	}
 }
 
-// httpListenHelp names everything the HTTP port serves.
-const httpListenHelp = "address of the HTTP port: the web dashboard, forges' webhooks (/webhooks/FORGE), /healthz and Prometheus /metrics"
-
 func waitErr(srv *server.Server) <-chan error {
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Wait() }()
 	return ch
-}
-
-func orEnv(v, env string) string {
-	if v != "" {
-		return v
-	}
-	return os.Getenv(env)
-}
-
-func defaultDataDir() string {
-	if dir, err := os.UserCacheDir(); err == nil {
-		return dir + "/monkeyci/coordinator"
-	}
-	return "monkeyci-data"
 }

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -33,7 +32,7 @@ type runConfig struct {
 	cpus     float64
 	memory   string
 	stateDir string
-	logLevel string
+	logLevel *logFlag
 }
 
 func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -68,7 +67,7 @@ and volume it made.`,
 	f.Float64Var(&cfg.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the build may use")
 	f.StringVar(&cfg.memory, "memory", "", "memory the build may use, like 8g (default: the machine's)")
 	f.StringVar(&cfg.stateDir, "state-dir", "", "where build files and caches are kept (default: the user cache dir)")
-	f.StringVar(&cfg.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error")
+	cfg.logLevel = addLogFlag(f)
 	return cmd
 }
 
@@ -95,7 +94,7 @@ func runBuild(ctx context.Context, cfg runConfig, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageError(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "monkeyci", Output: stderr, Level: hclog.LevelFromString(cfg.logLevel)})
+	log := cfg.logLevel.newLogger("monkeyci", stderr)
 	engine, err := docker.New(log.Named("docker"))
 	if err != nil {
 		return failedError(fmt.Errorf("docker: %w", err))
@@ -177,27 +176,6 @@ func printerMode(json bool, w io.Writer) (console.Mode, int) {
 		return console.Live, 0
 	}
 	return console.Plain, 0
-}
-
-func capacityOf(cpus float64, memory string) (agent.Resources, error) {
-	if cpus <= 0 {
-		return agent.Resources{}, fmt.Errorf("--cpus %v: expected a number above 0", cpus)
-	}
-	r := agent.Resources{MilliCPUs: int64(cpus * 1000)}
-	if memory == "" {
-		total, err := agent.MachineMemory()
-		if err != nil {
-			return r, fmt.Errorf("reading the machine's memory (give --memory): %w", err)
-		}
-		r.Memory = total
-		return r, nil
-	}
-	m, err := agent.ParseBytes(memory)
-	if err != nil || m <= 0 {
-		return r, fmt.Errorf("--memory %q: expected a size like 512m or 8g", memory)
-	}
-	r.Memory = m
-	return r, nil
 }
 
 func stateDirOf(dir string) (string, error) {

@@ -7,9 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/admin"
@@ -21,10 +19,10 @@ import (
 
 func newUpCommand(stdout, stderr io.Writer) *cobra.Command {
 	cfg := server.Config{TLS: true}
-	var cpus float64
-	var memory, logLevel, build string
+	var build string
 	var params []string
-	pause := true
+	var offer *capacityFlags
+	var logLevel *logFlag
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run a coordinator and one agent in one process, on the embedded defaults",
@@ -41,8 +39,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
   monkeyci up --data-dir ~/.monkeyci --cpus 4 --memory 8g`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log := hclog.New(&hclog.LoggerOptions{Name: "monkeyci", Output: stderr, Level: hclog.LevelFromString(logLevel)})
-			capacity, err := capacityOf(cpus, memory)
+			capacity, err := offer.resources()
 			if err != nil {
 				return usageError(err)
 			}
@@ -52,7 +49,8 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 					return usageError(err)
 				}
 			}
-			cfg.Logger = log.Named("coordinator")
+			logger := logLevel.newLogger("monkeyci", stderr)
+			cfg.Logger = logger.Named("coordinator")
 			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
 			srv, err := server.Start(context.Background(), cfg)
 			if err != nil {
@@ -64,18 +62,14 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 					Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
 					StateDir: filepath.Join(cfg.DataDir, "agent"),
 				},
-				AgentID: localAgentID(cfg.DataDir), Capacity: capacity, Pause: pause, Version: version, Logger: log,
+				AgentID: localAgentID(cfg.DataDir), Capacity: capacity, Pause: offer.pause, Pids: offer.pids, Version: version, Logger: logger,
 			}, stdout, stderr)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
-	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
-	f.Float64Var(&cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
-	f.StringVar(&memory, "memory", "", "memory the agent offers (default: the machine's)")
-	f.BoolVar(&pause, "pause", true, "pause script containers while they await their jobs")
-	f.StringVar(&logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error")
+	addServerFlags(f, &cfg)
+	offer = addCapacityFlags(f)
+	logLevel = addLogFlag(f)
 	f.StringVar(&build, "build", "", "build this directory once through the fleet, then stop")
 	f.StringArrayVar(&params, "param", nil, "a parameter KEY=VALUE of the --build build (repeatable)")
 	_ = cmd.MarkFlagDirname("build")

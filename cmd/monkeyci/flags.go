@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/pflag"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/coordinator/server"
+)
+
+// The flags several commands share, each group defined once: the same
+// names, defaults and help wherever they appear.
+
+// logFlag is --log-level: how much a command's logger says.
+type logFlag struct{ level string }
+
+// defaultLogLevel is every command's: what a server does is worth a line.
+const defaultLogLevel = "info"
+
+func addLogFlag(f *pflag.FlagSet) *logFlag {
+	l := &logFlag{}
+	f.StringVar(&l.level, "log-level", defaultLogLevel, "log level: trace, debug, info, warn, error")
+	return l
+}
+
+// newLogger is a command's logger: named name, writing to w at --log-level.
+func (l *logFlag) newLogger(name string, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Output: w, Level: hclog.LevelFromString(l.level)})
+}
+
+// addServerFlags adds where a coordinator keeps its state and listens,
+// into cfg: --data-dir, --grpc-listen and --http-listen.
+func addServerFlags(f *pflag.FlagSet, cfg *server.Config) {
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
+	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
+}
+
+// httpListenHelp names everything the HTTP port serves.
+const httpListenHelp = "address of the HTTP port: the web dashboard, forges' webhooks (/webhooks/FORGE), /healthz and Prometheus /metrics"
+
+func defaultDataDir() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return dir + "/monkeyci/coordinator"
+	}
+	return "monkeyci-data"
+}
+
+// capacityFlags are what an agent offers its builds: --cpus, --memory,
+// --pids and --pause.
+type capacityFlags struct {
+	cpus   float64
+	memory string
+	pids   int64
+	pause  bool
+}
+
+func addCapacityFlags(f *pflag.FlagSet) *capacityFlags {
+	c := &capacityFlags{}
+	f.Float64Var(&c.cpus, "cpus", float64(runtime.NumCPU()), "CPUs the agent offers")
+	f.StringVar(&c.memory, "memory", "", "memory the agent offers, like 8g (default: the machine's)")
+	f.Int64Var(&c.pids, "pids", agent.DefaultPids, "processes each build container may have: the default, and the most a job's pids may ask")
+	f.BoolVar(&c.pause, "pause", true, "pause script containers while they await their jobs")
+	return c
+}
+
+// resources checks --cpus, --memory and --pids, and is the CPUs and
+// memory they offer.
+func (c *capacityFlags) resources() (agent.Resources, error) {
+	r, err := capacityOf(c.cpus, c.memory)
+	if err != nil {
+		return r, err
+	}
+	if c.pids < 1 {
+		return r, fmt.Errorf("--pids %d: expected a number of processes of at least 1", c.pids)
+	}
+	return r, nil
+}
+
+// capacityOf is --cpus and --memory (or flags like them) as resources; no
+// memory is the machine's.
+func capacityOf(cpus float64, memory string) (agent.Resources, error) {
+	if cpus <= 0 {
+		return agent.Resources{}, fmt.Errorf("--cpus %v: expected a number above 0", cpus)
+	}
+	r := agent.Resources{MilliCPUs: int64(cpus * 1000)}
+	if memory == "" {
+		total, err := agent.MachineMemory()
+		if err != nil {
+			return r, fmt.Errorf("reading the machine's memory (give --memory): %w", err)
+		}
+		r.Memory = total
+		return r, nil
+	}
+	m, err := agent.ParseBytes(memory)
+	if err != nil || m <= 0 {
+		return r, fmt.Errorf("--memory %q: expected a size like 512m or 8g", memory)
+	}
+	r.Memory = m
+	return r, nil
+}
+
+// orEnv is a flag's value, or the environment variable env's when the
+// flag is empty.
+func orEnv(v, env string) string {
+	if v != "" {
+		return v
+	}
+	return os.Getenv(env)
+}
