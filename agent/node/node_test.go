@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +77,37 @@ func TestANodeJoinsOfferingItsCapacityAndEndsOnceDrained(t *testing.T) {
 	n.Close()
 	if got := engine.importedImages(); len(got) != 1 {
 		t.Errorf("images made: %v, want the scripts' one", got)
+	}
+}
+
+// The first SIGTERM drains a node that runs until signaled: with no build,
+// it ends at once, without error.
+func TestTheFirstSignalDrainsANode(t *testing.T) {
+	c := startCoordinator(t, codes.OK)
+	n, err := New(Config{
+		Link:     link.Config{Coordinator: c.addr, JoinToken: "join", Name: "n1", StateDir: t.TempDir()},
+		AgentID:  "node-test-" + t.Name(),
+		Capacity: agent.Resources{MilliCPUs: 1000, Memory: 1 << 30},
+		Runtime:  &engine{},
+		Binary:   fakeBinary(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ran := make(chan error, 1)
+	go func() { ran <- n.RunUntilSignaled() }()
+	c.hello(t) // it runs: the signal is its to catch
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("RunUntilSignaled: %v, want nil once drained", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a signaled node with no build did not end within 30 s")
 	}
 }
 
