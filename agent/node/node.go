@@ -19,6 +19,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/agent/link"
 	"github.com/monkeyci/monkeyci/pipeline"
 )
@@ -43,7 +44,7 @@ type Config struct {
 	Logger  hclog.Logger
 	// Runtime runs the builds' containers (nil: the local Docker engine,
 	// closed with the node).
-	Runtime agent.Runtime
+	Runtime engine.Runtime
 	// Binary is the monkeyci binary script containers run (default: this
 	// process's executable).
 	Binary string
@@ -74,11 +75,11 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{log: cfg.Logger}
 	rt := cfg.Runtime
 	if rt == nil {
-		engine, err := docker.New(cfg.Logger.Named("docker"))
+		dockerEngine, err := docker.New(cfg.Logger.Named("docker"))
 		if err != nil {
 			return nil, fmt.Errorf("docker: %w", err)
 		}
-		rt, n.closeEngine = engine, func() { engine.Close() }
+		rt, n.closeEngine = dockerEngine, func() { dockerEngine.Close() }
 	}
 	ledger := agent.NewLedger(cfg.Capacity)
 	lc := cfg.Link

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/agent/link"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -31,7 +32,7 @@ import (
 // no build, no monkeyci binary.
 func TestANodeJoinsOfferingItsCapacityAndEndsOnceDrained(t *testing.T) {
 	c := startCoordinator(t, codes.OK)
-	engine := &engine{leftovers: []string{"killed-run-script"}}
+	fake := &fakeEngine{leftovers: []string{"killed-run-script"}}
 	joined := make(chan string, 1)
 	n, err := New(Config{
 		Link: link.Config{Coordinator: c.addr, JoinToken: "join", Name: "n1", Labels: map[string]string{"os": "linux"},
@@ -40,13 +41,13 @@ func TestANodeJoinsOfferingItsCapacityAndEndsOnceDrained(t *testing.T) {
 		Capacity: agent.Resources{MilliCPUs: 2000, Memory: 8 << 30},
 		Pause:    true,
 		Version:  "v-test",
-		Runtime:  engine,
+		Runtime:  fake,
 		Binary:   fakeBinary(t),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := engine.removedContainers(); !slices.Equal(got, []string{"killed-run-script"}) {
+	if got := fake.removedContainers(); !slices.Equal(got, []string{"killed-run-script"}) {
 		t.Errorf("swept %v, want what the killed run left", got)
 	}
 	ran := make(chan error, 1)
@@ -75,7 +76,7 @@ func TestANodeJoinsOfferingItsCapacityAndEndsOnceDrained(t *testing.T) {
 		t.Fatal("a drained node with no build did not end within 30 s")
 	}
 	n.Close()
-	if got := engine.importedImages(); len(got) != 1 {
+	if got := fake.importedImages(); len(got) != 1 {
 		t.Errorf("images made: %v, want the scripts' one", got)
 	}
 }
@@ -88,7 +89,7 @@ func TestTheFirstSignalDrainsANode(t *testing.T) {
 		Link:     link.Config{Coordinator: c.addr, JoinToken: "join", Name: "n1", StateDir: t.TempDir()},
 		AgentID:  "node-test-" + t.Name(),
 		Capacity: agent.Resources{MilliCPUs: 1000, Memory: 1 << 30},
-		Runtime:  &engine{},
+		Runtime:  &fakeEngine{},
 		Binary:   fakeBinary(t),
 	})
 	if err != nil {
@@ -119,7 +120,7 @@ func TestANodeRefusedByItsCoordinatorEndsSayingWhy(t *testing.T) {
 		Link:     link.Config{Coordinator: c.addr, JoinToken: "wrong", Name: "n1", StateDir: t.TempDir()},
 		AgentID:  "node-test-" + t.Name(),
 		Capacity: agent.Resources{MilliCPUs: 1000, Memory: 1 << 30},
-		Runtime:  &engine{},
+		Runtime:  &fakeEngine{},
 		Binary:   fakeBinary(t),
 	})
 	if err != nil {
@@ -189,25 +190,25 @@ func (c *coordinator) hello(t *testing.T) *fleet.Hello {
 	}
 }
 
-// engine is a container runtime that holds only what a killed run of the
+// fakeEngine is a container engine that holds only what a killed run of the
 // agent left. It does what a node asks of it before any build (sweep,
-// the scripts' image, cleanup); the rest of agent.Runtime is nil, and a
+// the scripts' image, cleanup); the rest of engine.Runtime is nil, and a
 // call to it panics.
-type engine struct {
-	agent.Runtime
+type fakeEngine struct {
+	engine.Runtime
 	mu        sync.Mutex
 	leftovers []string
 	removed   []string
 	imported  []string
 }
 
-func (e *engine) ListContainers(context.Context, map[string]string) ([]string, error) {
+func (e *fakeEngine) ListContainers(context.Context, map[string]string) ([]string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.leftovers), nil
 }
 
-func (e *engine) Remove(_ context.Context, id string) error {
+func (e *fakeEngine) Remove(_ context.Context, id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.leftovers = slices.DeleteFunc(e.leftovers, func(l string) bool { return l == id })
@@ -215,11 +216,15 @@ func (e *engine) Remove(_ context.Context, id string) error {
 	return nil
 }
 
-func (e *engine) ListVolumes(context.Context, map[string]string) ([]string, error)  { return nil, nil }
-func (e *engine) ListNetworks(context.Context, map[string]string) ([]string, error) { return nil, nil }
-func (e *engine) HasImage(context.Context, string) (bool, error)                    { return false, nil }
+func (e *fakeEngine) ListVolumes(context.Context, map[string]string) ([]string, error) {
+	return nil, nil
+}
+func (e *fakeEngine) ListNetworks(context.Context, map[string]string) ([]string, error) {
+	return nil, nil
+}
+func (e *fakeEngine) HasImage(context.Context, string) (bool, error) { return false, nil }
 
-func (e *engine) ImportImage(_ context.Context, ref string, rootfs io.Reader, _ []string) error {
+func (e *fakeEngine) ImportImage(_ context.Context, ref string, rootfs io.Reader, _ []string) error {
 	if _, err := io.Copy(io.Discard, rootfs); err != nil {
 		return err
 	}
@@ -229,13 +234,13 @@ func (e *engine) ImportImage(_ context.Context, ref string, rootfs io.Reader, _ 
 	return nil
 }
 
-func (e *engine) removedContainers() []string {
+func (e *fakeEngine) removedContainers() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.removed)
 }
 
-func (e *engine) importedImages() []string {
+func (e *fakeEngine) importedImages() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.imported)
