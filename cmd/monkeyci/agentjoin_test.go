@@ -15,6 +15,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -47,20 +48,22 @@ func startAgentArgs(t *testing.T, c *coordinatorProcess, env []string, args ...s
 // joined waits for the agent's join line and returns its id and name.
 func (p *agentProcess) joined(t *testing.T) (string, string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		if m := joinedLine.FindStringSubmatch(p.out.String()); m != nil {
-			return m[1], m[2]
+	var m []string
+	if !wait.Poll(wait.Bound, func() bool {
+		if m = joinedLine.FindStringSubmatch(p.out.String()); m != nil {
+			return true
 		}
 		select {
 		case err := <-p.done:
 			p.done <- err
 			t.Fatalf("the agent ended (%v) before it joined:\n%s", err, p.out)
-		case <-time.After(50 * time.Millisecond):
+		default:
 		}
+		return false
+	}) {
+		t.Fatalf("the agent printed no join line:\n%s", p.out)
 	}
-	t.Fatalf("the agent printed no join line within a minute:\n%s", p.out)
-	return "", ""
+	return m[1], m[2]
 }
 
 // exited waits for the agent to end and returns its exit code.
@@ -103,25 +106,21 @@ func TestTwoAgentsWithDefaultFlagsAreTwoAgents(t *testing.T) {
 		t.Errorf("agents named %q and %q, want %q and %q", name1, name2, host, host+"-2")
 	}
 	api := c.adminClient(t)
-	deadline := time.Now().Add(time.Minute)
-	for {
+	var seen map[string]string
+	if !wait.Poll(wait.Bound, func() bool {
 		r, err := api.ListAgents(context.Background(), &fleet.ListAgentsRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		seen := map[string]string{}
+		seen = map[string]string{}
 		for _, a := range r.GetAgents() {
 			if a.GetState() != "lost" {
 				seen[a.GetId()] = a.GetName()
 			}
 		}
-		if len(seen) == 2 && seen[id1] == host && seen[id2] == host+"-2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the coordinator lists %v, want %s and %s connected", seen, id1, id2)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(seen) == 2 && seen[id1] == host && seen[id2] == host+"-2"
+	}) {
+		t.Fatalf("the coordinator lists %v, want %s and %s connected", seen, id1, id2)
 	}
 
 	// A state dir given twice is refused, with a line saying so.

@@ -28,6 +28,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -144,17 +145,15 @@ func startAgentProcess(t *testing.T, c *coordinatorProcess, name string) *agentP
 // waitBuild polls the build until ok says so, for at most limit.
 func waitBuild(t *testing.T, api fleet.AdminClient, id string, limit time.Duration, what string, ok func(*fleet.BuildInfo) bool) *fleet.BuildInfo {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		b, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: id})
-		if err == nil && ok(b.GetBuild()) {
-			return b.GetBuild()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("build %s: not %s within %s (last: %+v, %v)", id, what, limit, b.GetBuild(), err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var b *fleet.BuildDetail
+	var err error
+	if !wait.Poll(limit, func() bool {
+		b, err = api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: id})
+		return err == nil && ok(b.GetBuild())
+	}) {
+		t.Fatalf("build %s: not %s within %s (last: %+v, %v)", id, what, limit, b.GetBuild(), err)
 	}
+	return b.GetBuild()
 }
 
 func TestChaosAgentKilledMidBuildFinishesElsewhereAsAttemptTwo(t *testing.T) {
@@ -202,22 +201,12 @@ func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
 	// yet, and one that crosses the drain is handed back (the agent, with
 	// nothing left, exits before it is seen draining). The gate's
 	// job/blocked comes from the agent that holds the build.
-	for deadline := time.Now().Add(time.Minute); !gateBlocked(t, api, b.GetId()); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent never told that the gate waits")
-		}
-	}
+	wait.For(t, "the agent to tell that the gate waits", func() bool { return gateBlocked(t, api, b.GetId()) })
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// Once the coordinator knows the agent drains, a new build must wait.
-	deadline := time.Now().Add(time.Minute)
-	for !agentDraining(t, api, "chaos-drain-a1") {
-		if time.Now().After(deadline) {
-			t.Fatal("the coordinator never saw the agent draining")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, "the coordinator to see the agent draining", func() bool { return agentDraining(t, api, "chaos-drain-a1") })
 	later, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
@@ -388,13 +377,7 @@ func TestChaosStoppedAgentIsFencedOffAndCleansUp(t *testing.T) {
 // waitLog waits until the job's stored output contains want.
 func waitLog(t *testing.T, api fleet.AdminClient, build, job, want string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(readLog(t, api, build, job), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the log of %s never showed %q", job, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wait.For(t, fmt.Sprintf("the log of %s to show %q", job, want), func() bool { return strings.Contains(readLog(t, api, build, job), want) })
 }
 
 // readLog returns the job's stored output, without following.
@@ -420,19 +403,16 @@ func readLog(t *testing.T, api fleet.AdminClient, build, job string) string {
 // satisfies ok.
 func waitContainers(t *testing.T, engine *docker.Engine, runnerBuild string, ok func(int) bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	n := 0
+	if !wait.Poll(wait.Bound, func() bool {
 		ids, err := engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: runnerBuild})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok(len(ids)) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d containers after a minute", what, len(ids))
-		}
-		time.Sleep(100 * time.Millisecond)
+		n = len(ids)
+		return ok(n)
+	}) {
+		t.Fatalf("%s: %d containers after %s", what, n, wait.Bound)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // runCoordinatorOnce starts a real coordinator on dataDir, waits for its
@@ -29,17 +30,16 @@ func runCoordinatorOnce(t *testing.T, dataDir string, extra ...string) (stdout, 
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(out.String(), "export MONKEYCI_SERVER=") {
+	if !wait.Poll(wait.Bound, func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("the coordinator exited (%v) before its export line:\n%s%s", err, out.String(), errOut.String())
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatalf("no export line within a minute:\n%s%s", out.String(), errOut.String())
-		}
+		return strings.Contains(out.String(), "export MONKEYCI_SERVER=")
+	}) {
+		_ = cmd.Process.Kill()
+		t.Fatalf("no export line:\n%s%s", out.String(), errOut.String())
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -136,16 +136,12 @@ func TestTokensAndAgentsRmAgainstARealCoordinator(t *testing.T) {
 	}
 
 	a := startAgentProcess(t, c, "removable")
-	deadline := time.Now().Add(time.Minute)
-	for {
-		_, out, _ := as(c.admin, "agents", "ls")
-		if strings.Contains(out, "removable") && strings.Contains(out, "ready") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent is not ready within a minute:\n%s\n%s", out, a.out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var listed string
+	if !wait.Poll(wait.Bound, func() bool {
+		_, listed, _ = as(c.admin, "agents", "ls")
+		return strings.Contains(listed, "removable") && strings.Contains(listed, "ready")
+	}) {
+		t.Fatalf("the agent is not ready:\n%s\n%s", listed, a.out)
 	}
 	if code, out, errOut := as(c.admin, "agents", "rm", "removable"); code != 0 || !strings.HasPrefix(out, "agent removable (") || !strings.HasSuffix(out, ") is removed\n") {
 		t.Fatalf("agents rm: exit %d\n%s%s", code, out, errOut)
@@ -185,12 +181,10 @@ func TestStateIsOwnerOnly(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(out.String(), "monkeyci is up") || !exists(filepath.Join(dataDir, "agent", "identity.json")) {
-		if time.Now().After(deadline) {
-			t.Fatalf("up did not come up (and keep its agent's identity) within a minute:\n%s%s", out.String(), errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !wait.Poll(wait.Bound, func() bool {
+		return strings.Contains(out.String(), "monkeyci is up") && exists(filepath.Join(dataDir, "agent", "identity.json"))
+	}) {
+		t.Fatalf("up did not come up (and keep its agent's identity):\n%s%s", out.String(), errOut.String())
 	}
 	public := map[string]bool{"ca.pem": true, "server.pem": true}
 	seen := map[string]bool{}

@@ -17,6 +17,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/pool/dockerpool"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -113,20 +114,16 @@ func TestPoolOfDockerAgentsScalesUpAndBackToZeroAcrossACoordinatorKill(t *testin
 	}
 
 	// Idle past the timeout: drained and destroyed, down to none.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		left, err := engine.ListContainers(context.Background(), poolLabel)
-		if err != nil {
+	var left []string
+	if !wait.Poll(wait.Bound, func() bool {
+		var err error
+		if left, err = engine.ListContainers(context.Background(), poolLabel); err != nil {
 			t.Fatal(err)
 		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			st, _ := api.PoolStatus(context.Background(), &fleet.PoolStatusRequest{})
-			t.Fatalf("%d pool containers left 2 minutes after the builds ended; pool: %v\ncoordinator:\n%s", len(left), st, c.out)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		st, _ := api.PoolStatus(context.Background(), &fleet.PoolStatusRequest{})
+		t.Fatalf("%d pool containers left %s after the builds ended; pool: %v\ncoordinator:\n%s", len(left), wait.Bound, st, c.out)
 	}
 	stopWatch()
 	if peak := <-most; peak > 3 || peak == 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // hold runs a change that blocks the writer until release is closed, so that
@@ -38,19 +39,11 @@ func hold(t *testing.T, s *Store) (release func(), wait func()) {
 // waitQueued waits until n changes wait behind the leader.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.For(t, fmt.Sprintf("%d changes to queue behind the leader", n), func() bool {
 		s.wmu.Lock()
-		got := len(s.queue) - 1 // less the leader
-		s.wmu.Unlock()
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d changes queued, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer s.wmu.Unlock()
+		return len(s.queue)-1 >= n // less the leader
+	})
 }
 
 // TestBatchOutcomesAreEach: in one batch, a refusal, a duplicate id, a

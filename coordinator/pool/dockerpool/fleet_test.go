@@ -24,6 +24,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -188,14 +189,15 @@ func newPool(ctx context.Context, t *testing.T, rt *docker.Engine, srv *server.S
 // connected and ready, and returns the names by agent id.
 func waitForAgents(ctx context.Context, t *testing.T, srv *server.Server, rt *docker.Engine, ids []string) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		list, err := srv.Coordinator.AdminServer().ListAgents(ctx, &fleet.ListAgentsRequest{})
-		if err != nil {
+	var names map[string]string
+	var list *fleet.ListAgentsResponse
+	ready := 0
+	if !wait.Poll(wait.Bound, func() bool {
+		var err error
+		if list, err = srv.Coordinator.AdminServer().ListAgents(ctx, &fleet.ListAgentsRequest{}); err != nil {
 			t.Fatal(err)
 		}
-		names := map[string]string{}
-		ready := 0
+		names, ready = map[string]string{}, 0
 		for _, a := range list.GetAgents() {
 			names[a.GetId()] = a.GetName()
 			if slices.Contains(ids, a.GetName()) && a.GetState() == "ready" {
@@ -203,7 +205,7 @@ func waitForAgents(ctx context.Context, t *testing.T, srv *server.Server, rt *do
 			}
 		}
 		if ready == len(ids) {
-			return names
+			return true
 		}
 		for _, id := range ids {
 			// An agent that exited will never join: say so now.
@@ -211,30 +213,27 @@ func waitForAgents(ctx context.Context, t *testing.T, srv *server.Server, rt *do
 				t.Fatalf("agent container %s is %q (%v) while waiting for it to join", id, st, err)
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 60 s, %d of the agents %v are ready: %v", ready, ids, list.GetAgents())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("%d of the agents %v are ready: %v", ready, ids, list.GetAgents())
 	}
+	return names
 }
 
 func waitForBuild(ctx context.Context, t *testing.T, srv *server.Server, id string) coordinator.Build {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		b, err := srv.Coordinator.Build(ctx, id)
-		if err != nil {
+	var b coordinator.Build
+	if !wait.Poll(wait.Bound, func() bool {
+		var err error
+		if b, err = srv.Coordinator.Build(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		if b.State == coordinator.Ended {
-			return b
-		}
-		if time.Now().After(deadline) {
-			agents, _ := srv.Coordinator.AdminServer().ListAgents(ctx, &fleet.ListAgentsRequest{})
-			t.Fatalf("build %s did not end within 2 minutes: %+v\nagents: %v", id, b, agents.GetAgents())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return b.State == coordinator.Ended
+	}) {
+		agents, _ := srv.Coordinator.AdminServer().ListAgents(ctx, &fleet.ListAgentsRequest{})
+		t.Fatalf("build %s did not end: %+v\nagents: %v", id, b, agents.GetAgents())
 	}
+	return b
 }
 
 // checkJobSucceeded checks that the build's events tell of job ending
