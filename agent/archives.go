@@ -10,8 +10,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/monkeyci/monkeyci/agent/archive"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 )
 
 // Where archives live on the agent's disk, all tar files of entries
@@ -123,4 +126,68 @@ func (b *build) cacheScope() CacheScope {
 		return CacheScope{Scope: LocalScope}
 	}
 	return b.spec.Cache
+}
+
+// restore puts the job's artifacts and caches in place before it starts,
+// each only under the path the job declares for it, and says where each
+// cache came from. A cache missing from the build's scope is read from
+// its fallback scope, if it has one.
+func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cache, error) {
+	rt := b.r.cfg.Runtime
+	for _, a := range j.RestoreArtifacts {
+		err := restoreArchive(b.jobsCtx, rt, id, b.artifactFile(a.ID), containerPath(workDir, a.Path))
+		if errors.Is(err, errNoArchive) {
+			return nil, fmt.Errorf("artifact %q was not saved by any job that ran before", a.ID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("restoring artifact %q: %w", a.ID, err)
+		}
+	}
+	scope := b.cacheScope()
+	var caches []events.Cache
+	for _, c := range j.Caches {
+		got := events.Cache{ID: c.ID, Scope: scope.Scope}
+		for _, from := range []string{scope.Scope, scope.Fallback} {
+			if from == "" {
+				continue
+			}
+			err := restoreArchive(b.jobsCtx, rt, id, b.cacheFile(from, c.ID), containerPath(workDir, c.Path))
+			if errors.Is(err, errNoArchive) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("restoring cache %q from %s: %w", c.ID, from, err)
+			}
+			got.From = from
+			break
+		}
+		caches = append(caches, got)
+	}
+	return caches, nil
+}
+
+// save keeps the job's artifacts and, when it succeeded, its caches in the
+// build's own scope (never its fallback). It returns what went wrong, in
+// words, or "".
+func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) string {
+	ctx, rt := context.WithoutCancel(b.jobsCtx), b.r.cfg.Runtime
+	var problems []string
+	for _, a := range j.SaveArtifacts {
+		err := saveArchive(ctx, rt, id, containerPath(workDir, a.Path), b.artifactFile(a.ID))
+		switch {
+		case errors.Is(err, ErrPathNotFound):
+			problems = append(problems, fmt.Sprintf("artifact %q: %s does not exist after the job", a.ID, containerPath(workDir, a.Path)))
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("saving artifact %q from %s: %v", a.ID, a.Path, err))
+		}
+	}
+	if succeeded {
+		scope := b.cacheScope().Scope
+		for _, c := range j.Caches {
+			if err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), b.cacheFile(scope, c.ID)); err != nil {
+				b.r.cfg.Logger.Warn("could not save cache", "job", j.ID, "cache", c.ID, "scope", scope, "error", err)
+			}
+		}
+	}
+	return strings.Join(problems, "; ")
 }

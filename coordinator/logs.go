@@ -28,88 +28,124 @@ func (s *AdminServer) Logs(r *fleet.LogsRequest, out fleet.Admin_LogsServer) err
 	if err != nil {
 		return storeError(err)
 	}
-	// Without an attempt asked for, the build's latest: read again at each
-	// discovery, since a queued build has none yet and a lost agent's build
-	// gets a new one.
-	attemptNow := func() int {
-		if r.GetAttempt() != 0 {
-			return int(r.GetAttempt())
-		}
-		if now, err := c.cfg.Store.GetBuild(ctx, b.ID); err == nil {
-			return now.Attempt
-		}
-		return b.Attempt
-	}
 	ended := closed
 	if r.GetFollow() {
 		if ended, err = c.watchEnd(ctx, b.ID); err != nil {
 			return storeError(err)
 		}
 	}
-	chunks := make(chan *fleet.LogsChunk, 64)
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	followed := map[LogKey]bool{}
-	discover := func() error {
-		attempt := attemptNow()
-		if attempt == 0 {
-			return nil // not dispatched yet
-		}
-		streams, err := c.cfg.Logs.Sizes(b.ID, attempt)
-		if err != nil {
-			return err
-		}
-		for _, st := range streams {
-			if followed[st.Key] || r.GetJob() != "" && st.Job != r.GetJob() {
-				continue
-			}
-			// A job with an order index is followed through it: its
-			// streams merged in the order they were written. The agent
-			// sends the index before the bytes it names, so a job's index
-			// is stored before its streams.
-			merged := logstore.HasOrder(streams, st.Job)
-			if merged && st.Stream != logstore.Order {
-				continue
-			}
-			followed[st.Key] = true
-			wg.Add(1)
-			go func(key LogKey) {
-				defer wg.Done()
-				if merged {
-					_ = logstore.FollowMerged(fctx, c.cfg.Logs, key, 0, ended, func(p logstore.Piece) error {
-						return sendChunk(fctx, chunks, &fleet.LogsChunk{Job: key.Job, Stream: p.Stream, Offset: p.Offset,
-							Data: append([]byte(nil), p.Data...), Command: p.Command, Start: p.Start, Line: p.Text})
-					})
-					return
-				}
-				w := &chunkWriter{key: key, out: chunks, ctx: fctx}
-				_ = c.cfg.Logs.Follow(fctx, key, 0, w, ended)
-			}(st.Key)
-		}
-		return nil
-	}
-	if err := discover(); err != nil {
+	f := &logFollower{c: c, req: r, ctx: ctx, fctx: fctx, build: b.ID, attempt: b.Attempt, ended: ended,
+		chunks: make(chan *fleet.LogsChunk, 64), followed: map[LogKey]bool{}}
+	if err := f.discover(); err != nil {
 		return status.Errorf(codes.Internal, "reading logs: %v", err)
 	}
 	allDone := make(chan struct{})
 	go func() {
-		tick := time.NewTicker(streamDiscovery)
-		defer tick.Stop()
-		for done := false; !done; {
-			select {
-			case <-tick.C:
-				_ = discover()
-			case <-ended:
-				_ = discover() // what appeared at the very end
-				done = true
-			case <-fctx.Done():
-				done = true
-			}
-		}
-		wg.Wait()
+		f.discoverUntilEnd()
+		f.wg.Wait()
 		close(allDone)
 	}()
+	return sendChunks(out, f.chunks, allDone)
+}
+
+// logFollower follows the streams of one Logs request, each in its own
+// goroutine, into chunks.
+type logFollower struct {
+	c   *Coordinator
+	req *fleet.LogsRequest
+	// ctx is the request's; fctx ends the followers when Logs returns.
+	ctx, fctx context.Context
+	build     string
+	attempt   int // the build's when the request came
+	ended     <-chan struct{}
+	chunks    chan *fleet.LogsChunk
+
+	wg       sync.WaitGroup
+	followed map[LogKey]bool // touched by discover alone
+}
+
+// attemptNow is the attempt asked for or, without one, the build's
+// latest: read again at each discovery, since a queued build has none yet
+// and a lost agent's build gets a new one.
+func (f *logFollower) attemptNow() int {
+	if f.req.GetAttempt() != 0 {
+		return int(f.req.GetAttempt())
+	}
+	if now, err := f.c.cfg.Store.GetBuild(f.ctx, f.build); err == nil {
+		return now.Attempt
+	}
+	return f.attempt
+}
+
+// discover starts following the streams asked for that are not followed
+// yet.
+func (f *logFollower) discover() error {
+	attempt := f.attemptNow()
+	if attempt == 0 {
+		return nil // not dispatched yet
+	}
+	streams, err := f.c.cfg.Logs.Sizes(f.build, attempt)
+	if err != nil {
+		return err
+	}
+	for _, st := range streams {
+		if f.followed[st.Key] || f.req.GetJob() != "" && st.Job != f.req.GetJob() {
+			continue
+		}
+		// A job with an order index is followed through it: its
+		// streams merged in the order they were written. The agent
+		// sends the index before the bytes it names, so a job's index
+		// is stored before its streams.
+		merged := logstore.HasOrder(streams, st.Job)
+		if merged && st.Stream != logstore.Order {
+			continue
+		}
+		f.followed[st.Key] = true
+		f.wg.Add(1)
+		go func(key LogKey) {
+			defer f.wg.Done()
+			f.follow(key, merged)
+		}(st.Key)
+	}
+	return nil
+}
+
+// follow copies one stream (merged: a job's streams, through its order
+// index) into chunks until the build ends.
+func (f *logFollower) follow(key LogKey, merged bool) {
+	if merged {
+		_ = logstore.FollowMerged(f.fctx, f.c.cfg.Logs, key, 0, f.ended, func(p logstore.Piece) error {
+			return sendChunk(f.fctx, f.chunks, &fleet.LogsChunk{Job: key.Job, Stream: p.Stream, Offset: p.Offset,
+				Data: append([]byte(nil), p.Data...), Command: p.Command, Start: p.Start, Line: p.Text})
+		})
+		return
+	}
+	w := &chunkWriter{key: key, out: f.chunks, ctx: f.fctx}
+	_ = f.c.cfg.Logs.Follow(f.fctx, key, 0, w, f.ended)
+}
+
+// discoverUntilEnd looks for new streams every streamDiscovery, until the
+// build ends or the request does.
+func (f *logFollower) discoverUntilEnd() {
+	tick := time.NewTicker(streamDiscovery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			_ = f.discover()
+		case <-f.ended:
+			_ = f.discover() // what appeared at the very end
+			return
+		case <-f.fctx.Done():
+			return
+		}
+	}
+}
+
+// sendChunks sends chunks to out until allDone, then what is left.
+func sendChunks(out fleet.Admin_LogsServer, chunks <-chan *fleet.LogsChunk, allDone <-chan struct{}) error {
 	for {
 		select {
 		case ch := <-chunks:

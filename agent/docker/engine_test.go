@@ -398,7 +398,7 @@ func TestStop(t *testing.T) {
 			if err := e.Start(ctx, id); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(200 * time.Millisecond) // let the trap be set
+			waitForOutput(t, e, ctx, id, "ready\n") // the trap is set
 			if paused {
 				if err := e.Pause(ctx, id); err != nil {
 					t.Fatal(err)
@@ -440,6 +440,45 @@ func TestStop(t *testing.T) {
 			t.Errorf("stopping a removed container: %v", err)
 		}
 	})
+}
+
+// waitForOutput waits until the running container id has written want on
+// its stdout.
+func waitForOutput(t *testing.T, e *docker.Engine, ctx context.Context, id, want string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops following the logs
+	w := &outputWaiter{want: want, seen: make(chan struct{})}
+	ended := make(chan error, 1)
+	go func() { ended <- e.Logs(ctx, id, w, nil) }()
+	select {
+	case <-w.seen:
+	case err := <-ended:
+		select {
+		case <-w.seen:
+		default:
+			t.Fatalf("the container's output ended without %q: %v", want, err)
+		}
+	}
+}
+
+// outputWaiter closes seen once what is written to it holds want.
+type outputWaiter struct {
+	want  string
+	got   strings.Builder
+	found bool
+	seen  chan struct{}
+}
+
+func (w *outputWaiter) Write(p []byte) (int, error) {
+	if !w.found {
+		w.got.Write(p)
+		if strings.Contains(w.got.String(), w.want) {
+			w.found = true
+			close(w.seen)
+		}
+	}
+	return len(p), nil
 }
 
 func tarOf(t testing.TB, files map[string]string) io.Reader {

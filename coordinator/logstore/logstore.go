@@ -36,7 +36,6 @@ package logstore
 
 import (
 	"container/list"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -47,8 +46,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/monkeyci/monkeyci/logorder"
 )
 
 // MaxChunk is the largest chunk Write takes.
@@ -57,9 +54,6 @@ const MaxChunk = 1 << 20
 // DefaultMaxOpen is how many stream files a Store keeps open at most
 // (beyond those in use at the moment).
 const DefaultMaxOpen = 256
-
-// maxID bounds the length of a build or job id (file names stay short).
-const maxID = 128
 
 // Errors, wrapped with details.
 var (
@@ -76,90 +70,6 @@ var (
 	ErrClosed = errors.New("log store closed")
 )
 
-// Stream names.
-const (
-	Stdout = "out"
-	Stderr = "err"
-	// Order is a job's order index of its out and err (package logorder).
-	Order = logorder.Stream
-)
-
-// Key names one output stream of one attempt of a build.
-type Key struct {
-	Build   string
-	Attempt int
-	Job     string // "" is the script container
-	Stream  string // "out", "err" or "ord"
-}
-
-func (k Key) String() string {
-	return fmt.Sprintf("%s#%d/%s/%s", k.Build, k.Attempt, k.Job, k.Stream)
-}
-
-// Validate reports whether the key names a stream (ErrInvalid if not).
-// Build and job ids are made of letters, digits, '.', '_' and '-', at most
-// 128 of them, and are not "." or ".."; the job may be "". The attempt
-// counts from 1 and the stream is "out", "err" or "ord".
-func (k Key) Validate() error {
-	if err := validID("build", k.Build); err != nil {
-		return err
-	}
-	if k.Attempt < 1 {
-		return fmt.Errorf("%w: attempt %d", ErrInvalid, k.Attempt)
-	}
-	if k.Job != "" {
-		if err := validID("job", k.Job); err != nil {
-			return err
-		}
-	}
-	if k.Stream != Stdout && k.Stream != Stderr && k.Stream != Order {
-		return fmt.Errorf("%w: stream %q (want %q, %q or %q)", ErrInvalid, k.Stream, Stdout, Stderr, Order)
-	}
-	return nil
-}
-
-func validID(what, id string) error {
-	if id == "" || len(id) > maxID || id == "." || id == ".." {
-		return fmt.Errorf("%w: %s id %q", ErrInvalid, what, id)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %s id %q", ErrInvalid, what, id)
-		}
-	}
-	return nil
-}
-
-// fileName is the stream's file in its attempt's directory. Streams have no
-// '-', so the first '-' separates the stream from the job.
-func (k Key) fileName() string {
-	if k.Job == "" {
-		return k.Stream + ".log"
-	}
-	return k.Stream + "-" + k.Job + ".log"
-}
-
-// parseFileName is the inverse of fileName; ok is false for other files.
-func parseFileName(name string) (job, stream string, ok bool) {
-	base, found := strings.CutSuffix(name, ".log")
-	if !found {
-		return "", "", false
-	}
-	stream, job, _ = strings.Cut(base, "-")
-	k := Key{Build: "b", Attempt: 1, Job: job, Stream: stream}
-	if k.Validate() != nil || k.fileName() != name {
-		return "", "", false
-	}
-	return job, stream, true
-}
-
-// Stream is a stored stream with its size.
-type Stream struct {
-	Key
-	Size int64
-}
-
 // Store keeps log streams under a root directory. It is safe for concurrent
 // use: writes to different streams run in parallel, writes to one stream
 // are serialised.
@@ -172,30 +82,6 @@ type Store struct {
 	lru     list.List       // of *stream with an open file, most recent first
 	closed  bool
 	done    chan struct{} // closed by Close
-}
-
-// stream is the in-memory state of one stream file. An entry lives in
-// Store.streams while it is in use (refs > 0) or its file is open.
-type stream struct {
-	key  Key
-	path string
-
-	// Guarded by Store.mu.
-	refs int           // operations and followers using the entry
-	elem *list.Element // in Store.lru while f is open
-	gone bool          // removed from Store.streams (Remove, Close)
-
-	// mu serialises writes and file handling. f is touched by the holder
-	// of mu while refs > 0, or under Store.mu when refs == 0.
-	mu     sync.Mutex
-	f      *os.File // opened for writing, nil when closed
-	loaded bool     // size read from the file
-
-	// state guards size, changed and removed, for followers.
-	state   sync.Mutex
-	size    int64
-	changed chan struct{} // closed at the next change; nil if nobody waits
-	removed bool
 }
 
 // Open opens (creating it if needed) the store under root.
@@ -238,133 +124,6 @@ func (s *Store) buildDir(build string) string {
 
 func (s *Store) attemptDir(build string, attempt int) string {
 	return filepath.Join(s.buildDir(build), strconv.Itoa(attempt))
-}
-
-// acquire returns the key's entry, pinned until release.
-func (s *Store) acquire(key Key) (*stream, error) {
-	if err := key.Validate(); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	st := s.streams[key]
-	if st == nil {
-		st = &stream{key: key, path: filepath.Join(s.attemptDir(key.Build, key.Attempt), key.fileName())}
-		s.streams[key] = st
-	}
-	st.refs++
-	if st.elem != nil {
-		s.lru.MoveToFront(st.elem)
-	}
-	return st, nil
-}
-
-// release unpins an entry; an idle entry without an open file is dropped,
-// and idle open files beyond maxOpen are closed.
-func (s *Store) release(st *stream) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st.refs--
-	if st.refs > 0 {
-		return
-	}
-	if st.gone && st.f != nil {
-		s.closeFile(st)
-	}
-	if st.elem == nil && !st.gone {
-		delete(s.streams, st.key)
-		st.gone = true
-	}
-	s.evict()
-}
-
-// evict closes idle files, least recently used first, while more than
-// maxOpen are open. Called with s.mu held.
-func (s *Store) evict() {
-	for e := s.lru.Back(); e != nil && s.lru.Len() > s.maxOpen; {
-		st := e.Value.(*stream)
-		e = e.Prev()
-		if st.refs > 0 {
-			continue
-		}
-		s.closeFile(st)
-		if !st.gone {
-			delete(s.streams, st.key)
-			st.gone = true
-		}
-	}
-}
-
-// closeFile closes an idle entry's file. Called with s.mu held and
-// st.refs == 0 (so nobody holds st.mu).
-func (s *Store) closeFile(st *stream) {
-	if st.f != nil {
-		st.f.Close()
-		st.f = nil
-	}
-	if st.elem != nil {
-		s.lru.Remove(st.elem)
-		st.elem = nil
-	}
-}
-
-// load reads the stream's size from its file once. Called with st.mu held.
-func (st *stream) load() error {
-	if st.loaded {
-		return nil
-	}
-	var size int64
-	fi, err := os.Stat(st.path)
-	switch {
-	case err == nil:
-		size = fi.Size()
-	case errors.Is(err, fs.ErrNotExist):
-	default:
-		return err
-	}
-	st.state.Lock()
-	st.size = size
-	st.state.Unlock()
-	st.loaded = true
-	return nil
-}
-
-// open opens the stream's file for writing. Called with st.mu held.
-func (s *Store) open(st *stream) error {
-	if st.f != nil {
-		return nil
-	}
-	f, err := os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(st.path), 0o700); err == nil {
-			f, err = os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
-		}
-	}
-	if err != nil {
-		if st.isRemoved() {
-			// Remove moved the directory away meanwhile.
-			return ErrRemoved
-		}
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st.gone {
-		// Removed meanwhile: the file went with its build (or the store
-		// closed). Writing to it would be lost, so refuse.
-		f.Close()
-		if s.closed {
-			return ErrClosed
-		}
-		return ErrRemoved
-	}
-	st.f = f
-	st.elem = s.lru.PushFront(st)
-	s.evict()
-	return nil
 }
 
 // Write stores data at offset of the key's stream and returns the stream's
@@ -422,37 +181,6 @@ func (s *Store) Write(key Key, offset int64, data []byte) (int64, error) {
 	return size + int64(n), nil
 }
 
-// grow records a new size and wakes the followers.
-func (st *stream) grow(size int64) {
-	st.state.Lock()
-	st.size = size
-	if st.changed != nil {
-		close(st.changed)
-		st.changed = nil
-	}
-	st.state.Unlock()
-}
-
-func (st *stream) isRemoved() bool {
-	st.state.Lock()
-	defer st.state.Unlock()
-	return st.removed
-}
-
-// snapshot returns the size and a channel closed at the next change (or
-// removal).
-func (st *stream) snapshot() (size int64, changed <-chan struct{}, removed bool) {
-	st.state.Lock()
-	defer st.state.Unlock()
-	if st.removed {
-		return st.size, nil, true
-	}
-	if st.changed == nil {
-		st.changed = make(chan struct{})
-	}
-	return st.size, st.changed, false
-}
-
 // Size returns the stored size of the key's stream (0 if nothing was
 // stored). After a restart it is the size of the file on disk.
 func (s *Store) Size(key Key) (int64, error) {
@@ -462,15 +190,6 @@ func (s *Store) Size(key Key) (int64, error) {
 	}
 	defer s.release(st)
 	return st.loadedSize()
-}
-
-func (st *stream) loadedSize() (int64, error) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err := st.load(); err != nil {
-		return 0, fmt.Errorf("log %s: %w", st.key, err)
-	}
-	return st.size, nil
 }
 
 // Sizes returns every stored stream of an attempt with its size, ordered by
@@ -589,93 +308,6 @@ func (s *Store) Reader(key Key) (*Reader, error) {
 type eofReaderAt struct{}
 
 func (eofReaderAt) ReadAt([]byte, int64) (int, error) { return 0, io.EOF }
-
-// followBuf is how much Follow reads at a time.
-const followBuf = 256 << 10
-
-// Follow copies the key's stream to w from offset from on, then the bytes
-// written after, as they are written (it waits for writes, without
-// polling). It returns nil once ended is closed (the build ended, no more
-// writes come) and every stored byte has been copied; with ctx's error when
-// ctx ends; with ErrRemoved if the build's logs are removed meanwhile, and
-// with ErrClosed if the store closes. A nil ended follows until ctx ends.
-// w should not block forever: Follow holds no lock while writing to it.
-func (s *Store) Follow(ctx context.Context, key Key, from int64, w io.Writer, ended <-chan struct{}) error {
-	if from < 0 {
-		return fmt.Errorf("%w: negative offset %d", ErrInvalid, from)
-	}
-	st, err := s.acquire(key)
-	if err != nil {
-		return err
-	}
-	defer s.release(st)
-	if _, err := st.loadedSize(); err != nil {
-		return err
-	}
-	var (
-		f   *os.File
-		buf []byte
-	)
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		// Look at ended before the size: if the build had ended by then,
-		// the size read after is final.
-		isEnded := false
-		select {
-		case <-ended:
-			isEnded = true
-		default:
-		}
-		size, changed, removed := st.snapshot()
-		if removed {
-			return fmt.Errorf("log %s: %w", key, ErrRemoved)
-		}
-		if from < size {
-			if f == nil {
-				if f, err = os.Open(st.path); err != nil {
-					if st.isRemoved() {
-						err = ErrRemoved
-					}
-					return fmt.Errorf("log %s: %w", key, err)
-				}
-				buf = make([]byte, followBuf)
-			}
-			n, err := f.ReadAt(buf[:min(int64(len(buf)), size-from)], from)
-			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil {
-					return werr
-				}
-				from += int64(n)
-			}
-			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("log %s: %w", key, err)
-			}
-			if n == 0 {
-				// The file is shorter than recorded: removed under us.
-				return fmt.Errorf("log %s: %w", key, ErrRemoved)
-			}
-			continue
-		}
-		if isEnded {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ended:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.done:
-			return ErrClosed
-		}
-	}
-}
 
 // Sync flushes the key's stream to stable storage (fsync of the file and
 // its directory), so its stored bytes survive a power loss. Write does not

@@ -452,19 +452,25 @@ func TestFollowEnds(t *testing.T) {
 	k := key("", Stdout)
 	s.Write(k, 0, []byte("x"))
 
+	// Each case waits for Follow to copy the stored "x": it has then taken
+	// the stream, and waits for more. (Removed before that, the stream
+	// would be a fresh empty one, followed forever.)
+
 	// ctx ends.
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- s.Follow(ctx, k, 0, io.Discard, nil) }()
-	time.Sleep(10 * time.Millisecond)
+	w, copied := firstWrite()
+	go func() { errc <- s.Follow(ctx, k, 0, w, nil) }()
+	<-copied
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Errorf("Follow after cancel = %v", err)
 	}
 
 	// The build is removed.
-	go func() { errc <- s.Follow(context.Background(), k, 0, io.Discard, nil) }()
-	time.Sleep(10 * time.Millisecond)
+	w, copied = firstWrite()
+	go func() { errc <- s.Follow(context.Background(), k, 0, w, nil) }()
+	<-copied
 	if err := s.Remove("b1"); err != nil {
 		t.Fatal(err)
 	}
@@ -480,8 +486,9 @@ func TestFollowEnds(t *testing.T) {
 	}
 
 	// The store closes.
-	go func() { errc <- s.Follow(context.Background(), k, 1, io.Discard, nil) }()
-	time.Sleep(10 * time.Millisecond)
+	w, copied = firstWrite()
+	go func() { errc <- s.Follow(context.Background(), k, 0, w, nil) }()
+	<-copied
 	s.Close()
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Errorf("Follow after Close = %v", err)
@@ -489,6 +496,23 @@ func TestFollowEnds(t *testing.T) {
 	if _, err := s.Write(k, 1, []byte("y")); !errors.Is(err, ErrClosed) {
 		t.Errorf("Write after Close = %v", err)
 	}
+}
+
+// firstWrite returns a writer that discards what it gets, and a channel it
+// closes at its first write.
+func firstWrite() (io.Writer, <-chan struct{}) {
+	w := &signalWriter{written: make(chan struct{})}
+	return w, w.written
+}
+
+type signalWriter struct {
+	once    sync.Once
+	written chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.written) })
+	return len(p), nil
 }
 
 type failWriter struct{ err error }

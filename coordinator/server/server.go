@@ -109,7 +109,7 @@ type Server struct {
 }
 
 // Start opens the data dir, listens and serves until Close.
-func Start(ctx context.Context, cfg Config) (*Server, error) {
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -120,25 +120,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	s := &Server{done: make(chan error, 1)}
-	var err error
-	if s.JoinToken, s.AdminToken, s.NewJoinToken, s.NewAdminToken, err = tokens(cfg); err != nil {
-		return nil, err
-	}
-	if s.store, err = sqlstore.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
-		return nil, err
-	}
-	if s.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs")); err != nil {
-		s.store.Close()
-		return nil, err
-	}
-	keys, err := secret.LoadKeyring(cfg.DataDir, cfg.MasterKey)
+	var hl, gl net.Listener // HTTP and gRPC
+	defer func() {
+		if err != nil {
+			s.abandon(hl, gl)
+		}
+	}()
+	keys, err := s.openState(cfg)
 	if err != nil {
-		s.closeStores()
 		return nil, err
 	}
-	hl, err := net.Listen("tcp", cfg.HTTPListen)
-	if err != nil {
-		s.closeStores()
+	if hl, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return nil, fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
 	}
 	if cfg.PublicURL == "" {
@@ -155,15 +147,77 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	})
 	if err != nil {
-		hl.Close()
-		s.closeStores()
 		return nil, err
 	}
 	s.Coordinator = c
-	opts := c.Interceptors()
-	var bundle *tlsca.Bundle // the data dir's CA and certificate, made once
+	opts, tlsHL, err := s.useTLS(cfg, c.Interceptors(), hl)
+	if err != nil {
+		return nil, err
+	}
+	hl = tlsHL
+	s.grpc = grpc.NewServer(opts...)
+	fleet.RegisterFleetServer(s.grpc, c.FleetServer())
+	fleet.RegisterAdminServer(s.grpc, c.AdminServer())
+	if gl, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+		return nil, fmt.Errorf("--grpc-listen %s: %w", cfg.GRPCListen, err)
+	}
+	s.GRPCAddr, s.HTTPAddr = gl.Addr().String(), hl.Addr().String()
+	handler, err := s.httpHandler(runCtx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+
+	if cfg.Pool != nil {
+		if err := s.startPool(runCtx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	go func() { _ = c.Run(runCtx) }()
+	go func() { _ = s.http.Serve(hl) }()
+	go func() { s.done <- s.grpc.Serve(gl) }()
+	return s, nil
+}
+
+// abandon undoes a start that failed: it closes the listeners opened (nil:
+// none), stops what runs on the server's context, and closes the stores.
+func (s *Server) abandon(listeners ...net.Listener) {
+	for _, l := range listeners {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	s.closeStores()
+}
+
+// openState reads (or makes) the tokens, opens the stores and loads the
+// keyring that seals secrets.
+func (s *Server) openState(cfg Config) (*secret.Keyring, error) {
+	var err error
+	if s.JoinToken, s.AdminToken, s.NewJoinToken, s.NewAdminToken, err = tokens(cfg); err != nil {
+		return nil, err
+	}
+	if s.store, err = sqlstore.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+		return nil, err
+	}
+	if s.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs")); err != nil {
+		return nil, err
+	}
+	return secret.LoadKeyring(cfg.DataDir, cfg.MasterKey)
+}
+
+// useTLS adds TLS to what cfg asks it of: gRPC's server options and the
+// HTTP listener. The data dir's CA and certificate serve both, made once,
+// unless HTTP has a key pair of its own.
+func (s *Server) useTLS(cfg Config, opts []grpc.ServerOption, hl net.Listener) ([]grpc.ServerOption, net.Listener, error) {
+	var bundle *tlsca.Bundle
 	ensureBundle := func() (*tls.Config, error) {
 		if bundle == nil {
+			var err error
 			if bundle, err = tlsca.Ensure(filepath.Join(cfg.DataDir, "tls"), cfg.TLSHosts); err != nil {
 				return nil, err
 			}
@@ -173,9 +227,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.TLS {
 		tc, err := ensureBundle()
 		if err != nil {
-			hl.Close()
-			s.closeStores()
-			return nil, err
+			return nil, nil, err
 		}
 		s.TLSBundle, s.CAFile = bundle, bundle.CAFile()
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
@@ -183,23 +235,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.HTTPTLS {
 		tc, err := httpTLS(cfg, ensureBundle)
 		if err != nil {
-			hl.Close()
-			s.stop()
-			s.closeStores()
-			return nil, err
+			return nil, nil, err
 		}
 		hl, s.HTTPS = tls.NewListener(hl, tc), true
 	}
-	s.grpc = grpc.NewServer(opts...)
-	fleet.RegisterFleetServer(s.grpc, c.FleetServer())
-	fleet.RegisterAdminServer(s.grpc, c.AdminServer())
-	gl, err := net.Listen("tcp", cfg.GRPCListen)
-	if err != nil {
-		hl.Close()
-		s.closeStores()
-		return nil, fmt.Errorf("--grpc-listen %s: %w", cfg.GRPCListen, err)
-	}
-	s.GRPCAddr, s.HTTPAddr = gl.Addr().String(), hl.Addr().String()
+	return opts, hl, nil
+}
+
+// httpHandler routes the HTTP port: /healthz, /metrics, the forges'
+// webhooks, and the dashboard at every other path.
+func (s *Server) httpHandler(ctx context.Context, cfg Config) (http.Handler, error) {
+	c := s.Coordinator
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("GET /metrics", c.MetricsHandler())
@@ -208,31 +254,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "webhooks are POSTed", http.StatusMethodNotAllowed)
 	})
-	dash, err := web.New(runCtx, web.Config{Coordinator: c, Logs: s.logs, DataDir: cfg.DataDir, Logger: cfg.Logger.Named("web")})
+	dash, err := web.New(ctx, web.Config{Coordinator: c, Logs: s.logs, DataDir: cfg.DataDir, Logger: cfg.Logger.Named("web")})
 	if err != nil {
-		hl.Close()
-		gl.Close()
-		s.stop()
-		s.closeStores()
 		return nil, err
 	}
 	mux.Handle("/", dash)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
-
-	if cfg.Pool != nil {
-		if err := s.startPool(runCtx, cfg); err != nil {
-			hl.Close()
-			gl.Close()
-			s.stop()
-			s.closeStores()
-			return nil, err
-		}
-	}
-	go func() { _ = c.Run(runCtx) }()
-	go func() { _ = s.http.Serve(hl) }()
-	go func() { s.done <- s.grpc.Serve(gl) }()
-	return s, nil
+	return mux, nil
 }
 
 // startPool makes the pool's provider and runs its scaler until the

@@ -115,6 +115,9 @@ func (f *fragment) sync(s sgrStyle) {
 	}
 }
 
+// write renders b, which ends the stream when final. Each step takes
+// what it can of b in the state it starts in, and says where the next
+// starts.
 func (a *ANSI) write(b []byte, final bool) template.HTML {
 	if len(a.partial) > 0 {
 		b = append(a.partial, b...)
@@ -123,125 +126,14 @@ func (a *ANSI) write(b []byte, final bool) template.HTML {
 	var f fragment
 	f.out.Grow(len(b) + len(b)/8)
 	for i := 0; i < len(b); {
-		c := b[i]
 		switch a.st {
 		case stGround:
-			if plain(c) {
-				// Most output is plain text: copy it a run at a time.
-				j := i + 1
-				for j < len(b) && plain(b[j]) {
-					j++
-				}
-				f.sync(a.cur)
-				a.lastCR = false
-				f.out.Write(b[i:j])
-				i = j
-				continue
-			}
-			if c < utf8.RuneSelf {
-				a.control(&f, c)
-				i++
-				continue
-			}
-			if !final && !utf8.FullRune(b[i:]) {
-				a.partial = append([]byte(nil), b[i:]...)
-				i = len(b)
-				continue
-			}
-			r, size := utf8.DecodeRune(b[i:])
-			i += size
-			if r >= 0x80 && r <= 0x9f {
-				continue // C1 controls
-			}
-			f.sync(a.cur)
-			a.lastCR = false
-			if r == utf8.RuneError && size == 1 {
-				f.out.WriteString("\uFFFD")
-			} else {
-				f.out.Write(b[i-size : i])
-			}
-			continue
-
-		case stEsc:
-			switch {
-			case c == '[':
-				a.st, a.params, a.notSGR = stCSI, a.params[:0], false
-			case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
-				a.st = stStr
-			case c >= 0x20 && c <= 0x2f:
-				a.st = stEscInter
-			case c >= 0x30 && c <= 0x7e:
-				a.st = stGround // a two-byte sequence: ESC 7, ESC M, ESC c, ...
-			case c == 0x1b || c == 0x7f:
-			case c < 0x20:
-				a.st = stGround
-				a.control(&f, c)
-			default:
-				a.st = stGround // not an escape after all: read c as text
-				continue
-			}
-
-		case stEscInter:
-			switch {
-			case c >= 0x20 && c <= 0x2f || c == 0x7f:
-			case c >= 0x30 && c <= 0x7e:
-				a.st = stGround
-			case c < 0x20:
-				a.st = stGround
-				a.control(&f, c)
-			default:
-				a.st = stGround
-				continue
-			}
-
+			i = a.text(&f, b, i, final)
 		case stCSI:
-			switch {
-			case c >= 0x30 && c <= 0x3f:
-				if c >= '<' || len(a.params) >= maxParams {
-					a.notSGR = true // private (?, <, =, >) or absurdly long
-				} else {
-					a.params = append(a.params, c)
-				}
-			case c >= 0x20 && c <= 0x2f:
-				a.notSGR = true
-			case c >= 0x40 && c <= 0x7e:
-				a.st = stGround
-				if c == 'm' && !a.notSGR {
-					var buf [maxParams + 1]sgrParam
-					a.cur = a.cur.apply(parseSGR(a.params, &buf))
-				}
-			case c == 0x1b:
-				a.st = stEsc
-			case c == 0x18 || c == 0x1a: // CAN, SUB: abort
-				a.st = stGround
-			case c < 0x20:
-				a.control(&f, c) // executed in place, as terminals do
-			case c == 0x7f:
-			default:
-				a.st = stGround
-				continue
-			}
-
-		case stStr:
-			switch c {
-			case 0x07: // BEL ends an OSC
-				a.st = stGround
-			case 0x1b:
-				a.st = stStrEsc
-			case '\n', 0x18, 0x1a:
-				a.st = stGround
-				a.control(&f, c)
-			}
-
-		case stStrEsc:
-			if c == '\\' { // ST
-				a.st = stGround
-			} else {
-				a.st = stEsc // a new sequence ends the string
-				continue
-			}
+			i = a.controlSequence(&f, b, i)
+		default:
+			i = a.escapeByte(&f, b, i)
 		}
-		i++
 	}
 	if final {
 		a.st = stGround
@@ -250,6 +142,147 @@ func (a *ANSI) write(b []byte, final bool) template.HTML {
 		f.out.WriteString("</span>")
 	}
 	return template.HTML(f.out.String())
+}
+
+// text renders b from i on in the ground state: plain text, control bytes
+// and runes, until an escape sequence starts or b ends.
+func (a *ANSI) text(f *fragment, b []byte, i int, final bool) int {
+	for i < len(b) && a.st == stGround {
+		c := b[i]
+		if plain(c) {
+			// Most output is plain text: copy it a run at a time.
+			j := i + 1
+			for j < len(b) && plain(b[j]) {
+				j++
+			}
+			f.sync(a.cur)
+			a.lastCR = false
+			f.out.Write(b[i:j])
+			i = j
+			continue
+		}
+		if c < utf8.RuneSelf {
+			a.control(f, c)
+			i++
+			continue
+		}
+		if !final && !utf8.FullRune(b[i:]) {
+			a.partial = append([]byte(nil), b[i:]...)
+			return len(b)
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		i += size
+		if r >= 0x80 && r <= 0x9f {
+			continue // C1 controls
+		}
+		f.sync(a.cur)
+		a.lastCR = false
+		if r == utf8.RuneError && size == 1 {
+			f.out.WriteString("\uFFFD")
+		} else {
+			f.out.Write(b[i-size : i])
+		}
+	}
+	return i
+}
+
+// controlSequence reads b from i on in a control sequence (after ESC [),
+// applying an SGR at its final byte. It returns where the sequence ended:
+// past its last byte, or at a byte that aborts it and is to be read again.
+func (a *ANSI) controlSequence(f *fragment, b []byte, i int) int {
+	for ; i < len(b) && a.st == stCSI; i++ {
+		switch c := b[i]; {
+		case c >= 0x30 && c <= 0x3f:
+			if c >= '<' || len(a.params) >= maxParams {
+				a.notSGR = true // private (?, <, =, >) or absurdly long
+			} else {
+				a.params = append(a.params, c)
+			}
+		case c >= 0x20 && c <= 0x2f:
+			a.notSGR = true
+		case c >= 0x40 && c <= 0x7e:
+			a.st = stGround
+			if c == 'm' && !a.notSGR {
+				a.applySGR()
+			}
+		case c == 0x1b:
+			a.st = stEsc
+		case c == 0x18 || c == 0x1a: // CAN, SUB: abort
+			a.st = stGround
+		case c < 0x20:
+			a.control(f, c) // executed in place, as terminals do
+		case c == 0x7f:
+		default:
+			a.st = stGround
+			return i
+		}
+	}
+	return i
+}
+
+// applySGR applies the SGR whose parameters were read.
+func (a *ANSI) applySGR() {
+	var buf [maxParams + 1]sgrParam
+	a.cur = a.cur.apply(parseSGR(a.params, &buf))
+}
+
+// escapeByte reads b[i] after an ESC, or in an OSC, DCS, SOS, PM or APC
+// string. It returns i+1, or i when b[i] is not part of the sequence after
+// all: it ended it, and is to be read again in the state it left.
+func (a *ANSI) escapeByte(f *fragment, b []byte, i int) int {
+	c := b[i]
+	switch a.st {
+	case stEsc:
+		switch {
+		case c == '[':
+			a.st, a.params, a.notSGR = stCSI, a.params[:0], false
+		case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
+			a.st = stStr
+		case c >= 0x20 && c <= 0x2f:
+			a.st = stEscInter
+		case c >= 0x30 && c <= 0x7e:
+			a.st = stGround // a two-byte sequence: ESC 7, ESC M, ESC c, ...
+		case c == 0x1b || c == 0x7f:
+		case c < 0x20:
+			a.st = stGround
+			a.control(f, c)
+		default:
+			a.st = stGround // not an escape after all: read c as text
+			return i
+		}
+
+	case stEscInter:
+		switch {
+		case c >= 0x20 && c <= 0x2f || c == 0x7f:
+		case c >= 0x30 && c <= 0x7e:
+			a.st = stGround
+		case c < 0x20:
+			a.st = stGround
+			a.control(f, c)
+		default:
+			a.st = stGround
+			return i
+		}
+
+	case stStr:
+		switch c {
+		case 0x07: // BEL ends an OSC
+			a.st = stGround
+		case 0x1b:
+			a.st = stStrEsc
+		case '\n', 0x18, 0x1a:
+			a.st = stGround
+			a.control(f, c)
+		}
+
+	case stStrEsc:
+		if c != '\\' { // ST
+			a.st = stEsc // a new sequence ends the string
+			return i
+		}
+		a.st = stGround
+	}
+	return i + 1
 }
 
 // plain reports whether c is printable ASCII that needs no escaping.

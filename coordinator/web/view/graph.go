@@ -54,116 +54,158 @@ type Edge struct {
 // the edge that closes it, the first found walking the jobs in order; that
 // edge is not drawn. Duplicate job ids keep their first node.
 func LayoutGraph(jobs []JobNode) Graph {
+	l := newGraphLayout(jobs)
+	l.assignColumns()
+	l.reduceCrossings()
+	return l.graph()
+}
+
+// pitch is the distance between the tops of a column's nodes.
+const pitch = NodeH + rowGap
+
+// graphLayout is LayoutGraph's work, by node: node i is jobs[i], and only
+// the first node of a job id is laid out (live).
+type graphLayout struct {
+	jobs  []JobNode
+	index map[string]int // a job id's first node
+	// preds[i] are the known dependencies of node i (less those closing a
+	// cycle, once the columns are assigned); missing[i] the others.
+	preds   [][]int
+	missing [][]string
+	layer   []int
+	cols    [][]int // the nodes of each layer, top to bottom
+	pos     []int   // a node's row in its column
+	tallest int     // the most nodes a column has
+	bary    []float64
+}
+
+func newGraphLayout(jobs []JobNode) *graphLayout {
 	n := len(jobs)
-	index := make(map[string]int, n)
+	l := &graphLayout{jobs: jobs, index: make(map[string]int, n), preds: make([][]int, n), missing: make([][]string, n)}
 	for i, j := range jobs {
-		if _, dup := index[j.ID]; !dup {
-			index[j.ID] = i
+		if _, dup := l.index[j.ID]; !dup {
+			l.index[j.ID] = i
 		}
 	}
-	// preds[i] are the known dependencies of node i; the rest are missing.
-	preds := make([][]int, n)
-	missing := make([][]string, n)
 	for i, j := range jobs {
-		if index[j.ID] != i {
+		if !l.live(i) {
 			continue
 		}
 		for _, d := range cleanDeps(j.Deps) {
-			if p, ok := index[d]; ok {
-				preds[i] = append(preds[i], p)
+			if p, ok := l.index[d]; ok {
+				l.preds[i] = append(l.preds[i], p)
 			} else {
-				missing[i] = append(missing[i], d)
+				l.missing[i] = append(l.missing[i], d)
 			}
 		}
 	}
+	return l
+}
 
-	layer, preds := assignLayers(preds, func(i int) bool { return index[jobs[i].ID] == i })
+// live says node i is laid out: it is its job id's first.
+func (l *graphLayout) live(i int) bool { return l.index[l.jobs[i].ID] == i }
 
-	// Columns, each in first-seen order to begin with.
+// assignColumns puts each node in the column of its layer, in first-seen
+// order to begin with.
+func (l *graphLayout) assignColumns() {
+	l.layer, l.preds = assignLayers(l.preds, l.live)
 	nLayers := 0
-	for i := range jobs {
-		if index[jobs[i].ID] == i {
-			nLayers = max(nLayers, layer[i]+1)
+	for i := range l.jobs {
+		if l.live(i) {
+			nLayers = max(nLayers, l.layer[i]+1)
 		}
 	}
-	cols := make([][]int, nLayers)
-	for i := range jobs {
-		if index[jobs[i].ID] == i {
-			cols[layer[i]] = append(cols[layer[i]], i)
+	l.cols = make([][]int, nLayers)
+	for i := range l.jobs {
+		if l.live(i) {
+			l.cols[l.layer[i]] = append(l.cols[l.layer[i]], i)
 		}
 	}
-	succs := make([][]int, n)
-	for i, ps := range preds {
+	for _, c := range l.cols {
+		l.tallest = max(l.tallest, len(c))
+	}
+	l.pos = make([]int, len(l.jobs))
+	for _, c := range l.cols {
+		l.placeColumn(c)
+	}
+}
+
+// y is a node's top below the margin: shorter columns are centred on the
+// tallest. Barycenters compare tops, all nodes being as tall.
+func (l *graphLayout) y(i int) float64 {
+	c := len(l.cols[l.layer[i]])
+	return float64((l.tallest-c)*pitch)/2 + float64(l.pos[i]*pitch)
+}
+
+// placeColumn gives each node of column c its row, in c's order.
+func (l *graphLayout) placeColumn(c []int) {
+	for k, i := range c {
+		l.pos[i] = k
+	}
+}
+
+// reduceCrossings runs barycenter sweeps: it sorts each column by the mean
+// height of its neighbours in the columns already placed, down then up,
+// twice. A node without such neighbours keeps its own height, so it stays
+// put.
+func (l *graphLayout) reduceCrossings() {
+	succs := make([][]int, len(l.jobs))
+	for i, ps := range l.preds {
 		for _, p := range ps {
 			succs[p] = append(succs[p], i)
 		}
 	}
-	tallest := 0
-	for _, c := range cols {
-		tallest = max(tallest, len(c))
-	}
-	pitch := NodeH + rowGap
-	pos := make([]int, n)
-	// y is a node's top below the margin: shorter columns are centred on
-	// the tallest. Barycenters compare tops, all nodes being as tall.
-	y := func(i int) float64 {
-		c := len(cols[layer[i]])
-		return float64((tallest-c)*pitch)/2 + float64(pos[i]*pitch)
-	}
-	place := func(c []int) {
-		for k, i := range c {
-			pos[i] = k
-		}
-	}
-	for _, c := range cols {
-		place(c)
-	}
-	// Barycenter sweeps: sort each column by the mean height of its
-	// neighbours in the columns already placed, down then up, twice. A node
-	// without such neighbours keeps its own height, so it stays put.
-	bary := make([]float64, n)
-	sortCol := func(c []int, nbrs [][]int) {
-		for _, i := range c {
-			bary[i] = y(i)
-			if len(nbrs[i]) > 0 {
-				sum := 0.0
-				for _, m := range nbrs[i] {
-					sum += y(m)
-				}
-				bary[i] = sum / float64(len(nbrs[i]))
-			}
-		}
-		slices.SortStableFunc(c, func(a, b int) int { return cmp.Compare(bary[a], bary[b]) })
-		place(c)
-	}
+	l.bary = make([]float64, len(l.jobs))
+	nLayers := len(l.cols)
 	for range 2 {
-		for l := 1; l < nLayers; l++ {
-			sortCol(cols[l], preds)
+		for c := 1; c < nLayers; c++ {
+			l.sortColumn(l.cols[c], l.preds)
 		}
-		for l := nLayers - 2; l >= 0; l-- {
-			sortCol(cols[l], succs)
+		for c := nLayers - 2; c >= 0; c-- {
+			l.sortColumn(l.cols[c], succs)
 		}
 	}
+}
 
-	g := Graph{Width: 2 * margin, Height: 2 * margin}
-	if nLayers > 0 {
-		g.Width = 2*margin + nLayers*NodeW + (nLayers-1)*colGap
-		g.Height = 2*margin + tallest*pitch - rowGap
+// sortColumn orders column c by the barycenters of its nodes' neighbours
+// nbrs.
+func (l *graphLayout) sortColumn(c []int, nbrs [][]int) {
+	for _, i := range c {
+		l.bary[i] = l.y(i)
+		if len(nbrs[i]) > 0 {
+			sum := 0.0
+			for _, m := range nbrs[i] {
+				sum += l.y(m)
+			}
+			l.bary[i] = sum / float64(len(nbrs[i]))
+		}
 	}
-	at := make([]int, n) // node index in g.Nodes
-	for i, j := range jobs {
-		if index[j.ID] != i {
+	slices.SortStableFunc(c, func(a, b int) int { return cmp.Compare(l.bary[a], l.bary[b]) })
+	l.placeColumn(c)
+}
+
+// graph is the laid out graph: a node per live job, in the jobs' order, and
+// an edge per dependency kept.
+func (l *graphLayout) graph() Graph {
+	g := Graph{Width: 2 * margin, Height: 2 * margin}
+	if nLayers := len(l.cols); nLayers > 0 {
+		g.Width = 2*margin + nLayers*NodeW + (nLayers-1)*colGap
+		g.Height = 2*margin + l.tallest*pitch - rowGap
+	}
+	at := make([]int, len(l.jobs)) // node index in g.Nodes
+	for i, j := range l.jobs {
+		if !l.live(i) {
 			continue
 		}
 		at[i] = len(g.Nodes)
 		g.Nodes = append(g.Nodes, Node{
 			ID: j.ID, State: j.State,
-			X: margin + layer[i]*(NodeW+colGap), Y: margin + int(y(i)),
+			X: margin + l.layer[i]*(NodeW+colGap), Y: margin + int(l.y(i)),
 			W: NodeW, H: NodeH,
-			Layer: layer[i], Missing: missing[i],
+			Layer: l.layer[i], Missing: l.missing[i],
 		})
 	}
-	for i, ps := range preds {
+	for i, ps := range l.preds {
 		for _, p := range ps {
 			from, to := g.Nodes[at[p]], g.Nodes[at[i]]
 			g.Edges = append(g.Edges, Edge{From: from.ID, To: to.ID, Path: edgePath(from, to)})

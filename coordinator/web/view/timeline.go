@@ -121,149 +121,191 @@ func (r *rowBuilder) current() string {
 // and the timeline stretches to cover every event's time, so clock skew
 // between the agent and now does not clip spans.
 func BuildTimeline(evs []events.Event, now time.Time) Timeline {
-	script := &rowBuilder{row: Row{Label: "script", Kind: RowScript}}
-	var jobs []*rowBuilder
-	byJob := map[string]*rowBuilder{}
-	var t Timeline
-	var first, last, buildStart, buildEnd time.Time
-	ended := false
-
+	b := timelineBuilder{
+		script: &rowBuilder{row: Row{Label: "script", Kind: RowScript}},
+		byJob:  map[string]*rowBuilder{},
+	}
 	for i := range evs {
-		e := &evs[i]
-		var r *rowBuilder
-		if e.Job != "" {
-			// Every job gets its row, even one whose events lack times.
-			if r = byJob[e.Job]; r == nil {
-				r = &rowBuilder{row: Row{Label: e.Job, Kind: RowJob, State: StateQueued}}
-				byJob[e.Job] = r
-				jobs = append(jobs, r)
-			}
-		}
-		at := e.Time
-		if at.IsZero() {
-			continue
-		}
-		if first.IsZero() || at.Before(first) {
-			first = at
-		}
-		if at.After(last) {
-			last = at
-		}
-		if e.Job == "" {
-			switch e.Type {
-			case events.BuildStart:
-				if buildStart.IsZero() {
-					buildStart = at
-				}
-				ended = false
-			case events.BuildEnd, events.BuildCanceled:
-				ended, buildEnd = true, at
-			case events.ScriptInitializing:
-				if script.current() == "" {
-					script.start(KindQueued, StateQueued, at)
-				}
-			case events.ScriptStart:
-				script.start(KindRunning, StateRunning, at)
-				script.row.State = StateRunning
-			case events.ScriptPaused:
-				if script.current() != KindPaused {
-					script.start(KindPaused, statePaused, at)
-				}
-				script.row.State = statePaused
-			case events.ScriptResumed:
-				if script.current() != KindPaused {
-					// The pause was not seen: its length says when it began.
-					if e.Duration <= 0 {
-						break
-					}
-					script.start(KindPaused, statePaused, at.Add(-e.Duration))
-				}
-				script.start(KindRunning, StateRunning, at)
-				script.row.State = StateRunning
-			case events.ScriptEnd:
-				script.end(at, endState(e))
-			}
-			continue
-		}
-
-		switch e.Type {
-		case events.JobPending, events.JobQueued, events.JobInitializing:
-			if len(e.Expose) > 0 {
-				r.row.Service = pipeline.JoinPorts(e.Expose)
-			}
-			if r.current() != KindQueued {
-				r.start(KindQueued, StateQueued, at)
-			}
-			r.row.State = StateQueued
-		case events.JobBlocked:
-			r.start(KindQueued, StateBlocked, at)
-			r.row.State = StateBlocked
-		case events.JobUnblocked:
-			r.start(KindQueued, StateQueued, at)
-			r.row.State = StateQueued
-		case events.JobStart:
-			r.start(KindRunning, StateRunning, at)
-			r.row.State = StateRunning
-		case events.JobReady:
-			if r.current() == KindRunning {
-				r.stop(at, StateSuccess) // it started: its ports accept
-			}
-			r.start(KindServing, StateRunning, at)
-		case events.JobEnd:
-			r.end(at, endState(e))
-		case events.JobSkipped:
-			r.stop(at, "")
-			r.row.State = StateSkipped
-		}
+		b.add(&evs[i])
 	}
-
-	// The timeline's extent: from the build's start to its end (or now),
-	// widened to every event seen.
-	t.Start = buildStart
-	if t.Start.IsZero() || first.Before(t.Start) {
-		t.Start = first
-	}
-	t.End = now
-	if ended {
-		t.End = buildEnd
-	}
-	if last.After(t.End) {
-		t.End = last
-	}
-	if t.Start.IsZero() {
-		t.Start = now
-	}
-	if t.End.Before(t.Start) {
-		t.End = t.Start
-	}
-
-	t.Rows = make([]Row, 0, 1+len(jobs))
-	rows := append([]*rowBuilder{script}, jobs...)
+	var t Timeline
+	t.Start, t.End = b.extent(now)
+	t.Rows = make([]Row, 0, 1+len(b.jobs))
+	rows := append([]*rowBuilder{b.script}, b.jobs...)
 	for _, r := range rows {
-		r.stop(t.End, "")
-		for i := range r.row.Spans {
-			s := &r.row.Spans[i]
-			if s.End.Before(s.Start) {
-				s.End = s.Start
-			}
-			s.Left, s.Width = place(t.Start, t.End, s.Start, s.End)
-			s.Title = spanTitle(r.row.Label, *s)
-		}
-		t.Rows = append(t.Rows, r.row)
+		t.Rows = append(t.Rows, r.placed(t.Start, t.End))
 	}
-	for _, s := range t.Rows[0].Spans {
-		switch s.Kind {
-		case KindPaused:
-			t.Paused += s.End.Sub(s.Start)
-			t.ScriptTime += s.End.Sub(s.Start)
-		case KindRunning:
-			t.ScriptTime += s.End.Sub(s.Start)
-		}
-	}
+	t.Paused, t.ScriptTime = scriptTimes(t.Rows[0])
 	if t.ScriptTime > 0 {
 		t.PausedShare = float64(t.Paused) / float64(t.ScriptTime)
 	}
 	return t
+}
+
+// timelineBuilder gathers an attempt's events into rows, and the times
+// that bound the timeline.
+type timelineBuilder struct {
+	script *rowBuilder
+	jobs   []*rowBuilder // in first-seen order
+	byJob  map[string]*rowBuilder
+	// first and last are the earliest and latest event times seen;
+	// buildStart is the build's first start, buildEnd its end once ended.
+	first, last, buildStart, buildEnd time.Time
+	ended                             bool
+}
+
+// add takes one event into its row.
+func (b *timelineBuilder) add(e *events.Event) {
+	var r *rowBuilder
+	if e.Job != "" {
+		// Every job gets its row, even one whose events lack times.
+		if r = b.byJob[e.Job]; r == nil {
+			r = &rowBuilder{row: Row{Label: e.Job, Kind: RowJob, State: StateQueued}}
+			b.byJob[e.Job] = r
+			b.jobs = append(b.jobs, r)
+		}
+	}
+	at := e.Time
+	if at.IsZero() {
+		return
+	}
+	if b.first.IsZero() || at.Before(b.first) {
+		b.first = at
+	}
+	if at.After(b.last) {
+		b.last = at
+	}
+	if r != nil {
+		r.jobEvent(e, at)
+		return
+	}
+	switch e.Type {
+	case events.BuildStart:
+		if b.buildStart.IsZero() {
+			b.buildStart = at
+		}
+		b.ended = false
+	case events.BuildEnd, events.BuildCanceled:
+		b.ended, b.buildEnd = true, at
+	default:
+		b.script.scriptEvent(e, at)
+	}
+}
+
+// extent is the timeline's start and end: from the build's start to its
+// end (or now), widened to every event seen.
+func (b *timelineBuilder) extent(now time.Time) (start, end time.Time) {
+	start = b.buildStart
+	if start.IsZero() || b.first.Before(start) {
+		start = b.first
+	}
+	end = now
+	if b.ended {
+		end = b.buildEnd
+	}
+	if b.last.After(end) {
+		end = b.last
+	}
+	if start.IsZero() {
+		start = now
+	}
+	if end.Before(start) {
+		end = start
+	}
+	return start, end
+}
+
+// scriptEvent moves the script container's row along.
+func (r *rowBuilder) scriptEvent(e *events.Event, at time.Time) {
+	switch e.Type {
+	case events.ScriptInitializing:
+		if r.current() == "" {
+			r.start(KindQueued, StateQueued, at)
+		}
+	case events.ScriptStart:
+		r.start(KindRunning, StateRunning, at)
+		r.row.State = StateRunning
+	case events.ScriptPaused:
+		if r.current() != KindPaused {
+			r.start(KindPaused, statePaused, at)
+		}
+		r.row.State = statePaused
+	case events.ScriptResumed:
+		if r.current() != KindPaused {
+			// The pause was not seen: its length says when it began.
+			if e.Duration <= 0 {
+				return
+			}
+			r.start(KindPaused, statePaused, at.Add(-e.Duration))
+		}
+		r.start(KindRunning, StateRunning, at)
+		r.row.State = StateRunning
+	case events.ScriptEnd:
+		r.end(at, endState(e))
+	}
+}
+
+// jobEvent moves a job's row along.
+func (r *rowBuilder) jobEvent(e *events.Event, at time.Time) {
+	switch e.Type {
+	case events.JobPending, events.JobQueued, events.JobInitializing:
+		if len(e.Expose) > 0 {
+			r.row.Service = pipeline.JoinPorts(e.Expose)
+		}
+		if r.current() != KindQueued {
+			r.start(KindQueued, StateQueued, at)
+		}
+		r.row.State = StateQueued
+	case events.JobBlocked:
+		r.start(KindQueued, StateBlocked, at)
+		r.row.State = StateBlocked
+	case events.JobUnblocked:
+		r.start(KindQueued, StateQueued, at)
+		r.row.State = StateQueued
+	case events.JobStart:
+		r.start(KindRunning, StateRunning, at)
+		r.row.State = StateRunning
+	case events.JobReady:
+		if r.current() == KindRunning {
+			r.stop(at, StateSuccess) // it started: its ports accept
+		}
+		r.start(KindServing, StateRunning, at)
+	case events.JobEnd:
+		r.end(at, endState(e))
+	case events.JobSkipped:
+		r.stop(at, "")
+		r.row.State = StateSkipped
+	}
+}
+
+// placed closes the row at the timeline's end and places its spans on
+// [start, end].
+func (r *rowBuilder) placed(start, end time.Time) Row {
+	r.stop(end, "")
+	for i := range r.row.Spans {
+		s := &r.row.Spans[i]
+		if s.End.Before(s.Start) {
+			s.End = s.Start
+		}
+		s.Left, s.Width = place(start, end, s.Start, s.End)
+		s.Title = spanTitle(r.row.Label, *s)
+	}
+	return r.row
+}
+
+// scriptTimes sums the script row's paused time, and its lifetime: its
+// running and paused spans.
+func scriptTimes(script Row) (paused, lifetime time.Duration) {
+	for _, s := range script.Spans {
+		switch s.Kind {
+		case KindPaused:
+			paused += s.End.Sub(s.Start)
+			lifetime += s.End.Sub(s.Start)
+		case KindRunning:
+			lifetime += s.End.Sub(s.Start)
+		}
+	}
+	return paused, lifetime
 }
 
 // place returns the left and width, in percent of [start, end], of the
