@@ -155,25 +155,53 @@ func setWaiting(t *testing.T, open Opener) {
 func lifecycleAndFencing(t *testing.T, open Opener) {
 	now := t0.Add(time.Hour)
 	s := open(t, func() time.Time { return now })
-	ctx := context.Background()
-	must(t, s.CreateBuild(ctx, build("b", 0)))
-	lease1, lease2 := t0.Add(2*time.Hour), t0.Add(3*time.Hour)
-
-	type check func(t *testing.T, b coordinator.Build)
-	is := func(state coordinator.State, attempt int, agent string) check {
-		return func(t *testing.T, b coordinator.Build) {
-			if b.State != state || b.Attempt != attempt || b.Agent != agent {
-				t.Errorf("build is %s attempt %d on %q, want %s attempt %d on %q", b.State, b.Attempt, b.Agent, state, attempt, agent)
+	must(t, s.CreateBuild(context.Background(), build("b", 0)))
+	for _, st := range fencingSteps(s, now) {
+		t.Run(st.name, func(t *testing.T) {
+			err := st.do()
+			switch {
+			case st.err == nil && st.says == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case st.err != nil && !errors.Is(err, st.err):
+				t.Fatalf("error %v, want %v", err, st.err)
+			case st.says != "" && (err == nil || !strings.Contains(err.Error(), st.says)):
+				t.Fatalf("error %v, want one saying %q", err, st.says)
 			}
+			if err != nil && !strings.Contains(err.Error(), `build b`) {
+				t.Errorf("the error %q does not name the build", err)
+			}
+			if st.then != nil {
+				st.then(t, get(t, s, "b"))
+			}
+		})
+	}
+}
+
+// fencingStep is one change of lifecycleAndFencing, what it must meet, and
+// what the build must be after it.
+type fencingStep struct {
+	name string
+	do   func() error
+	err  error  // nil, ErrStale or ErrNotFound
+	says string // in the error
+	then func(t *testing.T, b coordinator.Build)
+}
+
+// is checks a build's state, attempt and agent.
+func is(state coordinator.State, attempt int, agent string) func(*testing.T, coordinator.Build) {
+	return func(t *testing.T, b coordinator.Build) {
+		if b.State != state || b.Attempt != attempt || b.Agent != agent {
+			t.Errorf("build is %s attempt %d on %q, want %s attempt %d on %q", b.State, b.Attempt, b.Agent, state, attempt, agent)
 		}
 	}
-	steps := []struct {
-		name string
-		do   func() error
-		err  error  // nil, ErrStale or ErrNotFound
-		says string // in the error
-		then check
-	}{
+}
+
+// fencingSteps are the changes of build b, in order, with the store's
+// clock at now.
+func fencingSteps(s coordinator.Store, now time.Time) []fencingStep {
+	ctx := context.Background()
+	lease1, lease2 := t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+	return []fencingStep{
 		{"assign skipping an attempt", func() error { return s.Assign(ctx, "b", 2, "a1", lease1) }, coordinator.ErrStale, "queued at attempt 1", is(coordinator.Queued, 0, "")},
 		{"renew before assign", func() error { return s.Renew(ctx, "b", 0, lease1) }, coordinator.ErrStale, "is queued at attempt 0", nil},
 		{"finish a queued build as attempt 1", func() error { return s.Finish(ctx, "b", 1, events.Success, "") }, coordinator.ErrStale, "running at attempt 1", nil},
@@ -246,25 +274,6 @@ func lifecycleAndFencing(t *testing.T, open Opener) {
 		}},
 		{"cancel it again", func() error { return s.Finish(ctx, "b", 0, events.Canceled, "") }, coordinator.ErrStale, "is ended at attempt 3, the change needs it queued", nil},
 		{"assign attempt 0", func() error { return s.Assign(ctx, "b", 0, "a1", lease1) }, nil, "attempts count from 1", nil},
-	}
-	for _, st := range steps {
-		t.Run(st.name, func(t *testing.T) {
-			err := st.do()
-			switch {
-			case st.err == nil && st.says == "" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case st.err != nil && !errors.Is(err, st.err):
-				t.Fatalf("error %v, want %v", err, st.err)
-			case st.says != "" && (err == nil || !strings.Contains(err.Error(), st.says)):
-				t.Fatalf("error %v, want one saying %q", err, st.says)
-			}
-			if err != nil && !strings.Contains(err.Error(), `build b`) {
-				t.Errorf("the error %q does not name the build", err)
-			}
-			if st.then != nil {
-				st.then(t, get(t, s, "b"))
-			}
-		})
 	}
 }
 
