@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // patience bounds every wait of these tests; nothing is expected to take
@@ -32,13 +34,7 @@ func acquireAsync(ctx context.Context, l *Ledger, need Resources) <-chan error {
 // how long it waits.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	wait.Within(t, patience, what, cond)
 }
 
 // waitQueued waits until n requests wait in l's queue.

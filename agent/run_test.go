@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // The artifact is saved from a work dir outside the workspace (so only
@@ -71,25 +71,16 @@ script: ["sleep 3"]
 	ctx := context.Background()
 	// The engine reports the new state a moment after the pause call
 	// returns; the job may also end meanwhile, which the events tell.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	wait.For(t, "the script container paused after script/paused", func() bool {
 		state, err := f.engine.State(ctx, script)
-		if err == nil && state == "paused" || rec.count(events.ScriptResumed) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("script container state %q (%v) after script/paused, want paused", state, err)
-		}
-	}
+		return err == nil && state == "paused" || rec.count(events.ScriptResumed) > 0
+	})
 	rec.waitFor(t, "script/resumed", func(e events.Event) bool { return e.Type == events.ScriptResumed })
 	// Running again (or already ended, or removed): anything but paused.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if state, err := f.engine.State(ctx, script); err != nil || state != "paused" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("script container still paused 10 s after script/resumed")
-		}
-	}
+	wait.For(t, "the script container running again after script/resumed", func() bool {
+		state, err := f.engine.State(ctx, script)
+		return err != nil || state != "paused"
+	})
 	out := <-done
 	if out.Result != events.Success {
 		t.Fatalf("result %s: %+v", out.Result, out)

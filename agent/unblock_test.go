@@ -10,6 +10,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 const gated = `
@@ -60,15 +61,10 @@ func TestBlockedJobWaitsWithTheScriptPausedUntilUnblocked(t *testing.T) {
 		return seen && e.Type == events.ScriptPaused
 	})
 	script := scriptContainer(t, f, blocked.Build)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	wait.For(t, "the script container paused while it waits for an unblock", func() bool {
 		state, err := f.engine.State(context.Background(), script)
-		if err == nil && state == "paused" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("script container state %q (%v) while it waits for an unblock, want paused", state, err)
-		}
-	}
+		return err == nil && state == "paused"
+	})
 	if used := f.ledger.Used(); used.MilliCPUs != 0 {
 		t.Errorf("the waiting build holds %d milli-CPUs, want none", used.MilliCPUs)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // Capability bits in /proc/PID/status (linux/capability.h).
@@ -160,18 +161,13 @@ echo unreachable`, tries, target))
 // are the host's).
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.For(t, "something to listen on "+addr, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 }
 
 // parseStatus reads "Name:\tvalue" lines.

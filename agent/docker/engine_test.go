@@ -19,6 +19,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // setup returns an engine, a label set unique to the test (whatever carries
@@ -240,17 +241,13 @@ func TestPauseUnpause(t *testing.T) {
 	// a moment after the pause or unpause call returns: wait for it.
 	state := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got, err := e.State(ctx, id)
-			if err == nil && got == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("state %q, %v; want %q", got, err, want)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+		var got string
+		var err error
+		if !wait.Poll(wait.Bound, func() bool {
+			got, err = e.State(ctx, id)
+			return err == nil && got == want
+		}) {
+			t.Errorf("state %q, %v; want %q", got, err, want)
 		}
 	}
 	state("running")
