@@ -1,7 +1,7 @@
 // Package blobstore keeps artifacts and caches as blobs under keys.
 //
 // Store is the interface; Dir keeps blobs as files under a directory (the
-// embedded default, DESIGN section 8). An object store (S3, OCI) can
+// embedded default, docs/architecture.md, Storage). An object store (S3, OCI) can
 // implement the same interface later: keys are valid object names, List
 // takes a plain string prefix, and Put replaces a blob whole.
 //
