@@ -26,7 +26,7 @@ import (
 const MaxSocketPath = len(syscall.RawSockaddrUnix{}.Path) - 1
 
 // jobServer serves the job API of one build on a unix socket. It sends no
-// keepalive pings: a frozen script cannot answer them (DESIGN section 6).
+// keepalive pings: a frozen script cannot answer them (docs/architecture.md, Pausing).
 type jobServer struct {
 	jobapi.UnimplementedJobAPIServer
 	b *build

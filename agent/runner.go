@@ -24,7 +24,7 @@ import (
 	"github.com/monkeyci/monkeyci/pipeline"
 )
 
-// Container and volume labels (DESIGN section 10): everything the runner
+// Container and volume labels (docs/architecture.md, Names): everything the runner
 // makes carries them, so a crash can always be cleaned up.
 const (
 	labelPrefix = "io.monkeyci."

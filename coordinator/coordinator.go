@@ -19,7 +19,7 @@ import (
 	"github.com/monkeyci/monkeyci/forge/status"
 )
 
-// Defaults of the fleet protocol (DESIGN section 7).
+// Defaults of the fleet protocol (docs/architecture.md, The fleet protocol).
 const (
 	DefaultLease       = 30 * time.Second
 	DefaultMaxAttempts = 3

@@ -13,7 +13,7 @@ import (
 
 var t0 = time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.UTC)
 
-// The job wrapper's lines (DESIGN section 5) and what they mean.
+// The job wrapper's lines (docs/architecture.md, Job containers) and what they mean.
 func TestDecodeWrapperLines(t *testing.T) {
 	for _, c := range []struct {
 		in   string

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes of monkeyci (DESIGN section 10).
+// Exit codes of monkeyci (docs/architecture.md, Names).
 const (
 	exitOK     = 0
 	exitFailed = 1

@@ -7,7 +7,7 @@
 //	ROOT/builds/BUILD/ATTEMPT/STREAM.log       the script container
 //	ROOT/builds/BUILD/ATTEMPT/STREAM-JOB.log   job JOB
 //
-// Writes are idempotent by offset (DESIGN section 7): an agent sends chunks
+// Writes are idempotent by offset (docs/architecture.md, The fleet protocol): an agent sends chunks
 // with the offset of their first byte, the store keeps each byte once and
 // answers with the stream's stored size, which the coordinator acknowledges.
 // After a reconnect the agent resends from the acknowledged offset; bytes
