@@ -1,4 +1,4 @@
-// The fleet protocol: agents and the coordinator (DESIGN section 7), and
+// The fleet protocol: agents and the coordinator (docs/architecture.md, The fleet protocol), and
 // the admin API that the monkeyci command line speaks.
 //
 // One long-lived bidirectional stream per agent. The agent says Hello; the
