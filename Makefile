@@ -7,7 +7,7 @@ PKGS     := ./...
 RACEPKGS := ./agent/... ./sidecar/... ./console/... ./script/... ./coordinator/... ./admin/... ./forge/... ./secret/... ./sdk/... ./buildscript/...
 FUZZTIME ?= 10s
 
-.PHONY: all build images test race fuzz bench proto vet clean
+.PHONY: all build images test short race fuzz bench proto vet clean
 
 all: build
 
@@ -23,6 +23,10 @@ test: images
 	test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -timeout 20m -race $(RACEPKGS)
+
+# The fast tier: no Docker engine, no binary built (what needs them skips).
+short:
+	$(GO) test -short -count=1 $(PKGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME) ./pipeline/
