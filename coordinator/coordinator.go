@@ -116,8 +116,8 @@ type Coordinator struct {
 	// repos are the registered repositories' names: only their builds
 	// have secrets to read.
 	repos map[string]bool
-	// statuses wait to be sent to forges (sendStatuses).
-	statuses chan statusNote
+	// statuses tells forges how their builds are doing.
+	statuses *commitStatuses
 	// pool is the agent pool's scaler, when there is one (UsePool).
 	pool     PoolView
 	poolInfo PoolInfo
@@ -213,7 +213,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
 	c.metrics = newMetrics(c)
-	c.statuses = make(chan statusNote, 1024)
+	c.statuses = newCommitStatuses(cfg.Statuses, cfg.Store, cfg.Keys, cfg.PublicURL, cfg.Logger)
 	repos, err := cfg.Store.ListRepos(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading repositories: %w", err)
@@ -237,7 +237,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading running builds: %w", err)
 	}
 	for _, b := range running {
-		c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1, status: c.refOf(&b)})
+		c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1, status: c.statuses.refOf(&b)})
 	}
 	return c, nil
 }
@@ -246,7 +246,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.Lease / 10)
 	defer tick.Stop()
-	go c.sendStatuses(ctx)
+	go c.statuses.run(ctx)
 	c.poke()
 	for {
 		select {
@@ -312,7 +312,7 @@ func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, d Delivery)
 		return Build{ID: first}, err
 	}
 	if err == nil {
-		c.noteStatus(c.refOf(&b), status.Pending, "queued")
+		c.statuses.note(c.statuses.refOf(&b), status.Pending, "queued")
 	}
 	return b, err
 }
@@ -388,7 +388,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 				c.notifyEnded(id)
 				return err
 			}
-			c.buildEnded(id, c.refOf(b), events.Canceled, why)
+			c.buildEnded(id, c.statuses.refOf(b), events.Canceled, why)
 			return nil
 		}
 	}
@@ -455,7 +455,7 @@ func (c *Coordinator) watchEnd(ctx context.Context, id string) (<-chan struct{},
 // forge's status, and whoever waits on it.
 func (c *Coordinator) buildEnded(id string, ref *statusRef, result events.Result, message string) {
 	c.metrics.buildEnded(result)
-	c.reportEnd(ref, result, message)
+	c.statuses.noteEnd(ref, result, message)
 	c.notifyEnded(id)
 }
 

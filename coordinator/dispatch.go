@@ -120,7 +120,7 @@ func (c *Coordinator) assign(ctx context.Context, p placement) {
 func (c *Coordinator) started(b *Build, conn *agentConn) {
 	c.mu.Lock()
 	// A new attempt has no events yet: its mark is known.
-	ref := c.refOf(b)
+	ref := c.statuses.refOf(b)
 	c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn), status: ref})
 	c.placedLocked(conn)
 	c.mu.Unlock()
@@ -142,7 +142,7 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 		c.log.Error("could not read the build's URL credential; not sent", "build", b.ID, "error", err)
 		return
 	}
-	c.noteStatus(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
+	c.statuses.note(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
 	conn.assign(b, url, secrets)
 }
 

@@ -106,7 +106,7 @@ func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string
 	if b.Attempt >= c.cfg.MaxAttempts {
 		msg := fmt.Sprintf("%s: attempt %d was the last", reason, b.Attempt)
 		if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err == nil {
-			c.buildEnded(b.ID, c.refOf(&b), events.Error, reason)
+			c.buildEnded(b.ID, c.statuses.refOf(&b), events.Error, reason)
 		} else {
 			if !errors.Is(err, ErrStale) {
 				c.log.Error("could not end a build", "build", b.ID, "reason", reason, "error", err)
