@@ -108,14 +108,13 @@ type Coordinator struct {
 	lost map[string]*agentConn
 	// ready are the connected agents that may take a build (see
 	// readyLocked), most free CPU first.
-	ready agentHeap
-	wake  chan struct{}
-	// ended has a channel per watched build, closed when the build ends.
-	ended   map[string]chan struct{}
-	metrics *metrics
+	ready       agentHeap
+	wake        chan struct{}
+	endWatchers endWatchers
+	metrics     *metrics
 	// repos are the registered repositories' names: only their builds
 	// have secrets to read.
-	repos map[string]bool
+	repos repoNames
 	// statuses tells forges how their builds are doing.
 	statuses *commitStatuses
 	// pool is the agent pool's scaler, when there is one (UsePool).
@@ -211,16 +210,15 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1), ended: map[string]chan struct{}{}}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1)}
 	c.metrics = newMetrics(c)
 	c.statuses = newCommitStatuses(cfg.Statuses, cfg.Store, cfg.Keys, cfg.PublicURL, cfg.Logger)
 	repos, err := cfg.Store.ListRepos(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading repositories: %w", err)
 	}
-	c.repos = make(map[string]bool, len(repos))
 	for _, r := range repos {
-		c.repos[r.Name] = true
+		c.repos.add(r.Name)
 		if err := c.sealURLCredential(ctx, r); err != nil {
 			c.log.Warn("a repository's URL holds a credential in clear", "repo", r.Name, "error", err)
 		}
@@ -434,13 +432,7 @@ var ErrEnded = errors.New("the build has already ended")
 // watchEnd returns a channel closed when the build ends (at once if it
 // has).
 func (c *Coordinator) watchEnd(ctx context.Context, id string) (<-chan struct{}, error) {
-	c.mu.Lock()
-	ch, ok := c.ended[id]
-	if !ok {
-		ch = make(chan struct{})
-		c.ended[id] = ch
-	}
-	c.mu.Unlock()
+	ch := c.endWatchers.watch(id)
 	b, err := c.cfg.Store.GetBuild(ctx, id)
 	if err != nil {
 		return nil, err
@@ -460,13 +452,8 @@ func (c *Coordinator) buildEnded(id string, ref *statusRef, result events.Result
 }
 
 func (c *Coordinator) notifyEnded(id string) {
-	defer c.changed()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ch, ok := c.ended[id]; ok {
-		close(ch)
-		delete(c.ended, id)
-	}
+	c.endWatchers.ended(id)
+	c.changed()
 }
 
 // newBuildID makes a build's id: its creation time (unix milliseconds, 6

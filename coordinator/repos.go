@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode"
 
 	"google.golang.org/grpc/codes"
@@ -98,9 +99,7 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 	if err := s.c.cfg.Store.SaveRepo(ctx, repo); err != nil {
 		return nil, storeError(err)
 	}
-	s.c.mu.Lock()
-	s.c.repos[repo.Name] = true
-	s.c.mu.Unlock()
+	s.c.repos.add(repo.Name)
 	saved, err := s.c.cfg.Store.GetRepo(ctx, repo.Name)
 	if err != nil {
 		return nil, storeError(err)
@@ -163,9 +162,7 @@ func (s *AdminServer) RemoveRepo(ctx context.Context, r *fleet.RepoRef) (*fleet.
 	if err := s.c.cfg.Store.RemoveRepo(ctx, repo.Name); err != nil {
 		return nil, storeError(err)
 	}
-	s.c.mu.Lock()
-	delete(s.c.repos, repo.Name)
-	s.c.mu.Unlock()
+	s.c.repos.remove(repo.Name)
 	return repoInfo(repo), nil
 }
 
@@ -282,10 +279,35 @@ func (c *Coordinator) fetchURL(ctx context.Context, b *Build) (string, error) {
 }
 
 // registered says whether a repository of that name is registered.
-func (c *Coordinator) registered(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.repos[name]
+func (c *Coordinator) registered(name string) bool { return c.repos.has(name) }
+
+// repoNames are the registered repositories' names, as this process
+// knows them: a build of another has no secrets, and no store read
+// to find that out.
+type repoNames struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (r *repoNames) add(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.names == nil {
+		r.names = map[string]bool{}
+	}
+	r.names[name] = true
+}
+
+func (r *repoNames) remove(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.names, name)
+}
+
+func (r *repoNames) has(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.names[name]
 }
 
 // resolveRepo makes a build of a registered repository named by Repo (or
