@@ -180,7 +180,7 @@ func (c *Coordinator) agentInfo(a Agent) *fleet.AgentInfo {
 	info.FreeMilliCpus, info.FreeMemory = conn.free.MilliCPUs, conn.free.Memory
 	info.Version = conn.version
 	info.LastSeen = timestamppb.New(conn.seen)
-	for id := range c.leasesOf[a.ID] {
+	for id := range c.holds[a.ID] {
 		info.Builds = append(info.Builds, id)
 	}
 	return info

@@ -94,10 +94,10 @@ type Coordinator struct {
 	// sets it to 0) none can take them, so a pass starts after them: a
 	// long queue with no room is not walked at every new build.
 	settled int
-	running map[string]*lease // current attempts by build id
-	// leasesOf indexes running by agent: a heartbeat looks at its agent's
-	// attempts only (setLeaseLocked and dropLeaseLocked keep both).
-	leasesOf map[string]map[string]*lease
+	leases  *leaseTable
+	// holds are the attempts leased to each agent, by agent then build id:
+	// a heartbeat looks at its agent's only.
+	holds map[string]map[string]hold
 	// lastBusy is when each agent last gave back its last attempt: the
 	// pool scaler measures idle time from it.
 	lastBusy map[string]time.Time
@@ -130,58 +130,39 @@ type Coordinator struct {
 	revocations broadcast
 }
 
-// lease is a running attempt as the coordinator tracks it in memory.
-type lease struct {
+// hold is an attempt leased to an agent, and the room it takes there.
+type hold struct {
 	attempt int
-	agent   string
 	need    Capacity
-	// mark is how far the attempt's events are stored with none missing,
-	// as this process has seen them stored: 1..mark are, so it is never
-	// above the store's mark (LastSeq). -1: unknown (an attempt loaded at
-	// start). ahead: an event past mark+1 was stored, so the store's mark
-	// may be higher; the store is asked.
-	mark  int64
-	ahead bool
-	// status: the build came from a forge, which hears how it ends.
-	status *statusRef
-	// paused: the script is paused now, as the event of seq pauseSeq said
-	// (noteEvent).
-	paused   bool
-	pauseSeq int64
 }
 
-// forge is where the lease's build reports its status (nil: nowhere, or
-// no lease).
-func (l *lease) forge() *statusRef {
-	if l == nil {
-		return nil
+// startLeaseLocked makes l the build's current attempt: in the lease
+// table, and as a hold of need on its agent.
+func (c *Coordinator) startLeaseLocked(id string, l lease, need Capacity) {
+	if old, ok := c.leases.start(id, l); ok {
+		c.unholdLocked(old.agent, id)
 	}
-	return l.status
+	if c.holds[l.agent] == nil {
+		c.holds[l.agent] = map[string]hold{}
+	}
+	c.holds[l.agent][id] = hold{attempt: l.attempt, need: need}
 }
 
-// setLeaseLocked makes l the build's current attempt.
-func (c *Coordinator) setLeaseLocked(id string, l *lease) {
-	c.dropLeaseLocked(id)
-	c.running[id] = l
-	if c.leasesOf[l.agent] == nil {
-		c.leasesOf[l.agent] = map[string]*lease{}
+// dropLeaseLocked forgets the build's lease, if attempt is its current
+// one, and returns it.
+func (c *Coordinator) dropLeaseLocked(id string, attempt int) (lease, bool) {
+	l, ok := c.leases.end(id, attempt)
+	if ok {
+		c.unholdLocked(l.agent, id)
 	}
-	c.leasesOf[l.agent][id] = l
+	return l, ok
 }
 
-// dropLeaseLocked forgets the build's current attempt and returns it (nil
-// when there is none).
-func (c *Coordinator) dropLeaseLocked(id string) *lease {
-	l, ok := c.running[id]
-	if !ok {
-		return nil
+func (c *Coordinator) unholdLocked(agent, id string) {
+	if delete(c.holds[agent], id); len(c.holds[agent]) == 0 {
+		delete(c.holds, agent)
+		c.lastBusy[agent] = c.cfg.Now()
 	}
-	delete(c.running, id)
-	if delete(c.leasesOf[l.agent], id); len(c.leasesOf[l.agent]) == 0 {
-		delete(c.leasesOf, l.agent)
-		c.lastBusy[l.agent] = c.cfg.Now()
-	}
-	return l
 }
 
 // New loads the queue and the running attempts from the store.
@@ -210,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, running: map[string]*lease{}, leasesOf: map[string]map[string]*lease{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1)}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, leases: newLeaseTable(), holds: map[string]map[string]hold{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1)}
 	c.metrics = newMetrics(c)
 	c.statuses = newCommitStatuses(cfg.Statuses, cfg.Store, cfg.Keys, cfg.PublicURL, cfg.Logger)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -235,7 +216,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading running builds: %w", err)
 	}
 	for _, b := range running {
-		c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: b.Agent, need: cfg.Script, mark: -1, status: c.statuses.refOf(&b)})
+		c.startLeaseLocked(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)}, cfg.Script)
 	}
 	return c, nil
 }
@@ -390,7 +371,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 			return nil
 		}
 	}
-	l, ok := c.running[id]
+	l, ok := c.leases.current(id)
 	var conn *agentConn
 	if ok {
 		conn = c.agents[l.agent]

@@ -119,9 +119,9 @@ func (c *Coordinator) assign(ctx context.Context, p placement) {
 // and sends it there.
 func (c *Coordinator) started(b *Build, conn *agentConn) {
 	c.mu.Lock()
-	// A new attempt has no events yet: its mark is known.
+	// A new attempt has no events yet: none is stored, and that is known.
 	ref := c.statuses.refOf(b)
-	c.setLeaseLocked(b.ID, &lease{attempt: b.Attempt, agent: conn.id, need: c.need(conn), status: ref})
+	c.startLeaseLocked(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, c.need(conn))
 	c.placedLocked(conn)
 	c.mu.Unlock()
 	c.changed()

@@ -250,18 +250,7 @@ func (c *Coordinator) reconcile(conn *agentConn, holding []*fleet.BuildAttempt) 
 
 // notCurrent says why an attempt is not the agent's to report on, or "".
 func (c *Coordinator) notCurrent(conn *agentConn, ba *fleet.BuildAttempt) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	l, ok := c.running[ba.GetBuildId()]
-	switch {
-	case !ok:
-		return fmt.Sprintf("build %s is not running (unknown, ended, or sent back to the queue)", ba.GetBuildId())
-	case int32(l.attempt) != ba.GetAttempt():
-		return fmt.Sprintf("attempt %d of build %s is stale: the current attempt is %d", ba.GetAttempt(), ba.GetBuildId(), l.attempt)
-	case l.agent != conn.id:
-		return fmt.Sprintf("build %s runs on another agent", ba.GetBuildId())
-	}
-	return ""
+	return c.leases.whyNotCurrent(ba.GetBuildId(), int(ba.GetAttempt()), conn.id)
 }
 
 // handle takes one message from an agent. A returned error ends the stream.
@@ -294,10 +283,10 @@ func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.
 	for _, ba := range hb.GetRunning() {
 		held[ba.GetBuildId()] = ba.GetAttempt()
 	}
-	for id, l := range c.leasesOf[conn.id] {
-		if a, ok := held[id]; !ok || int(a) != l.attempt {
-			conn.free.MilliCPUs -= l.need.MilliCPUs
-			conn.free.Memory -= l.need.Memory
+	for id, h := range c.holds[conn.id] {
+		if a, ok := held[id]; !ok || int(a) != h.attempt {
+			conn.free.MilliCPUs -= h.need.MilliCPUs
+			conn.free.Memory -= h.need.Memory
 		}
 	}
 	conn.draining = hb.GetDraining()
@@ -347,60 +336,33 @@ func (c *Coordinator) event(ctx context.Context, conn *agentConn, be *fleet.Buil
 		c.metrics.eventStored(e)
 		c.noteEvent(se)
 	}
-	seq, err := c.markAfter(ctx, se.BuildID, se.Attempt, se.Seq)
+	seq, err := c.storedThroughAfter(ctx, se.BuildID, se.Attempt, se.Seq)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading stored events: %v", err)
 	}
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq})
 }
 
-// markAfter returns how far an attempt's events are stored with none
-// missing, now that seq is stored. In the common case (events stored in
-// order by this process) the lease knows it; otherwise the store is read.
-// What it returns is stored: never above the store's mark.
-func (c *Coordinator) markAfter(ctx context.Context, id string, attempt int, seq int64) (int64, error) {
-	c.mu.Lock()
-	l, ok := c.running[id]
-	if ok && l.attempt == attempt && l.mark >= 0 && !l.ahead {
-		switch {
-		case seq == l.mark+1:
-			l.mark = seq
-			fallthrough
-		case seq <= l.mark:
-			mark := l.mark
-			c.mu.Unlock()
-			return mark, nil
-		default:
-			l.ahead = true // past a gap: the store walks the mark over it
-		}
+// storedThroughAfter returns how far an attempt's events are stored with
+// none missing, now that seq is stored. In the common case (events stored
+// in order by this process) the lease knows it; otherwise the store is
+// read. What it returns is stored: never above the store's count.
+func (c *Coordinator) storedThroughAfter(ctx context.Context, id string, attempt int, seq int64) (int64, error) {
+	if through, known := c.leases.storedThroughAfter(id, attempt, seq); known {
+		return through, nil
 	}
-	c.mu.Unlock()
-	return c.storedMark(ctx, id, attempt)
+	return c.readStoredThrough(ctx, id, attempt)
 }
 
-// storedMark reads an attempt's mark from the store, and keeps it in the
-// lease.
-func (c *Coordinator) storedMark(ctx context.Context, id string, attempt int) (int64, error) {
-	mark, err := c.cfg.Store.LastSeq(ctx, id, attempt)
+// readStoredThrough reads from the store how far an attempt's events are
+// stored with none missing, and keeps it in the lease.
+func (c *Coordinator) readStoredThrough(ctx context.Context, id string, attempt int) (int64, error) {
+	through, err := c.cfg.Store.LastSeq(ctx, id, attempt)
 	if err != nil {
 		return 0, err
 	}
-	c.mu.Lock()
-	if l, ok := c.running[id]; ok && l.attempt == attempt && mark > l.mark {
-		l.mark = mark
-	}
-	c.mu.Unlock()
-	return mark, nil
-}
-
-// knownMark is the lease's mark of a running attempt, -1 when unknown.
-func (c *Coordinator) knownMark(id string, attempt int) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if l, ok := c.running[id]; ok && l.attempt == attempt {
-		return l.mark
-	}
-	return -1
+	c.leases.raiseStoredThrough(id, attempt, through)
+	return through, nil
 }
 
 func (c *Coordinator) logChunk(conn *agentConn, lc *fleet.LogChunk) error {
@@ -429,12 +391,12 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), why)
 		return nil
 	}
-	// The lease's mark is stored already; only when it falls short is the
-	// store asked (it may know more).
-	seq := c.knownMark(ba.GetBuildId(), int(ba.GetAttempt()))
+	// What the lease counts is stored already; only when it falls short is
+	// the store asked (it may know more).
+	seq := c.leases.storedThrough(ba.GetBuildId(), int(ba.GetAttempt()))
 	if seq < d.GetLastSeq() {
 		var err error
-		if seq, err = c.storedMark(ctx, ba.GetBuildId(), int(ba.GetAttempt())); err != nil {
+		if seq, err = c.readStoredThrough(ctx, ba.GetBuildId(), int(ba.GetAttempt())); err != nil {
 			return status.Errorf(codes.Unavailable, "reading stored events: %v", err)
 		}
 	}
@@ -456,10 +418,10 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
 	c.mu.Lock()
-	l := c.endLeaseLocked(ba.GetBuildId(), int(ba.GetAttempt()))
+	l, _ := c.endLeaseLocked(ba.GetBuildId(), int(ba.GetAttempt()))
 	c.mu.Unlock()
 	if err == nil {
-		c.buildEnded(ba.GetBuildId(), l.forge(), result, d.GetMessage())
+		c.buildEnded(ba.GetBuildId(), l.forge, result, d.GetMessage())
 	} else {
 		c.notifyEnded(ba.GetBuildId())
 	}
@@ -532,15 +494,13 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 
 // endLeaseLocked forgets the lease of an attempt that ended or was handed
 // back, gives its agent back the script's reservation, and returns it. A
-// lease of another attempt (the build moved on meanwhile) is left alone:
-// nil.
-func (c *Coordinator) endLeaseLocked(id string, attempt int) *lease {
-	if l, ok := c.running[id]; ok && l.attempt == attempt {
-		c.dropLeaseLocked(id)
+// lease of another attempt (the build moved on meanwhile) is left alone.
+func (c *Coordinator) endLeaseLocked(id string, attempt int) (lease, bool) {
+	l, ok := c.dropLeaseLocked(id, attempt)
+	if ok {
 		c.releaseLocked(c.agents[l.agent])
-		return l
 	}
-	return nil
+	return l, ok
 }
 
 // ack acknowledges what is stored of an attempt. It is sent when the

@@ -100,7 +100,7 @@ func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	c := s.c
 	c.mu.Lock()
-	queued, running := len(c.queue), len(c.running)
+	queued, running := len(c.queue), c.leases.count()
 	agents := map[string]int{"ready": 0, "cordoned": 0, "draining": 0}
 	var total, used Capacity
 	for _, a := range c.agents {

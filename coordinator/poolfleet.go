@@ -25,7 +25,7 @@ func (f poolFleet) Demand() pool.Demand {
 		if conn.instance == "" {
 			continue
 		}
-		a := pool.Agent{ID: id, Name: conn.name, Instance: conn.instance, Builds: len(c.leasesOf[id]), Draining: conn.draining}
+		a := pool.Agent{ID: id, Name: conn.name, Instance: conn.instance, Builds: len(c.holds[id]), Draining: conn.draining}
 		if a.Builds == 0 {
 			a.IdleSince = conn.connected
 			if last, ok := c.lastBusy[id]; ok && last.After(a.IdleSince) {

@@ -34,20 +34,20 @@ type attemptRef struct {
 func (c *Coordinator) leasedToLocked(agent string, held []*fleet.BuildAttempt) []attemptRef {
 	var out []attemptRef
 next:
-	for id, l := range c.leasesOf[agent] {
+	for id, h := range c.holds[agent] {
 		for _, ba := range held {
-			if ba.GetBuildId() == id && int(ba.GetAttempt()) == l.attempt {
+			if ba.GetBuildId() == id && int(ba.GetAttempt()) == h.attempt {
 				continue next
 			}
 		}
-		out = append(out, attemptRef{id, l.attempt})
+		out = append(out, attemptRef{id, h.attempt})
 	}
 	return out
 }
 
 // agentGoneLocked starts the grace of an agent whose current stream ended.
 func (c *Coordinator) agentGoneLocked(conn *agentConn) {
-	if len(c.leasesOf[conn.id]) == 0 {
+	if len(c.holds[conn.id]) == 0 {
 		return
 	}
 	c.lost[conn.id] = conn
@@ -96,9 +96,7 @@ func (c *Coordinator) recover(agent string, refs []attemptRef, reason string) {
 func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string) {
 	c.mu.Lock()
 	conn := c.agents[b.Agent]
-	if l, ok := c.running[b.ID]; ok && l.attempt == b.Attempt {
-		c.dropLeaseLocked(b.ID)
-	}
+	c.dropLeaseLocked(b.ID, b.Attempt)
 	c.mu.Unlock()
 	if conn != nil {
 		conn.cancel(b.ID, b.Attempt) // late, but it frees the agent

@@ -29,7 +29,7 @@ func (c *Coordinator) Unblock(ctx context.Context, id, job string) error {
 		return status.Errorf(codes.FailedPrecondition, "build %s is %s: only a running build's jobs can be unblocked", id, b.State)
 	}
 	c.mu.Lock()
-	l, ok := c.running[id]
+	l, ok := c.leases.current(id)
 	var conn *agentConn
 	if ok {
 		conn = c.agents[l.agent]

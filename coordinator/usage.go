@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/monkeyci/monkeyci/events"
@@ -36,12 +37,8 @@ func (c *Coordinator) AgentUsage() map[string]AgentUsage {
 	out := make(map[string]AgentUsage, len(c.agents))
 	for id, conn := range c.agents {
 		u := AgentUsage{Agent: id, Capacity: conn.capacity, Free: conn.free, Script: c.cfg.Script, Pauses: conn.pauses}
-		for _, l := range c.leasesOf[id] {
-			u.Builds++
-			if l.paused {
-				u.ScriptsPaused++
-			}
-		}
+		builds := slices.Collect(maps.Keys(c.holds[id]))
+		u.Builds, u.ScriptsPaused = len(builds), c.leases.pausedAmong(builds)
 		u.ScriptsRunning = u.Builds - u.ScriptsPaused
 		used := Capacity{
 			MilliCPUs: min(max(conn.capacity.MilliCPUs-conn.free.MilliCPUs, 0), conn.capacity.MilliCPUs),
@@ -65,11 +62,7 @@ var pauseEvents = []events.Type{events.ScriptPaused, events.ScriptResumed, event
 // out of order do not undo a newer one), and watchers are told.
 func (c *Coordinator) noteEvent(e StoredEvent) {
 	if slices.Contains(pauseEvents, e.Event.Type) {
-		c.mu.Lock()
-		if l, ok := c.running[e.BuildID]; ok && l.attempt == e.Attempt && e.Seq > l.pauseSeq {
-			l.paused, l.pauseSeq = e.Event.Type == events.ScriptPaused, e.Seq
-		}
-		c.mu.Unlock()
+		c.leases.notePause(e.BuildID, e.Attempt, e.Seq, e.Event.Type == events.ScriptPaused)
 	}
 	c.eventStored()
 }
