@@ -169,15 +169,15 @@ func (c *Coordinator) agentInfo(a Agent) *fleet.AgentInfo {
 		return info
 	}
 	switch {
-	case conn.draining:
+	case conn.room.draining:
 		info.State = "draining"
-	case conn.cordoned:
+	case conn.room.cordoned:
 		info.State = "cordoned"
 	default:
 		info.State = "ready"
 	}
-	info.MilliCpus, info.Memory = conn.capacity.MilliCPUs, conn.capacity.Memory
-	info.FreeMilliCpus, info.FreeMemory = conn.free.MilliCPUs, conn.free.Memory
+	info.MilliCpus, info.Memory = conn.room.capacity.MilliCPUs, conn.room.capacity.Memory
+	info.FreeMilliCpus, info.FreeMemory = conn.room.free.MilliCPUs, conn.room.free.Memory
 	info.Version = conn.version
 	info.LastSeen = timestamppb.New(conn.seen)
 	for id := range c.holds[a.ID] {
@@ -199,8 +199,8 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 		}
 		s.c.mu.Lock()
 		if conn, ok := s.c.agents[a.ID]; ok {
-			conn.cordoned = a.Cordoned
-			s.c.fixLocked(conn)
+			conn.room.cordoned = a.Cordoned
+			s.c.rooms.changed(conn.room)
 		}
 		s.c.mu.Unlock()
 		s.c.poke()

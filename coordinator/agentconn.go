@@ -12,31 +12,18 @@ import (
 // agentConn is a connected agent: what it offers, and the queue of
 // messages to send down its stream.
 type agentConn struct {
-	id       string
-	name     string
-	labels   map[string]string
-	capacity Capacity
-	// free is the agent's last reported free capacity, less what was
-	// assigned to it since.
-	free Capacity
-	// placing is the room of builds placed here whose lease is not set
-	// yet (their store write is under way): a heartbeat written before
-	// them does not show it, so it is taken from what heartbeats say.
-	placing  Capacity
-	cordoned bool
-	draining bool
-	pauses   bool // the agent lends waiting scripts' CPU to jobs
-	version  string
+	id   string
+	name string
+	// room is what the agent carries and has free, as placement sees it.
+	room    *agentRoom
+	pauses  bool // the agent lends waiting scripts' CPU to jobs
+	version string
 	// instance is the pool instance the agent runs on ("": not a pool's).
 	instance  string
 	connected time.Time
 	// seen is the agent's last heartbeat (its connection until the first):
 	// its "last seen". Under Coordinator.mu.
 	seen time.Time
-	// heapIndex is the agent's place in Coordinator.ready, -1 when it is
-	// not there. After a change to free, cordoned or draining, or to the
-	// connection, Coordinator.fixLocked puts it right.
-	heapIndex int
 
 	// acks wait to be sent (Coordinator.ack); only the stream's loop
 	// touches them.
@@ -55,7 +42,7 @@ type agentConn struct {
 const sendBuffer = 1024
 
 func newAgentConn(id string) *agentConn {
-	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{}), revoked: make(chan struct{}), heapIndex: -1}
+	return &agentConn{id: id, out: make(chan *fleet.CoordinatorMessage, sendBuffer), gone: make(chan struct{}), revoked: make(chan struct{})}
 }
 
 // revoke ends the agent's stream; it may be called more than once.

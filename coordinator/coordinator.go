@@ -89,12 +89,13 @@ type Coordinator struct {
 
 	mu    sync.Mutex
 	queue []*Build // queued builds, oldest first (an index of the store)
-	// settled counts the queued builds, from the front, that the last
-	// dispatch pass found no agent for. Until an agent changes (fixLocked
-	// sets it to 0) none can take them, so a pass starts after them: a
-	// long queue with no room is not walked at every new build.
-	settled int
-	leases  *leaseTable
+	// The first unplaced queued builds found no agent when the agents'
+	// rooms were at version unplacedAt: until they change, none can take
+	// them, so a pass starts after them (a long queue with no room is not
+	// walked at every new build).
+	unplaced   int
+	unplacedAt uint64
+	leases     *leaseTable
 	// holds are the attempts leased to each agent, by agent then build id:
 	// a heartbeat looks at its agent's only.
 	holds map[string]map[string]hold
@@ -106,9 +107,8 @@ type Coordinator struct {
 	// with the connection that ended, until they come back or their grace
 	// is over (recovery.go).
 	lost map[string]*agentConn
-	// ready are the connected agents that may take a build (see
-	// readyLocked), most free CPU first.
-	ready       agentHeap
+	// rooms are the connected agents' room for builds.
+	rooms       agentRooms
 	wake        chan struct{}
 	endWatchers endWatchers
 	metrics     *metrics
@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, leases: newLeaseTable(), holds: map[string]map[string]hold{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1)}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, leases: newLeaseTable(), holds: map[string]map[string]hold{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, rooms: newAgentRooms(), lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1)}
 	c.metrics = newMetrics(c)
 	c.statuses = newCommitStatuses(cfg.Statuses, cfg.Store, cfg.Keys, cfg.PublicURL, cfg.Logger)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -236,7 +236,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-tick.C:
 			c.expireLeases(ctx)
 			c.mu.Lock()
-			c.rebuildReadyLocked()
+			c.rooms.reorder()
 			c.mu.Unlock()
 			c.dispatch(ctx)
 		}
@@ -358,8 +358,8 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 	for i, b := range c.queue {
 		if b.ID == id {
 			c.queue = append(c.queue[:i], c.queue[i+1:]...)
-			if i < c.settled {
-				c.settled--
+			if i < c.unplaced {
+				c.unplaced--
 			}
 			c.mu.Unlock()
 			const why = "canceled before it was dispatched"

@@ -61,7 +61,7 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	c.reconcile(conn, hello.GetHolding())
 	// Back after a restart, without builds it was sent: they go on now.
 	c.recover(conn.id, lost, ReasonAgentRestarted)
-	c.log.Info("agent connected", "agent", conn.id, "name", conn.name, "capacity", conn.capacity)
+	c.log.Info("agent connected", "agent", conn.id, "name", conn.name, "capacity", conn.room.capacity)
 
 	sendErr := make(chan error, 1)
 	go func() {
@@ -173,11 +173,12 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	}
 	welcome.Id = agent.ID
 	conn := newAgentConn(agent.ID)
-	conn.name, conn.labels, conn.version, conn.cordoned = agent.Name, agent.Labels, h.GetVersion(), agent.Cordoned
-	conn.capacity = Capacity{h.GetCapacity().GetMilliCpus(), h.GetCapacity().GetMemory()}
+	conn.name, conn.version = agent.Name, h.GetVersion()
 	conn.pauses, conn.instance, conn.connected = h.GetPauses(), h.GetInstance(), c.cfg.Now()
 	conn.seen = conn.connected
-	conn.free = conn.capacity
+	capacity := Capacity{h.GetCapacity().GetMilliCpus(), h.GetCapacity().GetMemory()}
+	conn.room = newAgentRoom(agent.ID, agent.Labels, capacity, c.needOn(conn.pauses))
+	conn.room.cordoned = agent.Cordoned
 	return conn, welcome, nil
 }
 
@@ -213,10 +214,10 @@ func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) (
 		close(old.gone)
 	}
 	c.agents[conn.id] = conn
+	c.rooms.add(conn.room)
 	if ok {
-		c.fixLocked(old)
+		c.rooms.remove(old.room)
 	}
-	c.fixLocked(conn)
 	return lost, nil
 }
 
@@ -225,7 +226,7 @@ func (c *Coordinator) unregister(conn *agentConn) {
 	if c.agents[conn.id] == conn {
 		delete(c.agents, conn.id)
 		close(conn.gone)
-		c.fixLocked(conn)
+		c.rooms.remove(conn.room)
 		c.agentGoneLocked(conn)
 	}
 	seen := conn.seen
@@ -276,7 +277,8 @@ func (c *Coordinator) handle(ctx context.Context, conn *agentConn, m *fleet.Agen
 
 func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.Heartbeat) error {
 	c.mu.Lock()
-	conn.free = Capacity{hb.GetFree().GetMilliCpus() - conn.placing.MilliCPUs, hb.GetFree().GetMemory() - conn.placing.Memory}
+	room := conn.room
+	room.free = Capacity{hb.GetFree().GetMilliCpus() - room.placing.MilliCPUs, hb.GetFree().GetMemory() - room.placing.Memory}
 	// Attempts sent after the agent wrote this heartbeat are not in it:
 	// their room is taken all the same.
 	held := make(map[string]int32, len(hb.GetRunning()))
@@ -285,13 +287,13 @@ func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.
 	}
 	for id, h := range c.holds[conn.id] {
 		if a, ok := held[id]; !ok || int(a) != h.attempt {
-			conn.free.MilliCPUs -= h.need.MilliCPUs
-			conn.free.Memory -= h.need.Memory
+			room.free.MilliCPUs -= h.need.MilliCPUs
+			room.free.Memory -= h.need.Memory
 		}
 	}
-	conn.draining = hb.GetDraining()
+	room.draining = hb.GetDraining()
 	conn.seen = c.cfg.Now()
-	c.fixLocked(conn)
+	c.rooms.changed(room)
 	c.mu.Unlock()
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	for _, ba := range hb.GetRunning() {

@@ -105,17 +105,18 @@ func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	var total, used Capacity
 	for _, a := range c.agents {
 		switch {
-		case a.draining:
+		case a.room.draining:
 			agents["draining"]++
-		case a.cordoned:
+		case a.room.cordoned:
 			agents["cordoned"]++
 		default:
 			agents["ready"]++
 		}
-		total.MilliCPUs += a.capacity.MilliCPUs
-		total.Memory += a.capacity.Memory
-		used.MilliCPUs += min(max(a.capacity.MilliCPUs-a.free.MilliCPUs, 0), a.capacity.MilliCPUs)
-		used.Memory += min(max(a.capacity.Memory-a.free.Memory, 0), a.capacity.Memory)
+		u := a.room.used()
+		total.MilliCPUs += a.room.capacity.MilliCPUs
+		total.Memory += a.room.capacity.Memory
+		used.MilliCPUs += u.MilliCPUs
+		used.Memory += u.Memory
 	}
 	c.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(queued))

@@ -25,7 +25,7 @@ func (f poolFleet) Demand() pool.Demand {
 		if conn.instance == "" {
 			continue
 		}
-		a := pool.Agent{ID: id, Name: conn.name, Instance: conn.instance, Builds: len(c.holds[id]), Draining: conn.draining}
+		a := pool.Agent{ID: id, Name: conn.name, Instance: conn.instance, Builds: len(c.holds[id]), Draining: conn.room.draining}
 		if a.Builds == 0 {
 			a.IdleSince = conn.connected
 			if last, ok := c.lastBusy[id]; ok && last.After(a.IdleSince) {
@@ -46,8 +46,8 @@ func (c *Coordinator) drainAgent(id string) error {
 	c.mu.Lock()
 	conn, ok := c.agents[id]
 	if ok {
-		conn.draining = true
-		c.fixLocked(conn)
+		conn.room.draining = true
+		c.rooms.changed(conn.room)
 	}
 	c.mu.Unlock()
 	if !ok {

@@ -36,14 +36,11 @@ func (c *Coordinator) AgentUsage() map[string]AgentUsage {
 	defer c.mu.Unlock()
 	out := make(map[string]AgentUsage, len(c.agents))
 	for id, conn := range c.agents {
-		u := AgentUsage{Agent: id, Capacity: conn.capacity, Free: conn.free, Script: c.cfg.Script, Pauses: conn.pauses}
+		u := AgentUsage{Agent: id, Capacity: conn.room.capacity, Free: conn.room.free, Script: c.cfg.Script, Pauses: conn.pauses}
 		builds := slices.Collect(maps.Keys(c.holds[id]))
 		u.Builds, u.ScriptsPaused = len(builds), c.leases.pausedAmong(builds)
 		u.ScriptsRunning = u.Builds - u.ScriptsPaused
-		used := Capacity{
-			MilliCPUs: min(max(conn.capacity.MilliCPUs-conn.free.MilliCPUs, 0), conn.capacity.MilliCPUs),
-			Memory:    min(max(conn.capacity.Memory-conn.free.Memory, 0), conn.capacity.Memory),
-		}
+		used := conn.room.used()
 		n := int64(u.ScriptsRunning)
 		u.Jobs = Capacity{
 			MilliCPUs: max(used.MilliCPUs-n*c.cfg.Script.MilliCPUs, 0),
