@@ -162,27 +162,23 @@ func (c *Coordinator) agentInfo(a Agent) *fleet.AgentInfo {
 	if a.Cordoned {
 		info.State = "cordoned"
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	conn, ok := c.agents[a.ID]
+	s, ok := c.agents.state(a.ID)
 	if !ok {
 		return info
 	}
 	switch {
-	case conn.room.draining:
+	case s.draining:
 		info.State = "draining"
-	case conn.room.cordoned:
+	case s.cordoned:
 		info.State = "cordoned"
 	default:
 		info.State = "ready"
 	}
-	info.MilliCpus, info.Memory = conn.room.capacity.MilliCPUs, conn.room.capacity.Memory
-	info.FreeMilliCpus, info.FreeMemory = conn.room.free.MilliCPUs, conn.room.free.Memory
-	info.Version = conn.version
-	info.LastSeen = timestamppb.New(conn.seen)
-	for id := range c.holds[a.ID] {
-		info.Builds = append(info.Builds, id)
-	}
+	info.MilliCpus, info.Memory = s.capacity.MilliCPUs, s.capacity.Memory
+	info.FreeMilliCpus, info.FreeMemory = s.free.MilliCPUs, s.free.Memory
+	info.Version = s.version
+	info.LastSeen = timestamppb.New(s.seen)
+	info.Builds = s.builds
 	return info
 }
 
@@ -197,12 +193,7 @@ func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*
 		if err := s.c.cfg.Store.SaveAgent(ctx, a); err != nil {
 			return nil, storeError(err)
 		}
-		s.c.mu.Lock()
-		if conn, ok := s.c.agents[a.ID]; ok {
-			conn.room.cordoned = a.Cordoned
-			s.c.rooms.changed(conn.room)
-		}
-		s.c.mu.Unlock()
+		s.c.agents.cordon(a.ID, a.Cordoned)
 		s.c.poke()
 	case fleet.SetAgentRequest_DRAIN: // drainAgent pokes the dispatcher itself
 		if err := s.c.drainAgent(a.ID); err != nil {

@@ -82,7 +82,12 @@ func (c Capacity) covers(need Capacity) bool {
 	return c.MilliCPUs >= need.MilliCPUs && c.Memory >= need.Memory
 }
 
-// Coordinator is the heart of the fleet: queue, dispatcher and leases.
+// Coordinator is the heart of the fleet. It composes parts that each own
+// their state: the dispatcher (the queue; c.mu for now), the agent
+// registry (agents.go: connections, their room, their builds), the lease
+// table (leases.go: running attempts, fencing) and the commit statuses
+// (status.go). Lock order: c.mu, then the registry's or the lease
+// table's, never both of those at once.
 type Coordinator struct {
 	cfg Config
 	log hclog.Logger
@@ -95,20 +100,9 @@ type Coordinator struct {
 	// walked at every new build).
 	unplaced   int
 	unplacedAt uint64
-	leases     *leaseTable
-	// holds are the attempts leased to each agent, by agent then build id:
-	// a heartbeat looks at its agent's only.
-	holds map[string]map[string]hold
-	// lastBusy is when each agent last gave back its last attempt: the
-	// pool scaler measures idle time from it.
-	lastBusy map[string]time.Time
-	agents   map[string]*agentConn
-	// lost are the agents whose stream ended and that have builds, by id,
-	// with the connection that ended, until they come back or their grace
-	// is over (recovery.go).
-	lost map[string]*agentConn
-	// rooms are the connected agents' room for builds.
-	rooms       agentRooms
+
+	agents      *agentRegistry
+	leases      *leaseTable
 	wake        chan struct{}
 	endWatchers endWatchers
 	metrics     *metrics
@@ -117,52 +111,13 @@ type Coordinator struct {
 	repos repoNames
 	// statuses tells forges how their builds are doing.
 	statuses *commitStatuses
-	// pool is the agent pool's scaler, when there is one (UsePool).
-	pool     PoolView
-	poolInfo PoolInfo
+	pool     attachedPool
 	// changes and buildChanges wake the dashboard's watchers (Changes,
 	// BuildChanges).
 	changes, buildChanges broadcast
-	// uses says when each token's use was last recorded; removed are the
-	// agents removed (agents rm) while this process ran.
+	// uses says when each token's use was last recorded.
 	uses        tokenUses
-	removed     map[string]bool
 	revocations broadcast
-}
-
-// hold is an attempt leased to an agent, and the room it takes there.
-type hold struct {
-	attempt int
-	need    Capacity
-}
-
-// startLeaseLocked makes l the build's current attempt: in the lease
-// table, and as a hold of need on its agent.
-func (c *Coordinator) startLeaseLocked(id string, l lease, need Capacity) {
-	if old, ok := c.leases.start(id, l); ok {
-		c.unholdLocked(old.agent, id)
-	}
-	if c.holds[l.agent] == nil {
-		c.holds[l.agent] = map[string]hold{}
-	}
-	c.holds[l.agent][id] = hold{attempt: l.attempt, need: need}
-}
-
-// dropLeaseLocked forgets the build's lease, if attempt is its current
-// one, and returns it.
-func (c *Coordinator) dropLeaseLocked(id string, attempt int) (lease, bool) {
-	l, ok := c.leases.end(id, attempt)
-	if ok {
-		c.unholdLocked(l.agent, id)
-	}
-	return l, ok
-}
-
-func (c *Coordinator) unholdLocked(agent, id string) {
-	if delete(c.holds[agent], id); len(c.holds[agent]) == 0 {
-		delete(c.holds, agent)
-		c.lastBusy[agent] = c.cfg.Now()
-	}
 }
 
 // New loads the queue and the running attempts from the store.
@@ -191,7 +146,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, leases: newLeaseTable(), holds: map[string]map[string]hold{}, lastBusy: map[string]time.Time{}, agents: map[string]*agentConn{}, rooms: newAgentRooms(), lost: map[string]*agentConn{}, removed: map[string]bool{}, wake: make(chan struct{}, 1)}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, agents: newAgentRegistry(cfg.Now), leases: newLeaseTable(), wake: make(chan struct{}, 1)}
 	c.metrics = newMetrics(c)
 	c.statuses = newCommitStatuses(cfg.Statuses, cfg.Store, cfg.Keys, cfg.PublicURL, cfg.Logger)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -216,7 +171,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading running builds: %w", err)
 	}
 	for _, b := range running {
-		c.startLeaseLocked(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)}, cfg.Script)
+		c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)})
+		c.agents.load(b.Agent, b.ID, hold{b.Attempt, cfg.Script})
 	}
 	return c, nil
 }
@@ -235,9 +191,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			c.dispatch(ctx)
 		case <-tick.C:
 			c.expireLeases(ctx)
-			c.mu.Lock()
-			c.rooms.reorder()
-			c.mu.Unlock()
+			c.agents.reorder()
 			c.dispatch(ctx)
 		}
 	}
@@ -319,7 +273,7 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	var conn *agentConn
 	c.mu.Lock()
 	if len(c.queue) == 0 {
-		conn, _ = c.placeLocked(&b)
+		conn = c.agents.placeOne(&b)
 	}
 	c.mu.Unlock()
 	if conn != nil {
@@ -328,9 +282,7 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	}
 	if err := create(b); err != nil {
 		if conn != nil {
-			c.mu.Lock()
-			c.unplaceLocked(conn)
-			c.mu.Unlock()
+			c.agents.unplace(conn)
 		}
 		if errors.Is(err, ErrDuplicate) {
 			return Build{}, err
@@ -374,7 +326,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 	l, ok := c.leases.current(id)
 	var conn *agentConn
 	if ok {
-		conn = c.agents[l.agent]
+		conn = c.agents.connected(l.agent)
 	}
 	c.mu.Unlock()
 	if !ok {

@@ -11,13 +11,6 @@ import (
 	"github.com/monkeyci/monkeyci/forge/status"
 )
 
-// assignment is a queued build placed on an agent, to be stored running
-// there and sent.
-type assignment struct {
-	build *Build
-	conn  *agentConn
-}
-
 // dispatch sends queued builds, oldest first, to agents that have their
 // labels and room for their script. A build that cannot go anywhere stays
 // queued and says why; it does not hold back the builds behind it that
@@ -28,25 +21,21 @@ func (c *Coordinator) dispatch(ctx context.Context) {
 		c.mu.Unlock()
 		return
 	}
-	if c.rooms.version != c.unplacedAt {
+	version := c.agents.roomVersion()
+	if version != c.unplacedAt {
 		c.unplaced = 0 // an agent changed: it may take them now
 	}
-	version := c.rooms.version
-	var placed []assignment
 	type wait struct{ id, why string }
 	var waiting []wait
 	kept := c.queue[:c.unplaced]
-	for _, p := range place(c.queue[c.unplaced:], &c.rooms) {
+	placed, unplaced := c.agents.place(c.queue[c.unplaced:])
+	for _, p := range unplaced {
 		b := p.build
-		if p.agent == "" {
-			kept = append(kept, b)
-			if b.Waiting != p.why {
-				b.Waiting = p.why
-				waiting = append(waiting, wait{b.ID, p.why})
-			}
-			continue
+		kept = append(kept, b)
+		if b.Waiting != p.why {
+			b.Waiting = p.why
+			waiting = append(waiting, wait{b.ID, p.why})
 		}
-		placed = append(placed, assignment{b, c.agents[p.agent]})
 	}
 	clear(c.queue[len(kept):])
 	c.queue = kept
@@ -100,14 +89,13 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 	b, attempt := p.build, p.build.Attempt+1
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	if err := c.cfg.Store.Assign(ctx, b.ID, attempt, p.conn.id, expires); err != nil {
-		c.mu.Lock()
-		c.unplaceLocked(p.conn)
+		c.agents.unplace(p.conn)
 		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) {
 			// Ended or moved meanwhile (a cancel): the store knows best.
-			c.mu.Unlock()
 			c.log.Info("build not dispatched", "build", b.ID, "reason", err)
 			return
 		}
+		c.mu.Lock()
 		c.enqueueLocked(b)
 		c.mu.Unlock()
 		c.log.Error("could not assign a build; it stays queued", "build", b.ID, "error", err)
@@ -120,12 +108,9 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 // started follows a build's new attempt, stored running on conn's agent,
 // and sends it there.
 func (c *Coordinator) started(b *Build, conn *agentConn) {
-	c.mu.Lock()
 	// A new attempt has no events yet: none is stored, and that is known.
 	ref := c.statuses.refOf(b)
-	c.startLeaseLocked(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, conn.room.need)
-	c.placedLocked(conn)
-	c.mu.Unlock()
+	c.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, conn)
 	c.changed()
 	c.metrics.assigned(b, c.cfg.Now())
 	var secrets map[string]string
@@ -146,16 +131,6 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 	}
 	c.statuses.note(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
 	conn.assign(b, url, secrets)
-}
-
-// releaseLocked gives back to an agent the room of an attempt that
-// ended, or that never started, on it.
-func (c *Coordinator) releaseLocked(conn *agentConn) {
-	if conn == nil {
-		return
-	}
-	conn.room.giveBack()
-	c.rooms.changed(conn.room)
 }
 
 // needOn is the room a build takes on an agent when it is sent there: its
@@ -181,25 +156,33 @@ func (c *Coordinator) BuildsPer(agent Capacity, pauses bool) int {
 	return int(fit)
 }
 
-// placeLocked picks the agent for b and takes b's room from it, or says
-// why none can take it.
-func (c *Coordinator) placeLocked(b *Build) (*agentConn, string) {
-	r, why := c.rooms.take(b)
-	if r == nil {
-		return nil, why
+// startLease makes l, an attempt placed on conn, the build's current
+// one: in the lease table, then as a hold on its agent (so that a
+// reconnection in between does not take it for one lost).
+func (c *Coordinator) startLease(id string, l lease, conn *agentConn) {
+	if old, ok := c.leases.start(id, l); ok {
+		c.agents.drop(old.agent, id, old.attempt)
 	}
-	return c.agents[r.agent], ""
+	c.agents.leased(conn, id, l.attempt)
 }
 
-// placedLocked notes that a build placed on conn has its lease now (or
-// will not get one): heartbeats account for it from here on.
-func (c *Coordinator) placedLocked(conn *agentConn) { conn.room.placed() }
+// endLease forgets the lease of an attempt that ended or was handed back,
+// gives its agent back the room it took, and returns it. A lease of
+// another attempt (the build moved on meanwhile) is left alone.
+func (c *Coordinator) endLease(id string, attempt int) (lease, bool) {
+	l, ok := c.leases.end(id, attempt)
+	if ok {
+		c.agents.release(l.agent, id, attempt)
+	}
+	return l, ok
+}
 
-// unplaceLocked gives back the room of a build placed on conn that was
-// not sent after all (its store write failed).
-func (c *Coordinator) unplaceLocked(conn *agentConn) {
-	c.placedLocked(conn)
-	c.releaseLocked(conn)
+// dropLease forgets the lease of an attempt sent back to the queue, if it
+// is the build's current one; its agent's room is what the agent says.
+func (c *Coordinator) dropLease(id string, attempt int) {
+	if l, ok := c.leases.end(id, attempt); ok {
+		c.agents.drop(l.agent, id, attempt)
+	}
 }
 
 // enqueueLocked puts b in the queue in order of creation: a build sent

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -202,35 +203,23 @@ func hashToken(t string) string {
 // returns the attempts leased to the agent that it does not hold (its
 // hello's list): it lost them in a restart. A removed agent is refused.
 func (c *Coordinator) register(conn *agentConn, holding []*fleet.BuildAttempt) ([]attemptRef, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.removed[conn.id] {
-		return nil, errRemoved
+	return c.agents.connect(conn, attemptsOf(holding))
+}
+
+// attemptsOf maps build ids to attempts.
+func attemptsOf(bas []*fleet.BuildAttempt) map[string]int {
+	out := make(map[string]int, len(bas))
+	for _, ba := range bas {
+		out[ba.GetBuildId()] = int(ba.GetAttempt())
 	}
-	delete(c.lost, conn.id)
-	lost := c.leasedToLocked(conn.id, holding)
-	old, ok := c.agents[conn.id]
-	if ok {
-		close(old.gone)
-	}
-	c.agents[conn.id] = conn
-	c.rooms.add(conn.room)
-	if ok {
-		c.rooms.remove(old.room)
-	}
-	return lost, nil
+	return out
 }
 
 func (c *Coordinator) unregister(conn *agentConn) {
-	c.mu.Lock()
-	if c.agents[conn.id] == conn {
-		delete(c.agents, conn.id)
-		close(conn.gone)
-		c.rooms.remove(conn.room)
-		c.agentGoneLocked(conn)
+	seen, lost := c.agents.disconnect(conn)
+	if lost {
+		time.AfterFunc(c.cfg.AgentGrace, func() { c.graceOver(conn) })
 	}
-	seen := conn.seen
-	c.mu.Unlock()
 	c.log.Info("agent disconnected", "agent", conn.id)
 	// Its last heartbeat is kept: what "last seen" says of it from now on.
 	ctx, cancel := context.WithTimeout(context.Background(), recoveryTimeout)
@@ -276,25 +265,8 @@ func (c *Coordinator) handle(ctx context.Context, conn *agentConn, m *fleet.Agen
 }
 
 func (c *Coordinator) heartbeat(ctx context.Context, conn *agentConn, hb *fleet.Heartbeat) error {
-	c.mu.Lock()
-	room := conn.room
-	room.free = Capacity{hb.GetFree().GetMilliCpus() - room.placing.MilliCPUs, hb.GetFree().GetMemory() - room.placing.Memory}
-	// Attempts sent after the agent wrote this heartbeat are not in it:
-	// their room is taken all the same.
-	held := make(map[string]int32, len(hb.GetRunning()))
-	for _, ba := range hb.GetRunning() {
-		held[ba.GetBuildId()] = ba.GetAttempt()
-	}
-	for id, h := range c.holds[conn.id] {
-		if a, ok := held[id]; !ok || int(a) != h.attempt {
-			room.free.MilliCPUs -= h.need.MilliCPUs
-			room.free.Memory -= h.need.Memory
-		}
-	}
-	room.draining = hb.GetDraining()
-	conn.seen = c.cfg.Now()
-	c.rooms.changed(room)
-	c.mu.Unlock()
+	free := Capacity{hb.GetFree().GetMilliCpus(), hb.GetFree().GetMemory()}
+	c.agents.heartbeat(conn, free, attemptsOf(hb.GetRunning()), hb.GetDraining())
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	for _, ba := range hb.GetRunning() {
 		if why := c.notCurrent(conn, ba); why != "" {
@@ -419,9 +391,7 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	if err != nil && !errors.Is(err, ErrStale) {
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
-	c.mu.Lock()
-	l, _ := c.endLeaseLocked(ba.GetBuildId(), int(ba.GetAttempt()))
-	c.mu.Unlock()
+	l, _ := c.endLease(ba.GetBuildId(), int(ba.GetAttempt()))
 	if err == nil {
 		c.buildEnded(ba.GetBuildId(), l.forge, result, d.GetMessage())
 	} else {
@@ -458,8 +428,8 @@ func (c *Coordinator) handBack(ctx context.Context, conn *agentConn, ba *fleet.B
 		b.AttemptReasons = map[int]string{}
 	}
 	b.AttemptReasons[attempt+1] = reason
-	c.mu.Lock()
-	c.endLeaseLocked(b.ID, attempt)
+	c.mu.Lock() // the build is running or queued, never neither (Cancel)
+	c.endLease(b.ID, attempt)
 	c.enqueueLocked(&b)
 	c.mu.Unlock()
 	c.changed()
@@ -485,24 +455,13 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 	}
 	c.log.Info("agent declined a build; queued again", "build", b.ID, "agent", conn.id, "reason", d.GetReason())
 	b.queuedAt = c.cfg.Now()
-	c.mu.Lock()
-	c.endLeaseLocked(b.ID, int(ba.GetAttempt()))
+	c.mu.Lock() // the build is running or queued, never neither (Cancel)
+	c.endLease(b.ID, int(ba.GetAttempt()))
 	c.enqueueLocked(&b)
 	c.mu.Unlock()
 	c.changed()
 	c.poke()
 	return nil
-}
-
-// endLeaseLocked forgets the lease of an attempt that ended or was handed
-// back, gives its agent back the script's reservation, and returns it. A
-// lease of another attempt (the build moved on meanwhile) is left alone.
-func (c *Coordinator) endLeaseLocked(id string, attempt int) (lease, bool) {
-	l, ok := c.dropLeaseLocked(id, attempt)
-	if ok {
-		c.releaseLocked(c.agents[l.agent])
-	}
-	return l, ok
 }
 
 // ack acknowledges what is stored of an attempt. It is sent when the

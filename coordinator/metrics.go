@@ -100,25 +100,26 @@ func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	c := s.c
 	c.mu.Lock()
-	queued, running := len(c.queue), c.leases.count()
+	queued := len(c.queue)
+	c.mu.Unlock()
+	running := c.leases.count()
 	agents := map[string]int{"ready": 0, "cordoned": 0, "draining": 0}
 	var total, used Capacity
-	for _, a := range c.agents {
+	for _, a := range c.agents.states() {
 		switch {
-		case a.room.draining:
+		case a.draining:
 			agents["draining"]++
-		case a.room.cordoned:
+		case a.cordoned:
 			agents["cordoned"]++
 		default:
 			agents["ready"]++
 		}
-		u := a.room.used()
-		total.MilliCPUs += a.room.capacity.MilliCPUs
-		total.Memory += a.room.capacity.Memory
+		u := a.used()
+		total.MilliCPUs += a.capacity.MilliCPUs
+		total.Memory += a.capacity.Memory
 		used.MilliCPUs += u.MilliCPUs
 		used.Memory += u.Memory
 	}
-	c.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(queued))
 	ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(running))
 	for state, n := range agents {

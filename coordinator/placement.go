@@ -58,14 +58,6 @@ func (r *agentRoom) giveBack() {
 	r.free.Memory = min(r.free.Memory+r.need.Memory, r.capacity.Memory)
 }
 
-// used is the capacity taken, between none and all of it.
-func (r *agentRoom) used() Capacity {
-	return Capacity{
-		MilliCPUs: min(max(r.capacity.MilliCPUs-r.free.MilliCPUs, 0), r.capacity.MilliCPUs),
-		Memory:    min(max(r.capacity.Memory-r.free.Memory, 0), r.capacity.Memory),
-	}
-}
-
 // agentRooms are the connected agents' rooms. The ready ones (neither
 // cordoned nor draining, with room for a build) are in a heap, most free
 // CPU first: a build without labels takes the top one.

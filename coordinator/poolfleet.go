@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -19,18 +20,15 @@ type poolFleet struct{ c *Coordinator }
 func (f poolFleet) Demand() pool.Demand {
 	c := f.c
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	d := pool.Demand{Queued: len(c.queue)}
-	for id, conn := range c.agents {
-		if conn.instance == "" {
+	c.mu.Unlock()
+	for _, s := range c.agents.states() {
+		if s.instance == "" {
 			continue
 		}
-		a := pool.Agent{ID: id, Name: conn.name, Instance: conn.instance, Builds: len(c.holds[id]), Draining: conn.room.draining}
+		a := pool.Agent{ID: s.id, Name: s.name, Instance: s.instance, Builds: len(s.builds), Draining: s.draining}
 		if a.Builds == 0 {
-			a.IdleSince = conn.connected
-			if last, ok := c.lastBusy[id]; ok && last.After(a.IdleSince) {
-				a.IdleSince = last
-			}
+			a.IdleSince = s.idleSince
 		}
 		d.Agents = append(d.Agents, a)
 	}
@@ -43,14 +41,8 @@ func (f poolFleet) Drain(id string) error { return f.c.drainAgent(id) }
 // drainAgent marks a connected agent draining, so the dispatcher sends it
 // nothing more, and tells it.
 func (c *Coordinator) drainAgent(id string) error {
-	c.mu.Lock()
-	conn, ok := c.agents[id]
-	if ok {
-		conn.room.draining = true
-		c.rooms.changed(conn.room)
-	}
-	c.mu.Unlock()
-	if !ok {
+	conn := c.agents.drain(id)
+	if conn == nil {
 		return fmt.Errorf("agent %s is not connected", id)
 	}
 	conn.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Drain{Drain: &fleet.Drain{}}})
@@ -69,12 +61,25 @@ type PoolInfo struct {
 	Min, Max, Idle int
 }
 
+// attachedPool is the agent pool's scaler, when there is one (UsePool).
+type attachedPool struct {
+	mu   sync.Mutex
+	view PoolView
+	info PoolInfo
+}
+
+func (p *attachedPool) get() (PoolView, PoolInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.view, p.info
+}
+
 // UsePool attaches the pool's scaler: `pool status` and the metrics show
 // it. Called once, before the pool's first decision.
 func (c *Coordinator) UsePool(v PoolView, info PoolInfo) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pool, c.poolInfo = v, info
+	c.pool.mu.Lock()
+	defer c.pool.mu.Unlock()
+	c.pool.view, c.pool.info = v, info
 	c.metrics.registry.MustRegister(poolCollector{v})
 }
 
@@ -85,9 +90,7 @@ func (c *Coordinator) PoolDecided(d pool.Decision) {
 
 func (s *AdminServer) PoolStatus(ctx context.Context, _ *fleet.PoolStatusRequest) (*fleet.PoolStatusResponse, error) {
 	c := s.c
-	c.mu.Lock()
-	v, info := c.pool, c.poolInfo
-	c.mu.Unlock()
+	v, info := c.pool.get()
 	if v == nil {
 		return &fleet.PoolStatusResponse{}, nil
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
-	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 // Recovery: a dead agent's builds move on in seconds, not a lease. A
@@ -24,48 +23,12 @@ const DefaultAgentGrace = 5 * time.Second
 // recoveryTimeout bounds the store changes of one recovery.
 const recoveryTimeout = 30 * time.Second
 
-// attemptRef names one attempt of a build.
-type attemptRef struct {
-	build   string
-	attempt int
-}
-
-// leasedToLocked lists the attempts leased to agent that are not in held.
-func (c *Coordinator) leasedToLocked(agent string, held []*fleet.BuildAttempt) []attemptRef {
-	var out []attemptRef
-next:
-	for id, h := range c.holds[agent] {
-		for _, ba := range held {
-			if ba.GetBuildId() == id && int(ba.GetAttempt()) == h.attempt {
-				continue next
-			}
-		}
-		out = append(out, attemptRef{id, h.attempt})
-	}
-	return out
-}
-
-// agentGoneLocked starts the grace of an agent whose current stream ended.
-func (c *Coordinator) agentGoneLocked(conn *agentConn) {
-	if len(c.holds[conn.id]) == 0 {
-		return
-	}
-	c.lost[conn.id] = conn
-	time.AfterFunc(c.cfg.AgentGrace, func() { c.graceOver(conn) })
-}
-
 // graceOver queues again the builds of an agent that did not come back
 // within the grace after conn ended.
 func (c *Coordinator) graceOver(conn *agentConn) {
-	c.mu.Lock()
-	if c.lost[conn.id] != conn { // back since (or gone again: a later grace)
-		c.mu.Unlock()
-		return
+	if refs, lost := c.agents.graceOver(conn); lost {
+		c.recover(conn.id, refs, ReasonAgentLost)
 	}
-	delete(c.lost, conn.id)
-	refs := c.leasedToLocked(conn.id, nil)
-	c.mu.Unlock()
-	c.recover(conn.id, refs, ReasonAgentLost)
 }
 
 // recover queues the attempts again that ran on agent, for reason.
@@ -94,10 +57,8 @@ func (c *Coordinator) recover(agent string, refs []attemptRef, reason string) {
 // attempt, which exists for reason; or ends the build in error when that
 // was its last attempt.
 func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string) {
-	c.mu.Lock()
-	conn := c.agents[b.Agent]
-	c.dropLeaseLocked(b.ID, b.Attempt)
-	c.mu.Unlock()
+	conn := c.agents.connected(b.Agent)
+	c.dropLease(b.ID, b.Attempt)
 	if conn != nil {
 		conn.cancel(b.ID, b.Attempt) // late, but it frees the agent
 	}

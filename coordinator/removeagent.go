@@ -35,10 +35,7 @@ func (s *AdminServer) RemoveAgent(ctx context.Context, r *fleet.AgentRef) (*flee
 // memory first, under the lock register takes: a Hello admitted at the
 // same moment either finds it marked or is found connected and ended.
 func (c *Coordinator) removeAgent(ctx context.Context, id string) error {
-	c.mu.Lock()
-	c.removed[id] = true
-	conn := c.agents[id]
-	c.mu.Unlock()
+	conn := c.agents.remove(id)
 	if err := c.cfg.Store.RemoveAgent(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}

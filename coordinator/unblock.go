@@ -28,13 +28,11 @@ func (c *Coordinator) Unblock(ctx context.Context, id, job string) error {
 	if b.State != Running {
 		return status.Errorf(codes.FailedPrecondition, "build %s is %s: only a running build's jobs can be unblocked", id, b.State)
 	}
-	c.mu.Lock()
 	l, ok := c.leases.current(id)
 	var conn *agentConn
 	if ok {
-		conn = c.agents[l.agent]
+		conn = c.agents.connected(l.agent)
 	}
-	c.mu.Unlock()
 	if !ok { // it ended since it was read
 		return status.Errorf(codes.FailedPrecondition, "build %s is %s: only a running build's jobs can be unblocked", id, Ended)
 	}

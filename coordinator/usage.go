@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"maps"
 	"slices"
 
 	"github.com/monkeyci/monkeyci/events"
@@ -32,21 +31,19 @@ type AgentUsage struct {
 
 // AgentUsage returns the usage of each connected agent, by agent id.
 func (c *Coordinator) AgentUsage() map[string]AgentUsage {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]AgentUsage, len(c.agents))
-	for id, conn := range c.agents {
-		u := AgentUsage{Agent: id, Capacity: conn.room.capacity, Free: conn.room.free, Script: c.cfg.Script, Pauses: conn.pauses}
-		builds := slices.Collect(maps.Keys(c.holds[id]))
-		u.Builds, u.ScriptsPaused = len(builds), c.leases.pausedAmong(builds)
+	states := c.agents.states()
+	out := make(map[string]AgentUsage, len(states))
+	for _, s := range states {
+		u := AgentUsage{Agent: s.id, Capacity: s.capacity, Free: s.free, Script: c.cfg.Script, Pauses: s.pauses}
+		u.Builds, u.ScriptsPaused = len(s.builds), c.leases.pausedAmong(s.builds)
 		u.ScriptsRunning = u.Builds - u.ScriptsPaused
-		used := conn.room.used()
+		used := s.used()
 		n := int64(u.ScriptsRunning)
 		u.Jobs = Capacity{
 			MilliCPUs: max(used.MilliCPUs-n*c.cfg.Script.MilliCPUs, 0),
 			Memory:    max(used.Memory-n*c.cfg.Script.Memory, 0),
 		}
-		out[id] = u
+		out[s.id] = u
 	}
 	return out
 }
