@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -82,27 +81,32 @@ func (c Capacity) covers(need Capacity) bool {
 	return c.MilliCPUs >= need.MilliCPUs && c.Memory >= need.Memory
 }
 
-// Coordinator is the heart of the fleet. It composes parts that each own
-// their state: the dispatcher (the queue; c.mu for now), the agent
-// registry (agents.go: connections, their room, their builds), the lease
-// table (leases.go: running attempts, fencing) and the commit statuses
-// (status.go). Lock order: c.mu, then the registry's or the lease
-// table's, never both of those at once.
+// Coordinator is the heart of the fleet: it serves agents and admins,
+// writes the store and composes parts that each own their state, behind a
+// lock of their own:
+//
+//   - the dispatcher (dispatcher.go): the queue, and the moves of builds
+//     between it, the agents and the leases;
+//   - the agent registry (agents.go): the connected agents, the lost ones
+//     in their grace, the builds each holds and the room each has, which
+//     placement (placement.go, a function of the queue and the rooms
+//     alone) reads;
+//   - the lease table (leases.go): the running attempts, what fences
+//     agents' reports;
+//   - the commit statuses (status.go), sent back to forges.
+//
+// Lock order: the dispatcher's, then the registry's or the lease table's,
+// never those two together; the Coordinator has no lock of its own, and
+// the other parts' locks (end watchers, repository names, token uses, the
+// pool) are taken alone.
 type Coordinator struct {
 	cfg Config
 	log hclog.Logger
 
-	mu    sync.Mutex
-	queue []*Build // queued builds, oldest first (an index of the store)
-	// The first unplaced queued builds found no agent when the agents'
-	// rooms were at version unplacedAt: until they change, none can take
-	// them, so a pass starts after them (a long queue with no room is not
-	// walked at every new build).
-	unplaced   int
-	unplacedAt uint64
-
-	agents      *agentRegistry
-	leases      *leaseTable
+	dispatcher *dispatcher
+	agents     *agentRegistry
+	leases     *leaseTable
+	// wake asks the loop (Run) for a dispatch pass.
 	wake        chan struct{}
 	endWatchers endWatchers
 	metrics     *metrics
@@ -147,6 +151,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		cfg.Now = time.Now
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, agents: newAgentRegistry(cfg.Now), leases: newLeaseTable(), wake: make(chan struct{}, 1)}
+	c.dispatcher = newDispatcher(c.agents, c.leases)
 	c.metrics = newMetrics(c)
 	c.statuses = newCommitStatuses(cfg.Statuses, cfg.Store, cfg.Keys, cfg.PublicURL, cfg.Logger)
 	repos, err := cfg.Store.ListRepos(ctx)
@@ -164,7 +169,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading the queue: %w", err)
 	}
 	for i := range queued {
-		c.queue = append(c.queue, &queued[i])
+		c.dispatcher.add(&queued[i])
 	}
 	running, err := cfg.Store.Running(ctx)
 	if err != nil {
@@ -270,12 +275,7 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	if b.Repo == "" {
 		b.Repo = b.Source.URL
 	}
-	var conn *agentConn
-	c.mu.Lock()
-	if len(c.queue) == 0 {
-		conn = c.agents.placeOne(&b)
-	}
-	c.mu.Unlock()
+	conn := c.dispatcher.placeNow(&b)
 	if conn != nil {
 		b.State, b.Attempt, b.Agent, b.Started = Running, 1, conn.id, b.Created
 		b.LeaseExpires = b.Created.Add(c.cfg.Lease)
@@ -295,9 +295,7 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 		return b, nil
 	}
 	queued := b // the dispatcher's, from now on
-	c.mu.Lock()
-	c.queue = append(c.queue, &queued)
-	c.mu.Unlock()
+	c.dispatcher.add(&queued)
 	c.poke()
 	return b, nil
 }
@@ -306,36 +304,23 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 // agent (the build ends when the agent reports it canceled, or when its
 // lease runs out).
 func (c *Coordinator) Cancel(ctx context.Context, id string) error {
-	c.mu.Lock()
-	for i, b := range c.queue {
-		if b.ID == id {
-			c.queue = append(c.queue[:i], c.queue[i+1:]...)
-			if i < c.unplaced {
-				c.unplaced--
-			}
-			c.mu.Unlock()
-			const why = "canceled before it was dispatched"
-			if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, why); err != nil {
-				c.notifyEnded(id)
-				return err
-			}
-			c.buildEnded(id, c.statuses.refOf(b), events.Canceled, why)
-			return nil
+	queued, l, ok := c.dispatcher.cancel(id)
+	if queued != nil {
+		const why = "canceled before it was dispatched"
+		if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, why); err != nil {
+			c.notifyEnded(id)
+			return err
 		}
+		c.buildEnded(id, c.statuses.refOf(queued), events.Canceled, why)
+		return nil
 	}
-	l, ok := c.leases.current(id)
-	var conn *agentConn
-	if ok {
-		conn = c.agents.connected(l.agent)
-	}
-	c.mu.Unlock()
 	if !ok {
 		if _, err := c.cfg.Store.GetBuild(ctx, id); err != nil {
 			return err
 		}
 		return fmt.Errorf("build %s: %w", id, ErrEnded)
 	}
-	if conn != nil {
+	if conn := c.agents.connected(l.agent); conn != nil {
 		conn.cancel(id, l.attempt)
 	}
 	return nil
@@ -351,9 +336,7 @@ func (c *Coordinator) Retry(ctx context.Context, id string) error {
 		return err
 	}
 	b.queuedAt = c.cfg.Now()
-	c.mu.Lock()
-	c.queue = append(c.queue, &b)
-	c.mu.Unlock()
+	c.dispatcher.add(&b)
 	c.changed()
 	c.poke()
 	return nil

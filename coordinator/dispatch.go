@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -16,44 +15,17 @@ import (
 // queued and says why; it does not hold back the builds behind it that
 // can go elsewhere.
 func (c *Coordinator) dispatch(ctx context.Context) {
-	c.mu.Lock()
-	if len(c.queue) == 0 {
-		c.mu.Unlock()
-		return
-	}
-	version := c.agents.roomVersion()
-	if version != c.unplacedAt {
-		c.unplaced = 0 // an agent changed: it may take them now
-	}
-	type wait struct{ id, why string }
-	var waiting []wait
-	kept := c.queue[:c.unplaced]
-	placed, unplaced := c.agents.place(c.queue[c.unplaced:])
-	for _, p := range unplaced {
-		b := p.build
-		kept = append(kept, b)
-		if b.Waiting != p.why {
-			b.Waiting = p.why
-			waiting = append(waiting, wait{b.ID, p.why})
-		}
-	}
-	clear(c.queue[len(kept):])
-	c.queue = kept
-	// Placing only took room: every build kept found none, and finds none
-	// until an agent changes.
-	c.unplaced, c.unplacedAt = len(kept), version
-	c.mu.Unlock()
-
+	placed, newReasons := c.dispatcher.pass()
 	// The store changes run side by side, so that the store commits them
 	// together (group commit) rather than one commit each.
 	concurrently(len(placed), func(i int) { c.assign(ctx, placed[i]) })
-	concurrently(len(waiting), func(i int) {
-		w := waiting[i]
-		if err := c.cfg.Store.SetWaiting(ctx, w.id, w.why); err != nil && !errors.Is(err, ErrStale) {
-			c.log.Warn("could not record why a build waits", "build", w.id, "error", err)
+	concurrently(len(newReasons), func(i int) {
+		id, why := newReasons[i].build.ID, newReasons[i].why
+		if err := c.cfg.Store.SetWaiting(ctx, id, why); err != nil && !errors.Is(err, ErrStale) {
+			c.log.Warn("could not record why a build waits", "build", id, "error", err)
 		}
 	})
-	if len(waiting) > 0 {
+	if len(newReasons) > 0 {
 		c.changed()
 	}
 }
@@ -95,9 +67,7 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 			c.log.Info("build not dispatched", "build", b.ID, "reason", err)
 			return
 		}
-		c.mu.Lock()
-		c.enqueueLocked(b)
-		c.mu.Unlock()
+		c.dispatcher.requeue(b)
 		c.log.Error("could not assign a build; it stays queued", "build", b.ID, "error", err)
 		return
 	}
@@ -110,7 +80,7 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 func (c *Coordinator) started(b *Build, conn *agentConn) {
 	// A new attempt has no events yet: none is stored, and that is known.
 	ref := c.statuses.refOf(b)
-	c.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, conn)
+	c.dispatcher.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, conn)
 	c.changed()
 	c.metrics.assigned(b, c.cfg.Now())
 	var secrets map[string]string
@@ -154,45 +124,6 @@ func (c *Coordinator) BuildsPer(agent Capacity, pauses bool) int {
 		fit = min(fit, agent.Memory/n.Memory)
 	}
 	return int(fit)
-}
-
-// startLease makes l, an attempt placed on conn, the build's current
-// one: in the lease table, then as a hold on its agent (so that a
-// reconnection in between does not take it for one lost).
-func (c *Coordinator) startLease(id string, l lease, conn *agentConn) {
-	if old, ok := c.leases.start(id, l); ok {
-		c.agents.drop(old.agent, id, old.attempt)
-	}
-	c.agents.leased(conn, id, l.attempt)
-}
-
-// endLease forgets the lease of an attempt that ended or was handed back,
-// gives its agent back the room it took, and returns it. A lease of
-// another attempt (the build moved on meanwhile) is left alone.
-func (c *Coordinator) endLease(id string, attempt int) (lease, bool) {
-	l, ok := c.leases.end(id, attempt)
-	if ok {
-		c.agents.release(l.agent, id, attempt)
-	}
-	return l, ok
-}
-
-// dropLease forgets the lease of an attempt sent back to the queue, if it
-// is the build's current one; its agent's room is what the agent says.
-func (c *Coordinator) dropLease(id string, attempt int) {
-	if l, ok := c.leases.end(id, attempt); ok {
-		c.agents.drop(l.agent, id, attempt)
-	}
-}
-
-// enqueueLocked puts b in the queue in order of creation: a build sent
-// back after its agent was lost keeps its place.
-func (c *Coordinator) enqueueLocked(b *Build) {
-	i := sort.Search(len(c.queue), func(i int) bool { return c.queue[i].Created.After(b.Created) })
-	c.queue = append(c.queue, nil)
-	copy(c.queue[i+1:], c.queue[i:])
-	c.queue[i] = b
-	c.unplaced = min(c.unplaced, i)
 }
 
 // expireLeases sends the builds whose lease ran out back to the queue, as a

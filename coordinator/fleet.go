@@ -391,7 +391,7 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	if err != nil && !errors.Is(err, ErrStale) {
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
-	l, _ := c.endLease(ba.GetBuildId(), int(ba.GetAttempt()))
+	l, _ := c.dispatcher.endLease(ba.GetBuildId(), int(ba.GetAttempt()))
 	if err == nil {
 		c.buildEnded(ba.GetBuildId(), l.forge, result, d.GetMessage())
 	} else {
@@ -428,10 +428,7 @@ func (c *Coordinator) handBack(ctx context.Context, conn *agentConn, ba *fleet.B
 		b.AttemptReasons = map[int]string{}
 	}
 	b.AttemptReasons[attempt+1] = reason
-	c.mu.Lock() // the build is running or queued, never neither (Cancel)
-	c.endLease(b.ID, attempt)
-	c.enqueueLocked(&b)
-	c.mu.Unlock()
+	c.dispatcher.handBack(&b, attempt)
 	c.changed()
 	c.poke()
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
@@ -455,10 +452,7 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 	}
 	c.log.Info("agent declined a build; queued again", "build", b.ID, "agent", conn.id, "reason", d.GetReason())
 	b.queuedAt = c.cfg.Now()
-	c.mu.Lock() // the build is running or queued, never neither (Cancel)
-	c.endLease(b.ID, int(ba.GetAttempt()))
-	c.enqueueLocked(&b)
-	c.mu.Unlock()
+	c.dispatcher.handBack(&b, int(ba.GetAttempt()))
 	c.changed()
 	c.poke()
 	return nil

@@ -99,9 +99,7 @@ func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	c := s.c
-	c.mu.Lock()
-	queued := len(c.queue)
-	c.mu.Unlock()
+	queued := c.dispatcher.queued()
 	running := c.leases.count()
 	agents := map[string]int{"ready": 0, "cordoned": 0, "draining": 0}
 	var total, used Capacity

@@ -19,9 +19,7 @@ type poolFleet struct{ c *Coordinator }
 // Demand counts the queue and what each connected pool agent holds.
 func (f poolFleet) Demand() pool.Demand {
 	c := f.c
-	c.mu.Lock()
-	d := pool.Demand{Queued: len(c.queue)}
-	c.mu.Unlock()
+	d := pool.Demand{Queued: c.dispatcher.queued()}
 	for _, s := range c.agents.states() {
 		if s.instance == "" {
 			continue

@@ -58,7 +58,7 @@ func (c *Coordinator) recover(agent string, refs []attemptRef, reason string) {
 // was its last attempt.
 func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string) {
 	conn := c.agents.connected(b.Agent)
-	c.dropLease(b.ID, b.Attempt)
+	c.dispatcher.dropLease(b.ID, b.Attempt)
 	if conn != nil {
 		conn.cancel(b.ID, b.Attempt) // late, but it frees the agent
 	}
@@ -85,8 +85,6 @@ func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string
 		b.AttemptReasons = map[int]string{}
 	}
 	b.AttemptReasons[b.Attempt+1] = reason
-	c.mu.Lock()
-	c.enqueueLocked(&b)
-	c.mu.Unlock()
+	c.dispatcher.requeue(&b)
 	c.changed()
 }

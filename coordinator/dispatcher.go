@@ -1,0 +1,162 @@
+package coordinator
+
+import (
+	"sort"
+	"sync"
+)
+
+// dispatcher keeps the queue, the builds waiting for an agent (an index of
+// the store), and moves builds between it, the agents' room (the agent
+// registry) and the leases (the lease table): placing them, starting,
+// ending and dropping their leases, queueing them again.
+//
+// Lock order: the dispatcher's lock guards the queue; under it the
+// registry's or the lease table's may be taken, never both at once, and
+// neither takes another. A build that has not ended is queued or leased:
+// what moves one from a lease back to the queue does it under the
+// dispatcher's lock, and cancel looks under it.
+type dispatcher struct {
+	agents *agentRegistry
+	leases *leaseTable
+
+	mu    sync.Mutex
+	queue []*Build // oldest first
+	// The first unplaced queued builds found no agent when the agents'
+	// rooms were at version unplacedAt: until they change, none can take
+	// them, so a pass starts after them (a long queue with no room is not
+	// walked at every new build).
+	unplaced   int
+	unplacedAt uint64
+}
+
+func newDispatcher(agents *agentRegistry, leases *leaseTable) *dispatcher {
+	return &dispatcher{agents: agents, leases: leases}
+}
+
+// queued is how many builds wait.
+func (d *dispatcher) queued() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.queue)
+}
+
+// placeNow places b, a new build, on an agent at once when no build waits
+// before it and an agent has room: it returns the agent's connection (nil:
+// b is to be queued).
+func (d *dispatcher) placeNow(b *Build) *agentConn {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.queue) > 0 {
+		return nil
+	}
+	return d.agents.placeOne(b)
+}
+
+// add queues b behind every build queued.
+func (d *dispatcher) add(b *Build) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.queue = append(d.queue, b)
+}
+
+// requeue puts b back in the queue in order of creation: a build sent back
+// after its agent was lost keeps its place.
+func (d *dispatcher) requeue(b *Build) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.requeueLocked(b)
+}
+
+func (d *dispatcher) requeueLocked(b *Build) {
+	i := sort.Search(len(d.queue), func(i int) bool { return d.queue[i].Created.After(b.Created) })
+	d.queue = append(d.queue, nil)
+	copy(d.queue[i+1:], d.queue[i:])
+	d.queue[i] = b
+	d.unplaced = min(d.unplaced, i)
+}
+
+// handBack ends b's attempt, handed back by its agent, and queues b again
+// at once (see dispatcher).
+func (d *dispatcher) handBack(b *Build, attempt int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.endLease(b.ID, attempt)
+	d.requeueLocked(b)
+}
+
+// cancel takes a queued build out of the queue and returns it. Otherwise
+// it returns the build's lease, if it runs (ok).
+func (d *dispatcher) cancel(id string) (queued *Build, running lease, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, b := range d.queue {
+		if b.ID == id {
+			d.queue = append(d.queue[:i], d.queue[i+1:]...)
+			if i < d.unplaced {
+				d.unplaced--
+			}
+			return b, lease{}, true
+		}
+	}
+	running, ok = d.leases.current(id)
+	return nil, running, ok
+}
+
+// pass places the queued builds, oldest first, on agents (place): those
+// placed leave the queue, to be assigned; those that cannot go anywhere
+// stay, and those whose reason to wait changed are returned with it.
+func (d *dispatcher) pass() (placed []assignment, newReasons []placement) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.queue) == 0 {
+		return nil, nil
+	}
+	version := d.agents.roomVersion()
+	if version != d.unplacedAt {
+		d.unplaced = 0 // an agent changed: it may take them now
+	}
+	kept := d.queue[:d.unplaced]
+	placed, waiting := d.agents.place(d.queue[d.unplaced:])
+	for _, p := range waiting {
+		kept = append(kept, p.build)
+		if p.build.Waiting != p.why {
+			p.build.Waiting = p.why
+			newReasons = append(newReasons, p)
+		}
+	}
+	clear(d.queue[len(kept):])
+	d.queue = kept
+	// Placing only took room: every build kept found none, and finds none
+	// until an agent changes.
+	d.unplaced, d.unplacedAt = len(kept), version
+	return placed, newReasons
+}
+
+// startLease makes l, an attempt placed on conn, the build's current
+// one: in the lease table, then as a hold on its agent (so that a
+// reconnection in between does not take it for one lost).
+func (d *dispatcher) startLease(id string, l lease, conn *agentConn) {
+	if old, ok := d.leases.start(id, l); ok {
+		d.agents.drop(old.agent, id, old.attempt)
+	}
+	d.agents.leased(conn, id, l.attempt)
+}
+
+// endLease forgets the lease of an attempt that ended or was handed back,
+// gives its agent back the room it took, and returns it. A lease of
+// another attempt (the build moved on meanwhile) is left alone.
+func (d *dispatcher) endLease(id string, attempt int) (lease, bool) {
+	l, ok := d.leases.end(id, attempt)
+	if ok {
+		d.agents.release(l.agent, id, attempt)
+	}
+	return l, ok
+}
+
+// dropLease forgets the lease of an attempt sent back to the queue, if it
+// is the build's current one; its agent's room is what the agent says.
+func (d *dispatcher) dropLease(id string, attempt int) {
+	if l, ok := d.leases.end(id, attempt); ok {
+		d.agents.drop(l.agent, id, attempt)
+	}
+}
