@@ -9,7 +9,7 @@ import (
 
 func testConn(id string, builds int64) *agentConn {
 	conn := newAgentConn(id)
-	conn.room = newAgentRoom(id, nil, Capacity{MilliCPUs: builds * need.MilliCPUs, Memory: builds * need.Memory}, need)
+	conn.room = newAgentRoom(id, nil, Capacity{MilliCPUs: builds * oneBuild.MilliCPUs, Memory: builds * oneBuild.Memory}, oneBuild)
 	return conn
 }
 
@@ -23,7 +23,7 @@ func freeBuilds(t *testing.T, r *agentRegistry, id string) int64 {
 	if !ok {
 		t.Fatalf("agent %s is not connected", id)
 	}
-	return s.free.MilliCPUs / need.MilliCPUs
+	return s.free.MilliCPUs / oneBuild.MilliCPUs
 }
 
 // A heartbeat written before an assignment reached the agent does not
@@ -35,13 +35,13 @@ func TestAHeartbeatCountsTheRoomOfBuildsItDoesNotList(t *testing.T) {
 	if _, err := r.connect(conn, nil); err != nil {
 		t.Fatal(err)
 	}
-	all := need.MilliCPUs * 4
+	all := oneBuild.MilliCPUs * 4
 	placed := r.placeOne(&Build{ID: "b1"})
 	if placed != conn || freeBuilds(t, r, "a1") != 3 {
 		t.Fatalf("placed on %v, %d builds free; want a1, 3", placed, freeBuilds(t, r, "a1"))
 	}
 	heartbeat := func(held map[string]int) {
-		r.heartbeat(conn, Capacity{MilliCPUs: all, Memory: need.Memory * 4}, held, false)
+		r.heartbeat(conn, Capacity{MilliCPUs: all, Memory: oneBuild.Memory * 4}, held, false)
 	}
 	heartbeat(nil) // written before the assignment: all free
 	if got := freeBuilds(t, r, "a1"); got != 3 {
@@ -56,7 +56,7 @@ func TestAHeartbeatCountsTheRoomOfBuildsItDoesNotList(t *testing.T) {
 	if got := freeBuilds(t, r, "a1"); got != 3 {
 		t.Errorf("another attempt listed: %d builds free, want 3", got)
 	}
-	r.heartbeat(conn, Capacity{MilliCPUs: all - need.MilliCPUs, Memory: need.Memory * 3}, map[string]int{"b1": 1}, false)
+	r.heartbeat(conn, Capacity{MilliCPUs: all - oneBuild.MilliCPUs, Memory: oneBuild.Memory * 3}, map[string]int{"b1": 1}, false)
 	if got := freeBuilds(t, r, "a1"); got != 3 {
 		t.Errorf("listed: %d builds free, want the agent's 3", got)
 	}
@@ -89,7 +89,7 @@ func TestAnEndedAttemptGivesItsRoomBack(t *testing.T) {
 	r.release("a1", "b1", 1)
 	r.release("a1", "b1", 1) // twice: once
 	s, _ := r.state("a1")
-	if s.free.MilliCPUs != need.MilliCPUs || len(s.builds) != 0 || !s.idleSince.Equal(clock.t) {
+	if s.free.MilliCPUs != oneBuild.MilliCPUs || len(s.builds) != 0 || !s.idleSince.Equal(clock.t) {
 		t.Errorf("after the end: %+v; want one build free, none held, idle since now", s)
 	}
 
@@ -106,9 +106,9 @@ func TestAnEndedAttemptGivesItsRoomBack(t *testing.T) {
 // ends the older; a removed agent is refused.
 func TestAConnectionSaysWhatItsAgentLost(t *testing.T) {
 	r := newAgentRegistry(time.Now)
-	r.load("a1", "b1", hold{1, need})
-	r.load("a1", "b2", hold{3, need})
-	r.load("a2", "b3", hold{1, need})
+	r.load("a1", "b1", hold{1, oneBuild})
+	r.load("a1", "b2", hold{3, oneBuild})
+	r.load("a2", "b3", hold{1, oneBuild})
 	first := testConn("a1", 4)
 	lost, err := r.connect(first, map[string]int{"b1": 1, "b2": 2})
 	if err != nil {
@@ -211,8 +211,8 @@ func TestCordonedAndDrainingAgentsTakeNoBuilds(t *testing.T) {
 		t.Error("a draining agent took a build")
 	}
 	states := r.states()
-	if len(states) != 1 || !states[0].draining || states[0].cordoned || states[0].free.MilliCPUs != need.MilliCPUs ||
-		states[0].used() != need {
+	if len(states) != 1 || !states[0].draining || states[0].cordoned || states[0].free.MilliCPUs != oneBuild.MilliCPUs ||
+		states[0].used() != oneBuild {
 		t.Errorf("states %+v", states)
 	}
 	// A heartbeat says whether the agent drains.

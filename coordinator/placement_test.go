@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// need is what one build takes on the agents of these tests.
-var need = Capacity{MilliCPUs: 1000, Memory: 1 << 30}
+// oneBuild is what one build takes on the agents of these tests.
+var oneBuild = Capacity{MilliCPUs: 1000, Memory: 1 << 30}
 
 // agentRow is an agent of a placement table, with free millicpus (and
 // memory for eight builds).
@@ -22,7 +22,7 @@ type agentRow struct {
 func roomsOf(rows ...agentRow) *agentRooms {
 	rooms := newAgentRooms()
 	for _, a := range rows {
-		r := newAgentRoom(a.id, a.labels, Capacity{MilliCPUs: 8000, Memory: 8 << 30}, need)
+		r := newAgentRoom(a.id, a.labels, Capacity{MilliCPUs: 8000, Memory: 8 << 30}, oneBuild)
 		r.free.MilliCPUs, r.cordoned, r.draining = a.cpu, a.cordoned, a.draining
 		rooms.add(r)
 	}
@@ -106,8 +106,8 @@ func TestPlacement(t *testing.T) {
 // Room counts CPU and memory both: an agent short of either takes nothing.
 func TestPlacementNeedsCPUAndMemory(t *testing.T) {
 	rooms := newAgentRooms()
-	cpuOnly := newAgentRoom("cpu-only", nil, Capacity{MilliCPUs: 8000, Memory: 512 << 20}, need)
-	memOnly := newAgentRoom("mem-only", nil, Capacity{MilliCPUs: 500, Memory: 8 << 30}, need)
+	cpuOnly := newAgentRoom("cpu-only", nil, Capacity{MilliCPUs: 8000, Memory: 512 << 20}, oneBuild)
+	memOnly := newAgentRoom("mem-only", nil, Capacity{MilliCPUs: 500, Memory: 8 << 30}, oneBuild)
 	rooms.add(cpuOnly)
 	rooms.add(memOnly)
 	if got := outcome(place(queueOf(nil), &rooms)[0]); got != busy {
@@ -121,13 +121,13 @@ func TestPlacementNeedsCPUAndMemory(t *testing.T) {
 func TestARoomsAccountOfABuild(t *testing.T) {
 	capacity := Capacity{MilliCPUs: 2000, Memory: 2 << 30}
 	rooms := newAgentRooms()
-	r := newAgentRoom("a1", nil, capacity, need)
+	r := newAgentRoom("a1", nil, capacity, oneBuild)
 	rooms.add(r)
 	if got, _ := rooms.take(&Build{}); got != r {
 		t.Fatalf("took %v, want a1", got)
 	}
-	if want := (Capacity{MilliCPUs: 1000, Memory: 1 << 30}); r.free != want || r.placing != need {
-		t.Errorf("after placing: free %+v placing %+v, want free %+v placing %+v", r.free, r.placing, want, need)
+	if want := (Capacity{MilliCPUs: 1000, Memory: 1 << 30}); r.free != want || r.placing != oneBuild {
+		t.Errorf("after placing: free %+v placing %+v, want free %+v placing %+v", r.free, r.placing, want, oneBuild)
 	}
 	r.placed()
 	r.placed() // never below none
@@ -145,7 +145,7 @@ func TestARoomsAccountOfABuild(t *testing.T) {
 // dispatch pass looks again at builds that found none; placing does not.
 func TestTheRoomsVersionMovesWhenRoomMayGrow(t *testing.T) {
 	rooms := newAgentRooms()
-	r := newAgentRoom("a1", nil, Capacity{MilliCPUs: 4000, Memory: 4 << 30}, need)
+	r := newAgentRoom("a1", nil, Capacity{MilliCPUs: 4000, Memory: 4 << 30}, oneBuild)
 	v := rooms.version
 	rooms.add(r)
 	if rooms.version == v {
@@ -172,8 +172,8 @@ func TestTheRoomsVersionMovesWhenRoomMayGrow(t *testing.T) {
 // back) is passed over; one replaced by a new connection is let go.
 func TestPlacementSkipsRoomsNoLongerReady(t *testing.T) {
 	rooms := newAgentRooms()
-	big := newAgentRoom("big", nil, Capacity{MilliCPUs: 8000, Memory: 8 << 30}, need)
-	small := newAgentRoom("small", nil, Capacity{MilliCPUs: 2000, Memory: 2 << 30}, need)
+	big := newAgentRoom("big", nil, Capacity{MilliCPUs: 8000, Memory: 8 << 30}, oneBuild)
+	small := newAgentRoom("small", nil, Capacity{MilliCPUs: 2000, Memory: 2 << 30}, oneBuild)
 	rooms.add(big)
 	rooms.add(small)
 	big.cordoned = true // not told
@@ -181,7 +181,7 @@ func TestPlacementSkipsRoomsNoLongerReady(t *testing.T) {
 		t.Errorf("went to %q, want small", got)
 	}
 
-	again := newAgentRoom("small", nil, Capacity{MilliCPUs: 2000, Memory: 2 << 30}, need)
+	again := newAgentRoom("small", nil, Capacity{MilliCPUs: 2000, Memory: 2 << 30}, oneBuild)
 	rooms.add(again)
 	rooms.remove(small) // the old connection's: the new one stays
 	if rooms.all["small"] != again || small.index >= 0 {
