@@ -125,20 +125,3 @@ func (c *Coordinator) BuildsPer(agent Capacity, pauses bool) int {
 	}
 	return int(fit)
 }
-
-// expireLeases sends the builds whose lease ran out back to the queue, as a
-// new attempt, or ends them once they have had every attempt.
-func (c *Coordinator) expireLeases(ctx context.Context) {
-	running, err := c.cfg.Store.Running(ctx)
-	if err != nil {
-		c.log.Error("could not read running builds", "error", err)
-		return
-	}
-	now := c.cfg.Now()
-	for _, b := range running {
-		if b.LeaseExpires.Before(now) {
-			c.log.Warn("lease ran out", "build", b.ID, "attempt", b.Attempt, "agent", b.Agent)
-			c.requeueAttempt(ctx, b, ReasonLeaseExpired)
-		}
-	}
-}
