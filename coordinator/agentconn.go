@@ -9,20 +9,22 @@ import (
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
-// agentConn is a connected agent: what it offers, and the queue of
-// messages to send down its stream.
+// agentConn is a connected agent: what it said in its Hello (fixed from
+// then on), its room and last heartbeat (the agent registry's, under its
+// lock), and the queue of messages to send down its stream.
 type agentConn struct {
-	id   string
-	name string
-	// room is what the agent carries and has free, as placement sees it.
-	room    *agentRoom
+	id      string
+	name    string
 	pauses  bool // the agent lends waiting scripts' CPU to jobs
 	version string
 	// instance is the pool instance the agent runs on ("": not a pool's).
 	instance  string
 	connected time.Time
+
+	// room is what the agent carries and has free, as placement sees it.
+	room *agentRoom
 	// seen is the agent's last heartbeat (its connection until the first):
-	// its "last seen". Under Coordinator.mu.
+	// its "last seen".
 	seen time.Time
 
 	// acks wait to be sent (Coordinator.ack); only the stream's loop
