@@ -11,6 +11,7 @@ import (
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // TestBuildGoesToAnAgentOfItsJobsArch: a build with a job for arm machines,
@@ -31,22 +32,18 @@ func TestBuildGoesToAnAgentOfItsJobsArch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		got, err := f.store.GetBuild(ctx, b.ID)
-		if err != nil {
+	var got coordinator.Build
+	wait.For(t, "the build queued again, waiting for an arm agent", func() bool {
+		if got, err = f.store.GetBuild(ctx, b.ID); err != nil {
 			t.Fatal(err)
 		}
-		if got.State == coordinator.Queued && got.Attempt == 1 && strings.Contains(got.Waiting, "arch=arm") {
-			if got.AttemptReasons[2] != "needs an agent with arch=arm" || got.Labels[agent.LabelArch] != "arm" {
-				t.Errorf("handed back as %+v", got)
-			}
-			break
+		if got.State == coordinator.Ended {
+			t.Fatalf("the build ended %+v, want it queued again, waiting for an arm agent", got)
 		}
-		if got.State == coordinator.Ended || time.Now().After(deadline) {
-			t.Fatalf("the build is %+v, want it queued again, waiting for an arm agent", got)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return got.State == coordinator.Queued && got.Attempt == 1 && strings.Contains(got.Waiting, "arch=arm")
+	})
+	if got.AttemptReasons[2] != "needs an agent with arch=arm" || got.Labels[agent.LabelArch] != "arm" {
+		t.Errorf("handed back as %+v", got)
 	}
 	evs, err := f.store.Events(ctx, b.ID)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -100,11 +101,7 @@ func TestAnAgentCountsTheRoomOfABuildWhoseScriptHasNotStarted(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	var b coordinator.Build
-	deadline := time.Now().Add(time.Minute)
-	for b.ID == "" || b.State != coordinator.Running {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent never took the build")
-		}
+	wait.For(t, "the agent to take the build", func() bool {
 		if b.ID == "" {
 			if b, err = f.c.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: "/slow"}}); err != nil {
 				t.Fatal(err)
@@ -112,24 +109,21 @@ func TestAnAgentCountsTheRoomOfABuildWhoseScriptHasNotStarted(t *testing.T) {
 		} else if b, err = f.store.GetBuild(ctx, b.ID); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return b.State == coordinator.Running
+	})
 	<-fetching
 	// The coordinator took the build's room when it sent it (2 CPUs on an
 	// agent that does not pause): 0 free, until a heartbeat that lists the
 	// build says what the agent has.
 	var free int64
-	for free == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no heartbeat listing the build within a minute")
-		}
+	wait.For(t, "a heartbeat listing the build", func() bool {
 		resp, err := f.c.AdminServer().ListAgents(ctx, &fleet.ListAgentsRequest{})
 		if err != nil || len(resp.GetAgents()) != 1 {
 			t.Fatalf("listing agents: %v %v", resp, err)
 		}
 		free = resp.GetAgents()[0].GetFreeMilliCpus()
-		time.Sleep(50 * time.Millisecond)
-	}
+		return free != 0
+	})
 	if free != 1000 {
 		t.Errorf("the agent reports %d millicpus free while its build's script (1 CPU) is still to start; want 1000", free)
 	}

@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 	"github.com/monkeyci/monkeyci/secret"
 )
@@ -134,19 +136,15 @@ func (f *fleetFixture) startArchAgent(t *testing.T, name string, capacity agent.
 // waitEnded waits for the build to end and returns it.
 func (f *fleetFixture) waitEnded(t *testing.T, id string) coordinator.Build {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		b, err := f.store.GetBuild(context.Background(), id)
-		if err != nil {
+	var b coordinator.Build
+	wait.For(t, fmt.Sprintf("build %s to end", id), func() bool {
+		var err error
+		if b, err = f.store.GetBuild(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
-		if b.State == coordinator.Ended {
-			return b
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("build %s did not end within 2 minutes", id)
-	return coordinator.Build{}
+		return b.State == coordinator.Ended
+	})
+	return b
 }
 
 func TestBuildRunsOnAnAgentAndEverythingIsStored(t *testing.T) {
@@ -206,13 +204,10 @@ func TestCancelEndsARunningBuildAndRemovesItsContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := logstore.Key{Build: b.ID, Attempt: 1, Job: "sleeper", Stream: "out"}
-	deadline := time.Now().Add(2 * time.Minute)
-	for size, _ := f.logs.Size(key); size == 0; size, _ = f.logs.Size(key) {
-		if time.Now().After(deadline) {
-			t.Fatal("the job printed nothing within 2 minutes")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, "the job to print", func() bool {
+		size, _ := f.logs.Size(key)
+		return size > 0
+	})
 	engine := dockertest.Engine(t)
 	labels := map[string]string{agent.LabelBuild: b.ID + "-1"}
 	if ids, err := engine.ListContainers(ctx, labels); err != nil || len(ids) == 0 {

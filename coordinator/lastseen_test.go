@@ -2,12 +2,14 @@ package coordinator_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/internal/fleettest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -38,13 +40,7 @@ func TestAnAgentIsLastSeenAtItsLastHeartbeat(t *testing.T) {
 	}
 	waitSeen := func(want time.Time, what string) {
 		t.Helper()
-		deadline := time.Now().Add(fleettest.Wait)
-		for got := seen(); !got.Equal(want); got = seen() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: last seen %s, want %s", what, got, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		wait.Within(t, fleettest.Wait, fmt.Sprintf("%s: last seen %s", what, want), func() bool { return seen().Equal(want) })
 	}
 	waitSeen(t0, "just joined")
 
@@ -55,19 +51,12 @@ func TestAnAgentIsLastSeenAtItsLastHeartbeat(t *testing.T) {
 	// Gone an hour later without another heartbeat: seen at the last one.
 	at(time.Hour)
 	a.Hangup(t)
-	deadline := time.Now().Add(fleettest.Wait)
-	for {
+	wait.Within(t, fleettest.Wait, "the agent that hung up listed as lost", func() bool {
 		r, err := f.c.AdminServer().ListAgents(context.Background(), &fleet.ListAgentsRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.GetAgents()) == 1 && r.GetAgents()[0].GetState() == "lost" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent that hung up is listed as %v", r.GetAgents())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(r.GetAgents()) == 1 && r.GetAgents()[0].GetState() == "lost"
+	})
 	waitSeen(t0.Add(time.Minute), "after its stream ended")
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/internal/fleettest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -131,13 +132,7 @@ func TestAnExpiredLeaseSaysSo(t *testing.T) {
 	frozen, _ := recoveryAgent(t, f, "frozen")
 	b := f.triggerPlain(t)
 	ba := assignedTo(t, frozen, b.ID)
-	deadline := time.Now().Add(fleettest.Wait)
-	for f.reasons(t, b.ID)[2] == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the lease of a silent agent did not run out within %s", fleettest.Wait)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Within(t, fleettest.Wait, "the lease of a silent agent to run out", func() bool { return f.reasons(t, b.ID)[2] != "" })
 	if got := f.reasons(t, b.ID)[2]; got != coordinator.ReasonLeaseExpired {
 		t.Errorf("attempt 2 exists because %q, want %q", got, coordinator.ReasonLeaseExpired)
 	}

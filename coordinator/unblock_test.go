@@ -19,6 +19,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -141,11 +142,7 @@ func TestUnblockedJobRunsOnTheAgent(t *testing.T) {
 		}
 		return out
 	}
-	for deadline := time.Now().Add(2 * time.Minute); !slices.Contains(stored(), "job/blocked gate"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no job/blocked within 2 minutes: %v", stored())
-		}
-	}
+	wait.For(t, "job/blocked gate stored", func() bool { return slices.Contains(stored(), "job/blocked gate") })
 	if _, err := adminAPI(t, f).UnblockJob(as("admin-secret"), &fleet.UnblockJobRequest{Build: b.ID, Job: "gate"}); err != nil {
 		t.Fatal(err)
 	}

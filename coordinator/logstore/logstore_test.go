@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 func open(t testing.TB) *Store {
@@ -367,13 +368,7 @@ func TestConcurrent(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, what, cond)
 }
 
 func TestFollow(t *testing.T) {
