@@ -256,6 +256,19 @@ func TestS3URLsReadWithoutKeysUntilTheyExpire(t *testing.T) {
 	if code, body := get(); code != http.StatusOK || body != "the build's output" {
 		t.Fatalf("GET of a fresh URL: %d %q", code, body)
 	}
+	put, err := s.PutURL(ctx, "artifacts/b1/bin", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPut, put, strings.NewReader("uploaded by an agent"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT with a signed URL: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if info, err := s.Stat(ctx, "artifacts/b1/bin"); err != nil || info.Size != int64(len("uploaded by an agent")) || info.SHA256 != "" {
+		t.Errorf("after a signed PUT: %+v %v (no digest until one is recorded)", info, err)
+	}
 	wait.For(t, "the URL to stop working once its 2 s are over", func() bool {
 		code, _ := get()
 		return code == http.StatusForbidden

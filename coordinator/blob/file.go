@@ -37,6 +37,12 @@ func (d *Dir) path(tree, key string) string {
 
 // Put streams r to a temporary file, hashing it, and renames it in place.
 func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
+	return d.put(ctx, key, r, Info{Size: -1})
+}
+
+// put is Put that, before the blob is in place, checks it against what its
+// sender said: want's Size unless negative, its SHA256 unless empty.
+func (d *Dir) put(ctx context.Context, key string, r io.Reader, want Info) (Info, error) {
 	if err := CheckKey(key); err != nil {
 		return Info{}, err
 	}
@@ -57,6 +63,9 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
+	if want.Size >= 0 && n != want.Size || want.SHA256 != "" && sum != want.SHA256 {
+		return Info{}, &MismatchError{Key: key, Want: want, Got: Info{Size: n, SHA256: sum}}
+	}
 	obj, sumFile := d.path("objects", key), d.path("sums", key)
 	for _, p := range []string{obj, sumFile} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {

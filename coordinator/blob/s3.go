@@ -169,6 +169,30 @@ func (s *S3) GetURL(ctx context.Context, key string, ttl time.Duration) (string,
 	return u.String(), nil
 }
 
+// PutURL is a URL that stores the blob, with one PUT of at most 5 GB,
+// without the bucket's keys until ttl has passed. What it stores has no
+// digest kept beside it (Info.SHA256 is "") until the coordinator checks
+// and records one.
+func (s *S3) PutURL(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	u, err := s.client.PresignedPutObject(ctx, s.bucket, "o/"+key, ttl)
+	if err != nil {
+		return "", fmt.Errorf("a URL to put %s: %w", key, err)
+	}
+	// An earlier blob's digest must not stand for the new one.
+	if err := s.client.RemoveObject(ctx, s.bucket, "s/"+key, minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
+		return "", fmt.Errorf("a URL to put %s: %w", key, err)
+	}
+	return u.String(), nil
+}
+
+var (
+	_ Signer = (*S3)(nil)
+	_ Signer = (*Served)(nil)
+)
+
 func (s *S3) wrap(key string, err error) error {
 	if isNoSuchKey(err) {
 		return fmt.Errorf("blob %s: %w", key, ErrNotFound)
