@@ -234,7 +234,11 @@ func (r *agentRegistry) unplace(conn *agentConn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	conn.room.placed()
-	r.giveBackLocked(conn.id)
+	// Only to the connection that gave it: an agent that reconnected since
+	// has a room of its own, which never gave this build's room up.
+	if r.conns[conn.id] == conn {
+		r.giveBackLocked(conn.id)
+	}
 }
 
 // leased makes a build placed on conn a hold of its agent's, now that its

@@ -12,9 +12,14 @@ import (
 //
 // Lock order: the dispatcher's lock guards the queue; under it the
 // registry's or the lease table's may be taken, never both at once, and
-// neither takes another. A build that has not ended is queued or leased:
-// what moves one from a lease back to the queue does it under the
-// dispatcher's lock, and cancel looks under it.
+// neither takes another. Hand-back and decline end a lease and queue the
+// build again in one step under the dispatcher's lock. Other moves are not
+// one step: a dispatch takes a build out of the queue before its store
+// write and starts its lease after; a recovery drops the lease before its
+// store write and queues the build after; a trigger stores a build before
+// it is queued. A cancel that falls in such a window finds the build
+// neither queued nor leased and answers that it has ended, as it did
+// under one mutex: the store, not this index, is the truth.
 type dispatcher struct {
 	agents *agentRegistry
 	leases *leaseTable
