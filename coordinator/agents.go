@@ -243,11 +243,25 @@ func (r *agentRegistry) unplace(conn *agentConn) {
 
 // leased makes a build placed on conn a hold of its agent's, now that its
 // attempt is leased there: from here on heartbeats account for it.
-func (r *agentRegistry) leased(conn *agentConn, build string, attempt int) {
+//
+// The connection may have ended since the build was placed on it. If its
+// end found no build to wait for, it is now lost with this one (orphaned:
+// the caller starts its grace); if the agent is connected again on
+// another stream, that stream never heard of the build (restarted: the
+// caller queues it again at once).
+func (r *agentRegistry) leased(conn *agentConn, build string, attempt int) (orphaned, restarted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	conn.room.placed()
 	r.holdLocked(conn.id, build, hold{attempt, conn.room.need})
+	switch current := r.conns[conn.id]; {
+	case current == conn || r.lost[conn.id] == conn:
+		return false, false // connected, or lost with a grace running
+	case current != nil:
+		return false, true
+	}
+	r.lost[conn.id] = conn
+	return true, false
 }
 
 // load makes an attempt found leased at start a hold of its agent's.

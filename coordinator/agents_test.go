@@ -221,3 +221,50 @@ func TestCordonedAndDrainingAgentsTakeNoBuilds(t *testing.T) {
 		t.Error("an agent no longer draining took no build")
 	}
 }
+
+// A build whose lease starts after its agent's stream ended is not left to
+// its lease: an agent gone with nothing else to wait for is lost with it
+// (its grace starts), one back on another stream never heard of it (it is
+// queued again at once), and one lost already waits out the grace running.
+func TestALeaseStartedOnAnEndedStreamIsNotLeftToItsLease(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		before              func(r *agentRegistry, conn *agentConn)
+		orphaned, restarted bool
+	}{
+		{"still connected", func(*agentRegistry, *agentConn) {}, false, false},
+		{"gone with nothing held", func(r *agentRegistry, conn *agentConn) { r.disconnect(conn) }, true, false},
+		{"gone with another build held", func(r *agentRegistry, conn *agentConn) {
+			r.leased(conn, "earlier", 1)
+			r.disconnect(conn)
+		}, false, false},
+		{"back on another stream", func(r *agentRegistry, conn *agentConn) {
+			r.disconnect(conn)
+			if _, err := r.connect(testConn("a1", 4), nil); err != nil {
+				t.Fatal(err)
+			}
+		}, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newAgentRegistry(time.Now)
+			conn := testConn("a1", 4)
+			if _, err := r.connect(conn, nil); err != nil {
+				t.Fatal(err)
+			}
+			if r.placeOne(&Build{ID: "b1"}) != conn {
+				t.Fatal("not placed")
+			}
+			c.before(r, conn)
+			orphaned, restarted := r.leased(conn, "b1", 1)
+			if orphaned != c.orphaned || restarted != c.restarted {
+				t.Errorf("leased = orphaned %v, restarted %v; want %v, %v", orphaned, restarted, c.orphaned, c.restarted)
+			}
+			if c.orphaned {
+				refs, lost := r.graceOver(conn)
+				if !lost || !slices.Contains(refs, attemptRef{"b1", 1}) {
+					t.Errorf("at the grace's end: %v, %v; want b1 queued again", refs, lost)
+				}
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/monkeyci/monkeyci/forge/status"
 )
@@ -80,7 +81,13 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 func (c *Coordinator) started(b *Build, conn *agentConn) {
 	// A new attempt has no events yet: none is stored, and that is known.
 	ref := c.statuses.refOf(b)
-	c.dispatcher.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, conn)
+	orphaned, restarted := c.dispatcher.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, conn)
+	switch {
+	case orphaned: // its stream ended while the build was being sent
+		time.AfterFunc(c.cfg.AgentGrace, func() { c.graceOver(conn) })
+	case restarted: // and its agent is back without it
+		go c.recover(conn.id, []attemptRef{{b.ID, b.Attempt}}, ReasonAgentRestarted)
+	}
 	c.changed()
 	c.metrics.assigned(b, c.cfg.Now())
 	var secrets map[string]string

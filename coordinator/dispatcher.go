@@ -139,12 +139,14 @@ func (d *dispatcher) pass() (placed []assignment, newReasons []placement) {
 
 // startLease makes l, an attempt placed on conn, the build's current
 // one: in the lease table, then as a hold on its agent (so that a
-// reconnection in between does not take it for one lost).
-func (d *dispatcher) startLease(id string, l lease, conn *agentConn) {
+// reconnection in between does not take it for one lost). It says whether
+// conn ended meanwhile with nothing else to wait for (orphaned), or its
+// agent is back on another stream (restarted): see agentRegistry.leased.
+func (d *dispatcher) startLease(id string, l lease, conn *agentConn) (orphaned, restarted bool) {
 	if old, ok := d.leases.start(id, l); ok {
 		d.agents.drop(old.agent, id, old.attempt)
 	}
-	d.agents.leased(conn, id, l.attempt)
+	return d.agents.leased(conn, id, l.attempt)
 }
 
 // endLease forgets the lease of an attempt that ended or was handed back,
