@@ -149,13 +149,20 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	default:
 		result = events.Error
 	}
+	// Where its status goes, read before the end is stored: a retry that
+	// follows at once starts a lease of its own in place of this one.
+	l, _ := c.leases.current(ba.GetBuildId())
+	forge := l.forge
+	if l.attempt != int(ba.GetAttempt()) {
+		forge = nil
+	}
 	err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage())
 	if err != nil && !errors.Is(err, ErrStale) {
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
-	l, _ := c.dispatcher.endLease(ba.GetBuildId(), int(ba.GetAttempt()))
+	c.dispatcher.endLease(ba.GetBuildId(), int(ba.GetAttempt()))
 	if err == nil {
-		c.buildEnded(ba.GetBuildId(), l.forge, result, d.GetMessage())
+		c.buildEnded(ba.GetBuildId(), forge, result, d.GetMessage())
 	} else {
 		c.notifyEnded(ba.GetBuildId())
 	}
