@@ -15,8 +15,8 @@ const httpd = "monkeyci/httpd:latest"
 
 // TestServiceJobs: a job that exposes a port is a service; two jobs that
 // depend on it reach it by its id as a host name, side by side, once it
-// accepts connections; it is stopped when they have ended (before a later
-// job ends), and counts as a success.
+// accepts connections; it is stopped when they have ended (a later job
+// sees it go away while the build still runs), and counts as a success.
 func TestServiceJobs(t *testing.T) {
 	f := newFixture(t, twoCPUs, true)
 	dockertest.RequireImage(t, httpd)
@@ -29,17 +29,17 @@ func TestServiceJobs(t *testing.T) {
   image: monkeyci/busybox:latest
   dependencies: [web]
   cpus: 0.25
-  script: ["wget -qO- http://web:8080/"]
+  script: ["` + meetBeforeExit("one", "two") + `", "wget -qO- http://web:8080/"]
 - id: two
   image: monkeyci/busybox:latest
   dependencies: [web]
   cpus: 0.25
-  script: ["wget -qO- http://web:8080/"]
+  script: ["` + meetBeforeExit("two", "one") + `", "wget -qO- http://web:8080/"]
 - id: later
   image: monkeyci/busybox:latest
   dependencies: [one, two]
   cpus: 0.25
-  script: ["sleep 1"]
+  script: ["i=0; while wget -q -T 1 -O /dev/null http://web:8080/ && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; ! wget -q -T 1 -O /dev/null http://web:8080/"]
 `, map[string]string{})
 	const build = "services"
 	var mu sync.Mutex
@@ -89,7 +89,6 @@ func TestServiceJobs(t *testing.T) {
 	before("job/ready web", "command/start two")
 	before("job/end one", "job/end web")
 	before("job/end two", "job/end web")
-	before("job/end web", "job/end later")
 	// one and two ran side by side: each started before the other ended.
 	before("command/start one", "job/end two")
 	before("command/start two", "job/end one")
@@ -152,6 +151,13 @@ func TestJobWithoutScriptRunsItsImagesCommand(t *testing.T) {
 	if got := rep.out("hello"); got != "hello from the image's own command\n" {
 		t.Errorf("printed %q", got)
 	}
+}
+
+// meetBeforeExit is a job line that says the job is up, in the shared
+// workspace, and waits (at most a minute) until other says so too: two
+// jobs with it have run side by side, whatever the machine's speed.
+func meetBeforeExit(self, other string) string {
+	return "touch /workspace/" + self + "-up; i=0; until [ -f /workspace/" + other + "-up ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done; [ -f /workspace/" + other + "-up ]"
 }
 
 func errString(err error) string {

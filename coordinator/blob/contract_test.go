@@ -240,7 +240,7 @@ func TestS3URLsReadWithoutKeysUntilTheyExpire(t *testing.T) {
 	if _, err := s.Put(ctx, "artifacts/b1/bin", strings.NewReader("the build's output")); err != nil {
 		t.Fatal(err)
 	}
-	u, err := s.GetURL(ctx, "artifacts/b1/bin", 2*time.Second)
+	u, err := s.GetURL(ctx, "artifacts/b1/bin", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestS3URLsReadWithoutKeysUntilTheyExpire(t *testing.T) {
 	if info, err := s.Stat(ctx, "artifacts/b1/bin"); err != nil || info.Size != int64(len("uploaded by an agent")) || info.SHA256 != "" {
 		t.Errorf("after a signed PUT: %+v %v (no digest until one is recorded)", info, err)
 	}
-	wait.For(t, "the URL to stop working once its 2 s are over", func() bool {
+	wait.For(t, "the URL to stop working once its 5 s are over", func() bool {
 		code, _ := get()
 		return code == http.StatusForbidden
 	})
