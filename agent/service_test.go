@@ -29,12 +29,12 @@ func TestServiceJobs(t *testing.T) {
   image: monkeyci/busybox:latest
   dependencies: [web]
   cpus: 0.25
-  script: ["` + meetBeforeExit("one", "two") + `", "wget -qO- http://web:8080/"]
+  script: ["`+meetBeforeExit("one", "two")+`", "wget -qO- http://web:8080/"]
 - id: two
   image: monkeyci/busybox:latest
   dependencies: [web]
   cpus: 0.25
-  script: ["` + meetBeforeExit("two", "one") + `", "wget -qO- http://web:8080/"]
+  script: ["`+meetBeforeExit("two", "one")+`", "wget -qO- http://web:8080/"]
 - id: later
   image: monkeyci/busybox:latest
   dependencies: [one, two]
