@@ -56,7 +56,7 @@ func TestQueuedBuildsSayWhyTheyWaitAndGoWhenAnAgentCan(t *testing.T) {
 
 	plain := join("plain", nil)
 	assigned(plain, first)
-	waitWaiting(t, f, linux.ID, "no connected agent has the labels os=linux")
+	waitWaiting(t, f, linux.ID, "no connected agent has the labels os=linux: start one with --labels os=linux")
 
 	// The only agent is full: new builds say so, one by one.
 	second, third := trigger(nil), trigger(nil)

@@ -171,7 +171,8 @@ func (f *agentRooms) whyNone(labels map[string]string) string {
 	}
 	switch {
 	case labelled == 0:
-		return "no connected agent has the labels " + formatLabels(labels)
+		// Said with what to do: an agent is given labels at its start.
+		return "no connected agent has the labels " + formatLabels(labels) + ": start one with --labels " + formatLabels(labels)
 	case open == 0:
 		return "every agent that could take it is cordoned or draining"
 	}

@@ -50,7 +50,7 @@ var linux = map[string]string{"os": "linux"}
 const (
 	noAgent  = "waits: no agent is connected"
 	busy     = "waits: waiting for capacity: every agent that could take it is busy"
-	noLinux  = "waits: no connected agent has the labels os=linux"
+	noLinux  = "waits: no connected agent has the labels os=linux: start one with --labels os=linux"
 	shutting = "waits: every agent that could take it is cordoned or draining"
 )
 
