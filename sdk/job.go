@@ -182,7 +182,7 @@ func (c *Client) Status(ctx context.Context, ids ...string) ([]Status, error) {
 	for _, j := range resp.GetJobs() {
 		out = append(out, Status{
 			ID: j.GetId(), State: State(j.GetState()), Exit: int(j.GetExit()), Message: j.GetMessage(),
-			Deps: j.GetDeps(), Duration: j.GetDuration().AsDuration(), Action: j.GetAction(), Expose: ports(j.GetExpose()),
+			Deps: j.GetDeps(), Duration: j.GetDuration().AsDuration(), Action: j.GetAction(), Expose: jobapi.PortsFromProto(j.GetExpose()),
 		})
 	}
 	return out, nil
@@ -233,14 +233,6 @@ func artifacts(as []Artifact) []*jobapi.Artifact {
 	var out []*jobapi.Artifact
 	for _, a := range as {
 		out = append(out, &jobapi.Artifact{Id: a.ID, Path: a.Path})
-	}
-	return out
-}
-
-func ports(ps []int32) []int {
-	var out []int
-	for _, p := range ps {
-		out = append(out, int(p))
 	}
 	return out
 }

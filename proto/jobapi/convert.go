@@ -61,7 +61,7 @@ func JobFromProto(s *JobSpec) (pipeline.Job, error) {
 		Cmd:              s.GetCmd(),
 		Labels:           s.GetLabels(),
 		Arch:             s.GetArch(),
-		Expose:           portsFromProto(s.GetExpose()),
+		Expose:           PortsFromProto(s.GetExpose()),
 		CreditMultiplier: int(s.GetCreditMultiplier()),
 	})
 }
@@ -75,7 +75,8 @@ func PortsToProto(ports []int) []int32 {
 	return out
 }
 
-func portsFromProto(ports []int32) []int {
+// PortsFromProto is a list of ports off the wire.
+func PortsFromProto(ports []int32) []int {
 	var out []int
 	for _, p := range ports {
 		out = append(out, int(p))
