@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -140,10 +141,18 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 		// Not everything is stored yet: the agent resends from seq.
 		return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq})
 	}
+	result, message := events.Result(d.GetResult()), d.GetMessage()
 	if needs := d.GetNeeds(); len(needs) > 0 {
-		return c.handBack(ctx, conn, ba, needs, d.GetMessage(), seq)
+		b, err := c.cfg.Store.GetBuild(ctx, ba.GetBuildId())
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "reading a build handed back: %v", err)
+		}
+		why := refusedNeeds(b.Labels, needs)
+		if why == "" {
+			return c.handBack(ctx, conn, ba, b, needs, message, seq)
+		}
+		result, message = events.Error, why // it ends here, saying why
 	}
-	result := events.Result(d.GetResult())
 	switch result {
 	case events.Success, events.Failure, events.Error, events.Canceled:
 	default:
@@ -156,13 +165,13 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	if l.attempt != int(ba.GetAttempt()) {
 		forge = nil
 	}
-	err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, d.GetMessage())
+	err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, message)
 	if err != nil && !errors.Is(err, ErrStale) {
 		return status.Errorf(codes.Unavailable, "ending the build: %v", err)
 	}
 	c.dispatcher.endLease(ba.GetBuildId(), int(ba.GetAttempt()))
 	if err == nil {
-		c.buildEnded(ba.GetBuildId(), forge, result, d.GetMessage())
+		c.buildEnded(ba.GetBuildId(), forge, result, message)
 	} else {
 		c.notifyEnded(ba.GetBuildId())
 	}
@@ -170,14 +179,26 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
 }
 
+// refusedNeeds says why a hand-back is refused, or "". What a build may
+// ask of its agent this way is its jobs' architecture: the build file
+// decides it, so it is taken as hostile input. It may add that label, never
+// change one the build was queued with (by its trigger or repository).
+func refusedNeeds(labels, needs map[string]string) string {
+	for k, v := range needs {
+		switch {
+		case k != "arch" || v != pipeline.ArchAMD && v != pipeline.ArchARM:
+			return fmt.Sprintf("its agent asked for an agent with %s=%s: only arch=amd or arch=arm can be asked for", k, v)
+		case labels[k] != "" && labels[k] != v:
+			return fmt.Sprintf("its jobs need %s=%s, and the build was queued for %s=%s", k, v, k, labels[k])
+		}
+	}
+	return ""
+}
+
 // handBack queues a build again for an agent with the labels it turned out
 // to need (its jobs' arch, say): the attempt that found it out ends here,
 // and the build waits for such an agent, saying so.
-func (c *Coordinator) handBack(ctx context.Context, conn *agentConn, ba *fleet.BuildAttempt, needs map[string]string, why string, seq int64) error {
-	b, err := c.cfg.Store.GetBuild(ctx, ba.GetBuildId())
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "reading a build handed back: %v", err)
-	}
+func (c *Coordinator) handBack(ctx context.Context, conn *agentConn, ba *fleet.BuildAttempt, b Build, needs map[string]string, why string, seq int64) error {
 	labels := maps.Clone(b.Labels)
 	if labels == nil {
 		labels = map[string]string{}
