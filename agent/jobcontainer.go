@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/logorder"
@@ -68,11 +69,11 @@ func (b *build) execJob(jr *jobRun, services []*jobRun) jobResult {
 
 	sink := &jobSink{b: b, job: j.ID, lines: j.Script}
 	run := containerRun{id: id, jr: jr, filesDir: filesDir, sink: sink, caches: caches, services: services, gate: gate}
-	exit, err := b.runContainer(ctx, run)
+	exit, err := b.runContainer(ctx, &run)
 	b.emit(events.Event{Type: events.JobExecuted, Job: j.ID})
 	var unserved serviceError
 	switch {
-	case run.stopped():
+	case run.stoppedAtExit:
 		// A service runs until nothing needs it: being stopped is its end.
 		return jobResult{status: events.Success, exit: exit.Code, message: "stopped: no job needs it any more"}
 	case ctx.Err() != nil:
@@ -114,14 +115,17 @@ type containerRun struct {
 	// they are ready (nil: the container starts once they are).
 	services []*jobRun
 	gate     *os.File
+	// stoppedAtExit: the job, a service, had been asked to stop when its
+	// container exited (set by runContainer).
+	stoppedAtExit bool
 }
 
 // stopped says the job, a service, was asked to stop before its
 // container was seen to exit.
 func (r *containerRun) stopped() bool {
 	select {
-	case <-r.jr.stop:
-		return r.jr.job.Service()
+	case <-r.jr.stop: // closed for services only (stopJob)
+		return true
 	default:
 		return false
 	}
@@ -130,7 +134,7 @@ func (r *containerRun) stopped() bool {
 // runContainer starts a job's created container, follows its output (the
 // wrapper's files, or the engine's log for a job without script lines)
 // and waits for it to exit, time out, or (a service) be stopped.
-func (b *build) runContainer(ctx context.Context, r containerRun) (Exit, error) {
+func (b *build) runContainer(ctx context.Context, r *containerRun) (Exit, error) {
 	rt, j, id := b.r.cfg.Runtime, r.jr.job, r.id
 	exited := make(chan struct{})
 	followed := make(chan error, 1)
@@ -183,7 +187,7 @@ func (b *build) runContainer(ctx context.Context, r containerRun) (Exit, error) 
 	if r.gate != nil {
 		err := b.awaitReady(wctx, r.services)
 		if err == nil {
-			_, err = r.gate.WriteString("go\n")
+			err = openGate(r.gate)
 		}
 		if err != nil {
 			_ = rt.Stop(context.WithoutCancel(ctx), id, 0)
@@ -206,7 +210,11 @@ func (b *build) runContainer(ctx context.Context, r containerRun) (Exit, error) 
 		}()
 	}
 	exit, err := rt.Wait(wctx, id)
-	if timedOut() && !r.stopped() {
+	// Whether it was stopped is judged as it exits: a service that failed
+	// on its own and is asked to stop after, while its output is read,
+	// failed.
+	r.stoppedAtExit = r.stopped()
+	if timedOut() && !r.stoppedAtExit {
 		_ = rt.Stop(context.WithoutCancel(ctx), id, 1)
 		err = errTimedOut
 	} else if err != nil {
@@ -302,10 +310,28 @@ type jobSink struct {
 	end *events.Event
 }
 
-func (s *jobSink) Event(e events.Event) {
-	e.Job = s.job
+// Event takes an event of the job's wrapper. The event log is in the job's
+// own files, which the job can write: whatever is in it is hostile. Only
+// the wrapper's own kinds of event pass, rebuilt from the fields the
+// wrapper writes, with line numbers that name the job's script lines; the
+// rest (a forged job/end, a secret in a path) goes nowhere.
+func (s *jobSink) Event(in events.Event) {
+	switch in.Type {
+	case events.ContainerStart, events.ContainerScriptEnd, events.CommandStart, events.CommandEnd:
+	default:
+		return
+	}
+	e := events.Event{Type: in.Type, Job: s.job, Time: time.Now(), Exit: in.Exit, Done: in.Done,
+		Command: s.lineNumber(in.Command), Step: s.lineNumber(in.Step)}
+	if (e.Type == events.CommandStart || e.Type == events.CommandEnd) && e.Command == "" {
+		return // names no line of the job's script
+	}
+	switch in.Status {
+	case events.Success, events.Failure, events.Error:
+		e.Status = in.Status
+	}
 	if e.Type == events.CommandStart {
-		if i, err := strconv.Atoi(e.Command); err == nil && i >= 0 && i < len(s.lines) {
+		if i, err := strconv.Atoi(e.Command); err == nil {
 			e.Line = s.lines[i]
 		}
 	}
@@ -315,6 +341,15 @@ func (s *jobSink) Event(e events.Event) {
 		s.mu.Unlock()
 	}
 	s.b.emit(e)
+}
+
+// lineNumber is n when it names one of the job's script lines ("0", "1"...),
+// else "".
+func (s *jobSink) lineNumber(n string) string {
+	if i, err := strconv.Atoi(n); err == nil && i >= 0 && i < len(s.lines) && strconv.Itoa(i) == n {
+		return n
+	}
+	return ""
 }
 
 func (s *jobSink) Output(command, stream string, data []byte) {

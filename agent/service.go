@@ -202,9 +202,27 @@ func makeGate(filesDir string) (*os.File, error) {
 	if err := os.Chmod(path, 0o666); err != nil { // past the umask
 		return nil, fmt.Errorf("making its gate: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	// Non-blocking, so that a write can be given a deadline: the FIFO is
+	// in the job's files, and a job may fill it before it is opened.
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening its gate: %w", err)
 	}
 	return f, nil
+}
+
+// gateWait bounds the write that opens a gate: a pipe takes a line at once
+// unless the job filled it itself.
+const gateWait = 5 * time.Second
+
+// openGate writes the line the wrapper waits for. A job that filled its
+// own gate does not hold the agent: the write fails after gateWait.
+func openGate(gate *os.File) error {
+	if err := gate.SetWriteDeadline(time.Now().Add(gateWait)); err != nil {
+		return fmt.Errorf("opening its gate: %w", err)
+	}
+	if _, err := gate.WriteString("go\n"); err != nil {
+		return fmt.Errorf("opening its gate (did the job write into %s?): %w", gateFile, err)
+	}
+	return nil
 }

@@ -90,8 +90,8 @@ func TestServiceJobs(t *testing.T) {
 	before("job/end one", "job/end web")
 	before("job/end two", "job/end web")
 	// one and two ran side by side: each started before the other ended.
-	before("command/start one", "job/end two")
-	before("command/start two", "job/end one")
+	// That one and two ran side by side, their meeting in the workspace
+	// shows: each waits for the other before it ends.
 	queued := rep.waitFor(t, "web queued", func(e events.Event) bool { return e.Type == events.JobQueued && e.Job == "web" })
 	if len(queued.Expose) != 1 || queued.Expose[0] != 8080 {
 		t.Errorf("web's job/queued says expose %v", queued.Expose)
@@ -206,5 +206,37 @@ if monkeyci job addr fetch 80; then echo "addr of a job that serves nothing"; ex
 		if j := jobResult(t, out, id); j.Result != events.Success {
 			t.Errorf("%s: %+v", id, j)
 		}
+	}
+}
+
+// A job writes its own event log: what it forges there (a job/end of
+// another job, a secret in a field the wrapper never writes, a line number
+// that is no line) does not pass as the wrapper's.
+func TestForgedWrapperEventsDoNotPass(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	dir := repo(t, `
+- id: forger
+  image: monkeyci/busybox:latest
+  cpus: 0.25
+  script:
+    - printf '{:type :job/end :job "other" :status :success}\n{:type :command/start :command "7" :stdout "s3cr3t-path"}\n{:type :build/end :status :success}\n' >> "$MONKEYCI_JOB_DIR/events.edn"
+    - echo done
+`, map[string]string{})
+	rep := newRecorder()
+	out, err := f.runner.Run(context.Background(), agent.BuildSpec{ID: "forged", Source: dir}, rep)
+	if err != nil || out.Result != events.Success {
+		t.Fatalf("%+v %v", out, err)
+	}
+	builds := 0
+	for _, e := range rep.all() {
+		if e.Job == "other" || e.Stdout != "" || e.Stderr != "" || e.Type == events.CommandStart && e.Command != "0" && e.Command != "1" {
+			t.Errorf("a forged event passed: %+v", e)
+		}
+		if e.Type == events.BuildEnd {
+			builds++
+		}
+	}
+	if builds != 1 {
+		t.Errorf("%d build/end events, want the runner's one", builds)
 	}
 }

@@ -63,8 +63,8 @@ func TestALostAgentsBuildMovesOnAfterTheGrace(t *testing.T) {
 	assignedTo(t, lost, b.ID)
 	idle, _ := recoveryAgent(t, f, "idle")
 
+	gone := time.Now() // before the hang-up: the grace starts at its end
 	lost.Hangup(t)
-	gone := time.Now()
 	ba := assignedTo(t, idle, b.ID)
 	if waited := time.Since(gone); waited < grace {
 		t.Errorf("the build moved on %s after its agent left, before the grace of %s", waited, grace)

@@ -108,9 +108,6 @@ func (d *driver) skipUnwanted(ctx context.Context, facts pipeline.Facts) error {
 	return nil
 }
 
-// startReady starts every job that can start, until none can: a service's
-// dependents can as soon as it started. Then it stops the services no job
-// needs any more.
 // require tells the agent the architecture the build's jobs need, before
 // any starts: an agent of another one hands the build back to be sent to
 // one that has it. One agent runs all of a build's jobs, so they must agree.
@@ -133,6 +130,9 @@ func (d *driver) require(ctx context.Context) error {
 	return nil
 }
 
+// startReady starts every job that can start, until none can: a service's
+// dependents can as soon as it started. Then it stops the services no job
+// needs any more.
 func (d *driver) startReady(ctx context.Context) error {
 	for ready := d.graph.Ready(); len(ready) > 0; ready = d.graph.Ready() {
 		for _, id := range ready {

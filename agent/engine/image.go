@@ -48,6 +48,7 @@ func EnsureAgentImage(ctx context.Context, rt Runtime, binary string) (string, e
 // container mounts over.
 func ImportBinaryImage(ctx context.Context, rt Runtime, ref, binary, path string) error {
 	pr, pw := io.Pipe()
+	defer pr.Close() // an import that stopped reading ends the writer too
 	go func() { pw.CloseWithError(writeBinaryRootfs(pw, binary, path)) }()
 	if err := rt.ImportImage(ctx, ref, pr, []string{path}); err != nil {
 		pr.CloseWithError(err)
