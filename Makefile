@@ -7,7 +7,7 @@ PKGS     := ./...
 RACEPKGS := ./agent/... ./sidecar/... ./console/... ./script/... ./coordinator/... ./admin/... ./forge/... ./secret/... ./sdk/... ./buildscript/...
 FUZZTIME ?= 10s
 
-.PHONY: all build images tools test short race fuzz bench proto vet clean
+.PHONY: all build images tools test short fuzz bench proto clean
 
 all: build
 
@@ -20,7 +20,7 @@ images:
 
 # Servers the tests start as processes of their own: versitygw, an
 # S3-compatible store (coordinator/blob's tests; internal/s3test).
-GOBIN    := $(shell $(GO) env GOPATH)/bin
+GOBIN    := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 tools:
 	@command -v versitygw >/dev/null || test -x $(GOBIN)/versitygw || \
 		{ echo "installing versitygw (the S3 server the tests run against)"; $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0; }

@@ -135,7 +135,11 @@ func (p *Printer) track(e events.Event) string {
 			return fmt.Sprintf("%-*s  %s; %s", p.width, e.Job, j.describe(time.Time{}), c)
 		}
 	case events.JobReady:
-		j.state, j.ready = "serving on port "+pipeline.JoinPorts(e.Expose), true
+		ports := "port "
+		if len(e.Expose) > 1 {
+			ports = "ports "
+		}
+		j.state, j.ready = "serving on "+ports+pipeline.JoinPorts(e.Expose), true
 		p.requeued()
 	case events.JobEnd, events.JobSkipped:
 		j.state, j.took, j.message = string(e.Status), e.Duration, e.Message

@@ -238,9 +238,9 @@ func (d *jobDecoder) ports(what string, v *node) []int {
 	for i, item := range items {
 		n, ok := whole(item)
 		switch {
-		case item.kind != kInt && item.kind != kFloat || !ok:
+		case item.kind != kInt && item.kind != kFloat:
 			d.errs.add(item.pos, "%s[%d]: expected a port number, got %s", what, i, item.describe())
-		case n < 1 || n > 65535:
+		case !ok || n < 1 || n > 65535:
 			d.errs.add(item.pos, "%s[%d]: port %s is out of range, expected 1 to 65535", what, i, item.text)
 		case slices.Contains(out, int(n)):
 			d.errs.add(item.pos, "%s[%d]: port %d is listed twice", what, i, n)

@@ -30,8 +30,8 @@ dashboard, forges' webhooks (/webhooks/FORGE), /healthz and Prometheus
 /metrics on --http-listen. The join token lets agents join (each then gets
 its own credential); the admin token lets the command line in. Both come
 from their flags, MONKEYCI_JOIN_TOKEN and MONKEYCI_ADMIN_TOKEN, or are
-generated on first start, kept in the data dir and printed then only. Repositories' secrets are
-encrypted with the master key in MONKEYCI_MASTER_KEY (base64 or hex of 32
+generated on first start, kept in the data dir and printed then only.
+Repositories' secrets are encrypted with the master key in MONKEYCI_MASTER_KEY (base64 or hex of 32
 bytes), or else in the data dir's master.key, made on first start: back it up.
 
 With --pool it also sizes a pool of agents: every --pool-step it wants

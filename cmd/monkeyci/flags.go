@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 
@@ -85,10 +86,11 @@ func (c *capacityFlags) resources() (agent.Resources, error) {
 // capacityOf is --cpus and --memory (or flags like them) as resources; no
 // memory is the machine's.
 func capacityOf(cpus float64, memory string) (agent.Resources, error) {
-	if cpus <= 0 {
-		return agent.Resources{}, fmt.Errorf("--cpus %v: expected a number above 0", cpus)
+	if !(cpus > 0) || math.IsInf(cpus, 0) {
+		return agent.Resources{}, fmt.Errorf("--cpus %v: expected a number above 0, like 2 or 0.5", cpus)
 	}
-	r := agent.Resources{MilliCPUs: int64(cpus * 1000)}
+	// Thousandths, rounded as a job's cpus are (pipeline.Job.MilliCPUs).
+	r := agent.Resources{MilliCPUs: int64(math.Round(cpus * 1000))}
 	if memory == "" {
 		total, err := agent.MachineMemory()
 		if err != nil {

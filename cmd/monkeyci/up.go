@@ -28,8 +28,9 @@ func newUpCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Run a coordinator and one agent in one process, on the embedded defaults",
 		Long: `up starts a coordinator (state in --data-dir) and an agent that runs builds
 on the local Docker engine, in one process, and prints the addresses and, on
-the first start of --data-dir, the admin token. Trigger builds with 'monkeyci trigger'. Ctrl-C drains the agent
-(its builds finish); a second Ctrl-C cancels them.
+the first start of --data-dir, the admin token. Trigger builds with
+'monkeyci trigger'. Ctrl-C drains the agent (its builds finish); a second
+Ctrl-C cancels them.
 
 With --build DIR it builds DIR through the fleet once, follows the build as
 'monkeyci trigger --wait' does, then stops, exiting 0 if the build succeeded

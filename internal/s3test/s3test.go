@@ -90,14 +90,23 @@ func binary() string {
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p
 	}
+	if gobin := os.Getenv("GOBIN"); gobin != "" {
+		if p := filepath.Join(gobin, "versitygw"); exists(p) {
+			return p
+		}
+	}
 	gopath := os.Getenv("GOPATH")
 	if gopath == "" {
 		home, _ := os.UserHomeDir()
 		gopath = filepath.Join(home, "go")
 	}
-	p := filepath.Join(gopath, "bin", "versitygw")
-	if _, err := os.Stat(p); err == nil {
+	if p := filepath.Join(gopath, "bin", "versitygw"); exists(p) {
 		return p
 	}
 	return ""
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
