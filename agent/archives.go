@@ -31,7 +31,7 @@ func (b *build) artifactFile(id string) string {
 }
 
 func (b *build) cacheFile(scope, id string) string {
-	return CacheFile(b.r.cfg.CacheDir, b.spec.Repo, scope, id)
+	return CacheFile(b.r.tier.dir, b.spec.Repo, scope, id)
 }
 
 // CacheFile is where cache id of a repository's scope lives under cacheDir.
@@ -49,41 +49,91 @@ func hashName(s string) string {
 // names already.
 func fileKey(id string) string { return id + ".tar" }
 
+// Blobs keeps a build's archives beyond this agent, in the fleet's blob
+// store (package link reaches it through the coordinator), so that the
+// next build finds its caches on whichever agent it runs, and an
+// artifact outlives the agent that made it. Nil: this agent's disk only.
+type Blobs interface {
+	// Open reads an archive (ErrNoArchive when none was saved). Its bytes
+	// are fetched from the first Read: one closed unread costs nothing.
+	Open(ctx context.Context, a ArchiveRef) (io.ReadCloser, ArchiveInfo, error)
+	// Save stores the archive in file, whose size and digest are info.
+	// It has counted as saved once Save returns nil.
+	Save(ctx context.Context, a ArchiveRef, file string, info ArchiveInfo) error
+}
+
+// ArchiveRef names an archive of the build: the coordinator decides what
+// it means (which scope, which key).
+type ArchiveRef struct {
+	Kind ArchiveKind
+	// ID is the artifact's or cache's id; a cache keyed by files has the
+	// digest of their content after an '@'.
+	ID string
+	// Fallback reads a cache of the build's fallback scope.
+	Fallback bool
+	// FromBuild reads an artifact of an earlier build of the repository.
+	FromBuild string
+}
+
+// ArchiveKind is an artifact or a cache.
+type ArchiveKind string
+
+// Archive kinds.
+const (
+	KindArtifact ArchiveKind = "artifact"
+	KindCache    ArchiveKind = "cache"
+)
+
+// ArchiveInfo is an archive's size and sha256 (hex).
+type ArchiveInfo struct {
+	Size   int64
+	SHA256 string
+}
+
+// ErrNoArchive is Blobs.Open's answer for an archive nobody saved.
+var ErrNoArchive = errors.New("nothing saved under that id")
+
 // saveArchive copies containerPath out of container id into file (written
 // atomically, so a failed save never leaves half a cache), its entries
 // relative to containerPath.
-func saveArchive(ctx context.Context, rt Runtime, id, containerPath, file string) error {
+func saveArchive(ctx context.Context, rt Runtime, id, containerPath, file string) (ArchiveInfo, error) {
 	rc, err := rt.CopyFrom(ctx, id, containerPath)
 	if err != nil {
-		return err
+		return ArchiveInfo{}, err
 	}
 	defer rc.Close()
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".save-*")
+	return writeArchive(file, nil, func(w io.Writer) error { return archive.Relative(w, rc) })
+}
+
+// fetchArchive reads an archive of the fleet's store into file, unless
+// file already holds it (the same digest): it reports whether it read.
+func fetchArchive(ctx context.Context, blobs Blobs, a ArchiveRef, file string) (fetched bool, err error) {
+	rc, info, err := blobs.Open(ctx, a)
 	if err != nil {
-		return err
+		return false, err
 	}
-	defer os.Remove(tmp.Name())
-	if err := archive.Relative(tmp, rc); err != nil {
-		tmp.Close()
-		return err
+	defer rc.Close()
+	if digestOf(file) == info.SHA256 {
+		return false, nil
 	}
-	if err := tmp.Close(); err != nil {
+	_, err = writeArchive(file, &info, func(w io.Writer) error {
+		_, err := io.Copy(w, rc)
 		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("fetching %s %q: %w", a.Kind, a.ID, err)
 	}
-	return os.Rename(tmp.Name(), file)
+	return true, nil
 }
 
 // restoreArchive places file at dest (absolute) in container id, and only
 // there: the whole archive is checked before the engine sees a byte of
 // it, so a refused entry (archive.RefusedError) leaves nothing behind. A
-// missing file is reported with errNoArchive.
+// missing file is reported with ErrNoArchive.
 func restoreArchive(ctx context.Context, rt Runtime, id, file, dest string) error {
 	f, err := os.Open(file)
 	if errors.Is(err, os.ErrNotExist) {
-		return errNoArchive
+		return ErrNoArchive
 	}
 	if err != nil {
 		return err
@@ -104,8 +154,6 @@ func restoreArchive(ctx context.Context, rt Runtime, id, file, dest string) erro
 	}
 	return nil
 }
-
-var errNoArchive = errors.New("nothing saved under that id")
 
 // containerPath resolves a declared path (relative, checked by
 // pipeline.ArchivePath) against the job's work dir.
@@ -133,10 +181,13 @@ func (b *build) cacheScope() CacheScope {
 // cache came from. A cache missing from the build's scope is read from
 // its fallback scope, if it has one.
 func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cache, error) {
-	rt := b.r.cfg.Runtime
+	ctx, rt := b.jobsCtx, b.r.cfg.Runtime
 	for _, a := range j.RestoreArtifacts {
-		err := restoreArchive(b.jobsCtx, rt, id, b.artifactFile(a.ID), containerPath(workDir, a.Path))
-		if errors.Is(err, errNoArchive) {
+		file, err := b.artifact(ctx, a.ID)
+		if err == nil {
+			err = restoreArchive(ctx, rt, id, file, containerPath(workDir, a.Path))
+		}
+		if errors.Is(err, ErrNoArchive) {
 			return nil, fmt.Errorf("artifact %q was not saved by any job that ran before", a.ID)
 		}
 		if err != nil {
@@ -151,8 +202,11 @@ func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cac
 			if from == "" {
 				continue
 			}
-			err := restoreArchive(b.jobsCtx, rt, id, b.cacheFile(from, c.ID), containerPath(workDir, c.Path))
-			if errors.Is(err, errNoArchive) {
+			file, err := b.cache(ctx, from, from == scope.Fallback, c.ID)
+			if err == nil {
+				err = restoreArchive(ctx, rt, id, file, containerPath(workDir, c.Path))
+			}
+			if errors.Is(err, ErrNoArchive) {
 				continue
 			}
 			if err != nil {
@@ -166,14 +220,53 @@ func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cac
 	return caches, nil
 }
 
+// artifact is the file of an artifact of the build: on this agent's
+// disk, or fetched from the fleet's store (ErrNoArchive: in neither).
+func (b *build) artifact(ctx context.Context, id string) (string, error) {
+	file := b.artifactFile(id)
+	if _, err := os.Stat(file); err == nil || b.spec.Blobs == nil {
+		return file, nil // restoreArchive says when it is missing
+	}
+	if _, err := fetchArchive(ctx, b.spec.Blobs, ArchiveRef{Kind: KindArtifact, ID: id}, file); err != nil {
+		return "", err
+	}
+	return file, nil
+}
+
+// cache is the file of a cache of the scope: from the fleet's store when
+// the agent's tier does not hold the same (ErrNoArchive: neither has it).
+func (b *build) cache(ctx context.Context, scope string, fallback bool, id string) (string, error) {
+	file, t := b.cacheFile(scope, id), b.r.tier
+	if b.spec.Blobs != nil {
+		fetched, err := fetchArchive(ctx, b.spec.Blobs, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback}, file)
+		if err != nil && !errors.Is(err, ErrNoArchive) {
+			// A cache only saves time: the job runs without it.
+			b.r.cfg.Logger.Warn("could not fetch a cache; the job runs without it", "build", b.spec.ID, "cache", id, "scope", scope, "error", err)
+			err = ErrNoArchive
+		}
+		if err != nil {
+			return "", err
+		}
+		if fetched {
+			b.trimTier()
+		}
+	}
+	t.used(file)
+	return file, nil
+}
+
 // save keeps the job's artifacts and, when it succeeded, its caches in the
-// build's own scope (never its fallback). It returns what went wrong, in
-// words, or "".
+// build's own scope (never its fallback): on this agent's disk, and in
+// the fleet's store. It returns what went wrong, in words, or "".
 func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) string {
 	ctx, rt := context.WithoutCancel(b.jobsCtx), b.r.cfg.Runtime
 	var problems []string
 	for _, a := range j.SaveArtifacts {
-		err := saveArchive(ctx, rt, id, containerPath(workDir, a.Path), b.artifactFile(a.ID))
+		file := b.artifactFile(a.ID)
+		info, err := saveArchive(ctx, rt, id, containerPath(workDir, a.Path), file)
+		if err == nil && b.spec.Blobs != nil {
+			err = b.spec.Blobs.Save(ctx, ArchiveRef{Kind: KindArtifact, ID: a.ID}, file, info)
+		}
 		switch {
 		case errors.Is(err, ErrPathNotFound):
 			problems = append(problems, fmt.Sprintf("artifact %q: %s does not exist after the job", a.ID, containerPath(workDir, a.Path)))
@@ -184,10 +277,25 @@ func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) 
 	if succeeded {
 		scope := b.cacheScope().Scope
 		for _, c := range j.Caches {
-			if err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), b.cacheFile(scope, c.ID)); err != nil {
+			file := b.cacheFile(scope, c.ID)
+			info, err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), file)
+			if err == nil && b.spec.Blobs != nil {
+				err = b.spec.Blobs.Save(ctx, ArchiveRef{Kind: KindCache, ID: c.ID}, file, info)
+			}
+			if err != nil {
 				b.r.cfg.Logger.Warn("could not save cache", "job", j.ID, "cache", c.ID, "scope", scope, "error", err)
 			}
 		}
+		b.trimTier()
 	}
 	return strings.Join(problems, "; ")
+}
+
+// trimTier keeps the agent's caches within their bound.
+func (b *build) trimTier() {
+	if n, err := b.r.tier.trim(); err != nil {
+		b.r.cfg.Logger.Warn("could not trim the cache dir", "error", err)
+	} else if n > 0 {
+		b.r.cfg.Logger.Debug("removed the least recently used caches", "count", n)
+	}
 }

@@ -45,8 +45,12 @@ type Config struct {
 	Binary string
 	// StateDir holds per-build sockets and job files (default: a temp dir).
 	StateDir string
-	// CacheDir keeps caches across builds of a repository.
+	// CacheDir keeps caches across builds of a repository: the agent's
+	// tier, in front of the fleet's store (BuildSpec.Blobs).
 	CacheDir string
+	// CacheSize bounds CacheDir: past it the least recently used caches
+	// go (0: no bound).
+	CacheSize int64
 	// Pause freezes script containers while they await their jobs.
 	Pause bool
 	// Script is what a running script container reserves (default 1 CPU, 1 GB);
@@ -70,6 +74,9 @@ type BuildSpec struct {
 	// Cache is the scope of the caches the build reads and writes
 	// (default LocalScope).
 	Cache CacheScope
+	// Blobs keeps the build's artifacts and caches in the fleet's store
+	// (nil: on this agent's disk only).
+	Blobs Blobs
 	// Source is the directory copied into the workspace.
 	Source string
 	// Fetch, if set, fills Source; it runs while the workspace volume and
@@ -131,6 +138,8 @@ type Runner struct {
 	image   string // made once; a failure (or a cancel) is tried again
 	binary  string // scriptBinary's copy, made once
 
+	tier *tier // the caches on this agent's disk
+
 	mu     sync.Mutex
 	builds map[string]*build // running, by id: what Unblock reaches
 }
@@ -171,7 +180,10 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if cfg.Pids == 0 {
 		cfg.Pids = DefaultPids
 	}
-	return &Runner{cfg: cfg, builds: map[string]*build{}}, nil
+	if cfg.CacheSize < 0 {
+		return nil, fmt.Errorf("runner: a negative cache size (%d)", cfg.CacheSize)
+	}
+	return &Runner{cfg: cfg, builds: map[string]*build{}, tier: &tier{dir: cfg.CacheDir, max: cfg.CacheSize}}, nil
 }
 
 // Prepare makes the script container's image, once. Run calls it too;

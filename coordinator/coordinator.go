@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/monkeyci/monkeyci/coordinator/blob"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
@@ -36,8 +38,10 @@ type LogKey = logstore.Key
 
 // Config is what a Coordinator needs; zero values take the defaults.
 type Config struct {
-	Store  Store
-	Logs   LogStore
+	Store Store
+	Logs  LogStore
+	// Blobs keeps builds' artifacts and caches (archives.go); nil: none.
+	Blobs  blob.Store
 	Logger hclog.Logger
 	// JoinToken lets a new agent join; it is exchanged for a credential.
 	JoinToken string

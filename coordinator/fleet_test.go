@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/link"
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/blob"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/events"
@@ -36,6 +38,7 @@ type fleetFixture struct {
 	c     *coordinator.Coordinator
 	store *sqlstore.Store
 	logs  *logstore.Store
+	blobs blob.Store
 	addr  string
 }
 
@@ -52,8 +55,12 @@ func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Confi
 	t.Cleanup(func() { _ = statuses.Close(context.Background()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	blobs, err := blob.OpenDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := coordinator.Config{
-		Store: store, Logs: logs, JoinToken: "join-secret", AdminToken: "admin-secret", Lease: lease, Logger: log,
+		Store: store, Logs: logs, Blobs: blobs, JoinToken: "join-secret", AdminToken: "admin-secret", Lease: lease, Logger: log,
 		Keys: keys, Statuses: statuses, PublicURL: "http://ci.example",
 	}
 	for _, o := range opts {
@@ -73,7 +80,7 @@ func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Confi
 	}
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	return &fleetFixture{dir: dir, c: c, store: store, logs: logs, addr: l.Addr().String()}
+	return &fleetFixture{dir: dir, c: c, store: store, logs: logs, blobs: cfg.Blobs, addr: l.Addr().String()}
 }
 
 // webhooks serves the coordinator's webhook handler at /webhooks/{forge},

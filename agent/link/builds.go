@@ -81,6 +81,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 		ID: specID(ba), Repo: a.GetRepo(), Source: dir, Params: a.GetParams(), Facts: facts,
 		Secrets: a.GetSecrets(), Reserved: reserved, Unblockable: true,
 		Cache: agent.CacheScope{Scope: a.GetCache().GetScope(), Fallback: a.GetCache().GetFallback()},
+		Blobs: l.blobsOf(ba),
 	}
 	if !local {
 		if spec.Source, err = os.MkdirTemp(l.cfg.StateDir, srcPattern); err != nil {

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -44,6 +45,9 @@ type Config struct {
 	// Joined, when set, is told the agent's id after its first welcome,
 	// and again whenever it joins as a new agent.
 	Joined func(id string)
+	// HTTP fetches and uploads archives at the URLs the coordinator hands
+	// out (default http.DefaultClient).
+	HTTP *http.Client
 }
 
 // srcPattern names the folders of the sources the agent fetches, in its
@@ -68,6 +72,9 @@ type Link struct {
 	changed  chan struct{} // closed and replaced when builds or draining change
 	id       string
 	token    string
+	// calls is the connection of calls outside the stream (blobs.go),
+	// made at the first; Run closes it.
+	calls *grpc.ClientConn
 	joined   bool // a session of this process was welcomed
 	// runs counts build goroutines: Run waits for them, so a canceled
 	// agent has removed its builds' containers before it returns.
@@ -84,6 +91,9 @@ func New(cfg Config) (*Link, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = http.DefaultClient
 	}
 	l := &Link{cfg: cfg, log: cfg.Logger, box: newOutbox(), builds: map[string]*running{}, changed: make(chan struct{})}
 	if err := l.loadIdentity(); err != nil {
@@ -127,6 +137,7 @@ func (l *Link) finished() bool {
 // Run keeps the agent connected until ctx ends, or until it has drained.
 // Builds run on ctx: canceling it cancels them.
 func (l *Link) Run(ctx context.Context) error {
+	defer l.closeCalls()
 	wait := 100 * time.Millisecond
 	for {
 		err := l.session(ctx)
@@ -149,6 +160,15 @@ func (l *Link) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (l *Link) closeCalls() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.calls != nil {
+		l.calls.Close()
+		l.calls = nil
 	}
 }
 

@@ -189,6 +189,24 @@ func contract(t *testing.T, open func(t *testing.T) Store) {
 			t.Errorf("after a canceled Put: %v", err)
 		}
 	})
+	t.Run("PutVerifiedRefusesAMismatch", func(t *testing.T) {
+		s := open(t)
+		body := "an artifact"
+		right := Info{Size: int64(len(body)), SHA256: sha256Hex(body)}
+		for _, want := range []Info{{Size: right.Size + 1, SHA256: right.SHA256}, {Size: right.Size, SHA256: sha256Hex("other")}} {
+			_, err := PutVerified(ctx, s, "artifacts/b/a.tar", strings.NewReader(body), want)
+			var mismatch *MismatchError
+			if !errors.As(err, &mismatch) {
+				t.Errorf("PutVerified of other bytes than said (%+v): %v", want, err)
+			}
+			if info, err := s.Stat(ctx, "artifacts/b/a.tar"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("after a refused upload: %+v %v", info, err)
+			}
+		}
+		if info, err := PutVerified(ctx, s, "artifacts/b/a.tar", strings.NewReader(body), right); err != nil || info.SHA256 != right.SHA256 {
+			t.Errorf("PutVerified of what was said: %+v %v", info, err)
+		}
+	})
 	t.Run("BadKeys", func(t *testing.T) {
 		s := open(t)
 		for _, k := range []string{"", "/abs", "a/../../etc", "a//b", "./a", "a\\b", "a\x00b", "a/", strings.Repeat("x", 256)} {
@@ -256,21 +274,51 @@ func TestS3URLsReadWithoutKeysUntilTheyExpire(t *testing.T) {
 	if code, body := get(); code != http.StatusOK || body != "the build's output" {
 		t.Fatalf("GET of a fresh URL: %d %q", code, body)
 	}
-	put, err := s.PutURL(ctx, "artifacts/b1/bin", time.Minute)
+	// An upload through a URL counts only once confirmed, and only the
+	// bytes whose digest was signed into it go in.
+	body := "uploaded by an agent"
+	want := Info{Size: int64(len(body)), SHA256: sha256Hex(body)}
+	put, headers, err := s.PutURL(ctx, "artifacts/b1/bin", time.Minute, want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPut, put, strings.NewReader("uploaded by an agent"))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT with a signed URL: %v %v", resp, err)
+	upload := func(body string) int {
+		req, _ := http.NewRequest(http.MethodPut, put, strings.NewReader(body))
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp.Body.Close()
-	if info, err := s.Stat(ctx, "artifacts/b1/bin"); err != nil || info.Size != int64(len("uploaded by an agent")) || info.SHA256 != "" {
-		t.Errorf("after a signed PUT: %+v %v (no digest until one is recorded)", info, err)
+	if code := upload("other bytes, same length"); code == http.StatusOK {
+		t.Errorf("a PUT of other bytes than were signed for: %d", code)
+	}
+	if code := upload(body); code != http.StatusOK {
+		t.Fatalf("PUT with a signed URL: %d", code)
+	}
+	if info, err := s.Stat(ctx, "artifacts/b1/bin"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after a signed PUT, before Confirm: %+v %v, want it not to count", info, err)
+	}
+	if _, err := s.Confirm(ctx, "artifacts/b1/bin", Info{Size: want.Size + 1, SHA256: want.SHA256}); err == nil {
+		t.Error("Confirm of another size than was put succeeded")
+	}
+	if info, err := s.Confirm(ctx, "artifacts/b1/bin", want); err != nil || info.Size != want.Size {
+		t.Fatalf("Confirm: %+v %v", info, err)
+	}
+	if info, err := s.Stat(ctx, "artifacts/b1/bin"); err != nil || info.SHA256 != want.SHA256 {
+		t.Errorf("after Confirm: %+v %v", info, err)
 	}
 	wait.For(t, "the URL to stop working once its 5 s are over", func() bool {
 		code, _ := get()
 		return code == http.StatusForbidden
 	})
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

@@ -3,9 +3,11 @@ package blob
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -16,7 +18,8 @@ import (
 
 // S3 is a Store in a bucket of any S3-compatible store (MinIO, Ceph,
 // versitygw, AWS, OCI's S3 compatibility endpoint), laid out as Dir is: a
-// blob under o/KEY, its digest under s/KEY. Puts of unknown length go up
+// blob under o/KEY, its digest under s/KEY. A blob counts once its digest
+// is there: an upload cut short, or not yet confirmed, has none. Puts of unknown length go up
 // as multipart uploads, a part at a time: a blob is never in memory whole.
 type S3 struct {
 	client *minio.Client
@@ -78,6 +81,10 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 	if err := CheckKey(key); err != nil {
 		return Info{}, err
 	}
+	// The old digest first: it must never stand for the new bytes.
+	if err := s.client.RemoveObject(ctx, s.bucket, "s/"+key, minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
+		return Info{}, fmt.Errorf("put %s: %w", key, err)
+	}
 	h := sha256.New()
 	up, err := s.client.PutObject(ctx, s.bucket, "o/"+key, io.TeeReader(r, h), -1,
 		minio.PutObjectOptions{PartSize: partSize, ContentType: "application/octet-stream"})
@@ -113,7 +120,11 @@ func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, s.wrap(key, err)
 	}
-	return Info{Key: key, Size: st.Size, SHA256: s.sum(ctx, key), Modified: st.LastModified}, nil
+	sum := s.sum(ctx, key)
+	if sum == "" { // put but not confirmed, or cut short: not saved
+		return Info{}, fmt.Errorf("blob %s: %w", key, ErrNotFound)
+	}
+	return Info{Key: key, Size: st.Size, SHA256: sum, Modified: st.LastModified}, nil
 }
 
 // sum reads a blob's digest, "" when there is none.
@@ -138,7 +149,9 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
 			return nil, fmt.Errorf("list blobs %q: %w", prefix, o.Err)
 		}
 		key := strings.TrimPrefix(o.Key, "o/")
-		out = append(out, Info{Key: key, Size: o.Size, SHA256: s.sum(ctx, key), Modified: o.LastModified})
+		if sum := s.sum(ctx, key); sum != "" {
+			out = append(out, Info{Key: key, Size: o.Size, SHA256: sum, Modified: o.LastModified})
+		}
 	}
 	return out, nil
 }
@@ -157,7 +170,7 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 }
 
 // GetURL is a URL that reads the blob without credentials until ttl has
-// passed: what an agent is handed instead of the bucket's keys.
+// passed.
 func (s *S3) GetURL(ctx context.Context, key string, ttl time.Duration) (string, error) {
 	if err := CheckKey(key); err != nil {
 		return "", err
@@ -169,29 +182,54 @@ func (s *S3) GetURL(ctx context.Context, key string, ttl time.Duration) (string,
 	return u.String(), nil
 }
 
-// PutURL is a URL that stores the blob, with one PUT of at most 5 GB,
-// without the bucket's keys until ttl has passed. What it stores has no
-// digest kept beside it (Info.SHA256 is "") until the coordinator checks
-// and records one.
-func (s *S3) PutURL(ctx context.Context, key string, ttl time.Duration) (string, error) {
+// PutURL is a URL that stores the blob, with one PUT of at most 5 GB. Its
+// sha256 is signed into the URL, so the store itself refuses other bytes
+// (BadDigest). The blob's earlier digest goes first: until Confirm, the
+// key holds nothing that counts.
+func (s *S3) PutURL(ctx context.Context, key string, ttl time.Duration, want Info) (string, map[string]string, error) {
 	if err := CheckKey(key); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	u, err := s.client.PresignedPutObject(ctx, s.bucket, "o/"+key, ttl)
-	if err != nil {
-		return "", fmt.Errorf("a URL to put %s: %w", key, err)
+	raw, err := hex.DecodeString(want.SHA256)
+	if err != nil || len(raw) != sha256.Size {
+		return "", nil, fmt.Errorf("a URL to put %s: %q is not a sha256", key, want.SHA256)
 	}
-	// An earlier blob's digest must not stand for the new one.
+	headers := map[string]string{"X-Amz-Checksum-Sha256": base64.StdEncoding.EncodeToString(raw)}
 	if err := s.client.RemoveObject(ctx, s.bucket, "s/"+key, minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
-		return "", fmt.Errorf("a URL to put %s: %w", key, err)
+		return "", nil, fmt.Errorf("a URL to put %s: %w", key, err)
 	}
-	return u.String(), nil
+	h := http.Header{}
+	for k, v := range headers {
+		h.Set(k, v)
+	}
+	u, err := s.client.PresignHeader(ctx, http.MethodPut, s.bucket, "o/"+key, ttl, nil, h)
+	if err != nil {
+		return "", nil, fmt.Errorf("a URL to put %s: %w", key, err)
+	}
+	return u.String(), headers, nil
 }
 
-var (
-	_ Signer = (*S3)(nil)
-	_ Signer = (*Served)(nil)
-)
+// Confirm checks the size of what a PutURL stored (the store checked its
+// digest) and records the digest: from then on the blob counts.
+func (s *S3) Confirm(ctx context.Context, key string, want Info) (Info, error) {
+	if err := CheckKey(key); err != nil {
+		return Info{}, err
+	}
+	st, err := s.client.StatObject(ctx, s.bucket, "o/"+key, minio.StatObjectOptions{})
+	if err != nil {
+		return Info{}, s.wrap(key, err)
+	}
+	got := Info{Key: key, Size: st.Size, SHA256: want.SHA256, Modified: st.LastModified}
+	if st.Size != want.Size {
+		return Info{}, &MismatchError{Key: key, Want: want, Got: got}
+	}
+	if _, err := s.client.PutObject(ctx, s.bucket, "s/"+key, strings.NewReader(want.SHA256), int64(len(want.SHA256)), minio.PutObjectOptions{}); err != nil {
+		return Info{}, fmt.Errorf("confirm %s: its digest: %w", key, err)
+	}
+	return got, nil
+}
+
+var _ Signer = (*S3)(nil)
 
 func (s *S3) wrap(key string, err error) error {
 	if isNoSuchKey(err) {

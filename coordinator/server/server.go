@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/blob"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
@@ -61,6 +62,9 @@ type Config struct {
 	// statuses); empty: http:// (https:// with HTTPTLS) and the HTTP
 	// listener's address.
 	PublicURL string
+	// Blobs is the --blobs URL of the store of artifacts and caches (""
+	// the data dir's folder blobs; package blob).
+	Blobs string
 	// Pool runs an autoscaled agent pool (nil: none).
 	Pool *PoolConfig
 }
@@ -130,6 +134,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	blobs, err := blob.Open(ctx, cfg.Blobs, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("--blobs: %w", err)
+	}
 	if hl, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return nil, fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
 	}
@@ -143,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	c, err := coordinator.New(runCtx, coordinator.Config{
-		Store: s.store, Logs: s.logs, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
+		Store: s.store, Logs: s.logs, Blobs: blobs, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	})
 	if err != nil {

@@ -75,7 +75,7 @@ func (x SetAgentRequest_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SetAgentRequest_Action.Descriptor instead.
 func (SetAgentRequest_Action) EnumDescriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{14, 0}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type TriggerRequest struct {
@@ -214,6 +214,231 @@ func (x *BuildRef) GetId() string {
 	return ""
 }
 
+type ArtifactInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Saved         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=saved,proto3" json:"saved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactInfo) Reset() {
+	*x = ArtifactInfo{}
+	mi := &file_fleet_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactInfo) ProtoMessage() {}
+
+func (x *ArtifactInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactInfo.ProtoReflect.Descriptor instead.
+func (*ArtifactInfo) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ArtifactInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ArtifactInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ArtifactInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ArtifactInfo) GetSaved() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Saved
+	}
+	return nil
+}
+
+type ListArtifactsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Build         string                 `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"` // the build's whole id
+	Artifacts     []*ArtifactInfo        `protobuf:"bytes,2,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListArtifactsResponse) Reset() {
+	*x = ListArtifactsResponse{}
+	mi := &file_fleet_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListArtifactsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListArtifactsResponse) ProtoMessage() {}
+
+func (x *ListArtifactsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListArtifactsResponse.ProtoReflect.Descriptor instead.
+func (*ListArtifactsResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListArtifactsResponse) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
+}
+
+func (x *ListArtifactsResponse) GetArtifacts() []*ArtifactInfo {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
+type ArtifactRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Build         string                 `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"` // a build's id, or the start of it
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactRef) Reset() {
+	*x = ArtifactRef{}
+	mi := &file_fleet_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactRef) ProtoMessage() {}
+
+func (x *ArtifactRef) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactRef.ProtoReflect.Descriptor instead.
+func (*ArtifactRef) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ArtifactRef) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
+}
+
+func (x *ArtifactRef) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// ArtifactChunk: the first has info, the others data.
+type ArtifactChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *ArtifactInfo          `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactChunk) Reset() {
+	*x = ArtifactChunk{}
+	mi := &file_fleet_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactChunk) ProtoMessage() {}
+
+func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
+func (*ArtifactChunk) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ArtifactChunk) GetInfo() *ArtifactInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *ArtifactChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type UnblockJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Build         string                 `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
@@ -224,7 +449,7 @@ type UnblockJobRequest struct {
 
 func (x *UnblockJobRequest) Reset() {
 	*x = UnblockJobRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[2]
+	mi := &file_fleet_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -236,7 +461,7 @@ func (x *UnblockJobRequest) String() string {
 func (*UnblockJobRequest) ProtoMessage() {}
 
 func (x *UnblockJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[2]
+	mi := &file_fleet_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -249,7 +474,7 @@ func (x *UnblockJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockJobRequest.ProtoReflect.Descriptor instead.
 func (*UnblockJobRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{2}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UnblockJobRequest) GetBuild() string {
@@ -295,7 +520,7 @@ type BuildInfo struct {
 
 func (x *BuildInfo) Reset() {
 	*x = BuildInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[3]
+	mi := &file_fleet_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +532,7 @@ func (x *BuildInfo) String() string {
 func (*BuildInfo) ProtoMessage() {}
 
 func (x *BuildInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[3]
+	mi := &file_fleet_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +545,7 @@ func (x *BuildInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
 func (*BuildInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{3}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BuildInfo) GetId() string {
@@ -467,7 +692,7 @@ type ListBuildsRequest struct {
 
 func (x *ListBuildsRequest) Reset() {
 	*x = ListBuildsRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[4]
+	mi := &file_fleet_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +704,7 @@ func (x *ListBuildsRequest) String() string {
 func (*ListBuildsRequest) ProtoMessage() {}
 
 func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[4]
+	mi := &file_fleet_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +717,7 @@ func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsRequest.ProtoReflect.Descriptor instead.
 func (*ListBuildsRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{4}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListBuildsRequest) GetRepo() string {
@@ -525,7 +750,7 @@ type ListBuildsResponse struct {
 
 func (x *ListBuildsResponse) Reset() {
 	*x = ListBuildsResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[5]
+	mi := &file_fleet_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +762,7 @@ func (x *ListBuildsResponse) String() string {
 func (*ListBuildsResponse) ProtoMessage() {}
 
 func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[5]
+	mi := &file_fleet_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +775,7 @@ func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBuildsResponse.ProtoReflect.Descriptor instead.
 func (*ListBuildsResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{5}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListBuildsResponse) GetBuilds() []*BuildInfo {
@@ -569,7 +794,7 @@ type GetBuildRequest struct {
 
 func (x *GetBuildRequest) Reset() {
 	*x = GetBuildRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[6]
+	mi := &file_fleet_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +806,7 @@ func (x *GetBuildRequest) String() string {
 func (*GetBuildRequest) ProtoMessage() {}
 
 func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[6]
+	mi := &file_fleet_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +819,7 @@ func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuildRequest.ProtoReflect.Descriptor instead.
 func (*GetBuildRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{6}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetBuildRequest) GetId() string {
@@ -615,7 +840,7 @@ type BuildDetail struct {
 
 func (x *BuildDetail) Reset() {
 	*x = BuildDetail{}
-	mi := &file_fleet_admin_proto_msgTypes[7]
+	mi := &file_fleet_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +852,7 @@ func (x *BuildDetail) String() string {
 func (*BuildDetail) ProtoMessage() {}
 
 func (x *BuildDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[7]
+	mi := &file_fleet_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +865,7 @@ func (x *BuildDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildDetail.ProtoReflect.Descriptor instead.
 func (*BuildDetail) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{7}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BuildDetail) GetBuild() *BuildInfo {
@@ -668,7 +893,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_fleet_admin_proto_msgTypes[8]
+	mi := &file_fleet_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +905,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[8]
+	mi := &file_fleet_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +918,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{8}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StoredEvent) GetAttempt() int32 {
@@ -729,7 +954,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[9]
+	mi := &file_fleet_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +966,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[9]
+	mi := &file_fleet_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +979,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{9}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LogsRequest) GetBuild() string {
@@ -806,7 +1031,7 @@ type LogsChunk struct {
 
 func (x *LogsChunk) Reset() {
 	*x = LogsChunk{}
-	mi := &file_fleet_admin_proto_msgTypes[10]
+	mi := &file_fleet_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1043,7 @@ func (x *LogsChunk) String() string {
 func (*LogsChunk) ProtoMessage() {}
 
 func (x *LogsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[10]
+	mi := &file_fleet_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1056,7 @@ func (x *LogsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsChunk.ProtoReflect.Descriptor instead.
 func (*LogsChunk) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{10}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LogsChunk) GetJob() string {
@@ -891,7 +1116,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[11]
+	mi := &file_fleet_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1128,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[11]
+	mi := &file_fleet_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1141,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{11}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{15}
 }
 
 type ListAgentsResponse struct {
@@ -928,7 +1153,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[12]
+	mi := &file_fleet_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1165,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[12]
+	mi := &file_fleet_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1178,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{12}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*AgentInfo {
@@ -982,7 +1207,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[13]
+	mi := &file_fleet_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1219,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[13]
+	mi := &file_fleet_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1232,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{13}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AgentInfo) GetId() string {
@@ -1097,7 +1322,7 @@ type SetAgentRequest struct {
 
 func (x *SetAgentRequest) Reset() {
 	*x = SetAgentRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[14]
+	mi := &file_fleet_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1334,7 @@ func (x *SetAgentRequest) String() string {
 func (*SetAgentRequest) ProtoMessage() {}
 
 func (x *SetAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[14]
+	mi := &file_fleet_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1347,7 @@ func (x *SetAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAgentRequest.ProtoReflect.Descriptor instead.
 func (*SetAgentRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{14}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetAgentRequest) GetId() string {
@@ -1148,7 +1373,7 @@ type AgentRef struct {
 
 func (x *AgentRef) Reset() {
 	*x = AgentRef{}
-	mi := &file_fleet_admin_proto_msgTypes[15]
+	mi := &file_fleet_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1385,7 @@ func (x *AgentRef) String() string {
 func (*AgentRef) ProtoMessage() {}
 
 func (x *AgentRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[15]
+	mi := &file_fleet_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1398,7 @@ func (x *AgentRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRef.ProtoReflect.Descriptor instead.
 func (*AgentRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{15}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AgentRef) GetId() string {
@@ -1193,7 +1418,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[16]
+	mi := &file_fleet_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1430,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[16]
+	mi := &file_fleet_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1443,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{16}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateTokenRequest) GetKind() string {
@@ -1247,7 +1472,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[17]
+	mi := &file_fleet_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1484,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[17]
+	mi := &file_fleet_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1497,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{17}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -1311,7 +1536,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[18]
+	mi := &file_fleet_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1548,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[18]
+	mi := &file_fleet_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1561,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{18}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type ListTokensResponse struct {
@@ -1348,7 +1573,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[19]
+	mi := &file_fleet_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1585,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[19]
+	mi := &file_fleet_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1598,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{19}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -1392,7 +1617,7 @@ type TokenRef struct {
 
 func (x *TokenRef) Reset() {
 	*x = TokenRef{}
-	mi := &file_fleet_admin_proto_msgTypes[20]
+	mi := &file_fleet_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1629,7 @@ func (x *TokenRef) String() string {
 func (*TokenRef) ProtoMessage() {}
 
 func (x *TokenRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[20]
+	mi := &file_fleet_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1642,7 @@ func (x *TokenRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRef.ProtoReflect.Descriptor instead.
 func (*TokenRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{20}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TokenRef) GetId() string {
@@ -1443,7 +1668,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[21]
+	mi := &file_fleet_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1680,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[21]
+	mi := &file_fleet_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1693,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{21}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -1535,7 +1760,7 @@ type Repo struct {
 
 func (x *Repo) Reset() {
 	*x = Repo{}
-	mi := &file_fleet_admin_proto_msgTypes[22]
+	mi := &file_fleet_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1772,7 @@ func (x *Repo) String() string {
 func (*Repo) ProtoMessage() {}
 
 func (x *Repo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[22]
+	mi := &file_fleet_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1785,7 @@ func (x *Repo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Repo.ProtoReflect.Descriptor instead.
 func (*Repo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{22}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Repo) GetName() string {
@@ -1649,7 +1874,7 @@ type RepoRef struct {
 
 func (x *RepoRef) Reset() {
 	*x = RepoRef{}
-	mi := &file_fleet_admin_proto_msgTypes[23]
+	mi := &file_fleet_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1886,7 @@ func (x *RepoRef) String() string {
 func (*RepoRef) ProtoMessage() {}
 
 func (x *RepoRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[23]
+	mi := &file_fleet_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1899,7 @@ func (x *RepoRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoRef.ProtoReflect.Descriptor instead.
 func (*RepoRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{23}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RepoRef) GetName() string {
@@ -1692,7 +1917,7 @@ type ListReposRequest struct {
 
 func (x *ListReposRequest) Reset() {
 	*x = ListReposRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[24]
+	mi := &file_fleet_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1929,7 @@ func (x *ListReposRequest) String() string {
 func (*ListReposRequest) ProtoMessage() {}
 
 func (x *ListReposRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[24]
+	mi := &file_fleet_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1942,7 @@ func (x *ListReposRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReposRequest.ProtoReflect.Descriptor instead.
 func (*ListReposRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{24}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{28}
 }
 
 type ListReposResponse struct {
@@ -1729,7 +1954,7 @@ type ListReposResponse struct {
 
 func (x *ListReposResponse) Reset() {
 	*x = ListReposResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[25]
+	mi := &file_fleet_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +1966,7 @@ func (x *ListReposResponse) String() string {
 func (*ListReposResponse) ProtoMessage() {}
 
 func (x *ListReposResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[25]
+	mi := &file_fleet_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +1979,7 @@ func (x *ListReposResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReposResponse.ProtoReflect.Descriptor instead.
 func (*ListReposResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{25}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListReposResponse) GetRepos() []*Repo {
@@ -1775,7 +2000,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[26]
+	mi := &file_fleet_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2012,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[26]
+	mi := &file_fleet_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2025,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{26}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetSecretRequest) GetRepo() string {
@@ -1834,7 +2059,7 @@ type SecretRef struct {
 
 func (x *SecretRef) Reset() {
 	*x = SecretRef{}
-	mi := &file_fleet_admin_proto_msgTypes[27]
+	mi := &file_fleet_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2071,7 @@ func (x *SecretRef) String() string {
 func (*SecretRef) ProtoMessage() {}
 
 func (x *SecretRef) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[27]
+	mi := &file_fleet_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2084,7 @@ func (x *SecretRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretRef.ProtoReflect.Descriptor instead.
 func (*SecretRef) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{27}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SecretRef) GetRepo() string {
@@ -1887,7 +2112,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_fleet_admin_proto_msgTypes[28]
+	mi := &file_fleet_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2124,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[28]
+	mi := &file_fleet_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2137,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{28}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SecretInfo) GetRepo() string {
@@ -1945,7 +2170,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[29]
+	mi := &file_fleet_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2182,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[29]
+	mi := &file_fleet_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2195,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{29}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
@@ -1988,7 +2213,7 @@ type PoolStatusRequest struct {
 
 func (x *PoolStatusRequest) Reset() {
 	*x = PoolStatusRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[30]
+	mi := &file_fleet_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2225,7 @@ func (x *PoolStatusRequest) String() string {
 func (*PoolStatusRequest) ProtoMessage() {}
 
 func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[30]
+	mi := &file_fleet_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2238,7 @@ func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusRequest.ProtoReflect.Descriptor instead.
 func (*PoolStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{30}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{34}
 }
 
 type PoolStatusResponse struct {
@@ -2035,7 +2260,7 @@ type PoolStatusResponse struct {
 
 func (x *PoolStatusResponse) Reset() {
 	*x = PoolStatusResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[31]
+	mi := &file_fleet_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2272,7 @@ func (x *PoolStatusResponse) String() string {
 func (*PoolStatusResponse) ProtoMessage() {}
 
 func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[31]
+	mi := &file_fleet_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2285,7 @@ func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusResponse.ProtoReflect.Descriptor instead.
 func (*PoolStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{31}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PoolStatusResponse) GetConfigured() bool {
@@ -2138,7 +2363,7 @@ type PoolInstance struct {
 
 func (x *PoolInstance) Reset() {
 	*x = PoolInstance{}
-	mi := &file_fleet_admin_proto_msgTypes[32]
+	mi := &file_fleet_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2375,7 @@ func (x *PoolInstance) String() string {
 func (*PoolInstance) ProtoMessage() {}
 
 func (x *PoolInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[32]
+	mi := &file_fleet_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2388,7 @@ func (x *PoolInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolInstance.ProtoReflect.Descriptor instead.
 func (*PoolInstance) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{32}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PoolInstance) GetId() string {
@@ -2242,7 +2467,7 @@ type PoolDecision struct {
 
 func (x *PoolDecision) Reset() {
 	*x = PoolDecision{}
-	mi := &file_fleet_admin_proto_msgTypes[33]
+	mi := &file_fleet_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2479,7 @@ func (x *PoolDecision) String() string {
 func (*PoolDecision) ProtoMessage() {}
 
 func (x *PoolDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[33]
+	mi := &file_fleet_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2492,7 @@ func (x *PoolDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDecision.ProtoReflect.Descriptor instead.
 func (*PoolDecision) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{33}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PoolDecision) GetTime() *timestamppb.Timestamp {
@@ -2318,7 +2543,21 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1a\n" +
 	"\bBuildRef\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\";\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"|\n" +
+	"\fArtifactInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x120\n" +
+	"\x05saved\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05saved\"l\n" +
+	"\x15ListArtifactsResponse\x12\x14\n" +
+	"\x05build\x18\x01 \x01(\tR\x05build\x12=\n" +
+	"\tartifacts\x18\x02 \x03(\v2\x1f.monkeyci.fleet.v1.ArtifactInfoR\tartifacts\"3\n" +
+	"\vArtifactRef\x12\x14\n" +
+	"\x05build\x18\x01 \x01(\tR\x05build\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"X\n" +
+	"\rArtifactChunk\x123\n" +
+	"\x04info\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.ArtifactInfoR\x04info\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\";\n" +
 	"\x11UnblockJobRequest\x12\x14\n" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\"\xc4\x05\n" +
@@ -2488,7 +2727,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1c\n" +
 	"\tinstances\x18\x03 \x03(\tR\tinstances\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\xc5\f\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason2\xf0\r\n" +
 	"\x05Admin\x12J\n" +
 	"\aTrigger\x12!.monkeyci.fleet.v1.TriggerRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12Y\n" +
 	"\n" +
@@ -2499,7 +2738,9 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"RetryBuild\x12\x1b.monkeyci.fleet.v1.BuildRef\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12P\n" +
 	"\n" +
 	"UnblockJob\x12$.monkeyci.fleet.v1.UnblockJobRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12F\n" +
-	"\x04Logs\x12\x1e.monkeyci.fleet.v1.LogsRequest\x1a\x1c.monkeyci.fleet.v1.LogsChunk0\x01\x12Y\n" +
+	"\x04Logs\x12\x1e.monkeyci.fleet.v1.LogsRequest\x1a\x1c.monkeyci.fleet.v1.LogsChunk0\x01\x12V\n" +
+	"\rListArtifacts\x12\x1b.monkeyci.fleet.v1.BuildRef\x1a(.monkeyci.fleet.v1.ListArtifactsResponse\x12Q\n" +
+	"\vGetArtifact\x12\x1e.monkeyci.fleet.v1.ArtifactRef\x1a .monkeyci.fleet.v1.ArtifactChunk0\x01\x12Y\n" +
 	"\n" +
 	"ListAgents\x12$.monkeyci.fleet.v1.ListAgentsRequest\x1a%.monkeyci.fleet.v1.ListAgentsResponse\x12L\n" +
 	"\bSetAgent\x12\".monkeyci.fleet.v1.SetAgentRequest\x1a\x1c.monkeyci.fleet.v1.AgentInfo\x12H\n" +
@@ -2531,122 +2772,133 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_fleet_admin_proto_goTypes = []any{
 	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
 	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
 	(*BuildRef)(nil),              // 2: monkeyci.fleet.v1.BuildRef
-	(*UnblockJobRequest)(nil),     // 3: monkeyci.fleet.v1.UnblockJobRequest
-	(*BuildInfo)(nil),             // 4: monkeyci.fleet.v1.BuildInfo
-	(*ListBuildsRequest)(nil),     // 5: monkeyci.fleet.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),    // 6: monkeyci.fleet.v1.ListBuildsResponse
-	(*GetBuildRequest)(nil),       // 7: monkeyci.fleet.v1.GetBuildRequest
-	(*BuildDetail)(nil),           // 8: monkeyci.fleet.v1.BuildDetail
-	(*StoredEvent)(nil),           // 9: monkeyci.fleet.v1.StoredEvent
-	(*LogsRequest)(nil),           // 10: monkeyci.fleet.v1.LogsRequest
-	(*LogsChunk)(nil),             // 11: monkeyci.fleet.v1.LogsChunk
-	(*ListAgentsRequest)(nil),     // 12: monkeyci.fleet.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),    // 13: monkeyci.fleet.v1.ListAgentsResponse
-	(*AgentInfo)(nil),             // 14: monkeyci.fleet.v1.AgentInfo
-	(*SetAgentRequest)(nil),       // 15: monkeyci.fleet.v1.SetAgentRequest
-	(*AgentRef)(nil),              // 16: monkeyci.fleet.v1.AgentRef
-	(*CreateTokenRequest)(nil),    // 17: monkeyci.fleet.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 18: monkeyci.fleet.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 19: monkeyci.fleet.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 20: monkeyci.fleet.v1.ListTokensResponse
-	(*TokenRef)(nil),              // 21: monkeyci.fleet.v1.TokenRef
-	(*TokenInfo)(nil),             // 22: monkeyci.fleet.v1.TokenInfo
-	(*Repo)(nil),                  // 23: monkeyci.fleet.v1.Repo
-	(*RepoRef)(nil),               // 24: monkeyci.fleet.v1.RepoRef
-	(*ListReposRequest)(nil),      // 25: monkeyci.fleet.v1.ListReposRequest
-	(*ListReposResponse)(nil),     // 26: monkeyci.fleet.v1.ListReposResponse
-	(*SetSecretRequest)(nil),      // 27: monkeyci.fleet.v1.SetSecretRequest
-	(*SecretRef)(nil),             // 28: monkeyci.fleet.v1.SecretRef
-	(*SecretInfo)(nil),            // 29: monkeyci.fleet.v1.SecretInfo
-	(*ListSecretsResponse)(nil),   // 30: monkeyci.fleet.v1.ListSecretsResponse
-	(*PoolStatusRequest)(nil),     // 31: monkeyci.fleet.v1.PoolStatusRequest
-	(*PoolStatusResponse)(nil),    // 32: monkeyci.fleet.v1.PoolStatusResponse
-	(*PoolInstance)(nil),          // 33: monkeyci.fleet.v1.PoolInstance
-	(*PoolDecision)(nil),          // 34: monkeyci.fleet.v1.PoolDecision
-	nil,                           // 35: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	nil,                           // 36: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 37: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
-	nil,                           // 38: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*ArtifactInfo)(nil),          // 3: monkeyci.fleet.v1.ArtifactInfo
+	(*ListArtifactsResponse)(nil), // 4: monkeyci.fleet.v1.ListArtifactsResponse
+	(*ArtifactRef)(nil),           // 5: monkeyci.fleet.v1.ArtifactRef
+	(*ArtifactChunk)(nil),         // 6: monkeyci.fleet.v1.ArtifactChunk
+	(*UnblockJobRequest)(nil),     // 7: monkeyci.fleet.v1.UnblockJobRequest
+	(*BuildInfo)(nil),             // 8: monkeyci.fleet.v1.BuildInfo
+	(*ListBuildsRequest)(nil),     // 9: monkeyci.fleet.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),    // 10: monkeyci.fleet.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),       // 11: monkeyci.fleet.v1.GetBuildRequest
+	(*BuildDetail)(nil),           // 12: monkeyci.fleet.v1.BuildDetail
+	(*StoredEvent)(nil),           // 13: monkeyci.fleet.v1.StoredEvent
+	(*LogsRequest)(nil),           // 14: monkeyci.fleet.v1.LogsRequest
+	(*LogsChunk)(nil),             // 15: monkeyci.fleet.v1.LogsChunk
+	(*ListAgentsRequest)(nil),     // 16: monkeyci.fleet.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),    // 17: monkeyci.fleet.v1.ListAgentsResponse
+	(*AgentInfo)(nil),             // 18: monkeyci.fleet.v1.AgentInfo
+	(*SetAgentRequest)(nil),       // 19: monkeyci.fleet.v1.SetAgentRequest
+	(*AgentRef)(nil),              // 20: monkeyci.fleet.v1.AgentRef
+	(*CreateTokenRequest)(nil),    // 21: monkeyci.fleet.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 22: monkeyci.fleet.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 23: monkeyci.fleet.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 24: monkeyci.fleet.v1.ListTokensResponse
+	(*TokenRef)(nil),              // 25: monkeyci.fleet.v1.TokenRef
+	(*TokenInfo)(nil),             // 26: monkeyci.fleet.v1.TokenInfo
+	(*Repo)(nil),                  // 27: monkeyci.fleet.v1.Repo
+	(*RepoRef)(nil),               // 28: monkeyci.fleet.v1.RepoRef
+	(*ListReposRequest)(nil),      // 29: monkeyci.fleet.v1.ListReposRequest
+	(*ListReposResponse)(nil),     // 30: monkeyci.fleet.v1.ListReposResponse
+	(*SetSecretRequest)(nil),      // 31: monkeyci.fleet.v1.SetSecretRequest
+	(*SecretRef)(nil),             // 32: monkeyci.fleet.v1.SecretRef
+	(*SecretInfo)(nil),            // 33: monkeyci.fleet.v1.SecretInfo
+	(*ListSecretsResponse)(nil),   // 34: monkeyci.fleet.v1.ListSecretsResponse
+	(*PoolStatusRequest)(nil),     // 35: monkeyci.fleet.v1.PoolStatusRequest
+	(*PoolStatusResponse)(nil),    // 36: monkeyci.fleet.v1.PoolStatusResponse
+	(*PoolInstance)(nil),          // 37: monkeyci.fleet.v1.PoolInstance
+	(*PoolDecision)(nil),          // 38: monkeyci.fleet.v1.PoolDecision
+	nil,                           // 39: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	nil,                           // 40: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	nil,                           // 41: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	nil,                           // 42: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
-	35, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	36, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	39, // 2: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	39, // 3: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	39, // 4: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
-	37, // 5: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
-	4,  // 6: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
-	4,  // 7: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
-	9,  // 8: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
-	14, // 9: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	38, // 10: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	39, // 11: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 12: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	39, // 13: monkeyci.fleet.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
-	22, // 14: monkeyci.fleet.v1.ListTokensResponse.tokens:type_name -> monkeyci.fleet.v1.TokenInfo
-	39, // 15: monkeyci.fleet.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	39, // 16: monkeyci.fleet.v1.TokenInfo.last_used:type_name -> google.protobuf.Timestamp
-	39, // 17: monkeyci.fleet.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	39, // 18: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
-	23, // 19: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
-	39, // 20: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
-	29, // 21: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
-	33, // 22: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
-	34, // 23: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
-	39, // 24: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
-	39, // 25: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
-	39, // 26: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
-	1,  // 27: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	5,  // 28: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	7,  // 29: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
-	2,  // 30: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	2,  // 31: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	3,  // 32: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
-	10, // 33: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	12, // 34: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	15, // 35: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	16, // 36: monkeyci.fleet.v1.Admin.RemoveAgent:input_type -> monkeyci.fleet.v1.AgentRef
-	17, // 37: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	19, // 38: monkeyci.fleet.v1.Admin.ListTokens:input_type -> monkeyci.fleet.v1.ListTokensRequest
-	21, // 39: monkeyci.fleet.v1.Admin.RevokeToken:input_type -> monkeyci.fleet.v1.TokenRef
-	23, // 40: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
-	25, // 41: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
-	24, // 42: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
-	27, // 43: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
-	24, // 44: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
-	28, // 45: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
-	31, // 46: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
-	4,  // 47: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	6,  // 48: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	8,  // 49: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	4,  // 50: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 51: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	4,  // 52: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
-	11, // 53: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	13, // 54: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	14, // 55: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	14, // 56: monkeyci.fleet.v1.Admin.RemoveAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	18, // 57: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	20, // 58: monkeyci.fleet.v1.Admin.ListTokens:output_type -> monkeyci.fleet.v1.ListTokensResponse
-	22, // 59: monkeyci.fleet.v1.Admin.RevokeToken:output_type -> monkeyci.fleet.v1.TokenInfo
-	23, // 60: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
-	26, // 61: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
-	23, // 62: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
-	29, // 63: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	30, // 64: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
-	29, // 65: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	32, // 66: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
-	47, // [47:67] is the sub-list for method output_type
-	27, // [27:47] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	39, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	40, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	43, // 2: monkeyci.fleet.v1.ArtifactInfo.saved:type_name -> google.protobuf.Timestamp
+	3,  // 3: monkeyci.fleet.v1.ListArtifactsResponse.artifacts:type_name -> monkeyci.fleet.v1.ArtifactInfo
+	3,  // 4: monkeyci.fleet.v1.ArtifactChunk.info:type_name -> monkeyci.fleet.v1.ArtifactInfo
+	43, // 5: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	43, // 6: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	43, // 7: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	41, // 8: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	8,  // 9: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
+	8,  // 10: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
+	13, // 11: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
+	18, // 12: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
+	42, // 13: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	43, // 14: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 15: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
+	43, // 16: monkeyci.fleet.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	26, // 17: monkeyci.fleet.v1.ListTokensResponse.tokens:type_name -> monkeyci.fleet.v1.TokenInfo
+	43, // 18: monkeyci.fleet.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	43, // 19: monkeyci.fleet.v1.TokenInfo.last_used:type_name -> google.protobuf.Timestamp
+	43, // 20: monkeyci.fleet.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	43, // 21: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	27, // 22: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
+	43, // 23: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	33, // 24: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
+	37, // 25: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
+	38, // 26: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
+	43, // 27: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
+	43, // 28: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
+	43, // 29: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 30: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
+	9,  // 31: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	11, // 32: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	2,  // 33: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	2,  // 34: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	7,  // 35: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
+	14, // 36: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	2,  // 37: monkeyci.fleet.v1.Admin.ListArtifacts:input_type -> monkeyci.fleet.v1.BuildRef
+	5,  // 38: monkeyci.fleet.v1.Admin.GetArtifact:input_type -> monkeyci.fleet.v1.ArtifactRef
+	16, // 39: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	19, // 40: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	20, // 41: monkeyci.fleet.v1.Admin.RemoveAgent:input_type -> monkeyci.fleet.v1.AgentRef
+	21, // 42: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	23, // 43: monkeyci.fleet.v1.Admin.ListTokens:input_type -> monkeyci.fleet.v1.ListTokensRequest
+	25, // 44: monkeyci.fleet.v1.Admin.RevokeToken:input_type -> monkeyci.fleet.v1.TokenRef
+	27, // 45: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	29, // 46: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	28, // 47: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	31, // 48: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	28, // 49: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	32, // 50: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	35, // 51: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
+	8,  // 52: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	10, // 53: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	12, // 54: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	8,  // 55: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	8,  // 56: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	8,  // 57: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
+	15, // 58: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	4,  // 59: monkeyci.fleet.v1.Admin.ListArtifacts:output_type -> monkeyci.fleet.v1.ListArtifactsResponse
+	6,  // 60: monkeyci.fleet.v1.Admin.GetArtifact:output_type -> monkeyci.fleet.v1.ArtifactChunk
+	17, // 61: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	18, // 62: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	18, // 63: monkeyci.fleet.v1.Admin.RemoveAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	22, // 64: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	24, // 65: monkeyci.fleet.v1.Admin.ListTokens:output_type -> monkeyci.fleet.v1.ListTokensResponse
+	26, // 66: monkeyci.fleet.v1.Admin.RevokeToken:output_type -> monkeyci.fleet.v1.TokenInfo
+	27, // 67: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	30, // 68: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	27, // 69: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	33, // 70: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	34, // 71: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	33, // 72: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	36, // 73: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
+	52, // [52:74] is the sub-list for method output_type
+	30, // [30:52] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fleet_admin_proto_init() }
@@ -2660,7 +2912,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

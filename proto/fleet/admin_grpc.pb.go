@@ -23,26 +23,28 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Trigger_FullMethodName      = "/monkeyci.fleet.v1.Admin/Trigger"
-	Admin_ListBuilds_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListBuilds"
-	Admin_GetBuild_FullMethodName     = "/monkeyci.fleet.v1.Admin/GetBuild"
-	Admin_CancelBuild_FullMethodName  = "/monkeyci.fleet.v1.Admin/CancelBuild"
-	Admin_RetryBuild_FullMethodName   = "/monkeyci.fleet.v1.Admin/RetryBuild"
-	Admin_UnblockJob_FullMethodName   = "/monkeyci.fleet.v1.Admin/UnblockJob"
-	Admin_Logs_FullMethodName         = "/monkeyci.fleet.v1.Admin/Logs"
-	Admin_ListAgents_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListAgents"
-	Admin_SetAgent_FullMethodName     = "/monkeyci.fleet.v1.Admin/SetAgent"
-	Admin_RemoveAgent_FullMethodName  = "/monkeyci.fleet.v1.Admin/RemoveAgent"
-	Admin_CreateToken_FullMethodName  = "/monkeyci.fleet.v1.Admin/CreateToken"
-	Admin_ListTokens_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListTokens"
-	Admin_RevokeToken_FullMethodName  = "/monkeyci.fleet.v1.Admin/RevokeToken"
-	Admin_AddRepo_FullMethodName      = "/monkeyci.fleet.v1.Admin/AddRepo"
-	Admin_ListRepos_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListRepos"
-	Admin_RemoveRepo_FullMethodName   = "/monkeyci.fleet.v1.Admin/RemoveRepo"
-	Admin_SetSecret_FullMethodName    = "/monkeyci.fleet.v1.Admin/SetSecret"
-	Admin_ListSecrets_FullMethodName  = "/monkeyci.fleet.v1.Admin/ListSecrets"
-	Admin_RemoveSecret_FullMethodName = "/monkeyci.fleet.v1.Admin/RemoveSecret"
-	Admin_PoolStatus_FullMethodName   = "/monkeyci.fleet.v1.Admin/PoolStatus"
+	Admin_Trigger_FullMethodName       = "/monkeyci.fleet.v1.Admin/Trigger"
+	Admin_ListBuilds_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListBuilds"
+	Admin_GetBuild_FullMethodName      = "/monkeyci.fleet.v1.Admin/GetBuild"
+	Admin_CancelBuild_FullMethodName   = "/monkeyci.fleet.v1.Admin/CancelBuild"
+	Admin_RetryBuild_FullMethodName    = "/monkeyci.fleet.v1.Admin/RetryBuild"
+	Admin_UnblockJob_FullMethodName    = "/monkeyci.fleet.v1.Admin/UnblockJob"
+	Admin_Logs_FullMethodName          = "/monkeyci.fleet.v1.Admin/Logs"
+	Admin_ListArtifacts_FullMethodName = "/monkeyci.fleet.v1.Admin/ListArtifacts"
+	Admin_GetArtifact_FullMethodName   = "/monkeyci.fleet.v1.Admin/GetArtifact"
+	Admin_ListAgents_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListAgents"
+	Admin_SetAgent_FullMethodName      = "/monkeyci.fleet.v1.Admin/SetAgent"
+	Admin_RemoveAgent_FullMethodName   = "/monkeyci.fleet.v1.Admin/RemoveAgent"
+	Admin_CreateToken_FullMethodName   = "/monkeyci.fleet.v1.Admin/CreateToken"
+	Admin_ListTokens_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListTokens"
+	Admin_RevokeToken_FullMethodName   = "/monkeyci.fleet.v1.Admin/RevokeToken"
+	Admin_AddRepo_FullMethodName       = "/monkeyci.fleet.v1.Admin/AddRepo"
+	Admin_ListRepos_FullMethodName     = "/monkeyci.fleet.v1.Admin/ListRepos"
+	Admin_RemoveRepo_FullMethodName    = "/monkeyci.fleet.v1.Admin/RemoveRepo"
+	Admin_SetSecret_FullMethodName     = "/monkeyci.fleet.v1.Admin/SetSecret"
+	Admin_ListSecrets_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListSecrets"
+	Admin_RemoveSecret_FullMethodName  = "/monkeyci.fleet.v1.Admin/RemoveSecret"
+	Admin_PoolStatus_FullMethodName    = "/monkeyci.fleet.v1.Admin/PoolStatus"
 )
 
 // AdminClient is the client API for Admin service.
@@ -61,6 +63,10 @@ type AdminClient interface {
 	// Logs streams a build's output: what is stored, then (follow) what
 	// arrives, until the build ends.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsChunk], error)
+	// ListArtifacts lists the artifacts a build saved, GetArtifact sends
+	// one: its info, then its bytes (a tar archive).
+	ListArtifacts(ctx context.Context, in *BuildRef, opts ...grpc.CallOption) (*ListArtifactsResponse, error)
+	GetArtifact(ctx context.Context, in *ArtifactRef, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArtifactChunk], error)
 	ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error)
 	SetAgent(ctx context.Context, in *SetAgentRequest, opts ...grpc.CallOption) (*AgentInfo, error)
 	// RemoveAgent revokes an agent's credential and ends its stream: it is
@@ -169,6 +175,35 @@ func (c *adminClient) Logs(ctx context.Context, in *LogsRequest, opts ...grpc.Ca
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_LogsClient = grpc.ServerStreamingClient[LogsChunk]
+
+func (c *adminClient) ListArtifacts(ctx context.Context, in *BuildRef, opts ...grpc.CallOption) (*ListArtifactsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListArtifactsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListArtifacts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) GetArtifact(ctx context.Context, in *ArtifactRef, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArtifactChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[1], Admin_GetArtifact_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ArtifactRef, ArtifactChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_GetArtifactClient = grpc.ServerStreamingClient[ArtifactChunk]
 
 func (c *adminClient) ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -316,6 +351,10 @@ type AdminServer interface {
 	// Logs streams a build's output: what is stored, then (follow) what
 	// arrives, until the build ends.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsChunk]) error
+	// ListArtifacts lists the artifacts a build saved, GetArtifact sends
+	// one: its info, then its bytes (a tar archive).
+	ListArtifacts(context.Context, *BuildRef) (*ListArtifactsResponse, error)
+	GetArtifact(*ArtifactRef, grpc.ServerStreamingServer[ArtifactChunk]) error
 	ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error)
 	SetAgent(context.Context, *SetAgentRequest) (*AgentInfo, error)
 	// RemoveAgent revokes an agent's credential and ends its stream: it is
@@ -366,6 +405,12 @@ func (UnimplementedAdminServer) UnblockJob(context.Context, *UnblockJobRequest) 
 }
 func (UnimplementedAdminServer) Logs(*LogsRequest, grpc.ServerStreamingServer[LogsChunk]) error {
 	return status.Error(codes.Unimplemented, "method Logs not implemented")
+}
+func (UnimplementedAdminServer) ListArtifacts(context.Context, *BuildRef) (*ListArtifactsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListArtifacts not implemented")
+}
+func (UnimplementedAdminServer) GetArtifact(*ArtifactRef, grpc.ServerStreamingServer[ArtifactChunk]) error {
+	return status.Error(codes.Unimplemented, "method GetArtifact not implemented")
 }
 func (UnimplementedAdminServer) ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAgents not implemented")
@@ -545,6 +590,35 @@ func _Admin_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_LogsServer = grpc.ServerStreamingServer[LogsChunk]
+
+func _Admin_ListArtifacts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BuildRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListArtifacts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListArtifacts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListArtifacts(ctx, req.(*BuildRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_GetArtifact_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ArtifactRef)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).GetArtifact(m, &grpc.GenericServerStream[ArtifactRef, ArtifactChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_GetArtifactServer = grpc.ServerStreamingServer[ArtifactChunk]
 
 func _Admin_ListAgents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAgentsRequest)
@@ -812,6 +886,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_UnblockJob_Handler,
 		},
 		{
+			MethodName: "ListArtifacts",
+			Handler:    _Admin_ListArtifacts_Handler,
+		},
+		{
 			MethodName: "ListAgents",
 			Handler:    _Admin_ListAgents_Handler,
 		},
@@ -868,6 +946,11 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Logs",
 			Handler:       _Admin_Logs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "GetArtifact",
+			Handler:       _Admin_GetArtifact_Handler,
 			ServerStreams: true,
 		},
 	},

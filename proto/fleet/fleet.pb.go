@@ -83,6 +83,285 @@ func (ProtocolVersion) EnumDescriptor() ([]byte, []int) {
 	return file_fleet_fleet_proto_rawDescGZIP(), []int{0}
 }
 
+// BlobRequest names one archive of a running attempt. The coordinator
+// makes the key from it: an artifact of the build (or, from_build, of an
+// earlier build of the same repository), or a cache of the build's scope
+// (fallback: of its fallback scope, read only).
+type BlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Build         *BuildAttempt          `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // "cache" or "artifact"
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`     // a cache's id (with its key's digest: ID@HEX) or an artifact's
+	Fallback      bool                   `protobuf:"varint,4,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	FromBuild     string                 `protobuf:"bytes,5,opt,name=from_build,json=fromBuild,proto3" json:"from_build,omitempty"`
+	Size          int64                  `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`         // saving: the archive's size
+	Sha256        string                 `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`      // saving: its digest (hex)
+	Uploaded      bool                   `protobuf:"varint,8,opt,name=uploaded,proto3" json:"uploaded,omitempty"` // saving: its bytes went to PrepareBlob's URL
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobRequest) Reset() {
+	*x = BlobRequest{}
+	mi := &file_fleet_fleet_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobRequest) ProtoMessage() {}
+
+func (x *BlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_fleet_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobRequest.ProtoReflect.Descriptor instead.
+func (*BlobRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BlobRequest) GetBuild() *BuildAttempt {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+func (x *BlobRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *BlobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BlobRequest) GetFallback() bool {
+	if x != nil {
+		return x.Fallback
+	}
+	return false
+}
+
+func (x *BlobRequest) GetFromBuild() string {
+	if x != nil {
+		return x.FromBuild
+	}
+	return ""
+}
+
+func (x *BlobRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BlobRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BlobRequest) GetUploaded() bool {
+	if x != nil {
+		return x.Uploaded
+	}
+	return false
+}
+
+type BlobInfo struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Size   int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256 string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Scope  string                 `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"` // a cache's scope
+	Url    string                 `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`     // where to GET or PUT the bytes; "": on the stream
+	// headers a PUT to url must carry (they are signed into it).
+	Headers       map[string]string `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobInfo) Reset() {
+	*x = BlobInfo{}
+	mi := &file_fleet_fleet_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobInfo) ProtoMessage() {}
+
+func (x *BlobInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_fleet_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobInfo.ProtoReflect.Descriptor instead.
+func (*BlobInfo) Descriptor() ([]byte, []int) {
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BlobInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BlobInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BlobInfo) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *BlobInfo) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *BlobInfo) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+type BlobPiece struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Piece:
+	//
+	//	*BlobPiece_Request
+	//	*BlobPiece_Info
+	//	*BlobPiece_Data
+	Piece         isBlobPiece_Piece `protobuf_oneof:"piece"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobPiece) Reset() {
+	*x = BlobPiece{}
+	mi := &file_fleet_fleet_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobPiece) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobPiece) ProtoMessage() {}
+
+func (x *BlobPiece) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_fleet_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobPiece.ProtoReflect.Descriptor instead.
+func (*BlobPiece) Descriptor() ([]byte, []int) {
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BlobPiece) GetPiece() isBlobPiece_Piece {
+	if x != nil {
+		return x.Piece
+	}
+	return nil
+}
+
+func (x *BlobPiece) GetRequest() *BlobRequest {
+	if x != nil {
+		if x, ok := x.Piece.(*BlobPiece_Request); ok {
+			return x.Request
+		}
+	}
+	return nil
+}
+
+func (x *BlobPiece) GetInfo() *BlobInfo {
+	if x != nil {
+		if x, ok := x.Piece.(*BlobPiece_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *BlobPiece) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Piece.(*BlobPiece_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isBlobPiece_Piece interface {
+	isBlobPiece_Piece()
+}
+
+type BlobPiece_Request struct {
+	Request *BlobRequest `protobuf:"bytes,1,opt,name=request,proto3,oneof"`
+}
+
+type BlobPiece_Info struct {
+	Info *BlobInfo `protobuf:"bytes,2,opt,name=info,proto3,oneof"`
+}
+
+type BlobPiece_Data struct {
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3,oneof"`
+}
+
+func (*BlobPiece_Request) isBlobPiece_Piece() {}
+
+func (*BlobPiece_Info) isBlobPiece_Piece() {}
+
+func (*BlobPiece_Data) isBlobPiece_Piece() {}
+
 type Capacity struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MilliCpus     int64                  `protobuf:"varint,1,opt,name=milli_cpus,json=milliCpus,proto3" json:"milli_cpus,omitempty"`
@@ -93,7 +372,7 @@ type Capacity struct {
 
 func (x *Capacity) Reset() {
 	*x = Capacity{}
-	mi := &file_fleet_fleet_proto_msgTypes[0]
+	mi := &file_fleet_fleet_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +384,7 @@ func (x *Capacity) String() string {
 func (*Capacity) ProtoMessage() {}
 
 func (x *Capacity) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[0]
+	mi := &file_fleet_fleet_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +397,7 @@ func (x *Capacity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capacity.ProtoReflect.Descriptor instead.
 func (*Capacity) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{0}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Capacity) GetMilliCpus() int64 {
@@ -145,7 +424,7 @@ type BuildAttempt struct {
 
 func (x *BuildAttempt) Reset() {
 	*x = BuildAttempt{}
-	mi := &file_fleet_fleet_proto_msgTypes[1]
+	mi := &file_fleet_fleet_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -157,7 +436,7 @@ func (x *BuildAttempt) String() string {
 func (*BuildAttempt) ProtoMessage() {}
 
 func (x *BuildAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[1]
+	mi := &file_fleet_fleet_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -170,7 +449,7 @@ func (x *BuildAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildAttempt.ProtoReflect.Descriptor instead.
 func (*BuildAttempt) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{1}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BuildAttempt) GetBuildId() string {
@@ -205,7 +484,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_fleet_fleet_proto_msgTypes[2]
+	mi := &file_fleet_fleet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +496,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[2]
+	mi := &file_fleet_fleet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +509,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{2}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -375,7 +654,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_fleet_fleet_proto_msgTypes[3]
+	mi := &file_fleet_fleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +666,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[3]
+	mi := &file_fleet_fleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +679,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{3}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Hello) GetProtocol() ProtocolVersion {
@@ -483,7 +762,7 @@ type Accept struct {
 
 func (x *Accept) Reset() {
 	*x = Accept{}
-	mi := &file_fleet_fleet_proto_msgTypes[4]
+	mi := &file_fleet_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +774,7 @@ func (x *Accept) String() string {
 func (*Accept) ProtoMessage() {}
 
 func (x *Accept) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[4]
+	mi := &file_fleet_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +787,7 @@ func (x *Accept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Accept.ProtoReflect.Descriptor instead.
 func (*Accept) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{4}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Accept) GetBuild() *BuildAttempt {
@@ -530,7 +809,7 @@ type Decline struct {
 
 func (x *Decline) Reset() {
 	*x = Decline{}
-	mi := &file_fleet_fleet_proto_msgTypes[5]
+	mi := &file_fleet_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +821,7 @@ func (x *Decline) String() string {
 func (*Decline) ProtoMessage() {}
 
 func (x *Decline) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[5]
+	mi := &file_fleet_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +834,7 @@ func (x *Decline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decline.ProtoReflect.Descriptor instead.
 func (*Decline) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{5}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Decline) GetBuild() *BuildAttempt {
@@ -584,7 +863,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fleet_fleet_proto_msgTypes[6]
+	mi := &file_fleet_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +875,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[6]
+	mi := &file_fleet_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +888,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{6}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Heartbeat) GetFree() *Capacity {
@@ -645,7 +924,7 @@ type BuildEvent struct {
 
 func (x *BuildEvent) Reset() {
 	*x = BuildEvent{}
-	mi := &file_fleet_fleet_proto_msgTypes[7]
+	mi := &file_fleet_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +936,7 @@ func (x *BuildEvent) String() string {
 func (*BuildEvent) ProtoMessage() {}
 
 func (x *BuildEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[7]
+	mi := &file_fleet_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +949,7 @@ func (x *BuildEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildEvent.ProtoReflect.Descriptor instead.
 func (*BuildEvent) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{7}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BuildEvent) GetBuild() *BuildAttempt {
@@ -707,7 +986,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_fleet_fleet_proto_msgTypes[8]
+	mi := &file_fleet_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +998,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[8]
+	mi := &file_fleet_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +1011,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{8}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogChunk) GetBuild() *BuildAttempt {
@@ -788,7 +1067,7 @@ type BuildDone struct {
 
 func (x *BuildDone) Reset() {
 	*x = BuildDone{}
-	mi := &file_fleet_fleet_proto_msgTypes[9]
+	mi := &file_fleet_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +1079,7 @@ func (x *BuildDone) String() string {
 func (*BuildDone) ProtoMessage() {}
 
 func (x *BuildDone) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[9]
+	mi := &file_fleet_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +1092,7 @@ func (x *BuildDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildDone.ProtoReflect.Descriptor instead.
 func (*BuildDone) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{9}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BuildDone) GetBuild() *BuildAttempt {
@@ -869,7 +1148,7 @@ type CoordinatorMessage struct {
 
 func (x *CoordinatorMessage) Reset() {
 	*x = CoordinatorMessage{}
-	mi := &file_fleet_fleet_proto_msgTypes[10]
+	mi := &file_fleet_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1160,7 @@ func (x *CoordinatorMessage) String() string {
 func (*CoordinatorMessage) ProtoMessage() {}
 
 func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[10]
+	mi := &file_fleet_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1173,7 @@ func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorMessage.ProtoReflect.Descriptor instead.
 func (*CoordinatorMessage) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{10}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CoordinatorMessage) GetMsg() isCoordinatorMessage_Msg {
@@ -1027,7 +1306,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_fleet_fleet_proto_msgTypes[11]
+	mi := &file_fleet_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1318,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[11]
+	mi := &file_fleet_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1331,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{11}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Welcome) GetId() string {
@@ -1097,7 +1376,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_fleet_fleet_proto_msgTypes[12]
+	mi := &file_fleet_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1388,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[12]
+	mi := &file_fleet_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1401,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{12}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Source) GetUrl() string {
@@ -1172,7 +1451,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_fleet_fleet_proto_msgTypes[13]
+	mi := &file_fleet_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1463,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[13]
+	mi := &file_fleet_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1476,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{13}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Assign) GetBuild() *BuildAttempt {
@@ -1261,7 +1540,7 @@ type CacheScope struct {
 
 func (x *CacheScope) Reset() {
 	*x = CacheScope{}
-	mi := &file_fleet_fleet_proto_msgTypes[14]
+	mi := &file_fleet_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1552,7 @@ func (x *CacheScope) String() string {
 func (*CacheScope) ProtoMessage() {}
 
 func (x *CacheScope) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[14]
+	mi := &file_fleet_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1565,7 @@ func (x *CacheScope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheScope.ProtoReflect.Descriptor instead.
 func (*CacheScope) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{14}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CacheScope) GetScope() string {
@@ -1317,7 +1596,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_fleet_fleet_proto_msgTypes[15]
+	mi := &file_fleet_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1608,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[15]
+	mi := &file_fleet_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1621,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{15}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Ack) GetBuild() *BuildAttempt {
@@ -1384,7 +1663,7 @@ type LogOffset struct {
 
 func (x *LogOffset) Reset() {
 	*x = LogOffset{}
-	mi := &file_fleet_fleet_proto_msgTypes[16]
+	mi := &file_fleet_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1675,7 @@ func (x *LogOffset) String() string {
 func (*LogOffset) ProtoMessage() {}
 
 func (x *LogOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[16]
+	mi := &file_fleet_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1688,7 @@ func (x *LogOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogOffset.ProtoReflect.Descriptor instead.
 func (*LogOffset) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{16}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LogOffset) GetJob() string {
@@ -1442,7 +1721,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_fleet_fleet_proto_msgTypes[17]
+	mi := &file_fleet_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1733,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[17]
+	mi := &file_fleet_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1746,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{17}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Cancel) GetBuild() *BuildAttempt {
@@ -1490,7 +1769,7 @@ type Unblock struct {
 
 func (x *Unblock) Reset() {
 	*x = Unblock{}
-	mi := &file_fleet_fleet_proto_msgTypes[18]
+	mi := &file_fleet_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1781,7 @@ func (x *Unblock) String() string {
 func (*Unblock) ProtoMessage() {}
 
 func (x *Unblock) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[18]
+	mi := &file_fleet_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1794,7 @@ func (x *Unblock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unblock.ProtoReflect.Descriptor instead.
 func (*Unblock) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{18}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Unblock) GetBuild() *BuildAttempt {
@@ -1540,7 +1819,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_fleet_fleet_proto_msgTypes[19]
+	mi := &file_fleet_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1831,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[19]
+	mi := &file_fleet_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1844,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{19}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 // Refuse says a message about an attempt was not taken, and why (the
@@ -1581,7 +1860,7 @@ type Refuse struct {
 
 func (x *Refuse) Reset() {
 	*x = Refuse{}
-	mi := &file_fleet_fleet_proto_msgTypes[20]
+	mi := &file_fleet_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1872,7 @@ func (x *Refuse) String() string {
 func (*Refuse) ProtoMessage() {}
 
 func (x *Refuse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_fleet_proto_msgTypes[20]
+	mi := &file_fleet_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1885,7 @@ func (x *Refuse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refuse.ProtoReflect.Descriptor instead.
 func (*Refuse) Descriptor() ([]byte, []int) {
-	return file_fleet_fleet_proto_rawDescGZIP(), []int{20}
+	return file_fleet_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Refuse) GetBuild() *BuildAttempt {
@@ -1627,7 +1906,31 @@ var File_fleet_fleet_proto protoreflect.FileDescriptor
 
 const file_fleet_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x11fleet/fleet.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n" +
+	"\x11fleet/fleet.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x01\n" +
+	"\vBlobRequest\x125\n" +
+	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x1a\n" +
+	"\bfallback\x18\x04 \x01(\bR\bfallback\x12\x1d\n" +
+	"\n" +
+	"from_build\x18\x05 \x01(\tR\tfromBuild\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\a \x01(\tR\x06sha256\x12\x1a\n" +
+	"\buploaded\x18\b \x01(\bR\buploaded\"\xde\x01\n" +
+	"\bBlobInfo\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x12B\n" +
+	"\aheaders\x18\x05 \x03(\v2(.monkeyci.fleet.v1.BlobInfo.HeadersEntryR\aheaders\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
+	"\tBlobPiece\x12:\n" +
+	"\arequest\x18\x01 \x01(\v2\x1e.monkeyci.fleet.v1.BlobRequestH\x00R\arequest\x121\n" +
+	"\x04info\x18\x02 \x01(\v2\x1b.monkeyci.fleet.v1.BlobInfoH\x00R\x04info\x12\x14\n" +
+	"\x04data\x18\x03 \x01(\fH\x00R\x04dataB\a\n" +
+	"\x05piece\"A\n" +
 	"\bCapacity\x12\x1d\n" +
 	"\n" +
 	"milli_cpus\x18\x01 \x01(\x03R\tmilliCpus\x12\x16\n" +
@@ -1748,9 +2051,12 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason*K\n" +
 	"\x0fProtocolVersion\x12 \n" +
 	"\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12PROTOCOL_VERSION_1\x10\x012^\n" +
+	"\x12PROTOCOL_VERSION_1\x10\x012\xbf\x02\n" +
 	"\x05Fleet\x12U\n" +
-	"\aConnect\x12\x1f.monkeyci.fleet.v1.AgentMessage\x1a%.monkeyci.fleet.v1.CoordinatorMessage(\x010\x01B*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
+	"\aConnect\x12\x1f.monkeyci.fleet.v1.AgentMessage\x1a%.monkeyci.fleet.v1.CoordinatorMessage(\x010\x01\x12J\n" +
+	"\bOpenBlob\x12\x1e.monkeyci.fleet.v1.BlobRequest\x1a\x1c.monkeyci.fleet.v1.BlobPiece0\x01\x12J\n" +
+	"\vPrepareBlob\x12\x1e.monkeyci.fleet.v1.BlobRequest\x1a\x1b.monkeyci.fleet.v1.BlobInfo\x12G\n" +
+	"\bSaveBlob\x12\x1c.monkeyci.fleet.v1.BlobPiece\x1a\x1b.monkeyci.fleet.v1.BlobInfo(\x01B*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
 
 var (
 	file_fleet_fleet_proto_rawDescOnce sync.Once
@@ -1765,81 +2071,95 @@ func file_fleet_fleet_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_fleet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_fleet_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_fleet_fleet_proto_goTypes = []any{
 	(ProtocolVersion)(0),          // 0: monkeyci.fleet.v1.ProtocolVersion
-	(*Capacity)(nil),              // 1: monkeyci.fleet.v1.Capacity
-	(*BuildAttempt)(nil),          // 2: monkeyci.fleet.v1.BuildAttempt
-	(*AgentMessage)(nil),          // 3: monkeyci.fleet.v1.AgentMessage
-	(*Hello)(nil),                 // 4: monkeyci.fleet.v1.Hello
-	(*Accept)(nil),                // 5: monkeyci.fleet.v1.Accept
-	(*Decline)(nil),               // 6: monkeyci.fleet.v1.Decline
-	(*Heartbeat)(nil),             // 7: monkeyci.fleet.v1.Heartbeat
-	(*BuildEvent)(nil),            // 8: monkeyci.fleet.v1.BuildEvent
-	(*LogChunk)(nil),              // 9: monkeyci.fleet.v1.LogChunk
-	(*BuildDone)(nil),             // 10: monkeyci.fleet.v1.BuildDone
-	(*CoordinatorMessage)(nil),    // 11: monkeyci.fleet.v1.CoordinatorMessage
-	(*Welcome)(nil),               // 12: monkeyci.fleet.v1.Welcome
-	(*Source)(nil),                // 13: monkeyci.fleet.v1.Source
-	(*Assign)(nil),                // 14: monkeyci.fleet.v1.Assign
-	(*CacheScope)(nil),            // 15: monkeyci.fleet.v1.CacheScope
-	(*Ack)(nil),                   // 16: monkeyci.fleet.v1.Ack
-	(*LogOffset)(nil),             // 17: monkeyci.fleet.v1.LogOffset
-	(*Cancel)(nil),                // 18: monkeyci.fleet.v1.Cancel
-	(*Unblock)(nil),               // 19: monkeyci.fleet.v1.Unblock
-	(*Drain)(nil),                 // 20: monkeyci.fleet.v1.Drain
-	(*Refuse)(nil),                // 21: monkeyci.fleet.v1.Refuse
-	nil,                           // 22: monkeyci.fleet.v1.Hello.LabelsEntry
-	nil,                           // 23: monkeyci.fleet.v1.BuildDone.NeedsEntry
-	nil,                           // 24: monkeyci.fleet.v1.Assign.ParamsEntry
-	nil,                           // 25: monkeyci.fleet.v1.Assign.SecretsEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*BlobRequest)(nil),           // 1: monkeyci.fleet.v1.BlobRequest
+	(*BlobInfo)(nil),              // 2: monkeyci.fleet.v1.BlobInfo
+	(*BlobPiece)(nil),             // 3: monkeyci.fleet.v1.BlobPiece
+	(*Capacity)(nil),              // 4: monkeyci.fleet.v1.Capacity
+	(*BuildAttempt)(nil),          // 5: monkeyci.fleet.v1.BuildAttempt
+	(*AgentMessage)(nil),          // 6: monkeyci.fleet.v1.AgentMessage
+	(*Hello)(nil),                 // 7: monkeyci.fleet.v1.Hello
+	(*Accept)(nil),                // 8: monkeyci.fleet.v1.Accept
+	(*Decline)(nil),               // 9: monkeyci.fleet.v1.Decline
+	(*Heartbeat)(nil),             // 10: monkeyci.fleet.v1.Heartbeat
+	(*BuildEvent)(nil),            // 11: monkeyci.fleet.v1.BuildEvent
+	(*LogChunk)(nil),              // 12: monkeyci.fleet.v1.LogChunk
+	(*BuildDone)(nil),             // 13: monkeyci.fleet.v1.BuildDone
+	(*CoordinatorMessage)(nil),    // 14: monkeyci.fleet.v1.CoordinatorMessage
+	(*Welcome)(nil),               // 15: monkeyci.fleet.v1.Welcome
+	(*Source)(nil),                // 16: monkeyci.fleet.v1.Source
+	(*Assign)(nil),                // 17: monkeyci.fleet.v1.Assign
+	(*CacheScope)(nil),            // 18: monkeyci.fleet.v1.CacheScope
+	(*Ack)(nil),                   // 19: monkeyci.fleet.v1.Ack
+	(*LogOffset)(nil),             // 20: monkeyci.fleet.v1.LogOffset
+	(*Cancel)(nil),                // 21: monkeyci.fleet.v1.Cancel
+	(*Unblock)(nil),               // 22: monkeyci.fleet.v1.Unblock
+	(*Drain)(nil),                 // 23: monkeyci.fleet.v1.Drain
+	(*Refuse)(nil),                // 24: monkeyci.fleet.v1.Refuse
+	nil,                           // 25: monkeyci.fleet.v1.BlobInfo.HeadersEntry
+	nil,                           // 26: monkeyci.fleet.v1.Hello.LabelsEntry
+	nil,                           // 27: monkeyci.fleet.v1.BuildDone.NeedsEntry
+	nil,                           // 28: monkeyci.fleet.v1.Assign.ParamsEntry
+	nil,                           // 29: monkeyci.fleet.v1.Assign.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_fleet_fleet_proto_depIdxs = []int32{
-	4,  // 0: monkeyci.fleet.v1.AgentMessage.hello:type_name -> monkeyci.fleet.v1.Hello
-	5,  // 1: monkeyci.fleet.v1.AgentMessage.accept:type_name -> monkeyci.fleet.v1.Accept
-	7,  // 2: monkeyci.fleet.v1.AgentMessage.heartbeat:type_name -> monkeyci.fleet.v1.Heartbeat
-	8,  // 3: monkeyci.fleet.v1.AgentMessage.event:type_name -> monkeyci.fleet.v1.BuildEvent
-	9,  // 4: monkeyci.fleet.v1.AgentMessage.log:type_name -> monkeyci.fleet.v1.LogChunk
-	10, // 5: monkeyci.fleet.v1.AgentMessage.done:type_name -> monkeyci.fleet.v1.BuildDone
-	6,  // 6: monkeyci.fleet.v1.AgentMessage.decline:type_name -> monkeyci.fleet.v1.Decline
-	0,  // 7: monkeyci.fleet.v1.Hello.protocol:type_name -> monkeyci.fleet.v1.ProtocolVersion
-	22, // 8: monkeyci.fleet.v1.Hello.labels:type_name -> monkeyci.fleet.v1.Hello.LabelsEntry
-	1,  // 9: monkeyci.fleet.v1.Hello.capacity:type_name -> monkeyci.fleet.v1.Capacity
-	2,  // 10: monkeyci.fleet.v1.Hello.holding:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 11: monkeyci.fleet.v1.Accept.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 12: monkeyci.fleet.v1.Decline.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	1,  // 13: monkeyci.fleet.v1.Heartbeat.free:type_name -> monkeyci.fleet.v1.Capacity
-	2,  // 14: monkeyci.fleet.v1.Heartbeat.running:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 15: monkeyci.fleet.v1.BuildEvent.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 16: monkeyci.fleet.v1.LogChunk.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 17: monkeyci.fleet.v1.BuildDone.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	23, // 18: monkeyci.fleet.v1.BuildDone.needs:type_name -> monkeyci.fleet.v1.BuildDone.NeedsEntry
-	12, // 19: monkeyci.fleet.v1.CoordinatorMessage.welcome:type_name -> monkeyci.fleet.v1.Welcome
-	14, // 20: monkeyci.fleet.v1.CoordinatorMessage.assign:type_name -> monkeyci.fleet.v1.Assign
-	16, // 21: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
-	18, // 22: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
-	20, // 23: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
-	21, // 24: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
-	19, // 25: monkeyci.fleet.v1.CoordinatorMessage.unblock:type_name -> monkeyci.fleet.v1.Unblock
-	2,  // 26: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	26, // 27: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
-	13, // 28: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
-	24, // 29: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
-	25, // 30: monkeyci.fleet.v1.Assign.secrets:type_name -> monkeyci.fleet.v1.Assign.SecretsEntry
-	15, // 31: monkeyci.fleet.v1.Assign.cache:type_name -> monkeyci.fleet.v1.CacheScope
-	2,  // 32: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	17, // 33: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
-	2,  // 34: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 35: monkeyci.fleet.v1.Unblock.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	2,  // 36: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
-	3,  // 37: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
-	11, // 38: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
-	38, // [38:39] is the sub-list for method output_type
-	37, // [37:38] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	5,  // 0: monkeyci.fleet.v1.BlobRequest.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	25, // 1: monkeyci.fleet.v1.BlobInfo.headers:type_name -> monkeyci.fleet.v1.BlobInfo.HeadersEntry
+	1,  // 2: monkeyci.fleet.v1.BlobPiece.request:type_name -> monkeyci.fleet.v1.BlobRequest
+	2,  // 3: monkeyci.fleet.v1.BlobPiece.info:type_name -> monkeyci.fleet.v1.BlobInfo
+	7,  // 4: monkeyci.fleet.v1.AgentMessage.hello:type_name -> monkeyci.fleet.v1.Hello
+	8,  // 5: monkeyci.fleet.v1.AgentMessage.accept:type_name -> monkeyci.fleet.v1.Accept
+	10, // 6: monkeyci.fleet.v1.AgentMessage.heartbeat:type_name -> monkeyci.fleet.v1.Heartbeat
+	11, // 7: monkeyci.fleet.v1.AgentMessage.event:type_name -> monkeyci.fleet.v1.BuildEvent
+	12, // 8: monkeyci.fleet.v1.AgentMessage.log:type_name -> monkeyci.fleet.v1.LogChunk
+	13, // 9: monkeyci.fleet.v1.AgentMessage.done:type_name -> monkeyci.fleet.v1.BuildDone
+	9,  // 10: monkeyci.fleet.v1.AgentMessage.decline:type_name -> monkeyci.fleet.v1.Decline
+	0,  // 11: monkeyci.fleet.v1.Hello.protocol:type_name -> monkeyci.fleet.v1.ProtocolVersion
+	26, // 12: monkeyci.fleet.v1.Hello.labels:type_name -> monkeyci.fleet.v1.Hello.LabelsEntry
+	4,  // 13: monkeyci.fleet.v1.Hello.capacity:type_name -> monkeyci.fleet.v1.Capacity
+	5,  // 14: monkeyci.fleet.v1.Hello.holding:type_name -> monkeyci.fleet.v1.BuildAttempt
+	5,  // 15: monkeyci.fleet.v1.Accept.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	5,  // 16: monkeyci.fleet.v1.Decline.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	4,  // 17: monkeyci.fleet.v1.Heartbeat.free:type_name -> monkeyci.fleet.v1.Capacity
+	5,  // 18: monkeyci.fleet.v1.Heartbeat.running:type_name -> monkeyci.fleet.v1.BuildAttempt
+	5,  // 19: monkeyci.fleet.v1.BuildEvent.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	5,  // 20: monkeyci.fleet.v1.LogChunk.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	5,  // 21: monkeyci.fleet.v1.BuildDone.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	27, // 22: monkeyci.fleet.v1.BuildDone.needs:type_name -> monkeyci.fleet.v1.BuildDone.NeedsEntry
+	15, // 23: monkeyci.fleet.v1.CoordinatorMessage.welcome:type_name -> monkeyci.fleet.v1.Welcome
+	17, // 24: monkeyci.fleet.v1.CoordinatorMessage.assign:type_name -> monkeyci.fleet.v1.Assign
+	19, // 25: monkeyci.fleet.v1.CoordinatorMessage.ack:type_name -> monkeyci.fleet.v1.Ack
+	21, // 26: monkeyci.fleet.v1.CoordinatorMessage.cancel:type_name -> monkeyci.fleet.v1.Cancel
+	23, // 27: monkeyci.fleet.v1.CoordinatorMessage.drain:type_name -> monkeyci.fleet.v1.Drain
+	24, // 28: monkeyci.fleet.v1.CoordinatorMessage.refuse:type_name -> monkeyci.fleet.v1.Refuse
+	22, // 29: monkeyci.fleet.v1.CoordinatorMessage.unblock:type_name -> monkeyci.fleet.v1.Unblock
+	5,  // 30: monkeyci.fleet.v1.Assign.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	30, // 31: monkeyci.fleet.v1.Assign.lease_expires:type_name -> google.protobuf.Timestamp
+	16, // 32: monkeyci.fleet.v1.Assign.source:type_name -> monkeyci.fleet.v1.Source
+	28, // 33: monkeyci.fleet.v1.Assign.params:type_name -> monkeyci.fleet.v1.Assign.ParamsEntry
+	29, // 34: monkeyci.fleet.v1.Assign.secrets:type_name -> monkeyci.fleet.v1.Assign.SecretsEntry
+	18, // 35: monkeyci.fleet.v1.Assign.cache:type_name -> monkeyci.fleet.v1.CacheScope
+	5,  // 36: monkeyci.fleet.v1.Ack.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	20, // 37: monkeyci.fleet.v1.Ack.logs:type_name -> monkeyci.fleet.v1.LogOffset
+	5,  // 38: monkeyci.fleet.v1.Cancel.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	5,  // 39: monkeyci.fleet.v1.Unblock.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	5,  // 40: monkeyci.fleet.v1.Refuse.build:type_name -> monkeyci.fleet.v1.BuildAttempt
+	6,  // 41: monkeyci.fleet.v1.Fleet.Connect:input_type -> monkeyci.fleet.v1.AgentMessage
+	1,  // 42: monkeyci.fleet.v1.Fleet.OpenBlob:input_type -> monkeyci.fleet.v1.BlobRequest
+	1,  // 43: monkeyci.fleet.v1.Fleet.PrepareBlob:input_type -> monkeyci.fleet.v1.BlobRequest
+	3,  // 44: monkeyci.fleet.v1.Fleet.SaveBlob:input_type -> monkeyci.fleet.v1.BlobPiece
+	14, // 45: monkeyci.fleet.v1.Fleet.Connect:output_type -> monkeyci.fleet.v1.CoordinatorMessage
+	3,  // 46: monkeyci.fleet.v1.Fleet.OpenBlob:output_type -> monkeyci.fleet.v1.BlobPiece
+	2,  // 47: monkeyci.fleet.v1.Fleet.PrepareBlob:output_type -> monkeyci.fleet.v1.BlobInfo
+	2,  // 48: monkeyci.fleet.v1.Fleet.SaveBlob:output_type -> monkeyci.fleet.v1.BlobInfo
+	45, // [45:49] is the sub-list for method output_type
+	41, // [41:45] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_fleet_fleet_proto_init() }
@@ -1848,6 +2168,11 @@ func file_fleet_fleet_proto_init() {
 		return
 	}
 	file_fleet_fleet_proto_msgTypes[2].OneofWrappers = []any{
+		(*BlobPiece_Request)(nil),
+		(*BlobPiece_Info)(nil),
+		(*BlobPiece_Data)(nil),
+	}
+	file_fleet_fleet_proto_msgTypes[5].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Accept)(nil),
 		(*AgentMessage_Heartbeat)(nil),
@@ -1856,7 +2181,7 @@ func file_fleet_fleet_proto_init() {
 		(*AgentMessage_Done)(nil),
 		(*AgentMessage_Decline)(nil),
 	}
-	file_fleet_fleet_proto_msgTypes[10].OneofWrappers = []any{
+	file_fleet_fleet_proto_msgTypes[13].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
 		(*CoordinatorMessage_Assign)(nil),
 		(*CoordinatorMessage_Ack)(nil),
@@ -1871,7 +2196,7 @@ func file_fleet_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_fleet_proto_rawDesc), len(file_fleet_fleet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,7 +33,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Fleet_Connect_FullMethodName = "/monkeyci.fleet.v1.Fleet/Connect"
+	Fleet_Connect_FullMethodName     = "/monkeyci.fleet.v1.Fleet/Connect"
+	Fleet_OpenBlob_FullMethodName    = "/monkeyci.fleet.v1.Fleet/OpenBlob"
+	Fleet_PrepareBlob_FullMethodName = "/monkeyci.fleet.v1.Fleet/PrepareBlob"
+	Fleet_SaveBlob_FullMethodName    = "/monkeyci.fleet.v1.Fleet/SaveBlob"
 )
 
 // FleetClient is the client API for Fleet service.
@@ -41,6 +44,23 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type FleetClient interface {
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, CoordinatorMessage], error)
+	// The archives (caches and artifacts) of an agent's running attempts,
+	// kept in the coordinator's blob store. Each call names the attempt and
+	// carries the agent's credential (metadata "authorization: Bearer
+	// CREDENTIAL" and "monkeyci-agent: ID"); an attempt that is not the
+	// agent's current one is refused, so an ended attempt reaches nothing.
+	//
+	// OpenBlob reads an archive: one piece with its info, then its bytes, or
+	// (from an object store) its info with a short-lived URL to GET them.
+	OpenBlob(ctx context.Context, in *BlobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BlobPiece], error)
+	// PrepareBlob says where an archive goes: a short-lived URL to PUT it
+	// to (an object store), or none: its bytes go to SaveBlob.
+	PrepareBlob(ctx context.Context, in *BlobRequest, opts ...grpc.CallOption) (*BlobInfo, error)
+	// SaveBlob stores an archive: a piece with the request (its size and
+	// sha256 said), then its bytes; or, after a PUT to PrepareBlob's URL,
+	// the request alone (uploaded) to have the upload checked. Only then
+	// does the archive count as saved.
+	SaveBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobPiece, BlobInfo], error)
 }
 
 type fleetClient struct {
@@ -64,11 +84,70 @@ func (c *fleetClient) Connect(ctx context.Context, opts ...grpc.CallOption) (grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Fleet_ConnectClient = grpc.BidiStreamingClient[AgentMessage, CoordinatorMessage]
 
+func (c *fleetClient) OpenBlob(ctx context.Context, in *BlobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BlobPiece], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Fleet_ServiceDesc.Streams[1], Fleet_OpenBlob_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BlobRequest, BlobPiece]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Fleet_OpenBlobClient = grpc.ServerStreamingClient[BlobPiece]
+
+func (c *fleetClient) PrepareBlob(ctx context.Context, in *BlobRequest, opts ...grpc.CallOption) (*BlobInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BlobInfo)
+	err := c.cc.Invoke(ctx, Fleet_PrepareBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fleetClient) SaveBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobPiece, BlobInfo], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Fleet_ServiceDesc.Streams[2], Fleet_SaveBlob_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BlobPiece, BlobInfo]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Fleet_SaveBlobClient = grpc.ClientStreamingClient[BlobPiece, BlobInfo]
+
 // FleetServer is the server API for Fleet service.
 // All implementations must embed UnimplementedFleetServer
 // for forward compatibility.
 type FleetServer interface {
 	Connect(grpc.BidiStreamingServer[AgentMessage, CoordinatorMessage]) error
+	// The archives (caches and artifacts) of an agent's running attempts,
+	// kept in the coordinator's blob store. Each call names the attempt and
+	// carries the agent's credential (metadata "authorization: Bearer
+	// CREDENTIAL" and "monkeyci-agent: ID"); an attempt that is not the
+	// agent's current one is refused, so an ended attempt reaches nothing.
+	//
+	// OpenBlob reads an archive: one piece with its info, then its bytes, or
+	// (from an object store) its info with a short-lived URL to GET them.
+	OpenBlob(*BlobRequest, grpc.ServerStreamingServer[BlobPiece]) error
+	// PrepareBlob says where an archive goes: a short-lived URL to PUT it
+	// to (an object store), or none: its bytes go to SaveBlob.
+	PrepareBlob(context.Context, *BlobRequest) (*BlobInfo, error)
+	// SaveBlob stores an archive: a piece with the request (its size and
+	// sha256 said), then its bytes; or, after a PUT to PrepareBlob's URL,
+	// the request alone (uploaded) to have the upload checked. Only then
+	// does the archive count as saved.
+	SaveBlob(grpc.ClientStreamingServer[BlobPiece, BlobInfo]) error
 	mustEmbedUnimplementedFleetServer()
 }
 
@@ -81,6 +160,15 @@ type UnimplementedFleetServer struct{}
 
 func (UnimplementedFleetServer) Connect(grpc.BidiStreamingServer[AgentMessage, CoordinatorMessage]) error {
 	return status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedFleetServer) OpenBlob(*BlobRequest, grpc.ServerStreamingServer[BlobPiece]) error {
+	return status.Error(codes.Unimplemented, "method OpenBlob not implemented")
+}
+func (UnimplementedFleetServer) PrepareBlob(context.Context, *BlobRequest) (*BlobInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrepareBlob not implemented")
+}
+func (UnimplementedFleetServer) SaveBlob(grpc.ClientStreamingServer[BlobPiece, BlobInfo]) error {
+	return status.Error(codes.Unimplemented, "method SaveBlob not implemented")
 }
 func (UnimplementedFleetServer) mustEmbedUnimplementedFleetServer() {}
 func (UnimplementedFleetServer) testEmbeddedByValue()               {}
@@ -110,18 +198,69 @@ func _Fleet_Connect_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Fleet_ConnectServer = grpc.BidiStreamingServer[AgentMessage, CoordinatorMessage]
 
+func _Fleet_OpenBlob_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BlobRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(FleetServer).OpenBlob(m, &grpc.GenericServerStream[BlobRequest, BlobPiece]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Fleet_OpenBlobServer = grpc.ServerStreamingServer[BlobPiece]
+
+func _Fleet_PrepareBlob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BlobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FleetServer).PrepareBlob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Fleet_PrepareBlob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FleetServer).PrepareBlob(ctx, req.(*BlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Fleet_SaveBlob_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(FleetServer).SaveBlob(&grpc.GenericServerStream[BlobPiece, BlobInfo]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Fleet_SaveBlobServer = grpc.ClientStreamingServer[BlobPiece, BlobInfo]
+
 // Fleet_ServiceDesc is the grpc.ServiceDesc for Fleet service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var Fleet_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "monkeyci.fleet.v1.Fleet",
 	HandlerType: (*FleetServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "PrepareBlob",
+			Handler:    _Fleet_PrepareBlob_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Connect",
 			Handler:       _Fleet_Connect_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "OpenBlob",
+			Handler:       _Fleet_OpenBlob_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "SaveBlob",
+			Handler:       _Fleet_SaveBlob_Handler,
 			ClientStreams: true,
 		},
 	},
