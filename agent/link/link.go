@@ -74,8 +74,8 @@ type Link struct {
 	token    string
 	// calls is the connection of calls outside the stream (blobs.go),
 	// made at the first; Run closes it.
-	calls *grpc.ClientConn
-	joined   bool // a session of this process was welcomed
+	calls  *grpc.ClientConn
+	joined bool // a session of this process was welcomed
 	// runs counts build goroutines: Run waits for them, so a canceled
 	// agent has removed its builds' containers before it returns.
 	runs sync.WaitGroup
