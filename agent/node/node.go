@@ -39,9 +39,11 @@ type Config struct {
 	// Pause freezes script containers while they await their jobs.
 	Pause bool
 	// Pids bounds each build container's processes (0: agent.DefaultPids).
-	Pids    int64
-	Version string
-	Logger  hclog.Logger
+	Pids int64
+	// CacheSize bounds the caches kept on this machine (0: no bound).
+	CacheSize int64
+	Version   string
+	Logger    hclog.Logger
 	// Runtime runs the builds' containers (nil: the local Docker engine,
 	// closed with the node).
 	Runtime engine.Runtime
@@ -86,7 +88,7 @@ func New(cfg Config) (*Node, error) {
 	lc.Labels = withArch(lc.Labels)
 	runner, err := agent.NewRunner(agent.Config{
 		Runtime: rt, Ledger: ledger, Logger: cfg.Logger, Binary: cfg.Binary,
-		StateDir: filepath.Join(lc.StateDir, "builds"), CacheDir: filepath.Join(lc.StateDir, "caches"),
+		StateDir: filepath.Join(lc.StateDir, "builds"), CacheDir: filepath.Join(lc.StateDir, "caches"), CacheSize: cfg.CacheSize,
 		Pause: cfg.Pause, AgentID: cfg.AgentID, Pids: cfg.Pids, Arch: lc.Labels[agent.LabelArch],
 	})
 	if err != nil {

@@ -113,7 +113,7 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 			Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
 			Joined: joined,
 		},
-		AgentID: agentID, Capacity: capacity, Pause: cfg.offer.pause, Pids: cfg.offer.pids, Version: version, Logger: cfg.logLevel.newLogger("agent", stderr),
+		AgentID: agentID, Capacity: capacity, Pause: cfg.offer.pause, Pids: cfg.offer.pids, CacheSize: cfg.offer.cacheBytes, Version: version, Logger: cfg.logLevel.newLogger("agent", stderr),
 	})
 	if err != nil {
 		return failedError(err)

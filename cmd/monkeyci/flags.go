@@ -56,10 +56,13 @@ func defaultDataDir() string {
 // capacityFlags are what an agent offers its builds: --cpus, --memory,
 // --pids and --pause.
 type capacityFlags struct {
-	cpus   float64
-	memory string
-	pids   int64
-	pause  bool
+	cpus      float64
+	memory    string
+	pids      int64
+	pause     bool
+	cacheSize string
+	// cacheBytes is --cache-size, read by resources.
+	cacheBytes int64
 }
 
 func addCapacityFlags(f *pflag.FlagSet) *capacityFlags {
@@ -68,6 +71,7 @@ func addCapacityFlags(f *pflag.FlagSet) *capacityFlags {
 	f.StringVar(&c.memory, "memory", "", "memory the agent offers, like 8g (default: the machine's)")
 	f.Int64Var(&c.pids, "pids", agent.DefaultPids, "processes each build container may have: the default, and the most a job's pids may ask")
 	f.BoolVar(&c.pause, "pause", true, "pause script containers while they await their jobs")
+	f.StringVar(&c.cacheSize, "cache-size", "10g", "disk the agent keeps caches in, in front of the coordinator's store; past it the least recently used go (0: no bound)")
 	return c
 }
 
@@ -80,6 +84,9 @@ func (c *capacityFlags) resources() (agent.Resources, error) {
 	}
 	if c.pids < 1 {
 		return r, fmt.Errorf("--pids %d: expected a number of processes of at least 1", c.pids)
+	}
+	if c.cacheBytes, err = agent.ParseBytes(c.cacheSize); err != nil {
+		return r, fmt.Errorf("--cache-size: %w", err)
 	}
 	return r, nil
 }

@@ -63,7 +63,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 					Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
 					StateDir: filepath.Join(cfg.DataDir, "agent"),
 				},
-				AgentID: localAgentID(cfg.DataDir), Capacity: capacity, Pause: offer.pause, Pids: offer.pids, Version: version, Logger: logger,
+				AgentID: localAgentID(cfg.DataDir), Capacity: capacity, Pause: offer.pause, Pids: offer.pids, CacheSize: offer.cacheBytes, Version: version, Logger: logger,
 			}, stdout, stderr)
 		},
 	}

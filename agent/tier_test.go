@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tier keeps the most recently used caches within its bound.
+func TestTheTierDropsTheLeastRecentlyUsedFirst(t *testing.T) {
+	dir := t.TempDir()
+	tr := &tier{dir: dir, max: 250}
+	files := map[string]string{}
+	for i, name := range []string{"old", "mid", "new"} {
+		file := CacheFile(dir, "repo", "branch:main", name)
+		if _, err := writeArchive(file, nil, func(w io.Writer) error {
+			_, err := w.Write([]byte(strings.Repeat("x", 100)))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(time.Duration(i-10) * time.Minute)
+		os.Chtimes(file, at, at)
+		files[name] = file
+	}
+	tr.used(files["old"]) // restored just now: the most recent
+	removed, err := tr.trim()
+	if err != nil || removed != 1 {
+		t.Fatalf("trim removed %d (%v), want 1", removed, err)
+	}
+	for name, want := range map[string]bool{"old": true, "mid": false, "new": true} {
+		_, err := os.Stat(files[name])
+		if got := err == nil; got != want {
+			t.Errorf("%s kept: %v, want %v", name, got, want)
+		}
+		if !want && digestOf(files[name]) != "" {
+			t.Errorf("%s's digest outlived it", name)
+		}
+	}
+}
+
+// fakeBlobs is a store of one archive that counts its reads.
+type fakeBlobs struct {
+	data  string
+	reads int
+}
+
+func (f *fakeBlobs) Open(ctx context.Context, a ArchiveRef) (io.ReadCloser, ArchiveInfo, error) {
+	if f.data == "" {
+		return nil, ArchiveInfo{}, ErrNoArchive
+	}
+	sum := sha256.Sum256([]byte(f.data))
+	return &countingReader{Reader: strings.NewReader(f.data), n: &f.reads}, ArchiveInfo{Size: int64(len(f.data)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+func (f *fakeBlobs) Save(context.Context, ArchiveRef, string, ArchiveInfo) error { return nil }
+
+type countingReader struct {
+	io.Reader
+	n *int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) { *c.n++; return c.Reader.Read(p) }
+func (c *countingReader) Close() error               { return nil }
+
+// A download is skipped when the tier holds the same digest, and done
+// again when the store's archive changed; what arrives must be what the
+// store said, or the tier keeps nothing of it.
+func TestFetchSkipsWhatTheTierHolds(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "deps.tar")
+	store := &fakeBlobs{data: "version 1"}
+	ref := ArchiveRef{Kind: KindCache, ID: "deps"}
+	for i, want := range []bool{true, false} {
+		fetched, err := fetchArchive(context.Background(), store, ref, file)
+		if err != nil || fetched != want {
+			t.Fatalf("fetch %d: fetched %v (%v), want %v", i, fetched, err, want)
+		}
+	}
+	reads := store.reads
+	store.data = "version 2"
+	if fetched, err := fetchArchive(context.Background(), store, ref, file); err != nil || !fetched || store.reads == reads {
+		t.Fatalf("fetch of a changed archive: %v %v", fetched, err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "version 2" {
+		t.Errorf("the tier holds %q", b)
+	}
+	// A store whose bytes are not what it said: nothing is kept.
+	bad := &lyingBlobs{}
+	if _, err := fetchArchive(context.Background(), bad, ref, file+"2"); err == nil {
+		t.Error("a fetch of other bytes than said succeeded")
+	}
+	if _, err := os.Stat(file + "2"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused fetch left a file: %v", err)
+	}
+	if _, err := fetchArchive(context.Background(), &fakeBlobs{}, ref, file+"3"); !errors.Is(err, ErrNoArchive) {
+		t.Errorf("fetch of nothing: %v", err)
+	}
+}
+
+type lyingBlobs struct{ fakeBlobs }
+
+func (l *lyingBlobs) Open(ctx context.Context, a ArchiveRef) (io.ReadCloser, ArchiveInfo, error) {
+	return io.NopCloser(strings.NewReader("not it")), ArchiveInfo{Size: 6, SHA256: strings.Repeat("0", 64)}, nil
+}

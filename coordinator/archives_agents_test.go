@@ -1,0 +1,102 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/blob"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/s3test"
+	"github.com/monkeyci/monkeyci/internal/wait"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// A cache saved by a build on one agent is restored by the next build of
+// the branch on another agent, with a state dir of its own: the first is
+// gone (the pool scaled in), and so is the second before a third agent
+// takes the third build (the pool scaled to zero and back). Through the
+// coordinator's disk store and through an S3 server.
+func TestACacheOutlivesTheAgentThatSavedIt(t *testing.T) {
+	dockertest.RequireImage(t, dockertest.Busybox)
+	backends := map[string]func(t *testing.T) blob.Store{
+		"disk": nil, // the fixture's own
+		"s3": func(t *testing.T) blob.Store {
+			srv := s3test.Start(t)
+			c, _ := blob.ParseS3URL(srv.URL())
+			c.AccessKey, c.SecretKey = srv.AccessKey, srv.SecretKey
+			s, err := blob.OpenS3(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			var opts []func(*coordinator.Config)
+			if open != nil {
+				store := open(t)
+				opts = append(opts, func(c *coordinator.Config) { c.Blobs = store })
+			}
+			cacheCrossesAgents(t, newFleet(t, 10*time.Second, opts...))
+		})
+	}
+}
+
+func cacheCrossesAgents(t *testing.T, f *fleetFixture) {
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": `
+id: cached
+image: monkeyci/busybox:latest
+caches: [{id: deps, path: .deps}]
+script:
+  - mkdir -p .deps && cat .deps/count 2>/dev/null || echo none
+  - echo "$(( $(cat .deps/count 2>/dev/null || echo 0) + 1 ))" > .deps/count
+`})
+	ctx := context.Background()
+	api := f.c.AdminServer()
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: repo}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"none", "1", "2"} {
+		name := fmt.Sprintf("agent-%d", i+1)
+		_, stop := f.startAgent(t, name, agent.Resources{MilliCPUs: 2000, Memory: 8 << 30})
+		info, err := api.Trigger(ctx, &fleet.TriggerRequest{Repo: "acme/app", Branch: "main", Commit: commit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := f.waitEnded(t, info.GetId())
+		if b.Result != events.Success {
+			t.Fatalf("build %d: %s (%s)", i+1, b.Result, b.Message)
+		}
+		if saw := strings.TrimSpace(storedLog(t, f, b.ID, "cached")); saw != want {
+			t.Errorf("build %d on %s saw the cache hold %q, want %q", i+1, name, saw, want)
+		}
+		stop() // the pool takes the agent away, state dir and all
+		f.waitAgentGone(t, name)
+	}
+}
+
+// waitAgentGone waits until the coordinator no longer counts the agent
+// named name among those ready for builds.
+func (f *fleetFixture) waitAgentGone(t *testing.T, name string) {
+	t.Helper()
+	wait.For(t, "agent "+name+" to be gone", func() bool {
+		list, err := f.c.AdminServer().ListAgents(context.Background(), &fleet.ListAgentsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range list.GetAgents() {
+			if a.GetName() == name && a.GetState() != "lost" {
+				return false
+			}
+		}
+		return true
+	})
+}
