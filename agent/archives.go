@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/monkeyci/monkeyci/agent/archive"
 	"github.com/monkeyci/monkeyci/events"
@@ -197,27 +198,44 @@ func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cac
 	scope := b.cacheScope()
 	var caches []events.Cache
 	for _, c := range j.Caches {
-		got := events.Cache{ID: c.ID, Scope: scope.Scope}
-		for _, from := range []string{scope.Scope, scope.Fallback} {
-			if from == "" {
-				continue
-			}
-			file, err := b.cache(ctx, from, from == scope.Fallback, c.ID)
-			if err == nil {
-				err = restoreArchive(ctx, rt, id, file, containerPath(workDir, c.Path))
-			}
-			if errors.Is(err, ErrNoArchive) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("restoring cache %q from %s: %w", c.ID, from, err)
-			}
-			got.From = from
-			break
+		got, err := b.restoreCache(ctx, id, c, workDir, scope)
+		if err != nil {
+			return nil, err
 		}
 		caches = append(caches, got)
 	}
 	return caches, nil
+}
+
+// restoreCache restores one cache from the build's scope, or else its
+// fallback, and says from where, how large and how fast.
+func (b *build) restoreCache(ctx context.Context, id string, c pipeline.Artifact, workDir string, scope CacheScope) (events.Cache, error) {
+	got := events.Cache{ID: c.ID, Scope: scope.Scope}
+	for _, from := range []string{scope.Scope, scope.Fallback} {
+		if from == "" {
+			continue
+		}
+		start := time.Now()
+		file, fetched, err := b.cache(ctx, from, from == scope.Fallback, c.ID)
+		if err == nil {
+			err = restoreArchive(ctx, b.r.cfg.Runtime, id, file, containerPath(workDir, c.Path))
+		}
+		if errors.Is(err, ErrNoArchive) {
+			continue
+		}
+		if err != nil {
+			return got, fmt.Errorf("restoring cache %q from %s: %w", c.ID, from, err)
+		}
+		got.From, got.Fetched, got.Took = from, fetched, time.Since(start)
+		if st, err := os.Stat(file); err == nil {
+			got.Size = st.Size()
+		}
+		if fetched {
+			b.trimTier() // after the restore: a cache larger than the bound is still used once
+		}
+		break
+	}
+	return got, nil
 }
 
 // artifact is the file of an artifact of the build: on this agent's
@@ -234,25 +252,23 @@ func (b *build) artifact(ctx context.Context, id string) (string, error) {
 }
 
 // cache is the file of a cache of the scope: from the fleet's store when
-// the agent's tier does not hold the same (ErrNoArchive: neither has it).
-func (b *build) cache(ctx context.Context, scope string, fallback bool, id string) (string, error) {
-	file, t := b.cacheFile(scope, id), b.r.tier
+// the agent's tier does not hold the same (fetched), or the tier's
+// (ErrNoArchive: neither has it).
+func (b *build) cache(ctx context.Context, scope string, fallback bool, id string) (file string, fetched bool, err error) {
+	file = b.cacheFile(scope, id)
 	if b.spec.Blobs != nil {
-		fetched, err := fetchArchive(ctx, b.spec.Blobs, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback}, file)
+		fetched, err = fetchArchive(ctx, b.spec.Blobs, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback}, file)
 		if err != nil && !errors.Is(err, ErrNoArchive) {
 			// A cache only saves time: the job runs without it.
 			b.r.cfg.Logger.Warn("could not fetch a cache; the job runs without it", "build", b.spec.ID, "cache", id, "scope", scope, "error", err)
 			err = ErrNoArchive
 		}
 		if err != nil {
-			return "", err
-		}
-		if fetched {
-			b.trimTier()
+			return "", false, err
 		}
 	}
-	t.used(file)
-	return file, nil
+	b.r.tier.used(file)
+	return file, fetched, nil
 }
 
 // save keeps the job's artifacts and, when it succeeded, its caches in the

@@ -100,7 +100,12 @@ script:
 		var caches []events.Cache
 		for _, e := range evs {
 			if e.Event.Type == events.JobStart {
-				caches = e.Event.Caches
+				for _, c := range e.Event.Caches {
+					if (c.From != "") != (c.Size > 0) {
+						t.Errorf("%s: a cache restored says no size, or one not restored a size: %+v", s.name, c)
+					}
+					caches = append(caches, events.Cache{ID: c.ID, Scope: c.Scope, From: c.From})
+				}
 			}
 		}
 		want := []events.Cache{{ID: "deps", Scope: s.scope.Scope, From: s.from}}

@@ -112,6 +112,15 @@ func EncodeEDN(e Event) []byte {
 			b.WriteString(" :scope ")
 			quote(&b, c.Scope)
 			str(&b, "from", c.From)
+			if c.Size != 0 {
+				fmt.Fprintf(&b, " :size %d", c.Size)
+			}
+			if c.Fetched {
+				b.WriteString(" :fetched true")
+			}
+			if c.Took != 0 {
+				fmt.Fprintf(&b, " :took %d", int64(c.Took))
+			}
 			b.WriteByte('}')
 		}
 		b.WriteByte(']')
@@ -412,6 +421,25 @@ func caches(v any) ([]Cache, error) {
 				return nil, err
 			}
 			*f.dst = t
+		}
+		for _, f := range []struct {
+			key string
+			dst *int64
+		}{{"size", &c.Size}, {"took", (*int64)(&c.Took)}} {
+			switch n := m[edn.Keyword(f.key)].(type) {
+			case nil:
+			case int64:
+				*f.dst = n
+			default:
+				return nil, fmt.Errorf("edn: caches %s is %T, want an integer", f.key, n)
+			}
+		}
+		switch b := m[edn.Keyword("fetched")].(type) {
+		case nil:
+		case bool:
+			c.Fetched = b
+		default:
+			return nil, fmt.Errorf("edn: caches fetched is %T, want true or false", b)
 		}
 		out = append(out, c)
 	}

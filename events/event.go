@@ -4,6 +4,7 @@
 package events
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -126,11 +127,16 @@ type Event struct {
 }
 
 // Cache is one cache of a job: its id, the scope the job saves it to, and
-// the scope it was restored from ("" when none held it yet).
+// the scope it was restored from ("" when none held it yet), with its
+// size, whether it was fetched from the fleet's store (or found on the
+// agent), and how long restoring it took.
 type Cache struct {
-	ID    string `json:"id"`
-	Scope string `json:"scope"`
-	From  string `json:"from,omitempty"`
+	ID      string        `json:"id"`
+	Scope   string        `json:"scope"`
+	From    string        `json:"from,omitempty"`
+	Size    int64         `json:"size,omitempty"`
+	Fetched bool          `json:"fetched,omitempty"`
+	Took    time.Duration `json:"took,omitempty"`
 }
 
 // ExitCode returns a pointer to code, for Event.Exit.
@@ -148,8 +154,28 @@ func DescribeCaches(cs []Cache) string {
 		from := "none yet"
 		if c.From != "" {
 			from = "restored from " + c.From
+			if c.Size > 0 {
+				where := "on the agent"
+				if c.Fetched {
+					where = "fetched"
+				}
+				from += fmt.Sprintf(", %s %s in %s", sizeWords(c.Size), where, c.Took.Round(time.Millisecond))
+			}
 		}
 		parts = append(parts, c.ID+" "+c.Scope+" ("+from+")")
 	}
 	return "caches: " + strings.Join(parts, ", ")
+}
+
+// sizeWords writes n bytes the way people read them.
+func sizeWords(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
