@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -114,17 +116,115 @@ func fetchArchive(ctx context.Context, blobs Blobs, a ArchiveRef, file string) (
 		return false, err
 	}
 	defer rc.Close()
+	return keepArchive(rc, info, file, nil)
+}
+
+// keepArchive writes what rc holds, an archive of info's size and digest,
+// to file, unless file holds it already; it reports whether it wrote.
+// With consume, the bytes go to consume too, as they arrive, and consume
+// has had them all once keepArchive returns.
+func keepArchive(rc io.Reader, info ArchiveInfo, file string, consume func(io.Reader) error) (bool, error) {
 	if digestOf(file) == info.SHA256 {
 		return false, nil
 	}
-	_, err = writeArchive(file, &info, func(w io.Writer) error {
-		_, err := io.Copy(w, rc)
-		return err
+	_, err := writeArchive(file, &info, func(w io.Writer) error {
+		if consume == nil {
+			_, err := io.Copy(w, rc)
+			return err
+		}
+		return tee(rc, w, consume)
 	})
-	if err != nil {
-		return false, fmt.Errorf("fetching %s %q: %w", a.Kind, a.ID, err)
+	return err == nil, err
+}
+
+// tee copies r to w and, at the same time, to consume; it returns once
+// both have ended, with the first error of either. Each is fed by a
+// goroutine of its own, up to teeChunks chunks behind the reader, so
+// that neither holds up the other or the download.
+func tee(r io.Reader, w io.Writer, consume func(io.Reader) error) error {
+	pr, pw := io.Pipe()
+	consumed := make(chan error, 1)
+	go func() {
+		// Buffered: consume reads a chunk at a time, not a tar's pieces.
+		err := consume(bufio.NewReaderSize(pr, pipeBuffer))
+		if err == nil {
+			_, err = io.Copy(io.Discard, pr) // what consume left (a tar's padding)
+		}
+		pr.CloseWithError(cmp.Or(err, errConsumerDone)) // a feed still writing stops
+		consumed <- err
+	}()
+	toW, toPipe := make(chan []byte, teeChunks), make(chan []byte, teeChunks)
+	kept, fed := drain(toW, w.Write), drain(toPipe, pw.Write)
+	var err error
+	for err == nil {
+		buf := make([]byte, teeChunk) // read by both feeds: never reused
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			toW <- buf[:n]
+			toPipe <- buf[:n]
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		err = rerr
 	}
-	return true, nil
+	close(toW)
+	close(toPipe)
+	ferr := <-fed
+	pw.CloseWithError(cmp.Or(err, ferr))
+	return cmp.Or(<-consumed, <-kept, err)
+}
+
+// drain writes what comes on chunks with write, in a goroutine of its
+// own, until chunks is closed; after a failed write it only empties
+// chunks. It sends the first error, or nil, once done.
+func drain(chunks <-chan []byte, write func([]byte) (int, error)) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for c := range chunks {
+			if err == nil {
+				_, err = write(c)
+			}
+		}
+		done <- err
+	}()
+	return done
+}
+
+// A tee keeps at most teeChunks chunks of teeChunk bytes waiting for each
+// feed; the pipes between the steps of a restore carry pipeBuffer bytes
+// at a time.
+const (
+	pipeBuffer = 1 << 20
+	teeChunk   = 1 << 20
+	teeChunks  = 16
+)
+
+var errConsumerDone = errors.New("the reader ended")
+
+// placeArchive places what r holds (a tar of entries relative to the
+// path a job declared) at dest in container id, and only there: an entry
+// that would leave dest is refused (archive.RefusedError) and ends the
+// copy, what came before it staying in the container.
+func placeArchive(ctx context.Context, rt Runtime, id string, r io.Reader, dest string) error {
+	pr, pw := io.Pipe()
+	go func() {
+		// Buffered: the engine's client takes large pieces, not each
+		// header and 32 KB copy of Place's.
+		bw := bufio.NewWriterSize(pw, pipeBuffer)
+		err := archive.Place(bw, r, dest)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
+	err := rt.CopyTo(ctx, id, "/", pr)
+	pr.Close() // ends the writer if the engine stopped reading
+	if err != nil {
+		return fmt.Errorf("copying into the container: %w", err)
+	}
+	return nil
 }
 
 // restoreArchive places file at dest (absolute) in container id, and only
@@ -146,14 +246,7 @@ func restoreArchive(ctx context.Context, rt Runtime, id, file, dest string) erro
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(archive.Place(pw, f, dest)) }()
-	err = rt.CopyTo(ctx, id, "/", pr)
-	pr.Close() // ends the writer if the engine stopped reading
-	if err != nil {
-		return fmt.Errorf("copying into the container: %w", err)
-	}
-	return nil
+	return placeArchive(ctx, rt, id, f, dest)
 }
 
 // containerPath resolves a declared path (relative, checked by
@@ -216,10 +309,7 @@ func (b *build) restoreCache(ctx context.Context, id string, c pipeline.Artifact
 			continue
 		}
 		start := time.Now()
-		file, fetched, err := b.cache(ctx, from, from == scope.Fallback, c.ID)
-		if err == nil {
-			err = restoreArchive(ctx, b.r.cfg.Runtime, id, file, containerPath(workDir, c.Path))
-		}
+		file, fetched, err := b.placeCache(ctx, id, from, from == scope.Fallback, c.ID, containerPath(workDir, c.Path))
 		if errors.Is(err, ErrNoArchive) {
 			continue
 		}
@@ -251,24 +341,54 @@ func (b *build) artifact(ctx context.Context, id string) (string, error) {
 	return file, nil
 }
 
-// cache is the file of a cache of the scope: from the fleet's store when
-// the agent's tier does not hold the same (fetched), or the tier's
-// (ErrNoArchive: neither has it).
-func (b *build) cache(ctx context.Context, scope string, fallback bool, id string) (file string, fetched bool, err error) {
-	file = b.cacheFile(scope, id)
+// placeCache places cache id of the scope at dest in the container. From
+// the fleet's store, its bytes go into the container as they arrive and
+// are kept in the agent's tier: a download cut short, or an entry
+// refused, fails the job (its container holds part of the cache). The
+// tier's copy, when it is the store's, is placed as a cache of a local
+// run is: checked whole first. ErrNoArchive: neither holds one.
+func (b *build) placeCache(ctx context.Context, container, scope string, fallback bool, id, dest string) (file string, fetched bool, err error) {
+	file, rt := b.cacheFile(scope, id), b.r.cfg.Runtime
 	if b.spec.Blobs != nil {
-		fetched, err = fetchArchive(ctx, b.spec.Blobs, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback}, file)
-		if err != nil && !errors.Is(err, ErrNoArchive) {
+		rc, info, err := b.spec.Blobs.Open(ctx, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback})
+		switch {
+		case errors.Is(err, ErrNoArchive):
+			return "", false, err
+		case err != nil:
 			// A cache only saves time: the job runs without it.
 			b.r.cfg.Logger.Warn("could not fetch a cache; the job runs without it", "build", b.spec.ID, "cache", id, "scope", scope, "error", err)
-			err = ErrNoArchive
+			return "", false, ErrNoArchive
 		}
+		place := func(r io.Reader) error { return placeArchive(ctx, rt, container, r, dest) }
+		fetched, err = keepArchive(rc, info, file, place)
+		rc.Close()
 		if err != nil {
-			return "", false, err
+			return "", false, fmt.Errorf("fetching it: %w", err)
+		}
+		b.noteStored(file)
+		if fetched {
+			return file, true, nil
 		}
 	}
 	b.r.tier.used(file)
-	return file, fetched, nil
+	return file, false, restoreArchive(ctx, rt, container, file, dest)
+}
+
+// noteStored notes that the fleet's store holds what file holds.
+func (b *build) noteStored(file string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stored == nil {
+		b.stored = map[string]string{}
+	}
+	b.stored[file] = digestOf(file)
+}
+
+// isStored says whether the fleet's store holds a file of that digest.
+func (b *build) isStored(file, digest string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stored[file] == digest
 }
 
 // save keeps the job's artifacts and, when it succeeded, its caches in the
@@ -295,7 +415,12 @@ func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) 
 		for _, c := range j.Caches {
 			file := b.cacheFile(scope, c.ID)
 			info, err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), file)
-			if err == nil && b.spec.Blobs != nil {
+			switch {
+			case err != nil || b.spec.Blobs == nil:
+			case b.isStored(file, info.SHA256):
+				// Unchanged since it was restored: the store has it.
+				b.r.cfg.Logger.Debug("cache unchanged: not uploaded", "job", j.ID, "cache", c.ID, "scope", scope)
+			default:
 				err = b.spec.Blobs.Save(ctx, ArchiveRef{Kind: KindCache, ID: c.ID}, file, info)
 			}
 			if err != nil {

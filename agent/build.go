@@ -51,6 +51,10 @@ type build struct {
 	pauser  *pauser
 	stopAPI func()
 
+	// stored is what the fleet's store holds of the caches the build
+	// restored, as it said: their files' digests (under mu).
+	stored map[string]string
+
 	mu      sync.Mutex
 	jobs    map[string]*jobRun
 	order   []string

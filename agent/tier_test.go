@@ -109,3 +109,30 @@ type lyingBlobs struct{ fakeBlobs }
 func (l *lyingBlobs) Open(ctx context.Context, a ArchiveRef) (io.ReadCloser, ArchiveInfo, error) {
 	return io.NopCloser(strings.NewReader("not it")), ArchiveInfo{Size: 6, SHA256: strings.Repeat("0", 64)}, nil
 }
+
+// tee gives the bytes to its consumer as they are kept, and never hangs on
+// a consumer that stops early, whether it fails or is merely done.
+func TestTeeEndsWhateverItsConsumerDoes(t *testing.T) {
+	data := strings.Repeat("archive bytes ", 1<<16) // ~900 KB: more than any pipe holds
+	tests := []struct {
+		name    string
+		consume func(io.Reader) error
+		wantErr bool
+	}{
+		{"reads all", func(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err }, false},
+		{"reads a part and is done", func(r io.Reader) error { _, err := r.Read(make([]byte, 10)); return err }, false},
+		{"fails at once", func(io.Reader) error { return errors.New("refused") }, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var kept strings.Builder
+			err := tee(strings.NewReader(data), &kept, tc.consume)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("tee: %v, want an error: %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && kept.String() != data {
+				t.Errorf("kept %d bytes of %d", kept.Len(), len(data))
+			}
+		})
+	}
+}

@@ -226,6 +226,13 @@ var (
 
 func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 	b.Helper()
+	return startBenchCoordinatorWith(b, inProcess, nil, nil)
+}
+
+// startBenchCoordinatorWith is startBenchCoordinator with more arguments
+// and environment for a coordinator process of its own.
+func startBenchCoordinatorWith(b *testing.B, inProcess bool, args, env []string) *benchCoordinator {
+	b.Helper()
 	co := &benchCoordinator{errOut: &syncbuf.Buffer{}, dataDir: b.TempDir()}
 	if inProcess {
 		// The coordinator's goroutines carry the label side=coordinator, so
@@ -242,8 +249,9 @@ func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 		co.addr, co.join, co.admin = srv.GRPCAddr, srv.JoinToken, srv.AdminToken
 		return co
 	}
-	co.cmd = exec.Command(testbinary.Path(b), "coordinator", "--tls=false", "--data-dir", co.dataDir,
-		"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-level", "warn")
+	co.cmd = exec.Command(testbinary.Path(b), append([]string{"coordinator", "--tls=false", "--data-dir", co.dataDir,
+		"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+	co.cmd.Env = append(os.Environ(), env...)
 	co.cmd.Stderr = co.errOut
 	stdout, err := co.cmd.StdoutPipe()
 	if err != nil {

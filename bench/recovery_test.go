@@ -134,11 +134,12 @@ type benchAgent struct {
 }
 
 // startBenchAgent starts `monkeyci agent` against co, with 2 CPUs.
-func startBenchAgent(b *testing.B, co *benchCoordinator, name, state string) *benchAgent {
+// More arguments may follow (--labels).
+func startBenchAgent(b *testing.B, co *benchCoordinator, name, state string, args ...string) *benchAgent {
 	b.Helper()
 	a := &benchAgent{out: &syncbuf.Buffer{}, done: make(chan error, 1)}
-	a.cmd = exec.Command(testbinary.Path(b), "agent", "--tls=false", "--coordinator", co.addr, "--join-token", co.join,
-		"--name", name, "--cpus", "2", "--memory", "8g", "--state-dir", state, "--log-level", "warn")
+	a.cmd = exec.Command(testbinary.Path(b), append([]string{"agent", "--tls=false", "--coordinator", co.addr, "--join-token", co.join,
+		"--name", name, "--cpus", "2", "--memory", "8g", "--state-dir", state, "--log-level", "warn"}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		b.Fatal(err)

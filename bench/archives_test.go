@@ -1,0 +1,223 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/s3test"
+	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+const (
+	// cacheMB is the cache restored: 200 files of 1 MB each, random.
+	cacheMB   = 200
+	cacheRuns = 7
+	// The issue's limits: through S3 on a fresh agent, and from the
+	// agent's own tier, against restoring the same archive from local
+	// disk with no coordinator at all.
+	cacheS3Limit   = 1.3
+	cacheTierLimit = 1.05
+)
+
+// cacheBuild fills its cache once; every later build restores it.
+var cacheBuild = fmt.Sprintf(`
+id: deps
+image: %s
+caches: [{id: deps, path: .deps}]
+script:
+  - 'if [ ! -f .deps/done ]; then mkdir -p .deps && i=0 && while [ $i -lt %d ]; do head -c 1048576 /dev/urandom > .deps/f$i; i=$((i+1)); done && touch .deps/done; fi'
+`, busybox, cacheMB)
+
+// BenchmarkCacheRestore restores a 200 MB cache three ways, in turn:
+// on a fresh agent from the fleet's store in an S3 server (versitygw, a
+// process on loopback), from the agent's own tier (its digest matches),
+// and, the floor, from local disk by an agent with no coordinator. Each
+// figure is the restore's own time, as job/start reports it.
+func BenchmarkCacheRestore(b *testing.B) {
+	dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	s3 := s3test.Start(b)
+	co := startBenchCoordinatorWith(b, false, []string{"--blobs", s3.URL()},
+		[]string{"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey})
+	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	admin := fleet.NewAdminClient(conn)
+	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": cacheBuild})
+
+	// Two agents side by side, each taking the builds labelled for it: one
+	// keeps the cache in its tier, the other forgets it before each build.
+	tierDir, freshDir := filepath.Join(b.TempDir(), "agent"), filepath.Join(b.TempDir(), "agent")
+	startBenchAgent(b, co, "bench-cache-tier", tierDir, "--labels", "slot=tier")
+	startBenchAgent(b, co, "bench-cache-fresh", freshDir, "--labels", "slot=fresh")
+	if c := cacheRun(b, admin, repo, commit, "tier"); c.From != "" {
+		b.Fatalf("the first build found a cache: %+v", c)
+	}
+	archive := tierArchive(b, filepath.Join(tierDir, "agent"))
+	var tier, fromS3, floor []time.Duration
+	for range cacheRuns {
+		floor = append(floor, localRestore(b, archive))
+		c := cacheRun(b, admin, repo, commit, "tier")
+		if c.From == "" || c.Fetched {
+			b.Fatalf("a build on the agent that keeps the cache: %+v, want it from the agent's tier", c)
+		}
+		tier = append(tier, c.Took)
+		if err := os.RemoveAll(filepath.Join(freshDir, "agent", "caches")); err != nil {
+			b.Fatal(err)
+		}
+		if c = cacheRun(b, admin, repo, commit, "fresh"); !c.Fetched {
+			b.Fatalf("a build on a fresh agent: %+v, want the cache fetched", c)
+		}
+		fromS3 = append(fromS3, c.Took)
+	}
+	f := median(floor)
+	b.ReportMetric(ms(f), "floor-ms")
+	for _, r := range []struct {
+		name  string
+		ours  time.Duration
+		limit float64
+	}{{"s3-fresh-agent", median(fromS3), cacheS3Limit}, {"agent-tier", median(tier), cacheTierLimit}} {
+		ratio := float64(r.ours) / float64(f)
+		b.ReportMetric(ms(r.ours), r.name+"-ms")
+		b.ReportMetric(ratio, r.name+"-ratio")
+		b.Logf("%s: ours %.1f ms, floor %.1f ms, ratio %.2f (limit %.2f) %s", r.name, ms(r.ours), ms(f), ratio, r.limit, verdictAtMost(ratio, r.limit))
+	}
+	b.Logf("cache restore of %d MB: through S3 %v, from the agent's tier %v, local disk (floor) %v", cacheMB, fromS3, tier, floor)
+}
+
+// cacheRun runs one build of the cache repository and returns its job's
+// cache as job/start reports it.
+func cacheRun(b *testing.B, admin fleet.AdminClient, repo, commit, slot string) events.Cache {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Url: repo, Commit: commit, Branch: "main", Labels: map[string]string{"slot": slot}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	detail := waitBuildDetail(ctx, b, admin, info.GetId())
+	if r := detail.GetBuild().GetResult(); r != string(events.Success) {
+		b.Fatalf("cache build %s: %s %s", info.GetId(), r, detail.GetBuild().GetMessage())
+	}
+	for _, se := range detail.GetEvents() {
+		var e events.Event
+		if err := json.Unmarshal(se.GetEvent(), &e); err == nil && e.Type == events.JobStart && len(e.Caches) == 1 {
+			return e.Caches[0]
+		}
+	}
+	b.Fatalf("build %s: no job/start with its cache", info.GetId())
+	return events.Cache{}
+}
+
+// waitBuildDetail waits for the build to end and returns it with its events.
+func waitBuildDetail(ctx context.Context, b *testing.B, admin fleet.AdminClient, id string) *fleet.BuildDetail {
+	b.Helper()
+	for {
+		d, err := admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d.GetBuild().GetState() == "ended" {
+			return d
+		}
+		select {
+		case <-ctx.Done():
+			b.Fatalf("build %s did not end in time", id)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// tierArchive is the one cache archive in an agent's tier.
+func tierArchive(b *testing.B, stateDir string) string {
+	b.Helper()
+	var found []string
+	_ = filepath.WalkDir(filepath.Join(stateDir, "caches"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".tar") {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if len(found) != 1 {
+		b.Fatalf("the agent's tier holds %v, want one archive", found)
+	}
+	return found[0]
+}
+
+// localRestore restores archive from local disk, by an agent with no
+// coordinator (monkeyci run's way), and returns the restore's time.
+func localRestore(b *testing.B, archive string) time.Duration {
+	b.Helper()
+	cacheDir := b.TempDir()
+	dst := agent.CacheFile(cacheDir, "bench", agent.LocalScope, "deps")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := copyFile(archive, dst); err != nil {
+		b.Fatal(err)
+	}
+	eng := dockertest.Engine(b)
+	r, err := agent.NewRunner(agent.Config{
+		Runtime: eng, Ledger: agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 8 << 30}),
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Binary: testbinary.Path(b),
+		StateDir: b.TempDir(), CacheDir: cacheDir, Pause: true, AgentID: "bench-cache-local",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	src := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, ".monkeyci"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, ".monkeyci", "build.yaml"), []byte(cacheBuild), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	rec := &recorder{}
+	out, err := r.Run(context.Background(), agent.BuildSpec{Source: src, Repo: "bench"}, rec)
+	if err != nil || out.Result != events.Success {
+		b.Fatalf("local cache build: %v %+v", err, out)
+	}
+	for _, e := range rec.events {
+		if e.Type == events.JobStart && len(e.Caches) == 1 && e.Caches[0].From != "" {
+			return e.Caches[0].Took
+		}
+	}
+	b.Fatal("the local build restored no cache")
+	return 0
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
