@@ -42,6 +42,10 @@ type buildData struct {
 	Legend    template.HTML // what the graph's looks mean
 	Timeline  view.Timeline
 	Jobs      []jobView
+	// Artifacts are what the build saved, each a download;
+	// ArtifactsError says why they could not be listed.
+	Artifacts      []coordinator.Artifact
+	ArtifactsError string
 }
 
 // jobView is a job (or the script container) with its commands and logs.
@@ -97,7 +101,7 @@ func (s *Server) buildEvents(w http.ResponseWriter, r *http.Request, ss session)
 				return nil, err
 			}
 			out := map[string]string{}
-			for _, name := range []string{"summary", "graph", "timeline", "jobs"} {
+			for _, name := range []string{"summary", "graph", "timeline", "artifacts", "jobs"} {
 				if out["build-"+name], err = s.fragment("build", name, d); err != nil {
 					return nil, err
 				}
@@ -157,6 +161,7 @@ func (s *Server) buildData(ctx context.Context, id string, ss session) (buildDat
 		end = b.Ended
 	}
 	d.Timeline = view.BuildTimeline(evs, end)
+	d.Artifacts, d.ArtifactsError = s.artifactsOf(ctx, b.ID)
 	sizes := map[logstore.Key]int64{}
 	if b.Attempt > 0 {
 		streams, err := s.logs.Sizes(b.ID, b.Attempt)

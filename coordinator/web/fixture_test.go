@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/blob"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/events"
@@ -40,6 +42,7 @@ type fixture struct {
 	c      *coordinator.Coordinator
 	store  *sqlstore.Store
 	logs   *logstore.Store
+	blobs  blob.Store // where builds' artifacts are
 	web    *Server
 	http   *httptest.Server
 	dir    string
@@ -52,7 +55,11 @@ func newFixture(t testing.TB) *fixture {
 	dir, store, logs := fleettest.Stores(t)
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := coordinator.New(ctx, coordinator.Config{Store: store, Logs: logs, AdminToken: adminToken, JoinToken: joinToken, Lease: time.Minute, Logger: log})
+	blobs, err := blob.OpenDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := coordinator.New(ctx, coordinator.Config{Store: store, Logs: logs, Blobs: blobs, AdminToken: adminToken, JoinToken: joinToken, Lease: time.Minute, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +83,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{c: c, store: store, logs: logs, web: w, http: hs, dir: dir, fleet: l.Addr().String(), viewer: viewer.GetToken()}
+	return &fixture{c: c, store: store, logs: logs, blobs: blobs, web: w, http: hs, dir: dir, fleet: l.Addr().String(), viewer: viewer.GetToken()}
 }
 
 // trigger queues a build of repo.

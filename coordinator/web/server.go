@@ -130,6 +130,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /builds/{id}/cancel", s.action(true, s.cancel))
 	m.HandleFunc("POST /builds/{id}/retry", s.action(true, s.retry))
 	m.HandleFunc("POST /builds/{id}/unblock", s.action(true, s.unblock))
+	m.HandleFunc("GET /builds/{id}/artifacts/{artifact}", s.download(s.artifact))
 	m.HandleFunc("GET /builds/{id}/logs/{job}", s.stream(s.logPage))
 	m.HandleFunc("GET /builds/{id}/logs/{job}/follow", s.stream(s.followLog))
 
