@@ -304,12 +304,20 @@ func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cac
 // fallback, and says from where, how large and how fast.
 func (b *build) restoreCache(ctx context.Context, id string, c pipeline.Artifact, workDir string, scope CacheScope) (events.Cache, error) {
 	got := events.Cache{ID: c.ID, Scope: scope.Scope}
+	if len(c.KeyFiles) > 0 {
+		key, err := cacheKey(ctx, b.r.cfg.Runtime, id, workDir, c.KeyFiles)
+		if err != nil {
+			return got, fmt.Errorf("cache %q: %w", c.ID, err)
+		}
+		got.Key = key
+	}
+	name := cacheName(c, got.Key)
 	for _, from := range []string{scope.Scope, scope.Fallback} {
 		if from == "" {
 			continue
 		}
 		start := time.Now()
-		file, fetched, err := b.placeCache(ctx, id, from, from == scope.Fallback, c.ID, containerPath(workDir, c.Path))
+		file, fetched, err := b.placeCache(ctx, id, from, from == scope.Fallback, name, containerPath(workDir, c.Path))
 		if errors.Is(err, ErrNoArchive) {
 			continue
 		}
@@ -394,7 +402,7 @@ func (b *build) isStored(file, digest string) bool {
 // save keeps the job's artifacts and, when it succeeded, its caches in the
 // build's own scope (never its fallback): on this agent's disk, and in
 // the fleet's store. It returns what went wrong, in words, or "".
-func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) string {
+func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool, restored []events.Cache) string {
 	ctx, rt := context.WithoutCancel(b.jobsCtx), b.r.cfg.Runtime
 	var problems []string
 	for _, a := range j.SaveArtifacts {
@@ -412,8 +420,13 @@ func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) 
 	}
 	if succeeded {
 		scope := b.cacheScope().Scope
+		keys := map[string]string{}
+		for _, c := range restored {
+			keys[c.ID] = c.Key
+		}
 		for _, c := range j.Caches {
-			file := b.cacheFile(scope, c.ID)
+			name := cacheName(c, keys[c.ID]) // keyed as it was before the job ran
+			file := b.cacheFile(scope, name)
 			info, err := saveArchive(ctx, rt, id, containerPath(workDir, c.Path), file)
 			switch {
 			case err != nil || b.spec.Blobs == nil:
@@ -421,7 +434,7 @@ func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool) 
 				// Unchanged since it was restored: the store has it.
 				b.r.cfg.Logger.Debug("cache unchanged: not uploaded", "job", j.ID, "cache", c.ID, "scope", scope)
 			default:
-				err = b.spec.Blobs.Save(ctx, ArchiveRef{Kind: KindCache, ID: c.ID}, file, info)
+				err = b.spec.Blobs.Save(ctx, ArchiveRef{Kind: KindCache, ID: name}, file, info)
 			}
 			if err != nil {
 				b.r.cfg.Logger.Warn("could not save cache", "job", j.ID, "cache", c.ID, "scope", scope, "error", err)

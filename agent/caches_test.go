@@ -217,3 +217,41 @@ func TestScriptJobWithAnArchivePathOutsideItsWorkDirIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A cache keyed by files is a new cache when they change, and the old one
+// is back when they are as they were; the key is read before the job runs
+// (a job that changes its lock file saves under the key it started with).
+func TestCacheKeyedByFiles(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	build := `
+id: cached
+image: monkeyci/busybox:latest
+caches: [{id: deps, path: .deps, key-files: [lock.txt, missing.txt]}]
+script:
+  - mkdir -p .deps && cat .deps/count 2>/dev/null || echo none
+  - echo "$(( $(cat .deps/count 2>/dev/null || echo 0) + 1 ))" > .deps/count
+  - echo changed by the job >> lock.txt
+`
+	run := func(lock string) (string, events.Cache) {
+		t.Helper()
+		dir := repo(t, build, map[string]string{"lock.txt": lock})
+		rec := newRecorder()
+		out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir, Repo: "example/keyed"}, rec)
+		if err != nil || out.Result != events.Success {
+			t.Fatalf("lock %q: %v %+v", lock, err, out)
+		}
+		start := rec.waitFor(t, "job/start", func(e events.Event) bool { return e.Type == events.JobStart })
+		return strings.TrimSpace(rec.out("cached")), start.Caches[0]
+	}
+	var keys []string
+	for i, step := range []struct{ lock, saw string }{{"v1", "none"}, {"v1", "1"}, {"v2", "none"}, {"v1", "2"}, {"v2", "1"}} {
+		saw, c := run(step.lock)
+		if saw != step.saw || len(c.Key) != 64 {
+			t.Errorf("build %d with lock %s: saw %q (key %q), want %q", i+1, step.lock, saw, c.Key, step.saw)
+		}
+		keys = append(keys, c.Key)
+	}
+	if keys[0] != keys[1] || keys[0] == keys[2] || keys[0] != keys[3] {
+		t.Errorf("keys %v: one per content of the lock file", keys)
+	}
+}

@@ -89,7 +89,7 @@ func (b *build) execJob(jr *jobRun, services []*jobRun) jobResult {
 	if exit.Code != 0 {
 		res.status, res.message = events.Failure, sink.failure(exit)
 	}
-	if msg := b.save(id, j, spec.WorkDir, res.status == events.Success); msg != "" && res.status == events.Success {
+	if msg := b.save(id, j, spec.WorkDir, res.status == events.Success, caches); msg != "" && res.status == events.Success {
 		res.status, res.message = events.Failure, msg
 	}
 	if sink.lost != nil {

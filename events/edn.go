@@ -112,6 +112,7 @@ func EncodeEDN(e Event) []byte {
 			b.WriteString(" :scope ")
 			quote(&b, c.Scope)
 			str(&b, "from", c.From)
+			str(&b, "key", c.Key)
 			if c.Size != 0 {
 				fmt.Fprintf(&b, " :size %d", c.Size)
 			}
@@ -415,7 +416,7 @@ func caches(v any) ([]Cache, error) {
 		for _, f := range []struct {
 			key string
 			dst *string
-		}{{"id", &c.ID}, {"scope", &c.Scope}, {"from", &c.From}} {
+		}{{"id", &c.ID}, {"scope", &c.Scope}, {"from", &c.From}, {"key", &c.Key}} {
 			t, err := text("caches "+f.key, m[edn.Keyword(f.key)])
 			if err != nil {
 				return nil, err

@@ -81,8 +81,8 @@ func TestEncodeEDN(t *testing.T) {
 		{Event{Type: JobQueued, Job: "db", Expose: []int{5432, 8080}}, `{:type :job/queued :job "db" :expose [5432 8080]}`},
 		{Event{Type: JobStart, Job: "t", Caches: []Cache{{ID: "deps", Scope: "branch:feature", From: "branch:main"}, {ID: "x", Scope: "pr:7"}}},
 			`{:type :job/start :job "t" :caches [{:id "deps" :scope "branch:feature" :from "branch:main"} {:id "x" :scope "pr:7"}]}`},
-		{Event{Type: JobStart, Job: "t", Caches: []Cache{{ID: "deps", Scope: "branch:main", From: "branch:main", Size: 2048, Fetched: true, Took: 1500 * time.Millisecond}}},
-			`{:type :job/start :job "t" :caches [{:id "deps" :scope "branch:main" :from "branch:main" :size 2048 :fetched true :took 1500000000}]}`},
+		{Event{Type: JobStart, Job: "t", Caches: []Cache{{ID: "deps", Key: "ab12", Scope: "branch:main", From: "branch:main", Size: 2048, Fetched: true, Took: 1500 * time.Millisecond}}},
+			`{:type :job/start :job "t" :caches [{:id "deps" :scope "branch:main" :from "branch:main" :key "ab12" :size 2048 :fetched true :took 1500000000}]}`},
 	} {
 		got := string(EncodeEDN(c.in))
 		if got != c.want {

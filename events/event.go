@@ -131,7 +131,9 @@ type Event struct {
 // size, whether it was fetched from the fleet's store (or found on the
 // agent), and how long restoring it took.
 type Cache struct {
-	ID      string        `json:"id"`
+	ID string `json:"id"`
+	// Key is the digest of the cache's key files (none: "").
+	Key     string        `json:"key,omitempty"`
 	Scope   string        `json:"scope"`
 	From    string        `json:"from,omitempty"`
 	Size    int64         `json:"size,omitempty"`
@@ -162,7 +164,11 @@ func DescribeCaches(cs []Cache) string {
 				from += fmt.Sprintf(", %s %s in %s", sizeWords(c.Size), where, c.Took.Round(time.Millisecond))
 			}
 		}
-		parts = append(parts, c.ID+" "+c.Scope+" ("+from+")")
+		id := c.ID
+		if len(c.Key) >= 12 {
+			id += "@" + c.Key[:12]
+		}
+		parts = append(parts, id+" "+c.Scope+" ("+from+")")
 	}
 	return "caches: " + strings.Join(parts, ", ")
 }

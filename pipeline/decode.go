@@ -509,8 +509,19 @@ func (d *jobDecoder) artifacts(key, what string, v *node) []Artifact {
 				hasPath = true
 				d.job.Pos[key+"."+strconv.Itoa(i)+".path"] = val.pos
 				a.Path, _ = d.str(what+"["+strconv.Itoa(i)+"].path", val)
+			case "key-files":
+				if key != "caches" {
+					d.errs.add(kn.pos, "%s[%d]: key-files keys a cache, not an artifact", what, i)
+					break
+				}
+				d.job.Pos[key+"."+strconv.Itoa(i)+".key-files"] = val.pos
+				a.KeyFiles = d.strList(what+"["+strconv.Itoa(i)+"].key-files", val, false)
 			default:
-				d.errs.add(kn.pos, "%s[%d]: unknown key %q%s", what, i, name, suggest(name, artifactKeys, nil))
+				known := artifactKeys
+				if key == "caches" {
+					known = cacheKeys
+				}
+				d.errs.add(kn.pos, "%s[%d]: unknown key %q%s", what, i, name, suggest(name, known, nil))
 			}
 		}
 		switch {

@@ -29,6 +29,10 @@ type Position struct {
 type Artifact struct {
 	ID   string `json:"id"`
 	Path string `json:"path"`
+	// KeyFiles, of a cache only, key it by their content (paths relative
+	// to the work dir, read before the job runs): a change of any makes
+	// a new cache.
+	KeyFiles []string `json:"key-files,omitempty"`
 }
 
 // Job is one container job of a build, with every default filled in.

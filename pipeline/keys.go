@@ -16,6 +16,9 @@ var jobKeys = []string{
 
 var artifactKeys = []string{"id", "path"}
 
+// cacheKeys are the keys of a cache: an artifact's, and the files that key it.
+var cacheKeys = []string{"id", "path", "key-files"}
+
 // keyHints are names other CI systems use for our keys; edit distance would
 // not find them.
 var keyHints = map[string]string{

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -180,6 +181,9 @@ func checkJob(j *Job) []*Error {
 					add(j.pathKey(key), "%s[%d]: %v", list.key, i, err)
 				}
 			}
+			checkKeyFiles(a.KeyFiles, func(format string, args ...any) {
+				add(key, "%s[%d]: "+format, append([]any{list.key, i}, args...)...)
+			})
 			ids[a.ID] = true
 		}
 	}
@@ -267,4 +271,26 @@ func PrepareJob(j Job) (Job, error) {
 		return Job{}, err
 	}
 	return j, nil
+}
+
+// MaxKeyFiles bounds the files that key one cache.
+const MaxKeyFiles = 32
+
+// checkKeyFiles checks the files that key a cache: inside the work dir,
+// each once.
+func checkKeyFiles(files []string, add func(format string, args ...any)) {
+	if len(files) > MaxKeyFiles {
+		add("key-files: %d files, expected at most %d", len(files), MaxKeyFiles)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		if err := ArchivePath(f); err != nil {
+			add("key-files: %v", err)
+			continue
+		}
+		if seen[path.Clean(f)] {
+			add("key-files: %q is listed twice", f)
+		}
+		seen[path.Clean(f)] = true
+	}
 }
