@@ -202,11 +202,11 @@ func (s *FleetServer) PrepareBlob(ctx context.Context, r *fleet.BlobRequest) (*f
 	if !ok {
 		return &fleet.BlobInfo{Scope: ref.scope}, nil
 	}
-	url, headers, err := signer.PutURL(ctx, ref.key, urlTTL, want)
+	up, err := signer.PutURL(ctx, ref.key, urlTTL, want)
 	if err != nil {
 		return nil, blobStatus(err)
 	}
-	return &fleet.BlobInfo{Scope: ref.scope, Url: url, Headers: headers}, nil
+	return &fleet.BlobInfo{Scope: ref.scope, Url: up.URL, Headers: up.Headers, Upload: up.ID}, nil
 }
 
 // SaveBlob stores an archive sent on the stream, or confirms one PUT to
@@ -236,7 +236,7 @@ func (s *FleetServer) SaveBlob(stream fleet.Fleet_SaveBlobServer) error {
 		if !ok {
 			return status.Error(codes.FailedPrecondition, "this coordinator's store takes archives on the stream, not by URL")
 		}
-		info, err = signer.Confirm(ctx, ref.key, want)
+		info, err = signer.Confirm(ctx, ref.key, r.GetUpload(), want)
 	} else {
 		info, err = blob.PutVerified(ctx, c.cfg.Blobs, ref.key, &pieceReader{stream: stream}, want)
 	}

@@ -69,7 +69,7 @@ func (a archiveCaller) save(ctx context.Context, r *fleet.BlobRequest, data []by
 		if resp.StatusCode != http.StatusOK {
 			return errors.New("the store refused the upload: " + resp.Status)
 		}
-		r.Uploaded = true
+		r.Uploaded, r.Upload = true, grant.GetUpload()
 	}
 	stream, err := a.c.SaveBlob(ctx)
 	if err != nil {

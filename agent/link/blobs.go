@@ -120,7 +120,7 @@ func (a *attemptBlobs) Save(ctx context.Context, ref agent.ArchiveRef, file stri
 		if err := a.put(ctx, grant, f, info.Size); err != nil {
 			return err
 		}
-		req.Uploaded = true
+		req.Uploaded, req.Upload = true, grant.GetUpload()
 	}
 	if err := stream.Send(&fleet.BlobPiece{Piece: &fleet.BlobPiece_Request{Request: req}}); err != nil {
 		return saveErr(stream, err)

@@ -278,13 +278,9 @@ func TestS3URLsReadWithoutKeysUntilTheyExpire(t *testing.T) {
 	// bytes whose digest was signed into it go in.
 	body := "uploaded by an agent"
 	want := Info{Size: int64(len(body)), SHA256: sha256Hex(body)}
-	put, headers, err := s.PutURL(ctx, "artifacts/b1/bin", time.Minute, want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	upload := func(body string) int {
-		req, _ := http.NewRequest(http.MethodPut, put, strings.NewReader(body))
-		for k, v := range headers {
+	upload := func(up Upload, body string) int {
+		req, _ := http.NewRequest(http.MethodPut, up.URL, strings.NewReader(body))
+		for k, v := range up.Headers {
 			req.Header.Set(k, v)
 		}
 		resp, err := http.DefaultClient.Do(req)
@@ -294,23 +290,53 @@ func TestS3URLsReadWithoutKeysUntilTheyExpire(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := upload("other bytes, same length"); code == http.StatusOK {
+	prepare := func() Upload {
+		up, err := s.PutURL(ctx, "artifacts/b1/bin", time.Minute, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return up
+	}
+	first := prepare()
+	lateBody := "an ended attempt's bytes"
+	late, err := s.PutURL(ctx, "artifacts/b1/bin", time.Minute, Info{Size: int64(len(lateBody)), SHA256: sha256Hex(lateBody)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := upload(first, "other bytes, same length"); code == http.StatusOK {
 		t.Errorf("a PUT of other bytes than were signed for: %d", code)
 	}
-	if code := upload(body); code != http.StatusOK {
+	if code := upload(first, body); code != http.StatusOK {
 		t.Fatalf("PUT with a signed URL: %d", code)
 	}
-	if info, err := s.Stat(ctx, "artifacts/b1/bin"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("after a signed PUT, before Confirm: %+v %v, want it not to count", info, err)
+	if _, got := get(); got != "the build's output" {
+		t.Errorf("after a signed PUT, before Confirm, the blob holds %q: want it untouched", got)
 	}
-	if _, err := s.Confirm(ctx, "artifacts/b1/bin", Info{Size: want.Size + 1, SHA256: want.SHA256}); err == nil {
+	if _, err := s.Confirm(ctx, "artifacts/b1/bin", first.ID, Info{Size: want.Size + 1, SHA256: want.SHA256}); err == nil {
 		t.Error("Confirm of another size than was put succeeded")
 	}
-	if info, err := s.Confirm(ctx, "artifacts/b1/bin", want); err != nil || info.Size != want.Size {
+	second := prepare()
+	if code := upload(second, body); code != http.StatusOK {
+		t.Fatalf("PUT with a signed URL: %d", code)
+	}
+	if info, err := s.Confirm(ctx, "artifacts/b1/bin", second.ID, want); err != nil || info.Size != want.Size {
 		t.Fatalf("Confirm: %+v %v", info, err)
 	}
 	if info, err := s.Stat(ctx, "artifacts/b1/bin"); err != nil || info.SHA256 != want.SHA256 {
 		t.Errorf("after Confirm: %+v %v", info, err)
+	}
+	// A URL used after another upload was confirmed changes nothing.
+	if code := upload(late, lateBody); code != http.StatusOK {
+		t.Fatalf("PUT with a late URL: %d", code)
+	}
+	if _, got := get(); got != body {
+		t.Errorf("after a late PUT the blob holds %q, want %q", got, body)
+	}
+	if _, err := s.Confirm(ctx, "artifacts/b1/bin", "../../o/x", want); err == nil {
+		t.Error("Confirm of an upload id that is a path succeeded")
+	}
+	if info, err := s.Stat(ctx, "artifacts/b1/bin"); err != nil || info.SHA256 != want.SHA256 {
+		t.Errorf("after a late upload: %+v %v", info, err)
 	}
 	wait.For(t, "the URL to stop working once its 5 s are over", func() bool {
 		code, _ := get()

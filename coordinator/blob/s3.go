@@ -182,51 +182,65 @@ func (s *S3) GetURL(ctx context.Context, key string, ttl time.Duration) (string,
 	return u.String(), nil
 }
 
-// PutURL is a URL that stores the blob, with one PUT of at most 5 GB. Its
-// sha256 is signed into the URL, so the store itself refuses other bytes
-// (BadDigest). The blob's earlier digest goes first: until Confirm, the
-// key holds nothing that counts.
-func (s *S3) PutURL(ctx context.Context, key string, ttl time.Duration, want Info) (string, map[string]string, error) {
+// PutURL is a URL that stores an upload of the blob, with one PUT of at
+// most 5 GB, under u/KEY/UPLOAD: a URL used late, or twice at once, never
+// touches the blob itself. Its sha256 is signed into the URL, so the store
+// refuses other bytes (BadDigest).
+func (s *S3) PutURL(ctx context.Context, key string, ttl time.Duration, want Info) (Upload, error) {
 	if err := CheckKey(key); err != nil {
-		return "", nil, err
+		return Upload{}, err
 	}
 	raw, err := hex.DecodeString(want.SHA256)
 	if err != nil || len(raw) != sha256.Size {
-		return "", nil, fmt.Errorf("a URL to put %s: %q is not a sha256", key, want.SHA256)
+		return Upload{}, fmt.Errorf("a URL to put %s: %q is not a sha256", key, want.SHA256)
 	}
-	headers := map[string]string{"X-Amz-Checksum-Sha256": base64.StdEncoding.EncodeToString(raw)}
-	if err := s.client.RemoveObject(ctx, s.bucket, "s/"+key, minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
-		return "", nil, fmt.Errorf("a URL to put %s: %w", key, err)
-	}
+	up := Upload{ID: newUploadID(), Headers: map[string]string{"X-Amz-Checksum-Sha256": base64.StdEncoding.EncodeToString(raw)}}
 	h := http.Header{}
-	for k, v := range headers {
+	for k, v := range up.Headers {
 		h.Set(k, v)
 	}
-	u, err := s.client.PresignHeader(ctx, http.MethodPut, s.bucket, "o/"+key, ttl, nil, h)
+	u, err := s.client.PresignHeader(ctx, http.MethodPut, s.bucket, uploadKey(key, up.ID), ttl, nil, h)
 	if err != nil {
-		return "", nil, fmt.Errorf("a URL to put %s: %w", key, err)
+		return Upload{}, fmt.Errorf("a URL to put %s: %w", key, err)
 	}
-	return u.String(), headers, nil
+	up.URL = u.String()
+	return up, nil
 }
 
-// Confirm checks the size of what a PutURL stored (the store checked its
-// digest) and records the digest: from then on the blob counts.
-func (s *S3) Confirm(ctx context.Context, key string, want Info) (Info, error) {
+func uploadKey(key, id string) string { return "u/" + key + "/" + id }
+
+// Confirm checks the size of an upload (the store checked its digest),
+// copies it to the blob within the store, and records the digest: from
+// then on the blob counts. The old digest goes first, so that it never
+// stands beside the new bytes.
+func (s *S3) Confirm(ctx context.Context, key, upload string, want Info) (Info, error) {
 	if err := CheckKey(key); err != nil {
 		return Info{}, err
 	}
-	st, err := s.client.StatObject(ctx, s.bucket, "o/"+key, minio.StatObjectOptions{})
+	if !uploadID.MatchString(upload) {
+		return Info{}, fmt.Errorf("confirm %s: %q is not an upload's id", key, upload)
+	}
+	staged := uploadKey(key, upload)
+	st, err := s.client.StatObject(ctx, s.bucket, staged, minio.StatObjectOptions{})
 	if err != nil {
 		return Info{}, s.wrap(key, err)
 	}
-	got := Info{Key: key, Size: st.Size, SHA256: want.SHA256, Modified: st.LastModified}
+	defer s.client.RemoveObject(context.WithoutCancel(ctx), s.bucket, staged, minio.RemoveObjectOptions{})
 	if st.Size != want.Size {
-		return Info{}, &MismatchError{Key: key, Want: want, Got: got}
+		return Info{}, &MismatchError{Key: key, Want: want, Got: Info{Key: key, Size: st.Size, SHA256: want.SHA256}}
+	}
+	if err := s.client.RemoveObject(ctx, s.bucket, "s/"+key, minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
+		return Info{}, fmt.Errorf("confirm %s: %w", key, err)
+	}
+	up, err := s.client.ComposeObject(ctx, minio.CopyDestOptions{Bucket: s.bucket, Object: "o/" + key},
+		minio.CopySrcOptions{Bucket: s.bucket, Object: staged})
+	if err != nil {
+		return Info{}, fmt.Errorf("confirm %s: %w", key, err)
 	}
 	if _, err := s.client.PutObject(ctx, s.bucket, "s/"+key, strings.NewReader(want.SHA256), int64(len(want.SHA256)), minio.PutObjectOptions{}); err != nil {
 		return Info{}, fmt.Errorf("confirm %s: its digest: %w", key, err)
 	}
-	return got, nil
+	return Info{Key: key, Size: want.Size, SHA256: want.SHA256, Modified: up.LastModified}, nil
 }
 
 var _ Signer = (*S3)(nil)

@@ -2,6 +2,9 @@ package blob
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
 	"fmt"
 	"io"
 	"time"
@@ -13,14 +16,30 @@ import (
 type Signer interface {
 	// GetURL reads the blob until ttl has passed.
 	GetURL(ctx context.Context, key string, ttl time.Duration) (string, error)
-	// PutURL stores a blob of want's size and digest until ttl has passed;
-	// the PUT must carry the headers returned (they are signed into the
-	// URL). What it stores does not count (Stat, Get and List do not see
-	// it) until Confirm has checked it.
-	PutURL(ctx context.Context, key string, ttl time.Duration, want Info) (url string, headers map[string]string, err error)
-	// Confirm checks that what was PUT under key is want, and only then
-	// makes it count.
-	Confirm(ctx context.Context, key string, want Info) (Info, error)
+	// PutURL makes an upload of a blob of want's size and digest, to a URL
+	// that works until ttl has passed. What it stores goes under key only
+	// when Confirm is told the upload: until then, and for an upload
+	// never confirmed (its URL used late, say), the key is untouched.
+	PutURL(ctx context.Context, key string, ttl time.Duration, want Info) (Upload, error)
+	// Confirm checks that the upload is want and puts it under key.
+	Confirm(ctx context.Context, key, upload string, want Info) (Info, error)
+}
+
+// Upload is where to PUT a blob: its URL, the headers the PUT must carry
+// (signed into the URL), and the upload's id, for Confirm.
+type Upload struct {
+	URL     string
+	Headers map[string]string
+	ID      string
+}
+
+// uploadID is what an upload's id looks like: it becomes part of a key.
+var uploadID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func newUploadID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // PutVerified stores what r yields under key only if it is want (its Size
