@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"regexp"
 	"fmt"
 	"io"
+	"regexp"
 	"time"
 )
 
