@@ -277,11 +277,14 @@ func (b *build) cacheScope() CacheScope {
 func (b *build) restore(id string, j pipeline.Job, workDir string) ([]events.Cache, error) {
 	ctx, rt := b.jobsCtx, b.r.cfg.Runtime
 	for _, a := range j.RestoreArtifacts {
-		file, err := b.artifact(ctx, a.ID)
+		file, err := b.artifact(ctx, a.ID, a.Build)
 		if err == nil {
 			err = restoreArchive(ctx, rt, id, file, containerPath(workDir, a.Path))
 		}
-		if errors.Is(err, ErrNoArchive) {
+		switch {
+		case errors.Is(err, ErrNoArchive) && a.Build != "":
+			return nil, fmt.Errorf("artifact %q: build %s of this repository saved none", a.ID, a.Build)
+		case errors.Is(err, ErrNoArchive):
 			return nil, fmt.Errorf("artifact %q was not saved by any job that ran before", a.ID)
 		}
 		if err != nil {
@@ -336,14 +339,24 @@ func (b *build) restoreCache(ctx context.Context, id string, c pipeline.Artifact
 	return got, nil
 }
 
-// artifact is the file of an artifact of the build: on this agent's
-// disk, or fetched from the fleet's store (ErrNoArchive: in neither).
-func (b *build) artifact(ctx context.Context, id string) (string, error) {
+// artifact is the file of an artifact of the build, or of an earlier
+// build of the repository: on this agent's disk, or fetched from the
+// fleet's store (ErrNoArchive: in neither).
+func (b *build) artifact(ctx context.Context, id, fromBuild string) (string, error) {
 	file := b.artifactFile(id)
+	if fromBuild != "" {
+		if !pipeline.ValidID(fromBuild) {
+			return "", fmt.Errorf("artifact %q: %q is not a build's id", id, fromBuild)
+		}
+		if b.spec.Blobs == nil {
+			return "", fmt.Errorf("artifact %q of build %s: only a coordinator keeps earlier builds' artifacts", id, fromBuild)
+		}
+		file = filepath.Join(b.dir, "artifacts", "builds", fromBuild, fileKey(id))
+	}
 	if _, err := os.Stat(file); err == nil || b.spec.Blobs == nil {
 		return file, nil // restoreArchive says when it is missing
 	}
-	if _, err := fetchArchive(ctx, b.spec.Blobs, ArchiveRef{Kind: KindArtifact, ID: id}, file); err != nil {
+	if _, err := fetchArchive(ctx, b.spec.Blobs, ArchiveRef{Kind: KindArtifact, ID: id, FromBuild: fromBuild}, file); err != nil {
 		return "", err
 	}
 	return file, nil

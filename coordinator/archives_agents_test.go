@@ -100,3 +100,67 @@ func (f *fleetFixture) waitAgentGone(t *testing.T, name string) {
 		return true
 	})
 }
+
+// A job restores an artifact an earlier build of its repository saved,
+// byte for byte, after the agent that made it is gone; a build of another
+// repository cannot.
+func TestAJobRestoresAnEarlierBuildsArtifact(t *testing.T) {
+	dockertest.RequireImage(t, dockertest.Busybox)
+	f := newFleet(t, 10*time.Second)
+	maker, _ := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": `
+id: make
+image: monkeyci/busybox:latest
+save-artifacts: [{id: bin, path: out}]
+script:
+  - mkdir -p out && head -c 300000 /dev/urandom > out/app && md5sum out/app | cut -d' ' -f1 > out/app.md5
+`})
+	user, _ := gittest.Repo(t, map[string]string{".monkeyci/script.yaml": "image: monkeyci/busybox:latest\n", ".monkeyci/build.sh": `set -e
+from=$(monkeyci param get from)
+monkeyci job run use --image monkeyci/busybox:latest --restore-artifact "$from:bin:got" -- \
+  'test "$(md5sum got/app | cut -d" " -f1)" = "$(cat got/app.md5)" && echo same bytes'
+`})
+	ctx := context.Background()
+	api := f.c.AdminServer()
+	_, stop := f.startAgent(t, "maker", agent.Resources{MilliCPUs: 2000, Memory: 8 << 30})
+	made, err := api.Trigger(ctx, &fleet.TriggerRequest{Url: maker, Repo: "acme/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := f.waitEnded(t, made.GetId()); b.Result != events.Success {
+		t.Fatalf("the build that saves the artifact: %s %s", b.Result, b.Message)
+	}
+	stop()
+	f.waitAgentGone(t, "maker")
+	f.startAgent(t, "user", agent.Resources{MilliCPUs: 2000, Memory: 8 << 30})
+
+	for _, tc := range []struct {
+		repo string
+		want events.Result
+	}{{"acme/app", events.Success}, {"mallory/other", events.Error}} {
+		info, err := api.Trigger(ctx, &fleet.TriggerRequest{Url: user, Repo: tc.repo, Params: map[string]string{"from": made.GetId()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := f.waitEnded(t, info.GetId())
+		if b.Result != tc.want {
+			t.Logf("the script said: %s", storedLogStream(t, f, b.ID, "", "err"))
+			t.Errorf("a build of %s restoring build %s's artifact: %s (%s), want %s", tc.repo, made.GetId(), b.Result, b.Message, tc.want)
+		}
+		if tc.want == events.Success && !strings.Contains(storedLog(t, f, b.ID, "use"), "same bytes") {
+			t.Errorf("the restored artifact is not the one saved: %q", storedLog(t, f, b.ID, "use"))
+		}
+	}
+}
+
+// storedLogStream is the start of a job's stream as the coordinator stored it.
+func storedLogStream(t *testing.T, f *fleetFixture, build, job, stream string) string {
+	t.Helper()
+	r, err := f.logs.Reader(coordinator.LogKey{Build: build, Attempt: 1, Job: job, Stream: stream})
+	if err != nil {
+		return err.Error()
+	}
+	defer r.Close()
+	b := make([]byte, 4096)
+	n, _ := r.ReadAt(b, 0)
+	return string(b[:n])
+}

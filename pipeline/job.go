@@ -33,6 +33,9 @@ type Artifact struct {
 	// to the work dir, read before the job runs): a change of any makes
 	// a new cache.
 	KeyFiles []string `json:"key-files,omitempty"`
+	// Build, of a restored artifact only, is the earlier build of the
+	// repository that saved it (its whole id); "": this build.
+	Build string `json:"build,omitempty"`
 }
 
 // Job is one container job of a build, with every default filled in.

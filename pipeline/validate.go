@@ -184,6 +184,12 @@ func checkJob(j *Job) []*Error {
 			checkKeyFiles(a.KeyFiles, func(format string, args ...any) {
 				add(key, "%s[%d]: "+format, append([]any{list.key, i}, args...)...)
 			})
+			switch {
+			case a.Build != "" && list.key != "restore-artifacts":
+				add(key, "%s[%d]: only a restored artifact comes from another build", list.key, i)
+			case a.Build != "" && !idRE.MatchString(a.Build):
+				add(key, "%s[%d]: build %q is not a build's id", list.key, i, a.Build)
+			}
 			ids[a.ID] = true
 		}
 	}

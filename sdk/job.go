@@ -52,7 +52,12 @@ type Job struct {
 // Artifact is a path saved by one job and restored into another by id, or
 // a cache kept across builds of the repository. Path is relative to the
 // job's work dir and stays inside it; a restore writes only under it.
-type Artifact struct{ ID, Path string }
+type Artifact struct {
+	ID, Path string
+	// Build, for a restored artifact, is the earlier build of the
+	// repository that saved it (its whole id); "": this build.
+	Build string
+}
 
 // State is where a job is.
 type State string
@@ -232,7 +237,7 @@ func (j Job) proto() *jobapi.JobSpec {
 func artifacts(as []Artifact) []*jobapi.Artifact {
 	var out []*jobapi.Artifact
 	for _, a := range as {
-		out = append(out, &jobapi.Artifact{Id: a.ID, Path: a.Path})
+		out = append(out, &jobapi.Artifact{Id: a.ID, Path: a.Path, Build: a.Build})
 	}
 	return out
 }

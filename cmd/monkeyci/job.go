@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -115,7 +116,7 @@ success unless it failed before.`,
 	fl.StringArrayVar(&f.deps, "dep", nil, "a job that must succeed first (repeatable)")
 	fl.StringArrayVar(&f.env, "env", nil, "an environment variable KEY=VALUE (repeatable)")
 	fl.StringArrayVar(&f.saveArtifacts, "save-artifact", nil, "save PATH after the job as artifact ID: ID:PATH (repeatable)")
-	fl.StringArrayVar(&f.restoreArtifacts, "restore-artifact", nil, "restore artifact ID into PATH before the job: ID:PATH (repeatable)")
+	fl.StringArrayVar(&f.restoreArtifacts, "restore-artifact", nil, "restore artifact ID into PATH before the job: ID:PATH, or BUILD:ID:PATH for one an earlier build of the repository saved (BUILD its whole id; repeatable)")
 	fl.StringArrayVar(&f.caches, "cache", nil, "keep PATH across builds of the repository as cache ID: ID:PATH (repeatable)")
 	fl.Float64Var(&f.cpus, "cpus", 0, "CPUs the job needs, like 2 or 0.25 (default 1)")
 	fl.Int64Var(&f.pids, "pids", 0, "the most processes the job's container may have (default: the agent's --pids)")
@@ -157,13 +158,13 @@ func (f jobRunFlags) job(id string, lines []string) (sdk.Job, error) {
 	if j.Env, err = admin.ParseKV("--env", f.env); err != nil {
 		return j, err
 	}
-	if j.SaveArtifacts, err = parseArtifacts("--save-artifact", f.saveArtifacts); err != nil {
+	if j.SaveArtifacts, err = parseArtifacts("--save-artifact", f.saveArtifacts, false); err != nil {
 		return j, err
 	}
-	if j.RestoreArtifacts, err = parseArtifacts("--restore-artifact", f.restoreArtifacts); err != nil {
+	if j.RestoreArtifacts, err = parseArtifacts("--restore-artifact", f.restoreArtifacts, true); err != nil {
 		return j, err
 	}
-	if j.Caches, err = parseArtifacts("--cache", f.caches); err != nil {
+	if j.Caches, err = parseArtifacts("--cache", f.caches, false); err != nil {
 		return j, err
 	}
 	if f.memory != "" {
@@ -176,18 +177,31 @@ func (f jobRunFlags) job(id string, lines []string) (sdk.Job, error) {
 	return j, nil
 }
 
-// parseArtifacts reads ID:PATH flags (the path may hold colons itself).
-func parseArtifacts(flag string, specs []string) ([]sdk.Artifact, error) {
+// parseArtifacts reads ID:PATH flags (the path may hold colons itself),
+// and, with fromBuild, BUILD:ID:PATH: an earlier build's artifact, BUILD
+// being its whole id (24 hex digits, what tells it from an ID).
+func parseArtifacts(flag string, specs []string, fromBuild bool) ([]sdk.Artifact, error) {
 	var out []sdk.Artifact
 	for _, s := range specs {
+		var build string
+		if first, rest, ok := strings.Cut(s, ":"); fromBuild && ok && buildID.MatchString(first) && strings.Contains(rest, ":") {
+			build, s = first, rest
+		}
 		id, path, ok := strings.Cut(s, ":")
 		if !ok || id == "" || path == "" {
-			return nil, fmt.Errorf("%s %q: expected ID:PATH, like bin:target/", flag, s)
+			want := "ID:PATH, like bin:target/"
+			if fromBuild {
+				want += ", or BUILD:ID:PATH for an earlier build's"
+			}
+			return nil, fmt.Errorf("%s %q: expected %s", flag, s, want)
 		}
-		out = append(out, sdk.Artifact{ID: id, Path: path})
+		out = append(out, sdk.Artifact{ID: id, Path: path, Build: build})
 	}
 	return out, nil
 }
+
+// buildID is a build's whole id (the coordinator's newBuildID).
+var buildID = regexp.MustCompile(`^[0-9a-f]{24}$`)
 
 // jobArgs takes one ID before "--" and what follows it.
 func jobArgs(id, rest string) cobra.PositionalArgs {

@@ -14,7 +14,7 @@ import (
 func TestJobRunFlagsMakeTheJob(t *testing.T) {
 	f := jobRunFlags{
 		image: "busybox", deps: []string{"a", "b"}, env: []string{"A=1", "B=x=y", "EMPTY="},
-		saveArtifacts: []string{"bin:out/bin"}, restoreArtifacts: []string{"src:/opt/src"}, caches: []string{"deps:C:/odd:path"},
+		saveArtifacts: []string{"bin:out/bin"}, restoreArtifacts: []string{"src:/opt/src", "01a24e1c793c42484c103a66:bin:out", "x:a:b"}, caches: []string{"deps:C:/odd:path"},
 		cpus: 0.25, pids: 64, memory: "512m", timeout: time.Minute,
 	}
 	got, err := f.job("build", []string{"make", "make test"})
@@ -25,7 +25,7 @@ func TestJobRunFlagsMakeTheJob(t *testing.T) {
 		ID: "build", Image: "busybox", Script: []string{"make", "make test"}, Deps: []string{"a", "b"},
 		Env:              map[string]string{"A": "1", "B": "x=y", "EMPTY": ""},
 		SaveArtifacts:    []sdk.Artifact{{ID: "bin", Path: "out/bin"}},
-		RestoreArtifacts: []sdk.Artifact{{ID: "src", Path: "/opt/src"}},
+		RestoreArtifacts: []sdk.Artifact{{ID: "src", Path: "/opt/src"}, {ID: "bin", Path: "out", Build: "01a24e1c793c42484c103a66"}, {ID: "x", Path: "a:b"}},
 		Caches:           []sdk.Artifact{{ID: "deps", Path: "C:/odd:path"}},
 		CPUs:             0.25, Pids: 64, Memory: 512 << 20, Timeout: time.Minute,
 	}

@@ -104,7 +104,7 @@ func cpusFromProto(s *JobSpec) float64 {
 func artifactsToProto(as []pipeline.Artifact) []*Artifact {
 	out := make([]*Artifact, 0, len(as))
 	for _, a := range as {
-		out = append(out, &Artifact{Id: a.ID, Path: a.Path, KeyFiles: a.KeyFiles})
+		out = append(out, &Artifact{Id: a.ID, Path: a.Path, KeyFiles: a.KeyFiles, Build: a.Build})
 	}
 	return out
 }
@@ -112,7 +112,7 @@ func artifactsToProto(as []pipeline.Artifact) []*Artifact {
 func artifactsFromProto(as []*Artifact) []pipeline.Artifact {
 	var out []pipeline.Artifact
 	for _, a := range as {
-		out = append(out, pipeline.Artifact{ID: a.GetId(), Path: a.GetPath(), KeyFiles: a.GetKeyFiles()})
+		out = append(out, pipeline.Artifact{ID: a.GetId(), Path: a.GetPath(), KeyFiles: a.GetKeyFiles(), Build: a.GetBuild()})
 	}
 	return out
 }

@@ -43,7 +43,10 @@ type Artifact struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Path  string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// key_files, of a cache only, key it by their content.
-	KeyFiles      []string `protobuf:"bytes,3,rep,name=key_files,json=keyFiles,proto3" json:"key_files,omitempty"`
+	KeyFiles []string `protobuf:"bytes,3,rep,name=key_files,json=keyFiles,proto3" json:"key_files,omitempty"`
+	// build, of a restored artifact only: the earlier build of the
+	// repository that saved it ("": this build).
+	Build         string `protobuf:"bytes,4,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -97,6 +100,13 @@ func (x *Artifact) GetKeyFiles() []string {
 		return x.KeyFiles
 	}
 	return nil
+}
+
+func (x *Artifact) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
 }
 
 type JobSpec struct {
@@ -1616,11 +1626,12 @@ var File_jobapi_jobapi_proto protoreflect.FileDescriptor
 
 const file_jobapi_jobapi_proto_rawDesc = "" +
 	"\n" +
-	"\x13jobapi/jobapi.proto\x12\x12monkeyci.jobapi.v1\x1a\x1egoogle/protobuf/duration.proto\"K\n" +
+	"\x13jobapi/jobapi.proto\x12\x12monkeyci.jobapi.v1\x1a\x1egoogle/protobuf/duration.proto\"a\n" +
 	"\bArtifact\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
-	"\tkey_files\x18\x03 \x03(\tR\bkeyFiles\"\xed\x06\n" +
+	"\tkey_files\x18\x03 \x03(\tR\bkeyFiles\x12\x14\n" +
+	"\x05build\x18\x04 \x01(\tR\x05build\"\xed\x06\n" +
 	"\aJobSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x16\n" +
