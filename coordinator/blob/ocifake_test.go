@@ -83,6 +83,7 @@ func newFakeObjectStorage(t *testing.T) *fakeObjectStorage {
 	mux.HandleFunc("PUT "+b+"/o/{object...}", f.inBucket(func(w http.ResponseWriter, r *http.Request) { f.store(w, r, r.PathValue("object")) }))
 	mux.HandleFunc("GET "+b+"/o/{object...}", f.inBucket(func(w http.ResponseWriter, r *http.Request) { f.read(w, r, r.PathValue("object")) }))
 	mux.HandleFunc("DELETE "+b+"/o/{object...}", f.inBucket(f.deleteObject))
+	mux.HandleFunc("POST "+b+"/actions/renameObject", f.inBucket(f.renameObject))
 	mux.HandleFunc("POST "+b+"/u", f.inBucket(f.createUpload))
 	mux.HandleFunc("PUT "+b+"/u/{object...}", f.inBucket(f.uploadPart))
 	mux.HandleFunc("POST "+b+"/u/{object...}", f.inBucket(f.commitUpload))
@@ -228,6 +229,10 @@ func (f *fakeObjectStorage) read(w http.ResponseWriter, r *http.Request, name st
 		ociFail(w, http.StatusNotFound, "ObjectNotFound", "no object "+name)
 		return
 	}
+	if m := r.Header.Get("If-Match"); m != "" && m != o.etag {
+		ociFail(w, http.StatusPreconditionFailed, "IfMatchFailed", "the object's ETag is "+o.etag)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Length", strconv.Itoa(len(o.data)))
 	h.Set("Etag", o.etag)
@@ -252,6 +257,30 @@ func (f *fakeObjectStorage) deleteObject(w http.ResponseWriter, r *http.Request)
 	}
 	delete(f.objects, name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// renameObject moves an object to another name, replacing what is there,
+// only if the source's ETag is still the one given.
+func (f *fakeObjectStorage) renameObject(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		SourceName        string `json:"sourceName"`
+		NewName           string `json:"newName"`
+		SrcObjIfMatchETag string `json:"srcObjIfMatchETag"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.SourceName == "" || in.NewName == "" {
+		ociFail(w, http.StatusBadRequest, "InvalidParameter", fmt.Sprintf("sourceName and newName are required (%v)", err))
+		return
+	}
+	o, ok := f.objects[in.SourceName]
+	switch {
+	case !ok:
+		ociFail(w, http.StatusNotFound, "ObjectNotFound", "no object "+in.SourceName)
+	case in.SrcObjIfMatchETag != "" && in.SrcObjIfMatchETag != o.etag:
+		ociFail(w, http.StatusPreconditionFailed, "IfMatchFailed", "the source's ETag is "+o.etag)
+	default:
+		delete(f.objects, in.SourceName)
+		f.objects[in.NewName] = o
+	}
 }
 
 // listObjects pages by name with start and nextStartWith, and sends only
@@ -403,7 +432,7 @@ func (f *fakeObjectStorage) createPAR(w http.ResponseWriter, r *http.Request) {
 		ociFail(w, http.StatusBadRequest, "InvalidParameter", "timeExpires must be in the future")
 	default:
 		f.seq++
-		p := &fakePAR{id: fmt.Sprintf("par-%03d", f.seq), name: in.Name, token: fmt.Sprintf("token-%d-%d", f.seq, time.Now().UnixNano()),
+		p := &fakePAR{id: fmt.Sprintf("par+%03d", f.seq), name: in.Name, token: fmt.Sprintf("token-%d-%d", f.seq, time.Now().UnixNano()),
 			object: in.ObjectName, access: in.AccessType, created: time.Now().Add(f.skew), expires: in.TimeExpires}
 		f.pars[p.id] = p
 		uri := (&url.URL{Path: "/p/" + p.token + "/n/" + f.namespace + "/b/" + f.bucket + "/o/" + p.object}).EscapedPath()
