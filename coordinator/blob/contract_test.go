@@ -237,7 +237,7 @@ func TestOpenChoosesTheBackend(t *testing.T) {
 			t.Errorf("Open(%q) = %T, %v; want %s", c.url, s, err, c.want)
 		}
 	}
-	for _, bad := range []string{"ftp://x", "s3://", "s3://bucket", "s3://bucket/path?endpoint=h:1", "%zz"} {
+	for _, bad := range []string{"ftp://x", "s3://", "s3://bucket", "s3://bucket/path?endpoint=h:1", "oci://ns", "oci://ns/b?bogus=1", "%zz"} {
 		if _, err := Open(ctx, bad, data); err == nil {
 			t.Errorf("Open(%q) took it", bad)
 		}

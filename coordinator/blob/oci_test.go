@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -180,5 +184,51 @@ func TestParseOCIURL(t *testing.T) {
 		if c, err := ParseOCIURL(bad); err == nil {
 			t.Errorf("ParseOCIURL(%q) = %+v, want it refused", bad, c)
 		}
+	}
+}
+
+// Open takes an oci:// URL to the OCI store, signing with the key and
+// profile of the config file it names.
+func TestOpenChoosesOCI(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeObjectStorage(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(keyFile, []byte(f.key.pem), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// DEFAULT is another user: a store that ignored profile= would sign
+	// as it, and the fake would refuse.
+	config := fmt.Sprintf(`[DEFAULT]
+user=ocid1.user.oc1..nobody
+fingerprint=%[1]s
+tenancy=%[2]s
+region=us-ashburn-1
+key_file=%[3]s
+
+[CI]
+user=%[4]s
+fingerprint=%[1]s
+tenancy=%[2]s
+region=us-ashburn-1
+key_file=%[3]s
+`, f.key.fingerprint, f.key.tenancy, keyFile, f.key.user)
+	configFile := filepath.Join(dir, "config")
+	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	query := "?config=" + url.QueryEscape(configFile) + "&profile=CI&endpoint=" + url.QueryEscape(f.srv.URL)
+	s, err := Open(ctx, "oci://"+f.namespace+"/"+f.bucket+query, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.(*OCI); !ok {
+		t.Fatalf("Open(oci://...) = %T", s)
+	}
+	if _, err := s.Put(ctx, "k", strings.NewReader("v")); err != nil {
+		t.Errorf("Put through the opened store: %v", err)
+	}
+	if _, err := Open(ctx, "oci://"+f.namespace+"/nope"+query, t.TempDir()); err == nil || !strings.Contains(err.Error(), "no such bucket") {
+		t.Errorf("Open of a missing bucket: %v", err)
 	}
 }

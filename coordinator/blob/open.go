@@ -8,10 +8,13 @@ import (
 )
 
 // Open opens the store a --blobs URL names: file:///DIR (a relative path
-// is taken from dataDir), or s3://BUCKET?endpoint=HOST:PORT[&region=R]
+// is taken from dataDir); s3://BUCKET?endpoint=HOST:PORT[&region=R]
 // [&insecure=1] with the keys in AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY (or the machine's role). "" is the default: a
-// folder "blobs" in dataDir.
+// AWS_SECRET_ACCESS_KEY (or the machine's role); or
+// oci://NAMESPACE/BUCKET[?region=R][&config=FILE][&profile=P]
+// [&principal=instance][&endpoint=URL] with an OCI API key from the
+// config file (default ~/.oci/config, profile DEFAULT) or the instance's
+// principal. "" is the default: a folder "blobs" in dataDir.
 func Open(ctx context.Context, raw, dataDir string) (Store, error) {
 	if raw == "" {
 		return OpenDir(filepath.Join(dataDir, "blobs"))
@@ -36,6 +39,12 @@ func Open(ctx context.Context, raw, dataDir string) (Store, error) {
 			return nil, err
 		}
 		return OpenS3(ctx, c)
+	case "oci":
+		c, err := ParseOCIURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		return OpenOCI(ctx, c)
 	}
-	return nil, fmt.Errorf("blob store URL %q: expected file:///DIR or s3://BUCKET?endpoint=HOST:PORT", raw)
+	return nil, fmt.Errorf("blob store URL %q: expected file:///DIR, s3://BUCKET?endpoint=HOST:PORT or oci://NAMESPACE/BUCKET", raw)
 }
