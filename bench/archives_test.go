@@ -221,3 +221,64 @@ func copyFile(from, to string) error {
 	}
 	return out.Close()
 }
+
+const (
+	uploadAgents = 4
+	uploadMB     = 256 // each: 1 GB in all
+	uploadMaxMiB = 256 // the coordinator's peak RSS, at most
+)
+
+// BenchmarkArtifactUploadMemory has four agents upload 256 MB of artifacts
+// each at once, through a coordinator whose store is its disk (every byte
+// streams through it), and reads the coordinator's peak RSS.
+func BenchmarkArtifactUploadMemory(b *testing.B) {
+	dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	co := startBenchCoordinator(b, false)
+	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	admin := fleet.NewAdminClient(conn)
+	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": fmt.Sprintf(`
+id: make
+image: %s
+save-artifacts: [{id: out, path: out}]
+script:
+  - mkdir -p out && head -c %d /dev/urandom > out/blob
+`, busybox, uploadMB<<20)})
+	for i := range uploadAgents {
+		startBenchAgent(b, co, fmt.Sprintf("bench-upload-%d", i), filepath.Join(b.TempDir(), "agent"),
+			"--labels", fmt.Sprintf("slot=%d", i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var ids []string
+	start := time.Now()
+	for i := range uploadAgents {
+		info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Url: repo, Commit: commit, Labels: map[string]string{"slot": fmt.Sprint(i)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, info.GetId())
+	}
+	var stored int64
+	for _, id := range ids {
+		d := waitBuildDetail(ctx, b, admin, id)
+		if r := d.GetBuild().GetResult(); r != string(events.Success) {
+			b.Fatalf("upload build %s: %s %s", id, r, d.GetBuild().GetMessage())
+		}
+		list, err := admin.ListArtifacts(ctx, &fleet.BuildRef{Id: id})
+		if err != nil || len(list.GetArtifacts()) != 1 {
+			b.Fatalf("build %s's artifacts: %v %v", id, list, err)
+		}
+		stored += list.GetArtifacts()[0].GetSize()
+	}
+	took := time.Since(start)
+	peakKiB, cpu := co.usage(b)
+	peakMiB := float64(peakKiB) / 1024
+	b.ReportMetric(peakMiB, "coordinator-peak-MB")
+	b.Logf("artifact upload: %d agents stored %.0f MB through the coordinator's disk store in %.1f s; coordinator CPU %.1f s, peak RSS %.0f MB (at most %d) %s",
+		uploadAgents, float64(stored)/(1<<20), took.Seconds(), cpu.Seconds(), peakMiB, uploadMaxMiB, verdictAtMost(peakMiB, uploadMaxMiB))
+}
