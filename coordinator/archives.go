@@ -163,6 +163,7 @@ func (s *FleetServer) OpenBlob(r *fleet.BlobRequest, stream fleet.Fleet_OpenBlob
 		if err != nil {
 			return blobStatus(err)
 		}
+		c.noteUse(r, ref)
 		url, err := signer.GetURL(ctx, ref.key, urlTTL)
 		if err != nil {
 			return blobStatus(err)
@@ -174,12 +175,21 @@ func (s *FleetServer) OpenBlob(r *fleet.BlobRequest, stream fleet.Fleet_OpenBlob
 		return blobStatus(err)
 	}
 	defer rc.Close()
+	c.noteUse(r, ref)
 	if err := stream.Send(infoPiece(&fleet.BlobInfo{Size: info.Size, Sha256: info.SHA256, Scope: ref.scope})); err != nil {
 		return err
 	}
 	return sendPieces(rc, func(b []byte) error {
 		return stream.Send(&fleet.BlobPiece{Piece: &fleet.BlobPiece_Data{Data: b}})
 	})
+}
+
+// noteUse notes that a cache is being restored: retention keeps the
+// most recently used.
+func (c *Coordinator) noteUse(r *fleet.BlobRequest, ref archiveRef) {
+	if r.GetKind() == KindCache {
+		c.cacheUses.used(ref.key, c.cfg.Now())
+	}
 }
 
 func infoPiece(i *fleet.BlobInfo) *fleet.BlobPiece {

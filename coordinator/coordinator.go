@@ -40,6 +40,8 @@ type LogKey = logstore.Key
 type Config struct {
 	Store Store
 	Logs  LogStore
+	// Retention bounds what Blobs keeps (retention.go; zero: all is kept).
+	Retention Retention
 	// Blobs keeps builds' artifacts and caches (archives.go); nil: none.
 	Blobs  blob.Store
 	Logger hclog.Logger
@@ -104,6 +106,7 @@ type Coordinator struct {
 	dispatcher *dispatcher
 	agents     *agentRegistry
 	leases     *leaseTable
+	cacheUses  cacheUses
 	// wake asks the loop (Run) for a dispatch pass.
 	wake        chan struct{}
 	endWatchers endWatchers
@@ -185,6 +188,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.Lease / 10)
 	defer tick.Stop()
 	go c.statuses.run(ctx)
+	if c.cfg.Blobs != nil {
+		go c.collectEvery(ctx)
+	}
 	c.poke()
 	for {
 		select {

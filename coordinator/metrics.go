@@ -22,6 +22,8 @@ type metrics struct {
 	paused   prometheus.Counter
 	// poolDecisions counts the pool scaler's decisions by type.
 	poolDecisions *prometheus.CounterVec
+	// removed and freed count what retention removed, by kind.
+	removed, freed *prometheus.CounterVec
 }
 
 func newMetrics(c *Coordinator) *metrics {
@@ -46,11 +48,19 @@ func newMetrics(c *Coordinator) *metrics {
 			Name: "monkeyci_pool_decisions_total",
 			Help: "Instances the pool's scaler asked for (pool/scale-up), drained (pool/scale-in) and destroyed (pool/destroy).",
 		}, []string{"type"}),
+		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "monkeyci_retention_removed_total",
+			Help: "Blobs removed past their retention, by kind (artifact, log, cache).",
+		}, []string{"kind"}),
+		freed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "monkeyci_retention_freed_bytes_total",
+			Help: "Bytes of the blob store freed by retention, by kind.",
+		}, []string{"kind"}),
 	}
 	for _, r := range []events.Result{events.Success, events.Failure, events.Error, events.Canceled} {
 		m.ended.WithLabelValues(string(r)) // present at 0 from the start
 	}
-	m.registry.MustRegister(m.ended, m.dispatch, m.paused, m.poolDecisions, stateCollector{c},
+	m.registry.MustRegister(m.ended, m.dispatch, m.paused, m.poolDecisions, m.removed, m.freed, stateCollector{c},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -156,4 +166,10 @@ func (p poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(poolInstancesDesc, prometheus.GaugeValue, float64(n), phase)
 	}
 	ch <- prometheus.MustNewConstMetric(poolDesiredDesc, prometheus.GaugeValue, float64(st.Desired))
+}
+
+// collected counts what retention removed.
+func (m *metrics) collected(kind string, blobs, bytes int64) {
+	m.removed.WithLabelValues(kind).Add(float64(blobs))
+	m.freed.WithLabelValues(kind).Add(float64(bytes))
 }

@@ -6,11 +6,15 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/pflag"
 
 	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/server"
 )
 
@@ -40,6 +44,10 @@ func addServerFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
 	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
+	cfg.Retention = coordinator.DefaultRetention
+	f.Var((*daysFlag)(&cfg.Retention.Artifacts), "retain-artifacts", "how long builds' artifacts are kept after they were saved, like 30d or 12h (0: for ever)")
+	f.Var((*daysFlag)(&cfg.Retention.Logs), "retain-logs", "how long the logs of ended builds are kept, like 30d or 12h (0: for ever)")
+	f.Var((*sizeFlag)(&cfg.Retention.CacheMaxSize), "cache-max-size", "the most each repository's caches take in the blob store, like 10g (0: no bound); past it the least recently used go")
 	f.StringVar(&cfg.Blobs, "blobs", "", "where builds' artifacts and caches are kept: file:///DIR; s3://BUCKET?endpoint=HOST:PORT[&region=R][&insecure=1] with the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; or oci://NAMESPACE/BUCKET[?region=R][&config=FILE][&profile=P][&principal=instance] with an OCI API key (default ~/.oci/config) or the instance principal (default: DATA_DIR/blobs)")
 }
 
@@ -123,3 +131,49 @@ func orEnv(v, env string) string {
 	}
 	return os.Getenv(env)
 }
+
+// daysFlag is a duration that may be given in days too ("30d").
+type daysFlag time.Duration
+
+func (d *daysFlag) String() string {
+	t := time.Duration(*d)
+	if t > 0 && t%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", t/(24*time.Hour))
+	}
+	return t.String()
+}
+
+func (d *daysFlag) Set(s string) error {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: expected a number of days like 30d, or a duration like 12h", s)
+		}
+		*d = daysFlag(time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	t, err := time.ParseDuration(s)
+	if err != nil || t < 0 {
+		return fmt.Errorf("%q: expected a number of days like 30d, or a duration like 12h", s)
+	}
+	*d = daysFlag(t)
+	return nil
+}
+
+func (d *daysFlag) Type() string { return "duration" }
+
+// sizeFlag is a number of bytes given as a size ("10g").
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return agent.FormatBytes(int64(*s)) }
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := agent.ParseBytes(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+func (s *sizeFlag) Type() string { return "size" }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Dir is a Store in a directory: each blob a file under objects/, its
@@ -199,4 +200,20 @@ func (r readerWithContext) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return r.r.Read(p)
+}
+
+// Sweep removes what Puts cut short by a killed process left in tmp/.
+func (d *Dir) Sweep(ctx context.Context) error {
+	tmp := filepath.Join(d.root, "tmp")
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return fmt.Errorf("sweep %s: %w", tmp, err)
+	}
+	cutoff := time.Now().Add(-stagedGrace)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
+			_ = os.Remove(filepath.Join(tmp, e.Name()))
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package blob
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -190,6 +191,9 @@ func (s *S3) PutURL(ctx context.Context, key string, ttl time.Duration, want Inf
 	if err := CheckKey(key); err != nil {
 		return Upload{}, err
 	}
+	if ttl > maxUploadTTL {
+		return Upload{}, fmt.Errorf("a URL to put %s: %s is longer than an upload's URL may live (%s)", key, ttl, maxUploadTTL)
+	}
 	raw, err := hex.DecodeString(want.SHA256)
 	if err != nil || len(raw) != sha256.Size {
 		return Upload{}, fmt.Errorf("a URL to put %s: %q is not a sha256", key, want.SHA256)
@@ -208,6 +212,9 @@ func (s *S3) PutURL(ctx context.Context, key string, ttl time.Duration, want Inf
 }
 
 func uploadKey(key, id string) string { return "u/" + key + "/" + id }
+
+// maxUploadTTL bounds an upload URL's life: Sweep counts on it.
+const maxUploadTTL = 24 * time.Hour
 
 // Confirm checks the size of an upload (the store checked its digest),
 // copies it to the blob within the store, and records the digest: from
@@ -255,4 +262,25 @@ func (s *S3) wrap(key string, err error) error {
 func isNoSuchKey(err error) bool {
 	r := minio.ToErrorResponse(err)
 	return r.Code == "NoSuchKey" || r.StatusCode == 404
+}
+
+// Sweep deletes the uploads never confirmed, stagedGrace after their URL
+// expired at the latest (an upload's URL lives at most a day here).
+func (s *S3) Sweep(ctx context.Context) error {
+	cutoff := time.Now().Add(-maxUploadTTL - stagedGrace)
+	var errs []error
+	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: "u/", Recursive: true}) {
+		if o.Err != nil {
+			return fmt.Errorf("sweep uploads: %w", o.Err)
+		}
+		if o.LastModified.Before(cutoff) {
+			if err := s.client.RemoveObject(ctx, s.bucket, o.Key, minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sweep uploads: %w", err)
+	}
+	return nil
 }

@@ -65,6 +65,8 @@ type Config struct {
 	// Blobs is the --blobs URL of the store of artifacts and caches (""
 	// the data dir's folder blobs; package blob).
 	Blobs string
+	// Retention bounds what the blob store keeps (zero: all is kept).
+	Retention coordinator.Retention
 	// Pool runs an autoscaled agent pool (nil: none).
 	Pool *PoolConfig
 }
@@ -151,7 +153,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	c, err := coordinator.New(runCtx, coordinator.Config{
-		Store: s.store, Logs: s.logs, Blobs: blobs, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
+		Store: s.store, Logs: s.logs, Blobs: blobs, Retention: cfg.Retention, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	})
 	if err != nil {
