@@ -1,8 +1,12 @@
 package coordinator_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/blob"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/fleettest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/s3test"
 	"github.com/monkeyci/monkeyci/internal/wait"
@@ -163,4 +168,64 @@ func storedLogStream(t *testing.T, f *fleetFixture, build, job, stream string) s
 	b := make([]byte, 4096)
 	n, _ := r.ReadAt(b, 0)
 	return string(b[:n])
+}
+
+// A cache in the fleet's store with an entry that would leave its path (a
+// store someone tampered with) fails the job that restores it, with a
+// line naming the entry, and the agent keeps nothing of it.
+func TestAHostileCacheFromTheStoreFailsItsJob(t *testing.T) {
+	dockertest.RequireImage(t, dockertest.Busybox)
+	f := newFleet(t, 10*time.Second)
+	ctx := context.Background()
+	ba, owner, raw := runningAttempt(t, f, "acme/app", "main")
+	var hostile bytes.Buffer
+	tw := tar.NewWriter(&hostile)
+	for _, e := range []struct{ name, body string }{{"ok.txt", "fine"}, {"../../../etc/evil", "escaped"}} {
+		_ = tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: tar.TypeReg})
+		_, _ = tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	if err := owner.save(ctx, said(&fleet.BlobRequest{Build: ba, Kind: "cache", Id: "deps"}, hostile.Bytes()), hostile.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	raw.Send(t, fleettest.Done(ba, events.Success, 0))
+	f.waitEnded(t, ba.GetBuildId())
+	raw.Hangup(t) // so that the next build goes to the real agent
+	f.waitAgentGone(t, "raw-"+ba.GetBuildId())
+
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": `
+id: cached
+image: monkeyci/busybox:latest
+caches: [{id: deps, path: .deps}]
+script: ["echo ran"]
+`})
+	stateDir := t.TempDir()
+	f.startAgentIn(t, "victim", stateDir)
+	info, err := f.c.AdminServer().Trigger(ctx, &fleet.TriggerRequest{Url: repo, Repo: "acme/app", Branch: "main", Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := f.waitEnded(t, info.GetId())
+	evs, err := f.store.Events(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var said string
+	for _, e := range evs {
+		if e.Event.Type == events.JobEnd {
+			said = e.Event.Message
+		}
+	}
+	if b.Result == events.Success || !strings.Contains(said, "../../../etc/evil") {
+		t.Errorf("a job restoring a hostile cache: build %s, job said %q", b.Result, said)
+	}
+	if strings.Contains(storedLog(t, f, b.ID, "cached"), "ran") {
+		t.Error("the job ran with a hostile cache in place")
+	}
+	_ = filepath.WalkDir(stateDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, "deps.tar") {
+			t.Errorf("the agent kept the hostile cache: %s", p)
+		}
+		return nil
+	})
 }

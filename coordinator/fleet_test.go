@@ -104,6 +104,17 @@ func (f *fleetFixture) startAgent(t *testing.T, name string, capacity agent.Reso
 // its label says ("": the machine's, and no label).
 func (f *fleetFixture) startArchAgent(t *testing.T, name string, capacity agent.Resources, arch string) (*link.Link, context.CancelFunc) {
 	t.Helper()
+	return f.startAgentWith(t, name, capacity, arch, t.TempDir())
+}
+
+// startAgentIn is startAgent with a state dir of the test's choosing.
+func (f *fleetFixture) startAgentIn(t *testing.T, name, stateDir string) (*link.Link, context.CancelFunc) {
+	t.Helper()
+	return f.startAgentWith(t, name, agent.Resources{MilliCPUs: 2000, Memory: 8 << 30}, "", stateDir)
+}
+
+func (f *fleetFixture) startAgentWith(t *testing.T, name string, capacity agent.Resources, arch, stateDir string) (*link.Link, context.CancelFunc) {
+	t.Helper()
 	var labels map[string]string
 	if arch != "" {
 		labels = map[string]string{agent.LabelArch: arch}
@@ -113,7 +124,7 @@ func (f *fleetFixture) startArchAgent(t *testing.T, name string, capacity agent.
 	// Unique per run: a sweep by another test process must not meet ours.
 	agentID := "test-" + name + "-" + coordinator.NewID()[:8]
 	runner, err := agent.NewRunner(agent.Config{
-		Runtime: engine, Ledger: ledger, Binary: testbinary.Path(t), StateDir: t.TempDir(), Pause: true, AgentID: agentID, Arch: arch,
+		Runtime: engine, Ledger: ledger, Binary: testbinary.Path(t), StateDir: stateDir, Pause: true, AgentID: agentID, Arch: arch,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: os.Stderr}),
 	})
 	if err != nil {
