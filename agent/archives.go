@@ -116,25 +116,28 @@ func fetchArchive(ctx context.Context, blobs Blobs, a ArchiveRef, file string) (
 		return false, err
 	}
 	defer rc.Close()
-	return keepArchive(rc, info, file, nil)
-}
-
-// keepArchive writes what rc holds, an archive of info's size and digest,
-// to file, unless file holds it already; it reports whether it wrote.
-// With consume, the bytes go to consume too, as they arrive, and consume
-// has had them all once keepArchive returns.
-func keepArchive(rc io.Reader, info ArchiveInfo, file string, consume func(io.Reader) error) (bool, error) {
 	if digestOf(file) == info.SHA256 {
 		return false, nil
 	}
-	_, err := writeArchive(file, &info, func(w io.Writer) error {
-		if consume == nil {
-			_, err := io.Copy(w, rc)
-			return err
-		}
-		return tee(rc, w, consume)
+	_, err = writeArchive(file, &info, func(w io.Writer) error {
+		_, err := io.Copy(w, rc)
+		return err
 	})
 	return err == nil, err
+}
+
+// placeFetched gives what rc holds, an archive of info's size and digest,
+// to place as it arrives, checking on the way that it is what info says.
+func placeFetched(rc io.Reader, info ArchiveInfo, place func(io.Reader) error) error {
+	h := sha256.New()
+	counted := &countWriter{w: h}
+	if err := tee(rc, counted, place); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); counted.n != info.Size || got != info.SHA256 {
+		return fmt.Errorf("received %d bytes with sha256 %s, expected %d bytes with sha256 %s", counted.n, got, info.Size, info.SHA256)
+	}
+	return nil
 }
 
 // tee copies r to w and, at the same time, to consume; it returns once
@@ -320,20 +323,14 @@ func (b *build) restoreCache(ctx context.Context, id string, c pipeline.Artifact
 			continue
 		}
 		start := time.Now()
-		file, fetched, err := b.placeCache(ctx, id, from, from == scope.Fallback, name, containerPath(workDir, c.Path))
+		size, fetched, err := b.placeCache(ctx, id, from, from == scope.Fallback, name, containerPath(workDir, c.Path))
 		if errors.Is(err, ErrNoArchive) {
 			continue
 		}
 		if err != nil {
 			return got, fmt.Errorf("restoring cache %q from %s: %w", c.ID, from, err)
 		}
-		got.From, got.Fetched, got.Took = from, fetched, time.Since(start)
-		if st, err := os.Stat(file); err == nil {
-			got.Size = st.Size()
-		}
-		if fetched {
-			b.trimTier() // after the restore: a cache larger than the bound is still used once
-		}
+		got.From, got.Fetched, got.Took, got.Size = from, fetched, time.Since(start), size
 		break
 	}
 	return got, nil
@@ -362,47 +359,55 @@ func (b *build) artifact(ctx context.Context, id, fromBuild string) (string, err
 	return file, nil
 }
 
-// placeCache places cache id of the scope at dest in the container. From
-// the fleet's store, its bytes go into the container as they arrive and
-// are kept in the agent's tier: a download cut short, or an entry
-// refused, fails the job (its container holds part of the cache). The
-// tier's copy, when it is the store's, is placed as a cache of a local
-// run is: checked whole first. ErrNoArchive: neither holds one.
-func (b *build) placeCache(ctx context.Context, container, scope string, fallback bool, id, dest string) (file string, fetched bool, err error) {
+// placeCache places cache id of the scope at dest in the container, and
+// says how large it is and whether it was fetched. The agent's tier's
+// copy is placed when it is the store's (the same digest), checked whole
+// first; else the store's goes into the container as it arrives, checked
+// on the way: a download cut short, or an entry refused, fails the job
+// (the container holds part of the cache). A fetched cache is not kept
+// on the way: the job's save keeps what it leaves. ErrNoArchive: none.
+func (b *build) placeCache(ctx context.Context, container, scope string, fallback bool, id, dest string) (size int64, fetched bool, err error) {
 	file, rt := b.cacheFile(scope, id), b.r.cfg.Runtime
 	if b.spec.Blobs != nil {
 		rc, info, err := b.spec.Blobs.Open(ctx, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback})
 		switch {
 		case errors.Is(err, ErrNoArchive):
-			return "", false, err
+			return 0, false, err
 		case err != nil:
 			// A cache only saves time: the job runs without it.
 			b.r.cfg.Logger.Warn("could not fetch a cache; the job runs without it", "build", b.spec.ID, "cache", id, "scope", scope, "error", err)
-			return "", false, ErrNoArchive
+			return 0, false, ErrNoArchive
 		}
-		place := func(r io.Reader) error { return placeArchive(ctx, rt, container, r, dest) }
-		fetched, err = keepArchive(rc, info, file, place)
-		rc.Close()
-		if err != nil {
-			return "", false, fmt.Errorf("fetching it: %w", err)
-		}
-		b.noteStored(file)
-		if fetched {
-			return file, true, nil
+		defer rc.Close()
+		b.noteStored(file, info.SHA256)
+		if digestOf(file) != info.SHA256 {
+			place := func(r io.Reader) error { return placeArchive(ctx, rt, container, r, dest) }
+			if err := placeFetched(rc, info, place); err != nil {
+				return 0, false, fmt.Errorf("fetching it: %w", err)
+			}
+			return info.Size, true, nil
 		}
 	}
 	b.r.tier.used(file)
-	return file, false, restoreArchive(ctx, rt, container, file, dest)
+	if err := restoreArchive(ctx, rt, container, file, dest); err != nil {
+		return 0, false, err
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return 0, false, err
+	}
+	return st.Size(), false, nil
 }
 
-// noteStored notes that the fleet's store holds what file holds.
-func (b *build) noteStored(file string) {
+// noteStored notes that the fleet's store holds, for the cache whose
+// tier file is file, an archive of that digest.
+func (b *build) noteStored(file, digest string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stored == nil {
 		b.stored = map[string]string{}
 	}
-	b.stored[file] = digestOf(file)
+	b.stored[file] = digest
 }
 
 // isStored says whether the fleet's store holds a file of that digest.

@@ -27,6 +27,8 @@ type Server struct {
 	Bucket               string
 	// Dir is the folder the bucket's objects are files in.
 	Dir string
+	// Pid is the server's process (for a bench to read its CPU time).
+	Pid int
 }
 
 // Start runs a server for the test, stopped when it ends.
@@ -58,6 +60,7 @@ func Start(t testing.TB) *Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.Pid = cmd.Process.Pid
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
