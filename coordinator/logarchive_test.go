@@ -18,35 +18,9 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/fleettest"
-	"github.com/monkeyci/monkeyci/internal/s3test"
 	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
-
-// eachBlobStore runs test with the logs moving to a folder, and to an S3
-// server.
-func eachBlobStore(t *testing.T, test func(t *testing.T, blobs blob.Store)) {
-	t.Run("Dir", func(t *testing.T) {
-		d, err := blob.OpenDir(filepath.Join(t.TempDir(), "blobs"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		test(t, d)
-	})
-	t.Run("S3", func(t *testing.T) {
-		srv := s3test.Start(t)
-		c, err := blob.ParseS3URL(srv.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.AccessKey, c.SecretKey = srv.AccessKey, srv.SecretKey
-		s, err := blob.OpenS3(context.Background(), c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		test(t, s)
-	})
-}
 
 // logsText is what `monkeyci logs` gets of an attempt: every chunk, by
 // stream (a merged job's streams together), in order.
@@ -94,7 +68,7 @@ func exists(p string) bool {
 // last once the build ends. `monkeyci logs` gets them the same before and
 // after, to the byte.
 func TestEndedAttemptsLogsMoveToTheBlobStoreAndReadTheSame(t *testing.T) {
-	eachBlobStore(t, func(t *testing.T, blobs blob.Store) {
+	fleettest.EachBlobStore(t, func(t *testing.T, blobs blob.Store) {
 		f := newFleet(t, time.Hour, func(c *coordinator.Config) {
 			c.Blobs, c.AgentGrace = blobs, 100*time.Millisecond
 		})
@@ -155,7 +129,7 @@ func firstDiff(got, want string) string {
 // attempts that ended: a move it had not begun, and one a crash cut short
 // between the put and the removal. A running build's logs stay.
 func TestLogsLeftOnDiskMoveAtStart(t *testing.T) {
-	eachBlobStore(t, func(t *testing.T, blobs blob.Store) {
+	fleettest.EachBlobStore(t, func(t *testing.T, blobs blob.Store) {
 		ctx := context.Background()
 		now := time.Now()
 		// Builds are looked at in the order of their ids: the running

@@ -39,7 +39,7 @@ const (
 type fixture struct {
 	c      *coordinator.Coordinator
 	store  *sqlstore.Store
-	logs   *logstore.Store
+	logs   *logstore.Store // on disk: the coordinator's reads go on from there
 	web    *Server
 	http   *httptest.Server
 	dir    string
@@ -47,12 +47,17 @@ type fixture struct {
 	viewer string // a viewer token
 }
 
-func newFixture(t testing.TB) *fixture {
+// newFixture starts the fixture; opts change the coordinator's config.
+func newFixture(t testing.TB, opts ...func(*coordinator.Config)) *fixture {
 	t.Helper()
 	dir, store, logs := fleettest.Stores(t)
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := coordinator.New(ctx, coordinator.Config{Store: store, Logs: logs, AdminToken: adminToken, JoinToken: joinToken, Lease: time.Minute, Logger: log})
+	cfg := coordinator.Config{Store: store, Logs: logs, AdminToken: adminToken, JoinToken: joinToken, Lease: time.Minute, Logger: log}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := coordinator.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +70,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	go gs.Serve(l)
 	t.Cleanup(gs.Stop)
-	w, err := New(ctx, Config{Coordinator: c, Logs: logs, DataDir: dir, Logger: log})
+	w, err := New(ctx, Config{Coordinator: c, Logs: c.Logs(), DataDir: dir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
