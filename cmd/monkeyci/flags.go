@@ -40,7 +40,7 @@ func addServerFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
 	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
-	f.StringVar(&cfg.Blobs, "blobs", "", "where builds' artifacts and caches are kept: file:///DIR, or s3://BUCKET?endpoint=HOST:PORT[&region=R][&insecure=1] with the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default: DATA_DIR/blobs)")
+	f.StringVar(&cfg.Blobs, "blobs", "", "where builds' artifacts and caches, and the logs of ended builds, are kept: file:///DIR, or s3://BUCKET?endpoint=HOST:PORT[&region=R][&insecure=1] with the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default: DATA_DIR/blobs)")
 }
 
 // httpListenHelp names everything the HTTP port serves.
