@@ -160,7 +160,7 @@ func readIndex(r io.ReaderAt, size int64) (*index, error) {
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(tail))
 	if err != nil {
-		return nil, fmt.Errorf("%w: trailer: %v", errCorrupt, err)
+		return nil, fmt.Errorf("%w: trailer: %w", errCorrupt, err)
 	}
 	extra := zr.Header.Extra
 	if _, err := io.Copy(io.Discard, zr); err != nil || len(extra) != 12 || string(extra[:4]) != "MI\x08\x00" {
@@ -177,11 +177,11 @@ func readIndex(r io.ReaderAt, size int64) (*index, error) {
 	}
 	zr, err = gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("%w: index: %v", errCorrupt, err)
+		return nil, fmt.Errorf("%w: index: %w", errCorrupt, err)
 	}
 	x := &index{Size: size}
 	if err := json.NewDecoder(io.LimitReader(zr, maxIndex)).Decode(x); err != nil {
-		return nil, fmt.Errorf("%w: index: %v", errCorrupt, err)
+		return nil, fmt.Errorf("%w: index: %w", errCorrupt, err)
 	}
 	if err := x.check(at); err != nil {
 		return nil, err
@@ -223,7 +223,7 @@ func (x *index) member(r io.ReaderAt, st *streamIndex, i int64) ([]byte, error) 
 	want := min(x.Chunk, st.Size-i*x.Chunk)
 	zr, err := gzip.NewReader(bytes.NewReader(packed))
 	if err != nil {
-		return nil, fmt.Errorf("%w: member %d of %q/%q: %v", errCorrupt, i, st.Job, st.Stream, err)
+		return nil, fmt.Errorf("%w: member %d of %q/%q: %w", errCorrupt, i, st.Job, st.Stream, err)
 	}
 	data, err := io.ReadAll(io.LimitReader(zr, want+1))
 	if err != nil || int64(len(data)) != want {

@@ -366,7 +366,7 @@ func (s *Store) openStream(ctx context.Context, x *index, key logstore.Key, from
 	}
 	if err != nil {
 		f.close()
-		return nil, 0, fmt.Errorf("reading archived log %s: %w: %v", key, errCorrupt, err)
+		return nil, 0, fmt.Errorf("reading archived log %s: %w", key, err)
 	}
 	left := st.Size - from
 	return readCloser{io.LimitReader(zr, left), f.close}, left, nil
