@@ -109,7 +109,7 @@ func (c Capacity) covers(need Capacity) bool {
 // Lock order: the dispatcher's, then the registry's or the lease table's,
 // never those two together; the Coordinator has no lock of its own, and
 // the other parts' locks (end watchers, repository names, token uses, the
-// pool) are taken alone.
+// pool, the log archiver's queue) are taken alone.
 type Coordinator struct {
 	cfg Config
 	log hclog.Logger
