@@ -157,17 +157,10 @@ monkeyci job run use --image monkeyci/busybox:latest --restore-artifact "$from:b
 	}
 }
 
-// storedLogStream is the start of a job's stream as the coordinator stored it.
+// storedLogStream is a job's stream as the coordinator stored it.
 func storedLogStream(t *testing.T, f *fleetFixture, build, job, stream string) string {
 	t.Helper()
-	r, err := f.logs.Reader(coordinator.LogKey{Build: build, Attempt: 1, Job: job, Stream: stream})
-	if err != nil {
-		return err.Error()
-	}
-	defer r.Close()
-	b := make([]byte, 4096)
-	n, _ := r.ReadAt(b, 0)
-	return string(b[:n])
+	return f.readLog(t, coordinator.LogKey{Build: build, Attempt: 1, Job: job, Stream: stream})
 }
 
 // A cache in the fleet's store with an entry that would leave its path (a

@@ -113,7 +113,7 @@ func (c *Coordinator) logChunk(conn *agentConn, lc *fleet.LogChunk) error {
 		return nil
 	}
 	key := LogKey{Build: ba.GetBuildId(), Attempt: int(ba.GetAttempt()), Job: lc.GetJob(), Stream: lc.GetStream()}
-	size, err := c.cfg.Logs.Write(key, lc.GetOffset(), lc.GetData())
+	size, err := c.logs.Write(key, lc.GetOffset(), lc.GetData())
 	if err != nil && size == 0 && lc.GetOffset() == 0 {
 		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), fmt.Sprintf("log chunk refused: %v", err))
 		return nil
@@ -220,6 +220,7 @@ func (c *Coordinator) handBack(ctx context.Context, conn *agentConn, ba *fleet.B
 	b.AttemptReasons[attempt+1] = reason
 	c.dispatcher.handBack(&b, attempt)
 	c.changed()
+	c.logsEnded(b.ID)
 	c.poke()
 	return c.ack(conn, &fleet.Ack{Build: ba, Seq: seq, Done: true})
 }
@@ -244,6 +245,7 @@ func (c *Coordinator) decline(ctx context.Context, conn *agentConn, d *fleet.Dec
 	b.queuedAt = c.cfg.Now()
 	c.dispatcher.handBack(&b, int(ba.GetAttempt()))
 	c.changed()
+	c.logsEnded(b.ID)
 	c.poke()
 	return nil
 }

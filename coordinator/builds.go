@@ -172,6 +172,7 @@ func (c *Coordinator) buildEnded(id string, ref *statusRef, result events.Result
 	c.metrics.buildEnded(result)
 	c.statuses.noteEnd(ref, result, message)
 	c.notifyEnded(id)
+	c.logsEnded(id)
 }
 
 func (c *Coordinator) notifyEnded(id string) {

@@ -1,10 +1,8 @@
 package coordinator_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -123,14 +121,7 @@ script:
 // storedLog is a job's stdout as the coordinator stored it.
 func storedLog(t *testing.T, f *fleetFixture, build, job string) string {
 	t.Helper()
-	r, err := f.logs.Reader(coordinator.LogKey{Build: build, Attempt: 1, Job: job, Stream: "out"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out bytes.Buffer
-	_, _ = io.Copy(&out, io.NewSectionReader(r, 0, 1<<20))
-	return out.String()
+	return f.readLog(t, coordinator.LogKey{Build: build, Attempt: 1, Job: job, Stream: "out"})
 }
 
 // A registered local repository built at its HEAD, on a feature branch,

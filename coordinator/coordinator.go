@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/monkeyci/monkeyci/coordinator/logarchive"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 )
 
@@ -20,10 +21,14 @@ const (
 	DefaultMaxAttempts = 3
 )
 
-// LogStore keeps build logs by byte offset (coordinator/logstore).
+// LogStore keeps build logs by byte offset: on disk (coordinator/logstore)
+// or, with a blob store, there too once their attempt has ended
+// (coordinator/logarchive).
 type LogStore interface {
 	// Write stores data at offset and returns the stream's stored size.
 	Write(key LogKey, offset int64, data []byte) (int64, error)
+	// Size is a stream's stored size (0 when nothing is stored).
+	Size(key LogKey) (int64, error)
 	// Sizes lists an attempt's streams with their stored sizes.
 	Sizes(build string, attempt int) ([]logstore.Stream, error)
 	// ReadAt reads stored bytes of a stream at an offset, like io.ReaderAt.
@@ -33,16 +38,24 @@ type LogStore interface {
 	Follow(ctx context.Context, key LogKey, from int64, w io.Writer, ended <-chan struct{}) error
 }
 
+var (
+	_ LogStore = (*logstore.Store)(nil)
+	_ LogStore = (*logarchive.Store)(nil)
+)
+
 // LogKey names one output stream of one attempt of a build.
 type LogKey = logstore.Key
 
 // Config is what a Coordinator needs; zero values take the defaults.
 type Config struct {
 	Store Store
-	Logs  LogStore
+	// Logs is where the logs of running builds are written.
+	Logs *logstore.Store
 	// Retention bounds what Blobs keeps (retention.go; zero: all is kept).
 	Retention Retention
-	// Blobs keeps builds' artifacts and caches (archives.go); nil: none.
+	// Blobs keeps builds' artifacts and caches (archives.go), and the
+	// logs of attempts that ended (logarchive.go); nil: none, and logs
+	// stay in Logs.
 	Blobs  blob.Store
 	Logger hclog.Logger
 	// JoinToken lets a new agent join; it is exchanged for a credential.
@@ -98,10 +111,14 @@ func (c Capacity) covers(need Capacity) bool {
 // Lock order: the dispatcher's, then the registry's or the lease table's,
 // never those two together; the Coordinator has no lock of its own, and
 // the other parts' locks (end watchers, repository names, token uses, the
-// pool) are taken alone.
+// pool, the log archiver's queue) are taken alone.
 type Coordinator struct {
 	cfg Config
 	log hclog.Logger
+	// logs are read and written here: Logs, or Logs and Blobs.
+	logs LogStore
+	// archiver moves logs of ended attempts to Blobs (nil: none).
+	archiver *logArchiver
 
 	dispatcher *dispatcher
 	agents     *agentRegistry
@@ -151,7 +168,12 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, agents: newAgentRegistry(cfg.Now), leases: newLeaseTable(), wake: make(chan struct{}, 1)}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, logs: cfg.Logs, agents: newAgentRegistry(cfg.Now), leases: newLeaseTable(), wake: make(chan struct{}, 1)}
+	if cfg.Blobs != nil {
+		archived := logarchive.New(cfg.Logs, cfg.Blobs)
+		c.logs = archived
+		c.archiver = newLogArchiver(archived, cfg.Logs, cfg.Store, cfg.Logger.Named("logs"))
+	}
 	c.dispatcher = newDispatcher(c.agents, c.leases)
 	c.metrics = newMetrics(c)
 	c.statuses = newCommitStatuses(cfg.Statuses, cfg.Store, cfg.Keys, cfg.PublicURL, cfg.Logger)
@@ -188,6 +210,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.Lease / 10)
 	defer tick.Stop()
 	go c.statuses.run(ctx)
+	if c.archiver != nil {
+		go c.archiver.run(ctx)
+	}
 	if c.cfg.Blobs != nil {
 		go c.collectEvery(ctx)
 	}

@@ -116,7 +116,7 @@ func TestACredentialStoredInClearIsSealedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := coordinator.New(ctx, coordinator.Config{Store: f.store, Logs: f.logs, Keys: keys, Logger: hclog.NewNullLogger()}); err != nil {
+	if _, err := coordinator.New(ctx, coordinator.Config{Store: f.store, Logs: f.disk, Keys: keys, Logger: hclog.NewNullLogger()}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := f.store.GetRepo(ctx, "old/app")

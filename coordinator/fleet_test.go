@@ -2,7 +2,9 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -37,7 +39,10 @@ type fleetFixture struct {
 	dir   string // the data dir: the store, the logs, the master key
 	c     *coordinator.Coordinator
 	store *sqlstore.Store
-	logs  *logstore.Store
+	// disk is where logs are written; logs where the coordinator reads
+	// them (from blobs too, once a build ended).
+	disk  *logstore.Store
+	logs  coordinator.LogStore
 	blobs blob.Store
 	addr  string
 }
@@ -80,7 +85,18 @@ func newFleet(t *testing.T, lease time.Duration, opts ...func(*coordinator.Confi
 	}
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	return &fleetFixture{dir: dir, c: c, store: store, logs: logs, blobs: cfg.Blobs, addr: l.Addr().String()}
+	return &fleetFixture{dir: dir, c: c, store: store, disk: logs, logs: c.Logs(), blobs: cfg.Blobs, addr: l.Addr().String()}
+}
+
+// readLog is a stream as the coordinator stored it (at most 1 MiB of it).
+func (f *fleetFixture) readLog(t *testing.T, key logstore.Key) string {
+	t.Helper()
+	out := make([]byte, 1<<20)
+	n, err := f.logs.ReadAt(key, 0, out)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	return string(out[:n])
 }
 
 // webhooks serves the coordinator's webhook handler at /webhooks/{forge},

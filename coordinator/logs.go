@@ -86,7 +86,7 @@ func (f *logFollower) discover() error {
 	if attempt == 0 {
 		return nil // not dispatched yet
 	}
-	streams, err := f.c.cfg.Logs.Sizes(f.build, attempt)
+	streams, err := f.c.logs.Sizes(f.build, attempt)
 	if err != nil {
 		return err
 	}
@@ -116,14 +116,14 @@ func (f *logFollower) discover() error {
 // index) into chunks until the build ends.
 func (f *logFollower) follow(key LogKey, merged bool) {
 	if merged {
-		_ = logstore.FollowMerged(f.fctx, f.c.cfg.Logs, key, 0, f.ended, func(p logstore.Piece) error {
+		_ = logstore.FollowMerged(f.fctx, f.c.logs, key, 0, f.ended, func(p logstore.Piece) error {
 			return sendChunk(f.fctx, f.chunks, &fleet.LogsChunk{Job: key.Job, Stream: p.Stream, Offset: p.Offset,
 				Data: append([]byte(nil), p.Data...), Command: p.Command, Start: p.Start, Line: p.Text})
 		})
 		return
 	}
 	w := &chunkWriter{key: key, out: f.chunks, ctx: f.fctx}
-	_ = f.c.cfg.Logs.Follow(f.fctx, key, 0, w, f.ended)
+	_ = f.c.logs.Follow(f.fctx, key, 0, w, f.ended)
 }
 
 // discoverUntilEnd looks for new streams every streamDiscovery, until the

@@ -87,6 +87,7 @@ func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string
 	b.AttemptReasons[b.Attempt+1] = reason
 	c.dispatcher.requeue(&b)
 	c.changed()
+	c.logsEnded(b.ID)
 }
 
 // expireLeases sends the builds whose lease ran out back to the queue, as a

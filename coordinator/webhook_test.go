@@ -149,15 +149,8 @@ func TestAGitHubPushBuildsOnceWithItsSecretMaskedAndReportsItsStatus(t *testing.
 	if b.Result != events.Success || b.Source.Commit != commit || b.Repo != "acme/app" || !strings.Contains(b.Trigger, "push to main by alice") {
 		t.Fatalf("build %+v", b)
 	}
-	var log bytes.Buffer
-	r, err := f.logs.Reader(coordinator.LogKey{Build: id, Attempt: 1, Job: "deploy", Stream: "out"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(&log, io.NewSectionReader(r, 0, 1<<20))
-	r.Close()
-	if log.String() != "token is ***\ndone\n" {
-		t.Errorf("stored log %q, want the secret masked", log.String())
+	if log := f.readLog(t, coordinator.LogKey{Build: id, Attempt: 1, Job: "deploy", Stream: "out"}); log != "token is ***\ndone\n" {
+		t.Errorf("stored log %q, want the secret masked", log)
 	}
 	builds, _ := f.store.ListBuilds(ctx, coordinator.BuildFilter{})
 	if len(builds) != 1 {
@@ -389,7 +382,7 @@ func TestARedeliveryAfterARestartBuildsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restarted, err := coordinator.New(ctx, coordinator.Config{Store: f.store, Logs: f.logs, Keys: keys, Logger: hclog.NewNullLogger()})
+	restarted, err := coordinator.New(ctx, coordinator.Config{Store: f.store, Logs: f.disk, Keys: keys, Logger: hclog.NewNullLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,8 @@
 package coordinator_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -113,12 +111,5 @@ func TestATagPushBuildsWithItsTagInTheParams(t *testing.T) {
 
 func jobLog(t *testing.T, f *fleetFixture, build, job string) string {
 	t.Helper()
-	r, err := f.logs.Reader(coordinator.LogKey{Build: build, Attempt: 1, Job: job, Stream: "out"})
-	if err != nil {
-		return ""
-	}
-	defer r.Close()
-	var b bytes.Buffer
-	_, _ = io.Copy(&b, io.NewSectionReader(r, 0, 1<<20))
-	return b.String()
+	return f.readLog(t, coordinator.LogKey{Build: build, Attempt: 1, Job: job, Stream: "out"})
 }

@@ -48,7 +48,7 @@ func addServerFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.Var((*daysFlag)(&cfg.Retention.Artifacts), "retain-artifacts", "how long builds' artifacts are kept after they were saved, like 30d or 12h (0: for ever)")
 	f.Var((*daysFlag)(&cfg.Retention.Logs), "retain-logs", "how long the logs of ended builds are kept, like 30d or 12h (0: for ever)")
 	f.Var((*sizeFlag)(&cfg.Retention.CacheMaxSize), "cache-max-size", "the most each repository's caches take in the blob store, like 10g (0: no bound); past it the least recently used go")
-	f.StringVar(&cfg.Blobs, "blobs", "", "where builds' artifacts and caches are kept: file:///DIR; s3://BUCKET?endpoint=HOST:PORT[&region=R][&insecure=1] with the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; or oci://NAMESPACE/BUCKET[?region=R][&config=FILE][&profile=P][&principal=instance] with an OCI API key (default ~/.oci/config) or the instance principal (default: DATA_DIR/blobs)")
+	f.StringVar(&cfg.Blobs, "blobs", "", "where builds' artifacts and caches, and the logs of ended builds, are kept: file:///DIR; s3://BUCKET?endpoint=HOST:PORT[&region=R][&insecure=1] with the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; or oci://NAMESPACE/BUCKET[?region=R][&config=FILE][&profile=P][&principal=instance] with an OCI API key (default ~/.oci/config) or the instance principal (default: DATA_DIR/blobs)")
 }
 
 // httpListenHelp names everything the HTTP port serves.

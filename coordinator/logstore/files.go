@@ -132,7 +132,9 @@ func (s *Store) open(st *stream) error {
 		return nil
 	}
 	f, err := os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
+	// The folders may be missing, or go while they are made: RemoveAttempt
+	// removes an empty build folder.
+	for try := 0; try < 3 && errors.Is(err, fs.ErrNotExist) && !st.isRemoved(); try++ {
 		if err = os.MkdirAll(filepath.Dir(st.path), 0o700); err == nil {
 			f, err = os.OpenFile(st.path, os.O_RDWR|os.O_CREATE, 0o600)
 		}

@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // MaxChunk is the largest chunk Write takes.
@@ -355,6 +356,32 @@ func (s *Store) Remove(build string) error {
 	if err := validID("build", build); err != nil {
 		return err
 	}
+	return s.removeDir(s.buildDir(build), func(k Key) bool { return k.Build == build })
+}
+
+// RemoveAttempt deletes the logs of one attempt of a build, as Remove does
+// a build's; the build's folder goes with its last attempt. The build's
+// other attempts are untouched, a running one among them.
+func (s *Store) RemoveAttempt(build string, attempt int) error {
+	if err := (Key{Build: build, Attempt: attempt, Stream: Stdout}).Validate(); err != nil {
+		return err
+	}
+	match := func(k Key) bool { return k.Build == build && k.Attempt == attempt }
+	if err := s.removeDir(s.attemptDir(build, attempt), match); err != nil {
+		return err
+	}
+	// Only an empty folder goes: a write to another attempt keeps it
+	// (open makes it again if it went just before).
+	err := os.Remove(s.buildDir(build))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("log store: %w", err)
+	}
+	return nil
+}
+
+// removeDir takes dir (a build's or an attempt's) out of the store and
+// deletes it; the streams match says are in it are dropped.
+func (s *Store) removeDir(dir string, match func(Key) bool) error {
 	trash := filepath.Join(s.root, "trash")
 	if err := os.MkdirAll(trash, 0o700); err != nil {
 		return fmt.Errorf("log store: %w", err)
@@ -365,14 +392,13 @@ func (s *Store) Remove(build string) error {
 	}
 	s.mu.Lock()
 	for key, st := range s.streams {
-		if key.Build != build {
-			continue
+		if match(key) {
+			s.drop(st)
 		}
-		s.drop(st)
 	}
-	// Renaming is quick and atomic: the build's logs vanish at once, and
-	// a write after this creates fresh files.
-	err = os.Rename(s.buildDir(build), filepath.Join(tmp, "b"))
+	// Renaming is quick and atomic: the logs vanish at once, and a write
+	// after this creates fresh files.
+	err = os.Rename(dir, filepath.Join(tmp, "b"))
 	s.mu.Unlock()
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		os.Remove(tmp)
@@ -388,6 +414,21 @@ func (s *Store) Remove(build string) error {
 		}
 	}
 	return nil
+}
+
+// Builds returns the builds that have logs in the store, in order.
+func (s *Store) Builds() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "builds"))
+	if err != nil {
+		return nil, fmt.Errorf("log store: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && validID("build", e.Name()) == nil {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
 
 // drop takes an entry out of the map and wakes its followers. Called with

@@ -264,7 +264,7 @@ func (s *Server) httpHandler(ctx context.Context, cfg Config) (http.Handler, err
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "webhooks are POSTed", http.StatusMethodNotAllowed)
 	})
-	dash, err := web.New(ctx, web.Config{Coordinator: c, Logs: s.logs, DataDir: cfg.DataDir, Logger: cfg.Logger.Named("web")})
+	dash, err := web.New(ctx, web.Config{Coordinator: c, Logs: c.Logs(), DataDir: cfg.DataDir, Logger: cfg.Logger.Named("web")})
 	if err != nil {
 		return nil, err
 	}

@@ -41,8 +41,8 @@ const (
 type fixture struct {
 	c      *coordinator.Coordinator
 	store  *sqlstore.Store
-	logs   *logstore.Store
-	blobs  blob.Store // where builds' artifacts are
+	logs   *logstore.Store // on disk: the coordinator's reads go on from there
+	blobs  blob.Store      // where builds' artifacts are
 	web    *Server
 	http   *httptest.Server
 	dir    string
@@ -50,7 +50,8 @@ type fixture struct {
 	viewer string // a viewer token
 }
 
-func newFixture(t testing.TB) *fixture {
+// newFixture starts the fixture; opts change the coordinator's config.
+func newFixture(t testing.TB, opts ...func(*coordinator.Config)) *fixture {
 	t.Helper()
 	dir, store, logs := fleettest.Stores(t)
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
@@ -59,7 +60,11 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(ctx, coordinator.Config{Store: store, Logs: logs, Blobs: blobs, AdminToken: adminToken, JoinToken: joinToken, Lease: time.Minute, Logger: log})
+	cfg := coordinator.Config{Store: store, Logs: logs, Blobs: blobs, AdminToken: adminToken, JoinToken: joinToken, Lease: time.Minute, Logger: log}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := coordinator.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +77,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	go gs.Serve(l)
 	t.Cleanup(gs.Stop)
-	w, err := New(ctx, Config{Coordinator: c, Logs: logs, DataDir: dir, Logger: log})
+	w, err := New(ctx, Config{Coordinator: c, Logs: c.Logs(), DataDir: dir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
