@@ -140,10 +140,10 @@ func placeFetched(rc io.Reader, info ArchiveInfo, place func(io.Reader) error) e
 	return nil
 }
 
-// tee copies r to w and, at the same time, to consume; it returns once
-// both have ended, with the first error of either. Each is fed by a
-// goroutine of its own, up to teeChunks chunks behind the reader, so
-// that neither holds up the other or the download.
+// tee copies r to consume, writing each chunk to w (a digest) on its
+// way; it returns once consume has ended, with the first error of any.
+// A goroutine of its own feeds consume, up to teeChunks chunks behind
+// the reader, through buffers used again and again.
 func tee(r io.Reader, w io.Writer, consume func(io.Reader) error) error {
 	pr, pw := io.Pipe()
 	consumed := make(chan error, 1)
@@ -156,43 +156,49 @@ func tee(r io.Reader, w io.Writer, consume func(io.Reader) error) error {
 		pr.CloseWithError(cmp.Or(err, errConsumerDone)) // a feed still writing stops
 		consumed <- err
 	}()
-	toW, toPipe := make(chan []byte, teeChunks), make(chan []byte, teeChunks)
-	kept, fed := drain(toW, w.Write), drain(toPipe, pw.Write)
+	free, full := make(chan []byte, teeChunks), make(chan []byte, teeChunks)
+	for range teeChunks {
+		free <- make([]byte, teeChunk)
+	}
+	stopped := make(chan struct{}) // the feed failed: reading on is pointless
+	fed := make(chan error, 1)
+	go func() {
+		var err error
+		for c := range full {
+			if err == nil {
+				if _, err = pw.Write(c); err != nil {
+					close(stopped)
+				}
+			}
+			free <- c[:cap(c)]
+		}
+		fed <- err
+	}()
 	var err error
 	for err == nil {
-		buf := make([]byte, teeChunk) // read by both feeds: never reused
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-stopped:
+		}
+		if buf == nil {
+			break
+		}
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			toW <- buf[:n]
-			toPipe <- buf[:n]
+			if _, err = w.Write(buf[:n]); err == nil {
+				full <- buf[:n]
+			}
 		}
 		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
 			break
 		}
-		err = rerr
+		err = cmp.Or(err, rerr)
 	}
-	close(toW)
-	close(toPipe)
+	close(full)
 	ferr := <-fed
 	pw.CloseWithError(cmp.Or(err, ferr))
-	return cmp.Or(<-consumed, <-kept, err)
-}
-
-// drain writes what comes on chunks with write, in a goroutine of its
-// own, until chunks is closed; after a failed write it only empties
-// chunks. It sends the first error, or nil, once done.
-func drain(chunks <-chan []byte, write func([]byte) (int, error)) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		var err error
-		for c := range chunks {
-			if err == nil {
-				_, err = write(c)
-			}
-		}
-		done <- err
-	}()
-	return done
+	return cmp.Or(<-consumed, err)
 }
 
 // A tee keeps at most teeChunks chunks of teeChunk bytes waiting for each

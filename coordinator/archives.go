@@ -168,6 +168,7 @@ func (s *FleetServer) OpenBlob(r *fleet.BlobRequest, stream fleet.Fleet_OpenBlob
 		if err != nil {
 			return blobStatus(err)
 		}
+		c.handedURL(r.GetBuild().GetBuildId(), url)
 		return stream.Send(infoPiece(&fleet.BlobInfo{Size: info.Size, Sha256: info.SHA256, Scope: ref.scope, Url: url}))
 	}
 	rc, info, err := c.cfg.Blobs.Get(ctx, ref.key)
@@ -216,6 +217,7 @@ func (s *FleetServer) PrepareBlob(ctx context.Context, r *fleet.BlobRequest) (*f
 	if err != nil {
 		return nil, blobStatus(err)
 	}
+	c.handedURL(r.GetBuild().GetBuildId(), up.URL)
 	return &fleet.BlobInfo{Scope: ref.scope, Url: up.URL, Headers: up.Headers, Upload: up.ID}, nil
 }
 

@@ -124,6 +124,7 @@ type Coordinator struct {
 	agents     *agentRegistry
 	leases     *leaseTable
 	cacheUses  cacheUses
+	handed     handedURLs
 	// wake asks the loop (Run) for a dispatch pass.
 	wake        chan struct{}
 	endWatchers endWatchers

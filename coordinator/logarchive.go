@@ -22,9 +22,11 @@ const archiveSweep = 10 * time.Minute
 func (c *Coordinator) Logs() LogStore { return c.logs }
 
 // logsEnded asks for the build's logs of attempts that ended to move off
-// the coordinator's disk (when it has a blob store): called once a build
-// ends or gives up an attempt.
+// the coordinator's disk (when it has a blob store), and withdraws the
+// URLs its attempts were handed: called once a build ends or gives up an
+// attempt.
 func (c *Coordinator) logsEnded(id string) {
+	c.revokeURLs(id)
 	if c.archiver != nil {
 		c.archiver.add(id)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oracle/oci-go-sdk/v65/common"
@@ -30,6 +31,17 @@ type OCI struct {
 	namespace string
 	bucket    string
 	now       func() time.Time // when PARs expire; a test's clock
+
+	// issued is the PAR of each URL handed out, by URL, for RevokeURL
+	// (in memory: after a restart they expire, or Sweep takes them).
+	mu     sync.Mutex
+	issued map[string]issuedPAR
+}
+
+// issuedPAR is a PAR behind a URL handed out, and when it expires.
+type issuedPAR struct {
+	id      string
+	expires time.Time
 }
 
 // OCIConfig says which bucket to use and how to reach it.

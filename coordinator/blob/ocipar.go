@@ -86,7 +86,30 @@ func (s *OCI) createPAR(ctx context.Context, name string, access objectstorage.C
 	if !strings.Contains(host, "://") { // the SDK's own default
 		host = "https://" + host
 	}
-	return host + *resp.AccessUri, nil
+	url := host + *resp.AccessUri
+	if resp.Id != nil {
+		s.mu.Lock()
+		if s.issued == nil {
+			s.issued = map[string]issuedPAR{}
+		}
+		s.issued[url] = issuedPAR{id: *resp.Id, expires: s.now().Add(ttl)}
+		s.mu.Unlock()
+	}
+	return url, nil
+}
+
+// RevokeURL withdraws one URL this store handed out, before its time is
+// over: the attempt it was handed to has ended. Others on the same blob
+// (another build's) go on working.
+func (s *OCI) RevokeURL(ctx context.Context, url string) error {
+	s.mu.Lock()
+	par, ok := s.issued[url]
+	delete(s.issued, url)
+	s.mu.Unlock()
+	if !ok {
+		return nil // not ours, or revoked already
+	}
+	return s.deletePAR(ctx, par.id)
 }
 
 // Confirm checks an upload and renames it to the blob within the bucket,
@@ -193,6 +216,13 @@ const stagedGrace = time.Hour
 // call Sweep now and then (once an hour is plenty).
 func (s *OCI) Sweep(ctx context.Context) error {
 	now := s.now()
+	s.mu.Lock()
+	for url, par := range s.issued {
+		if par.expires.Before(now) {
+			delete(s.issued, url) // Sweep deletes it below
+		}
+	}
+	s.mu.Unlock()
 	pars, err := s.listPARs(ctx, "")
 	if err != nil {
 		return fmt.Errorf("sweep expired blob URLs: %w", err)

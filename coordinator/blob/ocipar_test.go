@@ -317,3 +317,34 @@ func TestOCIKeepsOddKeysApart(t *testing.T) {
 		t.Errorf("GET %s: %d %q", u, code, body)
 	}
 }
+
+// RevokeURL withdraws one URL at once (an ended attempt's), and only it:
+// another URL on the same blob, handed to another build, still reads.
+func TestOCIRevokeURLWithdrawsOneURL(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeObjectStorage(t)
+	s := f.open(t)
+	if _, err := s.Put(ctx, "caches/r/s/deps.tar", strings.NewReader("the cache")); err != nil {
+		t.Fatal(err)
+	}
+	ended, err := s.GetURL(ctx, "caches/r/s/deps.tar", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.GetURL(ctx, "caches/r/s/deps.tar", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeURL(ctx, ended); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := call(t, http.MethodGet, ended, "", nil); code == http.StatusOK {
+		t.Error("a revoked URL still reads")
+	}
+	if code, body := call(t, http.MethodGet, other, "", nil); code != http.StatusOK || body != "the cache" {
+		t.Errorf("another URL on the blob: %d %q", code, body)
+	}
+	if err := s.RevokeURL(ctx, ended); err != nil {
+		t.Errorf("revoking twice: %v", err)
+	}
+}
