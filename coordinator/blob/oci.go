@@ -137,6 +137,7 @@ func OpenOCI(ctx context.Context, c OCIConfig) (*OCI, error) {
 	// failed Put is the caller's to retry, with a reader it can rewind.
 	noRetry := common.NoRetryPolicy()
 	client.Configuration.RetryPolicy = &noRetry
+	client.HTTPClient = callerDispatcher{client.HTTPClient}
 	s := &OCI{client: client, namespace: c.Namespace, bucket: c.Bucket, now: time.Now}
 	_, err = client.HeadBucket(ctx, objectstorage.HeadBucketRequest{NamespaceName: &s.namespace, BucketName: &s.bucket})
 	switch {
@@ -185,7 +186,7 @@ func (s *OCI) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 // check on arrival.
 func (s *OCI) putObject(ctx context.Context, name string, data []byte) (time.Time, error) {
 	n := int64(len(data))
-	resp, err := s.client.PutObject(ctx, objectstorage.PutObjectRequest{
+	resp, err := s.client.PutObject(sdkCtx(ctx), objectstorage.PutObjectRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name,
 		ContentLength: &n, PutObjectBody: io.NopCloser(bytes.NewReader(data)),
 		ContentType:          common.String("application/octet-stream"),
@@ -202,7 +203,7 @@ func (s *OCI) putObject(ctx context.Context, name string, data []byte) (time.Tim
 // multipart upload, reusing first's buffer for each: a Put holds one part
 // in memory. An upload that fails is aborted, so no parts linger.
 func (s *OCI) putParts(ctx context.Context, name string, first []byte, src io.Reader) (int64, time.Time, error) {
-	up, err := s.client.CreateMultipartUpload(ctx, objectstorage.CreateMultipartUploadRequest{
+	up, err := s.client.CreateMultipartUpload(sdkCtx(ctx), objectstorage.CreateMultipartUploadRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket,
 		CreateMultipartUploadDetails: objectstorage.CreateMultipartUploadDetails{
 			Object: &name, ContentType: common.String("application/octet-stream"),
@@ -216,7 +217,7 @@ func (s *OCI) putParts(ctx context.Context, name string, first []byte, src io.Re
 		// Its own context: a canceled Put must still abort its upload.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_, aerr := s.client.AbortMultipartUpload(actx, objectstorage.AbortMultipartUploadRequest{
+		_, aerr := s.client.AbortMultipartUpload(sdkCtx(actx), objectstorage.AbortMultipartUploadRequest{
 			NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name, UploadId: id,
 		})
 		if aerr != nil {
@@ -239,7 +240,7 @@ func (s *OCI) putParts(ctx context.Context, name string, first []byte, src io.Re
 			return fail(err)
 		}
 	}
-	done, err := s.client.CommitMultipartUpload(ctx, objectstorage.CommitMultipartUploadRequest{
+	done, err := s.client.CommitMultipartUpload(sdkCtx(ctx), objectstorage.CommitMultipartUploadRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name, UploadId: id,
 		CommitMultipartUploadDetails: objectstorage.CommitMultipartUploadDetails{PartsToCommit: parts},
 	})
@@ -251,7 +252,7 @@ func (s *OCI) putParts(ctx context.Context, name string, first []byte, src io.Re
 
 func (s *OCI) uploadPart(ctx context.Context, name, id string, num int, data []byte) (string, error) {
 	n := int64(len(data))
-	resp, err := s.client.UploadPart(ctx, objectstorage.UploadPartRequest{
+	resp, err := s.client.UploadPart(sdkCtx(ctx), objectstorage.UploadPartRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name,
 		UploadId: &id, UploadPartNum: &num,
 		ContentLength: &n, UploadPartBody: io.NopCloser(bytes.NewReader(data)),
@@ -274,7 +275,7 @@ func (s *OCI) Get(ctx context.Context, key string) (io.ReadCloser, Info, error) 
 		return nil, Info{}, err
 	}
 	name := "o/" + key
-	resp, err := s.client.GetObject(ctx, objectstorage.GetObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
+	resp, err := s.client.GetObject(sdkCtx(ctx), objectstorage.GetObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
 	if err != nil {
 		return nil, Info{}, s.wrap(key, err)
 	}
@@ -287,7 +288,7 @@ func (s *OCI) Stat(ctx context.Context, key string) (Info, error) {
 		return Info{}, err
 	}
 	name := "o/" + key
-	head, err := s.client.HeadObject(ctx, objectstorage.HeadObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
+	head, err := s.client.HeadObject(sdkCtx(ctx), objectstorage.HeadObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
 	if err != nil {
 		return Info{}, s.wrap(key, err)
 	}
@@ -304,7 +305,7 @@ func (s *OCI) Stat(ctx context.Context, key string) (Info, error) {
 // sum reads a blob's digest, "" when there is none.
 func (s *OCI) sum(ctx context.Context, key string) (string, error) {
 	name := "s/" + key
-	resp, err := s.client.GetObject(ctx, objectstorage.GetObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
+	resp, err := s.client.GetObject(sdkCtx(ctx), objectstorage.GetObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
 	if hasStatus(err, http.StatusNotFound) {
 		return "", nil
 	}
@@ -324,7 +325,7 @@ func (s *OCI) List(ctx context.Context, prefix string) ([]Info, error) {
 	var out []Info
 	var start *string
 	for {
-		resp, err := s.client.ListObjects(ctx, objectstorage.ListObjectsRequest{
+		resp, err := s.client.ListObjects(sdkCtx(ctx), objectstorage.ListObjectsRequest{
 			NamespaceName: &s.namespace, BucketName: &s.bucket,
 			Prefix: common.String("o/" + prefix), Start: start, Fields: common.String("name,size,timeModified"),
 		})
@@ -364,7 +365,7 @@ func (s *OCI) Delete(ctx context.Context, key string) error {
 
 // deleteObject removes an object; removing what is gone is not an error.
 func (s *OCI) deleteObject(ctx context.Context, name string) error {
-	_, err := s.client.DeleteObject(ctx, objectstorage.DeleteObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
+	_, err := s.client.DeleteObject(sdkCtx(ctx), objectstorage.DeleteObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name})
 	if err != nil && !hasStatus(err, http.StatusNotFound) {
 		return short(err)
 	}

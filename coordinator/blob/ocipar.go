@@ -69,7 +69,7 @@ func (s *OCI) PutURL(ctx context.Context, key string, ttl time.Duration, want In
 // createPAR makes a PAR on one object; its URL is the region's endpoint
 // followed by the PAR's access URI.
 func (s *OCI) createPAR(ctx context.Context, name string, access objectstorage.CreatePreauthenticatedRequestDetailsAccessTypeEnum, ttl time.Duration) (string, error) {
-	resp, err := s.client.CreatePreauthenticatedRequest(ctx, objectstorage.CreatePreauthenticatedRequestRequest{
+	resp, err := s.client.CreatePreauthenticatedRequest(sdkCtx(ctx), objectstorage.CreatePreauthenticatedRequestRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket,
 		CreatePreauthenticatedRequestDetails: objectstorage.CreatePreauthenticatedRequestDetails{
 			Name: common.String(parName), AccessType: access, ObjectName: &name,
@@ -128,7 +128,7 @@ func (s *OCI) Confirm(ctx context.Context, key, upload string, want Info) (Info,
 	if err := s.deletePARs(ctx, staged, func(p parSummary) bool { return *p.ObjectName == staged }); err != nil {
 		return Info{}, fmt.Errorf("confirm %s: its upload URL: %w", key, err)
 	}
-	head, err := s.client.HeadObject(ctx, objectstorage.HeadObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &staged})
+	head, err := s.client.HeadObject(sdkCtx(ctx), objectstorage.HeadObjectRequest{NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &staged})
 	if err != nil {
 		return Info{}, s.wrap(key, err)
 	}
@@ -147,7 +147,7 @@ func (s *OCI) Confirm(ctx context.Context, key, upload string, want Info) (Info,
 	if err := s.deleteObject(ctx, "s/"+key); err != nil {
 		return Info{}, fmt.Errorf("confirm %s: %w", key, err)
 	}
-	_, err = s.client.RenameObject(ctx, objectstorage.RenameObjectRequest{
+	_, err = s.client.RenameObject(sdkCtx(ctx), objectstorage.RenameObjectRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket,
 		RenameObjectDetails: objectstorage.RenameObjectDetails{
 			SourceName: &staged, NewName: common.String("o/" + key), SrcObjIfMatchETag: head.ETag,
@@ -174,7 +174,7 @@ func (s *OCI) digestOf(ctx context.Context, name string, head objectstorage.Head
 		}
 	}
 	// If-Match: the bytes hashed are those whose size was checked.
-	resp, err := s.client.GetObject(ctx, objectstorage.GetObjectRequest{
+	resp, err := s.client.GetObject(sdkCtx(ctx), objectstorage.GetObjectRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectName: &name, IfMatch: head.ETag,
 	})
 	if err != nil {
@@ -255,7 +255,7 @@ func (s *OCI) listPARs(ctx context.Context, prefix string) ([]parSummary, error)
 	var out []parSummary
 	var page *string
 	for {
-		resp, err := s.client.ListPreauthenticatedRequests(ctx, objectstorage.ListPreauthenticatedRequestsRequest{
+		resp, err := s.client.ListPreauthenticatedRequests(sdkCtx(ctx), objectstorage.ListPreauthenticatedRequestsRequest{
 			NamespaceName: &s.namespace, BucketName: &s.bucket, ObjectNamePrefix: &prefix, Page: page,
 		})
 		if err != nil {
@@ -292,7 +292,7 @@ func (s *OCI) deletePARs(ctx context.Context, prefix string, match func(parSumma
 
 // deletePAR deletes a PAR; one gone meanwhile is not an error.
 func (s *OCI) deletePAR(ctx context.Context, id string) error {
-	_, err := s.client.DeletePreauthenticatedRequest(ctx, objectstorage.DeletePreauthenticatedRequestRequest{
+	_, err := s.client.DeletePreauthenticatedRequest(sdkCtx(ctx), objectstorage.DeletePreauthenticatedRequestRequest{
 		NamespaceName: &s.namespace, BucketName: &s.bucket, ParId: &id,
 	})
 	if err != nil && !hasStatus(err, http.StatusNotFound) {
