@@ -47,11 +47,11 @@ func (c *Coordinator) Artifacts(ctx context.Context, build string) ([]Artifact, 
 // OpenArtifact opens an artifact of build (ErrNotFound).
 func (c *Coordinator) OpenArtifact(ctx context.Context, build, id string) (io.ReadCloser, Artifact, error) {
 	if c.cfg.Blobs == nil || !pipeline.ValidID(id) {
-		return nil, Artifact{}, fmt.Errorf("artifact %.64q of build %s: %w", id, build, ErrNotFound)
+		return nil, Artifact{}, notFound(fmt.Sprintf("build %s saved no artifact %.64q", build, id))
 	}
 	rc, info, err := c.cfg.Blobs.Get(ctx, ArtifactKey(build, id))
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, Artifact{}, fmt.Errorf("build %s saved no artifact %q: %w", build, id, ErrNotFound)
+		return nil, Artifact{}, notFound(fmt.Sprintf("build %s saved no artifact %q", build, id))
 	}
 	if err != nil {
 		return nil, Artifact{}, err
