@@ -255,6 +255,9 @@ func (s *FleetServer) SaveBlob(stream fleet.Fleet_SaveBlobServer) error {
 	if err != nil {
 		return blobStatus(err)
 	}
+	if r.GetKind() == KindArtifact {
+		c.listings.forget(r.GetBuild().GetBuildId()) // listed before it was saved
+	}
 	return stream.SendAndClose(&fleet.BlobInfo{Size: info.Size, Sha256: info.SHA256, Scope: ref.scope})
 }
 

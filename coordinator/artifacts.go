@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -25,11 +26,24 @@ type Artifact struct {
 	Saved  time.Time
 }
 
-// Artifacts lists what build saved, by id.
+// Artifacts lists what build saved, by id. A listing is kept a few
+// seconds: a build's page asks again at every refresh, and listing a
+// bucket costs requests.
 func (c *Coordinator) Artifacts(ctx context.Context, build string) ([]Artifact, error) {
 	if c.cfg.Blobs == nil {
 		return nil, nil
 	}
+	if as, ok := c.listings.get(build, c.cfg.Now()); ok {
+		return as, nil
+	}
+	as, err := c.listArtifacts(ctx, build)
+	if err == nil {
+		c.listings.put(build, as, c.cfg.Now())
+	}
+	return as, err
+}
+
+func (c *Coordinator) listArtifacts(ctx context.Context, build string) ([]Artifact, error) {
 	infos, err := c.cfg.Blobs.List(ctx, ArtifactsPrefix(build))
 	if err != nil {
 		return nil, err
@@ -115,4 +129,47 @@ func sendPieces(r io.Reader, send func([]byte) error) error {
 			return status.Errorf(codes.Unavailable, "reading the archive: %v", err)
 		}
 	}
+}
+
+// listingTTL is how long a build's artifact listing is kept; at most
+// maxListings are.
+const (
+	listingTTL  = 5 * time.Second
+	maxListings = 1024
+)
+
+// artifactListings keeps builds' artifact listings for listingTTL.
+type artifactListings struct {
+	mu   sync.Mutex
+	byID map[string]artifactListing
+}
+
+type artifactListing struct {
+	as []Artifact
+	at time.Time
+}
+
+func (l *artifactListings) get(build string, now time.Time) ([]Artifact, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.byID[build]
+	if !ok || now.Sub(e.at) > listingTTL {
+		return nil, false
+	}
+	return e.as, true
+}
+
+func (l *artifactListings) put(build string, as []Artifact, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byID == nil || len(l.byID) >= maxListings {
+		l.byID = map[string]artifactListing{} // a few seconds' worth: start again
+	}
+	l.byID[build] = artifactListing{as, now}
+}
+
+func (l *artifactListings) forget(build string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.byID, build)
 }

@@ -125,6 +125,7 @@ type Coordinator struct {
 	leases     *leaseTable
 	cacheUses  cacheUses
 	handed     handedURLs
+	listings   artifactListings
 	// wake asks the loop (Run) for a dispatch pass.
 	wake        chan struct{}
 	endWatchers endWatchers
