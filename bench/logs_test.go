@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -158,12 +159,38 @@ func logRun(b *testing.B, admin fleet.AdminClient, dataDir, repo, commit string,
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	size, sum := fileSum(b, stored)
+	size, sum := storedSum(ctx, b, admin, info.GetId())
 	sumOK := size == logBytes && bytes.Equal(sum, want)
 	if !sumOK {
 		b.Errorf("stored %d bytes with sha256 %x; the job wrote %d with %x", size, sum, logBytes, want)
 	}
 	return float64(n) / 1e6 / last.Sub(first).Seconds(), sumOK
+}
+
+// storedSum reads the job's stored stdout back through the admin API
+// (from the blob store, once the build's logs have moved there) and
+// returns its size and sha256.
+func storedSum(ctx context.Context, b *testing.B, admin fleet.AdminClient, build string) (int64, []byte) {
+	b.Helper()
+	logs, err := admin.Logs(ctx, &fleet.LogsRequest{Build: build, Job: "burst"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.New()
+	var n int64
+	for {
+		c, err := logs.Recv()
+		if errors.Is(err, io.EOF) {
+			return n, h.Sum(nil)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c.GetStream() == "out" {
+			h.Write(c.GetData())
+			n += int64(len(c.GetData()))
+		}
+	}
 }
 
 // writerAlone runs the job's command on the host's busybox, into a file,
