@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/oracle/oci-go-sdk/v65/common"
-	"github.com/oracle/oci-go-sdk/v65/common/auth"
 	"github.com/oracle/oci-go-sdk/v65/objectstorage"
+
+	"github.com/monkeyci/monkeyci/internal/ocicred"
 )
 
 // OCI is a Store in an OCI Object Storage bucket, reached through its
@@ -92,32 +93,11 @@ func ParseOCIURL(raw string) (OCIConfig, error) {
 	return c, nil
 }
 
-func (c OCIConfig) credentials() (common.ConfigurationProvider, error) {
-	switch {
-	case c.ConfigurationProvider != nil:
-		return c.ConfigurationProvider, nil
-	case c.InstancePrincipal:
-		p, err := auth.InstancePrincipalConfigurationProvider()
-		if err != nil {
-			return nil, fmt.Errorf("instance principal: %w", err)
-		}
-		return p, nil
-	case c.ConfigFile != "" || c.Profile != "":
-		profile := c.Profile
-		if profile == "" {
-			profile = "DEFAULT"
-		}
-		// An empty path means ~/.oci/config here too.
-		return common.CustomProfileConfigProvider(c.ConfigFile, profile), nil
-	default:
-		return common.DefaultConfigProvider(), nil
-	}
-}
-
 // OpenOCI reaches the bucket, which must exist.
 func OpenOCI(ctx context.Context, c OCIConfig) (*OCI, error) {
 	name := "oci://" + c.Namespace + "/" + c.Bucket
-	creds, err := c.credentials()
+	creds, err := ocicred.Source{Provider: c.ConfigurationProvider, InstancePrincipal: c.InstancePrincipal,
+		File: c.ConfigFile, Profile: c.Profile}.ConfigurationProvider()
 	if err != nil {
 		return nil, fmt.Errorf("blob store %s: %w", name, err)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/oracle/oci-go-sdk/v65/common"
+
+	"github.com/monkeyci/monkeyci/internal/ocitest"
 )
 
 // The OCI store keeps the contract through the real SDK, against a fake
@@ -138,12 +140,12 @@ func TestOCIFakeRefusesBadSignatures(t *testing.T) {
 		t.Errorf("an unsigned GET: %d, want 401", resp.StatusCode)
 	}
 
-	other, err := newTestKey("ocid1.user.oc1..intruder")
+	other, err := ocitest.NewKey("ocid1.user.oc1..intruder")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = OpenOCI(context.Background(), OCIConfig{Namespace: f.namespace, Bucket: f.bucket,
-		ConfigurationProvider: other.credentials(), Endpoint: f.srv.URL})
+		ConfigurationProvider: other.Credentials(), Endpoint: f.srv.URL})
 	if !hasStatus(err, http.StatusUnauthorized) {
 		t.Errorf("OpenOCI with another key: %v, want a 401", err)
 	}
@@ -151,7 +153,7 @@ func TestOCIFakeRefusesBadSignatures(t *testing.T) {
 	// Signed for one body, sent with another of the same length.
 	req, _ := http.NewRequest(http.MethodPost, bucket+"/u", strings.NewReader(`{"object":"o/a"}`))
 	req.Header.Set("Content-Type", "application/json")
-	if err := common.DefaultRequestSigner(f.key.credentials()).Sign(req); err != nil {
+	if err := common.DefaultRequestSigner(f.key.Credentials()).Sign(req); err != nil {
 		t.Fatal(err)
 	}
 	req.Body = io.NopCloser(strings.NewReader(`{"object":"o/b"}`))
@@ -194,7 +196,7 @@ func TestOpenChoosesOCI(t *testing.T) {
 	f := newFakeObjectStorage(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(keyFile, []byte(f.key.pem), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte(f.key.PEM), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// DEFAULT is another user: a store that ignored profile= would sign
@@ -212,7 +214,7 @@ fingerprint=%[1]s
 tenancy=%[2]s
 region=us-ashburn-1
 key_file=%[3]s
-`, f.key.fingerprint, f.key.tenancy, keyFile, f.key.user)
+`, f.key.Fingerprint, f.key.Tenancy, keyFile, f.key.User)
 	configFile := filepath.Join(dir, "config")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

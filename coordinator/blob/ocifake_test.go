@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/monkeyci/monkeyci/internal/ocitest"
 )
 
 // fakeObjectStorage is an in-memory OCI Object Storage bucket that speaks
@@ -32,7 +34,7 @@ import (
 type fakeObjectStorage struct {
 	t                 *testing.T
 	srv               *httptest.Server
-	key               *testKey
+	key               *ocitest.Key
 	namespace, bucket string
 	pageSize          int
 
@@ -72,7 +74,7 @@ type fakePAR struct {
 
 func newFakeObjectStorage(t *testing.T) *fakeObjectStorage {
 	f := &fakeObjectStorage{
-		t: t, key: sharedKey(t), namespace: "monkeyns", bucket: "blobs",
+		t: t, key: ocitest.SharedKey(t), namespace: "monkeyns", bucket: "blobs",
 		pageSize: 2, // small, so every list crosses pages
 		objects:  map[string]*fakeObject{}, uploads: map[string]*fakeUpload{}, pars: map[string]*fakePAR{},
 	}
@@ -104,7 +106,7 @@ func newFakeObjectStorage(t *testing.T) *fakeObjectStorage {
 // open is a store on the fake, signing with the test's key.
 func (f *fakeObjectStorage) open(t *testing.T) *OCI {
 	s, err := OpenOCI(context.Background(), OCIConfig{
-		Namespace: f.namespace, Bucket: f.bucket, ConfigurationProvider: f.key.credentials(), Endpoint: f.srv.URL,
+		Namespace: f.namespace, Bucket: f.bucket, ConfigurationProvider: f.key.Credentials(), Endpoint: f.srv.URL,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +126,8 @@ func (f *fakeObjectStorage) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/p/") {
 			var body []byte
-			if !binaryBody(r) { // small JSON: read here to check its hash
+			unhashed := binaryBody(r)
+			if !unhashed { // small JSON: read here to check its hash
 				var err error
 				if body, err = io.ReadAll(r.Body); err != nil {
 					f.t.Errorf("fake Object Storage: reading the body: %v", err)
@@ -132,7 +135,7 @@ func (f *fakeObjectStorage) gate(next http.Handler) http.Handler {
 				}
 				r.Body = io.NopCloser(bytes.NewReader(body))
 			}
-			if err := f.key.verify(r, body); err != nil {
+			if err := f.key.Verify(r, body, unhashed); err != nil {
 				f.mu.Lock()
 				f.rejected++
 				ok := f.rejectsOK
@@ -149,6 +152,12 @@ func (f *fakeObjectStorage) gate(next http.Handler) http.Handler {
 		f.mu.Unlock()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// binaryBody tells the requests whose bodies the SDK sends unhashed:
+// PutObject and UploadPart, PUTs under /o/ and /u/.
+func binaryBody(r *http.Request) bool {
+	return r.Method == http.MethodPut && (strings.Contains(r.URL.Path, "/o/") || strings.Contains(r.URL.Path, "/u/"))
 }
 
 // inBucket refuses any namespace or bucket but the fake's, and holds the

@@ -3,29 +3,17 @@ package oci
 import (
 	"bytes"
 	"cmp"
-	"crypto"
-	"crypto/md5"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/oracle/oci-go-sdk/v65/common"
+	"github.com/monkeyci/monkeyci/internal/ocitest"
 )
 
 // fakeOCI is an in-memory Compute Management API (the part the provider
@@ -36,7 +24,7 @@ import (
 type fakeOCI struct {
 	t           *testing.T
 	srv         *httptest.Server
-	key         *testKey
+	key         *ocitest.Key
 	compartment string
 	pageSize    int
 
@@ -85,7 +73,7 @@ const apiPrefix = "/20160918"
 func newFakeOCI(t *testing.T) *fakeOCI {
 	f := &fakeOCI{
 		t:           t,
-		key:         sharedKey(t),
+		key:         ocitest.SharedKey(t),
 		compartment: "ocid1.compartment.oc1..monkeyci",
 		pageSize:    2, // small, so every list crosses pages
 		failNext:    map[string]int{},
@@ -118,7 +106,7 @@ func (f *fakeOCI) gate(next http.Handler) http.Handler {
 			f.t.Errorf("fake OCI: reading the body: %v", err)
 			return
 		}
-		if err := f.key.verify(r, body); err != nil {
+		if err := f.key.Verify(r, body, false); err != nil {
 			f.mu.Lock()
 			f.rejected++
 			ok := f.rejectsOK
@@ -525,218 +513,4 @@ func (f *fakeOCI) lastBody(pattern string) any {
 		f.t.Fatalf("no request body recorded for %s", pattern)
 	}
 	return b[len(b)-1]
-}
-
-// --- wire helpers
-
-func (f *fakeOCI) checkCompartment(w http.ResponseWriter, r *http.Request) bool {
-	if got := r.URL.Query().Get("compartmentId"); got != f.compartment {
-		f.reject(w, r, fmt.Sprintf("compartmentId %q, want %q", got, f.compartment))
-		return false
-	}
-	return true
-}
-
-// decode reads a JSON body the SDK sent with its content type, and keeps
-// a copy for the test to look at.
-func (f *fakeOCI) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		f.reject(w, r, "content type "+ct)
-		return false
-	}
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
-		f.reject(w, r, "bad JSON: "+err.Error())
-		return false
-	}
-	f.mu.Lock()
-	f.bodies[r.Pattern] = append(f.bodies[r.Pattern], v)
-	f.mu.Unlock()
-	return true
-}
-
-// reject answers 400 to a request that breaks the API's rules, and fails
-// the test: the provider sent it. It takes no lock, so handlers holding
-// f.mu may call it.
-func (f *fakeOCI) reject(w http.ResponseWriter, r *http.Request, problem string) {
-	f.t.Errorf("fake OCI: %s %s: %s", r.Method, r.URL.Path, problem)
-	writeError(w, http.StatusBadRequest, "InvalidParameter", problem)
-}
-
-// writePage answers one page of items; the page token is the offset.
-func (f *fakeOCI) writePage(w http.ResponseWriter, r *http.Request, items any) {
-	all, _ := json.Marshal(items)
-	var list []json.RawMessage
-	_ = json.Unmarshal(all, &list)
-	from := 0
-	if tok := r.URL.Query().Get("page"); tok != "" {
-		var err error
-		if from, err = strconv.Atoi(tok); err != nil || from > len(list) {
-			f.reject(w, r, "bad page token "+tok)
-			return
-		}
-	}
-	to := min(from+f.pageSize, len(list))
-	if to < len(list) {
-		w.Header().Set("opc-next-page", strconv.Itoa(to))
-	}
-	page := list[from:to]
-	if page == nil {
-		page = []json.RawMessage{}
-	}
-	writeJSON(w, http.StatusOK, page)
-}
-
-func (f *fakeOCI) writePool(w http.ResponseWriter, p *fakePool) {
-	w.Header().Set("etag", etag(p))
-	writeJSON(w, http.StatusOK, f.wirePool(p))
-}
-
-func etag(p *fakePool) string { return fmt.Sprintf("pool-etag-%d", p.etag) }
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("opc-request-id", "fake-request")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]string{"code": code, "message": message})
-}
-
-func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
-
-func check(ok bool, format string, args ...any) string {
-	if ok {
-		return ""
-	}
-	return fmt.Sprintf(format, args...)
-}
-
-func firstProblem(problems ...string) string {
-	for _, p := range problems {
-		if p != "" {
-			return p
-		}
-	}
-	return ""
-}
-
-// --- signing
-
-// testKey is an API signing key as OCI knows it: tenancy/user/fingerprint
-// name the public half, the SDK signs with the private half.
-type testKey struct {
-	priv                       *rsa.PrivateKey
-	pem                        string
-	tenancy, user, fingerprint string
-}
-
-var keyOnce = sync.OnceValues(func() (*testKey, error) { return newTestKey("ocid1.user.oc1..ci") })
-
-// sharedKey is made once per test binary: RSA key generation is slow.
-func sharedKey(t *testing.T) *testKey {
-	k, err := keyOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func newTestKey(user string) (*testKey, error) {
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	sum := md5.Sum(der) // OCI's key fingerprint
-	hexes := make([]string, len(sum))
-	for i, b := range sum {
-		hexes[i] = fmt.Sprintf("%02x", b)
-	}
-	return &testKey{
-		priv:        priv,
-		pem:         string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(priv)})),
-		tenancy:     "ocid1.tenancy.oc1..monkeyci",
-		user:        user,
-		fingerprint: strings.Join(hexes, ":"),
-	}, nil
-}
-
-func (k *testKey) credentials() common.ConfigurationProvider {
-	return common.NewRawConfigurationProvider(k.tenancy, k.user, "us-ashburn-1", k.fingerprint, k.pem, nil)
-}
-
-func (k *testKey) keyID() string { return k.tenancy + "/" + k.user + "/" + k.fingerprint }
-
-var authParam = regexp.MustCompile(`(\w+)="([^"]*)"`)
-
-// verify checks an OCI request signature (draft-cavage HTTP signatures,
-// version 1): the listed headers, the body hash, and the RSA signature.
-func (k *testKey) verify(r *http.Request, body []byte) error {
-	rest, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Signature ")
-	if !ok {
-		return errors.New("no Signature authorization")
-	}
-	params := map[string]string{}
-	for _, m := range authParam.FindAllStringSubmatch(rest, -1) {
-		params[m[1]] = m[2]
-	}
-	switch {
-	case params["version"] != "1":
-		return fmt.Errorf("version %q", params["version"])
-	case params["algorithm"] != "rsa-sha256":
-		return fmt.Errorf("algorithm %q", params["algorithm"])
-	case params["keyId"] != k.keyID():
-		return fmt.Errorf("keyId %q, want %q", params["keyId"], k.keyID())
-	}
-	signed := strings.Fields(params["headers"])
-	need := []string{"date", "(request-target)", "host"}
-	hasBody := r.Method == http.MethodPost || r.Method == http.MethodPut
-	if hasBody {
-		need = append(need, "content-length", "content-type", "x-content-sha256")
-	}
-	for _, h := range need {
-		if !slices.Contains(signed, h) {
-			return fmt.Errorf("header %s is not signed (signed: %v)", h, signed)
-		}
-	}
-	date, err := http.ParseTime(r.Header.Get("Date"))
-	if err != nil || time.Since(date).Abs() > 5*time.Minute {
-		return fmt.Errorf("date %q missing or skewed", r.Header.Get("Date"))
-	}
-	if hasBody {
-		sum := sha256.Sum256(body)
-		if got := r.Header.Get("X-Content-Sha256"); got != base64.StdEncoding.EncodeToString(sum[:]) {
-			return fmt.Errorf("x-content-sha256 %q does not match the body", got)
-		}
-		if got := r.Header.Get("Content-Length"); got != strconv.Itoa(len(body)) {
-			return fmt.Errorf("content-length %q, body has %d bytes", got, len(body))
-		}
-	}
-	lines := make([]string, len(signed))
-	for i, h := range signed {
-		var v string
-		switch h {
-		case "(request-target)":
-			v = strings.ToLower(r.Method) + " " + r.RequestURI
-		case "host":
-			v = r.Host
-		default:
-			v = r.Header.Get(h)
-		}
-		lines[i] = h + ": " + v
-	}
-	sig, err := base64.StdEncoding.DecodeString(params["signature"])
-	if err != nil {
-		return fmt.Errorf("signature is not base64: %w", err)
-	}
-	digest := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	if err := rsa.VerifyPKCS1v15(&k.priv.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
-		return fmt.Errorf("signature does not verify: %w", err)
-	}
-	return nil
 }

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/oracle/oci-go-sdk/v65/common"
-	"github.com/oracle/oci-go-sdk/v65/common/auth"
 	"github.com/oracle/oci-go-sdk/v65/core"
 
 	"github.com/monkeyci/monkeyci/coordinator/pool"
+	"github.com/monkeyci/monkeyci/internal/ocicred"
 )
 
 // Config says which pool to use, or how to make one, and how to reach OCI.
@@ -93,28 +93,6 @@ func (c Config) validate() error {
 	return errors.Join(missing...)
 }
 
-func (c Config) credentials() (common.ConfigurationProvider, error) {
-	switch {
-	case c.ConfigurationProvider != nil:
-		return c.ConfigurationProvider, nil
-	case c.InstancePrincipal:
-		p, err := auth.InstancePrincipalConfigurationProvider()
-		if err != nil {
-			return nil, fmt.Errorf("oci: instance principal: %w", err)
-		}
-		return p, nil
-	case c.ConfigFile != "" || c.Profile != "":
-		profile := c.Profile
-		if profile == "" {
-			profile = "DEFAULT"
-		}
-		// An empty path means ~/.oci/config here too.
-		return common.CustomProfileConfigProvider(c.ConfigFile, profile), nil
-	default:
-		return common.DefaultConfigProvider(), nil
-	}
-}
-
 // Provider is the OCI pool.Provider. Call Ensure once before using it.
 type Provider struct {
 	cfg    Config
@@ -134,9 +112,10 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	creds, err := cfg.credentials()
+	creds, err := ocicred.Source{Provider: cfg.ConfigurationProvider, InstancePrincipal: cfg.InstancePrincipal,
+		File: cfg.ConfigFile, Profile: cfg.Profile}.ConfigurationProvider()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("oci: %w", err)
 	}
 	client, err := core.NewComputeManagementClientWithConfigurationProvider(creds)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/oracle/oci-go-sdk/v65/common"
 
 	"github.com/monkeyci/monkeyci/coordinator/pool"
+	"github.com/monkeyci/monkeyci/internal/ocitest"
 )
 
 var userData = base64.StdEncoding.EncodeToString([]byte("#cloud-config\nruncmd: [monkeyci agent]\n"))
@@ -26,7 +27,7 @@ func newProvider(t *testing.T, f *fakeOCI, edit func(*Config)) *Provider {
 		SubnetID:              "ocid1.subnet.oc1..agents",
 		ImageID:               "ocid1.image.oc1..agent",
 		UserData:              userData,
-		ConfigurationProvider: f.key.credentials(),
+		ConfigurationProvider: f.key.Credentials(),
 		Host:                  f.srv.URL,
 		DisableCircuitBreaker: true,
 		PollInterval:          time.Millisecond,
@@ -191,7 +192,7 @@ func TestEnsureWithAGivenPool(t *testing.T) {
 			// No AD, subnet or image: with a pool id they are not needed.
 			p, err := New(context.Background(), Config{
 				CompartmentID: f.compartment, InstancePoolID: tt.id,
-				ConfigurationProvider: f.key.credentials(), Host: f.srv.URL, DisableCircuitBreaker: true,
+				ConfigurationProvider: f.key.Credentials(), Host: f.srv.URL, DisableCircuitBreaker: true,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -217,7 +218,7 @@ func TestEnsureWithAGivenPool(t *testing.T) {
 }
 
 func TestNewChecksTheConfig(t *testing.T) {
-	_, err := New(context.Background(), Config{CompartmentID: "c", ConfigurationProvider: sharedKey(t).credentials()})
+	_, err := New(context.Background(), Config{CompartmentID: "c", ConfigurationProvider: ocitest.SharedKey(t).Credentials()})
 	for _, field := range []string{"AvailabilityDomain", "SubnetID", "ImageID"} {
 		if err == nil || !strings.Contains(err.Error(), field+" is required") {
 			t.Errorf("New error = %v, want it to name %s", err, field)
@@ -487,12 +488,12 @@ func TestCircuitBreakerOnStopsCalls(t *testing.T) {
 
 func TestRequestsSignedWithAnotherKeyAreRefused(t *testing.T) {
 	f := newFakeOCI(t)
-	other, err := newTestKey(f.key.user)
+	other, err := ocitest.NewKey(f.key.User)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Same key id, wrong private key: only the signature check can tell.
-	forged := common.NewRawConfigurationProvider(f.key.tenancy, f.key.user, "us-ashburn-1", f.key.fingerprint, other.pem, nil)
+	forged := common.NewRawConfigurationProvider(f.key.Tenancy, f.key.User, "us-ashburn-1", f.key.Fingerprint, other.PEM, nil)
 	p := newProvider(t, f, func(c *Config) { c.ConfigurationProvider = forged })
 	f.set(func(f *fakeOCI) { f.rejectsOK = true })
 

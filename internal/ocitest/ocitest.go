@@ -1,4 +1,7 @@
-package blob
+// Package ocitest is what the OCI fakes (the pool provider's and the blob
+// store's) share: an API signing key and the check of OCI's request
+// signatures, so a fake refuses what real OCI would.
+package ocitest
 
 import (
 	"crypto"
@@ -23,30 +26,27 @@ import (
 	"github.com/oracle/oci-go-sdk/v65/common"
 )
 
-// A copy of coordinator/pool/oci's test key and signature check (test
-// files are not shared across packages), with Object Storage's exception:
-// the SDK does not hash the bodies of PutObject and UploadPart.
-
-// testKey is an API signing key as OCI knows it: tenancy/user/fingerprint
-// name the public half, the SDK signs with the private half.
-type testKey struct {
+// Key is an API signing key as OCI knows it: Tenancy/User/Fingerprint
+// name the public half, the SDK signs with the private half (PEM).
+type Key struct {
+	Tenancy, User, Fingerprint string
+	PEM                        string
 	priv                       *rsa.PrivateKey
-	pem                        string
-	tenancy, user, fingerprint string
 }
 
-var keyOnce = sync.OnceValues(func() (*testKey, error) { return newTestKey("ocid1.user.oc1..ci") })
+var shared = sync.OnceValues(func() (*Key, error) { return NewKey("ocid1.user.oc1..ci") })
 
-// sharedKey is made once per test binary: RSA key generation is slow.
-func sharedKey(t *testing.T) *testKey {
-	k, err := keyOnce()
+// SharedKey is made once per test binary: RSA key generation is slow.
+func SharedKey(t testing.TB) *Key {
+	k, err := shared()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-func newTestKey(user string) (*testKey, error) {
+// NewKey is a fresh key for user, in the same tenancy as every other.
+func NewKey(user string) (*Key, error) {
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, err
@@ -60,33 +60,31 @@ func newTestKey(user string) (*testKey, error) {
 	for i, b := range sum {
 		hexes[i] = fmt.Sprintf("%02x", b)
 	}
-	return &testKey{
+	return &Key{
+		Tenancy:     "ocid1.tenancy.oc1..monkeyci",
+		User:        user,
+		Fingerprint: strings.Join(hexes, ":"),
+		PEM:         string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(priv)})),
 		priv:        priv,
-		pem:         string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(priv)})),
-		tenancy:     "ocid1.tenancy.oc1..monkeyci",
-		user:        user,
-		fingerprint: strings.Join(hexes, ":"),
 	}, nil
 }
 
-func (k *testKey) credentials() common.ConfigurationProvider {
-	return common.NewRawConfigurationProvider(k.tenancy, k.user, "us-ashburn-1", k.fingerprint, k.pem, nil)
+// Credentials sign with the key.
+func (k *Key) Credentials() common.ConfigurationProvider {
+	return common.NewRawConfigurationProvider(k.Tenancy, k.User, "us-ashburn-1", k.Fingerprint, k.PEM, nil)
 }
 
-func (k *testKey) keyID() string { return k.tenancy + "/" + k.user + "/" + k.fingerprint }
+// KeyID is how a signature names the key.
+func (k *Key) KeyID() string { return k.Tenancy + "/" + k.User + "/" + k.Fingerprint }
 
 var authParam = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
-// binaryBody tells the requests whose bodies the SDK sends unhashed:
-// PutObject and UploadPart, PUTs under /o/ and /u/.
-func binaryBody(r *http.Request) bool {
-	return r.Method == http.MethodPut && (strings.Contains(r.URL.Path, "/o/") || strings.Contains(r.URL.Path, "/u/"))
-}
-
-// verify checks an OCI request signature (draft-cavage HTTP signatures,
-// version 1): the listed headers, the body hash when the body is signed,
-// and the RSA signature. body is nil for a binary body, which is not read.
-func (k *testKey) verify(r *http.Request, body []byte) error {
+// Verify checks an OCI request signature (draft-cavage HTTP signatures,
+// version 1): the listed headers, the body hash, and the RSA signature.
+// A POST or PUT signs its body, unless unhashedBody: the SDK sends some
+// bodies (Object Storage's PutObject and UploadPart) unhashed, and body
+// is then not looked at.
+func (k *Key) Verify(r *http.Request, body []byte, unhashedBody bool) error {
 	rest, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Signature ")
 	if !ok {
 		return errors.New("no Signature authorization")
@@ -100,12 +98,12 @@ func (k *testKey) verify(r *http.Request, body []byte) error {
 		return fmt.Errorf("version %q", params["version"])
 	case params["algorithm"] != "rsa-sha256":
 		return fmt.Errorf("algorithm %q", params["algorithm"])
-	case params["keyId"] != k.keyID():
-		return fmt.Errorf("keyId %q, want %q", params["keyId"], k.keyID())
+	case params["keyId"] != k.KeyID():
+		return fmt.Errorf("keyId %q, want %q", params["keyId"], k.KeyID())
 	}
 	signed := strings.Fields(params["headers"])
 	need := []string{"date", "(request-target)", "host"}
-	hashed := (r.Method == http.MethodPost || r.Method == http.MethodPut) && !binaryBody(r)
+	hashed := (r.Method == http.MethodPost || r.Method == http.MethodPut) && !unhashedBody
 	if hashed {
 		need = append(need, "content-length", "content-type", "x-content-sha256")
 	}
@@ -127,6 +125,11 @@ func (k *testKey) verify(r *http.Request, body []byte) error {
 			return fmt.Errorf("content-length %q, body has %d bytes", got, len(body))
 		}
 	}
+	return k.checkSignature(r, signed, params["signature"])
+}
+
+// checkSignature verifies signature over the signed headers' lines.
+func (k *Key) checkSignature(r *http.Request, signed []string, signature string) error {
 	lines := make([]string, len(signed))
 	for i, h := range signed {
 		var v string
@@ -140,7 +143,7 @@ func (k *testKey) verify(r *http.Request, body []byte) error {
 		}
 		lines[i] = h + ": " + v
 	}
-	sig, err := base64.StdEncoding.DecodeString(params["signature"])
+	sig, err := base64.StdEncoding.DecodeString(signature)
 	if err != nil {
 		return fmt.Errorf("signature is not base64: %w", err)
 	}
