@@ -29,7 +29,7 @@ import (
 const (
 	// cacheMB is the cache restored: 200 files of 1 MB each, random.
 	cacheMB   = 200
-	cacheRuns = 6
+	cacheRuns = 10
 	// The limits: through S3 on a fresh agent, and from the
 	// agent's own tier, against restoring the same archive from local
 	// disk with no coordinator at all.
@@ -189,7 +189,14 @@ func tierArchive(b *testing.B, stateDir string) string {
 // coordinator (monkeyci run's way), and returns the restore's time.
 func localRestore(b *testing.B, archive string) time.Duration {
 	b.Helper()
-	cacheDir := b.TempDir()
+	// Its own folder, removed at once: ten rounds of copies of a 200 MB
+	// archive left until the end would weigh on the rounds after.
+	tmp, err := os.MkdirTemp("", "bench-cache-local-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	cacheDir := filepath.Join(tmp, "caches")
 	dst := agent.CacheFile(cacheDir, "bench", agent.LocalScope, "deps")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		b.Fatal(err)
@@ -201,13 +208,13 @@ func localRestore(b *testing.B, archive string) time.Duration {
 	r, err := agent.NewRunner(agent.Config{
 		Runtime: eng, Ledger: agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 8 << 30}),
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Binary: testbinary.Path(b),
-		StateDir: b.TempDir(), CacheDir: cacheDir, Pause: true, AgentID: "bench-cache-local",
+		StateDir: filepath.Join(tmp, "state"), CacheDir: cacheDir, Pause: true, AgentID: "bench-cache-local",
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close(context.Background())
-	src := b.TempDir()
+	src := filepath.Join(tmp, "src")
 	if err := os.MkdirAll(filepath.Join(src, ".monkeyci"), 0o755); err != nil {
 		b.Fatal(err)
 	}
