@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -185,8 +185,9 @@ func tierArchive(b *testing.B, stateDir string) string {
 	return found[0]
 }
 
-// localRestore restores archive from local disk, by an agent with no
-// coordinator (monkeyci run's way), and returns the restore's time.
+// localRestore restores archive from local disk with `monkeyci run` (a
+// process of its own, as an agent is, but with no coordinator) and
+// returns the restore's time, as its job/start event says.
 func localRestore(b *testing.B, archive string) time.Duration {
 	b.Helper()
 	// Its own folder, removed at once: ten rounds of copies of a 200 MB
@@ -196,42 +197,34 @@ func localRestore(b *testing.B, archive string) time.Duration {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
-	cacheDir := filepath.Join(tmp, "caches")
-	dst := agent.CacheFile(cacheDir, "bench", agent.LocalScope, "deps")
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if err := copyFile(archive, dst); err != nil {
-		b.Fatal(err)
-	}
-	eng := dockertest.Engine(b)
-	r, err := agent.NewRunner(agent.Config{
-		Runtime: eng, Ledger: agent.NewLedger(agent.Resources{MilliCPUs: 2000, Memory: 8 << 30}),
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}), Binary: testbinary.Path(b),
-		StateDir: filepath.Join(tmp, "state"), CacheDir: cacheDir, Pause: true, AgentID: "bench-cache-local",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close(context.Background())
-	src := filepath.Join(tmp, "src")
+	src, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "state")
 	if err := os.MkdirAll(filepath.Join(src, ".monkeyci"), 0o755); err != nil {
 		b.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(src, ".monkeyci", "build.yaml"), []byte(cacheBuild), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	rec := &recorder{}
-	out, err := r.Run(context.Background(), agent.BuildSpec{Source: src, Repo: "bench"}, rec)
-	if err != nil || out.Result != events.Success {
-		b.Fatalf("local cache build: %v %+v", err, out)
+	// Where `monkeyci run` keeps a cache of this directory (its repository
+	// key) in the local scope.
+	dst := agent.CacheFile(filepath.Join(state, "caches"), src, agent.LocalScope, "deps")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		b.Fatal(err)
 	}
-	for _, e := range rec.events {
-		if e.Type == events.JobStart && len(e.Caches) == 1 && e.Caches[0].From != "" {
+	if err := copyFile(archive, dst); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(testbinary.Path(b), "run", "--json", "--state-dir", state, "--cpus", "2", "--memory", "8g", "--log-level", "warn", src)
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("monkeyci run: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		var e events.Event
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == events.JobStart && len(e.Caches) == 1 && e.Caches[0].From != "" {
 			return e.Caches[0].Took
 		}
 	}
-	b.Fatal("the local build restored no cache")
+	b.Fatalf("monkeyci run restored no cache:\n%s", out)
 	return 0
 }
 
