@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"sync"
 	"time"
 )
+
+// castagnoli is CRC32C's table: what checks a download's bytes (sha256 is
+// what names them).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // An archive file on the agent's disk has its sha256 beside it, in
 // FILE.sha256: what says, without reading the archive, whether it is the
@@ -33,8 +38,8 @@ func writeArchive(file string, want *ArchiveInfo, fill func(io.Writer) error) (A
 		return ArchiveInfo{}, err
 	}
 	defer os.Remove(tmp.Name()) // gone once renamed
-	h := sha256.New()
-	counted := &countWriter{w: bothWriter{tmp, h}}
+	h, crc := sha256.New(), crc32.New(castagnoli)
+	counted := &countWriter{w: bothWriter{tmp, io.MultiWriter(h, crc)}}
 	err = fill(counted)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -42,7 +47,7 @@ func writeArchive(file string, want *ArchiveInfo, fill func(io.Writer) error) (A
 	if err != nil {
 		return ArchiveInfo{}, err
 	}
-	got := ArchiveInfo{Size: counted.n, SHA256: hex.EncodeToString(h.Sum(nil))}
+	got := ArchiveInfo{Size: counted.n, SHA256: hex.EncodeToString(h.Sum(nil)), CRC32C: fmt.Sprintf("%08x", crc.Sum32())}
 	if want != nil && (got.Size != want.Size || got.SHA256 != want.SHA256) {
 		return ArchiveInfo{}, fmt.Errorf("received %d bytes with sha256 %s, expected %d bytes with sha256 %s", got.Size, got.SHA256, want.Size, want.SHA256)
 	}

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -134,5 +136,31 @@ func TestTeeEndsWhateverItsConsumerDoes(t *testing.T) {
 				t.Errorf("kept %d bytes of %d", kept.Len(), len(data))
 			}
 		})
+	}
+}
+
+// A fetched archive is checked by its CRC32C when the store knows it, by
+// its sha256 when not: other bytes than said are refused either way.
+func TestPlaceFetchedChecksWhatArrives(t *testing.T) {
+	data := strings.Repeat("cache bytes ", 1<<15)
+	sum := sha256.Sum256([]byte(data))
+	sha := hex.EncodeToString(sum[:])
+	crc := fmt.Sprintf("%08x", crc32.Checksum([]byte(data), castagnoli))
+	consume := func(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err }
+	for _, tc := range []struct {
+		name string
+		info ArchiveInfo
+		ok   bool
+	}{
+		{"crc32c", ArchiveInfo{Size: int64(len(data)), SHA256: sha, CRC32C: crc}, true},
+		{"sha256 only", ArchiveInfo{Size: int64(len(data)), SHA256: sha}, true},
+		{"another crc32c", ArchiveInfo{Size: int64(len(data)), SHA256: sha, CRC32C: "00000000"}, false},
+		{"another sha256", ArchiveInfo{Size: int64(len(data)), SHA256: strings.Repeat("0", 64)}, false},
+		{"another size", ArchiveInfo{Size: int64(len(data)) - 1, SHA256: sha, CRC32C: crc}, false},
+	} {
+		err := placeFetched(strings.NewReader(data), tc.info, consume)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
 	}
 }

@@ -51,6 +51,9 @@ const (
 // them (pipeline.Cache.KeyFiles).
 var cacheID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}(@[0-9a-f]{64})?$`)
 
+// crc32cHex is a CRC32C as agents send it.
+var crc32cHex = regexp.MustCompile(`^[0-9a-f]{8}$`)
+
 // ArtifactsPrefix is where a build's artifacts are, ArtifactKey one.
 func ArtifactsPrefix(build string) string { return "artifacts/" + build + "/" }
 
@@ -169,7 +172,7 @@ func (s *FleetServer) OpenBlob(r *fleet.BlobRequest, stream fleet.Fleet_OpenBlob
 			return blobStatus(err)
 		}
 		c.handedURL(r.GetBuild().GetBuildId(), url)
-		return stream.Send(infoPiece(&fleet.BlobInfo{Size: info.Size, Sha256: info.SHA256, Scope: ref.scope, Url: url}))
+		return stream.Send(infoPiece(&fleet.BlobInfo{Size: info.Size, Sha256: info.SHA256, Crc32C: info.CRC32C, Scope: ref.scope, Url: url}))
 	}
 	rc, info, err := c.cfg.Blobs.Get(ctx, ref.key)
 	if err != nil {
@@ -177,7 +180,7 @@ func (s *FleetServer) OpenBlob(r *fleet.BlobRequest, stream fleet.Fleet_OpenBlob
 	}
 	defer rc.Close()
 	c.noteUse(r, ref)
-	if err := stream.Send(infoPiece(&fleet.BlobInfo{Size: info.Size, Sha256: info.SHA256, Scope: ref.scope})); err != nil {
+	if err := stream.Send(infoPiece(&fleet.BlobInfo{Size: info.Size, Sha256: info.SHA256, Crc32C: info.CRC32C, Scope: ref.scope})); err != nil {
 		return err
 	}
 	return sendPieces(rc, func(b []byte) error {
@@ -267,7 +270,10 @@ func saidInfo(r *fleet.BlobRequest) (blob.Info, error) {
 	if err != nil || len(sum) != sha256.Size || r.GetSize() < 0 {
 		return blob.Info{}, status.Errorf(codes.InvalidArgument, "an archive is saved with its size and sha256 (got %d, %.70q)", r.GetSize(), r.GetSha256())
 	}
-	return blob.Info{Size: r.GetSize(), SHA256: hex.EncodeToString(sum)}, nil
+	if crc := r.GetCrc32C(); crc != "" && !crc32cHex.MatchString(crc) {
+		return blob.Info{}, status.Errorf(codes.InvalidArgument, "crc32c %.20q: expected 8 hex digits", crc)
+	}
+	return blob.Info{Size: r.GetSize(), SHA256: hex.EncodeToString(sum), CRC32C: r.GetCrc32C()}, nil
 }
 
 // pieceReader reads the data pieces of a SaveBlob stream.

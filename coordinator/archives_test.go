@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"testing"
@@ -124,8 +126,12 @@ func (a archiveCaller) open(ctx context.Context, r *fleet.BlobRequest) ([]byte, 
 
 func said(r *fleet.BlobRequest, data []byte) *fleet.BlobRequest {
 	sum := sha256.Sum256(data)
-	r.Size, r.Sha256 = int64(len(data)), hex.EncodeToString(sum[:])
+	r.Size, r.Sha256, r.Crc32C = int64(len(data)), hex.EncodeToString(sum[:]), crc32cOf(data)
 	return r
+}
+
+func crc32cOf(data []byte) string {
+	return fmt.Sprintf("%08x", crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)))
 }
 
 // runningAttempt queues a build of repo on branch and has a hand-driven
@@ -240,8 +246,8 @@ func archivesAreFenced(t *testing.T, f *fleetFixture) {
 	if err := owner.save(ctx, said(cache, data), data); err != nil {
 		t.Fatal(err)
 	}
-	if _, info, err := owner.open(ctx, &fleet.BlobRequest{Build: ba, Kind: "cache", Id: "deps"}); err != nil || info.GetScope() != "branch:feature" {
-		t.Errorf("open of the cache: %v %v", info, err)
+	if _, info, err := owner.open(ctx, &fleet.BlobRequest{Build: ba, Kind: "cache", Id: "deps"}); err != nil || info.GetScope() != "branch:feature" || info.GetCrc32C() != crc32cOf(data) {
+		t.Errorf("open of the cache: %v %v, want its scope and the crc32c %s it was saved with", info, err, crc32cOf(data))
 	}
 	if _, _, err := owner.open(ctx, &fleet.BlobRequest{Build: ba, Kind: "cache", Id: "deps", Fallback: true}); status.Code(err) != codes.NotFound {
 		t.Errorf("open of the fallback scope's cache, which nobody saved: %v", err)

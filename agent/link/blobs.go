@@ -79,7 +79,7 @@ func (a *attemptBlobs) Open(ctx context.Context, ref agent.ArchiveRef) (io.ReadC
 		}
 		if err == nil {
 			info := first.GetInfo()
-			got := agent.ArchiveInfo{Size: info.GetSize(), SHA256: info.GetSha256()}
+			got := agent.ArchiveInfo{Size: info.GetSize(), SHA256: info.GetSha256(), CRC32C: info.GetCrc32C()}
 			if info.GetUrl() != "" {
 				return &urlReader{ctx: ctx, cancel: cancel, client: a.http, url: info.GetUrl()}, got, nil
 			}
@@ -102,7 +102,7 @@ func (a *attemptBlobs) Save(ctx context.Context, ref agent.ArchiveRef, file stri
 	}
 	ctx = a.l.authorized(ctx)
 	req := a.request(ref)
-	req.Size, req.Sha256 = info.Size, info.SHA256
+	req.Size, req.Sha256, req.Crc32C = info.Size, info.SHA256, info.CRC32C
 	grant, err := c.PrepareBlob(ctx, req)
 	if err != nil {
 		return fmt.Errorf("the coordinator: %w", err)

@@ -6,8 +6,12 @@ package blob
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"strings"
 	"time"
@@ -19,8 +23,51 @@ type Info struct {
 	Size int64
 	// SHA256 is the hex digest of the blob's bytes, as computed when it
 	// was put ("" when the backend was not told it).
-	SHA256   string
+	SHA256 string
+	// CRC32C (Castagnoli, hex) checks a download's bytes for a tenth of
+	// sha256's work ("" when not known: check with SHA256).
+	CRC32C   string
 	Modified time.Time
+}
+
+// digests computes a blob's SHA256 and CRC32C as it is written.
+type digests struct {
+	sha hash.Hash
+	crc hash.Hash32
+}
+
+func newDigests() *digests {
+	return &digests{sha: sha256.New(), crc: crc32.New(crc32.MakeTable(crc32.Castagnoli))}
+}
+
+func (d *digests) Write(p []byte) (int, error) {
+	d.sha.Write(p)
+	return d.crc.Write(p)
+}
+
+func (d *digests) sums() (sha, crc string) {
+	return hex.EncodeToString(d.sha.Sum(nil)), fmt.Sprintf("%08x", d.crc.Sum32())
+}
+
+// sumText is what a blob's digest file holds: its sha256, and its CRC32C
+// after a space when known.
+func sumText(i Info) string {
+	if i.CRC32C == "" {
+		return i.SHA256
+	}
+	return i.SHA256 + " " + i.CRC32C
+}
+
+// parseSum reads a digest file (sumText).
+func parseSum(text string) (sha, crc string) {
+	f := strings.Fields(text)
+	switch len(f) {
+	case 0:
+		return "", ""
+	case 1:
+		return f[0], ""
+	}
+	return f[0], f[1]
 }
 
 // Store keeps blobs under keys. Keys are slash-separated paths of

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -91,6 +92,12 @@ func contract(t *testing.T, open func(t *testing.T) Store) {
 		}
 		if info.Key != "caches/branch/main/deps.tar" || info.Size != int64(len(data)) || info.SHA256 != hex.EncodeToString(want[:]) {
 			t.Errorf("Put = %+v", info)
+		}
+		if crc := fmt.Sprintf("%08x", crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))); info.CRC32C != crc {
+			t.Errorf("Put's CRC32C %q, want %q", info.CRC32C, crc)
+		}
+		if st, err := s.Stat(ctx, "caches/branch/main/deps.tar"); err != nil || st.CRC32C != info.CRC32C || st.SHA256 != info.SHA256 {
+			t.Errorf("Stat = %+v %v, want the digests Put gave", st, err)
 		}
 		rc, got, err := s.Get(ctx, "caches/branch/main/deps.tar")
 		if err != nil {
@@ -193,7 +200,7 @@ func contract(t *testing.T, open func(t *testing.T) Store) {
 		s := open(t)
 		body := "an artifact"
 		right := Info{Size: int64(len(body)), SHA256: sha256Hex(body)}
-		for _, want := range []Info{{Size: right.Size + 1, SHA256: right.SHA256}, {Size: right.Size, SHA256: sha256Hex("other")}} {
+		for _, want := range []Info{{Size: right.Size + 1, SHA256: right.SHA256}, {Size: right.Size, SHA256: sha256Hex("other")}, {Size: right.Size, SHA256: right.SHA256, CRC32C: "00000000"}} {
 			_, err := PutVerified(ctx, s, "artifacts/b/a.tar", strings.NewReader(body), want)
 			var mismatch *MismatchError
 			if !errors.As(err, &mismatch) {

@@ -2,8 +2,6 @@ package blob
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +50,7 @@ func (d *Dir) put(ctx context.Context, key string, r io.Reader, want Info) (Info
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	defer os.Remove(tmp.Name()) // gone once renamed; left only by a failure
-	h := sha256.New()
+	h := newDigests()
 	n, err := io.Copy(io.MultiWriter(tmp, h), readerWithContext{ctx, r})
 	if err == nil {
 		err = tmp.Sync()
@@ -63,9 +61,9 @@ func (d *Dir) put(ctx context.Context, key string, r io.Reader, want Info) (Info
 	if err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if want.Size >= 0 && n != want.Size || want.SHA256 != "" && sum != want.SHA256 {
-		return Info{}, &MismatchError{Key: key, Want: want, Got: Info{Size: n, SHA256: sum}}
+	sum, crc := h.sums()
+	if want.Size >= 0 && n != want.Size || want.SHA256 != "" && sum != want.SHA256 || want.CRC32C != "" && crc != want.CRC32C {
+		return Info{}, &MismatchError{Key: key, Want: want, Got: Info{Size: n, SHA256: sum, CRC32C: crc}}
 	}
 	obj, sumFile := d.path("objects", key), d.path("sums", key)
 	for _, p := range []string{obj, sumFile} {
@@ -75,7 +73,7 @@ func (d *Dir) put(ctx context.Context, key string, r io.Reader, want Info) (Info
 	}
 	// The digest first: a blob is never seen with another blob's digest
 	// for longer than the rename between them.
-	if err := writeFileAtomic(sumFile, []byte(sum)); err != nil {
+	if err := writeFileAtomic(sumFile, []byte(sumText(Info{SHA256: sum, CRC32C: crc}))); err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := os.Rename(tmp.Name(), obj); err != nil {
@@ -85,7 +83,7 @@ func (d *Dir) put(ctx context.Context, key string, r io.Reader, want Info) (Info
 	if err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	return Info{Key: key, Size: n, SHA256: sum, Modified: st.ModTime()}, nil
+	return Info{Key: key, Size: n, SHA256: sum, CRC32C: crc, Modified: st.ModTime()}, nil
 }
 
 // writeFileAtomic writes data to a temporary file beside path and renames
@@ -128,8 +126,9 @@ func (d *Dir) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil || !st.Mode().IsRegular() {
 		return Info{}, d.notFound(key, err)
 	}
-	sum, _ := os.ReadFile(d.path("sums", key))
-	return Info{Key: key, Size: st.Size(), SHA256: string(sum), Modified: st.ModTime()}, nil
+	text, _ := os.ReadFile(d.path("sums", key))
+	sum, crc := parseSum(string(text))
+	return Info{Key: key, Size: st.Size(), SHA256: sum, CRC32C: crc, Modified: st.ModTime()}, nil
 }
 
 func (d *Dir) notFound(key string, err error) error {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -139,7 +138,7 @@ func (s *OCI) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 	if err := s.deleteObject(ctx, "s/"+key); err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	h := sha256.New()
+	h := newDigests()
 	src := io.TeeReader(readerWithContext{ctx, r}, h)
 	buf := make([]byte, partSize)
 	n, err := io.ReadFull(src, buf)
@@ -155,11 +154,11 @@ func (s *OCI) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if _, err := s.putObject(ctx, "s/"+key, []byte(sum)); err != nil {
+	sum, crc := h.sums()
+	if _, err := s.putObject(ctx, "s/"+key, []byte(sumText(Info{SHA256: sum, CRC32C: crc}))); err != nil {
 		return Info{}, fmt.Errorf("put %s: its digest: %w", key, err)
 	}
-	return Info{Key: key, Size: size, SHA256: sum, Modified: modified}, nil
+	return Info{Key: key, Size: size, SHA256: sum, CRC32C: crc, Modified: modified}, nil
 }
 
 // putObject stores data in one request, with its sha256 for the store to
@@ -272,14 +271,15 @@ func (s *OCI) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, s.wrap(key, err)
 	}
-	sum, err := s.sum(ctx, key)
+	text, err := s.sum(ctx, key)
+	sum, crc := parseSum(text)
 	switch {
 	case err != nil:
 		return Info{}, err
 	case sum == "": // put but not confirmed, or cut short: not saved
 		return Info{}, fmt.Errorf("blob %s: %w", key, ErrNotFound)
 	}
-	return Info{Key: key, Size: int64Of(head.ContentLength), SHA256: sum, Modified: sdkTime(head.LastModified)}, nil
+	return Info{Key: key, Size: int64Of(head.ContentLength), SHA256: sum, CRC32C: crc, Modified: sdkTime(head.LastModified)}, nil
 }
 
 // sum reads a blob's digest, "" when there is none.
@@ -293,7 +293,7 @@ func (s *OCI) sum(ctx context.Context, key string) (string, error) {
 		return "", fmt.Errorf("blob %s: its digest: %w", key, short(err))
 	}
 	defer resp.Content.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Content, 64))
+	b, err := io.ReadAll(io.LimitReader(resp.Content, 128))
 	if err != nil {
 		return "", fmt.Errorf("blob %s: its digest: %w", key, err)
 	}
@@ -314,12 +314,12 @@ func (s *OCI) List(ctx context.Context, prefix string) ([]Info, error) {
 		}
 		for _, o := range resp.Objects {
 			key := strings.TrimPrefix(*o.Name, "o/")
-			sum, err := s.sum(ctx, key)
+			text, err := s.sum(ctx, key)
 			if err != nil {
 				return nil, fmt.Errorf("list blobs %q: %w", prefix, err)
 			}
-			if sum != "" {
-				out = append(out, Info{Key: key, Size: int64Of(o.Size), SHA256: sum, Modified: sdkTime(o.TimeModified)})
+			if sum, crc := parseSum(text); sum != "" {
+				out = append(out, Info{Key: key, Size: int64Of(o.Size), SHA256: sum, CRC32C: crc, Modified: sdkTime(o.TimeModified)})
 			}
 		}
 		if resp.NextStartWith == nil {

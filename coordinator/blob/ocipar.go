@@ -156,7 +156,8 @@ func (s *OCI) Confirm(ctx context.Context, key, upload string, want Info) (Info,
 	if err != nil {
 		return Info{}, fmt.Errorf("confirm %s: %w", key, short(err))
 	}
-	if _, err := s.putObject(ctx, "s/"+key, []byte(got.SHA256)); err != nil {
+	got.CRC32C = want.CRC32C // the uploader's: the bytes it checks were checked by their sha256
+	if _, err := s.putObject(ctx, "s/"+key, []byte(sumText(got))); err != nil {
 		return Info{}, fmt.Errorf("confirm %s: its digest: %w", key, err)
 	}
 	return got, nil

@@ -86,17 +86,18 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 	if err := s.client.RemoveObject(ctx, s.bucket, "s/"+key, minio.RemoveObjectOptions{}); err != nil && !isNoSuchKey(err) {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	h := sha256.New()
+	h := newDigests()
 	up, err := s.client.PutObject(ctx, s.bucket, "o/"+key, io.TeeReader(r, h), -1,
 		minio.PutObjectOptions{PartSize: partSize, ContentType: "application/octet-stream"})
 	if err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if _, err := s.client.PutObject(ctx, s.bucket, "s/"+key, strings.NewReader(sum), int64(len(sum)), minio.PutObjectOptions{}); err != nil {
+	sum, crc := h.sums()
+	text := sumText(Info{SHA256: sum, CRC32C: crc})
+	if _, err := s.client.PutObject(ctx, s.bucket, "s/"+key, strings.NewReader(text), int64(len(text)), minio.PutObjectOptions{}); err != nil {
 		return Info{}, fmt.Errorf("put %s: its digest: %w", key, err)
 	}
-	return Info{Key: key, Size: up.Size, SHA256: sum, Modified: up.LastModified}, nil
+	return Info{Key: key, Size: up.Size, SHA256: sum, CRC32C: crc, Modified: up.LastModified}, nil
 }
 
 // Get opens the blob for reading.
@@ -121,11 +122,11 @@ func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, s.wrap(key, err)
 	}
-	sum := s.sum(ctx, key)
+	sum, crc := parseSum(s.sum(ctx, key))
 	if sum == "" { // put but not confirmed, or cut short: not saved
 		return Info{}, fmt.Errorf("blob %s: %w", key, ErrNotFound)
 	}
-	return Info{Key: key, Size: st.Size, SHA256: sum, Modified: st.LastModified}, nil
+	return Info{Key: key, Size: st.Size, SHA256: sum, CRC32C: crc, Modified: st.LastModified}, nil
 }
 
 // sum reads a blob's digest, "" when there is none.
@@ -135,7 +136,7 @@ func (s *S3) sum(ctx context.Context, key string) string {
 		return ""
 	}
 	defer obj.Close()
-	b, err := io.ReadAll(io.LimitReader(obj, 64))
+	b, err := io.ReadAll(io.LimitReader(obj, 128))
 	if err != nil {
 		return ""
 	}
@@ -150,8 +151,8 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
 			return nil, fmt.Errorf("list blobs %q: %w", prefix, o.Err)
 		}
 		key := strings.TrimPrefix(o.Key, "o/")
-		if sum := s.sum(ctx, key); sum != "" {
-			out = append(out, Info{Key: key, Size: o.Size, SHA256: sum, Modified: o.LastModified})
+		if sum, crc := parseSum(s.sum(ctx, key)); sum != "" {
+			out = append(out, Info{Key: key, Size: o.Size, SHA256: sum, CRC32C: crc, Modified: o.LastModified})
 		}
 	}
 	return out, nil
@@ -244,10 +245,11 @@ func (s *S3) Confirm(ctx context.Context, key, upload string, want Info) (Info, 
 	if err != nil {
 		return Info{}, fmt.Errorf("confirm %s: %w", key, err)
 	}
-	if _, err := s.client.PutObject(ctx, s.bucket, "s/"+key, strings.NewReader(want.SHA256), int64(len(want.SHA256)), minio.PutObjectOptions{}); err != nil {
+	text := sumText(want)
+	if _, err := s.client.PutObject(ctx, s.bucket, "s/"+key, strings.NewReader(text), int64(len(text)), minio.PutObjectOptions{}); err != nil {
 		return Info{}, fmt.Errorf("confirm %s: its digest: %w", key, err)
 	}
-	return Info{Key: key, Size: want.Size, SHA256: want.SHA256, Modified: up.LastModified}, nil
+	return Info{Key: key, Size: want.Size, SHA256: want.SHA256, CRC32C: want.CRC32C, Modified: up.LastModified}, nil
 }
 
 var _ Signer = (*S3)(nil)

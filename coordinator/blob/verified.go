@@ -54,7 +54,7 @@ func PutVerified(ctx context.Context, s Store, key string, r io.Reader, want Inf
 	if err != nil {
 		return Info{}, err
 	}
-	if info.Size != want.Size || info.SHA256 != want.SHA256 {
+	if info.Size != want.Size || info.SHA256 != want.SHA256 || want.CRC32C != "" && info.CRC32C != want.CRC32C {
 		_ = s.Delete(context.WithoutCancel(ctx), key)
 		return Info{}, &MismatchError{Key: key, Want: want, Got: info}
 	}

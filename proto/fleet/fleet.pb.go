@@ -98,6 +98,7 @@ type BlobRequest struct {
 	Sha256        string                 `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`      // saving: its digest (hex)
 	Uploaded      bool                   `protobuf:"varint,8,opt,name=uploaded,proto3" json:"uploaded,omitempty"` // saving: its bytes went to PrepareBlob's URL
 	Upload        string                 `protobuf:"bytes,9,opt,name=upload,proto3" json:"upload,omitempty"`      // saving, uploaded: the upload PrepareBlob named
+	Crc32C        string                 `protobuf:"bytes,10,opt,name=crc32c,proto3" json:"crc32c,omitempty"`     // saving: its CRC32C (Castagnoli, hex), kept for downloads to check
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +196,13 @@ func (x *BlobRequest) GetUpload() string {
 	return ""
 }
 
+func (x *BlobRequest) GetCrc32C() string {
+	if x != nil {
+		return x.Crc32C
+	}
+	return ""
+}
+
 type BlobInfo struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Size   int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
@@ -204,7 +212,9 @@ type BlobInfo struct {
 	// headers a PUT to url must carry (they are signed into it).
 	Headers map[string]string `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// upload names the upload a PUT to url makes, for SaveBlob to confirm.
-	Upload        string `protobuf:"bytes,6,opt,name=upload,proto3" json:"upload,omitempty"`
+	Upload string `protobuf:"bytes,6,opt,name=upload,proto3" json:"upload,omitempty"`
+	// crc32c (Castagnoli, hex) checks a download's bytes; "": check sha256.
+	Crc32C        string `protobuf:"bytes,7,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,6 +287,13 @@ func (x *BlobInfo) GetHeaders() map[string]string {
 func (x *BlobInfo) GetUpload() string {
 	if x != nil {
 		return x.Upload
+	}
+	return ""
+}
+
+func (x *BlobInfo) GetCrc32C() string {
+	if x != nil {
+		return x.Crc32C
 	}
 	return ""
 }
@@ -1923,7 +1940,7 @@ var File_fleet_fleet_proto protoreflect.FileDescriptor
 
 const file_fleet_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x11fleet/fleet.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x02\n" +
+	"\x11fleet/fleet.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n" +
 	"\vBlobRequest\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
@@ -1934,14 +1951,17 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"\x04size\x18\x06 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\a \x01(\tR\x06sha256\x12\x1a\n" +
 	"\buploaded\x18\b \x01(\bR\buploaded\x12\x16\n" +
-	"\x06upload\x18\t \x01(\tR\x06upload\"\xf6\x01\n" +
+	"\x06upload\x18\t \x01(\tR\x06upload\x12\x16\n" +
+	"\x06crc32c\x18\n" +
+	" \x01(\tR\x06crc32c\"\x8e\x02\n" +
 	"\bBlobInfo\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x14\n" +
 	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x10\n" +
 	"\x03url\x18\x04 \x01(\tR\x03url\x12B\n" +
 	"\aheaders\x18\x05 \x03(\v2(.monkeyci.fleet.v1.BlobInfo.HeadersEntryR\aheaders\x12\x16\n" +
-	"\x06upload\x18\x06 \x01(\tR\x06upload\x1a:\n" +
+	"\x06upload\x18\x06 \x01(\tR\x06upload\x12\x16\n" +
+	"\x06crc32c\x18\a \x01(\tR\x06crc32c\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
