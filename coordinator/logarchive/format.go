@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 )
@@ -146,11 +147,14 @@ func trailer(at int64) []byte {
 	return b.Bytes()
 }
 
-// trailerSize is the trailer's size, whatever it says.
-var trailerSize = int64(len(trailer(0)))
+// trailerLen is the trailer's size, whatever it says: made once, when
+// first asked (a gzip writer at every process's start would cost every
+// monkeyci command, the build scripts' included, a millisecond).
+var trailerLen = sync.OnceValue(func() int64 { return int64(len(trailer(0))) })
 
 // readIndex reads the index of an archive of size bytes.
 func readIndex(r io.ReaderAt, size int64) (*index, error) {
+	trailerSize := trailerLen()
 	if size < trailerSize {
 		return nil, fmt.Errorf("%w: %d bytes", errCorrupt, size)
 	}
