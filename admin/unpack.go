@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/monkeyci/monkeyci/agent/archive"
 )
 
 // An artifact's archive is hostile input: whatever the build ran wrote it.
@@ -68,7 +70,7 @@ func unpack(root *os.Root, r io.Reader, o UnpackOptions) (Unpacked, error) {
 	if o.Warn == nil {
 		o.Warn = io.Discard
 	}
-	u := unpacker{root: root, o: o, symlinks: map[string]bool{}}
+	u := unpacker{root: root, o: o, symlinks: archive.Symlinks{}}
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -88,7 +90,7 @@ func unpack(root *os.Root, r io.Reader, o UnpackOptions) (Unpacked, error) {
 type unpacker struct {
 	root     *os.Root // nil: only check
 	o        UnpackOptions
-	symlinks map[string]bool // names of the symlinks the archive made
+	symlinks archive.Symlinks
 	done     Unpacked
 }
 
@@ -96,7 +98,7 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 	refuse := func(format string, args ...any) error {
 		return &RefusedError{Entry: hdr.Name, Why: fmt.Sprintf(format, args...)}
 	}
-	name, why := entryName(hdr.Name)
+	name, why := archive.CleanName(hdr.Name)
 	if why != "" {
 		return refuse("%s", why)
 	}
@@ -106,7 +108,7 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		}
 		name = u.o.RootFile // an archive of one saved file
 	}
-	if link := u.underSymlink(name); link != "" {
+	if link := u.symlinks.Under(name); link != "" {
 		return refuse("it would be written through the archive's own symlink %q", link)
 	}
 	if u.symlinks[name] {
@@ -135,37 +137,8 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		return u.symlink(name, hdr.Linkname)
 	}
 	u.done.Skipped++
-	_, err := fmt.Fprintf(u.o.Warn, "monkeyci: skipped archive entry %.200q: %s, not a file, directory or symlink\n", hdr.Name, entryKind(hdr.Typeflag))
+	_, err := fmt.Fprintf(u.o.Warn, "monkeyci: skipped archive entry %.200q: %s, not a file, directory or symlink\n", hdr.Name, archive.Kind(hdr.Typeflag))
 	return err
-}
-
-// entryName cleans an entry's name, or says why it is refused.
-func entryName(name string) (string, string) {
-	switch {
-	case name == "":
-		return "", "an empty name"
-	case strings.ContainsRune(name, 0):
-		return "", "a name with a NUL byte"
-	case path.IsAbs(name):
-		return "", "an absolute name"
-	}
-	for _, el := range strings.Split(name, "/") {
-		if el == ".." {
-			return "", `a name with ".."`
-		}
-	}
-	return path.Clean(name), ""
-}
-
-// underSymlink is the archive's symlink that name's parents pass
-// through, or "".
-func (u *unpacker) underSymlink(name string) string {
-	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
-		if u.symlinks[dir] {
-			return dir
-		}
-	}
-	return ""
 }
 
 func (u *unpacker) mkdir(name string, perm fs.FileMode) error {
@@ -266,18 +239,4 @@ func (u *unpacker) symlink(name, target string) error {
 		return fmt.Errorf("unpacking %s: %w", name, err)
 	}
 	return nil
-}
-
-func entryKind(t byte) string {
-	switch t {
-	case tar.TypeLink:
-		return "a hard link"
-	case tar.TypeChar:
-		return "a character device"
-	case tar.TypeBlock:
-		return "a block device"
-	case tar.TypeFifo:
-		return "a fifo"
-	}
-	return fmt.Sprintf("an entry of type %q", t)
 }

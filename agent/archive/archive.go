@@ -84,7 +84,7 @@ func Place(w io.Writer, r io.Reader, dest string) error {
 		}
 		return prefix + "/" + rel
 	}
-	p := placer{symlinks: map[string]bool{}, files: map[string]bool{}}
+	p := placer{symlinks: Symlinks{}, files: map[string]bool{}}
 	tw := tar.NewWriter(w)
 	tr := tar.NewReader(r)
 	for {
@@ -122,7 +122,7 @@ func Place(w io.Writer, r io.Reader, dest string) error {
 
 // placer remembers what an archive made so far.
 type placer struct {
-	symlinks map[string]bool // names of symlinks the archive made
+	symlinks Symlinks
 	files    map[string]bool // names of regular files, hard-link targets
 }
 
@@ -131,11 +131,11 @@ func (p *placer) check(hdr *tar.Header) (string, error) {
 	refuse := func(format string, args ...any) (string, error) {
 		return "", &RefusedError{Entry: hdr.Name, Why: fmt.Sprintf(format, args...)}
 	}
-	rel, why := relName(hdr.Name)
+	rel, why := CleanName(hdr.Name)
 	if why != "" {
 		return refuse("%s", why)
 	}
-	if link := p.underSymlink(rel); link != "" {
+	if link := p.symlinks.Under(rel); link != "" {
 		return refuse("it would be written through the archive's own symlink %q", link)
 	}
 	if p.symlinks[rel] {
@@ -158,7 +158,7 @@ func (p *placer) check(hdr *tar.Header) (string, error) {
 		}
 		p.symlinks[rel] = true
 	case tar.TypeLink:
-		target, why := relName(hdr.Linkname)
+		target, why := CleanName(hdr.Linkname)
 		switch {
 		case why != "":
 			return refuse("a hard link to %q: %s", hdr.Linkname, why)
@@ -169,14 +169,15 @@ func (p *placer) check(hdr *tar.Header) (string, error) {
 		}
 		p.files[rel] = true
 	default:
-		return refuse("%s, expected files, directories and links", kind(hdr.Typeflag))
+		return refuse("%s, expected files, directories and links", Kind(hdr.Typeflag))
 	}
 	return rel, nil
 }
 
-// relName cleans an entry name relative to the destination, or says why
-// it cannot be one.
-func relName(name string) (string, string) {
+// CleanName cleans an entry's name relative to where the archive goes,
+// or says why it cannot be one (empty, a NUL byte, absolute, ".."): the
+// check of every unpacker of a build's archives.
+func CleanName(name string) (string, string) {
 	switch {
 	case name == "":
 		return "", "an empty name"
@@ -193,19 +194,26 @@ func relName(name string) (string, string) {
 	return path.Clean(name), ""
 }
 
-// underSymlink is the symlink of the archive that rel's parents pass
-// through, or "".
-func (p *placer) underSymlink(rel string) string {
+// Symlinks are the names of the symlinks an archive made so far: an entry
+// under one would be written through it.
+type Symlinks map[string]bool
+
+// Under is the symlink that rel's parents pass through, or "".
+func (s Symlinks) Under(rel string) string {
 	for dir := path.Dir(rel); dir != "." && dir != "/"; dir = path.Dir(dir) {
-		if p.symlinks[dir] {
+		if s[dir] {
 			return dir
 		}
 	}
 	return ""
 }
 
-func kind(t byte) string {
+// Kind says in words what an entry of type t is, for those that are no
+// file, directory or link.
+func Kind(t byte) string {
 	switch t {
+	case tar.TypeLink:
+		return "a hard link"
 	case tar.TypeChar:
 		return "a character device"
 	case tar.TypeBlock:
