@@ -39,7 +39,7 @@ func writeArchive(file string, want *ArchiveInfo, fill func(io.Writer) error) (A
 	}
 	defer os.Remove(tmp.Name()) // gone once renamed
 	h, crc := sha256.New(), crc32.New(castagnoli)
-	counted := &countWriter{w: bothWriter{tmp, io.MultiWriter(h, crc)}}
+	counted := &countWriter{w: io.MultiWriter(tmp, h, crc)}
 	err = fill(counted)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -59,29 +59,6 @@ func writeArchive(file string, want *ArchiveInfo, fill func(io.Writer) error) (A
 		return ArchiveInfo{}, err
 	}
 	return got, os.WriteFile(file+sumSuffix, []byte(got.SHA256), 0o644)
-}
-
-// bothWriter writes to a and b: a large write to both at once (a file and
-// a digest take about as long), a small one in turn.
-type bothWriter struct{ a, b io.Writer }
-
-func (w bothWriter) Write(p []byte) (int, error) {
-	if len(p) < 256<<10 {
-		if n, err := w.a.Write(p); err != nil {
-			return n, err
-		}
-		return w.b.Write(p)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.b.Write(p)
-		done <- err
-	}()
-	n, err := w.a.Write(p)
-	if berr := <-done; err == nil {
-		err = berr
-	}
-	return n, err
 }
 
 type countWriter struct {
