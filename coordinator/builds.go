@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/monkeyci/monkeyci/agent/source"
@@ -189,6 +190,16 @@ func newBuildID(created time.Time) string {
 	binary.BigEndian.PutUint64(b[:8], uint64(created.UnixMilli())<<16)
 	_, _ = rand.Read(b[6:])
 	return hex.EncodeToString(b[:])
+}
+
+// IsBuildID says whether s is a build's whole id, as newBuildID makes
+// them: 24 hex digits.
+func IsBuildID(s string) bool {
+	if len(s) != 24 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
 }
 
 // NewID makes a random id for builds, agents and tokens.

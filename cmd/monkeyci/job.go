@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/admin"
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/script"
 	sdk "github.com/monkeyci/monkeyci/sdk"
@@ -184,7 +184,7 @@ func parseArtifacts(flag string, specs []string, fromBuild bool) ([]sdk.Artifact
 	var out []sdk.Artifact
 	for _, s := range specs {
 		var build string
-		if first, rest, ok := strings.Cut(s, ":"); fromBuild && ok && buildID.MatchString(first) && strings.Contains(rest, ":") {
+		if first, rest, ok := strings.Cut(s, ":"); fromBuild && ok && coordinator.IsBuildID(first) && strings.Contains(rest, ":") {
 			build, s = first, rest
 		}
 		id, path, ok := strings.Cut(s, ":")
@@ -199,9 +199,6 @@ func parseArtifacts(flag string, specs []string, fromBuild bool) ([]sdk.Artifact
 	}
 	return out, nil
 }
-
-// buildID is a build's whole id (the coordinator's newBuildID).
-var buildID = regexp.MustCompile(`^[0-9a-f]{24}$`)
 
 // jobArgs takes one ID before "--" and what follows it.
 func jobArgs(id, rest string) cobra.PositionalArgs {
