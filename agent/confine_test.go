@@ -16,6 +16,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
 )
 
 // hooked is a recorder that first hands each event to on, in the goroutine
@@ -152,8 +153,10 @@ func (r *recorder) stream(job, stream string) string {
 }
 
 // A job reaches another job of its build by its id; a job of another
-// build of the same agent reaches it neither by name nor by address.
+// build of the same agent reaches it neither by name nor by address (by
+// address: on a host with the agent hosts' firewall, as every agent's).
 func TestJobsReachOnlyTheirOwnBuild(t *testing.T) {
+	dockertest.RequireFirewall(t)
 	f := newFixture(t, agent.Resources{MilliCPUs: 4000, Memory: 16 << 30}, true)
 	const request = `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 %s 8080 | grep -q hello`
 	dirA := repo(t, `

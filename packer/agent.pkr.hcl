@@ -134,16 +134,17 @@ build {
     destination = "/tmp/monkeyci-agent.service"
   }
 
-  # Containers kept from the metadata service, and address pools for a
-  # network per build (README.md).
+  # The firewall (containers kept from the metadata service and from each
+  # other's networks), and address pools for a network per build
+  # (README.md).
   provisioner "file" {
-    source      = "${path.root}/monkeyci-metadata.service"
-    destination = "/tmp/monkeyci-metadata.service"
+    source      = "${path.root}/monkeyci-firewall.service"
+    destination = "/tmp/monkeyci-firewall.service"
   }
 
   provisioner "file" {
-    source      = "${path.root}/block-metadata.sh"
-    destination = "/tmp/block-metadata.sh"
+    source      = "${path.root}/firewall.sh"
+    destination = "/tmp/firewall.sh"
   }
 
   provisioner "file" {

@@ -14,23 +14,23 @@ apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io 
 systemctl enable docker.service
 
 # Containers never reach the metadata service (169.254.169.254: the
-# instance principal's credentials): a rule in docker's DOCKER-USER chain,
-# put in place before docker starts, which requires it.
+# instance principal's credentials) nor another build's network: rules in
+# the mangle table, put in place before docker starts, which requires them.
 install -d -m 0755 /usr/local/lib/monkeyci
-install -m 0755 -o root -g root /tmp/block-metadata.sh /usr/local/lib/monkeyci/block-metadata.sh
-install -m 0644 -o root -g root /tmp/monkeyci-metadata.service /etc/systemd/system/monkeyci-metadata.service
-rm -f /tmp/block-metadata.sh /tmp/monkeyci-metadata.service
+install -m 0755 -o root -g root /tmp/firewall.sh /usr/local/lib/monkeyci/firewall.sh
+install -m 0644 -o root -g root /tmp/monkeyci-firewall.service /etc/systemd/system/monkeyci-firewall.service
+rm -f /tmp/firewall.sh /tmp/monkeyci-firewall.service
 systemctl daemon-reload
-systemctl enable monkeyci-metadata.service
+systemctl enable monkeyci-firewall.service
 # Address pools for a network per build: docker's default ones hold about
 # 30 networks, these 1,024 (beside docker0's 172.17.0.0/16, kept).
 install -d -m 0755 /etc/docker
 install -m 0644 -o root -g root /tmp/docker-daemon.json /etc/docker/daemon.json
 rm -f /tmp/docker-daemon.json
 # Both take effect now, so a mistake in either fails this build, not every
-# agent: docker starts again, after the rule it requires.
+# agent: docker starts again, after the rules it requires.
 systemctl restart docker.service
-iptables -w -C DOCKER-USER -i br-+ -d 169.254.169.254/32 -j MONKEYCI-METADATA
+iptables -w -t mangle -C FORWARD -j MONKEYCI-FIREWALL
 
 install -d -m 0755 /etc/monkeyci
 # The agent's credential lives here once it has joined.

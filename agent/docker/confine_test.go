@@ -85,6 +85,7 @@ id -u`)
 
 func TestNetworksKeepTheirContainersApart(t *testing.T) {
 	t.Parallel()
+	dockertest.RequireFirewall(t)
 	e, labels, ctx := setup(t)
 	netA, netB := labels[dockertest.BuildLabel]+"-a", labels[dockertest.BuildLabel]+"-b"
 	for _, n := range []string{netA, netB} {

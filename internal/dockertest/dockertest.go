@@ -12,7 +12,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -72,6 +74,24 @@ func RequireImage(t testing.TB, ref string) {
 	if !ok {
 		t.Fatalf("image %s is not present: run `make images` (images/build.sh) first", ref)
 	}
+}
+
+// RequireFirewall skips t, or fails it under CI, unless this host runs the
+// agent hosts' firewall (packer/firewall.sh): without it docker's own
+// isolation between networks has gaps while networks are being made, so a
+// test that attacks it across builds would pass or fail by timing.
+func RequireFirewall(t testing.TB) {
+	t.Helper()
+	SkipInShort(t, "the Docker engine")
+	err := exec.Command("iptables", "-w", "-t", "mangle", "-C", "FORWARD", "-j", "MONKEYCI-FIREWALL").Run()
+	if err == nil {
+		return
+	}
+	msg := fmt.Sprintf("this host lacks the agent hosts' firewall (%v): run `sh packer/firewall.sh` as root (.ci/run does)", err)
+	if InCI() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }
 
 // SkipInShort skips t in the fast tier (go test -short), which runs with
