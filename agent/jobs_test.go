@@ -93,6 +93,8 @@ func TestMissingImageFailsTheJobSayingSo(t *testing.T) {
 	}
 }
 
+// The workspace holds the working tree and .git, without what .gitignore
+// names.
 func TestWorkspaceLeavesOutGitignoredFiles(t *testing.T) {
 	f := newFixture(t, twoCPUs, true)
 	dir := repo(t, "id: ls\nimage: monkeyci/busybox:latest\nscript: [\"find . -type f | sort\"]\n", map[string]string{
@@ -103,12 +105,12 @@ func TestWorkspaceLeavesOutGitignoredFiles(t *testing.T) {
 		t.Fatalf("%v %+v", err, out)
 	}
 	got := rec.out("ls")
-	for _, want := range []string{"./keep.txt", "./src/main.c", "./.gitignore", "./.monkeyci/build.yaml"} {
+	for _, want := range []string{"./keep.txt", "./src/main.c", "./.gitignore", "./.monkeyci/build.yaml", "./.git/HEAD"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("workspace lacks %s:\n%s", want, got)
 		}
 	}
-	for _, unwanted := range []string{"debug.log", "out.bin", ".git/"} {
+	for _, unwanted := range []string{"debug.log", "out.bin"} {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("workspace has %s:\n%s", unwanted, got)
 		}

@@ -15,7 +15,8 @@ import (
 )
 
 // CopyWorkspace copies dir's working tree into dst: files as they are now,
-// uncommitted changes included, without .git and without what the
+// uncommitted changes included, .git whole (git log, git describe and the
+// tools that stamp a version from git work in a job), without what the
 // repository's .gitignore files (and .git/info/exclude) ignore; modes,
 // owners, modification times and symbolic links kept. ` + "`monkeyci script`" + `
 // runs it in the script container, from the source mounted read-only: a
@@ -36,7 +37,7 @@ func CopyWorkspace(dst, dir string) error {
 			return err
 		}
 		parts := strings.Split(filepath.ToSlash(rel), "/")
-		if d.Name() == ".git" || ignored.Match(parts, d.IsDir()) {
+		if parts[0] != ".git" && ignored.Match(parts, d.IsDir()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

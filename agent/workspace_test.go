@@ -8,7 +8,8 @@ import (
 )
 
 // The copy keeps what a build may depend on: contents, modes, links and
-// modification times; it leaves out .git and what .gitignore names.
+// modification times, and .git whole (even what .gitignore would name in
+// it); it leaves out what .gitignore names.
 func TestCopyWorkspaceKeepsModesLinksAndTimes(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	write := func(name, content string, mode os.FileMode) {
@@ -24,6 +25,7 @@ func TestCopyWorkspaceKeepsModesLinksAndTimes(t *testing.T) {
 	write("bin/run.sh", "#!/bin/sh\n", 0o750)
 	write("debug.log", "x", 0o644)
 	write(".git/HEAD", "ref", 0o644)
+	write(".git/logs/x.log", "kept", 0o644)
 	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	if err := os.Chtimes(filepath.Join(src, "bin/run.sh"), old, old); err != nil {
 		t.Fatal(err)
@@ -41,9 +43,12 @@ func TestCopyWorkspaceKeepsModesLinksAndTimes(t *testing.T) {
 	if link, err := os.Readlink(filepath.Join(dst, "run")); err != nil || link != "bin/run.sh" {
 		t.Errorf("link %q, %v", link, err)
 	}
-	for _, gone := range []string{"debug.log", ".git"} {
-		if _, err := os.Lstat(filepath.Join(dst, gone)); !os.IsNotExist(err) {
-			t.Errorf("%s was copied", gone)
+	if _, err := os.Lstat(filepath.Join(dst, "debug.log")); !os.IsNotExist(err) {
+		t.Errorf("debug.log was copied")
+	}
+	for name, want := range map[string]string{".git/HEAD": "ref", ".git/logs/x.log": "kept"} {
+		if b, err := os.ReadFile(filepath.Join(dst, name)); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v, want %q", name, b, err, want)
 		}
 	}
 }

@@ -37,9 +37,14 @@ type Config struct {
 	Version  string
 	Runner   *agent.Runner
 	Ledger   *agent.Ledger
-	// StateDir keeps the agent's identity and the sources it fetches.
+	// StateDir keeps the agent's identity, the sources it fetches and a
+	// mirror of each repository (mirrors/).
 	StateDir string
-	// Fetch checks out a source into dir (default: source.Fetch).
+	// MirrorSize bounds mirrors/: past it the least recently used go
+	// (0: no bound).
+	MirrorSize int64
+	// Fetch checks out a source into dir (default: by way of a mirror
+	// with the git program, or source.Fetch without it).
 	Fetch  func(ctx context.Context, src source.Source, dir string) (string, error)
 	Logger hclog.Logger
 	// Joined, when set, is told the agent's id after its first welcome,
@@ -86,11 +91,17 @@ func New(cfg Config) (*Link, error) {
 	if cfg.Runner == nil || cfg.Ledger == nil || cfg.StateDir == "" {
 		return nil, errors.New("link: a runner, a ledger and a state dir are required")
 	}
-	if cfg.Fetch == nil {
-		cfg.Fetch = source.Fetch
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Fetch == nil {
+		// With the git program, a mirror per repository in the state dir;
+		// without it (the docker pool's minimal image), go-git alone.
+		cfg.Fetch = source.Fetch
+		if m, ok := source.NewMirrors(filepath.Join(cfg.StateDir, "mirrors"), cfg.Logger.Named("source")); ok {
+			m.MaxBytes = cfg.MirrorSize
+			cfg.Fetch = m.Fetch
+		}
 	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = http.DefaultClient

@@ -1,5 +1,7 @@
 // Package source fetches the exact commit of a build's repository into a
-// directory, with go-git, for the agent to copy into the build's workspace.
+// directory, for the agent to copy into the build's workspace: by way of a
+// mirror per repository with the git program (Mirrors), or straight with
+// go-git where the agent has no git (Fetch).
 //
 // Remote URLs (https, ssh, git) use go-git's own transports. Plain local paths
 // and file:// URLs use go-git's file transport, which runs the git-upload-pack
@@ -74,22 +76,11 @@ const shallowDepth = 2
 // appear in errors nor in the new repository's configuration. On error, what
 // Fetch wrote into dir is removed.
 func Fetch(ctx context.Context, src Source, dir string) (commit string, err error) {
-	if src.URL == "" {
-		return "", errors.New("fetching source: empty repository URL")
+	want, err := src.check()
+	if err != nil {
+		return "", err
 	}
 	shown := Redact(src.URL)
-	want, err := parseCommit(src.Commit)
-	if err != nil {
-		return "", fmt.Errorf("fetching %s: %w", shown, err)
-	}
-	if src.Branch != "" && (strings.HasPrefix(src.Branch, "refs/") ||
-		plumbing.NewBranchReferenceName(src.Branch).Validate() != nil) {
-		return "", fmt.Errorf("fetching %s: invalid branch name %q", shown, src.Branch)
-	}
-	if src.Tag != "" && (strings.HasPrefix(src.Tag, "refs/") ||
-		plumbing.NewTagReferenceName(src.Tag).Validate() != nil) {
-		return "", fmt.Errorf("fetching %s: invalid tag name %q", shown, src.Tag)
-	}
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("fetching %s: %w", shown, err)
 	}
@@ -146,6 +137,31 @@ func Fetch(ctx context.Context, src Source, dir string) (commit string, err erro
 		return "", err
 	}
 	return hash.String(), nil
+}
+
+// check says what is wrong with src before anything is fetched, and
+// returns the commit asked in lower case ("" for none).
+func (src Source) check() (want string, err error) {
+	if src.URL == "" {
+		return "", errors.New("fetching source: empty repository URL")
+	}
+	shown := Redact(src.URL)
+	if want, err = parseCommit(src.Commit); err != nil {
+		return "", fmt.Errorf("fetching %s: %w", shown, err)
+	}
+	// Names git would take for options are refused too.
+	if src.Branch != "" && (strings.HasPrefix(src.Branch, "refs/") || strings.HasPrefix(src.Branch, "-") ||
+		plumbing.NewBranchReferenceName(src.Branch).Validate() != nil) {
+		return "", fmt.Errorf("fetching %s: invalid branch name %q", shown, src.Branch)
+	}
+	if src.Tag != "" && (strings.HasPrefix(src.Tag, "refs/") || strings.HasPrefix(src.Tag, "-") ||
+		plumbing.NewTagReferenceName(src.Tag).Validate() != nil) {
+		return "", fmt.Errorf("fetching %s: invalid tag name %q", shown, src.Tag)
+	}
+	if strings.HasPrefix(src.URL, "-") {
+		return "", fmt.Errorf("fetching %s: a repository URL cannot start with '-'", shown)
+	}
+	return want, nil
 }
 
 type fetcher struct {

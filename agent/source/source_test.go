@@ -153,6 +153,13 @@ func checkTree(t *testing.T, dir string, want map[string]string) {
 // detached when branch is empty) at h, with a clean working tree.
 func checkHead(t *testing.T, dir, branch string, h plumbing.Hash) {
 	t.Helper()
+	checkHeadAs(t, dir, branch, h, false)
+}
+
+// checkHeadAs checks HEAD as checkHead does, or, detached, that HEAD is
+// detached at h and branch (if any) is there too, at h.
+func checkHeadAs(t *testing.T, dir, branch string, h plumbing.Hash, detached bool) {
+	t.Helper()
 	r, err := git.PlainOpen(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +172,13 @@ func checkHead(t *testing.T, dir, branch string, h plumbing.Hash) {
 		t.Errorf("HEAD = %s, want %s", head.Hash(), h)
 	}
 	switch {
+	case detached && head.Name() != plumbing.HEAD:
+		t.Errorf("HEAD is on %s, want detached", head.Name())
+	case detached && branch != "":
+		if ref, err := r.Reference(plumbing.NewBranchReferenceName(branch), false); err != nil || ref.Hash() != h {
+			t.Errorf("branch %s: %v %v, want it at %s", branch, ref, err, h)
+		}
+	case detached:
 	case branch == "" && head.Name() != plumbing.HEAD:
 		t.Errorf("HEAD is on %s, want detached", head.Name())
 	case branch != "" && head.Name() != plumbing.NewBranchReferenceName(branch):
@@ -206,19 +220,44 @@ func hasCommit(t *testing.T, dir string, h plumbing.Hash) bool {
 	return err == nil
 }
 
+type fetchFunc func(ctx context.Context, src Source, dir string) (string, error)
+
+// fetchers are the two ways a source is fetched: go-git straight into the
+// directory, and the git program by way of the agent's mirror (one for
+// all of a test's fetches, as deep as go-git's). A mirror's checkout is
+// detached, with the branch beside it.
+func fetchers(t *testing.T) []struct {
+	name     string
+	fetch    fetchFunc
+	detached bool
+} {
+	t.Helper()
+	needGit(t)
+	git, _ := exec.LookPath("git")
+	m := &Mirrors{Dir: t.TempDir(), Git: git, Depth: shallowDepth}
+	return []struct {
+		name     string
+		fetch    fetchFunc
+		detached bool
+	}{{"go-git", Fetch, false}, {"mirror", m.Fetch, true}}
+}
+
 func TestFetch(t *testing.T) {
 	needGit(t)
 	fx := newFixture(t)
 	mainFiles := map[string]string{"a.txt": "two", "b.txt": "bee"}
 
 	tests := []struct {
-		name       string
-		src        func() Source
-		want       plumbing.Hash
-		branch     string // the branch HEAD is on; "" for detached
-		files      map[string]string
-		shallow    bool
-		notHolding []plumbing.Hash // commits the fetch must not have brought
+		name    string
+		src     func() Source
+		want    plumbing.Hash
+		branch  string // the branch HEAD is on; "" for detached
+		files   map[string]string
+		shallow bool
+		// The mirror's copy of an older commit is as shallow as the
+		// branch fetched before it: its checkout says so, root or not.
+		shallowFromMirror bool
+		notHolding        []plumbing.Hash // commits the fetch must not have brought
 	}{{
 		name:       "default branch from a plain path",
 		src:        func() Source { return Source{URL: fx.path} },
@@ -248,25 +287,29 @@ func TestFetch(t *testing.T) {
 		files:   map[string]string{"a.txt": "one", "f.txt": "feat"},
 		shallow: true,
 	}, {
-		name:  "older commit from a plain path",
-		src:   func() Source { return Source{URL: fx.path, Branch: "main", Commit: fx.first.String()} },
-		want:  fx.first,
-		files: map[string]string{"a.txt": "one"},
+		name:              "older commit from a plain path",
+		src:               func() Source { return Source{URL: fx.path, Branch: "main", Commit: fx.first.String()} },
+		want:              fx.first,
+		files:             map[string]string{"a.txt": "one"},
+		shallowFromMirror: true,
 	}, {
-		name:  "commit with a branch that does not exist",
-		src:   func() Source { return Source{URL: fx.path, Branch: "gone", Commit: fx.first.String()} },
-		want:  fx.first,
-		files: map[string]string{"a.txt": "one"},
+		name:              "commit with a branch that does not exist",
+		src:               func() Source { return Source{URL: fx.path, Branch: "gone", Commit: fx.first.String()} },
+		want:              fx.first,
+		files:             map[string]string{"a.txt": "one"},
+		shallowFromMirror: true,
 	}, {
-		name:  "older commit from a file URL",
-		src:   func() Source { return Source{URL: "file://" + fx.path, Commit: fx.first.String()} },
-		want:  fx.first,
-		files: map[string]string{"a.txt": "one"},
+		name:              "older commit from a file URL",
+		src:               func() Source { return Source{URL: "file://" + fx.path, Commit: fx.first.String()} },
+		want:              fx.first,
+		files:             map[string]string{"a.txt": "one"},
+		shallowFromMirror: true,
 	}, {
-		name:  "abbreviated older commit",
-		src:   func() Source { return Source{URL: fx.path, Commit: strings.ToUpper(fx.first.String()[:8])} },
-		want:  fx.first,
-		files: map[string]string{"a.txt": "one"},
+		name:              "abbreviated older commit",
+		src:               func() Source { return Source{URL: fx.path, Commit: strings.ToUpper(fx.first.String()[:8])} },
+		want:              fx.first,
+		files:             map[string]string{"a.txt": "one"},
+		shallowFromMirror: true,
 	}, {
 		name:       "commit only a tag reaches, shallow",
 		src:        func() Source { return Source{URL: fx.path, Commit: fx.tagged.String()} },
@@ -288,27 +331,29 @@ func TestFetch(t *testing.T) {
 		files:   map[string]string{"a.txt": "one", "f.txt": "feat"},
 		shallow: true,
 	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "ws")
-			got, err := Fetch(context.Background(), tt.src(), dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want.String() {
-				t.Errorf("Fetch = %s, want %s", got, tt.want)
-			}
-			checkTree(t, dir, tt.files)
-			checkHead(t, dir, tt.branch, tt.want)
-			if s := isShallow(t, dir); s != tt.shallow {
-				t.Errorf("shallow = %v, want %v", s, tt.shallow)
-			}
-			for _, h := range tt.notHolding {
-				if hasCommit(t, dir, h) {
-					t.Errorf("fetched %s, which was not needed", h)
+	for _, f := range fetchers(t) {
+		for _, tt := range tests {
+			t.Run(f.name+"/"+tt.name, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "ws")
+				got, err := f.fetch(context.Background(), tt.src(), dir)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
+				if got != tt.want.String() {
+					t.Errorf("Fetch = %s, want %s", got, tt.want)
+				}
+				checkTree(t, dir, tt.files)
+				checkHeadAs(t, dir, tt.branch, tt.want, f.detached)
+				if s := isShallow(t, dir); s != (tt.shallow || f.detached && tt.shallowFromMirror) {
+					t.Errorf("shallow = %v, want %v", s, tt.shallow)
+				}
+				for _, h := range tt.notHolding {
+					if hasCommit(t, dir, h) {
+						t.Errorf("fetched %s, which was not needed", h)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -403,24 +448,87 @@ func TestFetchErrors(t *testing.T) {
 		src:     Source{URL: fx.path, Tag: "v1 beta"},
 		message: []string{fx.path, `invalid tag name "v1 beta"`},
 	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			parent := t.TempDir()
-			dir := filepath.Join(parent, "ws")
-			_, err := Fetch(context.Background(), tt.src, dir)
-			if err == nil {
-				t.Fatal("Fetch succeeded")
-			}
-			t.Log(err)
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("error %q is not %q", err, tt.is)
-			}
-			for _, m := range tt.message {
-				if !strings.Contains(err.Error(), m) {
-					t.Errorf("error %q does not contain %q", err, m)
+	for _, f := range fetchers(t) {
+		for _, tt := range tests {
+			t.Run(f.name+"/"+tt.name, func(t *testing.T) {
+				parent := t.TempDir()
+				dir := filepath.Join(parent, "ws")
+				_, err := f.fetch(context.Background(), tt.src, dir)
+				if err == nil {
+					t.Fatal("Fetch succeeded")
 				}
+				t.Log(err)
+				if tt.is != nil && !errors.Is(err, tt.is) {
+					t.Errorf("error %q is not %q", err, tt.is)
+				}
+				for _, m := range tt.message {
+					if !strings.Contains(err.Error(), m) {
+						t.Errorf("error %q does not contain %q", err, m)
+					}
+				}
+				// Nothing is left behind.
+				if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s left behind (%v)", dir, err)
+				}
+			})
+		}
+	}
+}
+
+func TestFetchIntoNonEmptyDir(t *testing.T) {
+	for _, f := range fetchers(t) {
+		t.Run(f.name, func(t *testing.T) {
+			needGit(t)
+			fx := newFixture(t)
+			dir := t.TempDir()
+			keep := filepath.Join(dir, "keep")
+			if err := os.WriteFile(keep, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
 			}
-			// Nothing is left behind.
+			_, err := f.fetch(context.Background(), Source{URL: fx.path}, dir)
+			if err == nil || !strings.Contains(err.Error(), "not empty") {
+				t.Fatalf("err = %v, want a not-empty error", err)
+			}
+			if _, err := os.Stat(keep); err != nil {
+				t.Errorf("a file of the caller's was removed: %v", err)
+			}
+		})
+	}
+}
+
+func TestFetchIntoExistingEmptyDirCleansUp(t *testing.T) {
+	for _, f := range fetchers(t) {
+		t.Run(f.name, func(t *testing.T) {
+			needGit(t)
+			fx := newFixture(t)
+			dir := t.TempDir()
+			_, err := f.fetch(context.Background(), Source{URL: fx.path, Commit: strings.Repeat("0", 40)}, dir)
+			if !errors.Is(err, ErrCommitNotFound) {
+				t.Fatalf("err = %v, want ErrCommitNotFound", err)
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatalf("the caller's directory is gone: %v", err)
+			}
+			if len(entries) != 0 {
+				t.Errorf("left behind: %v", entries)
+			}
+		})
+	}
+}
+
+func TestFetchCancelled(t *testing.T) {
+	for _, f := range fetchers(t) {
+		t.Run(f.name, func(t *testing.T) {
+			needGit(t)
+			fx := newFixture(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			dir := filepath.Join(t.TempDir(), "ws")
+			_, err := f.fetch(ctx, Source{URL: fx.path}, dir)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
 			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("%s left behind (%v)", dir, err)
 			}
@@ -428,83 +536,38 @@ func TestFetchErrors(t *testing.T) {
 	}
 }
 
-func TestFetchIntoNonEmptyDir(t *testing.T) {
-	needGit(t)
-	fx := newFixture(t)
-	dir := t.TempDir()
-	keep := filepath.Join(dir, "keep")
-	if err := os.WriteFile(keep, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := Fetch(context.Background(), Source{URL: fx.path}, dir)
-	if err == nil || !strings.Contains(err.Error(), "not empty") {
-		t.Fatalf("err = %v, want a not-empty error", err)
-	}
-	if _, err := os.Stat(keep); err != nil {
-		t.Errorf("a file of the caller's was removed: %v", err)
-	}
-}
-
-func TestFetchIntoExistingEmptyDirCleansUp(t *testing.T) {
-	needGit(t)
-	fx := newFixture(t)
-	dir := t.TempDir()
-	_, err := Fetch(context.Background(), Source{URL: fx.path, Commit: strings.Repeat("0", 40)}, dir)
-	if !errors.Is(err, ErrCommitNotFound) {
-		t.Fatalf("err = %v, want ErrCommitNotFound", err)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatalf("the caller's directory is gone: %v", err)
-	}
-	if len(entries) != 0 {
-		t.Errorf("left behind: %v", entries)
-	}
-}
-
-func TestFetchCancelled(t *testing.T) {
-	needGit(t)
-	fx := newFixture(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	dir := filepath.Join(t.TempDir(), "ws")
-	_, err := Fetch(ctx, Source{URL: fx.path}, dir)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("%s left behind (%v)", dir, err)
-	}
-}
-
 // TestFetchCancelledDuringFetch cancels while the server is answering: the
 // fetch must stop promptly with the context's error.
 func TestFetchCancelledDuringFetch(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	started := make(chan struct{}, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case started <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done():
-		case <-time.After(30 * time.Second):
-		}
-	}))
-	defer srv.Close()
-	go func() {
-		<-started
-		cancel()
-	}()
-	begin := time.Now()
-	_, err := Fetch(ctx, Source{URL: srv.URL + "/repo.git"}, filepath.Join(t.TempDir(), "ws"))
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if d := time.Since(begin); d > 10*time.Second {
-		t.Errorf("cancellation took %v", d)
+	for _, f := range fetchers(t) {
+		t.Run(f.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			started := make(chan struct{}, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+				select {
+				case <-r.Context().Done():
+				case <-time.After(30 * time.Second):
+				}
+			}))
+			defer srv.Close()
+			go func() {
+				<-started
+				cancel()
+			}()
+			begin := time.Now()
+			_, err := f.fetch(ctx, Source{URL: srv.URL + "/repo.git"}, filepath.Join(t.TempDir(), "ws"))
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
+			if d := time.Since(begin); d > 10*time.Second {
+				t.Errorf("cancellation took %v", d)
+			}
+		})
 	}
 }
 
@@ -530,82 +593,90 @@ func gitHTTP(t *testing.T, root, user, password string, config ...string) *httpt
 }
 
 func TestFetchHTTPExactCommitShallow(t *testing.T) {
-	fx := newFixture(t)
-	// A server that lets clients want any commit, as GitHub does: an older
-	// commit comes alone, at depth 1.
-	srv := gitHTTP(t, filepath.Dir(fx.path), "", "", "uploadpack.allowAnySHA1InWant=true")
-	dir := filepath.Join(t.TempDir(), "ws")
-	url := srv.URL + "/" + filepath.Base(fx.path) + "/.git"
-	got, err := Fetch(context.Background(), Source{URL: url, Commit: fx.first.String()}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != fx.first.String() {
-		t.Errorf("Fetch = %s, want %s", got, fx.first)
-	}
-	checkTree(t, dir, map[string]string{"a.txt": "one"})
-	checkHead(t, dir, "", fx.first)
-	// first is a root commit: its whole history fits the shallow depth, so
-	// the clone is not marked shallow; that nothing else came shows that it
-	// was not a full fetch.
-	for _, h := range []plumbing.Hash{fx.second, fx.feat, fx.tagged} {
-		if hasCommit(t, dir, h) {
-			t.Errorf("fetched %s, which was not needed", h)
-		}
-	}
+	for _, f := range fetchers(t) {
+		t.Run(f.name, func(t *testing.T) {
+			fx := newFixture(t)
+			// A server that lets clients want any commit, as GitHub does: an older
+			// commit comes alone, at depth 1.
+			srv := gitHTTP(t, filepath.Dir(fx.path), "", "", "uploadpack.allowAnySHA1InWant=true")
+			dir := filepath.Join(t.TempDir(), "ws")
+			url := srv.URL + "/" + filepath.Base(fx.path) + "/.git"
+			got, err := f.fetch(context.Background(), Source{URL: url, Commit: fx.first.String()}, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != fx.first.String() {
+				t.Errorf("Fetch = %s, want %s", got, fx.first)
+			}
+			checkTree(t, dir, map[string]string{"a.txt": "one"})
+			checkHeadAs(t, dir, "", fx.first, f.detached)
+			// first is a root commit: its whole history fits the shallow depth, so
+			// the clone is not marked shallow; that nothing else came shows that it
+			// was not a full fetch.
+			for _, h := range []plumbing.Hash{fx.second, fx.feat, fx.tagged} {
+				if hasCommit(t, dir, h) {
+					t.Errorf("fetched %s, which was not needed", h)
+				}
+			}
 
-	// A commit that does not exist: refused by the server, then looked for in
-	// a full fetch.
-	_, err = Fetch(context.Background(), Source{URL: url, Commit: strings.Repeat("cd", 20)},
-		filepath.Join(t.TempDir(), "ws"))
-	if !errors.Is(err, ErrCommitNotFound) {
-		t.Fatalf("err = %v, want ErrCommitNotFound", err)
+			// A commit that does not exist: refused by the server, then looked for in
+			// a full fetch.
+			_, err = f.fetch(context.Background(), Source{URL: url, Commit: strings.Repeat("cd", 20)},
+				filepath.Join(t.TempDir(), "ws"))
+			if !errors.Is(err, ErrCommitNotFound) {
+				t.Fatalf("err = %v, want ErrCommitNotFound", err)
+			}
+		})
 	}
 }
 
 func TestFetchCredentialsNeverShown(t *testing.T) {
-	fx := newFixture(t)
-	const secret = "s3cr3t-p4ss"
-	srv := gitHTTP(t, filepath.Dir(fx.path), "bob", secret)
-	host := strings.TrimPrefix(srv.URL, "http://")
-	path := "/" + filepath.Base(fx.path) + "/.git"
+	for _, f := range fetchers(t) {
+		t.Run(f.name, func(t *testing.T) {
+			fx := newFixture(t)
+			const secret = "s3cr3t-p4ss"
+			srv := gitHTTP(t, filepath.Dir(fx.path), "bob", secret)
+			host := strings.TrimPrefix(srv.URL, "http://")
+			path := "/" + filepath.Base(fx.path) + "/.git"
 
-	// Right credentials: the fetch works and the new repository's config
-	// does not keep them.
-	dir := filepath.Join(t.TempDir(), "ws")
-	if _, err := Fetch(context.Background(), Source{URL: "http://bob:" + secret + "@" + host + path}, dir); err != nil {
-		t.Fatal(err)
-	}
-	checkTree(t, dir, map[string]string{"a.txt": "two", "b.txt": "bee"})
-	cfg, err := os.ReadFile(filepath.Join(dir, ".git", "config"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(cfg), secret) || strings.Contains(string(cfg), "bob") {
-		t.Errorf(".git/config keeps the credentials:\n%s", cfg)
-	}
-	if !strings.Contains(string(cfg), "http://"+host+path) {
-		t.Errorf(".git/config lacks origin's URL:\n%s", cfg)
-	}
+			// Right credentials: the fetch works and the new repository's config
+			// does not keep them.
+			dir := filepath.Join(t.TempDir(), "ws")
+			if _, err := f.fetch(context.Background(), Source{URL: "http://bob:" + secret + "@" + host + path}, dir); err != nil {
+				t.Fatal(err)
+			}
+			checkTree(t, dir, map[string]string{"a.txt": "two", "b.txt": "bee"})
+			cfg, err := os.ReadFile(filepath.Join(dir, ".git", "config"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(cfg), secret) || strings.Contains(string(cfg), "bob") {
+				t.Errorf(".git/config keeps the credentials:\n%s", cfg)
+			}
+			if !strings.Contains(string(cfg), "http://"+host+path) {
+				t.Errorf(".git/config lacks origin's URL:\n%s", cfg)
+			}
 
-	// Wrong credentials, a token as user name, an unreachable host: errors
-	// name the URL, redacted.
-	for _, u := range []string{
-		"http://bob:wrong-" + secret + "@" + host + path,
-		"http://" + secret + "@" + host + path,
-		"http://bob:" + secret + "@127.0.0.1:1/repo.git",
-	} {
-		_, err := Fetch(context.Background(), Source{URL: u, Commit: fx.first.String()}, filepath.Join(t.TempDir(), "ws"))
-		if err == nil {
-			t.Fatalf("%s: Fetch succeeded", Redact(u))
-		}
-		t.Log(err)
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("error shows the secret: %v", err)
-		}
-		if !strings.Contains(err.Error(), Redact(u)) {
-			t.Errorf("error %q does not name %s", err, Redact(u))
-		}
+			// Wrong credentials, a token as user name, an unreachable host: errors
+			// name the URL, redacted.
+			for _, u := range []string{
+				"http://bob:wrong-" + secret + "@" + host + path,
+				"http://" + secret + "@" + host + path,
+				"http://bob:" + secret + "@127.0.0.1:1/repo.git",
+			} {
+				_, err := f.fetch(context.Background(), Source{URL: u, Commit: fx.first.String()}, filepath.Join(t.TempDir(), "ws"))
+				if err == nil {
+					t.Fatalf("%s: Fetch succeeded", Redact(u))
+				}
+				t.Log(err)
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error shows the secret: %v", err)
+				}
+				if !strings.Contains(err.Error(), Redact(u)) {
+					t.Errorf("error %q does not name %s", err, Redact(u))
+				}
+			}
+		})
 	}
 }
 

@@ -110,7 +110,7 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 	}
 	n, err := node.New(node.Config{
 		Link: link.Config{
-			Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir,
+			Coordinator: cfg.coordinator, TLS: tlsConfig, JoinToken: cfg.joinToken, Name: cfg.name, Instance: cfg.instance, Labels: labels, StateDir: stateDir, MirrorSize: cfg.offer.mirrorBytes,
 			Joined: joined,
 		},
 		AgentID: agentID, Capacity: capacity, Pause: cfg.offer.pause, Pids: cfg.offer.pids, CacheSize: cfg.offer.cacheBytes, Version: version, Logger: cfg.logLevel.newLogger("agent", stderr),

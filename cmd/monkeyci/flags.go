@@ -70,7 +70,9 @@ type capacityFlags struct {
 	pause     bool
 	cacheSize string
 	// cacheBytes is --cache-size, read by resources.
-	cacheBytes int64
+	cacheBytes  int64
+	mirrorSize  string
+	mirrorBytes int64 // --mirror-size, read by resources
 }
 
 func addCapacityFlags(f *pflag.FlagSet) *capacityFlags {
@@ -80,6 +82,7 @@ func addCapacityFlags(f *pflag.FlagSet) *capacityFlags {
 	f.Int64Var(&c.pids, "pids", agent.DefaultPids, "processes each build container may have: the default, and the most a job's pids may ask")
 	f.BoolVar(&c.pause, "pause", true, "pause script containers while they await their jobs")
 	f.StringVar(&c.cacheSize, "cache-size", "10g", "disk the agent keeps caches in, in front of the coordinator's store; past it the least recently used go (0: no bound)")
+	f.StringVar(&c.mirrorSize, "mirror-size", "10g", "disk the agent keeps a git mirror of each repository in (with the git program); past it the least recently used go (0: no bound)")
 	return c
 }
 
@@ -95,6 +98,9 @@ func (c *capacityFlags) resources() (agent.Resources, error) {
 	}
 	if c.cacheBytes, err = agent.ParseBytes(c.cacheSize); err != nil {
 		return r, fmt.Errorf("--cache-size: %w", err)
+	}
+	if c.mirrorBytes, err = agent.ParseBytes(c.mirrorSize); err != nil {
+		return r, fmt.Errorf("--mirror-size: %w", err)
 	}
 	return r, nil
 }

@@ -61,7 +61,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 			return runUp(cmd, srv, cfg.DataDir, trigger, node.Config{
 				Link: link.Config{
 					Coordinator: srv.GRPCAddr, TLS: srv.ClientTLS(), JoinToken: srv.JoinToken, Name: "local",
-					StateDir: filepath.Join(cfg.DataDir, "agent"),
+					StateDir: filepath.Join(cfg.DataDir, "agent"), MirrorSize: offer.mirrorBytes,
 				},
 				AgentID: localAgentID(cfg.DataDir), Capacity: capacity, Pause: offer.pause, Pids: offer.pids, CacheSize: offer.cacheBytes, Version: version, Logger: logger,
 			}, stdout, stderr)

@@ -1,0 +1,339 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
+)
+
+// gitIn runs the git program in dir and returns what it printed, trimmed.
+func gitIn(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
+		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commitFile commits name with content in the repository at dir and
+// returns the commit.
+func commitFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, dir, "add", name)
+	gitIn(t, dir, "commit", "-q", "-m", "add "+name)
+	return gitIn(t, dir, "rev-parse", "HEAD")
+}
+
+// tagged is a repository made by the git program: three commits on main,
+// the second tagged v1.0 (annotated) and the first v0.9 (lightweight).
+func tagged(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, dir, "init", "-q", "-b", "main")
+	commitFile(t, dir, "a.txt", "one")
+	gitIn(t, dir, "tag", "v0.9")
+	commitFile(t, dir, "b.txt", "two")
+	gitIn(t, dir, "tag", "-a", "v1.0", "-m", "release 1.0")
+	commitFile(t, dir, "c.txt", "three")
+	return dir
+}
+
+func newMirrors(t *testing.T) (*Mirrors, *syncbuf.Buffer) {
+	t.Helper()
+	needGit(t)
+	logs := &syncbuf.Buffer{}
+	m, ok := NewMirrors(t.TempDir(), hclog.New(&hclog.LoggerOptions{Output: logs}))
+	if !ok {
+		t.Fatal("git is on PATH, yet NewMirrors found none")
+	}
+	return m, logs
+}
+
+// gitDaemon serves the repositories under root over the git protocol with
+// the git program's own daemon, on a free loopback port.
+func gitDaemon(t *testing.T, root string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+root,
+		"--listen=127.0.0.1", fmt.Sprintf("--port=%d", port), root)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return "git://" + addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("git daemon does not listen on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A checkout is as git makes it, over each transport: a job's `git
+// describe --tags` and `git log -1` say what the repository says, HEAD is
+// detached at the commit with the branch beside it, the working tree is
+// clean, and origin is the URL without credentials.
+func TestMirrorCheckoutIsAsGitMakesIt(t *testing.T) {
+	m, _ := newMirrors(t)
+	repo := tagged(t)
+	const secret = "t0ken-s3cret"
+	httpSrv := gitHTTP(t, filepath.Dir(repo), "ci", secret)
+	daemon := gitDaemon(t, filepath.Dir(repo))
+	host := strings.TrimPrefix(httpSrv.URL, "http://")
+	for _, tc := range []struct{ name, url, origin string }{
+		{"path", repo, repo},
+		{"git protocol", daemon + "/repo", daemon + "/repo"},
+		{"smart http with a token", "http://ci:" + secret + "@" + host + "/repo/.git", httpSrv.URL + "/repo/.git"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ws")
+			commit, err := m.Fetch(context.Background(), Source{URL: tc.url, Branch: "main"}, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := gitIn(t, repo, "rev-parse", "HEAD"); commit != want {
+				t.Errorf("commit %s, want %s", commit, want)
+			}
+			for _, args := range [][]string{
+				{"describe", "--tags"},
+				{"describe"},
+				{"log", "-1", "--format=%H %an %s"},
+			} {
+				if got, want := gitIn(t, dir, args...), gitIn(t, repo, args...); got != want {
+					t.Errorf("git %s: %q, want %q", strings.Join(args, " "), got, want)
+				}
+			}
+			if got := gitIn(t, dir, "rev-parse", "--abbrev-ref", "HEAD"); got != "HEAD" {
+				t.Errorf("HEAD is on %q, want detached", got)
+			}
+			if got := gitIn(t, dir, "rev-parse", "refs/heads/main", "refs/remotes/origin/main"); got != commit+"\n"+commit {
+				t.Errorf("main and origin/main: %q, want both at %s", got, commit)
+			}
+			if got := gitIn(t, dir, "status", "--porcelain"); got != "" {
+				t.Errorf("working tree not clean:\n%s", got)
+			}
+			if got := gitIn(t, dir, "remote", "get-url", "origin"); got != tc.origin {
+				t.Errorf("origin %q, want %q", got, tc.origin)
+			}
+			var found []string
+			_ = filepath.Walk(filepath.Join(dir, ".git"), func(p string, info os.FileInfo, err error) error {
+				if err == nil && info.Mode().IsRegular() {
+					if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(secret)) {
+						found = append(found, p)
+					}
+				}
+				return nil
+			})
+			if len(found) > 0 {
+				t.Errorf("the token is written in %v", found)
+			}
+		})
+	}
+}
+
+// A second build of a new commit fetches only what the mirror lacks: over
+// smart HTTP, the second fetch's answers weigh a fraction of the first's.
+func TestMirrorFetchesOnlyWhatItLacks(t *testing.T) {
+	m, _ := newMirrors(t)
+	repo := tagged(t)
+	// 2 MB that does not compress: the first fetch carries it.
+	big := make([]byte, 2<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range big {
+		big[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(filepath.Join(repo, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, repo, "add", "big.bin")
+	gitIn(t, repo, "commit", "-q", "-m", "big")
+	var sent atomic.Int64
+	backend := gittest.HTTPHandler(t, filepath.Dir(repo))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		backend.ServeHTTP(&countingWriter{ResponseWriter: w, n: &sent}, r)
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/repo/.git"
+	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+		t.Fatal(err)
+	}
+	first := sent.Swap(0)
+	next := commitFile(t, repo, "d.txt", "four")
+	dir := filepath.Join(t.TempDir(), "ws")
+	got, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main", Commit: next}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := sent.Load()
+	if got != next {
+		t.Errorf("commit %s, want %s", got, next)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "big.bin")); err != nil || !bytes.Equal(b, big) {
+		t.Errorf("big.bin not in the second checkout whole (%v)", err)
+	}
+	t.Logf("first fetch: %d bytes from the server, second: %d", first, second)
+	if first < 1<<20 || second > first/20 {
+		t.Errorf("the server sent %d bytes for the first build and %d for the next, want the next well under a twentieth", first, second)
+	}
+}
+
+// A mirror damaged on disk is replaced: the build succeeds and the
+// agent's log says what happened.
+func TestADamagedMirrorIsReplaced(t *testing.T) {
+	m, logs := newMirrors(t)
+	repo := tagged(t)
+	if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+		t.Fatal(err)
+	}
+	mirror := filepath.Join(m.Dir, mirrorName(repo))
+	// Every object and ref of the mirror turned to garbage.
+	err := filepath.Walk(mirror, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() && (strings.Contains(p, "/objects/") || strings.HasSuffix(p, "HEAD") || strings.Contains(p, "/refs/")) {
+			return os.WriteFile(p, []byte("garbage"), 0o644)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := commitFile(t, repo, "d.txt", "four")
+	dir := filepath.Join(t.TempDir(), "ws")
+	got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir)
+	if err != nil {
+		t.Fatalf("the build after the damage: %v\nlog:\n%s", err, logs.String())
+	}
+	if got != next {
+		t.Errorf("commit %s, want %s", got, next)
+	}
+	checkTree(t, dir, map[string]string{"a.txt": "one", "b.txt": "two", "c.txt": "three", "d.txt": "four"})
+	if !strings.Contains(logs.String(), "mirror failed; fetching a fresh one") {
+		t.Errorf("the log does not say the mirror was replaced:\n%s", logs.String())
+	}
+}
+
+// Builds of one repository at once share its mirror: each gets its own
+// commit whole.
+func TestBuildsShareTheMirrorAtOnce(t *testing.T) {
+	m, _ := newMirrors(t)
+	repo := tagged(t)
+	commits := []string{gitIn(t, repo, "rev-parse", "HEAD~2"), gitIn(t, repo, "rev-parse", "HEAD~1"), gitIn(t, repo, "rev-parse", "HEAD")}
+	files := []map[string]string{
+		{"a.txt": "one"},
+		{"a.txt": "one", "b.txt": "two"},
+		{"a.txt": "one", "b.txt": "two", "c.txt": "three"},
+	}
+	var wg sync.WaitGroup
+	for round := range 2 {
+		for i, c := range commits {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dir := filepath.Join(t.TempDir(), "ws")
+				got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main", Commit: c}, dir)
+				if err != nil {
+					t.Errorf("round %d, commit %d: %v", round, i, err)
+					return
+				}
+				if got != c {
+					t.Errorf("round %d: commit %s, want %s", round, got, c)
+				}
+				checkTree(t, dir, files[i])
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// countingWriter counts the bytes of the answers it writes.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Past MaxBytes the least recently used mirrors go, never the one just
+// used: a build of the repository whose mirror went fetches it again.
+func TestMirrorsStayWithinTheirBound(t *testing.T) {
+	m, logs := newMirrors(t)
+	m.MaxBytes = 1 // every mirror is over it: only the last used stays
+	a, b := tagged(t), tagged(t)
+	fetch := func(repo string) {
+		t.Helper()
+		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mirrors := func() []string {
+		t.Helper()
+		entries, err := os.ReadDir(m.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	fetch(a)
+	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
+		t.Fatalf("after a: %v, want only a's mirror", got)
+	}
+	fetch(b)
+	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(b) {
+		t.Errorf("after b: %v, want only b's mirror", got)
+	}
+	if !strings.Contains(logs.String(), "removed the least recently used mirror") {
+		t.Errorf("the log does not say a mirror went:\n%s", logs.String())
+	}
+	fetch(a)
+	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
+		t.Errorf("after a again: %v, want only a's mirror", got)
+	}
+}
