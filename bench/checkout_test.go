@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+const (
+	checkoutRounds = 3
+	// The issue's limits, against `git clone --depth 2` of the same
+	// repository by the git program over the git protocol.
+	checkoutFreshLimit = 1.5
+	checkoutNextLimit  = 0.3
+)
+
+// BenchmarkCheckout builds a 150 MB, 11,000-file repository (the Go
+// toolchain's src tree, in two commits) served over the git protocol by
+// git's own daemon, and times each build from its start to its first
+// job's first command: the first build on a fresh agent, and the next
+// build, of a new commit, on the same agent. The floor is `git clone
+// --depth 2` of the same repository, side by side.
+func BenchmarkCheckout(b *testing.B) {
+	dockertest.Engine(b)
+	dockertest.RequireImage(b, busybox)
+	repo := goSourceRepo(b)
+	url := gitDaemonFor(b, filepath.Dir(repo)) + "/" + filepath.Base(repo)
+	co := startBenchCoordinator(b, false)
+	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	admin := fleet.NewAdminClient(conn)
+
+	var floor, fresh, next []time.Duration
+	for round := range checkoutRounds {
+		syscall.Sync()
+		floor = append(floor, gitClone(b, url))
+		// A fresh agent: its state dir (and so its mirrors) new.
+		slot := fmt.Sprintf("checkout-%d", round)
+		startBenchAgent(b, co, "bench-"+slot, filepath.Join(b.TempDir(), "agent"), "--labels", "slot="+slot)
+		syscall.Sync()
+		fresh = append(fresh, toFirstCommand(b, admin, url, slot))
+		commitChange(b, repo, round)
+		syscall.Sync()
+		next = append(next, toFirstCommand(b, admin, url, slot))
+	}
+	f := median(floor)
+	b.ReportMetric(ms(f), "git-clone-ms")
+	for _, r := range []struct {
+		name  string
+		ours  time.Duration
+		limit float64
+	}{{"fresh-agent", median(fresh), checkoutFreshLimit}, {"next-build", median(next), checkoutNextLimit}} {
+		ratio := float64(r.ours) / float64(f)
+		b.ReportMetric(ms(r.ours), r.name+"-ms")
+		b.ReportMetric(ratio, r.name+"-ratio")
+		b.Logf("%s: ours %.0f ms to the first command, git clone --depth 2 %.0f ms, ratio %.2f (limit %.2f) %s", r.name, ms(r.ours), ms(f), ratio, r.limit, verdictAtMost(ratio, r.limit))
+	}
+	b.Logf("checkout of a 150 MB repository: git clone %v, first build on a fresh agent %v, next build %v", floor, fresh, next)
+}
+
+// goSourceRepo makes a repository of the Go toolchain's src tree in two
+// commits, the first with a build file of one job, packed as a forge's
+// repositories are.
+func goSourceRepo(b *testing.B) string {
+	b.Helper()
+	src := filepath.Join(runtime.GOROOT(), "src")
+	if _, err := os.Stat(src); err != nil {
+		b.Fatalf("the Go toolchain's src tree: %v", err)
+	}
+	repo := filepath.Join(b.TempDir(), "go.git")
+	if err := os.MkdirAll(filepath.Join(repo, ".monkeyci"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", src+"/.", repo).CombinedOutput(); err != nil {
+		b.Fatalf("copying %s: %v\n%s", src, err, out)
+	}
+	build := fmt.Sprintf("id: first\nimage: %s\nscript: [\"echo started\"]\n", busybox)
+	if err := os.WriteFile(filepath.Join(repo, ".monkeyci", "build.yaml"), []byte(build), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	gitRun(b, repo, "init", "-q", "-b", "main")
+	gitRun(b, repo, "add", "-A")
+	gitRun(b, repo, "commit", "-q", "-m", "the Go tree")
+	commitChange(b, repo, -1)
+	gitRun(b, repo, "gc", "-q")
+	return repo
+}
+
+// commitChange commits a small change to repo.
+func commitChange(b *testing.B, repo string, n int) {
+	b.Helper()
+	f, err := os.OpenFile(filepath.Join(repo, "CHANGES.bench"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(f, "change %d\n", n)
+	f.Close()
+	gitRun(b, repo, "add", "CHANGES.bench")
+	gitRun(b, repo, "commit", "-q", "-m", fmt.Sprintf("change %d", n))
+}
+
+func gitRun(b *testing.B, dir string, args ...string) {
+	b.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Bench", "-c", "user.email=bench@example.com", "-c", "gc.auto=0"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// gitDaemonFor serves the repositories under root over the git protocol.
+func gitDaemonFor(b *testing.B, root string) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+root,
+		"--listen=127.0.0.1", fmt.Sprintf("--port=%d", port), root)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "git://" + addr
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("git daemon does not listen on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gitClone times `git clone --depth 2` of url into a new folder.
+func gitClone(b *testing.B, url string) time.Duration {
+	b.Helper()
+	dir := filepath.Join(b.TempDir(), "clone")
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	if out, err := exec.Command("git", "clone", "-q", "--depth", "2", url, dir).CombinedOutput(); err != nil {
+		b.Fatalf("git clone: %v\n%s", err, out)
+	}
+	return time.Since(start)
+}
+
+// toFirstCommand builds url's main on the agent of slot and returns the
+// time from the build's start to its first job's first command.
+func toFirstCommand(b *testing.B, admin fleet.AdminClient, url, slot string) time.Duration {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Url: url, Branch: "main", Labels: map[string]string{"slot": slot}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := waitBuildDetail(ctx, b, admin, info.GetId())
+	if r := d.GetBuild().GetResult(); r != string(events.Success) {
+		b.Fatalf("build %s: %s %s", info.GetId(), r, d.GetBuild().GetMessage())
+	}
+	var started, first time.Time
+	for _, se := range d.GetEvents() {
+		var e events.Event
+		if json.Unmarshal(se.GetEvent(), &e) != nil {
+			continue
+		}
+		switch {
+		case e.Type == events.BuildStart && started.IsZero():
+			started = e.Time
+		case e.Type == events.CommandStart && first.IsZero():
+			first = e.Time
+		}
+	}
+	if started.IsZero() || first.IsZero() {
+		b.Fatalf("build %s: no build/start or command/start", info.GetId())
+	}
+	return first.Sub(started)
+}
