@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -483,18 +484,18 @@ func (r *remote) run(ctx context.Context, op string, args ...string) ([]byte, er
 }
 
 // credentialEnv passes the credentials of an http(s) URL to git as an
-// Authorization header, in its environment.
+// Authorization header, in its environment, for that URL's origin only:
+// a redirect or a submodule elsewhere never receives it.
 func credentialEnv(u string) []string {
-	if !strings.HasPrefix(strings.ToLower(u), "http") {
+	bare, info := SplitCredentials(u)
+	parsed, err := url.Parse(bare)
+	if info == "" || err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
 		return nil
 	}
-	_, info := SplitCredentials(u)
-	if info == "" {
-		return nil
-	}
+	origin := parsed.Scheme + "://" + parsed.Host + "/"
 	user, pass, _ := strings.Cut(info, ":")
 	basic := base64.StdEncoding.EncodeToString([]byte(unescape(user) + ":" + unescape(pass)))
-	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + basic}
+	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http." + origin + ".extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + basic}
 }
 
 // branchMissing says a branch is missing when git's failure says so.

@@ -3,6 +3,7 @@ package source
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,5 +337,28 @@ func TestMirrorsStayWithinTheirBound(t *testing.T) {
 	fetch(a)
 	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
 		t.Errorf("after a again: %v, want only a's mirror", got)
+	}
+}
+
+// A URL's credentials reach git in its environment, as a header for the
+// URL's origin only (a submodule elsewhere never receives them), and only
+// for http(s).
+func TestCredentialEnv(t *testing.T) {
+	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("ci:t0k:en"))
+	token := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("ghp_abc:"))
+	for _, tc := range []struct {
+		url  string
+		want []string
+	}{
+		{"https://ci:t0k%3Aen@git.example:8443/team/app.git", []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.https://git.example:8443/.extraHeader", "GIT_CONFIG_VALUE_0=" + basic}},
+		{"http://ghp_abc@git.example/app.git", []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.http://git.example/.extraHeader", "GIT_CONFIG_VALUE_0=" + token}},
+		{"https://git.example/app.git", nil},
+		{"ssh://git@git.example/app.git", nil},
+		{"git://git.example/app.git", nil},
+		{"/srv/git/app", nil},
+	} {
+		if got := credentialEnv(tc.url); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", Redact(tc.url), got, tc.want)
+		}
 	}
 }
