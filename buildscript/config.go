@@ -33,15 +33,18 @@ type Config struct {
 	// MilliCPUs and Memory (bytes) are what the script reserves and may use.
 	MilliCPUs int64
 	Memory    int64
+	// NoSubmodules (`submodules: false`) leaves the repository's
+	// submodules out of its checkout.
+	NoSubmodules bool
 }
 
-// IsZero says the repository asks for nothing of its own.
-func (c Config) IsZero() bool { return c == Config{} }
+// IsZero says the repository asks for no script container of its own.
+func (c Config) IsZero() bool { return c.Image == "" && c.MilliCPUs == 0 && c.Memory == 0 }
 
 // maxCPUs bounds a script's CPUs, as a job's.
 const maxCPUs = 1024
 
-var configKeys = []string{"image", "cpus", "memory"}
+var configKeys = []string{"image", "cpus", "memory", "submodules"}
 
 // LoadConfig reads dir/.monkeyci/script.yaml; without one it returns the
 // zero Config. Problems are *pipeline.Error or pipeline.Errors, each at
@@ -73,8 +76,8 @@ func LoadConfig(dir string) (Config, error) {
 	return ParseConfig(ConfigFile, data)
 }
 
-// ParseConfig reads a script.yaml named file: a mapping of image, cpus
-// and memory.
+// ParseConfig reads a script.yaml named file: a mapping of image, cpus,
+// memory and submodules.
 func ParseConfig(file string, data []byte) (Config, error) {
 	var doc yaml.Node
 	err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc)
@@ -112,6 +115,10 @@ func ParseConfig(file string, data []byte) (Config, error) {
 			cfg.MilliCPUs, err = cpus(v, at)
 		case "memory":
 			cfg.Memory, err = memory(v, at)
+		case "submodules":
+			var with bool
+			with, err = boolean(k.Value, v, at)
+			cfg.NoSubmodules = !with
 		default:
 			err = at(k, "unknown key %q, expected one of %s", k.Value, strings.Join(configKeys, ", "))
 		}
@@ -136,6 +143,15 @@ func scalar(v *yaml.Node) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(v.Value), true
+}
+
+func boolean(key string, v *yaml.Node, at errorAt) (bool, *pipeline.Error) {
+	s, ok := scalar(v)
+	b, err := strconv.ParseBool(s)
+	if !ok || err != nil || v.Tag != "!!bool" {
+		return false, at(v, "%s: expected true or false", key)
+	}
+	return b, nil
 }
 
 func image(v *yaml.Node, at errorAt) (string, *pipeline.Error) {

@@ -20,6 +20,8 @@ func TestParseConfig(t *testing.T) {
 		{"image", "image: monkeyci/busybox:latest\n", Config{Image: "monkeyci/busybox:latest"}},
 		{"all", "image: golang:1.26\ncpus: 0.5\nmemory: 512m\n", Config{Image: "golang:1.26", MilliCPUs: 500, Memory: 512 << 20}},
 		{"bare memory is GB", "memory: 2\ncpus: 2\n", Config{MilliCPUs: 2000, Memory: 2 << 30}},
+		{"without submodules", "submodules: false\n", Config{NoSubmodules: true}},
+		{"with submodules", "submodules: true\n", Config{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -27,7 +29,20 @@ func TestParseConfig(t *testing.T) {
 			if err != nil || got != tc.want {
 				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
 			}
+
 		})
+	}
+}
+
+// A script.yaml that only leaves submodules out keeps the default script
+// container.
+func TestSubmodulesAloneAskNoContainer(t *testing.T) {
+	got, err := ParseConfig(ConfigFile, []byte("submodules: false\n"))
+	if err != nil || !got.IsZero() {
+		t.Errorf("got %+v (zero: %v), %v; want a zero container config", got, got.IsZero(), err)
+	}
+	if got, _ := ParseConfig(ConfigFile, []byte("submodules: false\ncpus: 1\n")); got.IsZero() {
+		t.Errorf("%+v is zero, want cpus to count", got)
 	}
 }
 
@@ -35,14 +50,15 @@ func TestParseConfigErrorsNameThePlace(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "image: a\nimgae: b\n", `.monkeyci/script.yaml:2:1: unknown key "imgae", expected one of image, cpus, memory`},
+		{"unknown key", "image: a\nimgae: b\n", `.monkeyci/script.yaml:2:1: unknown key "imgae", expected one of image, cpus, memory, submodules`},
 		{"bad cpus", "cpus: many\n", ".monkeyci/script.yaml:1:7: cpus: expected a number of CPUs above 0 and at most 1024, like 1 or 0.5"},
 		{"zero cpus", "cpus: 0\n", ".monkeyci/script.yaml:1:7: cpus: expected"},
 		{"bad memory", "memory: lots\n", `.monkeyci/script.yaml:1:9: memory: invalid size "lots", expected a number of GB or a size like "512m", "2g" or "1.5GB"`},
 		{"tiny memory", "memory: 1k\n", ".monkeyci/script.yaml:1:9: memory: 1k is too small, expected at least 6m"},
 		{"image list", "image: [a]\n", ".monkeyci/script.yaml:1:8: image: expected an image reference"},
 		{"bad image", "image: UPPER/Case\n", `.monkeyci/script.yaml:1:8: image: "UPPER/Case" is not an image reference`},
-		{"not a mapping", "- image: a\n", ".monkeyci/script.yaml:1:1: expected a mapping of image, cpus, memory"},
+		{"not a mapping", "- image: a\n", ".monkeyci/script.yaml:1:1: expected a mapping of image, cpus, memory, submodules"},
+		{"submodules not a boolean", "submodules: \"no\"\n", ".monkeyci/script.yaml:1:13: submodules: expected true or false"},
 		{"twice", "cpus: 1\ncpus: 2\n", ".monkeyci/script.yaml:2:1: cpus is given twice"},
 		{"syntax", "image: a\n  b: [\n", ".monkeyci/script.yaml:2:3: invalid YAML: mapping values are not allowed"},
 	}

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/monkeyci/monkeyci/buildscript"
 )
 
 // DefaultDepth is how many commits a checkout holds by default: enough for
@@ -321,7 +323,31 @@ func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, dir, commit, 
 			}
 		}
 	}
-	return nil
+	return m.submodules(ctx, r, dir)
+}
+
+// submodules checks out the repository's submodules, recursively, from
+// their own remotes with the same credentials (a header for the
+// repository's origin: a submodule elsewhere is fetched without them),
+// unless .monkeyci/script.yaml says `submodules: false`. git's own rules
+// stand: a submodule's file:// or ext:: URL is refused.
+func (m *Mirrors) submodules(ctx context.Context, r *remote, dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, ".gitmodules")); err != nil {
+		return nil
+	}
+	if sc, err := buildscript.LoadConfig(dir); err == nil && sc.NoSubmodules {
+		return nil // a broken script.yaml is the build's error to tell
+	}
+	update := []string{"-C", dir, "submodule", "update", "--init", "--recursive"}
+	if m.Depth > 0 {
+		// A server that refuses a commit no branch points at takes the
+		// whole history instead.
+		if _, err := r.run(ctx, "fetching submodules", append(update, "--depth="+strconv.Itoa(m.Depth))...); err == nil {
+			return nil
+		}
+	}
+	_, err := r.run(ctx, "fetching submodules", update...)
+	return err
 }
 
 // copyTags gives dir the mirror's tags whose commits dir holds (and their

@@ -362,3 +362,64 @@ func TestCredentialEnv(t *testing.T) {
 		}
 	}
 }
+
+// A repository with a submodule (on the same server, by a relative URL,
+// behind the same token) builds with the submodule's files present, the
+// token written nowhere; `submodules: false` in .monkeyci/script.yaml
+// leaves it out.
+func TestSubmodulesAreCheckedOut(t *testing.T) {
+	m, _ := newMirrors(t)
+	root := t.TempDir()
+	lib := filepath.Join(root, "lib-work")
+	if err := os.Mkdir(lib, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, lib, "init", "-q", "-b", "main")
+	commitFile(t, lib, "l.txt", "from the submodule")
+	gitIn(t, root, "clone", "-q", "--bare", lib, filepath.Join(root, "lib.git"))
+	app := filepath.Join(root, "app-work")
+	if err := os.Mkdir(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, app, "init", "-q", "-b", "main")
+	commitFile(t, app, "a.txt", "app")
+	gitIn(t, app, "-c", "protocol.file.allow=always", "submodule", "add", "-q", "../lib.git", "vendor/lib")
+	gitIn(t, app, "commit", "-q", "-m", "the submodule")
+	gitIn(t, root, "clone", "-q", "--bare", app, filepath.Join(root, "app.git"))
+
+	const secret = "subm0dule-t0ken"
+	srv := gitHTTP(t, root, "ci", secret)
+	url := strings.Replace(srv.URL, "http://", "http://ci:"+secret+"@", 1) + "/app.git"
+	dir := filepath.Join(t.TempDir(), "ws")
+	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "vendor", "lib", "l.txt")); err != nil || string(b) != "from the submodule" {
+		t.Errorf("vendor/lib/l.txt: %q %v", b, err)
+	}
+	if got := gitIn(t, dir, "status", "--porcelain"); got != "" {
+		t.Errorf("working tree not clean:\n%s", got)
+	}
+	_ = filepath.Walk(filepath.Join(dir, ".git"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(secret)) {
+				t.Errorf("the token is written in %s", p)
+			}
+		}
+		return nil
+	})
+
+	// Left out when the repository says so.
+	if err := os.MkdirAll(filepath.Join(app, ".monkeyci"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	commitFile(t, app, ".monkeyci/script.yaml", "submodules: false\n")
+	gitIn(t, app, "push", "-q", filepath.Join(root, "app.git"), "main")
+	dir = filepath.Join(t.TempDir(), "ws")
+	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, dir); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := os.ReadDir(filepath.Join(dir, "vendor", "lib")); err != nil || len(entries) != 0 {
+		t.Errorf("vendor/lib with submodules: false: %v %v, want an empty folder", entries, err)
+	}
+}
