@@ -71,7 +71,10 @@ type build struct {
 	// params are what GetParams answers (facts.go); set before sourced is
 	// closed, once the fetch has filled the facts in.
 	params map[string]string
-	wg     sync.WaitGroup
+	// objects are the source's borrowed object stores, mounted in jobs
+	// (gitobjects.go); set before sourced is closed.
+	objects []Mount
+	wg      sync.WaitGroup
 	// unblocked are the jobs a person unblocked, blocked those the script
 	// said it waits for (unblock.go); unblockMu serialises unblocks.
 	unblocked map[string]bool
@@ -170,13 +173,13 @@ func (b *build) run() (int, error) {
 	if b.apiDir, err = os.MkdirTemp(b.r.apiRoot(), ""); err != nil {
 		return -1, fmt.Errorf("job API directory: %w", err)
 	}
-	if err := cfg.Runtime.CreateVolume(ctx, b.volume, b.labelsFor("workspace", "")); err != nil {
+	if err := b.makeWorkspace(ctx); err != nil {
 		return -1, fmt.Errorf("workspace volume: %w", err)
 	}
 	token := newID() + newID()
 	env := []string{"MONKEYCI_API=unix://" + scriptSocket, "MONKEYCI_TOKEN=" + token, "MONKEYCI_BUILD_ID=" + b.spec.ID}
 	mounts := []Mount{{Volume: b.volume, Target: workspacePath}, {Source: b.apiDir, Target: scriptAPIDir}}
-	if b.spec.Source != "" {
+	if b.spec.Source != "" && !b.spec.Snapshot { // the script copies it in
 		env = append(env, "MONKEYCI_SOURCE="+sourcePath)
 		mounts = append(mounts, Mount{Source: b.spec.Source, Target: sourcePath, ReadOnly: true})
 	}
@@ -232,9 +235,27 @@ func (b *build) run() (int, error) {
 		return -1, err
 	}
 	b.params = b.spec.params()
+	b.objects = borrowedObjects(b.spec.Source)
 	close(b.sourced)
 	exit, err := b.runScript(script)
 	return exit.Code, err
+}
+
+// makeWorkspace makes the build's workspace volume: empty, for the script
+// to copy the source into, or an overlay on the source's snapshot, its
+// changes in the build's own folder.
+func (b *build) makeWorkspace(ctx context.Context) error {
+	rt, labels := b.r.cfg.Runtime, b.labelsFor("workspace", "")
+	if b.spec.Source == "" || !b.spec.Snapshot {
+		return rt.CreateVolume(ctx, b.volume, labels)
+	}
+	upper, work := filepath.Join(b.dir, "workspace", "upper"), filepath.Join(b.dir, "workspace", "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return rt.CreateOverlayVolume(ctx, b.volume, labels, b.spec.Source, upper, work)
 }
 
 // sourceFailed tells the job API's held calls that the build cannot go on.

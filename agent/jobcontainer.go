@@ -259,7 +259,7 @@ func (b *build) jobContainer(j pipeline.Job) (ContainerSpec, string, error) {
 		Cmd:        j.Cmd,
 		WorkDir:    workDir,
 		Labels:     b.jobLabels(j),
-		Mounts:     []Mount{{Volume: b.volume, Target: workspacePath}},
+		Mounts:     append([]Mount{{Volume: b.volume, Target: workspacePath}}, b.objects...),
 		NanoCPUs:   j.MilliCPUs() * 1e6,
 		Memory:     j.Memory,
 		Network:    b.network(),

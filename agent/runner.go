@@ -79,6 +79,11 @@ type BuildSpec struct {
 	Blobs Blobs
 	// Source is the directory copied into the workspace.
 	Source string
+	// Snapshot says Source is the build's own snapshot of a checkout,
+	// which nothing changes until the build ends: the workspace is then an
+	// overlay on it, written to in a layer of the build's own, and nothing
+	// is copied.
+	Snapshot bool
 	// Fetch, if set, fills Source; it runs while the workspace volume and
 	// the script container are made, and the build fails if it fails.
 	Fetch  func(ctx context.Context) error

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -193,6 +195,27 @@ func (e *Engine) CreateVolume(ctx context.Context, name string, labels map[strin
 		return errors.New("create volume: empty name")
 	}
 	if _, err := e.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Driver: "local", Labels: maps.Clone(labels)}); err != nil {
+		return fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return nil
+}
+
+// CreateOverlayVolume makes a volume of the local driver that the engine
+// mounts as an overlay of lower, upper and work when a container first
+// uses it.
+func (e *Engine) CreateOverlayVolume(ctx context.Context, name string, labels map[string]string, lower, upper, work string) error {
+	if name == "" {
+		return errors.New("create volume: empty name")
+	}
+	for _, p := range []string{lower, upper, work} {
+		// The mount's options are a comma-separated list of colon-separated
+		// paths.
+		if !filepath.IsAbs(p) || strings.ContainsAny(p, ",:") {
+			return fmt.Errorf("create volume %s: %q cannot be an overlay's folder (an absolute path without ',' or ':')", name, p)
+		}
+	}
+	opts := map[string]string{"type": "overlay", "device": "overlay", "o": "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work}
+	if _, err := e.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Driver: "local", DriverOpts: opts, Labels: maps.Clone(labels)}); err != nil {
 		return fmt.Errorf("create volume %s: %w", name, err)
 	}
 	return nil

@@ -804,3 +804,43 @@ func BenchmarkPauseUnpause(b *testing.B) {
 		}
 	}
 }
+
+// An overlay volume shows its lower folder, takes what containers write
+// in its upper one, and leaves the lower untouched; a folder the mount's
+// options cannot name is refused.
+func TestOverlayVolume(t *testing.T) {
+	t.Parallel()
+	e, labels, ctx := setup(t)
+	lower, layer := t.TempDir(), t.TempDir()
+	upper, work := filepath.Join(layer, "upper"), filepath.Join(layer, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(lower, "kept.txt"), []byte("lower"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vol := labels[dockertest.BuildLabel] + "-ov"
+	if err := e.CreateOverlayVolume(ctx, vol, labels, lower, upper, work); err != nil {
+		t.Fatal(err)
+	}
+	spec := busybox(labels, "sh", "-c", "cat /ws/kept.txt && echo changed > /ws/kept.txt && echo new > /ws/new.txt && cat /ws/kept.txt")
+	spec.Mounts = []engine.Mount{{Volume: vol, Target: "/ws"}}
+	r := run(t, e, ctx, spec)
+	if r.exit.Code != 0 || r.stdout != "lowerchanged\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.exit.Code, r.stdout, r.stderr)
+	}
+	for path, want := range map[string]string{
+		filepath.Join(lower, "kept.txt"): "lower", filepath.Join(upper, "kept.txt"): "changed\n", filepath.Join(upper, "new.txt"): "new\n",
+	} {
+		if b, err := os.ReadFile(path); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v, want %q", path, b, err, want)
+		}
+	}
+	for _, bad := range []string{"relative/dir", lower + ",upperdir=/etc", lower + ":/etc"} {
+		if err := e.CreateOverlayVolume(ctx, vol+"-bad", labels, bad, upper, work); err == nil {
+			t.Errorf("lower %q was taken", bad)
+		}
+	}
+}

@@ -35,6 +35,10 @@ type Runtime interface {
 	HasImage(ctx context.Context, ref string) (bool, error)
 
 	CreateVolume(ctx context.Context, name string, labels map[string]string) error
+	// CreateOverlayVolume makes a volume that is an overlay on the folder
+	// lower (never written to), its changes in upper (work is the overlay's
+	// own folder, on upper's file system): all host paths.
+	CreateOverlayVolume(ctx context.Context, name string, labels map[string]string, lower, upper, work string) error
 	RemoveVolume(ctx context.Context, name string) error
 
 	// Create makes a container (not started) and returns its id.

@@ -44,9 +44,12 @@ type Config struct {
 	// (0: no bound).
 	MirrorSize int64
 	// Fetch checks out a source into dir (default: by way of a mirror
-	// with the git program, or source.Fetch without it).
-	Fetch  func(ctx context.Context, src source.Source, dir string) (string, error)
-	Logger hclog.Logger
+	// with the git program, or source.Fetch without it). Snapshots says
+	// that what it leaves there is a snapshot, which the build's workspace
+	// may lie over rather than copy (agent.BuildSpec.Snapshot).
+	Fetch     func(ctx context.Context, src source.Source, dir string) (string, error)
+	Snapshots bool
+	Logger    hclog.Logger
 	// Joined, when set, is told the agent's id after its first welcome,
 	// and again whenever it joins as a new agent.
 	Joined func(id string)
@@ -100,7 +103,7 @@ func New(cfg Config) (*Link, error) {
 		cfg.Fetch = source.Fetch
 		if m, ok := source.NewMirrors(filepath.Join(cfg.StateDir, "mirrors"), cfg.Logger.Named("source")); ok {
 			m.MaxBytes = cfg.MirrorSize
-			cfg.Fetch = m.Fetch
+			cfg.Fetch, cfg.Snapshots = m.Fetch, true
 		}
 	}
 	if cfg.HTTP == nil {

@@ -22,7 +22,7 @@ import (
 // unknown, and says why; the rest of the facts still stand.
 func FactsOf(ctx context.Context, dir string, src Source) (pipeline.Facts, error) {
 	f := pipeline.Facts{Branch: src.Branch, Tag: src.Tag, Commit: src.Commit}
-	r, err := git.PlainOpen(dir)
+	r, err := Open(dir)
 	if err != nil {
 		return f, fmt.Errorf("reading the changes in %s: %w", dir, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -52,8 +53,9 @@ type Mirrors struct {
 	MaxBytes int64
 	Log      hclog.Logger
 
-	mu    sync.Mutex
-	locks map[string]*sync.RWMutex
+	mu        sync.Mutex
+	locks     map[string]*sync.Mutex
+	snapshots map[string]string // a live snapshot's dir: its repository
 }
 
 // NewMirrors returns mirrors under dir, or false when the git program is not
@@ -86,19 +88,81 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 			cleanup()
 		}
 	}()
-	mirror := filepath.Join(m.Dir, mirrorName(r.bare))
-	commit, branch, err := m.update(ctx, r, mirror, src, want)
+	repo := filepath.Join(m.Dir, mirrorName(r.bare))
+	unlock := m.lock(repo)
+	_, statErr := os.Stat(repo)
+	commit, err = m.snapshot(ctx, r, repo, src, want, dir)
+	if err != nil && statErr == nil && ctx.Err() == nil && !errors.Is(err, ErrRepositoryNotFound) &&
+		!errors.Is(err, ErrBranchNotFound) && !errors.Is(err, ErrTagNotFound) && !errors.Is(err, ErrCommitNotFound) {
+		// Failed on what the agent kept: a fresh one tells whether it was
+		// the mirror's fault.
+		if m.Log != nil {
+			m.Log.Warn("the repository's mirror failed; fetching a fresh one", "url", r.shown, "mirror", repo, "error", err)
+		}
+		cleanup()
+		if rmErr := os.RemoveAll(repo); rmErr != nil {
+			err = fmt.Errorf("fetching %s: removing its damaged mirror: %w", r.shown, rmErr)
+		} else if cleanup, err = prepareDir(dir); err == nil {
+			commit, err = m.snapshot(ctx, r, repo, src, want, dir)
+		}
+	}
+	if err == nil {
+		m.using(dir, repo)
+	}
+	unlock()
 	if err != nil {
 		return "", err
 	}
-	read := m.lock(mirror, false)
-	err = m.checkout(ctx, r, mirror, dir, commit, branch)
-	read()
-	if err != nil {
-		return "", err
-	}
-	m.trim(mirror)
+	m.trim(repo)
 	return commit, nil
+}
+
+// snapshot brings the commit into repo's mirror, checks it out in repo's
+// worktree and links that worktree into dir.
+func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Source, want, dir string) (string, error) {
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
+	}
+	now := time.Now() // used: last to go
+	_ = os.Chtimes(repo, now, now)
+	mirror, work := filepath.Join(repo, "mirror.git"), filepath.Join(repo, "work")
+	commit, branch, err := m.fetchInto(ctx, r, mirror, src, want)
+	if err != nil {
+		return "", err
+	}
+	if err := m.checkout(ctx, r, mirror, work, commit, branch); err != nil {
+		return "", err
+	}
+	if err := linkTree(work, dir); err != nil {
+		return "", fmt.Errorf("fetching %s: linking its checkout: %w", r.shown, err)
+	}
+	return commit, nil
+}
+
+// using notes that dir, a snapshot, borrows repo's objects: repo stays
+// while dir is there.
+func (m *Mirrors) using(dir, repo string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.snapshots == nil {
+		m.snapshots = map[string]string{}
+	}
+	m.snapshots[dir] = repo
+}
+
+// inUse says whether a snapshot that still exists borrows repo's objects.
+func (m *Mirrors) inUse(repo string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := false
+	for dir, r := range m.snapshots {
+		if _, err := os.Stat(dir); err != nil {
+			delete(m.snapshots, dir) // the build is over
+		} else if r == repo {
+			used = true
+		}
+	}
+	return used
 }
 
 // trim removes the least recently used mirrors, but keep and those in use,
@@ -120,7 +184,7 @@ func (m *Mirrors) trim(keep string) {
 	var total int64
 	for _, e := range entries {
 		info, err := e.Info()
-		if err != nil || !e.IsDir() || !strings.HasSuffix(e.Name(), ".git") {
+		if err != nil || !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		p := filepath.Join(m.Dir, e.Name())
@@ -133,7 +197,7 @@ func (m *Mirrors) trim(keep string) {
 		if total <= m.MaxBytes {
 			return
 		}
-		if mr.path == keep || !m.tryLock(mr.path) {
+		if mr.path == keep || m.inUse(mr.path) || !m.tryLock(mr.path) {
 			continue
 		}
 		err := os.RemoveAll(mr.path)
@@ -159,33 +223,6 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
-}
-
-// update brings the commit asked into the mirror, under the mirror's lock,
-// and says which it is and on which branch. A fetch that fails on a mirror
-// that a fresh one then fetches into was the mirror's fault: it is
-// replaced, and the agent's log says so.
-func (m *Mirrors) update(ctx context.Context, r *remote, mirror string, src Source, want string) (commit, branch string, err error) {
-	unlock := m.lock(mirror, true)
-	defer unlock()
-	_, statErr := os.Stat(mirror)
-	fresh := errors.Is(statErr, os.ErrNotExist)
-	if !fresh {
-		now := time.Now() // used: last to go
-		_ = os.Chtimes(mirror, now, now)
-	}
-	commit, branch, err = m.fetchInto(ctx, r, mirror, src, want)
-	if err == nil || fresh || ctx.Err() != nil || errors.Is(err, ErrRepositoryNotFound) ||
-		errors.Is(err, ErrBranchNotFound) || errors.Is(err, ErrTagNotFound) || errors.Is(err, ErrCommitNotFound) {
-		return commit, branch, err
-	}
-	if m.Log != nil {
-		m.Log.Warn("the repository's mirror failed; fetching a fresh one", "url", r.shown, "mirror", mirror, "error", err)
-	}
-	if rmErr := os.RemoveAll(mirror); rmErr != nil {
-		return "", "", fmt.Errorf("fetching %s: removing its damaged mirror: %w", r.shown, rmErr)
-	}
-	return m.fetchInto(ctx, r, mirror, src, want)
 }
 
 // fetchInto fetches what src asks into mirror (made when missing), in the
@@ -292,38 +329,101 @@ func (m *Mirrors) ensure(ctx context.Context, r *remote, mirror string) error {
 	return nil
 }
 
-// checkout makes dir a repository holding commit, m.Depth deep, and the
-// tags that point into what it holds, fetched from mirror, and checks the
-// commit out detached, with branch (if any) at it.
-func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, dir, commit, branch string) error {
-	from := "file://" + mirror
-	fetch := []string{"-C", dir, "fetch", "-q", "--no-tags"}
-	if m.Depth > 0 {
-		fetch = append(fetch, "--depth="+strconv.Itoa(m.Depth))
-	}
+// checkout checks commit out in work, the repository's worktree kept
+// between builds (only the files that differ are written), detached, with
+// branch (if any) and the mirror's tags at their commits. work borrows
+// the mirror's objects (objects/info/alternates) and its shallow bounds.
+func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, work, commit, branch string) error {
 	local := &remote{git: r.git, shown: r.shown}
-	steps := [][]string{
-		{"init", "-q", dir},
-		{"-C", dir, "remote", "add", "origin", r.bare},
-		append(fetch, from, commit),
-		{"-C", dir, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit},
+	dotGit := filepath.Join(work, ".git")
+	if _, err := os.Stat(dotGit); err != nil {
+		for _, args := range [][]string{
+			{"init", "-q", work},
+			{"-C", work, "remote", "add", "origin", r.bare},
+			{"-C", work, "config", "gc.auto", "0"},
+		} {
+			if _, err := local.run(ctx, "", args...); err != nil {
+				return err
+			}
+		}
+		alternates := filepath.Join(dotGit, "objects", "info", "alternates")
+		if err := os.WriteFile(alternates, []byte(filepath.Join(mirror, "objects")+"\n"), 0o644); err != nil {
+			return fmt.Errorf("fetching %s: %w", r.shown, err)
+		}
 	}
-	for _, args := range steps {
+	if err := copyShallow(mirror, dotGit); err != nil {
+		return fmt.Errorf("fetching %s: %w", r.shown, err)
+	}
+	for _, args := range [][]string{
+		{"-C", work, "-c", "advice.detachedHead=false", "checkout", "-q", "-f", "--detach", commit},
+		{"-C", work, "clean", "-q", "-ffdx"},
+	} {
 		if _, err := local.run(ctx, "", args...); err != nil {
 			return err
 		}
 	}
-	if err := m.copyTags(ctx, local, mirror, dir); err != nil {
+	tags, err := local.run(ctx, "", "-C", mirror, "for-each-ref", "--format=update %(refname) %(objectname)", "refs/tags")
+	if err != nil {
 		return err
 	}
+	refs := string(tags)
 	if branch != "" {
-		for _, ref := range []string{"refs/heads/" + branch, "refs/remotes/origin/" + branch} {
-			if _, err := local.run(ctx, "", "-C", dir, "update-ref", ref, commit); err != nil {
-				return err
-			}
+		refs += fmt.Sprintf("update refs/heads/%s %s\nupdate refs/remotes/origin/%s %s\n", branch, commit, branch, commit)
+	}
+	if refs != "" {
+		if _, err := local.runWith(ctx, strings.NewReader(refs), "", "-C", work, "update-ref", "--stdin"); err != nil {
+			return err
 		}
 	}
-	return m.submodules(ctx, r, dir)
+	return m.submodules(ctx, r, work)
+}
+
+// copyShallow gives dotGit the mirror's shallow commits (or none).
+func copyShallow(mirror, dotGit string) error {
+	b, err := os.ReadFile(filepath.Join(mirror, "shallow"))
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(dotGit, "shallow")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dotGit, "shallow"), b, 0o644)
+}
+
+// linkTree makes dst (an empty folder) a copy of src made of hard links:
+// a snapshot that costs a link per file. git replaces a file it changes
+// (a new file renamed into place), so a snapshot keeps what it linked.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return os.Mkdir(target, info.Mode().Perm())
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case d.Type().IsRegular():
+			return os.Link(p, target)
+		}
+		return nil // a socket or a pipe is no part of a checkout
+	})
 }
 
 // submodules checks out the repository's submodules, recursively, from
@@ -336,7 +436,10 @@ func (m *Mirrors) submodules(ctx context.Context, r *remote, dir string) error {
 		return nil
 	}
 	if sc, err := buildscript.LoadConfig(dir); err == nil && sc.NoSubmodules {
-		return nil // a broken script.yaml is the build's error to tell
+		// Out of the worktree, if an earlier build had them in. A broken
+		// script.yaml is the build's error to tell.
+		_, err := r.run(ctx, "", "-C", dir, "submodule", "deinit", "-q", "--all", "-f")
+		return err
 	}
 	update := []string{"-C", dir, "submodule", "update", "--init", "--recursive"}
 	if m.Depth > 0 {
@@ -350,67 +453,37 @@ func (m *Mirrors) submodules(ctx context.Context, r *remote, dir string) error {
 	return err
 }
 
-// copyTags gives dir the mirror's tags whose commits dir holds (and their
-// tag objects): what `git describe --tags` looks for.
-func (m *Mirrors) copyTags(ctx context.Context, local *remote, mirror, dir string) error {
-	out, err := local.run(ctx, "", "-C", mirror, "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)", "refs/tags")
-	if err != nil || len(out) == 0 {
-		return err
-	}
-	var specs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		target := f[len(f)-1] // the commit an annotated tag points at
-		if _, err := local.run(ctx, "", "-C", dir, "cat-file", "-e", target+"^{commit}"); err == nil {
-			specs = append(specs, f[0]+":"+f[0])
-		}
-	}
-	if len(specs) == 0 {
-		return nil
-	}
-	args := append([]string{"-C", dir, "fetch", "-q", "--no-tags", "file://" + mirror}, specs...)
-	_, err = local.run(ctx, "", args...)
-	return err
+// lock takes one repository's lock (its mirror and worktree are changed
+// by one build at a time) and returns what releases it.
+func (m *Mirrors) lock(repo string) func() {
+	l := m.lockOf(repo)
+	l.Lock()
+	return l.Unlock
 }
 
-// lock takes one mirror's lock, to write (fetch into it) or to read
-// (check out of it), and returns what releases it.
-func (m *Mirrors) lock(mirror string, write bool) func() {
-	l := m.lockOf(mirror)
-	if write {
-		l.Lock()
-		return l.Unlock
-	}
-	l.RLock()
-	return l.RUnlock
-}
+// tryLock takes a repository's lock to remove it, if no one holds it.
+func (m *Mirrors) tryLock(repo string) bool { return m.lockOf(repo).TryLock() }
 
-// tryLock takes a mirror's lock to remove it, if no one holds it.
-func (m *Mirrors) tryLock(mirror string) bool { return m.lockOf(mirror).TryLock() }
+func (m *Mirrors) unlock(repo string) { m.lockOf(repo).Unlock() }
 
-func (m *Mirrors) unlock(mirror string) { m.lockOf(mirror).Unlock() }
-
-func (m *Mirrors) lockOf(mirror string) *sync.RWMutex {
+func (m *Mirrors) lockOf(repo string) *sync.Mutex {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.locks == nil {
-		m.locks = map[string]*sync.RWMutex{}
+		m.locks = map[string]*sync.Mutex{}
 	}
-	l, ok := m.locks[mirror]
+	l, ok := m.locks[repo]
 	if !ok {
-		l = &sync.RWMutex{}
-		m.locks[mirror] = l
+		l = &sync.Mutex{}
+		m.locks[repo] = l
 	}
 	return l
 }
 
-// mirrorName is the mirror's folder for a URL without credentials.
+// mirrorName is the repository's folder for a URL without credentials.
 func mirrorName(bare string) string {
 	sum := sha256.Sum256([]byte(bare))
-	return hex.EncodeToString(sum[:12]) + ".git"
+	return hex.EncodeToString(sum[:12])
 }
 
 // remote runs the git program against one repository's URL. Its
@@ -469,7 +542,13 @@ var authOutput = regexp.MustCompile(`(?i)returned error: 40[13]|authentication f
 // what failed (op, when it is the remote's part) with git's own words,
 // credentials scrubbed.
 func (r *remote) run(ctx context.Context, op string, args ...string) ([]byte, error) {
+	return r.runWith(ctx, nil, op, args...)
+}
+
+// runWith is run with stdin as git's standard input.
+func (r *remote) runWith(ctx context.Context, stdin io.Reader, op string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, r.git, args...)
+	cmd.Stdin = stdin
 	// Canceled, git goes with the helpers it started (git-remote-http,
 	// ssh), which hold its output open.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

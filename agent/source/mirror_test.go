@@ -305,9 +305,15 @@ func TestMirrorsStayWithinTheirBound(t *testing.T) {
 	m, logs := newMirrors(t)
 	m.MaxBytes = 1 // every mirror is over it: only the last used stays
 	a, b := tagged(t), tagged(t)
+	// Each build's snapshot is gone once it ends, as the agent removes it:
+	// until then its mirror stays.
 	fetch := func(repo string) {
 		t.Helper()
-		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+		dir := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -337,6 +343,18 @@ func TestMirrorsStayWithinTheirBound(t *testing.T) {
 	fetch(a)
 	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
 		t.Errorf("after a again: %v, want only a's mirror", got)
+	}
+	// A build still running keeps its mirror, over the bound or not.
+	running := filepath.Join(t.TempDir(), "ws")
+	if _, err := m.Fetch(context.Background(), Source{URL: a, Branch: "main"}, running); err != nil {
+		t.Fatal(err)
+	}
+	fetch(b)
+	if got := mirrors(); len(got) != 2 {
+		t.Errorf("with a's build running: %v, want both mirrors", got)
+	}
+	if got := gitIn(t, running, "log", "-1", "--format=%s"); got != "add c.txt" {
+		t.Errorf("the running build's git log: %q", got)
 	}
 }
 

@@ -160,7 +160,7 @@ func checkHead(t *testing.T, dir, branch string, h plumbing.Hash) {
 // detached at h and branch (if any) is there too, at h.
 func checkHeadAs(t *testing.T, dir, branch string, h plumbing.Hash, detached bool) {
 	t.Helper()
-	r, err := git.PlainOpen(dir)
+	r, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func checkHeadAs(t *testing.T, dir, branch string, h plumbing.Hash, detached boo
 
 func isShallow(t *testing.T, dir string) bool {
 	t.Helper()
-	r, err := git.PlainOpen(dir)
+	r, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func isShallow(t *testing.T, dir string) bool {
 
 func hasCommit(t *testing.T, dir string, h plumbing.Hash) bool {
 	t.Helper()
-	r, err := git.PlainOpen(dir)
+	r, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,12 @@ func TestFetch(t *testing.T) {
 				if s := isShallow(t, dir); s != (tt.shallow || f.detached && tt.shallowFromMirror) {
 					t.Errorf("shallow = %v, want %v", s, tt.shallow)
 				}
+				// A mirror's checkout borrows all its mirror holds (earlier
+				// builds' fetches too): only go-git's fetch is held to this.
 				for _, h := range tt.notHolding {
+					if f.detached {
+						break
+					}
 					if hasCommit(t, dir, h) {
 						t.Errorf("fetched %s, which was not needed", h)
 					}
