@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,7 +22,65 @@ import (
 // one asked, else the one HEAD is on), the tag asked, HEAD's commit, and
 // the files that commit changed (Changes). An error leaves the changes
 // unknown, and says why; the rest of the facts still stand.
+//
+// It reads with the git program where the agent has it (on a large
+// repository go-git's tree diff takes a second), else with go-git.
 func FactsOf(ctx context.Context, dir string, src Source) (pipeline.Facts, error) {
+	if git, err := exec.LookPath("git"); err == nil {
+		return factsWithGit(ctx, git, dir, src)
+	}
+	return factsWithGoGit(ctx, dir, src)
+}
+
+// factsWithGit is FactsOf with the git program.
+func factsWithGit(ctx context.Context, git, dir string, src Source) (pipeline.Facts, error) {
+	f := pipeline.Facts{Branch: src.Branch, Tag: src.Tag, Commit: src.Commit}
+	r := &remote{git: git, shown: dir}
+	fail := func(err error) (pipeline.Facts, error) {
+		return f, fmt.Errorf("reading the changes in %s: %w", dir, err)
+	}
+	out, err := r.run(ctx, "", "-C", dir, "rev-list", "--parents", "-n", "1", "HEAD")
+	if err != nil {
+		return fail(err)
+	}
+	ids := strings.Fields(string(out))
+	if len(ids) == 0 {
+		return fail(errors.New("HEAD names no commit"))
+	}
+	f.Commit = ids[0]
+	if f.Branch == "" && f.Tag == "" {
+		if out, err := r.run(ctx, "", "-C", dir, "symbolic-ref", "-q", "--short", "HEAD"); err == nil {
+			f.Branch = strings.TrimSpace(string(out))
+		}
+	}
+	if shallow, err := os.ReadFile(filepath.Join(dir, ".git", "shallow")); err == nil && slices.Contains(strings.Fields(string(shallow)), f.Commit) {
+		return f, nil // a shallow fetch stopped at the commit: its parent is not here
+	}
+	var list []string
+	if len(ids) == 1 { // a root commit: every file
+		list = []string{"-C", dir, "ls-tree", "-r", "-z", "--name-only", "HEAD"}
+	} else {
+		if _, err := r.run(ctx, "", "-C", dir, "cat-file", "-e", ids[1]+"^{commit}"); err != nil {
+			return f, nil
+		}
+		list = []string{"-C", dir, "diff-tree", "-r", "-z", "--name-only", "--no-renames", ids[1], f.Commit}
+	}
+	if out, err = r.run(ctx, "", list...); err != nil {
+		return fail(err)
+	}
+	f.Changed = []string{}
+	for _, p := range strings.Split(string(out), "\x00") {
+		if p != "" {
+			f.Changed = append(f.Changed, p)
+		}
+	}
+	slices.Sort(f.Changed)
+	f.Changed, f.ChangedKnown = slices.Compact(f.Changed), true
+	return f, nil
+}
+
+// factsWithGoGit is FactsOf with go-git.
+func factsWithGoGit(ctx context.Context, dir string, src Source) (pipeline.Facts, error) {
 	f := pipeline.Facts{Branch: src.Branch, Tag: src.Tag, Commit: src.Commit}
 	r, err := Open(dir)
 	if err != nil {

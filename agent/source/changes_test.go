@@ -3,7 +3,9 @@ package source
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -93,11 +95,29 @@ func fetchFacts(t *testing.T, src Source) (pipeline.Facts, string) {
 	if _, err := Fetch(context.Background(), src, dir); err != nil {
 		t.Fatal(err)
 	}
-	f, err := FactsOf(context.Background(), dir, src)
+	return factsBothWays(t, dir, src), dir
+}
+
+// factsBothWays reads dir's facts with the git program and with go-git:
+// they must agree.
+func factsBothWays(t *testing.T, dir string, src Source) pipeline.Facts {
+	t.Helper()
+	git, err := exec.LookPath("git")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f, dir
+	withGit, err := factsWithGit(context.Background(), git, dir, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withGoGit, err := factsWithGoGit(context.Background(), dir, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(withGit, withGoGit) {
+		t.Errorf("facts read with git %+v, with go-git %+v", withGit, withGoGit)
+	}
+	return withGit
 }
 
 func checkChanged(t *testing.T, f pipeline.Facts, want []string) {
@@ -174,10 +194,7 @@ func TestFactsOfWithoutParentAreUnknown(t *testing.T) {
 	if _, err := git.PlainClone(dir, false, &git.CloneOptions{URL: h.path, Depth: 1}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := FactsOf(context.Background(), dir, Source{Tag: "v1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := factsBothWays(t, dir, Source{Tag: "v1"})
 	if f.ChangedKnown || f.Changed != nil {
 		t.Errorf("changed %q known %v, want unknown", f.Changed, f.ChangedKnown)
 	}

@@ -355,7 +355,9 @@ func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, work, commit,
 		return fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
 	for _, args := range [][]string{
-		{"-C", work, "-c", "advice.detachedHead=false", "checkout", "-q", "-f", "--detach", commit},
+		// Snapshots link and unlink the worktree's files, which changes
+		// their ctime: git must not take that for a change.
+		{"-C", work, "-c", "advice.detachedHead=false", "-c", "core.trustctime=false", "checkout", "-q", "-f", "--detach", commit},
 		{"-C", work, "clean", "-q", "-ffdx"},
 	} {
 		if _, err := local.run(ctx, "", args...); err != nil {
