@@ -33,16 +33,19 @@ import (
 const DefaultDepth = 20
 
 // Mirrors keeps a bare mirror of each repository an agent builds, under
-// Dir, and makes each build's checkout from it, with the git program: a
-// build fetches from the remote only what its agent lacks, and its
-// checkout is then local. Builds of one repository share its mirror: one
-// fetches into it at a time, any number read it.
+// Dir, and worktrees of it, with the git program: a build fetches from
+// the remote only what its agent lacks, and its checkout is a worktree
+// that an earlier build left, where only the files that differ are
+// written. A build holds its worktree until it ends; builds at once take
+// one each. Builds of one repository fetch and check out one at a time.
 //
 // A checkout is a repository as git makes it: .git present, Depth commits
-// deep (0: the whole history), the tags that point into them, the commit
-// checked out detached, with a branch of the build's name where it has
-// one, and origin set to the URL without its credentials. It holds only
-// what the commit reaches, never another branch the mirror holds.
+// deep (0: the whole history), the mirror's tags, the commit checked out
+// detached, with a branch of the build's name where it has one, origin set
+// to the URL without its credentials, and the submodules. Its .git
+// borrows the mirror's objects (objects/info/alternates), so a job reads
+// them where the agent mounts the mirror: the repository's other branches
+// are no secret from a build of it.
 type Mirrors struct {
 	Dir   string
 	Git   string // the git program
@@ -53,9 +56,9 @@ type Mirrors struct {
 	MaxBytes int64
 	Log      hclog.Logger
 
-	mu        sync.Mutex
-	locks     map[string]*sync.Mutex
-	snapshots map[string]string // a live snapshot's dir: its repository
+	mu      sync.Mutex
+	locks   map[string]*sync.Mutex
+	holders map[string]string // a running build's source (a link): the worktree it holds
 }
 
 // NewMirrors returns mirrors under dir, or false when the git program is not
@@ -68,9 +71,11 @@ func NewMirrors(dir string, log hclog.Logger) (*Mirrors, bool) {
 	return &Mirrors{Dir: dir, Git: git, Depth: DefaultDepth, Log: log}, true
 }
 
-// Fetch makes dir (missing or empty) a checkout of the commit src asks,
-// by way of the repository's mirror, and returns the commit's full name.
-// It answers as Fetch does: the same errors, credentials never shown.
+// Fetch makes dir (missing or empty) a link to a checkout of the commit
+// src asks, by way of the repository's mirror, and returns the commit's
+// full name. The checkout is a worktree of the repository's, which the
+// build holds (nothing changes it) until it removes dir. It answers as
+// Fetch does: the same errors, credentials never shown.
 func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit string, err error) {
 	want, err := src.check()
 	if err != nil {
@@ -92,7 +97,7 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	unlock := m.lock(repo)
 	_, statErr := os.Stat(repo)
 	commit, err = m.snapshot(ctx, r, repo, src, want, dir)
-	if err != nil && statErr == nil && ctx.Err() == nil && !errors.Is(err, ErrRepositoryNotFound) &&
+	if err != nil && statErr == nil && ctx.Err() == nil && !m.inUse(repo) && !errors.Is(err, ErrRepositoryNotFound) &&
 		!errors.Is(err, ErrBranchNotFound) && !errors.Is(err, ErrTagNotFound) && !errors.Is(err, ErrCommitNotFound) {
 		// Failed on what the agent kept: a fresh one tells whether it was
 		// the mirror's fault.
@@ -106,9 +111,6 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 			commit, err = m.snapshot(ctx, r, repo, src, want, dir)
 		}
 	}
-	if err == nil {
-		m.using(dir, repo)
-	}
 	unlock()
 	if err != nil {
 		return "", err
@@ -117,52 +119,83 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	return commit, nil
 }
 
-// snapshot brings the commit into repo's mirror, checks it out in repo's
-// worktree and links that worktree into dir.
+// snapshot brings the commit into repo's mirror, checks it out in one of
+// repo's worktrees that no running build holds (or a new one), and makes
+// dir a link to that worktree, which the build then holds until dir goes.
 func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Source, want, dir string) (string, error) {
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
 	now := time.Now() // used: last to go
 	_ = os.Chtimes(repo, now, now)
-	mirror, work := filepath.Join(repo, "mirror.git"), filepath.Join(repo, "work")
+	mirror := filepath.Join(repo, "mirror.git")
 	commit, branch, err := m.fetchInto(ctx, r, mirror, src, want)
 	if err != nil {
 		return "", err
 	}
+	work := m.freeWorktree(repo)
 	if err := m.checkout(ctx, r, mirror, work, commit, branch); err != nil {
 		return "", err
 	}
-	if err := linkTree(work, dir); err != nil {
-		return "", fmt.Errorf("fetching %s: linking its checkout: %w", r.shown, err)
+	// dir is empty (prepareDir): it becomes the link.
+	if err := os.Remove(dir); err != nil {
+		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
+	if err := os.Symlink(work, dir); err != nil {
+		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
+	}
+	m.hold(dir, work)
 	return commit, nil
 }
 
-// using notes that dir, a snapshot, borrows repo's objects: repo stays
-// while dir is there.
-func (m *Mirrors) using(dir, repo string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.snapshots == nil {
-		m.snapshots = map[string]string{}
-	}
-	m.snapshots[dir] = repo
-}
-
-// inUse says whether a snapshot that still exists borrows repo's objects.
-func (m *Mirrors) inUse(repo string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	used := false
-	for dir, r := range m.snapshots {
-		if _, err := os.Stat(dir); err != nil {
-			delete(m.snapshots, dir) // the build is over
-		} else if r == repo {
-			used = true
+// freeWorktree is a worktree of repo that no running build holds: one
+// that exists (checking a new commit out there writes only what differs)
+// or else a new one. Called under repo's lock.
+func (m *Mirrors) freeWorktree(repo string) string {
+	held := m.heldWorktrees()
+	for i := 0; ; i++ {
+		work := filepath.Join(repo, fmt.Sprintf("work-%d", i))
+		if !held[work] {
+			return work
 		}
 	}
-	return used
+}
+
+// hold notes that the build whose source is dir (a link to work) holds
+// work: nothing changes it until dir is gone.
+func (m *Mirrors) hold(dir, work string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.holders == nil {
+		m.holders = map[string]string{}
+	}
+	m.holders[dir] = work
+}
+
+// heldWorktrees are the worktrees that builds whose source still exists
+// hold.
+func (m *Mirrors) heldWorktrees() map[string]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	held := map[string]bool{}
+	for dir, work := range m.holders {
+		if _, err := os.Lstat(dir); err != nil {
+			delete(m.holders, dir) // the build is over
+			continue
+		}
+		held[work] = true
+	}
+	return held
+}
+
+// inUse says whether a running build holds one of repo's worktrees.
+func (m *Mirrors) inUse(repo string) bool {
+	for work := range m.heldWorktrees() {
+		if filepath.Dir(work) == repo {
+			return true
+		}
+	}
+	return false
 }
 
 // trim removes the least recently used mirrors, but keep and those in use,
@@ -355,9 +388,7 @@ func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, work, commit,
 		return fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
 	for _, args := range [][]string{
-		// Snapshots link and unlink the worktree's files, which changes
-		// their ctime: git must not take that for a change.
-		{"-C", work, "-c", "advice.detachedHead=false", "-c", "core.trustctime=false", "checkout", "-q", "-f", "--detach", commit},
+		{"-C", work, "-c", "advice.detachedHead=false", "checkout", "-q", "-f", "--detach", commit},
 		{"-C", work, "clean", "-q", "-ffdx"},
 	} {
 		if _, err := local.run(ctx, "", args...); err != nil {
@@ -393,39 +424,6 @@ func copyShallow(mirror, dotGit string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dotGit, "shallow"), b, 0o644)
-}
-
-// linkTree makes dst (an empty folder) a copy of src made of hard links:
-// a snapshot that costs a link per file. git replaces a file it changes
-// (a new file renamed into place), so a snapshot keeps what it linked.
-func linkTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			return os.Mkdir(target, info.Mode().Perm())
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case d.Type().IsRegular():
-			return os.Link(p, target)
-		}
-		return nil // a socket or a pipe is no part of a checkout
-	})
 }
 
 // submodules checks out the repository's submodules, recursively, from

@@ -225,7 +225,11 @@ func TestMirrorFetchesOnlyWhatItLacks(t *testing.T) {
 func TestADamagedMirrorIsReplaced(t *testing.T) {
 	m, logs := newMirrors(t)
 	repo := tagged(t)
-	if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+	first := filepath.Join(t.TempDir(), "ws")
+	if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(first); err != nil { // the build is over
 		t.Fatal(err)
 	}
 	mirror := filepath.Join(m.Dir, mirrorName(repo))
@@ -266,12 +270,15 @@ func TestBuildsShareTheMirrorAtOnce(t *testing.T) {
 		{"a.txt": "one", "b.txt": "two", "c.txt": "three"},
 	}
 	var wg sync.WaitGroup
+	dirs := make([][]string, 2)
 	for round := range 2 {
+		dirs[round] = make([]string, len(commits))
 		for i, c := range commits {
+			dir := filepath.Join(t.TempDir(), "ws")
+			dirs[round][i] = dir
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				dir := filepath.Join(t.TempDir(), "ws")
 				got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main", Commit: c}, dir)
 				if err != nil {
 					t.Errorf("round %d, commit %d: %v", round, i, err)
@@ -285,6 +292,12 @@ func TestBuildsShareTheMirrorAtOnce(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	// Each build held its checkout: what came after changed none.
+	for round := range dirs {
+		for i, dir := range dirs[round] {
+			checkTree(t, dir, files[i])
+		}
+	}
 }
 
 // countingWriter counts the bytes of the answers it writes.
