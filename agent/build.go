@@ -173,8 +173,8 @@ func (b *build) run() (int, error) {
 	if b.apiDir, err = os.MkdirTemp(b.r.apiRoot(), ""); err != nil {
 		return -1, fmt.Errorf("job API directory: %w", err)
 	}
-	if err := b.makeWorkspace(ctx); err != nil {
-		return -1, fmt.Errorf("workspace volume: %w", err)
+	if err := b.makeWorkspace(ctx, fetched); err != nil {
+		return -1, err
 	}
 	token := newID() + newID()
 	env := []string{"MONKEYCI_API=unix://" + scriptSocket, "MONKEYCI_TOKEN=" + token, "MONKEYCI_BUILD_ID=" + b.spec.ID}
@@ -243,19 +243,30 @@ func (b *build) run() (int, error) {
 
 // makeWorkspace makes the build's workspace volume: empty, for the script
 // to copy the source into, or an overlay on the source's snapshot, its
-// changes in the build's own folder.
-func (b *build) makeWorkspace(ctx context.Context) error {
+// changes in the build's own folder. An overlay waits for the source: the
+// engine mounts it when the script container is created, and the
+// snapshot must be there by then.
+func (b *build) makeWorkspace(ctx context.Context, fetched *fetching) error {
 	rt, labels := b.r.cfg.Runtime, b.labelsFor("workspace", "")
 	if b.spec.Source == "" || !b.spec.Snapshot {
-		return rt.CreateVolume(ctx, b.volume, labels)
+		if err := rt.CreateVolume(ctx, b.volume, labels); err != nil {
+			return fmt.Errorf("workspace volume: %w", err)
+		}
+		return nil
+	}
+	if err := fetched.wait(); err != nil {
+		return fmt.Errorf("fetching the source: %w", err)
 	}
 	upper, work := filepath.Join(b.dir, "workspace", "upper"), filepath.Join(b.dir, "workspace", "work")
 	for _, d := range []string{upper, work} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
+			return fmt.Errorf("workspace volume: %w", err)
 		}
 	}
-	return rt.CreateOverlayVolume(ctx, b.volume, labels, b.spec.Source, upper, work)
+	if err := rt.CreateOverlayVolume(ctx, b.volume, labels, b.spec.Source, upper, work); err != nil {
+		return fmt.Errorf("workspace volume: %w", err)
+	}
+	return nil
 }
 
 // sourceFailed tells the job API's held calls that the build cannot go on.

@@ -2,11 +2,13 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -48,20 +50,79 @@ script: ["git describe --tags", "git log -1 --format='%H %an %s'", "git status -
 	if !ok {
 		t.Fatal("no git program on PATH")
 	}
-	dir := filepath.Join(t.TempDir(), "src")
-	if _, err := mirrors.Fetch(context.Background(), source.Source{URL: src, Branch: "main"}, dir); err != nil {
+	// As a fleet agent builds: the source's folder is made empty, and the
+	// fetch fills it while the build makes its containers. The second
+	// build's fetch, from a warm mirror, is the quicker.
+	for round := range 2 {
+		git("commit", "-q", "--allow-empty", "-m", fmt.Sprintf("round %d", round))
+		dir, err := os.MkdirTemp(t.TempDir(), "src-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fetch := func(ctx context.Context) error {
+			_, err := mirrors.Fetch(ctx, source.Source{URL: src, Branch: "main"}, dir)
+			return err
+		}
+		rec := newRecorder()
+		out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir, Snapshot: true, Fetch: fetch}, rec)
+		if err != nil || out.Result != events.Success {
+			t.Fatalf("round %d: %v %+v\n%s", round, err, out, rec.out("describe"))
+		}
+		want := git("describe", "--tags") + "\n" + git("log", "-1", "--format=%H %an %s") + "\n0\nchanged\n"
+		if got := rec.out("describe"); got != want {
+			t.Errorf("round %d: the job printed\n%s\nwant\n%s", round, got, want)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "a.txt")); err != nil || string(b) != "one" {
+			t.Errorf("round %d: the checkout's a.txt after the build: %q %v, want it untouched", round, b, err)
+		}
+		if err := os.Remove(dir); err != nil { // the build is over: a link to its worktree
+			t.Fatal(err)
+		}
+	}
+}
+
+// A workspace over a snapshot is made only once the fetch has ended: the
+// engine mounts the overlay when it creates the script container, so the
+// snapshot must be whole by then.
+func TestAnOverlayWorkspaceWaitsForTheFetch(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	src := repo(t, "id: ls\nimage: monkeyci/busybox:latest\nscript: [\"cat a.txt\"]\n", map[string]string{"a.txt": "fetched"})
+	dir, err := os.MkdirTemp(t.TempDir(), "src-")
+	if err != nil {
 		t.Fatal(err)
 	}
+	const id = "overlay-waits"
+	fetching, release := make(chan struct{}), make(chan struct{})
+	fetch := func(ctx context.Context) error {
+		close(fetching)
+		<-release
+		return os.CopyFS(dir, os.DirFS(src))
+	}
+	done := make(chan error, 1)
 	rec := newRecorder()
-	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir, Snapshot: true}, rec)
-	if err != nil || out.Result != events.Success {
-		t.Fatalf("%v %+v\n%s", err, out, rec.out("describe"))
+	go func() {
+		out, err := f.runner.Run(context.Background(), agent.BuildSpec{ID: id, Source: dir, Snapshot: true, Fetch: fetch}, rec)
+		if err == nil && out.Result != events.Success {
+			err = fmt.Errorf("%+v", out)
+		}
+		done <- err
+	}()
+	<-fetching
+	// The build goes on making what it can meanwhile (its network, its
+	// image); a volume made now would be mounted on a missing snapshot.
+	time.Sleep(500 * time.Millisecond)
+	vols, err := f.engine.ListVolumes(context.Background(), map[string]string{agent.LabelBuild: id})
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := git("describe", "--tags") + "\n" + git("log", "-1", "--format=%H %an %s") + "\n0\nchanged\n"
-	if got := rec.out("describe"); got != want {
-		t.Errorf("the job printed\n%s\nwant\n%s", got, want)
+	close(release)
+	if len(vols) > 0 {
+		t.Errorf("while the fetch ran, the workspace volume %v was made", vols)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "a.txt")); err != nil || string(b) != "one" {
-		t.Errorf("the snapshot's a.txt after the build: %q %v, want it untouched", b, err)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.out("ls"); got != "fetched" {
+		t.Errorf("the job read %q", got)
 	}
 }
