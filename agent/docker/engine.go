@@ -61,12 +61,16 @@ func New(logger hclog.Logger) (*Engine, error) {
 	return &Engine{cli: cli, log: logger.Named("docker"), started: make(chan struct{})}, nil
 }
 
-// Ping checks that the engine answers. Its error says which address was
-// tried.
+// Ping checks that the engine answers, and settles the API version the
+// client speaks: the client settles it lazily otherwise, at its first
+// call, and calls made at once from several goroutines then race on it.
+// Its error says which address was tried.
 func (e *Engine) Ping(ctx context.Context) error {
-	if _, err := e.cli.Ping(ctx); err != nil {
+	p, err := e.cli.Ping(ctx)
+	if err != nil {
 		return fmt.Errorf("docker engine at %s: %w", e.cli.DaemonHost(), err)
 	}
+	e.cli.NegotiateAPIVersionPing(p)
 	return nil
 }
 
