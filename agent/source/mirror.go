@@ -92,9 +92,10 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	_, statErr := os.Stat(repo)
 	commit, err = m.snapshot(ctx, r, repo, src, want, dir)
 	if err != nil && statErr == nil && ctx.Err() == nil && !m.inUse(repo) && !errors.Is(err, ErrRepositoryNotFound) &&
-		!errors.Is(err, ErrBranchNotFound) && !errors.Is(err, ErrTagNotFound) && !errors.Is(err, ErrCommitNotFound) {
-		// Failed on what the agent kept: a fresh one tells whether it was
-		// the mirror's fault.
+		!errors.Is(err, ErrBranchNotFound) && !errors.Is(err, ErrTagNotFound) && !errors.Is(err, ErrCommitNotFound) &&
+		r.reachable(ctx) {
+		// Failed on what the agent kept, the remote answering: a fresh one
+		// tells whether it was the mirror's fault.
 		if m.Log != nil {
 			m.Log.Warn("the repository's mirror failed; fetching a fresh one", "url", r.shown, "mirror", repo, "error", err)
 		}

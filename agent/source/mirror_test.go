@@ -454,3 +454,29 @@ func TestSubmodulesAreCheckedOut(t *testing.T) {
 		t.Errorf("vendor/lib with submodules: false: %v %v, want an empty folder", entries, err)
 	}
 }
+
+// A fetch that fails because the remote does not answer keeps the mirror:
+// a network's hiccup is no reason to fetch a large repository afresh.
+func TestAnUnreachableRemoteKeepsTheMirror(t *testing.T) {
+	m, logs := newMirrors(t)
+	repo := tagged(t)
+	srv := gitHTTP(t, filepath.Dir(repo), "", "")
+	url := srv.URL + "/repo/.git"
+	first := filepath.Join(t.TempDir(), "ws")
+	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(first); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err == nil {
+		t.Fatal("the fetch from a closed server succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(m.Dir, mirrorName(url), "mirror.git", "HEAD")); err != nil {
+		t.Errorf("the mirror is gone: %v", err)
+	}
+	if strings.Contains(logs.String(), "fetching a fresh one") {
+		t.Errorf("the mirror was replaced:\n%s", logs.String())
+	}
+}

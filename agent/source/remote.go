@@ -37,6 +37,14 @@ func (r *remote) fetch(ctx context.Context, repo string, opts []string, specs ..
 	return err
 }
 
+// reachable says whether the remote answers: a fetch that fails while it
+// does not is no sign of a damaged mirror (a mirror is not thrown away for
+// a network's hiccup).
+func (r *remote) reachable(ctx context.Context) bool {
+	_, err := r.run(ctx, "listing refs", "ls-remote", r.bare, "HEAD")
+	return err == nil
+}
+
 // defaultBranch is the branch the remote's HEAD names.
 func (r *remote) defaultBranch(ctx context.Context) (string, error) {
 	out, err := r.run(ctx, "listing refs", "ls-remote", "--symref", r.bare, "HEAD")
