@@ -88,7 +88,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 			return events.Error, fmt.Sprintf("making a source directory: %v", err), nil
 		}
 		defer os.RemoveAll(spec.Source)
-		spec.Snapshot = l.cfg.Snapshots
+		spec.Snapshot = l.cfg.Overlay != nil && l.cfg.Overlay(src)
 		spec.Fetch = func(ctx context.Context) error {
 			commit, err := l.cfg.Fetch(ctx, src, spec.Source)
 			if err != nil {

@@ -44,12 +44,13 @@ type Config struct {
 	// (0: no bound).
 	MirrorSize int64
 	// Fetch checks out a source into dir (default: by way of a mirror
-	// with the git program, or source.Fetch without it). Snapshots says
-	// that what it leaves there is a snapshot, which the build's workspace
-	// may lie over rather than copy (agent.BuildSpec.Snapshot).
-	Fetch     func(ctx context.Context, src source.Source, dir string) (string, error)
-	Snapshots bool
-	Logger    hclog.Logger
+	// with the git program, or source.Fetch without it). Overlay, if set,
+	// says, before the fetch, whether a build's workspace is to lie over
+	// what Fetch leaves rather than copy it (agent.BuildSpec.Snapshot):
+	// by default, with a mirror, when the repository's tree is large.
+	Fetch   func(ctx context.Context, src source.Source, dir string) (string, error)
+	Overlay func(src source.Source) bool
+	Logger  hclog.Logger
 	// Joined, when set, is told the agent's id after its first welcome,
 	// and again whenever it joins as a new agent.
 	Joined func(id string)
@@ -103,7 +104,8 @@ func New(cfg Config) (*Link, error) {
 		cfg.Fetch = source.Fetch
 		if m, ok := source.NewMirrors(filepath.Join(cfg.StateDir, "mirrors"), cfg.Logger.Named("source")); ok {
 			m.MaxBytes = cfg.MirrorSize
-			cfg.Fetch, cfg.Snapshots = m.Fetch, true
+			cfg.Fetch = m.Fetch
+			cfg.Overlay = func(src source.Source) bool { return m.LargeTree(src.URL) }
 		}
 	}
 	if cfg.HTTP == nil {

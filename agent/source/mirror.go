@@ -140,7 +140,53 @@ func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Sour
 		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
 	m.hold(dir, work)
+	m.noteTreeBytes(ctx, r, repo, work)
 	return commit, nil
+}
+
+// OverlayFrom is the size of tree from which a repository's builds lay
+// their workspace over its worktree rather than copy it: an overlay costs
+// nothing to make but taxes what the build writes (a 200 MB cache is
+// restored some 10 to 20% slower through it, measured here), a copy costs
+// its bytes once. Past this size the copy is the dearer.
+const OverlayFrom = 32 << 20
+
+// LargeTree says whether the last checkout of url on this agent held at
+// least OverlayFrom bytes of files; false when none is known.
+func (m *Mirrors) LargeTree(url string) bool {
+	bare, _ := SplitCredentials(url)
+	b, err := os.ReadFile(filepath.Join(m.Dir, mirrorName(endpointURL(bare)), treeBytesFile))
+	if err != nil {
+		return false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return err == nil && n >= OverlayFrom
+}
+
+// treeBytesFile keeps, in a repository's folder, the bytes of files its
+// last checkout held.
+const treeBytesFile = "tree-bytes"
+
+// noteTreeBytes records the bytes of files work's HEAD holds (as git
+// lists them: no file is read). A failure only leaves the size unknown.
+func (m *Mirrors) noteTreeBytes(ctx context.Context, r *remote, repo, work string) {
+	local := &remote{git: r.git, shown: r.shown}
+	out, err := local.run(ctx, "", "-C", work, "ls-tree", "-r", "-l", "--full-tree", "HEAD")
+	if err != nil {
+		return
+	}
+	var total int64
+	for _, line := range strings.Split(string(out), "\n") {
+		meta, _, ok := strings.Cut(line, "\t")
+		f := strings.Fields(meta)
+		if !ok || len(f) != 4 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[3], 10, 64); err == nil { // "-" for a submodule
+			total += n
+		}
+	}
+	_ = os.WriteFile(filepath.Join(repo, treeBytesFile), []byte(strconv.FormatInt(total, 10)), 0o644)
 }
 
 // freeWorktree is a worktree of repo that no running build holds: one

@@ -480,3 +480,26 @@ func TestAnUnreachableRemoteKeepsTheMirror(t *testing.T) {
 		t.Errorf("the mirror was replaced:\n%s", logs.String())
 	}
 }
+
+// A repository's tree is large once a checkout of it held OverlayFrom
+// bytes of files: unknown before, small for a small one.
+func TestLargeTree(t *testing.T) {
+	m, _ := newMirrors(t)
+	small, large := tagged(t), tagged(t)
+	if err := os.WriteFile(filepath.Join(large, "zeros.bin"), make([]byte, OverlayFrom), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, large, "add", "zeros.bin")
+	gitIn(t, large, "commit", "-q", "-m", "large")
+	for _, repo := range []string{small, large} {
+		if m.LargeTree(repo) {
+			t.Errorf("%s is large before any checkout of it", repo)
+		}
+		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.LargeTree(small) || !m.LargeTree(large) {
+		t.Errorf("large: small %v, large %v", m.LargeTree(small), m.LargeTree(large))
+	}
+}
