@@ -201,7 +201,10 @@ func TestChaosSIGTERMDrainsTheAgent(t *testing.T) {
 	// yet, and one that crosses the drain is handed back (the agent, with
 	// nothing left, exits before it is seen draining). The gate's
 	// job/blocked comes from the agent that holds the build.
-	wait.For(t, "the agent to tell that the gate waits", func() bool { return gateBlocked(t, api, b.GetId()) })
+	if !wait.Poll(wait.Bound, func() bool { return gateBlocked(t, api, b.GetId()) }) {
+		d, _ := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
+		t.Fatalf("never, within %s: the agent to tell that the gate waits; the build: %+v\nevents: %v\nagent output:\n%s", wait.Bound, d.GetBuild(), d.GetEvents(), a.out)
+	}
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
