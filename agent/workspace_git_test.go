@@ -61,7 +61,7 @@ script: ["git describe --tags", "git log -1 --format='%H %an %s'", "git status -
 			t.Fatal(err)
 		}
 		fetch := func(ctx context.Context) error {
-			_, err := mirrors.Fetch(ctx, source.Source{URL: src, Branch: "main"}, dir)
+			_, err := mirrors.Fetch(ctx, source.Source{URL: src, Branch: "main", Link: round == 0}, dir)
 			return err
 		}
 		rec := newRecorder()
@@ -76,7 +76,7 @@ script: ["git describe --tags", "git log -1 --format='%H %an %s'", "git status -
 		if b, err := os.ReadFile(filepath.Join(dir, "a.txt")); err != nil || string(b) != "one" {
 			t.Errorf("round %d: the checkout's a.txt after the build: %q %v, want it untouched", round, b, err)
 		}
-		if err := os.Remove(dir); err != nil { // the build is over: a link to its worktree
+		if err := os.RemoveAll(dir); err != nil { // the build is over
 			t.Fatal(err)
 		}
 	}

@@ -52,7 +52,7 @@ type Mirrors struct {
 
 	mu      sync.Mutex
 	locks   map[string]*sync.Mutex
-	holders map[string]string // a running build's source (a link): the worktree it holds
+	holders map[string]holder // a running build's source: what it holds
 }
 
 // NewMirrors returns mirrors under dir, or false when the git program is not
@@ -65,11 +65,12 @@ func NewMirrors(dir string, log hclog.Logger) (*Mirrors, bool) {
 	return &Mirrors{Dir: dir, Git: git, Depth: DefaultDepth, Log: log}, true
 }
 
-// Fetch makes dir (missing or empty) a link to a checkout of the commit
-// src asks, by way of the repository's mirror, and returns the commit's
-// full name. The checkout is a worktree of the repository's, which the
-// build holds (nothing changes it) until it removes dir. It answers as
-// Fetch does: the same errors, credentials never shown.
+// Fetch makes dir (missing or empty) a checkout of the commit src asks,
+// by way of the repository's mirror, and returns the commit's full name:
+// a copy of one of the repository's worktrees made of hard links, or,
+// with src.Link, a link to that worktree, which the build holds (nothing
+// changes it) until it removes dir. It answers as Fetch does: the same
+// errors, credentials never shown.
 func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit string, err error) {
 	want, err := src.check()
 	if err != nil {
@@ -132,16 +133,54 @@ func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Sour
 	if err := m.checkout(ctx, r, mirror, work, commit, branch); err != nil {
 		return "", err
 	}
-	// dir is empty (prepareDir): it becomes the link.
-	if err := os.Remove(dir); err != nil {
-		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
+	if src.Link {
+		// dir is empty (prepareDir): it becomes the link, and the build
+		// holds the worktree.
+		if err := os.Remove(dir); err != nil {
+			return "", fmt.Errorf("fetching %s: %w", r.shown, err)
+		}
+		if err := os.Symlink(work, dir); err != nil {
+			return "", fmt.Errorf("fetching %s: %w", r.shown, err)
+		}
+	} else if err := linkTree(work, dir); err != nil {
+		return "", fmt.Errorf("fetching %s: linking its checkout: %w", r.shown, err)
 	}
-	if err := os.Symlink(work, dir); err != nil {
-		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
-	}
-	m.hold(dir, work)
+	m.hold(dir, repo, work, src.Link)
 	m.noteTreeBytes(ctx, r, repo, work)
 	return commit, nil
+}
+
+// linkTree makes dst (an empty folder) a copy of src made of hard links:
+// a snapshot that costs a link per file. git replaces a file it changes
+// (a new file renamed into place), so a snapshot keeps what it linked.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return os.Mkdir(target, info.Mode().Perm())
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case d.Type().IsRegular():
+			return os.Link(p, target)
+		}
+		return nil // a socket or a pipe is no part of a checkout
+	})
 }
 
 // OverlayFrom is the size of tree from which a repository's builds lay
@@ -202,37 +241,55 @@ func (m *Mirrors) freeWorktree(repo string) string {
 	}
 }
 
-// hold notes that the build whose source is dir (a link to work) holds
-// work: nothing changes it until dir is gone.
-func (m *Mirrors) hold(dir, work string) {
+// hold notes that the build whose source is dir borrows repo's objects
+// until dir is gone, and, when it is a link to work, holds work: nothing
+// changes it meanwhile.
+func (m *Mirrors) hold(dir, repo, work string, link bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.holders == nil {
-		m.holders = map[string]string{}
+		m.holders = map[string]holder{}
 	}
-	m.holders[dir] = work
+	h := holder{repo: repo}
+	if link {
+		h.work = work
+	}
+	m.holders[dir] = h
 }
 
-// heldWorktrees are the worktrees that builds whose source still exists
-// hold.
-func (m *Mirrors) heldWorktrees() map[string]bool {
+// holder is what a running build's source holds.
+type holder struct{ repo, work string }
+
+// liveHolders are the holders whose build's source still exists.
+func (m *Mirrors) liveHolders() []holder {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	held := map[string]bool{}
-	for dir, work := range m.holders {
+	var live []holder
+	for dir, h := range m.holders {
 		if _, err := os.Lstat(dir); err != nil {
 			delete(m.holders, dir) // the build is over
 			continue
 		}
-		held[work] = true
+		live = append(live, h)
+	}
+	return live
+}
+
+// heldWorktrees are the worktrees running builds hold.
+func (m *Mirrors) heldWorktrees() map[string]bool {
+	held := map[string]bool{}
+	for _, h := range m.liveHolders() {
+		if h.work != "" {
+			held[h.work] = true
+		}
 	}
 	return held
 }
 
-// inUse says whether a running build holds one of repo's worktrees.
+// inUse says whether a running build borrows repo's objects.
 func (m *Mirrors) inUse(repo string) bool {
-	for work := range m.heldWorktrees() {
-		if filepath.Dir(work) == repo {
+	for _, h := range m.liveHolders() {
+		if h.repo == repo {
 			return true
 		}
 	}
@@ -429,7 +486,8 @@ func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, work, commit,
 		return fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
 	for _, args := range [][]string{
-		{"-C", work, "-c", "advice.detachedHead=false", "checkout", "-q", "-f", "--detach", commit},
+		// A snapshot's links change its files' ctime: no change to git.
+		{"-C", work, "-c", "advice.detachedHead=false", "-c", "core.trustctime=false", "checkout", "-q", "-f", "--detach", commit},
 		{"-C", work, "clean", "-q", "-ffdx"},
 	} {
 		if _, err := local.run(ctx, "", args...); err != nil {

@@ -137,6 +137,11 @@ func TestMirrorCheckoutIsAsGitMakesIt(t *testing.T) {
 			if want := gitIn(t, repo, "rev-parse", "HEAD"); commit != want {
 				t.Errorf("commit %s, want %s", commit, want)
 			}
+			// A folder of its own, never a link (the script container
+			// mounts it before the fetch ends).
+			if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+				t.Errorf("%s: %v %v, want a folder", dir, fi, err)
+			}
 			for _, args := range [][]string{
 				{"describe", "--tags"},
 				{"describe"},
@@ -229,7 +234,7 @@ func TestADamagedMirrorIsReplaced(t *testing.T) {
 	if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, first); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(first); err != nil { // the build is over
+	if err := os.RemoveAll(first); err != nil { // the build is over
 		t.Fatal(err)
 	}
 	mirror := filepath.Join(m.Dir, mirrorName(repo))
@@ -259,8 +264,14 @@ func TestADamagedMirrorIsReplaced(t *testing.T) {
 }
 
 // Builds of one repository at once share its mirror: each gets its own
-// commit whole.
+// commit whole, as a copy of hard links or as a worktree it holds.
 func TestBuildsShareTheMirrorAtOnce(t *testing.T) {
+	for _, link := range []bool{false, true} {
+		t.Run(fmt.Sprintf("link=%v", link), func(t *testing.T) { buildsAtOnce(t, link) })
+	}
+}
+
+func buildsAtOnce(t *testing.T, link bool) {
 	m, _ := newMirrors(t)
 	repo := tagged(t)
 	commits := []string{gitIn(t, repo, "rev-parse", "HEAD~2"), gitIn(t, repo, "rev-parse", "HEAD~1"), gitIn(t, repo, "rev-parse", "HEAD")}
@@ -279,7 +290,7 @@ func TestBuildsShareTheMirrorAtOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main", Commit: c}, dir)
+				got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main", Commit: c, Link: link}, dir)
 				if err != nil {
 					t.Errorf("round %d, commit %d: %v", round, i, err)
 					return
@@ -466,7 +477,7 @@ func TestAnUnreachableRemoteKeepsTheMirror(t *testing.T) {
 	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, first); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(first); err != nil {
+	if err := os.RemoveAll(first); err != nil {
 		t.Fatal(err)
 	}
 	srv.Close()

@@ -40,6 +40,10 @@ type Source struct {
 	// out (detached), before Branch. With Commit set, the tag only says
 	// what the build is of (a webhook's tag push carries both).
 	Tag string
+	// Link asks Mirrors.Fetch to make the directory a link to a worktree
+	// held for the build (whose workspace then lies over it) rather than
+	// a folder of its own; Fetch (go-git) leaves it aside.
+	Link bool
 }
 
 // Errors that Fetch's errors match with errors.Is: they say the source does
