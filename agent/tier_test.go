@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -162,5 +163,42 @@ func TestPlaceFetchedChecksWhatArrives(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
 		}
+	}
+}
+
+// Writing the bytes a file already holds keeps the file (its inode, so
+// its place on disk and in the page cache); other bytes replace it.
+func TestWriteArchiveKeepsAFileOfTheSameBytes(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.tar")
+	write := func(content string) ArchiveInfo {
+		t.Helper()
+		info, err := writeArchive(file, nil, func(w io.Writer) error {
+			_, err := io.WriteString(w, content)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	inode := func() uint64 {
+		t.Helper()
+		st, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Ino
+	}
+	first := write("same bytes")
+	before := inode()
+	if again := write("same bytes"); again != first || inode() != before || digestOf(file) != first.SHA256 {
+		t.Errorf("the same bytes replaced the file (inode %d, was %d) or changed its info: %+v, %+v", inode(), before, again, first)
+	}
+	other := write("other bytes")
+	if inode() == before || digestOf(file) != other.SHA256 {
+		t.Errorf("other bytes did not replace the file: inode %d, digest %s, want %s", inode(), digestOf(file), other.SHA256)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(file)); len(entries) != 2 {
+		t.Errorf("left beside the file: %v", entries)
 	}
 }
