@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/docker"
 	"github.com/monkeyci/monkeyci/agent/engine"
@@ -60,12 +57,7 @@ func BenchmarkCacheRestore(b *testing.B) {
 	s3 := s3test.Start(b)
 	co := startBenchCoordinatorWith(b, false, []string{"--blobs", s3.URL()},
 		[]string{"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey})
-	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	admin := fleet.NewAdminClient(conn)
+	admin := co.adminClient(b)
 	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": cacheBuild})
 
 	// Two agents side by side, each taking the builds labelled for it: one
@@ -115,16 +107,8 @@ func BenchmarkCacheRestore(b *testing.B) {
 	}
 	f := median(floor)
 	b.ReportMetric(ms(f), "floor-ms")
-	for _, r := range []struct {
-		name  string
-		ours  time.Duration
-		limit float64
-	}{{"s3-fresh-agent", median(fromS3), cacheS3Limit}, {"agent-tier", median(tier), cacheTierLimit}} {
-		ratio := float64(r.ours) / float64(f)
-		b.ReportMetric(ms(r.ours), r.name+"-ms")
-		b.ReportMetric(ratio, r.name+"-ratio")
-		b.Logf("%s: ours %.1f ms, floor %.1f ms, ratio %.2f (limit %.2f) %s", r.name, ms(r.ours), ms(f), ratio, r.limit, verdictAtMost(ratio, r.limit))
-	}
+	reportAtMost(b, f, "untarring it from local disk",
+		figure{"s3-fresh-agent", median(fromS3), cacheS3Limit}, figure{"agent-tier", median(tier), cacheTierLimit})
 	b.Logf("cache restore of %d MB: through S3 %v, from the agent's tier %v, local disk (floor) %v; the S3 server's CPU time in each build through it %v (it shares this machine's cores)",
 		cacheMB, fromS3, tier, floor, s3CPU)
 }
@@ -290,12 +274,7 @@ func BenchmarkArtifactUploadMemory(b *testing.B) {
 	dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
 	co := startBenchCoordinator(b, false)
-	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	admin := fleet.NewAdminClient(conn)
+	admin := co.adminClient(b)
 	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": fmt.Sprintf(`
 id: make
 image: %s

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -40,14 +37,9 @@ func BenchmarkCheckout(b *testing.B) {
 	dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
 	repo := goSourceRepo(b)
-	url := gitDaemonFor(b, filepath.Dir(repo)) + "/" + filepath.Base(repo)
+	url := gittest.Daemon(b, filepath.Dir(repo)) + "/" + filepath.Base(repo)
 	co := startBenchCoordinator(b, false)
-	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	admin := fleet.NewAdminClient(conn)
+	admin := co.adminClient(b)
 
 	var floor, fresh, next []time.Duration
 	for round := range checkoutRounds {
@@ -64,16 +56,8 @@ func BenchmarkCheckout(b *testing.B) {
 	}
 	f := median(floor)
 	b.ReportMetric(ms(f), "git-clone-ms")
-	for _, r := range []struct {
-		name  string
-		ours  time.Duration
-		limit float64
-	}{{"fresh-agent", median(fresh), checkoutFreshLimit}, {"next-build", median(next), checkoutNextLimit}} {
-		ratio := float64(r.ours) / float64(f)
-		b.ReportMetric(ms(r.ours), r.name+"-ms")
-		b.ReportMetric(ratio, r.name+"-ratio")
-		b.Logf("%s: ours %.0f ms to the first command, git clone --depth 2 %.0f ms, ratio %.2f (limit %.2f) %s", r.name, ms(r.ours), ms(f), ratio, r.limit, verdictAtMost(ratio, r.limit))
-	}
+	reportAtMost(b, f, "git clone --depth 2; ours to the first command",
+		figure{"fresh-agent", median(fresh), checkoutFreshLimit}, figure{"next-build", median(next), checkoutNextLimit})
 	b.Logf("checkout of a 150 MB repository: git clone %v, first build on a fresh agent %v, next build %v", floor, fresh, next)
 }
 
@@ -123,37 +107,6 @@ func gitRun(b *testing.B, dir string, args ...string) {
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Bench", "-c", "user.email=bench@example.com", "-c", "gc.auto=0"}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// gitDaemonFor serves the repositories under root over the git protocol.
-func gitDaemonFor(b *testing.B, root string) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.Addr().String()
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+root,
-		"--listen=127.0.0.1", fmt.Sprintf("--port=%d", port), root)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "git://" + addr
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("git daemon does not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -224,6 +224,18 @@ var (
 	benchAdminLine = regexp.MustCompile(`admin token:\s+(\S+)`)
 )
 
+// adminClient is an admin API client of co, with its admin token, closed
+// when the benchmark ends.
+func (co *benchCoordinator) adminClient(b *testing.B) fleet.AdminClient {
+	b.Helper()
+	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return fleet.NewAdminClient(conn)
+}
+
 func startBenchCoordinator(b *testing.B, inProcess bool) *benchCoordinator {
 	b.Helper()
 	return startBenchCoordinatorWith(b, inProcess, nil, nil)

@@ -170,3 +170,22 @@ func report(b *testing.B, name string, ours, floor time.Duration, limit float64)
 	verdict := verdictAtMost(ratio, limit)
 	b.Logf("%s: ours %.1f ms, floor %.1f ms, ratio %.2f (limit %.2f) %s", name, ms(ours), ms(floor), ratio, limit, verdict)
 }
+
+// figure is one of ours against a floor, with its limit (at most).
+type figure struct {
+	name  string
+	ours  time.Duration
+	limit float64
+}
+
+// reportAtMost reports each figure's time and its ratio to floor, and logs
+// them, what says what they time, with the verdict against its limit.
+func reportAtMost(b *testing.B, floor time.Duration, what string, figures ...figure) {
+	b.Helper()
+	for _, r := range figures {
+		ratio := float64(r.ours) / float64(floor)
+		b.ReportMetric(ms(r.ours), r.name+"-ms")
+		b.ReportMetric(ratio, r.name+"-ratio")
+		b.Logf("%s: ours %.1f ms, floor %.1f ms (%s), ratio %.2f (limit %.2f) %s", r.name, ms(r.ours), ms(floor), what, ratio, r.limit, verdictAtMost(ratio, r.limit))
+	}
+}

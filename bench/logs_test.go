@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
@@ -80,12 +77,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 		dockertest.Cleanup(b, map[string]string{engine.LabelAgent: name})
 	})
 
-	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	admin := fleet.NewAdminClient(conn)
+	admin := co.adminClient(b)
 	var rates []float64
 	sumsOK := true
 	for range logRuns {

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
@@ -64,12 +61,7 @@ func recoveryRun(b *testing.B, repo, commit string, restart bool) (time.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	co := startBenchCoordinator(b, false)
-	conn, err := grpc.NewClient(co.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainBearer(co.admin)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	admin := fleet.NewAdminClient(conn)
+	admin := co.adminClient(b)
 	name := "bench-recovery-" + coordinator.NewID()[:8]
 	state := b.TempDir()
 	first := startBenchAgent(b, co, name, state)

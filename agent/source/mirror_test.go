@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -78,40 +76,6 @@ func newMirrors(t *testing.T) (*Mirrors, *syncbuf.Buffer) {
 	return m, logs
 }
 
-// gitDaemon serves the repositories under root over the git protocol with
-// the git program's own daemon, on a free loopback port.
-func gitDaemon(t *testing.T, root string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+root,
-		"--listen=127.0.0.1", fmt.Sprintf("--port=%d", port), root)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return "git://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("git daemon does not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A checkout is as git makes it, over each transport: a job's `git
 // describe --tags` and `git log -1` say what the repository says, HEAD is
 // detached at the commit with the branch beside it, the working tree is
@@ -121,7 +85,7 @@ func TestMirrorCheckoutIsAsGitMakesIt(t *testing.T) {
 	repo := tagged(t)
 	const secret = "t0ken-s3cret"
 	httpSrv := gitHTTP(t, filepath.Dir(repo), "ci", secret)
-	daemon := gitDaemon(t, filepath.Dir(repo))
+	daemon := gittest.Daemon(t, filepath.Dir(repo))
 	host := strings.TrimPrefix(httpSrv.URL, "http://")
 	for _, tc := range []struct{ name, url, origin string }{
 		{"path", repo, repo},
