@@ -92,11 +92,10 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	unlock := m.lock(repo)
 	_, statErr := os.Stat(repo)
 	commit, err = m.snapshot(ctx, r, repo, src, want, dir)
-	if err != nil && statErr == nil && ctx.Err() == nil && !m.inUse(repo) && !errors.Is(err, ErrRepositoryNotFound) &&
-		!errors.Is(err, ErrBranchNotFound) && !errors.Is(err, ErrTagNotFound) && !errors.Is(err, ErrCommitNotFound) &&
-		r.reachable(ctx) {
-		// Failed on what the agent kept, the remote answering: a fresh one
-		// tells whether it was the mirror's fault.
+	// A failure on what the agent kept, while the remote answers and no
+	// build holds the mirror: a fresh one tells whether it was the
+	// mirror's fault (a network's hiccup costs no full fetch).
+	if err != nil && statErr == nil && ctx.Err() == nil && !isNotFound(err) && !m.inUse(repo) && r.answers(ctx) == nil {
 		if m.Log != nil {
 			m.Log.Warn("the repository's mirror failed; fetching a fresh one", "url", r.shown, "mirror", repo, "error", err)
 		}
@@ -113,6 +112,17 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	}
 	m.trim(repo)
 	return commit, nil
+}
+
+// isNotFound says err is the remote's answer that it has no such
+// repository, branch, tag or commit: no mirror is to blame.
+func isNotFound(err error) bool {
+	for _, nf := range []error{ErrRepositoryNotFound, ErrBranchNotFound, ErrTagNotFound, ErrCommitNotFound} {
+		if errors.Is(err, nf) {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshot brings the commit into repo's mirror, checks it out in one of
@@ -398,7 +408,7 @@ func (m *Mirrors) fetchInto(ctx context.Context, r *remote, mirror string, src S
 	if branch == "" {
 		// The remote is asked even when the mirror holds the commit: the
 		// URL's credentials must still open it.
-		if _, err := r.run(ctx, "listing refs", "ls-remote", r.bare, "HEAD"); err != nil {
+		if err := r.answers(ctx); err != nil {
 			return "", "", err
 		}
 	}

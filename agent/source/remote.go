@@ -37,12 +37,11 @@ func (r *remote) fetch(ctx context.Context, repo string, opts []string, specs ..
 	return err
 }
 
-// reachable says whether the remote answers: a fetch that fails while it
-// does not is no sign of a damaged mirror (a mirror is not thrown away for
-// a network's hiccup).
-func (r *remote) reachable(ctx context.Context) bool {
+// answers asks the remote for its HEAD, and says why not when it does not
+// answer (or does not let the URL's credentials in).
+func (r *remote) answers(ctx context.Context) error {
 	_, err := r.run(ctx, "listing refs", "ls-remote", r.bare, "HEAD")
-	return err == nil
+	return err
 }
 
 // defaultBranch is the branch the remote's HEAD names.
