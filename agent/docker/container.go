@@ -223,6 +223,9 @@ func (e *Engine) waitResult(ctx context.Context, id string, r container.WaitResp
 	st, err := e.inspectState(ctx, id)
 	switch {
 	case err == nil && (st.Status == container.StateExited || st.Status == container.StateDead):
+		if st.ExitCode == 137 && !st.OOMKilled {
+			st = e.lateOOM(ctx, id, st)
+		}
 		return engine.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}, nil
 	case err == nil && st.Status == container.StateCreated && st.Error != "":
 		return engine.Exit{Code: st.ExitCode}, fmt.Errorf("container %s did not start: %s", shortID(id), st.Error)
@@ -237,6 +240,28 @@ func (e *Engine) waitResult(ctx context.Context, id string, r container.WaitResp
 		return engine.Exit{}, fmt.Errorf("container %s was removed before its exit could be read", shortID(id))
 	}
 	return engine.Exit{Code: int(r.StatusCode)}, nil
+}
+
+// lateOOM reads a killed container's state again for up to a second: the
+// engine marks OOMKilled when the kernel's OOM event reaches it, which on
+// a busy machine can come after the exit (seen in CI: exit 137, not
+// marked). Whatever it reads last is the answer.
+func (e *Engine) lateOOM(ctx context.Context, id string, st *container.State) *container.State {
+	for range 10 {
+		select {
+		case <-ctx.Done():
+			return st
+		case <-time.After(100 * time.Millisecond):
+		}
+		again, err := e.inspectState(ctx, id)
+		if err != nil {
+			return st
+		}
+		if st = again; st.OOMKilled {
+			return st
+		}
+	}
+	return st
 }
 
 func (e *Engine) inspectState(ctx context.Context, id string) (*container.State, error) {
