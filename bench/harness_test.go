@@ -171,21 +171,37 @@ func report(b *testing.B, name string, ours, floor time.Duration, limit float64)
 	b.Logf("%s: ours %.1f ms, floor %.1f ms, ratio %.2f (limit %.2f) %s", name, ms(ours), ms(floor), ratio, limit, verdict)
 }
 
-// figure is one of ours against a floor, with its limit (at most).
+// figure is one of ours, a time per round, against a floor measured in
+// the same rounds, with its limit (at most).
 type figure struct {
 	name  string
-	ours  time.Duration
+	ours  []time.Duration
 	limit float64
 }
 
-// reportAtMost reports each figure's time and its ratio to floor, and logs
-// them, what says what they time, with the verdict against its limit.
-func reportAtMost(b *testing.B, floor time.Duration, what string, figures ...figure) {
+// reportAtMost reports each figure's median time and its ratio to the
+// floor, and logs them, what says what the floor times, with the verdict
+// against its limit. The ratio is the median of each round's ratio: the
+// two were measured side by side in it, so a machine that slows over the
+// run (seen here: a file read from memory 40% slower after a minute's
+// work) weighs on both alike.
+func reportAtMost(b *testing.B, floor []time.Duration, what string, figures ...figure) {
 	b.Helper()
 	for _, r := range figures {
-		ratio := float64(r.ours) / float64(floor)
-		b.ReportMetric(ms(r.ours), r.name+"-ms")
+		ratios := pairedRatios(r.ours, floor)
+		ratio := median(ratios)
+		b.ReportMetric(ms(median(r.ours)), r.name+"-ms")
 		b.ReportMetric(ratio, r.name+"-ratio")
-		b.Logf("%s: ours %.1f ms, floor %.1f ms (%s), ratio %.2f (limit %.2f) %s", r.name, ms(r.ours), ms(floor), what, ratio, r.limit, verdictAtMost(ratio, r.limit))
+		b.Logf("%s: ours %.1f ms, floor %.1f ms (%s), medians; the median of the rounds' ratios %.2f (limit %.2f) %s; the rounds' ratios %.2f",
+			r.name, ms(median(r.ours)), ms(median(floor)), what, ratio, r.limit, verdictAtMost(ratio, r.limit), sorted(ratios))
 	}
+}
+
+// pairedRatios are ours[i]/floor[i], round by round.
+func pairedRatios(ours, floor []time.Duration) []float64 {
+	var ratios []float64
+	for i := range min(len(ours), len(floor)) {
+		ratios = append(ratios, float64(ours[i])/float64(floor[i]))
+	}
+	return ratios
 }

@@ -66,12 +66,12 @@ func (a *agentConn) send(m *fleet.CoordinatorMessage) bool {
 }
 
 // assign sends b to the agent, to be fetched from url (b's source URL with
-// its credential, if any).
-func (a *agentConn) assign(b *Build, url string, secrets map[string]string) {
+// its credential, if any) with the repository's deploy key, if any.
+func (a *agentConn) assign(b *Build, url, deployKey string, secrets map[string]string) {
 	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Assign{Assign: &fleet.Assign{
 		Build:        &fleet.BuildAttempt{BuildId: b.ID, Attempt: int32(b.Attempt)},
 		LeaseExpires: timestamppb.New(b.LeaseExpires),
-		Source:       &fleet.Source{Url: url, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag},
+		Source:       &fleet.Source{Url: url, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag, SshKey: deployKey},
 		Params:       b.Params,
 		Repo:         b.Repo,
 		Secrets:      secrets,

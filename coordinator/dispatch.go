@@ -106,8 +106,15 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 		c.log.Error("could not read the build's URL credential; not sent", "build", b.ID, "error", err)
 		return
 	}
+	// A fork's build is fetched as any other: the key goes to the fetch,
+	// never to its jobs.
+	key, err := c.deployKey(context.Background(), b.Repo)
+	if err != nil {
+		c.log.Error("could not read the repository's deploy key; not sent", "build", b.ID, "error", err)
+		return
+	}
 	c.statuses.note(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
-	conn.assign(b, url, secrets)
+	conn.assign(b, url, key, secrets)
 }
 
 // needOn is the room a build takes on an agent when it is sent there: its

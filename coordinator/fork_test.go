@@ -8,7 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/internal/fleettest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -24,6 +29,10 @@ func TestAForksPullRequestGetsNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := api.SetSecret(ctx, &fleet.SetSecretRequest{Repo: "acme/app", Key: "API_TOKEN", Value: []byte("s3cr3t")}); err != nil {
+		t.Fatal(err)
+	}
+	_, deployKey := gittest.SSHKey(t)
+	if _, err := api.SetSecret(ctx, &fleet.SetSecretRequest{Repo: "acme/app", Key: coordinator.DeployKeySecret, Value: []byte(deployKey)}); err != nil {
 		t.Fatal(err)
 	}
 	a := fleettest.Dial(t, f.addr)
@@ -64,5 +73,33 @@ func TestAForksPullRequestGetsNoSecrets(t *testing.T) {
 	own := pullRequest(2, "acme/app", strings.Repeat("2", 40))
 	if got := own.GetSecrets()["API_TOKEN"]; got != "s3cr3t" {
 		t.Errorf("a pull request from the repository's own branch got API_TOKEN %q, want its secret", got)
+	}
+	// The deploy key fetches either (it never reaches a job), and is no
+	// job's secret.
+	for _, as := range []*fleet.Assign{fork, own} {
+		if as.GetSource().GetSshKey() != deployKey {
+			t.Errorf("build %s's fetch got the deploy key %q, want the repository's", as.GetBuild().GetBuildId(), as.GetSource().GetSshKey())
+		}
+		if _, ok := as.GetSecrets()[coordinator.DeployKeySecret]; ok {
+			t.Errorf("build %s's jobs were sent the deploy key as a secret", as.GetBuild().GetBuildId())
+		}
+	}
+}
+
+// A deploy key that ssh could not use is refused when it is set, saying
+// why.
+func TestADeployKeyIsCheckedWhenSet(t *testing.T) {
+	f := newFleet(t, time.Minute)
+	ctx := context.Background()
+	api := f.c.AdminServer()
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/app", Url: "ssh://git@example.com/app.git"}); err != nil {
+		t.Fatal(err)
+	}
+	public, _ := gittest.SSHKey(t)
+	for _, bad := range []string{public, "-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----\n"} {
+		_, err := api.SetSecret(ctx, &fleet.SetSecretRequest{Repo: "acme/app", Key: coordinator.DeployKeySecret, Value: []byte(bad)})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "not an SSH private key") {
+			t.Errorf("setting the deploy key %.30q: %v, want it refused as not a private key", bad, err)
+		}
 	}
 }

@@ -173,6 +173,11 @@ func (s *AdminServer) SetSecret(ctx context.Context, r *fleet.SetSecretRequest) 
 	if len(r.GetValue()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "the secret's value is empty (it is read from standard input)")
 	}
+	if r.GetKey() == DeployKeySecret {
+		if err := source.CheckSSHKey(string(r.GetValue())); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%s (the deploy key): %v", DeployKeySecret, err)
+		}
+	}
 	keys, err := s.c.sealer()
 	if err != nil {
 		return nil, err
@@ -206,8 +211,13 @@ func (s *AdminServer) RemoveSecret(ctx context.Context, r *fleet.SecretRef) (*fl
 	return &fleet.SecretInfo{Repo: r.GetRepo(), Key: r.GetKey()}, nil
 }
 
-// secretsOf opens a registered repository's secrets for an assignment
-// (nil for a repository that is not registered: no store read).
+// DeployKeySecret is the repository secret that holds the SSH deploy key
+// its builds are fetched with (repos add --ssh-key-stdin sets it). It goes
+// to the agent's fetch, never to a job's environment.
+const DeployKeySecret = "MONKEYCI_SSH_KEY"
+
+// secretsOf opens a registered repository's secrets for an assignment's
+// jobs (nil for a repository that is not registered: no store read).
 func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]string, error) {
 	if !c.registered(repo) {
 		return nil, nil
@@ -222,6 +232,9 @@ func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]st
 	}
 	out := make(map[string]string, len(sealed))
 	for k, v := range sealed {
+		if k == DeployKeySecret {
+			continue
+		}
 		plain, err := keys.Open(v, secretContext(repo, k))
 		if err != nil {
 			return nil, fmt.Errorf("secret %s of %s: %w", k, repo, err)
@@ -229,6 +242,27 @@ func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]st
 		out[k] = string(plain)
 	}
 	return out, nil
+}
+
+// deployKey opens a registered repository's deploy key ("" when it has
+// none).
+func (c *Coordinator) deployKey(ctx context.Context, repo string) (string, error) {
+	if !c.registered(repo) {
+		return "", nil
+	}
+	sealed, err := c.cfg.Store.Secrets(ctx, repo)
+	if err != nil || len(sealed[DeployKeySecret]) == 0 {
+		return "", err
+	}
+	keys, err := c.sealer()
+	if err != nil {
+		return "", err
+	}
+	plain, err := keys.Open(sealed[DeployKeySecret], secretContext(repo, DeployKeySecret))
+	if err != nil {
+		return "", fmt.Errorf("the deploy key of %s: %w", repo, err)
+	}
+	return string(plain), nil
 }
 
 // sealURLCredential seals the credential of a repository registered with

@@ -69,7 +69,7 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (events.Result, string, map[string]string) {
 	ba := a.GetBuild()
 	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(),
-		Commit: a.GetSource().GetCommit(), Tag: a.GetSource().GetTag()}
+		Commit: a.GetSource().GetCommit(), Tag: a.GetSource().GetTag(), SSHKey: a.GetSource().GetSshKey()}
 	dir, local, err := source.WorkingTree(src)
 	if err != nil {
 		return events.Error, err.Error(), nil
@@ -108,7 +108,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	}
 	// The secrets' values, and the credential of the URL fetched, never
 	// leave the agent in an event or a log line.
-	hidden := source.Credentials(src.URL)
+	hidden := append(source.Credentials(src.URL), source.KeyLines(src.SSHKey)...)
 	for _, v := range a.GetSecrets() {
 		hidden = append(hidden, v)
 	}

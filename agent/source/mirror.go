@@ -79,6 +79,14 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	bare, _ := SplitCredentials(src.URL)
 	r := &remote{url: endpointURL(src.URL), bare: endpointURL(bare), shown: Redact(src.URL), git: m.Git}
 	r.env = credentialEnv(src.URL)
+	if src.SSHKey != "" {
+		env, forget, err := m.sshKeyEnv(src.SSHKey)
+		if err != nil {
+			return "", fmt.Errorf("fetching %s: the deploy key: %w", r.shown, err)
+		}
+		defer forget()
+		r.env = append(r.env, env...)
+	}
 	cleanup, err := prepareDir(dir)
 	if err != nil {
 		return "", fmt.Errorf("fetching %s: %w", r.shown, err)

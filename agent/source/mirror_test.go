@@ -86,15 +86,17 @@ func TestMirrorCheckoutIsAsGitMakesIt(t *testing.T) {
 	const secret = "t0ken-s3cret"
 	httpSrv := gitHTTP(t, filepath.Dir(repo), "ci", secret)
 	daemon := gittest.Daemon(t, filepath.Dir(repo))
+	sshBase, key := gittest.SSHServer(t)
 	host := strings.TrimPrefix(httpSrv.URL, "http://")
-	for _, tc := range []struct{ name, url, origin string }{
-		{"path", repo, repo},
-		{"git protocol", daemon + "/repo", daemon + "/repo"},
-		{"smart http with a token", "http://ci:" + secret + "@" + host + "/repo/.git", httpSrv.URL + "/repo/.git"},
+	for _, tc := range []struct{ name, url, key, origin string }{
+		{"path", repo, "", repo},
+		{"git protocol", daemon + "/repo", "", daemon + "/repo"},
+		{"smart http with a token", "http://ci:" + secret + "@" + host + "/repo/.git", "", httpSrv.URL + "/repo/.git"},
+		{"ssh with a deploy key", sshBase + repo, key, sshBase + repo},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "ws")
-			commit, err := m.Fetch(context.Background(), Source{URL: tc.url, Branch: "main"}, dir)
+			commit, err := m.Fetch(context.Background(), Source{URL: tc.url, Branch: "main", SSHKey: tc.key}, dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,19 +129,67 @@ func TestMirrorCheckoutIsAsGitMakesIt(t *testing.T) {
 			if got := gitIn(t, dir, "remote", "get-url", "origin"); got != tc.origin {
 				t.Errorf("origin %q, want %q", got, tc.origin)
 			}
-			var found []string
-			_ = filepath.Walk(filepath.Join(dir, ".git"), func(p string, info os.FileInfo, err error) error {
-				if err == nil && info.Mode().IsRegular() {
-					if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(secret)) {
-						found = append(found, p)
-					}
+			// Neither the token nor the key is left anywhere: the
+			// checkout, nor the mirror that the agent keeps.
+			for _, where := range []string{dir, m.Dir} {
+				if found := filesHolding(t, where, append(KeyLines(key), secret)...); len(found) > 0 {
+					t.Errorf("a credential is written in %v", found)
 				}
-				return nil
-			})
-			if len(found) > 0 {
-				t.Errorf("the token is written in %v", found)
 			}
 		})
+	}
+}
+
+// filesHolding are the files under root (links not followed) that hold
+// any of secrets.
+func filesHolding(t *testing.T, root string, secrets ...string) []string {
+	t.Helper()
+	var found []string
+	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil || !info.Mode().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				found = append(found, p)
+				break
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// A deploy key is checked before it is used, and a fetch over SSH without
+// the right one is refused, saying so, without showing it.
+func TestDeployKeyRefusals(t *testing.T) {
+	m, _ := newMirrors(t)
+	repo := tagged(t)
+	sshBase, key := gittest.SSHServer(t)
+	_, other := gittest.SSHServer(t) // a key that server does not know
+	for _, tc := range []struct{ name, key, want string }{
+		{"no key", "", "the host's SSH key is not known"},
+		{"another key", other, "authorization failed"},
+		{"not a key", "ssh-ed25519 AAAA... a public key", "not an SSH private key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := m.Fetch(context.Background(), Source{URL: sshBase + repo, Branch: "main", SSHKey: tc.key}, filepath.Join(t.TempDir(), "ws"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+			for _, line := range KeyLines(tc.key) {
+				if strings.Contains(err.Error(), line) {
+					t.Errorf("the error shows the key: %v", err)
+				}
+			}
+		})
+	}
+	if _, err := Fetch(context.Background(), Source{URL: sshBase + repo, SSHKey: key}, filepath.Join(t.TempDir(), "ws")); err == nil || !strings.Contains(err.Error(), "needs the git program") {
+		t.Errorf("go-git with a deploy key: %v, want it refused, saying git is needed", err)
 	}
 }
 

@@ -75,6 +75,9 @@ var notFoundOutput = regexp.MustCompile(`(?i)repository not found|does not appea
 // authOutput is what git prints when the remote refuses its credentials.
 var authOutput = regexp.MustCompile(`(?i)returned error: 40[13]|authentication failed|could not read (username|password)|permission denied \(publickey`)
 
+// hostKeyOutput is what ssh prints when it does not trust the host.
+var hostKeyOutput = regexp.MustCompile(`(?i)host key verification failed|remote host identification has changed`)
+
 // run runs git with args and returns its standard output; an error names
 // what failed (op, when it is the remote's part) with git's own words,
 // credentials scrubbed.
@@ -110,11 +113,19 @@ func (r *remote) runWith(ctx context.Context, stdin io.Reader, op string, args .
 	if !remoteOp {
 		op = "git " + args[min(2, len(args)-1)]
 	}
-	if remoteOp && authOutput.MatchString(said) {
-		said = "authorization failed: " + said
+	// ssh's refusals end in "Could not read from remote repository",
+	// which names no missing repository.
+	refused, first := true, strings.TrimSpace(strings.SplitN(said, "\n", 2)[0])
+	switch {
+	case remoteOp && hostKeyOutput.MatchString(said):
+		said = "the host's SSH key is not known, or has changed (an agent learns a host's key on its first fetch with a deploy key, and holds to it): " + first
+	case remoteOp && authOutput.MatchString(said):
+		said = "authorization failed: " + first
+	default:
+		refused = false
 	}
 	msg := scrub(fmt.Sprintf("fetching %s: %s: %s", r.shown, op, said), r.url)
-	if remoteOp && notFoundOutput.MatchString(said) {
+	if remoteOp && !refused && notFoundOutput.MatchString(said) {
 		first, _, _ := strings.Cut(said, "\n")
 		msg = scrub(fmt.Sprintf("fetching %s: repository not found (%s)", r.shown, first), r.url)
 		return nil, &notFound{msg: msg, is: ErrRepositoryNotFound, err: err}

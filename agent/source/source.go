@@ -40,6 +40,10 @@ type Source struct {
 	// out (detached), before Branch. With Commit set, the tag only says
 	// what the build is of (a webhook's tag push carries both).
 	Tag string
+	// SSHKey, when set, is the private key (a deploy key) an ssh:// or
+	// user@host:path URL is fetched with, its submodules too. Only the
+	// git program uses it (Mirrors.Fetch); Fetch (go-git) refuses it.
+	SSHKey string
 	// Link asks Mirrors.Fetch to make the directory a link to a worktree
 	// held for the build (whose workspace then lies over it) rather than
 	// a folder of its own; Fetch (go-git) leaves it aside.
@@ -87,6 +91,9 @@ func Fetch(ctx context.Context, src Source, dir string) (commit string, err erro
 	shown := Redact(src.URL)
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("fetching %s: %w", shown, err)
+	}
+	if src.SSHKey != "" {
+		return "", fmt.Errorf("fetching %s: a deploy key needs the git program on the agent, and this one has none (install git, or fetch over https with a token)", shown)
 	}
 
 	cleanup, err := prepareDir(dir)

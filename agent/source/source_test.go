@@ -581,20 +581,7 @@ func TestFetchCancelledDuringFetch(t *testing.T) {
 // given to git as -c options.
 func gitHTTP(t *testing.T, root, user, password string, config ...string) *httptest.Server {
 	t.Helper()
-	backend := gittest.HTTPHandler(t, root, config...)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if password != "" {
-			u, p, ok := r.BasicAuth()
-			if !ok || u != user || p != password {
-				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
-				return
-			}
-		}
-		backend.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	return gittest.HTTPServer(t, root, user, password, config...)
 }
 
 func TestFetchHTTPExactCommitShallow(t *testing.T) {

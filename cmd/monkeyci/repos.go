@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/admin"
+	"github.com/monkeyci/monkeyci/agent/source"
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -35,7 +37,7 @@ A repository's build secrets are set with monkeyci secrets.`,
 type repoAddFlags struct {
 	url, webhookSecret, forge, apiURL, defaultBranch string
 	branches                                         []string
-	tokenStdin, webhookSecretStdin                   bool
+	tokenStdin, webhookSecretStdin, sshKeyStdin      bool
 }
 
 func newReposAddCommand(flags *adminFlags, stdout, stderr io.Writer) *cobra.Command {
@@ -67,10 +69,16 @@ input (after the webhook secret's line, with both), used to set commit
 statuses.
 
 A credential in --url (https://user:token@host/...) is kept sealed, apart
-from the URL: it is shown as *** and given only to the agent that fetches.`,
+from the URL: it is shown as *** and given only to the agent that fetches.
+--ssh-key-stdin reads a deploy key (an SSH private key without a
+passphrase) from standard input, for an ssh:// or user@host:path URL: it is
+kept as the repository's secret MONKEYCI_SSH_KEY, given only to the
+agent's fetch (its submodules too), never to a job. An agent trusts a
+host's key the first time it fetches from it, and holds to it after.`,
 		Example: `  monkeyci repos add me/app --url https://github.com/me/app --webhook-secret "$SECRET" --branches 'main,release/*'
   printf %s "$GITLAB_TOKEN" | monkeyci repos add team/site --url https://gitlab.example.com/team/site.git \
-      --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin`,
+      --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin
+  monkeyci repos add me/private --url git@github.com:me/private.git --ssh-key-stdin < deploy_key`,
 		Args: cobra.ExactArgs(1),
 	}
 	out := addOutputFlag(add)
@@ -83,6 +91,7 @@ from the URL: it is shown as *** and given only to the agent that fetches.`,
 	f.StringVar(&rf.defaultBranch, "default-branch", "main", "the branch whose caches a branch's first build may read")
 	f.StringVar(&rf.apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
 	f.BoolVar(&rf.tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
+	f.BoolVar(&rf.sshKeyStdin, "ssh-key-stdin", false, "read a deploy key (an SSH private key) for an ssh URL from standard input, all of it")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
 	add.RunE = func(cmd *cobra.Command, args []string) error {
 		repo, err := rf.repo(args[0])
@@ -92,9 +101,21 @@ from the URL: it is shown as *** and given only to the agent that fetches.`,
 		if err := rf.readSecrets(cmd, stderr, repo); err != nil {
 			return err
 		}
+		var key []byte
+		if rf.sshKeyStdin {
+			if key, err = readDeployKey(cmd); err != nil {
+				return err
+			}
+		}
 		r, err := adminCall(cmd, flags, fleet.AdminClient.AddRepo, repo)
 		if err != nil {
 			return err
+		}
+		if key != nil {
+			set := &fleet.SetSecretRequest{Repo: r.GetName(), Key: coordinator.DeployKeySecret, Value: key}
+			if _, err := adminCall(cmd, flags, fleet.AdminClient.SetSecret, set); err != nil {
+				return fmt.Errorf("the repository is registered, but not its deploy key: %w", err)
+			}
 		}
 		return out.print(stdout, admin.Repo(r), func(w io.Writer) error { return admin.ReposTable(w, []*fleet.Repo{r}) })
 	}
@@ -124,6 +145,9 @@ func (rf *repoAddFlags) repo(name string) (*fleet.Repo, error) {
 	}
 	if rf.webhookSecretStdin && rf.webhookSecret != "" {
 		return nil, errors.New("give the webhook secret by --webhook-secret or by --webhook-secret-stdin, not both")
+	}
+	if rf.sshKeyStdin && (rf.webhookSecretStdin || rf.tokenStdin) {
+		return nil, errors.New("--ssh-key-stdin reads all of standard input: give the webhook secret by --webhook-secret, and the forge token in another call")
 	}
 	return &fleet.Repo{Name: name, Url: cloneURL, WebhookSecret: rf.webhookSecret, Branches: rf.branches, Forge: rf.forge, ApiUrl: rf.apiURL, DefaultBranch: rf.defaultBranch}, nil
 }
@@ -207,6 +231,22 @@ func readSecretFrom(cmd *cobra.Command, in io.Reader, stderr io.Writer, prompt, 
 		return nil, usageError(err)
 	}
 	return v, nil
+}
+
+// readDeployKey reads an SSH private key, all of standard input, and
+// checks it: a usage error names what is wrong.
+func readDeployKey(cmd *cobra.Command) ([]byte, error) {
+	if isTerminal(cmd.InOrStdin()) {
+		return nil, usageError(errors.New("--ssh-key-stdin: give the key file on standard input (< deploy_key)"))
+	}
+	key, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("reading the deploy key: %w", err)
+	}
+	if err := source.CheckSSHKey(string(key)); err != nil {
+		return nil, usageError(fmt.Errorf("--ssh-key-stdin: %w", err))
+	}
+	return key, nil
 }
 
 // isTerminal says whether in is a terminal.

@@ -40,3 +40,25 @@ func ServeHTTP(t testing.TB, repo string) string {
 	t.Cleanup(srv.Close)
 	return srv.URL + "/" + filepath.Base(repo) + "/.git"
 }
+
+// HTTPServer serves the repositories under root over smart HTTP, as
+// HTTPHandler does, letting in only user with password when password is
+// set (HTTP basic authorization, as a forge takes a token), until the
+// test ends.
+func HTTPServer(t testing.TB, root, user, password string, config ...string) *httptest.Server {
+	t.Helper()
+	backend := HTTPHandler(t, root, config...)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if password != "" {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != user || p != password {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}

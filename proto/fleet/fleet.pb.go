@@ -1403,7 +1403,10 @@ type Source struct {
 	Commit string                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"` // exact commit; empty: the branch's head
 	// The tag the build is of (a tag push); with no commit, the tag's commit
 	// is built. Empty for a build of a branch.
-	Tag           string `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
+	Tag string `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
+	// The repository's deploy key (an SSH private key) the fetch uses, and
+	// only it: never given to a job.
+	SshKey        string `protobuf:"bytes,5,opt,name=ssh_key,json=sshKey,proto3" json:"ssh_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1462,6 +1465,13 @@ func (x *Source) GetCommit() string {
 func (x *Source) GetTag() string {
 	if x != nil {
 		return x.Tag
+	}
+	return ""
+}
+
+func (x *Source) GetSshKey() string {
+	if x != nil {
+		return x.SshKey
 	}
 	return ""
 }
@@ -2046,12 +2056,13 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"credential\x18\x02 \x01(\tR\n" +
 	"credential\x12!\n" +
 	"\flease_millis\x18\x03 \x01(\x03R\vleaseMillis\x12)\n" +
-	"\x10heartbeat_millis\x18\x04 \x01(\x03R\x0fheartbeatMillis\"\\\n" +
+	"\x10heartbeat_millis\x18\x04 \x01(\x03R\x0fheartbeatMillis\"u\n" +
 	"\x06Source\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\tR\x06commit\x12\x10\n" +
-	"\x03tag\x18\x04 \x01(\tR\x03tag\"\xf4\x03\n" +
+	"\x03tag\x18\x04 \x01(\tR\x03tag\x12\x17\n" +
+	"\assh_key\x18\x05 \x01(\tR\x06sshKey\"\xf4\x03\n" +
 	"\x06Assign\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12?\n" +
 	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x121\n" +
