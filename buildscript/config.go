@@ -34,8 +34,13 @@ type Config struct {
 	MilliCPUs int64
 	Memory    int64
 	// NoSubmodules (`submodules: false`) leaves the repository's
-	// submodules out of its checkout.
-	NoSubmodules bool
+	// submodules out of its checkout, NoLFS (`lfs: false`) its Git LFS
+	// files as their pointers.
+	NoSubmodules, NoLFS bool
+	// Depth (`depth`) is how many commits of history the checkout holds:
+	// 0 keeps the agent's default, and FullHistory (`depth: 0`) asks all.
+	Depth       int
+	FullHistory bool
 }
 
 // IsZero says the repository asks for no script container of its own.
@@ -44,7 +49,10 @@ func (c Config) IsZero() bool { return c.Image == "" && c.MilliCPUs == 0 && c.Me
 // maxCPUs bounds a script's CPUs, as a job's.
 const maxCPUs = 1024
 
-var configKeys = []string{"image", "cpus", "memory", "submodules"}
+var configKeys = []string{"image", "cpus", "memory", "submodules", "lfs", "depth"}
+
+// maxDepth bounds depth: past it, ask the whole history (0).
+const maxDepth = 1 << 20
 
 // LoadConfig reads dir/.monkeyci/script.yaml; without one it returns the
 // zero Config. Problems are *pipeline.Error or pipeline.Errors, each at
@@ -77,7 +85,7 @@ func LoadConfig(dir string) (Config, error) {
 }
 
 // ParseConfig reads a script.yaml named file: a mapping of image, cpus,
-// memory and submodules.
+// memory, submodules, lfs and depth.
 func ParseConfig(file string, data []byte) (Config, error) {
 	var doc yaml.Node
 	err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc)
@@ -119,6 +127,13 @@ func ParseConfig(file string, data []byte) (Config, error) {
 			var with bool
 			with, err = boolean(k.Value, v, at)
 			cfg.NoSubmodules = !with
+		case "lfs":
+			var with bool
+			with, err = boolean(k.Value, v, at)
+			cfg.NoLFS = !with
+		case "depth":
+			cfg.Depth, err = depth(v, at)
+			cfg.FullHistory = err == nil && cfg.Depth == 0
 		default:
 			err = at(k, "unknown key %q, expected one of %s", k.Value, strings.Join(configKeys, ", "))
 		}
@@ -152,6 +167,15 @@ func boolean(key string, v *yaml.Node, at errorAt) (bool, *pipeline.Error) {
 		return false, at(v, "%s: expected true or false", key)
 	}
 	return b, nil
+}
+
+func depth(v *yaml.Node, at errorAt) (int, *pipeline.Error) {
+	s, ok := scalar(v)
+	n, err := strconv.Atoi(s)
+	if !ok || err != nil || v.Tag != "!!int" || n < 0 || n > maxDepth {
+		return 0, at(v, "depth: expected the commits of history to fetch, like 50, or 0 for all of it")
+	}
+	return n, nil
 }
 
 func image(v *yaml.Node, at errorAt) (string, *pipeline.Error) {

@@ -22,6 +22,9 @@ func TestParseConfig(t *testing.T) {
 		{"bare memory is GB", "memory: 2\ncpus: 2\n", Config{MilliCPUs: 2000, Memory: 2 << 30}},
 		{"without submodules", "submodules: false\n", Config{NoSubmodules: true}},
 		{"with submodules", "submodules: true\n", Config{}},
+		{"without LFS files", "lfs: false\n", Config{NoLFS: true}},
+		{"deeper", "depth: 200\n", Config{Depth: 200}},
+		{"the whole history", "depth: 0\n", Config{FullHistory: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,14 +53,16 @@ func TestParseConfigErrorsNameThePlace(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "image: a\nimgae: b\n", `.monkeyci/script.yaml:2:1: unknown key "imgae", expected one of image, cpus, memory, submodules`},
+		{"unknown key", "image: a\nimgae: b\n", `.monkeyci/script.yaml:2:1: unknown key "imgae", expected one of image, cpus, memory, submodules, lfs, depth`},
 		{"bad cpus", "cpus: many\n", ".monkeyci/script.yaml:1:7: cpus: expected a number of CPUs above 0 and at most 1024, like 1 or 0.5"},
 		{"zero cpus", "cpus: 0\n", ".monkeyci/script.yaml:1:7: cpus: expected"},
 		{"bad memory", "memory: lots\n", `.monkeyci/script.yaml:1:9: memory: invalid size "lots", expected a number of GB or a size like "512m", "2g" or "1.5GB"`},
 		{"tiny memory", "memory: 1k\n", ".monkeyci/script.yaml:1:9: memory: 1k is too small, expected at least 6m"},
 		{"image list", "image: [a]\n", ".monkeyci/script.yaml:1:8: image: expected an image reference"},
 		{"bad image", "image: UPPER/Case\n", `.monkeyci/script.yaml:1:8: image: "UPPER/Case" is not an image reference`},
-		{"not a mapping", "- image: a\n", ".monkeyci/script.yaml:1:1: expected a mapping of image, cpus, memory, submodules"},
+		{"not a mapping", "- image: a\n", ".monkeyci/script.yaml:1:1: expected a mapping of image, cpus, memory, submodules, lfs, depth"},
+		{"depth negative", "depth: -1\n", ".monkeyci/script.yaml:1:8: depth: expected the commits of history to fetch, like 50, or 0 for all of it"},
+		{"depth not a number", "depth: all\n", ".monkeyci/script.yaml:1:8: depth: expected the commits of history to fetch, like 50, or 0 for all of it"},
 		{"submodules not a boolean", "submodules: \"no\"\n", ".monkeyci/script.yaml:1:13: submodules: expected true or false"},
 		{"twice", "cpus: 1\ncpus: 2\n", ".monkeyci/script.yaml:2:1: cpus is given twice"},
 		{"syntax", "image: a\n  b: [\n", ".monkeyci/script.yaml:2:3: invalid YAML: mapping values are not allowed"},

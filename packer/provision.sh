@@ -7,10 +7,11 @@ set -eu
 cloud-init status --wait >/dev/null || true
 
 # Docker from the distribution: one package, updated with the rest of the
-# system. curl is for the user data's metadata request.
+# system. curl is for the user data's metadata request; git, git-lfs and
+# ssh for the agent's mirrors (submodules, LFS files, deploy keys).
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 update
-apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io curl ca-certificates iptables
+apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io curl ca-certificates iptables git git-lfs openssh-client
 systemctl enable docker.service
 
 # Containers never reach the metadata service (169.254.169.254: the

@@ -78,7 +78,7 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	}
 	bare, _ := SplitCredentials(src.URL)
 	r := &remote{url: endpointURL(src.URL), bare: endpointURL(bare), shown: Redact(src.URL), git: m.Git}
-	r.env = credentialEnv(src.URL)
+	r.config = credentialConfig(src.URL)
 	if src.SSHKey != "" {
 		env, forget, err := m.sshKeyEnv(src.SSHKey)
 		if err != nil {
@@ -149,6 +149,18 @@ func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Sour
 	}
 	work := m.freeWorktree(repo)
 	if err := m.checkout(ctx, r, mirror, work, commit, branch); err != nil {
+		return "", err
+	}
+	// What the commit's script.yaml asks of its checkout. A broken one is
+	// the build's error to tell: the defaults stand here.
+	sc, _ := buildscript.LoadConfig(work)
+	if err := m.deepen(ctx, r, mirror, work, commit, branch, sc); err != nil {
+		return "", err
+	}
+	if err := m.submodules(ctx, r, work, sc.NoSubmodules); err != nil {
+		return "", err
+	}
+	if err := m.lfs(ctx, r, mirror, work, sc.NoLFS); err != nil {
 		return "", err
 	}
 	if src.Link {
@@ -382,8 +394,8 @@ func (m *Mirrors) fetchInto(ctx context.Context, r *remote, mirror string, src S
 		return "", "", err
 	}
 	depth := []string{}
-	if m.Depth > 0 {
-		depth = append(depth, "--depth="+strconv.Itoa(m.Depth))
+	if d := m.depthOf(filepath.Dir(mirror)); d > 0 {
+		depth = append(depth, "--depth="+strconv.Itoa(d))
 	}
 	branch = src.Branch
 	switch {
@@ -525,7 +537,54 @@ func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, work, commit,
 			return err
 		}
 	}
-	return m.submodules(ctx, r, work)
+	return nil
+}
+
+// deepen gives the checkout the history script.yaml's depth asks, when it
+// is more than the mirror's fetches hold: the mirror fetches it (every
+// later checkout has it too) and the worktree takes its shallow bounds.
+func (m *Mirrors) deepen(ctx context.Context, r *remote, mirror, work, commit, branch string, sc buildscript.Config) error {
+	if _, err := os.Stat(filepath.Join(mirror, "shallow")); err != nil {
+		return nil // the whole history already
+	}
+	if held := m.depthOf(filepath.Dir(mirror)); !sc.FullHistory && (sc.Depth == 0 || held == 0 || sc.Depth <= held) {
+		return nil // no more asked than the mirror keeps
+	}
+	// The branch's ref when there is one: a server may refuse a commit no
+	// ref points at.
+	spec := commit
+	if branch != "" {
+		spec = "+refs/heads/" + branch + ":refs/heads/" + branch
+	}
+	opt, keep := "--unshallow", 0
+	if !sc.FullHistory {
+		opt, keep = "--depth="+strconv.Itoa(sc.Depth), sc.Depth
+	}
+	if err := r.fetch(ctx, mirror, []string{opt}, spec); err != nil {
+		return err
+	}
+	// Later fetches keep that much, not the default's shallower history.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(mirror), depthFile), []byte(strconv.Itoa(keep)), 0o644); err != nil {
+		return fmt.Errorf("fetching %s: %w", r.shown, err)
+	}
+	return copyShallow(mirror, filepath.Join(work, ".git"))
+}
+
+// depthFile keeps, in a repository's folder, the depth its mirror fetches
+// at when a build asked more than the default (0: the whole history).
+const depthFile = "depth"
+
+// depthOf is the depth repo's mirror fetches at (0: all of it).
+func (m *Mirrors) depthOf(repo string) int {
+	b, err := os.ReadFile(filepath.Join(repo, depthFile))
+	if err != nil {
+		return m.Depth
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 {
+		return m.Depth
+	}
+	return n
 }
 
 // copyShallow gives dotGit the mirror's shallow commits (or none).
@@ -548,13 +607,12 @@ func copyShallow(mirror, dotGit string) error {
 // repository's origin: a submodule elsewhere is fetched without them),
 // unless .monkeyci/script.yaml says `submodules: false`. git's own rules
 // stand: a submodule's file:// or ext:: URL is refused.
-func (m *Mirrors) submodules(ctx context.Context, r *remote, dir string) error {
+func (m *Mirrors) submodules(ctx context.Context, r *remote, dir string, without bool) error {
 	if _, err := os.Lstat(filepath.Join(dir, ".gitmodules")); err != nil {
 		return nil
 	}
-	if sc, err := buildscript.LoadConfig(dir); err == nil && sc.NoSubmodules {
-		// Out of the worktree, if an earlier build had them in. A broken
-		// script.yaml is the build's error to tell.
+	if without {
+		// Out of the worktree, if an earlier build had them in.
 		_, err := r.run(ctx, "", "-C", dir, "submodule", "deinit", "-q", "--all", "-f")
 		return err
 	}

@@ -399,21 +399,21 @@ func TestMirrorsStayWithinTheirBound(t *testing.T) {
 // A URL's credentials reach git in its environment, as a header for the
 // URL's origin only (a submodule elsewhere never receives them), and only
 // for http(s).
-func TestCredentialEnv(t *testing.T) {
+func TestCredentialConfig(t *testing.T) {
 	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("ci:t0k:en"))
 	token := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("ghp_abc:"))
 	for _, tc := range []struct {
 		url  string
-		want []string
+		want []setting
 	}{
-		{"https://ci:t0k%3Aen@git.example:8443/team/app.git", []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.https://git.example:8443/.extraHeader", "GIT_CONFIG_VALUE_0=" + basic}},
-		{"http://ghp_abc@git.example/app.git", []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.http://git.example/.extraHeader", "GIT_CONFIG_VALUE_0=" + token}},
+		{"https://ci:t0k%3Aen@git.example:8443/team/app.git", []setting{{"http.https://git.example:8443/.extraHeader", basic}}},
+		{"http://ghp_abc@git.example/app.git", []setting{{"http.http://git.example/.extraHeader", token}}},
 		{"https://git.example/app.git", nil},
 		{"ssh://git@git.example/app.git", nil},
 		{"git://git.example/app.git", nil},
 		{"/srv/git/app", nil},
 	} {
-		if got := credentialEnv(tc.url); !slices.Equal(got, tc.want) {
+		if got := credentialConfig(tc.url); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %q, want %q", Redact(tc.url), got, tc.want)
 		}
 	}
@@ -477,6 +477,120 @@ func TestSubmodulesAreCheckedOut(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(filepath.Join(dir, "vendor", "lib")); err != nil || len(entries) != 0 {
 		t.Errorf("vendor/lib with submodules: false: %v %v, want an empty folder", entries, err)
+	}
+}
+
+// A repository with a Git LFS file, served with its LFS server behind a
+// token, builds with the file's content in place of its pointer, git
+// seeing a clean tree, and the token written nowhere; the next build
+// fetches no file it has already; `lfs: false` leaves the pointer.
+func TestLFSFilesAreFetched(t *testing.T) {
+	m, _ := newMirrors(t)
+	if _, err := exec.LookPath("git-lfs"); err != nil {
+		t.Fatalf("git-lfs is needed (apt-get install git-lfs): %v", err)
+	}
+	root := t.TempDir()
+	app := filepath.Join(root, "app")
+	if err := os.Mkdir(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, app, "init", "-q", "-b", "main")
+	gitIn(t, app, "lfs", "install", "--local")
+	gitIn(t, app, "lfs", "track", "*.bin")
+	content := strings.Repeat("large binary content\n", 5000)
+	commitFile(t, app, "model.bin", content)
+	commitFile(t, app, ".gitattributes", "*.bin filter=lfs diff=lfs merge=lfs -text\n")
+	if got := gitIn(t, app, "cat-file", "-p", "HEAD:model.bin"); !strings.HasPrefix(got, "version https://git-lfs") {
+		t.Fatalf("model.bin was committed as %.60q, want an LFS pointer", got)
+	}
+
+	const secret = "lfs-t0ken"
+	var objectGets atomic.Int32
+	lfs := gittest.HTTPServer(t, root, "ci", secret)
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/info/lfs/objects/") {
+			objectGets.Add(1)
+		}
+		lfs.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counting.Close)
+	url := strings.Replace(counting.URL, "http://", "http://ci:"+secret+"@", 1) + "/app/.git"
+	fetch := func() string {
+		t.Helper()
+		dir := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, dir); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	dir := fetch()
+	if b, err := os.ReadFile(filepath.Join(dir, "model.bin")); err != nil || string(b) != content {
+		t.Fatalf("model.bin: %.60q %v, want the LFS file's content", b, err)
+	}
+	if got := gitIn(t, dir, "-c", "filter.lfs.clean=git-lfs clean -- %f", "status", "--porcelain"); got != "" {
+		t.Errorf("working tree not clean:\n%s", got)
+	}
+	for _, where := range []string{dir, m.Dir} {
+		if found := filesHolding(t, where, secret); len(found) > 0 {
+			t.Errorf("the token is written in %v", found)
+		}
+	}
+	if n := objectGets.Load(); n != 1 {
+		t.Errorf("the first build downloaded %d LFS objects, want 1", n)
+	}
+
+	commitFile(t, app, "other.txt", "a change beside the LFS file")
+	if b, err := os.ReadFile(filepath.Join(fetch(), "model.bin")); err != nil || string(b) != content {
+		t.Errorf("the next build's model.bin: %.60q %v", b, err)
+	}
+	if n := objectGets.Load(); n != 1 {
+		t.Errorf("after the next build %d LFS objects were downloaded in all, want still 1", n)
+	}
+
+	if err := os.MkdirAll(filepath.Join(app, ".monkeyci"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	commitFile(t, app, ".monkeyci/script.yaml", "lfs: false\n")
+	if b, err := os.ReadFile(filepath.Join(fetch(), "model.bin")); err != nil || !strings.HasPrefix(string(b), "version https://git-lfs") {
+		t.Errorf("model.bin with lfs: false: %.60q %v, want its pointer", b, err)
+	}
+}
+
+// depth in .monkeyci/script.yaml gives the checkout that much history, 0
+// all of it, and the mirror keeps it for the next builds.
+func TestScriptYAMLDepth(t *testing.T) {
+	m, _ := newMirrors(t)
+	m.Depth = 2
+	repo := tagged(t) // three commits
+	for i := range 3 {
+		commitFile(t, repo, fmt.Sprintf("more-%d.txt", i), "more")
+	}
+	daemon := gittest.Daemon(t, filepath.Dir(repo))
+	count := func(dir string) string { return gitIn(t, dir, "rev-list", "--count", "HEAD") }
+	fetch := func() string {
+		t.Helper()
+		dir := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main"}, dir); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	if got := count(fetch()); got != "2" {
+		t.Errorf("by default %s commits, want 2", got)
+	}
+	if err := os.MkdirAll(filepath.Join(repo, ".monkeyci"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	commitFile(t, repo, ".monkeyci/script.yaml", "depth: 4\n")
+	if got := count(fetch()); got != "4" {
+		t.Errorf("with depth: 4, %s commits, want 4", got)
+	}
+	commitFile(t, repo, ".monkeyci/script.yaml", "depth: 0\n")
+	if got := count(fetch()); got != "8" {
+		t.Errorf("with depth: 0, %s commits, want all 8", got)
+	}
+	if got := gitIn(t, fetch(), "rev-parse", "--is-shallow-repository"); got != "false" {
+		t.Errorf("the next build's checkout is shallow: %s", got)
 	}
 }
 

@@ -26,7 +26,13 @@ type remote struct {
 	bare  string // without credentials
 	shown string
 	env   []string
+	// config is git's configuration for this remote's commands, given
+	// in the environment (GIT_CONFIG_COUNT), never written in a repository.
+	config []setting
 }
+
+// setting is one of git's configuration keys and its value.
+type setting struct{ key, value string }
 
 // fetch fetches specs from the remote into repo. The URL given git is the
 // bare one: the credentials are in the environment.
@@ -94,8 +100,16 @@ func (r *remote) runWith(ctx context.Context, stdin io.Reader, op string, args .
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false", "LC_ALL=C")
+	// A checkout writes Git LFS files as their pointers even where
+	// git-lfs's filter is installed: the agent fetches them after (lfs).
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false", "LC_ALL=C", "GIT_LFS_SKIP_SMUDGE=1")
 	cmd.Env = append(cmd.Env, r.env...)
+	if len(r.config) > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(r.config)))
+		for i, c := range r.config {
+			cmd.Env = append(cmd.Env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, c.key), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, c.value))
+		}
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -136,10 +150,10 @@ func (r *remote) runWith(ctx context.Context, stdin io.Reader, op string, args .
 	return nil, &scrubbed{msg: msg, err: err}
 }
 
-// credentialEnv passes the credentials of an http(s) URL to git as an
-// Authorization header, in its environment, for that URL's origin only:
-// a redirect or a submodule elsewhere never receives it.
-func credentialEnv(u string) []string {
+// credentialConfig passes the credentials of an http(s) URL to git (and
+// git-lfs) as an Authorization header, in their environment, for that
+// URL's origin only: a redirect or a submodule elsewhere never receives it.
+func credentialConfig(u string) []setting {
 	bare, info := SplitCredentials(u)
 	parsed, err := url.Parse(bare)
 	if info == "" || err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
@@ -148,7 +162,7 @@ func credentialEnv(u string) []string {
 	origin := parsed.Scheme + "://" + parsed.Host + "/"
 	user, pass, _ := strings.Cut(info, ":")
 	basic := base64.StdEncoding.EncodeToString([]byte(unescape(user) + ":" + unescape(pass)))
-	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http." + origin + ".extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + basic}
+	return []setting{{"http." + origin + ".extraHeader", "Authorization: Basic " + basic}}
 }
 
 // branchMissing says a branch is missing when git's failure says so.

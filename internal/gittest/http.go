@@ -42,12 +42,19 @@ func ServeHTTP(t testing.TB, repo string) string {
 }
 
 // HTTPServer serves the repositories under root over smart HTTP, as
-// HTTPHandler does, letting in only user with password when password is
-// set (HTTP basic authorization, as a forge takes a token), until the
-// test ends.
+// HTTPHandler does, with their Git LFS files (LFSHandler), letting in only
+// user with password when password is set (HTTP basic authorization, as
+// a forge takes a token), until the test ends.
 func HTTPServer(t testing.TB, root, user, password string, config ...string) *httptest.Server {
 	t.Helper()
-	backend := HTTPHandler(t, root, config...)
+	git, lfs := HTTPHandler(t, root, config...), LFSHandler(root)
+	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/info/lfs/") {
+			lfs.ServeHTTP(w, r)
+			return
+		}
+		git.ServeHTTP(w, r)
+	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if password != "" {
 			u, p, ok := r.BasicAuth()
