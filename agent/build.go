@@ -173,7 +173,7 @@ func (b *build) run() (int, error) {
 	if b.apiDir, err = os.MkdirTemp(b.r.apiRoot(), ""); err != nil {
 		return -1, fmt.Errorf("job API directory: %w", err)
 	}
-	if err := b.makeWorkspace(ctx, fetched); err != nil {
+	if err := b.makeWorkspace(ctx); err != nil {
 		return -1, err
 	}
 	token := newID() + newID()
@@ -243,19 +243,17 @@ func (b *build) run() (int, error) {
 
 // makeWorkspace makes the build's workspace volume: empty, for the script
 // to copy the source into, or an overlay on the source's snapshot, its
-// changes in the build's own folder. An overlay waits for the source: the
-// engine mounts it when the script container is created, and the
-// snapshot must be there by then.
-func (b *build) makeWorkspace(ctx context.Context, fetched *fetching) error {
+// changes in the build's own folder. An overlay is made while the source
+// is fetched: the engine mounts it when the script container starts
+// (its mounts never copy the image's files, which would mount it when
+// the container is made), and the script starts once the fetch is over.
+func (b *build) makeWorkspace(ctx context.Context) error {
 	rt, labels := b.r.cfg.Runtime, b.labelsFor("workspace", "")
 	if b.spec.Source == "" || !b.spec.Snapshot {
 		if err := rt.CreateVolume(ctx, b.volume, labels); err != nil {
 			return fmt.Errorf("workspace volume: %w", err)
 		}
 		return nil
-	}
-	if err := fetched.wait(); err != nil {
-		return fmt.Errorf("fetching the source: %w", err)
 	}
 	upper, work := filepath.Join(b.dir, "workspace", "upper"), filepath.Join(b.dir, "workspace", "work")
 	for _, d := range []string{upper, work} {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // A job sees the repository as git does: in a checkout fetched by way of
@@ -82,10 +82,11 @@ script: ["git describe --tags", "git log -1 --format='%H %an %s'", "git status -
 	}
 }
 
-// A workspace over a snapshot is made only once the fetch has ended: the
-// engine mounts the overlay when it creates the script container, so the
-// snapshot must be whole by then.
-func TestAnOverlayWorkspaceWaitsForTheFetch(t *testing.T) {
+// A workspace over a snapshot is made while the fetch runs, with the
+// script container, but mounted only when the script starts, once the
+// fetch has ended: the job reads what the fetch wrote after both were
+// made.
+func TestAnOverlayWorkspaceIsMountedOnceTheFetchHasEnded(t *testing.T) {
 	f := newFixture(t, twoCPUs, true)
 	src := repo(t, "id: ls\nimage: monkeyci/busybox:latest\nscript: [\"cat a.txt\"]\n", map[string]string{"a.txt": "fetched"})
 	dir, err := os.MkdirTemp(t.TempDir(), "src-")
@@ -109,16 +110,19 @@ func TestAnOverlayWorkspaceWaitsForTheFetch(t *testing.T) {
 		done <- err
 	}()
 	<-fetching
-	// The build goes on making what it can meanwhile (its network, its
-	// image); a volume made now would be mounted on a missing snapshot.
-	time.Sleep(500 * time.Millisecond)
-	vols, err := f.engine.ListVolumes(context.Background(), map[string]string{agent.LabelBuild: id})
+	ctx := context.Background()
+	var script []string
+	wait.For(t, "the script container to be made while the fetch runs", func() bool {
+		script, err = f.engine.ListContainers(ctx, map[string]string{agent.LabelBuild: id, agent.LabelRole: "script"})
+		return err == nil && len(script) == 1
+	})
+	info, err := f.engine.Inspect(ctx, script[0])
+	close(release)
 	if err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	if len(vols) > 0 {
-		t.Errorf("while the fetch ran, the workspace volume %v was made", vols)
+	if info.State.Status != "created" {
+		t.Errorf("while the fetch ran, the script container was %s, want only created", info.State.Status)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)

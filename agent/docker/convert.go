@@ -120,7 +120,12 @@ func toMount(m engine.Mount) (mount.Mount, error) {
 	case m.Volume != "" && m.Source != "":
 		return mount.Mount{}, fmt.Errorf("both volume %q and source %q set for %s", m.Volume, m.Source, m.Target)
 	case m.Volume != "":
-		return mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly}, nil
+		// Never the image's files at Target copied into the volume: a
+		// workspace holds the source only. And so the engine mounts the
+		// volume when the container starts, not when it is made (an
+		// overlay's lower layer may still be being fetched then).
+		return mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly,
+			VolumeOptions: &mount.VolumeOptions{NoCopy: true}}, nil
 	case m.Source != "":
 		if !path.IsAbs(m.Source) {
 			return mount.Mount{}, fmt.Errorf("bind source %q is not an absolute path", m.Source)

@@ -47,7 +47,7 @@ func TestToContainerConfigFull(t *testing.T) {
 		t.Error("a job container has no tty and no stdin (logs are demultiplexed)")
 	}
 	want := []mount.Mount{
-		{Type: mount.TypeVolume, Source: "ws-b1", Target: "/workspace"},
+		{Type: mount.TypeVolume, Source: "ws-b1", Target: "/workspace", VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
 		{Type: mount.TypeBind, Source: "/var/lib/monkeyci/b1/wrapper", Target: "/monkeyci", ReadOnly: true},
 	}
 	if !reflect.DeepEqual(host.Mounts, want) {

@@ -47,7 +47,8 @@ type Config struct {
 	// with the git program, or source.Fetch without it). Overlay, if set,
 	// says, before the fetch, whether a build's workspace is to lie over
 	// what Fetch leaves rather than copy it (agent.BuildSpec.Snapshot):
-	// by default, with a mirror, when the repository's tree is large.
+	// by default, with a mirror, unless the repository's tree is known to
+	// be small.
 	Fetch   func(ctx context.Context, src source.Source, dir string) (string, error)
 	Overlay func(src source.Source) bool
 	Logger  hclog.Logger
@@ -105,7 +106,7 @@ func New(cfg Config) (*Link, error) {
 		if m, ok := source.NewMirrors(filepath.Join(cfg.StateDir, "mirrors"), cfg.Logger.Named("source")); ok {
 			m.MaxBytes = cfg.MirrorSize
 			cfg.Fetch = m.Fetch
-			cfg.Overlay = func(src source.Source) bool { return m.LargeTree(src.URL) }
+			cfg.Overlay = func(src source.Source) bool { return !m.SmallTree(src.URL) }
 		}
 	}
 	if cfg.HTTP == nil {

@@ -220,16 +220,19 @@ func linkTree(src, dst string) error {
 // its bytes once. Past this size the copy is the dearer.
 const OverlayFrom = 32 << 20
 
-// LargeTree says whether the last checkout of url on this agent held at
-// least OverlayFrom bytes of files; false when none is known.
-func (m *Mirrors) LargeTree(url string) bool {
+// SmallTree says whether the last checkout of url on this agent held
+// fewer than OverlayFrom bytes of files: its workspace is copied. A tree
+// not known yet is not small: a repository's first build on an agent lays
+// its workspace over its checkout, which costs nothing when the tree is
+// large, and little more than a copy when it is not.
+func (m *Mirrors) SmallTree(url string) bool {
 	bare, _ := SplitCredentials(url)
 	b, err := os.ReadFile(filepath.Join(m.Dir, mirrorName(endpointURL(bare)), treeBytesFile))
 	if err != nil {
 		return false
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	return err == nil && n >= OverlayFrom
+	return err == nil && n < OverlayFrom
 }
 
 // treeBytesFile keeps, in a repository's folder, the bytes of files its

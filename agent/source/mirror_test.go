@@ -620,9 +620,9 @@ func TestAnUnreachableRemoteKeepsTheMirror(t *testing.T) {
 	}
 }
 
-// A repository's tree is large once a checkout of it held OverlayFrom
-// bytes of files: unknown before, small for a small one.
-func TestLargeTree(t *testing.T) {
+// A repository's tree is small once a checkout of it held fewer than
+// OverlayFrom bytes of files: not before, nor for a large one.
+func TestSmallTree(t *testing.T) {
 	m, _ := newMirrors(t)
 	small, large := tagged(t), tagged(t)
 	if err := os.WriteFile(filepath.Join(large, "zeros.bin"), make([]byte, OverlayFrom), 0o644); err != nil {
@@ -631,14 +631,14 @@ func TestLargeTree(t *testing.T) {
 	gitIn(t, large, "add", "zeros.bin")
 	gitIn(t, large, "commit", "-q", "-m", "large")
 	for _, repo := range []string{small, large} {
-		if m.LargeTree(repo) {
-			t.Errorf("%s is large before any checkout of it", repo)
+		if m.SmallTree(repo) {
+			t.Errorf("%s is small before any checkout of it", repo)
 		}
 		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if m.LargeTree(small) || !m.LargeTree(large) {
-		t.Errorf("large: small %v, large %v", m.LargeTree(small), m.LargeTree(large))
+	if !m.SmallTree(small) || m.SmallTree(large) {
+		t.Errorf("small: small %v, large %v", m.SmallTree(small), m.SmallTree(large))
 	}
 }
