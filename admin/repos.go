@@ -106,6 +106,7 @@ type RepoJSON struct {
 	APIURL           string     `json:"api_url"`
 	Branches         []string   `json:"branches"`
 	DefaultBranch    string     `json:"default_branch"`
+	Depth            *int32     `json:"depth"` // null: the agent's default
 	HasWebhookSecret bool       `json:"has_webhook_secret"`
 	HasForgeToken    bool       `json:"has_forge_token"`
 	Created          *time.Time `json:"created"`
@@ -116,6 +117,7 @@ func Repo(r *fleet.Repo) RepoJSON {
 	j := RepoJSON{
 		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(), DefaultBranch: r.GetDefaultBranch(),
 		HasWebhookSecret: r.GetHasWebhookSecret(), HasForgeToken: r.GetHasForgeToken(), Created: TimeOf(r.GetCreated()),
+		Depth: r.Depth,
 	}
 	if j.Branches == nil {
 		j.Branches = []string{}

@@ -65,13 +65,13 @@ func (a *agentConn) send(m *fleet.CoordinatorMessage) bool {
 	}
 }
 
-// assign sends b to the agent, to be fetched from url (b's source URL with
-// its credential, if any) with the repository's deploy key, if any.
-func (a *agentConn) assign(b *Build, url, deployKey string, secrets map[string]string) {
+// assign sends b to the agent, to be fetched as src says (b's source URL
+// with its credential, if any, and the repository's deploy key and depth).
+func (a *agentConn) assign(b *Build, src *fleet.Source, secrets map[string]string) {
 	a.send(&fleet.CoordinatorMessage{Msg: &fleet.CoordinatorMessage_Assign{Assign: &fleet.Assign{
 		Build:        &fleet.BuildAttempt{BuildId: b.ID, Attempt: int32(b.Attempt)},
 		LeaseExpires: timestamppb.New(b.LeaseExpires),
-		Source:       &fleet.Source{Url: url, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag, SshKey: deployKey},
+		Source:       src,
 		Params:       b.Params,
 		Repo:         b.Repo,
 		Secrets:      secrets,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/forge/status"
+	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 // dispatch sends queued builds, oldest first, to agents that have their
@@ -113,8 +114,13 @@ func (c *Coordinator) started(b *Build, conn *agentConn) {
 		c.log.Error("could not read the repository's deploy key; not sent", "build", b.ID, "error", err)
 		return
 	}
+	src := &fleet.Source{Url: url, Branch: b.Source.Branch, Commit: b.Source.Commit, Tag: b.Source.Tag, SshKey: key}
+	if src.Depth, err = c.repoDepth(context.Background(), b.Repo); err != nil {
+		c.log.Error("could not read the repository's settings; not sent", "build", b.ID, "error", err)
+		return
+	}
 	c.statuses.note(ref, status.Running, fmt.Sprintf("running on %s (attempt %d)", conn.name, b.Attempt))
-	conn.assign(b, url, key, secrets)
+	conn.assign(b, src, secrets)
 }
 
 // needOn is the room a build takes on an agent when it is sent there: its

@@ -86,6 +86,40 @@ func TestAForksPullRequestGetsNoSecrets(t *testing.T) {
 	}
 }
 
+// A repository's depth setting goes to the fetch of each of its builds;
+// a repository without one leaves the agent's default.
+func TestARepositorysDepthGoesToTheFetch(t *testing.T) {
+	f := newFleet(t, time.Minute)
+	ctx := context.Background()
+	api := f.c.AdminServer()
+	a := fleettest.Dial(t, f.addr)
+	a.Join(t, fleettest.Hello("raw", "join-secret", &fleet.Capacity{MilliCpus: 64000, Memory: 64 << 30}))
+	zero, fifty := int32(0), int32(50)
+	for _, tc := range []struct {
+		name  string
+		depth *int32
+	}{{"acme/default", nil}, {"acme/all", &zero}, {"acme/fifty", &fifty}} {
+		if _, err := api.AddRepo(ctx, &fleet.Repo{Name: tc.name, Url: "/srv/git/" + tc.name, Depth: tc.depth}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := api.Trigger(ctx, &fleet.TriggerRequest{Repo: tc.name, Branch: "main", Commit: strings.Repeat("3", 40)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign().GetBuild().GetBuildId() == info.GetId() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := m.GetAssign().GetSource().Depth
+		if (got == nil) != (tc.depth == nil) || got != nil && *got != *tc.depth {
+			t.Errorf("%s: the fetch was sent depth %v, want %v", tc.name, got, tc.depth)
+		}
+	}
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/bad", Url: "/srv/git/bad", Depth: new(int32(-1))}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a depth of -1: %v, want it refused", err)
+	}
+}
+
 // A deploy key that ssh could not use is refused when it is set, saying
 // why.
 func TestADeployKeyIsCheckedWhenSet(t *testing.T) {

@@ -46,6 +46,10 @@ func (c *Coordinator) sealer() (Sealer, error) {
 func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
 	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
 		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch())}
+	if r.Depth != nil {
+		d := int(r.GetDepth())
+		repo.Depth = &d
+	}
 	if repo.DefaultBranch == "" {
 		repo.DefaultBranch = DefaultBranch
 	}
@@ -60,6 +64,8 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 		return nil, status.Error(codes.InvalidArgument, "--url: the repository's clone URL or local path is required")
 	case strings.ContainsFunc(repo.DefaultBranch, unicode.IsSpace) || strings.ContainsFunc(repo.DefaultBranch, unicode.IsControl):
 		return nil, status.Errorf(codes.InvalidArgument, "--default-branch: %q is not a branch name", repo.DefaultBranch)
+	case repo.Depth != nil && *repo.Depth < 0:
+		return nil, status.Errorf(codes.InvalidArgument, "--depth %d: expected the commits of history to fetch, like 50, or 0 for all of it", *repo.Depth)
 	}
 	for _, g := range repo.Branches {
 		if _, err := path.Match(g, ""); err != nil || g == "" {
@@ -139,6 +145,7 @@ func repoInfo(r Repo) *fleet.Repo {
 	return &fleet.Repo{
 		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
+		Depth: depthOf(r.Depth),
 	}
 }
 
@@ -242,6 +249,32 @@ func (c *Coordinator) secretsOf(ctx context.Context, repo string) (map[string]st
 		out[k] = string(plain)
 	}
 	return out, nil
+}
+
+// depthOf is a repository's depth setting as the API says it (nil:
+// unset).
+func depthOf(d *int) *int32 {
+	if d == nil {
+		return nil
+	}
+	n := int32(*d)
+	return &n
+}
+
+// repoDepth is a registered repository's depth setting (nil: none, or
+// not registered).
+func (c *Coordinator) repoDepth(ctx context.Context, repo string) (*int32, error) {
+	if !c.registered(repo) {
+		return nil, nil
+	}
+	r, err := c.cfg.Store.GetRepo(ctx, repo)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return depthOf(r.Depth), nil
 }
 
 // deployKey opens a registered repository's deploy key ("" when it has

@@ -159,6 +159,9 @@ type Repo struct {
 	// DefaultBranch is the branch whose caches a branch's first build may
 	// read ("": DefaultBranch).
 	DefaultBranch string `json:"default-branch,omitempty"`
+	// Depth is how many commits of history a build's checkout holds: 0
+	// all of it, nil the agent's default.
+	Depth *int `json:"depth,omitempty"`
 	// Forge and APIURL say where commit statuses go.
 	Forge         string `json:"forge,omitempty"`
 	APIURL        string `json:"api-url,omitempty"`

@@ -70,6 +70,10 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	ba := a.GetBuild()
 	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(),
 		Commit: a.GetSource().GetCommit(), Tag: a.GetSource().GetTag(), SSHKey: a.GetSource().GetSshKey()}
+	if d := a.GetSource().Depth; d != nil {
+		depth := int(*d)
+		src.Depth = &depth
+	}
 	dir, local, err := source.WorkingTree(src)
 	if err != nil {
 		return events.Error, err.Error(), nil

@@ -397,8 +397,10 @@ func (m *Mirrors) fetchInto(ctx context.Context, r *remote, mirror string, src S
 		return "", "", err
 	}
 	depth := []string{}
-	if d := m.depthOf(filepath.Dir(mirror)); d > 0 {
+	if d := m.fetchDepth(filepath.Dir(mirror), src); d > 0 {
 		depth = append(depth, "--depth="+strconv.Itoa(d))
+	} else if _, err := os.Stat(filepath.Join(mirror, "shallow")); err == nil {
+		depth = append(depth, "--unshallow")
 	}
 	branch = src.Branch
 	switch {
@@ -576,6 +578,20 @@ func (m *Mirrors) deepen(ctx context.Context, r *remote, mirror, work, commit, b
 // depthFile keeps, in a repository's folder, the depth its mirror fetches
 // at when a build asked more than the default (0: the whole history).
 const depthFile = "depth"
+
+// fetchDepth is the depth a fetch into repo's mirror asks (0: all of it):
+// the deeper of what the build's repository asks (its setting, else the
+// agent's default) and what the mirror keeps.
+func (m *Mirrors) fetchDepth(repo string, src Source) int {
+	want, held := m.Depth, m.depthOf(repo)
+	if src.Depth != nil {
+		want = *src.Depth
+	}
+	if want == 0 || held == 0 {
+		return 0
+	}
+	return max(want, held)
+}
 
 // depthOf is the depth repo's mirror fetches at (0: all of it).
 func (m *Mirrors) depthOf(repo string) int {

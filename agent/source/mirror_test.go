@@ -556,6 +556,27 @@ func TestLFSFilesAreFetched(t *testing.T) {
 	}
 }
 
+// A repository's depth setting is the depth its mirror fetches at: 0 the
+// whole history.
+func TestRepositoryDepth(t *testing.T) {
+	repo := tagged(t) // three commits
+	for i := range 3 {
+		commitFile(t, repo, fmt.Sprintf("more-%d.txt", i), "more")
+	}
+	daemon := gittest.Daemon(t, filepath.Dir(repo))
+	for _, tc := range []struct{ depth, want int }{{4, 4}, {0, 6}} {
+		m, _ := newMirrors(t)
+		m.Depth = 2
+		dir := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main", Depth: &tc.depth}, dir); err != nil {
+			t.Fatal(err)
+		}
+		if got := gitIn(t, dir, "rev-list", "--count", "HEAD"); got != fmt.Sprint(tc.want) {
+			t.Errorf("depth %d: %s commits, want %d", tc.depth, got, tc.want)
+		}
+	}
+}
+
 // depth in .monkeyci/script.yaml gives the checkout that much history, 0
 // all of it, and the mirror keeps it for the next builds.
 func TestScriptYAMLDepth(t *testing.T) {

@@ -40,6 +40,9 @@ type Source struct {
 	// out (detached), before Branch. With Commit set, the tag only says
 	// what the build is of (a webhook's tag push carries both).
 	Tag string
+	// Depth, when set, is how many commits of history to fetch (the
+	// repository's setting; 0 all of it); else the fetcher's default.
+	Depth *int
 	// SSHKey, when set, is the private key (a deploy key) an ssh:// or
 	// user@host:path URL is fetched with, its submodules too. Only the
 	// git program uses it (Mirrors.Fetch); Fetch (go-git) refuses it.
@@ -184,6 +187,15 @@ type fetcher struct {
 	remote *git.Remote
 }
 
+// depth is how many commits a shallow fetch brings: the repository's
+// setting, else shallowDepth (0: all).
+func (f *fetcher) depth() int {
+	if f.src.Depth != nil {
+		return *f.src.Depth
+	}
+	return shallowDepth
+}
+
 // fetchBranch fetches the head of the asked branch, or of the remote's
 // default branch, shallow.
 func (f *fetcher) fetchBranch(ctx context.Context) (string, plumbing.Hash, error) {
@@ -211,7 +223,7 @@ func (f *fetcher) fetchBranch(ctx context.Context) (string, plumbing.Hash, error
 		}
 	}
 	ref := plumbing.NewBranchReferenceName(branch)
-	err := f.fetch(ctx, shallowDepth, refSpec(ref))
+	err := f.fetch(ctx, f.depth(), refSpec(ref))
 	if errors.Is(err, errNoMatch) {
 		return "", plumbing.ZeroHash, &notFound{
 			msg: fmt.Sprintf("branch %s not found in %s", branch, f.shown),
@@ -250,7 +262,7 @@ func (f *fetcher) findTag(refs []*plumbing.Reference) error {
 //  3. every branch and tag in full, and then look for it.
 func (f *fetcher) fetchCommit(ctx context.Context, refs []*plumbing.Reference) (plumbing.Hash, error) {
 	if ref := refAt(refs, f.want, f.src.Branch); ref != "" {
-		if err := f.fetch(ctx, shallowDepth, refSpec(ref)); err != nil && !errors.Is(err, errNoMatch) {
+		if err := f.fetch(ctx, f.depth(), refSpec(ref)); err != nil && !errors.Is(err, errNoMatch) {
 			return plumbing.ZeroHash, err
 		}
 		// The ref may have moved since it was listed: look.
@@ -260,7 +272,7 @@ func (f *fetcher) fetchCommit(ctx context.Context, refs []*plumbing.Reference) (
 	}
 	if len(f.want) == 40 {
 		spec := config.RefSpec(f.want + ":refs/monkeyci/commit")
-		err := f.fetch(ctx, shallowDepth, spec)
+		err := f.fetch(ctx, f.depth(), spec)
 		if err == nil {
 			if h, err := f.resolve(); err == nil {
 				return h, nil

@@ -38,6 +38,7 @@ type repoAddFlags struct {
 	url, webhookSecret, forge, apiURL, defaultBranch string
 	branches                                         []string
 	tokenStdin, webhookSecretStdin, sshKeyStdin      bool
+	depth                                            int
 }
 
 func newReposAddCommand(flags *adminFlags, stdout, stderr io.Writer) *cobra.Command {
@@ -74,7 +75,10 @@ from the URL: it is shown as *** and given only to the agent that fetches.
 passphrase) from standard input, for an ssh:// or user@host:path URL: it is
 kept as the repository's secret MONKEYCI_SSH_KEY, given only to the
 agent's fetch (its submodules too), never to a job. An agent trusts a
-host's key the first time it fetches from it, and holds to it after.`,
+host's key the first time it fetches from it, and holds to it after.
+
+--depth sets how many commits of history each build's checkout holds (0:
+all of it); a build's .monkeyci/script.yaml may ask more with depth.`,
 		Example: `  monkeyci repos add me/app --url https://github.com/me/app --webhook-secret "$SECRET" --branches 'main,release/*'
   printf %s "$GITLAB_TOKEN" | monkeyci repos add team/site --url https://gitlab.example.com/team/site.git \
       --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin
@@ -92,11 +96,19 @@ host's key the first time it fetches from it, and holds to it after.`,
 	f.StringVar(&rf.apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
 	f.BoolVar(&rf.tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	f.BoolVar(&rf.sshKeyStdin, "ssh-key-stdin", false, "read a deploy key (an SSH private key) for an ssh URL from standard input, all of it")
+	f.IntVar(&rf.depth, "depth", 20, "commits of history each build's checkout holds; 0 for all of it (default: the agent's, 20)")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
 	add.RunE = func(cmd *cobra.Command, args []string) error {
 		repo, err := rf.repo(args[0])
 		if err != nil {
 			return usageError(err)
+		}
+		if cmd.Flags().Changed("depth") {
+			if rf.depth < 0 {
+				return usageError(fmt.Errorf("--depth %d: expected the commits of history to fetch, like 50, or 0 for all of it", rf.depth))
+			}
+			d := int32(rf.depth)
+			repo.Depth = &d
 		}
 		if err := rf.readSecrets(cmd, stderr, repo); err != nil {
 			return err

@@ -190,6 +190,10 @@ ALTER TABLE repos ADD COLUMN default_branch TEXT NOT NULL DEFAULT '';
 	`
 ALTER TABLE builds ADD COLUMN fork INTEGER NOT NULL DEFAULT 0;
 `,
+	// 11: a repository's checkout depth (NULL: the agent's default).
+	`
+ALTER TABLE repos ADD COLUMN depth INTEGER;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -10,16 +10,21 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 )
 
-const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch`
+const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth`
 
 func scanRepo(row scanner) (coordinator.Repo, error) {
 	var (
 		r        coordinator.Repo
 		branches sql.NullString
 		created  int64
+		depth    sql.NullInt64
 	)
-	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created, &r.URLCredential, &r.DefaultBranch); err != nil {
+	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created, &r.URLCredential, &r.DefaultBranch, &depth); err != nil {
 		return r, err
+	}
+	if depth.Valid {
+		d := int(depth.Int64)
+		r.Depth = &d
 	}
 	r.Created = fromNanos(created)
 	if branches.Valid {
@@ -52,7 +57,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	}
 	err := s.write(ctx, func(w wconn) error {
 		_, err := w.stmt(s.q.saveRepo).ExecContext(w.ctx, r.Name, r.URL, branches, r.Forge, r.APIURL,
-			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created), nullBlob(r.URLCredential), r.DefaultBranch)
+			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created), nullBlob(r.URLCredential), r.DefaultBranch, nullInt(r.Depth))
 		return err
 	})
 	if err != nil {
@@ -67,6 +72,14 @@ func nullBlob(b []byte) any {
 		return nil
 	}
 	return b
+}
+
+// nullInt is NULL for nil.
+func nullInt(n *int) any {
+	if n == nil {
+		return nil
+	}
+	return *n
 }
 
 // GetRepo returns the repository (coordinator.ErrNotFound).

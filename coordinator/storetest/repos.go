@@ -21,6 +21,18 @@ func reposAndTheirSecrets(t *testing.T, open Opener) {
 	if got.URL != r.URL || len(got.Branches) != 2 || string(got.WebhookSecret) != "sealed-hook" || got.Created.IsZero() || got.DefaultBranch != "trunk" {
 		t.Errorf("got %+v", got)
 	}
+	if got.Depth != nil {
+		t.Errorf("a repository saved without a depth has %d", *got.Depth)
+	}
+	// A depth of 0 (the whole history) is kept apart from none.
+	for _, d := range []int{0, 50} {
+		r.Depth = &d
+		must(t, s.SaveRepo(ctx, r))
+		if got, _ := s.GetRepo(ctx, "acme/app"); got.Depth == nil || *got.Depth != d {
+			t.Errorf("depth %d saved, %v read", d, got.Depth)
+		}
+	}
+	r.Depth = nil
 	// Saved again without secrets: the old ones stay.
 	r.WebhookSecret, r.ForgeToken, r.Branches = nil, nil, nil
 	must(t, s.SaveRepo(ctx, r))

@@ -1754,6 +1754,9 @@ type Repo struct {
 	Created          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
 	// the branch whose caches a branch's first build may read; "" main
 	DefaultBranch string `protobuf:"bytes,11,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
+	// commits of history a build's checkout holds: 0 all of it; unset the
+	// agent's default
+	Depth         *int32 `protobuf:"varint,12,opt,name=depth,proto3,oneof" json:"depth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1863,6 +1866,13 @@ func (x *Repo) GetDefaultBranch() string {
 		return x.DefaultBranch
 	}
 	return ""
+}
+
+func (x *Repo) GetDepth() int32 {
+	if x != nil && x.Depth != nil {
+		return *x.Depth
+	}
+	return 0
 }
 
 type RepoRef struct {
@@ -2666,7 +2676,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x127\n" +
 	"\tlast_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
 	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12 \n" +
-	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xf2\x02\n" +
+	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\x97\x03\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2680,7 +2690,9 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x0fhas_forge_token\x18\t \x01(\bR\rhasForgeToken\x124\n" +
 	"\acreated\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12%\n" +
-	"\x0edefault_branch\x18\v \x01(\tR\rdefaultBranch\"\x1d\n" +
+	"\x0edefault_branch\x18\v \x01(\tR\rdefaultBranch\x12\x19\n" +
+	"\x05depth\x18\f \x01(\x05H\x00R\x05depth\x88\x01\x01B\b\n" +
+	"\x06_depth\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +
 	"\x10ListReposRequest\"B\n" +
@@ -2906,6 +2918,7 @@ func file_fleet_admin_proto_init() {
 	if File_fleet_admin_proto != nil {
 		return
 	}
+	file_fleet_admin_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -1406,7 +1406,10 @@ type Source struct {
 	Tag string `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
 	// The repository's deploy key (an SSH private key) the fetch uses, and
 	// only it: never given to a job.
-	SshKey        string `protobuf:"bytes,5,opt,name=ssh_key,json=sshKey,proto3" json:"ssh_key,omitempty"`
+	SshKey string `protobuf:"bytes,5,opt,name=ssh_key,json=sshKey,proto3" json:"ssh_key,omitempty"`
+	// The commits of history the checkout holds (the repository's setting):
+	// 0 all of it; unset the agent's default.
+	Depth         *int32 `protobuf:"varint,6,opt,name=depth,proto3,oneof" json:"depth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1474,6 +1477,13 @@ func (x *Source) GetSshKey() string {
 		return x.SshKey
 	}
 	return ""
+}
+
+func (x *Source) GetDepth() int32 {
+	if x != nil && x.Depth != nil {
+		return *x.Depth
+	}
+	return 0
 }
 
 type Assign struct {
@@ -2056,13 +2066,15 @@ const file_fleet_fleet_proto_rawDesc = "" +
 	"credential\x18\x02 \x01(\tR\n" +
 	"credential\x12!\n" +
 	"\flease_millis\x18\x03 \x01(\x03R\vleaseMillis\x12)\n" +
-	"\x10heartbeat_millis\x18\x04 \x01(\x03R\x0fheartbeatMillis\"u\n" +
+	"\x10heartbeat_millis\x18\x04 \x01(\x03R\x0fheartbeatMillis\"\x9a\x01\n" +
 	"\x06Source\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\tR\x06commit\x12\x10\n" +
 	"\x03tag\x18\x04 \x01(\tR\x03tag\x12\x17\n" +
-	"\assh_key\x18\x05 \x01(\tR\x06sshKey\"\xf4\x03\n" +
+	"\assh_key\x18\x05 \x01(\tR\x06sshKey\x12\x19\n" +
+	"\x05depth\x18\x06 \x01(\x05H\x00R\x05depth\x88\x01\x01B\b\n" +
+	"\x06_depth\"\xf4\x03\n" +
 	"\x06Assign\x125\n" +
 	"\x05build\x18\x01 \x01(\v2\x1f.monkeyci.fleet.v1.BuildAttemptR\x05build\x12?\n" +
 	"\rlease_expires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x121\n" +
@@ -2240,6 +2252,7 @@ func file_fleet_fleet_proto_init() {
 		(*CoordinatorMessage_Refuse)(nil),
 		(*CoordinatorMessage_Unblock)(nil),
 	}
+	file_fleet_fleet_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
