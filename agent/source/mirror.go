@@ -621,32 +621,6 @@ func copyShallow(mirror, dotGit string) error {
 	return os.WriteFile(filepath.Join(dotGit, "shallow"), b, 0o644)
 }
 
-// submodules checks out the repository's submodules, recursively, from
-// their own remotes with the same credentials (a header for the
-// repository's origin: a submodule elsewhere is fetched without them),
-// unless .monkeyci/script.yaml says `submodules: false`. git's own rules
-// stand: a submodule's file:// or ext:: URL is refused.
-func (m *Mirrors) submodules(ctx context.Context, r *remote, dir string, without bool) error {
-	if _, err := os.Lstat(filepath.Join(dir, ".gitmodules")); err != nil {
-		return nil
-	}
-	if without {
-		// Out of the worktree, if an earlier build had them in.
-		_, err := r.run(ctx, "", "-C", dir, "submodule", "deinit", "-q", "--all", "-f")
-		return err
-	}
-	update := []string{"-C", dir, "submodule", "update", "--init", "--recursive"}
-	if m.Depth > 0 {
-		// A server that refuses a commit no branch points at takes the
-		// whole history instead.
-		if _, err := r.run(ctx, "fetching submodules", append(update, "--depth="+strconv.Itoa(m.Depth))...); err == nil {
-			return nil
-		}
-	}
-	_, err := r.run(ctx, "fetching submodules", update...)
-	return err
-}
-
 // lock takes one repository's lock (its mirror and worktree are changed
 // by one build at a time) and returns what releases it.
 func (m *Mirrors) lock(repo string) func() {

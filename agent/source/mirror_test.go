@@ -663,3 +663,52 @@ func TestSmallTree(t *testing.T) {
 		t.Errorf("small: small %v, large %v", m.SmallTree(small), m.SmallTree(large))
 	}
 }
+
+// A branch chooses its .gitmodules, and the agent's git fetches them from
+// the agent's own host: a submodule there (loopback, the cloud's metadata
+// service, a path) is refused before anything is fetched, saying which.
+func TestSubmodulesOnTheAgentsHostAreRefused(t *testing.T) {
+	m, _ := newMirrors(t)
+	for _, tc := range []struct{ url, want string }{
+		{"http://169.254.169.254/opc/v2/instance.git", "metadata"},
+		{"http://localhost:1/x.git", "agent's own host"},
+		{"git://[::1]:9418/x.git", "agent's own host"},
+		{"/var/lib/monkeyci/agent/mirrors/other/mirror.git", "a path on the agent's machine"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			repo := tagged(t)
+			head := gitIn(t, repo, "rev-parse", "HEAD")
+			gitIn(t, repo, "update-index", "--add", "--cacheinfo", "160000,"+head+",vendor/x")
+			commitFile(t, repo, ".gitmodules", fmt.Sprintf("[submodule \"x\"]\n\tpath = vendor/x\n\turl = %s\n", tc.url))
+			daemon := gittest.Daemon(t, filepath.Dir(repo))
+			_, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main"}, filepath.Join(t.TempDir(), "ws"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckSubmoduleURL(t *testing.T) {
+	for _, tc := range []struct {
+		url, repoHost string
+		ok            bool
+	}{
+		{"https://github.com/acme/lib.git", "github.com", true},
+		{"git@github.com:acme/lib.git", "gitlab.com", true},
+		{"https://10.0.0.7/lib.git", "git.example", true},    // a forge on the private network
+		{"http://127.0.0.1:8080/lib.git", "127.0.0.1", true}, // the repository's own host
+		{"http://127.0.0.1:8080/lib.git", "git.example", false},
+		{"ssh://git@[fe80::1]/lib.git", "git.example", false},
+		{"http://0.0.0.0/lib.git", "git.example", false},
+		{"git@169.254.169.254:lib.git", "git.example", false},
+		{"../lib.git", "", true}, // a local repository's, git's rules apply
+		{"/srv/lib.git", "git.example", false},
+		{"file:///srv/lib.git", "git.example", false},
+	} {
+		err := checkSubmoduleURL(context.Background(), tc.url, tc.repoHost)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s (repository on %q): %v, want ok %v", tc.url, tc.repoHost, err, tc.ok)
+		}
+	}
+}

@@ -109,10 +109,10 @@ func TestAdminCLIReposAdd(t *testing.T) {
 		t.Fatalf("repos add -o json: exit %d, %q", code, errOut)
 	}
 	keys := jsonKeys(t, out)
-	if wantKeys := []string{"api_url", "branches", "created", "default_branch", "forge", "has_forge_token", "has_webhook_secret", "name", "url"}; !slices.Equal(keys, wantKeys) {
+	if wantKeys := []string{"api_url", "branches", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "name", "url"}; !slices.Equal(keys, wantKeys) {
 		t.Errorf("repos add -o json keys %v, want %v", keys, wantKeys)
 	}
-	if !strings.Contains(out, `"branches": []`) || !strings.Contains(out, `"has_forge_token": false`) {
+	if !strings.Contains(out, `"branches": []`) || !strings.Contains(out, `"has_forge_token": false`) || !strings.Contains(out, `"depth": null`) {
 		t.Errorf("repos add -o json:\n%s", out)
 	}
 	assertRequests(t, f, "AddRepo", &fleet.Repo{Name: "local", Url: wd, DefaultBranch: "main"})
