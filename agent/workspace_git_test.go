@@ -46,8 +46,8 @@ script: ["git describe --tags", "git log -1 --format='%H %an %s'", "git status -
 	git("tag", "-a", "v2.1.0", "-m", "release")
 	git("commit", "-q", "--allow-empty", "-m", "second")
 
-	mirrors, ok := source.NewMirrors(t.TempDir(), hclog.NewNullLogger())
-	if !ok {
+	mirrors := source.NewMirrors(t.TempDir(), hclog.NewNullLogger())
+	if mirrors.Git == "" {
 		t.Fatal("no git program on PATH")
 	}
 	// As a fleet agent builds: the source's folder is made empty, and the

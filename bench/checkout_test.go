@@ -42,6 +42,10 @@ func BenchmarkCheckout(b *testing.B) {
 	admin := co.adminClient(b)
 
 	var floor, fresh, next []time.Duration
+	// Each build's events after its start, by its time to the first
+	// command: the median builds' are logged.
+	timelines := map[time.Duration]string{}
+	timed := func(d time.Duration, timeline string) time.Duration { timelines[d] = timeline; return d }
 	for round := range checkoutRounds {
 		syscall.Sync()
 		floor = append(floor, gitClone(b, url))
@@ -49,15 +53,17 @@ func BenchmarkCheckout(b *testing.B) {
 		slot := fmt.Sprintf("checkout-%d", round)
 		startBenchAgent(b, co, "bench-"+slot, filepath.Join(b.TempDir(), "agent"), "--labels", "slot="+slot)
 		syscall.Sync()
-		fresh = append(fresh, toFirstCommand(b, admin, url, slot))
+		fresh = append(fresh, timed(toFirstCommand(b, admin, url, slot)))
 		commitChange(b, repo, round)
 		syscall.Sync()
-		next = append(next, toFirstCommand(b, admin, url, slot))
+		next = append(next, timed(toFirstCommand(b, admin, url, slot)))
 	}
 	b.ReportMetric(ms(median(floor)), "git-clone-ms")
 	reportAtMost(b, floor, "git clone --depth 2; ours to the first command",
 		figure{"fresh-agent", fresh, checkoutFreshLimit}, figure{"next-build", next, checkoutNextLimit})
 	b.Logf("checkout of a 150 MB repository: git clone %v, first build on a fresh agent %v, next build %v", floor, fresh, next)
+	b.Logf("the median first build, after its start: %s", timelines[median(fresh)])
+	b.Logf("the median next build, after its start: %s", timelines[median(next)])
 }
 
 // goSourceRepo makes a repository of the Go toolchain's src tree in two
@@ -125,8 +131,9 @@ func gitClone(b *testing.B, url string) time.Duration {
 }
 
 // toFirstCommand builds url's main on the agent of slot and returns the
-// time from the build's start to its first job's first command.
-func toFirstCommand(b *testing.B, admin fleet.AdminClient, url, slot string) time.Duration {
+// time from the build's start to its first job's first command, and the
+// times of its events after its start.
+func toFirstCommand(b *testing.B, admin fleet.AdminClient, url, slot string) (time.Duration, string) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -155,9 +162,8 @@ func toFirstCommand(b *testing.B, admin fleet.AdminClient, url, slot string) tim
 			first = e.Time
 		}
 	}
-	b.Logf("build %s, after its start: %s", info.GetId(), strings.Join(timeline, ", "))
 	if started.IsZero() || first.IsZero() {
 		b.Fatalf("build %s: no build/start or command/start", info.GetId())
 	}
-	return first.Sub(started)
+	return first.Sub(started), strings.Join(timeline, ", ")
 }

@@ -43,8 +43,8 @@ type Config struct {
 	// MirrorSize bounds mirrors/: past it the least recently used go
 	// (0: no bound).
 	MirrorSize int64
-	// Fetch checks out a source into dir (default: by way of a mirror
-	// with the git program, or source.Fetch without it). Overlay, if set,
+	// Fetch checks out a source into dir (default: by way of a mirror,
+	// with the git program, or go-git without it). Overlay, if set,
 	// says, before the fetch, whether a build's workspace is to lie over
 	// what Fetch leaves rather than copy it (agent.BuildSpec.Snapshot):
 	// by default, with a mirror, unless the repository's tree is known to
@@ -100,12 +100,13 @@ func New(cfg Config) (*Link, error) {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	if cfg.Fetch == nil {
-		// With the git program, a mirror per repository in the state dir;
-		// without it (the docker pool's minimal image), go-git alone.
-		cfg.Fetch = source.Fetch
-		if m, ok := source.NewMirrors(filepath.Join(cfg.StateDir, "mirrors"), cfg.Logger.Named("source")); ok {
-			m.MaxBytes = cfg.MirrorSize
-			cfg.Fetch = m.Fetch
+		// A mirror per repository in the state dir, with the git program,
+		// or go-git without it (the docker pool's minimal image), whose
+		// checkouts are no worktrees to lay a workspace over.
+		m := source.NewMirrors(filepath.Join(cfg.StateDir, "mirrors"), cfg.Logger.Named("source"))
+		m.MaxBytes = cfg.MirrorSize
+		cfg.Fetch = m.Fetch
+		if m.Git != "" {
 			cfg.Overlay = func(src source.Source) bool { return !m.SmallTree(src.URL) }
 		}
 	}

@@ -55,14 +55,12 @@ type Mirrors struct {
 	holders map[string]holder // a running build's source: what it holds
 }
 
-// NewMirrors returns mirrors under dir, or false when the git program is not
-// on PATH (the docker pool's minimal image): Fetch then does without.
-func NewMirrors(dir string, log hclog.Logger) (*Mirrors, bool) {
-	git, err := exec.LookPath("git")
-	if err != nil {
-		return nil, false
-	}
-	return &Mirrors{Dir: dir, Git: git, Depth: DefaultDepth, Log: log}, true
+// NewMirrors returns mirrors under dir, kept with the git program on PATH,
+// or with go-git when there is none (the docker pool's minimal image: Git
+// is then empty).
+func NewMirrors(dir string, log hclog.Logger) *Mirrors {
+	git, _ := exec.LookPath("git")
+	return &Mirrors{Dir: dir, Git: git, Depth: DefaultDepth, Log: log}
 }
 
 // Fetch makes dir (missing or empty) a checkout of the commit src asks,
@@ -79,7 +77,10 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	bare, _ := SplitCredentials(src.URL)
 	r := &remote{url: endpointURL(src.URL), bare: endpointURL(bare), shown: Redact(src.URL), git: m.Git}
 	r.config = credentialConfig(src.URL)
-	if src.SSHKey != "" {
+	answers := r.answers
+	if m.Git == "" {
+		answers = func(ctx context.Context) error { return answersGoGit(ctx, src) }
+	} else if src.SSHKey != "" {
 		env, forget, err := m.sshKeyEnv(src.SSHKey)
 		if err != nil {
 			return "", fmt.Errorf("fetching %s: the deploy key: %w", r.shown, err)
@@ -103,7 +104,7 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	// A failure on what the agent kept, while the remote answers and no
 	// build holds the mirror: a fresh one tells whether it was the
 	// mirror's fault (a network's hiccup costs no full fetch).
-	if err != nil && statErr == nil && ctx.Err() == nil && !isNotFound(err) && !m.inUse(repo) && r.answers(ctx) == nil {
+	if err != nil && statErr == nil && ctx.Err() == nil && !isNotFound(err) && !m.inUse(repo) && answers(ctx) == nil {
 		if m.Log != nil {
 			m.Log.Warn("the repository's mirror failed; fetching a fresh one", "url", r.shown, "mirror", repo, "error", err)
 		}
@@ -137,6 +138,9 @@ func isNotFound(err error) bool {
 // repo's worktrees that no running build holds (or a new one), and makes
 // dir a link to that worktree, which the build then holds until dir goes.
 func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Source, want, dir string) (string, error) {
+	if m.Git == "" {
+		return m.snapshotGoGit(ctx, src, want, repo, dir)
+	}
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		return "", fmt.Errorf("fetching %s: %w", r.shown, err)
 	}

@@ -65,12 +65,31 @@ func tagged(t *testing.T) string {
 	return dir
 }
 
+// forEachMirror runs test with each kind of mirror an agent keeps: with
+// the git program, and with go-git (an agent without git).
+func forEachMirror(t *testing.T, test func(t *testing.T, m *Mirrors, logs *syncbuf.Buffer)) {
+	t.Helper()
+	for _, goGit := range []bool{false, true} {
+		name := "git"
+		if goGit {
+			name = "go-git"
+		}
+		t.Run(name, func(t *testing.T) {
+			m, logs := newMirrors(t)
+			if goGit {
+				m.Git = ""
+			}
+			test(t, m, logs)
+		})
+	}
+}
+
 func newMirrors(t *testing.T) (*Mirrors, *syncbuf.Buffer) {
 	t.Helper()
 	needGit(t)
 	logs := &syncbuf.Buffer{}
-	m, ok := NewMirrors(t.TempDir(), hclog.New(&hclog.LoggerOptions{Output: logs}))
-	if !ok {
+	m := NewMirrors(t.TempDir(), hclog.New(&hclog.LoggerOptions{Output: logs}))
+	if m.Git == "" {
 		t.Fatal("git is on PATH, yet NewMirrors found none")
 	}
 	return m, logs
@@ -81,63 +100,67 @@ func newMirrors(t *testing.T) (*Mirrors, *syncbuf.Buffer) {
 // detached at the commit with the branch beside it, the working tree is
 // clean, and origin is the URL without credentials.
 func TestMirrorCheckoutIsAsGitMakesIt(t *testing.T) {
-	m, _ := newMirrors(t)
-	repo := tagged(t)
-	const secret = "t0ken-s3cret"
-	httpSrv := gitHTTP(t, filepath.Dir(repo), "ci", secret)
-	daemon := gittest.Daemon(t, filepath.Dir(repo))
-	sshBase, key := gittest.SSHServer(t)
-	host := strings.TrimPrefix(httpSrv.URL, "http://")
-	for _, tc := range []struct{ name, url, key, origin string }{
-		{"path", repo, "", repo},
-		{"git protocol", daemon + "/repo", "", daemon + "/repo"},
-		{"smart http with a token", "http://ci:" + secret + "@" + host + "/repo/.git", "", httpSrv.URL + "/repo/.git"},
-		{"ssh with a deploy key", sshBase + repo, key, sshBase + repo},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "ws")
-			commit, err := m.Fetch(context.Background(), Source{URL: tc.url, Branch: "main", SSHKey: tc.key}, dir)
-			if err != nil {
-				t.Fatal(err)
+	forEachMirror(t, func(t *testing.T, m *Mirrors, logs *syncbuf.Buffer) {
+		repo := tagged(t)
+		const secret = "t0ken-s3cret"
+		httpSrv := gitHTTP(t, filepath.Dir(repo), "ci", secret)
+		daemon := gittest.Daemon(t, filepath.Dir(repo))
+		sshBase, key := gittest.SSHServer(t)
+		host := strings.TrimPrefix(httpSrv.URL, "http://")
+		for _, tc := range []struct{ name, url, key, origin string }{
+			{"path", repo, "", repo},
+			{"git protocol", daemon + "/repo", "", daemon + "/repo"},
+			{"smart http with a token", "http://ci:" + secret + "@" + host + "/repo/.git", "", httpSrv.URL + "/repo/.git"},
+			{"ssh with a deploy key", sshBase + repo, key, sshBase + repo},
+		} {
+			if tc.key != "" && m.Git == "" {
+				continue // deploy keys need git: TestDeployKeyRefusals
 			}
-			if want := gitIn(t, repo, "rev-parse", "HEAD"); commit != want {
-				t.Errorf("commit %s, want %s", commit, want)
-			}
-			// A folder of its own, never a link (the script container
-			// mounts it before the fetch ends).
-			if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-				t.Errorf("%s: %v %v, want a folder", dir, fi, err)
-			}
-			for _, args := range [][]string{
-				{"describe", "--tags"},
-				{"describe"},
-				{"log", "-1", "--format=%H %an %s"},
-			} {
-				if got, want := gitIn(t, dir, args...), gitIn(t, repo, args...); got != want {
-					t.Errorf("git %s: %q, want %q", strings.Join(args, " "), got, want)
+			t.Run(tc.name, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "ws")
+				commit, err := m.Fetch(context.Background(), Source{URL: tc.url, Branch: "main", SSHKey: tc.key}, dir)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if got := gitIn(t, dir, "rev-parse", "--abbrev-ref", "HEAD"); got != "HEAD" {
-				t.Errorf("HEAD is on %q, want detached", got)
-			}
-			if got := gitIn(t, dir, "rev-parse", "refs/heads/main", "refs/remotes/origin/main"); got != commit+"\n"+commit {
-				t.Errorf("main and origin/main: %q, want both at %s", got, commit)
-			}
-			if got := gitIn(t, dir, "status", "--porcelain"); got != "" {
-				t.Errorf("working tree not clean:\n%s", got)
-			}
-			if got := gitIn(t, dir, "remote", "get-url", "origin"); got != tc.origin {
-				t.Errorf("origin %q, want %q", got, tc.origin)
-			}
-			// Neither the token nor the key is left anywhere: the
-			// checkout, nor the mirror that the agent keeps.
-			for _, where := range []string{dir, m.Dir} {
-				if found := filesHolding(t, where, append(KeyLines(key), secret)...); len(found) > 0 {
-					t.Errorf("a credential is written in %v", found)
+				if want := gitIn(t, repo, "rev-parse", "HEAD"); commit != want {
+					t.Errorf("commit %s, want %s", commit, want)
 				}
-			}
-		})
-	}
+				// A folder of its own, never a link (the script container
+				// mounts it before the fetch ends).
+				if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+					t.Errorf("%s: %v %v, want a folder", dir, fi, err)
+				}
+				for _, args := range [][]string{
+					{"describe", "--tags"},
+					{"describe"},
+					{"log", "-1", "--format=%H %an %s"},
+				} {
+					if got, want := gitIn(t, dir, args...), gitIn(t, repo, args...); got != want {
+						t.Errorf("git %s: %q, want %q", strings.Join(args, " "), got, want)
+					}
+				}
+				if got := gitIn(t, dir, "rev-parse", "--abbrev-ref", "HEAD"); got != "HEAD" {
+					t.Errorf("HEAD is on %q, want detached", got)
+				}
+				if got := gitIn(t, dir, "rev-parse", "refs/heads/main", "refs/remotes/origin/main"); got != commit+"\n"+commit {
+					t.Errorf("main and origin/main: %q, want both at %s", got, commit)
+				}
+				if got := gitIn(t, dir, "status", "--porcelain"); got != "" {
+					t.Errorf("working tree not clean:\n%s", got)
+				}
+				if got := gitIn(t, dir, "remote", "get-url", "origin"); got != tc.origin {
+					t.Errorf("origin %q, want %q", got, tc.origin)
+				}
+				// Neither the token nor the key is left anywhere: the
+				// checkout, nor the mirror that the agent keeps.
+				for _, where := range []string{dir, m.Dir} {
+					if found := filesHolding(t, where, append(KeyLines(key), secret)...); len(found) > 0 {
+						t.Errorf("a credential is written in %v", found)
+					}
+				}
+			})
+		}
+	})
 }
 
 // filesHolding are the files under root (links not followed) that hold
@@ -191,102 +214,115 @@ func TestDeployKeyRefusals(t *testing.T) {
 	if _, err := Fetch(context.Background(), Source{URL: sshBase + repo, SSHKey: key}, filepath.Join(t.TempDir(), "ws")); err == nil || !strings.Contains(err.Error(), "needs the git program") {
 		t.Errorf("go-git with a deploy key: %v, want it refused, saying git is needed", err)
 	}
+	m.Git = "" // an agent without git
+	if _, err := m.Fetch(context.Background(), Source{URL: sshBase + repo, SSHKey: key}, filepath.Join(t.TempDir(), "ws")); err == nil || !strings.Contains(err.Error(), "needs the git program") {
+		t.Errorf("a go-git mirror with a deploy key: %v, want it refused, saying git is needed", err)
+	}
 }
 
 // A second build of a new commit fetches only what the mirror lacks: over
 // smart HTTP, the second fetch's answers weigh a fraction of the first's.
 func TestMirrorFetchesOnlyWhatItLacks(t *testing.T) {
-	m, _ := newMirrors(t)
-	repo := tagged(t)
-	// 2 MB that does not compress: the first fetch carries it.
-	big := make([]byte, 2<<20)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range big {
-		big[i] = byte(rng.Uint32())
-	}
-	if err := os.WriteFile(filepath.Join(repo, "big.bin"), big, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gitIn(t, repo, "add", "big.bin")
-	gitIn(t, repo, "commit", "-q", "-m", "big")
-	var sent atomic.Int64
-	backend := gittest.HTTPHandler(t, filepath.Dir(repo))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		backend.ServeHTTP(&countingWriter{ResponseWriter: w, n: &sent}, r)
-	}))
-	t.Cleanup(srv.Close)
-	url := srv.URL + "/repo/.git"
-	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
-		t.Fatal(err)
-	}
-	first := sent.Swap(0)
-	next := commitFile(t, repo, "d.txt", "four")
-	dir := filepath.Join(t.TempDir(), "ws")
-	got, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main", Commit: next}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := sent.Load()
-	if got != next {
-		t.Errorf("commit %s, want %s", got, next)
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "big.bin")); err != nil || !bytes.Equal(b, big) {
-		t.Errorf("big.bin not in the second checkout whole (%v)", err)
-	}
-	t.Logf("first fetch: %d bytes from the server, second: %d", first, second)
-	if first < 1<<20 || second > first/20 {
-		t.Errorf("the server sent %d bytes for the first build and %d for the next, want the next well under a twentieth", first, second)
-	}
+	forEachMirror(t, func(t *testing.T, m *Mirrors, logs *syncbuf.Buffer) {
+		repo := tagged(t)
+		// 2 MB that does not compress: the first fetch carries it.
+		big := make([]byte, 2<<20)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range big {
+			big[i] = byte(rng.Uint32())
+		}
+		if err := os.WriteFile(filepath.Join(repo, "big.bin"), big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gitIn(t, repo, "add", "big.bin")
+		gitIn(t, repo, "commit", "-q", "-m", "big")
+		var sent atomic.Int64
+		backend := gittest.HTTPHandler(t, filepath.Dir(repo))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			backend.ServeHTTP(&countingWriter{ResponseWriter: w, n: &sent}, r)
+		}))
+		t.Cleanup(srv.Close)
+		url := srv.URL + "/repo/.git"
+		if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+			t.Fatal(err)
+		}
+		first := sent.Swap(0)
+		next := commitFile(t, repo, "d.txt", "four")
+		dir := filepath.Join(t.TempDir(), "ws")
+		got, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main", Commit: next}, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := sent.Load()
+		if got != next {
+			t.Errorf("commit %s, want %s", got, next)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "big.bin")); err != nil || !bytes.Equal(b, big) {
+			t.Errorf("big.bin not in the second checkout whole (%v)", err)
+		}
+		t.Logf("first fetch: %d bytes from the server, second: %d", first, second)
+		if first < 1<<20 || second > first/20 {
+			t.Errorf("the server sent %d bytes for the first build and %d for the next, want the next well under a twentieth", first, second)
+		}
+	})
 }
 
 // A mirror damaged on disk is replaced: the build succeeds and the
 // agent's log says what happened.
 func TestADamagedMirrorIsReplaced(t *testing.T) {
-	m, logs := newMirrors(t)
-	repo := tagged(t)
-	first := filepath.Join(t.TempDir(), "ws")
-	if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, first); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(first); err != nil { // the build is over
-		t.Fatal(err)
-	}
-	mirror := filepath.Join(m.Dir, mirrorName(repo))
-	// Every object and ref of the mirror turned to garbage.
-	err := filepath.Walk(mirror, func(p string, info os.FileInfo, err error) error {
-		if err == nil && info.Mode().IsRegular() && (strings.Contains(p, "/objects/") || strings.HasSuffix(p, "HEAD") || strings.Contains(p, "/refs/")) {
-			return os.WriteFile(p, []byte("garbage"), 0o644)
+	forEachMirror(t, func(t *testing.T, m *Mirrors, logs *syncbuf.Buffer) {
+		repo := tagged(t)
+		first := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, first); err != nil {
+			t.Fatal(err)
 		}
-		return err
+		if err := os.RemoveAll(first); err != nil { // the build is over
+			t.Fatal(err)
+		}
+		mirror := filepath.Join(m.Dir, mirrorName(repo))
+		// Every object and ref of the mirror turned to garbage.
+		err := filepath.Walk(mirror, func(p string, info os.FileInfo, err error) error {
+			if err == nil && info.Mode().IsRegular() && (strings.Contains(p, "/objects/") || strings.HasSuffix(p, "HEAD") || strings.Contains(p, "/refs/")) {
+				return os.WriteFile(p, []byte("garbage"), 0o644)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := commitFile(t, repo, "d.txt", "four")
+		dir := filepath.Join(t.TempDir(), "ws")
+		got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir)
+		if err != nil {
+			t.Fatalf("the build after the damage: %v\nlog:\n%s", err, logs.String())
+		}
+		if got != next {
+			t.Errorf("commit %s, want %s", got, next)
+		}
+		checkTree(t, dir, map[string]string{"a.txt": "one", "b.txt": "two", "c.txt": "three", "d.txt": "four"})
+		if !strings.Contains(logs.String(), "mirror failed; fetching a fresh one") {
+			t.Errorf("the log does not say the mirror was replaced:\n%s", logs.String())
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := commitFile(t, repo, "d.txt", "four")
-	dir := filepath.Join(t.TempDir(), "ws")
-	got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir)
-	if err != nil {
-		t.Fatalf("the build after the damage: %v\nlog:\n%s", err, logs.String())
-	}
-	if got != next {
-		t.Errorf("commit %s, want %s", got, next)
-	}
-	checkTree(t, dir, map[string]string{"a.txt": "one", "b.txt": "two", "c.txt": "three", "d.txt": "four"})
-	if !strings.Contains(logs.String(), "mirror failed; fetching a fresh one") {
-		t.Errorf("the log does not say the mirror was replaced:\n%s", logs.String())
-	}
 }
 
 // Builds of one repository at once share its mirror: each gets its own
 // commit whole, as a copy of hard links or as a worktree it holds.
 func TestBuildsShareTheMirrorAtOnce(t *testing.T) {
 	for _, link := range []bool{false, true} {
-		t.Run(fmt.Sprintf("link=%v", link), func(t *testing.T) { buildsAtOnce(t, link) })
+		t.Run(fmt.Sprintf("link=%v", link), func(t *testing.T) {
+			m, _ := newMirrors(t)
+			buildsAtOnce(t, m, link)
+		})
 	}
+	t.Run("go-git", func(t *testing.T) {
+		m, _ := newMirrors(t)
+		m.Git = ""
+		buildsAtOnce(t, m, false)
+	})
 }
 
-func buildsAtOnce(t *testing.T, link bool) {
-	m, _ := newMirrors(t)
+func buildsAtOnce(t *testing.T, m *Mirrors, link bool) {
 	repo := tagged(t)
 	commits := []string{gitIn(t, repo, "rev-parse", "HEAD~2"), gitIn(t, repo, "rev-parse", "HEAD~1"), gitIn(t, repo, "rev-parse", "HEAD")}
 	files := []map[string]string{
@@ -340,60 +376,61 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // Past MaxBytes the least recently used mirrors go, never the one just
 // used: a build of the repository whose mirror went fetches it again.
 func TestMirrorsStayWithinTheirBound(t *testing.T) {
-	m, logs := newMirrors(t)
-	m.MaxBytes = 1 // every mirror is over it: only the last used stays
-	a, b := tagged(t), tagged(t)
-	// Each build's snapshot is gone once it ends, as the agent removes it:
-	// until then its mirror stays.
-	fetch := func(repo string) {
-		t.Helper()
-		dir := filepath.Join(t.TempDir(), "ws")
-		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir); err != nil {
+	forEachMirror(t, func(t *testing.T, m *Mirrors, logs *syncbuf.Buffer) {
+		m.MaxBytes = 1 // every mirror is over it: only the last used stays
+		a, b := tagged(t), tagged(t)
+		// Each build's snapshot is gone once it ends, as the agent removes it:
+		// until then its mirror stays.
+		fetch := func(repo string) {
+			t.Helper()
+			dir := filepath.Join(t.TempDir(), "ws")
+			if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mirrors := func() []string {
+			t.Helper()
+			entries, err := os.ReadDir(m.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			return names
+		}
+		fetch(a)
+		if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
+			t.Fatalf("after a: %v, want only a's mirror", got)
+		}
+		fetch(b)
+		if got := mirrors(); len(got) != 1 || got[0] != mirrorName(b) {
+			t.Errorf("after b: %v, want only b's mirror", got)
+		}
+		if !strings.Contains(logs.String(), "removed the least recently used mirror") {
+			t.Errorf("the log does not say a mirror went:\n%s", logs.String())
+		}
+		fetch(a)
+		if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
+			t.Errorf("after a again: %v, want only a's mirror", got)
+		}
+		// A build still running keeps its mirror, over the bound or not.
+		running := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: a, Branch: "main"}, running); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			t.Fatal(err)
+		fetch(b)
+		if got := mirrors(); len(got) != 2 {
+			t.Errorf("with a's build running: %v, want both mirrors", got)
 		}
-	}
-	mirrors := func() []string {
-		t.Helper()
-		entries, err := os.ReadDir(m.Dir)
-		if err != nil {
-			t.Fatal(err)
+		if got := gitIn(t, running, "log", "-1", "--format=%s"); got != "add c.txt" {
+			t.Errorf("the running build's git log: %q", got)
 		}
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		return names
-	}
-	fetch(a)
-	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
-		t.Fatalf("after a: %v, want only a's mirror", got)
-	}
-	fetch(b)
-	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(b) {
-		t.Errorf("after b: %v, want only b's mirror", got)
-	}
-	if !strings.Contains(logs.String(), "removed the least recently used mirror") {
-		t.Errorf("the log does not say a mirror went:\n%s", logs.String())
-	}
-	fetch(a)
-	if got := mirrors(); len(got) != 1 || got[0] != mirrorName(a) {
-		t.Errorf("after a again: %v, want only a's mirror", got)
-	}
-	// A build still running keeps its mirror, over the bound or not.
-	running := filepath.Join(t.TempDir(), "ws")
-	if _, err := m.Fetch(context.Background(), Source{URL: a, Branch: "main"}, running); err != nil {
-		t.Fatal(err)
-	}
-	fetch(b)
-	if got := mirrors(); len(got) != 2 {
-		t.Errorf("with a's build running: %v, want both mirrors", got)
-	}
-	if got := gitIn(t, running, "log", "-1", "--format=%s"); got != "add c.txt" {
-		t.Errorf("the running build's git log: %q", got)
-	}
+	})
 }
 
 // A URL's credentials reach git in its environment, as a header for the
@@ -564,15 +601,21 @@ func TestRepositoryDepth(t *testing.T) {
 		commitFile(t, repo, fmt.Sprintf("more-%d.txt", i), "more")
 	}
 	daemon := gittest.Daemon(t, filepath.Dir(repo))
-	for _, tc := range []struct{ depth, want int }{{4, 4}, {0, 6}} {
+	for _, tc := range []struct {
+		depth, want int
+		goGit       bool
+	}{{4, 4, false}, {0, 6, false}, {4, 4, true}, {0, 6, true}} {
 		m, _ := newMirrors(t)
 		m.Depth = 2
+		if tc.goGit {
+			m.Git = ""
+		}
 		dir := filepath.Join(t.TempDir(), "ws")
 		if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main", Depth: &tc.depth}, dir); err != nil {
 			t.Fatal(err)
 		}
 		if got := gitIn(t, dir, "rev-list", "--count", "HEAD"); got != fmt.Sprint(tc.want) {
-			t.Errorf("depth %d: %s commits, want %d", tc.depth, got, tc.want)
+			t.Errorf("depth %d (go-git %v): %s commits, want %d", tc.depth, tc.goGit, got, tc.want)
 		}
 	}
 }
@@ -580,65 +623,67 @@ func TestRepositoryDepth(t *testing.T) {
 // depth in .monkeyci/script.yaml gives the checkout that much history, 0
 // all of it, and the mirror keeps it for the next builds.
 func TestScriptYAMLDepth(t *testing.T) {
-	m, _ := newMirrors(t)
-	m.Depth = 2
-	repo := tagged(t) // three commits
-	for i := range 3 {
-		commitFile(t, repo, fmt.Sprintf("more-%d.txt", i), "more")
-	}
-	daemon := gittest.Daemon(t, filepath.Dir(repo))
-	count := func(dir string) string { return gitIn(t, dir, "rev-list", "--count", "HEAD") }
-	fetch := func() string {
-		t.Helper()
-		dir := filepath.Join(t.TempDir(), "ws")
-		if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main"}, dir); err != nil {
+	forEachMirror(t, func(t *testing.T, m *Mirrors, logs *syncbuf.Buffer) {
+		m.Depth = 2
+		repo := tagged(t) // three commits
+		for i := range 3 {
+			commitFile(t, repo, fmt.Sprintf("more-%d.txt", i), "more")
+		}
+		daemon := gittest.Daemon(t, filepath.Dir(repo))
+		count := func(dir string) string { return gitIn(t, dir, "rev-list", "--count", "HEAD") }
+		fetch := func() string {
+			t.Helper()
+			dir := filepath.Join(t.TempDir(), "ws")
+			if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main"}, dir); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}
+		if got := count(fetch()); got != "2" {
+			t.Errorf("by default %s commits, want 2", got)
+		}
+		if err := os.MkdirAll(filepath.Join(repo, ".monkeyci"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		return dir
-	}
-	if got := count(fetch()); got != "2" {
-		t.Errorf("by default %s commits, want 2", got)
-	}
-	if err := os.MkdirAll(filepath.Join(repo, ".monkeyci"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	commitFile(t, repo, ".monkeyci/script.yaml", "depth: 4\n")
-	if got := count(fetch()); got != "4" {
-		t.Errorf("with depth: 4, %s commits, want 4", got)
-	}
-	commitFile(t, repo, ".monkeyci/script.yaml", "depth: 0\n")
-	if got := count(fetch()); got != "8" {
-		t.Errorf("with depth: 0, %s commits, want all 8", got)
-	}
-	if got := gitIn(t, fetch(), "rev-parse", "--is-shallow-repository"); got != "false" {
-		t.Errorf("the next build's checkout is shallow: %s", got)
-	}
+		commitFile(t, repo, ".monkeyci/script.yaml", "depth: 4\n")
+		if got := count(fetch()); got != "4" {
+			t.Errorf("with depth: 4, %s commits, want 4", got)
+		}
+		commitFile(t, repo, ".monkeyci/script.yaml", "depth: 0\n")
+		if got := count(fetch()); got != "8" {
+			t.Errorf("with depth: 0, %s commits, want all 8", got)
+		}
+		if got := gitIn(t, fetch(), "rev-parse", "--is-shallow-repository"); got != "false" {
+			t.Errorf("the next build's checkout is shallow: %s", got)
+		}
+	})
 }
 
 // A fetch that fails because the remote does not answer keeps the mirror:
 // a network's hiccup is no reason to fetch a large repository afresh.
 func TestAnUnreachableRemoteKeepsTheMirror(t *testing.T) {
-	m, logs := newMirrors(t)
-	repo := tagged(t)
-	srv := gitHTTP(t, filepath.Dir(repo), "", "")
-	url := srv.URL + "/repo/.git"
-	first := filepath.Join(t.TempDir(), "ws")
-	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, first); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(first); err != nil {
-		t.Fatal(err)
-	}
-	srv.Close()
-	if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err == nil {
-		t.Fatal("the fetch from a closed server succeeded")
-	}
-	if _, err := os.Stat(filepath.Join(m.Dir, mirrorName(url), "mirror.git", "HEAD")); err != nil {
-		t.Errorf("the mirror is gone: %v", err)
-	}
-	if strings.Contains(logs.String(), "fetching a fresh one") {
-		t.Errorf("the mirror was replaced:\n%s", logs.String())
-	}
+	forEachMirror(t, func(t *testing.T, m *Mirrors, logs *syncbuf.Buffer) {
+		repo := tagged(t)
+		srv := gitHTTP(t, filepath.Dir(repo), "", "")
+		url := srv.URL + "/repo/.git"
+		first := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, first); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(first); err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		if _, err := m.Fetch(context.Background(), Source{URL: url, Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err == nil {
+			t.Fatal("the fetch from a closed server succeeded")
+		}
+		if _, err := os.Stat(filepath.Join(m.Dir, mirrorName(url), "mirror.git", "HEAD")); err != nil {
+			t.Errorf("the mirror is gone: %v", err)
+		}
+		if strings.Contains(logs.String(), "fetching a fresh one") {
+			t.Errorf("the mirror was replaced:\n%s", logs.String())
+		}
+	})
 }
 
 // A repository's tree is small once a checkout of it held fewer than

@@ -185,6 +185,9 @@ type fetcher struct {
 	want   string // lower-case hex, full or abbreviated; empty for a branch
 	repo   *git.Repository
 	remote *git.Remote
+	// unshallow, when set, is called before a fetch of the whole history:
+	// a shallow repository is not deepened to its root by one.
+	unshallow func() error
 }
 
 // depth is how many commits a shallow fetch brings: the repository's
@@ -281,6 +284,11 @@ func (f *fetcher) fetchCommit(ctx context.Context, refs []*plumbing.Reference) (
 			return plumbing.ZeroHash, err
 		}
 		// Refused (not supported, or no such commit): fetch everything.
+	}
+	if f.unshallow != nil {
+		if err := f.unshallow(); err != nil {
+			return plumbing.ZeroHash, err
+		}
 	}
 	err := f.fetch(ctx, 0,
 		config.RefSpec("+refs/heads/*:refs/remotes/"+remoteName+"/*"),

@@ -72,6 +72,10 @@ func TestFleet(t *testing.T) {
 		t.Errorf("build ran on agent %s, not one of the pool's", b.Agent)
 	}
 	checkJobSucceeded(ctx, t, srv, b.ID, "hi")
+	// Without git, the agent keeps the repository's mirror with go-git.
+	if found, _ := filepath.Glob(filepath.Join(workDir, agents[b.Agent], "state", "agent", "mirrors", "*", "mirror.git", "objects")); len(found) != 1 {
+		t.Errorf("the agent's mirrors: %v, want the repository's", found)
+	}
 
 	list, err := p.List(ctx)
 	if err != nil {
