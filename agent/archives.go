@@ -11,6 +11,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -253,21 +254,48 @@ func placeArchive(ctx context.Context, rt Runtime, id string, r io.Reader, dest 
 // it, so a refused entry (archive.RefusedError) leaves nothing behind. A
 // missing file is reported with ErrNoArchive.
 func restoreArchive(ctx context.Context, rt Runtime, id, file, dest string) error {
-	f, err := os.Open(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return ErrNoArchive
-	}
+	f, err := openArchive(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := archive.Place(io.Discard, f, dest); err != nil {
+	if err := checkArchive(ctx, f, dest); err != nil {
 		return err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
+	return placeArchive(ctx, rt, id, fromStart(f), dest)
+}
+
+// openArchive opens file (ErrNoArchive: there is none). Its check and its
+// placing read the one open file: a file put in its place meanwhile (a
+// build saving the cache) is never placed unchecked.
+func openArchive(file string) (*os.File, error) {
+	f, err := os.Open(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoArchive
 	}
-	return placeArchive(ctx, rt, id, f, dest)
+	return f, err
+}
+
+// checkArchive reads f through, from its start, as Place would place it
+// at dest, and says what it refuses.
+func checkArchive(ctx context.Context, f io.ReaderAt, dest string) error {
+	return archive.Place(io.Discard, ctxReader{ctx, fromStart(f)}, dest)
+}
+
+// fromStart reads f from its start, apart from any other reader of it.
+func fromStart(f io.ReaderAt) io.Reader { return io.NewSectionReader(f, 0, math.MaxInt64) }
+
+// ctxReader reads until its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // containerPath resolves a declared path (relative, checked by
@@ -386,6 +414,27 @@ func (b *build) artifact(ctx context.Context, id, fromBuild string) (string, err
 // on the way: the job's save keeps what it leaves. ErrNoArchive: none.
 func (b *build) placeCache(ctx context.Context, container, scope string, fallback bool, id, dest string) (size int64, fetched bool, err error) {
 	file, rt := b.cacheFile(scope, id), b.r.cfg.Runtime
+	tierDigest := digestOf(file)
+	f, err := openArchive(file)
+	if err != nil && !errors.Is(err, ErrNoArchive) {
+		return 0, false, err
+	}
+	if f != nil {
+		defer f.Close()
+	}
+	check := func() error { return checkArchive(ctx, f, dest) }
+	stop := func() {}
+	if b.spec.Blobs != nil && f != nil && tierDigest != "" {
+		// The tier's copy is checked while the store is asked for its
+		// digest: it is most often the store's, and the question's round
+		// trip is then no part of the restore's time.
+		var checkCtx context.Context
+		checkCtx, stop = context.WithCancel(ctx)
+		defer stop()
+		checked := make(chan error, 1)
+		go func() { checked <- checkArchive(checkCtx, f, dest) }()
+		check = func() error { return <-checked }
+	}
 	if b.spec.Blobs != nil {
 		rc, info, err := b.spec.Blobs.Open(ctx, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback})
 		switch {
@@ -398,7 +447,8 @@ func (b *build) placeCache(ctx context.Context, container, scope string, fallbac
 		}
 		defer rc.Close()
 		b.noteStored(file, info.SHA256)
-		if digestOf(file) != info.SHA256 {
+		if f == nil || tierDigest != info.SHA256 {
+			stop()
 			place := func(r io.Reader) error { return placeArchive(ctx, rt, container, r, dest) }
 			if err := placeFetched(rc, info, place); err != nil {
 				return 0, false, fmt.Errorf("fetching it: %w", err)
@@ -406,11 +456,17 @@ func (b *build) placeCache(ctx context.Context, container, scope string, fallbac
 			return info.Size, true, nil
 		}
 	}
+	if f == nil {
+		return 0, false, ErrNoArchive
+	}
 	b.r.tier.used(file)
-	if err := restoreArchive(ctx, rt, container, file, dest); err != nil {
+	if err := check(); err != nil {
 		return 0, false, err
 	}
-	st, err := os.Stat(file)
+	if err := placeArchive(ctx, rt, container, fromStart(f), dest); err != nil {
+		return 0, false, err
+	}
+	st, err := f.Stat()
 	if err != nil {
 		return 0, false, err
 	}

@@ -55,7 +55,7 @@ func BenchmarkCacheRestore(b *testing.B) {
 	e := dockertest.Engine(b)
 	dockertest.RequireImage(b, busybox)
 	s3 := s3test.Start(b)
-	co := startBenchCoordinatorWith(b, false, []string{"--blobs", s3.URL(), "--data-dir", memoryDir(b)},
+	co := startBenchCoordinatorWith(b, false, []string{"--blobs", s3.URL()},
 		[]string{"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey})
 	admin := co.adminClient(b)
 	repo, commit := gittest.Repo(b, map[string]string{".monkeyci/build.yaml": cacheBuild})
@@ -110,21 +110,6 @@ func BenchmarkCacheRestore(b *testing.B) {
 		figure{"s3-fresh-agent", fromS3, cacheS3Limit}, figure{"agent-tier", tier, cacheTierLimit})
 	b.Logf("cache restore of %d MB: through S3 %v, from the agent's tier %v, local disk (floor) %v; the S3 server's CPU time in each build through it %v (it shares this machine's cores)",
 		cacheMB, fromS3, tier, floor, s3CPU)
-}
-
-// memoryDir is a folder in memory (/dev/shm), removed when the benchmark
-// ends, for the coordinator's data: the coordinator of a fleet runs on a
-// machine of its own, and here its store's syncs, as it records a build's
-// events, would take the agent's restore with them (an ext4 journal's
-// commit writes out every file's pending data, the restore's too).
-func memoryDir(b *testing.B) string {
-	b.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "bench-coordinator-")
-	if err != nil {
-		b.Fatalf("a folder in memory for the coordinator: %v", err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 // settle waits until the agents named have removed every build's volume,
