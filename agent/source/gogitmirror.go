@@ -44,12 +44,9 @@ func (m *Mirrors) snapshotGoGit(ctx context.Context, src Source, want, repo, dir
 	src.Depth = &depth
 	f := &fetcher{src: src, url: endpointURL(src.URL), shown: shown, want: want}
 	mirror := filepath.Join(repo, "mirror.git")
-	if err := f.openMirror(mirror, depth == 0); err != nil {
+	if err := f.openMirror(mirror); err != nil {
 		return "", err
 	}
-	// The whole history of a shallow mirror can only be had afresh: git's
-	// protocol deepens by a count of commits, never to the root.
-	f.unshallow = func() error { return f.openMirror(mirror, true) }
 
 	var commit plumbing.Hash
 	var branch string
@@ -92,16 +89,8 @@ func (m *Mirrors) snapshotGoGit(ctx context.Context, src Source, want, repo, dir
 }
 
 // openMirror opens the bare repository mirror for f to fetch into (its
-// refs are what f's fetches say the agent has), made when missing, and
-// made afresh when full is asked and it is shallow.
-func (f *fetcher) openMirror(mirror string, full bool) error {
-	if full {
-		if _, err := os.Stat(filepath.Join(mirror, "shallow")); err == nil {
-			if err := os.RemoveAll(mirror); err != nil {
-				return f.errorf("removing a shallow mirror for the whole history: %w", err)
-			}
-		}
-	}
+// refs are what f's fetches say the agent has), made when missing.
+func (f *fetcher) openMirror(mirror string) error {
 	r, err := git.PlainOpen(mirror)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		r, err = git.PlainInit(mirror, true)
@@ -209,9 +198,6 @@ func (m *Mirrors) deepenGoGit(ctx context.Context, f *fetcher, repo, mirror, dir
 	keep := sc.Depth
 	if sc.FullHistory {
 		keep = 0
-		if err := f.openMirror(mirror, true); err != nil {
-			return err
-		}
 	}
 	spec := config.RefSpec(commit.String() + ":refs/monkeyci/commit")
 	if branch != "" {

@@ -278,6 +278,56 @@ func (m *Mirrors) freeWorktree(repo string) string {
 	}
 }
 
+// newWorktree makes work a worktree of mirror: from another worktree of
+// the repository, when there is one (a running build holds it, and
+// nothing changes it), made of hard links (git replaces every file it
+// changes, its index too, so the checkout then writes only what differs
+// and the other keeps what it had); else a new repository that borrows
+// the mirror's objects.
+func (m *Mirrors) newWorktree(ctx context.Context, local, r *remote, mirror, work string) error {
+	if seed := m.seedWorktree(filepath.Dir(mirror), work); seed != "" {
+		err := os.Mkdir(work, 0o755)
+		if err == nil {
+			err = linkTree(seed, work)
+		}
+		if err == nil {
+			return nil
+		}
+		if m.Log != nil {
+			m.Log.Warn("a worktree could not start from another; checking it out whole", "worktree", work, "error", err)
+		}
+		if err := os.RemoveAll(work); err != nil {
+			return fmt.Errorf("fetching %s: %w", r.shown, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"init", "-q", work},
+		{"-C", work, "remote", "add", "origin", r.bare},
+		{"-C", work, "config", "gc.auto", "0"},
+	} {
+		if _, err := local.run(ctx, "", args...); err != nil {
+			return err
+		}
+	}
+	alternates := filepath.Join(work, ".git", "objects", "info", "alternates")
+	if err := os.WriteFile(alternates, []byte(filepath.Join(mirror, "objects")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("fetching %s: %w", r.shown, err)
+	}
+	return nil
+}
+
+// seedWorktree is an existing worktree of repo other than work, whose
+// files a new worktree may start from, or "".
+func (m *Mirrors) seedWorktree(repo, work string) string {
+	found, _ := filepath.Glob(filepath.Join(repo, "work-*", ".git"))
+	for _, dotGit := range found {
+		if w := filepath.Dir(dotGit); w != work {
+			return w
+		}
+	}
+	return ""
+}
+
 // hold notes that the build whose source is dir borrows repo's objects
 // until dir is gone, and, when it is a link to work, holds work: nothing
 // changes it meanwhile.
@@ -507,18 +557,8 @@ func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, work, commit,
 	local := &remote{git: r.git, shown: r.shown}
 	dotGit := filepath.Join(work, ".git")
 	if _, err := os.Stat(dotGit); err != nil {
-		for _, args := range [][]string{
-			{"init", "-q", work},
-			{"-C", work, "remote", "add", "origin", r.bare},
-			{"-C", work, "config", "gc.auto", "0"},
-		} {
-			if _, err := local.run(ctx, "", args...); err != nil {
-				return err
-			}
-		}
-		alternates := filepath.Join(dotGit, "objects", "info", "alternates")
-		if err := os.WriteFile(alternates, []byte(filepath.Join(mirror, "objects")+"\n"), 0o644); err != nil {
-			return fmt.Errorf("fetching %s: %w", r.shown, err)
+		if err := m.newWorktree(ctx, local, r, mirror, work); err != nil {
+			return err
 		}
 	}
 	if err := copyShallow(mirror, dotGit); err != nil {
@@ -613,7 +653,8 @@ func (m *Mirrors) depthOf(repo string) int {
 // copyShallow gives dotGit the mirror's shallow commits (or none).
 func copyShallow(mirror, dotGit string) error {
 	b, err := os.ReadFile(filepath.Join(mirror, "shallow"))
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(strings.TrimSpace(string(b))) == 0) {
+		// None, or none left (go-git empties the file).
 		if err := os.Remove(filepath.Join(dotGit, "shallow")); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}

@@ -185,9 +185,6 @@ type fetcher struct {
 	want   string // lower-case hex, full or abbreviated; empty for a branch
 	repo   *git.Repository
 	remote *git.Remote
-	// unshallow, when set, is called before a fetch of the whole history:
-	// a shallow repository is not deepened to its root by one.
-	unshallow func() error
 }
 
 // depth is how many commits a shallow fetch brings: the repository's
@@ -285,11 +282,6 @@ func (f *fetcher) fetchCommit(ctx context.Context, refs []*plumbing.Reference) (
 		}
 		// Refused (not supported, or no such commit): fetch everything.
 	}
-	if f.unshallow != nil {
-		if err := f.unshallow(); err != nil {
-			return plumbing.ZeroHash, err
-		}
-	}
 	err := f.fetch(ctx, 0,
 		config.RefSpec("+refs/heads/*:refs/remotes/"+remoteName+"/*"),
 		config.RefSpec("+refs/tags/*:refs/tags/*"))
@@ -311,12 +303,22 @@ func (f *fetcher) list(ctx context.Context) ([]*plumbing.Reference, error) {
 	return refs, nil
 }
 
+// infiniteDepth is the depth git's protocol takes for all of the history.
+const infiniteDepth = 0x7fffffff
+
 // errNoMatch says that the remote has none of the refs asked.
 var errNoMatch = errors.New("no matching ref")
 
 // fetch fetches refspecs at depth (0 for the full history). It returns
 // errNoMatch when the remote has none of them.
 func (f *fetcher) fetch(ctx context.Context, depth int, specs ...config.RefSpec) error {
+	if depth == 0 {
+		// A shallow repository (a mirror) is deepened to its roots as
+		// git's --unshallow does it; without a depth it would stay cut.
+		if shallow, _ := f.repo.Storer.Shallow(); len(shallow) > 0 {
+			depth = infiniteDepth
+		}
+	}
 	err := f.remote.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: remoteName,
 		RefSpecs:   specs,
