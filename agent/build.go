@@ -147,7 +147,7 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 // run prepares the workspace and the script container, serves the job API
 // and runs the script to its end, returning its exit code.
 func (b *build) run() (int, error) {
-	ctx, cfg := b.ctx, b.r.cfg
+	ctx, cfg, start := b.ctx, b.r.cfg, time.Now()
 	// The source is fetched while the workspace and the script container
 	// are made: neither needs it until the workspace is filled.
 	fetched := b.fetch()
@@ -214,6 +214,7 @@ func (b *build) run() (int, error) {
 	if b.stopAPI, err = serveJobAPI(filepath.Join(b.apiDir, "job.sock"), token, b); err != nil {
 		return -1, err
 	}
+	made := time.Since(start) // the workspace and the script container
 	script, err = b.settleScript(fetched, spec, script)
 	if err != nil {
 		b.sourceFailed(err)
@@ -228,12 +229,15 @@ func (b *build) run() (int, error) {
 	if b.spec.Reserved != nil {
 		b.spec.Reserved()
 	}
+	settled := time.Since(start) // and the fetch, and the pauser
 	// Jobs join the build's network: made before the job API lets one start.
 	err, networked = <-networked, nil
 	if err != nil {
 		b.sourceFailed(err)
 		return -1, err
 	}
+	b.r.cfg.Logger.Debug("the script container is ready to start", "build", b.spec.ID,
+		"made", made, "settled", settled, "networked", time.Since(start))
 	b.params = b.spec.params()
 	b.objects = borrowedObjects(b.spec.Source)
 	close(b.sourced)
@@ -288,7 +292,12 @@ func (b *build) fetch() *fetching {
 	if b.spec.Fetch == nil {
 		f.done <- nil
 	} else {
-		go func() { f.done <- b.spec.Fetch(ctx) }()
+		go func() {
+			start := time.Now()
+			err := b.spec.Fetch(ctx)
+			b.r.cfg.Logger.Debug("source fetched", "build", b.spec.ID, "took", time.Since(start), "error", err)
+			f.done <- err
+		}()
 	}
 	return f
 }

@@ -406,7 +406,7 @@ func (m *Mirrors) trim(keep string) {
 			continue
 		}
 		p := filepath.Join(m.Dir, e.Name())
-		size := dirSize(p)
+		size := repoSize(p)
 		total += size
 		all = append(all, mirror{p, size, info.ModTime()})
 	}
@@ -427,6 +427,25 @@ func (m *Mirrors) trim(keep string) {
 			}
 		}
 	}
+}
+
+// repoSize is the bytes a repository's folder holds: its mirror's, and
+// its worktrees' as the tree size its last checkout noted (a walk of
+// every worktree's files would cost each build a tenth of a second and
+// more on a large repository), or as walked when none was noted.
+func repoSize(repo string) int64 {
+	n := dirSize(filepath.Join(repo, "mirror.git"))
+	works, _ := filepath.Glob(filepath.Join(repo, "work-*"))
+	tree, err := os.ReadFile(filepath.Join(repo, treeBytesFile))
+	perWork, perr := strconv.ParseInt(strings.TrimSpace(string(tree)), 10, 64)
+	for _, w := range works {
+		if err != nil || perr != nil {
+			n += dirSize(w)
+			continue
+		}
+		n += perWork
+	}
+	return n
 }
 
 // dirSize is the bytes of the files under dir.
