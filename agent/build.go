@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
@@ -119,7 +120,9 @@ func (r *Runner) Run(ctx context.Context, spec BuildSpec, rep Reporter) (Outcome
 
 	scriptExit, err := b.run()
 	b.endJobs()
-	b.removeContainers()
+	if b.removeContainers() && b.spec.Release != nil {
+		b.spec.Release()
+	}
 	out := b.outcome(scriptExit)
 	out.Duration = time.Since(started)
 	if cause := context.Cause(b.ctx); err != nil && cause != nil {
@@ -397,7 +400,7 @@ func (b *build) create(spec ContainerSpec) (string, error) {
 }
 
 // removeContainers removes the build's containers, on its own context.
-func (b *build) removeContainers() {
+func (b *build) removeContainers() (all bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	rt, log := b.r.cfg.Runtime, b.r.cfg.Logger
@@ -414,16 +417,19 @@ func (b *build) removeContainers() {
 	}
 	slices.Sort(made)
 	var wg sync.WaitGroup
+	var failed atomic.Bool
 	for _, id := range slices.Compact(made) { // side by side: each waits on the engine
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := rt.Remove(ctx, id); err != nil {
+				failed.Store(true)
 				log.Warn("could not remove container", "container", id, "error", err)
 			}
 		}()
 	}
 	wg.Wait()
+	return !failed.Load()
 }
 
 // removeRest removes what the build made besides its containers: its

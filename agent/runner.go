@@ -84,6 +84,12 @@ type BuildSpec struct {
 	// overlay on it, written to in a layer of the build's own, and nothing
 	// is copied.
 	Snapshot bool
+	// Release, if set, is called once no container of the build is left,
+	// before its end is told: a Snapshot's checkout is then no overlay's
+	// lower layer, and the next build may check out there, while this one
+	// removes the rest of what it made. Not called when a container could
+	// not be removed.
+	Release func()
 	// Fetch, if set, fills Source; it runs while the workspace volume and
 	// the script container are made, and the build fails if it fails.
 	Fetch  func(ctx context.Context) error

@@ -131,3 +131,34 @@ func TestAnOverlayWorkspaceIsMountedOnceTheFetchHasEnded(t *testing.T) {
 		t.Errorf("the job read %q", got)
 	}
 }
+
+// A snapshot's checkout is released once no container of the build is
+// left, before its end is told: the next build of the repository may take
+// it while this one removes its volume and network.
+func TestASnapshotIsReleasedOnceItsContainersAreGone(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	src := repo(t, "id: ls\nimage: monkeyci/busybox:latest\nscript: [\"cat a.txt\"]\n", map[string]string{"a.txt": "fetched"})
+	dir, err := os.MkdirTemp(t.TempDir(), "src-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "released"
+	rec := newRecorder()
+	var left []string
+	var ended, released int
+	spec := agent.BuildSpec{ID: id, Source: dir, Snapshot: true,
+		Fetch: func(ctx context.Context) error { return os.CopyFS(dir, os.DirFS(src)) },
+		Release: func() {
+			released++
+			ended = rec.count(events.BuildEnd)
+			left, err = f.engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: id})
+		},
+	}
+	out, runErr := f.runner.Run(context.Background(), spec, rec)
+	if runErr != nil || out.Result != events.Success {
+		t.Fatalf("%+v %v", out, runErr)
+	}
+	if released != 1 || err != nil || len(left) != 0 || ended != 0 {
+		t.Errorf("released %d times, with containers %v (%v) left and %d build/end told, want once, none, none", released, left, err, ended)
+	}
+}

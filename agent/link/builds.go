@@ -94,6 +94,11 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 		defer os.RemoveAll(spec.Source)
 		spec.Snapshot = l.cfg.Overlay != nil && l.cfg.Overlay(src)
 		src.Link = spec.Snapshot // a folder of its own else: the script container mounts it from the start
+		if spec.Snapshot {
+			// The link holds the checkout it names: gone, the checkout is
+			// the next build's to take.
+			spec.Release = func() { _ = os.Remove(spec.Source) }
+		}
 		spec.Fetch = func(ctx context.Context) error {
 			commit, err := l.cfg.Fetch(ctx, src, spec.Source)
 			if err != nil {
