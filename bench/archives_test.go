@@ -27,7 +27,7 @@ import (
 
 const (
 	// cacheMB is the cache restored: 200 files of 1 MB each, random.
-	cacheMB   = 200
+	cacheMB = 200
 	// A round's ratio moves by some 15% with this disk; the limit is 5%
 	// away: 41 rounds put the median within about 2% of the true ratio.
 	// Odd: the median is a round's own.
