@@ -58,8 +58,10 @@ func TestFleet(t *testing.T) {
 	agents := waitForAgents(ctx, t, srv, rt, ids)
 
 	// The source is served over HTTP: the agent image has no git for a
-	// local path's file transport.
-	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "- {id: hi, image: " + dockertest.Busybox + ", script: ['echo hi']}\n"})
+	// local path's file transport. Its go-git checkout is a repository
+	// whose objects, the mirror's, the job finds where .git says.
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "- {id: hi, image: " + dockertest.Busybox +
+		", script: ['echo hi', 'test -f .git/HEAD', 'test -d \"$(cat .git/objects/info/alternates)\"/pack']}\n"})
 	b, err := srv.Coordinator.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: gittest.ServeHTTP(t, repo), Commit: commit}})
 	if err != nil {
 		t.Fatal(err)
