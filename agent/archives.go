@@ -530,6 +530,10 @@ func (b *build) save(id string, j pipeline.Job, workDir string, succeeded bool, 
 			}
 			if err != nil {
 				b.r.cfg.Logger.Warn("could not save cache", "job", j.ID, "cache", c.ID, "scope", scope, "error", err)
+			} else if max := b.r.tier.max; max > 0 && info.Size > max {
+				// The trim below removes it: say why a build finds none here.
+				b.r.cfg.Logger.Warn("a cache is larger than this agent's --cache-size: the agent does not keep it (the fleet's store does, if there is one)",
+					"job", j.ID, "cache", c.ID, "bytes", info.Size, "cache-size", max)
 			}
 		}
 		b.trimTier()

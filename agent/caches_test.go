@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
 )
 
 // countingCache is a job that prints the count its cache holds ("none"
@@ -253,5 +256,29 @@ script:
 	}
 	if keys[0] != keys[1] || keys[0] == keys[2] || keys[0] != keys[3] {
 		t.Errorf("keys %v: one per content of the lock file", keys)
+	}
+}
+
+// A cache larger than the agent's whole tier is not kept there, and the
+// agent's log says why the next build finds none.
+func TestACacheLargerThanTheTierIsSaidSo(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	f := newFixtureWith(t, twoCPUs, true, func(cfg *agent.Config) {
+		cfg.CacheSize = 1 // every cache is larger
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: logs})
+	})
+	dir := repo(t, countingCache, map[string]string{})
+	for _, want := range []string{"none", "none"} {
+		rec := newRecorder()
+		out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir, Repo: "example/large", Cache: agent.CacheScope{Scope: "branch:main"}}, rec)
+		if err != nil || out.Result != events.Success {
+			t.Fatalf("%v %+v", err, out)
+		}
+		if got := strings.TrimSpace(rec.out("cached")); got != want {
+			t.Errorf("the job saw %q, want %q: the tier keeps no cache larger than itself", got, want)
+		}
+	}
+	if !strings.Contains(logs.String(), "larger than this agent's --cache-size") {
+		t.Errorf("the log does not say the cache was too large:\n%s", logs.String())
 	}
 }
