@@ -68,6 +68,7 @@ func (l *Link) start(ctx context.Context, a *fleet.Assign) {
 // the labels of the agent the build needs when it hands it back.
 func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (events.Result, string, map[string]string) {
 	ba := a.GetBuild()
+	var rep *reporter // made below, before the build runs
 	src := source.Source{URL: a.GetSource().GetUrl(), Branch: a.GetSource().GetBranch(),
 		Commit: a.GetSource().GetCommit(), Tag: a.GetSource().GetTag(), SSHKey: a.GetSource().GetSshKey()}
 	if d := a.GetSource().Depth; d != nil {
@@ -100,6 +101,8 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 			spec.Release = func() { _ = os.Remove(spec.Source) }
 		}
 		spec.Fetch = func(ctx context.Context) error {
+			// Said in the build's log, as the script's: before its own.
+			src.Tell = func(line string) { rep.Output("", "err", []byte("monkeyci: "+line+"\n")) }
 			commit, err := l.cfg.Fetch(ctx, src, spec.Source)
 			if err != nil {
 				return err
@@ -121,7 +124,7 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 	for _, v := range a.GetSecrets() {
 		hidden = append(hidden, v)
 	}
-	rep := newReporter(l.box, ba, hidden)
+	rep = newReporter(l.box, ba, hidden)
 	out, err := l.cfg.Runner.Run(ctx, spec, rep)
 	rep.flushAll()
 	var elsewhere *agent.NeedsAgentError

@@ -108,6 +108,9 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 		if m.Log != nil {
 			m.Log.Warn("the repository's mirror failed; fetching a fresh one", "url", r.shown, "mirror", repo, "error", err)
 		}
+		if src.Tell != nil {
+			src.Tell("this agent's mirror of the repository failed (" + err.Error() + "); fetching a fresh one")
+		}
 		cleanup()
 		if rmErr := os.RemoveAll(repo); rmErr != nil {
 			err = fmt.Errorf("fetching %s: removing its damaged mirror: %w", r.shown, rmErr)

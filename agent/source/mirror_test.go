@@ -292,9 +292,13 @@ func TestADamagedMirrorIsReplaced(t *testing.T) {
 		}
 		next := commitFile(t, repo, "d.txt", "four")
 		dir := filepath.Join(t.TempDir(), "ws")
-		got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir)
+		var told []string
+		got, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main", Tell: func(line string) { told = append(told, line) }}, dir)
 		if err != nil {
 			t.Fatalf("the build after the damage: %v\nlog:\n%s", err, logs.String())
+		}
+		if len(told) != 1 || !strings.Contains(told[0], "mirror of the repository failed") {
+			t.Errorf("the build was told %q, want that its mirror was replaced", told)
 		}
 		if got != next {
 			t.Errorf("commit %s, want %s", got, next)

@@ -47,6 +47,9 @@ type Source struct {
 	// user@host:path URL is fetched with, its submodules too. Only the
 	// git program uses it (Mirrors.Fetch); Fetch (go-git) refuses it.
 	SSHKey string
+	// Tell, if set, receives what the build's people should know of the
+	// fetch (a damaged mirror replaced), in a line.
+	Tell func(line string)
 	// Link asks Mirrors.Fetch to make the directory a link to a worktree
 	// held for the build (whose workspace then lies over it) rather than
 	// a folder of its own; Fetch (go-git) leaves it aside.

@@ -140,4 +140,40 @@ script:
 			}
 		})
 	}
+
+	// A mirror damaged on the agent's disk is replaced: the next build
+	// succeeds, and its log says what happened.
+	t.Run("a damaged mirror", func(t *testing.T) {
+		var damaged int
+		err := filepath.WalkDir(up.dataDir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() || !strings.Contains(p, "/mirror.git/") {
+				return err
+			}
+			if strings.Contains(p, "/objects/") || strings.Contains(p, "/refs/") || strings.HasSuffix(p, "/HEAD") {
+				damaged++
+				return os.WriteFile(p, []byte("garbage"), 0o644)
+			}
+			return nil
+		})
+		if err != nil || damaged == 0 {
+			t.Fatalf("damaging the agent's mirrors: %d files, %v", damaged, err)
+		}
+		ctx := context.Background()
+		info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Repo: "acme/over-http", Url: web.URL + "/app.git", Branch: "main", Commit: git(t, bare, "rev-parse", "main")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d *fleet.BuildDetail
+		wait.For(t, "the build to end", func() bool {
+			d, err = admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: info.GetId()})
+			return err == nil && d.GetBuild().GetState() == "ended"
+		})
+		logged := jobLog(t, admin, info.GetId(), "")
+		if d.GetBuild().GetResult() != "success" || !strings.Contains(logged, want) {
+			t.Fatalf("the build after the damage: %s %s\n%s", d.GetBuild().GetResult(), d.GetBuild().GetMessage(), logged)
+		}
+		if !strings.Contains(logged, "monkeyci: this agent's mirror of the repository failed") {
+			t.Errorf("the build's log does not say its mirror was replaced:\n%s", logged)
+		}
+	})
 }
