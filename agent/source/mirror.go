@@ -1,11 +1,13 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -44,6 +46,10 @@ type Mirrors struct {
 	Dir   string
 	Git   string // the git program
 	Depth int
+	// CompactLoose and CompactPacks are the loose objects and packs past
+	// which a mirror no build holds is packed anew before a fetch (0:
+	// the defaults, git's own thresholds).
+	CompactLoose, CompactPacks int
 	// MaxBytes bounds Dir: after each fetch the least recently used
 	// mirrors go until it holds at most that (0: no bound). One in use
 	// stays.
@@ -150,6 +156,7 @@ func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Sour
 	now := time.Now() // used: last to go
 	_ = os.Chtimes(repo, now, now)
 	mirror := filepath.Join(repo, "mirror.git")
+	m.compact(ctx, r, repo, mirror)
 	commit, branch, err := m.fetchInto(ctx, r, mirror, src, want)
 	if err != nil {
 		return "", err
@@ -185,6 +192,69 @@ func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Sour
 	m.hold(dir, repo, work, src.Link)
 	m.noteTreeBytes(ctx, r, repo, work)
 	return commit, nil
+}
+
+// compact packs mirror's objects when it holds more loose objects or
+// packs than the thresholds (git's gc.auto and gc.autoPackLimit by
+// default): a small fetch leaves its objects loose, and the mirror's own
+// gc is off while checkouts read it. Only when no running build borrows
+// its objects, under the repository's lock. Every object is kept, on a
+// ref of the mirror or not (a worktree's commit fetched by its name is
+// on none): the loose ones go into a pack of their own, and too many
+// packs become one. A failure only leaves it as it was.
+func (m *Mirrors) compact(ctx context.Context, r *remote, repo, mirror string) {
+	if m.inUse(repo) {
+		return
+	}
+	local := &remote{git: r.git, shown: r.shown}
+	loose := looseObjects(mirror)
+	packs, _ := filepath.Glob(filepath.Join(mirror, "objects", "pack", "*.pack"))
+	maxLoose, maxPacks := cmp.Or(m.CompactLoose, 6700), cmp.Or(m.CompactPacks, 50)
+	steps := [][]string{}
+	var stdin string
+	if len(loose) > maxLoose {
+		stdin = strings.Join(loose, "\n") + "\n"
+		steps = append(steps,
+			[]string{"-C", mirror, "pack-objects", "-q", filepath.Join("objects", "pack", "pack")},
+			[]string{"-C", mirror, "prune-packed", "-q"})
+	}
+	if len(packs)+1 > maxPacks {
+		steps = append(steps, []string{"-C", mirror, "repack", "-a", "-d", "-q", "--keep-unreachable"})
+	}
+	if len(steps) == 0 {
+		return
+	}
+	start := time.Now()
+	for i, args := range steps {
+		var in io.Reader
+		if i == 0 && stdin != "" {
+			in = strings.NewReader(stdin)
+		}
+		if _, err := local.runWith(ctx, in, "", args...); err != nil {
+			if m.Log != nil {
+				m.Log.Warn("could not pack a mirror's objects", "mirror", mirror, "error", err)
+			}
+			return
+		}
+	}
+	if m.Log != nil {
+		m.Log.Info("packed a mirror's objects", "mirror", mirror, "loose", len(loose), "packs", len(packs), "took", time.Since(start))
+	}
+}
+
+// looseObjects are the names of mirror's loose objects.
+func looseObjects(mirror string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(mirror, "objects", "[0-9a-f][0-9a-f]"))
+	var names []string
+	for _, d := range dirs {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if name := filepath.Base(d) + e.Name(); (len(name) == 40 || len(name) == 64) && e.Type().IsRegular() {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
 }
 
 // linkTree makes dst (an empty folder) a copy of src made of hard links:

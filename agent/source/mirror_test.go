@@ -761,3 +761,67 @@ func TestCheckSubmoduleURL(t *testing.T) {
 		}
 	}
 }
+
+// A mirror whose loose objects pass its threshold is packed before the
+// next fetch, every object kept: one on no ref of the mirror (as a
+// worktree's commit fetched by its name is) is still there after.
+func TestAMirrorIsPackedKeepingEveryObject(t *testing.T) {
+	m, logs := newMirrors(t)
+	m.CompactLoose = 1
+	repo := tagged(t)
+	fetch := func() {
+		t.Helper()
+		dir := filepath.Join(t.TempDir(), "ws")
+		if _, err := m.Fetch(context.Background(), Source{URL: repo, Branch: "main"}, dir); err != nil {
+			t.Fatal(err)
+		}
+		checkTree(t, dir, map[string]string{"a.txt": "one", "b.txt": "two", "c.txt": "three"})
+		if err := os.RemoveAll(dir); err != nil { // the build is over
+			t.Fatal(err)
+		}
+	}
+	fetch()
+	mirror := filepath.Join(m.Dir, mirrorName(repo), "mirror.git")
+	loose := func() string {
+		for _, line := range strings.Split(gitIn(t, mirror, "count-objects", "-v"), "\n") {
+			if n, ok := strings.CutPrefix(line, "count: "); ok {
+				return n
+			}
+		}
+		return "?"
+	}
+	// An object on no ref, and some loose ones.
+	blob := filepath.Join(t.TempDir(), "orphan")
+	if err := os.WriteFile(blob, []byte("on no ref"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orphan := gitIn(t, mirror, "hash-object", "-w", blob)
+	if loose() == "0" {
+		t.Fatal("no loose object to pack")
+	}
+	fetch()
+	if got := loose(); got != "0" {
+		t.Errorf("%s loose objects after the fetch, want all packed\n%s", got, logs.String())
+	}
+	gitIn(t, mirror, "cat-file", "-e", orphan) // fails the test if gone
+	if !strings.Contains(logs.String(), "packed a mirror's objects") {
+		t.Errorf("the log does not say the mirror was packed:\n%s", logs.String())
+	}
+	// Past the packs' threshold, the packs become one, their objects on
+	// no ref kept as well.
+	m.CompactPacks = 1
+	orphans := []string{orphan}
+	for _, content := range []string{"two", "three"} {
+		if err := os.WriteFile(blob, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		orphans = append(orphans, gitIn(t, mirror, "hash-object", "-w", blob))
+	}
+	fetch()
+	if packs, _ := filepath.Glob(filepath.Join(mirror, "objects", "pack", "*.pack")); len(packs) != 1 || loose() != "0" {
+		t.Errorf("packs %v and %s loose objects, want one pack", packs, loose())
+	}
+	for _, o := range orphans {
+		gitIn(t, mirror, "cat-file", "-e", o)
+	}
+}
