@@ -755,7 +755,30 @@ func copyShallow(mirror, dotGit string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dotGit, "shallow"), b, 0o644)
+	return replaceFile(filepath.Join(dotGit, "shallow"), b)
+}
+
+// replaceFile puts a new file with data at name, never writing into the
+// old one: a worktree's files may be hard links that a running build's
+// checkout shares.
+func replaceFile(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // gone once renamed
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
 }
 
 // lock takes one repository's lock (its mirror and worktree are changed

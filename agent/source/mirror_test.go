@@ -825,3 +825,36 @@ func TestAMirrorIsPackedKeepingEveryObject(t *testing.T) {
 		gitIn(t, mirror, "cat-file", "-e", o)
 	}
 }
+
+// A running build's checkout shares its files with the worktree it was
+// linked from: the next checkout there replaces what it changes, the
+// shallow bounds too, and never writes into the running build's.
+func TestTheNextCheckoutLeavesARunningBuildsShallowBounds(t *testing.T) {
+	m, _ := newMirrors(t)
+	m.Depth = 2
+	repo := tagged(t)
+	for i := range 3 {
+		commitFile(t, repo, fmt.Sprintf("more-%d.txt", i), "more")
+	}
+	daemon := gittest.Daemon(t, filepath.Dir(repo))
+	running := filepath.Join(t.TempDir(), "ws")
+	if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main"}, running); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(running, ".git", "shallow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitFile(t, repo, "next.txt", "next")
+	// The running build still holds its copy; the worktree goes on.
+	if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(filepath.Join(running, ".git", "shallow"))
+	if err != nil || !bytes.Equal(before, after) {
+		t.Errorf("the running build's shallow bounds changed under it: %q, then %q (%v)", before, after, err)
+	}
+	if got := gitIn(t, running, "rev-list", "--count", "HEAD"); got != "2" {
+		t.Errorf("the running build's history: %s commits, want 2", got)
+	}
+}
