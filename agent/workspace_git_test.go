@@ -111,18 +111,23 @@ func TestAnOverlayWorkspaceIsMountedOnceTheFetchHasEnded(t *testing.T) {
 	}()
 	<-fetching
 	ctx := context.Background()
-	var script []string
+	var status string
+	// The engine may list a container it is still making, which it does
+	// not yet let one inspect: asked again until it does.
 	wait.For(t, "the script container to be made while the fetch runs", func() bool {
-		script, err = f.engine.ListContainers(ctx, map[string]string{agent.LabelBuild: id, agent.LabelRole: "script"})
-		return err == nil && len(script) == 1
+		script, err := f.engine.ListContainers(ctx, map[string]string{agent.LabelBuild: id, agent.LabelRole: "script"})
+		if err != nil || len(script) != 1 {
+			return false
+		}
+		info, err := f.engine.Inspect(ctx, script[0])
+		if err == nil {
+			status = info.State.Status
+		}
+		return err == nil
 	})
-	info, err := f.engine.Inspect(ctx, script[0])
 	close(release)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Status != "created" {
-		t.Errorf("while the fetch ran, the script container was %s, want only created", info.State.Status)
+	if status != "created" {
+		t.Errorf("while the fetch ran, the script container was %s, want only created", status)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
