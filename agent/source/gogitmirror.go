@@ -232,6 +232,9 @@ func (f *fetcher) followTags(ctx context.Context, refs []*plumbing.Reference, de
 		if !name.IsTag() || strings.HasSuffix(name.String(), "^{}") || ref.Type() != plumbing.HashReference {
 			continue
 		}
+		if name.Validate() != nil {
+			continue // a name git would refuse: the remote's, not the build's to fail on
+		}
 		commit := ref.Hash()
 		if peeled := findRef(refs, name+"^{}"); peeled != nil {
 			commit = peeled.Hash()

@@ -858,3 +858,33 @@ func TestTheNextCheckoutLeavesARunningBuildsShallowBounds(t *testing.T) {
 		t.Errorf("the running build's history: %s commits, want 2", got)
 	}
 }
+
+// A branch's .gitmodules may name any path, a link out of the checkout
+// too: the agent's git goes only into the submodules git checked out,
+// never through a link to a folder of the agent's host.
+func TestSubmodulePathsThroughALinkAreNotFollowed(t *testing.T) {
+	m, _ := newMirrors(t)
+	host := filepath.Join(t.TempDir(), "host")
+	gitIn(t, t.TempDir(), "init", "-q", host)
+	gitIn(t, host, "update-index", "--add", "--cacheinfo", "160000,"+strings.Repeat("1", 40)+",y")
+	if err := os.WriteFile(filepath.Join(host, ".gitmodules"), []byte("[submodule \"y\"]\n\tpath = y\n\turl = http://example.invalid/y.git\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(host, ".git", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := tagged(t)
+	if err := os.Symlink(host, filepath.Join(repo, "evil")); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(t, repo, "add", "evil")
+	commitFile(t, repo, ".gitmodules", "[submodule \"evil\"]\n\tpath = evil\n\turl = ./evil.git\n")
+	daemon := gittest.Daemon(t, filepath.Dir(repo))
+	if _, err := m.Fetch(context.Background(), Source{URL: daemon + "/repo", Branch: "main"}, filepath.Join(t.TempDir(), "ws")); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.ReadFile(filepath.Join(host, ".git", "config")); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("the host's repository was changed through the link (%v):\n%s", err, after)
+	}
+}

@@ -74,14 +74,14 @@ func (m *Mirrors) submodulesOf(ctx context.Context, r *remote, dir, repoHost str
 			return err
 		}
 	}
-	paths, err := gitConfigValues(ctx, r, dir, `^submodule\..*\.path$`, "-f", ".gitmodules")
+	paths, err := gitlinks(ctx, r, dir)
 	if err != nil {
 		return err
 	}
 	for _, p := range paths {
 		sub := filepath.Join(dir, filepath.FromSlash(p))
-		if rel, err := filepath.Rel(dir, sub); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			continue // git refuses such a path itself
+		if fi, err := os.Lstat(sub); err != nil || !fi.IsDir() {
+			continue // not checked out, or no folder of its own
 		}
 		if err := m.submodulesOf(ctx, r, sub, repoHost, nesting+1); err != nil {
 			return err
@@ -90,12 +90,30 @@ func (m *Mirrors) submodulesOf(ctx context.Context, r *remote, dir, repoHost str
 	return nil
 }
 
-// gitConfigValues are the values of dir's config keys matching pattern
-// (none is no error); opts pick another file (-f FILE).
-func gitConfigValues(ctx context.Context, r *remote, dir, pattern string, opts ...string) ([]string, error) {
+// gitlinks are the paths of dir's submodules as its index holds them,
+// where git checked them out: never what .gitmodules names, which a
+// branch chooses, a link out of the checkout to the agent's host too.
+func gitlinks(ctx context.Context, r *remote, dir string) ([]string, error) {
 	local := &remote{git: r.git, shown: r.shown}
-	args := append(append([]string{"-C", dir, "config"}, opts...), "--get-regexp", pattern)
-	out, err := local.run(ctx, "", args...)
+	out, err := local.run(ctx, "", "-C", dir, "ls-files", "-s", "-z")
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, entry := range strings.Split(string(out), "\x00") {
+		meta, path, ok := strings.Cut(entry, "\t")
+		if ok && strings.HasPrefix(meta, "160000 ") {
+			paths = append(paths, path)
+		}
+	}
+	return paths, nil
+}
+
+// gitConfigValues are the values of dir's config keys matching pattern
+// (none is no error).
+func gitConfigValues(ctx context.Context, r *remote, dir, pattern string) ([]string, error) {
+	local := &remote{git: r.git, shown: r.shown}
+	out, err := local.run(ctx, "", "-C", dir, "config", "--get-regexp", pattern)
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 1 {
 		return nil, nil // no key matches
