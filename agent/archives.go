@@ -422,18 +422,14 @@ func (b *build) placeCache(ctx context.Context, container, scope string, fallbac
 	if f != nil {
 		defer f.Close()
 	}
-	check := func() error { return checkArchive(ctx, f, dest) }
-	stop := func() {}
-	if b.spec.Blobs != nil && f != nil && tierDigest != "" {
-		// The tier's copy is checked while the store is asked for its
-		// digest: it is most often the store's, and the question's round
-		// trip is then no part of the restore's time.
-		var checkCtx context.Context
-		checkCtx, stop = context.WithCancel(ctx)
-		defer stop()
-		checked := make(chan error, 1)
+	// The tier's copy is checked while the store is asked for its digest:
+	// it is most often the store's, and the question's round trip is then
+	// no part of the restore's time.
+	checkCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	checked := make(chan error, 1)
+	if f != nil {
 		go func() { checked <- checkArchive(checkCtx, f, dest) }()
-		check = func() error { return <-checked }
 	}
 	if b.spec.Blobs != nil {
 		rc, info, err := b.spec.Blobs.Open(ctx, ArchiveRef{Kind: KindCache, ID: id, Fallback: fallback})
@@ -460,7 +456,7 @@ func (b *build) placeCache(ctx context.Context, container, scope string, fallbac
 		return 0, false, ErrNoArchive
 	}
 	b.r.tier.used(file)
-	if err := check(); err != nil {
+	if err := <-checked; err != nil {
 		return 0, false, err
 	}
 	if err := placeArchive(ctx, rt, container, fromStart(f), dest); err != nil {

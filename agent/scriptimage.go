@@ -9,6 +9,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/agent/engine"
 	"github.com/monkeyci/monkeyci/buildscript"
+	"github.com/monkeyci/monkeyci/internal/atomicfile"
 )
 
 // settleScript waits for the source and returns the script container to
@@ -109,21 +110,8 @@ func copyExecutable(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".monkeyci-*")
-	if err != nil {
+	return atomicfile.Write(dst, 0o755, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
 		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o755); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	})
 }

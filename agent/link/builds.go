@@ -100,9 +100,9 @@ func (l *Link) run(ctx context.Context, a *fleet.Assign, reserved func()) (event
 			// the next build's to take.
 			spec.Release = func() { _ = os.Remove(spec.Source) }
 		}
+		// Said in the build's log, as the script's: before its own.
+		src.Tell = func(line string) { rep.Output("", "err", []byte("monkeyci: "+line+"\n")) }
 		spec.Fetch = func(ctx context.Context) error {
-			// Said in the build's log, as the script's: before its own.
-			src.Tell = func(line string) { rep.Output("", "err", []byte("monkeyci: "+line+"\n")) }
 			commit, err := l.cfg.Fetch(ctx, src, spec.Source)
 			if err != nil {
 				return err

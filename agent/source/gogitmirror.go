@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -75,7 +74,7 @@ func (m *Mirrors) snapshotGoGit(ctx context.Context, src Source, want, repo, dir
 	if err := f.checkoutBorrowing(ctx, mirror, dir, commit, branch); err != nil {
 		return "", err
 	}
-	if err := m.deepenGoGit(ctx, f, repo, mirror, dir, commit, branch); err != nil {
+	if err := m.deepenGoGit(ctx, f, mirror, dir, commit, branch); err != nil {
 		return "", err
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".gitmodules")); err == nil && m.Log != nil {
@@ -116,11 +115,7 @@ func (f *fetcher) checkoutBorrowing(ctx context.Context, mirror, dir string, com
 		return f.errorf("creating repository in %s: %w", dir, err)
 	}
 	dotGit := filepath.Join(dir, ".git")
-	alternates := filepath.Join(dotGit, "objects", "info", "alternates")
-	if err := os.MkdirAll(filepath.Dir(alternates), 0o755); err != nil {
-		return f.errorf("%w", err)
-	}
-	if err := os.WriteFile(alternates, []byte(filepath.Join(mirror, "objects")+"\n"), 0o644); err != nil {
+	if err := borrowObjects(dotGit, mirror); err != nil {
 		return f.errorf("%w", err)
 	}
 	if err := copyShallow(mirror, dotGit); err != nil {
@@ -187,17 +182,11 @@ func (b *borrowing) IterEncodedObjects(t plumbing.ObjectType) (storer.EncodedObj
 
 // deepenGoGit gives the checkout the history its script.yaml's depth
 // asks when that is more than the mirror keeps, as deepen does with git.
-func (m *Mirrors) deepenGoGit(ctx context.Context, f *fetcher, repo, mirror, dir string, commit plumbing.Hash, branch string) error {
-	if _, err := os.Stat(filepath.Join(mirror, "shallow")); err != nil {
-		return nil // the whole history already
-	}
+func (m *Mirrors) deepenGoGit(ctx context.Context, f *fetcher, mirror, dir string, commit plumbing.Hash, branch string) error {
 	sc, _ := buildscript.LoadConfig(dir)
-	if held := m.depthOf(repo); !sc.FullHistory && (sc.Depth == 0 || held == 0 || sc.Depth <= held) {
+	keep, more := m.asksMore(mirror, sc)
+	if !more {
 		return nil
-	}
-	keep := sc.Depth
-	if sc.FullHistory {
-		keep = 0
 	}
 	spec := config.RefSpec(commit.String() + ":refs/monkeyci/commit")
 	if branch != "" {
@@ -209,7 +198,7 @@ func (m *Mirrors) deepenGoGit(ctx context.Context, f *fetcher, repo, mirror, dir
 	if err := f.pruneShallow(); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(repo, depthFile), []byte(strconv.Itoa(keep)), 0o644); err != nil {
+	if err := keepDepth(mirror, keep); err != nil {
 		return f.errorf("%w", err)
 	}
 	return copyShallow(mirror, filepath.Join(dir, ".git"))

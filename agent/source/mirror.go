@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/monkeyci/monkeyci/buildscript"
+	"github.com/monkeyci/monkeyci/internal/atomicfile"
 )
 
 // DefaultDepth is how many commits a checkout holds by default: enough for
@@ -86,7 +87,8 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	answers := r.answers
 	if m.Git == "" {
 		answers = func(ctx context.Context) error { return answersGoGit(ctx, src) }
-	} else if src.SSHKey != "" {
+	}
+	if src.SSHKey != "" && m.Git != "" { // go-git refuses it (snapshotGoGit)
 		env, forget, err := m.sshKeyEnv(src.SSHKey)
 		if err != nil {
 			return "", fmt.Errorf("fetching %s: the deploy key: %w", r.shown, err)
@@ -207,38 +209,28 @@ func (m *Mirrors) compact(ctx context.Context, r *remote, repo, mirror string) {
 		return
 	}
 	local := &remote{git: r.git, shown: r.shown}
-	loose := looseObjects(mirror)
-	packs, _ := filepath.Glob(filepath.Join(mirror, "objects", "pack", "*.pack"))
-	maxLoose, maxPacks := cmp.Or(m.CompactLoose, 6700), cmp.Or(m.CompactPacks, 50)
-	steps := [][]string{}
-	var stdin string
-	if len(loose) > maxLoose {
-		stdin = strings.Join(loose, "\n") + "\n"
-		steps = append(steps,
-			[]string{"-C", mirror, "pack-objects", "-q", filepath.Join("objects", "pack", "pack")},
-			[]string{"-C", mirror, "prune-packed", "-q"})
-	}
-	if len(packs)+1 > maxPacks {
-		steps = append(steps, []string{"-C", mirror, "repack", "-a", "-d", "-q", "--keep-unreachable"})
-	}
-	if len(steps) == 0 {
-		return
-	}
 	start := time.Now()
-	for i, args := range steps {
-		var in io.Reader
-		if i == 0 && stdin != "" {
-			in = strings.NewReader(stdin)
+	packed := func(what string, err error) {
+		switch {
+		case err != nil && m.Log != nil:
+			m.Log.Warn("could not pack a mirror's objects", "mirror", mirror, "error", err)
+		case err == nil && m.Log != nil:
+			m.Log.Info("packed a mirror's objects", "mirror", mirror, "what", what, "took", time.Since(start))
 		}
-		if _, err := local.runWith(ctx, in, "", args...); err != nil {
-			if m.Log != nil {
-				m.Log.Warn("could not pack a mirror's objects", "mirror", mirror, "error", err)
-			}
+	}
+	if loose := looseObjects(mirror); len(loose) > cmp.Or(m.CompactLoose, 6700) {
+		_, err := local.runWith(ctx, strings.NewReader(strings.Join(loose, "\n")+"\n"), "",
+			"-C", mirror, "pack-objects", "-q", filepath.Join("objects", "pack", "pack"))
+		if err == nil {
+			_, err = local.run(ctx, "", "-C", mirror, "prune-packed", "-q")
+		}
+		if packed(fmt.Sprintf("%d loose objects", len(loose)), err); err != nil {
 			return
 		}
 	}
-	if m.Log != nil {
-		m.Log.Info("packed a mirror's objects", "mirror", mirror, "loose", len(loose), "packs", len(packs), "took", time.Since(start))
+	if packs, _ := filepath.Glob(filepath.Join(mirror, "objects", "pack", "*.pack")); len(packs) > cmp.Or(m.CompactPacks, 50) {
+		_, err := local.run(ctx, "", "-C", mirror, "repack", "-a", "-d", "-q", "--keep-unreachable")
+		packed(fmt.Sprintf("%d packs", len(packs)), err)
 	}
 }
 
@@ -382,8 +374,7 @@ func (m *Mirrors) newWorktree(ctx context.Context, local, r *remote, mirror, wor
 			return err
 		}
 	}
-	alternates := filepath.Join(work, ".git", "objects", "info", "alternates")
-	if err := os.WriteFile(alternates, []byte(filepath.Join(mirror, "objects")+"\n"), 0o644); err != nil {
+	if err := borrowObjects(filepath.Join(work, ".git"), mirror); err != nil {
 		return fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
 	return nil
@@ -512,11 +503,11 @@ func repoSize(repo string) int64 {
 	tree, err := os.ReadFile(filepath.Join(repo, treeBytesFile))
 	perWork, perr := strconv.ParseInt(strings.TrimSpace(string(tree)), 10, 64)
 	for _, w := range works {
-		if err != nil || perr != nil {
+		if err == nil && perr == nil {
+			n += perWork
+		} else {
 			n += dirSize(w)
-			continue
 		}
-		n += perWork
 	}
 	return n
 }
@@ -685,11 +676,9 @@ func (m *Mirrors) checkout(ctx context.Context, r *remote, mirror, work, commit,
 // is more than the mirror's fetches hold: the mirror fetches it (every
 // later checkout has it too) and the worktree takes its shallow bounds.
 func (m *Mirrors) deepen(ctx context.Context, r *remote, mirror, work, commit, branch string, sc buildscript.Config) error {
-	if _, err := os.Stat(filepath.Join(mirror, "shallow")); err != nil {
-		return nil // the whole history already
-	}
-	if held := m.depthOf(filepath.Dir(mirror)); !sc.FullHistory && (sc.Depth == 0 || held == 0 || sc.Depth <= held) {
-		return nil // no more asked than the mirror keeps
+	keep, more := m.asksMore(mirror, sc)
+	if !more {
+		return nil
 	}
 	// The branch's ref when there is one: a server may refuse a commit no
 	// ref points at.
@@ -697,18 +686,46 @@ func (m *Mirrors) deepen(ctx context.Context, r *remote, mirror, work, commit, b
 	if branch != "" {
 		spec = "+refs/heads/" + branch + ":refs/heads/" + branch
 	}
-	opt, keep := "--unshallow", 0
-	if !sc.FullHistory {
-		opt, keep = "--depth="+strconv.Itoa(sc.Depth), sc.Depth
+	opt := "--unshallow"
+	if keep > 0 {
+		opt = "--depth=" + strconv.Itoa(keep)
 	}
 	if err := r.fetch(ctx, mirror, []string{opt}, spec); err != nil {
 		return err
 	}
-	// Later fetches keep that much, not the default's shallower history.
-	if err := os.WriteFile(filepath.Join(filepath.Dir(mirror), depthFile), []byte(strconv.Itoa(keep)), 0o644); err != nil {
+	if err := keepDepth(mirror, keep); err != nil {
 		return fmt.Errorf("fetching %s: %w", r.shown, err)
 	}
 	return copyShallow(mirror, filepath.Join(work, ".git"))
+}
+
+// asksMore says whether script.yaml asks more history than the shallow
+// mirror keeps, and how much it asks (0: all of it).
+func (m *Mirrors) asksMore(mirror string, sc buildscript.Config) (keep int, more bool) {
+	if _, err := os.Stat(filepath.Join(mirror, "shallow")); err != nil {
+		return 0, false // the whole history already
+	}
+	if sc.FullHistory {
+		return 0, true
+	}
+	held := m.depthOf(filepath.Dir(mirror))
+	return sc.Depth, sc.Depth > 0 && held > 0 && sc.Depth > held
+}
+
+// keepDepth has the mirror's later fetches keep that much history, not
+// the default's shallower one.
+func keepDepth(mirror string, keep int) error {
+	return os.WriteFile(filepath.Join(filepath.Dir(mirror), depthFile), []byte(strconv.Itoa(keep)), 0o644)
+}
+
+// borrowObjects has the repository at dotGit borrow mirror's objects
+// (objects/info/alternates).
+func borrowObjects(dotGit, mirror string) error {
+	alternates := filepath.Join(dotGit, "objects", "info", "alternates")
+	if err := os.MkdirAll(filepath.Dir(alternates), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(alternates, []byte(filepath.Join(mirror, "objects")+"\n"), 0o644)
 }
 
 // depthFile keeps, in a repository's folder, the depth its mirror fetches
@@ -755,30 +772,12 @@ func copyShallow(mirror, dotGit string) error {
 	if err != nil {
 		return err
 	}
-	return replaceFile(filepath.Join(dotGit, "shallow"), b)
-}
-
-// replaceFile puts a new file with data at name, never writing into the
-// old one: a worktree's files may be hard links that a running build's
-// checkout shares.
-func replaceFile(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-")
-	if err != nil {
+	// Replaced, never written into: a running build's checkout may hold
+	// a hard link to it.
+	return atomicfile.Write(filepath.Join(dotGit, "shallow"), 0o644, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	defer os.Remove(tmp.Name()) // gone once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
+	})
 }
 
 // lock takes one repository's lock (its mirror and worktree are changed
