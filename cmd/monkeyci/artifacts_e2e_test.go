@@ -18,7 +18,6 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
-	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -37,15 +36,8 @@ script:
   - mkdir -p out && head -c 3000000 /dev/urandom > out/app && md5sum out/app
 `})
 	ctx := context.Background()
-	info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Url: repo, Commit: commit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d *fleet.BuildDetail
-	wait.For(t, "the build to end", func() bool {
-		d, err = admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: info.GetId()})
-		return err == nil && d.GetBuild().GetState() == "ended"
-	})
+	d := buildToEnd(t, admin, &fleet.TriggerRequest{Url: repo, Commit: commit})
+	info := d.GetBuild()
 	if d.GetBuild().GetResult() != "success" {
 		t.Fatalf("the build: %s %s", d.GetBuild().GetResult(), d.GetBuild().GetMessage())
 	}

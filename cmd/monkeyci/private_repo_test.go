@@ -56,16 +56,8 @@ script:
 				t.Fatalf("repos add: %v\n%s", err, out)
 			}
 			bare, _ := source.SplitCredentials(tc.url)
-			ctx := context.Background()
-			info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Repo: tc.name, Url: bare, Branch: "master"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d *fleet.BuildDetail
-			wait.For(t, "the build to end", func() bool {
-				d, err = admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: info.GetId()})
-				return err == nil && d.GetBuild().GetState() == "ended"
-			})
+			d := buildToEnd(t, admin, &fleet.TriggerRequest{Repo: tc.name, Url: bare, Branch: "master"})
+			info := d.GetBuild()
 			logged := jobLog(t, admin, info.GetId(), "look")
 			if d.GetBuild().GetResult() != "success" {
 				t.Fatalf("the build: %s %s\n%s", d.GetBuild().GetResult(), d.GetBuild().GetMessage(), logged)
@@ -112,6 +104,22 @@ func containsAny(s string, secrets []string) bool {
 }
 
 // jobLog is the whole log of a job of a build.
+// buildToEnd triggers a build and waits for its end.
+func buildToEnd(t *testing.T, admin fleet.AdminClient, req *fleet.TriggerRequest) *fleet.BuildDetail {
+	t.Helper()
+	ctx := context.Background()
+	info, err := admin.Trigger(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d *fleet.BuildDetail
+	wait.For(t, "the build to end", func() bool {
+		d, err = admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: info.GetId()})
+		return err == nil && d.GetBuild().GetState() == "ended"
+	})
+	return d
+}
+
 func jobLog(t *testing.T, admin fleet.AdminClient, build, job string) string {
 	t.Helper()
 	logs, err := admin.Logs(context.Background(), &fleet.LogsRequest{Build: build, Job: job})

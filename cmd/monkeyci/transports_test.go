@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
-	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -117,16 +115,8 @@ script:
 				git(t, app, "checkout", "-q", "main")
 			}
 			commit = git(t, bare, "rev-parse", branch)
-			ctx := context.Background()
-			info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Repo: tc.name, Url: tc.url, Branch: branch, Commit: commit})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d *fleet.BuildDetail
-			wait.For(t, "the build to end", func() bool {
-				d, err = admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: info.GetId()})
-				return err == nil && d.GetBuild().GetState() == "ended"
-			})
+			d := buildToEnd(t, admin, &fleet.TriggerRequest{Repo: tc.name, Url: tc.url, Branch: branch, Commit: commit})
+			info := d.GetBuild()
 			logged := jobLog(t, admin, info.GetId(), "look")
 			if d.GetBuild().GetResult() != "success" {
 				t.Fatalf("the build: %s %s\n%s", d.GetBuild().GetResult(), d.GetBuild().GetMessage(), logged)
@@ -158,16 +148,8 @@ script:
 		if err != nil || damaged == 0 {
 			t.Fatalf("damaging the agent's mirrors: %d files, %v", damaged, err)
 		}
-		ctx := context.Background()
-		info, err := admin.Trigger(ctx, &fleet.TriggerRequest{Repo: "acme/over-http", Url: web.URL + "/app.git", Branch: "main", Commit: git(t, bare, "rev-parse", "main")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var d *fleet.BuildDetail
-		wait.For(t, "the build to end", func() bool {
-			d, err = admin.GetBuild(ctx, &fleet.GetBuildRequest{Id: info.GetId()})
-			return err == nil && d.GetBuild().GetState() == "ended"
-		})
+		d := buildToEnd(t, admin, &fleet.TriggerRequest{Repo: "acme/over-http", Url: web.URL + "/app.git", Branch: "main", Commit: git(t, bare, "rev-parse", "main")})
+		info := d.GetBuild()
 		logged := jobLog(t, admin, info.GetId(), "")
 		if d.GetBuild().GetResult() != "success" || !strings.Contains(logged, want) {
 			t.Fatalf("the build after the damage: %s %s\n%s", d.GetBuild().GetResult(), d.GetBuild().GetMessage(), logged)
