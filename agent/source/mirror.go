@@ -117,7 +117,7 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 			m.Log.Warn("the repository's mirror failed; fetching a fresh one", "url", r.shown, "mirror", repo, "error", err)
 		}
 		if src.Tell != nil {
-			src.Tell("this agent's mirror of the repository failed (" + err.Error() + "); fetching a fresh one")
+			src.Tell("this agent's mirror of the repository failed (" + lastLine(err.Error()) + "); fetching a fresh one")
 		}
 		cleanup()
 		if rmErr := os.RemoveAll(repo); rmErr != nil {
@@ -132,6 +132,13 @@ func (m *Mirrors) Fetch(ctx context.Context, src Source, dir string) (commit str
 	}
 	m.trim(repo)
 	return commit, nil
+}
+
+// lastLine is the last line of git's words, where it says what it
+// stopped on (the whole is in the agent's log).
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.TrimSpace(s[strings.LastIndex(s, "\n")+1:])
 }
 
 // isNotFound says err is the remote's answer that it has no such

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/monkeyci/monkeyci/buildscript"
 )
 
 // maxSubmoduleNesting bounds how deep submodules of submodules go.
@@ -58,7 +60,8 @@ func (m *Mirrors) submodulesOf(ctx context.Context, r *remote, dir, repoHost str
 	}
 	for _, u := range urls {
 		if err := checkSubmoduleURL(ctx, u, repoHost); err != nil {
-			return fmt.Errorf("fetching %s: submodule %s: %w", r.shown, Redact(u), err)
+			return fmt.Errorf("fetching %s: submodule %s: %w (a submodule's remote must be another host; `submodules: false` in %s leaves them out)",
+				r.shown, Redact(u), err, buildscript.ConfigFile)
 		}
 	}
 	update := []string{"-C", dir, "submodule", "update", "--init"}

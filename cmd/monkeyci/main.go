@@ -75,6 +75,10 @@ handing its CPU to the jobs.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// A flag it does not know: where to find the ones it does.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (%s --help lists its flags)", err, c.CommandPath())
+	})
 	root.AddCommand(
 		newRunCommand(stdout, stderr),
 		newVerifyCommand(stdout),

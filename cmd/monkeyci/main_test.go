@@ -215,3 +215,11 @@ func TestInterruptRemovesEverything(t *testing.T) {
 		t.Errorf("left behind: containers %v, volumes %v, networks %v", cs, vs, ns)
 	}
 }
+
+// A flag a command does not know is named, with where its flags are.
+func TestAnUnknownFlagSaysWhereTheFlagsAre(t *testing.T) {
+	code, stdout, stderr := monkeyci(t, "trigger", "--url", "https://example.com/app.git")
+	if code != 2 || !strings.Contains(stderr, "--url") || !strings.Contains(stderr, "monkeyci trigger --help") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("exit %d, want 2 with one line naming --url and monkeyci trigger --help\n%s%s", code, stdout, stderr)
+	}
+}
