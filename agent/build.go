@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/monkeyci/monkeyci/buildscript"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
+	"github.com/monkeyci/monkeyci/proto/jobapi"
 )
 
 // Paths inside the script container.
@@ -75,7 +77,13 @@ type build struct {
 	// objects are the source's borrowed object stores, mounted in jobs
 	// (gitobjects.go); set before sourced is closed.
 	objects []Mount
-	wg      sync.WaitGroup
+	// kind is how the source defines its build (0: no source); set before
+	// sourced is closed.
+	kind buildscript.Kind
+	// ahead are the jobs started ahead of the script (ahead.go), as it is
+	// to ask for them, until it does.
+	ahead map[string]*jobapi.JobSpec
+	wg    sync.WaitGroup
 	// unblocked are the jobs a person unblocked, blocked those the script
 	// said it waits for (unblock.go); unblockMu serialises unblocks.
 	unblocked map[string]bool
@@ -244,6 +252,7 @@ func (b *build) run() (int, error) {
 	b.params = b.spec.params()
 	b.objects = borrowedObjects(b.spec.Source)
 	close(b.sourced)
+	b.awaitLaunched(b.startAhead())
 	exit, err := b.runScript(script)
 	return exit.Code, err
 }

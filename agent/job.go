@@ -29,7 +29,14 @@ type jobRun struct {
 	ready    chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
+	// launched is closed once the job's container was started, or the job
+	// waits for capacity, or has ended (launch): what a script started
+	// after it waits for (ahead.go).
+	launched   chan struct{}
+	launchOnce sync.Once
 }
+
+func (jr *jobRun) launch() { jr.launchOnce.Do(func() { close(jr.launched) }) }
 
 type jobResult struct {
 	id      string
@@ -72,7 +79,7 @@ func (b *build) startJob(j pipeline.Job) error {
 			b.finish(jr, res, 0)
 			return
 		}
-		if err := b.r.cfg.Ledger.Acquire(b.jobsCtx, need); err != nil {
+		if err := b.r.cfg.Ledger.AcquireOr(b.jobsCtx, need, jr.launch); err != nil {
 			b.finish(jr, jobResult{status: events.Canceled, exit: -1, message: "canceled while waiting for capacity"}, 0)
 			return
 		}
@@ -164,7 +171,7 @@ func (b *build) register(id string, j pipeline.Job, run, action bool) (*jobRun, 
 	if run {
 		b.wg.Add(1)
 	}
-	jr := &jobRun{job: j, done: make(chan struct{}), action: action, ready: make(chan struct{}), stop: make(chan struct{})}
+	jr := &jobRun{job: j, done: make(chan struct{}), action: action, ready: make(chan struct{}), stop: make(chan struct{}), launched: make(chan struct{})}
 	if action {
 		jr.started = time.Now()
 	}
@@ -181,6 +188,7 @@ func (b *build) finish(jr *jobRun, res jobResult, d time.Duration) {
 		e = events.Event{Type: events.JobSkipped, Job: res.id, Status: res.status, Message: res.message}
 	}
 	b.emit(e)
+	jr.launch()
 	b.mu.Lock()
 	jr.result, jr.duration = res, d
 	close(jr.done)

@@ -99,6 +99,9 @@ func (p *pauser) track(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 }
 
 func (s *jobServer) StartJob(ctx context.Context, req *jobapi.StartJobRequest) (*jobapi.StartJobResponse, error) {
+	if s.b.claimAhead(req.GetJob()) {
+		return &jobapi.StartJobResponse{}, nil
+	}
 	job, err := jobapi.JobFromProto(req.GetJob())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())

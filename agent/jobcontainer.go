@@ -171,7 +171,9 @@ func (b *build) runContainer(ctx context.Context, r *containerRun) (Exit, error)
 	}
 	// Said before the start call returns: output may arrive before it does.
 	b.emit(events.Event{Type: events.JobStart, Job: j.ID, Caches: r.caches})
-	if err := rt.Start(ctx, id); err != nil {
+	err := rt.Start(ctx, id)
+	r.jr.launch()
+	if err != nil {
 		if r.filesDir == "" {
 			followed <- nil
 		}

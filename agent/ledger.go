@@ -80,6 +80,12 @@ func cpuWords(milli int64) string {
 
 // Acquire blocks until need is granted or ctx ends.
 func (l *Ledger) Acquire(ctx context.Context, need Resources) error {
+	return l.AcquireOr(ctx, need, nil)
+}
+
+// AcquireOr is Acquire that first calls waits (if not nil) when need
+// cannot be granted at once.
+func (l *Ledger) AcquireOr(ctx context.Context, need Resources, waits func()) error {
 	if err := l.CanEverFit(need, Resources{}); err != nil {
 		return err
 	}
@@ -92,6 +98,9 @@ func (l *Ledger) Acquire(ctx context.Context, need Resources) error {
 	w := &waiter{need: need, ready: make(chan struct{})}
 	l.waiters = append(l.waiters, w)
 	l.mu.Unlock()
+	if waits != nil {
+		waits()
+	}
 
 	select {
 	case <-w.ready:

@@ -86,8 +86,8 @@ func (f *fakeEngine) state() (bool, []string) {
 	return f.paused, append([]string(nil), f.calls...)
 }
 
-// script is what a script container holds of the ledger while it runs.
-var script = Resources{MilliCPUs: 1000, Memory: 1 * gb}
+// scriptHolds is what a script container holds of the ledger while it runs.
+var scriptHolds = Resources{MilliCPUs: 1000, Memory: 1 * gb}
 
 type pauserFixture struct {
 	p      *pauser
@@ -100,7 +100,7 @@ func newPauser(t *testing.T, enabled bool, engine *fakeEngine) *pauserFixture {
 	t.Helper()
 	f := &pauserFixture{engine: engine, ledger: NewLedger(Resources{4000, 8 * gb}), events: make(chan events.Event, 1000)}
 	f.p = &pauser{
-		rt: engine, id: "script-id", enabled: enabled, ledger: f.ledger, script: script,
+		rt: engine, id: "script-id", enabled: enabled, ledger: f.ledger, script: scriptHolds,
 		emit: func(e events.Event) { f.events <- e },
 		fail: func(err error) { t.Errorf("the build was failed: %v", err) },
 		log:  hclog.NewNullLogger(),
@@ -159,11 +159,11 @@ func (f *pauserFixture) isPaused(t *testing.T, want bool) {
 	if got, calls := f.engine.state(); got != want {
 		t.Errorf("engine says paused=%v, want %v (calls %v)", got, want, calls)
 	}
-	cpu := script.MilliCPUs
+	cpu := scriptHolds.MilliCPUs
 	if want {
 		cpu = 0
 	}
-	if got := f.ledger.Used(); got.MilliCPUs != cpu || got.Memory != script.Memory {
+	if got := f.ledger.Used(); got.MilliCPUs != cpu || got.Memory != scriptHolds.Memory {
 		t.Errorf("ledger holds %+v for the script, want %d mCPU and its memory", got, cpu)
 	}
 }

@@ -30,9 +30,11 @@ func (b *build) settleScript(fetched *fetching, spec ContainerSpec, id string) (
 	// A repository that defines its build twice, or not at all, is told
 	// here, as the build's error, rather than from inside a script
 	// container started for nothing.
-	if _, err := buildscript.Detect(b.spec.Source); err != nil {
+	bs, err := buildscript.Detect(b.spec.Source)
+	if err != nil {
 		return "", err
 	}
+	b.kind = bs.Kind
 	sc, err := buildscript.LoadConfig(b.spec.Source)
 	if err != nil {
 		return "", err

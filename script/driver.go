@@ -32,17 +32,15 @@ func Drive(ctx context.Context, api jobapi.JobAPIClient, plan *pipeline.Plan) (e
 	if err != nil {
 		return events.Error, fmt.Errorf("reading the build's parameters: %w", err)
 	}
-	params := resp.GetParams()
-	facts := pipeline.FactsFromParams(params)
-	// The changed files can be long and are one per line: a job's
-	// environment is no place for them (a variable above 128 KB fails exec).
-	if _, ok := params[pipeline.ParamChanged]; ok {
-		params = maps.Clone(params)
-		delete(params, pipeline.ParamChanged)
-	}
-	d := &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params, stopped: map[string]bool{}}
-	if err := d.skipUnwanted(ctx, facts); err != nil {
+	d := newDriver(api, plan, resp.GetParams())
+	skips, err := d.skipUnwanted()
+	if err != nil {
 		return events.Error, err
+	}
+	for _, s := range skips {
+		if err := d.skip(ctx, s.id, s.reason); err != nil {
+			return events.Error, err
+		}
 	}
 	if err := d.require(ctx); err != nil {
 		return events.Error, err
@@ -69,11 +67,47 @@ func Drive(ctx context.Context, api jobapi.JobAPIClient, plan *pipeline.Plan) (e
 	return d.graph.Result(), nil
 }
 
+// Opening is what Drive starts first in a build of these parameters,
+// before it hears of any job: the jobs ready once the unwanted ones are
+// skipped, each as Drive asks the agent to start it. The agent starts
+// them itself while the script container starts (agent/ahead.go), and
+// the driver then finds them started. None when a job asks for an
+// architecture: the driver first asks the agent for it (require).
+func Opening(plan *pipeline.Plan, params map[string]string) ([]pipeline.Job, error) {
+	d := newDriver(nil, plan, params)
+	if _, err := d.skipUnwanted(); err != nil {
+		return nil, err
+	}
+	if len(d.archs()) > 0 {
+		return nil, nil
+	}
+	var jobs []pipeline.Job
+	for _, id := range d.graph.Ready() {
+		jobs = append(jobs, d.job(id))
+	}
+	return jobs, nil
+}
+
+// newDriver is a driver of plan in a build of these parameters, nothing
+// started yet.
+func newDriver(api jobapi.JobAPIClient, plan *pipeline.Plan, params map[string]string) *driver {
+	facts := pipeline.FactsFromParams(params)
+	// The changed files can be long and are one per line: a job's
+	// environment is no place for them (a variable above 128 KB fails exec).
+	if _, ok := params[pipeline.ParamChanged]; ok {
+		params = maps.Clone(params)
+		delete(params, pipeline.ParamChanged)
+	}
+	return &driver{api: api, plan: plan, graph: pipeline.NewGraph(plan.Jobs), params: params, facts: facts, stopped: map[string]bool{}}
+}
+
 type driver struct {
-	api     jobapi.JobAPIClient
-	plan    *pipeline.Plan
-	graph   *pipeline.Graph
-	params  map[string]string
+	api    jobapi.JobAPIClient
+	plan   *pipeline.Plan
+	graph  *pipeline.Graph
+	params map[string]string
+	// facts are what a job's `when` is judged on.
+	facts   pipeline.Facts
 	running []string
 	// stopped are the services asked to stop.
 	stopped map[string]bool
@@ -81,43 +115,39 @@ type driver struct {
 	noUnblocks bool
 }
 
-// skipUnwanted skips the jobs whose `when` does not hold, and their
-// dependents, in declaration order.
-func (d *driver) skipUnwanted(ctx context.Context, facts pipeline.Facts) error {
+// skipped is a job the driver skips, and why.
+type skipped struct{ id, reason string }
+
+// skipUnwanted skips, in the graph, the jobs whose `when` does not hold,
+// and their dependents, and returns them in declaration order: the
+// agent is told before anything starts.
+func (d *driver) skipUnwanted() ([]skipped, error) {
+	var skips []skipped
 	for _, job := range d.plan.Jobs {
 		if st := d.graph.State(job.ID); st != pipeline.StatePending && st != pipeline.StateBlocked {
 			continue // skipped already, as a dependent of an unwanted job
 		}
-		ok, reason := job.When.Holds(facts)
+		ok, reason := job.When.Holds(d.facts)
 		if ok {
 			continue
 		}
 		dependents, err := d.graph.Skip(job.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := d.skip(ctx, job.ID, reason); err != nil {
-			return err
-		}
+		skips = append(skips, skipped{job.ID, reason})
 		for _, s := range dependents {
-			if err := d.skip(ctx, s, fmt.Sprintf("dependency %s was skipped (%s)", job.ID, reason)); err != nil {
-				return err
-			}
+			skips = append(skips, skipped{s, fmt.Sprintf("dependency %s was skipped (%s)", job.ID, reason)})
 		}
 	}
-	return nil
+	return skips, nil
 }
 
 // require tells the agent the architecture the build's jobs need, before
 // any starts: an agent of another one hands the build back to be sent to
 // one that has it. One agent runs all of a build's jobs, so they must agree.
 func (d *driver) require(ctx context.Context) error {
-	var archs []string
-	for _, j := range d.plan.Jobs {
-		if st := d.graph.State(j.ID); j.Arch != "" && st != pipeline.StateSkipped && !slices.Contains(archs, j.Arch) {
-			archs = append(archs, j.Arch)
-		}
-	}
+	archs := d.archs()
 	if len(archs) == 0 {
 		return nil
 	}
@@ -128,6 +158,17 @@ func (d *driver) require(ctx context.Context) error {
 		return fmt.Errorf("the build needs an %s agent: %s", archs[0], status.Convert(err).Message())
 	}
 	return nil
+}
+
+// archs are the architectures the jobs not skipped ask for.
+func (d *driver) archs() []string {
+	var archs []string
+	for _, j := range d.plan.Jobs {
+		if st := d.graph.State(j.ID); j.Arch != "" && st != pipeline.StateSkipped && !slices.Contains(archs, j.Arch) {
+			archs = append(archs, j.Arch)
+		}
+	}
+	return archs
 }
 
 // startReady starts every job that can start, until none can: a service's
@@ -154,13 +195,7 @@ func (d *driver) startReady(ctx context.Context) error {
 }
 
 func (d *driver) start(ctx context.Context, id string) error {
-	job, _ := d.plan.Job(id)
-	if len(d.params) > 0 {
-		env := maps.Clone(d.params)
-		maps.Copy(env, job.Env)
-		job.Env = env
-	}
-	if _, err := d.api.StartJob(ctx, &jobapi.StartJobRequest{Job: jobapi.JobToProto(job)}); err != nil {
+	if _, err := d.api.StartJob(ctx, &jobapi.StartJobRequest{Job: jobapi.JobToProto(d.job(id))}); err != nil {
 		return fmt.Errorf("starting job %s: %w", id, err)
 	}
 	if err := d.graph.Start(id); err != nil {
@@ -168,6 +203,18 @@ func (d *driver) start(ctx context.Context, id string) error {
 	}
 	d.running = append(d.running, id)
 	return nil
+}
+
+// job is the job id as it is started: the build's parameters in its
+// environment, under its own.
+func (d *driver) job(id string) pipeline.Job {
+	job, _ := d.plan.Job(id)
+	if len(d.params) > 0 {
+		env := maps.Clone(d.params)
+		maps.Copy(env, job.Env)
+		job.Env = env
+	}
+	return job
 }
 
 // awaitAny waits for the first of the running jobs to end. No deadline:

@@ -30,6 +30,7 @@ type call struct {
 	kind   string            // "start", "skip", "await" or "unblock"
 	id     string            // start, skip: the job; await, unblock: the job it returned
 	env    map[string]string // start: the job's env as sent
+	job    *jobapi.JobSpec   // start: the job as sent
 	reason string            // skip
 	ids    []string          // await, unblock: the ids asked for
 }
@@ -107,7 +108,7 @@ func (f *fakeAPI) StartJob(_ context.Context, req *jobapi.StartJobRequest) (*job
 		return nil, status.Errorf(codes.InvalidArgument, "job %q: no id, or started twice", id)
 	}
 	f.started[id] = true
-	f.calls = append(f.calls, call{kind: "start", id: id, env: maps.Clone(req.GetJob().GetEnv())})
+	f.calls = append(f.calls, call{kind: "start", id: id, env: maps.Clone(req.GetJob().GetEnv()), job: req.GetJob()})
 	f.changeLocked()
 	return &jobapi.StartJobResponse{}, nil
 }
