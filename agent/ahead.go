@@ -23,14 +23,7 @@ func (b *build) startAhead() []*jobRun {
 	if b.spec.Source == "" || !b.spec.Snapshot || b.kind != buildscript.Declarative {
 		return nil
 	}
-	plan, err := pipeline.Load(b.spec.Source)
-	if err != nil {
-		return nil
-	}
-	opening, err := script.Opening(plan, b.params)
-	if err != nil {
-		return nil
-	}
+	opening := b.opening()
 	var started []*jobRun
 	for _, j := range opening {
 		spec := jobapi.JobToProto(j)
@@ -46,6 +39,9 @@ func (b *build) startAhead() []*jobRun {
 		b.mu.Unlock()
 		if err := b.startJob(job); err != nil {
 			b.r.cfg.Logger.Debug("a job could not start ahead of the script", "build", b.spec.ID, "job", j.ID, "error", err)
+			b.mu.Lock()
+			delete(b.ahead, j.ID)
+			b.mu.Unlock()
 			break
 		}
 		b.mu.Lock()
@@ -53,6 +49,30 @@ func (b *build) startAhead() []*jobRun {
 		b.mu.Unlock()
 	}
 	return started
+}
+
+// opening is what the build's script starts first, as it reads the same
+// build files (the script container mounts the source as fetched, for
+// them, and reads them there: what a job started ahead writes in the
+// workspace changes nothing of it). The build files are the repository's,
+// read on the agent's host: what the agent cannot read, or a fault of
+// its own on them, starts nothing ahead, and the script tells the rest.
+func (b *build) opening() (jobs []pipeline.Job) {
+	defer func() {
+		if p := recover(); p != nil {
+			b.r.cfg.Logger.Error("reading the build files to start jobs ahead of the script failed", "build", b.spec.ID, "panic", p)
+			jobs = nil
+		}
+	}()
+	plan, err := pipeline.Load(b.spec.Source)
+	if err != nil {
+		return nil
+	}
+	jobs, err = script.Opening(plan, b.params)
+	if err != nil {
+		return nil
+	}
+	return jobs
 }
 
 // aheadWait bounds how long the script's start waits for the jobs

@@ -89,3 +89,29 @@ func TestTheFirstJobsStartAheadOfTheScript(t *testing.T) {
 		}
 	}
 }
+
+// What a job started ahead writes in the workspace's .monkeyci/ is not
+// what the script reads: it reads the build files as fetched, and drives
+// the build they say (a first job that generates code, or checks another
+// commit out, may write there).
+func TestAJobStartedAheadCannotChangeWhatTheScriptReads(t *testing.T) {
+	f := newFixture(t, twoCPUs, true)
+	src := repo(t, `
+- id: first
+  image: monkeyci/busybox:latest
+  script:
+    - printf 'echo hi\n' > .monkeyci/build.sh
+    - sed -i 's/echo after/echo changed/' .monkeyci/build.yaml
+- {id: after, image: monkeyci/busybox:latest, script: ["echo after"], dependencies: [first]}
+`, map[string]string{})
+	dir := t.TempDir()
+	fetch := func(context.Context) error { return os.CopyFS(dir, os.DirFS(src)) }
+	rec := newRecorder()
+	out, err := f.runner.Run(context.Background(), agent.BuildSpec{Source: dir, Snapshot: true, Fetch: fetch}, rec)
+	if err != nil || out.Result != events.Success {
+		t.Fatalf("%v %+v", err, out)
+	}
+	if got := rec.out("after"); got != "after\n" {
+		t.Errorf("the dependent job printed %q, want what the fetched build file says", got)
+	}
+}

@@ -190,9 +190,15 @@ func (b *build) run() (int, error) {
 	token := newID() + newID()
 	env := []string{"MONKEYCI_API=unix://" + scriptSocket, "MONKEYCI_TOKEN=" + token, "MONKEYCI_BUILD_ID=" + b.spec.ID}
 	mounts := []Mount{{Volume: b.volume, Target: workspacePath}, {Source: b.apiDir, Target: scriptAPIDir}}
-	if b.spec.Source != "" && !b.spec.Snapshot { // the script copies it in
-		env = append(env, "MONKEYCI_SOURCE="+sourcePath)
+	if b.spec.Source != "" {
 		mounts = append(mounts, Mount{Source: b.spec.Source, Target: sourcePath, ReadOnly: true})
+		if b.spec.Snapshot {
+			// The script reads the build files there, as fetched: jobs
+			// started ahead of it (ahead.go) may write in the workspace.
+			env = append(env, "MONKEYCI_BUILD_FILES="+sourcePath)
+		} else { // the script copies it in
+			env = append(env, "MONKEYCI_SOURCE="+sourcePath)
+		}
 	}
 	// The default script container is made while the source is fetched,
 	// and started once the source shows it is the one wanted: a
@@ -386,11 +392,17 @@ func (b *build) outcome(scriptExit int) Outcome {
 		failed = failed || jr.result.status == events.Failure
 		errored = errored || jr.result.status == events.Error
 	}
+	unclaimed := len(b.ahead)
 	b.mu.Unlock()
 	switch {
 	case failed || scriptExit != 0 && !errored:
 		out.Result = events.Failure
 	case errored:
+		out.Result = events.Error
+	}
+	if unclaimed > 0 && out.Result == events.Success {
+		// The script did not ask for a job started ahead of it: what ran
+		// is not what the build says.
 		out.Result = events.Error
 	}
 	return out

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -26,6 +27,9 @@ func newScriptCommand() *cobra.Command {
 		Long: `script is what the agent runs in a build's script container, whatever its
 image. Once the job API answers (the agent answers once it has fetched the
 source) it copies the source (MONKEYCI_SOURCE, mounted read-only) into --dir.
+It reads the build files from --dir, or, when the workspace lies over the
+fetched source, from that source as fetched (MONKEYCI_BUILD_FILES, mounted
+read-only: jobs the agent started ahead of this script may write in --dir).
 Then it runs the build script, .monkeyci/build (executable, any language) or
 .monkeyci/build.sh (with sh), in --dir with this process's output, and exits
 with its exit code; the script drives the build through the job API
@@ -54,14 +58,17 @@ MONKEYCI_API, with the token in MONKEYCI_TOKEN.`,
 					return failedError(fmt.Errorf("filling the workspace: %w", err))
 				}
 			}
-			build, err := buildscript.Detect(dir)
+			// The build files as fetched, where the agent mounts them: jobs
+			// it started ahead of this script may write in the workspace.
+			files := cmp.Or(os.Getenv("MONKEYCI_BUILD_FILES"), dir)
+			build, err := buildscript.Detect(files)
 			if err != nil {
 				return usageError(err)
 			}
 			if build.Kind != buildscript.Declarative {
 				return runBuildScript(ctx, cmd, dir, build)
 			}
-			plan, err := pipeline.Load(dir)
+			plan, err := pipeline.Load(files)
 			if err != nil {
 				return usageError(err)
 			}
