@@ -3,9 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -70,7 +73,7 @@ MONKEYCI_API, with the token in MONKEYCI_TOKEN.`,
 			}
 			plan, err := pipeline.Load(files)
 			if err != nil {
-				return usageError(err)
+				return usageError(namedIn(err, files, dir))
 			}
 			result, err := script.Drive(ctx, api, plan)
 			if err != nil {
@@ -96,4 +99,28 @@ func runBuildScript(ctx context.Context, cmd *cobra.Command, dir string, build b
 		return &exitError{code: code, err: fmt.Errorf("%s exited with code %d", build.Script, code)}
 	}
 	return nil
+}
+
+// namedIn names the build files that Load's errors point at as dir's,
+// the workspace, when they were read from files, the same files as
+// fetched: the place a person fixes is the repository's, not the
+// script container's mount.
+func namedIn(err error, files, dir string) error {
+	rename := func(e *pipeline.Error) {
+		if rest, ok := strings.CutPrefix(e.Pos.File, files+"/"); ok {
+			e.Pos.File = filepath.Join(dir, rest)
+		}
+	}
+	var many pipeline.Errors
+	var one *pipeline.Error
+	switch {
+	case files == dir:
+	case errors.As(err, &many):
+		for _, e := range many {
+			rename(e)
+		}
+	case errors.As(err, &one):
+		rename(one)
+	}
+	return err
 }
