@@ -431,15 +431,42 @@ func (b *build) removeContainers() (all bool) {
 	b.mu.Lock()
 	made := append([]string(nil), b.made...)
 	b.mu.Unlock()
-	// Also whatever carries the build's label: a create that failed on the
-	// wire may still have made a container.
-	if listed, err := rt.ListContainers(ctx, map[string]string{LabelBuild: b.spec.ID}); err == nil {
-		made = append(made, listed...)
+	// Also whatever carries the build's label: a create canceled on the
+	// wire may still have made a container, or be making it (the engine
+	// may list one it does not yet let anyone remove): looked for again,
+	// a little later, until none is left.
+	labels := map[string]string{LabelBuild: b.spec.ID}
+	for try := 0; ; try++ {
+		listed, err := rt.ListContainers(ctx, labels)
+		ids := append(made, listed...)
+		made = nil
+		switch {
+		case err != nil: // the removals say it all
+			return b.removeAll(ctx, ids)
+		case len(ids) == 0:
+			return true
+		case try == 5:
+			log.Warn("containers of the build are left", "build", b.spec.ID, "containers", ids)
+			return false
+		case try > 0:
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+			}
+		}
+		b.removeAll(ctx, ids)
 	}
-	slices.Sort(made)
+}
+
+// removeAll removes the containers ids, side by side (each waits on the
+// engine), and says whether all went.
+func (b *build) removeAll(ctx context.Context, ids []string) bool {
+	rt, log := b.r.cfg.Runtime, b.r.cfg.Logger
+	slices.Sort(ids)
 	var wg sync.WaitGroup
 	var failed atomic.Bool
-	for _, id := range slices.Compact(made) { // side by side: each waits on the engine
+	for _, id := range slices.Compact(ids) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -363,7 +363,19 @@ func TestChaosStoppedAgentIsFencedOffAndCleansUp(t *testing.T) {
 		t.Fatalf("build ended %s at attempt %d (%s), want the second agent's success", ended.GetResult(), ended.GetAttempt(), ended.GetMessage())
 	}
 	// The woken agent hears its attempt is stale and removes what it ran.
-	waitContainers(t, engine, b.GetId()+"-1", func(n int) bool { return n == 0 }, "the stale attempt's containers removed")
+	if !wait.Poll(wait.Bound, func() bool {
+		ids, err := engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: b.GetId() + "-1"})
+		return err == nil && len(ids) == 0
+	}) {
+		left, _ := engine.ListContainers(context.Background(), map[string]string{agent.LabelBuild: b.GetId() + "-1"})
+		var roles []string
+		for _, id := range left {
+			if info, err := engine.Inspect(context.Background(), id); err == nil {
+				roles = append(roles, info.Config.Labels[agent.LabelRole]+" "+info.State.Status)
+			}
+		}
+		t.Fatalf("the stale attempt's containers are left after %s: %v; the woken agent said:\n%s", wait.Bound, roles, stopped.out)
+	}
 	detail, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
 	if err != nil {
 		t.Fatal(err)
