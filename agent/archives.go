@@ -20,6 +20,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/agent/archive"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/ctxio"
 	"github.com/monkeyci/monkeyci/pipeline"
 )
 
@@ -279,24 +280,11 @@ func openArchive(file string) (*os.File, error) {
 // checkArchive reads f through, from its start, as Place would place it
 // at dest, and says what it refuses.
 func checkArchive(ctx context.Context, f io.ReaderAt, dest string) error {
-	return archive.Place(io.Discard, ctxReader{ctx, fromStart(f)}, dest)
+	return archive.Place(io.Discard, ctxio.Reader(ctx, fromStart(f)), dest)
 }
 
 // fromStart reads f from its start, apart from any other reader of it.
 func fromStart(f io.ReaderAt) io.Reader { return io.NewSectionReader(f, 0, math.MaxInt64) }
-
-// ctxReader reads until its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
 
 // containerPath resolves a declared path (relative, checked by
 // pipeline.ArchivePath) against the job's work dir.

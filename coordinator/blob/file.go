@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/monkeyci/monkeyci/internal/ctxio"
 )
 
 // Dir is a Store in a directory: each blob a file under objects/, its
@@ -51,7 +53,7 @@ func (d *Dir) put(ctx context.Context, key string, r io.Reader, want Info) (Info
 	}
 	defer os.Remove(tmp.Name()) // gone once renamed; left only by a failure
 	h := newDigests()
-	n, err := io.Copy(io.MultiWriter(tmp, h), readerWithContext{ctx, r})
+	n, err := io.Copy(io.MultiWriter(tmp, h), ctxio.Reader(ctx, r))
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -186,19 +188,6 @@ func (d *Dir) Delete(ctx context.Context, key string) error {
 		}
 	}
 	return nil
-}
-
-// readerWithContext stops a copy when ctx ends.
-type readerWithContext struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r readerWithContext) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 // Sweep removes what Puts cut short by a killed process left in tmp/.

@@ -17,6 +17,7 @@ import (
 	"github.com/oracle/oci-go-sdk/v65/common"
 	"github.com/oracle/oci-go-sdk/v65/objectstorage"
 
+	"github.com/monkeyci/monkeyci/internal/ctxio"
 	"github.com/monkeyci/monkeyci/internal/ocicred"
 )
 
@@ -139,7 +140,7 @@ func (s *OCI) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 		return Info{}, fmt.Errorf("put %s: %w", key, err)
 	}
 	h := newDigests()
-	src := io.TeeReader(readerWithContext{ctx, r}, h)
+	src := io.TeeReader(ctxio.Reader(ctx, r), h)
 	buf := make([]byte, partSize)
 	n, err := io.ReadFull(src, buf)
 	var size int64
