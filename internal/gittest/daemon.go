@@ -1,11 +1,13 @@
 package gittest
 
 import (
-	"fmt"
 	"net"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/monkeyci/monkeyci/internal/loopback"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // Daemon serves the repositories under root over the git protocol with
@@ -13,15 +15,10 @@ import (
 // returns the base URL (git://127.0.0.1:PORT).
 func Daemon(t testing.TB, root string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	addr := loopback.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+root,
-		"--listen=127.0.0.1", fmt.Sprintf("--port=%d", port), root)
+		"--listen=127.0.0.1", "--port="+port, root)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("gittest: starting git daemon: %v", err)
 	}
@@ -29,14 +26,8 @@ func Daemon(t testing.TB, root string) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "git://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gittest: git daemon does not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !wait.Poll(30*time.Second, func() bool { return loopback.Accepts(addr) }) {
+		t.Fatalf("gittest: git daemon does not listen on %s", addr)
 	}
+	return "git://" + addr
 }

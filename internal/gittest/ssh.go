@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -16,7 +15,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/monkeyci/monkeyci/internal/loopback"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
+	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
 // SSHServer serves this machine's repositories over SSH with OpenSSH's
@@ -47,12 +48,7 @@ func SSHServer(t testing.TB) (base, key string) {
 	if err := os.WriteFile(authorized, []byte(public), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := loopback.FreeAddr(t)
 	config := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(config, []byte(strings.Join([]string{
 		"ListenAddress " + addr,
@@ -88,15 +84,8 @@ func SSHServer(t testing.TB) (base, key string) {
 			t.Logf("sshd said:\n%s", logs.String())
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gittest: sshd does not listen on %s:\n%s", addr, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !wait.Poll(30*time.Second, func() bool { return loopback.Accepts(addr) }) {
+		t.Fatalf("gittest: sshd does not listen on %s:\n%s", addr, logs.String())
 	}
 	return fmt.Sprintf("ssh://%s@%s", me.Username, addr), key
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/loopback"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/wait"
 )
@@ -77,12 +78,7 @@ func Start(t testing.TB) *Server {
 	if out, err := s.command("initdb", "-D", s.Dir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Addr = l.Addr().String()
-	l.Close() // the server listens there; nothing else takes it so soon
+	s.Addr = loopback.FreeAddr(t)
 	s.DSN = fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", s.Addr)
 	s.start()
 	t.Cleanup(s.stop)

@@ -8,7 +8,6 @@ package s3test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/loopback"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/wait"
 )
@@ -48,12 +48,7 @@ func Start(t testing.TB) *Server {
 	if err := os.Mkdir(s.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Endpoint = l.Addr().String()
-	l.Close() // versitygw listens there; nothing else takes it so soon
+	s.Endpoint = loopback.FreeAddr(t)
 	var out syncbuf.Buffer
 	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", s.Endpoint, "posix", root)
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -74,11 +69,7 @@ func Start(t testing.TB) *Server {
 			t.Fatalf("versitygw exited (%v):\n%s", err, out.String())
 		default:
 		}
-		c, err := net.DialTimeout("tcp", s.Endpoint, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+		return loopback.Accepts(s.Endpoint)
 	})
 	return s
 }
