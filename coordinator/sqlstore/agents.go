@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
 const agentColumns = `id, name, labels, credential_hash, cordoned, joined, last_seen, removed`
@@ -15,7 +16,7 @@ const agentColumns = `id, name, labels, credential_hash, cordoned, joined, last_
 func scanAgent(row scanner) (coordinator.Agent, error) {
 	var (
 		a            coordinator.Agent
-		labels       sql.NullString
+		labels       *string
 		joined, seen int64
 		removed      int64
 		cordoned     bool
@@ -23,9 +24,9 @@ func scanAgent(row scanner) (coordinator.Agent, error) {
 	if err := row.Scan(&a.ID, &a.Name, &labels, &a.CredentialHash, &cordoned, &joined, &seen, &removed); err != nil {
 		return a, err
 	}
-	a.Cordoned, a.Joined, a.LastSeen, a.Removed = cordoned, fromNanos(joined), fromNanos(seen), fromNanos(removed)
+	a.Cordoned, a.Joined, a.LastSeen, a.Removed = cordoned, rows.Time(joined), rows.Time(seen), rows.Time(removed)
 	var err error
-	if a.Labels, err = jsonMap(labels); err != nil {
+	if a.Labels, err = rows.JSONMap(labels); err != nil {
 		return a, fmt.Errorf("agent %s: labels: %w", a.ID, err)
 	}
 	return a, nil
@@ -37,12 +38,12 @@ func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
 	if a.ID == "" {
 		return errors.New("save agent: the agent has no id")
 	}
-	labels, err := mapJSON(a.Labels)
+	labels, err := rows.MapJSON(a.Labels)
 	if err != nil {
 		return fmt.Errorf("save agent %s: labels: %w", a.ID, err)
 	}
 	err = s.write(ctx, func(w wconn) error {
-		_, err := w.stmt(s.q.saveAgent).ExecContext(w.ctx, a.ID, a.Name, labels, a.CredentialHash, a.Cordoned, nanos(a.Joined), nanos(a.LastSeen))
+		_, err := w.stmt(s.q.saveAgent).ExecContext(w.ctx, a.ID, a.Name, labels, a.CredentialHash, a.Cordoned, rows.Nanos(a.Joined), rows.Nanos(a.LastSeen))
 		return err
 	})
 	if err != nil {
@@ -55,7 +56,7 @@ func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
 // agent not kept is not made.
 func (s *Store) SeenAgent(ctx context.Context, id string, at time.Time) error {
 	err := s.write(ctx, func(w wconn) error {
-		_, err := w.stmt(s.q.seenAgent).ExecContext(w.ctx, id, nanos(at))
+		_, err := w.stmt(s.q.seenAgent).ExecContext(w.ctx, id, rows.Nanos(at))
 		return err
 	})
 	if err != nil {
@@ -89,5 +90,5 @@ func (s *Store) ListAgents(ctx context.Context) ([]coordinator.Agent, error) {
 // RemoveAgent marks the agent removed and forgets its credential
 // (coordinator.ErrNotFound when there is none, or it was removed).
 func (s *Store) RemoveAgent(ctx context.Context, id string) error {
-	return s.remove(ctx, "agent "+id, s.q.removeAgent, id, nanos(s.now()))
+	return s.remove(ctx, "agent "+id, s.q.removeAgent, id, rows.Nanos(s.now()))
 }

@@ -13,6 +13,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 	"github.com/monkeyci/monkeyci/events"
 )
 
@@ -25,8 +26,8 @@ type scanner interface{ Scan(dest ...any) error }
 func scanBuild(row scanner) (coordinator.Build, error) {
 	var (
 		b                        coordinator.Build
-		params, labels, delivery sql.NullString
-		reasons                  sql.NullString
+		params, labels, delivery *string
+		reasons                  *string
 		state, result            string
 		lease, created, start, e int64
 	)
@@ -37,15 +38,15 @@ func scanBuild(row scanner) (coordinator.Build, error) {
 		return b, err
 	}
 	b.State, b.Result = coordinator.State(state), events.Result(result)
-	b.LeaseExpires, b.Created, b.Started, b.Ended = fromNanos(lease), fromNanos(created), fromNanos(start), fromNanos(e)
-	if b.Params, err = jsonMap(params); err != nil {
+	b.LeaseExpires, b.Created, b.Started, b.Ended = rows.Time(lease), rows.Time(created), rows.Time(start), rows.Time(e)
+	if b.Params, err = rows.JSONMap(params); err != nil {
 		return b, fmt.Errorf("build %s: params: %w", b.ID, err)
 	}
-	if b.Labels, err = jsonMap(labels); err != nil {
+	if b.Labels, err = rows.JSONMap(labels); err != nil {
 		return b, fmt.Errorf("build %s: labels: %w", b.ID, err)
 	}
-	if reasons.Valid {
-		if err := json.Unmarshal([]byte(reasons.String), &b.AttemptReasons); err != nil {
+	if reasons != nil {
+		if err := json.Unmarshal([]byte(*reasons), &b.AttemptReasons); err != nil {
 			return b, fmt.Errorf("build %s: attempt reasons: %w", b.ID, err)
 		}
 	}
@@ -79,7 +80,7 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 		if d.Event == "" {
 			return ins.run(w)
 		}
-		err := w.stmt(s.q.wsameEvent).QueryRowContext(w.ctx, b.Repo, d.Event, nanos(d.Since)).Scan(&first)
+		err := w.stmt(s.q.wsameEvent).QueryRowContext(w.ctx, b.Repo, d.Event, rows.Nanos(d.Since)).Scan(&first)
 		if err == nil {
 			return fmt.Errorf("build %s of %s was made for the same event (%s): %w", first, b.Repo, d.Event, coordinator.ErrDuplicate)
 		}
@@ -138,11 +139,11 @@ func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event 
 	if b.Created.IsZero() {
 		b.Created = s.now()
 	}
-	params, err := mapJSON(b.Params)
+	params, err := rows.MapJSON(b.Params)
 	if err != nil {
 		return insert{}, fmt.Errorf("create build %s: params: %w", b.ID, err)
 	}
-	labels, err := mapJSON(b.Labels)
+	labels, err := rows.MapJSON(b.Labels)
 	if err != nil {
 		return insert{}, fmt.Errorf("create build %s: labels: %w", b.ID, err)
 	}
@@ -155,8 +156,8 @@ func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event 
 		reasons = sql.NullString{String: string(data), Valid: true}
 	}
 	args := []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
-		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, nanos(b.LeaseExpires), b.Waiting,
-		nanos(b.Created), nanos(b.Started), nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
+		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, rows.Nanos(b.LeaseExpires), b.Waiting,
+		rows.Nanos(b.Created), rows.Nanos(b.Started), rows.Nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
 		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}
 	return insert{id: b.ID, args: args, run: func(w wconn) error {
 		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx, args...)
@@ -258,7 +259,7 @@ func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([
 // no longer queued is ErrStale.
 func (s *Store) SetWaiting(ctx context.Context, id, why string) error {
 	return s.fenced(ctx, fmt.Sprintf("set why build %s waits", id), id,
-		want{state: coordinator.Queued, anyAttempt: true, waiting: &why},
+		rows.Want{State: coordinator.Queued, AnyAttempt: true, Waiting: &why},
 		s.q.setWaiting, id, why)
 }
 
@@ -269,15 +270,15 @@ func (s *Store) Assign(ctx context.Context, id string, attempt int, agent string
 	if attempt < 1 {
 		return fmt.Errorf("%s: attempts count from 1", op)
 	}
-	return s.fenced(ctx, op, id, want{state: coordinator.Queued, attempt: attempt - 1},
-		s.q.assign, id, attempt-1, attempt, agent, nanos(lease), nanos(s.now()))
+	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Queued, Attempt: attempt - 1},
+		s.q.assign, id, attempt-1, attempt, agent, rows.Nanos(lease), rows.Nanos(s.now()))
 }
 
 // Renew extends the lease of a running attempt.
 func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Time) error {
 	return s.fenced(ctx, fmt.Sprintf("renew the lease of build %s attempt %d", id, attempt), id,
-		want{state: coordinator.Running, attempt: attempt},
-		s.q.renew, id, attempt, nanos(lease))
+		rows.Want{State: coordinator.Running, Attempt: attempt},
+		s.q.renew, id, attempt, rows.Nanos(lease))
 }
 
 // Requeue puts a running attempt back in the queue. The build keeps its
@@ -286,7 +287,7 @@ func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Ti
 // as why attempt+1 exists.
 func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason string) error {
 	return s.fenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
-		want{state: coordinator.Running, attempt: attempt},
+		rows.Want{State: coordinator.Running, Attempt: attempt},
 		s.q.requeue, id, attempt, reason)
 }
 
@@ -294,11 +295,11 @@ func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason stri
 // labels become labels.
 func (s *Store) Handback(ctx context.Context, id string, attempt int, reason string, labels map[string]string) error {
 	op := fmt.Sprintf("hand back build %s attempt %d", id, attempt)
-	text, err := mapJSON(labels)
+	text, err := rows.MapJSON(labels)
 	if err != nil {
 		return fmt.Errorf("%s: labels: %w", op, err)
 	}
-	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt}, s.q.handback, id, attempt, reason, text)
+	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt}, s.q.handback, id, attempt, reason, text)
 }
 
 // Finish ends a running attempt with a result. attempt 0 ends a queued
@@ -307,11 +308,11 @@ func (s *Store) Handback(ctx context.Context, id string, attempt int, reason str
 func (s *Store) Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error {
 	op := fmt.Sprintf("finish build %s attempt %d", id, attempt)
 	if attempt == 0 {
-		return s.fenced(ctx, op, id, want{state: coordinator.Queued, anyAttempt: true},
-			s.q.finishQueued, id, string(result), message, nanos(s.now()))
+		return s.fenced(ctx, op, id, rows.Want{State: coordinator.Queued, AnyAttempt: true},
+			s.q.finishQueued, id, string(result), message, rows.Nanos(s.now()))
 	}
-	return s.fenced(ctx, op, id, want{state: coordinator.Running, attempt: attempt},
-		s.q.finish, id, attempt, string(result), message, nanos(s.now()))
+	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
+		s.q.finish, id, attempt, string(result), message, rows.Nanos(s.now()))
 }
 
 // Retry queues an ended build again: the next Assign is its attempt+1,
@@ -320,36 +321,8 @@ func (s *Store) Finish(ctx context.Context, id string, attempt int, result event
 // its place in Queued.
 func (s *Store) Retry(ctx context.Context, id, reason string) error {
 	return s.fenced(ctx, fmt.Sprintf("retry build %s", id), id,
-		want{state: coordinator.Ended, anyAttempt: true},
+		rows.Want{State: coordinator.Ended, AnyAttempt: true},
 		s.q.retry, id, reason)
-}
-
-// want is what a fenced change needs of a build.
-type want struct {
-	state      coordinator.State
-	attempt    int
-	anyAttempt bool
-	// waiting, when set, is the Waiting the change sets: a build that has
-	// it already needs no change.
-	waiting *string
-}
-
-func (w want) String() string {
-	if w.anyAttempt {
-		return string(w.state)
-	}
-	return fmt.Sprintf("%s at attempt %d", w.state, w.attempt)
-}
-
-// current is what a fenced change found.
-type current struct {
-	state   coordinator.State
-	attempt int
-	waiting string
-}
-
-func (w want) matches(c current) bool {
-	return c.state == w.state && (w.anyAttempt || c.attempt == w.attempt)
 }
 
 // fenced runs update, a single UPDATE whose WHERE names the build, the
@@ -357,7 +330,7 @@ func (w want) matches(c current) bool {
 // at all. When it changes no row the build is read, before any other
 // change, to say why: missing is ErrNotFound; in another state or attempt
 // ErrStale, saying what was expected and what was found.
-func (s *Store) fenced(ctx context.Context, op, id string, w want, update *sql.Stmt, args ...any) error {
+func (s *Store) fenced(ctx context.Context, op, id string, w rows.Want, update *sql.Stmt, args ...any) error {
 	err := s.write(ctx, func(c wconn) error {
 		res, err := c.stmt(update).ExecContext(c.ctx, args...)
 		if err != nil {
@@ -370,20 +343,15 @@ func (s *Store) fenced(ctx context.Context, op, id string, w want, update *sql.S
 		if n == 1 {
 			return nil
 		}
-		var cur current
-		var state string
-		err = c.stmt(s.q.wcurrent).QueryRowContext(c.ctx, id).Scan(&state, &cur.attempt, &cur.waiting)
+		var cur rows.Current
+		err = c.stmt(s.q.wcurrent).QueryRowContext(c.ctx, id).Scan(&cur.State, &cur.Attempt, &cur.Waiting)
 		if errors.Is(err, sql.ErrNoRows) {
 			return coordinator.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		cur.state = coordinator.State(state)
-		if w.matches(cur) && w.waiting != nil && cur.waiting == *w.waiting {
-			return nil // nothing to change
-		}
-		return fmt.Errorf("%w: the build is %s at attempt %d, the change needs it %s", coordinator.ErrStale, cur.state, cur.attempt, w)
+		return w.Refusal(cur)
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)

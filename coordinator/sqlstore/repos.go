@@ -3,11 +3,11 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
 const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth`
@@ -15,7 +15,7 @@ const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_
 func scanRepo(row scanner) (coordinator.Repo, error) {
 	var (
 		r        coordinator.Repo
-		branches sql.NullString
+		branches *string
 		created  int64
 		depth    sql.NullInt64
 	)
@@ -26,11 +26,10 @@ func scanRepo(row scanner) (coordinator.Repo, error) {
 		d := int(depth.Int64)
 		r.Depth = &d
 	}
-	r.Created = fromNanos(created)
-	if branches.Valid {
-		if err := json.Unmarshal([]byte(branches.String), &r.Branches); err != nil {
-			return r, fmt.Errorf("repository %s: branches: %w", r.Name, err)
-		}
+	r.Created = rows.Time(created)
+	var err error
+	if r.Branches, err = rows.JSONList(branches); err != nil {
+		return r, fmt.Errorf("repository %s: branches: %w", r.Name, err)
 	}
 	return r, nil
 }
@@ -43,43 +42,23 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	if r.Name == "" || r.URL == "" {
 		return errors.New("save repository: a name and a URL are required")
 	}
-	var branches sql.NullString
-	if len(r.Branches) > 0 {
-		b, err := json.Marshal(r.Branches)
-		if err != nil {
-			return fmt.Errorf("save repository %s: branches: %w", r.Name, err)
-		}
-		branches = sql.NullString{String: string(b), Valid: true}
+	branches, err := rows.ListJSON(r.Branches)
+	if err != nil {
+		return fmt.Errorf("save repository %s: branches: %w", r.Name, err)
 	}
 	created := r.Created
 	if created.IsZero() {
 		created = s.now()
 	}
-	err := s.write(ctx, func(w wconn) error {
+	err = s.write(ctx, func(w wconn) error {
 		_, err := w.stmt(s.q.saveRepo).ExecContext(w.ctx, r.Name, r.URL, branches, r.Forge, r.APIURL,
-			nullBlob(r.WebhookSecret), nullBlob(r.ForgeToken), nanos(created), nullBlob(r.URLCredential), r.DefaultBranch, nullInt(r.Depth))
+			rows.NullBytes(r.WebhookSecret), rows.NullBytes(r.ForgeToken), rows.Nanos(created), rows.NullBytes(r.URLCredential), r.DefaultBranch, rows.NullInt(r.Depth))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("save repository %s: %w", r.Name, err)
 	}
 	return nil
-}
-
-// nullBlob is NULL for no bytes, so that saving again keeps the old value.
-func nullBlob(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
-}
-
-// nullInt is NULL for nil.
-func nullInt(n *int) any {
-	if n == nil {
-		return nil
-	}
-	return *n
 }
 
 // GetRepo returns the repository (coordinator.ErrNotFound).
@@ -135,7 +114,7 @@ func (s *Store) SetSecret(ctx context.Context, repo, key string, sealed []byte) 
 	if key == "" || len(sealed) == 0 {
 		return errors.New("set secret: a key and a value are required")
 	}
-	updated := nanos(s.now())
+	updated := rows.Nanos(s.now())
 	err := s.write(ctx, func(w wconn) error {
 		res, err := w.stmt(s.q.setSecret).ExecContext(w.ctx, repo, key, sealed, updated)
 		if err != nil {
@@ -157,22 +136,22 @@ func (s *Store) ListSecrets(ctx context.Context, repo string) ([]coordinator.Sec
 	if _, err := s.GetRepo(ctx, repo); err != nil {
 		return nil, err
 	}
-	rows, err := s.q.listSecrets.QueryContext(ctx, repo)
+	rs, err := s.q.listSecrets.QueryContext(ctx, repo)
 	if err != nil {
 		return nil, fmt.Errorf("list secrets of %s: %w", repo, err)
 	}
-	defer rows.Close()
+	defer rs.Close()
 	var out []coordinator.SecretInfo
-	for rows.Next() {
+	for rs.Next() {
 		var si coordinator.SecretInfo
 		var updated int64
-		if err := rows.Scan(&si.Repo, &si.Key, &updated); err != nil {
+		if err := rs.Scan(&si.Repo, &si.Key, &updated); err != nil {
 			return nil, fmt.Errorf("list secrets of %s: %w", repo, err)
 		}
-		si.Updated = fromNanos(updated)
+		si.Updated = rows.Time(updated)
 		out = append(out, si)
 	}
-	if err := rows.Err(); err != nil {
+	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("list secrets of %s: %w", repo, err)
 	}
 	return out, nil

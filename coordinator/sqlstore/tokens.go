@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
 const tokenColumns = `hash, kind, created, expires, last_used`
@@ -21,7 +22,7 @@ func scanToken(row scanner) (coordinator.Token, error) {
 	if err := row.Scan(&t.Hash, &kind, &created, &expires, &used); err != nil {
 		return t, err
 	}
-	t.Kind, t.Created, t.Expires, t.LastUsed = coordinator.TokenKind(kind), fromNanos(created), fromNanos(expires), fromNanos(used)
+	t.Kind, t.Created, t.Expires, t.LastUsed = coordinator.TokenKind(kind), rows.Time(created), rows.Time(expires), rows.Time(used)
 	return t, nil
 }
 
@@ -31,9 +32,9 @@ func (s *Store) SaveToken(ctx context.Context, t coordinator.Token) error {
 	if len(t.Hash) < coordinator.TokenIDLen || t.Kind == "" {
 		return errors.New("save token: a token needs a hash and a kind")
 	}
-	created := nanos(s.now())
+	created := rows.Nanos(s.now())
 	err := s.write(ctx, func(w wconn) error {
-		_, err := w.stmt(s.q.saveToken).ExecContext(w.ctx, t.Hash, t.ID(), string(t.Kind), created, nanos(t.Expires))
+		_, err := w.stmt(s.q.saveToken).ExecContext(w.ctx, t.Hash, t.ID(), string(t.Kind), created, rows.Nanos(t.Expires))
 		return err
 	})
 	if err != nil {
@@ -83,7 +84,7 @@ func (s *Store) RevokeToken(ctx context.Context, hash string) error {
 // TokenUsed records when the token was last used.
 func (s *Store) TokenUsed(ctx context.Context, hash string, at time.Time) error {
 	err := s.write(ctx, func(w wconn) error {
-		_, err := w.stmt(s.q.tokenUsed).ExecContext(w.ctx, hash, nanos(at))
+		_, err := w.stmt(s.q.tokenUsed).ExecContext(w.ctx, hash, rows.Nanos(at))
 		return err
 	})
 	if err != nil {

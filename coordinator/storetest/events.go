@@ -190,7 +190,13 @@ func eventRoundTrip(t *testing.T, open Opener) {
 // at once, each in its own order: each is stored once, and the mark ends at
 // the last.
 func concurrentAppendEvent(t *testing.T, open Opener) {
-	s := open(t, nil)
+	racingAppends(t, []coordinator.Store{open(t, nil)})
+}
+
+// racingAppends is concurrentAppendEvent with the workers spread over
+// stores that share their data.
+func racingAppends(t *testing.T, stores []coordinator.Store) {
+	s := stores[0]
 	ctx := context.Background()
 	const builds, workers, n = 3, 16, 60
 	for b := range builds {
@@ -213,6 +219,7 @@ func concurrentAppendEvent(t *testing.T, open Opener) {
 				}
 			}
 			r.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
+			s := stores[w%len(stores)]
 			for _, j := range jobs {
 				stored, err := s.AppendEvent(ctx, ev(fmt.Sprint("b", j.b), 1, j.seq))
 				if err != nil {
@@ -251,7 +258,13 @@ func concurrentAppendEvent(t *testing.T, open Opener) {
 
 // concurrentAssign races agents for one build: exactly one wins.
 func concurrentAssign(t *testing.T, open Opener) {
-	s := open(t, nil)
+	racingAssigns(t, []coordinator.Store{open(t, nil)})
+}
+
+// racingAssigns is concurrentAssign with the agents spread over stores
+// that share their data.
+func racingAssigns(t *testing.T, stores []coordinator.Store) {
+	s := stores[0]
 	ctx := context.Background()
 	must(t, s.CreateBuild(ctx, build("b", 0)))
 	const n = 20
@@ -259,7 +272,7 @@ func concurrentAssign(t *testing.T, open Opener) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			err := s.Assign(ctx, "b", 1, fmt.Sprint("agent", i), time.Now().Add(time.Minute))
+			err := stores[i%len(stores)].Assign(ctx, "b", 1, fmt.Sprint("agent", i), time.Now().Add(time.Minute))
 			switch {
 			case err == nil:
 				won.Add(1)

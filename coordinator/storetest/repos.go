@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +174,49 @@ func theSameEventDeliveredAgainMakesOneBuild(t *testing.T, open Opener) {
 				t.Errorf("got %q, %v (%v), want a build of its own", id, err, stored)
 			}
 		})
+	}
+}
+
+// Deliveries that race make one build: the same delivery, and the same
+// event under other delivery ids, from many callers at once.
+func concurrentDeliveries(t *testing.T, open Opener) {
+	racingDeliveries(t, []coordinator.Store{open(t, nil)})
+}
+
+// racingDeliveries is concurrentDeliveries with the callers spread over
+// stores that share their data.
+func racingDeliveries(t *testing.T, stores []coordinator.Store) {
+	s := stores[0]
+	ctx := context.Background()
+	const callers = 12
+	const event = "push refs/heads/main 0123456789abcdef0123456789abcdef01234567"
+	var wg sync.WaitGroup
+	made := make(chan string, callers)
+	for i := range callers {
+		wg.Go(func() {
+			b := coordinator.Build{ID: fmt.Sprint("b", i), Repo: "acme/app", Source: coordinator.Source{URL: "u"}, Created: t0}
+			d := coordinator.Delivery{Forge: "github", ID: fmt.Sprint("d-", i%3), Event: event, Since: t0.Add(-time.Hour)}
+			id, err := stores[i%len(stores)].CreateDeliveredBuild(ctx, b, d)
+			switch {
+			case err == nil:
+				made <- id
+			case !errors.Is(err, coordinator.ErrDuplicate):
+				t.Errorf("delivery %s: %v", d.ID, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(made)
+	var first []string
+	for id := range made {
+		first = append(first, id)
+	}
+	if len(first) != 1 {
+		t.Errorf("%d racing deliveries of one event made builds %v, want exactly one", callers, first)
+	}
+	all, err := s.ListBuilds(ctx, coordinator.BuildFilter{})
+	must(t, err)
+	if len(all) != 1 {
+		t.Errorf("stored builds %v, want one", ids(all))
 	}
 }

@@ -43,11 +43,31 @@ func Run(t *testing.T, open Opener) {
 		{"AURLCredentialStaysOnlyWithItsURL", aURLCredentialStaysOnlyWithItsURL},
 		{"ADeliveryMakesOneBuild", aDeliveryMakesOneBuild},
 		{"TheSameEventDeliveredAgainMakesOneBuild", theSameEventDeliveredAgainMakesOneBuild},
+		{"ConcurrentDeliveries", concurrentDeliveries},
 		{"Agents", agents},
 		{"Tokens", tokens},
 		{"RemoveAgent", removeAgent},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open) })
+	}
+}
+
+// Shared opens several stores on one empty set of data, as several
+// coordinators open one database, closed when the test ends.
+type Shared func(t *testing.T) []coordinator.Store
+
+// RunShared runs the races of the contract with their callers spread over
+// stores that share their data: what one store decides, the others see.
+func RunShared(t *testing.T, open Shared) {
+	for _, c := range []struct {
+		name string
+		test func(*testing.T, []coordinator.Store)
+	}{
+		{"RacingAppends", racingAppends},
+		{"RacingAssigns", racingAssigns},
+		{"RacingDeliveries", racingDeliveries},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.test(t, open(t)) })
 	}
 }
 

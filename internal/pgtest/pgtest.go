@@ -8,6 +8,7 @@
 package pgtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -16,9 +17,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/loopback"
@@ -40,6 +44,8 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan error
 	out  *syncbuf.Buffer
+
+	databases atomic.Int64 // made by NewDatabase
 }
 
 // Start runs a server for the test, stopped and removed when it ends.
@@ -83,6 +89,33 @@ func Start(t testing.TB) *Server {
 	s.start()
 	t.Cleanup(s.stop)
 	return s
+}
+
+// NewDatabase makes another empty database on the server, for one test
+// of several that share the server (a cluster takes seconds to make, a
+// database milliseconds), and returns its DSN. It is dropped when t ends.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("test_%d", s.databases.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if conn, err := pgx.Connect(ctx, s.DSN); err == nil {
+			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = conn.Close(ctx)
+		}
+	})
+	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", s.Addr, name)
 }
 
 // Restart stops the server (as a fast shutdown does: sessions end) and

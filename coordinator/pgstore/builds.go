@@ -1,0 +1,369 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
+	"github.com/monkeyci/monkeyci/events"
+)
+
+const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
+	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
+	trigger_desc, forge, delivery, source_tag, attempt_reasons, pull_request, cache_scope, cache_fallback, fork`
+
+func scanBuild(row pgx.Row) (coordinator.Build, error) {
+	var (
+		b                        coordinator.Build
+		params, labels, delivery *string
+		reasons                  *string
+		state, result            string
+		lease, created, start, e int64
+	)
+	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
+		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback, &b.Fork)
+	if err != nil {
+		return b, err
+	}
+	b.State, b.Result = coordinator.State(state), events.Result(result)
+	b.LeaseExpires, b.Created, b.Started, b.Ended = rows.Time(lease), rows.Time(created), rows.Time(start), rows.Time(e)
+	if b.Params, err = rows.JSONMap(params); err != nil {
+		return b, fmt.Errorf("build %s: params: %w", b.ID, err)
+	}
+	if b.Labels, err = rows.JSONMap(labels); err != nil {
+		return b, fmt.Errorf("build %s: labels: %w", b.ID, err)
+	}
+	if reasons != nil {
+		if err := json.Unmarshal([]byte(*reasons), &b.AttemptReasons); err != nil {
+			return b, fmt.Errorf("build %s: attempt reasons: %w", b.ID, err)
+		}
+	}
+	return b, nil
+}
+
+const insertBuild = `INSERT INTO builds (` + buildColumns + `, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+	$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`
+
+// CreateBuild stores a new build. Its state defaults to queued and its
+// creation time to now. An id that exists already is an error.
+func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
+	args, err := s.buildArgs(b, nil, "")
+	if err != nil {
+		return err
+	}
+	_, err = s.exec(ctx, insertBuild, args...)
+	return createError(b.ID, err)
+}
+
+func createError(id string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isConstraint(err):
+		return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", id, err)
+	}
+	return fmt.Errorf("create build %s: %w", id, err)
+}
+
+// CreateDeliveredBuild stores a build made by a forge's delivery, once: the
+// delivery is a unique column of the build, and the look for a build of the
+// same event and the insert are one transaction, under an advisory lock on
+// the repository's event, so that two coordinators given the event at once
+// take turns.
+func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d coordinator.Delivery) (string, error) {
+	if d.Forge == "" || d.ID == "" {
+		return "", errors.New("create delivered build: a forge and a delivery id are required")
+	}
+	key := d.Forge + ":" + d.ID
+	args, err := s.buildArgs(b, key, d.Event)
+	if err != nil {
+		return "", err
+	}
+	wctx, cancel, err := writing(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer cancel()
+	var first string
+	err = pgx.BeginFunc(wctx, s.db, func(tx pgx.Tx) error {
+		if d.Event != "" {
+			if _, err := tx.Exec(wctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event)); err != nil {
+				return err
+			}
+			err := tx.QueryRow(wctx, `SELECT id FROM builds WHERE repo = $1 AND event_key = $2 AND event_key <> ''
+				AND created >= $3 ORDER BY created LIMIT 1`, b.Repo, d.Event, rows.Nanos(d.Since)).Scan(&first)
+			if err == nil {
+				return fmt.Errorf("build %s of %s was made for the same event (%s): %w", first, b.Repo, d.Event, coordinator.ErrDuplicate)
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		_, err := tx.Exec(wctx, insertBuild, args...)
+		return err
+	})
+	if errors.Is(err, coordinator.ErrDuplicate) {
+		return first, err
+	}
+	if err != nil && isConstraint(err) {
+		if qerr := s.db.QueryRow(wctx, `SELECT id FROM builds WHERE delivery = $1`, key).Scan(&first); qerr == nil {
+			return first, fmt.Errorf("delivery %s made build %s: %w", key, first, coordinator.ErrDuplicate)
+		}
+	}
+	if err != nil {
+		return "", createError(b.ID, err)
+	}
+	return b.ID, nil
+}
+
+// buildArgs checks b and makes insertBuild's arguments (delivery nil:
+// none).
+func (s *Store) buildArgs(b coordinator.Build, delivery any, event string) ([]any, error) {
+	if b.ID == "" {
+		return nil, errors.New("create build: the build has no id")
+	}
+	if b.State == "" {
+		b.State = coordinator.Queued
+	}
+	switch b.State {
+	case coordinator.Queued, coordinator.Running, coordinator.Ended:
+	default:
+		return nil, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
+	}
+	if b.Attempt < 0 {
+		return nil, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
+	}
+	if b.Created.IsZero() {
+		b.Created = s.now()
+	}
+	params, err := rows.MapJSON(b.Params)
+	if err != nil {
+		return nil, fmt.Errorf("create build %s: params: %w", b.ID, err)
+	}
+	labels, err := rows.MapJSON(b.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("create build %s: labels: %w", b.ID, err)
+	}
+	var reasons any
+	if len(b.AttemptReasons) > 0 {
+		data, err := json.Marshal(b.AttemptReasons)
+		if err != nil {
+			return nil, fmt.Errorf("create build %s: attempt reasons: %w", b.ID, err)
+		}
+		reasons = string(data)
+	}
+	return []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
+		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, rows.Nanos(b.LeaseExpires), b.Waiting,
+		rows.Nanos(b.Created), rows.Nanos(b.Started), rows.Nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
+		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}, nil
+}
+
+// GetBuild returns the build (coordinator.ErrNotFound).
+func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, error) {
+	b, err := scanBuild(s.db.QueryRow(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return b, fmt.Errorf("build %s: %w", id, coordinator.ErrNotFound)
+	}
+	if err != nil {
+		return b, fmt.Errorf("get build %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// BuildIDs returns the ids that start with prefix, in order, at most limit.
+func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error) {
+	// Ids compare byte by byte: every id that starts with prefix sorts
+	// below prefix followed by the greatest code point.
+	var lim any // NULL: no limit
+	if limit >= 0 {
+		lim = limit
+	}
+	rs, err := s.db.Query(ctx, `SELECT id FROM builds WHERE id >= $1 AND id < $2 ORDER BY id LIMIT $3`,
+		prefix, prefix+"\U0010FFFF", lim)
+	ids, err := collect(rs, err, func(r pgx.Row) (id string, err error) { return id, r.Scan(&id) })
+	if err != nil {
+		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
+	}
+	return ids, nil
+}
+
+// ListBuilds returns the builds that match f, newest first (by creation,
+// then id).
+func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]coordinator.Build, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.Repo != "" {
+		args = append(args, f.Repo)
+		where = append(where, fmt.Sprintf("repo = $%d", len(args)))
+	}
+	if f.State != "" {
+		args = append(args, string(f.State))
+		where = append(where, fmt.Sprintf("state = $%d", len(args)))
+	}
+	q := `SELECT ` + buildColumns + ` FROM builds`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY created DESC, id DESC`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += fmt.Sprintf(` LIMIT $%d`, len(args))
+	}
+	rs, err := s.db.Query(ctx, q, args...)
+	bs, err := collect(rs, err, scanBuild)
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	return bs, nil
+}
+
+// Queued returns the queued builds, oldest first (by creation, then id).
+func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
+	return s.inState(ctx, coordinator.Queued)
+}
+
+// Running returns the builds under a lease, oldest first.
+func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
+	return s.inState(ctx, coordinator.Running)
+}
+
+func (s *Store) inState(ctx context.Context, st coordinator.State) ([]coordinator.Build, error) {
+	rs, err := s.db.Query(ctx, `SELECT `+buildColumns+` FROM builds WHERE state = $1 ORDER BY created, id`, string(st))
+	bs, err := collect(rs, err, scanBuild)
+	if err != nil {
+		return nil, fmt.Errorf("%s builds: %w", st, err)
+	}
+	return bs, nil
+}
+
+// SetWaiting records why a queued build was not dispatched. A build that is
+// no longer queued is ErrStale. Unchanged, Waiting is not written again
+// (the dispatcher says it often).
+func (s *Store) SetWaiting(ctx context.Context, id, why string) error {
+	return s.fenced(ctx, fmt.Sprintf("set why build %s waits", id), id,
+		rows.Want{State: coordinator.Queued, AnyAttempt: true, Waiting: &why},
+		`UPDATE builds SET waiting = $2 WHERE id = $1 AND state = 'queued' AND waiting <> $2`, id, why)
+}
+
+// Assign moves a queued build to running as attempt (its attempt+1), on
+// agent, with a lease. Started becomes now; Waiting is cleared.
+func (s *Store) Assign(ctx context.Context, id string, attempt int, agent string, lease time.Time) error {
+	op := fmt.Sprintf("assign build %s attempt %d", id, attempt)
+	if attempt < 1 {
+		return fmt.Errorf("%s: attempts count from 1", op)
+	}
+	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Queued, Attempt: attempt - 1},
+		`UPDATE builds SET state = 'running', attempt = $3, agent = $4, lease_expires = $5, started = $6, waiting = ''
+		WHERE id = $1 AND attempt = $2 AND state = 'queued'`,
+		id, attempt-1, attempt, agent, rows.Nanos(lease), rows.Nanos(s.now()))
+}
+
+// Renew extends the lease of a running attempt.
+func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Time) error {
+	return s.fenced(ctx, fmt.Sprintf("renew the lease of build %s attempt %d", id, attempt), id,
+		rows.Want{State: coordinator.Running, Attempt: attempt},
+		`UPDATE builds SET lease_expires = $3 WHERE id = $1 AND attempt = $2 AND state = 'running'`,
+		id, attempt, rows.Nanos(lease))
+}
+
+// withReason is attempt_reasons with the reason for attempt+1 set ($3).
+const withReason = `attempt_reasons = (coalesce(attempt_reasons, '{}')::jsonb ||
+	jsonb_build_object((attempt + 1)::text, $3::text))::text`
+
+// Requeue puts a running attempt back in the queue. The build keeps its
+// attempt number (the next Assign is attempt+1) and its place in the queue
+// (its creation time); agent, lease and start are cleared. reason is kept
+// as why attempt+1 exists.
+func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason string) error {
+	return s.fenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
+		rows.Want{State: coordinator.Running, Attempt: attempt},
+		`UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '', `+withReason+`
+		WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason)
+}
+
+// Handback is Requeue for a build that needs another kind of agent: its
+// labels become labels.
+func (s *Store) Handback(ctx context.Context, id string, attempt int, reason string, labels map[string]string) error {
+	op := fmt.Sprintf("hand back build %s attempt %d", id, attempt)
+	text, err := rows.MapJSON(labels)
+	if err != nil {
+		return fmt.Errorf("%s: labels: %w", op, err)
+	}
+	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
+		`UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '', `+withReason+`,
+		labels = $4 WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason, text)
+}
+
+// Finish ends a running attempt with a result. attempt 0 ends a queued
+// build whatever its attempt count (never dispatched, or sent back to the
+// queue). The agent stays recorded; the lease and Waiting are cleared.
+func (s *Store) Finish(ctx context.Context, id string, attempt int, result events.Result, message string) error {
+	op := fmt.Sprintf("finish build %s attempt %d", id, attempt)
+	if attempt == 0 {
+		return s.fenced(ctx, op, id, rows.Want{State: coordinator.Queued, AnyAttempt: true},
+			`UPDATE builds SET state = 'ended', result = $2, message = $3, ended = $4, lease_expires = 0, waiting = ''
+			WHERE id = $1 AND state = 'queued'`, id, string(result), message, rows.Nanos(s.now()))
+	}
+	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
+		`UPDATE builds SET state = 'ended', result = $3, message = $4, ended = $5, lease_expires = 0, waiting = ''
+		WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, string(result), message, rows.Nanos(s.now()))
+}
+
+// Retry queues an ended build again: the next Assign is its attempt+1,
+// and reason is kept as why it exists. Result, message, agent and the
+// times but its creation are cleared; it keeps its creation time, and so
+// its place in Queued.
+func (s *Store) Retry(ctx context.Context, id, reason string) error {
+	return s.fenced(ctx, fmt.Sprintf("retry build %s", id), id,
+		rows.Want{State: coordinator.Ended, AnyAttempt: true},
+		`UPDATE builds SET state = 'queued', result = '', message = '', agent = '', lease_expires = 0, waiting = '',
+		started = 0, ended = 0, `+strings.ReplaceAll(withReason, "$3", "$2")+` WHERE id = $1 AND state = 'ended'`, id, reason)
+}
+
+// fenced runs update, a single UPDATE whose WHERE names the build, the
+// state and the attempt w (the fence), with args. It applies whole or not
+// at all. When it changes no row the build is read to say why: missing is
+// ErrNotFound; in another state or attempt ErrStale, saying what was
+// expected and what was found.
+func (s *Store) fenced(ctx context.Context, op, id string, w rows.Want, update string, args ...any) error {
+	err := func() error {
+		n, err := s.exec(ctx, update, args...)
+		if err != nil || n == 1 {
+			return err
+		}
+		cur, err := s.current(ctx, id)
+		if err != nil {
+			return err
+		}
+		return w.Refusal(cur)
+	}()
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// current reads what a change that applied to no row met.
+func (s *Store) current(ctx context.Context, id string) (rows.Current, error) {
+	var cur rows.Current
+	var state string
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	err := s.db.QueryRow(ctx, `SELECT state, attempt, waiting FROM builds WHERE id = $1`, id).
+		Scan(&state, &cur.Attempt, &cur.Waiting)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cur, coordinator.ErrNotFound
+	}
+	cur.State = coordinator.State(state)
+	return cur, err
+}
