@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,8 @@ import (
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/loopback"
+	"github.com/monkeyci/monkeyci/internal/pgtest"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/internal/wait"
@@ -267,21 +268,24 @@ func agentDraining(t *testing.T, api fleet.AdminClient, name string) bool {
 }
 
 // freeAddr finds a loopback port nobody listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
+// On either database: SQLite in the data dir, or PostgreSQL.
 func TestChaosCoordinatorRestartMidBuildLosesAndRepeatsNothing(t *testing.T) {
 	dockertest.Engine(t)
 	dockertest.RequireImage(t, dockertest.Busybox)
-	dataDir, addr := t.TempDir(), freeAddr(t)
-	c := startCoordinatorAt(t, dataDir, 20*time.Second, addr)
+	for _, db := range []struct {
+		name  string
+		flags func(t *testing.T) []string
+	}{
+		{"SQLite", func(*testing.T) []string { return nil }},
+		{"PostgreSQL", func(t *testing.T) []string { return []string{"--database", pgtest.Start(t).DSN} }},
+	} {
+		t.Run(db.name, func(t *testing.T) { coordinatorRestartMidBuild(t, db.flags(t)) })
+	}
+}
+
+func coordinatorRestartMidBuild(t *testing.T, flags []string) {
+	dataDir, addr := t.TempDir(), loopback.FreeAddr(t)
+	c := startCoordinatorAt(t, dataDir, 20*time.Second, addr, flags...)
 	api := c.adminClient(t)
 	startAgentProcess(t, c, "chaos-restart-a1")
 	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
@@ -296,7 +300,7 @@ func TestChaosCoordinatorRestartMidBuildLosesAndRepeatsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.cmd.Wait()
-	c2 := startCoordinatorAt(t, dataDir, 20*time.Second, addr)
+	c2 := startCoordinatorAt(t, dataDir, 20*time.Second, addr, flags...)
 	api = c2.adminClient(t)
 	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
 	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {

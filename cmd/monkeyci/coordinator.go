@@ -52,6 +52,7 @@ in --config (YAML):
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.JoinToken = orEnv(cfg.JoinToken, "MONKEYCI_JOIN_TOKEN")
 			cfg.AdminToken = orEnv(cfg.AdminToken, "MONKEYCI_ADMIN_TOKEN")
+			cfg.Database = orEnv(cfg.Database, "MONKEYCI_DATABASE")
 			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
 			var err error
 			if cfg.Pool, err = pf.poolConfig(cfg.DataDir); err != nil {

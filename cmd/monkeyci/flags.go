@@ -42,6 +42,7 @@ func (l *logFlag) newLogger(name string, w io.Writer) hclog.Logger {
 // into cfg: --data-dir, --grpc-listen and --http-listen.
 func addServerFlags(f *pflag.FlagSet, cfg *server.Config) {
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where state, logs and the CA are kept")
+	f.StringVar(&cfg.Database, "database", "", "where builds, events, repositories, secrets (sealed) and tokens are kept: a PostgreSQL URL, postgres://USER:PASSWORD@HOST:5432/DB, which several coordinators may share (env MONKEYCI_DATABASE); default: SQLite in the data dir")
 	f.StringVar(&cfg.GRPCListen, "grpc-listen", "127.0.0.1:7433", "address for agents and the admin API")
 	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:7480", httpListenHelp)
 	cfg.Retention = coordinator.DefaultRetention

@@ -17,6 +17,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/pool/dockerpool"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/loopback"
 	"github.com/monkeyci/monkeyci/internal/wait"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -55,7 +56,7 @@ func TestPoolOfDockerAgentsScalesUpAndBackToZeroAcrossACoordinatorKill(t *testin
 	}
 	args := []string{"--pool", "docker", "--pool-min", "0", "--pool-max", "3", "--pool-idle", "0", "--pool-idle-timeout", "3s", "--pool-join-timeout", "60s",
 		"--pool-step", "1s", "--pool-agent-cpus", "2", "--pool-agent-memory", "8g", "--config", config}
-	dataDir, addr := t.TempDir(), freeAddr(t)
+	dataDir, addr := t.TempDir(), loopback.FreeAddr(t)
 	c := startCoordinatorAt(t, dataDir, 10*time.Second, addr, args...)
 	api := c.adminClient(t)
 

@@ -53,6 +53,7 @@ directory (its files are built, as 'monkeyci run' builds them).`,
 			logger := logLevel.newLogger("monkeyci", stderr)
 			cfg.Logger = logger.Named("coordinator")
 			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
+			cfg.Database = orEnv(cfg.Database, "MONKEYCI_DATABASE")
 			srv, err := server.Start(context.Background(), cfg)
 			if err != nil {
 				return failedError(err)

@@ -24,7 +24,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/blob"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
-	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
 	"github.com/monkeyci/monkeyci/coordinator/web"
 	"github.com/monkeyci/monkeyci/forge/status"
@@ -34,7 +33,10 @@ import (
 
 // Config is what a coordinator process is told.
 type Config struct {
-	DataDir    string
+	DataDir string
+	// Database is where the state is kept: a PostgreSQL URL, shared by
+	// several coordinators, or "" for SQLite in DataDir (OpenStore).
+	Database   string
 	GRPCListen string
 	HTTPListen string
 	// TLS serves gRPC with the data dir's CA-signed certificate for
@@ -106,7 +108,7 @@ type Server struct {
 	grpc     *grpc.Server
 	http     *http.Server
 	statuses *status.Reporter
-	store    *sqlstore.Store
+	store    Store
 	logs     *logstore.Store
 	done     chan error
 	stop     context.CancelFunc
@@ -132,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.abandon(hl, gl)
 		}
 	}()
-	keys, err := s.openState(cfg)
+	keys, err := s.openState(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -206,12 +208,12 @@ func (s *Server) abandon(listeners ...net.Listener) {
 
 // openState reads (or makes) the tokens, opens the stores and loads the
 // keyring that seals secrets.
-func (s *Server) openState(cfg Config) (*secret.Keyring, error) {
+func (s *Server) openState(ctx context.Context, cfg Config) (*secret.Keyring, error) {
 	var err error
 	if s.JoinToken, s.AdminToken, s.NewJoinToken, s.NewAdminToken, err = tokens(cfg); err != nil {
 		return nil, err
 	}
-	if s.store, err = sqlstore.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+	if s.store, err = OpenStore(ctx, cfg.Database, cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if s.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs")); err != nil {
