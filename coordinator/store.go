@@ -200,6 +200,10 @@ var (
 	// ErrStale means the attempt named is not the build's current one, or
 	// the build is not in the state the change needs: the change is refused.
 	ErrStale = errors.New("stale attempt")
+	// ErrNotLeader refuses a change only the leader makes (dispatch, a
+	// lease, an agent's report) to a coordinator that does not hold the
+	// role (any more): another one leads.
+	ErrNotLeader = errors.New("this coordinator is not the leader")
 )
 
 // Store keeps the coordinator's state durably. Every method is safe for

@@ -250,7 +250,7 @@ func (s *Store) inState(ctx context.Context, st coordinator.State) ([]coordinato
 // no longer queued is ErrStale. Unchanged, Waiting is not written again
 // (the dispatcher says it often).
 func (s *Store) SetWaiting(ctx context.Context, id, why string) error {
-	return s.fenced(ctx, fmt.Sprintf("set why build %s waits", id), id,
+	return s.leaderFenced(ctx, fmt.Sprintf("set why build %s waits", id), id,
 		rows.Want{State: coordinator.Queued, AnyAttempt: true, Waiting: &why},
 		`UPDATE builds SET waiting = $2 WHERE id = $1 AND state = 'queued' AND waiting <> $2`, id, why)
 }
@@ -262,7 +262,7 @@ func (s *Store) Assign(ctx context.Context, id string, attempt int, agent string
 	if attempt < 1 {
 		return fmt.Errorf("%s: attempts count from 1", op)
 	}
-	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Queued, Attempt: attempt - 1},
+	return s.leaderFenced(ctx, op, id, rows.Want{State: coordinator.Queued, Attempt: attempt - 1},
 		`UPDATE builds SET state = 'running', attempt = $3, agent = $4, lease_expires = $5, started = $6, waiting = ''
 		WHERE id = $1 AND attempt = $2 AND state = 'queued'`,
 		id, attempt-1, attempt, agent, rows.Nanos(lease), rows.Nanos(s.now()))
@@ -270,7 +270,7 @@ func (s *Store) Assign(ctx context.Context, id string, attempt int, agent string
 
 // Renew extends the lease of a running attempt.
 func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Time) error {
-	return s.fenced(ctx, fmt.Sprintf("renew the lease of build %s attempt %d", id, attempt), id,
+	return s.leaderFenced(ctx, fmt.Sprintf("renew the lease of build %s attempt %d", id, attempt), id,
 		rows.Want{State: coordinator.Running, Attempt: attempt},
 		`UPDATE builds SET lease_expires = $3 WHERE id = $1 AND attempt = $2 AND state = 'running'`,
 		id, attempt, rows.Nanos(lease))
@@ -285,7 +285,7 @@ const withReason = `attempt_reasons = (coalesce(attempt_reasons, '{}')::jsonb ||
 // (its creation time); agent, lease and start are cleared. reason is kept
 // as why attempt+1 exists.
 func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason string) error {
-	return s.fenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
+	return s.leaderFenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
 		rows.Want{State: coordinator.Running, Attempt: attempt},
 		`UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '', `+withReason+`
 		WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason)
@@ -299,7 +299,7 @@ func (s *Store) Handback(ctx context.Context, id string, attempt int, reason str
 	if err != nil {
 		return fmt.Errorf("%s: labels: %w", op, err)
 	}
-	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
+	return s.leaderFenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
 		`UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '', `+withReason+`,
 		labels = $4 WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason, text)
 }
@@ -314,7 +314,7 @@ func (s *Store) Finish(ctx context.Context, id string, attempt int, result event
 			`UPDATE builds SET state = 'ended', result = $2, message = $3, ended = $4, lease_expires = 0, waiting = ''
 			WHERE id = $1 AND state = 'queued'`, id, string(result), message, rows.Nanos(s.now()))
 	}
-	return s.fenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
+	return s.leaderFenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
 		`UPDATE builds SET state = 'ended', result = $3, message = $4, ended = $5, lease_expires = 0, waiting = ''
 		WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, string(result), message, rows.Nanos(s.now()))
 }
@@ -336,9 +336,30 @@ func (s *Store) Retry(ctx context.Context, id, reason string) error {
 // ErrNotFound; in another state or attempt ErrStale, saying what was
 // expected and what was found.
 func (s *Store) fenced(ctx context.Context, op, id string, w rows.Want, update string, args ...any) error {
+	return s.fencedAs(ctx, false, op, id, w, update, args...)
+}
+
+// leaderFenced is fenced for a change only the leader makes: it applies
+// only while this coordinator holds the role it claimed (see Elected),
+// else it is coordinator.ErrNotLeader.
+func (s *Store) leaderFenced(ctx context.Context, op, id string, w rows.Want, update string, args ...any) error {
+	return s.fencedAs(ctx, true, op, id, w, update, args...)
+}
+
+func (s *Store) fencedAs(ctx context.Context, leaderOnly bool, op, id string, w rows.Want, update string, args ...any) error {
+	var f *term
+	if leaderOnly {
+		if f = s.fence(); f != nil {
+			update += leaderClause(len(args)+1, len(args)+2)
+			args = append(args, f.holder, f.term)
+		}
+	}
 	err := func() error {
 		n, err := s.exec(ctx, update, args...)
 		if err != nil || n == 1 {
+			return err
+		}
+		if err := s.notLeader(ctx, f); err != nil {
 			return err
 		}
 		cur, err := s.current(ctx, id)

@@ -38,12 +38,22 @@ func (s *Store) AppendEvent(ctx context.Context, e coordinator.StoredEvent) (boo
 		return false, fmt.Errorf("%s: encode: %w", op, err)
 	}
 	stored, err := func() (bool, error) {
+		args := []any{e.BuildID, e.Attempt, e.Seq, string(data)}
+		fence := ""
+		f := s.fence()
+		if f != nil {
+			fence, args = leaderClause(5, 6), append(args, f.holder, f.term)
+		}
 		n, err := s.exec(ctx, `WITH b AS (
-				SELECT id, attempt FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running' FOR NO KEY UPDATE)
+				SELECT id, attempt FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running'`+fence+`
+				FOR NO KEY UPDATE)
 			INSERT INTO events (build_id, attempt, seq, event) SELECT id, attempt, $3::bigint, $4::text FROM b
-			ON CONFLICT DO NOTHING`, e.BuildID, e.Attempt, e.Seq, string(data))
+			ON CONFLICT DO NOTHING`, args...)
 		if err != nil || n == 1 {
 			return n == 1, err
+		}
+		if err := s.notLeader(ctx, f); err != nil {
+			return false, err
 		}
 		cur, err := s.current(ctx, e.BuildID)
 		if err != nil {

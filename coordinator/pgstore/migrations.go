@@ -158,6 +158,25 @@ CREATE TABLE pool_state (
 	updated BIGINT NOT NULL
 );
 `,
+	// 2: the coordinators sharing the database and the leader's role
+	// (package leader): a lease whose expiry is the database's clock, and
+	// a term that grows with each new holder (the fencing number).
+	`
+CREATE TABLE coordinators (
+	id        TEXT COLLATE "C" PRIMARY KEY,
+	grpc_addr TEXT NOT NULL,
+	http_addr TEXT NOT NULL,
+	version   TEXT NOT NULL DEFAULT '',
+	started   BIGINT NOT NULL,
+	seen      TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE leader (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),
+	holder  TEXT COLLATE "C" NOT NULL,
+	term    BIGINT NOT NULL,
+	expires TIMESTAMPTZ NOT NULL
+);
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

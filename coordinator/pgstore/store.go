@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,11 @@ var _ coordinator.Store = (*Store)(nil)
 type Store struct {
 	db  *pgxpool.Pool
 	now func() time.Time
+
+	// The role (leader.go): whether the leader's changes are fenced, and
+	// the term this store's coordinator holds (nil: none).
+	elected atomic.Bool
+	leading atomic.Pointer[term]
 }
 
 // Options tune Open; the zero value is what Open uses.

@@ -1,0 +1,124 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/leader"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/pgtest"
+	"github.com/monkeyci/monkeyci/internal/wait"
+)
+
+// Two coordinators on one database: one holds the role; when its lease
+// runs out the other takes it with the next term, and from then on the
+// first one's changes are refused, however sure it still is that it leads.
+func TestTheRoleMovesAndFencesTheOldLeader(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	a, b := openOn(t, dsn), openOn(t, dsn)
+	a.Elected()
+	b.Elected()
+	ma := leader.Member{ID: "a", GRPC: "a:7433", HTTP: "a:7480", Started: time.Now()}
+	mb := leader.Member{ID: "b", GRPC: "b:7433", HTTP: "b:7480", Started: time.Now()}
+	const ttl = 300 * time.Millisecond
+
+	h, err := a.Claim(ctx, ma, ttl)
+	if err != nil || h.ID != "a" || h.Term != 1 {
+		t.Fatalf("first claim: %+v %v, want a at term 1", h, err)
+	}
+	if h, err := b.Claim(ctx, mb, ttl); err != nil || h.ID != "a" || h.GRPC != "a:7433" {
+		t.Fatalf("b's claim while a holds it: %+v %v, want a with its address", h, err)
+	}
+	for _, id := range []string{"x", "y"} {
+		must(t, a.CreateBuild(ctx, coordinator.Build{ID: id, Repo: "r", Source: coordinator.Source{URL: "u"}}))
+	}
+	must(t, a.Assign(ctx, "x", 1, "agent", time.Now().Add(time.Minute)))
+	if err := b.Assign(ctx, "y", 1, "agent", time.Now().Add(time.Minute)); !errors.Is(err, coordinator.ErrNotLeader) {
+		t.Fatalf("a standby's Assign: %v, want ErrNotLeader", err)
+	}
+
+	// a stops renewing (paused): b takes the role once it has expired.
+	wait.Within(t, 10*time.Second, "b to take the role", func() bool {
+		h, err := b.Claim(ctx, mb, ttl)
+		return err == nil && h.ID == "b"
+	})
+	h, _ = b.Claim(ctx, mb, ttl)
+	if h.Term != 2 {
+		t.Errorf("b's term = %d, want 2", h.Term)
+	}
+	// a wakes up, sure it still leads at term 1: nothing it does applies.
+	for what, err := range map[string]error{
+		"Assign":  a.Assign(ctx, "y", 1, "agent", time.Now().Add(time.Minute)),
+		"Renew":   a.Renew(ctx, "x", 1, time.Now().Add(time.Hour)),
+		"Finish":  a.Finish(ctx, "x", 1, events.Success, "done"),
+		"Requeue": a.Requeue(ctx, "x", 1, coordinator.ReasonAgentLost),
+		"Waiting": a.SetWaiting(ctx, "y", "no agent"),
+	} {
+		if !errors.Is(err, coordinator.ErrNotLeader) {
+			t.Errorf("the old leader's %s: %v, want ErrNotLeader", what, err)
+		}
+	}
+	if _, err := a.AppendEvent(ctx, coordinator.StoredEvent{BuildID: "x", Attempt: 1, Seq: 1, Event: events.Event{Type: events.JobStart, Job: "j"}}); !errors.Is(err, coordinator.ErrNotLeader) {
+		t.Errorf("the old leader's AppendEvent: %v, want ErrNotLeader", err)
+	}
+	x, err := b.GetBuild(ctx, "x")
+	must(t, err)
+	if x.State != coordinator.Running || x.Attempt != 1 || x.Waiting != "" {
+		t.Errorf("the old leader changed build x: %+v", x)
+	}
+	if es, _ := b.Events(ctx, "x"); len(es) != 0 {
+		t.Errorf("the old leader stored events: %v", es)
+	}
+	// The new leader's changes apply; a's next claim finds b.
+	must(t, b.Assign(ctx, "y", 1, "agent", time.Now().Add(time.Minute)))
+	if h, err := a.Claim(ctx, ma, ttl); err != nil || h.ID != "b" || h.Term != 2 {
+		t.Errorf("a's claim after b took over: %+v %v", h, err)
+	}
+
+	ms, err := a.Members(ctx, time.Minute)
+	must(t, err)
+	if len(ms) != 2 || ms[0].ID != "a" || ms[0].Leader || !ms[1].Leader || ms[1].Term != 2 || ms[1].GRPC != "b:7433" {
+		t.Errorf("members: %+v, want a standing by and b leading at term 2", ms)
+	}
+	// b resigns: a takes over at once, without waiting for the lease.
+	must(t, b.Resign(ctx, "b", 2))
+	if h, err := a.Claim(ctx, ma, time.Hour); err != nil || h.ID != "a" || h.Term != 3 {
+		t.Errorf("a's claim after b resigned: %+v %v, want a at term 3", h, err)
+	}
+}
+
+// Stores that never claim (one coordinator, or a tool) are not fenced.
+func TestAStoreNotElectedIsNotFenced(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	a, b := openOn(t, dsn), openOn(t, dsn)
+	a.Elected()
+	if _, err := a.Claim(ctx, leader.Member{ID: "a"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	must(t, b.CreateBuild(ctx, coordinator.Build{ID: "x", Repo: "r", Source: coordinator.Source{URL: "u"}}))
+	must(t, b.Assign(ctx, "x", 1, "agent", time.Now().Add(time.Minute)))
+}
+
+func openOn(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
