@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator/blob"
@@ -82,6 +83,13 @@ type Config struct {
 	// PublicURL is where people reach the coordinator's HTTP port: the
 	// link in commit statuses (default: none).
 	PublicURL string
+	// Elected says the coordinator shares its store with others and leads
+	// only within Lead (leadership.go); until then it stands by. Unset, it
+	// leads from New on.
+	Elected bool
+	// LeaderAddr says where the leader takes agents, for a standby's
+	// redirects ("" or nil: not known).
+	LeaderAddr func() string
 }
 
 // Capacity is an amount of CPU and memory.
@@ -142,6 +150,8 @@ type Coordinator struct {
 	// uses says when each token's use was last recorded.
 	uses        tokenUses
 	revocations broadcast
+	// lead is this coordinator's time as the leader (nil: it stands by).
+	lead atomic.Pointer[leadTerm]
 }
 
 // New loads the queue and the running attempts from the store.
@@ -203,6 +213,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	for _, b := range running {
 		c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)})
 		c.agents.load(b.Agent, b.ID, hold{b.Attempt, cfg.Script})
+	}
+	if !cfg.Elected {
+		c.lead.Store(&leadTerm{ended: make(chan struct{})}) // for ever
 	}
 	return c, nil
 }

@@ -64,8 +64,9 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	if err := c.cfg.Store.Assign(ctx, b.ID, attempt, p.conn.id, expires); err != nil {
 		c.agents.unplace(p.conn)
-		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) {
-			// Ended or moved meanwhile (a cancel): the store knows best.
+		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotLeader) {
+			// Ended or moved meanwhile (a cancel), or another coordinator
+			// leads now: the store knows best.
 			c.log.Info("build not dispatched", "build", b.ID, "reason", err)
 			return
 		}

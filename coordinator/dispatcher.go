@@ -3,6 +3,7 @@ package coordinator
 import (
 	"sort"
 	"sync"
+	"time"
 )
 
 // dispatcher keeps the queue, the builds waiting for an agent (an index of
@@ -62,6 +63,31 @@ func (d *dispatcher) add(b *Build) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.queue = append(d.queue, b)
+}
+
+// adopt queues, in order of creation, those of builds (queued in the
+// store) that are neither queued nor leased here, and says how many.
+func (d *dispatcher) adopt(builds []Build, now time.Time) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	known := make(map[string]bool, len(d.queue))
+	for _, b := range d.queue {
+		known[b.ID] = true
+	}
+	n := 0
+	for i := range builds {
+		b := &builds[i]
+		if known[b.ID] {
+			continue
+		}
+		if _, leased := d.leases.current(b.ID); leased {
+			continue
+		}
+		b.queuedAt = now
+		d.requeueLocked(b)
+		n++
+	}
+	return n
 }
 
 // requeue puts b back in the queue in order of creation: a build sent back

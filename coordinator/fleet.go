@@ -29,6 +29,10 @@ func (c *Coordinator) FleetServer() *FleetServer { return &FleetServer{c: c} }
 // Connect serves one agent's stream, from its Hello to its end.
 func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 	c, ctx := s.c, stream.Context()
+	term := c.lead.Load()
+	if term == nil {
+		return c.standingBy(ctx)
+	}
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -100,6 +104,8 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 		select {
 		case <-conn.revoked:
 			return errRemoved
+		case <-term.ended:
+			return c.standingBy(ctx)
 		case m = <-msgs:
 		default:
 			// Nothing more yet: acknowledge what is stored.
@@ -109,6 +115,8 @@ func (s *FleetServer) Connect(stream fleet.Fleet_ConnectServer) error {
 			select {
 			case <-conn.revoked:
 				return errRemoved
+			case <-term.ended:
+				return c.standingBy(ctx)
 			case m = <-msgs:
 			case err := <-recvErr:
 				return c.drain(ctx, conn, msgs, err)

@@ -43,7 +43,7 @@ func (l *Link) client() (fleet.FleetClient, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.calls == nil {
-		conn, err := l.dial()
+		conn, err := l.dial(l.at)
 		if err != nil {
 			return nil, err
 		}

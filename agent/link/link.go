@@ -27,7 +27,9 @@ import (
 
 // Config is what a Link needs.
 type Config struct {
-	Coordinator string      // host:port of the coordinator's gRPC listener
+	// Coordinator is host:port of the coordinator's gRPC listener, or of
+	// each of the coordinators sharing a database, comma-separated.
+	Coordinator string
 	TLS         *tls.Config // nil: plaintext (loopback tests only)
 	JoinToken   string
 	Name        string
@@ -83,8 +85,15 @@ type Link struct {
 	id       string
 	token    string
 	// calls is the connection of calls outside the stream (blobs.go),
-	// made at the first; Run closes it.
-	calls  *grpc.ClientConn
+	// made at the first; Run closes it, and so does a move to another
+	// coordinator.
+	calls *grpc.ClientConn
+	// at is the coordinator talked to: one of addrs, or the leader a
+	// standby named (leader.go). next is the index in addrs of the last
+	// one tried (used by Run alone).
+	at     string
+	addrs  []string
+	next   int
 	joined bool // a session of this process was welcomed
 	// runs counts build goroutines: Run waits for them, so a canceled
 	// agent has removed its builds' containers before it returns.
@@ -113,7 +122,12 @@ func New(cfg Config) (*Link, error) {
 	if cfg.HTTP == nil {
 		cfg.HTTP = http.DefaultClient
 	}
-	l := &Link{cfg: cfg, log: cfg.Logger, box: newOutbox(), builds: map[string]*running{}, changed: make(chan struct{})}
+	l := &Link{cfg: cfg, log: cfg.Logger, box: newOutbox(), builds: map[string]*running{}, changed: make(chan struct{}),
+		addrs: addresses(cfg.Coordinator)}
+	if len(l.addrs) == 0 {
+		return nil, errors.New("link: no coordinator address")
+	}
+	l.at = l.addrs[0]
 	if err := l.loadIdentity(); err != nil {
 		return nil, err
 	}
@@ -156,8 +170,10 @@ func (l *Link) finished() bool {
 // Builds run on ctx: canceling it cancels them.
 func (l *Link) Run(ctx context.Context) error {
 	defer l.closeCalls()
-	wait := 100 * time.Millisecond
+	const firstWait = 100 * time.Millisecond
+	wait, moved := firstWait, false
 	for {
+		began := time.Now()
 		err := l.session(ctx)
 		if l.finished() {
 			return nil
@@ -170,7 +186,28 @@ func (l *Link) Run(ctx context.Context) error {
 			l.runs.Wait()
 			return ctx.Err()
 		}
-		l.log.Warn("connection to the coordinator lost; reconnecting", "error", err, "in", wait)
+		if lasted := time.Since(began); lasted > time.Minute {
+			wait = firstWait // a session that lasted: not a coordinator that keeps failing
+		} else if lasted > 5*time.Second {
+			moved = false
+		}
+		var to *movedError
+		switch {
+		case errors.As(err, &to) && !moved:
+			// Straight to the leader; twice in a row (standbys that name
+			// each other in a failover), after a wait.
+			l.log.Info("going to the leader", "from", to.from, "to", to.to)
+			moved = true
+			continue
+		case standsBy(err):
+			// A failover: the next address may lead any moment now.
+			l.nextAddress()
+			wait = min(wait, 500*time.Millisecond)
+		default:
+			l.nextAddress()
+		}
+		moved = false
+		l.log.Warn("connection to the coordinator lost; reconnecting", "error", err, "in", wait, "to", l.target())
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -192,7 +229,8 @@ func (l *Link) closeCalls() {
 
 // session is one connection, from Hello to its end.
 func (l *Link) session(ctx context.Context) error {
-	conn, err := l.dial()
+	at := l.target()
+	conn, err := l.dial(at)
 	if err != nil {
 		return err
 	}
@@ -205,7 +243,7 @@ func (l *Link) session(ctx context.Context) error {
 	}
 	welcome, err := l.join(stream)
 	if err != nil {
-		return err
+		return l.followLeader(at, stream.Trailer(), err)
 	}
 
 	stop := make(chan struct{})
@@ -219,16 +257,19 @@ func (l *Link) session(ctx context.Context) error {
 	wg.Go(func() { l.endWhenFinished(sctx, cancel) })
 	wg.Go(func() { l.send(stream, stop, cancel) })
 	wg.Go(func() { l.heartbeats(sctx, time.Duration(welcome.GetHeartbeatMillis())*time.Millisecond) })
-	return l.receive(ctx, stream)
+	if err := l.receive(ctx, stream); err != nil {
+		return l.followLeader(at, stream.Trailer(), err)
+	}
+	return nil
 }
 
-// dial makes the connection to the coordinator.
-func (l *Link) dial() (*grpc.ClientConn, error) {
+// dial makes the connection to the coordinator at addr.
+func (l *Link) dial(addr string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if l.cfg.TLS != nil {
 		creds = credentials.NewTLS(l.cfg.TLS)
 	}
-	return grpc.NewClient(l.cfg.Coordinator, grpc.WithTransportCredentials(creds),
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		// Log chunks are large (chunkSize): written in fewer syscalls.
 		grpc.WithWriteBufferSize(2*chunkSize))
 }

@@ -58,7 +58,7 @@ lets the running ones finish, and exits 0. A second signal cancels them.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.coordinator, "coordinator", "127.0.0.1:7433", "the coordinator's gRPC address")
+	f.StringVar(&cfg.coordinator, "coordinator", "127.0.0.1:7433", "the coordinator's gRPC address, HOST:PORT; with several coordinators on one database, each one's, comma-separated: the agent finds the leader, and the next one when it goes")
 	f.StringVar(&cfg.joinToken, "join-token", "", "the join token (env MONKEYCI_JOIN_TOKEN); needed to join the first time, or again when the coordinator no longer knows the agent")
 	f.StringVar(&cfg.name, "name", cfg.name, "the agent's name")
 	f.StringVar(&cfg.instance, "instance", "", "the pool instance this agent runs on (set by the pool's cloud-init or container; env MONKEYCI_INSTANCE)")
@@ -99,6 +99,9 @@ func runAgent(cfg agentConfig, stderr io.Writer) error {
 		host := cfg.coordinator
 		if h, _, err := net.SplitHostPort(host); err == nil { // [::1]:7433 too
 			host = h
+		}
+		if strings.Contains(cfg.coordinator, ",") {
+			host = "" // each coordinator is checked for its own address
 		}
 		if tlsConfig, err = tlsca.ClientConfig(cfg.ca, host); err != nil {
 			return usageError(fmt.Errorf("--ca: %w", err))

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/leader"
 	"github.com/monkeyci/monkeyci/coordinator/server"
 )
 
@@ -53,6 +54,7 @@ in --config (YAML):
 			cfg.JoinToken = orEnv(cfg.JoinToken, "MONKEYCI_JOIN_TOKEN")
 			cfg.AdminToken = orEnv(cfg.AdminToken, "MONKEYCI_ADMIN_TOKEN")
 			cfg.Database = orEnv(cfg.Database, "MONKEYCI_DATABASE")
+			cfg.Version = version
 			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
 			var err error
 			if cfg.Pool, err = pf.poolConfig(cfg.DataDir); err != nil {
@@ -92,6 +94,8 @@ in --config (YAML):
 	_ = cmd.MarkFlagFilename("http-key", "pem", "key")
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
 	f.DurationVar(&cfg.AgentGrace, "agent-grace", coordinator.DefaultAgentGrace, "how long an agent whose connection ended may take to come back before its builds are queued again")
+	f.StringVar(&cfg.Advertise, "advertise", "", "where agents and the other coordinators reach this one's gRPC port, HOST:PORT, when several share a --database (default: the --grpc-listen address)")
+	f.DurationVar(&cfg.LeaderTTL, "leader-ttl", leader.DefaultTTL, "with several coordinators on one --database: how long the leader's role lives without a renewal, the longest a standby waits for a leader that died")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the HTTP port's address for people, for links in commit statuses (default: http://HTTP_LISTEN)")
 	logLevel = addLogFlag(f)
 	pf = addPoolFlags(f)

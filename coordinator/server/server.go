@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/blob"
+	"github.com/monkeyci/monkeyci/coordinator/leader"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
@@ -71,6 +73,15 @@ type Config struct {
 	Retention coordinator.Retention
 	// Pool runs an autoscaled agent pool (nil: none).
 	Pool *PoolConfig
+	// Advertise is where agents and the other coordinators reach this
+	// one's gRPC port, when several share a database (default: the gRPC
+	// listener's address).
+	Advertise string
+	// LeaderTTL is how long the leader's role lives without a renewal, when
+	// several coordinators share a database (default leader.DefaultTTL).
+	LeaderTTL time.Duration
+	// Version is the program's, shown among the coordinators.
+	Version string
 }
 
 // PoolConfig is an agent pool: its scaler's settings and its provider.
@@ -114,6 +125,9 @@ type Server struct {
 	stop     context.CancelFunc
 	// pool is closed when the pool's scaler has stopped (nil: no pool).
 	pool chan struct{}
+	// election chooses the leader among coordinators sharing the database
+	// (nil: this one is alone, and leads).
+	election *election
 }
 
 // Start opens the data dir, listens and serves until Close.
@@ -154,10 +168,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.statuses = status.NewReporter(&status.Client{Logger: cfg.Logger.Named("status")}, cfg.Logger.Named("status"))
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
-	c, err := coordinator.New(runCtx, coordinator.Config{
+	ccfg := coordinator.Config{
 		Store: s.store, Logs: s.logs, Blobs: blobs, Retention: cfg.Retention, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
-	})
+	}
+	if shared, ok := s.store.(elected); ok {
+		shared.Elected()
+		s.election = &election{lease: shared, done: make(chan struct{})}
+		ccfg.Elected, ccfg.LeaderAddr = true, func() string { return s.election.leaderAddr() }
+	}
+	c, err := coordinator.New(runCtx, ccfg)
 	if err != nil {
 		return nil, err
 	}
@@ -181,12 +201,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 
-	if cfg.Pool != nil {
-		if err := s.startPool(runCtx, cfg); err != nil {
-			return nil, err
+	if s.election == nil {
+		if cfg.Pool != nil {
+			if err := s.startPool(runCtx, cfg); err != nil {
+				return nil, err
+			}
 		}
+		go func() { _ = c.Run(runCtx) }()
+	} else {
+		s.elect(runCtx, cfg)
 	}
-	go func() { _ = c.Run(runCtx) }()
 	go func() { _ = s.http.Serve(hl) }()
 	go func() { s.done <- s.grpc.Serve(gl) }()
 	return s, nil
@@ -259,7 +283,7 @@ func (s *Server) useTLS(cfg Config, opts []grpc.ServerOption, hl net.Listener) (
 func (s *Server) httpHandler(ctx context.Context, cfg Config) (http.Handler, error) {
 	c := s.Coordinator
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", c.MetricsHandler())
 	mux.Handle("POST /webhooks/{forge}", c.WebhookHandler())
 	mux.HandleFunc("/webhooks/", func(w http.ResponseWriter, r *http.Request) {
@@ -272,6 +296,30 @@ func (s *Server) httpHandler(ctx context.Context, cfg Config) (http.Handler, err
 	}
 	mux.Handle("/", dash)
 	return mux, nil
+}
+
+// elect takes part in choosing the leader among the coordinators sharing
+// the database; while this one leads, it runs the pool (if any) and what
+// the coordinator runs as the leader.
+func (s *Server) elect(ctx context.Context, cfg Config) {
+	e := s.election
+	e.me = leader.Member{ID: newMemberID(), GRPC: cmp.Or(cfg.Advertise, s.GRPCAddr), HTTP: s.HTTPAddr,
+		Version: cfg.Version, Started: time.Now()}
+	log := cfg.Logger.Named("leader")
+	e.elector = leader.NewElector(e.lease, e.me, cfg.LeaderTTL, log, func(ctx context.Context, term int64) {
+		if cfg.Pool != nil {
+			if err := s.startPool(ctx, cfg); err != nil {
+				log.Error("could not start the pool", "error", err)
+			}
+		}
+		if err := s.Coordinator.Lead(ctx); err != nil && ctx.Err() == nil {
+			log.Error("could not lead", "error", err)
+		}
+		if s.pool != nil {
+			<-s.pool // the scaler stops with ctx
+		}
+	})
+	e.run(ctx)
 }
 
 // startPool makes the pool's provider and runs its scaler until the
@@ -315,6 +363,9 @@ func (s *Server) Wait() error { return <-s.done }
 // Close stops serving and closes the stores.
 func (s *Server) Close() {
 	s.stop()
+	if s.election != nil {
+		<-s.election.done // it has stopped leading and resigned
+	}
 	if s.pool != nil {
 		<-s.pool // its last step saves to the store: before the store closes
 	}
