@@ -50,8 +50,9 @@ type LogKey = logstore.Key
 // Config is what a Coordinator needs; zero values take the defaults.
 type Config struct {
 	Store Store
-	// Logs is where the logs of running builds are written.
-	Logs *logstore.Store
+	// Logs is where the logs of running builds are written: this
+	// coordinator's disk, or the database several share.
+	Logs logarchive.Live
 	// Retention bounds what Blobs keeps (retention.go; zero: all is kept).
 	Retention Retention
 	// Blobs keeps builds' artifacts and caches (archives.go), and the

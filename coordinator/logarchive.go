@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/monkeyci/monkeyci/coordinator/logarchive"
-	"github.com/monkeyci/monkeyci/coordinator/logstore"
 )
 
 // archiveSweep is how often the archiver looks again at every build with
@@ -38,7 +37,7 @@ func (c *Coordinator) logsEnded(id string) {
 // disk: a move a crash cut short is finished, one not begun is made.
 type logArchiver struct {
 	logs  *logarchive.Store
-	disk  *logstore.Store
+	disk  logarchive.Live
 	store Store
 	log   hclog.Logger
 
@@ -48,7 +47,7 @@ type logArchiver struct {
 	wake    chan struct{}
 }
 
-func newLogArchiver(logs *logarchive.Store, disk *logstore.Store, store Store, log hclog.Logger) *logArchiver {
+func newLogArchiver(logs *logarchive.Store, disk logarchive.Live, store Store, log hclog.Logger) *logArchiver {
 	return &logArchiver{logs: logs, disk: disk, store: store, log: log, queued: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 

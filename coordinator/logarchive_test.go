@@ -141,7 +141,7 @@ func TestLogsLeftOnDiskMoveAtStart(t *testing.T) {
 		}
 		var disk *logstore.Store
 		f := newFleet(t, time.Hour, func(c *coordinator.Config) {
-			c.Blobs, disk = blobs, c.Logs
+			c.Blobs, disk = blobs, c.Logs.(*logstore.Store)
 			for _, b := range builds {
 				b.Repo, b.Source, b.Created, b.Started = "/repo", coordinator.Source{URL: "/repo"}, now, now
 				if err := c.Store.CreateBuild(ctx, b); err != nil {

@@ -37,13 +37,14 @@ import (
 // killed, stopped and drained with real signals.
 
 type coordinatorProcess struct {
-	cmd                   *exec.Cmd
-	addr, ca, join, admin string
-	out                   *syncbuf.Buffer
+	cmd                         *exec.Cmd
+	addr, http, ca, join, admin string
+	out                         *syncbuf.Buffer
 }
 
 var (
 	grpcLine  = regexp.MustCompile(`gRPC on (\S+),`)
+	httpLine  = regexp.MustCompile(`HTTPS? on (\S+)$`)
 	caLine    = regexp.MustCompile(`CA for agents and clients: (\S+)`)
 	joinLine  = regexp.MustCompile(`join token:\s+(\S+)`)
 	adminLine = regexp.MustCompile(`admin token:\s+(\S+)`)
@@ -74,7 +75,7 @@ func startCoordinatorAt(t *testing.T, dataDir string, lease time.Duration, addr 
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() && !strings.Contains(lines.Text(), "export MONKEYCI_SERVER=") {
 		l := lines.Text()
-		for re, dst := range map[*regexp.Regexp]*string{grpcLine: &p.addr, caLine: &p.ca, joinLine: &p.join, adminLine: &p.admin} {
+		for re, dst := range map[*regexp.Regexp]*string{grpcLine: &p.addr, httpLine: &p.http, caLine: &p.ca, joinLine: &p.join, adminLine: &p.admin} {
 			if m := re.FindStringSubmatch(l); m != nil {
 				*dst = m[1]
 			}

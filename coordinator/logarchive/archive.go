@@ -121,7 +121,9 @@ func (x *index) within(streams []logstore.Stream) bool {
 func (s *Store) sources(streams []logstore.Stream) []source {
 	out := make([]source, len(streams))
 	for i, st := range streams {
-		out[i] = source{key: st.Key, size: st.Size, open: func() (io.ReadCloser, error) { return s.disk.Reader(st.Key) }}
+		out[i] = source{key: st.Key, size: st.Size, open: func() (io.ReadCloser, error) {
+			return io.NopCloser(io.NewSectionReader(liveReader{s.disk, st.Key}, 0, st.Size)), nil
+		}}
 	}
 	return out
 }
@@ -185,3 +187,11 @@ func sameIndex(a, b *index) bool {
 		return p.Job == q.Job && p.Stream == q.Stream && p.Size == q.Size && p.SHA256 == q.SHA256 && slices.Equal(p.At, q.At)
 	})
 }
+
+// liveReader reads one stream of the live logs as an io.ReaderAt.
+type liveReader struct {
+	live Live
+	key  logstore.Key
+}
+
+func (r liveReader) ReadAt(p []byte, off int64) (int, error) { return r.live.ReadAt(r.key, off, p) }

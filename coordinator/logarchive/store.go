@@ -58,10 +58,28 @@ type memberKey struct {
 	i    int64
 }
 
+// Live is where the logs of running attempts are written: one
+// coordinator's disk (logstore.Store), or the database that several share
+// (pgstore.Logs).
+type Live interface {
+	Write(key logstore.Key, offset int64, data []byte) (int64, error)
+	Size(key logstore.Key) (int64, error)
+	Sizes(build string, attempt int) ([]logstore.Stream, error)
+	ReadAt(key logstore.Key, offset int64, p []byte) (int, error)
+	Follow(ctx context.Context, key logstore.Key, from int64, w io.Writer, ended <-chan struct{}) error
+	// Attempts and Builds say which have logs; RemoveAttempt deletes an
+	// attempt's once they are archived.
+	Attempts(build string) ([]int, error)
+	Builds() ([]string, error)
+	RemoveAttempt(build string, attempt int) error
+}
+
+var _ Live = (*logstore.Store)(nil)
+
 // Store reads and writes build logs wherever they are. It is safe for
 // concurrent use.
 type Store struct {
-	disk  *logstore.Store
+	disk  Live
 	blobs blob.Store
 
 	// locks, by attempt: reads and writes on disk hold one shared, the
@@ -83,7 +101,7 @@ type Store struct {
 }
 
 // New reads and writes logs on disk, and in blobs once archived.
-func New(disk *logstore.Store, blobs blob.Store) *Store {
+func New(disk Live, blobs blob.Store) *Store {
 	return &Store{
 		disk: disk, blobs: blobs, sealed: map[attemptKey]bool{},
 		indexes: newLRU[attemptKey](maxIndexes, func(*index) int64 { return 1 }),

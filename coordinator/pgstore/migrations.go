@@ -177,6 +177,29 @@ CREATE TABLE leader (
 	expires TIMESTAMPTZ NOT NULL
 );
 `,
+	// 3: the logs of running attempts (Logs), so that what an agent sent
+	// is acknowledged once it is in the database, and any coordinator
+	// reads and follows it: a stream's stored size, the row its writers
+	// lock, and its bytes in the chunks they came in.
+	`
+CREATE TABLE log_streams (
+	build_id TEXT COLLATE "C" NOT NULL,
+	attempt  INTEGER NOT NULL,
+	job      TEXT COLLATE "C" NOT NULL,
+	stream   TEXT COLLATE "C" NOT NULL,
+	size     BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (build_id, attempt, job, stream)
+);
+CREATE TABLE log_chunks (
+	build_id TEXT COLLATE "C" NOT NULL,
+	attempt  INTEGER NOT NULL,
+	job      TEXT COLLATE "C" NOT NULL,
+	stream   TEXT COLLATE "C" NOT NULL,
+	start    BIGINT NOT NULL,
+	data     BYTEA NOT NULL,
+	PRIMARY KEY (build_id, attempt, job, stream, start)
+);
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

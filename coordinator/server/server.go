@@ -24,6 +24,7 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/blob"
 	"github.com/monkeyci/monkeyci/coordinator/leader"
+	"github.com/monkeyci/monkeyci/coordinator/logarchive"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
@@ -120,7 +121,8 @@ type Server struct {
 	http     *http.Server
 	statuses *status.Reporter
 	store    Store
-	logs     *logstore.Store
+	logs     *logstore.Store // on the data dir's disk (nil: in the database)
+	live     logarchive.Live // where running attempts' logs go
 	done     chan error
 	stop     context.CancelFunc
 	// pool is closed when the pool's scaler has stopped (nil: no pool).
@@ -169,7 +171,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	ccfg := coordinator.Config{
-		Store: s.store, Logs: s.logs, Blobs: blobs, Retention: cfg.Retention, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
+		Store: s.store, Logs: s.live, Blobs: blobs, Retention: cfg.Retention, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	}
 	if shared, ok := s.store.(elected); ok {
@@ -240,8 +242,13 @@ func (s *Server) openState(ctx context.Context, cfg Config) (*secret.Keyring, er
 	if s.store, err = OpenStore(ctx, cfg.Database, cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if s.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs")); err != nil {
-		return nil, err
+	if shared, ok := s.store.(sharedLogs); ok {
+		s.live = shared.LiveLogs()
+	} else {
+		if s.logs, err = logstore.Open(filepath.Join(cfg.DataDir, "logs")); err != nil {
+			return nil, err
+		}
+		s.live = s.logs
 	}
 	return secret.LoadKeyring(cfg.DataDir, cfg.MasterKey)
 }

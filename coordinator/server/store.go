@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/logarchive"
 	"github.com/monkeyci/monkeyci/coordinator/pgstore"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/coordinator/sqlstore"
@@ -16,6 +17,12 @@ import (
 type Store interface {
 	coordinator.Store
 	pool.StateStore
+}
+
+// sharedLogs is a store that keeps the logs of running attempts too, for
+// every coordinator sharing it.
+type sharedLogs interface {
+	LiveLogs() logarchive.Live
 }
 
 // OpenStore opens the database --database names: PostgreSQL for a

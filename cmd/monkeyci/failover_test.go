@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/monkeyci/monkeyci/agent"
+	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/gittest"
+	"github.com/monkeyci/monkeyci/internal/loopback"
+	"github.com/monkeyci/monkeyci/internal/pgtest"
+	"github.com/monkeyci/monkeyci/internal/syncbuf"
+	"github.com/monkeyci/monkeyci/internal/testbinary"
+	"github.com/monkeyci/monkeyci/internal/wait"
+	"github.com/monkeyci/monkeyci/proto/fleet"
+)
+
+// Chaos tests of several coordinators on one PostgreSQL: real processes,
+// real signals.
+
+// pair is two coordinators sharing a database, a CA, the tokens and the
+// master key, as docs/operations.md sets them up.
+type pair struct {
+	dsn   string
+	procs [2]*coordinatorProcess
+	dirs  [2]string
+	addrs [2]string
+}
+
+const leaderTTL = 2 * time.Second
+
+func startPair(t *testing.T) *pair {
+	t.Helper()
+	p := &pair{dsn: pgtest.Start(t).DSN}
+	for i := range p.procs {
+		p.dirs[i], p.addrs[i] = t.TempDir(), loopback.FreeAddr(t)
+		if i > 0 {
+			shareSecrets(t, p.dirs[0], p.dirs[i])
+		}
+		p.procs[i] = p.start(t, i)
+		if i == 0 {
+			wait.Within(t, time.Minute, "the first coordinator to lead", func() bool { return p.role(t, 0) == "leader" })
+		}
+	}
+	return p
+}
+
+func (p *pair) start(t *testing.T, i int) *coordinatorProcess {
+	return startCoordinatorAt(t, p.dirs[i], 20*time.Second, p.addrs[i], "--database", p.dsn, "--leader-ttl", leaderTTL.String())
+}
+
+// shareSecrets gives the coordinator of dir to what the one of from made
+// on its first start: its CA, the tokens and the master key.
+func shareSecrets(t *testing.T, from, to string) {
+	t.Helper()
+	for _, f := range []string{filepath.Join("tls", tlsca.CAFileName), filepath.Join("tls", tlsca.CAKeyFileName), "tokens.json", "master.key"} {
+		data, err := os.ReadFile(filepath.Join(from, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(to, f)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// role is what coordinator i's /healthz says it is ("" when it does not
+// answer).
+func (p *pair) role(t *testing.T, i int) string {
+	resp, err := http.Get("http://" + p.procs[i].http + "/healthz")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var h struct{ Role string }
+	_ = json.NewDecoder(resp.Body).Decode(&h)
+	return h.Role
+}
+
+// startPairAgent starts an agent given both coordinators' addresses.
+func startPairAgent(t *testing.T, p *pair, name string) *agentProcess {
+	t.Helper()
+	c := p.procs[0]
+	a := &agentProcess{out: &syncbuf.Buffer{}, done: make(chan error, 1)}
+	a.cmd = exec.Command(testbinary.Path(t), "agent", "--coordinator", strings.Join(p.addrs[:], ","), "--ca", c.ca, "--join-token", c.join,
+		"--name", name, "--cpus", "2", "--memory", "8g", "--state-dir", t.TempDir(), "--log-level", "info")
+	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = a.cmd.Process.Kill()
+		<-a.done
+		dockertest.Cleanup(t, map[string]string{agent.LabelAgent: name})
+		if t.Failed() {
+			t.Logf("agent %s said:\n%s", name, a.out)
+		}
+	})
+	return a
+}
+
+// The leader killed in the middle of a build: the standby leads within
+// 5 s, the agents find it, and the build ends as attempt 1 with its log
+// whole and no event stored twice.
+func TestChaosLeaderKilledTheStandbyTakesOverMidBuild(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	p := startPair(t)
+	for _, name := range []string{"ha-a1", "ha-a2"} {
+		startPairAgent(t, p, name)
+	}
+	api := p.procs[0].adminClient(t)
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
+		"script: ['seq 1 80 | while read i; do echo \"line $i\"; sleep 0.1; done']\n"})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
+	waitLog(t, api, b.GetId(), "talk", "line 5\n")
+
+	if err := p.procs[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	_ = p.procs[0].cmd.Wait()
+	wait.Within(t, 30*time.Second, "the standby to lead", func() bool { return p.role(t, 1) == "leader" })
+	took := time.Since(killed)
+	t.Logf("the standby led %s after the leader was killed", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("want within 5s")
+	}
+
+	api = p.procs[1].adminClient(t)
+	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
+		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\nstandby said:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[1].out)
+	}
+	var want strings.Builder
+	for i := 1; i <= 80; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
+		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
+	}
+	detail, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i, e := range detail.GetEvents() {
+		if e.GetSeq() != int64(i+1) {
+			t.Errorf("event %d has seq %d: not stored once each, in order", i, e.GetSeq())
+		}
+		var ev events.Event
+		if err := json.Unmarshal(e.GetEvent(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		seen[string(ev.Type)+" "+ev.Job+" "+ev.Command]++
+	}
+	for what, n := range seen {
+		if n > 1 && !strings.HasPrefix(what, "script/") {
+			t.Errorf("%s stored %d times", what, n)
+		}
+	}
+}
