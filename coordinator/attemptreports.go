@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/pipeline"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -114,9 +115,15 @@ func (c *Coordinator) logChunk(conn *agentConn, lc *fleet.LogChunk) error {
 	}
 	key := LogKey{Build: ba.GetBuildId(), Attempt: int(ba.GetAttempt()), Job: lc.GetJob(), Stream: lc.GetStream()}
 	size, err := c.logs.Write(key, lc.GetOffset(), lc.GetData())
-	if err != nil && size == 0 && lc.GetOffset() == 0 {
+	switch {
+	case err == nil, errors.Is(err, logstore.ErrGap):
+	case errors.Is(err, logstore.ErrInvalid), errors.Is(err, logstore.ErrTooLarge), errors.Is(err, logstore.ErrRemoved):
 		conn.refuse(ba.GetBuildId(), ba.GetAttempt(), fmt.Sprintf("log chunk refused: %v", err))
 		return nil
+	default:
+		// The store failed (a full disk, the database away): the agent
+		// comes back and sends again from what was acknowledged.
+		return status.Errorf(codes.Unavailable, "storing a log chunk: %v", err)
 	}
 	// On a gap the stored size tells the agent where to resend from.
 	return c.ack(conn, &fleet.Ack{Build: ba, Logs: []*fleet.LogOffset{{Job: key.Job, Stream: key.Stream, Offset: size}}})

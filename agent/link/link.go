@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/agent/source"
@@ -263,6 +264,13 @@ func (l *Link) session(ctx context.Context) error {
 	return nil
 }
 
+// How often a quiet connection to the coordinator is pinged, and how long
+// an answer may take.
+const (
+	keepaliveTime    = 5 * time.Second
+	keepaliveTimeout = 3 * time.Second
+)
+
 // dial makes the connection to the coordinator at addr.
 func (l *Link) dial(addr string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
@@ -270,6 +278,9 @@ func (l *Link) dial(addr string) (*grpc.ClientConn, error) {
 		creds = credentials.NewTLS(l.cfg.TLS)
 	}
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		// A coordinator that stops answering (a paused machine) is left
+		// for the next within about keepaliveTime+keepaliveTimeout.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		// Log chunks are large (chunkSize): written in fewer syscalls.
 		grpc.WithWriteBufferSize(2*chunkSize))
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,6 +33,7 @@ import (
 // pair is two coordinators sharing a database, a CA, the tokens and the
 // master key, as docs/operations.md sets them up.
 type pair struct {
+	pg    *pgtest.Server
 	dsn   string
 	procs [2]*coordinatorProcess
 	dirs  [2]string
@@ -42,13 +44,19 @@ const leaderTTL = 2 * time.Second
 
 func startPair(t *testing.T) *pair {
 	t.Helper()
-	p := &pair{dsn: pgtest.Start(t).DSN}
+	pg := pgtest.Start(t)
+	p := &pair{pg: pg, dsn: pg.DSN}
 	for i := range p.procs {
 		p.dirs[i], p.addrs[i] = t.TempDir(), loopback.FreeAddr(t)
 		if i > 0 {
 			shareSecrets(t, p.dirs[0], p.dirs[i])
 		}
 		p.procs[i] = p.start(t, i)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("coordinator %d said:\n%s", i, p.procs[i].out)
+			}
+		})
 		if i == 0 {
 			wait.Within(t, time.Minute, "the first coordinator to lead", func() bool { return p.role(t, 0) == "leader" })
 		}
@@ -57,7 +65,7 @@ func startPair(t *testing.T) *pair {
 }
 
 func (p *pair) start(t *testing.T, i int) *coordinatorProcess {
-	return startCoordinatorAt(t, p.dirs[i], 20*time.Second, p.addrs[i], "--database", p.dsn, "--leader-ttl", leaderTTL.String())
+	return startCoordinatorAt(t, p.dirs[i], 20*time.Second, p.addrs[i], "--database", p.dsn, "--leader-ttl", leaderTTL.String(), "--log-level", "info")
 }
 
 // shareSecrets gives the coordinator of dir to what the one of from made
@@ -177,5 +185,95 @@ func TestChaosLeaderKilledTheStandbyTakesOverMidBuild(t *testing.T) {
 		if n > 1 && !strings.HasPrefix(what, "script/") {
 			t.Errorf("%s stored %d times", what, n)
 		}
+	}
+}
+
+// The leader paused (SIGSTOP) past its role's lease: the standby takes
+// over, the agents leave the paused one for it; woken (SIGCONT), the old
+// leader finds it no longer leads and changes nothing: the build ends
+// successfully as attempt 1, its log whole.
+func TestChaosPausedLeaderWakesUpAsAStandbyAndChangesNothing(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	p := startPair(t)
+	startPairAgent(t, p, "ha-paused-a1")
+	api := p.procs[0].adminClient(t)
+	const lines = 200
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
+		fmt.Sprintf("script: ['seq 1 %d | while read i; do echo \"line $i\"; sleep 0.1; done']\n", lines)})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
+	waitLog(t, api, b.GetId(), "talk", "line 5\n")
+
+	old := p.procs[0].cmd.Process
+	if err := old.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	wait.Within(t, 30*time.Second, "the standby to lead", func() bool { return p.role(t, 1) == "leader" })
+	api = p.procs[1].adminClient(t)
+	// Well past the old leader's lease (and its agents' leases' checks).
+	time.Sleep(3 * leaderTTL)
+	if err := old.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	wait.Within(t, 30*time.Second, "the old leader to stand by", func() bool { return p.role(t, 0) == "standby" })
+
+	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 1 || ended.GetAgent() == "" {
+		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\nold leader said:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[0].out)
+	}
+	var want strings.Builder
+	for i := 1; i <= lines; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
+		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
+	}
+	if !strings.Contains(p.procs[0].out.String(), "no longer the leader") {
+		t.Errorf("the old leader did not say it stepped down:\n%s", p.procs[0].out)
+	}
+}
+
+// PostgreSQL restarted in the middle of a build: the build ends
+// successfully, and the coordinators lead and stand by again without a
+// restart of their own.
+func TestChaosPostgreSQLRestartedMidBuild(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	p := startPair(t)
+	startPairAgent(t, p, "ha-pg-a1")
+	api := p.procs[0].adminClient(t)
+	const lines = 100
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
+		fmt.Sprintf("script: ['seq 1 %d | while read i; do echo \"line $i\"; sleep 0.1; done']\n", lines)})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBuild(t, api, b.GetId(), time.Minute, "running", func(b *fleet.BuildInfo) bool { return b.GetState() == "running" })
+	waitLog(t, api, b.GetId(), "talk", "line 5\n")
+
+	p.pg.Restart()
+
+	wait.Within(t, time.Minute, "a coordinator to lead again", func() bool {
+		return p.role(t, 0) == "leader" || p.role(t, 1) == "leader"
+	})
+	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
+		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\ncoordinators said:\n%s\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[0].out, p.procs[1].out)
+	}
+	var want strings.Builder
+	for i := 1; i <= lines; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
+		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
+	}
+	roles := []string{p.role(t, 0), p.role(t, 1)}
+	if !slices.Contains(roles, "leader") || !slices.Contains(roles, "standby") {
+		t.Errorf("roles after the restart: %v, want a leader and a standby", roles)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/blob"
@@ -189,6 +190,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	hl = tlsHL
+	// Agents ping a stream that says nothing for a while (so that they
+	// find a coordinator that hangs, and go to the next one): allowed.
+	opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
 	s.grpc = grpc.NewServer(opts...)
 	fleet.RegisterFleetServer(s.grpc, c.FleetServer())
 	fleet.RegisterAdminServer(s.grpc, c.AdminServer())
