@@ -345,8 +345,10 @@ func (c *Coordinator) fetchURL(ctx context.Context, b *Build) (string, error) {
 	return source.WithCredentials(b.Source.URL, string(info)), nil
 }
 
-// registered says whether a repository of that name is registered.
-func (c *Coordinator) registered(name string) bool { return c.repos.has(name) }
+// registered says whether a repository of that name may be registered:
+// whether to read it from the store. A coordinator sharing its store
+// cannot know what the others registered: it always reads.
+func (c *Coordinator) registered(name string) bool { return c.cfg.Elected || c.repos.has(name) }
 
 // repoNames are the registered repositories' names, as this process
 // knows them: a build of another has no secrets, and no store read

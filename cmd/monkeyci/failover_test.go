@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +21,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent"
 	"github.com/monkeyci/monkeyci/coordinator/tlsca"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/forge"
 	"github.com/monkeyci/monkeyci/internal/dockertest"
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/loopback"
@@ -275,5 +280,72 @@ func TestChaosPostgreSQLRestartedMidBuild(t *testing.T) {
 	roles := []string{p.role(t, 0), p.role(t, 1)}
 	if !slices.Contains(roles, "leader") || !slices.Contains(roles, "standby") {
 		t.Errorf("roles after the restart: %v, want a leader and a standby", roles)
+	}
+}
+
+// Webhooks sent to both coordinators, each delivery to each, while the
+// leader is killed: every delivery queues exactly one build.
+func TestChaosWebhooksThroughAFailoverQueueOneBuildEach(t *testing.T) {
+	p := startPair(t)
+	const secret = "failover-hook-secret"
+	api := p.procs[0].adminClient(t)
+	if _, err := api.AddRepo(context.Background(), &fleet.Repo{Name: "acme/app", Url: "/srv/acme/app", WebhookSecret: secret}); err != nil {
+		t.Fatal(err)
+	}
+	const deliveries, killAt = 60, 20
+	client := &http.Client{Timeout: 10 * time.Second}
+	answered := make([]atomic.Bool, deliveries)
+	for i := range deliveries {
+		if i == killAt {
+			if err := p.procs[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+		commit := fmt.Sprintf("%040x", i+1)
+		var wg sync.WaitGroup
+		for _, c := range p.procs {
+			wg.Go(func() {
+				body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"full_name":"acme/app","clone_url":"https://github.com/acme/app.git"},"sender":{"login":"chaos"}}`, commit))
+				req, _ := http.NewRequest(http.MethodPost, "http://"+c.http+"/webhooks/github", bytes.NewReader(body))
+				req.Header.Set("X-GitHub-Event", "push")
+				req.Header.Set("X-GitHub-Delivery", fmt.Sprint("d-", i))
+				forge.Sign(forge.GitHub, req.Header, body, secret)
+				resp, err := client.Do(req)
+				if err != nil {
+					return // the killed one
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					answered[i].Store(true)
+				} else {
+					msg, _ := io.ReadAll(resp.Body)
+					t.Errorf("delivery %d: %s: %s", i, resp.Status, msg)
+				}
+			})
+		}
+		wg.Wait()
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range answered {
+		if !answered[i].Load() {
+			t.Errorf("delivery %d was answered by no coordinator", i)
+		}
+	}
+	api = p.procs[1].adminClient(t)
+	list, err := api.ListBuilds(context.Background(), &fleet.ListBuildsRequest{Repo: "acme/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, b := range list.GetBuilds() {
+		per[b.GetCommit()]++
+	}
+	for i := range deliveries {
+		if n := per[fmt.Sprintf("%040x", i+1)]; n != 1 {
+			t.Errorf("delivery %d queued %d builds, want 1", i, n)
+		}
+	}
+	if len(list.GetBuilds()) != deliveries {
+		t.Errorf("%d builds for %d deliveries", len(list.GetBuilds()), deliveries)
 	}
 }
