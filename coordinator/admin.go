@@ -146,6 +146,11 @@ func (s *AdminServer) info(ctx context.Context, id string) (*fleet.BuildInfo, er
 }
 
 func (s *AdminServer) ListAgents(ctx context.Context, r *fleet.ListAgentsRequest) (*fleet.ListAgentsResponse, error) {
+	if !s.c.Leading() { // the agents are connected to the leader
+		return forward(ctx, s.c, func(ctx context.Context, api fleet.AdminClient) (*fleet.ListAgentsResponse, error) {
+			return api.ListAgents(ctx, r)
+		})
+	}
 	stored, err := s.c.cfg.Store.ListAgents(ctx)
 	if err != nil {
 		return nil, storeError(err)
@@ -183,6 +188,11 @@ func (c *Coordinator) agentInfo(a Agent) *fleet.AgentInfo {
 }
 
 func (s *AdminServer) SetAgent(ctx context.Context, r *fleet.SetAgentRequest) (*fleet.AgentInfo, error) {
+	if !s.c.Leading() {
+		return forward(ctx, s.c, func(ctx context.Context, api fleet.AdminClient) (*fleet.AgentInfo, error) {
+			return api.SetAgent(ctx, r)
+		})
+	}
 	a, err := s.c.findAgent(ctx, r.GetId())
 	if err != nil {
 		return nil, storeError(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/forge/status"
+	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 // A build's life as admins and forges drive it: triggered, canceled,
@@ -112,6 +113,12 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 // agent (the build ends when the agent reports it canceled, or when its
 // lease runs out).
 func (c *Coordinator) Cancel(ctx context.Context, id string) error {
+	if !c.Leading() {
+		return c.onLeader(ctx, func(ctx context.Context, api fleet.AdminClient) error {
+			_, err := api.CancelBuild(ctx, &fleet.BuildRef{Id: id})
+			return err
+		})
+	}
 	queued, l, ok := c.dispatcher.cancel(id)
 	if queued != nil {
 		const why = "canceled before it was dispatched"
@@ -163,6 +170,8 @@ func (c *Coordinator) watchEnd(ctx context.Context, id string) (<-chan struct{},
 	}
 	if b.State == Ended {
 		c.notifyEnded(id)
+	} else if c.cfg.Elected {
+		go c.pollEnd(ctx, id) // another coordinator may end it
 	}
 	return ch, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator/logarchive"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
+	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 // Defaults of the fleet protocol (docs/architecture.md, The fleet protocol).
@@ -91,6 +92,9 @@ type Config struct {
 	// LeaderAddr says where the leader takes agents, for a standby's
 	// redirects ("" or nil: not known).
 	LeaderAddr func() string
+	// LeaderAdmin is the leader's admin API, with this coordinator's admin
+	// token: a standby asks it for what only the leader can do.
+	LeaderAdmin func(ctx context.Context) (fleet.AdminClient, error)
 }
 
 // Capacity is an amount of CPU and memory.
@@ -217,6 +221,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	if !cfg.Elected {
 		c.lead.Store(&leadTerm{ended: make(chan struct{})}) // for ever
+	} else {
+		go c.watchStandby(ctx)
 	}
 	return c, nil
 }

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 // Several coordinators may share one database (package leader). One of
@@ -103,4 +105,79 @@ func (c *Coordinator) standingBy(ctx context.Context) error {
 	}
 	_ = grpc.SetTrailer(ctx, metadata.Pairs(LeaderTrailer, addr))
 	return status.Errorf(codes.Unavailable, "this coordinator stands by: the leader is at %s", addr)
+}
+
+// onLeader runs call against the leader's admin API: what only the leader
+// can do (its agents' streams, its queue and leases) is asked of it by a
+// standby on its caller's behalf.
+func (c *Coordinator) onLeader(ctx context.Context, call func(context.Context, fleet.AdminClient) error) error {
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(forwardedKey)) > 0 {
+		// Sent here as to the leader, which this one no longer is: no
+		// further (two coordinators could send it to each other).
+		return status.Error(codes.Unavailable, "this coordinator no longer leads: try again")
+	}
+	if c.cfg.LeaderAdmin == nil {
+		return status.Error(codes.Unavailable, "this coordinator stands by, and cannot reach the leader")
+	}
+	api, err := c.cfg.LeaderAdmin(ctx)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "this coordinator stands by, and cannot reach the leader: %v", err)
+	}
+	return call(metadata.AppendToOutgoingContext(ctx, forwardedKey, "1"), api)
+}
+
+// forwardedKey marks a call a standby sent on to the leader.
+const forwardedKey = "monkeyci-forwarded"
+
+// forward is onLeader for an admin call that returns a response.
+func forward[R any](ctx context.Context, c *Coordinator, call func(context.Context, fleet.AdminClient) (R, error)) (R, error) {
+	var r R
+	err := c.onLeader(ctx, func(ctx context.Context, api fleet.AdminClient) error {
+		var err error
+		r, err = call(ctx, api)
+		return err
+	})
+	return r, err
+}
+
+// standbyLooks is how often a standby looks again at what the leader
+// changes, for those who wait on it here: a build's end, the dashboard's
+// pages.
+const standbyLooks = 500 * time.Millisecond
+
+// watchStandby wakes, every standbyLooks while this coordinator stands
+// by, whoever waits here for a change another coordinator makes in the
+// store (it tells only its own waiters of its own). It runs until ctx ends.
+func (c *Coordinator) watchStandby(ctx context.Context) {
+	tick := time.NewTicker(standbyLooks)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if !c.Leading() {
+				c.changed()
+			}
+		}
+	}
+}
+
+// pollEnd tells the watchers of a build's end (endWatchers) when the
+// store says it has ended, for a standby, whose own index never sees the
+// leader end it; it returns then, or when ctx ends.
+func (c *Coordinator) pollEnd(ctx context.Context, id string) {
+	tick := time.NewTicker(standbyLooks)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if b, err := c.cfg.Store.GetBuild(ctx, id); err == nil && b.State == Ended {
+			c.notifyEnded(id)
+			return
+		}
+	}
 }

@@ -86,8 +86,13 @@ func (c *Coordinator) PoolDecided(d pool.Decision) {
 	c.metrics.poolDecisions.WithLabelValues(string(d.Type)).Add(float64(max(len(d.Instances), 1)))
 }
 
-func (s *AdminServer) PoolStatus(ctx context.Context, _ *fleet.PoolStatusRequest) (*fleet.PoolStatusResponse, error) {
+func (s *AdminServer) PoolStatus(ctx context.Context, r *fleet.PoolStatusRequest) (*fleet.PoolStatusResponse, error) {
 	c := s.c
+	if !c.Leading() { // the pool's scaler runs on the leader
+		return forward(ctx, c, func(ctx context.Context, api fleet.AdminClient) (*fleet.PoolStatusResponse, error) {
+			return api.PoolStatus(ctx, r)
+		})
+	}
 	v, info := c.pool.get()
 	if v == nil {
 		return &fleet.PoolStatusResponse{}, nil

@@ -19,6 +19,11 @@ var errRemoved = status.Error(codes.PermissionDenied, "this agent was removed by
 // RemoveAgent revokes an agent's credential and ends its stream at once.
 // Its builds go back to the queue as a lost agent's do.
 func (s *AdminServer) RemoveAgent(ctx context.Context, r *fleet.AgentRef) (*fleet.AgentInfo, error) {
+	if !s.c.Leading() { // its stream is the leader's to end
+		return forward(ctx, s.c, func(ctx context.Context, api fleet.AdminClient) (*fleet.AgentInfo, error) {
+			return api.RemoveAgent(ctx, r)
+		})
+	}
 	a, err := s.c.findAgent(ctx, r.GetId())
 	if err != nil {
 		return nil, storeError(err)

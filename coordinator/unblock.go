@@ -21,6 +21,12 @@ import (
 // refused here at once, with no round trip to the agent; an unblock that
 // passes is recorded by the agent and told back as job/unblocked.
 func (c *Coordinator) Unblock(ctx context.Context, id, job string) error {
+	if !c.Leading() {
+		return c.onLeader(ctx, func(ctx context.Context, api fleet.AdminClient) error {
+			_, err := api.UnblockJob(ctx, &fleet.UnblockJobRequest{Build: id, Job: job})
+			return err
+		})
+	}
 	b, err := c.cfg.Store.GetBuild(ctx, id)
 	if err != nil {
 		return err

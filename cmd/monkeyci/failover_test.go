@@ -349,3 +349,54 @@ func TestChaosWebhooksThroughAFailoverQueueOneBuildEach(t *testing.T) {
 		t.Errorf("%d builds for %d deliveries", len(list.GetBuilds()), deliveries)
 	}
 }
+
+// A standby serves the admin API: a build triggered there runs on the
+// leader's agent; its agents are listed as the leader sees them; its log
+// is followed from the standby to the build's end; and it is canceled
+// there, by way of the leader.
+func TestAStandbyServesTheAdminAPI(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	p := startPair(t)
+	startPairAgent(t, p, "ha-standby-a1")
+	standby := p.procs[1].adminClient(t)
+	wait.Within(t, time.Minute, "the agent to be listed ready on the standby", func() bool {
+		list, err := standby.ListAgents(context.Background(), &fleet.ListAgentsRequest{})
+		return err == nil && len(list.GetAgents()) == 1 && list.GetAgents()[0].GetState() == "ready"
+	})
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
+		"script: ['seq 1 600 | while read i; do echo \"line $i\"; sleep 0.1; done']\n"})
+	b, err := standby.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, standby, b.GetId(), "talk", "line 3\n")
+	logs, err := standby.Logs(context.Background(), &fleet.LogsRequest{Build: b.GetId(), Job: "talk", Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	followed := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := logs.Recv(); err != nil {
+				followed <- err
+				return
+			}
+		}
+	}()
+	if _, err := standby.CancelBuild(context.Background(), &fleet.BuildRef{Id: b.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	ended := waitBuild(t, standby, b.GetId(), time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != string(events.Canceled) {
+		t.Errorf("build ended %s (%s), want canceled", ended.GetResult(), ended.GetMessage())
+	}
+	select {
+	case err := <-followed:
+		if err != io.EOF {
+			t.Errorf("following the log on the standby ended with %v, want its end", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("following the log on the standby did not end with the build")
+	}
+}

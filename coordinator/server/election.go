@@ -5,10 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
+	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/monkeyci/monkeyci/coordinator/leader"
+	"github.com/monkeyci/monkeyci/coordinator/tlsca"
+	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
 // elected is what a store shared by several coordinators offers: the
@@ -25,6 +34,7 @@ type election struct {
 	lease   leader.Lease
 	me      leader.Member
 	done    chan struct{} // closed when the elector has stopped
+	leader  *leaderClient
 }
 
 // newMemberID names this process among the coordinators: a new one each
@@ -46,7 +56,12 @@ func (e *election) run(ctx context.Context) {
 }
 
 // leaderAddr is the leader's gRPC address as last seen ("" unknown).
-func (e *election) leaderAddr() string { return e.elector.Role().Leader.GRPC }
+func (e *election) leaderAddr() string {
+	if e.elector == nil { // not started yet
+		return ""
+	}
+	return e.elector.Role().Leader.GRPC
+}
 
 // health is what /healthz says: this coordinator's role.
 type health struct {
@@ -81,3 +96,64 @@ func (s *Server) Coordinators(ctx context.Context) ([]leader.Member, error) {
 	}
 	return s.election.lease.Members(ctx, time.Minute)
 }
+
+// leaderClient is the leader's admin API as a standby calls it: with the
+// admin token, over TLS trusting the data dir's CA (which the
+// coordinators share), redialed when another coordinator leads.
+type leaderClient struct {
+	election *election
+	tls      bool
+	caFile   string
+	token    string
+
+	mu   sync.Mutex
+	addr string
+	conn *grpc.ClientConn
+}
+
+func (l *leaderClient) admin(context.Context) (fleet.AdminClient, error) {
+	addr := l.election.leaderAddr()
+	if addr == "" || addr == l.election.me.GRPC {
+		return nil, errors.New("no other coordinator leads now")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil || l.addr != addr {
+		if l.conn != nil {
+			l.conn.Close()
+		}
+		creds := insecure.NewCredentials()
+		if l.tls {
+			host, _, _ := net.SplitHostPort(addr)
+			tc, err := tlsca.ClientConfig(l.caFile, host)
+			if err != nil {
+				return nil, err
+			}
+			creds = credentials.NewTLS(tc)
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(bearer(l.token)))
+		if err != nil {
+			return nil, err
+		}
+		l.addr, l.conn = addr, conn
+	}
+	return fleet.NewAdminClient(l.conn), nil
+}
+
+func (l *leaderClient) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn = nil
+	}
+}
+
+// bearer sends a token with each call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }

@@ -178,7 +178,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if shared, ok := s.store.(elected); ok {
 		shared.Elected()
 		s.election = &election{lease: shared, done: make(chan struct{})}
-		ccfg.Elected, ccfg.LeaderAddr = true, func() string { return s.election.leaderAddr() }
+		s.election.leader = &leaderClient{election: s.election, tls: cfg.TLS, caFile: filepath.Join(cfg.DataDir, "tls", tlsca.CAFileName), token: s.AdminToken}
+		ccfg.Elected, ccfg.LeaderAddr, ccfg.LeaderAdmin = true, s.election.leaderAddr, s.election.leader.admin
 	}
 	c, err := coordinator.New(runCtx, ccfg)
 	if err != nil {
@@ -376,6 +377,7 @@ func (s *Server) Close() {
 	s.stop()
 	if s.election != nil {
 		<-s.election.done // it has stopped leading and resigned
+		s.election.leader.close()
 	}
 	if s.pool != nil {
 		<-s.pool // its last step saves to the store: before the store closes
