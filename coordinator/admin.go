@@ -29,7 +29,7 @@ var _ fleet.AdminServer = (*AdminServer)(nil)
 func (c *Coordinator) AdminServer() *AdminServer { return &AdminServer{c: c} }
 
 // readOnly are the admin calls a viewer token may make.
-var readOnly = map[string]bool{"ListBuilds": true, "GetBuild": true, "Logs": true, "ListArtifacts": true, "GetArtifact": true, "ListAgents": true, "ListRepos": true, "ListSecrets": true}
+var readOnly = map[string]bool{"ListBuilds": true, "GetBuild": true, "Logs": true, "ListArtifacts": true, "GetArtifact": true, "ListAgents": true, "ListRepos": true, "ListSecrets": true, "ListCoordinators": true}
 
 // authorize checks a call's bearer token: an admin token for everything,
 // a viewer token for reading. The fleet service authenticates in its Hello.

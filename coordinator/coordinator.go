@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/monkeyci/monkeyci/coordinator/leader"
 	"github.com/monkeyci/monkeyci/coordinator/logarchive"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -95,6 +96,10 @@ type Config struct {
 	// LeaderAdmin is the leader's admin API, with this coordinator's admin
 	// token: a standby asks it for what only the leader can do.
 	LeaderAdmin func(ctx context.Context) (fleet.AdminClient, error)
+	// Members lists the coordinators sharing the store, and Self names
+	// this one among them (nil: it is alone).
+	Members func(ctx context.Context) ([]leader.Member, error)
+	Self    string
 }
 
 // Capacity is an amount of CPU and memory.

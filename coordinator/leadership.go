@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -180,4 +181,24 @@ func (c *Coordinator) pollEnd(ctx context.Context, id string) {
 			return
 		}
 	}
+}
+
+// ListCoordinators lists the coordinators sharing the store, the leader
+// marked; a coordinator alone is the one leader.
+func (s *AdminServer) ListCoordinators(ctx context.Context, _ *fleet.ListCoordinatorsRequest) (*fleet.ListCoordinatorsResponse, error) {
+	c := s.c
+	if c.cfg.Members == nil {
+		return &fleet.ListCoordinatorsResponse{Coordinators: []*fleet.CoordinatorInfo{{Leader: true, Self: true}}}, nil
+	}
+	ms, err := c.cfg.Members(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	resp := &fleet.ListCoordinatorsResponse{}
+	for _, m := range ms {
+		info := &fleet.CoordinatorInfo{Id: m.ID, Grpc: m.GRPC, Http: m.HTTP, Version: m.Version, Leader: m.Leader, Term: m.Term,
+			Started: timestamppb.New(m.Started), Seen: timestamppb.New(m.Seen), Self: m.ID == c.cfg.Self}
+		resp.Coordinators = append(resp.Coordinators, info)
+	}
+	return resp, nil
 }

@@ -360,6 +360,25 @@ func TestAStandbyServesTheAdminAPI(t *testing.T) {
 	p := startPair(t)
 	startPairAgent(t, p, "ha-standby-a1")
 	standby := p.procs[1].adminClient(t)
+	// coordinators ls, asked of the standby.
+	code, out, errOut := cli(t, "coordinators", "ls", "--server", p.addrs[1], "--ca", p.procs[1].ca, "--token", p.procs[1].admin, "-o", "json")
+	var listed []struct {
+		Role, GRPC string
+		Self       bool
+		Term       int64
+	}
+	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed) != 2 {
+		t.Fatalf("coordinators ls: exit %d, %q %q (%v)", code, out, errOut, err)
+	}
+	for i, c := range listed {
+		leads := c.GRPC == p.addrs[0]
+		if c.GRPC != p.addrs[i] || leads != (c.Role == "leader") || c.Self != (i == 1) || leads != (c.Term == 1) {
+			t.Errorf("coordinators ls: %+v, want the first to lead at term 1 and the second to stand by and answer", listed)
+		}
+	}
+	if _, table, _ := cli(t, "coordinators", "ls", "--server", p.addrs[1], "--ca", p.procs[1].ca, "--token", p.procs[1].admin); !strings.Contains(table, "leader (term 1)") || !strings.Contains(table, "standby") {
+		t.Errorf("coordinators ls:\n%s", table)
+	}
 	wait.Within(t, time.Minute, "the agent to be listed ready on the standby", func() bool {
 		list, err := standby.ListAgents(context.Background(), &fleet.ListAgentsRequest{})
 		return err == nil && len(list.GetAgents()) == 1 && list.GetAgents()[0].GetState() == "ready"

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -86,15 +85,6 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(h)
-}
-
-// Coordinators lists the coordinators sharing the database, seen in the
-// last minute (just this one when it is alone).
-func (s *Server) Coordinators(ctx context.Context) ([]leader.Member, error) {
-	if s.election == nil {
-		return []leader.Member{{GRPC: s.GRPCAddr, HTTP: s.HTTPAddr, Leader: true}}, nil
-	}
-	return s.election.lease.Members(ctx, time.Minute)
 }
 
 // leaderClient is the leader's admin API as a standby calls it: with the

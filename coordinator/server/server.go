@@ -179,7 +179,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		shared.Elected()
 		s.election = &election{lease: shared, done: make(chan struct{})}
 		s.election.leader = &leaderClient{election: s.election, tls: cfg.TLS, caFile: filepath.Join(cfg.DataDir, "tls", tlsca.CAFileName), token: s.AdminToken}
+		s.election.me.ID = newMemberID()
 		ccfg.Elected, ccfg.LeaderAddr, ccfg.LeaderAdmin = true, s.election.leaderAddr, s.election.leader.admin
+		ccfg.Members, ccfg.Self = func(ctx context.Context) ([]leader.Member, error) { return shared.Members(ctx, time.Minute) }, s.election.me.ID
 	}
 	c, err := coordinator.New(runCtx, ccfg)
 	if err != nil {
@@ -315,7 +317,7 @@ func (s *Server) httpHandler(ctx context.Context, cfg Config) (http.Handler, err
 // the coordinator runs as the leader.
 func (s *Server) elect(ctx context.Context, cfg Config) {
 	e := s.election
-	e.me = leader.Member{ID: newMemberID(), GRPC: cmp.Or(cfg.Advertise, s.GRPCAddr), HTTP: s.HTTPAddr,
+	e.me = leader.Member{ID: e.me.ID, GRPC: cmp.Or(cfg.Advertise, s.GRPCAddr), HTTP: s.HTTPAddr,
 		Version: cfg.Version, Started: time.Now()}
 	log := cfg.Logger.Named("leader")
 	e.elector = leader.NewElector(e.lease, e.me, cfg.LeaderTTL, log, func(ctx context.Context, term int64) {

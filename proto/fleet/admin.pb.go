@@ -2215,6 +2215,195 @@ func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
 	return nil
 }
 
+type ListCoordinatorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCoordinatorsRequest) Reset() {
+	*x = ListCoordinatorsRequest{}
+	mi := &file_fleet_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCoordinatorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCoordinatorsRequest) ProtoMessage() {}
+
+func (x *ListCoordinatorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCoordinatorsRequest.ProtoReflect.Descriptor instead.
+func (*ListCoordinatorsRequest) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{34}
+}
+
+type ListCoordinatorsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Coordinators  []*CoordinatorInfo     `protobuf:"bytes,1,rep,name=coordinators,proto3" json:"coordinators,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCoordinatorsResponse) Reset() {
+	*x = ListCoordinatorsResponse{}
+	mi := &file_fleet_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCoordinatorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCoordinatorsResponse) ProtoMessage() {}
+
+func (x *ListCoordinatorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCoordinatorsResponse.ProtoReflect.Descriptor instead.
+func (*ListCoordinatorsResponse) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListCoordinatorsResponse) GetCoordinators() []*CoordinatorInfo {
+	if x != nil {
+		return x.Coordinators
+	}
+	return nil
+}
+
+type CoordinatorInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`     // a new one each start ("" for a coordinator alone)
+	Grpc    string                 `protobuf:"bytes,2,opt,name=grpc,proto3" json:"grpc,omitempty"` // where agents and clients reach it
+	Http    string                 `protobuf:"bytes,3,opt,name=http,proto3" json:"http,omitempty"`
+	Version string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Leader  bool                   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term    int64                  `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"` // the leader's term (its fencing number)
+	Started *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started,proto3" json:"started,omitempty"`
+	Seen    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=seen,proto3" json:"seen,omitempty"` // its last claim of the role
+	// self: the coordinator that answers.
+	Self          bool `protobuf:"varint,9,opt,name=self,proto3" json:"self,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoordinatorInfo) Reset() {
+	*x = CoordinatorInfo{}
+	mi := &file_fleet_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoordinatorInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoordinatorInfo) ProtoMessage() {}
+
+func (x *CoordinatorInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fleet_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoordinatorInfo.ProtoReflect.Descriptor instead.
+func (*CoordinatorInfo) Descriptor() ([]byte, []int) {
+	return file_fleet_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CoordinatorInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CoordinatorInfo) GetGrpc() string {
+	if x != nil {
+		return x.Grpc
+	}
+	return ""
+}
+
+func (x *CoordinatorInfo) GetHttp() string {
+	if x != nil {
+		return x.Http
+	}
+	return ""
+}
+
+func (x *CoordinatorInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *CoordinatorInfo) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *CoordinatorInfo) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *CoordinatorInfo) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *CoordinatorInfo) GetSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Seen
+	}
+	return nil
+}
+
+func (x *CoordinatorInfo) GetSelf() bool {
+	if x != nil {
+		return x.Self
+	}
+	return false
+}
+
 type PoolStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2223,7 +2412,7 @@ type PoolStatusRequest struct {
 
 func (x *PoolStatusRequest) Reset() {
 	*x = PoolStatusRequest{}
-	mi := &file_fleet_admin_proto_msgTypes[34]
+	mi := &file_fleet_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2424,7 @@ func (x *PoolStatusRequest) String() string {
 func (*PoolStatusRequest) ProtoMessage() {}
 
 func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[34]
+	mi := &file_fleet_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2437,7 @@ func (x *PoolStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusRequest.ProtoReflect.Descriptor instead.
 func (*PoolStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{34}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{37}
 }
 
 type PoolStatusResponse struct {
@@ -2270,7 +2459,7 @@ type PoolStatusResponse struct {
 
 func (x *PoolStatusResponse) Reset() {
 	*x = PoolStatusResponse{}
-	mi := &file_fleet_admin_proto_msgTypes[35]
+	mi := &file_fleet_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2471,7 @@ func (x *PoolStatusResponse) String() string {
 func (*PoolStatusResponse) ProtoMessage() {}
 
 func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[35]
+	mi := &file_fleet_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2484,7 @@ func (x *PoolStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStatusResponse.ProtoReflect.Descriptor instead.
 func (*PoolStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{35}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PoolStatusResponse) GetConfigured() bool {
@@ -2373,7 +2562,7 @@ type PoolInstance struct {
 
 func (x *PoolInstance) Reset() {
 	*x = PoolInstance{}
-	mi := &file_fleet_admin_proto_msgTypes[36]
+	mi := &file_fleet_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2574,7 @@ func (x *PoolInstance) String() string {
 func (*PoolInstance) ProtoMessage() {}
 
 func (x *PoolInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[36]
+	mi := &file_fleet_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2587,7 @@ func (x *PoolInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolInstance.ProtoReflect.Descriptor instead.
 func (*PoolInstance) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{36}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PoolInstance) GetId() string {
@@ -2477,7 +2666,7 @@ type PoolDecision struct {
 
 func (x *PoolDecision) Reset() {
 	*x = PoolDecision{}
-	mi := &file_fleet_admin_proto_msgTypes[37]
+	mi := &file_fleet_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2678,7 @@ func (x *PoolDecision) String() string {
 func (*PoolDecision) ProtoMessage() {}
 
 func (x *PoolDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_fleet_admin_proto_msgTypes[37]
+	mi := &file_fleet_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2691,7 @@ func (x *PoolDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDecision.ProtoReflect.Descriptor instead.
 func (*PoolDecision) Descriptor() ([]byte, []int) {
-	return file_fleet_admin_proto_rawDescGZIP(), []int{37}
+	return file_fleet_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PoolDecision) GetTime() *timestamppb.Timestamp {
@@ -2711,7 +2900,20 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x124\n" +
 	"\aupdated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\"N\n" +
 	"\x13ListSecretsResponse\x127\n" +
-	"\asecrets\x18\x01 \x03(\v2\x1d.monkeyci.fleet.v1.SecretInfoR\asecrets\"\x13\n" +
+	"\asecrets\x18\x01 \x03(\v2\x1d.monkeyci.fleet.v1.SecretInfoR\asecrets\"\x19\n" +
+	"\x17ListCoordinatorsRequest\"b\n" +
+	"\x18ListCoordinatorsResponse\x12F\n" +
+	"\fcoordinators\x18\x01 \x03(\v2\".monkeyci.fleet.v1.CoordinatorInfoR\fcoordinators\"\x89\x02\n" +
+	"\x0fCoordinatorInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04grpc\x18\x02 \x01(\tR\x04grpc\x12\x12\n" +
+	"\x04http\x18\x03 \x01(\tR\x04http\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x12\x12\n" +
+	"\x04term\x18\x06 \x01(\x03R\x04term\x124\n" +
+	"\astarted\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12.\n" +
+	"\x04seen\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04seen\x12\x12\n" +
+	"\x04self\x18\t \x01(\bR\x04self\"\x13\n" +
 	"\x11PoolStatusRequest\"\xa0\x02\n" +
 	"\x12PoolStatusResponse\x12\x1e\n" +
 	"\n" +
@@ -2739,7 +2941,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1c\n" +
 	"\tinstances\x18\x03 \x03(\tR\tinstances\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\xf0\r\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason2\xdd\x0e\n" +
 	"\x05Admin\x12J\n" +
 	"\aTrigger\x12!.monkeyci.fleet.v1.TriggerRequest\x1a\x1c.monkeyci.fleet.v1.BuildInfo\x12Y\n" +
 	"\n" +
@@ -2769,7 +2971,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\vListSecrets\x12\x1a.monkeyci.fleet.v1.RepoRef\x1a&.monkeyci.fleet.v1.ListSecretsResponse\x12K\n" +
 	"\fRemoveSecret\x12\x1c.monkeyci.fleet.v1.SecretRef\x1a\x1d.monkeyci.fleet.v1.SecretInfo\x12Y\n" +
 	"\n" +
-	"PoolStatus\x12$.monkeyci.fleet.v1.PoolStatusRequest\x1a%.monkeyci.fleet.v1.PoolStatusResponseB*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
+	"PoolStatus\x12$.monkeyci.fleet.v1.PoolStatusRequest\x1a%.monkeyci.fleet.v1.PoolStatusResponse\x12k\n" +
+	"\x10ListCoordinators\x12*.monkeyci.fleet.v1.ListCoordinatorsRequest\x1a+.monkeyci.fleet.v1.ListCoordinatorsResponseB*Z(github.com/monkeyci/monkeyci/proto/fleetb\x06proto3"
 
 var (
 	file_fleet_admin_proto_rawDescOnce sync.Once
@@ -2784,133 +2987,141 @@ func file_fleet_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_fleet_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_fleet_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_fleet_admin_proto_goTypes = []any{
-	(SetAgentRequest_Action)(0),   // 0: monkeyci.fleet.v1.SetAgentRequest.Action
-	(*TriggerRequest)(nil),        // 1: monkeyci.fleet.v1.TriggerRequest
-	(*BuildRef)(nil),              // 2: monkeyci.fleet.v1.BuildRef
-	(*ArtifactInfo)(nil),          // 3: monkeyci.fleet.v1.ArtifactInfo
-	(*ListArtifactsResponse)(nil), // 4: monkeyci.fleet.v1.ListArtifactsResponse
-	(*ArtifactRef)(nil),           // 5: monkeyci.fleet.v1.ArtifactRef
-	(*ArtifactChunk)(nil),         // 6: monkeyci.fleet.v1.ArtifactChunk
-	(*UnblockJobRequest)(nil),     // 7: monkeyci.fleet.v1.UnblockJobRequest
-	(*BuildInfo)(nil),             // 8: monkeyci.fleet.v1.BuildInfo
-	(*ListBuildsRequest)(nil),     // 9: monkeyci.fleet.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),    // 10: monkeyci.fleet.v1.ListBuildsResponse
-	(*GetBuildRequest)(nil),       // 11: monkeyci.fleet.v1.GetBuildRequest
-	(*BuildDetail)(nil),           // 12: monkeyci.fleet.v1.BuildDetail
-	(*StoredEvent)(nil),           // 13: monkeyci.fleet.v1.StoredEvent
-	(*LogsRequest)(nil),           // 14: monkeyci.fleet.v1.LogsRequest
-	(*LogsChunk)(nil),             // 15: monkeyci.fleet.v1.LogsChunk
-	(*ListAgentsRequest)(nil),     // 16: monkeyci.fleet.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),    // 17: monkeyci.fleet.v1.ListAgentsResponse
-	(*AgentInfo)(nil),             // 18: monkeyci.fleet.v1.AgentInfo
-	(*SetAgentRequest)(nil),       // 19: monkeyci.fleet.v1.SetAgentRequest
-	(*AgentRef)(nil),              // 20: monkeyci.fleet.v1.AgentRef
-	(*CreateTokenRequest)(nil),    // 21: monkeyci.fleet.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 22: monkeyci.fleet.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 23: monkeyci.fleet.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 24: monkeyci.fleet.v1.ListTokensResponse
-	(*TokenRef)(nil),              // 25: monkeyci.fleet.v1.TokenRef
-	(*TokenInfo)(nil),             // 26: monkeyci.fleet.v1.TokenInfo
-	(*Repo)(nil),                  // 27: monkeyci.fleet.v1.Repo
-	(*RepoRef)(nil),               // 28: monkeyci.fleet.v1.RepoRef
-	(*ListReposRequest)(nil),      // 29: monkeyci.fleet.v1.ListReposRequest
-	(*ListReposResponse)(nil),     // 30: monkeyci.fleet.v1.ListReposResponse
-	(*SetSecretRequest)(nil),      // 31: monkeyci.fleet.v1.SetSecretRequest
-	(*SecretRef)(nil),             // 32: monkeyci.fleet.v1.SecretRef
-	(*SecretInfo)(nil),            // 33: monkeyci.fleet.v1.SecretInfo
-	(*ListSecretsResponse)(nil),   // 34: monkeyci.fleet.v1.ListSecretsResponse
-	(*PoolStatusRequest)(nil),     // 35: monkeyci.fleet.v1.PoolStatusRequest
-	(*PoolStatusResponse)(nil),    // 36: monkeyci.fleet.v1.PoolStatusResponse
-	(*PoolInstance)(nil),          // 37: monkeyci.fleet.v1.PoolInstance
-	(*PoolDecision)(nil),          // 38: monkeyci.fleet.v1.PoolDecision
-	nil,                           // 39: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	nil,                           // 40: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	nil,                           // 41: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
-	nil,                           // 42: monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
+	(SetAgentRequest_Action)(0),      // 0: monkeyci.fleet.v1.SetAgentRequest.Action
+	(*TriggerRequest)(nil),           // 1: monkeyci.fleet.v1.TriggerRequest
+	(*BuildRef)(nil),                 // 2: monkeyci.fleet.v1.BuildRef
+	(*ArtifactInfo)(nil),             // 3: monkeyci.fleet.v1.ArtifactInfo
+	(*ListArtifactsResponse)(nil),    // 4: monkeyci.fleet.v1.ListArtifactsResponse
+	(*ArtifactRef)(nil),              // 5: monkeyci.fleet.v1.ArtifactRef
+	(*ArtifactChunk)(nil),            // 6: monkeyci.fleet.v1.ArtifactChunk
+	(*UnblockJobRequest)(nil),        // 7: monkeyci.fleet.v1.UnblockJobRequest
+	(*BuildInfo)(nil),                // 8: monkeyci.fleet.v1.BuildInfo
+	(*ListBuildsRequest)(nil),        // 9: monkeyci.fleet.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),       // 10: monkeyci.fleet.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),          // 11: monkeyci.fleet.v1.GetBuildRequest
+	(*BuildDetail)(nil),              // 12: monkeyci.fleet.v1.BuildDetail
+	(*StoredEvent)(nil),              // 13: monkeyci.fleet.v1.StoredEvent
+	(*LogsRequest)(nil),              // 14: monkeyci.fleet.v1.LogsRequest
+	(*LogsChunk)(nil),                // 15: monkeyci.fleet.v1.LogsChunk
+	(*ListAgentsRequest)(nil),        // 16: monkeyci.fleet.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 17: monkeyci.fleet.v1.ListAgentsResponse
+	(*AgentInfo)(nil),                // 18: monkeyci.fleet.v1.AgentInfo
+	(*SetAgentRequest)(nil),          // 19: monkeyci.fleet.v1.SetAgentRequest
+	(*AgentRef)(nil),                 // 20: monkeyci.fleet.v1.AgentRef
+	(*CreateTokenRequest)(nil),       // 21: monkeyci.fleet.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 22: monkeyci.fleet.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),        // 23: monkeyci.fleet.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 24: monkeyci.fleet.v1.ListTokensResponse
+	(*TokenRef)(nil),                 // 25: monkeyci.fleet.v1.TokenRef
+	(*TokenInfo)(nil),                // 26: monkeyci.fleet.v1.TokenInfo
+	(*Repo)(nil),                     // 27: monkeyci.fleet.v1.Repo
+	(*RepoRef)(nil),                  // 28: monkeyci.fleet.v1.RepoRef
+	(*ListReposRequest)(nil),         // 29: monkeyci.fleet.v1.ListReposRequest
+	(*ListReposResponse)(nil),        // 30: monkeyci.fleet.v1.ListReposResponse
+	(*SetSecretRequest)(nil),         // 31: monkeyci.fleet.v1.SetSecretRequest
+	(*SecretRef)(nil),                // 32: monkeyci.fleet.v1.SecretRef
+	(*SecretInfo)(nil),               // 33: monkeyci.fleet.v1.SecretInfo
+	(*ListSecretsResponse)(nil),      // 34: monkeyci.fleet.v1.ListSecretsResponse
+	(*ListCoordinatorsRequest)(nil),  // 35: monkeyci.fleet.v1.ListCoordinatorsRequest
+	(*ListCoordinatorsResponse)(nil), // 36: monkeyci.fleet.v1.ListCoordinatorsResponse
+	(*CoordinatorInfo)(nil),          // 37: monkeyci.fleet.v1.CoordinatorInfo
+	(*PoolStatusRequest)(nil),        // 38: monkeyci.fleet.v1.PoolStatusRequest
+	(*PoolStatusResponse)(nil),       // 39: monkeyci.fleet.v1.PoolStatusResponse
+	(*PoolInstance)(nil),             // 40: monkeyci.fleet.v1.PoolInstance
+	(*PoolDecision)(nil),             // 41: monkeyci.fleet.v1.PoolDecision
+	nil,                              // 42: monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	nil,                              // 43: monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	nil,                              // 44: monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	nil,                              // 45: monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 46: google.protobuf.Timestamp
 }
 var file_fleet_admin_proto_depIdxs = []int32{
-	39, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
-	40, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
-	43, // 2: monkeyci.fleet.v1.ArtifactInfo.saved:type_name -> google.protobuf.Timestamp
+	42, // 0: monkeyci.fleet.v1.TriggerRequest.params:type_name -> monkeyci.fleet.v1.TriggerRequest.ParamsEntry
+	43, // 1: monkeyci.fleet.v1.TriggerRequest.labels:type_name -> monkeyci.fleet.v1.TriggerRequest.LabelsEntry
+	46, // 2: monkeyci.fleet.v1.ArtifactInfo.saved:type_name -> google.protobuf.Timestamp
 	3,  // 3: monkeyci.fleet.v1.ListArtifactsResponse.artifacts:type_name -> monkeyci.fleet.v1.ArtifactInfo
 	3,  // 4: monkeyci.fleet.v1.ArtifactChunk.info:type_name -> monkeyci.fleet.v1.ArtifactInfo
-	43, // 5: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
-	43, // 6: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
-	43, // 7: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
-	41, // 8: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
+	46, // 5: monkeyci.fleet.v1.BuildInfo.created:type_name -> google.protobuf.Timestamp
+	46, // 6: monkeyci.fleet.v1.BuildInfo.started:type_name -> google.protobuf.Timestamp
+	46, // 7: monkeyci.fleet.v1.BuildInfo.ended:type_name -> google.protobuf.Timestamp
+	44, // 8: monkeyci.fleet.v1.BuildInfo.attempt_reasons:type_name -> monkeyci.fleet.v1.BuildInfo.AttemptReasonsEntry
 	8,  // 9: monkeyci.fleet.v1.ListBuildsResponse.builds:type_name -> monkeyci.fleet.v1.BuildInfo
 	8,  // 10: monkeyci.fleet.v1.BuildDetail.build:type_name -> monkeyci.fleet.v1.BuildInfo
 	13, // 11: monkeyci.fleet.v1.BuildDetail.events:type_name -> monkeyci.fleet.v1.StoredEvent
 	18, // 12: monkeyci.fleet.v1.ListAgentsResponse.agents:type_name -> monkeyci.fleet.v1.AgentInfo
-	42, // 13: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
-	43, // 14: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
+	45, // 13: monkeyci.fleet.v1.AgentInfo.labels:type_name -> monkeyci.fleet.v1.AgentInfo.LabelsEntry
+	46, // 14: monkeyci.fleet.v1.AgentInfo.last_seen:type_name -> google.protobuf.Timestamp
 	0,  // 15: monkeyci.fleet.v1.SetAgentRequest.action:type_name -> monkeyci.fleet.v1.SetAgentRequest.Action
-	43, // 16: monkeyci.fleet.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	46, // 16: monkeyci.fleet.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
 	26, // 17: monkeyci.fleet.v1.ListTokensResponse.tokens:type_name -> monkeyci.fleet.v1.TokenInfo
-	43, // 18: monkeyci.fleet.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	43, // 19: monkeyci.fleet.v1.TokenInfo.last_used:type_name -> google.protobuf.Timestamp
-	43, // 20: monkeyci.fleet.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	43, // 21: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
+	46, // 18: monkeyci.fleet.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	46, // 19: monkeyci.fleet.v1.TokenInfo.last_used:type_name -> google.protobuf.Timestamp
+	46, // 20: monkeyci.fleet.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	46, // 21: monkeyci.fleet.v1.Repo.created:type_name -> google.protobuf.Timestamp
 	27, // 22: monkeyci.fleet.v1.ListReposResponse.repos:type_name -> monkeyci.fleet.v1.Repo
-	43, // 23: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
+	46, // 23: monkeyci.fleet.v1.SecretInfo.updated:type_name -> google.protobuf.Timestamp
 	33, // 24: monkeyci.fleet.v1.ListSecretsResponse.secrets:type_name -> monkeyci.fleet.v1.SecretInfo
-	37, // 25: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
-	38, // 26: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
-	43, // 27: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
-	43, // 28: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
-	43, // 29: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
-	1,  // 30: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
-	9,  // 31: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
-	11, // 32: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
-	2,  // 33: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	2,  // 34: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
-	7,  // 35: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
-	14, // 36: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
-	2,  // 37: monkeyci.fleet.v1.Admin.ListArtifacts:input_type -> monkeyci.fleet.v1.BuildRef
-	5,  // 38: monkeyci.fleet.v1.Admin.GetArtifact:input_type -> monkeyci.fleet.v1.ArtifactRef
-	16, // 39: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
-	19, // 40: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
-	20, // 41: monkeyci.fleet.v1.Admin.RemoveAgent:input_type -> monkeyci.fleet.v1.AgentRef
-	21, // 42: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
-	23, // 43: monkeyci.fleet.v1.Admin.ListTokens:input_type -> monkeyci.fleet.v1.ListTokensRequest
-	25, // 44: monkeyci.fleet.v1.Admin.RevokeToken:input_type -> monkeyci.fleet.v1.TokenRef
-	27, // 45: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
-	29, // 46: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
-	28, // 47: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
-	31, // 48: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
-	28, // 49: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
-	32, // 50: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
-	35, // 51: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
-	8,  // 52: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
-	10, // 53: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
-	12, // 54: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
-	8,  // 55: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	8,  // 56: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
-	8,  // 57: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
-	15, // 58: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
-	4,  // 59: monkeyci.fleet.v1.Admin.ListArtifacts:output_type -> monkeyci.fleet.v1.ListArtifactsResponse
-	6,  // 60: monkeyci.fleet.v1.Admin.GetArtifact:output_type -> monkeyci.fleet.v1.ArtifactChunk
-	17, // 61: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
-	18, // 62: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	18, // 63: monkeyci.fleet.v1.Admin.RemoveAgent:output_type -> monkeyci.fleet.v1.AgentInfo
-	22, // 64: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
-	24, // 65: monkeyci.fleet.v1.Admin.ListTokens:output_type -> monkeyci.fleet.v1.ListTokensResponse
-	26, // 66: monkeyci.fleet.v1.Admin.RevokeToken:output_type -> monkeyci.fleet.v1.TokenInfo
-	27, // 67: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
-	30, // 68: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
-	27, // 69: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
-	33, // 70: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	34, // 71: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
-	33, // 72: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
-	36, // 73: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
-	52, // [52:74] is the sub-list for method output_type
-	30, // [30:52] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	37, // 25: monkeyci.fleet.v1.ListCoordinatorsResponse.coordinators:type_name -> monkeyci.fleet.v1.CoordinatorInfo
+	46, // 26: monkeyci.fleet.v1.CoordinatorInfo.started:type_name -> google.protobuf.Timestamp
+	46, // 27: monkeyci.fleet.v1.CoordinatorInfo.seen:type_name -> google.protobuf.Timestamp
+	40, // 28: monkeyci.fleet.v1.PoolStatusResponse.instances:type_name -> monkeyci.fleet.v1.PoolInstance
+	41, // 29: monkeyci.fleet.v1.PoolStatusResponse.decisions:type_name -> monkeyci.fleet.v1.PoolDecision
+	46, // 30: monkeyci.fleet.v1.PoolInstance.created:type_name -> google.protobuf.Timestamp
+	46, // 31: monkeyci.fleet.v1.PoolInstance.seen:type_name -> google.protobuf.Timestamp
+	46, // 32: monkeyci.fleet.v1.PoolDecision.time:type_name -> google.protobuf.Timestamp
+	1,  // 33: monkeyci.fleet.v1.Admin.Trigger:input_type -> monkeyci.fleet.v1.TriggerRequest
+	9,  // 34: monkeyci.fleet.v1.Admin.ListBuilds:input_type -> monkeyci.fleet.v1.ListBuildsRequest
+	11, // 35: monkeyci.fleet.v1.Admin.GetBuild:input_type -> monkeyci.fleet.v1.GetBuildRequest
+	2,  // 36: monkeyci.fleet.v1.Admin.CancelBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	2,  // 37: monkeyci.fleet.v1.Admin.RetryBuild:input_type -> monkeyci.fleet.v1.BuildRef
+	7,  // 38: monkeyci.fleet.v1.Admin.UnblockJob:input_type -> monkeyci.fleet.v1.UnblockJobRequest
+	14, // 39: monkeyci.fleet.v1.Admin.Logs:input_type -> monkeyci.fleet.v1.LogsRequest
+	2,  // 40: monkeyci.fleet.v1.Admin.ListArtifacts:input_type -> monkeyci.fleet.v1.BuildRef
+	5,  // 41: monkeyci.fleet.v1.Admin.GetArtifact:input_type -> monkeyci.fleet.v1.ArtifactRef
+	16, // 42: monkeyci.fleet.v1.Admin.ListAgents:input_type -> monkeyci.fleet.v1.ListAgentsRequest
+	19, // 43: monkeyci.fleet.v1.Admin.SetAgent:input_type -> monkeyci.fleet.v1.SetAgentRequest
+	20, // 44: monkeyci.fleet.v1.Admin.RemoveAgent:input_type -> monkeyci.fleet.v1.AgentRef
+	21, // 45: monkeyci.fleet.v1.Admin.CreateToken:input_type -> monkeyci.fleet.v1.CreateTokenRequest
+	23, // 46: monkeyci.fleet.v1.Admin.ListTokens:input_type -> monkeyci.fleet.v1.ListTokensRequest
+	25, // 47: monkeyci.fleet.v1.Admin.RevokeToken:input_type -> monkeyci.fleet.v1.TokenRef
+	27, // 48: monkeyci.fleet.v1.Admin.AddRepo:input_type -> monkeyci.fleet.v1.Repo
+	29, // 49: monkeyci.fleet.v1.Admin.ListRepos:input_type -> monkeyci.fleet.v1.ListReposRequest
+	28, // 50: monkeyci.fleet.v1.Admin.RemoveRepo:input_type -> monkeyci.fleet.v1.RepoRef
+	31, // 51: monkeyci.fleet.v1.Admin.SetSecret:input_type -> monkeyci.fleet.v1.SetSecretRequest
+	28, // 52: monkeyci.fleet.v1.Admin.ListSecrets:input_type -> monkeyci.fleet.v1.RepoRef
+	32, // 53: monkeyci.fleet.v1.Admin.RemoveSecret:input_type -> monkeyci.fleet.v1.SecretRef
+	38, // 54: monkeyci.fleet.v1.Admin.PoolStatus:input_type -> monkeyci.fleet.v1.PoolStatusRequest
+	35, // 55: monkeyci.fleet.v1.Admin.ListCoordinators:input_type -> monkeyci.fleet.v1.ListCoordinatorsRequest
+	8,  // 56: monkeyci.fleet.v1.Admin.Trigger:output_type -> monkeyci.fleet.v1.BuildInfo
+	10, // 57: monkeyci.fleet.v1.Admin.ListBuilds:output_type -> monkeyci.fleet.v1.ListBuildsResponse
+	12, // 58: monkeyci.fleet.v1.Admin.GetBuild:output_type -> monkeyci.fleet.v1.BuildDetail
+	8,  // 59: monkeyci.fleet.v1.Admin.CancelBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	8,  // 60: monkeyci.fleet.v1.Admin.RetryBuild:output_type -> monkeyci.fleet.v1.BuildInfo
+	8,  // 61: monkeyci.fleet.v1.Admin.UnblockJob:output_type -> monkeyci.fleet.v1.BuildInfo
+	15, // 62: monkeyci.fleet.v1.Admin.Logs:output_type -> monkeyci.fleet.v1.LogsChunk
+	4,  // 63: monkeyci.fleet.v1.Admin.ListArtifacts:output_type -> monkeyci.fleet.v1.ListArtifactsResponse
+	6,  // 64: monkeyci.fleet.v1.Admin.GetArtifact:output_type -> monkeyci.fleet.v1.ArtifactChunk
+	17, // 65: monkeyci.fleet.v1.Admin.ListAgents:output_type -> monkeyci.fleet.v1.ListAgentsResponse
+	18, // 66: monkeyci.fleet.v1.Admin.SetAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	18, // 67: monkeyci.fleet.v1.Admin.RemoveAgent:output_type -> monkeyci.fleet.v1.AgentInfo
+	22, // 68: monkeyci.fleet.v1.Admin.CreateToken:output_type -> monkeyci.fleet.v1.CreateTokenResponse
+	24, // 69: monkeyci.fleet.v1.Admin.ListTokens:output_type -> monkeyci.fleet.v1.ListTokensResponse
+	26, // 70: monkeyci.fleet.v1.Admin.RevokeToken:output_type -> monkeyci.fleet.v1.TokenInfo
+	27, // 71: monkeyci.fleet.v1.Admin.AddRepo:output_type -> monkeyci.fleet.v1.Repo
+	30, // 72: monkeyci.fleet.v1.Admin.ListRepos:output_type -> monkeyci.fleet.v1.ListReposResponse
+	27, // 73: monkeyci.fleet.v1.Admin.RemoveRepo:output_type -> monkeyci.fleet.v1.Repo
+	33, // 74: monkeyci.fleet.v1.Admin.SetSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	34, // 75: monkeyci.fleet.v1.Admin.ListSecrets:output_type -> monkeyci.fleet.v1.ListSecretsResponse
+	33, // 76: monkeyci.fleet.v1.Admin.RemoveSecret:output_type -> monkeyci.fleet.v1.SecretInfo
+	39, // 77: monkeyci.fleet.v1.Admin.PoolStatus:output_type -> monkeyci.fleet.v1.PoolStatusResponse
+	36, // 78: monkeyci.fleet.v1.Admin.ListCoordinators:output_type -> monkeyci.fleet.v1.ListCoordinatorsResponse
+	56, // [56:79] is the sub-list for method output_type
+	33, // [33:56] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_fleet_admin_proto_init() }
@@ -2925,7 +3136,7 @@ func file_fleet_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_admin_proto_rawDesc), len(file_fleet_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,28 +23,29 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Trigger_FullMethodName       = "/monkeyci.fleet.v1.Admin/Trigger"
-	Admin_ListBuilds_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListBuilds"
-	Admin_GetBuild_FullMethodName      = "/monkeyci.fleet.v1.Admin/GetBuild"
-	Admin_CancelBuild_FullMethodName   = "/monkeyci.fleet.v1.Admin/CancelBuild"
-	Admin_RetryBuild_FullMethodName    = "/monkeyci.fleet.v1.Admin/RetryBuild"
-	Admin_UnblockJob_FullMethodName    = "/monkeyci.fleet.v1.Admin/UnblockJob"
-	Admin_Logs_FullMethodName          = "/monkeyci.fleet.v1.Admin/Logs"
-	Admin_ListArtifacts_FullMethodName = "/monkeyci.fleet.v1.Admin/ListArtifacts"
-	Admin_GetArtifact_FullMethodName   = "/monkeyci.fleet.v1.Admin/GetArtifact"
-	Admin_ListAgents_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListAgents"
-	Admin_SetAgent_FullMethodName      = "/monkeyci.fleet.v1.Admin/SetAgent"
-	Admin_RemoveAgent_FullMethodName   = "/monkeyci.fleet.v1.Admin/RemoveAgent"
-	Admin_CreateToken_FullMethodName   = "/monkeyci.fleet.v1.Admin/CreateToken"
-	Admin_ListTokens_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListTokens"
-	Admin_RevokeToken_FullMethodName   = "/monkeyci.fleet.v1.Admin/RevokeToken"
-	Admin_AddRepo_FullMethodName       = "/monkeyci.fleet.v1.Admin/AddRepo"
-	Admin_ListRepos_FullMethodName     = "/monkeyci.fleet.v1.Admin/ListRepos"
-	Admin_RemoveRepo_FullMethodName    = "/monkeyci.fleet.v1.Admin/RemoveRepo"
-	Admin_SetSecret_FullMethodName     = "/monkeyci.fleet.v1.Admin/SetSecret"
-	Admin_ListSecrets_FullMethodName   = "/monkeyci.fleet.v1.Admin/ListSecrets"
-	Admin_RemoveSecret_FullMethodName  = "/monkeyci.fleet.v1.Admin/RemoveSecret"
-	Admin_PoolStatus_FullMethodName    = "/monkeyci.fleet.v1.Admin/PoolStatus"
+	Admin_Trigger_FullMethodName          = "/monkeyci.fleet.v1.Admin/Trigger"
+	Admin_ListBuilds_FullMethodName       = "/monkeyci.fleet.v1.Admin/ListBuilds"
+	Admin_GetBuild_FullMethodName         = "/monkeyci.fleet.v1.Admin/GetBuild"
+	Admin_CancelBuild_FullMethodName      = "/monkeyci.fleet.v1.Admin/CancelBuild"
+	Admin_RetryBuild_FullMethodName       = "/monkeyci.fleet.v1.Admin/RetryBuild"
+	Admin_UnblockJob_FullMethodName       = "/monkeyci.fleet.v1.Admin/UnblockJob"
+	Admin_Logs_FullMethodName             = "/monkeyci.fleet.v1.Admin/Logs"
+	Admin_ListArtifacts_FullMethodName    = "/monkeyci.fleet.v1.Admin/ListArtifacts"
+	Admin_GetArtifact_FullMethodName      = "/monkeyci.fleet.v1.Admin/GetArtifact"
+	Admin_ListAgents_FullMethodName       = "/monkeyci.fleet.v1.Admin/ListAgents"
+	Admin_SetAgent_FullMethodName         = "/monkeyci.fleet.v1.Admin/SetAgent"
+	Admin_RemoveAgent_FullMethodName      = "/monkeyci.fleet.v1.Admin/RemoveAgent"
+	Admin_CreateToken_FullMethodName      = "/monkeyci.fleet.v1.Admin/CreateToken"
+	Admin_ListTokens_FullMethodName       = "/monkeyci.fleet.v1.Admin/ListTokens"
+	Admin_RevokeToken_FullMethodName      = "/monkeyci.fleet.v1.Admin/RevokeToken"
+	Admin_AddRepo_FullMethodName          = "/monkeyci.fleet.v1.Admin/AddRepo"
+	Admin_ListRepos_FullMethodName        = "/monkeyci.fleet.v1.Admin/ListRepos"
+	Admin_RemoveRepo_FullMethodName       = "/monkeyci.fleet.v1.Admin/RemoveRepo"
+	Admin_SetSecret_FullMethodName        = "/monkeyci.fleet.v1.Admin/SetSecret"
+	Admin_ListSecrets_FullMethodName      = "/monkeyci.fleet.v1.Admin/ListSecrets"
+	Admin_RemoveSecret_FullMethodName     = "/monkeyci.fleet.v1.Admin/RemoveSecret"
+	Admin_PoolStatus_FullMethodName       = "/monkeyci.fleet.v1.Admin/PoolStatus"
+	Admin_ListCoordinators_FullMethodName = "/monkeyci.fleet.v1.Admin/ListCoordinators"
 )
 
 // AdminClient is the client API for Admin service.
@@ -87,6 +88,9 @@ type AdminClient interface {
 	RemoveSecret(ctx context.Context, in *SecretRef, opts ...grpc.CallOption) (*SecretInfo, error)
 	// The agent pool, when the coordinator runs one (--pool).
 	PoolStatus(ctx context.Context, in *PoolStatusRequest, opts ...grpc.CallOption) (*PoolStatusResponse, error)
+	// ListCoordinators lists the coordinators sharing the database (seen in
+	// the last minute), saying which leads: just this one when it is alone.
+	ListCoordinators(ctx context.Context, in *ListCoordinatorsRequest, opts ...grpc.CallOption) (*ListCoordinatorsResponse, error)
 }
 
 type adminClient struct {
@@ -335,6 +339,16 @@ func (c *adminClient) PoolStatus(ctx context.Context, in *PoolStatusRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) ListCoordinators(ctx context.Context, in *ListCoordinatorsRequest, opts ...grpc.CallOption) (*ListCoordinatorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCoordinatorsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListCoordinators_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -375,6 +389,9 @@ type AdminServer interface {
 	RemoveSecret(context.Context, *SecretRef) (*SecretInfo, error)
 	// The agent pool, when the coordinator runs one (--pool).
 	PoolStatus(context.Context, *PoolStatusRequest) (*PoolStatusResponse, error)
+	// ListCoordinators lists the coordinators sharing the database (seen in
+	// the last minute), saying which leads: just this one when it is alone.
+	ListCoordinators(context.Context, *ListCoordinatorsRequest) (*ListCoordinatorsResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -450,6 +467,9 @@ func (UnimplementedAdminServer) RemoveSecret(context.Context, *SecretRef) (*Secr
 }
 func (UnimplementedAdminServer) PoolStatus(context.Context, *PoolStatusRequest) (*PoolStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PoolStatus not implemented")
+}
+func (UnimplementedAdminServer) ListCoordinators(context.Context, *ListCoordinatorsRequest) (*ListCoordinatorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCoordinators not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -854,6 +874,24 @@ func _Admin_PoolStatus_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ListCoordinators_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCoordinatorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListCoordinators(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListCoordinators_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListCoordinators(ctx, req.(*ListCoordinatorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -940,6 +978,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PoolStatus",
 			Handler:    _Admin_PoolStatus_Handler,
+		},
+		{
+			MethodName: "ListCoordinators",
+			Handler:    _Admin_ListCoordinators_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
