@@ -115,8 +115,8 @@ func fill(t *testing.T, dir string) {
 	must(t, s.SavePool(ctx, pool.State{Desired: 3, LastUp: t0}))
 	for key, text := range map[logstore.Key]string{
 		{Build: "running", Attempt: 2, Job: "j", Stream: logstore.Stdout}: strings.Repeat("a line of output\n", 100000), // past one chunk
-		{Build: "running", Attempt: 2, Stream: logstore.Stderr}:          "the script\n",
-		{Build: "ended", Attempt: 1, Job: "j", Stream: logstore.Stdout}:  "done\n",
+		{Build: "running", Attempt: 2, Stream: logstore.Stderr}:           "the script\n",
+		{Build: "ended", Attempt: 1, Job: "j", Stream: logstore.Stdout}:   "done\n",
 	} {
 		for off := 0; off < len(text); off += logstore.MaxChunk {
 			_, err := logs.Write(key, int64(off), []byte(text[off:min(off+logstore.MaxChunk, len(text))]))
