@@ -23,6 +23,7 @@ import (
 
 	"github.com/monkeyci/monkeyci/coordinator/server"
 	"github.com/monkeyci/monkeyci/events"
+	"github.com/monkeyci/monkeyci/internal/pgtest"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/proto/fleet"
@@ -65,8 +66,20 @@ const (
 // for CPU profiles (go test -cpuprofile; the coordinator's goroutines carry
 // the pprof label side=coordinator); its peak RSS is then the test
 // process's, agents included.
+//
+// It runs twice side by side: on SQLite (the data dir's state.db) and on
+// PostgreSQL (a real server, fsync on, as several coordinators share it).
 func BenchmarkDispatchAtScale(b *testing.B) {
-	co := startBenchCoordinator(b, os.Getenv("MONKEYCI_BENCH_INPROC") == "1")
+	b.Run("SQLite", func(b *testing.B) {
+		dispatchAtScale(b, "SQLite", startBenchCoordinator(b, os.Getenv("MONKEYCI_BENCH_INPROC") == "1"))
+	})
+	b.Run("PostgreSQL", func(b *testing.B) {
+		pg := pgtest.StartWith(b, pgtest.Options{Durable: true})
+		dispatchAtScale(b, "PostgreSQL", startBenchCoordinatorWith(b, false, []string{"--database", pg.DSN}, nil))
+	})
+}
+
+func dispatchAtScale(b *testing.B, store string, co *benchCoordinator) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -179,8 +192,8 @@ func BenchmarkDispatchAtScale(b *testing.B) {
 	if co.cmd == nil {
 		where = "this process (peak RSS is the whole process's)"
 	}
-	b.Logf("dispatch at scale: %d agents on %d connections, %d builds from %d triggering goroutines, coordinator in %s",
-		simAgents, simConns, simBuilds, triggerers, where)
+	b.Logf("dispatch at scale on %s: %d agents on %d connections, %d builds from %d triggering goroutines, coordinator in %s",
+		store, simAgents, simConns, simBuilds, triggerers, where)
 	b.Logf("dispatch: %.0f builds/s (limit >= %d) %s; %d builds in %s (triggered in %s; Trigger call p50 %.1f ms, p99 %.1f ms)",
 		rate, dispatchMinRate, verdictAtLeast(rate, dispatchMinRate), simBuilds, elapsed.Round(time.Millisecond),
 		triggeredIn.Round(time.Millisecond), ms(calls[len(calls)/2]), ms(calls[len(calls)*99/100]))

@@ -162,6 +162,9 @@ type Coordinator struct {
 	revocations broadcast
 	// lead is this coordinator's time as the leader (nil: it stands by).
 	lead atomic.Pointer[leadTerm]
+	// adoptMark is how far the leader has taken up the entries to the
+	// queue (leadership.go).
+	adoptMark atomic.Int64
 }
 
 // New loads the queue and the running attempts from the store.

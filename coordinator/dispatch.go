@@ -21,15 +21,37 @@ func (c *Coordinator) dispatch(ctx context.Context) {
 	// The store changes run side by side, so that the store commits them
 	// together (group commit) rather than one commit each.
 	concurrently(len(placed), func(i int) { c.assign(ctx, placed[i]) })
-	concurrently(len(newReasons), func(i int) {
-		id, why := newReasons[i].build.ID, newReasons[i].why
-		if err := c.cfg.Store.SetWaiting(ctx, id, why); err != nil && !errors.Is(err, ErrStale) {
-			c.log.Warn("could not record why a build waits", "build", id, "error", err)
-		}
-	})
+	c.recordWaiting(ctx, newReasons)
 	if len(newReasons) > 0 {
 		c.changed()
 	}
+}
+
+// waitingSetter is a store that records one reason to wait for many
+// builds in one change (pgstore): what a pass that finds no room says of
+// a long queue.
+type waitingSetter interface {
+	SetWaitingMany(ctx context.Context, ids []string, why string) error
+}
+
+// recordWaiting stores why each build placed nowhere waits.
+func (c *Coordinator) recordWaiting(ctx context.Context, ps []placement) {
+	warn := func(err error) {
+		if err != nil && !errors.Is(err, ErrStale) && !errors.Is(err, ErrNotLeader) {
+			c.log.Warn("could not record why a build waits", "error", err)
+		}
+	}
+	if many, ok := c.cfg.Store.(waitingSetter); ok && len(ps) > 1 {
+		byWhy := map[string][]string{}
+		for _, p := range ps {
+			byWhy[p.why] = append(byWhy[p.why], p.build.ID)
+		}
+		for why, ids := range byWhy {
+			warn(many.SetWaitingMany(ctx, ids, why))
+		}
+		return
+	}
+	concurrently(len(ps), func(i int) { warn(c.cfg.Store.SetWaiting(ctx, ps[i].build.ID, ps[i].why)) })
 }
 
 // maxConcurrentChanges bounds the goroutines of concurrently.

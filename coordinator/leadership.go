@@ -41,7 +41,10 @@ func (c *Coordinator) Leading() bool { return c.lead.Load() != nil }
 // a leader runs (Run). When it returns the agents' streams have been ended
 // and this coordinator stands by again.
 func (c *Coordinator) Lead(ctx context.Context) error {
-	if err := c.adopt(ctx); err != nil {
+	if err := c.adopt(ctx, 0); err != nil {
+		return err
+	}
+	if err := c.adoptRunning(ctx); err != nil {
 		return err
 	}
 	t := &leadTerm{ended: make(chan struct{})}
@@ -54,12 +57,12 @@ func (c *Coordinator) Lead(ctx context.Context) error {
 	go func() {
 		tick := time.NewTicker(adoptEvery)
 		defer tick.Stop()
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if err := c.adopt(ctx); err != nil && ctx.Err() == nil {
+				if err := c.adopt(ctx, n); err != nil && ctx.Err() == nil {
 					c.log.Warn("could not read the queue", "error", err)
 				}
 			}
@@ -68,11 +71,36 @@ func (c *Coordinator) Lead(ctx context.Context) error {
 	return c.Run(ctx)
 }
 
-// adopt takes into this process's index what the store holds that it does
-// not know: builds queued by another coordinator (or before this one
-// led), and attempts another leader started.
-func (c *Coordinator) adopt(ctx context.Context) error {
-	queued, err := c.cfg.Store.Queued(ctx)
+// queueFeed is a store that says which builds entered the queue since a
+// mark (pgstore): a leader need not read the whole queue every time.
+type queueFeed interface {
+	QueuedSince(ctx context.Context, mark int64) ([]Build, int64, error)
+}
+
+// adoptOverlap is how far before its mark a leader reads the entries to
+// the queue again, for those that committed after one that came later.
+const adoptOverlap = 1000
+
+// adoptAllEvery is how many adoptions of the entries since the mark go
+// between two of the whole queue, which catches whatever the overlap did
+// not.
+const adoptAllEvery = 20
+
+// adopt takes into this process's index the builds queued in the store
+// that it does not know: queued by another coordinator, or before this one
+// led. n counts the calls of one time leading: the first, and every
+// adoptAllEvery-th, reads the whole queue.
+func (c *Coordinator) adopt(ctx context.Context, n int) error {
+	var queued []Build
+	var err error
+	feed, incremental := c.cfg.Store.(queueFeed)
+	if incremental && n%adoptAllEvery != 0 {
+		var mark int64
+		queued, mark, err = feed.QueuedSince(ctx, max(0, c.adoptMark.Load()-adoptOverlap))
+		c.adoptMark.Store(max(mark, c.adoptMark.Load()))
+	} else {
+		queued, err = c.cfg.Store.Queued(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -80,6 +108,12 @@ func (c *Coordinator) adopt(ctx context.Context) error {
 		c.changed()
 		c.poke()
 	}
+	return nil
+}
+
+// adoptRunning takes into this process's index the attempts another
+// leader started (only a leader starts one: once, as it begins to lead).
+func (c *Coordinator) adoptRunning(ctx context.Context) error {
 	running, err := c.cfg.Store.Running(ctx)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 
 	"google.golang.org/grpc/codes"
@@ -345,10 +346,33 @@ func (c *Coordinator) fetchURL(ctx context.Context, b *Build) (string, error) {
 	return source.WithCredentials(b.Source.URL, string(info)), nil
 }
 
-// registered says whether a repository of that name may be registered:
+// registered says whether a repository of that name is registered:
 // whether to read it from the store. A coordinator sharing its store
-// cannot know what the others registered: it always reads.
-func (c *Coordinator) registered(name string) bool { return c.cfg.Elected || c.repos.has(name) }
+// learns from it what the others registered: on a name it does not know,
+// it reads the names again, at most every reposStale.
+func (c *Coordinator) registered(name string) bool {
+	if c.repos.has(name) {
+		return true
+	}
+	if !c.cfg.Elected || !c.repos.stale(c.cfg.Now()) {
+		return false
+	}
+	repos, err := c.cfg.Store.ListRepos(context.Background())
+	if err != nil {
+		c.log.Warn("could not read the repositories", "error", err)
+		return true // read it: better a store read than no secrets
+	}
+	names := make([]string, len(repos))
+	for i, r := range repos {
+		names[i] = r.Name
+	}
+	c.repos.reset(names, c.cfg.Now())
+	return c.repos.has(name)
+}
+
+// reposStale is how old the names of the repositories registered may be
+// when a coordinator sharing its store meets a name it does not know.
+const reposStale = 250 * time.Millisecond
 
 // repoNames are the registered repositories' names, as this process
 // knows them: a build of another has no secrets, and no store read
@@ -356,6 +380,26 @@ func (c *Coordinator) registered(name string) bool { return c.cfg.Elected || c.r
 type repoNames struct {
 	mu    sync.Mutex
 	names map[string]bool
+	read  time.Time // when the names were last read from the store
+}
+
+// stale says the names were read from the store longer than reposStale
+// ago.
+func (r *repoNames) stale(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return now.Sub(r.read) >= reposStale
+}
+
+// reset makes names the names, read from the store at now.
+func (r *repoNames) reset(names []string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.names = make(map[string]bool, len(names))
+	for _, n := range names {
+		r.names[n] = true
+	}
+	r.read = now
 }
 
 func (r *repoNames) add(name string) {

@@ -255,6 +255,22 @@ func (s *Store) SetWaiting(ctx context.Context, id, why string) error {
 		`UPDATE builds SET waiting = $2 WHERE id = $1 AND state = 'queued' AND waiting <> $2`, id, why)
 }
 
+// SetWaitingMany records one reason to wait for many queued builds, in one
+// statement: the builds no longer queued, or waiting for that already,
+// are left alone. It is a leader's change.
+func (s *Store) SetWaitingMany(ctx context.Context, ids []string, why string) error {
+	q := `UPDATE builds SET waiting = $2 WHERE id = ANY($1) AND state = 'queued' AND waiting <> $2`
+	args := []any{ids, why}
+	f := s.fence()
+	if f != nil {
+		q, args = q+leaderClause(3, 4), append(args, f.holder, f.term)
+	}
+	if _, err := s.exec(ctx, q, args...); err != nil {
+		return fmt.Errorf("set why %d builds wait: %w", len(ids), err)
+	}
+	return nil
+}
+
 // Assign moves a queued build to running as attempt (its attempt+1), on
 // agent, with a lease. Started becomes now; Waiting is cleared.
 func (s *Store) Assign(ctx context.Context, id string, attempt int, agent string, lease time.Time) error {
@@ -280,6 +296,38 @@ func (s *Store) Renew(ctx context.Context, id string, attempt int, lease time.Ti
 const withReason = `attempt_reasons = (coalesce(attempt_reasons, '{}')::jsonb ||
 	jsonb_build_object((attempt + 1)::text, $3::text))::text`
 
+// requeued gives a build that enters the queue again its place in the
+// order of entries (QueuedSince).
+const requeued = `queued_seq = nextval('builds_queued_seq')`
+
+// QueuedSince returns the queued builds that entered the queue after mark
+// (an order of entries, not of creation), and the mark of the last one
+// (mark when there is none). A build whose entry committed late may sort
+// before mark: read again with some overlap.
+func (s *Store) QueuedSince(ctx context.Context, mark int64) ([]coordinator.Build, int64, error) {
+	rs, err := s.db.Query(ctx, `SELECT `+buildColumns+`, queued_seq FROM builds WHERE state = 'queued' AND queued_seq > $1
+		ORDER BY queued_seq`, mark)
+	last := mark
+	bs, err := collect(rs, err, func(r pgx.Row) (coordinator.Build, error) {
+		var seq int64
+		b, err := scanBuild(rowAnd{r, &seq})
+		last = max(last, seq)
+		return b, err
+	})
+	if err != nil {
+		return nil, mark, fmt.Errorf("queued builds: %w", err)
+	}
+	return bs, last, nil
+}
+
+// rowAnd scans a row into what scanBuild asks, and one more column.
+type rowAnd struct {
+	pgx.Row
+	more any
+}
+
+func (r rowAnd) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.more)...) }
+
 // Requeue puts a running attempt back in the queue. The build keeps its
 // attempt number (the next Assign is attempt+1) and its place in the queue
 // (its creation time); agent, lease and start are cleared. reason is kept
@@ -287,8 +335,8 @@ const withReason = `attempt_reasons = (coalesce(attempt_reasons, '{}')::jsonb ||
 func (s *Store) Requeue(ctx context.Context, id string, attempt int, reason string) error {
 	return s.leaderFenced(ctx, fmt.Sprintf("requeue build %s attempt %d", id, attempt), id,
 		rows.Want{State: coordinator.Running, Attempt: attempt},
-		`UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '', `+withReason+`
-		WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason)
+		`UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '', `+withReason+`,
+		`+requeued+` WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason)
 }
 
 // Handback is Requeue for a build that needs another kind of agent: its
@@ -301,7 +349,7 @@ func (s *Store) Handback(ctx context.Context, id string, attempt int, reason str
 	}
 	return s.leaderFenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
 		`UPDATE builds SET state = 'queued', agent = '', lease_expires = 0, started = 0, waiting = '', `+withReason+`,
-		labels = $4 WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason, text)
+		labels = $4, `+requeued+` WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, reason, text)
 }
 
 // Finish ends a running attempt with a result. attempt 0 ends a queued
@@ -327,7 +375,7 @@ func (s *Store) Retry(ctx context.Context, id, reason string) error {
 	return s.fenced(ctx, fmt.Sprintf("retry build %s", id), id,
 		rows.Want{State: coordinator.Ended, AnyAttempt: true},
 		`UPDATE builds SET state = 'queued', result = '', message = '', agent = '', lease_expires = 0, waiting = '',
-		started = 0, ended = 0, `+strings.ReplaceAll(withReason, "$3", "$2")+` WHERE id = $1 AND state = 'ended'`, id, reason)
+		started = 0, ended = 0, `+strings.ReplaceAll(withReason, "$3", "$2")+`, `+requeued+` WHERE id = $1 AND state = 'ended'`, id, reason)
 }
 
 // fenced runs update, a single UPDATE whose WHERE names the build, the

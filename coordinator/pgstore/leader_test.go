@@ -122,3 +122,46 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// QueuedSince gives the builds that entered the queue after a mark: new
+// ones, and ones queued again, but not those assigned meanwhile.
+func TestQueuedSinceGivesTheEntriesAfterTheMark(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	s := openOn(t, srv.NewDatabase(t))
+	for _, id := range []string{"a", "b"} {
+		must(t, s.CreateBuild(ctx, coordinator.Build{ID: id, Repo: "r", Source: coordinator.Source{URL: "u"}}))
+	}
+	bs, mark, err := s.QueuedSince(ctx, 0)
+	if err != nil || len(bs) != 2 || bs[0].ID != "a" || bs[1].ID != "b" {
+		t.Fatalf("QueuedSince(0) = %v, %v", bs, err)
+	}
+	must(t, s.Assign(ctx, "a", 1, "agent", time.Now().Add(time.Minute)))
+	must(t, s.CreateBuild(ctx, coordinator.Build{ID: "c", Repo: "r", Source: coordinator.Source{URL: "u"}}))
+	must(t, s.Requeue(ctx, "a", 1, coordinator.ReasonAgentLost))
+	bs, next, err := s.QueuedSince(ctx, mark)
+	if err != nil || len(bs) != 2 || bs[0].ID != "c" || bs[1].ID != "a" || next <= mark {
+		t.Errorf("QueuedSince(mark) = %v, %d, %v; want c then a, after %d", bs, next, err, mark)
+	}
+	if bs, again, _ := s.QueuedSince(ctx, next); len(bs) != 0 || again != next {
+		t.Errorf("nothing new: %v, %d", bs, again)
+	}
+}
+
+// SetWaitingMany says one reason for many queued builds; a build no
+// longer queued keeps what it had.
+func TestSetWaitingManySetsItForTheQueuedOnes(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	s := openOn(t, srv.NewDatabase(t))
+	for _, id := range []string{"a", "b", "c"} {
+		must(t, s.CreateBuild(ctx, coordinator.Build{ID: id, Repo: "r", Source: coordinator.Source{URL: "u"}}))
+	}
+	must(t, s.Assign(ctx, "c", 1, "agent", time.Now().Add(time.Minute)))
+	must(t, s.SetWaitingMany(ctx, []string{"a", "b", "c", "missing"}, "no agent has room"))
+	for id, want := range map[string]string{"a": "no agent has room", "b": "no agent has room", "c": ""} {
+		if b, err := s.GetBuild(ctx, id); err != nil || b.Waiting != want {
+			t.Errorf("build %s waits for %q (%v), want %q", id, b.Waiting, err, want)
+		}
+	}
+}

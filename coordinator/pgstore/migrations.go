@@ -200,6 +200,18 @@ CREATE TABLE log_chunks (
 	PRIMARY KEY (build_id, attempt, job, stream, start)
 );
 `,
+	// 4: the order builds entered the queue in (QueuedSince): a leader
+	// takes up the builds other coordinators queued without reading the
+	// whole queue again.
+	`
+CREATE SEQUENCE builds_queued_seq;
+ALTER TABLE builds ADD COLUMN queued_seq BIGINT NOT NULL DEFAULT nextval('builds_queued_seq');
+CREATE INDEX builds_queued ON builds (queued_seq) WHERE state = 'queued';
+-- Room in each page for a build's next versions: most changes of a build
+-- (its lease, why it waits) touch no indexed column, and then stay on its
+-- page without a new entry in each index (heap-only tuples).
+ALTER TABLE builds SET (fillfactor = 70);
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

@@ -44,12 +44,27 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan error
 	out  *syncbuf.Buffer
+	// fsync is the server's fsync setting.
+	fsync string
 
 	databases atomic.Int64 // made by NewDatabase
 }
 
+// Options change the server Start runs.
+type Options struct {
+	// Durable keeps PostgreSQL's fsync on, as a real deployment has it:
+	// for benchmarks. Tests leave it off.
+	Durable bool
+}
+
 // Start runs a server for the test, stopped and removed when it ends.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	dockertest.SkipInShort(t, "a PostgreSQL server")
 	bin := binDir()
@@ -59,7 +74,10 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("no PostgreSQL: apt-get install postgresql")
 	}
-	s := &Server{t: t, bin: bin}
+	s := &Server{t: t, bin: bin, fsync: "off"}
+	if o.Durable {
+		s.fsync = "on"
+	}
 	var uid, gid int
 	if os.Geteuid() == 0 {
 		cred, err := unprivileged()
@@ -131,8 +149,9 @@ func (s *Server) start() {
 	s.t.Helper()
 	_, port, _ := net.SplitHostPort(s.Addr)
 	s.out = &syncbuf.Buffer{}
-	s.cmd = s.command("postgres", "-D", s.Dir, "-h", "127.0.0.1", "-p", port,
-		"-k", filepath.Dir(s.Dir), "-c", "fsync=off", "-c", "max_connections=200")
+	args := []string{"-D", s.Dir, "-h", "127.0.0.1", "-p", port,
+		"-k", filepath.Dir(s.Dir), "-c", "fsync=" + s.fsync, "-c", "max_connections=200"}
+	s.cmd = s.command("postgres", args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
