@@ -1,7 +1,6 @@
 package link
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -38,12 +37,6 @@ type movedError struct{ from, to string }
 
 func (e *movedError) Error() string {
 	return fmt.Sprintf("the coordinator at %s stands by: the leader is at %s", e.from, e.to)
-}
-
-// standsBy says err is a standby's refusal (with or without a leader known).
-func standsBy(err error) bool {
-	var moved *movedError
-	return errors.As(err, &moved) || status.Code(err) == codes.Unavailable && strings.Contains(status.Convert(err).Message(), "stands by")
 }
 
 // followLeader turns a standby's refusal whose trailer names the leader

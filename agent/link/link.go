@@ -200,12 +200,13 @@ func (l *Link) Run(ctx context.Context) error {
 			l.log.Info("going to the leader", "from", to.from, "to", to.to)
 			moved = true
 			continue
-		case standsBy(err):
-			// A failover: the next address may lead any moment now.
-			l.nextAddress()
-			wait = min(wait, 500*time.Millisecond)
 		default:
 			l.nextAddress()
+		}
+		if len(l.addrs) > 1 {
+			// Several coordinators: one that is gone, or stands by, may
+			// mean a failover, and the next one may lead any moment now.
+			wait = min(wait, failoverWait)
 		}
 		moved = false
 		l.log.Warn("connection to the coordinator lost; reconnecting", "error", err, "in", wait, "to", l.target())
@@ -263,6 +264,10 @@ func (l *Link) session(ctx context.Context) error {
 	}
 	return nil
 }
+
+// failoverWait bounds the wait before the next try when an agent has
+// several coordinators' addresses: a failover is over within moments.
+const failoverWait = 500 * time.Millisecond
 
 // How often a quiet connection to the coordinator is pinged, and how long
 // an answer may take.
