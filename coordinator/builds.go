@@ -12,7 +12,6 @@ import (
 
 	"github.com/monkeyci/monkeyci/agent/source"
 	"github.com/monkeyci/monkeyci/events"
-	"github.com/monkeyci/monkeyci/forge/status"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
@@ -58,8 +57,8 @@ func (c *Coordinator) TriggerDelivered(ctx context.Context, b Build, d Delivery)
 	if errors.Is(err, ErrDuplicate) {
 		return Build{ID: first}, err
 	}
-	if err == nil {
-		c.statuses.note(c.statuses.refOf(&b), status.Pending, "queued")
+	if err == nil && c.Leading() { // else the leader says it, as it takes the build up
+		c.statuses.queued(&b)
 	}
 	return b, err
 }

@@ -66,15 +66,15 @@ func (d *dispatcher) add(b *Build) {
 }
 
 // adopt queues, in order of creation, those of builds (queued in the
-// store) that are neither queued nor leased here, and says how many.
-func (d *dispatcher) adopt(builds []Build, now time.Time) int {
+// store) that are neither queued nor leased here, and returns them.
+func (d *dispatcher) adopt(builds []Build, now time.Time) []*Build {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	known := make(map[string]bool, len(d.queue))
 	for _, b := range d.queue {
 		known[b.ID] = true
 	}
-	n := 0
+	var adopted []*Build
 	for i := range builds {
 		b := &builds[i]
 		if known[b.ID] {
@@ -85,9 +85,9 @@ func (d *dispatcher) adopt(builds []Build, now time.Time) int {
 		}
 		b.queuedAt = now
 		d.requeueLocked(b)
-		n++
+		adopted = append(adopted, b)
 	}
-	return n
+	return adopted
 }
 
 // requeue puts b back in the queue in order of creation: a build sent back

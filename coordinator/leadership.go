@@ -104,9 +104,15 @@ func (c *Coordinator) adopt(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	if c.dispatcher.adopt(queued, c.cfg.Now()) > 0 {
+	adopted := c.dispatcher.adopt(queued, c.cfg.Now())
+	if len(adopted) > 0 {
 		c.changed()
 		c.poke()
+	}
+	for _, b := range adopted {
+		// Commit statuses are the leader's to send, in order: a standby
+		// that queued the build did not.
+		c.statuses.queued(b)
 	}
 	return nil
 }

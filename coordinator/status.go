@@ -85,6 +85,9 @@ func (s *commitStatuses) note(ref *statusRef, state status.State, desc string) {
 	}
 }
 
+// queued queues the status of a build that waits in the queue.
+func (s *commitStatuses) queued(b *Build) { s.note(s.refOf(b), status.Pending, "queued") }
+
 // noteEnd queues a build's last status.
 func (s *commitStatuses) noteEnd(ref *statusRef, result events.Result, message string) {
 	st := map[events.Result]status.State{events.Success: status.Success, events.Failure: status.Failure,
