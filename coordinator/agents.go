@@ -265,6 +265,16 @@ func (r *agentRegistry) leased(conn *agentConn, build string, attempt int) (orph
 }
 
 // load makes an attempt found leased at start a hold of its agent's.
+// forgetHolds drops every agent's holds and lost connections: a
+// coordinator that begins to lead takes the holds up again from the store
+// (leadership.go), and its agents connect anew.
+func (r *agentRegistry) forgetHolds() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.holds)
+	clear(r.lost)
+}
+
 func (r *agentRegistry) load(agent, build string, h hold) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -83,12 +83,23 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	if b.Repo == "" {
 		b.Repo = b.Source.URL
 	}
-	conn := c.dispatcher.placeNow(&b)
+	var conn *agentConn
+	if c.Leading() {
+		conn = c.dispatcher.placeNow(&b)
+	}
 	if conn != nil {
 		b.State, b.Attempt, b.Agent, b.Started = Running, 1, conn.id, b.Created
 		b.LeaseExpires = b.Created.Add(c.cfg.Lease)
 	}
-	if err := create(b); err != nil {
+	err := create(b)
+	if conn != nil && errors.Is(err, ErrNotLeader) {
+		// No longer the leader: stored queued, for the one who is.
+		c.agents.unplace(conn)
+		conn = nil
+		b.State, b.Attempt, b.Agent, b.Started, b.LeaseExpires = Queued, 0, "", time.Time{}, time.Time{}
+		err = create(b)
+	}
+	if err != nil {
 		if conn != nil {
 			c.agents.unplace(conn)
 		}
@@ -102,9 +113,11 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 		c.started(&b, conn)
 		return b, nil
 	}
-	queued := b // the dispatcher's, from now on
-	c.dispatcher.add(&queued)
-	c.poke()
+	if c.Leading() { // else the leader takes it up from the store
+		queued := b // the dispatcher's, from now on
+		c.dispatcher.add(&queued)
+		c.poke()
+	}
 	return b, nil
 }
 
@@ -129,8 +142,17 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 		return nil
 	}
 	if !ok {
-		if _, err := c.cfg.Store.GetBuild(ctx, id); err != nil {
+		b, err := c.cfg.Store.GetBuild(ctx, id)
+		if err != nil {
 			return err
+		}
+		if b.State == Queued { // queued by another coordinator, not taken up yet
+			const why = "canceled before it was dispatched"
+			if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, why); err != nil {
+				return err
+			}
+			c.buildEnded(id, c.statuses.refOf(&b), events.Canceled, why)
+			return nil
 		}
 		return fmt.Errorf("build %s: %w", id, ErrEnded)
 	}
@@ -149,10 +171,12 @@ func (c *Coordinator) Retry(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	b.queuedAt = c.cfg.Now()
-	c.dispatcher.add(&b)
 	c.changed()
-	c.poke()
+	if c.Leading() { // else the leader takes it up from the store
+		b.queuedAt = c.cfg.Now()
+		c.dispatcher.add(&b)
+		c.poke()
+	}
 	return nil
 }
 

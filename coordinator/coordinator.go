@@ -212,20 +212,22 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			c.log.Warn("a repository's URL holds a credential in clear", "repo", r.Name, "error", err)
 		}
 	}
-	queued, err := cfg.Store.Queued(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("loading the queue: %w", err)
-	}
-	for i := range queued {
-		c.dispatcher.add(&queued[i])
-	}
-	running, err := cfg.Store.Running(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("loading running builds: %w", err)
-	}
-	for _, b := range running {
-		c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)})
-		c.agents.load(b.Agent, b.ID, hold{b.Attempt, cfg.Script})
+	if !cfg.Elected { // an elected one takes them up when it leads
+		queued, err := cfg.Store.Queued(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading the queue: %w", err)
+		}
+		for i := range queued {
+			c.dispatcher.add(&queued[i])
+		}
+		running, err := cfg.Store.Running(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading running builds: %w", err)
+		}
+		for _, b := range running {
+			c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)})
+			c.agents.load(b.Agent, b.ID, hold{b.Attempt, cfg.Script})
+		}
 	}
 	if !cfg.Elected {
 		c.lead.Store(&leadTerm{ended: make(chan struct{})}) // for ever

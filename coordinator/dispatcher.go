@@ -65,6 +65,15 @@ func (d *dispatcher) add(b *Build) {
 	d.queue = append(d.queue, b)
 }
 
+// forget empties the queue: a coordinator that begins to lead takes it up
+// again from the store (leadership.go).
+func (d *dispatcher) forget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.queue)
+	d.queue, d.unplaced, d.unplacedAt = d.queue[:0], 0, 0
+}
+
 // adopt queues, in order of creation, those of builds (queued in the
 // store) that are neither queued nor leased here, and returns them.
 func (d *dispatcher) adopt(builds []Build, now time.Time) []*Build {

@@ -41,6 +41,11 @@ func (c *Coordinator) Leading() bool { return c.lead.Load() != nil }
 // a leader runs (Run). When it returns the agents' streams have been ended
 // and this coordinator stands by again.
 func (c *Coordinator) Lead(ctx context.Context) error {
+	// What this process knew (from a time it led before, or from its
+	// start) may be stale: the store's view is taken up whole.
+	c.dispatcher.forget()
+	c.leases.forget()
+	c.agents.forgetHolds()
 	if err := c.adopt(ctx, 0); err != nil {
 		return err
 	}
@@ -49,8 +54,16 @@ func (c *Coordinator) Lead(ctx context.Context) error {
 	}
 	t := &leadTerm{ended: make(chan struct{})}
 	c.lead.Store(t)
-	defer func() {
-		c.lead.Store(nil)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		// At once when leading ends: agents' streams end and no build is
+		// placed, while what ran finishes.
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		}
+		c.lead.CompareAndSwap(t, nil)
 		close(t.ended)
 	}()
 	c.log.Info("leading: agents connect here")
@@ -215,6 +228,9 @@ func (c *Coordinator) pollEnd(ctx context.Context, id string) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		if c.Leading() {
+			continue // the leader ends it, and says so itself
 		}
 		if b, err := c.cfg.Store.GetBuild(ctx, id); err == nil && b.State == Ended {
 			c.notifyEnded(id)

@@ -36,6 +36,14 @@ type leaseTable struct {
 
 func newLeaseTable() *leaseTable { return &leaseTable{running: map[string]*lease{}} }
 
+// forget drops every lease: a coordinator that begins to lead takes them
+// up again from the store (leadership.go).
+func (t *leaseTable) forget() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.running)
+}
+
 // start makes l the build's current attempt. It returns the lease it
 // replaced, if any (one not ended as it should have been).
 func (t *leaseTable) start(id string, l lease) (replaced lease, ok bool) {

@@ -52,6 +52,12 @@ type Lease interface {
 	Resign(ctx context.Context, id string, term int64) error
 	// Members lists the coordinators seen within since, the leader marked.
 	Members(ctx context.Context, since time.Duration) ([]Member, error)
+	// Fence makes the changes only a leader makes carry id and term from
+	// now on, so that they apply only while the database says id holds the
+	// role at term; term 0 refuses them all. The elector sets it as it
+	// begins to lead, and clears it as it stops, before it waits for what
+	// was leading to end.
+	Fence(id string, term int64)
 }
 
 // Role is what the elector says this coordinator is.
@@ -113,6 +119,7 @@ func (e *Elector) Run(ctx context.Context) {
 			return
 		}
 		e.log.Warn("no longer the leader", "term", term, "why", why)
+		e.lease.Fence(e.me.ID, 0)
 		e.set(func(r *Role) { r.Leading, r.Term = false, 0 })
 		stop()
 		<-stopped
@@ -137,7 +144,12 @@ func (e *Elector) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 		started := e.now()
-		cctx, cancel := context.WithTimeout(ctx, every)
+		limit := every
+		if stop != nil {
+			// A claim that hangs must not keep a leader past its lease.
+			limit = max(min(every, deadline.Sub(started)), time.Millisecond)
+		}
+		cctx, cancel := context.WithTimeout(ctx, limit)
 		h, err := e.lease.Claim(cctx, e.me, e.ttl)
 		cancel()
 		switch {
@@ -155,6 +167,7 @@ func (e *Elector) Run(ctx context.Context) {
 			}
 			if stop == nil {
 				term = h.Term
+				e.lease.Fence(e.me.ID, term)
 				lctx, cancel := context.WithCancel(ctx)
 				stop, stopped = cancel, make(chan struct{})
 				e.set(func(r *Role) { r.Leading, r.Term, r.Leader = true, term, h })

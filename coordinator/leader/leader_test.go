@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ type lease struct {
 	term     int64
 	failing  bool
 	resigned []int64
+	fenced   []int64 // the terms Fence was given, in order
 }
 
 func (l *lease) Claim(_ context.Context, me Member, _ time.Duration) (Holder, error) {
@@ -40,6 +42,12 @@ func (l *lease) Resign(_ context.Context, id string, term int64) error {
 }
 
 func (l *lease) Members(context.Context, time.Duration) ([]Member, error) { return nil, nil }
+
+func (l *lease) Fence(_ string, term int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fenced = append(l.fenced, term)
+}
 
 func (l *lease) set(change func(*lease)) {
 	l.mu.Lock()
@@ -121,5 +129,8 @@ func TestItResignsWhenItStops(t *testing.T) {
 	defer l.mu.Unlock()
 	if len(l.resigned) != 1 || l.resigned[0] != 1 {
 		t.Errorf("resigned %v, want term 1", l.resigned)
+	}
+	if fmt.Sprint(l.fenced) != "[1 0]" {
+		t.Errorf("fenced %v, want term 1 while leading, then none", l.fenced)
 	}
 }

@@ -54,12 +54,35 @@ const insertBuild = `INSERT INTO builds (` + buildColumns + `, event_key) VALUES
 
 // CreateBuild stores a new build. Its state defaults to queued and its
 // creation time to now. An id that exists already is an error.
+//
+// A build created running (sent at once to an agent) is a leader's
+// change: fenced like Assign (coordinator.ErrNotLeader).
 func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
 	args, err := s.buildArgs(b, nil, "")
 	if err != nil {
 		return err
 	}
-	_, err = s.exec(ctx, insertBuild, args...)
+	f := s.fence()
+	if b.State != coordinator.Running || f == nil {
+		_, err = s.exec(ctx, insertBuild, args...)
+		return createError(b.ID, err)
+	}
+	wctx, cancel, err := writing(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	err = pgx.BeginFunc(wctx, s.db, func(tx pgx.Tx) error {
+		var holds bool
+		if err := tx.QueryRow(wctx, `SELECT EXISTS (SELECT 1 WHERE true`+leaderClause(1, 2)+`)`, f.holder, f.term).Scan(&holds); err != nil {
+			return err
+		}
+		if !holds {
+			return fmt.Errorf("create build %s running: %w", b.ID, coordinator.ErrNotLeader)
+		}
+		_, err := tx.Exec(wctx, insertBuild, args...)
+		return err
+	})
 	return createError(b.ID, err)
 }
 
@@ -67,6 +90,8 @@ func createError(id string, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, coordinator.ErrNotLeader):
+		return err
 	case isConstraint(err):
 		return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", id, err)
 	}

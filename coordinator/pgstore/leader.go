@@ -42,12 +42,17 @@ func (s *Store) Claim(ctx context.Context, me leader.Member, ttl time.Duration) 
 	if err != nil {
 		return h, fmt.Errorf("claim the leader's role: %w", err)
 	}
-	if h.ID == me.ID {
-		s.leading.Store(&term{holder: me.ID, term: h.Term})
-	} else {
-		s.leading.Store(nil)
-	}
 	return h, nil
+}
+
+// Fence makes this store's leader-only changes apply only while id holds
+// the role at t (0: none applies).
+func (s *Store) Fence(id string, t int64) {
+	if t == 0 {
+		s.leading.Store(nil)
+		return
+	}
+	s.leading.Store(&term{holder: id, term: t})
 }
 
 // Resign gives the role up at once (a standby need not wait for it to
@@ -99,7 +104,11 @@ type term struct {
 // numbers of its two parameters: the change applies only while the
 // database says this coordinator holds the role at the term it claimed.
 func leaderClause(holderParam, termParam int) string {
-	return fmt.Sprintf(` AND EXISTS (SELECT 1 FROM leader WHERE id = 1 AND holder = $%d AND term = $%d)`, holderParam, termParam)
+	// FOR SHARE: a claim that changes the term waits for this change, or
+	// this change, waiting for the claim, reads the term it committed. A
+	// plain read would use the statement's snapshot, older than a claim
+	// committed while the statement waited for a build's lock.
+	return fmt.Sprintf(` AND EXISTS (SELECT 1 FROM leader WHERE id = 1 AND holder = $%d AND term = $%d FOR SHARE)`, holderParam, termParam)
 }
 
 // fence is the arguments of leaderClause for a change now: the role this

@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/leader"
+	"github.com/monkeyci/monkeyci/coordinator/pool"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/internal/pgtest"
 	"github.com/monkeyci/monkeyci/internal/wait"
@@ -31,6 +34,7 @@ func TestTheRoleMovesAndFencesTheOldLeader(t *testing.T) {
 	if err != nil || h.ID != "a" || h.Term != 1 {
 		t.Fatalf("first claim: %+v %v, want a at term 1", h, err)
 	}
+	a.Fence("a", 1)
 	if h, err := b.Claim(ctx, mb, ttl); err != nil || h.ID != "a" || h.GRPC != "a:7433" {
 		t.Fatalf("b's claim while a holds it: %+v %v, want a with its address", h, err)
 	}
@@ -51,6 +55,7 @@ func TestTheRoleMovesAndFencesTheOldLeader(t *testing.T) {
 	if h.Term != 2 {
 		t.Errorf("b's term = %d, want 2", h.Term)
 	}
+	b.Fence("b", 2)
 	// a wakes up, sure it still leads at term 1: nothing it does applies.
 	for what, err := range map[string]error{
 		"Assign":  a.Assign(ctx, "y", 1, "agent", time.Now().Add(time.Minute)),
@@ -102,6 +107,7 @@ func TestAStoreNotElectedIsNotFenced(t *testing.T) {
 	if _, err := a.Claim(ctx, leader.Member{ID: "a"}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	a.Fence("a", 1)
 	must(t, b.CreateBuild(ctx, coordinator.Build{ID: "x", Repo: "r", Source: coordinator.Source{URL: "u"}}))
 	must(t, b.Assign(ctx, "x", 1, "agent", time.Now().Add(time.Minute)))
 }
@@ -163,5 +169,85 @@ func TestSetWaitingManySetsItForTheQueuedOnes(t *testing.T) {
 		if b, err := s.GetBuild(ctx, id); err != nil || b.Waiting != want {
 			t.Errorf("build %s waits for %q (%v), want %q", id, b.Waiting, err, want)
 		}
+	}
+}
+
+// A leader's change that waits for a build's lock while the role moves to
+// another term is refused, or else the move waits for it: it never lands
+// after the new term began.
+func TestAChangeWaitingForALockMeetsTheNewTerm(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	a := openOn(t, dsn)
+	a.Elected()
+	if _, err := a.Claim(ctx, leader.Member{ID: "a"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	a.Fence("a", 1)
+	must(t, a.CreateBuild(ctx, coordinator.Build{ID: "x", Repo: "r", Source: coordinator.Source{URL: "u"}}))
+	locker, err := pgx.Connect(ctx, dsn)
+	must(t, err)
+	defer locker.Close(ctx)
+	tx, err := locker.Begin(ctx)
+	must(t, err)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM builds WHERE id = 'x' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	assigned := make(chan error, 1)
+	go func() { assigned <- a.Assign(ctx, "x", 1, "agent", time.Now().Add(time.Minute)) }()
+	watcher, err := pgx.Connect(ctx, dsn)
+	must(t, err)
+	defer watcher.Close(ctx)
+	wait.Within(t, 30*time.Second, "the Assign to wait for the build's lock", func() bool {
+		var n int
+		_ = watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE builds%'`).Scan(&n)
+		return n == 1
+	})
+	moved := make(chan time.Time, 1)
+	go func() {
+		if _, err := watcher.Exec(ctx, `UPDATE leader SET holder = 'b', term = 2 WHERE id = 1`); err != nil {
+			t.Error(err)
+		}
+		moved <- time.Now()
+	}()
+	time.Sleep(200 * time.Millisecond) // the move runs, or waits for the Assign, before the lock goes
+	released := time.Now()
+	must(t, tx.Rollback(ctx))
+	err = <-assigned
+	movedAt := <-moved
+	switch {
+	case errors.Is(err, coordinator.ErrNotLeader): // it met term 2
+	case err == nil && movedAt.After(released): // term 2 waited for it
+	default:
+		t.Errorf("the Assign of term 1: %v; the move to term 2 did not wait for it: it landed in term 2", err)
+	}
+}
+
+// A build created running, and the pool's state, are a leader's changes
+// too: refused to a store that does not hold the role.
+func TestABuildCreatedRunningAndThePoolAreFenced(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	a, b := openOn(t, dsn), openOn(t, dsn)
+	a.Elected()
+	b.Elected()
+	if _, err := a.Claim(ctx, leader.Member{ID: "a"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	a.Fence("a", 1)
+	running := coordinator.Build{ID: "r", Repo: "r", Source: coordinator.Source{URL: "u"}, State: coordinator.Running, Attempt: 1, Agent: "ag"}
+	if err := b.CreateBuild(ctx, running); !errors.Is(err, coordinator.ErrNotLeader) {
+		t.Errorf("a standby's running build: %v, want ErrNotLeader", err)
+	}
+	if err := b.SavePool(ctx, pool.State{Desired: 9}); !errors.Is(err, coordinator.ErrNotLeader) {
+		t.Errorf("a standby's pool state: %v, want ErrNotLeader", err)
+	}
+	must(t, b.CreateBuild(ctx, coordinator.Build{ID: "q", Repo: "r", Source: coordinator.Source{URL: "u"}})) // queued: anyone
+	must(t, a.CreateBuild(ctx, running))
+	must(t, a.SavePool(ctx, pool.State{Desired: 2}))
+	if st, err := b.LoadPool(ctx); err != nil || st.Desired != 2 {
+		t.Errorf("pool state %+v, %v; want the leader's", st, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/pool"
 )
 
@@ -36,8 +37,17 @@ func (s *Store) SavePool(ctx context.Context, st pool.State) error {
 	if err != nil {
 		return fmt.Errorf("save pool state: %w", err)
 	}
-	_, err = s.exec(ctx, `INSERT INTO pool_state (id, state, updated) VALUES (1, $1, $2)
-		ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated = excluded.updated`, string(doc), time.Now().UnixNano())
+	// The scaler runs on the leader: a leader whose term is over saves
+	// nothing over its successor's state.
+	q, args := `INSERT INTO pool_state (id, state, updated) SELECT 1, $1::text, $2::bigint WHERE true`, []any{string(doc), time.Now().UnixNano()}
+	f := s.fence()
+	if f != nil {
+		q, args = q+leaderClause(3, 4), append(args, f.holder, f.term)
+	}
+	n, err := s.exec(ctx, q+` ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated = excluded.updated`, args...)
+	if err == nil && n == 0 {
+		err = coordinator.ErrNotLeader
+	}
 	if err != nil {
 		return fmt.Errorf("save pool state: %w", err)
 	}

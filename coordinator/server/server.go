@@ -326,8 +326,18 @@ func (s *Server) elect(ctx context.Context, cfg Config) {
 				log.Error("could not start the pool", "error", err)
 			}
 		}
-		if err := s.Coordinator.Lead(ctx); err != nil && ctx.Err() == nil {
-			log.Error("could not lead", "error", err)
+		// Leading fails when the store does (the database away): try again
+		// while the role is this coordinator's, never hold it idle.
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			err := s.Coordinator.Lead(ctx)
+			if ctx.Err() != nil {
+				break
+			}
+			log.Error("could not lead; trying again", "error", err, "in", wait)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
 		}
 		if s.pool != nil {
 			<-s.pool // the scaler stops with ctx
