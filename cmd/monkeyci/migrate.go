@@ -26,8 +26,10 @@ the new coordinators the same master key, MONKEYCI_MASTER_KEY or the data
 dir's master.key), the pool's state, and the logs of attempts not yet moved
 to the blob store; the blob store itself (--blobs) stays where it is.
 
-Stop the coordinator first. The copy is one transaction: all of it is
-written or nothing. It writes only into an empty store: a new PostgreSQL
+Stop the coordinator first: the copy reads its store table by table. The
+rows are written in one transaction, all of them or none, then the logs,
+stream by stream (a copy that fails there leaves the rows: drop the database
+before trying again). It writes only into an empty store: a new PostgreSQL
 database, or a data dir without a state.db.`,
 		Example: `  monkeyci migrate --from ~/.cache/monkeyci/coordinator --to postgres://monkeyci:PASSWORD@db.internal:5432/monkeyci
   monkeyci migrate --from "$MONKEYCI_DATABASE" --to /var/lib/monkeyci`,

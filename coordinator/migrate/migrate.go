@@ -5,7 +5,9 @@
 // secrets (still sealed: the coordinators that read them need the same
 // master key), the pool's state, and the logs of attempts that run or
 // were not moved to the blob store yet. It writes only into an empty
-// store, in one transaction: all is copied or nothing.
+// store: the rows in one transaction (all of them or none), then the logs,
+// stream by stream; a copy whose logs failed leaves a store with the rows,
+// to be dropped before a new try.
 package migrate
 
 import (
