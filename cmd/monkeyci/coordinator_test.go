@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/monkeyci/monkeyci/internal/dockertest"
+	"github.com/monkeyci/monkeyci/internal/loopback"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/internal/wait"
@@ -246,5 +247,21 @@ func TestCoordinatorHTTPTLSFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d with one line naming %s\n%s%s", c.args, code, c.code, c.says, out, errOut)
 		}
 		assertNoStackTrace(t, out+errOut)
+	}
+}
+
+// A database that cannot be reached, or is not one, is said in a line that
+// names it without its password, and the coordinator exits 1 (it used to
+// panic closing the store it never opened).
+func TestACoordinatorOnADatabaseItCannotReachSaysSo(t *testing.T) {
+	for _, c := range []struct{ database, want string }{
+		{"postgres://ci:hunter2@" + loopback.FreeAddr(t) + "/ci", "connection refused"},
+		{"mysql://ci:hunter2@db/ci", "give a PostgreSQL URL"},
+	} {
+		code, _, stderr := cli(t, "coordinator", "--data-dir", t.TempDir(), "--database", c.database,
+			"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+		if code != 1 || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "hunter2") || strings.Contains(stderr, "panic") {
+			t.Errorf("--database %s: exit %d, %q; want 1 and %q, without the password", c.database, code, stderr, c.want)
+		}
 	}
 }

@@ -254,7 +254,7 @@ func migrate(ctx context.Context, db *pgxpool.Pool, ms []string) error {
 		return nil
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("schema: %w", err)
 	}
 	return err
 }

@@ -29,11 +29,21 @@ type sharedLogs interface {
 // postgres:// URL, shared by every coordinator given it; or, when it is
 // empty, the SQLite file state.db in dataDir, one coordinator's own.
 func OpenStore(ctx context.Context, database, dataDir string) (Store, error) {
+	// Each opened store is returned as itself or as nil: an interface that
+	// held a nil pointer would not be nil.
 	switch {
 	case database == "":
-		return sqlstore.Open(filepath.Join(dataDir, "state.db"))
+		s, err := sqlstore.Open(filepath.Join(dataDir, "state.db"))
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case IsPostgres(database):
-		return pgstore.Open(ctx, database)
+		s, err := pgstore.Open(ctx, database)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("--database %s: give a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require), or nothing for SQLite in the data dir", pgstore.Redacted(database))
 }
