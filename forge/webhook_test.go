@@ -366,6 +366,11 @@ func parseCases() []parseCase {
 		{name: "github push", kind: GitHub, h: gh("push"), body: githubPush,
 			want: Event{Kind: Push, Repo: "octo-org/hello-world", CloneURLs: githubURLs, Branch: "main",
 				Commit: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Sender: "octocat"}},
+		// Hostile: a NUL byte in a name (no git ref or login holds one).
+		{name: "github push, a NUL in the branch", kind: GitHub, h: gh("push"),
+			body: edit(githubPush, `"refs/heads/main"`, `"refs/heads/ma\u0000in"`), malformed: "holds a control character"},
+		{name: "github push, a NUL in the repository's name", kind: GitHub, h: gh("push"),
+			body: edit(githubPush, `"full_name": "octo-org/hello-world"`, `"full_name": "octo-org/hello\u0000world"`), malformed: "holds a control character"},
 		{name: "github tag push", kind: GitHub, h: gh("push"),
 			body: edit(githubPush, `"refs/heads/main"`, `"refs/tags/v1.2.0"`, `"created": false`, `"created": true`),
 			want: Event{Kind: Tag, Repo: "octo-org/hello-world", CloneURLs: githubURLs, Tag: "v1.2.0",

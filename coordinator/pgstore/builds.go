@@ -186,10 +186,16 @@ func (s *Store) buildArgs(b coordinator.Build, delivery any, event string) ([]an
 		reasons = string(data)
 	}
 	return []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
-		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, rows.Nanos(b.LeaseExpires), b.Waiting,
-		rows.Nanos(b.Created), rows.Nanos(b.Started), rows.Nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
+		string(b.State), string(b.Result), text(b.Message), b.Attempt, b.Agent, rows.Nanos(b.LeaseExpires), text(b.Waiting),
+		rows.Nanos(b.Created), rows.Nanos(b.Started), rows.Nanos(b.Ended), text(b.Trigger), b.Forge, delivery, b.Source.Tag, reasons,
 		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}, nil
 }
+
+// text is a build's free text as PostgreSQL keeps it: it refuses a NUL
+// byte in text, which SQLite keeps. A message comes from an agent, and
+// may quote a build's own output: a NUL there is shown as U+FFFD rather
+// than failing the build's end.
+func text(s string) string { return strings.ReplaceAll(s, "\x00", "\uFFFD") }
 
 // GetBuild returns the build (coordinator.ErrNotFound).
 func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, error) {
@@ -385,11 +391,11 @@ func (s *Store) Finish(ctx context.Context, id string, attempt int, result event
 	if attempt == 0 {
 		return s.fenced(ctx, op, id, rows.Want{State: coordinator.Queued, AnyAttempt: true},
 			`UPDATE builds SET state = 'ended', result = $2, message = $3, ended = $4, lease_expires = 0, waiting = ''
-			WHERE id = $1 AND state = 'queued'`, id, string(result), message, rows.Nanos(s.now()))
+			WHERE id = $1 AND state = 'queued'`, id, string(result), text(message), rows.Nanos(s.now()))
 	}
 	return s.leaderFenced(ctx, op, id, rows.Want{State: coordinator.Running, Attempt: attempt},
 		`UPDATE builds SET state = 'ended', result = $3, message = $4, ended = $5, lease_expires = 0, waiting = ''
-		WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, string(result), message, rows.Nanos(s.now()))
+		WHERE id = $1 AND attempt = $2 AND state = 'running'`, id, attempt, string(result), text(message), rows.Nanos(s.now()))
 }
 
 // Retry queues an ended build again: the next Assign is its attempt+1,

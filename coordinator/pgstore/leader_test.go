@@ -251,3 +251,19 @@ func TestABuildCreatedRunningAndThePoolAreFenced(t *testing.T) {
 		t.Errorf("pool state %+v, %v; want the leader's", st, err)
 	}
 }
+
+// A build's message may quote its own output: a NUL byte in it, which
+// PostgreSQL refuses in text, does not keep the build from ending.
+func TestANULInAMessageDoesNotKeepABuildFromEnding(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	s := openOn(t, srv.NewDatabase(t))
+	must(t, s.CreateBuild(ctx, coordinator.Build{ID: "x", Repo: "r", Source: coordinator.Source{URL: "u"}, Trigger: "push by \x00"}))
+	must(t, s.Assign(ctx, "x", 1, "agent", time.Now().Add(time.Minute)))
+	must(t, s.Finish(ctx, "x", 1, events.Failure, "job test: printed \x00 and failed"))
+	b, err := s.GetBuild(ctx, "x")
+	must(t, err)
+	if b.State != coordinator.Ended || b.Message != "job test: printed \uFFFD and failed" || b.Trigger != "push by \uFFFD" {
+		t.Errorf("stored %q, %q (%s)", b.Message, b.Trigger, b.State)
+	}
+}
