@@ -3,6 +3,7 @@ package link
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -69,8 +70,9 @@ func (l *Link) moveTo(addr string) {
 		return
 	}
 	l.at = addr
-	if l.calls != nil {
-		l.calls.Close()
+	if old := l.calls; old != nil {
+		// Calls under way on it (an archive's upload) may finish first.
+		time.AfterFunc(time.Minute, func() { old.Close() })
 		l.calls = nil
 	}
 }

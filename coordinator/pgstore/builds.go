@@ -94,6 +94,8 @@ func createError(id string, err error) error {
 		return err
 	case isConstraint(err):
 		return fmt.Errorf("create build %s: a build with that id or delivery exists already: %w", id, err)
+	case isBadText(err):
+		return fmt.Errorf("create build %s: a name or URL of it holds a NUL byte, which no repository, branch or commit does", id)
 	}
 	return fmt.Errorf("create build %s: %w", id, err)
 }

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,5 +266,10 @@ func TestANULInAMessageDoesNotKeepABuildFromEnding(t *testing.T) {
 	must(t, err)
 	if b.State != coordinator.Ended || b.Message != "job test: printed \uFFFD and failed" || b.Trigger != "push by \uFFFD" {
 		t.Errorf("stored %q, %q (%s)", b.Message, b.Trigger, b.State)
+	}
+	// A name holds none: refused in words.
+	err = s.CreateBuild(ctx, coordinator.Build{ID: "y", Repo: "r", Source: coordinator.Source{URL: "u", Branch: "ma\x00in"}})
+	if err == nil || !strings.Contains(err.Error(), "NUL byte") {
+		t.Errorf("a branch with a NUL: %v", err)
 	}
 }

@@ -151,6 +151,12 @@ func isConstraint(err error) bool {
 	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "23")
 }
 
+// isBadText reports text PostgreSQL refuses (a NUL byte, 22021).
+func isBadText(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "22021"
+}
+
 // remove runs a DELETE; no row deleted is coordinator.ErrNotFound.
 func (s *Store) remove(ctx context.Context, what, sql string, args ...any) error {
 	n, err := s.exec(ctx, sql, args...)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -109,8 +110,9 @@ func (l *leaderClient) admin(context.Context) (fleet.AdminClient, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conn == nil || l.addr != addr {
-		if l.conn != nil {
-			l.conn.Close()
+		if old := l.conn; old != nil {
+			// Calls under way on it may finish first.
+			time.AfterFunc(time.Minute, func() { old.Close() })
 		}
 		creds := insecure.NewCredentials()
 		if l.tls {
