@@ -12,25 +12,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
-const agentColumns = `id, name, labels, credential_hash, cordoned, joined, last_seen, removed`
-
-func scanAgent(row pgx.Row) (coordinator.Agent, error) {
-	var (
-		a                     coordinator.Agent
-		labels                *string
-		joined, seen, removed int64
-	)
-	if err := row.Scan(&a.ID, &a.Name, &labels, &a.CredentialHash, &a.Cordoned, &joined, &seen, &removed); err != nil {
-		return a, err
-	}
-	a.Joined, a.LastSeen, a.Removed = rows.Time(joined), rows.Time(seen), rows.Time(removed)
-	var err error
-	if a.Labels, err = rows.JSONMap(labels); err != nil {
-		return a, fmt.Errorf("agent %s: labels: %w", a.ID, err)
-	}
-	return a, nil
-}
-
 // SaveAgent stores the agent, replacing what was kept under its id,
 // unless that agent was removed.
 func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
@@ -41,7 +22,7 @@ func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
 	if err != nil {
 		return fmt.Errorf("save agent %s: labels: %w", a.ID, err)
 	}
-	_, err = s.exec(ctx, `INSERT INTO agents (`+agentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)
+	_, err = s.exec(ctx, `INSERT INTO agents (`+rows.AgentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
 			credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
 			joined = excluded.joined, last_seen = excluded.last_seen WHERE agents.removed = 0`,
@@ -63,7 +44,7 @@ func (s *Store) SeenAgent(ctx context.Context, id string, at time.Time) error {
 
 // GetAgent returns the agent (coordinator.ErrNotFound).
 func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, error) {
-	a, err := scanAgent(s.db.QueryRow(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = $1`, id))
+	a, err := rows.ScanAgent(s.db.QueryRow(ctx, `SELECT `+rows.AgentColumns+` FROM agents WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return a, fmt.Errorf("agent %s: %w", id, coordinator.ErrNotFound)
 	}
@@ -75,8 +56,8 @@ func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, err
 
 // ListAgents returns every agent not removed, by name then id.
 func (s *Store) ListAgents(ctx context.Context) ([]coordinator.Agent, error) {
-	rs, err := s.db.Query(ctx, `SELECT `+agentColumns+` FROM agents WHERE removed = 0 ORDER BY name, id`)
-	as, err := collect(rs, err, scanAgent)
+	rs, err := s.db.Query(ctx, `SELECT `+rows.AgentColumns+` FROM agents WHERE removed = 0 ORDER BY name, id`)
+	as, err := collect(rs, err, rows.ScanAgent)
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}

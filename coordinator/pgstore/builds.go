@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,41 +14,7 @@ import (
 	"github.com/monkeyci/monkeyci/events"
 )
 
-const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
-	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag, attempt_reasons, pull_request, cache_scope, cache_fallback, fork`
-
-func scanBuild(row pgx.Row) (coordinator.Build, error) {
-	var (
-		b                        coordinator.Build
-		params, labels, delivery *string
-		reasons                  *string
-		state, result            string
-		lease, created, start, e int64
-	)
-	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
-		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback, &b.Fork)
-	if err != nil {
-		return b, err
-	}
-	b.State, b.Result = coordinator.State(state), events.Result(result)
-	b.LeaseExpires, b.Created, b.Started, b.Ended = rows.Time(lease), rows.Time(created), rows.Time(start), rows.Time(e)
-	if b.Params, err = rows.JSONMap(params); err != nil {
-		return b, fmt.Errorf("build %s: params: %w", b.ID, err)
-	}
-	if b.Labels, err = rows.JSONMap(labels); err != nil {
-		return b, fmt.Errorf("build %s: labels: %w", b.ID, err)
-	}
-	if reasons != nil {
-		if err := json.Unmarshal([]byte(*reasons), &b.AttemptReasons); err != nil {
-			return b, fmt.Errorf("build %s: attempt reasons: %w", b.ID, err)
-		}
-	}
-	return b, nil
-}
-
-const insertBuild = `INSERT INTO builds (` + buildColumns + `, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+const insertBuild = `INSERT INTO builds (` + rows.BuildColumns + `, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
 	$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`
 
 // CreateBuild stores a new build. Its state defaults to queued and its
@@ -151,46 +116,11 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 	return b.ID, nil
 }
 
-// buildArgs checks b and makes insertBuild's arguments (delivery nil:
-// none).
+// buildArgs is rows.BuildArgs of b with its free text as PostgreSQL keeps
+// it (text).
 func (s *Store) buildArgs(b coordinator.Build, delivery any, event string) ([]any, error) {
-	if b.ID == "" {
-		return nil, errors.New("create build: the build has no id")
-	}
-	if b.State == "" {
-		b.State = coordinator.Queued
-	}
-	switch b.State {
-	case coordinator.Queued, coordinator.Running, coordinator.Ended:
-	default:
-		return nil, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
-	}
-	if b.Attempt < 0 {
-		return nil, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
-	}
-	if b.Created.IsZero() {
-		b.Created = s.now()
-	}
-	params, err := rows.MapJSON(b.Params)
-	if err != nil {
-		return nil, fmt.Errorf("create build %s: params: %w", b.ID, err)
-	}
-	labels, err := rows.MapJSON(b.Labels)
-	if err != nil {
-		return nil, fmt.Errorf("create build %s: labels: %w", b.ID, err)
-	}
-	var reasons any
-	if len(b.AttemptReasons) > 0 {
-		data, err := json.Marshal(b.AttemptReasons)
-		if err != nil {
-			return nil, fmt.Errorf("create build %s: attempt reasons: %w", b.ID, err)
-		}
-		reasons = string(data)
-	}
-	return []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
-		string(b.State), string(b.Result), text(b.Message), b.Attempt, b.Agent, rows.Nanos(b.LeaseExpires), text(b.Waiting),
-		rows.Nanos(b.Created), rows.Nanos(b.Started), rows.Nanos(b.Ended), text(b.Trigger), b.Forge, delivery, b.Source.Tag, reasons,
-		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}, nil
+	b.Message, b.Waiting, b.Trigger = text(b.Message), text(b.Waiting), text(b.Trigger)
+	return rows.BuildArgs(b, s.now(), delivery, event)
 }
 
 // text is a build's free text as PostgreSQL keeps it: it refuses a NUL
@@ -201,7 +131,7 @@ func text(s string) string { return strings.ReplaceAll(s, "\x00", "\uFFFD") }
 
 // GetBuild returns the build (coordinator.ErrNotFound).
 func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, error) {
-	b, err := scanBuild(s.db.QueryRow(ctx, `SELECT `+buildColumns+` FROM builds WHERE id = $1`, id))
+	b, err := rows.ScanBuild(s.db.QueryRow(ctx, `SELECT `+rows.BuildColumns+` FROM builds WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return b, fmt.Errorf("build %s: %w", id, coordinator.ErrNotFound)
 	}
@@ -221,7 +151,7 @@ func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]strin
 	}
 	rs, err := s.db.Query(ctx, `SELECT id FROM builds WHERE id >= $1 AND id < $2 ORDER BY id LIMIT $3`,
 		prefix, prefix+"\U0010FFFF", lim)
-	ids, err := collect(rs, err, func(r pgx.Row) (id string, err error) { return id, r.Scan(&id) })
+	ids, err := collect(rs, err, func(r rows.Scanner) (id string, err error) { return id, r.Scan(&id) })
 	if err != nil {
 		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
 	}
@@ -243,7 +173,7 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 		args = append(args, string(f.State))
 		where = append(where, fmt.Sprintf("state = $%d", len(args)))
 	}
-	q := `SELECT ` + buildColumns + ` FROM builds`
+	q := `SELECT ` + rows.BuildColumns + ` FROM builds`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -253,7 +183,7 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 		q += fmt.Sprintf(` LIMIT $%d`, len(args))
 	}
 	rs, err := s.db.Query(ctx, q, args...)
-	bs, err := collect(rs, err, scanBuild)
+	bs, err := collect(rs, err, rows.ScanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
@@ -271,8 +201,8 @@ func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
 }
 
 func (s *Store) inState(ctx context.Context, st coordinator.State) ([]coordinator.Build, error) {
-	rs, err := s.db.Query(ctx, `SELECT `+buildColumns+` FROM builds WHERE state = $1 ORDER BY created, id`, string(st))
-	bs, err := collect(rs, err, scanBuild)
+	rs, err := s.db.Query(ctx, `SELECT `+rows.BuildColumns+` FROM builds WHERE state = $1 ORDER BY created, id`, string(st))
+	bs, err := collect(rs, err, rows.ScanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("%s builds: %w", st, err)
 	}
@@ -338,12 +268,12 @@ const requeued = `queued_seq = nextval('builds_queued_seq')`
 // (mark when there is none). A build whose entry committed late may sort
 // before mark: read again with some overlap.
 func (s *Store) QueuedSince(ctx context.Context, mark int64) ([]coordinator.Build, int64, error) {
-	rs, err := s.db.Query(ctx, `SELECT `+buildColumns+`, queued_seq FROM builds WHERE state = 'queued' AND queued_seq > $1
+	rs, err := s.db.Query(ctx, `SELECT `+rows.BuildColumns+`, queued_seq FROM builds WHERE state = 'queued' AND queued_seq > $1
 		ORDER BY queued_seq`, mark)
 	last := mark
-	bs, err := collect(rs, err, func(r pgx.Row) (coordinator.Build, error) {
+	bs, err := collect(rs, err, func(r rows.Scanner) (coordinator.Build, error) {
 		var seq int64
-		b, err := scanBuild(rowAnd{r, &seq})
+		b, err := rows.ScanBuild(rowAnd{r, &seq})
 		last = max(last, seq)
 		return b, err
 	})
@@ -353,7 +283,7 @@ func (s *Store) QueuedSince(ctx context.Context, mark int64) ([]coordinator.Buil
 	return bs, last, nil
 }
 
-// rowAnd scans a row into what scanBuild asks, and one more column.
+// rowAnd scans a row into what rows.ScanBuild asks, and one more column.
 type rowAnd struct {
 	pgx.Row
 	more any

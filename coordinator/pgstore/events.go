@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
 // AppendEvent stores an attempt's event under its sequence number, once:
@@ -93,7 +94,7 @@ func (s *Store) LastSeq(ctx context.Context, id string, attempt int) (int64, err
 func (s *Store) Events(ctx context.Context, id string) ([]coordinator.StoredEvent, error) {
 	op := fmt.Sprintf("events of build %s", id)
 	rs, err := s.db.Query(ctx, `SELECT attempt, seq, event FROM events WHERE build_id = $1 ORDER BY attempt, seq`, id)
-	es, err := collect(rs, err, func(r pgx.Row) (coordinator.StoredEvent, error) {
+	es, err := collect(rs, err, func(r rows.Scanner) (coordinator.StoredEvent, error) {
 		e := coordinator.StoredEvent{BuildID: id}
 		var data []byte
 		if err := r.Scan(&e.Attempt, &e.Seq, &data); err != nil {

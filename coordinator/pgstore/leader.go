@@ -72,7 +72,7 @@ func (s *Store) Members(ctx context.Context, since time.Duration) ([]leader.Memb
 			coalesce(l.holder = c.id AND l.expires > clock_timestamp(), false), coalesce(l.term, 0)
 		FROM coordinators AS c LEFT JOIN leader AS l ON l.id = 1 AND l.holder = c.id
 		WHERE c.seen > clock_timestamp() - $1 * interval '1 microsecond' ORDER BY c.started, c.id`, since.Microseconds())
-	ms, err := collect(rs, err, func(r pgx.Row) (leader.Member, error) {
+	ms, err := collect(rs, err, func(r rows.Scanner) (leader.Member, error) {
 		var m leader.Member
 		var started int64
 		err := r.Scan(&m.ID, &m.GRPC, &m.HTTP, &m.Version, &started, &m.Seen, &m.Leader, &m.Term)

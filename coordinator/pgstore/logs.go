@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 	"github.com/monkeyci/monkeyci/coordinator/logarchive"
 	"github.com/monkeyci/monkeyci/coordinator/logstore"
 )
@@ -108,7 +109,7 @@ func (l *Logs) Sizes(build string, attempt int) ([]logstore.Stream, error) {
 	}
 	rs, err := l.db.Query(context.Background(), `SELECT job, stream, size FROM log_streams
 		WHERE build_id = $1 AND attempt = $2 AND size > 0 ORDER BY job, stream`, build, attempt)
-	out, err := collect(rs, err, func(r pgx.Row) (logstore.Stream, error) {
+	out, err := collect(rs, err, func(r rows.Scanner) (logstore.Stream, error) {
 		st := logstore.Stream{Key: logstore.Key{Build: build, Attempt: attempt}}
 		return st, r.Scan(&st.Job, &st.Stream, &st.Size)
 	})
@@ -121,7 +122,7 @@ func (l *Logs) Sizes(build string, attempt int) ([]logstore.Stream, error) {
 // Attempts returns the attempts of a build that have logs, in order.
 func (l *Logs) Attempts(build string) ([]int, error) {
 	rs, err := l.db.Query(context.Background(), `SELECT DISTINCT attempt FROM log_streams WHERE build_id = $1 ORDER BY attempt`, build)
-	out, err := collect(rs, err, func(r pgx.Row) (n int, err error) { return n, r.Scan(&n) })
+	out, err := collect(rs, err, func(r rows.Scanner) (n int, err error) { return n, r.Scan(&n) })
 	if err != nil {
 		return nil, fmt.Errorf("logs of build %s: %w", build, err)
 	}
@@ -131,7 +132,7 @@ func (l *Logs) Attempts(build string) ([]int, error) {
 // Builds returns the builds that have logs here, in order.
 func (l *Logs) Builds() ([]string, error) {
 	rs, err := l.db.Query(context.Background(), `SELECT DISTINCT build_id FROM log_streams ORDER BY build_id`)
-	out, err := collect(rs, err, func(r pgx.Row) (id string, err error) { return id, r.Scan(&id) })
+	out, err := collect(rs, err, func(r rows.Scanner) (id string, err error) { return id, r.Scan(&id) })
 	if err != nil {
 		return nil, fmt.Errorf("logs: %w", err)
 	}

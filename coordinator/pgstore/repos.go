@@ -11,26 +11,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
-const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth`
-
-func scanRepo(row pgx.Row) (coordinator.Repo, error) {
-	var (
-		r        coordinator.Repo
-		branches *string
-		created  int64
-	)
-	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created,
-		&r.URLCredential, &r.DefaultBranch, &r.Depth); err != nil {
-		return r, err
-	}
-	r.Created = rows.Time(created)
-	var err error
-	if r.Branches, err = rows.JSONList(branches); err != nil {
-		return r, fmt.Errorf("repository %s: branches: %w", r.Name, err)
-	}
-	return r, nil
-}
-
 // SaveRepo adds a repository or replaces its settings; its secrets stay,
 // and so do a webhook secret and a forge token not given again. A URL
 // credential not given again stays only while the URL does (else a new
@@ -47,7 +27,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	if created.IsZero() {
 		created = s.now()
 	}
-	_, err = s.exec(ctx, `INSERT INTO repos (`+repoColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	_, err = s.exec(ctx, `INSERT INTO repos (`+rows.RepoColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (name) DO UPDATE SET url = excluded.url,
 			url_credential = CASE WHEN excluded.url_credential IS NOT NULL THEN excluded.url_credential
 				WHEN excluded.url = repos.url THEN repos.url_credential END,
@@ -65,7 +45,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 
 // GetRepo returns the repository (coordinator.ErrNotFound).
 func (s *Store) GetRepo(ctx context.Context, name string) (coordinator.Repo, error) {
-	r, err := scanRepo(s.db.QueryRow(ctx, `SELECT `+repoColumns+` FROM repos WHERE name = $1`, name))
+	r, err := rows.ScanRepo(s.db.QueryRow(ctx, `SELECT `+rows.RepoColumns+` FROM repos WHERE name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("repository %s: %w", name, coordinator.ErrNotFound)
 	}
@@ -77,8 +57,8 @@ func (s *Store) GetRepo(ctx context.Context, name string) (coordinator.Repo, err
 
 // ListRepos returns every repository by name.
 func (s *Store) ListRepos(ctx context.Context) ([]coordinator.Repo, error) {
-	rs, err := s.db.Query(ctx, `SELECT `+repoColumns+` FROM repos ORDER BY name`)
-	repos, err := collect(rs, err, scanRepo)
+	rs, err := s.db.Query(ctx, `SELECT `+rows.RepoColumns+` FROM repos ORDER BY name`)
+	repos, err := collect(rs, err, rows.ScanRepo)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
@@ -99,7 +79,7 @@ func (s *Store) FindRepo(ctx context.Context, names, urls []string) (coordinator
 		}
 	}
 	for _, u := range urls {
-		r, err := scanRepo(s.db.QueryRow(ctx, `SELECT `+repoColumns+` FROM repos WHERE url = $1 ORDER BY name LIMIT 1`, u))
+		r, err := rows.ScanRepo(s.db.QueryRow(ctx, `SELECT `+rows.RepoColumns+` FROM repos WHERE url = $1 ORDER BY name LIMIT 1`, u))
 		if err == nil {
 			return r, nil
 		}
@@ -135,7 +115,7 @@ func (s *Store) ListSecrets(ctx context.Context, repo string) ([]coordinator.Sec
 		return nil, err
 	}
 	rs, err := s.db.Query(ctx, `SELECT repo, key, updated FROM secrets WHERE repo = $1 ORDER BY key`, repo)
-	out, err := collect(rs, err, func(r pgx.Row) (coordinator.SecretInfo, error) {
+	out, err := collect(rs, err, func(r rows.Scanner) (coordinator.SecretInfo, error) {
 		var si coordinator.SecretInfo
 		var updated int64
 		err := r.Scan(&si.Repo, &si.Key, &updated)

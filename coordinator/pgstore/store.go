@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
 var _ coordinator.Store = (*Store)(nil)
@@ -129,7 +130,7 @@ func (s *Store) exec(ctx context.Context, sql string, args ...any) (int64, error
 }
 
 // collect scans every row a query returned with scan.
-func collect[T any](rows pgx.Rows, err error, scan func(pgx.Row) (T, error)) ([]T, error) {
+func collect[T any](rows pgx.Rows, err error, scan func(rows.Scanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}

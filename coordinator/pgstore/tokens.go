@@ -12,21 +12,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
-const tokenColumns = `hash, kind, created, expires, last_used`
-
-func scanToken(row pgx.Row) (coordinator.Token, error) {
-	var (
-		t                      coordinator.Token
-		kind                   string
-		created, expires, used int64
-	)
-	if err := row.Scan(&t.Hash, &kind, &created, &expires, &used); err != nil {
-		return t, err
-	}
-	t.Kind, t.Created, t.Expires, t.LastUsed = coordinator.TokenKind(kind), rows.Time(created), rows.Time(expires), rows.Time(used)
-	return t, nil
-}
-
 // SaveToken keeps a token's hash with its kind and expiry; saving a hash
 // again sets its kind and expiry. Its creation time is now.
 func (s *Store) SaveToken(ctx context.Context, t coordinator.Token) error {
@@ -44,7 +29,7 @@ func (s *Store) SaveToken(ctx context.Context, t coordinator.Token) error {
 
 // GetToken returns the token with that hash (coordinator.ErrNotFound).
 func (s *Store) GetToken(ctx context.Context, hash string) (coordinator.Token, error) {
-	t, err := scanToken(s.db.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE hash = $1`, hash))
+	t, err := rows.ScanToken(s.db.QueryRow(ctx, `SELECT `+rows.TokenColumns+` FROM tokens WHERE hash = $1`, hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		// The hash is not named: it is a secret's digest.
 		return t, fmt.Errorf("token: %w", coordinator.ErrNotFound)
@@ -57,17 +42,17 @@ func (s *Store) GetToken(ctx context.Context, hash string) (coordinator.Token, e
 
 // TokensByID returns the tokens whose id starts with prefix.
 func (s *Store) TokensByID(ctx context.Context, prefix string) ([]coordinator.Token, error) {
-	return s.tokens(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id >= $1 AND starts_with(id, $1) ORDER BY id`, prefix)
+	return s.tokens(ctx, `SELECT `+rows.TokenColumns+` FROM tokens WHERE id >= $1 AND starts_with(id, $1) ORDER BY id`, prefix)
 }
 
 // ListTokens returns every token, oldest first.
 func (s *Store) ListTokens(ctx context.Context) ([]coordinator.Token, error) {
-	return s.tokens(ctx, `SELECT `+tokenColumns+` FROM tokens ORDER BY created, hash`)
+	return s.tokens(ctx, `SELECT `+rows.TokenColumns+` FROM tokens ORDER BY created, hash`)
 }
 
 func (s *Store) tokens(ctx context.Context, sql string, args ...any) ([]coordinator.Token, error) {
 	rs, err := s.db.Query(ctx, sql, args...)
-	ts, err := collect(rs, err, scanToken)
+	ts, err := collect(rs, err, rows.ScanToken)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}

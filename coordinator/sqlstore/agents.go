@@ -11,27 +11,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
-const agentColumns = `id, name, labels, credential_hash, cordoned, joined, last_seen, removed`
-
-func scanAgent(row scanner) (coordinator.Agent, error) {
-	var (
-		a            coordinator.Agent
-		labels       *string
-		joined, seen int64
-		removed      int64
-		cordoned     bool
-	)
-	if err := row.Scan(&a.ID, &a.Name, &labels, &a.CredentialHash, &cordoned, &joined, &seen, &removed); err != nil {
-		return a, err
-	}
-	a.Cordoned, a.Joined, a.LastSeen, a.Removed = cordoned, rows.Time(joined), rows.Time(seen), rows.Time(removed)
-	var err error
-	if a.Labels, err = rows.JSONMap(labels); err != nil {
-		return a, fmt.Errorf("agent %s: labels: %w", a.ID, err)
-	}
-	return a, nil
-}
-
 // SaveAgent stores the agent, replacing what was kept under its id,
 // unless that agent was removed.
 func (s *Store) SaveAgent(ctx context.Context, a coordinator.Agent) error {
@@ -67,7 +46,7 @@ func (s *Store) SeenAgent(ctx context.Context, id string, at time.Time) error {
 
 // GetAgent returns the agent (coordinator.ErrNotFound).
 func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, error) {
-	a, err := scanAgent(s.q.getAgent.QueryRowContext(ctx, id))
+	a, err := rows.ScanAgent(s.q.getAgent.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("agent %s: %w", id, coordinator.ErrNotFound)
 	}
@@ -79,8 +58,8 @@ func (s *Store) GetAgent(ctx context.Context, id string) (coordinator.Agent, err
 
 // ListAgents returns every agent not removed, by name then id.
 func (s *Store) ListAgents(ctx context.Context) ([]coordinator.Agent, error) {
-	rows, err := s.q.listAgents.QueryContext(ctx)
-	as, err := collect(rows, err, scanAgent)
+	rs, err := s.q.listAgents.QueryContext(ctx)
+	as, err := collect(rs, err, rows.ScanAgent)
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,46 +16,10 @@ import (
 	"github.com/monkeyci/monkeyci/events"
 )
 
-const buildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
-	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag, attempt_reasons, pull_request, cache_scope, cache_fallback, fork`
-
-type scanner interface{ Scan(dest ...any) error }
-
-func scanBuild(row scanner) (coordinator.Build, error) {
-	var (
-		b                        coordinator.Build
-		params, labels, delivery *string
-		reasons                  *string
-		state, result            string
-		lease, created, start, e int64
-	)
-	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
-		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback, &b.Fork)
-	if err != nil {
-		return b, err
-	}
-	b.State, b.Result = coordinator.State(state), events.Result(result)
-	b.LeaseExpires, b.Created, b.Started, b.Ended = rows.Time(lease), rows.Time(created), rows.Time(start), rows.Time(e)
-	if b.Params, err = rows.JSONMap(params); err != nil {
-		return b, fmt.Errorf("build %s: params: %w", b.ID, err)
-	}
-	if b.Labels, err = rows.JSONMap(labels); err != nil {
-		return b, fmt.Errorf("build %s: labels: %w", b.ID, err)
-	}
-	if reasons != nil {
-		if err := json.Unmarshal([]byte(*reasons), &b.AttemptReasons); err != nil {
-			return b, fmt.Errorf("build %s: attempt reasons: %w", b.ID, err)
-		}
-	}
-	return b, nil
-}
-
 // CreateBuild stores a new build. Its state defaults to queued and its
 // creation time to now. An id that exists already is an error.
 func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
-	ins, err := s.buildInsert(b, sql.NullString{}, "")
+	ins, err := s.buildInsert(b, nil, "")
 	if err != nil {
 		return err
 	}
@@ -71,7 +34,7 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 		return "", errors.New("create delivered build: a forge and a delivery id are required")
 	}
 	key := d.Forge + ":" + d.ID
-	ins, err := s.buildInsert(b, sql.NullString{String: key, Valid: true}, d.Event)
+	ins, err := s.buildInsert(b, key, d.Event)
 	if err != nil {
 		return "", err
 	}
@@ -121,44 +84,11 @@ func (i insert) wrap(err error) error {
 }
 
 // buildInsert checks b and makes the change that stores it.
-func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event string) (insert, error) {
-	if b.ID == "" {
-		return insert{}, errors.New("create build: the build has no id")
-	}
-	if b.State == "" {
-		b.State = coordinator.Queued
-	}
-	switch b.State {
-	case coordinator.Queued, coordinator.Running, coordinator.Ended:
-	default:
-		return insert{}, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
-	}
-	if b.Attempt < 0 {
-		return insert{}, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
-	}
-	if b.Created.IsZero() {
-		b.Created = s.now()
-	}
-	params, err := rows.MapJSON(b.Params)
+func (s *Store) buildInsert(b coordinator.Build, delivery any, event string) (insert, error) {
+	args, err := rows.BuildArgs(b, s.now(), delivery, event)
 	if err != nil {
-		return insert{}, fmt.Errorf("create build %s: params: %w", b.ID, err)
+		return insert{}, err
 	}
-	labels, err := rows.MapJSON(b.Labels)
-	if err != nil {
-		return insert{}, fmt.Errorf("create build %s: labels: %w", b.ID, err)
-	}
-	var reasons sql.NullString
-	if len(b.AttemptReasons) > 0 {
-		data, err := json.Marshal(b.AttemptReasons)
-		if err != nil {
-			return insert{}, fmt.Errorf("create build %s: attempt reasons: %w", b.ID, err)
-		}
-		reasons = sql.NullString{String: string(data), Valid: true}
-	}
-	args := []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
-		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, rows.Nanos(b.LeaseExpires), b.Waiting,
-		rows.Nanos(b.Created), rows.Nanos(b.Started), rows.Nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
-		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}
 	return insert{id: b.ID, args: args, run: func(w wconn) error {
 		_, err := w.stmt(s.q.createBuild).ExecContext(w.ctx, args...)
 		return err
@@ -167,7 +97,7 @@ func (s *Store) buildInsert(b coordinator.Build, delivery sql.NullString, event 
 
 // GetBuild returns the build (coordinator.ErrNotFound).
 func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, error) {
-	b, err := scanBuild(s.q.getBuild.QueryRowContext(ctx, id))
+	b, err := rows.ScanBuild(s.q.getBuild.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, fmt.Errorf("build %s: %w", id, coordinator.ErrNotFound)
 	}
@@ -181,8 +111,8 @@ func (s *Store) GetBuild(ctx context.Context, id string) (coordinator.Build, err
 func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]string, error) {
 	// Text compares byte by byte: every id that starts with prefix sorts
 	// below prefix followed by the greatest code point.
-	rows, err := s.q.buildIDs.QueryContext(ctx, prefix, prefix+"\U0010FFFF", limit)
-	ids, err := collect(rows, err, func(r scanner) (id string, err error) { return id, r.Scan(&id) })
+	rs, err := s.q.buildIDs.QueryContext(ctx, prefix, prefix+"\U0010FFFF", limit)
+	ids, err := collect(rs, err, func(r rows.Scanner) (id string, err error) { return id, r.Scan(&id) })
 	if err != nil {
 		return nil, fmt.Errorf("builds by id prefix %s: %w", prefix, err)
 	}
@@ -202,7 +132,7 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 	if f.State != "" {
 		where, args = append(where, "state = ?"), append(args, string(f.State))
 	}
-	q := `SELECT ` + buildColumns + ` FROM builds`
+	q := `SELECT ` + rows.BuildColumns + ` FROM builds`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -210,8 +140,8 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 	if f.Limit > 0 {
 		q, args = q+` LIMIT ?`, append(args, f.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	bs, err := collect(rows, err, scanBuild)
+	rs, err := s.r.QueryContext(ctx, q, args...)
+	bs, err := collect(rs, err, rows.ScanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
@@ -220,8 +150,8 @@ func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]co
 
 // Queued returns the queued builds, oldest first (by creation, then id).
 func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
-	rows, err := s.q.queued.QueryContext(ctx)
-	bs, err := collect(rows, err, scanBuild)
+	rs, err := s.q.queued.QueryContext(ctx)
+	bs, err := collect(rs, err, rows.ScanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("queued builds: %w", err)
 	}
@@ -230,8 +160,8 @@ func (s *Store) Queued(ctx context.Context) ([]coordinator.Build, error) {
 
 // Running returns the builds under a lease, oldest first.
 func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
-	rows, err := s.q.running.QueryContext(ctx)
-	bs, err := collect(rows, err, scanBuild)
+	rs, err := s.q.running.QueryContext(ctx)
+	bs, err := collect(rs, err, rows.ScanBuild)
 	if err != nil {
 		return nil, fmt.Errorf("running builds: %w", err)
 	}
@@ -239,20 +169,20 @@ func (s *Store) Running(ctx context.Context) ([]coordinator.Build, error) {
 }
 
 // collect scans every row a query returned with scan.
-func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
+func collect[T any](rs *sql.Rows, err error, scan func(rows.Scanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer rs.Close()
 	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
+	for rs.Next() {
+		v, err := scan(rs)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	return out, rs.Err()
 }
 
 // SetWaiting records why a queued build was not dispatched. A build that is

@@ -106,16 +106,16 @@ func (s *Store) Events(ctx context.Context, id string) ([]coordinator.StoredEven
 }
 
 func (s *Store) events(ctx context.Context, id string) ([]coordinator.StoredEvent, error) {
-	rows, err := s.q.events.QueryContext(ctx, id)
+	rs, err := s.q.events.QueryContext(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer rs.Close()
 	var es []coordinator.StoredEvent
-	for rows.Next() {
+	for rs.Next() {
 		e := coordinator.StoredEvent{BuildID: id}
 		var data []byte
-		if err := rows.Scan(&e.Attempt, &e.Seq, &data); err != nil {
+		if err := rs.Scan(&e.Attempt, &e.Seq, &data); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal(data, &e.Event); err != nil {
@@ -123,5 +123,5 @@ func (s *Store) events(ctx context.Context, id string) ([]coordinator.StoredEven
 		}
 		es = append(es, e)
 	}
-	return es, rows.Err()
+	return es, rs.Err()
 }

@@ -10,30 +10,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
-const repoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth`
-
-func scanRepo(row scanner) (coordinator.Repo, error) {
-	var (
-		r        coordinator.Repo
-		branches *string
-		created  int64
-		depth    sql.NullInt64
-	)
-	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created, &r.URLCredential, &r.DefaultBranch, &depth); err != nil {
-		return r, err
-	}
-	if depth.Valid {
-		d := int(depth.Int64)
-		r.Depth = &d
-	}
-	r.Created = rows.Time(created)
-	var err error
-	if r.Branches, err = rows.JSONList(branches); err != nil {
-		return r, fmt.Errorf("repository %s: branches: %w", r.Name, err)
-	}
-	return r, nil
-}
-
 // SaveRepo adds a repository or replaces its settings; its secrets stay,
 // and so do a webhook secret and a forge token not given again. A URL
 // credential not given again stays only while the URL does (else a new
@@ -63,7 +39,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 
 // GetRepo returns the repository (coordinator.ErrNotFound).
 func (s *Store) GetRepo(ctx context.Context, name string) (coordinator.Repo, error) {
-	r, err := scanRepo(s.q.getRepo.QueryRowContext(ctx, name))
+	r, err := rows.ScanRepo(s.q.getRepo.QueryRowContext(ctx, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("repository %s: %w", name, coordinator.ErrNotFound)
 	}
@@ -75,12 +51,12 @@ func (s *Store) GetRepo(ctx context.Context, name string) (coordinator.Repo, err
 
 // ListRepos returns every repository by name.
 func (s *Store) ListRepos(ctx context.Context) ([]coordinator.Repo, error) {
-	rows, err := s.q.listRepos.QueryContext(ctx)
-	rs, err := collect(rows, err, scanRepo)
+	rs, err := s.q.listRepos.QueryContext(ctx)
+	repos, err := collect(rs, err, rows.ScanRepo)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
-	return rs, nil
+	return repos, nil
 }
 
 // RemoveRepo removes a repository and (by cascade) its secrets.
@@ -97,7 +73,7 @@ func (s *Store) FindRepo(ctx context.Context, names, urls []string) (coordinator
 		}
 	}
 	for _, u := range urls {
-		r, err := scanRepo(s.q.repoByURL.QueryRowContext(ctx, u))
+		r, err := rows.ScanRepo(s.q.repoByURL.QueryRowContext(ctx, u))
 		if err == nil {
 			return r, nil
 		}
@@ -164,21 +140,21 @@ func (s *Store) RemoveSecret(ctx context.Context, repo, key string) error {
 
 // Secrets returns a repository's sealed secrets by key.
 func (s *Store) Secrets(ctx context.Context, repo string) (map[string][]byte, error) {
-	rows, err := s.q.secrets.QueryContext(ctx, repo)
+	rs, err := s.q.secrets.QueryContext(ctx, repo)
 	if err != nil {
 		return nil, fmt.Errorf("secrets of %s: %w", repo, err)
 	}
-	defer rows.Close()
+	defer rs.Close()
 	out := map[string][]byte{}
-	for rows.Next() {
+	for rs.Next() {
 		var k string
 		var v []byte
-		if err := rows.Scan(&k, &v); err != nil {
+		if err := rs.Scan(&k, &v); err != nil {
 			return nil, fmt.Errorf("secrets of %s: %w", repo, err)
 		}
 		out[k] = v
 	}
-	return out, rows.Err()
+	return out, rs.Err()
 }
 
 // remove runs a DELETE; no row deleted is coordinator.ErrNotFound.

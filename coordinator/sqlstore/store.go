@@ -30,6 +30,7 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
 var _ coordinator.Store = (*Store)(nil)
@@ -233,7 +234,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		s   **sql.Stmt
 		sql string
 	}{
-		{w, &q.createBuild, `INSERT INTO builds (` + buildColumns + `, event_key)
+		{w, &q.createBuild, `INSERT INTO builds (` + rows.BuildColumns + `, event_key)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
@@ -262,7 +263,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		// An UPDATE: an agent removed meanwhile is not made again.
 		{w, &q.seenAgent, `UPDATE agents SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2`},
 		// A removed agent stays removed: saving it changes nothing.
-		{w, &q.saveAgent, `INSERT INTO agents (` + agentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+		{w, &q.saveAgent, `INSERT INTO agents (` + rows.AgentColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels,
 				credential_hash = excluded.credential_hash, cordoned = excluded.cordoned,
 				joined = excluded.joined, last_seen = excluded.last_seen WHERE agents.removed = 0`},
@@ -273,7 +274,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + repoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		{w, &q.saveRepo, `INSERT INTO repos (` + rows.RepoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET url = excluded.url,
 				url_credential = CASE WHEN excluded.url_credential IS NOT NULL THEN excluded.url_credential
 					WHEN excluded.url = url THEN url_credential END,
@@ -295,25 +296,25 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.wsameEvent, `SELECT id FROM builds WHERE repo = ?1 AND event_key = ?2 AND event_key <> '' AND created >= ?3
 			ORDER BY created LIMIT 1`},
 
-		{r, &q.getBuild, `SELECT ` + buildColumns + ` FROM builds WHERE id = ?`},
-		{r, &q.queued, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'queued' ORDER BY created, id`},
-		{r, &q.running, `SELECT ` + buildColumns + ` FROM builds WHERE state = 'running' ORDER BY created, id`},
+		{r, &q.getBuild, `SELECT ` + rows.BuildColumns + ` FROM builds WHERE id = ?`},
+		{r, &q.queued, `SELECT ` + rows.BuildColumns + ` FROM builds WHERE state = 'queued' ORDER BY created, id`},
+		{r, &q.running, `SELECT ` + rows.BuildColumns + ` FROM builds WHERE state = 'running' ORDER BY created, id`},
 		{r, &q.lastSeq, `SELECT m.last_seq FROM builds AS b
 			LEFT JOIN event_marks AS m ON m.build_id = b.id AND m.attempt = ?2 WHERE b.id = ?1`},
 		{r, &q.events, `SELECT attempt, seq, event FROM events WHERE build_id = ? ORDER BY attempt, seq`},
 		// By the primary key: the ids from the prefix up to its last follower.
 		{r, &q.buildIDs, `SELECT id FROM builds WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3`},
 		{r, &q.buildExists, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = ?)`},
-		{r, &q.getAgent, `SELECT ` + agentColumns + ` FROM agents WHERE id = ?`},
-		{r, &q.listAgents, `SELECT ` + agentColumns + ` FROM agents WHERE removed = 0 ORDER BY name, id`},
-		{r, &q.getToken, `SELECT ` + tokenColumns + ` FROM tokens WHERE hash = ?`},
+		{r, &q.getAgent, `SELECT ` + rows.AgentColumns + ` FROM agents WHERE id = ?`},
+		{r, &q.listAgents, `SELECT ` + rows.AgentColumns + ` FROM agents WHERE removed = 0 ORDER BY name, id`},
+		{r, &q.getToken, `SELECT ` + rows.TokenColumns + ` FROM tokens WHERE hash = ?`},
 		// A prefix of an id: the index is searched from the prefix on.
-		{r, &q.tokensByID, `SELECT ` + tokenColumns + ` FROM tokens WHERE id >= ?1 AND substr(id, 1, length(?1)) = ?1 ORDER BY id`},
-		{r, &q.listTokens, `SELECT ` + tokenColumns + ` FROM tokens ORDER BY created, hash`},
+		{r, &q.tokensByID, `SELECT ` + rows.TokenColumns + ` FROM tokens WHERE id >= ?1 AND substr(id, 1, length(?1)) = ?1 ORDER BY id`},
+		{r, &q.listTokens, `SELECT ` + rows.TokenColumns + ` FROM tokens ORDER BY created, hash`},
 		{r, &q.buildOfDelivery, `SELECT id FROM builds WHERE delivery = ?`},
-		{r, &q.getRepo, `SELECT ` + repoColumns + ` FROM repos WHERE name = ?`},
-		{r, &q.listRepos, `SELECT ` + repoColumns + ` FROM repos ORDER BY name`},
-		{r, &q.repoByURL, `SELECT ` + repoColumns + ` FROM repos WHERE url = ? ORDER BY name LIMIT 1`},
+		{r, &q.getRepo, `SELECT ` + rows.RepoColumns + ` FROM repos WHERE name = ?`},
+		{r, &q.listRepos, `SELECT ` + rows.RepoColumns + ` FROM repos ORDER BY name`},
+		{r, &q.repoByURL, `SELECT ` + rows.RepoColumns + ` FROM repos WHERE url = ? ORDER BY name LIMIT 1`},
 		{r, &q.listSecrets, `SELECT repo, key, updated FROM secrets WHERE repo = ? ORDER BY key`},
 		{r, &q.secrets, `SELECT key, value FROM secrets WHERE repo = ?`},
 	} {

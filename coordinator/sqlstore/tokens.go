@@ -11,21 +11,6 @@ import (
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 )
 
-const tokenColumns = `hash, kind, created, expires, last_used`
-
-func scanToken(row scanner) (coordinator.Token, error) {
-	var (
-		t                      coordinator.Token
-		kind                   string
-		created, expires, used int64
-	)
-	if err := row.Scan(&t.Hash, &kind, &created, &expires, &used); err != nil {
-		return t, err
-	}
-	t.Kind, t.Created, t.Expires, t.LastUsed = coordinator.TokenKind(kind), rows.Time(created), rows.Time(expires), rows.Time(used)
-	return t, nil
-}
-
 // SaveToken keeps a token's hash with its kind and expiry; saving a hash
 // again sets its kind and expiry. Its creation time is now.
 func (s *Store) SaveToken(ctx context.Context, t coordinator.Token) error {
@@ -45,7 +30,7 @@ func (s *Store) SaveToken(ctx context.Context, t coordinator.Token) error {
 
 // GetToken returns the token with that hash (coordinator.ErrNotFound).
 func (s *Store) GetToken(ctx context.Context, hash string) (coordinator.Token, error) {
-	t, err := scanToken(s.q.getToken.QueryRowContext(ctx, hash))
+	t, err := rows.ScanToken(s.q.getToken.QueryRowContext(ctx, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		// The hash is not named: it is a secret's digest.
 		return t, fmt.Errorf("token: %w", coordinator.ErrNotFound)
@@ -67,8 +52,8 @@ func (s *Store) ListTokens(ctx context.Context) ([]coordinator.Token, error) {
 }
 
 func (s *Store) tokens(ctx context.Context, st *sql.Stmt, args ...any) ([]coordinator.Token, error) {
-	rows, err := st.QueryContext(ctx, args...)
-	ts, err := collect(rows, err, scanToken)
+	rs, err := st.QueryContext(ctx, args...)
+	ts, err := collect(rs, err, rows.ScanToken)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
