@@ -289,8 +289,7 @@ func coordinatorRestartMidBuild(t *testing.T, flags []string) {
 	c := startCoordinatorAt(t, dataDir, 20*time.Second, addr, flags...)
 	api := c.adminClient(t)
 	startAgentProcess(t, c, "chaos-restart-a1")
-	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
-		"script: ['seq 1 60 | while read i; do echo \"line $i\"; sleep 0.1; done']\n"})
+	repo, commit := gittest.Repo(t, talking(60))
 	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
@@ -307,14 +306,28 @@ func coordinatorRestartMidBuild(t *testing.T, flags []string) {
 	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
 		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1", ended.GetResult(), ended.GetAttempt(), ended.GetMessage())
 	}
+	checkWholeRun(t, api, b.GetId(), 60)
+}
+
+// talking is a build whose job "talk" prints "line 1" to "line N", one
+// every 0.1 s.
+func talking(lines int) map[string]string {
+	return map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
+		fmt.Sprintf("script: ['seq 1 %d | while read i; do echo \"line $i\"; sleep 0.1; done']\n", lines)}
+}
+
+// checkWholeRun checks that a talking build's stored log is a clean run's,
+// byte for byte, and that none of its events was stored twice.
+func checkWholeRun(t *testing.T, api fleet.AdminClient, id string, lines int) {
+	t.Helper()
 	var want strings.Builder
-	for i := 1; i <= 60; i++ {
+	for i := 1; i <= lines; i++ {
 		fmt.Fprintf(&want, "line %d\n", i)
 	}
-	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
+	if got := readLog(t, api, id, "talk"); got != want.String() {
 		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
 	}
-	detail, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
+	detail, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: id})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,8 +138,7 @@ func TestChaosLeaderKilledTheStandbyTakesOverMidBuild(t *testing.T) {
 		startPairAgent(t, p, name)
 	}
 	api := p.procs[0].adminClient(t)
-	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
-		"script: ['seq 1 80 | while read i; do echo \"line $i\"; sleep 0.1; done']\n"})
+	repo, commit := gittest.Repo(t, talking(80))
 	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
@@ -164,33 +163,7 @@ func TestChaosLeaderKilledTheStandbyTakesOverMidBuild(t *testing.T) {
 	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
 		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\nstandby said:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[1].out)
 	}
-	var want strings.Builder
-	for i := 1; i <= 80; i++ {
-		fmt.Fprintf(&want, "line %d\n", i)
-	}
-	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
-		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
-	}
-	detail, err := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	for i, e := range detail.GetEvents() {
-		if e.GetSeq() != int64(i+1) {
-			t.Errorf("event %d has seq %d: not stored once each, in order", i, e.GetSeq())
-		}
-		var ev events.Event
-		if err := json.Unmarshal(e.GetEvent(), &ev); err != nil {
-			t.Fatal(err)
-		}
-		seen[string(ev.Type)+" "+ev.Job+" "+ev.Command]++
-	}
-	for what, n := range seen {
-		if n > 1 && !strings.HasPrefix(what, "script/") {
-			t.Errorf("%s stored %d times", what, n)
-		}
-	}
+	checkWholeRun(t, api, b.GetId(), 80)
 }
 
 // The leader paused (SIGSTOP) past its role's lease: the standby takes
@@ -204,8 +177,7 @@ func TestChaosPausedLeaderWakesUpAsAStandbyAndChangesNothing(t *testing.T) {
 	startPairAgent(t, p, "ha-paused-a1")
 	api := p.procs[0].adminClient(t)
 	const lines = 200
-	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
-		fmt.Sprintf("script: ['seq 1 %d | while read i; do echo \"line $i\"; sleep 0.1; done']\n", lines)})
+	repo, commit := gittest.Repo(t, talking(lines))
 	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
@@ -230,13 +202,7 @@ func TestChaosPausedLeaderWakesUpAsAStandbyAndChangesNothing(t *testing.T) {
 	if ended.GetResult() != "success" || ended.GetAttempt() != 1 || ended.GetAgent() == "" {
 		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\nold leader said:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[0].out)
 	}
-	var want strings.Builder
-	for i := 1; i <= lines; i++ {
-		fmt.Fprintf(&want, "line %d\n", i)
-	}
-	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
-		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
-	}
+	checkWholeRun(t, api, b.GetId(), lines)
 	if !strings.Contains(p.procs[0].out.String(), "no longer the leader") {
 		t.Errorf("the old leader did not say it stepped down:\n%s", p.procs[0].out)
 	}
@@ -252,8 +218,7 @@ func TestChaosPostgreSQLRestartedMidBuild(t *testing.T) {
 	startPairAgent(t, p, "ha-pg-a1")
 	api := p.procs[0].adminClient(t)
 	const lines = 100
-	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
-		fmt.Sprintf("script: ['seq 1 %d | while read i; do echo \"line $i\"; sleep 0.1; done']\n", lines)})
+	repo, commit := gittest.Repo(t, talking(lines))
 	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
@@ -270,13 +235,7 @@ func TestChaosPostgreSQLRestartedMidBuild(t *testing.T) {
 	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
 		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\ncoordinators said:\n%s\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[0].out, p.procs[1].out)
 	}
-	var want strings.Builder
-	for i := 1; i <= lines; i++ {
-		fmt.Fprintf(&want, "line %d\n", i)
-	}
-	if got := readLog(t, api, b.GetId(), "talk"); got != want.String() {
-		t.Errorf("stored log differs from a clean run's:\n got %q\nwant %q", got, want.String())
-	}
+	checkWholeRun(t, api, b.GetId(), lines)
 	roles := []string{p.role(t, 0), p.role(t, 1)}
 	if !slices.Contains(roles, "leader") || !slices.Contains(roles, "standby") {
 		t.Errorf("roles after the restart: %v, want a leader and a standby", roles)
@@ -383,8 +342,7 @@ func TestAStandbyServesTheAdminAPI(t *testing.T) {
 		list, err := standby.ListAgents(context.Background(), &fleet.ListAgentsRequest{})
 		return err == nil && len(list.GetAgents()) == 1 && list.GetAgents()[0].GetState() == "ready"
 	})
-	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: talk\nimage: monkeyci/busybox:latest\n" +
-		"script: ['seq 1 600 | while read i; do echo \"line $i\"; sleep 0.1; done']\n"})
+	repo, commit := gittest.Repo(t, talking(600))
 	b, err := standby.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
 	if err != nil {
 		t.Fatal(err)
