@@ -243,7 +243,7 @@ func (c *Coordinator) pollEnd(ctx context.Context, id string) {
 // marked; a coordinator alone is the one leader.
 func (s *AdminServer) ListCoordinators(ctx context.Context, _ *fleet.ListCoordinatorsRequest) (*fleet.ListCoordinatorsResponse, error) {
 	c := s.c
-	if c.cfg.Members == nil {
+	if c.cfg.Members == nil { // a coordinator made without a server
 		return &fleet.ListCoordinatorsResponse{Coordinators: []*fleet.CoordinatorInfo{{Leader: true, Self: true}}}, nil
 	}
 	ms, err := c.cfg.Members(ctx)

@@ -175,6 +175,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Store: s.store, Logs: s.live, Blobs: blobs, Retention: cfg.Retention, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	}
+	started := time.Now()
+	// Alone, the coordinator lists itself: the leader, at its addresses.
+	ccfg.Members = func(context.Context) ([]leader.Member, error) {
+		return []leader.Member{{GRPC: cmp.Or(cfg.Advertise, s.GRPCAddr), HTTP: s.HTTPAddr, Version: cfg.Version, Started: started, Seen: time.Now(), Leader: true}}, nil
+	}
 	if shared, ok := s.store.(elected); ok {
 		shared.Elected()
 		s.election = &election{lease: shared, done: make(chan struct{})}
