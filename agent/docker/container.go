@@ -174,7 +174,7 @@ func (e *Engine) Wait(ctx context.Context, id string) (engine.Exit, error) {
 		}
 		switch {
 		case st.Status == container.StateExited || st.Status == container.StateDead:
-			return engine.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}, nil
+			return e.exit(ctx, id, st), nil
 		case st.Status == container.StateCreated && st.Error != "":
 			return engine.Exit{Code: st.ExitCode}, fmt.Errorf("container %s did not start: %s", shortID(id), st.Error)
 		case st.Status == container.StateCreated:
@@ -223,10 +223,7 @@ func (e *Engine) waitResult(ctx context.Context, id string, r container.WaitResp
 	st, err := e.inspectState(ctx, id)
 	switch {
 	case err == nil && (st.Status == container.StateExited || st.Status == container.StateDead):
-		if st.ExitCode == 137 && !st.OOMKilled {
-			st = e.lateOOM(ctx, id, st)
-		}
-		return engine.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}, nil
+		return e.exit(ctx, id, st), nil
 	case err == nil && st.Status == container.StateCreated && st.Error != "":
 		return engine.Exit{Code: st.ExitCode}, fmt.Errorf("container %s did not start: %s", shortID(id), st.Error)
 	case err != nil && !cerrdefs.IsNotFound(err):
@@ -240,6 +237,16 @@ func (e *Engine) waitResult(ctx context.Context, id string, r container.WaitResp
 		return engine.Exit{}, fmt.Errorf("container %s was removed before its exit could be read", shortID(id))
 	}
 	return engine.Exit{Code: int(r.StatusCode)}, nil
+}
+
+// exit reads an ended container's state as an Exit, waiting for a late OOM
+// mark when the code says the container was killed; both the waiter and the
+// first inspection (a container that ended before Wait looked) come here.
+func (e *Engine) exit(ctx context.Context, id string, st *container.State) engine.Exit {
+	if st.ExitCode == 137 && !st.OOMKilled {
+		st = e.lateOOM(ctx, id, st)
+	}
+	return engine.Exit{Code: st.ExitCode, OOMKilled: st.OOMKilled}
 }
 
 // lateOOM reads a killed container's state again for up to a second: the
