@@ -198,10 +198,7 @@ func (m *Mirrors) snapshot(ctx context.Context, r *remote, repo string, src Sour
 	if src.Link {
 		// dir is empty (prepareDir): it becomes the link, and the build
 		// holds the worktree.
-		if err := os.Remove(dir); err != nil {
-			return "", fmt.Errorf("fetching %s: %w", r.shown, err)
-		}
-		if err := os.Symlink(work, dir); err != nil {
+		if err := linkInPlace(work, dir); err != nil {
 			return "", fmt.Errorf("fetching %s: %w", r.shown, err)
 		}
 	} else if err := linkTree(work, dir); err != nil {
