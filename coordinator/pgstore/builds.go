@@ -17,6 +17,23 @@ import (
 const insertBuild = `INSERT INTO builds (` + rows.BuildColumns + `, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
 	$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`
 
+// buildTypes are the types of rows.BuildColumns and event_key, in order:
+// an INSERT ... SELECT (insertBuildWhere) gives its values as typed
+// parameters, where VALUES takes their types from the columns.
+var buildTypes = []string{"text", "text", "text", "text", "text", "text", "text",
+	"text", "text", "text", "integer", "text", "bigint", "text", "bigint", "bigint", "bigint",
+	"text", "text", "text", "text", "text", "integer", "text", "text", "boolean", "text"}
+
+// insertBuildWhere is insertBuild made only when cond holds, in the same
+// statement (one round trip): cond's parameters are numbered from 28.
+func insertBuildWhere(cond string) string {
+	values := make([]string, len(buildTypes))
+	for i, t := range buildTypes {
+		values[i] = fmt.Sprintf("$%d::%s", i+1, t)
+	}
+	return `INSERT INTO builds (` + rows.BuildColumns + `, event_key) SELECT ` + strings.Join(values, ", ") + ` WHERE ` + cond
+}
+
 // CreateBuild stores a new build. Its state defaults to queued and its
 // creation time to now. An id that exists already is an error.
 //
@@ -32,22 +49,10 @@ func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
 		_, err = s.exec(ctx, insertBuild, args...)
 		return createError(b.ID, err)
 	}
-	wctx, cancel, err := writing(ctx)
-	if err != nil {
-		return err
+	n, err := s.exec(ctx, insertBuildWhere(`true`+leaderClause(28, 29)), append(args, f.holder, f.term)...)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("create build %s running: %w", b.ID, coordinator.ErrNotLeader)
 	}
-	defer cancel()
-	err = pgx.BeginFunc(wctx, s.db, func(tx pgx.Tx) error {
-		var holds bool
-		if err := tx.QueryRow(wctx, `SELECT EXISTS (SELECT 1 WHERE true`+leaderClause(1, 2)+`)`, f.holder, f.term).Scan(&holds); err != nil {
-			return err
-		}
-		if !holds {
-			return fmt.Errorf("create build %s running: %w", b.ID, coordinator.ErrNotLeader)
-		}
-		_, err := tx.Exec(wctx, insertBuild, args...)
-		return err
-	})
 	return createError(b.ID, err)
 }
 
@@ -66,10 +71,14 @@ func createError(id string, err error) error {
 }
 
 // CreateDeliveredBuild stores a build made by a forge's delivery, once: the
-// delivery is a unique column of the build, and the look for a build of the
-// same event and the insert are one transaction, under an advisory lock on
-// the repository's event, so that two coordinators given the event at once
+// delivery is a unique column of the build, and a build of the same event
+// is looked for and the new one inserted under an advisory lock on the
+// repository's event, so that two coordinators given the event at once
 // take turns.
+//
+// It is one round trip: a batch runs in one implicit transaction, which
+// holds the lock to its end, and each statement in it reads what was
+// committed when it began, after the lock was granted.
 func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d coordinator.Delivery) (string, error) {
 	if d.Forge == "" || d.ID == "" {
 		return "", errors.New("create delivered build: a forge and a delivery id are required")
@@ -85,25 +94,13 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 	}
 	defer cancel()
 	var first string
-	err = pgx.BeginFunc(wctx, s.db, func(tx pgx.Tx) error {
-		if d.Event != "" {
-			if _, err := tx.Exec(wctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event)); err != nil {
-				return err
-			}
-			err := tx.QueryRow(wctx, `SELECT id FROM builds WHERE repo = $1 AND event_key = $2 AND event_key <> ''
-				AND created >= $3 ORDER BY created LIMIT 1`, b.Repo, d.Event, rows.Nanos(d.Since)).Scan(&first)
-			if err == nil {
-				return fmt.Errorf("build %s of %s was made for the same event (%s): %w", first, b.Repo, d.Event, coordinator.ErrDuplicate)
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		}
-		_, err := tx.Exec(wctx, insertBuild, args...)
-		return err
-	})
-	if errors.Is(err, coordinator.ErrDuplicate) {
-		return first, err
+	if d.Event == "" {
+		_, err = s.db.Exec(wctx, insertBuild, args...)
+	} else {
+		first, err = s.createOncePerEvent(wctx, b, d, args)
+	}
+	if err == nil && first != "" && first != b.ID {
+		return first, fmt.Errorf("build %s of %s was made for the same event (%s): %w", first, b.Repo, d.Event, coordinator.ErrDuplicate)
 	}
 	if err != nil && isConstraint(err) {
 		if qerr := s.db.QueryRow(wctx, `SELECT id FROM builds WHERE delivery = $1`, key).Scan(&first); qerr == nil {
@@ -114,6 +111,33 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 		return "", createError(b.ID, err)
 	}
 	return b.ID, nil
+}
+
+// createOncePerEvent inserts the build unless one of the same event was
+// made since d.Since, and returns the first build of the event: b's own
+// when it was inserted.
+func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d coordinator.Delivery, args []any) (string, error) {
+	const prior = `SELECT id FROM builds WHERE repo = $%d AND event_key = $%d AND event_key <> '' AND created >= $%d`
+	since := rows.Nanos(d.Since)
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event))
+	batch.Queue(insertBuildWhere(`NOT EXISTS (`+fmt.Sprintf(prior, 28, 29, 30)+`)`), append(args, b.Repo, d.Event, since)...)
+	batch.Queue(fmt.Sprintf(prior, 1, 2, 3)+` ORDER BY created, id LIMIT 1`, b.Repo, d.Event, since)
+	results := s.db.SendBatch(ctx, batch)
+	var first string
+	_, err := results.Exec()
+	if err == nil {
+		_, err = results.Exec()
+	}
+	if err == nil {
+		err = results.QueryRow().Scan(&first)
+	}
+	// The transaction commits as the batch ends: only then is the build
+	// stored.
+	if cerr := results.Close(); err == nil {
+		err = cerr
+	}
+	return first, err
 }
 
 // buildArgs is rows.BuildArgs of b with its free text as PostgreSQL keeps

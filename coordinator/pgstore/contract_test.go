@@ -2,10 +2,12 @@ package pgstore
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/monkeyci/monkeyci/coordinator"
+	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
 	"github.com/monkeyci/monkeyci/coordinator/storetest"
 	"github.com/monkeyci/monkeyci/internal/pgtest"
 )
@@ -45,4 +47,27 @@ func TestStoresSharingADatabase(t *testing.T) {
 		}
 		return stores
 	})
+}
+
+// The typed insert (insertBuildWhere) names each column's type as the
+// table has it: a wrong one would fail only the conditional inserts, or
+// convert a value on the way.
+func TestTheTypedInsertNamesTheTablesTypes(t *testing.T) {
+	srv := pgtest.Start(t)
+	s := open(t, srv, nil)
+	columns := strings.Split(rows.BuildColumns+", event_key", ",")
+	if len(columns) != len(buildTypes) {
+		t.Fatalf("%d columns, %d types", len(columns), len(buildTypes))
+	}
+	for i, c := range columns {
+		var typ string
+		err := s.db.QueryRow(context.Background(), `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+			WHERE attrelid = 'builds'::regclass AND attname = $1`, strings.TrimSpace(c)).Scan(&typ)
+		if err != nil {
+			t.Fatalf("column %s: %v", c, err)
+		}
+		if typ != buildTypes[i] {
+			t.Errorf("column %s is %s, the insert says %s", strings.TrimSpace(c), typ, buildTypes[i])
+		}
+	}
 }

@@ -188,35 +188,39 @@ func concurrentDeliveries(t *testing.T, open Opener) {
 func racingDeliveries(t *testing.T, stores []coordinator.Store) {
 	s := stores[0]
 	ctx := context.Background()
-	const callers = 12
-	const event = "push refs/heads/main 0123456789abcdef0123456789abcdef01234567"
-	var wg sync.WaitGroup
-	made := make(chan string, callers)
-	for i := range callers {
-		wg.Go(func() {
-			b := coordinator.Build{ID: fmt.Sprint("b", i), Repo: "acme/app", Source: coordinator.Source{URL: "u"}, Created: t0}
-			d := coordinator.Delivery{Forge: "github", ID: fmt.Sprint("d-", i%3), Event: event, Since: t0.Add(-time.Hour)}
-			id, err := stores[i%len(stores)].CreateDeliveredBuild(ctx, b, d)
-			switch {
-			case err == nil:
-				made <- id
-			case !errors.Is(err, coordinator.ErrDuplicate):
-				t.Errorf("delivery %s: %v", d.ID, err)
-			}
-		})
-	}
-	wg.Wait()
-	close(made)
-	var first []string
-	for id := range made {
-		first = append(first, id)
-	}
-	if len(first) != 1 {
-		t.Errorf("%d racing deliveries of one event made builds %v, want exactly one", callers, first)
+	// Rounds of callers: one race is won by whoever comes first often
+	// enough to hide a missing lock.
+	const rounds, callers = 20, 12
+	for r := range rounds {
+		event := fmt.Sprintf("push refs/heads/main %040x", r)
+		var wg sync.WaitGroup
+		made := make(chan string, callers)
+		for i := range callers {
+			wg.Go(func() {
+				b := coordinator.Build{ID: fmt.Sprintf("b%d-%d", r, i), Repo: "acme/app", Source: coordinator.Source{URL: "u"}, Created: t0}
+				d := coordinator.Delivery{Forge: "github", ID: fmt.Sprintf("d%d-%d", r, i%3), Event: event, Since: t0.Add(-time.Hour)}
+				id, err := stores[i%len(stores)].CreateDeliveredBuild(ctx, b, d)
+				switch {
+				case err == nil:
+					made <- id
+				case !errors.Is(err, coordinator.ErrDuplicate):
+					t.Errorf("delivery %s: %v", d.ID, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(made)
+		var first []string
+		for id := range made {
+			first = append(first, id)
+		}
+		if len(first) != 1 {
+			t.Errorf("round %d: %d racing deliveries of one event made builds %v, want exactly one", r, callers, first)
+		}
 	}
 	all, err := s.ListBuilds(ctx, coordinator.BuildFilter{})
 	must(t, err)
-	if len(all) != 1 {
-		t.Errorf("stored builds %v, want one", ids(all))
+	if len(all) != rounds {
+		t.Errorf("%d stored builds, want one a round, %d", len(all), rounds)
 	}
 }
