@@ -162,9 +162,9 @@ type Coordinator struct {
 	revocations broadcast
 	// lead is this coordinator's time as the leader (nil: it stands by).
 	lead atomic.Pointer[leadTerm]
-	// adoptMark is how far the leader has taken up the entries to the
+	// entries is how far the leader has taken up the entries to the
 	// queue (leadership.go).
-	adoptMark atomic.Int64
+	entries queueEntries
 }
 
 // New loads the queue and the running attempts from the store.

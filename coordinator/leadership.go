@@ -44,6 +44,7 @@ func (c *Coordinator) Lead(ctx context.Context) error {
 	// What this process knew (from a time it led before, or from its
 	// start) may be stale: the store's view is taken up whole.
 	c.dispatcher.forget()
+	c.entries.forget()
 	c.leases.forget()
 	c.agents.forgetHolds()
 	if err := c.adopt(ctx, 0); err != nil {
@@ -84,20 +85,9 @@ func (c *Coordinator) Lead(ctx context.Context) error {
 	return c.Run(ctx)
 }
 
-// queueFeed is a store that says which builds entered the queue since a
-// mark (pgstore): a leader need not read the whole queue every time.
-type queueFeed interface {
-	QueuedSince(ctx context.Context, mark int64) ([]Build, int64, error)
-}
-
-// adoptOverlap is how far before its mark a leader reads the entries to
-// the queue again, for those that committed after one that came later.
-const adoptOverlap = 1000
-
-// adoptAllEvery is how many adoptions of the entries since the mark go
-// between two of the whole queue, which catches whatever the overlap did
-// not.
-const adoptAllEvery = 20
+// adoptAllEvery is how many adoptions of the new entries (queueFeed) go
+// between two reads of the whole queue, which find whatever those missed.
+const adoptAllEvery = 40
 
 // adopt takes into this process's index the builds queued in the store
 // that it does not know: queued by another coordinator, or before this one
@@ -106,11 +96,15 @@ const adoptAllEvery = 20
 func (c *Coordinator) adopt(ctx context.Context, n int) error {
 	var queued []Build
 	var err error
-	feed, incremental := c.cfg.Store.(queueFeed)
-	if incremental && n%adoptAllEvery != 0 {
+	if feed, ok := c.cfg.Store.(queueFeed); ok {
 		var mark int64
-		queued, mark, err = feed.QueuedSince(ctx, max(0, c.adoptMark.Load()-adoptOverlap))
-		c.adoptMark.Store(max(mark, c.adoptMark.Load()))
+		var missing, numbers []int64
+		if n%adoptAllEvery != 0 {
+			mark, missing = c.entries.next(c.cfg.Now())
+		}
+		if queued, numbers, err = feed.QueuedSince(ctx, mark, missing); err == nil {
+			c.entries.saw(numbers, c.cfg.Now())
+		}
 	} else {
 		queued, err = c.cfg.Store.Queued(ctx)
 	}

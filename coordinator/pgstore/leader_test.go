@@ -130,8 +130,9 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// QueuedSince gives the builds that entered the queue after a mark: new
-// ones, and ones queued again, but not those assigned meanwhile.
+// QueuedSince gives the builds that entered the queue after a mark (new
+// ones, and ones queued again, but not those assigned meanwhile) with
+// their entries' numbers, and those of the missing numbers asked for.
 func TestQueuedSinceGivesTheEntriesAfterTheMark(t *testing.T) {
 	srv := pgtest.Start(t)
 	ctx := context.Background()
@@ -139,19 +140,26 @@ func TestQueuedSinceGivesTheEntriesAfterTheMark(t *testing.T) {
 	for _, id := range []string{"a", "b"} {
 		must(t, s.CreateBuild(ctx, coordinator.Build{ID: id, Repo: "r", Source: coordinator.Source{URL: "u"}}))
 	}
-	bs, mark, err := s.QueuedSince(ctx, 0)
-	if err != nil || len(bs) != 2 || bs[0].ID != "a" || bs[1].ID != "b" {
-		t.Fatalf("QueuedSince(0) = %v, %v", bs, err)
+	bs, ns, err := s.QueuedSince(ctx, 0, nil)
+	if err != nil || len(bs) != 2 || bs[0].ID != "a" || bs[1].ID != "b" || len(ns) != 2 || ns[0] >= ns[1] {
+		t.Fatalf("QueuedSince(0) = %v, %v, %v", bs, ns, err)
 	}
+	mark := ns[1]
 	must(t, s.Assign(ctx, "a", 1, "agent", time.Now().Add(time.Minute)))
 	must(t, s.CreateBuild(ctx, coordinator.Build{ID: "c", Repo: "r", Source: coordinator.Source{URL: "u"}}))
 	must(t, s.Requeue(ctx, "a", 1, coordinator.ReasonAgentLost))
-	bs, next, err := s.QueuedSince(ctx, mark)
-	if err != nil || len(bs) != 2 || bs[0].ID != "c" || bs[1].ID != "a" || next <= mark {
-		t.Errorf("QueuedSince(mark) = %v, %d, %v; want c then a, after %d", bs, next, err, mark)
+	bs, next, err := s.QueuedSince(ctx, mark, nil)
+	if err != nil || len(bs) != 2 || bs[0].ID != "c" || bs[1].ID != "a" || len(next) != 2 || next[0] <= mark {
+		t.Errorf("QueuedSince(mark) = %v, %v, %v; want c then a, after %d", bs, next, err, mark)
 	}
-	if bs, again, _ := s.QueuedSince(ctx, next); len(bs) != 0 || again != next {
-		t.Errorf("nothing new: %v, %d", bs, again)
+	if bs, again, _ := s.QueuedSince(ctx, next[1], nil); len(bs) != 0 || len(again) != 0 {
+		t.Errorf("nothing new: %v, %v", bs, again)
+	}
+	// Asked for by number below the mark: b, still queued; not a, whose
+	// first entry is over.
+	bs, got, err := s.QueuedSince(ctx, next[1], []int64{ns[0], ns[1]})
+	if err != nil || len(bs) != 1 || bs[0].ID != "b" || len(got) != 1 || got[0] != ns[1] {
+		t.Errorf("QueuedSince(missing) = %v, %v, %v; want b", bs, got, err)
 	}
 }
 
@@ -271,5 +279,41 @@ func TestANULInAMessageDoesNotKeepABuildFromEnding(t *testing.T) {
 	err = s.CreateBuild(ctx, coordinator.Build{ID: "y", Repo: "r", Source: coordinator.Source{URL: "u", Branch: "ma\x00in"}})
 	if err == nil || !strings.Contains(err.Error(), "NUL byte") {
 		t.Errorf("a branch with a NUL: %v", err)
+	}
+}
+
+// An entry numbered before another can commit after it: read after the
+// later one, it shows below the mark, and is found when asked for by its
+// number (what coordinator.queueEntries asks).
+func TestAnEntryThatCommitsLateIsFoundByItsNumber(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	s := openOn(t, srv.NewDatabase(t))
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	args, err := s.buildArgs(coordinator.Build{ID: "late", Repo: "r", Source: coordinator.Source{URL: "u"}}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, insertBuild, args...); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.CreateBuild(ctx, coordinator.Build{ID: "early", Repo: "r", Source: coordinator.Source{URL: "u"}}))
+	bs, ns, err := s.QueuedSince(ctx, 0, nil)
+	if err != nil || len(bs) != 1 || bs[0].ID != "early" {
+		t.Fatalf("before the late one commits: %v, %v", bs, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bs, _, _ := s.QueuedSince(ctx, ns[0], nil); len(bs) != 0 {
+		t.Fatalf("after the mark: %v, want none (the late one is numbered before it)", bs)
+	}
+	bs, got, err := s.QueuedSince(ctx, ns[0], []int64{ns[0] - 1})
+	if err != nil || len(bs) != 1 || bs[0].ID != "late" || got[0] != ns[0]-1 {
+		t.Errorf("asked for by number: %v %v %v, want the late one", bs, got, err)
 	}
 }
