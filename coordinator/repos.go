@@ -59,17 +59,19 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 	var credential string
 	repo.URL, credential = source.SplitCredentials(repo.URL)
 	switch {
-	case repo.Name == "" || strings.ContainsAny(repo.Name, " \t\n"):
-		return nil, status.Error(codes.InvalidArgument, "a repository needs a name without spaces (owner/name is usual)")
+	case repo.Name == "" || strings.ContainsFunc(repo.Name, unicode.IsSpace) || strings.ContainsFunc(repo.Name, unicode.IsControl):
+		return nil, status.Error(codes.InvalidArgument, "a repository needs a name without spaces or control characters (owner/name is usual)")
 	case repo.URL == "":
 		return nil, status.Error(codes.InvalidArgument, "--url: the repository's clone URL or local path is required")
+	case strings.ContainsFunc(repo.URL, unicode.IsControl) || strings.ContainsFunc(repo.APIURL, unicode.IsControl):
+		return nil, status.Error(codes.InvalidArgument, "--url, --api-url: a URL holds a control character, which no clone URL has")
 	case strings.ContainsFunc(repo.DefaultBranch, unicode.IsSpace) || strings.ContainsFunc(repo.DefaultBranch, unicode.IsControl):
 		return nil, status.Errorf(codes.InvalidArgument, "--default-branch: %q is not a branch name", repo.DefaultBranch)
 	case repo.Depth != nil && *repo.Depth < 0:
 		return nil, status.Errorf(codes.InvalidArgument, "--depth %d: expected the commits of history to fetch, like 50, or 0 for all of it", *repo.Depth)
 	}
 	for _, g := range repo.Branches {
-		if _, err := path.Match(g, ""); err != nil || g == "" {
+		if _, err := path.Match(g, ""); err != nil || g == "" || strings.ContainsFunc(g, unicode.IsControl) {
 			return nil, status.Errorf(codes.InvalidArgument, "--branches: %q is not a glob", g)
 		}
 	}

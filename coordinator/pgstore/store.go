@@ -56,6 +56,12 @@ type Options struct {
 // the API at once, few enough for several coordinators on one server.
 const defaultConns = 16
 
+// warmConns are kept open however idle the coordinator is (unless the DSN
+// says pool_min_conns): a standby that a burst of deliveries reaches
+// should not open a connection for each first (some milliseconds each,
+// while the deliveries wait).
+const warmConns = 4
+
 // writeTimeout bounds a change once it has started: it runs to its end
 // whatever its caller's context does meanwhile (so the caller never has
 // to guess whether it applied), but not forever on a lost connection.
@@ -74,6 +80,9 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = defaultConns
+	}
+	if !strings.Contains(dsn, "pool_min_conns") {
+		cfg.MinConns = min(warmConns, cfg.MaxConns)
 	}
 	db, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
