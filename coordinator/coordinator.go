@@ -233,6 +233,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		c.lead.Store(&leadTerm{ended: make(chan struct{})}) // for ever
 	} else {
 		go c.watchStandby(ctx)
+		go c.watchRevocations(ctx, c.tokenHashes(ctx))
 	}
 	return c, nil
 }

@@ -1,0 +1,51 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+)
+
+// revocationLooks is how often a coordinator sharing its store looks for
+// tokens another one revoked: a session open here on a revoked token ends
+// within it.
+const revocationLooks = time.Second
+
+// tokenHashes are the tokens the store holds now (nil when it cannot say).
+func (c *Coordinator) tokenHashes(ctx context.Context) map[string]bool {
+	ts, err := c.cfg.Store.ListTokens(ctx)
+	if err != nil {
+		return nil
+	}
+	hashes := make(map[string]bool, len(ts))
+	for _, t := range ts {
+		hashes[t.Hash] = true
+	}
+	return hashes
+}
+
+// watchRevocations tells this coordinator's open sessions (Revocations)
+// of a token gone from the store since known, revoked through another
+// coordinator, which tells only its own. It runs until ctx ends.
+func (c *Coordinator) watchRevocations(ctx context.Context, known map[string]bool) {
+	tick := time.NewTicker(revocationLooks)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := c.tokenHashes(ctx)
+		if now == nil {
+			continue // looked at again next time
+		}
+		for hash := range known {
+			if !now[hash] {
+				c.uses.forget(hash)
+				c.revocations.notify()
+				break
+			}
+		}
+		known = now
+	}
+}
