@@ -26,6 +26,7 @@ import (
 	"github.com/monkeyci/monkeyci/internal/gittest"
 	"github.com/monkeyci/monkeyci/internal/loopback"
 	"github.com/monkeyci/monkeyci/internal/pgtest"
+	"github.com/monkeyci/monkeyci/internal/s3test"
 	"github.com/monkeyci/monkeyci/internal/syncbuf"
 	"github.com/monkeyci/monkeyci/internal/testbinary"
 	"github.com/monkeyci/monkeyci/internal/wait"
@@ -35,11 +36,13 @@ import (
 // Chaos tests of several coordinators on one PostgreSQL: real processes,
 // real signals.
 
-// pair is two coordinators sharing a database, a CA, the tokens and the
-// master key, as docs/operations.md sets them up.
+// pair is two coordinators sharing a database, a blob store (a real S3
+// server), a CA, the tokens and the master key, as docs/operations.md sets
+// them up.
 type pair struct {
 	pg    *pgtest.Server
 	dsn   string
+	blobs string
 	procs [2]*coordinatorProcess
 	dirs  [2]string
 	addrs [2]string
@@ -50,7 +53,9 @@ const leaderTTL = 2 * time.Second
 func startPair(t *testing.T) *pair {
 	t.Helper()
 	pg := pgtest.Start(t)
-	p := &pair{pg: pg, dsn: pg.DSN}
+	s3 := s3test.Start(t)
+	s3.Credit(t)
+	p := &pair{pg: pg, dsn: pg.DSN, blobs: s3.URL()}
 	for i := range p.procs {
 		p.dirs[i], p.addrs[i] = t.TempDir(), loopback.FreeAddr(t)
 		if i > 0 {
@@ -70,7 +75,8 @@ func startPair(t *testing.T) *pair {
 }
 
 func (p *pair) start(t *testing.T, i int) *coordinatorProcess {
-	return startCoordinatorAt(t, p.dirs[i], 20*time.Second, p.addrs[i], "--database", p.dsn, "--leader-ttl", leaderTTL.String(), "--log-level", "info")
+	return startCoordinatorAt(t, p.dirs[i], 20*time.Second, p.addrs[i], "--database", p.dsn, "--blobs", p.blobs,
+		"--leader-ttl", leaderTTL.String(), "--log-level", "info")
 }
 
 // shareSecrets gives the coordinator of dir to what the one of from made
@@ -375,5 +381,28 @@ func TestAStandbyServesTheAdminAPI(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Error("following the log on the standby did not end with the build")
+	}
+	// The ended attempt's log, archived by the leader into the shared blob
+	// store, read through the standby.
+	wait.For(t, "the ended build's log to be read whole through the standby", func() bool {
+		return strings.Contains(readLog(t, standby, b.GetId(), "talk"), "line 3\n")
+	})
+}
+
+// A coordinator on PostgreSQL with the data dir's own blob store says, as
+// it starts, that coordinators sharing the database must share one: else
+// the logs of builds another one ended are not found here (a standby's
+// `logs` printed nothing).
+func TestACoordinatorOnPostgreSQLWithItsOwnBlobStoreWarns(t *testing.T) {
+	pg := pgtest.Start(t)
+	c := startCoordinatorAt(t, t.TempDir(), 20*time.Second, loopback.FreeAddr(t), "--database", pg.DSN)
+	wait.Within(t, time.Minute, "the warning", func() bool {
+		return strings.Contains(c.out.String(), "coordinators sharing the database must share a blob store too (--blobs s3://... or oci://...)")
+	})
+	s3 := s3test.Start(t)
+	s3.Credit(t)
+	shared := startCoordinatorAt(t, t.TempDir(), 20*time.Second, loopback.FreeAddr(t), "--database", pg.NewDatabase(t), "--blobs", s3.URL())
+	if strings.Contains(shared.out.String(), "must share a blob store") {
+		t.Errorf("warned with --blobs given:\n%s", shared.out)
 	}
 }

@@ -245,3 +245,35 @@ func wholeLogs(t *testing.T, s *Store) string {
 	}
 	return b.String()
 }
+
+// Two coordinators share the live logs and the blob store: one looks for
+// an attempt's logs before any is written (nothing stored), the other
+// archives them once written; the first then reads them from the archive.
+// (It kept "no archive" from its first look, and a standby read an ended
+// build's logs as empty.)
+func TestAnAttemptArchivedByAnotherStoreIsReadFromTheArchive(t *testing.T) {
+	eachBackend(t, func(t *testing.T, blobs blob.Store) {
+		ctx := context.Background()
+		live := openDisk(t, t.TempDir())
+		standby, leader := New(live, blobs), New(live, blobs)
+		key := logstore.Key{Build: "b1", Attempt: 1, Job: "talk", Stream: logstore.Stdout}
+		p := make([]byte, 64)
+		if n, err := standby.ReadAt(key, 0, p); n != 0 || err != io.EOF {
+			t.Fatalf("before any log: %d %v, want nothing stored", n, err)
+		}
+		want := []byte("line 1\nline 2\nline 3\n")
+		if _, err := leader.Write(key, 0, want); err != nil {
+			t.Fatal(err)
+		}
+		if err := leader.Archive(ctx, "b1", 1); err != nil {
+			t.Fatal(err)
+		}
+		n, err := standby.ReadAt(key, 0, p)
+		if (err != nil && err != io.EOF) || !bytes.Equal(p[:n], want) {
+			t.Errorf("read through the other store: %q %v, want %q", p[:n], err, want)
+		}
+		if size, err := standby.Size(key); err != nil || size != int64(len(want)) {
+			t.Errorf("its size through the other store: %d %v", size, err)
+		}
+	})
+}

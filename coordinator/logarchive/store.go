@@ -273,8 +273,10 @@ func (s *Store) index(ctx context.Context, build string, attempt int) (*index, e
 	if err != nil {
 		return nil, err
 	}
+	// No archive is not kept: another coordinator sharing the stores may
+	// archive the attempt at any time, which this one never hears of.
 	s.mu.Lock()
-	if s.gen == gen {
+	if s.gen == gen && x != nil {
 		s.indexes.put(k, x)
 	}
 	s.mu.Unlock()

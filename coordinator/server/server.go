@@ -159,6 +159,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("--blobs: %w", err)
 	}
+	if IsPostgres(cfg.Database) && cfg.Blobs == "" {
+		cfg.Logger.Warn("the blob store is this data dir's folder: coordinators sharing the database must share a blob store too (--blobs s3://... or oci://...), or the logs of ended builds, artifacts and caches one stores are not found by the others",
+			"folder", filepath.Join(cfg.DataDir, "blobs"))
+	}
 	if hl, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return nil, fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
 	}

@@ -74,6 +74,13 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// Credit gives the processes t starts from now on the server's keys, as a
+// coordinator reads them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+func (s *Server) Credit(t testing.TB) {
+	t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
+}
+
 // URL is the server's bucket as the coordinator's --blobs names it.
 func (s *Server) URL() string {
 	return fmt.Sprintf("s3://%s?endpoint=%s&insecure=1", s.Bucket, s.Endpoint)
