@@ -79,11 +79,16 @@ type archiveRef struct{ key, scope string }
 // it: the caller must be the agent that runs the request's attempt now.
 func (c *Coordinator) archiveOf(ctx context.Context, r *fleet.BlobRequest, saving bool) (archiveRef, error) {
 	if c.cfg.Blobs == nil {
-		return archiveRef{}, status.Error(codes.Unavailable, "this coordinator keeps no archives (it has no blob store)")
+		return archiveRef{}, status.Error(codes.FailedPrecondition, "this coordinator keeps no archives (it has no blob store)")
 	}
 	agent, err := c.callingAgent(ctx)
 	if err != nil {
 		return archiveRef{}, err
+	}
+	if !c.Leading() {
+		// The leases are the leader's: the agent asks it again (its
+		// address in the trailer), as it does with its stream.
+		return archiveRef{}, c.standingBy(ctx)
 	}
 	ba := r.GetBuild()
 	if why := c.leases.whyNotCurrent(ba.GetBuildId(), int(ba.GetAttempt()), agent); why != "" {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -64,8 +65,42 @@ func (a *attemptBlobs) request(ref agent.ArchiveRef) *fleet.BlobRequest {
 	return &fleet.BlobRequest{Build: a.ba, Kind: string(ref.Kind), Id: ref.ID, Fallback: ref.Fallback, FromBuild: ref.FromBuild}
 }
 
+// archiveCallWait bounds how long an archive's call waits for a coordinator
+// that leads: a failover takes --leader-ttl (3 s by default) and the
+// agents' move, with room to spare.
+const archiveCallWait = time.Minute
+
+// whileFailingOver makes call again while it fails because the
+// coordinator it reached is gone or stands by (Unavailable): meanwhile
+// the link finds the leader (leader.go), where the next call goes. A job
+// saving its artifact through a failover waits rather than fails.
+func whileFailingOver(ctx context.Context, call func() error) error {
+	deadline := time.Now().Add(archiveCallWait)
+	pause := 100 * time.Millisecond
+	for {
+		err := call()
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
 // Open asks for the archive; its bytes come on first Read.
-func (a *attemptBlobs) Open(ctx context.Context, ref agent.ArchiveRef) (io.ReadCloser, agent.ArchiveInfo, error) {
+func (a *attemptBlobs) Open(ctx context.Context, ref agent.ArchiveRef) (rc io.ReadCloser, info agent.ArchiveInfo, err error) {
+	err = whileFailingOver(ctx, func() (err error) {
+		rc, info, err = a.open(ctx, ref)
+		return err
+	})
+	return rc, info, err
+}
+
+func (a *attemptBlobs) open(ctx context.Context, ref agent.ArchiveRef) (io.ReadCloser, agent.ArchiveInfo, error) {
 	c, err := a.l.client()
 	if err != nil {
 		return nil, agent.ArchiveInfo{}, err
@@ -96,6 +131,10 @@ func (a *attemptBlobs) Open(ctx context.Context, ref agent.ArchiveRef) (io.ReadC
 // Save sends the archive to the URL the coordinator hands out and has it
 // confirmed, or sends it on the stream.
 func (a *attemptBlobs) Save(ctx context.Context, ref agent.ArchiveRef, file string, info agent.ArchiveInfo) error {
+	return whileFailingOver(ctx, func() error { return a.save(ctx, ref, file, info) })
+}
+
+func (a *attemptBlobs) save(ctx context.Context, ref agent.ArchiveRef, file string, info agent.ArchiveInfo) error {
 	c, err := a.l.client()
 	if err != nil {
 		return err

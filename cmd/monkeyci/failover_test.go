@@ -172,6 +172,53 @@ func TestChaosLeaderKilledTheStandbyTakesOverMidBuild(t *testing.T) {
 	checkWholeRun(t, api, b.GetId(), 80)
 }
 
+// The leader killed just before a job saves its artifact: the save waits
+// for the standby to lead rather than fail the job (it was refused by the
+// standby, which holds no leases, and the build failed), and the job after
+// it restores the artifact.
+func TestChaosAnArtifactSavedThroughAFailover(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	p := startPair(t)
+	startPairAgent(t, p, "ha-art-a1")
+	api := p.procs[0].adminClient(t)
+	repo, commit := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": `
+- id: make
+  image: monkeyci/busybox:latest
+  save-artifacts: [{id: bin, path: out}]
+  script:
+    - mkdir -p out && echo made-before-the-failover > out/app
+    - echo ready
+    - sleep 1
+- id: use
+  image: monkeyci/busybox:latest
+  dependencies: [make]
+  restore-artifacts: [{id: bin, path: out}]
+  script:
+    - cat out/app
+`})
+	b, err := api.Trigger(context.Background(), &fleet.TriggerRequest{Url: repo, Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, api, b.GetId(), "make", "ready\n")
+	// The save comes a second after, within the role's lease (2 s): no
+	// coordinator leads then.
+	if err := p.procs[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.procs[0].cmd.Wait()
+	api = p.procs[1].adminClient(t)
+	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
+		detail, _ := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
+		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1; events:\n%v", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), detail.GetEvents())
+	}
+	if got := readLog(t, api, b.GetId(), "use"); got != "made-before-the-failover\n" {
+		t.Errorf("the restored artifact says %q", got)
+	}
+}
+
 // The leader paused (SIGSTOP) past its role's lease: the standby takes
 // over, the agents leave the paused one for it; woken (SIGCONT), the old
 // leader finds it no longer leads and changes nothing: the build ends
