@@ -11,7 +11,7 @@ import (
 // CoordinatorJSON is a coordinator in -o json.
 type CoordinatorJSON struct {
 	ID      string     `json:"id"`
-	Role    string     `json:"role"` // leader or standby
+	Role    string     `json:"role"` // leader, standby or gone (not seen within the role's lease)
 	Term    int64      `json:"term,omitempty"`
 	GRPC    string     `json:"grpc"`
 	HTTP    string     `json:"http"`
@@ -22,8 +22,11 @@ type CoordinatorJSON struct {
 }
 
 func role(c *fleet.CoordinatorInfo) string {
-	if c.GetLeader() {
+	switch {
+	case c.GetLeader():
 		return "leader"
+	case c.GetGone():
+		return "gone"
 	}
 	return "standby"
 }

@@ -247,7 +247,7 @@ func (s *AdminServer) ListCoordinators(ctx context.Context, _ *fleet.ListCoordin
 	resp := &fleet.ListCoordinatorsResponse{}
 	for _, m := range ms {
 		info := &fleet.CoordinatorInfo{Id: m.ID, Grpc: m.GRPC, Http: m.HTTP, Version: m.Version, Leader: m.Leader, Term: m.Term,
-			Started: timestamppb.New(m.Started), Seen: timestamppb.New(m.Seen), Self: m.ID == c.cfg.Self}
+			Started: timestamppb.New(m.Started), Seen: timestamppb.New(m.Seen), Self: m.ID == c.cfg.Self, Gone: m.Gone}
 		resp.Coordinators = append(resp.Coordinators, info)
 	}
 	return resp, nil

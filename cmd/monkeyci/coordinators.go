@@ -26,8 +26,9 @@ postgres://...) and were seen in the last minute: the leader, which takes the
 agents and runs dispatch, lease checks, the pool, retention and forge
 statuses, with its term (the fencing number), and the standbys, which serve
 the dashboard, the admin API and webhooks and take over when the leader goes.
-The one that answered is marked *. A coordinator alone on its SQLite file is
-the one leader.`,
+One not seen within the role's lease (--leader-ttl: stopped, killed, or cut
+off from the database) is listed as gone. The one that answered is marked *.
+A coordinator alone on its SQLite file is the one leader.`,
 		Example: `  monkeyci coordinators ls
   monkeyci coordinators ls -o json`,
 		Args: cobra.NoArgs,

@@ -170,6 +170,16 @@ func TestChaosLeaderKilledTheStandbyTakesOverMidBuild(t *testing.T) {
 		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\nstandby said:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[1].out)
 	}
 	checkWholeRun(t, api, b.GetId(), 80)
+	// coordinators ls tells the killed one as gone, not as a standby.
+	wait.For(t, "coordinators ls to tell the killed leader gone", func() bool {
+		_, table, _ := cli(t, "coordinators", "ls", "--server", p.addrs[1], "--ca", p.procs[1].ca, "--token", p.procs[1].admin)
+		for _, l := range strings.Split(table, "\n") {
+			if strings.Contains(l, p.addrs[0]) {
+				return strings.Contains(l, " gone ")
+			}
+		}
+		return false
+	})
 }
 
 // The leader killed just before a job saves its artifact: the save waits

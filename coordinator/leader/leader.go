@@ -32,6 +32,9 @@ type Member struct {
 	// Leader and Term say it holds the role, as the database says.
 	Leader bool  `json:"leader,omitempty"`
 	Term   int64 `json:"term,omitempty"`
+	// Gone: not seen within the role's lease (stopped, killed, or cut off
+	// from the database).
+	Gone bool `json:"gone,omitempty"`
 }
 
 // Holder is who holds the role after a claim.
@@ -50,8 +53,9 @@ type Lease interface {
 	Claim(ctx context.Context, me Member, ttl time.Duration) (Holder, error)
 	// Resign gives the role up, if id holds it at term.
 	Resign(ctx context.Context, id string, term int64) error
-	// Members lists the coordinators seen within since, the leader marked.
-	Members(ctx context.Context, since time.Duration) ([]Member, error)
+	// Members lists the coordinators seen within since, the leader marked,
+	// and those not seen within alive marked gone.
+	Members(ctx context.Context, since, alive time.Duration) ([]Member, error)
 	// Fence makes the changes only a leader makes carry id and term from
 	// now on, so that they apply only while the database says id holds the
 	// role at term; term 0 refuses them all. The elector sets it as it

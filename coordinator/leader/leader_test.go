@@ -41,7 +41,9 @@ func (l *lease) Resign(_ context.Context, id string, term int64) error {
 	return nil
 }
 
-func (l *lease) Members(context.Context, time.Duration) ([]Member, error) { return nil, nil }
+func (l *lease) Members(context.Context, time.Duration, time.Duration) ([]Member, error) {
+	return nil, nil
+}
 
 func (l *lease) Fence(_ string, term int64) {
 	l.mu.Lock()

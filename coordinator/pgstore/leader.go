@@ -66,16 +66,18 @@ func (s *Store) Resign(ctx context.Context, id string, t int64) error {
 	return nil
 }
 
-// Members lists the coordinators seen within since, oldest first.
-func (s *Store) Members(ctx context.Context, since time.Duration) ([]leader.Member, error) {
+// Members lists the coordinators seen within since, oldest first, those
+// not seen within alive (by the database's clock) marked gone.
+func (s *Store) Members(ctx context.Context, since, alive time.Duration) ([]leader.Member, error) {
 	rs, err := s.db.Query(ctx, `SELECT c.id, c.grpc_addr, c.http_addr, c.version, c.started, c.seen,
-			coalesce(l.holder = c.id AND l.expires > clock_timestamp(), false), coalesce(l.term, 0)
+			coalesce(l.holder = c.id AND l.expires > clock_timestamp(), false), coalesce(l.term, 0),
+			c.seen <= clock_timestamp() - $2 * interval '1 microsecond'
 		FROM coordinators AS c LEFT JOIN leader AS l ON l.id = 1 AND l.holder = c.id
-		WHERE c.seen > clock_timestamp() - $1 * interval '1 microsecond' ORDER BY c.started, c.id`, since.Microseconds())
+		WHERE c.seen > clock_timestamp() - $1 * interval '1 microsecond' ORDER BY c.started, c.id`, since.Microseconds(), alive.Microseconds())
 	ms, err := collect(rs, err, func(r rows.Scanner) (leader.Member, error) {
 		var m leader.Member
 		var started int64
-		err := r.Scan(&m.ID, &m.GRPC, &m.HTTP, &m.Version, &started, &m.Seen, &m.Leader, &m.Term)
+		err := r.Scan(&m.ID, &m.GRPC, &m.HTTP, &m.Version, &started, &m.Seen, &m.Leader, &m.Term, &m.Gone)
 		m.Started, m.Seen = rows.Time(started), m.Seen.UTC()
 		if !m.Leader {
 			m.Term = 0

@@ -86,10 +86,14 @@ func TestTheRoleMovesAndFencesTheOldLeader(t *testing.T) {
 		t.Errorf("a's claim after b took over: %+v %v", h, err)
 	}
 
-	ms, err := a.Members(ctx, time.Minute)
+	ms, err := a.Members(ctx, time.Minute, time.Minute)
 	must(t, err)
-	if len(ms) != 2 || ms[0].ID != "a" || ms[0].Leader || !ms[1].Leader || ms[1].Term != 2 || ms[1].GRPC != "b:7433" {
+	if len(ms) != 2 || ms[0].ID != "a" || ms[0].Leader || !ms[1].Leader || ms[1].Term != 2 || ms[1].GRPC != "b:7433" || ms[0].Gone || ms[1].Gone {
 		t.Errorf("members: %+v, want a standing by and b leading at term 2", ms)
+	}
+	// Not seen within a moment: gone.
+	if ms, err := a.Members(ctx, time.Minute, time.Microsecond); err != nil || len(ms) != 2 || !ms[0].Gone || !ms[1].Gone {
+		t.Errorf("members not seen within a microsecond: %+v %v, want both gone", ms, err)
 	}
 	// b resigns: a takes over at once, without waiting for the lease.
 	must(t, b.Resign(ctx, "b", 2))

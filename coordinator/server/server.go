@@ -190,7 +190,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.election.leader = &leaderClient{election: s.election, tls: cfg.TLS, caFile: filepath.Join(cfg.DataDir, "tls", tlsca.CAFileName), token: s.AdminToken}
 		s.election.me.ID = newMemberID()
 		ccfg.Elected, ccfg.LeaderAddr, ccfg.LeaderAdmin = true, s.election.leaderAddr, s.election.leader.admin
-		ccfg.Members, ccfg.Self = func(ctx context.Context) ([]leader.Member, error) { return shared.Members(ctx, time.Minute) }, s.election.me.ID
+		ccfg.Members, ccfg.Self = func(ctx context.Context) ([]leader.Member, error) {
+			return shared.Members(ctx, time.Minute, cfg.LeaderTTL)
+		}, s.election.me.ID
 	}
 	c, err := coordinator.New(runCtx, ccfg)
 	if err != nil {

@@ -2306,7 +2306,10 @@ type CoordinatorInfo struct {
 	Started *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started,proto3" json:"started,omitempty"`
 	Seen    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=seen,proto3" json:"seen,omitempty"` // its last claim of the role
 	// self: the coordinator that answers.
-	Self          bool `protobuf:"varint,9,opt,name=self,proto3" json:"self,omitempty"`
+	Self bool `protobuf:"varint,9,opt,name=self,proto3" json:"self,omitempty"`
+	// gone: not seen within the role's lease (--leader-ttl): stopped,
+	// killed or cut off from the database.
+	Gone          bool `protobuf:"varint,10,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2400,6 +2403,13 @@ func (x *CoordinatorInfo) GetSeen() *timestamppb.Timestamp {
 func (x *CoordinatorInfo) GetSelf() bool {
 	if x != nil {
 		return x.Self
+	}
+	return false
+}
+
+func (x *CoordinatorInfo) GetGone() bool {
+	if x != nil {
+		return x.Gone
 	}
 	return false
 }
@@ -2903,7 +2913,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x1d.monkeyci.fleet.v1.SecretInfoR\asecrets\"\x19\n" +
 	"\x17ListCoordinatorsRequest\"b\n" +
 	"\x18ListCoordinatorsResponse\x12F\n" +
-	"\fcoordinators\x18\x01 \x03(\v2\".monkeyci.fleet.v1.CoordinatorInfoR\fcoordinators\"\x89\x02\n" +
+	"\fcoordinators\x18\x01 \x03(\v2\".monkeyci.fleet.v1.CoordinatorInfoR\fcoordinators\"\x9d\x02\n" +
 	"\x0fCoordinatorInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04grpc\x18\x02 \x01(\tR\x04grpc\x12\x12\n" +
@@ -2913,7 +2923,9 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04term\x18\x06 \x01(\x03R\x04term\x124\n" +
 	"\astarted\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12.\n" +
 	"\x04seen\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04seen\x12\x12\n" +
-	"\x04self\x18\t \x01(\bR\x04self\"\x13\n" +
+	"\x04self\x18\t \x01(\bR\x04self\x12\x12\n" +
+	"\x04gone\x18\n" +
+	" \x01(\bR\x04gone\"\x13\n" +
 	"\x11PoolStatusRequest\"\xa0\x02\n" +
 	"\x12PoolStatusResponse\x12\x1e\n" +
 	"\n" +
