@@ -120,9 +120,10 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 // It is one round trip: the transaction, the event's advisory lock (held
 // to its end), the insert and the look for the first build are sent
 // together. Each statement reads what was committed when it began, after
-// the lock was granted. (Sent as an implicit transaction instead, without
-// BEGIN and COMMIT, the same batch scaled to half as many builds a second
-// over 50 connections.)
+// the lock was granted. The look orders by creation alone, the order the
+// event's index gives: ordered by creation and id, PostgreSQL's generic
+// plan walked the index of creation through every build since d.Since,
+// and a standby answered some 600 deliveries a second, not 1,000.
 func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d coordinator.Delivery, args []any) (string, error) {
 	const prior = `SELECT id FROM builds WHERE repo = $%d AND event_key = $%d AND event_key <> '' AND created >= $%d`
 	since := rows.Nanos(d.Since)
@@ -154,7 +155,7 @@ func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d c
 	}
 	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
 		// What failed skipped the rest, COMMIT too: the transaction is
-		// left open, and the connection goes back to the pool clean.
+		// rolled back here, so the connection goes back to the pool clean.
 		if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
 			conn.Conn().Close(ctx)
 		}
