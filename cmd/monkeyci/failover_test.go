@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -444,6 +446,19 @@ func TestAStandbyServesTheAdminAPI(t *testing.T) {
 	wait.For(t, "the ended build's log to be read whole through the standby", func() bool {
 		return strings.Contains(readLog(t, standby, b.GetId(), "talk"), "line 3\n")
 	})
+	// The standby's dashboard: signed in with the admin token, the build's
+	// page says it was canceled.
+	jar, _ := cookiejar.New(nil)
+	web := &http.Client{Jar: jar, Timeout: time.Minute}
+	resp, err := web.PostForm("http://"+p.procs[1].http+"/login", url.Values{"token": {p.procs[1].admin}, "next": {"/builds/" + b.GetId()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), b.GetId()) || !strings.Contains(string(page), "canceled") {
+		t.Errorf("the standby's page of the build (%s) does not show it canceled:\n%.2000s", resp.Status, page)
+	}
 }
 
 // A coordinator on PostgreSQL with the data dir's own blob store says, as
