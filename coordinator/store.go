@@ -6,6 +6,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/monkeyci/monkeyci/events"
@@ -77,6 +78,30 @@ type Build struct {
 	// queuedAt is when the build last entered this process's queue (zero:
 	// at Created), for the dispatch latency metric.
 	queuedAt time.Time
+}
+
+// Stored checks a build about to be stored and fills what a store sets
+// itself: its state defaults to queued and its creation time to now.
+// Every store calls it as it creates a build.
+func (b Build) Stored(now time.Time) (Build, error) {
+	if b.ID == "" {
+		return b, errors.New("create build: the build has no id")
+	}
+	if b.State == "" {
+		b.State = Queued
+	}
+	switch b.State {
+	case Queued, Running, Ended:
+	default:
+		return b, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
+	}
+	if b.Attempt < 0 {
+		return b, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
+	}
+	if b.Created.IsZero() {
+		b.Created = now
+	}
+	return b, nil
 }
 
 // StoredEvent is an event of one attempt of a build, with its sequence number.

@@ -81,22 +81,9 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 
 // newBuild checks b and fills its defaults.
 func (s *Store) newBuild(b coordinator.Build) (*build, error) {
-	if b.ID == "" {
-		return nil, errors.New("create build: the build has no id")
-	}
-	if b.State == "" {
-		b.State = coordinator.Queued
-	}
-	switch b.State {
-	case coordinator.Queued, coordinator.Running, coordinator.Ended:
-	default:
-		return nil, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
-	}
-	if b.Attempt < 0 {
-		return nil, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
-	}
-	if b.Created.IsZero() {
-		b.Created = s.now()
+	b, err := b.Stored(s.now())
+	if err != nil {
+		return nil, err
 	}
 	b.Created, b.Started, b.Ended, b.LeaseExpires = stamp(b.Created), stamp(b.Started), stamp(b.Ended), stamp(b.LeaseExpires)
 	sb := &build{b: b, events: map[int]map[int64][]byte{}, marks: map[int]int64{}}

@@ -2,7 +2,6 @@ package rows
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -54,22 +53,9 @@ func ScanBuild(row Scanner) (coordinator.Build, error) {
 // event key. Its state defaults to queued and its creation time to now;
 // delivery is nil (NULL) or the "forge:id" of the delivery that made it.
 func BuildArgs(b coordinator.Build, now time.Time, delivery any, event string) ([]any, error) {
-	if b.ID == "" {
-		return nil, errors.New("create build: the build has no id")
-	}
-	if b.State == "" {
-		b.State = coordinator.Queued
-	}
-	switch b.State {
-	case coordinator.Queued, coordinator.Running, coordinator.Ended:
-	default:
-		return nil, fmt.Errorf("create build %s: unknown state %q", b.ID, b.State)
-	}
-	if b.Attempt < 0 {
-		return nil, fmt.Errorf("create build %s: negative attempt %d", b.ID, b.Attempt)
-	}
-	if b.Created.IsZero() {
-		b.Created = now
+	b, err := b.Stored(now)
+	if err != nil {
+		return nil, err
 	}
 	params, err := MapJSON(b.Params)
 	if err != nil {
