@@ -69,18 +69,14 @@ func (c *Coordinator) Lead(ctx context.Context) error {
 	}()
 	c.log.Info("leading: agents connect here")
 	go func() {
-		tick := time.NewTicker(adoptEvery)
-		defer tick.Stop()
-		for n := 1; ; n++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if err := c.adopt(ctx, n); err != nil && ctx.Err() == nil {
-					c.log.Warn("could not read the queue", "error", err)
-				}
+		n := 0
+		every(ctx, adoptEvery, func() bool {
+			n++
+			if err := c.adopt(ctx, n); err != nil && ctx.Err() == nil {
+				c.log.Warn("could not read the queue", "error", err)
 			}
-		}
+			return true
+		})
 	}()
 	return c.Run(ctx)
 }
@@ -197,40 +193,28 @@ const standbyLooks = 500 * time.Millisecond
 // by, whoever waits here for a change another coordinator makes in the
 // store (it tells only its own waiters of its own). It runs until ctx ends.
 func (c *Coordinator) watchStandby(ctx context.Context) {
-	tick := time.NewTicker(standbyLooks)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if !c.Leading() {
-				c.changed()
-			}
+	every(ctx, standbyLooks, func() bool {
+		if !c.Leading() {
+			c.changed()
 		}
-	}
+		return true
+	})
 }
 
 // pollEnd tells the watchers of a build's end (endWatchers) when the
 // store says it has ended, for a standby, whose own index never sees the
 // leader end it; it returns then, or when ctx ends.
 func (c *Coordinator) pollEnd(ctx context.Context, id string) {
-	tick := time.NewTicker(standbyLooks)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, standbyLooks, func() bool {
 		if c.Leading() {
-			continue // the leader ends it, and says so itself
+			return true // the leader ends it, and says so itself
 		}
 		if b, err := c.cfg.Store.GetBuild(ctx, id); err == nil && b.State == Ended {
 			c.notifyEnded(id)
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // ListCoordinators lists the coordinators sharing the store, the leader

@@ -27,17 +27,10 @@ func (c *Coordinator) tokenHashes(ctx context.Context) map[string]bool {
 // of a token gone from the store since known, revoked through another
 // coordinator, which tells only its own. It runs until ctx ends.
 func (c *Coordinator) watchRevocations(ctx context.Context, known map[string]bool) {
-	tick := time.NewTicker(revocationLooks)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, revocationLooks, func() bool {
 		now := c.tokenHashes(ctx)
 		if now == nil {
-			continue // looked at again next time
+			return true // looked at again next time
 		}
 		for hash := range known {
 			if !now[hash] {
@@ -47,5 +40,6 @@ func (c *Coordinator) watchRevocations(ctx context.Context, known map[string]boo
 			}
 		}
 		known = now
-	}
+		return true
+	})
 }
