@@ -112,6 +112,20 @@ func (p *pair) role(t *testing.T, i int) string {
 	return h.Role
 }
 
+// endsAsFirstAttempt waits for the build to end and fails the test unless
+// it ended in success as attempt 1, saying its events and what both
+// coordinators said.
+func (p *pair) endsAsFirstAttempt(t *testing.T, api fleet.AdminClient, id string) *fleet.BuildInfo {
+	t.Helper()
+	ended := waitBuild(t, api, id, 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
+		detail, _ := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: id})
+		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1; events:\n%v\ncoordinators said:\n%s\n%s",
+			ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), detail.GetEvents(), p.procs[0].out, p.procs[1].out)
+	}
+	return ended
+}
+
 // startPairAgent starts an agent given both coordinators' addresses.
 func startPairAgent(t *testing.T, p *pair, name string) *agentProcess {
 	t.Helper()
@@ -167,10 +181,7 @@ func TestChaosLeaderKilledTheStandbyTakesOverMidBuild(t *testing.T) {
 	}
 
 	api = p.procs[1].adminClient(t)
-	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
-	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
-		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\nstandby said:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[1].out)
-	}
+	p.endsAsFirstAttempt(t, api, b.GetId())
 	checkWholeRun(t, api, b.GetId(), 80)
 	// coordinators ls tells the killed one as gone, not as a standby.
 	wait.For(t, "coordinators ls to tell the killed leader gone", func() bool {
@@ -221,11 +232,7 @@ func TestChaosAnArtifactSavedThroughAFailover(t *testing.T) {
 	}
 	_ = p.procs[0].cmd.Wait()
 	api = p.procs[1].adminClient(t)
-	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
-	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
-		detail, _ := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: b.GetId()})
-		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1; events:\n%v", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), detail.GetEvents())
-	}
+	p.endsAsFirstAttempt(t, api, b.GetId())
 	if got := readLog(t, api, b.GetId(), "use"); got != "made-before-the-failover\n" {
 		t.Errorf("the restored artifact says %q", got)
 	}
@@ -263,9 +270,8 @@ func TestChaosPausedLeaderWakesUpAsAStandbyAndChangesNothing(t *testing.T) {
 	}
 	wait.Within(t, 30*time.Second, "the old leader to stand by", func() bool { return p.role(t, 0) == "standby" })
 
-	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
-	if ended.GetResult() != "success" || ended.GetAttempt() != 1 || ended.GetAgent() == "" {
-		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\nold leader said:\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[0].out)
+	if ended := p.endsAsFirstAttempt(t, api, b.GetId()); ended.GetAgent() == "" {
+		t.Fatalf("build ended with no agent: %+v", ended)
 	}
 	checkWholeRun(t, api, b.GetId(), lines)
 	if !strings.Contains(p.procs[0].out.String(), "no longer the leader") {
@@ -296,10 +302,7 @@ func TestChaosPostgreSQLRestartedMidBuild(t *testing.T) {
 	wait.Within(t, time.Minute, "a coordinator to lead again", func() bool {
 		return p.role(t, 0) == "leader" || p.role(t, 1) == "leader"
 	})
-	ended := waitBuild(t, api, b.GetId(), 2*time.Minute, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
-	if ended.GetResult() != "success" || ended.GetAttempt() != 1 {
-		t.Fatalf("build ended %s at attempt %d (%s), want success at attempt 1\ncoordinators said:\n%s\n%s", ended.GetResult(), ended.GetAttempt(), ended.GetMessage(), p.procs[0].out, p.procs[1].out)
-	}
+	p.endsAsFirstAttempt(t, api, b.GetId())
 	checkWholeRun(t, api, b.GetId(), lines)
 	roles := []string{p.role(t, 0), p.role(t, 1)}
 	if !slices.Contains(roles, "leader") || !slices.Contains(roles, "standby") {

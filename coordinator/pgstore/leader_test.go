@@ -17,16 +17,22 @@ import (
 	"github.com/monkeyci/monkeyci/internal/wait"
 )
 
+// electedPair is two stores of coordinators on one new database, both
+// elected (fenced).
+func electedPair(t *testing.T) (*Store, *Store) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	a, b := openOn(t, dsn), openOn(t, dsn)
+	a.Elected()
+	b.Elected()
+	return a, b
+}
+
 // Two coordinators on one database: one holds the role; when its lease
 // runs out the other takes it with the next term, and from then on the
 // first one's changes are refused, however sure it still is that it leads.
 func TestTheRoleMovesAndFencesTheOldLeader(t *testing.T) {
-	srv := pgtest.Start(t)
 	ctx := context.Background()
-	dsn := srv.NewDatabase(t)
-	a, b := openOn(t, dsn), openOn(t, dsn)
-	a.Elected()
-	b.Elected()
+	a, b := electedPair(t)
 	ma := leader.Member{ID: "a", GRPC: "a:7433", HTTP: "a:7480", Started: time.Now()}
 	mb := leader.Member{ID: "b", GRPC: "b:7433", HTTP: "b:7480", Started: time.Now()}
 	const ttl = 300 * time.Millisecond
@@ -240,12 +246,8 @@ func TestAChangeWaitingForALockMeetsTheNewTerm(t *testing.T) {
 // A build created running, and the pool's state, are a leader's changes
 // too: refused to a store that does not hold the role.
 func TestABuildCreatedRunningAndThePoolAreFenced(t *testing.T) {
-	srv := pgtest.Start(t)
 	ctx := context.Background()
-	dsn := srv.NewDatabase(t)
-	a, b := openOn(t, dsn), openOn(t, dsn)
-	a.Elected()
-	b.Elected()
+	a, b := electedPair(t)
 	if _, err := a.Claim(ctx, leader.Member{ID: "a"}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
