@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
@@ -25,7 +26,8 @@ var buildTypes = []string{"text", "text", "text", "text", "text", "text", "text"
 	"text", "text", "text", "text", "text", "integer", "text", "text", "boolean", "text"}
 
 // insertBuildWhere is insertBuild made only when cond holds, in the same
-// statement (one round trip): cond's parameters are numbered from 28.
+// statement (one round trip): cond's parameters are numbered from 28
+// (len(buildTypes)+1).
 func insertBuildWhere(cond string) string {
 	values := make([]string, len(buildTypes))
 	for i, t := range buildTypes {
@@ -93,14 +95,26 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 		return "", err
 	}
 	defer cancel()
-	var first string
-	if d.Event == "" {
-		_, err = s.db.Exec(wctx, insertBuild, args...)
-	} else {
-		first, err = s.createOncePerEvent(wctx, b, d, args)
+	// A build sent at once to an agent is a leader's change (CreateBuild).
+	var fence string
+	if f := s.fence(); b.State == coordinator.Running && f != nil {
+		fence = leaderClause(len(args)+1, len(args)+2)
+		args = append(args, f.holder, f.term)
 	}
-	if err == nil && first != "" && first != b.ID {
+	var first string
+	inserted := false
+	if d.Event == "" {
+		var n int64
+		n, err = s.exec(wctx, insertBuildWhere(`true`+fence), args...)
+		inserted = n == 1
+	} else {
+		first, inserted, err = s.createOncePerEvent(wctx, b, d, args, fence)
+	}
+	switch {
+	case err == nil && !inserted && first != "":
 		return first, fmt.Errorf("build %s of %s was made for the same event (%s): %w", first, b.Repo, d.Event, coordinator.ErrDuplicate)
+	case err == nil && !inserted:
+		return "", fmt.Errorf("create build %s running: %w", b.ID, coordinator.ErrNotLeader)
 	}
 	if err != nil && isConstraint(err) {
 		if qerr := s.db.QueryRow(wctx, `SELECT id FROM builds WHERE delivery = $1`, key).Scan(&first); qerr == nil {
@@ -124,26 +138,33 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 // event's index gives: ordered by creation and id, PostgreSQL's generic
 // plan walked the index of creation through every build since d.Since,
 // and a standby answered some 600 deliveries a second, not 1,000.
-func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d coordinator.Delivery, args []any) (string, error) {
+func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d coordinator.Delivery, args []any, fence string) (first string, inserted bool, err error) {
 	const prior = `SELECT id FROM builds WHERE repo = $%d AND event_key = $%d AND event_key <> '' AND created >= $%d`
 	since := rows.Nanos(d.Since)
+	n := len(args)
 	batch := &pgx.Batch{}
 	batch.Queue(`BEGIN`)
 	batch.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event))
-	batch.Queue(insertBuildWhere(`NOT EXISTS (`+fmt.Sprintf(prior, 28, 29, 30)+`)`), append(args, b.Repo, d.Event, since)...)
+	batch.Queue(insertBuildWhere(`NOT EXISTS (`+fmt.Sprintf(prior, n+1, n+2, n+3)+`)`+fence), append(args, b.Repo, d.Event, since)...)
 	batch.Queue(fmt.Sprintf(prior, 1, 2, 3)+` ORDER BY created LIMIT 1`, b.Repo, d.Event, since)
 	batch.Queue(`COMMIT`)
 	conn, err := s.db.Acquire(ctx)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer conn.Release()
 	results := conn.SendBatch(ctx, batch)
-	var first string
 	for i := range batch.Len() {
-		if i == 3 {
-			err = results.QueryRow().Scan(&first)
-		} else {
+		switch i {
+		case 2:
+			var tag pgconn.CommandTag
+			tag, err = results.Exec()
+			inserted = tag.RowsAffected() == 1
+		case 3:
+			if err = results.QueryRow().Scan(&first); errors.Is(err, pgx.ErrNoRows) {
+				err = nil // none: the insert was fenced off
+			}
+		default:
 			_, err = results.Exec()
 		}
 		if err != nil {
@@ -160,7 +181,7 @@ func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d c
 			conn.Conn().Close(ctx)
 		}
 	}
-	return first, err
+	return first, inserted, err
 }
 
 // buildArgs is rows.BuildArgs of b with its free text as PostgreSQL keeps

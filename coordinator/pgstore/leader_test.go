@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -258,6 +259,18 @@ func TestABuildCreatedRunningAndThePoolAreFenced(t *testing.T) {
 	}
 	if err := b.SavePool(ctx, pool.State{Desired: 9}); !errors.Is(err, coordinator.ErrNotLeader) {
 		t.Errorf("a standby's pool state: %v, want ErrNotLeader", err)
+	}
+	// A webhook's build sent at once to an agent, with and without an event.
+	for i, event := range []string{"push refs/heads/main abc", ""} {
+		delivered := running
+		delivered.ID = fmt.Sprint("d", i)
+		d := coordinator.Delivery{Forge: "github", ID: delivered.ID, Event: event, Since: time.Now().Add(-time.Hour)}
+		if _, err := b.CreateDeliveredBuild(ctx, delivered, d); !errors.Is(err, coordinator.ErrNotLeader) {
+			t.Errorf("a standby's running build of a delivery (event %q): %v, want ErrNotLeader", event, err)
+		}
+		if _, err := a.CreateDeliveredBuild(ctx, delivered, d); err != nil {
+			t.Errorf("the leader's running build of a delivery (event %q): %v", event, err)
+		}
 	}
 	must(t, b.CreateBuild(ctx, coordinator.Build{ID: "q", Repo: "r", Source: coordinator.Source{URL: "u"}})) // queued: anyone
 	must(t, a.CreateBuild(ctx, running))
