@@ -206,9 +206,8 @@ func (c *Coordinator) watchStandby(ctx context.Context) {
 // leader end it; it returns then, or when ctx ends.
 func (c *Coordinator) pollEnd(ctx context.Context, id string) {
 	every(ctx, standbyLooks, func() bool {
-		if c.Leading() {
-			return true // the leader ends it, and says so itself
-		}
+		// Read even when leading: this coordinator may have begun to lead
+		// after the old leader ended the build, which its index never held.
 		if b, err := c.cfg.Store.GetBuild(ctx, id); err == nil && b.State == Ended {
 			c.notifyEnded(id)
 			return false

@@ -32,12 +32,15 @@ func (c *Coordinator) watchRevocations(ctx context.Context, known map[string]boo
 		if now == nil {
 			return true // looked at again next time
 		}
+		revoked := false
 		for hash := range known {
 			if !now[hash] {
 				c.uses.forget(hash)
-				c.revocations.notify()
-				break
+				revoked = true
 			}
+		}
+		if revoked {
+			c.revocations.notify()
 		}
 		known = now
 		return true

@@ -173,6 +173,7 @@ func (l *Link) Run(ctx context.Context) error {
 	defer l.closeCalls()
 	const firstWait = 100 * time.Millisecond
 	wait, moved := firstWait, false
+	var outage time.Time // since when no session has lasted
 	for {
 		began := time.Now()
 		err := l.session(ctx)
@@ -192,6 +193,9 @@ func (l *Link) Run(ctx context.Context) error {
 		} else if lasted > 5*time.Second {
 			moved = false
 		}
+		if lasted := time.Since(began); lasted > 5*time.Second || outage.IsZero() {
+			outage = time.Now()
+		}
 		var to *movedError
 		switch {
 		case errors.As(err, &to) && !moved:
@@ -203,9 +207,11 @@ func (l *Link) Run(ctx context.Context) error {
 		default:
 			l.nextAddress()
 		}
-		if len(l.addrs) > 1 {
+		if len(l.addrs) > 1 && time.Since(outage) < failoverWindow {
 			// Several coordinators: one that is gone, or stands by, may
 			// mean a failover, and the next one may lead any moment now.
+			// Past the window, every coordinator is away: the agents
+			// back off as one coordinator's do.
 			wait = min(wait, failoverWait)
 		}
 		moved = false
@@ -268,6 +274,11 @@ func (l *Link) session(ctx context.Context) error {
 // failoverWait bounds the wait before the next try when an agent has
 // several coordinators' addresses: a failover is over within moments.
 const failoverWait = 500 * time.Millisecond
+
+// failoverWindow is how long after its last session an agent with several
+// coordinators' addresses keeps its tries failoverWait apart: a failover
+// is over well within it (the role's lease is 3 s by default).
+const failoverWindow = 30 * time.Second
 
 // How often a quiet connection to the coordinator is pinged, and how long
 // an answer may take.

@@ -15,6 +15,7 @@ import (
 // replaced.
 func linkInPlace(target, dir string) error {
 	tmp := dir + ".link"
+	os.Remove(tmp) // one a crash left
 	if err := os.Symlink(target, tmp); err != nil {
 		return err
 	}

@@ -191,7 +191,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.election.me.ID = newMemberID()
 		ccfg.Elected, ccfg.LeaderAddr, ccfg.LeaderAdmin = true, s.election.leaderAddr, s.election.leader.admin
 		ccfg.Members, ccfg.Self = func(ctx context.Context) ([]leader.Member, error) {
-			return shared.Members(ctx, time.Minute, cfg.LeaderTTL)
+			return shared.Members(ctx, time.Minute, cmp.Or(cfg.LeaderTTL, leader.DefaultTTL))
 		}, s.election.me.ID
 	}
 	c, err := coordinator.New(runCtx, ccfg)
@@ -344,7 +344,7 @@ func (s *Server) elect(ctx context.Context, cfg Config) {
 			if ctx.Err() != nil {
 				break
 			}
-			log.Error("could not lead; trying again", "error", err, "in", wait)
+			log.Error("could not lead (is the database reachable?); trying again", "error", err, "in", wait)
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
