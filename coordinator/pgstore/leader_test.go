@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,14 +225,24 @@ func TestAChangeWaitingForALockMeetsTheNewTerm(t *testing.T) {
 		_ = watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE builds%'`).Scan(&n)
 		return n == 1
 	})
+	mover, err := pgx.Connect(ctx, dsn)
+	must(t, err)
+	defer mover.Close(ctx)
 	moved := make(chan time.Time, 1)
+	var done atomic.Bool
 	go func() {
-		if _, err := watcher.Exec(ctx, `UPDATE leader SET holder = 'b', term = 2 WHERE id = 1`); err != nil {
+		if _, err := mover.Exec(ctx, `UPDATE leader SET holder = 'b', term = 2 WHERE id = 1`); err != nil {
 			t.Error(err)
 		}
+		done.Store(true)
 		moved <- time.Now()
 	}()
-	time.Sleep(200 * time.Millisecond) // the move runs, or waits for the Assign, before the lock goes
+	// The move has run, or waits for the Assign, before the lock goes.
+	wait.Within(t, 30*time.Second, "the move to term 2 to run or wait", func() bool {
+		var n int
+		_ = watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE leader%'`).Scan(&n)
+		return n == 1 || done.Load()
+	})
 	released := time.Now()
 	must(t, tx.Rollback(ctx))
 	err = <-assigned
