@@ -151,6 +151,9 @@ func (c *Coordinator) callingAgent(ctx context.Context) (string, error) {
 		return "", status.Error(codes.Unauthenticated, "an agent's call needs its id and credential")
 	}
 	a, err := c.cfg.Store.GetAgent(ctx, ids[0])
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", status.Errorf(codes.Unavailable, "reading agent %s: %v", ids[0], err) // the agent tries again
+	}
 	token := auth[0][len("Bearer "):]
 	if err != nil || !a.Removed.IsZero() || subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(a.CredentialHash)) != 1 {
 		return "", status.Error(codes.Unauthenticated, "unknown agent or wrong credential")

@@ -154,6 +154,12 @@ func (c *Coordinator) admit(ctx context.Context, h *fleet.Hello) (*agentConn, *f
 	var agent Agent
 	if h.GetId() != "" {
 		a, err := c.cfg.Store.GetAgent(ctx, h.GetId())
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			// The store away (a database restarting) is no verdict on the
+			// credential: the agent tries again as itself, keeping its
+			// builds, rather than joining anew and losing them.
+			return nil, nil, status.Errorf(codes.Unavailable, "reading agent %s: %v", h.GetId(), err)
+		}
 		if err == nil && !a.Removed.IsZero() {
 			return nil, nil, errRemoved
 		}
