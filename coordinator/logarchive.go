@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,17 +66,22 @@ func (a *logArchiver) add(id string) {
 	}
 }
 
-func (a *logArchiver) next() (string, bool) {
+// take takes up to n of the builds to look at, oldest first.
+func (a *logArchiver) take(n int) []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.pending) == 0 {
-		return "", false
+	ids := slices.Clone(a.pending[:min(n, len(a.pending))])
+	a.pending = a.pending[len(ids):]
+	for _, id := range ids {
+		delete(a.queued, id)
 	}
-	id := a.pending[0]
-	a.pending = a.pending[1:]
-	delete(a.queued, id)
-	return id, true
+	return ids
 }
+
+// archiveLook is how many ended builds one look for logs covers: most
+// builds that end have none left on disk to move (nothing written, or an
+// earlier end moved them), and a look each would cost a query each.
+const archiveLook = 500
 
 // run moves logs until ctx ends; a move cut short by that is finished at
 // the next start.
@@ -84,8 +90,14 @@ func (a *logArchiver) run(ctx context.Context) {
 	tick := time.NewTicker(archiveSweep)
 	defer tick.Stop()
 	for {
-		for id, ok := a.next(); ok && ctx.Err() == nil; id, ok = a.next() {
-			a.archive(ctx, id)
+		for ids := a.take(archiveLook); len(ids) > 0 && ctx.Err() == nil; ids = a.take(archiveLook) {
+			withLogs, err := a.disk.WithLogs(ids)
+			if err != nil {
+				a.log.Warn("could not look for logs to move; trying again at the next sweep", "error", err)
+			}
+			for _, id := range withLogs {
+				a.archive(ctx, id)
+			}
 		}
 		select {
 		case <-ctx.Done():

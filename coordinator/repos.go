@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -359,16 +360,24 @@ func (c *Coordinator) registered(name string) bool {
 	if !c.cfg.Elected || !c.repos.stale(c.cfg.Now()) {
 		return false
 	}
-	repos, err := c.cfg.Store.ListRepos(context.Background())
+	// Those asking at once share one read (a burst of builds would
+	// otherwise each read the names).
+	_, err, _ := c.repos.reading.Do("", func() (any, error) {
+		repos, err := c.cfg.Store.ListRepos(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		names := make([]string, len(repos))
+		for i, r := range repos {
+			names[i] = r.Name
+		}
+		c.repos.reset(names, c.cfg.Now())
+		return nil, nil
+	})
 	if err != nil {
 		c.log.Warn("could not read the repositories", "error", err)
 		return true // read it: better a store read than no secrets
 	}
-	names := make([]string, len(repos))
-	for i, r := range repos {
-		names[i] = r.Name
-	}
-	c.repos.reset(names, c.cfg.Now())
 	return c.repos.has(name)
 }
 
@@ -383,6 +392,8 @@ type repoNames struct {
 	mu    sync.Mutex
 	names map[string]bool
 	read  time.Time // when the names were last read from the store
+	// reading is the read of the names under way.
+	reading singleflight.Group
 }
 
 // stale says the names were read from the store longer than reposStale

@@ -67,10 +67,12 @@ type Live interface {
 	Sizes(build string, attempt int) ([]logstore.Stream, error)
 	ReadAt(key logstore.Key, offset int64, p []byte) (int, error)
 	Follow(ctx context.Context, key logstore.Key, from int64, w io.Writer, ended <-chan struct{}) error
-	// Attempts and Builds say which have logs; RemoveAttempt deletes an
+	// Attempts, Builds and WithLogs say which have logs (WithLogs: which
+	// of the builds given, in one look); RemoveAttempt deletes an
 	// attempt's once they are archived.
 	Attempts(build string) ([]int, error)
 	Builds() ([]string, error)
+	WithLogs(builds []string) ([]string, error)
 	RemoveAttempt(build string, attempt int) error
 }
 

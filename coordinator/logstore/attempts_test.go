@@ -20,6 +20,9 @@ func TestRemoveAttemptLeavesTheBuildsOtherAttempts(t *testing.T) {
 	if got, err := s.Builds(); !slices.Equal(got, []string{"b1", "b2"}) || err != nil {
 		t.Errorf("Builds = %v, %v", got, err)
 	}
+	if got, err := s.WithLogs([]string{"b2", "none", "../b1", "b1"}); !slices.Equal(got, []string{"b2", "b1"}) || err != nil {
+		t.Errorf("WithLogs = %v, %v; want [b2 b1]", got, err)
+	}
 	if err := s.RemoveAttempt("b1", 1); err != nil {
 		t.Fatal(err)
 	}

@@ -254,6 +254,23 @@ func (s *Store) Attempts(build string) ([]int, error) {
 	return out, nil
 }
 
+// WithLogs returns those of builds that have logs here.
+func (s *Store) WithLogs(builds []string) ([]string, error) {
+	var out []string
+	for _, b := range builds {
+		if validID("build", b) != nil {
+			continue
+		}
+		_, err := os.Stat(s.buildDir(b))
+		if err == nil {
+			out = append(out, b)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("log store: %w", err)
+		}
+	}
+	return out, nil
+}
+
 // ReadAt reads stored bytes of the key's stream at offset into p, like
 // io.ReaderAt: it returns io.EOF when fewer than len(p) bytes are stored
 // from offset on. Bytes past the stored size are never returned.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/coordinator/internal/rows"
@@ -142,45 +141,24 @@ func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d c
 	const prior = `SELECT id FROM builds WHERE repo = $%d AND event_key = $%d AND event_key <> '' AND created >= $%d`
 	since := rows.Nanos(d.Since)
 	n := len(args)
-	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN`)
-	batch.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event))
-	batch.Queue(insertBuildWhere(`NOT EXISTS (`+fmt.Sprintf(prior, n+1, n+2, n+3)+`)`+fence), append(args, b.Repo, d.Event, since)...)
-	batch.Queue(fmt.Sprintf(prior, 1, 2, 3)+` ORDER BY created LIMIT 1`, b.Repo, d.Event, since)
-	batch.Queue(`COMMIT`)
-	conn, err := s.db.Acquire(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	defer conn.Release()
-	results := conn.SendBatch(ctx, batch)
-	for i := range batch.Len() {
-		switch i {
-		case 2:
-			var tag pgconn.CommandTag
-			tag, err = results.Exec()
-			inserted = tag.RowsAffected() == 1
-		case 3:
-			if err = results.QueryRow().Scan(&first); errors.Is(err, pgx.ErrNoRows) {
-				err = nil // none: the insert was fenced off
-			}
-		default:
-			_, err = results.Exec()
+	err = oneTrip(ctx, s.db, func(q *pgx.Batch) {
+		q.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event))
+		q.Queue(insertBuildWhere(`NOT EXISTS (`+fmt.Sprintf(prior, n+1, n+2, n+3)+`)`+fence), append(args, b.Repo, d.Event, since)...)
+		q.Queue(fmt.Sprintf(prior, 1, 2, 3)+` ORDER BY created LIMIT 1`, b.Repo, d.Event, since)
+	}, func(r pgx.BatchResults) error {
+		if _, err := r.Exec(); err != nil {
+			return err
 		}
+		tag, err := r.Exec()
 		if err != nil {
-			break
+			return err
 		}
-	}
-	if cerr := results.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
-		// What failed skipped the rest, COMMIT too: the transaction is
-		// rolled back here, so the connection goes back to the pool clean.
-		if _, rerr := conn.Exec(ctx, `ROLLBACK`); rerr != nil {
-			conn.Conn().Close(ctx)
+		inserted = tag.RowsAffected() == 1
+		if err := r.QueryRow().Scan(&first); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err // none is no error: the insert was fenced off
 		}
-	}
+		return nil
+	})
 	return first, inserted, err
 }
 

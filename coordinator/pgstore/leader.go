@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,12 +28,25 @@ func (s *Store) Claim(ctx context.Context, me leader.Member, ttl time.Duration) 
 			me.ID, me.GRPC, me.HTTP, me.Version, rows.Nanos(me.Started)); err != nil {
 			return err
 		}
+		// To take the role from another, its row is locked FOR UPDATE
+		// first: that waits for the changes fenced under the old term
+		// (each holds the row FOR KEY SHARE, see leaderClause), and the
+		// later ones wait for the new term and see it. A holder renewing
+		// its own lease changes no term and waits for none of them: a
+		// renewal that queued behind a busy leader's changes (and they
+		// behind it) stalled them all, and lost the role under load.
+		var takeover bool
+		err := tx.QueryRow(ctx, `SELECT true FROM leader WHERE id = 1 AND holder <> $1 AND expires < clock_timestamp() FOR UPDATE`,
+			me.ID).Scan(&takeover)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO leader (id, holder, term, expires)
 			VALUES (1, $1, 1, clock_timestamp() + $2 * interval '1 microsecond')
 			ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires,
 				term = CASE WHEN leader.holder = excluded.holder THEN leader.term ELSE leader.term + 1 END
-			WHERE leader.holder = excluded.holder OR leader.expires < clock_timestamp()`,
-			me.ID, ttl.Microseconds()); err != nil {
+			WHERE leader.holder = excluded.holder OR $3`,
+			me.ID, ttl.Microseconds(), takeover); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT l.holder, l.term, coalesce(c.grpc_addr, ''), coalesce(c.http_addr, '')
@@ -106,11 +120,13 @@ type term struct {
 // numbers of its two parameters: the change applies only while the
 // database says this coordinator holds the role at the term it claimed.
 func leaderClause(holderParam, termParam int) string {
-	// FOR SHARE: a claim that changes the term waits for this change, or
-	// this change, waiting for the claim, reads the term it committed. A
-	// plain read would use the statement's snapshot, older than a claim
-	// committed while the statement waited for a build's lock.
-	return fmt.Sprintf(` AND EXISTS (SELECT 1 FROM leader WHERE id = 1 AND holder = $%d AND term = $%d FOR SHARE)`, holderParam, termParam)
+	// FOR KEY SHARE: a claim that changes the term (it locks the row FOR
+	// UPDATE, see Claim) waits for this change, or this change, waiting
+	// for the claim, reads the term it committed. A plain read would use
+	// the statement's snapshot, older than a claim committed while the
+	// statement waited for a build's lock. The weakest lock that does
+	// this: the holder's renewals (an update of no key) wait for none.
+	return fmt.Sprintf(` AND EXISTS (SELECT 1 FROM leader WHERE id = 1 AND holder = $%d AND term = $%d FOR KEY SHARE)`, holderParam, termParam)
 }
 
 // fence is the arguments of leaderClause for a change now: the role this

@@ -225,14 +225,16 @@ func TestAChangeWaitingForALockMeetsTheNewTerm(t *testing.T) {
 		_ = watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE builds%'`).Scan(&n)
 		return n == 1
 	})
-	mover, err := pgx.Connect(ctx, dsn)
-	must(t, err)
-	defer mover.Close(ctx)
+	// a's lease runs out (a stopped process), and b claims the role.
+	if _, err := watcher.Exec(ctx, `UPDATE leader SET expires = '-infinity' WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	b := openOn(t, dsn)
 	moved := make(chan time.Time, 1)
 	var done atomic.Bool
 	go func() {
-		if _, err := mover.Exec(ctx, `UPDATE leader SET holder = 'b', term = 2 WHERE id = 1`); err != nil {
-			t.Error(err)
+		if h, err := b.Claim(ctx, leader.Member{ID: "b"}, time.Hour); err != nil || h.ID != "b" || h.Term != 2 {
+			t.Errorf("b's claim: %+v, %v; want b at term 2", h, err)
 		}
 		done.Store(true)
 		moved <- time.Now()
@@ -240,7 +242,7 @@ func TestAChangeWaitingForALockMeetsTheNewTerm(t *testing.T) {
 	// The move has run, or waits for the Assign, before the lock goes.
 	wait.Within(t, 30*time.Second, "the move to term 2 to run or wait", func() bool {
 		var n int
-		_ = watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE leader%'`).Scan(&n)
+		_ = watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM leader%FOR UPDATE'`).Scan(&n)
 		return n == 1 || done.Load()
 	})
 	released := time.Now()

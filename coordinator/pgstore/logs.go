@@ -139,6 +139,16 @@ func (l *Logs) Builds() ([]string, error) {
 	return out, nil
 }
 
+// WithLogs returns those of builds that have logs here, in one query.
+func (l *Logs) WithLogs(builds []string) ([]string, error) {
+	rs, err := l.db.Query(context.Background(), `SELECT DISTINCT build_id FROM log_streams WHERE build_id = ANY($1)`, builds)
+	out, err := collect(rs, err, func(r rows.Scanner) (id string, err error) { return id, r.Scan(&id) })
+	if err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	return out, nil
+}
+
 // ReadAt reads stored bytes of the key's stream at offset into p, like
 // io.ReaderAt (io.EOF when fewer than len(p) are stored from offset on).
 func (l *Logs) ReadAt(key logstore.Key, offset int64, p []byte) (int, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,6 +70,9 @@ func TestLogsAreWrittenOnceByOffsetAndReadBack(t *testing.T) {
 	}
 	if bs, err := l.Builds(); err != nil || fmt.Sprint(bs) != "[b0 b1]" {
 		t.Errorf("Builds = %v, %v", bs, err)
+	}
+	if bs, err := l.WithLogs([]string{"b1", "none", "b0"}); err != nil || len(bs) != 2 || !slices.Contains(bs, "b0") || !slices.Contains(bs, "b1") {
+		t.Errorf("WithLogs = %v, %v; want b0 and b1", bs, err)
 	}
 	if err := l.RemoveAttempt("b1", 1); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,8 @@ var _ coordinator.Store = (*Store)(nil)
 type Store struct {
 	db  *pgxpool.Pool
 	now func() time.Time
+	// writes sends the single-statement changes, combined as they pile up.
+	writes *combiner
 
 	// The role (leader.go): whether the leader's changes are fenced, and
 	// the term this store's coordinator holds (nil: none).
@@ -92,7 +94,7 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("database %s: %w", name, err)
 	}
-	s := &Store{db: db, now: o.Now}
+	s := &Store{db: db, now: o.Now, writes: newCombiner(db)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -110,6 +112,7 @@ func Redacted(dsn string) string {
 
 // Close closes the connections, once the calls under way are done.
 func (s *Store) Close() error {
+	s.writes.close()
 	s.db.Close()
 	return nil
 }
@@ -124,18 +127,11 @@ func writing(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	return wctx, cancel, nil
 }
 
-// exec runs one change and says how many rows it changed.
+// exec runs one change, a single statement, and says how many rows it
+// changed. Changes asked for at the same time are sent together (see
+// combiner); once sent, a change runs to its end whatever ctx does.
 func (s *Store) exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	wctx, cancel, err := writing(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer cancel()
-	tag, err := s.db.Exec(wctx, sql, args...)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
+	return s.writes.exec(ctx, sql, args...)
 }
 
 // collect scans every row a query returned with scan.
