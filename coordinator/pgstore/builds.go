@@ -77,9 +77,8 @@ func createError(id string, err error) error {
 // repository's event, so that two coordinators given the event at once
 // take turns.
 //
-// It is one round trip: a batch runs in one implicit transaction, which
-// holds the lock to its end, and each statement in it reads what was
-// committed when it began, after the lock was granted.
+// The lock and the insert go with the changes combined with them (see
+// combiner): one round trip, one commit.
 func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d coordinator.Delivery) (string, error) {
 	if d.Forge == "" || d.ID == "" {
 		return "", errors.New("create delivered build: a forge and a delivery id are required")
@@ -130,36 +129,28 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 // made since d.Since, and returns the first build of the event: b's own
 // when it was inserted.
 //
-// It is one round trip: the transaction, the event's advisory lock (held
-// to its end), the insert and the look for the first build are sent
-// together. Each statement reads what was committed when it began, after
-// the lock was granted. The look orders by creation alone, the order the
-// event's index gives: ordered by creation and id, PostgreSQL's generic
-// plan walked the index of creation through every build since d.Since,
-// and a standby answered some 600 deliveries a second, not 1,000.
+// The insert runs under an advisory lock of the repository's event, with
+// the changes combined with it (see combiner): it reads what was committed
+// when it began, after the lock was granted. Only when it inserts nothing
+// is the event's first build read. The read orders by creation alone, the
+// order the event's index gives: ordered by creation and id, PostgreSQL's
+// generic plan walked the index of creation through every build since
+// d.Since, and a standby answered some 600 deliveries a second, not 1,000.
 func (s *Store) createOncePerEvent(ctx context.Context, b coordinator.Build, d coordinator.Delivery, args []any, fence string) (first string, inserted bool, err error) {
 	const prior = `SELECT id FROM builds WHERE repo = $%d AND event_key = $%d AND event_key <> '' AND created >= $%d`
 	since := rows.Nanos(d.Since)
 	n := len(args)
-	err = oneTrip(ctx, s.db, func(q *pgx.Batch) {
-		q.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event))
-		q.Queue(insertBuildWhere(`NOT EXISTS (`+fmt.Sprintf(prior, n+1, n+2, n+3)+`)`+fence), append(args, b.Repo, d.Event, since)...)
-		q.Queue(fmt.Sprintf(prior, 1, 2, 3)+` ORDER BY created LIMIT 1`, b.Repo, d.Event, since)
-	}, func(r pgx.BatchResults) error {
-		if _, err := r.Exec(); err != nil {
-			return err
-		}
-		tag, err := r.Exec()
-		if err != nil {
-			return err
-		}
-		inserted = tag.RowsAffected() == 1
-		if err := r.QueryRow().Scan(&first); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err // none is no error: the insert was fenced off
-		}
-		return nil
-	})
-	return first, inserted, err
+	lock := fmt.Sprintf("%d:%s:%s", len(b.Repo), b.Repo, d.Event)
+	made, err := s.writes.execLocked(ctx, lock, insertBuildWhere(`NOT EXISTS (`+fmt.Sprintf(prior, n+1, n+2, n+3)+`)`+fence),
+		append(args, b.Repo, d.Event, since)...)
+	if err != nil || made == 1 {
+		return b.ID, made == 1, err
+	}
+	err = s.db.QueryRow(ctx, fmt.Sprintf(prior, 1, 2, 3)+` ORDER BY created LIMIT 1`, b.Repo, d.Event, since).Scan(&first)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = nil // none: the insert was fenced off
+	}
+	return first, false, err
 }
 
 // buildArgs is rows.BuildArgs of b with its free text as PostgreSQL keeps

@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -47,12 +49,18 @@ type combiner struct {
 
 // change is one statement waiting to be sent, then what it did.
 type change struct {
+	// lock names an advisory lock the statement runs under ("": none),
+	// held to the end of its transaction.
+	lock string
 	sql  string
 	args []any
 	rows int64
 	err  error
 	done chan struct{}
 }
+
+// lockSQL takes an advisory lock by its name, to the transaction's end.
+const lockSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
 
 func newCombiner(db *pgxpool.Pool) *combiner {
 	c := &combiner{db: db, changes: make(chan *change), stop: make(chan struct{})}
@@ -65,10 +73,17 @@ func newCombiner(db *pgxpool.Pool) *combiner {
 // bounds only the wait for its turn: once taken, a change runs to its end
 // (under writeTimeout), as exec promises.
 func (c *combiner) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	return c.execLocked(ctx, "", sql, args...)
+}
+
+// execLocked is exec under the advisory lock named lock: a statement that
+// must see what another made under the same lock (it reads what was
+// committed before it began, after the lock was granted).
+func (c *combiner) execLocked(ctx context.Context, lock, sql string, args ...any) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	ch := &change{sql: sql, args: args, done: make(chan struct{})}
+	ch := &change{lock: lock, sql: sql, args: args, done: make(chan struct{})}
 	c.asked.Add(1)
 	select {
 	case c.changes <- ch:
@@ -121,20 +136,12 @@ func (c *combiner) apply(batch []*change) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	if len(batch) > 1 {
-		err := oneTrip(ctx, c.db, func(b *pgx.Batch) {
-			for _, ch := range batch {
-				b.Queue(ch.sql, ch.args...)
-			}
-		}, func(r pgx.BatchResults) error {
-			for _, ch := range batch {
-				tag, err := r.Exec()
-				if err != nil {
-					return err
-				}
-				ch.rows = tag.RowsAffected()
-			}
-			return nil
-		})
+		// In the order of the rows they change (their first argument: a
+		// build's id, an agent's...), so that two transactions, of two
+		// coordinators, lock rows in one order and never each wait for
+		// the other. Those asking at once are in no order among them.
+		slices.SortStableFunc(batch, func(a, b *change) int { return strings.Compare(rowKey(a), rowKey(b)) })
+		err := c.together(ctx, batch)
 		var refused *pgconn.PgError
 		if !errors.As(err, &refused) {
 			// Done, or the connection failed: each learns what the
@@ -148,9 +155,75 @@ func (c *combiner) apply(batch []*change) {
 		// and rolled all back: each runs alone, to get its own answer.
 	}
 	for _, ch := range batch {
-		tag, err := c.db.Exec(ctx, ch.sql, ch.args...)
-		ch.rows, ch.err = tag.RowsAffected(), err
+		for try := 1; ; try++ {
+			ch.err = c.alone(ctx, ch)
+			// A deadlock's victim is rolled back whole: it runs again.
+			var pe *pgconn.PgError
+			if try == deadlockTries || !errors.As(ch.err, &pe) || pe.Code != "40P01" {
+				break
+			}
+		}
 	}
+}
+
+// deadlockTries bounds how often a change that lost a deadlock runs again.
+const deadlockTries = 3
+
+// alone runs one change in a transaction of its own.
+func (c *combiner) alone(ctx context.Context, ch *change) error {
+	if ch.lock != "" {
+		return c.together(ctx, []*change{ch})
+	}
+	tag, err := c.db.Exec(ctx, ch.sql, ch.args...)
+	ch.rows = tag.RowsAffected()
+	return err
+}
+
+// rowKey is the key of the row a change changes, as far as it tells: its
+// first argument when that is text.
+func rowKey(ch *change) string {
+	if len(ch.args) == 0 {
+		return ""
+	}
+	key, _ := ch.args[0].(string)
+	return key
+}
+
+// together runs the changes as one transaction in one round trip. Their
+// advisory locks are taken first, in the order of their names, so that
+// two transactions never wait for each other's (a deadlock), nor a
+// transaction waiting for a lock holds a row another's holder waits for.
+func (c *combiner) together(ctx context.Context, batch []*change) error {
+	var locks []string
+	for _, ch := range batch {
+		if ch.lock != "" {
+			locks = append(locks, ch.lock)
+		}
+	}
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+	return oneTrip(ctx, c.db, func(b *pgx.Batch) {
+		for _, l := range locks {
+			b.Queue(lockSQL, l)
+		}
+		for _, ch := range batch {
+			b.Queue(ch.sql, ch.args...)
+		}
+	}, func(r pgx.BatchResults) error {
+		for range locks {
+			if _, err := r.Exec(); err != nil {
+				return err
+			}
+		}
+		for _, ch := range batch {
+			tag, err := r.Exec()
+			if err != nil {
+				return err
+			}
+			ch.rows = tag.RowsAffected()
+		}
+		return nil
+	})
 }
 
 // oneTrip runs the statements queue adds as one transaction in one round
