@@ -349,3 +349,40 @@ func TestAnEntryThatCommitsLateIsFoundByItsNumber(t *testing.T) {
 		t.Errorf("asked for by number: %v %v %v, want the late one", bs, got, err)
 	}
 }
+
+// A coordinator stopped in the middle of a transaction (a paused VM)
+// holds the role's row no longer than the idle limit: another takes the
+// role. The limit is short here (the DSN's); by default it is
+// idleInTransaction.
+func TestACoordinatorStoppedInATransactionDoesNotHoldTheRole(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	a := openOn(t, dsn)
+	var limit string
+	must(t, a.db.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&limit))
+	if limit != idleInTransaction {
+		t.Errorf("idle_in_transaction_session_timeout is %q, want %q", limit, idleInTransaction)
+	}
+	if _, err := a.Claim(ctx, leader.Member{ID: "a"}, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	stopped := openOn(t, dsn+"&idle_in_transaction_session_timeout=200ms")
+	conn, err := stopped.db.Acquire(ctx)
+	must(t, err)
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT 1 FROM leader WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	// The session now waits for its client, which never comes back.
+	b := openOn(t, dsn)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	h, err := b.Claim(cctx, leader.Member{ID: "b"}, time.Hour)
+	if err != nil || h.ID != "b" {
+		t.Errorf("b's claim while a session held the role's row: %+v, %v; want b to lead", h, err)
+	}
+}

@@ -64,6 +64,13 @@ const defaultConns = 16
 // while the deliveries wait).
 const warmConns = 4
 
+// idleInTransaction is how long the server keeps a session that waits, in
+// the middle of a transaction, for its coordinator (unless the DSN says
+// idle_in_transaction_session_timeout): a coordinator stopped there (a
+// paused VM, SIGSTOP) would hold its locks, the role's row among them, and
+// stop the others, until the connection dies.
+const idleInTransaction = "5s"
+
 // writeTimeout bounds a change once it has started: it runs to its end
 // whatever its caller's context does meanwhile (so the caller never has
 // to guess whether it applied), but not forever on a lost connection.
@@ -85,6 +92,9 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	if !strings.Contains(dsn, "pool_min_conns") {
 		cfg.MinConns = min(warmConns, cfg.MaxConns)
+	}
+	if !strings.Contains(dsn, "idle_in_transaction_session_timeout") {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransaction
 	}
 	db, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
