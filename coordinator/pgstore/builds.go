@@ -50,7 +50,8 @@ func (s *Store) CreateBuild(ctx context.Context, b coordinator.Build) error {
 		_, err = s.exec(ctx, insertBuild, args...)
 		return createError(b.ID, err)
 	}
-	n, err := s.exec(ctx, insertBuildWhere(`true`+leaderClause(28, 29)), append(args, f.holder, f.term)...)
+	fence, args := f.clause(args)
+	n, err := s.exec(ctx, insertBuildWhere(`true`+fence), args...)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("create build %s running: %w", b.ID, coordinator.ErrNotLeader)
 	}
@@ -95,9 +96,8 @@ func (s *Store) CreateDeliveredBuild(ctx context.Context, b coordinator.Build, d
 	defer cancel()
 	// A build sent at once to an agent is a leader's change (CreateBuild).
 	var fence string
-	if f := s.fence(); b.State == coordinator.Running && f != nil {
-		fence = leaderClause(len(args)+1, len(args)+2)
-		args = append(args, f.holder, f.term)
+	if b.State == coordinator.Running {
+		fence, args = s.fence().clause(args)
 	}
 	var first string
 	inserted := false
@@ -259,12 +259,8 @@ func (s *Store) SetWaiting(ctx context.Context, id, why string) error {
 // statement: the builds no longer queued, or waiting for that already,
 // are left alone. It is a leader's change.
 func (s *Store) SetWaitingMany(ctx context.Context, ids []string, why string) error {
-	q := `UPDATE builds SET waiting = $2 WHERE id = ANY($1) AND state = 'queued' AND waiting <> $2`
-	args := []any{ids, why}
-	f := s.fence()
-	if f != nil {
-		q, args = q+leaderClause(3, 4), append(args, f.holder, f.term)
-	}
+	fence, args := s.fence().clause([]any{ids, why})
+	q := `UPDATE builds SET waiting = $2 WHERE id = ANY($1) AND state = 'queued' AND waiting <> $2` + fence
 	if _, err := s.exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("set why %d builds wait: %w", len(ids), err)
 	}
@@ -402,10 +398,10 @@ func (s *Store) leaderFenced(ctx context.Context, op, id string, w rows.Want, up
 func (s *Store) fencedAs(ctx context.Context, leaderOnly bool, op, id string, w rows.Want, update string, args ...any) error {
 	var f *term
 	if leaderOnly {
-		if f = s.fence(); f != nil {
-			update += leaderClause(len(args)+1, len(args)+2)
-			args = append(args, f.holder, f.term)
-		}
+		f = s.fence()
+		var fence string
+		fence, args = f.clause(args)
+		update += fence
 	}
 	err := func() error {
 		n, err := s.exec(ctx, update, args...)

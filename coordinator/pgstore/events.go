@@ -39,12 +39,8 @@ func (s *Store) AppendEvent(ctx context.Context, e coordinator.StoredEvent) (boo
 		return false, fmt.Errorf("%s: encode: %w", op, err)
 	}
 	stored, err := func() (bool, error) {
-		args := []any{e.BuildID, e.Attempt, e.Seq, string(data)}
-		fence := ""
 		f := s.fence()
-		if f != nil {
-			fence, args = leaderClause(5, 6), append(args, f.holder, f.term)
-		}
+		fence, args := f.clause([]any{e.BuildID, e.Attempt, e.Seq, string(data)})
 		n, err := s.exec(ctx, `WITH b AS (
 				SELECT id, attempt FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running'`+fence+`
 				FOR NO KEY UPDATE)

@@ -129,6 +129,16 @@ func leaderClause(holderParam, termParam int) string {
 	return fmt.Sprintf(` AND EXISTS (SELECT 1 FROM leader WHERE id = 1 AND holder = $%d AND term = $%d FOR KEY SHARE)`, holderParam, termParam)
 }
 
+// clause is leaderClause for a change whose arguments are args, numbered
+// after them, and args with the role's holder and term added. A change
+// that is not fenced (nil) gets neither.
+func (f *term) clause(args []any) (string, []any) {
+	if f == nil {
+		return "", args
+	}
+	return leaderClause(len(args)+1, len(args)+2), append(args, f.holder, f.term)
+}
+
 // fence is the arguments of leaderClause for a change now: the role this
 // store last claimed. A store that never claims (one coordinator alone,
 // or tools) is not fenced: nil.

@@ -39,11 +39,8 @@ func (s *Store) SavePool(ctx context.Context, st pool.State) error {
 	}
 	// The scaler runs on the leader: a leader whose term is over saves
 	// nothing over its successor's state.
-	q, args := `INSERT INTO pool_state (id, state, updated) SELECT 1, $1::text, $2::bigint WHERE true`, []any{string(doc), time.Now().UnixNano()}
-	f := s.fence()
-	if f != nil {
-		q, args = q+leaderClause(3, 4), append(args, f.holder, f.term)
-	}
+	fence, args := s.fence().clause([]any{string(doc), time.Now().UnixNano()})
+	q := `INSERT INTO pool_state (id, state, updated) SELECT 1, $1::text, $2::bigint WHERE true` + fence
 	n, err := s.exec(ctx, q+` ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated = excluded.updated`, args...)
 	if err == nil && n == 0 {
 		err = coordinator.ErrNotLeader
