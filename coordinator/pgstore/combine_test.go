@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/internal/pgtest"
 	"github.com/monkeyci/monkeyci/internal/wait"
@@ -32,21 +30,10 @@ func TestChangesAskedAtOnceShareATransactionAndKeepTheirOwnAnswers(t *testing.T)
 	// for a build another session locked, then lets it go; it returns
 	// each build's answer.
 	round := func(name string, n int, extra ...string) map[string]error {
-		locker, err := pgx.Connect(ctx, dsn)
-		must(t, err)
-		defer locker.Close(ctx)
-		tx, err := locker.Begin(ctx)
-		must(t, err)
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM builds WHERE id = 'held' FOR UPDATE`); err != nil {
-			t.Fatal(err)
-		}
+		tx := lockBuild(t, dsn, "held")
 		held := make(chan error, 1)
 		go func() { held <- s.SetWaiting(ctx, "held", name) }()
-		wait.Within(t, 30*time.Second, "the first change to wait for the build's lock", func() bool {
-			var waiting int
-			_ = s.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE builds%'`).Scan(&waiting)
-			return waiting == 1
-		})
+		waitForLock(t, s.db, "the first change", "UPDATE builds%")
 		ids := append([]string(nil), extra...)
 		for i := range n {
 			ids = append(ids, fmt.Sprintf("%s-%02d", name, i))

@@ -135,6 +135,34 @@ func openOn(t *testing.T, dsn string) *Store {
 	return s
 }
 
+// lockBuild locks the build's row in a transaction of another session,
+// which the test ends (or the session's end does).
+func lockBuild(t *testing.T, dsn, id string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	locker, err := pgx.Connect(ctx, dsn)
+	must(t, err)
+	t.Cleanup(func() { _ = locker.Close(ctx) })
+	tx, err := locker.Begin(ctx)
+	must(t, err)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM builds WHERE id = $1 FOR UPDATE`, id); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// waitForLock waits until one statement like query waits for a lock.
+func waitForLock(t *testing.T, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, what, query string) {
+	t.Helper()
+	wait.Within(t, 30*time.Second, what+" to wait for a lock", func() bool {
+		var n int
+		_ = db.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`, query).Scan(&n)
+		return n == 1
+	})
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -207,24 +235,13 @@ func TestAChangeWaitingForALockMeetsTheNewTerm(t *testing.T) {
 	}
 	a.Fence("a", 1)
 	must(t, a.CreateBuild(ctx, coordinator.Build{ID: "x", Repo: "r", Source: coordinator.Source{URL: "u"}}))
-	locker, err := pgx.Connect(ctx, dsn)
-	must(t, err)
-	defer locker.Close(ctx)
-	tx, err := locker.Begin(ctx)
-	must(t, err)
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM builds WHERE id = 'x' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	tx := lockBuild(t, dsn, "x")
 	assigned := make(chan error, 1)
 	go func() { assigned <- a.Assign(ctx, "x", 1, "agent", time.Now().Add(time.Minute)) }()
 	watcher, err := pgx.Connect(ctx, dsn)
 	must(t, err)
 	defer watcher.Close(ctx)
-	wait.Within(t, 30*time.Second, "the Assign to wait for the build's lock", func() bool {
-		var n int
-		_ = watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE builds%'`).Scan(&n)
-		return n == 1
-	})
+	waitForLock(t, watcher, "the Assign", "UPDATE builds%")
 	// a's lease runs out (a stopped process), and b claims the role.
 	if _, err := watcher.Exec(ctx, `UPDATE leader SET expires = '-infinity' WHERE id = 1`); err != nil {
 		t.Fatal(err)
