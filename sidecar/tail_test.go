@@ -157,10 +157,13 @@ func TestTailReadsAFastWriterEveryReadGap(t *testing.T) {
 	// All of it read live: the job still waits on the fifo.
 	j.rec.waitFor(t, "every line", func(r []record) bool { return output(r, "0", "out") == wantBurst() })
 	took, reads := time.Since(start), j.tl.reads.Load()
-	// One read per readGap at most, and a few more: the event file's, and
-	// the first read of the log file, at once.
-	if bound := int64(took/readGap) + 10; reads > bound {
-		t.Errorf("%d reads for %d writes in %v, want at most %d (one per %v)", reads, manyLines, took, bound, readGap)
+	// One read of the log file per readGap at most, and a few more: the
+	// event file's, and the first read of the log file, at once. Twice
+	// that is allowed: a busy machine's timers fire late and early by
+	// turns (it once read 37 times where 36 were allowed); a read at
+	// every write would still be hundreds over.
+	if bound := 2*int64(took/readGap) + 10; reads > bound {
+		t.Errorf("%d reads for %d writes in %v, want at most %d (about one per %v)", reads, manyLines, took, bound, readGap)
 	}
 	t.Logf("%d writes read in %d reads over %v", manyLines, reads, took)
 	j.release(t)
