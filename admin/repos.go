@@ -107,6 +107,7 @@ type RepoJSON struct {
 	Branches         []string   `json:"branches"`
 	DefaultBranch    string     `json:"default_branch"`
 	Depth            *int32     `json:"depth"` // null: the agent's default
+	CancelSuperseded bool       `json:"cancel_superseded"`
 	HasWebhookSecret bool       `json:"has_webhook_secret"`
 	HasForgeToken    bool       `json:"has_forge_token"`
 	Created          *time.Time `json:"created"`
@@ -117,7 +118,7 @@ func Repo(r *fleet.Repo) RepoJSON {
 	j := RepoJSON{
 		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(), DefaultBranch: r.GetDefaultBranch(),
 		HasWebhookSecret: r.GetHasWebhookSecret(), HasForgeToken: r.GetHasForgeToken(), Created: TimeOf(r.GetCreated()),
-		Depth: r.Depth,
+		Depth: r.Depth, CancelSuperseded: !r.GetKeepSuperseded(),
 	}
 	if j.Branches == nil {
 		j.Branches = []string{}

@@ -120,7 +120,7 @@ func (s *AdminServer) CancelBuild(ctx context.Context, r *fleet.BuildRef) (*flee
 	if err != nil {
 		return nil, err
 	}
-	if err := s.c.Cancel(ctx, id); err != nil {
+	if err := s.c.cancel(ctx, id, r.GetSupersededBy()); err != nil {
 		return nil, storeError(err)
 	}
 	return s.info(ctx, id)

@@ -124,16 +124,23 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 // Cancel ends a build: a queued one at once, a running one by telling its
 // agent (the build ends when the agent reports it canceled, or when its
 // lease runs out).
-func (c *Coordinator) Cancel(ctx context.Context, id string) error {
+func (c *Coordinator) Cancel(ctx context.Context, id string) error { return c.cancel(ctx, id, "") }
+
+// cancel is Cancel, for the newer build supersededBy when it is not "":
+// the build's message then names it.
+func (c *Coordinator) cancel(ctx context.Context, id, supersededBy string) error {
 	if !c.Leading() {
 		return c.onLeader(ctx, func(ctx context.Context, api fleet.AdminClient) error {
-			_, err := api.CancelBuild(ctx, &fleet.BuildRef{Id: id})
+			_, err := api.CancelBuild(ctx, &fleet.BuildRef{Id: id, SupersededBy: supersededBy})
 			return err
 		})
 	}
+	why := "canceled before it was dispatched"
+	if supersededBy != "" {
+		why = supersededMessage(supersededBy)
+	}
 	queued, l, ok := c.dispatcher.cancel(id)
 	if queued != nil {
-		const why = "canceled before it was dispatched"
 		if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, why); err != nil {
 			c.notifyEnded(id)
 			return err
@@ -147,7 +154,6 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 			return err
 		}
 		if b.State == Queued { // queued by another coordinator, not taken up yet
-			const why = "canceled before it was dispatched"
 			if err := c.cfg.Store.Finish(ctx, id, 0, events.Canceled, why); err != nil {
 				return err
 			}
@@ -155,6 +161,9 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) error {
 			return nil
 		}
 		return fmt.Errorf("build %s: %w", id, ErrEnded)
+	}
+	if supersededBy != "" {
+		c.leases.noteSuperseded(id, supersededBy)
 	}
 	if conn := c.agents.connected(l.agent); conn != nil {
 		conn.cancel(id, l.attempt)

@@ -24,6 +24,9 @@ type lease struct {
 	// newer one).
 	paused   bool
 	pausedBy int64
+	// supersededBy is the newer build the attempt was canceled for (""
+	// none): its end says so, whatever its agent's message.
+	supersededBy string
 }
 
 // leaseTable is the running attempts, by build id: which attempt is
@@ -144,6 +147,16 @@ func (t *leaseTable) raiseStoredThrough(id string, attempt int, through int64) {
 	defer t.mu.Unlock()
 	if l, ok := t.running[id]; ok && l.attempt == attempt && through > l.storedThrough {
 		l.storedThrough = through
+	}
+}
+
+// noteSuperseded records that the build's running attempt is canceled
+// for the newer build by.
+func (t *leaseTable) noteSuperseded(id, by string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.running[id]; ok {
+		l.supersededBy = by
 	}
 }
 

@@ -47,7 +47,7 @@ func (c *Coordinator) sealer() (Sealer, error) {
 
 func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
 	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
-		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch())}
+		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch()), KeepSuperseded: r.GetKeepSuperseded()}
 	if r.Depth != nil {
 		d := int(r.GetDepth())
 		repo.Depth = &d
@@ -149,7 +149,7 @@ func repoInfo(r Repo) *fleet.Repo {
 	return &fleet.Repo{
 		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
-		Depth: depthOf(r.Depth),
+		Depth: depthOf(r.Depth), KeepSuperseded: r.KeepSuperseded,
 	}
 }
 

@@ -170,7 +170,13 @@ func (t Token) Expired(now time.Time) bool { return !t.Expires.IsZero() && !now.
 type BuildFilter struct {
 	Repo  string
 	State State
-	Limit int // 0: no limit; newest first
+	// Active: queued or running (State is then ignored).
+	Active bool
+	// Branch and PullRequest, when set, are the source branch and the
+	// pull request's number the builds must have.
+	Branch      string
+	PullRequest int
+	Limit       int // 0: no limit; newest first
 }
 
 // Repo is a registered repository. Its webhook secret, forge token and
@@ -195,8 +201,12 @@ type Repo struct {
 	// URLCredential is the user information (user:token) of the clone URL
 	// given, sealed: URL is kept without it, and it is put back only into
 	// what an agent fetches.
-	URLCredential []byte    `json:"-"`
-	Created       time.Time `json:"created"`
+	URLCredential []byte `json:"-"`
+	// KeepSuperseded keeps a branch's or pull request's older builds
+	// running when a newer push queues another; by default they are
+	// canceled (Coordinator.supersede).
+	KeepSuperseded bool      `json:"keep-superseded,omitempty"`
+	Created        time.Time `json:"created"`
 }
 
 // Delivery is a forge's webhook delivery that makes a build.

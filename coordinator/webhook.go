@@ -182,6 +182,7 @@ func (c *Coordinator) queueDelivered(ctx context.Context, reply webhookReply, ki
 		reply.refuse(http.StatusServiceUnavailable, "storing the build: %v", err)
 	default:
 		c.log.Info("webhook: build queued", "forge", kind, "repo", repo.Name, "build", b.ID, "trigger", b.Trigger)
+		c.supersede(ctx, repo, b)
 		reply.answer(http.StatusAccepted, webhookAnswer{Build: b.ID})
 	}
 }

@@ -38,6 +38,7 @@ type repoAddFlags struct {
 	url, webhookSecret, forge, apiURL, defaultBranch string
 	branches                                         []string
 	tokenStdin, webhookSecretStdin, sshKeyStdin      bool
+	cancelSuperseded                                 bool
 	depth                                            int
 }
 
@@ -78,7 +79,14 @@ agent's fetch (its submodules too), never to a job. An agent trusts a
 host's key the first time it fetches from it, and holds to it after.
 
 --depth sets how many commits of history each build's checkout holds (0:
-all of it); a build's .monkeyci/script.yaml may ask more with depth.`,
+all of it); a build's .monkeyci/script.yaml may ask more with depth.
+
+A push to a branch other than --default-branch, or to a pull request,
+cancels the builds of that branch or pull request that earlier pushes
+queued and that are still queued or running: they say which build
+superseded them. Builds of the default branch and of tags, and builds
+triggered by a person, are never canceled this way. --cancel-superseded=false
+keeps them all running.`,
 		Example: `  monkeyci repos add me/app --url https://github.com/me/app --webhook-secret "$SECRET" --branches 'main,release/*'
   printf %s "$GITLAB_TOKEN" | monkeyci repos add team/site --url https://gitlab.example.com/team/site.git \
       --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin
@@ -96,6 +104,7 @@ all of it); a build's .monkeyci/script.yaml may ask more with depth.`,
 	f.StringVar(&rf.apiURL, "api-url", "", "the forge's API URL, for a self-hosted forge (default: the public service's)")
 	f.BoolVar(&rf.tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	f.BoolVar(&rf.sshKeyStdin, "ssh-key-stdin", false, "read a deploy key (an SSH private key) for an ssh URL from standard input, all of it")
+	f.BoolVar(&rf.cancelSuperseded, "cancel-superseded", true, "cancel a branch's or pull request's older builds when a newer push queues one")
 	f.IntVar(&rf.depth, "depth", 20, "commits of history each build's checkout holds; 0 for all of it (default: the agent's, 20)")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
 	add.RunE = func(cmd *cobra.Command, args []string) error {
@@ -161,7 +170,8 @@ func (rf *repoAddFlags) repo(name string) (*fleet.Repo, error) {
 	if rf.sshKeyStdin && (rf.webhookSecretStdin || rf.tokenStdin) {
 		return nil, errors.New("--ssh-key-stdin reads all of standard input: give the webhook secret by --webhook-secret, and the forge token in another call")
 	}
-	return &fleet.Repo{Name: name, Url: cloneURL, WebhookSecret: rf.webhookSecret, Branches: rf.branches, Forge: rf.forge, ApiUrl: rf.apiURL, DefaultBranch: rf.defaultBranch}, nil
+	return &fleet.Repo{Name: name, Url: cloneURL, WebhookSecret: rf.webhookSecret, Branches: rf.branches, Forge: rf.forge, ApiUrl: rf.apiURL, DefaultBranch: rf.defaultBranch,
+		KeepSuperseded: !rf.cancelSuperseded}, nil
 }
 
 // readSecrets reads into repo the secrets the flags say standard input

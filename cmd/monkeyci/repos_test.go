@@ -82,7 +82,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	withStdin(t, "glpat-token\n")
 	code, out, errOut := cli(t, plain(addr, "repos", "add", "team/site", "--url", "https://gitlab.example.com/team/site.git",
 		"--webhook-secret", "whsec-xyz", "--branches", "main,release/*", "--forge", "gitlab",
-		"--api-url", "https://gitlab.example.com", "--forge-token-stdin", "--default-branch", "trunk")...)
+		"--api-url", "https://gitlab.example.com", "--forge-token-stdin", "--default-branch", "trunk", "--cancel-superseded=false")...)
 	want := "" +
 		"NAME       URL                                       FORGE   BRANCHES        WEBHOOK-SECRET  FORGE-TOKEN\n" +
 		"team/site  https://gitlab.example.com/team/site.git  gitlab  main,release/*  yes             yes\n"
@@ -95,7 +95,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	assertRequests(t, f, "AddRepo", &fleet.Repo{
 		Name: "team/site", Url: "https://gitlab.example.com/team/site.git", WebhookSecret: "whsec-xyz",
 		Branches: []string{"main", "release/*"}, Forge: "gitlab", ApiUrl: "https://gitlab.example.com", ForgeToken: "glpat-token",
-		DefaultBranch: "trunk",
+		DefaultBranch: "trunk", KeepSuperseded: true,
 	})
 
 	// a local path is made absolute; -o json has stable keys and no secrets
@@ -109,10 +109,11 @@ func TestAdminCLIReposAdd(t *testing.T) {
 		t.Fatalf("repos add -o json: exit %d, %q", code, errOut)
 	}
 	keys := jsonKeys(t, out)
-	if wantKeys := []string{"api_url", "branches", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "name", "url"}; !slices.Equal(keys, wantKeys) {
+	if wantKeys := []string{"api_url", "branches", "cancel_superseded", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "name", "url"}; !slices.Equal(keys, wantKeys) {
 		t.Errorf("repos add -o json keys %v, want %v", keys, wantKeys)
 	}
-	if !strings.Contains(out, `"branches": []`) || !strings.Contains(out, `"has_forge_token": false`) || !strings.Contains(out, `"depth": null`) {
+	if !strings.Contains(out, `"branches": []`) || !strings.Contains(out, `"has_forge_token": false`) || !strings.Contains(out, `"depth": null`) ||
+		!strings.Contains(out, `"cancel_superseded": true`) {
 		t.Errorf("repos add -o json:\n%s", out)
 	}
 	assertRequests(t, f, "AddRepo", &fleet.Repo{Name: "local", Url: wd, DefaultBranch: "main"})

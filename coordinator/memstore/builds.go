@@ -135,7 +135,12 @@ func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]strin
 // then id).
 func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]coordinator.Build, error) {
 	bs, err := s.matching(ctx, "list builds", func(b *coordinator.Build) bool {
-		return (f.Repo == "" || b.Repo == f.Repo) && (f.State == "" || b.State == f.State)
+		state := f.State == "" || b.State == f.State
+		if f.Active {
+			state = b.State != coordinator.Ended
+		}
+		return state && (f.Repo == "" || b.Repo == f.Repo) && (f.Branch == "" || b.Source.Branch == f.Branch) &&
+			(f.PullRequest == 0 || b.PullRequest == f.PullRequest)
 	})
 	if err != nil {
 		return nil, err

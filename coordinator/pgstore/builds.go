@@ -198,27 +198,7 @@ func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]strin
 // ListBuilds returns the builds that match f, newest first (by creation,
 // then id).
 func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]coordinator.Build, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.Repo != "" {
-		args = append(args, f.Repo)
-		where = append(where, fmt.Sprintf("repo = $%d", len(args)))
-	}
-	if f.State != "" {
-		args = append(args, string(f.State))
-		where = append(where, fmt.Sprintf("state = $%d", len(args)))
-	}
-	q := `SELECT ` + rows.BuildColumns + ` FROM builds`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY created DESC, id DESC`
-	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		q += fmt.Sprintf(` LIMIT $%d`, len(args))
-	}
+	q, args := rows.BuildsMatching(f, func(n int) string { return fmt.Sprintf("$%d", n) })
 	rs, err := s.db.Query(ctx, q, args...)
 	bs, err := collect(rs, err, rows.ScanBuild)
 	if err != nil {

@@ -212,6 +212,10 @@ CREATE INDEX builds_queued ON builds (queued_seq) WHERE state = 'queued';
 -- page without a new entry in each index (heap-only tuples).
 ALTER TABLE builds SET (fillfactor = 70);
 `,
+	// 5: a repository whose superseded builds are kept running.
+	`
+ALTER TABLE repos ADD COLUMN keep_superseded BOOLEAN NOT NULL DEFAULT false;
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

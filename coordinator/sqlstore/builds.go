@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -122,24 +121,7 @@ func (s *Store) BuildIDs(ctx context.Context, prefix string, limit int) ([]strin
 // ListBuilds returns the builds that match f, newest first (by creation,
 // then id).
 func (s *Store) ListBuilds(ctx context.Context, f coordinator.BuildFilter) ([]coordinator.Build, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.Repo != "" {
-		where, args = append(where, "repo = ?"), append(args, f.Repo)
-	}
-	if f.State != "" {
-		where, args = append(where, "state = ?"), append(args, string(f.State))
-	}
-	q := `SELECT ` + rows.BuildColumns + ` FROM builds`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY created DESC, id DESC`
-	if f.Limit > 0 {
-		q, args = q+` LIMIT ?`, append(args, f.Limit)
-	}
+	q, args := rows.BuildsMatching(f, func(int) string { return "?" })
 	rs, err := s.r.QueryContext(ctx, q, args...)
 	bs, err := collect(rs, err, rows.ScanBuild)
 	if err != nil {

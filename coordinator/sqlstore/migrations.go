@@ -194,6 +194,10 @@ ALTER TABLE builds ADD COLUMN fork INTEGER NOT NULL DEFAULT 0;
 	`
 ALTER TABLE repos ADD COLUMN depth INTEGER;
 `,
+	// 12: a repository whose superseded builds are kept running.
+	`
+ALTER TABLE repos ADD COLUMN keep_superseded INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

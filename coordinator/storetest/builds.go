@@ -68,10 +68,10 @@ func listBuilds(t *testing.T, open Opener) {
 	s := open(t, nil)
 	ctx := context.Background()
 	for i, b := range []coordinator.Build{
-		{ID: "a", Repo: "r1", Created: t0.Add(1 * time.Second)},
+		{ID: "a", Repo: "r1", Created: t0.Add(1 * time.Second), Source: coordinator.Source{Branch: "feature"}},
 		{ID: "b", Repo: "r2", Created: t0.Add(2 * time.Second)},
-		{ID: "c", Repo: "r1", Created: t0.Add(3 * time.Second), State: coordinator.Ended},
-		{ID: "d", Repo: "r1", Created: t0.Add(4 * time.Second), State: coordinator.Running, Attempt: 1},
+		{ID: "c", Repo: "r1", Created: t0.Add(3 * time.Second), State: coordinator.Ended, Source: coordinator.Source{Branch: "feature"}},
+		{ID: "d", Repo: "r1", Created: t0.Add(4 * time.Second), State: coordinator.Running, Attempt: 1, Source: coordinator.Source{Branch: "feature"}, PullRequest: 7},
 		{ID: "e", Repo: "r2", Created: t0.Add(4 * time.Second)}, // same time as d: by id
 	} {
 		_ = i
@@ -88,6 +88,10 @@ func listBuilds(t *testing.T, open Opener) {
 		{"state", coordinator.BuildFilter{State: coordinator.Queued}, []string{"e", "b", "a"}},
 		{"repo and state", coordinator.BuildFilter{Repo: "r2", State: coordinator.Queued, Limit: 1}, []string{"e"}},
 		{"nothing", coordinator.BuildFilter{Repo: "r3"}, []string{}},
+		{"active", coordinator.BuildFilter{Active: true, State: coordinator.Ended}, []string{"e", "d", "b", "a"}},
+		{"branch", coordinator.BuildFilter{Repo: "r1", Branch: "feature"}, []string{"d", "c", "a"}},
+		{"active on a branch", coordinator.BuildFilter{Repo: "r1", Branch: "feature", Active: true}, []string{"d", "a"}},
+		{"pull request", coordinator.BuildFilter{PullRequest: 7}, []string{"d"}},
 		{"negative limit is none", coordinator.BuildFilter{Limit: -1}, []string{"e", "d", "c", "b", "a"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -34,6 +34,14 @@ func reposAndTheirSecrets(t *testing.T, open Opener) {
 		}
 	}
 	r.Depth = nil
+	if got, _ := s.GetRepo(ctx, "acme/app"); got.KeepSuperseded {
+		t.Errorf("a repository saved without keeping superseded builds keeps them")
+	}
+	r.KeepSuperseded = true
+	must(t, s.SaveRepo(ctx, r))
+	if got, _ := s.GetRepo(ctx, "acme/app"); !got.KeepSuperseded {
+		t.Errorf("KeepSuperseded saved, not read")
+	}
 	// Saved again without secrets: the old ones stay.
 	r.WebhookSecret, r.ForgeToken, r.Branches = nil, nil, nil
 	must(t, s.SaveRepo(ctx, r))

@@ -171,8 +171,12 @@ func (x *TriggerRequest) GetTag() string {
 }
 
 type BuildRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// CancelBuild only: the newer build of the same branch or pull request
+	// that makes this one pointless (a coordinator forwarding a
+	// supersession to the leader); its message then says so.
+	SupersededBy  string `protobuf:"bytes,2,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +214,13 @@ func (*BuildRef) Descriptor() ([]byte, []int) {
 func (x *BuildRef) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *BuildRef) GetSupersededBy() string {
+	if x != nil {
+		return x.SupersededBy
 	}
 	return ""
 }
@@ -1756,9 +1767,13 @@ type Repo struct {
 	DefaultBranch string `protobuf:"bytes,11,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
 	// commits of history a build's checkout holds: 0 all of it; unset the
 	// agent's default
-	Depth         *int32 `protobuf:"varint,12,opt,name=depth,proto3,oneof" json:"depth,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Depth *int32 `protobuf:"varint,12,opt,name=depth,proto3,oneof" json:"depth,omitempty"`
+	// a push to a branch (not the default one) or a pull request leaves the
+	// older builds of that branch or pull request running; by default they
+	// are canceled as superseded
+	KeepSuperseded bool `protobuf:"varint,13,opt,name=keep_superseded,json=keepSuperseded,proto3" json:"keep_superseded,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Repo) Reset() {
@@ -1873,6 +1888,13 @@ func (x *Repo) GetDepth() int32 {
 		return *x.Depth
 	}
 	return 0
+}
+
+func (x *Repo) GetKeepSuperseded() bool {
+	if x != nil {
+		return x.KeepSuperseded
+	}
+	return false
 }
 
 type RepoRef struct {
@@ -2750,9 +2772,10 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
 	"\bBuildRef\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"|\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
+	"\rsuperseded_by\x18\x02 \x01(\tR\fsupersededBy\"|\n" +
 	"\fArtifactInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -2875,7 +2898,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x127\n" +
 	"\tlast_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
 	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12 \n" +
-	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\x97\x03\n" +
+	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xc0\x03\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2890,7 +2913,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12%\n" +
 	"\x0edefault_branch\x18\v \x01(\tR\rdefaultBranch\x12\x19\n" +
-	"\x05depth\x18\f \x01(\x05H\x00R\x05depth\x88\x01\x01B\b\n" +
+	"\x05depth\x18\f \x01(\x05H\x00R\x05depth\x88\x01\x01\x12'\n" +
+	"\x0fkeep_superseded\x18\r \x01(\bR\x0ekeepSupersededB\b\n" +
 	"\x06_depth\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +

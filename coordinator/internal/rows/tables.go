@@ -117,7 +117,8 @@ func join(parts ...[]Column) []Column {
 // Tables are the state's tables, in the order to copy them.
 var Tables = []Table{
 	{Name: "repos", Order: "name", Columns: join(cols(KindText, "name", "url"), cols(KindNullText, "branches"), cols(KindText, "forge", "api_url"),
-		cols(KindBytes, "webhook_secret", "forge_token"), cols(KindInt, "created"), cols(KindBytes, "url_credential"), cols(KindText, "default_branch"), cols(KindNullInt, "depth"))},
+		cols(KindBytes, "webhook_secret", "forge_token"), cols(KindInt, "created"), cols(KindBytes, "url_credential"), cols(KindText, "default_branch"), cols(KindNullInt, "depth"),
+		cols(KindBool, "keep_superseded"))},
 	{Name: "secrets", Order: "repo, key", Columns: join(cols(KindText, "repo", "key"), cols(KindBytes, "value"), cols(KindInt, "updated"))},
 	{Name: "builds", Order: "id", Columns: join(cols(KindText, "id", "repo", "source_url", "source_branch", "source_commit", "source_tag"),
 		cols(KindNullText, "params", "labels"), cols(KindText, "state", "result", "message"), cols(KindInt, "attempt"), cols(KindText, "agent"),
