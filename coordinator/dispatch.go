@@ -12,7 +12,7 @@ import (
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
-// dispatch sends queued builds, oldest first, to agents that have their
+// dispatch sends queued builds, in turns between repositories (turns.go), to agents that have their
 // labels and room for their script. A build that cannot go anywhere stays
 // queued and says why; it does not hold back the builds behind it that
 // can go elsewhere.

@@ -26,7 +26,8 @@ type dispatcher struct {
 	leases *leaseTable
 
 	mu    sync.Mutex
-	queue []*Build // oldest first
+	queue []*Build // in order of turns (turns.go), then of creation
+	turns turns
 	// The first unplaced queued builds found no agent when the agents'
 	// rooms were at version unplacedAt: until they change, none can take
 	// them, so a pass starts after them (a long queue with no room is not
@@ -55,14 +56,19 @@ func (d *dispatcher) placeNow(b *Build) *agentConn {
 	if len(d.queue) > 0 {
 		return nil
 	}
-	return d.agents.placeOne(b)
+	conn := d.agents.placeOne(b)
+	if conn != nil {
+		d.turns.give(b)
+		d.turns.served(b)
+	}
+	return conn
 }
 
-// add queues b behind every build queued.
+// add queues b, a new build, at its repository's next turn.
 func (d *dispatcher) add(b *Build) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.queue = append(d.queue, b)
+	d.requeueLocked(b)
 }
 
 // forget empties the queue: a coordinator that begins to lead takes it up
@@ -72,10 +78,12 @@ func (d *dispatcher) forget() {
 	defer d.mu.Unlock()
 	clear(d.queue)
 	d.queue, d.unplaced, d.unplacedAt = d.queue[:0], 0, 0
+	d.turns.reset()
 }
 
-// adopt queues, in order of creation, those of builds (queued in the
-// store) that are neither queued nor leased here, and returns them.
+// adopt queues, in order of creation (each at its repository's next
+// turn), those of builds (queued in the store) that are neither queued
+// nor leased here, and returns them.
 func (d *dispatcher) adopt(builds []Build, now time.Time) []*Build {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -99,16 +107,19 @@ func (d *dispatcher) adopt(builds []Build, now time.Time) []*Build {
 	return adopted
 }
 
-// requeue puts b back in the queue in order of creation: a build sent back
-// after its agent was lost keeps its place.
+// requeue puts b back in the queue at its turn: a build sent back after
+// its agent was lost keeps its place.
 func (d *dispatcher) requeue(b *Build) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.requeueLocked(b)
 }
 
+// requeueLocked puts b in the queue at its turn, giving it one if it has
+// none.
 func (d *dispatcher) requeueLocked(b *Build) {
-	i := sort.Search(len(d.queue), func(i int) bool { return d.queue[i].Created.After(b.Created) })
+	d.turns.give(b)
+	i := sort.Search(len(d.queue), func(i int) bool { return before(b, d.queue[i]) })
 	d.queue = append(d.queue, nil)
 	copy(d.queue[i+1:], d.queue[i:])
 	d.queue[i] = b
@@ -135,6 +146,10 @@ func (d *dispatcher) cancel(id string) (queued *Build, running lease, ok bool) {
 			if i < d.unplaced {
 				d.unplaced--
 			}
+			if d.turns.withdrawn(b.Repo, d.queue) {
+				sort.SliceStable(d.queue, func(i, j int) bool { return before(d.queue[i], d.queue[j]) })
+				d.unplaced = 0 // builds moved up: each is looked at again
+			}
 			return b, lease{}, true
 		}
 	}
@@ -142,7 +157,7 @@ func (d *dispatcher) cancel(id string) (queued *Build, running lease, ok bool) {
 	return nil, running, ok
 }
 
-// pass places the queued builds, oldest first, on agents (place): those
+// pass places the queued builds, in order of turns, on agents (place): those
 // placed leave the queue, to be assigned; those that cannot go anywhere
 // stay, and those whose reason to wait changed are returned with it.
 func (d *dispatcher) pass() (placed []assignment, newReasons []placement) {
@@ -157,6 +172,9 @@ func (d *dispatcher) pass() (placed []assignment, newReasons []placement) {
 	}
 	kept := d.queue[:d.unplaced]
 	placed, waiting := d.agents.place(d.queue[d.unplaced:])
+	for _, p := range placed {
+		d.turns.served(p.build)
+	}
 	for _, p := range waiting {
 		kept = append(kept, p.build)
 		if p.build.Waiting != p.why {

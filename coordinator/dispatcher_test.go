@@ -79,7 +79,9 @@ func TestAPassPlacesWhatItCanAndSaysWhyTheRestWait(t *testing.T) {
 
 // A pass starts after the builds that found no agent, until an agent
 // changes: the builds queued since, and those put back among them, are
-// looked at; a cancel among them keeps the count right.
+// looked at; a cancel among them keeps the count right. (One repository:
+// its builds keep their order of arrival, and one put back after its
+// attempt goes first.)
 func TestAPassStartsAfterTheBuildsThatFoundNoAgent(t *testing.T) {
 	d := newTestDispatcher()
 	d.add(queuedBuild(1, nil))
@@ -93,12 +95,14 @@ func TestAPassStartsAfterTheBuildsThatFoundNoAgent(t *testing.T) {
 	if _, reasons := d.pass(); !slices.Equal(reasonIDs(reasons), []string{"b6"}) {
 		t.Errorf("after a cancel and a new build: new reasons for %v, want b6 alone", reasonIDs(reasons))
 	}
-	d.requeue(queuedBuild(2, nil))
+	back := queuedBuild(2, nil)
+	back.Attempt = 1
+	d.requeue(back)
 	if _, reasons := d.pass(); !slices.Equal(reasonIDs(reasons), []string{"b2"}) {
 		t.Errorf("a build put back: new reasons for %v, want b2", reasonIDs(reasons))
 	}
 	if got := mapIDs(d.queue, func(b *Build) string { return b.ID }); !slices.Equal(got, []string{"b1", "b2", "b5", "b6"}) {
-		t.Errorf("queue %v, want it in order of creation", got)
+		t.Errorf("queue %v, want b1, b2, b5, b6", got)
 	}
 }
 

@@ -78,6 +78,8 @@ type Build struct {
 	// queuedAt is when the build last entered this process's queue (zero:
 	// at Created), for the dispatch latency metric.
 	queuedAt time.Time
+	// turn is its place in this process's queue (turns.go; 0: none yet).
+	turn uint64
 }
 
 // Stored checks a build about to be stored and fills what a store sets

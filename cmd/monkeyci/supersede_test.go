@@ -84,4 +84,5 @@ func TestThreePushesToABranchLeaveTheNewestRunning(t *testing.T) {
 		d, _ := api.GetBuild(context.Background(), &fleet.GetBuildRequest{Id: third})
 		t.Fatalf("the newest build is not running its job within %s: %+v", wait.Bound, d.GetBuild())
 	}
+	endAll(t, api)
 }

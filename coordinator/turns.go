@@ -1,0 +1,82 @@
+package coordinator
+
+// turns share dispatch fairly between repositories (start-time fair
+// queueing, each repository weighing the same). A build entering the
+// queue gets its repository's next turn, never earlier than the turn of
+// the build dispatched last (now); the queue is in order of turns, then
+// of creation. A repository with 500 builds queued holds turns now+1 to
+// now+500, and another's one build, queued meanwhile, gets now+1: it goes
+// second, not 501st. Within a repository builds keep their order of
+// arrival, and a build sent back to the queue keeps its turn.
+//
+// The dispatcher owns it, under its lock.
+type turns struct {
+	now  uint64
+	last map[string]uint64 // by repository: the turn of its latest build queued
+}
+
+// give gives b, entering the queue, its repository's next turn; a build
+// that has one keeps it. A build sent back after an attempt (its agent
+// was lost, or handed it back) had its turn: it goes first.
+func (t *turns) give(b *Build) {
+	if b.turn != 0 {
+		return
+	}
+	if b.Attempt > 0 {
+		b.turn = max(t.now, 1)
+		return
+	}
+	if t.last == nil {
+		t.last = map[string]uint64{}
+	}
+	b.turn = max(t.now, t.last[b.Repo]) + 1
+	t.last[b.Repo] = b.turn
+}
+
+// served notes that b left the queue for an agent: later arrivals queue
+// from its turn on.
+func (t *turns) served(b *Build) { t.now = max(t.now, b.turn) }
+
+// withdrawn notes that a build of repo left the queue without being
+// served (canceled, superseded): the repository's builds still queued
+// move up into the turns it no longer needs, as if it had never come, so
+// that superseded builds cost it no turns. It says whether any moved (the
+// queue is then to be sorted again).
+func (t *turns) withdrawn(repo string, queue []*Build) (moved bool) {
+	next := t.now + 1
+	var last uint64
+	for _, b := range queue { // in order of turns: the repository's in theirs
+		if b.Repo != repo || b.turn <= t.now {
+			continue
+		}
+		if next < b.turn {
+			b.turn, moved = next, true
+		}
+		last = b.turn
+		next = b.turn + 1
+	}
+	switch {
+	case last == 0:
+		delete(t.last, repo)
+	case t.last == nil:
+		t.last = map[string]uint64{repo: last}
+	default:
+		t.last[repo] = last
+	}
+	return moved
+}
+
+// reset forgets every turn: the queue is taken up again from the store.
+func (t *turns) reset() { t.now, t.last = 0, nil }
+
+// before says whether a goes before b in the queue: by turn, then by
+// creation, then by id.
+func before(a, b *Build) bool {
+	if a.turn != b.turn {
+		return a.turn < b.turn
+	}
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.ID < b.ID
+}
