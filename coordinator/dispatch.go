@@ -12,10 +12,10 @@ import (
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
 
-// dispatch sends queued builds, in turns between repositories (turns.go), to agents that have their
-// labels and room for their script. A build that cannot go anywhere stays
-// queued and says why; it does not hold back the builds behind it that
-// can go elsewhere.
+// dispatch sends queued builds, in turns between repositories (turns.go),
+// to agents that have their labels and room for their script. A build that
+// cannot go anywhere stays queued and says why; it does not hold back the
+// builds behind it that can go elsewhere.
 func (c *Coordinator) dispatch(ctx context.Context) {
 	placed, newReasons := c.dispatcher.pass()
 	// The store changes run side by side, so that the store commits them
