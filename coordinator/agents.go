@@ -203,10 +203,10 @@ type assignment struct {
 
 // place places the queued builds (place) and returns those placed, with
 // their agent's connection, and those that wait, in order, with why.
-func (r *agentRegistry) place(queue []*Build) (placed []assignment, waiting []placement) {
+func (r *agentRegistry) place(queue []*Build, limits *repoLimits) (placed []assignment, waiting []placement) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range place(queue, &r.rooms) {
+	for _, p := range place(queue, &r.rooms, limits) {
 		if p.agent == "" {
 			waiting = append(waiting, p)
 			continue

@@ -196,12 +196,12 @@ func TestCordonedAndDrainingAgentsTakeNoBuilds(t *testing.T) {
 	if !r.cordon("a1", true) || r.cordon("nobody", true) {
 		t.Fatal("cordon says the wrong agent is connected")
 	}
-	placed, waiting := r.place([]*Build{{ID: "b1"}})
+	placed, waiting := r.place([]*Build{{ID: "b1"}}, nil)
 	if len(placed) != 0 || len(waiting) != 1 || waiting[0].why != "every agent that could take it is cordoned or draining" {
 		t.Errorf("on a cordoned agent: placed %v, waiting %+v", placed, waiting)
 	}
 	r.cordon("a1", false)
-	if placed, _ := r.place([]*Build{{ID: "b1"}}); len(placed) != 1 || placed[0].conn != conn {
+	if placed, _ := r.place([]*Build{{ID: "b1"}}, nil); len(placed) != 1 || placed[0].conn != conn {
 		t.Errorf("uncordoned: placed %+v", placed)
 	}
 	if r.drain("a1") != conn || r.drain("nobody") != nil {

@@ -94,14 +94,14 @@ func (c *Coordinator) trigger(ctx context.Context, b Build, create func(Build) e
 	err := create(b)
 	if conn != nil && errors.Is(err, ErrNotLeader) {
 		// No longer the leader: stored queued, for the one who is.
-		c.agents.unplace(conn)
+		c.dispatcher.unplace(&b, conn)
 		conn = nil
 		b.State, b.Attempt, b.Agent, b.Started, b.LeaseExpires = Queued, 0, "", time.Time{}, time.Time{}
 		err = create(b)
 	}
 	if err != nil {
 		if conn != nil {
-			c.agents.unplace(conn)
+			c.dispatcher.unplace(&b, conn)
 		}
 		if errors.Is(err, ErrDuplicate) {
 			return Build{}, err

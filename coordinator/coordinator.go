@@ -206,8 +206,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading repositories: %w", err)
 	}
+	c.repos.reset(repos, time.Time{})
+	c.dispatcher.setLimits(c.repos.limits())
 	for _, r := range repos {
-		c.repos.add(r.Name)
 		if err := c.sealURLCredential(ctx, r); err != nil {
 			c.log.Warn("a repository's URL holds a credential in clear", "repo", r.Name, "error", err)
 		}
@@ -225,7 +226,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("loading running builds: %w", err)
 		}
 		for _, b := range running {
-			c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)})
+			c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, repo: b.Repo, storedThrough: -1, forge: c.statuses.refOf(&b)})
 			c.agents.load(b.Agent, b.ID, hold{b.Attempt, cfg.Script})
 		}
 	}

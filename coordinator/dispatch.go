@@ -85,7 +85,7 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 	b, attempt := p.build, p.build.Attempt+1
 	expires := c.cfg.Now().Add(c.cfg.Lease)
 	if err := c.cfg.Store.Assign(ctx, b.ID, attempt, p.conn.id, expires); err != nil {
-		c.agents.unplace(p.conn)
+		c.dispatcher.unplace(b, p.conn)
 		if errors.Is(err, ErrStale) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotLeader) {
 			// Ended or moved meanwhile (a cancel), or another coordinator
 			// leads now: the store knows best.
@@ -105,7 +105,7 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 func (c *Coordinator) started(b *Build, conn *agentConn) {
 	// A new attempt has no events yet: none is stored, and that is known.
 	ref := c.statuses.refOf(b)
-	orphaned, restarted := c.dispatcher.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, forge: ref}, conn)
+	orphaned, restarted := c.dispatcher.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, repo: b.Repo, forge: ref}, conn)
 	switch {
 	case orphaned: // its stream ended while the build was being sent
 		time.AfterFunc(c.cfg.AgentGrace, func() { c.graceOver(conn) })

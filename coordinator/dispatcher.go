@@ -34,6 +34,13 @@ type dispatcher struct {
 	// walked at every new build).
 	unplaced   int
 	unplacedAt uint64
+
+	// limits bound each repository's builds running at once (setLimits);
+	// placing counts, by repository, the builds placed whose lease has not
+	// started yet (their store write is under way): both count against a
+	// limit.
+	limits  map[string]int
+	placing map[string]int
 }
 
 func newDispatcher(agents *agentRegistry, leases *leaseTable) *dispatcher {
@@ -56,12 +63,68 @@ func (d *dispatcher) placeNow(b *Build) *agentConn {
 	if len(d.queue) > 0 {
 		return nil
 	}
+	if d.repoLimits().full(b.Repo) != "" {
+		return nil
+	}
 	conn := d.agents.placeOne(b)
 	if conn != nil {
 		d.turns.give(b)
 		d.turns.served(b)
+		d.placingOne(b.Repo)
 	}
 	return conn
+}
+
+// setLimits makes limits the repositories' bounds on their builds running
+// at once (0 or absent: none).
+func (d *dispatcher) setLimits(limits map[string]int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.limits = limits
+	d.unplaced = 0 // a bound may have moved: each build is looked at again
+}
+
+// repoLimits are the limits for a pass, with what runs of each bounded
+// repository now (nil: none is bounded). Under the dispatcher's lock.
+func (d *dispatcher) repoLimits() *repoLimits {
+	if len(d.limits) == 0 {
+		return nil
+	}
+	l := &repoLimits{max: d.limits, active: make(map[string]int, len(d.limits))}
+	for repo, n := range d.limits {
+		if n > 0 {
+			l.active[repo] = d.leases.runningOf(repo) + d.placing[repo]
+		}
+	}
+	return l
+}
+
+// placingOne counts a build of repo placed, until its lease starts or it
+// is not sent after all. Under the dispatcher's lock.
+func (d *dispatcher) placingOne(repo string) {
+	if d.placing == nil {
+		d.placing = map[string]int{}
+	}
+	d.placing[repo]++
+}
+
+// placedOne counts a build of repo placed no longer: its lease started, or
+// it was not sent.
+func (d *dispatcher) placedOne(repo string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.placing[repo] <= 1 {
+		delete(d.placing, repo)
+		return
+	}
+	d.placing[repo]--
+}
+
+// unplace gives back what placing b on conn took, when it was not sent
+// after all (its store write failed).
+func (d *dispatcher) unplace(b *Build, conn *agentConn) {
+	d.placedOne(b.Repo)
+	d.agents.unplace(conn)
 }
 
 // add queues b, a new build, at its repository's next turn.
@@ -79,6 +142,7 @@ func (d *dispatcher) forget() {
 	clear(d.queue)
 	d.queue, d.unplaced, d.unplacedAt = d.queue[:0], 0, 0
 	d.turns.reset()
+	clear(d.placing)
 }
 
 // adopt queues, in order of creation (each at its repository's next
@@ -171,9 +235,10 @@ func (d *dispatcher) pass() (placed []assignment, newReasons []placement) {
 		d.unplaced = 0 // an agent changed: it may take them now
 	}
 	kept := d.queue[:d.unplaced]
-	placed, waiting := d.agents.place(d.queue[d.unplaced:])
+	placed, waiting := d.agents.place(d.queue[d.unplaced:], d.repoLimits())
 	for _, p := range placed {
 		d.turns.served(p.build)
+		d.placingOne(p.build.Repo)
 	}
 	for _, p := range waiting {
 		kept = append(kept, p.build)
@@ -196,6 +261,7 @@ func (d *dispatcher) pass() (placed []assignment, newReasons []placement) {
 // conn ended meanwhile with nothing else to wait for (orphaned), or its
 // agent is back on another stream (restarted): see agentRegistry.leased.
 func (d *dispatcher) startLease(id string, l lease, conn *agentConn) (orphaned, restarted bool) {
+	d.placedOne(l.repo)
 	if old, ok := d.leases.start(id, l); ok {
 		d.agents.drop(old.agent, id, old.attempt)
 	}

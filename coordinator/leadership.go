@@ -107,6 +107,12 @@ func (c *Coordinator) adopt(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
+	if n%adoptAllEvery == 0 && c.cfg.Elected {
+		// Another coordinator may have changed a repository's limit.
+		if err := c.refreshRepos(ctx); err != nil {
+			return err
+		}
+	}
 	adopted := c.dispatcher.adopt(queued, c.cfg.Now())
 	if len(adopted) > 0 {
 		c.changed()
@@ -131,7 +137,7 @@ func (c *Coordinator) adoptRunning(ctx context.Context) error {
 		if _, ok := c.leases.current(b.ID); ok {
 			continue
 		}
-		c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, storedThrough: -1, forge: c.statuses.refOf(&b)})
+		c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, repo: b.Repo, storedThrough: -1, forge: c.statuses.refOf(&b)})
 		c.agents.load(b.Agent, b.ID, hold{b.Attempt, c.cfg.Script})
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 type lease struct {
 	attempt int
 	agent   string
+	repo    string // the build's, for its repository's limit
 	// storedThrough says events 1..storedThrough of the attempt are stored,
 	// none missing, as this process saw them stored: never more than the
 	// store's own count (LastSeq). -1: unknown (an attempt loaded at
@@ -35,9 +36,12 @@ type lease struct {
 type leaseTable struct {
 	mu      sync.Mutex
 	running map[string]*lease
+	byRepo  map[string]int // how many run, by repository
 }
 
-func newLeaseTable() *leaseTable { return &leaseTable{running: map[string]*lease{}} }
+func newLeaseTable() *leaseTable {
+	return &leaseTable{running: map[string]*lease{}, byRepo: map[string]int{}}
+}
 
 // forget drops every lease: a coordinator that begins to lead takes them
 // up again from the store (leadership.go).
@@ -45,6 +49,7 @@ func (t *leaseTable) forget() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	clear(t.running)
+	clear(t.byRepo)
 }
 
 // start makes l the build's current attempt. It returns the lease it
@@ -54,9 +59,11 @@ func (t *leaseTable) start(id string, l lease) (replaced lease, ok bool) {
 	defer t.mu.Unlock()
 	old, had := t.running[id]
 	t.running[id] = &l
+	t.byRepo[l.repo]++
 	if !had {
 		return lease{}, false
 	}
+	t.forgetRepo(old.repo)
 	return *old, true
 }
 
@@ -70,7 +77,22 @@ func (t *leaseTable) end(id string, attempt int) (lease, bool) {
 		return lease{}, false
 	}
 	delete(t.running, id)
+	t.forgetRepo(l.repo)
 	return *l, true
+}
+
+// forgetRepo counts one build of repo fewer.
+func (t *leaseTable) forgetRepo(repo string) {
+	if t.byRepo[repo]--; t.byRepo[repo] <= 0 {
+		delete(t.byRepo, repo)
+	}
+}
+
+// runningOf is how many builds of repo run.
+func (t *leaseTable) runningOf(repo string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.byRepo[repo]
 }
 
 // current returns the build's lease, if it runs.

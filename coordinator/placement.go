@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"container/heap"
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -186,16 +187,49 @@ type placement struct {
 	why   string
 }
 
-// place places the queued builds, oldest first, taking their room from
-// the agents they go to. A build that cannot go anywhere says why; it
-// does not hold back the builds behind it that can go elsewhere.
-func place(queue []*Build, rooms *agentRooms) []placement {
+// repoLimits are the repositories' bounds on their builds running at
+// once, and how many run (or are being sent) now, for a pass.
+type repoLimits struct {
+	max    map[string]int // by repository; absent or 0: no bound
+	active map[string]int // running or being sent, by bounded repository
+	placed map[string]int // in this pass
+}
+
+// full says why a build of repo must wait for one of its repository's to
+// end, or "".
+func (l *repoLimits) full(repo string) string {
+	if l == nil || l.max[repo] <= 0 || l.active[repo]+l.placed[repo] < l.max[repo] {
+		return ""
+	}
+	return fmt.Sprintf("its repository's limit of %d running builds is reached (repos add --max-running)", l.max[repo])
+}
+
+// took counts a build of repo placed in this pass.
+func (l *repoLimits) took(repo string) {
+	if l == nil || l.max[repo] <= 0 {
+		return
+	}
+	if l.placed == nil {
+		l.placed = map[string]int{}
+	}
+	l.placed[repo]++
+}
+
+// place places the queued builds, in order, taking their room from the
+// agents they go to. A build that cannot go anywhere, or whose repository
+// runs as many builds as it may (limits, nil: none), says why; it does not
+// hold back the builds behind it that can go elsewhere.
+func place(queue []*Build, rooms *agentRooms, limits *repoLimits) []placement {
 	out := make([]placement, len(queue))
 	// Within a pass room only shrinks, so a set of labels that found no
 	// agent finds none for the builds after it either.
 	var whyByLabels map[string]string
 	for i, b := range queue {
 		out[i].build = b
+		if why := limits.full(b.Repo); why != "" {
+			out[i].why = why
+			continue
+		}
 		key := ""
 		if len(b.Labels) > 0 {
 			key = formatLabels(b.Labels)
@@ -214,6 +248,7 @@ func place(queue []*Build, rooms *agentRooms) []placement {
 			continue
 		}
 		out[i].agent = r.agent
+		limits.took(b.Repo)
 	}
 	return out
 }

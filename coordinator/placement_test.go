@@ -93,7 +93,7 @@ func TestPlacement(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var got []string
-			for _, p := range place(c.queue, roomsOf(c.agents...)) {
+			for _, p := range place(c.queue, roomsOf(c.agents...), nil) {
 				got = append(got, outcome(p))
 			}
 			if !slices.Equal(got, c.want) {
@@ -110,7 +110,7 @@ func TestPlacementNeedsCPUAndMemory(t *testing.T) {
 	memOnly := newAgentRoom("mem-only", nil, Capacity{MilliCPUs: 500, Memory: 8 << 30}, oneBuild)
 	rooms.add(cpuOnly)
 	rooms.add(memOnly)
-	if got := outcome(place(queueOf(nil), &rooms)[0]); got != busy {
+	if got := outcome(place(queueOf(nil), &rooms, nil)[0]); got != busy {
 		t.Errorf("got %q, want %q", got, busy)
 	}
 }
@@ -152,7 +152,7 @@ func TestTheRoomsVersionMovesWhenRoomMayGrow(t *testing.T) {
 		t.Error("a connection did not move the version")
 	}
 	v = rooms.version
-	place(queueOf(nil, nil), &rooms)
+	place(queueOf(nil, nil), &rooms, nil)
 	if rooms.version != v {
 		t.Error("placing moved the version")
 	}
@@ -177,7 +177,7 @@ func TestPlacementSkipsRoomsNoLongerReady(t *testing.T) {
 	rooms.add(big)
 	rooms.add(small)
 	big.cordoned = true // not told
-	if got := outcome(place(queueOf(nil), &rooms)[0]); got != "small" {
+	if got := outcome(place(queueOf(nil), &rooms, nil)[0]); got != "small" {
 		t.Errorf("went to %q, want small", got)
 	}
 
@@ -189,7 +189,7 @@ func TestPlacementSkipsRoomsNoLongerReady(t *testing.T) {
 	}
 	big.cordoned = false
 	rooms.reorder()
-	if got := outcome(place(queueOf(nil, nil), &rooms)[1]); got != "big" {
+	if got := outcome(place(queueOf(nil, nil), &rooms, nil)[1]); got != "big" {
 		t.Errorf("went to %q, want big", got)
 	}
 }

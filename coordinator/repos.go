@@ -47,7 +47,8 @@ func (c *Coordinator) sealer() (Sealer, error) {
 
 func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
 	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
-		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch()), KeepSuperseded: r.GetKeepSuperseded()}
+		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch()), KeepSuperseded: r.GetKeepSuperseded(),
+		MaxRunning: int(r.GetMaxRunning())}
 	if r.Depth != nil {
 		d := int(r.GetDepth())
 		repo.Depth = &d
@@ -70,6 +71,8 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 		return nil, status.Errorf(codes.InvalidArgument, "--default-branch: %q is not a branch name", repo.DefaultBranch)
 	case repo.Depth != nil && *repo.Depth < 0:
 		return nil, status.Errorf(codes.InvalidArgument, "--depth %d: expected the commits of history to fetch, like 50, or 0 for all of it", *repo.Depth)
+	case repo.MaxRunning < 0:
+		return nil, status.Errorf(codes.InvalidArgument, "--max-running %d: expected how many builds may run at once, like 2, or 0 for any", repo.MaxRunning)
 	}
 	for _, g := range repo.Branches {
 		if _, err := path.Match(g, ""); err != nil || g == "" || strings.ContainsFunc(g, unicode.IsControl) {
@@ -109,7 +112,8 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 	if err := s.c.cfg.Store.SaveRepo(ctx, repo); err != nil {
 		return nil, storeError(err)
 	}
-	s.c.repos.add(repo.Name)
+	s.c.repos.add(repo)
+	s.c.dispatcher.setLimits(s.c.repos.limits())
 	saved, err := s.c.cfg.Store.GetRepo(ctx, repo.Name)
 	if err != nil {
 		return nil, storeError(err)
@@ -149,7 +153,7 @@ func repoInfo(r Repo) *fleet.Repo {
 	return &fleet.Repo{
 		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
-		Depth: depthOf(r.Depth), KeepSuperseded: r.KeepSuperseded,
+		Depth: depthOf(r.Depth), KeepSuperseded: r.KeepSuperseded, MaxRunning: int32(r.MaxRunning),
 	}
 }
 
@@ -174,6 +178,7 @@ func (s *AdminServer) RemoveRepo(ctx context.Context, r *fleet.RepoRef) (*fleet.
 		return nil, storeError(err)
 	}
 	s.c.repos.remove(repo.Name)
+	s.c.dispatcher.setLimits(s.c.repos.limits())
 	return repoInfo(repo), nil
 }
 
@@ -360,39 +365,41 @@ func (c *Coordinator) registered(name string) bool {
 	if !c.cfg.Elected || !c.repos.stale(c.cfg.Now()) {
 		return false
 	}
-	// Those asking at once share one read (a burst of builds would
-	// otherwise each read the names).
-	_, err, _ := c.repos.reading.Do("", func() (any, error) {
-		repos, err := c.cfg.Store.ListRepos(context.Background())
-		if err != nil {
-			return nil, err
-		}
-		names := make([]string, len(repos))
-		for i, r := range repos {
-			names[i] = r.Name
-		}
-		c.repos.reset(names, c.cfg.Now())
-		return nil, nil
-	})
-	if err != nil {
+	if err := c.refreshRepos(context.Background()); err != nil {
 		c.log.Warn("could not read the repositories", "error", err)
 		return true // read it: better a store read than no secrets
 	}
 	return c.repos.has(name)
 }
 
+// refreshRepos reads the registered repositories again: their names, and
+// their limits for the dispatcher. Those asking at once share one read (a
+// burst of builds would otherwise each read them).
+func (c *Coordinator) refreshRepos(ctx context.Context) error {
+	_, err, _ := c.repos.reading.Do("", func() (any, error) {
+		repos, err := c.cfg.Store.ListRepos(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.repos.reset(repos, c.cfg.Now())
+		c.dispatcher.setLimits(c.repos.limits())
+		return nil, nil
+	})
+	return err
+}
+
 // reposStale is how old the names of the repositories registered may be
 // when a coordinator sharing its store meets a name it does not know.
 const reposStale = 250 * time.Millisecond
 
-// repoNames are the registered repositories' names, as this process
-// knows them: a build of another has no secrets, and no store read
-// to find that out.
+// repoNames are the registered repositories' names and limits of running
+// builds, as this process knows them: a build of another has no secrets,
+// and no store read to find that out.
 type repoNames struct {
-	mu    sync.Mutex
-	names map[string]bool
-	read  time.Time // when the names were last read from the store
-	// reading is the read of the names under way.
+	mu   sync.Mutex
+	max  map[string]int // MaxRunning, by name: every registered one
+	read time.Time      // when they were last read from the store
+	// reading is the read under way.
 	reading singleflight.Group
 }
 
@@ -404,36 +411,51 @@ func (r *repoNames) stale(now time.Time) bool {
 	return now.Sub(r.read) >= reposStale
 }
 
-// reset makes names the names, read from the store at now.
-func (r *repoNames) reset(names []string, now time.Time) {
+// reset makes repos those registered, read from the store at now.
+func (r *repoNames) reset(repos []Repo, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.names = make(map[string]bool, len(names))
-	for _, n := range names {
-		r.names[n] = true
+	r.max = make(map[string]int, len(repos))
+	for _, rp := range repos {
+		r.max[rp.Name] = rp.MaxRunning
 	}
 	r.read = now
 }
 
-func (r *repoNames) add(name string) {
+func (r *repoNames) add(rp Repo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.names == nil {
-		r.names = map[string]bool{}
+	if r.max == nil {
+		r.max = map[string]int{}
 	}
-	r.names[name] = true
+	r.max[rp.Name] = rp.MaxRunning
 }
 
 func (r *repoNames) remove(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.names, name)
+	delete(r.max, name)
+}
+
+// limits are the bounds on running builds of the repositories that have
+// one.
+func (r *repoNames) limits() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for name, n := range r.max {
+		if n > 0 {
+			out[name] = n
+		}
+	}
+	return out
 }
 
 func (r *repoNames) has(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.names[name]
+	_, ok := r.max[name]
+	return ok
 }
 
 // resolveRepo makes a build of a registered repository named by Repo (or

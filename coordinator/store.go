@@ -207,7 +207,10 @@ type Repo struct {
 	// KeepSuperseded keeps a branch's or pull request's older builds
 	// running when a newer push queues another; by default they are
 	// canceled (Coordinator.supersede).
-	KeepSuperseded bool      `json:"keep-superseded,omitempty"`
+	KeepSuperseded bool `json:"keep-superseded,omitempty"`
+	// MaxRunning bounds how many of the repository's builds run at once
+	// (0: no bound); the others wait in the queue, saying so.
+	MaxRunning int       `json:"max-running,omitempty"`
 	Created        time.Time `json:"created"`
 }
 

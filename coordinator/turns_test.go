@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,5 +72,44 @@ func TestWithdrawnBuildsCostNoTurnsAndASentBackBuildGoesFirst(t *testing.T) {
 	d.requeue(back)
 	if got := queueIDs(d)[0]; got != "calm-3" {
 		t.Errorf("queue begins with %s, want calm-3, sent back after its attempt", got)
+	}
+}
+
+// A repository's limit holds: its builds beyond it wait, saying why, while
+// another repository's go; one goes once one of its running builds ends.
+// A build placed but not yet leased counts, and so does a new build that
+// would skip the queue.
+func TestARepositorysLimitOfRunningBuildsHolds(t *testing.T) {
+	d := newTestDispatcher()
+	a1 := connectAgent(t, d, "a1", 4, nil)
+	d.setLimits(map[string]int{"capped": 1})
+	d.add(repoBuild("capped", 1))
+	d.add(repoBuild("capped", 2))
+	d.add(repoBuild("free", 3))
+	placed, reasons := d.pass()
+	if got := placedIDs(placed); !slices.Equal(got, []string{"capped-1@a1", "free-3@a1"}) {
+		t.Fatalf("placed %v, want capped-1 and free-3", got)
+	}
+	if len(reasons) != 1 || reasons[0].build.ID != "capped-2" || !strings.Contains(reasons[0].why, "limit of 1 running builds") {
+		t.Fatalf("reasons %+v, want capped-2 waiting for its repository's limit", reasons)
+	}
+	if d.placeNow(repoBuild("capped", 4)) != nil {
+		t.Error("a new build of the capped repository skipped the queue while capped-1 is being sent")
+	}
+	d.startLease("capped-1", lease{attempt: 1, agent: "a1", repo: "capped"}, a1)
+	if placed, _ := d.pass(); len(placed) != 0 {
+		t.Errorf("placed %v while capped-1 runs", placedIDs(placed))
+	}
+	d.endLease("capped-1", 1)
+	if placed, _ := d.pass(); !slices.Equal(placedIDs(placed), []string{"capped-2@a1"}) {
+		t.Errorf("once capped-1 ended: placed %v, want capped-2", placedIDs(placed))
+	}
+	d.unplace(repoBuild("capped", 2), a1) // its store write failed
+	d.setLimits(nil)
+	if placed, _ := d.pass(); len(placed) != 0 {
+		t.Errorf("placed %v with nothing queued", placedIDs(placed))
+	}
+	if d.placeNow(repoBuild("capped", 5)) == nil {
+		t.Error("with no limit, a new build did not go at once")
 	}
 }

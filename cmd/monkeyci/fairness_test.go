@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +77,52 @@ func endAll(t *testing.T, api fleet.AdminClient) {
 	for _, b := range all.GetBuilds() {
 		waitBuild(t, api, b.GetId(), wait.Bound, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
 	}
+}
+
+// --max-running 1, through a real coordinator and an agent with room for
+// two builds: the repository's second build waits, saying it waits for
+// the limit, until the first ends; then it runs, and the third waits.
+func TestARepositorysMaxRunningHolds(t *testing.T) {
+	dockertest.Engine(t)
+	dockertest.RequireImage(t, dockertest.Busybox)
+	c := startCoordinator(t, t.TempDir(), 10*time.Second)
+	api := c.adminClient(t)
+	ctx := context.Background()
+	dir, _ := gittest.Repo(t, map[string]string{".monkeyci/build.yaml": "id: gate\nimage: monkeyci/busybox:latest\nscript: ['echo finished']\nblocked: true\n"})
+	if _, err := api.AddRepo(ctx, &fleet.Repo{Name: "acme/capped", Url: dir, MaxRunning: 1}); err != nil {
+		t.Fatal(err)
+	}
+	startAgentProcess(t, c, "capped-a1")
+	var ids []string
+	for range 3 {
+		b, err := api.Trigger(ctx, &fleet.TriggerRequest{Repo: "acme/capped"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, b.GetId())
+	}
+	waitsForTheLimit := func(id string) {
+		t.Helper()
+		b := waitBuild(t, api, id, wait.Bound, "waiting for its repository's limit", func(b *fleet.BuildInfo) bool {
+			return b.GetState() == "queued" && strings.Contains(b.GetWaiting(), "limit of 1 running builds")
+		})
+		if b.GetState() != "queued" {
+			t.Fatalf("build %s is %s, want queued", id, b.GetState())
+		}
+	}
+	if !wait.Poll(wait.Bound, func() bool { return gateBlocked(t, api, ids[0]) }) {
+		t.Fatalf("the first build did not run within %s", wait.Bound)
+	}
+	waitsForTheLimit(ids[1])
+	waitsForTheLimit(ids[2])
+
+	if _, err := api.UnblockJob(ctx, &fleet.UnblockJobRequest{Build: ids[0], Job: "gate"}); err != nil {
+		t.Fatal(err)
+	}
+	waitBuild(t, api, ids[0], wait.Bound, "ended", func(b *fleet.BuildInfo) bool { return b.GetState() == "ended" })
+	if !wait.Poll(wait.Bound, func() bool { return gateBlocked(t, api, ids[1]) }) {
+		t.Fatalf("the second build did not run within %s of the first's end", wait.Bound)
+	}
+	waitsForTheLimit(ids[2])
+	endAll(t, api)
 }

@@ -39,7 +39,7 @@ type repoAddFlags struct {
 	branches                                         []string
 	tokenStdin, webhookSecretStdin, sshKeyStdin      bool
 	cancelSuperseded                                 bool
-	depth                                            int
+	depth, maxRunning                                int
 }
 
 func newReposAddCommand(flags *adminFlags, stdout, stderr io.Writer) *cobra.Command {
@@ -86,7 +86,12 @@ cancels the builds of that branch or pull request that earlier pushes
 queued and that are still queued or running: they say which build
 superseded them. Builds of the default branch and of tags, and builds
 triggered by a person, are never canceled this way. --cancel-superseded=false
-keeps them all running.`,
+keeps them all running.
+
+--max-running N lets at most N of the repository's builds run at once; the
+others stay queued, saying they wait for the repository's limit. Queued
+builds of different repositories are sent in turns, so a repository with
+many builds queued does not hold back another's.`,
 		Example: `  monkeyci repos add me/app --url https://github.com/me/app --webhook-secret "$SECRET" --branches 'main,release/*'
   printf %s "$GITLAB_TOKEN" | monkeyci repos add team/site --url https://gitlab.example.com/team/site.git \
       --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin
@@ -105,6 +110,7 @@ keeps them all running.`,
 	f.BoolVar(&rf.tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	f.BoolVar(&rf.sshKeyStdin, "ssh-key-stdin", false, "read a deploy key (an SSH private key) for an ssh URL from standard input, all of it")
 	f.BoolVar(&rf.cancelSuperseded, "cancel-superseded", true, "cancel a branch's or pull request's older builds when a newer push queues one")
+	f.IntVar(&rf.maxRunning, "max-running", 0, "at most this many of the repository's builds run at once (default: any)")
 	f.IntVar(&rf.depth, "depth", 20, "commits of history each build's checkout holds; 0 for all of it (default: the agent's, 20)")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
 	add.RunE = func(cmd *cobra.Command, args []string) error {
@@ -112,6 +118,10 @@ keeps them all running.`,
 		if err != nil {
 			return usageError(err)
 		}
+		if rf.maxRunning < 0 {
+			return usageError(fmt.Errorf("--max-running %d: expected how many builds may run at once, like 2, or 0 for any", rf.maxRunning))
+		}
+		repo.MaxRunning = int32(rf.maxRunning)
 		if cmd.Flags().Changed("depth") {
 			if rf.depth < 0 {
 				return usageError(fmt.Errorf("--depth %d: expected the commits of history to fetch, like 50, or 0 for all of it", rf.depth))

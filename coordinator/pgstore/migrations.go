@@ -216,6 +216,10 @@ ALTER TABLE builds SET (fillfactor = 70);
 	`
 ALTER TABLE repos ADD COLUMN keep_superseded BOOLEAN NOT NULL DEFAULT false;
 `,
+	// 6: a repository's bound on its builds running at once (0: none).
+	`
+ALTER TABLE repos ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

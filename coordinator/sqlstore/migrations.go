@@ -198,6 +198,10 @@ ALTER TABLE repos ADD COLUMN depth INTEGER;
 	`
 ALTER TABLE repos ADD COLUMN keep_superseded INTEGER NOT NULL DEFAULT 0;
 `,
+	// 13: a repository's bound on its builds running at once (0: none).
+	`
+ALTER TABLE repos ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -37,10 +37,10 @@ func reposAndTheirSecrets(t *testing.T, open Opener) {
 	if got, _ := s.GetRepo(ctx, "acme/app"); got.KeepSuperseded {
 		t.Errorf("a repository saved without keeping superseded builds keeps them")
 	}
-	r.KeepSuperseded = true
+	r.KeepSuperseded, r.MaxRunning = true, 3
 	must(t, s.SaveRepo(ctx, r))
-	if got, _ := s.GetRepo(ctx, "acme/app"); !got.KeepSuperseded {
-		t.Errorf("KeepSuperseded saved, not read")
+	if got, _ := s.GetRepo(ctx, "acme/app"); !got.KeepSuperseded || got.MaxRunning != 3 {
+		t.Errorf("KeepSuperseded and MaxRunning 3 saved, read %v and %d", got.KeepSuperseded, got.MaxRunning)
 	}
 	// Saved again without secrets: the old ones stay.
 	r.WebhookSecret, r.ForgeToken, r.Branches = nil, nil, nil

@@ -1772,8 +1772,10 @@ type Repo struct {
 	// older builds of that branch or pull request running; by default they
 	// are canceled as superseded
 	KeepSuperseded bool `protobuf:"varint,13,opt,name=keep_superseded,json=keepSuperseded,proto3" json:"keep_superseded,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// how many of its builds run at once; the others wait queued. 0: any
+	MaxRunning    int32 `protobuf:"varint,14,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repo) Reset() {
@@ -1895,6 +1897,13 @@ func (x *Repo) GetKeepSuperseded() bool {
 		return x.KeepSuperseded
 	}
 	return false
+}
+
+func (x *Repo) GetMaxRunning() int32 {
+	if x != nil {
+		return x.MaxRunning
+	}
+	return 0
 }
 
 type RepoRef struct {
@@ -2898,7 +2907,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x127\n" +
 	"\tlast_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
 	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12 \n" +
-	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xc0\x03\n" +
+	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xe1\x03\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2914,7 +2923,9 @@ const file_fleet_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12%\n" +
 	"\x0edefault_branch\x18\v \x01(\tR\rdefaultBranch\x12\x19\n" +
 	"\x05depth\x18\f \x01(\x05H\x00R\x05depth\x88\x01\x01\x12'\n" +
-	"\x0fkeep_superseded\x18\r \x01(\bR\x0ekeepSupersededB\b\n" +
+	"\x0fkeep_superseded\x18\r \x01(\bR\x0ekeepSuperseded\x12\x1f\n" +
+	"\vmax_running\x18\x0e \x01(\x05R\n" +
+	"maxRunningB\b\n" +
 	"\x06_depth\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +

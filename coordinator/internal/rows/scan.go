@@ -80,7 +80,7 @@ func BuildArgs(b coordinator.Build, now time.Time, delivery any, event string) (
 }
 
 // RepoColumns are the columns ScanRepo reads, in its order.
-const RepoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth, keep_superseded`
+const RepoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth, keep_superseded, max_running`
 
 // ScanRepo reads a repository from RepoColumns.
 func ScanRepo(row Scanner) (coordinator.Repo, error) {
@@ -90,7 +90,7 @@ func ScanRepo(row Scanner) (coordinator.Repo, error) {
 		created  int64
 	)
 	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created,
-		&r.URLCredential, &r.DefaultBranch, &r.Depth, &r.KeepSuperseded); err != nil {
+		&r.URLCredential, &r.DefaultBranch, &r.Depth, &r.KeepSuperseded, &r.MaxRunning); err != nil {
 		return r, err
 	}
 	r.Created = Time(created)
