@@ -211,7 +211,7 @@ type Repo struct {
 	// MaxRunning bounds how many of the repository's builds run at once
 	// (0: no bound); the others wait in the queue, saying so.
 	MaxRunning int       `json:"max-running,omitempty"`
-	Created        time.Time `json:"created"`
+	Created    time.Time `json:"created"`
 }
 
 // Delivery is a forge's webhook delivery that makes a build.
