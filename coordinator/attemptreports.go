@@ -170,10 +170,10 @@ func (c *Coordinator) done(ctx context.Context, conn *agentConn, d *fleet.BuildD
 	l, _ := c.leases.current(ba.GetBuildId())
 	forge := l.forge
 	if l.attempt != int(ba.GetAttempt()) {
-		forge, l.supersededBy = nil, ""
+		forge, l.canceled = nil, ""
 	}
-	if result == events.Canceled && l.supersededBy != "" {
-		message = supersededMessage(l.supersededBy)
+	if result == events.Canceled && l.canceled != "" {
+		message = l.canceled
 	}
 	err := c.cfg.Store.Finish(ctx, ba.GetBuildId(), int(ba.GetAttempt()), result, message)
 	if err != nil && !errors.Is(err, ErrStale) {

@@ -135,9 +135,19 @@ func (c *Coordinator) cancel(ctx context.Context, id, supersededBy string) error
 			return err
 		})
 	}
-	why := "canceled before it was dispatched"
+	because := ""
 	if supersededBy != "" {
-		why = supersededMessage(supersededBy)
+		because = supersededMessage(supersededBy)
+	}
+	return c.cancelBecause(ctx, id, because)
+}
+
+// cancelBecause cancels a build on the leader. because, when not "", is
+// the message the build ends with, whatever its agent reports.
+func (c *Coordinator) cancelBecause(ctx context.Context, id, because string) error {
+	why := because
+	if why == "" {
+		why = "canceled before it was dispatched"
 	}
 	queued, l, ok := c.dispatcher.cancel(id)
 	if queued != nil {
@@ -162,8 +172,8 @@ func (c *Coordinator) cancel(ctx context.Context, id, supersededBy string) error
 		}
 		return fmt.Errorf("build %s: %w", id, ErrEnded)
 	}
-	if supersededBy != "" {
-		c.leases.noteSuperseded(id, supersededBy)
+	if because != "" {
+		c.leases.noteCanceled(id, because)
 	}
 	if conn := c.agents.connected(l.agent); conn != nil {
 		conn.cancel(id, l.attempt)

@@ -22,6 +22,9 @@ import (
 const (
 	DefaultLease       = 30 * time.Second
 	DefaultMaxAttempts = 3
+	// DefaultBuildTimeout bounds a build's attempt when neither the
+	// coordinator nor its repository says.
+	DefaultBuildTimeout = time.Hour
 )
 
 // LogStore keeps build logs by byte offset: on disk (coordinator/logstore)
@@ -71,6 +74,9 @@ type Config struct {
 	// MaxAttempts bounds the dispatches of one build before it ends in
 	// error ("agent lost").
 	MaxAttempts int
+	// BuildTimeout is how long an attempt of a build may run before it is
+	// canceled, for a repository that sets none (Repo.BuildTimeout).
+	BuildTimeout time.Duration
 	// AgentGrace is how long an agent whose stream ended may take to come
 	// back before its builds are queued again (recovery.go).
 	AgentGrace time.Duration
@@ -181,6 +187,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.BuildTimeout <= 0 {
+		cfg.BuildTimeout = DefaultBuildTimeout
+	}
 	if cfg.AgentGrace <= 0 {
 		cfg.AgentGrace = DefaultAgentGrace
 	}
@@ -226,7 +235,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("loading running builds: %w", err)
 		}
 		for _, b := range running {
-			c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, repo: b.Repo, storedThrough: -1, forge: c.statuses.refOf(&b)})
+			c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, repo: b.Repo, started: b.Started, storedThrough: -1, forge: c.statuses.refOf(&b)})
 			c.agents.load(b.Agent, b.ID, hold{b.Attempt, cfg.Script})
 		}
 	}
@@ -259,6 +268,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			c.dispatch(ctx)
 		case <-tick.C:
 			c.expireLeases(ctx)
+			c.timeOut(ctx)
 			c.agents.reorder()
 			c.dispatch(ctx)
 		}

@@ -105,7 +105,7 @@ func (c *Coordinator) assign(ctx context.Context, p assignment) {
 func (c *Coordinator) started(b *Build, conn *agentConn) {
 	// A new attempt has no events yet: none is stored, and that is known.
 	ref := c.statuses.refOf(b)
-	orphaned, restarted := c.dispatcher.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, repo: b.Repo, forge: ref}, conn)
+	orphaned, restarted := c.dispatcher.startLease(b.ID, lease{attempt: b.Attempt, agent: conn.id, repo: b.Repo, forge: ref, started: c.cfg.Now()}, conn)
 	switch {
 	case orphaned: // its stream ended while the build was being sent
 		time.AfterFunc(c.cfg.AgentGrace, func() { c.graceOver(conn) })

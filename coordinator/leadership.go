@@ -137,7 +137,7 @@ func (c *Coordinator) adoptRunning(ctx context.Context) error {
 		if _, ok := c.leases.current(b.ID); ok {
 			continue
 		}
-		c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, repo: b.Repo, storedThrough: -1, forge: c.statuses.refOf(&b)})
+		c.leases.start(b.ID, lease{attempt: b.Attempt, agent: b.Agent, repo: b.Repo, started: b.Started, storedThrough: -1, forge: c.statuses.refOf(&b)})
 		c.agents.load(b.Agent, b.ID, hold{b.Attempt, c.cfg.Script})
 	}
 	return nil

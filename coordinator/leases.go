@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"sync"
+	"time"
 )
 
 // lease is a running attempt of a build as this process tracks it.
@@ -25,9 +26,12 @@ type lease struct {
 	// newer one).
 	paused   bool
 	pausedBy int64
-	// supersededBy is the newer build the attempt was canceled for (""
-	// none): its end says so, whatever its agent's message.
-	supersededBy string
+	// started is when the attempt was sent, for the build's timeout.
+	started time.Time
+	// canceled is why the coordinator canceled the attempt ("": it did
+	// not, or a person did): its end says so, whatever its agent's
+	// message.
+	canceled string
 }
 
 // leaseTable is the running attempts, by build id: which attempt is
@@ -172,14 +176,37 @@ func (t *leaseTable) raiseStoredThrough(id string, attempt int, through int64) {
 	}
 }
 
-// noteSuperseded records that the build's running attempt is canceled
-// for the newer build by.
-func (t *leaseTable) noteSuperseded(id, by string) {
+// noteCanceled records why the build's running attempt is canceled.
+func (t *leaseTable) noteCanceled(id, why string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l, ok := t.running[id]; ok {
-		l.supersededBy = by
+		l.canceled = why
 	}
+}
+
+// overdue are the running attempts, not canceled yet, that started longer
+// ago than their repository's timeout (limit) before now.
+func (t *leaseTable) overdue(now time.Time, limit func(repo string) time.Duration) []overdueAttempt {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []overdueAttempt
+	for id, l := range t.running {
+		if l.canceled != "" || l.started.IsZero() {
+			continue
+		}
+		if d := limit(l.repo); d > 0 && now.Sub(l.started) > d {
+			out = append(out, overdueAttempt{id, l.attempt, d})
+		}
+	}
+	return out
+}
+
+// overdueAttempt is a running attempt past its build's timeout.
+type overdueAttempt struct {
+	build   string
+	attempt int
+	timeout time.Duration
 }
 
 // notePause keeps whether an attempt's script is paused, as its event of

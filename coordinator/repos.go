@@ -48,7 +48,7 @@ func (c *Coordinator) sealer() (Sealer, error) {
 func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, error) {
 	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
 		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch()), KeepSuperseded: r.GetKeepSuperseded(),
-		MaxRunning: int(r.GetMaxRunning())}
+		MaxRunning: int(r.GetMaxRunning()), BuildTimeout: time.Duration(r.GetBuildTimeoutSeconds()) * time.Second}
 	if r.Depth != nil {
 		d := int(r.GetDepth())
 		repo.Depth = &d
@@ -71,6 +71,8 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 		return nil, status.Errorf(codes.InvalidArgument, "--default-branch: %q is not a branch name", repo.DefaultBranch)
 	case repo.Depth != nil && *repo.Depth < 0:
 		return nil, status.Errorf(codes.InvalidArgument, "--depth %d: expected the commits of history to fetch, like 50, or 0 for all of it", *repo.Depth)
+	case repo.BuildTimeout < 0:
+		return nil, status.Errorf(codes.InvalidArgument, "--build-timeout %s: expected how long a build may run, like 30m, or 0 for the coordinator's", repo.BuildTimeout)
 	case repo.MaxRunning < 0:
 		return nil, status.Errorf(codes.InvalidArgument, "--max-running %d: expected how many builds may run at once, like 2, or 0 for any", repo.MaxRunning)
 	}
@@ -154,6 +156,7 @@ func repoInfo(r Repo) *fleet.Repo {
 		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
 		Depth: depthOf(r.Depth), KeepSuperseded: r.KeepSuperseded, MaxRunning: int32(r.MaxRunning),
+		BuildTimeoutSeconds: int64(r.BuildTimeout / time.Second),
 	}
 }
 
@@ -392,16 +395,24 @@ func (c *Coordinator) refreshRepos(ctx context.Context) error {
 // when a coordinator sharing its store meets a name it does not know.
 const reposStale = 250 * time.Millisecond
 
-// repoNames are the registered repositories' names and limits of running
-// builds, as this process knows them: a build of another has no secrets,
-// and no store read to find that out.
+// repoNames are the registered repositories' names and the settings the
+// leader's dispatch and timeouts need, as this process knows them: a
+// build of another has no secrets, and no store read to find that out.
 type repoNames struct {
-	mu   sync.Mutex
-	max  map[string]int // MaxRunning, by name: every registered one
-	read time.Time      // when they were last read from the store
+	mu    sync.Mutex
+	repos map[string]repoLimit // every registered one, by name
+	read  time.Time            // when they were last read from the store
 	// reading is the read under way.
 	reading singleflight.Group
 }
+
+// repoLimit is what bounds a repository's builds.
+type repoLimit struct {
+	maxRunning int
+	timeout    time.Duration // 0: the coordinator's
+}
+
+func limitOf(r Repo) repoLimit { return repoLimit{r.MaxRunning, r.BuildTimeout} }
 
 // stale says the names were read from the store longer than reposStale
 // ago.
@@ -415,9 +426,9 @@ func (r *repoNames) stale(now time.Time) bool {
 func (r *repoNames) reset(repos []Repo, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.max = make(map[string]int, len(repos))
+	r.repos = make(map[string]repoLimit, len(repos))
 	for _, rp := range repos {
-		r.max[rp.Name] = rp.MaxRunning
+		r.repos[rp.Name] = limitOf(rp)
 	}
 	r.read = now
 }
@@ -425,16 +436,16 @@ func (r *repoNames) reset(repos []Repo, now time.Time) {
 func (r *repoNames) add(rp Repo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.max == nil {
-		r.max = map[string]int{}
+	if r.repos == nil {
+		r.repos = map[string]repoLimit{}
 	}
-	r.max[rp.Name] = rp.MaxRunning
+	r.repos[rp.Name] = limitOf(rp)
 }
 
 func (r *repoNames) remove(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.max, name)
+	delete(r.repos, name)
 }
 
 // limits are the bounds on running builds of the repositories that have
@@ -443,18 +454,25 @@ func (r *repoNames) limits() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]int{}
-	for name, n := range r.max {
-		if n > 0 {
-			out[name] = n
+	for name, l := range r.repos {
+		if l.maxRunning > 0 {
+			out[name] = l.maxRunning
 		}
 	}
 	return out
 }
 
+// timeout is the repository's build timeout (0: none of its own).
+func (r *repoNames) timeout(name string) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.repos[name].timeout
+}
+
 func (r *repoNames) has(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.max[name]
+	_, ok := r.repos[name]
 	return ok
 }
 

@@ -210,8 +210,11 @@ type Repo struct {
 	KeepSuperseded bool `json:"keep-superseded,omitempty"`
 	// MaxRunning bounds how many of the repository's builds run at once
 	// (0: no bound); the others wait in the queue, saying so.
-	MaxRunning int       `json:"max-running,omitempty"`
-	Created    time.Time `json:"created"`
+	MaxRunning int `json:"max-running,omitempty"`
+	// BuildTimeout bounds how long an attempt of one of its builds runs
+	// before it is canceled (0: the coordinator's).
+	BuildTimeout time.Duration `json:"build-timeout,omitempty"`
+	Created      time.Time     `json:"created"`
 }
 
 // Delivery is a forge's webhook delivery that makes a build.

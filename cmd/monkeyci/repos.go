@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/mattn/go-isatty"
@@ -39,6 +40,7 @@ type repoAddFlags struct {
 	branches                                         []string
 	tokenStdin, webhookSecretStdin, sshKeyStdin      bool
 	cancelSuperseded                                 bool
+	buildTimeout                                     time.Duration
 	depth, maxRunning                                int
 }
 
@@ -91,7 +93,11 @@ keeps them all running.
 --max-running N lets at most N of the repository's builds run at once; the
 others stay queued, saying they wait for the repository's limit. Queued
 builds of different repositories are sent in turns, so a repository with
-many builds queued does not hold back another's.`,
+many builds queued does not hold back another's.
+
+--build-timeout bounds how long one of its builds may run: past it the
+build is canceled, its containers removed, and it says it timed out
+(default: the coordinator's --build-timeout, 1h).`,
 		Example: `  monkeyci repos add me/app --url https://github.com/me/app --webhook-secret "$SECRET" --branches 'main,release/*'
   printf %s "$GITLAB_TOKEN" | monkeyci repos add team/site --url https://gitlab.example.com/team/site.git \
       --forge gitlab --api-url https://gitlab.example.com --forge-token-stdin
@@ -110,6 +116,7 @@ many builds queued does not hold back another's.`,
 	f.BoolVar(&rf.tokenStdin, "forge-token-stdin", false, "read the forge's API token (for commit statuses) from standard input")
 	f.BoolVar(&rf.sshKeyStdin, "ssh-key-stdin", false, "read a deploy key (an SSH private key) for an ssh URL from standard input, all of it")
 	f.BoolVar(&rf.cancelSuperseded, "cancel-superseded", true, "cancel a branch's or pull request's older builds when a newer push queues one")
+	f.DurationVar(&rf.buildTimeout, "build-timeout", 0, "how long one of its builds may run before it is canceled, like 30m (default: the coordinator's, 1h)")
 	f.IntVar(&rf.maxRunning, "max-running", 0, "at most this many of the repository's builds run at once (default: any)")
 	f.IntVar(&rf.depth, "depth", 20, "commits of history each build's checkout holds; 0 for all of it (default: the agent's, 20)")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
@@ -122,6 +129,10 @@ many builds queued does not hold back another's.`,
 			return usageError(fmt.Errorf("--max-running %d: expected how many builds may run at once, like 2, or 0 for any", rf.maxRunning))
 		}
 		repo.MaxRunning = int32(rf.maxRunning)
+		if rf.buildTimeout < 0 || rf.buildTimeout > 0 && rf.buildTimeout < time.Second {
+			return usageError(fmt.Errorf("--build-timeout %s: expected how long a build may run, like 30m", rf.buildTimeout))
+		}
+		repo.BuildTimeoutSeconds = int64(rf.buildTimeout / time.Second)
 		if cmd.Flags().Changed("depth") {
 			if rf.depth < 0 {
 				return usageError(fmt.Errorf("--depth %d: expected the commits of history to fetch, like 50, or 0 for all of it", rf.depth))

@@ -82,7 +82,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	withStdin(t, "glpat-token\n")
 	code, out, errOut := cli(t, plain(addr, "repos", "add", "team/site", "--url", "https://gitlab.example.com/team/site.git",
 		"--webhook-secret", "whsec-xyz", "--branches", "main,release/*", "--forge", "gitlab",
-		"--api-url", "https://gitlab.example.com", "--forge-token-stdin", "--default-branch", "trunk", "--cancel-superseded=false", "--max-running", "2")...)
+		"--api-url", "https://gitlab.example.com", "--forge-token-stdin", "--default-branch", "trunk", "--cancel-superseded=false", "--max-running", "2", "--build-timeout", "30m")...)
 	want := "" +
 		"NAME       URL                                       FORGE   BRANCHES        WEBHOOK-SECRET  FORGE-TOKEN\n" +
 		"team/site  https://gitlab.example.com/team/site.git  gitlab  main,release/*  yes             yes\n"
@@ -95,7 +95,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	assertRequests(t, f, "AddRepo", &fleet.Repo{
 		Name: "team/site", Url: "https://gitlab.example.com/team/site.git", WebhookSecret: "whsec-xyz",
 		Branches: []string{"main", "release/*"}, Forge: "gitlab", ApiUrl: "https://gitlab.example.com", ForgeToken: "glpat-token",
-		DefaultBranch: "trunk", KeepSuperseded: true, MaxRunning: 2,
+		DefaultBranch: "trunk", KeepSuperseded: true, MaxRunning: 2, BuildTimeoutSeconds: 1800,
 	})
 
 	// a local path is made absolute; -o json has stable keys and no secrets
@@ -109,7 +109,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 		t.Fatalf("repos add -o json: exit %d, %q", code, errOut)
 	}
 	keys := jsonKeys(t, out)
-	if wantKeys := []string{"api_url", "branches", "cancel_superseded", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "max_running", "name", "url"}; !slices.Equal(keys, wantKeys) {
+	if wantKeys := []string{"api_url", "branches", "build_timeout_seconds", "cancel_superseded", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "max_running", "name", "url"}; !slices.Equal(keys, wantKeys) {
 		t.Errorf("repos add -o json keys %v, want %v", keys, wantKeys)
 	}
 	if !strings.Contains(out, `"branches": []`) || !strings.Contains(out, `"has_forge_token": false`) || !strings.Contains(out, `"depth": null`) ||
@@ -132,6 +132,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 		{[]string{"repos", "add", "--url", "https://x/me/app"}, "", "monkeyci: accepts 1 arg(s), received 0\n"},
 		{[]string{"repos", "add", "me/app", "--url", "https://x/me/app", "--default-branch", "my branch"}, "", "monkeyci: --default-branch \"my branch\": expected a branch name like main\n"},
 		{[]string{"repos", "add", "me/app", "--url", "https://x/me/app", "--max-running", "-1"}, "", "monkeyci: --max-running -1: expected how many builds may run at once, like 2, or 0 for any\n"},
+		{[]string{"repos", "add", "me/app", "--url", "https://x/me/app", "--build-timeout", "-5m"}, "", "monkeyci: --build-timeout -5m0s: expected how long a build may run, like 30m\n"},
 	} {
 		withStdin(t, c.stdin)
 		if code, out, errOut := cli(t, plain(addr, c.args...)...); code != 2 || out != "" || errOut != c.err {

@@ -220,6 +220,11 @@ ALTER TABLE repos ADD COLUMN keep_superseded BOOLEAN NOT NULL DEFAULT false;
 	`
 ALTER TABLE repos ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
 `,
+	// 7: a repository's build timeout, in nanoseconds (0: the
+	// coordinator's).
+	`
+ALTER TABLE repos ADD COLUMN build_timeout BIGINT NOT NULL DEFAULT 0;
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

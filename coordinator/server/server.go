@@ -57,6 +57,9 @@ type Config struct {
 	JoinToken  string
 	AdminToken string
 	Lease      time.Duration
+	// BuildTimeout bounds a build's attempt for repositories that set
+	// none (0: coordinator.DefaultBuildTimeout).
+	BuildTimeout time.Duration
 	// AgentGrace is how long an agent whose stream ended may take to come
 	// back before its builds are queued again (default 5 s).
 	AgentGrace time.Duration
@@ -176,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	ccfg := coordinator.Config{
-		Store: s.store, Logs: s.live, Blobs: blobs, Retention: cfg.Retention, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, AgentGrace: cfg.AgentGrace,
+		Store: s.store, Logs: s.live, Blobs: blobs, Retention: cfg.Retention, Logger: cfg.Logger, JoinToken: s.JoinToken, AdminToken: s.AdminToken, Lease: cfg.Lease, BuildTimeout: cfg.BuildTimeout, AgentGrace: cfg.AgentGrace,
 		Keys: keys, Statuses: s.statuses, PublicURL: cfg.PublicURL,
 	}
 	started := time.Now()

@@ -202,6 +202,11 @@ ALTER TABLE repos ADD COLUMN keep_superseded INTEGER NOT NULL DEFAULT 0;
 	`
 ALTER TABLE repos ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
 `,
+	// 14: a repository's build timeout, in nanoseconds (0: the
+	// coordinator's).
+	`
+ALTER TABLE repos ADD COLUMN build_timeout INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -274,12 +274,12 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + rows.RepoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		{w, &q.saveRepo, `INSERT INTO repos (` + rows.RepoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET url = excluded.url,
 				url_credential = CASE WHEN excluded.url_credential IS NOT NULL THEN excluded.url_credential
 					WHEN excluded.url = url THEN url_credential END,
 				branches = excluded.branches, default_branch = excluded.default_branch, depth = excluded.depth,
-				keep_superseded = excluded.keep_superseded, max_running = excluded.max_running,
+				keep_superseded = excluded.keep_superseded, max_running = excluded.max_running, build_timeout = excluded.build_timeout,
 				forge = excluded.forge, api_url = excluded.api_url,
 				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
 				forge_token = coalesce(excluded.forge_token, forge_token)`},

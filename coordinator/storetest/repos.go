@@ -37,10 +37,10 @@ func reposAndTheirSecrets(t *testing.T, open Opener) {
 	if got, _ := s.GetRepo(ctx, "acme/app"); got.KeepSuperseded {
 		t.Errorf("a repository saved without keeping superseded builds keeps them")
 	}
-	r.KeepSuperseded, r.MaxRunning = true, 3
+	r.KeepSuperseded, r.MaxRunning, r.BuildTimeout = true, 3, 90*time.Minute
 	must(t, s.SaveRepo(ctx, r))
-	if got, _ := s.GetRepo(ctx, "acme/app"); !got.KeepSuperseded || got.MaxRunning != 3 {
-		t.Errorf("KeepSuperseded and MaxRunning 3 saved, read %v and %d", got.KeepSuperseded, got.MaxRunning)
+	if got, _ := s.GetRepo(ctx, "acme/app"); !got.KeepSuperseded || got.MaxRunning != 3 || got.BuildTimeout != 90*time.Minute {
+		t.Errorf("KeepSuperseded, MaxRunning 3 and BuildTimeout 1h30m saved, read %v, %d and %s", got.KeepSuperseded, got.MaxRunning, got.BuildTimeout)
 	}
 	// Saved again without secrets: the old ones stay.
 	r.WebhookSecret, r.ForgeToken, r.Branches = nil, nil, nil

@@ -1773,9 +1773,12 @@ type Repo struct {
 	// are canceled as superseded
 	KeepSuperseded bool `protobuf:"varint,13,opt,name=keep_superseded,json=keepSuperseded,proto3" json:"keep_superseded,omitempty"`
 	// how many of its builds run at once; the others wait queued. 0: any
-	MaxRunning    int32 `protobuf:"varint,14,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxRunning int32 `protobuf:"varint,14,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"`
+	// how long an attempt of one of its builds runs before it is canceled;
+	// 0: the coordinator's (--build-timeout)
+	BuildTimeoutSeconds int64 `protobuf:"varint,15,opt,name=build_timeout_seconds,json=buildTimeoutSeconds,proto3" json:"build_timeout_seconds,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Repo) Reset() {
@@ -1902,6 +1905,13 @@ func (x *Repo) GetKeepSuperseded() bool {
 func (x *Repo) GetMaxRunning() int32 {
 	if x != nil {
 		return x.MaxRunning
+	}
+	return 0
+}
+
+func (x *Repo) GetBuildTimeoutSeconds() int64 {
+	if x != nil {
+		return x.BuildTimeoutSeconds
 	}
 	return 0
 }
@@ -2907,7 +2917,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x127\n" +
 	"\tlast_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
 	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12 \n" +
-	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xe1\x03\n" +
+	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\x95\x04\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2925,7 +2935,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x05depth\x18\f \x01(\x05H\x00R\x05depth\x88\x01\x01\x12'\n" +
 	"\x0fkeep_superseded\x18\r \x01(\bR\x0ekeepSuperseded\x12\x1f\n" +
 	"\vmax_running\x18\x0e \x01(\x05R\n" +
-	"maxRunningB\b\n" +
+	"maxRunning\x122\n" +
+	"\x15build_timeout_seconds\x18\x0f \x01(\x03R\x13buildTimeoutSecondsB\b\n" +
 	"\x06_depth\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +

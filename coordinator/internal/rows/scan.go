@@ -80,7 +80,7 @@ func BuildArgs(b coordinator.Build, now time.Time, delivery any, event string) (
 }
 
 // RepoColumns are the columns ScanRepo reads, in its order.
-const RepoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth, keep_superseded, max_running`
+const RepoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth, keep_superseded, max_running, build_timeout`
 
 // ScanRepo reads a repository from RepoColumns.
 func ScanRepo(row Scanner) (coordinator.Repo, error) {
@@ -88,12 +88,13 @@ func ScanRepo(row Scanner) (coordinator.Repo, error) {
 		r        coordinator.Repo
 		branches *string
 		created  int64
+		timeout  int64 // nanoseconds
 	)
 	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created,
-		&r.URLCredential, &r.DefaultBranch, &r.Depth, &r.KeepSuperseded, &r.MaxRunning); err != nil {
+		&r.URLCredential, &r.DefaultBranch, &r.Depth, &r.KeepSuperseded, &r.MaxRunning, &timeout); err != nil {
 		return r, err
 	}
-	r.Created = Time(created)
+	r.Created, r.BuildTimeout = Time(created), time.Duration(timeout)
 	var err error
 	if r.Branches, err = JSONList(branches); err != nil {
 		return r, fmt.Errorf("repository %s: branches: %w", r.Name, err)

@@ -118,7 +118,7 @@ func join(parts ...[]Column) []Column {
 var Tables = []Table{
 	{Name: "repos", Order: "name", Columns: join(cols(KindText, "name", "url"), cols(KindNullText, "branches"), cols(KindText, "forge", "api_url"),
 		cols(KindBytes, "webhook_secret", "forge_token"), cols(KindInt, "created"), cols(KindBytes, "url_credential"), cols(KindText, "default_branch"), cols(KindNullInt, "depth"),
-		cols(KindBool, "keep_superseded"), cols(KindInt, "max_running"))},
+		cols(KindBool, "keep_superseded"), cols(KindInt, "max_running", "build_timeout"))},
 	{Name: "secrets", Order: "repo, key", Columns: join(cols(KindText, "repo", "key"), cols(KindBytes, "value"), cols(KindInt, "updated"))},
 	{Name: "builds", Order: "id", Columns: join(cols(KindText, "id", "repo", "source_url", "source_branch", "source_commit", "source_tag"),
 		cols(KindNullText, "params", "labels"), cols(KindText, "state", "result", "message"), cols(KindInt, "attempt"), cols(KindText, "agent"),
