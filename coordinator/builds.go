@@ -173,7 +173,7 @@ func (c *Coordinator) cancelBecause(ctx context.Context, id, because string) err
 		return fmt.Errorf("build %s: %w", id, ErrEnded)
 	}
 	if because != "" {
-		c.leases.noteCanceled(id, because)
+		c.leases.noteCanceled(id, l.attempt, because)
 	}
 	if conn := c.agents.connected(l.agent); conn != nil {
 		conn.cancel(id, l.attempt)

@@ -75,7 +75,8 @@ type Config struct {
 	// error ("agent lost").
 	MaxAttempts int
 	// BuildTimeout is how long an attempt of a build may run before it is
-	// canceled, for a repository that sets none (Repo.BuildTimeout).
+	// canceled, for a repository that sets none (Repo.BuildTimeout): 0 is
+	// DefaultBuildTimeout, a negative one none.
 	BuildTimeout time.Duration
 	// AgentGrace is how long an agent whose stream ended may take to come
 	// back before its builds are queued again (recovery.go).
@@ -187,7 +188,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
-	if cfg.BuildTimeout <= 0 {
+	if cfg.BuildTimeout == 0 {
 		cfg.BuildTimeout = DefaultBuildTimeout
 	}
 	if cfg.AgentGrace <= 0 {

@@ -68,7 +68,7 @@ func (d *dispatcher) placeNow(b *Build) *agentConn {
 	}
 	conn := d.agents.placeOne(b)
 	if conn != nil {
-		d.turns.give(b)
+		d.turns.give(b, d.queue)
 		d.turns.served(b)
 		d.placingOne(b.Repo)
 	}
@@ -182,7 +182,7 @@ func (d *dispatcher) requeue(b *Build) {
 // requeueLocked puts b in the queue at its turn, giving it one if it has
 // none.
 func (d *dispatcher) requeueLocked(b *Build) {
-	d.turns.give(b)
+	d.turns.give(b, d.queue)
 	i := sort.Search(len(d.queue), func(i int) bool { return before(b, d.queue[i]) })
 	d.queue = append(d.queue, nil)
 	copy(d.queue[i+1:], d.queue[i:])
@@ -261,10 +261,12 @@ func (d *dispatcher) pass() (placed []assignment, newReasons []placement) {
 // conn ended meanwhile with nothing else to wait for (orphaned), or its
 // agent is back on another stream (restarted): see agentRegistry.leased.
 func (d *dispatcher) startLease(id string, l lease, conn *agentConn) (orphaned, restarted bool) {
-	d.placedOne(l.repo)
 	if old, ok := d.leases.start(id, l); ok {
 		d.agents.drop(old.agent, id, old.attempt)
 	}
+	// Counted as placed until counted as running: a limit never sees it
+	// in neither.
+	d.placedOne(l.repo)
 	return d.agents.leased(conn, id, l.attempt)
 }
 

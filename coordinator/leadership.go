@@ -107,13 +107,13 @@ func (c *Coordinator) adopt(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
+	adopted := c.dispatcher.adopt(queued, c.cfg.Now())
 	if n%adoptAllEvery == 0 && c.cfg.Elected {
-		// Another coordinator may have changed a repository's limit.
+		// Another coordinator may have changed a repository's limits.
 		if err := c.refreshRepos(ctx); err != nil {
-			return err
+			c.log.Warn("could not read the repositories' limits; the last known ones hold", "error", err)
 		}
 	}
-	adopted := c.dispatcher.adopt(queued, c.cfg.Now())
 	if len(adopted) > 0 {
 		c.changed()
 		c.poke()

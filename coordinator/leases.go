@@ -177,36 +177,37 @@ func (t *leaseTable) raiseStoredThrough(id string, attempt int, through int64) {
 }
 
 // noteCanceled records why the build's running attempt is canceled.
-func (t *leaseTable) noteCanceled(id, why string) {
+func (t *leaseTable) noteCanceled(id string, attempt int, why string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if l, ok := t.running[id]; ok {
+	if l, ok := t.running[id]; ok && l.attempt == attempt {
 		l.canceled = why
 	}
 }
 
-// overdue are the running attempts, not canceled yet, that started longer
-// ago than their repository's timeout (limit) before now.
-func (t *leaseTable) overdue(now time.Time, limit func(repo string) time.Duration) []overdueAttempt {
+// runningSince are the running attempts: those the coordinator canceled
+// (to tell their agents again), and when each other one started.
+func (t *leaseTable) runningSince() (canceled, others []runningAttempt) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []overdueAttempt
 	for id, l := range t.running {
-		if l.canceled != "" || l.started.IsZero() {
-			continue
-		}
-		if d := limit(l.repo); d > 0 && now.Sub(l.started) > d {
-			out = append(out, overdueAttempt{id, l.attempt, d})
+		a := runningAttempt{id, l.attempt, l.agent, l.repo, l.started}
+		if l.canceled != "" {
+			canceled = append(canceled, a)
+		} else {
+			others = append(others, a)
 		}
 	}
-	return out
+	return canceled, others
 }
 
-// overdueAttempt is a running attempt past its build's timeout.
-type overdueAttempt struct {
+// runningAttempt is a running attempt as timeouts see it.
+type runningAttempt struct {
 	build   string
 	attempt int
-	timeout time.Duration
+	agent   string
+	repo    string
+	started time.Time // zero: unknown
 }
 
 // notePause keeps whether an attempt's script is paused, as its event of

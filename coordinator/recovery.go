@@ -57,6 +57,17 @@ func (c *Coordinator) recover(agent string, refs []attemptRef, reason string) {
 // attempt, which exists for reason; or ends the build in error when that
 // was its last attempt.
 func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string) {
+	if l, ok := c.leases.current(b.ID); ok && l.attempt == b.Attempt && l.canceled != "" {
+		// The coordinator had canceled it (superseded, timed out): it
+		// ends so, rather than runs again.
+		c.dispatcher.dropLease(b.ID, b.Attempt)
+		if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Canceled, l.canceled); err == nil {
+			c.buildEnded(b.ID, l.forge, events.Canceled, l.canceled)
+		} else {
+			c.notifyEnded(b.ID)
+		}
+		return
+	}
 	conn := c.agents.connected(b.Agent)
 	c.dispatcher.dropLease(b.ID, b.Attempt)
 	if conn != nil {

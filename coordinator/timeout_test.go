@@ -68,3 +68,32 @@ func TestABuildPastItsTimeoutIsCanceledAndSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// A build canceled for its timeout whose agent is lost before it says so
+// ends canceled, saying it timed out: it is not run again.
+func TestATimedOutBuildWhoseAgentIsLostEndsCanceled(t *testing.T) {
+	f := newFleet(t, 30*time.Second, func(cfg *coordinator.Config) {
+		cfg.AgentGrace = 100 * time.Millisecond
+		cfg.BuildTimeout = time.Second
+	})
+	ctx := context.Background()
+	a := fleettest.Dial(t, f.addr)
+	a.Welcome(t, fleettest.Hello("lost", "join-secret", &fleet.Capacity{MilliCpus: 4000, Memory: 16 << 30}))
+	b, err := f.c.Trigger(ctx, coordinator.Build{Source: coordinator.Source{URL: "/srv/git/slow"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetAssign() != nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Send(t, &fleet.AgentMessage{Msg: &fleet.AgentMessage_Accept{Accept: &fleet.Accept{Build: m.GetAssign().GetBuild()}}})
+	if _, err := a.RecvUntil(t, func(m *fleet.CoordinatorMessage) bool { return m.GetCancel() != nil }); err != nil {
+		t.Fatal(err)
+	}
+	a.Hangup(t)
+	ended := f.waitEnded(t, b.ID)
+	if ended.Result != events.Canceled || ended.Attempt != 1 || !strings.HasPrefix(ended.Message, "timed out:") {
+		t.Errorf("ended %s at attempt %d %q, want canceled at attempt 1, saying it timed out", ended.Result, ended.Attempt, ended.Message)
+	}
+}

@@ -2,12 +2,12 @@ package coordinator
 
 // turns share dispatch fairly between repositories (start-time fair
 // queueing, each repository weighing the same). A build entering the
-// queue gets its repository's next turn, never earlier than the turn of
-// the build dispatched last (now); the queue is in order of turns, then
-// of creation. A repository with 500 builds queued holds turns now+1 to
-// now+500, and another's one build, queued meanwhile, gets now+1: it goes
-// second, not 501st. Within a repository builds keep their order of
-// arrival, and a build sent back to the queue keeps its turn.
+// queue gets its repository's next turn, never earlier than the turn
+// being served (round); the queue is in order of turns, then of creation.
+// A repository with 500 builds queued holds turns round+1 to round+500,
+// and another's one build, queued meanwhile, gets round+1: it goes second,
+// not 501st. Within a repository builds keep their order of arrival, and
+// a build sent back to the queue keeps its turn.
 //
 // The dispatcher owns it, under its lock.
 type turns struct {
@@ -15,21 +15,33 @@ type turns struct {
 	last map[string]uint64 // by repository: the turn of its latest build queued
 }
 
-// give gives b, entering the queue, its repository's next turn; a build
-// that has one keeps it. A build sent back after an attempt (its agent
-// was lost, or handed it back) had its turn: it goes first.
-func (t *turns) give(b *Build) {
+// round is the turn being served: the last one served, or, when builds
+// were served past builds still queued (these wait for room or for labels
+// while others go), the one before the first of those. queue is in order
+// of turns.
+func (t *turns) round(queue []*Build) uint64 {
+	if len(queue) > 0 && queue[0].turn > 0 && queue[0].turn-1 < t.now {
+		return queue[0].turn - 1
+	}
+	return t.now
+}
+
+// give gives b, entering queue, its repository's next turn; a build that
+// has one keeps it. A build sent back after an attempt (its agent was
+// lost, or handed it back) had its turn: it goes first.
+func (t *turns) give(b *Build, queue []*Build) {
 	if b.turn != 0 {
 		return
 	}
+	round := t.round(queue)
 	if b.Attempt > 0 {
-		b.turn = max(t.now, 1)
+		b.turn = max(round, 1)
 		return
 	}
 	if t.last == nil {
 		t.last = map[string]uint64{}
 	}
-	b.turn = max(t.now, t.last[b.Repo]) + 1
+	b.turn = max(round, t.last[b.Repo]) + 1
 	t.last[b.Repo] = b.turn
 }
 
@@ -43,10 +55,11 @@ func (t *turns) served(b *Build) { t.now = max(t.now, b.turn) }
 // that superseded builds cost it no turns. It says whether any moved (the
 // queue is then to be sorted again).
 func (t *turns) withdrawn(repo string, queue []*Build) (moved bool) {
-	next := t.now + 1
+	round := t.round(queue)
+	next := round + 1
 	var last uint64
 	for _, b := range queue { // in order of turns: the repository's in theirs
-		if b.Repo != repo || b.turn <= t.now {
+		if b.Repo != repo || b.turn <= round {
 			continue
 		}
 		if next < b.turn {

@@ -41,10 +41,10 @@ func TestRepositoriesTakeTurns(t *testing.T) {
 	if got := placedIDs(placed); !slices.Equal(got, []string{"busy-1@a1", "quiet-51@a1"}) {
 		t.Errorf("placed %v, want busy-1 and quiet-51", got)
 	}
-	// A build queued now starts from the turns served: it is not put
-	// behind the busy repository's 49 others.
+	// A build queued now joins the turn being served (other-52's): it is
+	// not put behind the busy repository's 49 others.
 	d.add(repoBuild("late", 60))
-	if got := queueIDs(d)[:4]; !slices.Equal(got, []string{"other-52", "busy-2", "other-53", "late-60"}) {
+	if got := queueIDs(d)[:4]; !slices.Equal(got, []string{"other-52", "late-60", "busy-2", "other-53"}) {
 		t.Errorf("after a build of another repository came: queue begins %v", got)
 	}
 }
@@ -111,5 +111,28 @@ func TestARepositorysLimitOfRunningBuildsHolds(t *testing.T) {
 	}
 	if d.placeNow(repoBuild("capped", 5)) == nil {
 		t.Error("with no limit, a new build did not go at once")
+	}
+}
+
+// Builds served past others that wait (these need a label no agent has)
+// do not push a newcomer behind those that wait: it joins the turn being
+// served.
+func TestANewcomerJoinsTheTurnBeingServed(t *testing.T) {
+	d := newTestDispatcher()
+	for n := 1; n <= 3; n++ {
+		b := repoBuild("waiting", n)
+		b.Labels = linux
+		d.add(b)
+	}
+	connectAgent(t, d, "a1", 20, nil)
+	for n := 10; n < 20; n++ {
+		d.add(repoBuild("served", n))
+		if placed, _ := d.pass(); len(placed) != 1 {
+			t.Fatalf("served-%d was not placed: %v", n, placedIDs(placed))
+		}
+	}
+	d.add(repoBuild("newcomer", 30))
+	if got := queueIDs(d)[:2]; !slices.Equal(got, []string{"waiting-1", "newcomer-30"}) {
+		t.Errorf("queue begins %v, want waiting-1 then newcomer-30, not behind waiting's turns", got)
 	}
 }

@@ -56,6 +56,12 @@ in --config (YAML):
 			cfg.Database = orEnv(cfg.Database, "MONKEYCI_DATABASE")
 			cfg.Version = version
 			cfg.MasterKey = os.Getenv("MONKEYCI_MASTER_KEY")
+			switch {
+			case cfg.BuildTimeout < 0:
+				return usageError(fmt.Errorf("--build-timeout %s: expected how long a build may run, like 1h, or 0 for no limit", cfg.BuildTimeout))
+			case cfg.BuildTimeout == 0:
+				cfg.BuildTimeout = -1 // none (the server's 0 is its default)
+			}
 			var err error
 			if cfg.Pool, err = pf.poolConfig(cfg.DataDir); err != nil {
 				return usageError(err)
@@ -93,7 +99,7 @@ in --config (YAML):
 	_ = cmd.MarkFlagFilename("http-cert", "pem", "crt")
 	_ = cmd.MarkFlagFilename("http-key", "pem", "key")
 	f.DurationVar(&cfg.Lease, "lease", 30*time.Second, "how long an assignment lives without a heartbeat")
-	f.DurationVar(&cfg.BuildTimeout, "build-timeout", coordinator.DefaultBuildTimeout, "how long a build may run before it is canceled, for repositories that set none (repos add --build-timeout)")
+	f.DurationVar(&cfg.BuildTimeout, "build-timeout", coordinator.DefaultBuildTimeout, "how long a build may run before it is canceled, for repositories that set none (repos add --build-timeout); 0: no limit")
 	f.DurationVar(&cfg.AgentGrace, "agent-grace", coordinator.DefaultAgentGrace, "how long an agent whose connection ended may take to come back before its builds are queued again")
 	f.StringVar(&cfg.Advertise, "advertise", "", "where agents and the other coordinators reach this one's gRPC port, HOST:PORT, when several share a --database (default: the --grpc-listen address)")
 	f.DurationVar(&cfg.LeaderTTL, "leader-ttl", leader.DefaultTTL, "with several coordinators on one --database: how long the leader's role lives without a renewal, the longest a standby waits for a leader that died")

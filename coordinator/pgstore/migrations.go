@@ -225,6 +225,11 @@ ALTER TABLE repos ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
 	`
 ALTER TABLE repos ADD COLUMN build_timeout BIGINT NOT NULL DEFAULT 0;
 `,
+	// 8: the builds of a branch not ended, which a newer push supersedes
+	// (ListBuilds with Active and Branch).
+	`
+CREATE INDEX builds_active_branch ON builds (repo, source_branch, created) WHERE state IN ('queued', 'running');
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

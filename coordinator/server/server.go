@@ -58,7 +58,7 @@ type Config struct {
 	AdminToken string
 	Lease      time.Duration
 	// BuildTimeout bounds a build's attempt for repositories that set
-	// none (0: coordinator.DefaultBuildTimeout).
+	// none (0: coordinator.DefaultBuildTimeout; negative: no bound).
 	BuildTimeout time.Duration
 	// AgentGrace is how long an agent whose stream ended may take to come
 	// back before its builds are queued again (default 5 s).

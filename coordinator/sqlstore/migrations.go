@@ -207,6 +207,11 @@ ALTER TABLE repos ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
 	`
 ALTER TABLE repos ADD COLUMN build_timeout INTEGER NOT NULL DEFAULT 0;
 `,
+	// 15: the builds of a branch not ended, which a newer push supersedes
+	// (ListBuilds with Active and Branch).
+	`
+CREATE INDEX builds_active_branch ON builds (repo, source_branch, created) WHERE state IN ('queued', 'running');
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -23,6 +23,7 @@ func BuildsMatching(f coordinator.BuildFilter, param func(n int) string) (string
 	}
 	switch {
 	case f.Active:
+		// As the partial index builds_active_branch says it.
 		where = append(where, "state IN ('queued', 'running')")
 	case f.State != "":
 		is("state", string(f.State))
