@@ -206,6 +206,7 @@ type BuildJSON struct {
 	PullRequest   int32  `json:"pull_request"`
 	CacheScope    string `json:"cache_scope"`
 	CacheFallback string `json:"cache_fallback"`
+	Priority      string `json:"priority"`
 }
 
 // Build is b in -o json.
@@ -215,7 +216,7 @@ func Build(b *fleet.BuildInfo) BuildJSON {
 		State: b.GetState(), Result: b.GetResult(), Message: b.GetMessage(), Attempt: b.GetAttempt(),
 		AttemptReasons: b.GetAttemptReasons(), Agent: b.GetAgent(), Waiting: b.GetWaiting(),
 		Created: TimeOf(b.GetCreated()), Started: TimeOf(b.GetStarted()), Ended: TimeOf(b.GetEnded()),
-		PullRequest: b.GetPullRequest(), CacheScope: b.GetCacheScope(), CacheFallback: b.GetCacheFallback(),
+		PullRequest: b.GetPullRequest(), CacheScope: b.GetCacheScope(), CacheFallback: b.GetCacheFallback(), Priority: b.GetPriority(),
 	}
 }
 

@@ -102,7 +102,7 @@ func TestBuildJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"agent", "attempt", "branch", "cache_fallback", "cache_scope", "commit", "created", "ended", "id", "message",
-		"pull_request", "repo", "result", "started", "state", "url", "waiting"}
+		"priority", "pull_request", "repo", "result", "started", "state", "url", "waiting"}
 	if keys := sortedKeys(got[0]); !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}

@@ -110,6 +110,7 @@ type RepoJSON struct {
 	CancelSuperseded bool       `json:"cancel_superseded"`
 	MaxRunning       int32      `json:"max_running"`           // 0: no bound
 	BuildTimeout     int64      `json:"build_timeout_seconds"` // 0: the coordinator's
+	Priority         string     `json:"priority"`
 	HasWebhookSecret bool       `json:"has_webhook_secret"`
 	HasForgeToken    bool       `json:"has_forge_token"`
 	Created          *time.Time `json:"created"`
@@ -120,7 +121,7 @@ func Repo(r *fleet.Repo) RepoJSON {
 	j := RepoJSON{
 		Name: r.GetName(), URL: r.GetUrl(), Forge: r.GetForge(), APIURL: r.GetApiUrl(), Branches: r.GetBranches(), DefaultBranch: r.GetDefaultBranch(),
 		HasWebhookSecret: r.GetHasWebhookSecret(), HasForgeToken: r.GetHasForgeToken(), Created: TimeOf(r.GetCreated()),
-		Depth: r.Depth, CancelSuperseded: !r.GetKeepSuperseded(), MaxRunning: r.GetMaxRunning(), BuildTimeout: r.GetBuildTimeoutSeconds(),
+		Depth: r.Depth, CancelSuperseded: !r.GetKeepSuperseded(), MaxRunning: r.GetMaxRunning(), BuildTimeout: r.GetBuildTimeoutSeconds(), Priority: r.GetPriority(),
 	}
 	if j.Branches == nil {
 		j.Branches = []string{}

@@ -44,7 +44,7 @@ func TestReposJSONHasStableKeysAndNoSecrets(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"api_url", "branches", "build_timeout_seconds", "cancel_superseded", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "max_running", "name", "url"}
+	want := []string{"api_url", "branches", "build_timeout_seconds", "cancel_superseded", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "max_running", "name", "priority", "url"}
 	if keys := sortedKeys(got[0]); !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}

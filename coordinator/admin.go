@@ -72,9 +72,13 @@ func (c *Coordinator) Interceptors() []grpc.ServerOption {
 }
 
 func (s *AdminServer) Trigger(ctx context.Context, r *fleet.TriggerRequest) (*fleet.BuildInfo, error) {
+	priority, err := ParsePriority(r.GetPriority())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	b, err := s.c.Trigger(ctx, Build{
 		Repo: r.GetRepo(), Source: Source{URL: r.GetUrl(), Branch: r.GetBranch(), Commit: r.GetCommit(), Tag: r.GetTag()},
-		Params: r.GetParams(), Labels: r.GetLabels(),
+		Params: r.GetParams(), Labels: r.GetLabels(), Priority: priority, priorityAsked: r.GetPriority() != "",
 	})
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -245,6 +249,7 @@ func buildInfo(b Build) *fleet.BuildInfo {
 		State: string(b.State), Result: string(b.Result), Message: b.Message, Attempt: int32(b.Attempt),
 		Agent: b.Agent, Waiting: b.Waiting, Created: timestamppb.New(b.Created), Trigger: b.Trigger,
 		PullRequest: int32(b.PullRequest), CacheScope: b.Cache.Scope, CacheFallback: b.Cache.Fallback,
+		Priority: b.Priority.String(),
 	}
 	if !b.Started.IsZero() {
 		info.Started = timestamppb.New(b.Started)

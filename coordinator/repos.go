@@ -49,6 +49,10 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 	repo := Repo{Name: strings.TrimSpace(r.GetName()), URL: strings.TrimSpace(r.GetUrl()), Branches: r.GetBranches(), APIURL: r.GetApiUrl(),
 		DefaultBranch: strings.TrimSpace(r.GetDefaultBranch()), KeepSuperseded: r.GetKeepSuperseded(),
 		MaxRunning: int(r.GetMaxRunning()), BuildTimeout: time.Duration(r.GetBuildTimeoutSeconds()) * time.Second}
+	var err error
+	if repo.Priority, err = ParsePriority(r.GetPriority()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if r.Depth != nil {
 		d := int(r.GetDepth())
 		repo.Depth = &d
@@ -156,7 +160,7 @@ func repoInfo(r Repo) *fleet.Repo {
 		Name: r.Name, Url: shown, Branches: r.Branches, Forge: r.Forge, ApiUrl: r.APIURL, DefaultBranch: r.DefaultBranch,
 		HasWebhookSecret: len(r.WebhookSecret) > 0, HasForgeToken: len(r.ForgeToken) > 0, Created: timestamppb.New(r.Created),
 		Depth: depthOf(r.Depth), KeepSuperseded: r.KeepSuperseded, MaxRunning: int32(r.MaxRunning),
-		BuildTimeoutSeconds: int64(r.BuildTimeout / time.Second),
+		BuildTimeoutSeconds: int64(r.BuildTimeout / time.Second), Priority: r.Priority.String(),
 	}
 }
 
@@ -493,6 +497,9 @@ func (c *Coordinator) resolveRepo(ctx context.Context, b *Build) (string, error)
 			return "", err
 		}
 		b.Repo, b.Source.URL = r.Name, r.URL
+		if !b.priorityAsked {
+			b.Priority = r.Priority
+		}
 		return r.DefaultBranch, nil
 	}
 	return "", nil

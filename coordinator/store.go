@@ -74,6 +74,12 @@ type Build struct {
 	// Cache is the scope of the caches the build's jobs write and read
 	// (CacheScopeOf), decided when the build is queued.
 	Cache CacheScope `json:"cache,omitzero"`
+	// Priority orders it in the queue, within the turns of repositories
+	// and their limits.
+	Priority Priority `json:"priority,omitempty"`
+	// priorityAsked: Priority was asked for; else the repository's is
+	// taken (Trigger).
+	priorityAsked bool
 
 	// queuedAt is when the build last entered this process's queue (zero:
 	// at Created), for the dispatch latency metric.
@@ -214,7 +220,9 @@ type Repo struct {
 	// BuildTimeout bounds how long an attempt of one of its builds runs
 	// before it is canceled (0: the coordinator's).
 	BuildTimeout time.Duration `json:"build-timeout,omitempty"`
-	Created      time.Time     `json:"created"`
+	// Priority is that of its builds that do not ask for one.
+	Priority Priority  `json:"priority,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // Delivery is a forge's webhook delivery that makes a build.

@@ -82,9 +82,12 @@ func (t *turns) withdrawn(repo string, queue []*Build) (moved bool) {
 // reset forgets every turn: the queue is taken up again from the store.
 func (t *turns) reset() { t.now, t.last = 0, nil }
 
-// before says whether a goes before b in the queue: by turn, then by
-// creation, then by id.
+// before says whether a goes before b in the queue: by priority, then by
+// turn, by creation, by id.
 func before(a, b *Build) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
 	if a.turn != b.turn {
 		return a.turn < b.turn
 	}

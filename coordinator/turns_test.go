@@ -136,3 +136,22 @@ func TestANewcomerJoinsTheTurnBeingServed(t *testing.T) {
 		t.Errorf("queue begins %v, want waiting-1 then newcomer-30, not behind waiting's turns", got)
 	}
 }
+
+// A build of a higher priority goes before the queued builds of lower
+// ones, whatever their turns; builds of one priority keep their turns.
+func TestAHigherPriorityGoesFirst(t *testing.T) {
+	d := newTestDispatcher()
+	for n := 1; n <= 3; n++ {
+		d.add(repoBuild("busy", n))
+	}
+	low := repoBuild("quiet", 4)
+	low.Priority = PriorityLow
+	d.add(low)
+	urgent := repoBuild("busy", 5)
+	urgent.Priority = PriorityHigh
+	d.add(urgent)
+	d.add(repoBuild("other", 6))
+	if got := queueIDs(d); !slices.Equal(got, []string{"busy-5", "busy-1", "other-6", "busy-2", "busy-3", "quiet-4"}) {
+		t.Errorf("queue %v, want the high one first, the low one last, the normal ones in turns", got)
+	}
+}

@@ -173,7 +173,7 @@ func (c *Coordinator) queueDelivered(ctx context.Context, reply webhookReply, ki
 	}
 	b, err := c.TriggerDelivered(ctx, Build{
 		Repo: repo.Name, Source: src, PullRequest: pr, Fork: ev.Kind == forge.PullRequest && ev.Fork, Cache: CacheScopeOf(src, pr, repo.DefaultBranch),
-		Trigger: describeEvent(kind, ev), Forge: forgeOf(kind, ev.Repo),
+		Trigger: describeEvent(kind, ev), Forge: forgeOf(kind, ev.Repo), Priority: repo.Priority,
 	}, Delivery{Forge: string(kind), ID: delivery, Event: ev.Key()})
 	switch {
 	case errors.Is(err, ErrDuplicate):

@@ -37,6 +37,7 @@ A repository's build secrets are set with monkeyci secrets.`,
 // repoAddFlags is what `monkeyci repos add` is told, as written.
 type repoAddFlags struct {
 	url, webhookSecret, forge, apiURL, defaultBranch string
+	priority                                         string
 	branches                                         []string
 	tokenStdin, webhookSecretStdin, sshKeyStdin      bool
 	cancelSuperseded                                 bool
@@ -117,6 +118,7 @@ build is canceled, its containers removed, and it says it timed out
 	f.BoolVar(&rf.sshKeyStdin, "ssh-key-stdin", false, "read a deploy key (an SSH private key) for an ssh URL from standard input, all of it")
 	f.BoolVar(&rf.cancelSuperseded, "cancel-superseded", true, "cancel a branch's or pull request's older builds when a newer push queues one")
 	f.DurationVar(&rf.buildTimeout, "build-timeout", 0, "how long one of its builds may run before it is canceled, like 30m (default: the coordinator's, 1h)")
+	f.StringVar(&rf.priority, "priority", "", "high, normal or low: the priority of its builds that ask for none (default: normal)")
 	f.IntVar(&rf.maxRunning, "max-running", 0, "at most this many of the repository's builds run at once (default: any)")
 	f.IntVar(&rf.depth, "depth", 20, "commits of history each build's checkout holds; 0 for all of it (default: the agent's, 20)")
 	_ = add.RegisterFlagCompletionFunc("forge", cobra.FixedCompletions(admin.Forges, cobra.ShellCompDirectiveNoFileComp))
@@ -129,6 +131,10 @@ build is canceled, its containers removed, and it says it timed out
 			return usageError(fmt.Errorf("--max-running %d: expected how many builds may run at once, like 2, or 0 for any", rf.maxRunning))
 		}
 		repo.MaxRunning = int32(rf.maxRunning)
+		if _, err := coordinator.ParsePriority(rf.priority); err != nil {
+			return usageError(err)
+		}
+		repo.Priority = rf.priority
 		if rf.buildTimeout < 0 || rf.buildTimeout > 0 && rf.buildTimeout < time.Second {
 			return usageError(fmt.Errorf("--build-timeout %s: expected how long a build may run, like 30m", rf.buildTimeout))
 		}

@@ -82,7 +82,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	withStdin(t, "glpat-token\n")
 	code, out, errOut := cli(t, plain(addr, "repos", "add", "team/site", "--url", "https://gitlab.example.com/team/site.git",
 		"--webhook-secret", "whsec-xyz", "--branches", "main,release/*", "--forge", "gitlab",
-		"--api-url", "https://gitlab.example.com", "--forge-token-stdin", "--default-branch", "trunk", "--cancel-superseded=false", "--max-running", "2", "--build-timeout", "30m")...)
+		"--api-url", "https://gitlab.example.com", "--forge-token-stdin", "--default-branch", "trunk", "--cancel-superseded=false", "--max-running", "2", "--build-timeout", "30m", "--priority", "high")...)
 	want := "" +
 		"NAME       URL                                       FORGE   BRANCHES        WEBHOOK-SECRET  FORGE-TOKEN\n" +
 		"team/site  https://gitlab.example.com/team/site.git  gitlab  main,release/*  yes             yes\n"
@@ -95,7 +95,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 	assertRequests(t, f, "AddRepo", &fleet.Repo{
 		Name: "team/site", Url: "https://gitlab.example.com/team/site.git", WebhookSecret: "whsec-xyz",
 		Branches: []string{"main", "release/*"}, Forge: "gitlab", ApiUrl: "https://gitlab.example.com", ForgeToken: "glpat-token",
-		DefaultBranch: "trunk", KeepSuperseded: true, MaxRunning: 2, BuildTimeoutSeconds: 1800,
+		DefaultBranch: "trunk", KeepSuperseded: true, MaxRunning: 2, BuildTimeoutSeconds: 1800, Priority: "high",
 	})
 
 	// a local path is made absolute; -o json has stable keys and no secrets
@@ -109,7 +109,7 @@ func TestAdminCLIReposAdd(t *testing.T) {
 		t.Fatalf("repos add -o json: exit %d, %q", code, errOut)
 	}
 	keys := jsonKeys(t, out)
-	if wantKeys := []string{"api_url", "branches", "build_timeout_seconds", "cancel_superseded", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "max_running", "name", "url"}; !slices.Equal(keys, wantKeys) {
+	if wantKeys := []string{"api_url", "branches", "build_timeout_seconds", "cancel_superseded", "created", "default_branch", "depth", "forge", "has_forge_token", "has_webhook_secret", "max_running", "name", "priority", "url"}; !slices.Equal(keys, wantKeys) {
 		t.Errorf("repos add -o json keys %v, want %v", keys, wantKeys)
 	}
 	if !strings.Contains(out, `"branches": []`) || !strings.Contains(out, `"has_forge_token": false`) || !strings.Contains(out, `"depth": null`) ||

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/monkeyci/monkeyci/admin"
+	"github.com/monkeyci/monkeyci/coordinator"
 	"github.com/monkeyci/monkeyci/events"
 	"github.com/monkeyci/monkeyci/proto/fleet"
 )
@@ -14,6 +15,7 @@ import (
 func newTriggerCommand(stdout, stderr io.Writer) *cobra.Command {
 	var (
 		repo, branch, commit, tag string
+		priority                  string
 		params, labels            []string
 		wait                      bool
 	)
@@ -28,6 +30,10 @@ is read on the agent's machine.
 --tag builds a tag as a tag push does: its commit (unless --commit says
 which), with the tag in the build's facts (when: {tag: GLOB} and
 monkeyci param get tag).
+
+--priority high sends the build before the queued builds of a lower
+priority, within the turns repositories take and their limits (default: the
+repository's, normal).
 
 With --wait it follows the build's output (each line prefixed with its job)
 until the build ends, prints how it ended and exits like monkeyci run:
@@ -45,6 +51,7 @@ until the build ends, prints how it ended and exits like monkeyci run:
 	f.StringVar(&tag, "tag", "", "the tag to build (its commit, unless --commit is given)")
 	f.StringArrayVar(&params, "param", nil, "a build parameter KEY=VALUE (repeatable)")
 	f.StringArrayVar(&labels, "label", nil, "a label KEY=VALUE the agent must carry (repeatable)")
+	f.StringVar(&priority, "priority", "", "high, normal or low: the order among queued builds (default: the repository's)")
 	f.BoolVar(&wait, "wait", false, "follow the build until it ends; exit 0 if it succeeded, 1 if not")
 	_ = cmd.MarkFlagDirname("repo")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -60,13 +67,16 @@ until the build ends, prints how it ended and exits like monkeyci run:
 		if err != nil {
 			return usageError(err)
 		}
+		if _, err := coordinator.ParsePriority(priority); err != nil {
+			return usageError(err)
+		}
 		c, err := flags.dial(cmd)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		ctx, cancel := callContext(cmd)
-		b, err := c.Trigger(ctx, &fleet.TriggerRequest{Url: url, Repo: admin.RepoName(repo), Branch: branch, Commit: commit, Tag: tag, Params: p, Labels: l})
+		b, err := c.Trigger(ctx, &fleet.TriggerRequest{Url: url, Repo: admin.RepoName(repo), Branch: branch, Commit: commit, Tag: tag, Params: p, Labels: l, Priority: priority})
 		cancel()
 		if err != nil {
 			return adminFailed(c, err)

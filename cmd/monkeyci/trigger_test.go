@@ -18,12 +18,12 @@ func TestAdminCLITrigger(t *testing.T) {
 	}
 
 	code, out, errOut := cli(t, plain(addr, "trigger", "--repo", "examples/hello", "--branch", "main", "--commit", "abc123",
-		"--param", "env=staging", "--param", "x=a=b", "--label", "os=linux")...)
+		"--param", "env=staging", "--param", "x=a=b", "--label", "os=linux", "--priority", "high")...)
 	if code != 0 || out != "b100\n" || errOut != "" {
 		t.Errorf("trigger: exit %d, %q, %q", code, out, errOut)
 	}
 	assertRequests(t, f, "Trigger", &fleet.TriggerRequest{Url: filepath.Join(wd, "examples/hello"), Repo: "examples/hello", Branch: "main", Commit: "abc123",
-		Params: map[string]string{"env": "staging", "x": "a=b"}, Labels: map[string]string{"os": "linux"}})
+		Params: map[string]string{"env": "staging", "x": "a=b"}, Labels: map[string]string{"os": "linux"}, Priority: "high"})
 
 	f.reset()
 	if code, out, _ := cli(t, plain(addr, "trigger", "--repo", "https://example.com/app.git")...); code != 0 || out != "b101\n" {
@@ -54,6 +54,7 @@ func TestAdminCLITrigger(t *testing.T) {
 	}{
 		{[]string{"trigger"}, "monkeyci: --repo is required\n"},
 		{[]string{"trigger", "--repo", ".", "--param", "novalue"}, "monkeyci: --param \"novalue\": expected KEY=VALUE\n"},
+		{[]string{"trigger", "--repo", ".", "--priority", "urgent"}, "monkeyci: --priority \"urgent\": say high, normal or low\n"},
 		{[]string{"trigger", "--repo", ".", "--label", "=x"}, "monkeyci: --label \"=x\": expected KEY=VALUE\n"},
 	} {
 		if code, _, errOut := cli(t, plain(addr, c.args...)...); code != 2 || errOut != c.err {

@@ -15,18 +15,18 @@ import (
 )
 
 const insertBuild = `INSERT INTO builds (` + rows.BuildColumns + `, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-	$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`
+	$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)`
 
 // buildTypes are the types of rows.BuildColumns and event_key, in order:
 // an INSERT ... SELECT (insertBuildWhere) gives its values as typed
 // parameters, where VALUES takes their types from the columns.
 var buildTypes = []string{"text", "text", "text", "text", "text", "text", "text",
 	"text", "text", "text", "integer", "text", "bigint", "text", "bigint", "bigint", "bigint",
-	"text", "text", "text", "text", "text", "integer", "text", "text", "boolean", "text"}
+	"text", "text", "text", "text", "text", "integer", "text", "text", "boolean", "integer", "text"}
 
 // insertBuildWhere is insertBuild made only when cond holds, in the same
-// statement (one round trip): cond's parameters are numbered from 28
-// (len(buildTypes)+1).
+// statement (one round trip): cond's parameters are numbered from
+// len(buildTypes)+1.
 func insertBuildWhere(cond string) string {
 	values := make([]string, len(buildTypes))
 	for i, t := range buildTypes {

@@ -230,6 +230,12 @@ ALTER TABLE repos ADD COLUMN build_timeout BIGINT NOT NULL DEFAULT 0;
 	`
 CREATE INDEX builds_active_branch ON builds (repo, source_branch, created) WHERE state IN ('queued', 'running');
 `,
+	// 9: priorities: a build's, and a repository's for its builds that
+	// ask for none (-1 low, 0 normal, 1 high).
+	`
+ALTER TABLE builds ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE repos ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrateLock is the advisory lock under which the schema changes: two

@@ -27,17 +27,17 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	if created.IsZero() {
 		created = s.now()
 	}
-	_, err = s.exec(ctx, `INSERT INTO repos (`+rows.RepoColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+	_, err = s.exec(ctx, `INSERT INTO repos (`+rows.RepoColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		ON CONFLICT (name) DO UPDATE SET url = excluded.url,
 			url_credential = CASE WHEN excluded.url_credential IS NOT NULL THEN excluded.url_credential
 				WHEN excluded.url = repos.url THEN repos.url_credential END,
 			branches = excluded.branches, default_branch = excluded.default_branch, depth = excluded.depth,
-			keep_superseded = excluded.keep_superseded, max_running = excluded.max_running, build_timeout = excluded.build_timeout,
+			keep_superseded = excluded.keep_superseded, max_running = excluded.max_running, build_timeout = excluded.build_timeout, priority = excluded.priority,
 			forge = excluded.forge, api_url = excluded.api_url,
 			webhook_secret = coalesce(excluded.webhook_secret, repos.webhook_secret),
 			forge_token = coalesce(excluded.forge_token, repos.forge_token)`,
 		r.Name, r.URL, branches, r.Forge, r.APIURL, rows.NullBytes(r.WebhookSecret), rows.NullBytes(r.ForgeToken),
-		rows.Nanos(created), rows.NullBytes(r.URLCredential), r.DefaultBranch, rows.NullInt(r.Depth), r.KeepSuperseded, r.MaxRunning, int64(r.BuildTimeout))
+		rows.Nanos(created), rows.NullBytes(r.URLCredential), r.DefaultBranch, rows.NullInt(r.Depth), r.KeepSuperseded, r.MaxRunning, int64(r.BuildTimeout), int(r.Priority))
 	if err != nil {
 		return fmt.Errorf("save repository %s: %w", r.Name, err)
 	}

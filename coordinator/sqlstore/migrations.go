@@ -212,6 +212,12 @@ ALTER TABLE repos ADD COLUMN build_timeout INTEGER NOT NULL DEFAULT 0;
 	`
 CREATE INDEX builds_active_branch ON builds (repo, source_branch, created) WHERE state IN ('queued', 'running');
 `,
+	// 16: priorities: a build's, and a repository's for its builds that
+	// ask for none (-1 low, 0 normal, 1 high).
+	`
+ALTER TABLE builds ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE repos ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database up to len(ms), in one transaction: either

@@ -28,7 +28,7 @@ func (s *Store) SaveRepo(ctx context.Context, r coordinator.Repo) error {
 	}
 	err = s.write(ctx, func(w wconn) error {
 		_, err := w.stmt(s.q.saveRepo).ExecContext(w.ctx, r.Name, r.URL, branches, r.Forge, r.APIURL,
-			rows.NullBytes(r.WebhookSecret), rows.NullBytes(r.ForgeToken), rows.Nanos(created), rows.NullBytes(r.URLCredential), r.DefaultBranch, rows.NullInt(r.Depth), r.KeepSuperseded, r.MaxRunning, int64(r.BuildTimeout))
+			rows.NullBytes(r.WebhookSecret), rows.NullBytes(r.ForgeToken), rows.Nanos(created), rows.NullBytes(r.URLCredential), r.DefaultBranch, rows.NullInt(r.Depth), r.KeepSuperseded, r.MaxRunning, int64(r.BuildTimeout), int(r.Priority))
 		return err
 	})
 	if err != nil {

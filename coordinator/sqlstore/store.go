@@ -235,7 +235,7 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		sql string
 	}{
 		{w, &q.createBuild, `INSERT INTO builds (` + rows.BuildColumns + `, event_key)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &q.assign, `UPDATE builds SET state = 'running', attempt = ?3, agent = ?4, lease_expires = ?5,
 			started = ?6, waiting = '' WHERE id = ?1 AND attempt = ?2 AND state = 'queued'`},
 		{w, &q.renew, `UPDATE builds SET lease_expires = ?3 WHERE id = ?1 AND attempt = ?2 AND state = 'running'`},
@@ -274,12 +274,12 @@ func (q *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &q.tokenUsed, `UPDATE tokens SET last_used = ?2 WHERE hash = ?1`},
 
 		// Saving a repository again keeps its creation time and what is not given.
-		{w, &q.saveRepo, `INSERT INTO repos (` + rows.RepoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		{w, &q.saveRepo, `INSERT INTO repos (` + rows.RepoColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET url = excluded.url,
 				url_credential = CASE WHEN excluded.url_credential IS NOT NULL THEN excluded.url_credential
 					WHEN excluded.url = url THEN url_credential END,
 				branches = excluded.branches, default_branch = excluded.default_branch, depth = excluded.depth,
-				keep_superseded = excluded.keep_superseded, max_running = excluded.max_running, build_timeout = excluded.build_timeout,
+				keep_superseded = excluded.keep_superseded, max_running = excluded.max_running, build_timeout = excluded.build_timeout, priority = excluded.priority,
 				forge = excluded.forge, api_url = excluded.api_url,
 				webhook_secret = coalesce(excluded.webhook_secret, webhook_secret),
 				forge_token = coalesce(excluded.forge_token, forge_token)`},

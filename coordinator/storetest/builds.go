@@ -69,13 +69,16 @@ func listBuilds(t *testing.T, open Opener) {
 	ctx := context.Background()
 	for i, b := range []coordinator.Build{
 		{ID: "a", Repo: "r1", Created: t0.Add(1 * time.Second), Source: coordinator.Source{Branch: "feature"}},
-		{ID: "b", Repo: "r2", Created: t0.Add(2 * time.Second)},
+		{ID: "b", Repo: "r2", Created: t0.Add(2 * time.Second), Priority: coordinator.PriorityHigh},
 		{ID: "c", Repo: "r1", Created: t0.Add(3 * time.Second), State: coordinator.Ended, Source: coordinator.Source{Branch: "feature"}},
 		{ID: "d", Repo: "r1", Created: t0.Add(4 * time.Second), State: coordinator.Running, Attempt: 1, Source: coordinator.Source{Branch: "feature"}, PullRequest: 7},
 		{ID: "e", Repo: "r2", Created: t0.Add(4 * time.Second)}, // same time as d: by id
 	} {
 		_ = i
 		must(t, s.CreateBuild(ctx, b))
+	}
+	if b, _ := s.GetBuild(ctx, "b"); b.Priority != coordinator.PriorityHigh {
+		t.Errorf("a build stored high is read %s", b.Priority)
 	}
 	for _, c := range []struct {
 		name string

@@ -37,10 +37,11 @@ func reposAndTheirSecrets(t *testing.T, open Opener) {
 	if got, _ := s.GetRepo(ctx, "acme/app"); got.KeepSuperseded {
 		t.Errorf("a repository saved without keeping superseded builds keeps them")
 	}
-	r.KeepSuperseded, r.MaxRunning, r.BuildTimeout = true, 3, 90*time.Minute
+	r.KeepSuperseded, r.MaxRunning, r.BuildTimeout, r.Priority = true, 3, 90*time.Minute, coordinator.PriorityLow
 	must(t, s.SaveRepo(ctx, r))
-	if got, _ := s.GetRepo(ctx, "acme/app"); !got.KeepSuperseded || got.MaxRunning != 3 || got.BuildTimeout != 90*time.Minute {
-		t.Errorf("KeepSuperseded, MaxRunning 3 and BuildTimeout 1h30m saved, read %v, %d and %s", got.KeepSuperseded, got.MaxRunning, got.BuildTimeout)
+	if got, _ := s.GetRepo(ctx, "acme/app"); !got.KeepSuperseded || got.MaxRunning != 3 || got.BuildTimeout != 90*time.Minute || got.Priority != coordinator.PriorityLow {
+		t.Errorf("KeepSuperseded, MaxRunning 3, BuildTimeout 1h30m and priority low saved, read %v, %d, %s and %s",
+			got.KeepSuperseded, got.MaxRunning, got.BuildTimeout, got.Priority)
 	}
 	// Saved again without secrets: the old ones stay.
 	r.WebhookSecret, r.ForgeToken, r.Branches = nil, nil, nil

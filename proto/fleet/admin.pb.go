@@ -87,6 +87,7 @@ type TriggerRequest struct {
 	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // an agent must carry these
 	Repo          string                 `protobuf:"bytes,6,opt,name=repo,proto3" json:"repo,omitempty"`                                                                               // a registered repository's name, or the key of caches (default: url)
 	Tag           string                 `protobuf:"bytes,7,opt,name=tag,proto3" json:"tag,omitempty"`                                                                                 // the tag to build (its commit, unless commit is given)
+	Priority      string                 `protobuf:"bytes,8,opt,name=priority,proto3" json:"priority,omitempty"`                                                                       // high, normal or low; "" the repository's (normal)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,6 +167,13 @@ func (x *TriggerRequest) GetRepo() string {
 func (x *TriggerRequest) GetTag() string {
 	if x != nil {
 		return x.Tag
+	}
+	return ""
+}
+
+func (x *TriggerRequest) GetPriority() string {
+	if x != nil {
+		return x.Priority
 	}
 	return ""
 }
@@ -525,6 +533,7 @@ type BuildInfo struct {
 	PullRequest    int32            `protobuf:"varint,17,opt,name=pull_request,json=pullRequest,proto3" json:"pull_request,omitempty"`      // the pull request it is of, 0 none
 	CacheScope     string           `protobuf:"bytes,18,opt,name=cache_scope,json=cacheScope,proto3" json:"cache_scope,omitempty"`          // the scope its caches are written to
 	CacheFallback  string           `protobuf:"bytes,19,opt,name=cache_fallback,json=cacheFallback,proto3" json:"cache_fallback,omitempty"` // the scope read for a cache its own lacks
+	Priority       string           `protobuf:"bytes,20,opt,name=priority,proto3" json:"priority,omitempty"`                                // high, normal or low
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -688,6 +697,13 @@ func (x *BuildInfo) GetCacheScope() string {
 func (x *BuildInfo) GetCacheFallback() string {
 	if x != nil {
 		return x.CacheFallback
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetPriority() string {
+	if x != nil {
+		return x.Priority
 	}
 	return ""
 }
@@ -1777,8 +1793,11 @@ type Repo struct {
 	// how long an attempt of one of its builds runs before it is canceled;
 	// 0: the coordinator's (--build-timeout)
 	BuildTimeoutSeconds int64 `protobuf:"varint,15,opt,name=build_timeout_seconds,json=buildTimeoutSeconds,proto3" json:"build_timeout_seconds,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// the priority of its builds that do not say: high, normal or low; ""
+	// normal
+	Priority      string `protobuf:"bytes,16,opt,name=priority,proto3" json:"priority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Repo) Reset() {
@@ -1914,6 +1933,13 @@ func (x *Repo) GetBuildTimeoutSeconds() int64 {
 		return x.BuildTimeoutSeconds
 	}
 	return 0
+}
+
+func (x *Repo) GetPriority() string {
+	if x != nil {
+		return x.Priority
+	}
+	return ""
 }
 
 type RepoRef struct {
@@ -2777,7 +2803,7 @@ var File_fleet_admin_proto protoreflect.FileDescriptor
 
 const file_fleet_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x11fleet/admin.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x02\n" +
+	"\x11fleet/admin.proto\x12\x11monkeyci.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x03\n" +
 	"\x0eTriggerRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
@@ -2785,7 +2811,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x06params\x18\x04 \x03(\v2-.monkeyci.fleet.v1.TriggerRequest.ParamsEntryR\x06params\x12E\n" +
 	"\x06labels\x18\x05 \x03(\v2-.monkeyci.fleet.v1.TriggerRequest.LabelsEntryR\x06labels\x12\x12\n" +
 	"\x04repo\x18\x06 \x01(\tR\x04repo\x12\x10\n" +
-	"\x03tag\x18\a \x01(\tR\x03tag\x1a9\n" +
+	"\x03tag\x18\a \x01(\tR\x03tag\x12\x1a\n" +
+	"\bpriority\x18\b \x01(\tR\bpriority\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -2811,7 +2838,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\";\n" +
 	"\x11UnblockJobRequest\x12\x14\n" +
 	"\x05build\x18\x01 \x01(\tR\x05build\x12\x10\n" +
-	"\x03job\x18\x02 \x01(\tR\x03job\"\xc4\x05\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"\xe0\x05\n" +
 	"\tBuildInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x10\n" +
@@ -2833,7 +2860,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\fpull_request\x18\x11 \x01(\x05R\vpullRequest\x12\x1f\n" +
 	"\vcache_scope\x18\x12 \x01(\tR\n" +
 	"cacheScope\x12%\n" +
-	"\x0ecache_fallback\x18\x13 \x01(\tR\rcacheFallback\x1aA\n" +
+	"\x0ecache_fallback\x18\x13 \x01(\tR\rcacheFallback\x12\x1a\n" +
+	"\bpriority\x18\x14 \x01(\tR\bpriority\x1aA\n" +
 	"\x13AttemptReasonsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
@@ -2917,7 +2945,7 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x127\n" +
 	"\tlast_used\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\x124\n" +
 	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12 \n" +
-	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\x95\x04\n" +
+	"\vcoordinator\x18\x06 \x01(\bR\vcoordinator\"\xb1\x04\n" +
 	"\x04Repo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12%\n" +
@@ -2936,7 +2964,8 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\x0fkeep_superseded\x18\r \x01(\bR\x0ekeepSuperseded\x12\x1f\n" +
 	"\vmax_running\x18\x0e \x01(\x05R\n" +
 	"maxRunning\x122\n" +
-	"\x15build_timeout_seconds\x18\x0f \x01(\x03R\x13buildTimeoutSecondsB\b\n" +
+	"\x15build_timeout_seconds\x18\x0f \x01(\x03R\x13buildTimeoutSeconds\x12\x1a\n" +
+	"\bpriority\x18\x10 \x01(\tR\bpriorityB\b\n" +
 	"\x06_depth\"\x1d\n" +
 	"\aRepoRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x12\n" +

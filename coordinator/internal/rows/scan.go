@@ -16,7 +16,7 @@ type Scanner interface{ Scan(dest ...any) error }
 // BuildColumns are the columns ScanBuild reads, in its order.
 const BuildColumns = `id, repo, source_url, source_branch, source_commit, params, labels,
 	state, result, message, attempt, agent, lease_expires, waiting, created, started, ended,
-	trigger_desc, forge, delivery, source_tag, attempt_reasons, pull_request, cache_scope, cache_fallback, fork`
+	trigger_desc, forge, delivery, source_tag, attempt_reasons, pull_request, cache_scope, cache_fallback, fork, priority`
 
 // ScanBuild reads a build from BuildColumns.
 func ScanBuild(row Scanner) (coordinator.Build, error) {
@@ -26,14 +26,15 @@ func ScanBuild(row Scanner) (coordinator.Build, error) {
 		reasons                  *string
 		state, result            string
 		lease, created, start, e int64
+		priority                 int
 	)
 	err := row.Scan(&b.ID, &b.Repo, &b.Source.URL, &b.Source.Branch, &b.Source.Commit, &params, &labels,
 		&state, &result, &b.Message, &b.Attempt, &b.Agent, &lease, &b.Waiting, &created, &start, &e,
-		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback, &b.Fork)
+		&b.Trigger, &b.Forge, &delivery, &b.Source.Tag, &reasons, &b.PullRequest, &b.Cache.Scope, &b.Cache.Fallback, &b.Fork, &priority)
 	if err != nil {
 		return b, err
 	}
-	b.State, b.Result = coordinator.State(state), events.Result(result)
+	b.State, b.Result, b.Priority = coordinator.State(state), events.Result(result), coordinator.Priority(priority)
 	b.LeaseExpires, b.Created, b.Started, b.Ended = Time(lease), Time(created), Time(start), Time(e)
 	if b.Params, err = JSONMap(params); err != nil {
 		return b, fmt.Errorf("build %s: params: %w", b.ID, err)
@@ -76,11 +77,11 @@ func BuildArgs(b coordinator.Build, now time.Time, delivery any, event string) (
 	return []any{b.ID, b.Repo, b.Source.URL, b.Source.Branch, b.Source.Commit, params, labels,
 		string(b.State), string(b.Result), b.Message, b.Attempt, b.Agent, Nanos(b.LeaseExpires), b.Waiting,
 		Nanos(b.Created), Nanos(b.Started), Nanos(b.Ended), b.Trigger, b.Forge, delivery, b.Source.Tag, reasons,
-		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, event}, nil
+		b.PullRequest, b.Cache.Scope, b.Cache.Fallback, b.Fork, int(b.Priority), event}, nil
 }
 
 // RepoColumns are the columns ScanRepo reads, in its order.
-const RepoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth, keep_superseded, max_running, build_timeout`
+const RepoColumns = `name, url, branches, forge, api_url, webhook_secret, forge_token, created, url_credential, default_branch, depth, keep_superseded, max_running, build_timeout, priority`
 
 // ScanRepo reads a repository from RepoColumns.
 func ScanRepo(row Scanner) (coordinator.Repo, error) {
@@ -89,12 +90,13 @@ func ScanRepo(row Scanner) (coordinator.Repo, error) {
 		branches *string
 		created  int64
 		timeout  int64 // nanoseconds
+		priority int
 	)
 	if err := row.Scan(&r.Name, &r.URL, &branches, &r.Forge, &r.APIURL, &r.WebhookSecret, &r.ForgeToken, &created,
-		&r.URLCredential, &r.DefaultBranch, &r.Depth, &r.KeepSuperseded, &r.MaxRunning, &timeout); err != nil {
+		&r.URLCredential, &r.DefaultBranch, &r.Depth, &r.KeepSuperseded, &r.MaxRunning, &timeout, &priority); err != nil {
 		return r, err
 	}
-	r.Created, r.BuildTimeout = Time(created), time.Duration(timeout)
+	r.Created, r.BuildTimeout, r.Priority = Time(created), time.Duration(timeout), coordinator.Priority(priority)
 	var err error
 	if r.Branches, err = JSONList(branches); err != nil {
 		return r, fmt.Errorf("repository %s: branches: %w", r.Name, err)
