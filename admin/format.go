@@ -366,6 +366,10 @@ func DetailText(w io.Writer, d *fleet.BuildDetail, now time.Time) error {
 	if s := cacheScope(b); s != "" {
 		row(tw, "caches:", s)
 	}
+	// Only when not the usual one.
+	if p := b.GetPriority(); p != "" && p != "normal" {
+		row(tw, "priority:", p)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
