@@ -87,7 +87,7 @@ func (s *AdminServer) Trigger(ctx context.Context, r *fleet.TriggerRequest) (*fl
 }
 
 func (s *AdminServer) ListBuilds(ctx context.Context, r *fleet.ListBuildsRequest) (*fleet.ListBuildsResponse, error) {
-	bs, err := s.c.cfg.Store.ListBuilds(ctx, BuildFilter{Repo: r.GetRepo(), State: State(r.GetState()), Limit: int(r.GetLimit())})
+	bs, err := s.c.cfg.Store.ListBuilds(ctx, BuildFilter{Repo: r.GetRepo(), State: State(r.GetState()), Branch: r.GetBranch(), Limit: int(r.GetLimit())})
 	if err != nil {
 		return nil, storeError(err)
 	}

@@ -24,19 +24,21 @@ it will do when it names exactly one build.`,
 	}
 	flags := addAdminFlags(cmd)
 
-	var repo, state string
+	var repo, state, branch string
 	var limit int
 	ls := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List builds, newest first",
 		Example: `  monkeyci builds ls --state running
+  monkeyci builds ls --repo me/app --branch feature/login
   monkeyci builds ls --repo https://github.com/me/app --limit 5 -o json`,
 		Args: cobra.NoArgs,
 	}
 	lsOut := addOutputFlag(ls)
 	ls.Flags().StringVar(&repo, "repo", "", "only the builds of this repository (its key: the URL it was triggered with)")
 	ls.Flags().StringVar(&state, "state", "", "only builds in this state: queued, running or ended")
+	ls.Flags().StringVar(&branch, "branch", "", "only the builds of this branch")
 	ls.Flags().IntVar(&limit, "limit", 50, "at most this many builds (0: all)")
 	_ = ls.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(admin.States, cobra.ShellCompDirectiveNoFileComp))
 	ls.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -46,7 +48,7 @@ it will do when it names exactly one build.`,
 		if limit < 0 || limit > 1<<31-1 {
 			return usageError(fmt.Errorf("--limit %d: expected 0 or more", limit))
 		}
-		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListBuilds, &fleet.ListBuildsRequest{Repo: repo, State: state, Limit: int32(limit)})
+		resp, err := adminCall(cmd, flags, fleet.AdminClient.ListBuilds, &fleet.ListBuildsRequest{Repo: repo, State: state, Branch: branch, Limit: int32(limit)})
 		if err != nil {
 			return err
 		}

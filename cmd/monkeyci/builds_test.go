@@ -23,7 +23,7 @@ func TestAdminCLIBuilds(t *testing.T) {
 	}
 	addr := serveFake(t, f, nil)
 
-	code, out, errOut := cli(t, plain(addr, "builds", "ls", "--repo", "/src/app", "--state", "ended", "--limit", "5")...)
+	code, out, errOut := cli(t, plain(addr, "builds", "ls", "--repo", "/src/app", "--state", "ended", "--branch", "main", "--limit", "5")...)
 	lines := strings.Split(out, "\n")
 	if code != 0 || len(lines) != 4 ||
 		strings.Join(strings.Fields(lines[0]), " ") != "ID REPO BRANCH COMMIT STATE RESULT ATTEMPT AGENT AGE DURATION" ||
@@ -31,7 +31,7 @@ func TestAdminCLIBuilds(t *testing.T) {
 		strings.Join(strings.Fields(lines[2]), " ") != "b2 r - - running - 1 a1 3m -" {
 		t.Errorf("builds ls: exit %d, %q\n%s", code, errOut, out)
 	}
-	assertRequests(t, f, "ListBuilds", &fleet.ListBuildsRequest{Repo: "/src/app", State: "ended", Limit: 5})
+	assertRequests(t, f, "ListBuilds", &fleet.ListBuildsRequest{Repo: "/src/app", State: "ended", Branch: "main", Limit: 5})
 
 	f.reset()
 	code, out, _ = cli(t, plain(addr, "builds", "ls", "-o", "json")...)

@@ -28,9 +28,10 @@ const listGap = 500 * time.Millisecond
 
 // filter is what the builds list shows, from its query.
 type filter struct {
-	Repo  string
-	State string
-	Limit int
+	Repo   string
+	Branch string
+	State  string
+	Limit  int
 }
 
 // states are the states a list may be filtered by.
@@ -41,7 +42,7 @@ var limits = []int{50, defaultLimit, 1000, maxLimit}
 
 func parseFilter(r *http.Request) filter {
 	q := r.URL.Query()
-	f := filter{Repo: q.Get("repo"), Limit: defaultLimit}
+	f := filter{Repo: q.Get("repo"), Branch: q.Get("branch"), Limit: defaultLimit}
 	if st := q.Get("state"); slices.Contains(states, st) {
 		f.State = st
 	}
@@ -162,7 +163,7 @@ func rowCount(n int) string {
 // rows reads the list in two queries (the builds, the agents' names),
 // however long it is.
 func (s *Server) rows(ctx context.Context, f filter) ([]buildRow, error) {
-	builds, err := s.c.Builds(ctx, coordinator.BuildFilter{Repo: f.Repo, State: coordinator.State(f.State), Limit: f.Limit})
+	builds, err := s.c.Builds(ctx, coordinator.BuildFilter{Repo: f.Repo, Branch: f.Branch, State: coordinator.State(f.State), Limit: f.Limit})
 	if err != nil {
 		return nil, err
 	}

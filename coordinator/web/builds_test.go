@@ -14,7 +14,7 @@ import (
 
 func TestTheBuildsListFilters(t *testing.T) {
 	f := newFixture(t)
-	a1, a2, b1 := f.trigger(t, "alpha"), f.trigger(t, "alpha"), f.trigger(t, "beta")
+	a1, a2, b1 := f.trigger(t, "alpha"), f.trigger(t, "alpha"), f.triggerOn(t, "beta", "feature/x&y")
 	if err := f.c.Cancel(context.Background(), a2.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +30,8 @@ func TestTheBuildsListFilters(t *testing.T) {
 		"?repo=gamma":              {},
 		"?state=nonsense&limit=-3": {a1.ID, a2.ID, b1.ID},
 		"?limit=1":                 {b1.ID},
+		"?branch=main":             {a1.ID, a2.ID},
+		"?branch=feature%2Fx%26y":  {b1.ID},
 	} {
 		resp, body := c.get(t, "/builds"+query)
 		if resp.StatusCode != http.StatusOK {
@@ -41,6 +43,9 @@ func TestTheBuildsListFilters(t *testing.T) {
 				t.Errorf("/builds%s: build %s shown %v, want %v", query, id, shown, !shown)
 			}
 		}
+	}
+	if _, body := c.get(t, "/builds?branch=feature%2Fx%26y"); !strings.Contains(body, "branch=feature%2Fx%26y&amp;state=") {
+		t.Errorf("the list's live URL does not keep the branch, escaped:\n%s", body)
 	}
 	_, body := c.get(t, "/builds?repo=alpha")
 	for _, want := range []string{"canceled", "queued", "main", "0123456789", "test", `<form class="filters"`, `value="alpha"`} {

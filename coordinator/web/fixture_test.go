@@ -91,10 +91,16 @@ func newFixture(t testing.TB, opts ...func(*coordinator.Config)) *fixture {
 	return &fixture{c: c, store: store, logs: logs, blobs: blobs, web: w, http: hs, dir: dir, fleet: l.Addr().String(), viewer: viewer.GetToken()}
 }
 
-// trigger queues a build of repo.
+// trigger queues a build of repo's main.
 func (f *fixture) trigger(t *testing.T, repo string) coordinator.Build {
 	t.Helper()
-	b, err := f.c.Trigger(context.Background(), coordinator.Build{Repo: repo, Source: coordinator.Source{URL: "/src/" + repo, Branch: "main", Commit: "0123456789abcdef"}, Trigger: "test"})
+	return f.triggerOn(t, repo, "main")
+}
+
+// triggerOn queues a build of repo's branch.
+func (f *fixture) triggerOn(t *testing.T, repo, branch string) coordinator.Build {
+	t.Helper()
+	b, err := f.c.Trigger(context.Background(), coordinator.Build{Repo: repo, Source: coordinator.Source{URL: "/src/" + repo, Branch: branch, Commit: "0123456789abcdef"}, Trigger: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

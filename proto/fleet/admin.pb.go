@@ -713,6 +713,7 @@ type ListBuildsRequest struct {
 	Repo          string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
 	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Branch        string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"` // only builds of this source branch
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -766,6 +767,13 @@ func (x *ListBuildsRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListBuildsRequest) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
 }
 
 type ListBuildsResponse struct {
@@ -2864,11 +2872,12 @@ const file_fleet_admin_proto_rawDesc = "" +
 	"\bpriority\x18\x14 \x01(\tR\bpriority\x1aA\n" +
 	"\x13AttemptReasonsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
 	"\x11ListBuildsRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"J\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06branch\x18\x04 \x01(\tR\x06branch\"J\n" +
 	"\x12ListBuildsResponse\x124\n" +
 	"\x06builds\x18\x01 \x03(\v2\x1c.monkeyci.fleet.v1.BuildInfoR\x06builds\"!\n" +
 	"\x0fGetBuildRequest\x12\x0e\n" +
