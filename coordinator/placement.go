@@ -201,7 +201,7 @@ func (l *repoLimits) full(repo string) string {
 	if l == nil || l.max[repo] <= 0 || l.active[repo]+l.placed[repo] < l.max[repo] {
 		return ""
 	}
-	return fmt.Sprintf("its repository's limit of %d running builds is reached (repos add --max-running)", l.max[repo])
+	return fmt.Sprintf("its repository runs as many builds as it may at once (%d, repos add --max-running)", l.max[repo])
 }
 
 // took counts a build of repo placed in this pass.

@@ -90,7 +90,7 @@ func TestARepositorysLimitOfRunningBuildsHolds(t *testing.T) {
 	if got := placedIDs(placed); !slices.Equal(got, []string{"capped-1@a1", "free-3@a1"}) {
 		t.Fatalf("placed %v, want capped-1 and free-3", got)
 	}
-	if len(reasons) != 1 || reasons[0].build.ID != "capped-2" || !strings.Contains(reasons[0].why, "limit of 1 running builds") {
+	if len(reasons) != 1 || reasons[0].build.ID != "capped-2" || !strings.Contains(reasons[0].why, "as many builds as it may at once (1,") {
 		t.Fatalf("reasons %+v, want capped-2 waiting for its repository's limit", reasons)
 	}
 	if d.placeNow(repoBuild("capped", 4)) != nil {

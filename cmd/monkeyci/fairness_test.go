@@ -104,7 +104,7 @@ func TestARepositorysMaxRunningHolds(t *testing.T) {
 	waitsForTheLimit := func(id string) {
 		t.Helper()
 		b := waitBuild(t, api, id, wait.Bound, "waiting for its repository's limit", func(b *fleet.BuildInfo) bool {
-			return b.GetState() == "queued" && strings.Contains(b.GetWaiting(), "limit of 1 running builds")
+			return b.GetState() == "queued" && strings.Contains(b.GetWaiting(), "as many builds as it may at once (1,")
 		})
 		if b.GetState() != "queued" {
 			t.Fatalf("build %s is %s, want queued", id, b.GetState())
