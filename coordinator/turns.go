@@ -1,5 +1,7 @@
 package coordinator
 
+import "sort"
+
 // turns share dispatch fairly between repositories (start-time fair
 // queueing, each repository weighing the same). A build entering the
 // queue gets its repository's next turn, never earlier than the turn
@@ -17,11 +19,21 @@ type turns struct {
 
 // round is the turn being served: the last one served, or, when builds
 // were served past builds still queued (these wait for room or for labels
-// while others go), the one before the first of those. queue is in order
-// of turns.
+// while others go), the one before the lowest of those. queue is in queue
+// order: by priority, then turn, so each priority's first build has its
+// lowest turn.
 func (t *turns) round(queue []*Build) uint64 {
-	if len(queue) > 0 && queue[0].turn > 0 && queue[0].turn-1 < t.now {
-		return queue[0].turn - 1
+	var lowest uint64
+	for i := 0; i < len(queue); {
+		b := queue[i]
+		if b.turn > 0 && (lowest == 0 || b.turn < lowest) {
+			lowest = b.turn
+		}
+		rest := queue[i:]
+		i += sort.Search(len(rest), func(k int) bool { return rest[k].Priority < b.Priority })
+	}
+	if lowest > 0 && lowest-1 < t.now {
+		return lowest - 1
 	}
 	return t.now
 }

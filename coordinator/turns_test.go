@@ -155,3 +155,28 @@ func TestAHigherPriorityGoesFirst(t *testing.T) {
 		t.Errorf("queue %v, want the high one first, the low one last, the normal ones in turns", got)
 	}
 }
+
+// With builds of several priorities queued, a newcomer still joins the
+// turn being served: the lowest turn queued, whatever its priority.
+func TestANewcomerJoinsTheTurnBeingServedAmongPriorities(t *testing.T) {
+	d := newTestDispatcher()
+	for n := 1; n <= 3; n++ {
+		b := repoBuild("waiting", n)
+		b.Labels = linux
+		d.add(b)
+	}
+	connectAgent(t, d, "a1", 20, nil)
+	for n := 10; n < 20; n++ {
+		d.add(repoBuild("served", n))
+		d.pass()
+	}
+	// The served repository's next build, high and waiting for a label,
+	// has a late turn: it is first in the queue, yet not the turn served.
+	high := repoBuild("served", 25)
+	high.Priority, high.Labels = PriorityHigh, linux
+	d.add(high)
+	d.add(repoBuild("newcomer", 30))
+	if got := queueIDs(d)[:3]; !slices.Equal(got, []string{"served-25", "waiting-1", "newcomer-30"}) {
+		t.Errorf("queue begins %v, want served-25, waiting-1, newcomer-30", got)
+	}
+}
