@@ -175,14 +175,15 @@ func TestMigrationUpgrade(t *testing.T) {
 	path := dbPath(t)
 	s := openStore(t, path)
 	must(t, s.CreateBuild(context.Background(), build("b1", 0)))
-	next := append(append([]string{}, migrations...), `ALTER TABLE builds ADD COLUMN priority INTEGER NOT NULL DEFAULT 0`)
+	// A version this program does not have yet, adding a column.
+	next := append(append([]string{}, migrations...), `ALTER TABLE builds ADD COLUMN upgrade_probe INTEGER NOT NULL DEFAULT 0`)
 	must(t, migrate(context.Background(), s.w, next))
 	must(t, migrate(context.Background(), s.w, next))
-	var v, prio int
+	var v, probe int
 	must(t, s.w.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&v))
-	must(t, s.w.QueryRow(`SELECT priority FROM builds WHERE id = 'b1'`).Scan(&prio))
-	if v != len(next) || prio != 0 {
-		t.Errorf("after the upgrade: version %d, priority %d; want %d, 0", v, prio, len(next))
+	must(t, s.w.QueryRow(`SELECT upgrade_probe FROM builds WHERE id = 'b1'`).Scan(&probe))
+	if v != len(next) || probe != 0 {
+		t.Errorf("after the upgrade: version %d, upgrade_probe %d; want %d, 0", v, probe, len(next))
 	}
 }
 
