@@ -127,6 +127,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /builds/events", s.stream(s.buildsEvents))
 	m.HandleFunc("GET /builds/{id}", s.page(s.buildPage))
 	m.HandleFunc("GET /builds/{id}/events", s.stream(s.buildEvents))
+	m.HandleFunc("POST /builds/trigger", s.action(true, s.trigger))
 	m.HandleFunc("POST /builds/{id}/cancel", s.action(true, s.cancel))
 	m.HandleFunc("POST /builds/{id}/retry", s.action(true, s.retry))
 	m.HandleFunc("POST /builds/{id}/unblock", s.action(true, s.unblock))
