@@ -32,8 +32,8 @@ which), with the tag in the build's facts (when: {tag: GLOB} and
 monkeyci param get tag).
 
 --priority high sends the build before the queued builds of a lower
-priority, within the turns repositories take and their limits (default: the
-repository's, normal).
+priority, whichever their repository (its repository's --max-running still
+holds); the default is the repository's priority, normal unless set.
 
 With --wait it follows the build's output (each line prefixed with its job)
 until the build ends, prints how it ended and exits like monkeyci run:
