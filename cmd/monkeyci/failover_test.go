@@ -387,14 +387,22 @@ func TestAStandbyServesTheAdminAPI(t *testing.T) {
 	p := startPair(t)
 	startPairAgent(t, p, "ha-standby-a1")
 	standby := p.procs[1].adminClient(t)
-	// coordinators ls, asked of the standby.
-	code, out, errOut := cli(t, "coordinators", "ls", "--server", p.addrs[1], "--ca", p.procs[1].ca, "--token", p.procs[1].admin, "-o", "json")
+	// coordinators ls, asked of the standby, once the standby has claimed
+	// (or tried to) once: its row is written then.
 	var listed []struct {
 		Role, GRPC string
 		Self       bool
 		Term       int64
 	}
-	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed) != 2 {
+	var code int
+	var out, errOut string
+	var err error
+	if !wait.Poll(time.Minute, func() bool {
+		code, out, errOut = cli(t, "coordinators", "ls", "--server", p.addrs[1], "--ca", p.procs[1].ca, "--token", p.procs[1].admin, "-o", "json")
+		listed = nil
+		err = json.Unmarshal([]byte(out), &listed)
+		return code == 0 && err == nil && len(listed) == 2
+	}) {
 		t.Fatalf("coordinators ls: exit %d, %q %q (%v)", code, out, errOut, err)
 	}
 	for i, c := range listed {
