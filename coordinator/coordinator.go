@@ -217,7 +217,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("loading repositories: %w", err)
 	}
 	c.repos.reset(repos, time.Time{})
-	c.dispatcher.setLimits(c.repos.limits())
+	c.applyLimits()
 	for _, r := range repos {
 		if err := c.sealURLCredential(ctx, r); err != nil {
 			c.log.Warn("a repository's URL holds a credential in clear", "repo", r.Name, "error", err)

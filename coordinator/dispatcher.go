@@ -76,7 +76,7 @@ func (d *dispatcher) placeNow(b *Build) *agentConn {
 }
 
 // setLimits makes limits the repositories' bounds on their builds running
-// at once (0 or absent: none).
+// at once (each above 0; absent: none).
 func (d *dispatcher) setLimits(limits map[string]int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -91,10 +91,8 @@ func (d *dispatcher) repoLimits() *repoLimits {
 		return nil
 	}
 	l := &repoLimits{max: d.limits, active: make(map[string]int, len(d.limits))}
-	for repo, n := range d.limits {
-		if n > 0 {
-			l.active[repo] = d.leases.runningOf(repo) + d.placing[repo]
-		}
+	for repo := range d.limits {
+		l.active[repo] = d.leases.runningOf(repo) + d.placing[repo]
 	}
 	return l
 }

@@ -57,32 +57,21 @@ func (c *Coordinator) recover(agent string, refs []attemptRef, reason string) {
 // attempt, which exists for reason; or ends the build in error when that
 // was its last attempt.
 func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string) {
-	if l, ok := c.leases.current(b.ID); ok && l.attempt == b.Attempt && l.canceled != "" {
-		// The coordinator had canceled it (superseded, timed out): it
-		// ends so, rather than runs again.
-		c.dispatcher.dropLease(b.ID, b.Attempt)
-		if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Canceled, l.canceled); err == nil {
-			c.buildEnded(b.ID, l.forge, events.Canceled, l.canceled)
-		} else {
-			c.notifyEnded(b.ID)
-		}
-		return
+	canceled := "" // why the coordinator canceled the attempt, if it did
+	if l, ok := c.leases.current(b.ID); ok && l.attempt == b.Attempt {
+		canceled = l.canceled
 	}
 	conn := c.agents.connected(b.Agent)
 	c.dispatcher.dropLease(b.ID, b.Attempt)
 	if conn != nil {
 		conn.cancel(b.ID, b.Attempt) // late, but it frees the agent
 	}
-	if b.Attempt >= c.cfg.MaxAttempts {
-		msg := fmt.Sprintf("%s: attempt %d was the last", reason, b.Attempt)
-		if err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, events.Error, msg); err == nil {
-			c.buildEnded(b.ID, c.statuses.refOf(&b), events.Error, reason)
-		} else {
-			if !errors.Is(err, ErrStale) {
-				c.log.Error("could not end a build", "build", b.ID, "reason", reason, "error", err)
-			}
-			c.notifyEnded(b.ID)
-		}
+	switch {
+	case canceled != "": // superseded, timed out: it ends so, rather than runs again
+		c.endAttempt(ctx, b, events.Canceled, canceled, canceled)
+		return
+	case b.Attempt >= c.cfg.MaxAttempts:
+		c.endAttempt(ctx, b, events.Error, fmt.Sprintf("%s: attempt %d was the last", reason, b.Attempt), reason)
 		return
 	}
 	if err := c.cfg.Store.Requeue(ctx, b.ID, b.Attempt, reason); err != nil {
@@ -99,6 +88,20 @@ func (c *Coordinator) requeueAttempt(ctx context.Context, b Build, reason string
 	c.dispatcher.requeue(&b)
 	c.changed()
 	c.logsEnded(b.ID)
+}
+
+// endAttempt ends b at its running attempt with result and message, as
+// the coordinator decided; its forge's status says summary.
+func (c *Coordinator) endAttempt(ctx context.Context, b Build, result events.Result, message, summary string) {
+	err := c.cfg.Store.Finish(ctx, b.ID, b.Attempt, result, message)
+	if err == nil {
+		c.buildEnded(b.ID, c.statuses.refOf(&b), result, summary)
+		return
+	}
+	if !errors.Is(err, ErrStale) {
+		c.log.Error("could not end a build", "build", b.ID, "result", result, "message", message, "error", err)
+	}
+	c.notifyEnded(b.ID)
 }
 
 // expireLeases sends the builds whose lease ran out back to the queue, as a

@@ -119,7 +119,7 @@ func (s *AdminServer) AddRepo(ctx context.Context, r *fleet.Repo) (*fleet.Repo, 
 		return nil, storeError(err)
 	}
 	s.c.repos.add(repo)
-	s.c.dispatcher.setLimits(s.c.repos.limits())
+	s.c.applyLimits()
 	saved, err := s.c.cfg.Store.GetRepo(ctx, repo.Name)
 	if err != nil {
 		return nil, storeError(err)
@@ -185,7 +185,7 @@ func (s *AdminServer) RemoveRepo(ctx context.Context, r *fleet.RepoRef) (*fleet.
 		return nil, storeError(err)
 	}
 	s.c.repos.remove(repo.Name)
-	s.c.dispatcher.setLimits(s.c.repos.limits())
+	s.c.applyLimits()
 	return repoInfo(repo), nil
 }
 
@@ -389,11 +389,15 @@ func (c *Coordinator) refreshRepos(ctx context.Context) error {
 			return nil, err
 		}
 		c.repos.reset(repos, c.cfg.Now())
-		c.dispatcher.setLimits(c.repos.limits())
+		c.applyLimits()
 		return nil, nil
 	})
 	return err
 }
+
+// applyLimits gives the dispatcher the repositories' limits as this
+// process knows them now.
+func (c *Coordinator) applyLimits() { c.dispatcher.setLimits(c.repos.limits()) }
 
 // reposStale is how old the names of the repositories registered may be
 // when a coordinator sharing its store meets a name it does not know.

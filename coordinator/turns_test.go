@@ -118,19 +118,7 @@ func TestARepositorysLimitOfRunningBuildsHolds(t *testing.T) {
 // do not push a newcomer behind those that wait: it joins the turn being
 // served.
 func TestANewcomerJoinsTheTurnBeingServed(t *testing.T) {
-	d := newTestDispatcher()
-	for n := 1; n <= 3; n++ {
-		b := repoBuild("waiting", n)
-		b.Labels = linux
-		d.add(b)
-	}
-	connectAgent(t, d, "a1", 20, nil)
-	for n := 10; n < 20; n++ {
-		d.add(repoBuild("served", n))
-		if placed, _ := d.pass(); len(placed) != 1 {
-			t.Fatalf("served-%d was not placed: %v", n, placedIDs(placed))
-		}
-	}
+	d := servedPastWaiting(t)
 	d.add(repoBuild("newcomer", 30))
 	if got := queueIDs(d)[:2]; !slices.Equal(got, []string{"waiting-1", "newcomer-30"}) {
 		t.Errorf("queue begins %v, want waiting-1 then newcomer-30, not behind waiting's turns", got)
@@ -159,17 +147,7 @@ func TestAHigherPriorityGoesFirst(t *testing.T) {
 // With builds of several priorities queued, a newcomer still joins the
 // turn being served: the lowest turn queued, whatever its priority.
 func TestANewcomerJoinsTheTurnBeingServedAmongPriorities(t *testing.T) {
-	d := newTestDispatcher()
-	for n := 1; n <= 3; n++ {
-		b := repoBuild("waiting", n)
-		b.Labels = linux
-		d.add(b)
-	}
-	connectAgent(t, d, "a1", 20, nil)
-	for n := 10; n < 20; n++ {
-		d.add(repoBuild("served", n))
-		d.pass()
-	}
+	d := servedPastWaiting(t)
 	// The served repository's next build, high and waiting for a label,
 	// has a late turn: it is first in the queue, yet not the turn served.
 	high := repoBuild("served", 25)
@@ -179,4 +157,25 @@ func TestANewcomerJoinsTheTurnBeingServedAmongPriorities(t *testing.T) {
 	if got := queueIDs(d)[:3]; !slices.Equal(got, []string{"served-25", "waiting-1", "newcomer-30"}) {
 		t.Errorf("queue begins %v, want served-25, waiting-1, newcomer-30", got)
 	}
+}
+
+// servedPastWaiting is a dispatcher whose queue holds three builds of
+// "waiting" that need a label no agent has, after ten builds of "served"
+// were served one by one past them.
+func servedPastWaiting(t *testing.T) *dispatcher {
+	t.Helper()
+	d := newTestDispatcher()
+	for n := 1; n <= 3; n++ {
+		b := repoBuild("waiting", n)
+		b.Labels = linux
+		d.add(b)
+	}
+	connectAgent(t, d, "a1", 20, nil)
+	for n := 10; n < 20; n++ {
+		d.add(repoBuild("served", n))
+		if placed, _ := d.pass(); len(placed) != 1 {
+			t.Fatalf("served-%d was not placed: %v", n, placedIDs(placed))
+		}
+	}
+	return d
 }
